@@ -1,0 +1,3 @@
+"""Root conftest: registers the shared fixture plugins."""
+
+pytest_plugins: list[str] = []
