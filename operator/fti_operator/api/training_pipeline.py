@@ -185,7 +185,9 @@ class DatasetRef(ApiModel):
 class ModelVersionStatus(ApiModel):
     version: Version
     phase: Literal["Training", "Validated", "Rejected", "Failed"]
-    feature_view: FeatureGroupRef | None = None
+    feature_view: FeatureGroupRef | None = Field(default=None, description="Feature view name and version the model was trained on.")
+    feature_groups: list[FeatureGroupRef] | None = Field(
+        default=None, description="Every feature-group version the model's feature view reads (what serving needs materialized).")
     training_dataset: DatasetRef | None = None
     metrics: dict[str, float] | None = None
     storage_uri: str | None = None
