@@ -1,0 +1,1 @@
+"""The versioned stateful layer: artifact store, offline feature store, online store, quarantine."""
