@@ -1,0 +1,69 @@
+# fti-operator — the two commands of the quickstart are `make demo` and `make test`.
+# Everything a fresh machine needs is installed from here; nothing relies on what a
+# previous run left behind except the caches (venv, Go-built control plane), which
+# are rebuilt when missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+STATE_DIR ?= .fti/demo
+PYTEST_ARGS ?=
+
+.PHONY: help install system-deps controlplane crds demo test test-unit test-integration bench clean
+
+help:
+	@echo "make demo          create .venv, install, run the fraud example end to end with online predictions"
+	@echo "make test          install what tests need (venv, redis-server, Go-built control plane) and run them"
+	@echo "make crds          regenerate crds/ (and the chart's copy) from the API models"
+	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl, helm from upstream Go modules"
+
+$(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e './operator[controller]' -e './pipeline_images[training,serving,s3]' -r requirements-dev.txt
+	@touch $@
+
+install: $(STAMP)
+
+# Debian's redis-server backs the Redis online-store tests (started by a pytest fixture).
+system-deps:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server (Debian package)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server missing: apt-get install redis-server (Redis tests will be skipped)"; fi; \
+	fi
+
+controlplane:
+	bash tests/controlplane/build.sh
+
+crds: $(STAMP)
+	$(PY) -m fti_operator.api.crd --out crds/
+	rm -rf charts/fti-operator/crds && cp -r crds charts/fti-operator/crds
+
+demo: $(STAMP)
+	$(VENV)/bin/fti local apply -f examples/fraud/ --state-dir $(STATE_DIR) --predict 5
+
+# pytest exits 5 when it collected no test: that must fail, not pass.
+define run_pytest
+	set +e; $(VENV)/bin/pytest $(1) $(PYTEST_ARGS); rc=$$?; set -e; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+endef
+
+test: $(STAMP) system-deps controlplane
+	$(call run_pytest,tests)
+
+test-unit: $(STAMP)
+	$(call run_pytest,tests/unit)
+
+test-integration: $(STAMP) system-deps controlplane
+	$(call run_pytest,tests/integration)
+
+clean:
+	rm -rf .fti .pytest_cache
