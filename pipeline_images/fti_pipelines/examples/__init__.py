@@ -1,0 +1,1 @@
+"""Runnable examples: data generators and transforms the example manifests refer to."""

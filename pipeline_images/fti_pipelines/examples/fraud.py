@@ -1,0 +1,192 @@
+"""The card-fraud example: a seeded generator of card transactions and card profiles.
+
+Everything is derived from `seed`, so the same parameters always give the same rows
+(the demo, the tests and the benchmarks rely on it); `n_cards` and `days` scale it up.
+
+The labels carry a real, learnable signal, the way card fraud looks in practice:
+a compromised card shows a *burst* of several transactions within a few hours, with
+high amounts, mostly in the `online`, `travel` and `electronics` categories. Young
+card holders (`age_group` 18-25) are compromised more often, which makes `age_group`
+a meaningful sensitive column for the bias gate. A few fraudulent transactions look
+ordinary (label noise), so no model scores a perfect 1.0.
+
+`aggregate_transactions` is the feature pipeline's transform: per-card aggregates
+over 1 hour, 1 day and 7 days, each computed AS OF the transaction's own event time
+(a window ending at that row), so every labelled transaction keeps its label and its
+features never look into the future.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+AGE_GROUPS = ["18-25", "26-40", "41-60", "60+"]
+AGE_SHARE = [0.2, 0.35, 0.3, 0.15]
+# Share of cards compromised during the window, per age group (the bias the gate watches).
+COMPROMISE_RATE = {"18-25": 0.22, "26-40": 0.12, "41-60": 0.09, "60+": 0.12}
+CATEGORIES = ["grocery", "retail", "restaurant", "gas", "online", "travel", "electronics", "health"]
+LEGIT_CATEGORY_P = [0.28, 0.18, 0.16, 0.12, 0.12, 0.04, 0.04, 0.06]
+FRAUD_CATEGORY_P = [0.03, 0.07, 0.02, 0.03, 0.40, 0.22, 0.20, 0.03]
+# Median amount per category (lognormal scale) for ordinary spending.
+CATEGORY_MEDIAN = {"grocery": 45, "retail": 60, "restaurant": 35, "gas": 50, "online": 55,
+                   "travel": 220, "electronics": 180, "health": 70}
+DEFAULT_START = "2026-09-01T00:00:00Z"
+FIRST_CC_NUM = 4_000_000_000_000_000
+N_MERCHANTS = 800
+
+
+def _start(start: str | datetime) -> pd.Timestamp:
+    ts = pd.Timestamp(start)
+    return ts.tz_localize(timezone.utc) if ts.tzinfo is None else ts.tz_convert(timezone.utc)
+
+
+def _card_arrays(n_cards: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cc_num, age_group, credit_limit per card: shared by both generators so they agree."""
+    rng = np.random.default_rng([seed, 1])
+    cc_num = FIRST_CC_NUM + np.arange(n_cards, dtype=np.int64)
+    age = rng.choice(np.array(AGE_GROUPS), size=n_cards, p=AGE_SHARE)
+    base = np.select([age == "18-25", age == "26-40", age == "41-60"], [1500.0, 4000.0, 6000.0], 5000.0)
+    credit_limit = np.round(base * rng.lognormal(0.0, 0.35, size=n_cards), -1)
+    return cc_num, age, credit_limit
+
+
+def card_profiles(n_cards: int = 2000, seed: int = 7, start: str = DEFAULT_START) -> pd.DataFrame:
+    """One profile row per card, valid from a time before the transaction window.
+
+    Columns: cc_num (int64), event_time (UTC), age_group, credit_limit (float64).
+    """
+    _check_positive(n_cards=n_cards)
+    cc_num, age, credit_limit = _card_arrays(n_cards, seed)
+    rng = np.random.default_rng([seed, 2])
+    # Profiles were created 1 to 1000 days before the window starts.
+    created = _start(start) - pd.to_timedelta(rng.uniform(1, 1000, size=n_cards), unit="D")
+    return pd.DataFrame({
+        "cc_num": cc_num,
+        "event_time": pd.DatetimeIndex(created).floor("s"),
+        "age_group": pd.array(age, dtype="string"),
+        "credit_limit": credit_limit,
+    })
+
+
+def transactions(n_cards: int = 2000, days: int = 30, seed: int = 7, start: str = DEFAULT_START,
+                 tx_per_day: float = 2.0, noise: float = 0.08) -> pd.DataFrame:
+    """Card transactions over `days` from `start`, sorted by event time, with is_fraud labels.
+
+    Columns: tx_id, cc_num, event_time (UTC, unique per card), amount, category, merchant, is_fraud (0/1).
+    `noise` is the share of fraudulent transactions that look ordinary.
+    """
+    _check_positive(n_cards=n_cards, days=days, tx_per_day=tx_per_day)
+    if not 0 <= noise < 1:
+        raise ValueError(f"noise must be in [0, 1), got {noise!r}")
+    rng = np.random.default_rng([seed, 3])
+    cc_num, age, _ = _card_arrays(n_cards, seed)
+    window = days * 86400.0
+
+    # Ordinary spending: a per-card activity level, uniform times, category-dependent amounts.
+    activity = rng.gamma(2.0, 0.5, size=n_cards)
+    counts = rng.poisson(tx_per_day * days * activity)
+    card = np.repeat(np.arange(n_cards), counts)
+    n_legit = card.size
+    legit_cat = rng.choice(len(CATEGORIES), size=n_legit, p=LEGIT_CATEGORY_P)
+    medians = np.array([CATEGORY_MEDIAN[c] for c in CATEGORIES])
+    legit = {
+        "card": card,
+        "t": rng.uniform(0, window, size=n_legit),
+        "amount": medians[legit_cat] * rng.lognormal(0.0, 0.6, size=n_legit),
+        "cat": legit_cat,
+        "fraud": np.zeros(n_legit, dtype=np.int64),
+    }
+
+    # Fraud: compromised cards get a burst of 2-9 transactions within a few hours.
+    rates = np.array([COMPROMISE_RATE[a] for a in age])
+    compromised = np.flatnonzero(rng.random(n_cards) < rates)
+    burst = 2 + rng.poisson(3, size=compromised.size).clip(max=7)
+    f_card = np.repeat(compromised, burst)
+    n_fraud = f_card.size
+    burst_start = np.repeat(rng.uniform(0, window - 6 * 3600, size=compromised.size), burst)
+    ordinary = rng.random(n_fraud) < noise  # fraud that looks like normal spending
+    f_cat = np.where(ordinary, rng.choice(len(CATEGORIES), size=n_fraud, p=LEGIT_CATEGORY_P),
+                     rng.choice(len(CATEGORIES), size=n_fraud, p=FRAUD_CATEGORY_P))
+    f_amount = np.where(ordinary, medians[f_cat] * rng.lognormal(0.0, 0.6, size=n_fraud),
+                        rng.uniform(150, 1500, size=n_fraud) * rng.lognormal(0.0, 0.3, size=n_fraud))
+    fraud = {
+        "card": f_card,
+        "t": burst_start + rng.uniform(0, 4 * 3600, size=n_fraud),
+        "amount": f_amount,
+        "cat": f_cat,
+        "fraud": np.ones(n_fraud, dtype=np.int64),
+    }
+
+    parts = {k: np.concatenate([legit[k], fraud[k]]) for k in legit}
+    # Whole seconds, unique per card: a (cc_num, event_time) pair identifies a transaction.
+    seconds = np.floor(parts["t"]).astype(np.int64)
+    order = np.lexsort((seconds, parts["card"]))
+    card_sorted, sec_sorted = parts["card"][order], seconds[order]
+    dup_rank = pd.Series(sec_sorted).groupby([card_sorted, sec_sorted]).cumcount().to_numpy()
+    seconds[order] = sec_sorted + dup_rank  # collisions move on by one second each
+    merchant = rng.integers(0, N_MERCHANTS, size=seconds.size)
+
+    df = pd.DataFrame({
+        "cc_num": cc_num[parts["card"]],
+        "event_time": _start(start) + pd.to_timedelta(seconds, unit="s"),
+        "amount": np.round(parts["amount"], 2),
+        "category": pd.array(np.array(CATEGORIES)[parts["cat"]], dtype="string"),
+        "merchant": pd.array(np.char.add("m_", merchant.astype(str)), dtype="string"),
+        "is_fraud": parts["fraud"],
+    })
+    df = df.sort_values(["event_time", "cc_num"], kind="stable", ignore_index=True)
+    df.insert(0, "tx_id", np.arange(len(df), dtype=np.int64))
+    return df
+
+
+def aggregate_transactions(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-card window aggregates as of each transaction (the window ends at that row).
+
+    Adds amount_sum_1h, tx_count_1h, amount_sum_1d, tx_count_1d, amount_avg_7d,
+    amount_max_7d and tx_count_7d; keeps every input row and column (the label too).
+    """
+    missing = [c for c in ("cc_num", "event_time", "amount") if c not in df.columns]
+    if missing:
+        raise ValueError(f"aggregate_transactions needs columns {', '.join(missing)}")
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("tx", df)
+        out = con.execute("""
+            SELECT *,
+                   sum(amount) OVER w1h AS amount_sum_1h,
+                   count(*)    OVER w1h AS tx_count_1h,
+                   sum(amount) OVER w1d AS amount_sum_1d,
+                   count(*)    OVER w1d AS tx_count_1d,
+                   avg(amount) OVER w7d AS amount_avg_7d,
+                   max(amount) OVER w7d AS amount_max_7d,
+                   count(*)    OVER w7d AS tx_count_7d
+            FROM tx
+            WINDOW w1h AS (PARTITION BY cc_num ORDER BY event_time RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW),
+                   w1d AS (PARTITION BY cc_num ORDER BY event_time RANGE BETWEEN INTERVAL 1 DAY PRECEDING AND CURRENT ROW),
+                   w7d AS (PARTITION BY cc_num ORDER BY event_time RANGE BETWEEN INTERVAL 7 DAYS PRECEDING AND CURRENT ROW)
+            ORDER BY event_time, cc_num
+        """).df()
+    finally:
+        con.close()
+    for col in ("amount_sum_1h", "amount_sum_1d", "amount_avg_7d", "amount_max_7d"):
+        out[col] = out[col].astype("float64").round(2)
+    for col in ("tx_count_1h", "tx_count_1d", "tx_count_7d"):
+        out[col] = out[col].astype("int64")
+    for col in ("category", "merchant"):
+        if col in out.columns:
+            out[col] = out[col].astype("string")
+    return out
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value or value <= 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+__all__ = ["aggregate_transactions", "card_profiles", "transactions", "AGE_GROUPS", "CATEGORIES"]
