@@ -1,0 +1,269 @@
+"""Start and stop one control plane: etcd, kube-apiserver, kube-controller-manager.
+
+All three listen on free ports on 127.0.0.1 and keep their state in one temp
+directory, so parallel sessions never collide and nothing outlives ``stop()``.
+There is no kubelet and no scheduler: pods are bound and executed by
+pod_runner.py, the way a kubelet would complete them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from . import pki as pki_mod
+from .binaries import Binaries
+from .processes import ManagedProcess
+from .wait import wait_until
+
+SERVICE_CIDR = "10.0.0.0/24"
+STARTUP_TIMEOUT = float(os.environ.get("FTI_CONTROLPLANE_STARTUP_TIMEOUT", "120"))
+# No kubelet heartbeats the runner's fake Node, so the node-lifecycle controllers
+# would taint it unreachable and evict every pod; everything else runs as upstream.
+DISABLED_CONTROLLERS = ("-node-lifecycle-controller", "-taint-eviction-controller")
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel says are free now (held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class ControlPlaneError(RuntimeError):
+    """A component did not start; the message carries the tail of its log."""
+
+
+class ControlPlane:
+    """A running control plane. Use ``start()``/``stop()`` or ``with``."""
+
+    def __init__(self, binaries: Binaries, workdir: Path) -> None:
+        self.binaries = binaries
+        self.workdir = Path(workdir)
+        self.processes: list[ManagedProcess] = []
+        self.startup_seconds: float | None = None
+        self.server = ""
+        self.kubeconfig = self.workdir / "admin.kubeconfig"
+        self.pki: pki_mod.Pki | None = None
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> "ControlPlane":
+        t0 = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - t0
+        return self
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.pki = pki = pki_mod.generate(self.workdir / "pki")
+        etcd_client, etcd_peer, api_port, kcm_port = free_ports(4)
+        self.server = f"https://127.0.0.1:{api_port}"
+        self.etcd_url = f"http://127.0.0.1:{etcd_client}"
+        logs = self.workdir / "logs"
+
+        etcd = self._spawn("etcd", [
+            self.binaries.path("etcd"),
+            "--name=default",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={self.etcd_url}",
+            f"--advertise-client-urls={self.etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+            # Test data is disposable; skipping fsync makes etcd fast on slow disks.
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ], logs)
+        self._await(etcd, lambda: self._http_json(f"{self.etcd_url}/health").get("health") == "true", "etcd /health")
+
+        apiserver = self._spawn("kube-apiserver", [
+            self.binaries.path("kube-apiserver"),
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.apiserver.cert}",
+            f"--tls-private-key-file={pki.apiserver.key}",
+            f"--client-ca-file={pki.ca.cert}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            # PodSecurity and the other defaults stay on; NodeRestriction as in kubeadm.
+            "--enable-admission-plugins=NodeRestriction",
+            # The "kubernetes" Endpoints may not hold a loopback address; without
+            # this the reconciler logs an error every few seconds.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+        ], logs)
+        self._write_kubeconfig(self.kubeconfig, pki.admin, "fti-test-admin")
+        self._await(apiserver, lambda: self._https_text("/readyz") == "ok", "kube-apiserver /readyz")
+
+        kcm_kubeconfig = self.workdir / "controller-manager.kubeconfig"
+        self._write_kubeconfig(kcm_kubeconfig, pki.controller_manager, "system:kube-controller-manager")
+        kcm = self._spawn("kube-controller-manager", [
+            self.binaries.path("kube-controller-manager"),
+            f"--kubeconfig={kcm_kubeconfig}",
+            f"--authentication-kubeconfig={kcm_kubeconfig}",
+            f"--authorization-kubeconfig={kcm_kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={kcm_port}",
+            f"--cert-dir={self.workdir / 'kcm-certs'}",
+            "--leader-elect=false",
+            "--controllers=" + ",".join(("*",) + DISABLED_CONTROLLERS),
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca.cert}",
+            f"--cluster-signing-cert-file={pki.ca.cert}",
+            f"--cluster-signing-key-file={pki.ca.key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--use-service-account-credentials=false",
+            "--profiling=false",
+            "--v=1",
+        ], logs)
+        self._await(
+            kcm,
+            lambda: self._https_text("/healthz", f"https://127.0.0.1:{kcm_port}", verify=False) == "ok",
+            "kube-controller-manager /healthz",
+        )
+        # The service-account controller creating "default" proves the controllers
+        # are actually reconciling, not just serving /healthz.
+        self._await(
+            kcm,
+            lambda: self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
+            "the default ServiceAccount (controller manager reconciling)",
+        )
+
+    def _spawn(self, name: str, argv: list[str], logs: Path) -> ManagedProcess:
+        proc = ManagedProcess(name, argv, logs / f"{name}.log", env=self._base_env(), die_with_parent=True)
+        self.processes.append(proc.start())
+        return proc
+
+    def _await(self, proc: ManagedProcess, ready, what: str) -> None:
+        def check():
+            if not proc.alive():
+                raise ControlPlaneError(
+                    f"{proc.name} exited with {proc.popen.returncode} before {what}:\n{proc.log_tail()}"
+                )
+            try:
+                return ready()
+            except (OSError, urllib.error.URLError, ValueError):
+                return False  # not listening yet
+
+        try:
+            wait_until(check, timeout=STARTUP_TIMEOUT, interval=0.1, description=what)
+        except TimeoutError as exc:
+            raise ControlPlaneError(f"{exc}\n--- {proc.name} log tail ---\n{proc.log_tail()}") from exc
+
+    # ---------------------------------------------------------------- clients
+    def _ssl_context(self, verify: bool = True) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca.cert))
+        if not verify:  # kube-controller-manager serves a self-signed certificate
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(str(self.pki.admin.cert), str(self.pki.admin.key))
+        return ctx
+
+    def _https_text(self, path: str, base: str | None = None, verify: bool = True) -> str:
+        with urllib.request.urlopen(f"{base or self.server}{path}", context=self._ssl_context(verify), timeout=5) as r:
+            return r.read().decode()
+
+    @staticmethod
+    def _http_json(url: str) -> dict:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+
+    def get(self, path: str) -> dict:
+        """GET a raw API path as the admin (e.g. ``/version``)."""
+        return json.loads(self._https_text(path))
+
+    def _write_kubeconfig(self, path: Path, pair: pki_mod.CertPair, user: str) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fti-test", "cluster": {
+                "server": self.server, "certificate-authority": str(self.pki.ca.cert)}}],
+            "users": [{"name": user, "user": {
+                "client-certificate": str(pair.cert), "client-key": str(pair.key)}}],
+            "contexts": [{"name": "fti-test", "context": {"cluster": "fti-test", "user": user}}],
+            "current-context": "fti-test",
+        }
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+        env["PATH"] = f"{self.binaries.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess that should talk to this cluster."""
+        env = self._base_env()
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        # Helm keeps its repositories/cache per session, never in the user's home.
+        for var, sub in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")):
+            env[var] = str(self.workdir / "helm" / sub)
+        return env
+
+    def api_client(self):
+        """A kubernetes.client.ApiClient for the admin user (a new one per call)."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def _run(self, tool: str, args, check: bool, input: str | None, timeout: float) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [self.binaries.path(tool), *map(str, args)],
+            env=self.env(), input=input, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
+        return result
+
+    def kubectl(self, *args, check: bool = True, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run kubectl against this cluster; raises CalledProcessError (with stderr) if ``check``."""
+        return self._run("kubectl", args, check, input, timeout)
+
+    def helm(self, *args, check: bool = True, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run helm against this cluster (KUBECONFIG and private HELM_* homes set)."""
+        return self._run("helm", args, check, input, timeout)
+
+    def logs(self, component: str) -> str:
+        """The log of one component (``etcd``, ``kube-apiserver``, ``kube-controller-manager``)."""
+        return (self.workdir / "logs" / f"{component}.log").read_text(errors="replace")
+
+    # ------------------------------------------------------------------- stop
+    def stop(self) -> None:
+        # Reverse order: the controller manager first, etcd last, so nobody logs
+        # a storm of connection errors about a dependency that went away.
+        for proc in reversed(self.processes):
+            proc.stop(grace=10)
+        self.processes.clear()
+
+    def __enter__(self) -> "ControlPlane":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,139 @@
+"""pytest fixtures for the real control plane (DESIGN §7).
+
+- ``control_plane`` (session): etcd + kube-apiserver + kube-controller-manager
+  with the KServe CRD installed; a ``ControlPlane`` (``.kubeconfig``,
+  ``.server``, ``.api_client()``, ``.kubectl()``, ``.helm()``, ``.env()``).
+- ``pod_runner`` (session): the kubelet stand-in; ``.add_image()``, ``.logs()``.
+- ``namespace`` (function): a fresh namespace per test, deleted afterwards.
+- ``k8s`` (session): one shared ``ApiClient``.
+
+Missing binaries skip the tests with instructions, unless
+``FTI_REQUIRE_CONTROLPLANE=1`` (CI), which turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .binaries import MissingBinaries, find_binaries
+from .cluster import ControlPlane
+from .processes import stop_all
+
+REQUIRE_ENV = "FTI_REQUIRE_CONTROLPLANE"
+KEEP_ENV = "FTI_KEEP_CONTROLPLANE_DIR"  # keep the temp dir (logs, etcd) for debugging
+
+
+def _required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "").lower() in ("1", "true", "yes")
+
+
+def _report(request, line: str) -> None:
+    """Print past pytest's capture, so the startup time shows in every run."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def control_plane(request):
+    try:
+        binaries = find_binaries()
+    except MissingBinaries as exc:
+        if _required():
+            pytest.fail(f"{REQUIRE_ENV}=1 but the control plane is unavailable: {exc}", pytrace=False)
+        pytest.skip(f"integration tests need the test control plane: {exc}")
+    workdir = Path(tempfile.mkdtemp(prefix="fti-controlplane-"))
+    plane = ControlPlane(binaries, workdir)
+    try:
+        plane.start()
+        _report(request, f"control plane {binaries.k8s_version} up in {plane.startup_seconds:.1f}s at {plane.server} "
+                         f"(kubeconfig {plane.kubeconfig})")
+        from .kserve import install_crd
+
+        with plane.api_client() as api:
+            install_crd(api)
+        yield plane
+    finally:
+        plane.stop()
+        stop_all()  # anything a test started and forgot
+        if os.environ.get(KEEP_ENV):
+            _report(request, f"control plane files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def k8s(control_plane):
+    """A kubernetes ``ApiClient`` for the admin, shared by the session."""
+    api = control_plane.api_client()
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def pod_runner(control_plane):
+    from .pod_runner import PodRunner
+
+    api = control_plane.api_client()
+    runner = PodRunner(api, root=control_plane.workdir / "pod-runner").start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        api.close()
+
+
+@pytest.fixture
+def namespace(request, k8s):
+    """A unique namespace with its default ServiceAccount, deleted after the test.
+
+    Labels can be requested with ``@pytest.mark.namespace_labels({...})``.
+    """
+    from kubernetes import client
+
+    from .wait import wait_until
+
+    core = client.CoreV1Api(k8s)
+    base = request.node.name.lower().replace("_", "-")
+    name = "t-" + "".join(ch for ch in base if ch.isalnum() or ch == "-")[:40].strip("-") + "-" + uuid.uuid4().hex[:6]
+    marker = request.node.get_closest_marker("namespace_labels")
+    labels = {"fti.dev/test": "true", **(marker.args[0] if marker else {})}
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+    try:
+        # ServiceAccount admission rejects pods until the controller made "default".
+        wait_until(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
+                   timeout=30, description=f"ServiceAccount {name}/default")
+        yield name
+    finally:
+        runner = request.getfixturevalue("pod_runner") if "pod_runner" in request.fixturenames else None
+        failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+        if runner is not None and failed:
+            request.node.add_report_section("call", "pod logs", runner.dump(name) or "(no pod ran)")
+        try:
+            core.delete_namespace(name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's report on the item, so teardown knows the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "namespace_labels(labels): labels for the `namespace` fixture's namespace")
+
+
+__all__ = ["control_plane", "k8s", "pod_runner", "namespace", "pytest_runtest_makereport", "pytest_configure"]

@@ -1,0 +1,200 @@
+"""The tests' stand-in for kubelet and a container runtime.
+
+``PodRunner`` registers one Node (``fti-runner``), watches Pods in all
+namespaces, and for every unscheduled pod starts a ``PodWorker`` that binds it
+to that node and runs its containers as local processes (see pod_worker.py).
+The real Job, CronJob and garbage-collector controllers then take it from there.
+
+Images map to local programs through ``runner.images`` (images.py); each
+container's combined stdout/stderr is kept under ``runner.root/logs`` and read
+with ``runner.logs(namespace, pod, container)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from pathlib import Path
+
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from .images import Handler, ImageMap, default_image_map
+from .pod_status import now
+from .pod_worker import PodWorker
+from .wait import wait_until
+
+log = logging.getLogger(__name__)
+
+NODE_NAME = "fti-runner"
+WATCH_TIMEOUT = 30  # seconds; re-list afterwards so a silently dead watch heals
+
+
+class PodRunner:
+    """Start with ``start()``, stop with ``stop()`` (kills every pod process)."""
+
+    def __init__(self, api_client: client.ApiClient, root: Path | None = None, images: ImageMap | None = None) -> None:
+        self.api = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.root = Path(root or tempfile.mkdtemp(prefix="fti-pod-runner-"))
+        self.images = images or default_image_map()
+        self.node_name = NODE_NAME
+        self._workers: dict[str, PodWorker] = {}  # by pod uid
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch_loop, name="pod-runner-watch", daemon=True)
+        self._error: BaseException | None = None
+
+    # ------------------------------------------------------------------ API
+    def add_image(self, pattern: str, handler: Handler):
+        """Map an image (repository pattern, see ImageMap) to a handler; returns a remover."""
+        return self.images.add(pattern, handler)
+
+    def log_dir(self, namespace: str, pod: str) -> Path:
+        path = self.root / "logs" / namespace / pod
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
+        """Combined stdout/stderr of a pod's container (all attempts); the first container by default."""
+        directory = self.root / "logs" / namespace / pod
+        if container is None:
+            files = sorted(directory.glob("*.log"))
+            if not files:
+                return ""
+            path = files[0] if len(files) == 1 else self._first_container_log(namespace, pod, files)
+        else:
+            path = directory / f"{container}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _first_container_log(self, namespace: str, pod: str, files: list[Path]) -> Path:
+        try:
+            first = self.core.read_namespaced_pod(pod, namespace).spec.containers[0].name
+            return files[0].parent / f"{first}.log"
+        except ApiException:
+            return files[0]
+
+    def dump(self, namespace: str) -> str:
+        """Every log of every pod in ``namespace``, for a failing test's report."""
+        out = []
+        for path in sorted((self.root / "logs" / namespace).glob("*/*.log")):
+            out.append(f"===== {path.parent.name}/{path.stem} =====\n{path.read_text(errors='replace')}")
+        return "\n".join(out)
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> "PodRunner":
+        self._register_node()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.join(timeout=30)
+        self._thread.join(timeout=WATCH_TIMEOUT + 5)
+
+    def bind(self, pod: dict) -> None:
+        """What the scheduler would do: bind the pod to the runner's node."""
+        meta = pod["metadata"]
+        body = client.V1Binding(
+            metadata=client.V1ObjectMeta(name=meta["name"], uid=meta["uid"]),
+            target=client.V1ObjectReference(kind="Node", name=self.node_name, api_version="v1"),
+        )
+        # The response is a Status, which the generated client cannot deserialise
+        # as a V1Binding; skip deserialisation.
+        self.core.create_namespaced_pod_binding(meta["name"], meta["namespace"], body, _preload_content=False)
+
+    def _register_node(self) -> None:
+        node = client.V1Node(
+            metadata=client.V1ObjectMeta(name=self.node_name, labels={
+                "kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux", "fti.dev/test-runner": "true"}),
+        )
+        try:
+            self.core.create_node(node)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        # Node status is ignored on create; a kubelet reports it through nodes/status.
+        status = {
+            "conditions": [{
+                "type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "fti pod runner is ready", "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.node_name}],
+            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+            "nodeInfo": {
+                "architecture": "amd64", "operatingSystem": "linux", "osImage": "fti pod runner",
+                "kernelVersion": "", "containerRuntimeVersion": "fti-runner://1", "kubeletVersion": "", "kubeProxyVersion": "",
+                "bootID": "", "machineID": "", "systemUUID": ""},
+        }
+        self.core.patch_node_status(self.node_name, {"status": status}, _content_type="application/merge-patch+json")
+
+    # ------------------------------------------------------------------ watch
+    def _watch_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                pods = self.core.list_pod_for_all_namespaces()
+                for pod in pods.items:
+                    self._handle(self.api.sanitize_for_serialization(pod))
+                stream = watch.Watch()
+                for event in stream.stream(
+                    self.core.list_pod_for_all_namespaces,
+                    resource_version=pods.metadata.resource_version,
+                    timeout_seconds=WATCH_TIMEOUT,
+                    _request_timeout=WATCH_TIMEOUT + 5,
+                ):
+                    if self._stopping.is_set():
+                        stream.stop()
+                        break
+                    obj = self.api.sanitize_for_serialization(event["object"])
+                    if event["type"] == "DELETED":
+                        self._forget(obj)
+                    elif event["type"] in ("ADDED", "MODIFIED"):
+                        self._handle(obj)
+            except ApiException as exc:
+                if exc.status != 410:  # 410 Gone: our resourceVersion expired, re-list
+                    log.warning("pod runner watch failed: %s", exc)
+                    self._stopping.wait(1.0)
+            except Exception as exc:  # keep the runner alive; the re-list recovers
+                log.warning("pod runner watch error: %r", exc)
+                self._stopping.wait(1.0)
+
+    def _handle(self, pod: dict) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        uid = meta["uid"]
+        with self._lock:
+            worker = self._workers.get(uid)
+        if meta.get("deletionTimestamp"):
+            if worker is not None and not worker.finished.is_set():
+                worker.stop(pod)
+            elif spec.get("nodeName") == self.node_name:
+                # Nothing runs any more; confirm the deletion as kubelet would.
+                PodWorker(self, pod)._confirm_deletion()
+            return
+        if worker is not None or spec.get("nodeName") or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return  # already ours, or bound elsewhere, or finished
+        if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
+            return  # another scheduler's pod is not ours to bind
+        worker = PodWorker(self, pod)
+        with self._lock:
+            self._workers[uid] = worker
+        worker.start()
+
+    def _forget(self, pod: dict) -> None:
+        with self._lock:
+            worker = self._workers.pop(pod["metadata"]["uid"], None)
+        if worker is not None and not worker.finished.is_set():
+            worker.stop(pod)
+
+    def wait_for_phase(self, namespace: str, pod: str, phases=("Succeeded", "Failed"), timeout: float = 60) -> client.V1Pod:
+        """Poll until the pod reaches one of ``phases``; returns the pod."""
+        def reached():
+            obj = self.core.read_namespaced_pod(pod, namespace)
+            return obj if obj.status.phase in phases else None
+
+        return wait_until(reached, timeout=timeout, description=f"pod {namespace}/{pod} in {phases}")
