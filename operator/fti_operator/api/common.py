@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "fti.dev"
@@ -25,16 +25,57 @@ IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 # module.path:function, importable inside the pipeline image.
 CALLABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
 DOTTED_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
-# A CEL-side approximation of a cron line (5 fields or a macro); croniter does the exact check.
-CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+URI_PATTERN = r"^(file|s3|gs|az|memory)://.+"
+# metadata.name of our objects: a DNS-1035 label (KServe requires the leading letter),
+# at most 52 characters like a CronJob's, so children can carry it.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+MAX_NAME_LENGTH = 52
+
+
+def _cron_field(value: str, names: str = "") -> str:
+    """One cron field: *, ?, values, ranges, lists and steps (robfig/cron's standard syntax)."""
+    atom = f"({value}{'|' + names if names else ''})"
+    item = rf"(\*|{atom}(-{atom})?)(/[1-9][0-9]{{0,1}})?"
+    return rf"{item}(,{item})*"
+
+
+_MONTHS = "|".join(m + "|" + m.lower() for m in "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())
+_DAYS = "|".join(d + "|" + d.lower() for d in "SUN MON TUE WED THU FRI SAT".split())
+# What both the Kubernetes CronJob controller (robfig/cron ParseStandard) and croniter accept:
+# five fields with in-range values, or a macro. One regex, used by the CRD's CEL rule and by
+# the Python validator, so a cluster and the embedded runner reject the same schedules.
+CRON_PATTERN = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + r"\s+".join([
+        _cron_field(r"[0-5]?[0-9]"),                  # minute 0-59
+        _cron_field(r"[01]?[0-9]|2[0-3]"),            # hour 0-23
+        r"(\?|" + _cron_field(r"0?[1-9]|[12][0-9]|3[01]") + ")",  # day of month 1-31
+        _cron_field(r"0?[1-9]|1[0-2]", _MONTHS),     # month 1-12
+        r"(\?|" + _cron_field(r"[0-6]", _DAYS) + ")",  # day of week 0-6 (Sunday = 0)
+    ])
+    + r")$"
+)
+CRON_MESSAGE = "schedule must be a cron expression with 5 fields in range (minute hour day-of-month month day-of-week, e.g. '*/15 * * * *') or a macro like @hourly"
+
+
+class FieldError(ValueError):
+    """A cross-field check failing on one named sub-field (camelCase, relative to the model).
+
+    manifests.format_validation_error appends `field` to the error location, so the
+    Python message names the same path as the CRD's CEL rule with that fieldPath.
+    """
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
-    """One `x-kubernetes-validations` entry."""
+    """One `x-kubernetes-validations` entry; `field_path` is relative to the rule's object."""
     entry = {"rule": rule, "message": message}
     if field_path:
-        entry["fieldPath"] = field_path
+        entry["fieldPath"] = field_path if field_path.startswith(".") else "." + field_path
     if reason:
         entry["reason"] = reason
     return entry
@@ -45,14 +86,19 @@ def cel_rules(*rules: dict[str, str]) -> dict[str, Any]:
 
 
 def _check_cron(value: str) -> str:
-    if not croniter.is_valid(value):
-        raise ValueError(f"{value!r} is not a valid cron schedule (5 fields, e.g. '*/15 * * * *')")
+    # croniter is the second opinion: it is what the embedded runner schedules with.
+    if not re.fullmatch(CRON_PATTERN, value) or not croniter.is_valid(value):
+        raise ValueError(f"{CRON_MESSAGE}; got {value!r}")
     return value
 
 
 CronSchedule = Annotated[
     str,
-    Field(pattern=CRON_PATTERN, description="Cron schedule in the CronJob syntax, e.g. '*/15 * * * *'. Absent: run once."),
+    Field(
+        max_length=128,
+        description="Cron schedule in the CronJob syntax (5 fields, e.g. '*/15 * * * *', or @hourly/@daily/...). Absent: run once.",
+        json_schema_extra=cel_rules(cel(f"self.matches({CRON_PATTERN!r})", CRON_MESSAGE)),
+    ),
     AfterValidator(_check_cron),
 ]
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=63)]
@@ -68,18 +114,31 @@ def parse_duration(value: str) -> float:
 
 
 class ApiModel(BaseModel):
-    """Base of every spec/status model: camelCase on the wire, unknown fields rejected."""
+    """Base of every spec model: camelCase on the wire, unknown fields rejected.
+
+    Strict types: the API server does not turn "2" into 2 or "yes" into true, so
+    neither do we; a manifest the embedded runner accepts is one a cluster accepts.
+    (Timestamps stay lax: YAML hands them over as datetime or str.)
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         validate_assignment=True,
+        strict=True,
     )
 
     def wire(self) -> dict[str, Any]:
         """The camelCase JSON form, without unset/None fields (what goes to the API server)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class StatusModel(ApiModel):
+    """Base of status models: written by the operator from JSON results, so types are lax
+    (a numpy integer or a JSON number is fine) and fields added by a newer operator are kept."""
+
+    model_config = ApiModel.model_config | {"strict": False, "extra": "ignore"}
 
 
 class FeatureGroupRef(ApiModel):
@@ -93,51 +152,108 @@ class FeatureGroupRef(ApiModel):
         return f"{self.name}@v{self.version}"
 
 
+# A Kubernetes quantity ("500m", "1Gi", 2): the API server's own syntax, checked here so a
+# typo fails at admission rather than when the operator creates the Job.
+QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+)?$"
+Quantity = Annotated[
+    int | str,
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True,
+                             **cel_rules(cel(f"type(self) == int ? self >= 0 : self.matches({QUANTITY_PATTERN!r})",
+                                             "must be a Kubernetes quantity such as 500m, 1Gi or 2"))}),
+]
+
+
+def _check_quantities(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    for key, v in (values or {}).items():
+        if isinstance(v, int) and v < 0 or isinstance(v, str) and not re.fullmatch(QUANTITY_PATTERN, v):
+            raise FieldError(key, "must be a Kubernetes quantity such as 500m, 1Gi or 2")
+    return values
+
+
 class ResourceRequirements(ApiModel):
-    requests: dict[str, str | int] | None = Field(default=None, description="Resource requests, e.g. {cpu: 500m, memory: 1Gi}.")
-    limits: dict[str, str | int] | None = Field(default=None, description="Resource limits, e.g. {nvidia.com/gpu: 1}.")
+    """Requests and limits of the pipeline container, as in a Pod spec (GPUs as nvidia.com/gpu)."""
+
+    requests: dict[str, Quantity] | None = Field(default=None, max_length=16,
+                                                 description="Resource requests, e.g. {cpu: 500m, memory: 1Gi}.")
+    limits: dict[str, Quantity] | None = Field(default=None, max_length=16,
+                                               description="Resource limits, e.g. {memory: 2Gi, nvidia.com/gpu: 1}.")
+
+    _requests = field_validator("requests", "limits")(_check_quantities)
 
 
 class SecretKeySelector(ApiModel):
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
+    """A key of a Secret or ConfigMap in the object's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret (or ConfigMap).")
+    key: str = Field(min_length=1, max_length=253, description="Key inside it.")
 
 
 class EnvVarSource(ApiModel):
-    secret_key_ref: SecretKeySelector | None = None
-    config_map_key_ref: SecretKeySelector | None = None
+    """Where an environment variable's value comes from."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel_rules(
+            cel("has(self.secretKeyRef) != has(self.configMapKeyRef)", "exactly one of secretKeyRef and configMapKeyRef must be set"),
+        )
+    }
+
+    secret_key_ref: SecretKeySelector | None = Field(default=None, description="A key of a Secret (credentials go here).")
+    config_map_key_ref: SecretKeySelector | None = Field(default=None, description="A key of a ConfigMap.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "EnvVarSource":
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError("exactly one of secretKeyRef and configMapKeyRef must be set")
+        return self
 
 
 class EnvVar(ApiModel):
     """An environment variable; credentials only by reference (valueFrom)."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    value: str | None = None
-    value_from: EnvVarSource | None = None
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel_rules(
+            cel("has(self.value) != has(self.valueFrom)", "exactly one of value and valueFrom must be set"),
+            cel("!self.name.startsWith('FTI_')", "FTI_* variables are set by the operator (the pipeline contract)", "name"),
+        )
+    }
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128, description="Variable name.")
+    value: str | None = Field(default=None, max_length=32768, description="A literal value (never a credential).")
+    value_from: EnvVarSource | None = Field(default=None, description="A value from a Secret or ConfigMap key.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "EnvVar":
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError("exactly one of value and valueFrom must be set")
+        if self.name.startswith("FTI_"):
+            raise FieldError("name", "FTI_* variables are set by the operator (the pipeline contract)")
+        return self
 
 
 class PodTemplate(ApiModel):
     """Overrides for the pods a kind creates."""
 
-    image: str | None = Field(default=None, description="Container image; defaults to the operator's reference image for the pipeline.")
-    resources: ResourceRequirements | None = None
-    env: list[EnvVar] | None = Field(default=None, description="Extra environment; use valueFrom for secrets.")
-    service_account_name: str | None = None
-    node_selector: dict[str, str] | None = None
+    image: str | None = Field(default=None, min_length=1, max_length=512,
+                              description="Container image; defaults to the operator's reference image for the pipeline.")
+    resources: ResourceRequirements | None = Field(default=None, description="Container resources; GPUs as limits {nvidia.com/gpu: 1}.")
+    env: list[EnvVar] | None = Field(default=None, max_length=64, description="Extra environment; use valueFrom for secrets.")
+    service_account_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253,
+                                             description="ServiceAccount the pods run as (e.g. one with cloud storage access).")
+    node_selector: dict[str, str] | None = Field(default=None, max_length=32, description="Node labels the pods must land on.")
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
-class Condition(ApiModel):
+class Condition(StatusModel):
     """A condition in the Kubernetes API convention."""
 
-    type: str
-    status: ConditionStatus
+    type: str = Field(description="Condition type, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(pattern=r"^[A-Z][A-Za-z0-9]*$", description="CamelCase reason.")
-    message: str = ""
-    last_transition_time: datetime | None = None
-    observed_generation: int | None = None
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: datetime | None = Field(default=None, description="When status last changed.")
+    observed_generation: int | None = Field(default=None, description="The metadata.generation this condition was computed for.")
 
 
 class ObjectMeta(BaseModel):
@@ -145,7 +261,7 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
 
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=52)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
     namespace: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None

@@ -9,12 +9,15 @@ from pydantic import Field, model_validator
 
 from .common import (
     CALLABLE_PATTERN,
+    URI_PATTERN,
     ApiModel,
     Condition,
     CronSchedule,
+    FieldError,
     Identifier,
     ObjectMeta,
     PodTemplate,
+    StatusModel,
     Version,
     cel,
     cel_rules,
@@ -36,23 +39,25 @@ class FeatureGroupSpec(ApiModel):
 
     name: Identifier = Field(description="Feature group name: lower case, digits and underscores.")
     version: Version = Field(description="Feature group version; a breaking schema change needs a new version.")
-    primary_key: list[Identifier] = Field(min_length=1, max_length=8, description="Entity key columns.",
+    primary_key: list[Identifier] = Field(min_length=1, max_length=8, description="Entity key columns (no repeats).",
                                           json_schema_extra={"x-kubernetes-list-type": "set"})
     event_time: Identifier = Field(description="Event-time column: watermark for incremental ingestion and point-in-time joins.")
     online: bool = Field(default=False, description="Also materialize the latest row per key into the online store.")
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=1024, description="What the features mean (shown in the store).")
 
     @model_validator(mode="after")
     def _event_time_not_in_key(self) -> "FeatureGroupSpec":
+        if len(set(self.primary_key)) != len(self.primary_key):
+            raise FieldError("primaryKey", "Duplicate value: primaryKey columns must not repeat")
         if self.event_time in self.primary_key:
-            raise ValueError("eventTime must not be part of primaryKey")
+            raise FieldError("eventTime", "eventTime must not be part of primaryKey")
         return self
 
 
 class GeneratorSpec(ApiModel):
     """A Python callable that produces the raw data (for examples and tests)."""
 
-    function: str = Field(pattern=CALLABLE_PATTERN, description="module:function returning a pandas DataFrame.")
+    function: str = Field(pattern=CALLABLE_PATTERN, max_length=256, description="module:function returning a pandas DataFrame.")
     params: dict[str, Any] | None = Field(default=None, description="Keyword arguments for the function.",
                                           json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
 
@@ -66,10 +71,10 @@ class SourceSpec(ApiModel):
         )
     }
 
-    uri: str | None = Field(default=None, pattern=r"^(file|s3|gs|az|memory)://.+",
+    uri: str | None = Field(default=None, pattern=URI_PATTERN, max_length=1024,
                             description="file:///path/ or s3://bucket/prefix/ (a file or a directory of files).")
     format: Literal["csv", "parquet", "jsonl"] = Field(default="parquet", description="File format of the source.")
-    generator: GeneratorSpec | None = None
+    generator: GeneratorSpec | None = Field(default=None, description="A Python callable producing the raw data, instead of uri.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "SourceSpec":
@@ -79,8 +84,25 @@ class SourceSpec(ApiModel):
 
 
 class Range(ApiModel):
-    min: float | None = None
-    max: float | None = None
+    """An inclusive numeric range; either end may be open."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel_rules(
+            cel("has(self.min) || has(self.max)", "between needs min or max"),
+            cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max", "min"),
+        )
+    }
+
+    min: float | None = Field(default=None, description="Smallest allowed value.")
+    max: float | None = Field(default=None, description="Largest allowed value.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Range":
+        if self.min is None and self.max is None:
+            raise ValueError("between needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise FieldError("min", "min must not exceed max")
+        return self
 
 
 class Expectation(ApiModel):
@@ -90,8 +112,9 @@ class Expectation(ApiModel):
         "json_schema_extra": cel_rules(
             cel("has(self.notNull) || has(self.unique) || has(self.between) || has(self.__in__) || has(self.regex) || has(self.dtype)",
                 "an expectation needs at least one check: notNull, unique, between, in, regex or dtype"),
-            cel("!has(self.between) || !has(self.between.min) || !has(self.between.max) || self.between.min <= self.between.max",
-                "between.min must not exceed between.max", "between"),
+            cel("!has(self.__in__) || self.__in__.all(v, type(v) == string || type(v) == int || type(v) == double || type(v) == bool)",
+                "in: allowed values must be strings, numbers or booleans", "in"),
+            cel("!has(self.regex) || !has(self.dtype) || self.dtype == 'string'", "regex applies to string columns only", "regex"),
         )
     }
 
@@ -99,8 +122,10 @@ class Expectation(ApiModel):
     not_null: bool | None = Field(default=None, description="No missing values.")
     unique: bool | None = Field(default=None, description="No duplicate values.")
     between: Range | None = Field(default=None, description="Inclusive numeric range.")
-    in_: list[str | int | float | bool] | None = Field(default=None, alias="in", min_length=1, description="Allowed values.")
-    regex: str | None = Field(default=None, min_length=1, description="Values must fully match this regular expression.")
+    in_: list[str | int | float | bool] | None = Field(default=None, alias="in", min_length=1, max_length=1000,
+                                                       description="Allowed values (strings, numbers or booleans).",
+                                                       json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}})
+    regex: str | None = Field(default=None, min_length=1, max_length=1024, description="Values must fully match this regular expression.")
     dtype: Literal["int", "float", "string", "bool", "datetime"] | None = Field(default=None, description="Expected column type.")
     mostly: float = Field(default=1.0, gt=0, le=1, description="Fraction of rows that must pass (1.0 = all).")
 
@@ -108,31 +133,37 @@ class Expectation(ApiModel):
     def _has_check(self) -> "Expectation":
         if all(v is None for v in (self.not_null, self.unique, self.between, self.in_, self.regex, self.dtype)):
             raise ValueError("an expectation needs at least one check: notNull, unique, between, in, regex or dtype")
-        if self.between and self.between.min is not None and self.between.max is not None and self.between.min > self.between.max:
-            raise ValueError("between.min must not exceed between.max")
+        if self.regex is not None and self.dtype not in (None, "string"):
+            raise FieldError("regex", "regex applies to string columns only")
         return self
 
 
 class ValidationSpec(ApiModel):
+    """Data expectations checked on every batch before anything is written."""
+
     on_failure: Literal["quarantine", "fail"] = Field(
-        default="quarantine", description="quarantine: keep the failing batch aside and succeed; fail: also fail the run.")
-    expectations: list[Expectation] = Field(default_factory=list, max_length=200)
+        default="quarantine",
+        description="quarantine: keep the failing rows aside (in the store's quarantine) and write the rest; fail: also fail the run.")
+    expectations: list[Expectation] = Field(default_factory=list, max_length=200,
+                                            description="Checks per column: notNull, unique, between, in, regex, dtype, each with a mostly fraction.")
 
 
 class FeaturePipelineSpec(ApiModel):
-    feature_group: FeatureGroupSpec
-    source: SourceSpec
-    transform: str | None = Field(default=None, pattern=CALLABLE_PATTERN,
+    """Desired state of a FeaturePipeline: raw data -> one feature group at one current version."""
+
+    feature_group: FeatureGroupSpec = Field(description="The feature group (name, version, keys) this pipeline writes.")
+    source: SourceSpec = Field(description="Where the raw data comes from.")
+    transform: str | None = Field(default=None, pattern=CALLABLE_PATTERN, max_length=256,
                                   description="module:function applied to the raw DataFrame, importable in the image.")
-    validation: ValidationSpec | None = None
+    validation: ValidationSpec | None = Field(default=None, description="Data expectations; failing rows are quarantined, never dropped.")
     ingestion: Literal["incremental", "full"] = Field(
         default="incremental", description="incremental: only rows newer than the watermark; full: replace the version's data.")
     schedule: CronSchedule | None = None
     suspend: bool = Field(default=False, description="Stop scheduling new runs.")
-    template: PodTemplate | None = None
+    template: PodTemplate | None = Field(default=None, description="Pod overrides: image, resources, env, serviceAccountName, nodeSelector.")
 
 
-class RunResult(ApiModel):
+class RunResult(StatusModel):
     """The last run of one feature-group version, from the pod's termination message."""
 
     job: str
@@ -145,15 +176,15 @@ class RunResult(ApiModel):
     finished_at: datetime | None = None
 
 
-class FeatureGroupVersionStatus(ApiModel):
+class FeatureGroupVersionStatus(StatusModel):
     version: Version
     state: Literal["Active", "Retained", "Retired"]
     last_run: RunResult | None = None
     needed_by: list[str] | None = None
 
 
-class FeaturePipelineStatus(ApiModel):
-    model_config = ApiModel.model_config | {"extra": "ignore"}
+class FeaturePipelineStatus(StatusModel):
+    """Observed state: per feature-group version its state and last run."""
 
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)

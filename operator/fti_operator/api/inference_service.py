@@ -3,47 +3,74 @@
 from __future__ import annotations
 
 from datetime import datetime
+import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .common import (
     DURATION_PATTERN,
+    URI_PATTERN,
     ApiModel,
     Condition,
     CronSchedule,
+    FieldError,
     Identifier,
     ObjectMeta,
     PodTemplate,
     ResourceRequirements,
+    StatusModel,
     Version,
     cel,
     cel_rules,
+    parse_duration,
 )
 
 KIND = "InferenceService"
 PLURAL = "inferenceservices"
 
 
+MODEL_VERSION_MESSAGE = "version must be a positive integer (at most 1000000) or 'latest'"
+
+
 class ModelRef(ApiModel):
+    """The model to serve: a registered name and a version (a number, or latest)."""
+
     name: Identifier = Field(description="Registered model name (TrainingPipeline spec.model.name).")
     version: Union[Version, Literal["latest"]] = Field(
         default="latest",
-        description="A model version number, or 'latest' = the newest Validated version.",
-        json_schema_extra={"x-kubernetes-int-or-string": True},
+        description="A model version number, or 'latest' = the newest Validated version. "
+                    "Naming an earlier number rolls back to it (with its feature-view version).",
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            **cel_rules(cel("type(self) == int ? (self >= 1 && self <= 1000000) : self == 'latest'", MODEL_VERSION_MESSAGE)),
+        },
     )
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        # One message for both branches of the union (pydantic would list two), the CEL rule's.
+        if v == "latest" and isinstance(v, str) or isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000:
+            return v
+        raise ValueError(f"{MODEL_VERSION_MESSAGE}; got {v!r}")
 
 
 class CanarySpec(ApiModel):
-    traffic_percent: int = Field(ge=1, le=99, description="Share of requests the new revision gets until promoted.")
+    """Canary rollout: the new revision gets a share of traffic until it is ready, then is promoted."""
+
+    traffic_percent: int = Field(ge=1, le=99, description="Share of requests (1-99) the new revision gets until promoted.")
 
 
 class OnlineSpec(ApiModel):
+    """Online serving: a KServe InferenceService looking up features of the model's feature-view version."""
+
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             cel("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas", "minReplicas"),
-            cel("self.missingEntity != 'defaults' || has(self.defaults)",
+            cel("self.missingEntity != 'defaults' || (has(self.defaults) && size(self.defaults) > 0)",
                 "missingEntity 'defaults' needs defaults for the looked-up features", "defaults"),
+            cel("!has(self.defaults) || self.missingEntity == 'defaults'", "defaults are used only with missingEntity 'defaults'", "defaults"),
         )
     }
 
@@ -53,28 +80,41 @@ class OnlineSpec(ApiModel):
                                                json_schema_extra={"x-kubernetes-list-type": "set"})
     missing_entity: Literal["reject", "defaults"] = Field(
         default="reject", description="An unknown entity key: reject the request (404) or serve with the declared defaults.")
-    defaults: dict[str, Any] | None = Field(default=None, description="Default feature values for missingEntity: defaults.",
+    defaults: dict[str, Any] | None = Field(default=None, max_length=256,
+                                            description="Default feature values (column: value) for missingEntity: defaults.",
                                             json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    min_replicas: int = Field(default=1, ge=0, le=100)
-    max_replicas: int = Field(default=1, ge=1, le=100)
+    min_replicas: int = Field(default=1, ge=0, le=100, description="Fewest replicas (0 = scale to zero, Serverless mode only).")
+    max_replicas: int = Field(default=1, ge=1, le=100, description="Most replicas.")
     canary: CanarySpec | None = Field(default=None, description="Omit for an immediate rollout.")
-    resources: ResourceRequirements | None = None
+    resources: ResourceRequirements | None = Field(default=None, description="Resources of the serving container.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "OnlineSpec":
         if self.min_replicas > self.max_replicas:
-            raise ValueError("minReplicas must not exceed maxReplicas")
+            raise FieldError("minReplicas", "minReplicas must not exceed maxReplicas")
         if self.missing_entity == "defaults" and not self.defaults:
-            raise ValueError("missingEntity 'defaults' needs defaults for the looked-up features")
+            raise FieldError("defaults", "missingEntity 'defaults' needs defaults for the looked-up features")
+        if self.defaults is not None and self.missing_entity != "defaults":
+            raise FieldError("defaults", "defaults are used only with missingEntity 'defaults'")
         return self
 
 
 class DataLocation(ApiModel):
-    uri: str = Field(pattern=r"^(file|s3|gs|az|memory)://.+")
-    format: Literal["csv", "parquet", "jsonl"] = "parquet"
+    """Files under a URI."""
+
+    uri: str = Field(pattern=URI_PATTERN, max_length=1024, description="file:///path/ or s3://bucket/prefix/.")
+    format: Literal["csv", "parquet", "jsonl"] = Field(default="parquet", description="csv | parquet | jsonl.")
 
 
 class BatchSpec(ApiModel):
+    """Batch scoring: a CronJob (or Job) reading entities and writing predictions."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel_rules(
+            cel("self.input.uri != self.output.uri", "output must not be the input location", "output"),
+        )
+    }
+
     schedule: CronSchedule | None = None
     input: DataLocation = Field(description="The entities to score (must carry the feature view's entity keys).")
     output: DataLocation = Field(description="Where predictions are written; every row carries model and feature-view versions.")
@@ -82,14 +122,38 @@ class BatchSpec(ApiModel):
         default="runTime", description="runTime: point-in-time features as of the run; latest: the newest values.")
     chunk_rows: int = Field(default=100_000, ge=1000, le=10_000_000, description="Rows scored per chunk (bounds memory).")
 
+    @model_validator(mode="after")
+    def _distinct(self) -> "BatchSpec":
+        if self.input.uri == self.output.uri:
+            raise FieldError("output", "output must not be the input location")
+        return self
+
+
+DURATION_MESSAGE = "readinessTimeout must be a duration like 10m, 90s or 1h30m, between 1s and 24h"
+
+
+def _check_timeout(value: str) -> str:
+    if not (re.fullmatch(DURATION_PATTERN, value) and 1 <= parse_duration(value) <= 86400):
+        raise ValueError(f"{DURATION_MESSAGE}; got {value!r}")
+    return value
+
 
 class RolloutSpec(ApiModel):
+    """How a new (model, feature-view) revision replaces the serving one, and how it rolls back."""
+
     auto_rollback: bool = Field(default=True, description="Go back to the previous revision when the new one is not ready in time.")
-    readiness_timeout: Annotated[str, Field(pattern=DURATION_PATTERN)] = Field(default="10m", description="e.g. 10m, 90s.")
-    revision_history_limit: int = Field(default=5, ge=0, le=50)
+    readiness_timeout: Annotated[str, AfterValidator(_check_timeout)] = Field(
+        default="10m", max_length=32, description="How long a new revision may take to become ready, e.g. 10m, 90s.",
+        json_schema_extra=cel_rules(cel(
+            f"self.matches({DURATION_PATTERN!r}) && duration(self) >= duration('1s') && duration(self) <= duration('24h')",
+            DURATION_MESSAGE)))
+    revision_history_limit: int = Field(default=5, ge=0, le=50,
+                                        description="Earlier revisions kept for rollback (their feature versions stay materialized).")
 
 
 class InferenceServiceSpec(ApiModel):
+    """Desired state of an InferenceService: one model served online (KServe) or in batch."""
+
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             cel("self.mode != 'online' || has(self.online)", "mode online needs spec.online", "online"),
@@ -99,27 +163,27 @@ class InferenceServiceSpec(ApiModel):
         )
     }
 
-    model: ModelRef
-    mode: Literal["online", "batch"] = "online"
-    online: OnlineSpec | None = None
-    batch: BatchSpec | None = None
-    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
-    template: PodTemplate | None = None
+    model: ModelRef = Field(description="The model name and version to serve.")
+    mode: Literal["online", "batch"] = Field(default="online", description="online: a KServe InferenceService; batch: a scheduled scoring job.")
+    online: OnlineSpec | None = Field(default=None, description="Online settings (mode online).")
+    batch: BatchSpec | None = Field(default=None, description="Batch settings (mode batch).")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Rollout and rollback.", json_schema_extra={"default": {}})
+    template: PodTemplate | None = Field(default=None, description="Pod overrides: image, resources, env, serviceAccountName.")
 
     @model_validator(mode="after")
     def _mode_settings(self) -> "InferenceServiceSpec":
         if self.mode == "online" and self.online is None:
-            raise ValueError("mode online needs spec.online")
+            raise FieldError("online", "mode online needs spec.online")
         if self.mode == "batch" and self.batch is None:
-            raise ValueError("mode batch needs spec.batch")
+            raise FieldError("batch", "mode batch needs spec.batch")
         if self.mode == "online" and self.batch is not None:
-            raise ValueError("spec.batch is only for mode batch")
+            raise FieldError("batch", "spec.batch is only for mode batch")
         if self.mode == "batch" and self.online is not None:
-            raise ValueError("spec.online is only for mode online")
+            raise FieldError("online", "spec.online is only for mode online")
         return self
 
 
-class Revision(ApiModel):
+class Revision(StatusModel):
     """A served pair: the unit of rollout and rollback (DESIGN §4.1)."""
 
     revision: int = Field(ge=1)
@@ -129,8 +193,8 @@ class Revision(ApiModel):
     since: datetime | None = None
 
 
-class InferenceServiceStatus(ApiModel):
-    model_config = ApiModel.model_config | {"extra": "ignore"}
+class InferenceServiceStatus(StatusModel):
+    """Observed state: the serving and canary revisions, rollback history, URL."""
 
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Union
 import yaml
 from pydantic import ValidationError
 
-from .common import API_VERSION
+from .common import API_VERSION, FieldError
 from .feature_pipeline import FeaturePipeline
 from .inference_service import InferenceService
 from .training_pipeline import TrainingPipeline
@@ -50,6 +50,10 @@ def format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
     for err in exc.errors():
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[", "int", "str")))]
         msg = err["msg"]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):
+            # A cross-field check that names its sub-field, like the CEL rule's fieldPath.
+            loc = [*loc, *cause.field.split(".")]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         elif msg.startswith("Value error, "):

@@ -14,9 +14,11 @@ from .common import (
     Condition,
     CronSchedule,
     FeatureGroupRef,
+    FieldError,
     Identifier,
     ObjectMeta,
     PodTemplate,
+    StatusModel,
     Version,
     cel,
     cel_rules,
@@ -32,6 +34,8 @@ BiasMetric = Literal["recall", "precision", "f1", "accuracy", "false_positive_ra
 
 
 class ModelSpec(ApiModel):
+    """The model to train: a scikit-learn estimator by dotted path, or an entrypoint."""
+
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             cel("has(self.estimator) != has(self.entrypoint)", "exactly one of estimator and entrypoint must be set"),
@@ -39,11 +43,11 @@ class ModelSpec(ApiModel):
     }
 
     name: Identifier = Field(description="Registered model name; versions are numbered by the operator.")
-    estimator: str | None = Field(default=None, pattern=DOTTED_PATH_PATTERN,
+    estimator: str | None = Field(default=None, pattern=DOTTED_PATH_PATTERN, max_length=256,
                                   description="Dotted path of a scikit-learn estimator, e.g. sklearn.ensemble.HistGradientBoostingClassifier.")
     params: dict[str, Any] | None = Field(default=None, description="Estimator hyper-parameters.",
                                           json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    entrypoint: str | None = Field(default=None, pattern=CALLABLE_PATTERN,
+    entrypoint: str | None = Field(default=None, pattern=CALLABLE_PATTERN, max_length=256,
                                    description="module:function returning an unfitted estimator, instead of estimator.")
 
     @model_validator(mode="after")
@@ -54,48 +58,76 @@ class ModelSpec(ApiModel):
 
 
 class LabelSpec(ApiModel):
+    """The label column and the feature group holding it (one training row per labelled event)."""
+
     feature_group: FeatureGroupRef = Field(description="The feature group holding the label: the spine of the training data.")
-    column: Identifier
+    column: Identifier = Field(description="The label column (binary classification: 0/1 or false/true).")
 
 
 class FeatureSelection(ApiModel):
-    feature_group: FeatureGroupRef
-    columns: list[Identifier] = Field(min_length=1, json_schema_extra={"x-kubernetes-list-type": "set"})
+    """Columns read from one feature group at a pinned version (joined point-in-time on its primary key)."""
+
+    feature_group: FeatureGroupRef = Field(description="The feature group and its pinned version.")
+    columns: list[Identifier] = Field(min_length=1, max_length=64, description="Feature columns, in model input order.",
+                                      json_schema_extra={"x-kubernetes-list-type": "set"})
 
 
 class Transformation(ApiModel):
     """A model-dependent transformation: fitted on the training split, saved inside the model."""
 
-    column: Identifier
-    type: Literal["standardScaler", "minMaxScaler", "robustScaler", "oneHot", "ordinal", "log1p"]
+    column: Identifier = Field(description="A selected feature column.")
+    type: Literal["standardScaler", "minMaxScaler", "robustScaler", "oneHot", "ordinal", "log1p"] = Field(
+        description="standardScaler | minMaxScaler | robustScaler | oneHot | ordinal | log1p.")
 
 
 class FeatureViewSpec(ApiModel):
+    """The model's inputs: a label and feature columns from feature groups at pinned versions."""
+
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             cel("self.features.all(f, self.features.exists_one(g, g.featureGroup.name == f.featureGroup.name))",
                 "a feature view may not select the same feature group twice", "features"),
+            cel("self.features.all(f, f.featureGroup.name != self.label.featureGroup.name"
+                " || f.featureGroup.version == self.label.featureGroup.version)",
+                "the label's feature group must be pinned at the same version as in features", "label"),
+            cel("self.features.all(f, f.featureGroup.name != self.label.featureGroup.name || !(self.label.column in f.columns))",
+                "the label column must not also be a feature", "label"),
             cel("!has(self.transformations) || self.transformations.all(t, self.features.exists(f, t.column in f.columns))",
                 "every transformation must name a selected feature column", "transformations"),
+            cel("!has(self.transformations) || self.transformations.all(t, self.transformations.exists_one(u, u.column == t.column))",
+                "a column may have only one transformation", "transformations"),
         )
     }
 
-    name: Identifier
-    version: Version
-    label: LabelSpec
-    features: list[FeatureSelection] = Field(min_length=1, max_length=32)
-    transformations: list[Transformation] | None = None
+    name: Identifier = Field(description="Feature view name.")
+    version: Version = Field(description="Feature view version; a model records the one it was trained on.")
+    label: LabelSpec = Field(description="The label: the spine of the training data.")
+    features: list[FeatureSelection] = Field(min_length=1, max_length=16,
+                                             description="Feature columns per feature group; each group at most once.")
+    transformations: list[Transformation] | None = Field(default=None, max_length=64,
+                                                         description="Model-dependent transformations fitted in training.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "FeatureViewSpec":
         names = [f.feature_group.name for f in self.features]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"a feature view may not select the same feature group twice: {', '.join(dupes)}")
+            raise FieldError("features", f"a feature view may not select the same feature group twice: {', '.join(dupes)}")
+        label = self.label
+        for f in self.features:
+            if f.feature_group.name == label.feature_group.name:
+                if f.feature_group.version != label.feature_group.version:
+                    raise FieldError("label", "the label's feature group must be pinned at the same version as in features")
+                if label.column in f.columns:
+                    raise FieldError("label", f"the label column must not also be a feature: {label.column!r}")
         columns = {c for f in self.features for c in f.columns}
+        seen: set[str] = set()
         for t in self.transformations or []:
             if t.column not in columns:
-                raise ValueError(f"transformation on {t.column!r}: not a selected feature column")
+                raise FieldError("transformations", f"every transformation must name a selected feature column: {t.column!r} is not one")
+            if t.column in seen:
+                raise FieldError("transformations", f"a column may have only one transformation: {t.column!r}")
+            seen.add(t.column)
         return self
 
     @property
@@ -112,47 +144,59 @@ class FeatureViewSpec(ApiModel):
 
 
 class SplitSpec(ApiModel):
-    type: Literal["time", "random"] = Field(default="time", description="time: the newest events are the test set.")
-    test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    seed: int = Field(default=42, ge=0)
+    """How labelled rows are split into train and test sets."""
+
+    type: Literal["time", "random"] = Field(default="time", description="time: the newest events are the test set; random: a seeded shuffle.")
+    test_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of rows in the test set, between 0 and 1 (exclusive).")
+    seed: int = Field(default=42, ge=0, description="Random seed (random split and estimators that take one).")
 
 
 class TrainingDataSpec(ApiModel):
+    """Which labelled events make the training data, and how they are split."""
+
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
-            cel("!has(self.start) || !has(self.end) || timestamp(self.start) < timestamp(self.end)",
-                "start must be before end", "start"),
+            cel("!has(self.start) || !has(self.end) || self.start < self.end", "start must be before end", "start"),
         )
     }
 
-    start: datetime | None = Field(default=None, description="Only labels with event time at or after this.")
-    end: datetime | None = Field(default=None, description="Only labels with event time before this.")
-    split: SplitSpec = Field(default_factory=SplitSpec)
+    start: datetime | None = Field(default=None, strict=False, description="Only labels with event time at or after this (RFC 3339).")
+    end: datetime | None = Field(default=None, strict=False, description="Only labels with event time before this (RFC 3339).")
+    split: SplitSpec = Field(default_factory=SplitSpec, description="Train/test split.", json_schema_extra={"default": {}})
 
     @model_validator(mode="after")
     def _window(self) -> "TrainingDataSpec":
         if self.start and self.end and self.start >= self.end:
-            raise ValueError("start must be before end")
+            raise FieldError("start", "start must be before end")
         return self
 
 
 class Gate(ApiModel):
+    """A promotion gate: the model version is Validated only if the metric is within bounds."""
+
     model_config = ApiModel.model_config | {
-        "json_schema_extra": cel_rules(cel("has(self.min) || has(self.max)", "a gate needs min or max")),
+        "json_schema_extra": cel_rules(
+            cel("has(self.min) || has(self.max)", "a gate needs min or max"),
+            cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max", "min"),
+        ),
     }
 
-    metric: Metric
-    min: float | None = None
-    max: float | None = None
+    metric: Metric = Field(description="The test-set metric the gate reads.")
+    min: float | None = Field(default=None, description="Smallest acceptable value.")
+    max: float | None = Field(default=None, description="Largest acceptable value (for losses like log_loss).")
 
     @model_validator(mode="after")
     def _bound(self) -> "Gate":
         if self.min is None and self.max is None:
             raise ValueError("a gate needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise FieldError("min", "min must not exceed max")
         return self
 
 
 class BiasGate(ApiModel):
+    """A fairness gate: the metric may differ at most maxGap between the groups of a column."""
+
     sensitive_column: Identifier = Field(description="Column whose groups are compared (need not be a model feature).")
     metric: BiasMetric = "recall"
     max_gap: float = Field(gt=0, le=1, description="Largest allowed difference of the metric between groups.")
@@ -160,29 +204,42 @@ class BiasGate(ApiModel):
 
 
 class EvaluationSpec(ApiModel):
-    metrics: list[Metric] = Field(default_factory=lambda: ["roc_auc", "average_precision", "f1"],
-                                  json_schema_extra={"x-kubernetes-list-type": "set"})
-    gates: list[Gate] = Field(default_factory=list)
-    bias: BiasGate | None = None
+    """Test-set metrics, promotion gates and a bias gate."""
+
+    metrics: list[Metric] = Field(default_factory=lambda: ["roc_auc", "average_precision", "f1"], max_length=16,
+                                  description="Metrics computed on the test set and recorded per model version.",
+                                  json_schema_extra={"x-kubernetes-list-type": "set", "default": ["roc_auc", "average_precision", "f1"]})
+    gates: list[Gate] = Field(default_factory=list, max_length=16, description="All must pass for the version to be Validated.")
+    bias: BiasGate | None = Field(default=None, description="Optional fairness gate across a sensitive column.")
     threshold: float = Field(default=0.5, gt=0, lt=1, description="Decision threshold for label metrics.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "EvaluationSpec":
+        if len(set(self.metrics)) != len(self.metrics):
+            raise FieldError("metrics", "Duplicate value: metrics must not repeat")
+        return self
 
 
 class TrainingPipelineSpec(ApiModel):
-    model: ModelSpec
-    feature_view: FeatureViewSpec
-    training_data: TrainingDataSpec = Field(default_factory=TrainingDataSpec)
-    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    """Desired state of a TrainingPipeline: a feature view -> validated, registered model versions."""
+
+    model: ModelSpec = Field(description="The model name and what to train.")
+    feature_view: FeatureViewSpec = Field(description="The inputs: label and features at pinned feature-group versions.")
+    training_data: TrainingDataSpec = Field(default_factory=TrainingDataSpec, description="Time window and split.",
+                                            json_schema_extra={"default": {}})
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Metrics and gates.",
+                                       json_schema_extra={"default": {}})
     schedule: CronSchedule | None = None
-    suspend: bool = False
-    template: PodTemplate | None = None
+    suspend: bool = Field(default=False, description="Stop scheduled retraining (a run-now annotation still runs).")
+    template: PodTemplate | None = Field(default=None, description="Pod overrides: image, resources (GPUs), env, serviceAccountName.")
 
 
-class DatasetRef(ApiModel):
+class DatasetRef(StatusModel):
     version: int
     hash: str
 
 
-class ModelVersionStatus(ApiModel):
+class ModelVersionStatus(StatusModel):
     version: Version
     phase: Literal["Training", "Validated", "Rejected", "Failed"]
     feature_view: FeatureGroupRef | None = Field(default=None, description="Feature view name and version the model was trained on.")
@@ -196,8 +253,8 @@ class ModelVersionStatus(ApiModel):
     created_at: datetime | None = None
 
 
-class TrainingPipelineStatus(ApiModel):
-    model_config = ApiModel.model_config | {"extra": "ignore"}
+class TrainingPipelineStatus(StatusModel):
+    """Observed state: every model version with its phase, metrics and lineage."""
 
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
