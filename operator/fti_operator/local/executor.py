@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,20 @@ class ImageMap:
         raise UnsupportedImage(f"container {container.get('name')!r}: image {image!r} has no local equivalent")
 
 
+_MAP_FIELD = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
+
+
+def field_ref(pod_meta: Mapping[str, Any], path: str, env_name: str) -> str:
+    """The downward API subset a local pod has: metadata name/namespace/uid, labels, annotations."""
+    match = _MAP_FIELD.match(path)
+    if match:
+        return str((pod_meta.get(match.group(1)) or {}).get(match.group(2), ""))
+    key = path.split(".", 1)[1] if path.startswith("metadata.") else None
+    if key not in ("name", "namespace", "uid"):
+        raise UnresolvableEnv(f"env {env_name}: fieldRef {path!r} is not available locally")
+    return str(pod_meta.get(key, ""))
+
+
 def resolve_env(
     container: Mapping[str, Any],
     pod_meta: Mapping[str, Any],
@@ -90,11 +105,7 @@ def resolve_env(
             continue
         value_from = var.get("valueFrom") or {}
         if "fieldRef" in value_from:
-            path = value_from["fieldRef"]["fieldPath"]
-            key = path.split(".", 1)[1] if path.startswith("metadata.") else None
-            if key not in ("name", "namespace", "uid"):
-                raise UnresolvableEnv(f"env {name}: fieldRef {path!r} is not available locally")
-            env[name] = str(pod_meta.get(key, ""))
+            env[name] = field_ref(pod_meta, value_from["fieldRef"]["fieldPath"], name)
             continue
         for kind, store in sources.items():
             if kind in value_from:

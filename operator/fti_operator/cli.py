@@ -1,0 +1,243 @@
+"""`fti`: the command line. `fti local ...` runs the same manifests without a cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .api import FeaturePipeline, InferenceService, ManifestError, TrainingPipeline, load_manifests
+
+app = typer.Typer(help="fti-operator: feature, training and inference pipelines with versions in sync.",
+                  no_args_is_help=True, add_completion=False)
+local_app = typer.Typer(help="Run fti.dev manifests on this machine, without a cluster.", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+
+console = Console(stderr=True)
+out = Console()
+
+STATE_DIR_OPTION = typer.Option(Path(".fti/local"), "--state-dir", help="Where stores and state live.",
+                                envvar="FTI_STATE_DIR")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _load(paths: list[Path]) -> list[Any]:
+    try:
+        return load_manifests(paths)
+    except ManifestError as exc:
+        _fail(str(exc))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    return []
+
+
+@local_app.command("apply")
+def local_apply(
+    filename: list[Path] = typer.Option(..., "-f", "--filename", help="Manifest file or directory (repeatable)."),
+    state_dir: Path = STATE_DIR_OPTION,
+    serve: bool = typer.Option(False, "--serve", help="Keep online InferenceServices running until Ctrl-C."),
+    predict: int = typer.Option(0, "--predict", help="Send N real requests to each online service and print the answers."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train a new model version even if the spec is unchanged."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the pipelines' logs."),
+) -> None:
+    """Run feature pipelines, then training, then inference (batch runs; online services start)."""
+    from .local.runner import LocalRunError, LocalRunner
+
+    resources = _load(filename)
+    if not resources:
+        _fail(f"no fti.dev resources in {', '.join(map(str, filename))}")
+    runner = LocalRunner(state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False), echo_logs=verbose)
+    kinds = {k: [r for r in resources if isinstance(r, k)] for k in (FeaturePipeline, TrainingPipeline, InferenceService)}
+    try:
+        with console.status("running feature pipelines") as status:
+            for fp in kinds[FeaturePipeline]:
+                status.update(f"FeaturePipeline {fp.metadata.name}")
+                runner.run_feature_pipeline(fp)
+            for tp in kinds[TrainingPipeline]:
+                status.update(f"TrainingPipeline {tp.metadata.name}")
+                runner.run_training_pipeline(tp, force=retrain)
+            for isvc in kinds[InferenceService]:
+                status.update(f"InferenceService {isvc.metadata.name}")
+                if isvc.spec.mode == "batch":
+                    runner.run_batch(isvc)
+                elif serve or predict:
+                    runner.start_online(isvc)
+        _print_summary(runner.state.resources)
+        for isvc in kinds[InferenceService]:
+            if predict and isvc.metadata.name in runner.servers:
+                _predict_samples(runner, isvc, predict)
+        if serve and runner.servers:
+            console.print("serving: " + ", ".join(f"{s.name} at {s.url}" for s in runner.servers.values())
+                          + " — Ctrl-C to stop")
+            # SIGTERM stops the servers as Ctrl-C does.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            try:
+                for server in runner.servers.values():
+                    server.process.wait()
+            except KeyboardInterrupt:
+                pass
+    except LocalRunError as exc:
+        _fail(str(exc))
+    finally:
+        runner.stop_servers()
+
+
+def _predict_samples(runner: Any, isvc: InferenceService, n: int) -> None:
+    from .local.samples import sample_instances
+
+    server = runner.servers[isvc.metadata.name]
+    request_features = list(isvc.spec.online.request_features) if isvc.spec.online else []
+    instances = sample_instances(runner.config.artifact_store, isvc.spec.model.name, server.model_version,
+                                 request_features, n)
+    table = Table(title=f"{isvc.metadata.name}: predictions over HTTP ({server.url})")
+    for col in [*instances[0].keys(), "prediction", "model", "featureView"] if instances else []:
+        table.add_column(str(col))
+    for inst in instances:
+        code, answer = _post(f"{server.url}/v1/models/{isvc.metadata.name}:predict", {"instances": [inst]})
+        if code != 200:
+            _fail(f"prediction request failed with HTTP {code}: {answer}")
+        pred = (answer.get("predictions") or [None])[0]
+        table.add_row(*[str(v) for v in inst.values()], _fmt(pred), str(answer.get("modelVersion")),
+                      str(answer.get("featureViewVersion")))
+    out.print(table)
+
+
+def _fmt(pred: Any) -> str:
+    if isinstance(pred, dict):
+        return ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in pred.items())
+    return f"{pred:.4f}" if isinstance(pred, float) else str(pred)
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode("utf-8", "replace")
+        try:
+            return exc.code, json.loads(text)
+        except json.JSONDecodeError:
+            return exc.code, text
+
+
+def _print_summary(resources: dict[str, dict[str, Any]]) -> None:
+    fg = Table(title="Feature groups")
+    for col in ("pipeline", "feature group", "version", "state", "rows written", "rows rejected", "watermark"):
+        fg.add_column(col)
+    models = Table(title="Model versions")
+    for col in ("pipeline", "model", "version", "phase", "feature view", "metrics"):
+        models.add_column(col)
+    serving = Table(title="Inference")
+    for col in ("service", "mode", "model", "feature view", "ready", "detail"):
+        serving.add_column(col)
+    for r in resources.values():
+        st, name = r.get("status") or {}, r["metadata"]["name"]
+        if r["kind"] == "FeaturePipeline":
+            for v in st.get("versions", []):
+                lr = v.get("lastRun") or {}
+                fg.add_row(name, r["spec"]["featureGroup"]["name"], str(v["version"]), v["state"],
+                           str(lr.get("rowsWritten", "")), str(lr.get("rowsRejected", "")), str(lr.get("watermark", "")))
+        elif r["kind"] == "TrainingPipeline":
+            for mv in st.get("modelVersions", []):
+                fv = mv.get("featureView") or {}
+                metrics = ", ".join(f"{k}={v:.3f}" for k, v in (mv.get("metrics") or {}).items())
+                models.add_row(name, r["spec"]["model"]["name"], str(mv["version"]), mv["phase"],
+                               f"{fv.get('name')} v{fv.get('version')}", metrics or mv.get("message", ""))
+        else:
+            ready = next((c for c in st.get("conditions", []) if c["type"] == "Ready"), {})
+            sv = st.get("serving") or {}
+            serving.add_row(name, r["spec"].get("mode", "online"), str(sv.get("model", "-")), str(sv.get("featureView", "-")),
+                            ready.get("status", "-"), ready.get("message", "not started (use --serve or --predict)"))
+    for table in (fg, models, serving):
+        if table.row_count:
+            out.print(table)
+
+
+@local_app.command("status")
+def local_status(state_dir: Path = STATE_DIR_OPTION,
+                 output: str = typer.Option("table", "-o", "--output", help="table | json")) -> None:
+    """Print the state of every resource (as the operator would write it in a cluster)."""
+    from .local.state import LocalState
+
+    state = LocalState.load(state_dir)
+    if output == "json":
+        out.print_json(json.dumps({"apiVersion": "v1", "kind": "List", "items": list(state.resources.values())},
+                                  default=str))
+    elif output == "table":
+        _print_summary(state.resources)
+    else:
+        _fail(f"--output: expected table or json, got {output!r}")
+
+
+@local_app.command("serve")
+def local_serve(name: str, filename: list[Path] = typer.Option(..., "-f", "--filename"),
+                state_dir: Path = STATE_DIR_OPTION, port: Optional[int] = typer.Option(None, "--port")) -> None:
+    """Start the online InferenceService NAME (already trained with `fti local apply`) until Ctrl-C."""
+    from .local.runner import LocalRunError, LocalRunner
+
+    isvc = next((r for r in _load(filename) if isinstance(r, InferenceService) and r.metadata.name == name), None)
+    if isvc is None or isvc.spec.mode != "online":
+        _fail(f"no online InferenceService named {name!r} in {', '.join(map(str, filename))}")
+    runner = LocalRunner(state_dir)
+    try:
+        server = runner.start_online(isvc, port=port)
+        console.print(f"{name} serving at {server.url} — Ctrl-C to stop")
+        server.process.wait()
+    except LocalRunError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.stop_servers()
+
+
+@local_app.command("predict")
+def local_predict(name: str, data: str = typer.Option(..., "--data", help="JSON: one instance or {\"instances\": [...]}"),
+                  state_dir: Path = STATE_DIR_OPTION) -> None:
+    """Send a request to a running local InferenceService and print the answer."""
+    from .local.state import LocalState
+
+    server = LocalState.load(state_dir).servers.get(name)
+    if not server or not _alive(server.get("pid")):
+        _fail(f"{name} is not running; start it with `fti local serve {name} -f <manifests>` "
+              "or `fti local apply -f <manifests> --serve`")
+    try:
+        body = json.loads(data)
+    except json.JSONDecodeError as exc:
+        _fail(f"--data is not valid JSON: {exc}")
+    if isinstance(body, dict) and "instances" not in body and "inputs" not in body:
+        body = {"instances": [body]}
+    code, answer = _post(f"{server['url']}/v1/models/{name}:predict", body)
+    out.print_json(json.dumps(answer) if not isinstance(answer, str) else json.dumps({"error": answer}))
+    if code != 200:
+        raise typer.Exit(1)
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (TypeError, ValueError, ProcessLookupError, PermissionError):
+        return False
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

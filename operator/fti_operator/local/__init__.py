@@ -1,0 +1,1 @@
+"""The embedded runner: the operator's rendered children executed as local processes."""
