@@ -1,0 +1,250 @@
+"""The online store: the latest row per primary key per feature-group version.
+
+`open_online_store(uri)` picks the backend from the scheme:
+
+  sqlite:///abs/path.db    embedded default, one file (SQLAlchemy-style sqlite:////abs also works)
+  redis://host:port/db     Redis (rediss:// for TLS)
+
+Both backends have the same methods and semantics:
+
+- `write(group, version, primary_key, event_time, df)` upserts the latest row per key of
+  `df` (pandas or Arrow): a row replaces the stored one only if its event time is not
+  older, so replaying or re-materialising is idempotent and late rows never win.
+- Keys carry the feature-group version: v1 and v2 of a group are served side by side.
+- Reads return plain Python scalars (int, float, str, bool, None); timestamp columns,
+  including the event time under its own column name, come back as RFC 3339 strings
+  (UTC, `Z`), so a result is JSON-ready for a model server.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+# Logical kinds the online backends store; everything else is refused with the column named.
+KINDS = ("int", "float", "bool", "string", "timestamp", "date")
+
+
+def check_group(group: str, version: int) -> None:
+    if not IDENTIFIER.match(str(group)):
+        raise ValueError(f"feature group name {group!r} must match {IDENTIFIER.pattern}")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"feature group version {version!r} must be a positive integer")
+
+
+def kind_of(dtype: pa.DataType, column: str) -> str:
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    if pa.types.is_boolean(dtype):
+        return "bool"
+    if pa.types.is_integer(dtype):
+        return "int"
+    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return "float"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+        return "string"
+    if pa.types.is_timestamp(dtype):
+        return "timestamp"
+    if pa.types.is_date(dtype):
+        return "date"
+    raise ValueError(f"column {column!r} has type {dtype}, which the online store cannot hold "
+                     f"(supported: integers, floats, booleans, strings, timestamps, dates)")
+
+
+def to_arrow(df: pd.DataFrame | pa.Table) -> pa.Table:
+    if isinstance(df, pa.Table):
+        return df
+    if isinstance(df, pd.DataFrame):
+        return pa.Table.from_pandas(df, preserve_index=False)
+    raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(df).__name__}")
+
+
+def latest_per_key(table: pa.Table, primary_key: Sequence[str], event_time: str) -> pa.Table:
+    """One row per key: the newest by event time (the later input row wins a tie)."""
+    missing = [c for c in [*primary_key, event_time] if c not in table.column_names]
+    if missing:
+        raise ValueError(f"column(s) {missing} not in the data (columns: {table.column_names})")
+    for col in [*primary_key, event_time]:
+        if table.column(col).null_count:
+            raise ValueError(f"column {col!r} has {table.column(col).null_count} null value(s); keys and event time must be set")
+    if not pa.types.is_timestamp(table.schema.field(event_time).type):
+        raise ValueError(f"event-time column {event_time!r} has type {table.schema.field(event_time).type}, expected a timestamp")
+    # arg_max over (event time, input position) picks each key's newest row in one hash
+    # aggregation (a window function or a sort is 3-5x slower on 5M rows); rows come back
+    # ordered by key so B-tree inserts downstream are sequential.
+    et_us = table.column(event_time).cast(pa.timestamp("us", tz=table.schema.field(event_time).type.tz)).cast(pa.int64())
+    keys_only = pa.table({**{c: table.column(c) for c in primary_key}, "__fti_et": et_us,
+                          "__fti_row": pa.array(range(table.num_rows), pa.int64())})
+    keys = ", ".join(quote(c) for c in primary_key)
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.register("batch", keys_only)
+        picked = con.sql(
+            f"SELECT arg_max(__fti_row, __fti_et::HUGEINT * 4294967296 + __fti_row) AS i FROM batch "
+            f"GROUP BY {keys} ORDER BY {keys}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return table.take(picked.column("i"))
+
+
+def quote(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def column_kinds(table: pa.Table, stored: dict[str, str] | None = None) -> dict[str, str]:
+    """Logical kind per column; an all-null column (Arrow type null) takes the stored kind."""
+    stored = stored or {}
+    return {f.name: (stored.get(f.name, "string") if pa.types.is_null(f.type) else kind_of(f.type, f.name))
+            for f in table.schema}
+
+
+def storage_values(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
+    """The backend representation: timestamps as int64 microseconds UTC, dates as ISO text."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if pa.types.is_null(column.type):
+        return column.cast({"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
+                            "timestamp": pa.int64()}.get(kind, pa.string()))
+    if kind == "timestamp":
+        unit_ts = pa.timestamp("us", tz=column.type.tz)
+        return column.cast(unit_ts).cast(pa.int64())
+    if kind == "date":
+        return column.cast(pa.string())
+    if kind == "float":
+        column = column.cast(pa.float64())
+        return pc.if_else(pc.is_nan(column), pa.scalar(None, pa.float64()), column)  # NaN is a missing value
+    if kind == "string":
+        return column.cast(pa.string())
+    return column
+
+
+def to_rfc3339(micros: int | None) -> str | None:
+    if micros is None:
+        return None
+    ts = datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc) if abs(micros) < 2**52 else \
+        datetime(1970, 1, 1, tzinfo=timezone.utc) + pd.Timedelta(microseconds=micros).to_pytimedelta()
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def decode(value: Any, kind: str) -> Any:
+    """A stored value back to a plain Python scalar of its logical kind."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode()
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    if kind == "bool":
+        return value in (1, True, "1", "True", "true")
+    if kind == "timestamp":
+        return to_rfc3339(int(value))
+    return str(value)
+
+
+def encode_key_part(value: Any, kind: str, column: str) -> Any:
+    """A lookup key part cast to the stored key column's kind (a request may send "42" for 42)."""
+    try:
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            return bool(value)
+        if kind == "timestamp":
+            ts = pd.Timestamp(value)
+            return (ts.tz_localize("UTC") if ts.tzinfo is None else ts).value // 1000
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"key column {column!r} expects a {kind}, got {value!r}") from exc
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class OnlineStore(abc.ABC):
+    """The methods both backends implement (see the module docstring for the semantics)."""
+
+    uri: str
+
+    @abc.abstractmethod
+    def write(self, group: str, version: int, primary_key: list[str], event_time: str,
+              df: pd.DataFrame | pa.Table, *, snapshot: str | None = None) -> int:
+        """Upsert the latest row per key; returns the number of rows inserted or replaced."""
+
+    @abc.abstractmethod
+    def get(self, group: str, version: int, key: tuple, columns: list[str] | None = None) -> dict | None: ...
+
+    @abc.abstractmethod
+    def get_many(self, group: str, version: int, keys: list[tuple],
+                 columns: list[str] | None = None) -> list[dict | None]: ...
+
+    @abc.abstractmethod
+    def version_info(self, group: str, version: int) -> dict | None:
+        """{rows, primaryKey, columns, eventTime, updatedAt, snapshot} or None if never written."""
+
+    def has_version(self, group: str, version: int) -> bool:
+        return self.version_info(group, version) is not None
+
+    @abc.abstractmethod
+    def drop_version(self, group: str, version: int) -> None: ...
+
+    @abc.abstractmethod
+    def versions(self, group: str | None = None) -> list[tuple[str, int]]:
+        """(group, version) pairs present in the store."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "OnlineStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _select_columns(info: dict, columns: list[str] | None) -> list[str]:
+        stored = [c["name"] for c in info["columns"]]
+        if columns is None:
+            return stored
+        unknown = [c for c in columns if c not in stored]
+        if unknown:
+            raise KeyError(f"column(s) {unknown} not in the online feature group (columns: {stored})")
+        return list(columns)
+
+    @staticmethod
+    def _key_tuple(key: Any, info: dict) -> tuple:
+        key = tuple(key) if isinstance(key, (tuple, list)) else (key,)
+        pk = info["primaryKey"]
+        if len(key) != len(pk):
+            raise ValueError(f"key {key!r} has {len(key)} part(s); the primary key is {pk}")
+        kinds = {c["name"]: c["kind"] for c in info["columns"]}
+        return tuple(encode_key_part(v, kinds[c], c) for v, c in zip(key, pk))
+
+
+def open_online_store(uri: str) -> OnlineStore:
+    """An online store for `sqlite:///path.db` or `redis://host:port/db`."""
+    if uri.startswith("sqlite:"):
+        from .online_sqlite import SqliteOnlineStore
+
+        return SqliteOnlineStore(uri)
+    if uri.startswith(("redis://", "rediss://", "unix://")):
+        from .online_redis import RedisOnlineStore
+
+        return RedisOnlineStore(uri)
+    raise ValueError(f"online store URI {uri!r}: expected sqlite:///path.db or redis://host:port/db")

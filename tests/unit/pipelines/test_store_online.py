@@ -1,0 +1,127 @@
+"""Online store: latest row per key per version, same semantics on SQLite and on a real redis-server."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from fti_pipelines.store.online import latest_per_key, open_online_store
+
+from support.redis_server import redis_server, redis_url  # noqa: F401
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = open_online_store(f"sqlite:///{tmp_path}/online.db")
+    else:
+        s = open_online_store(request.getfixturevalue("redis_url"))
+    yield s
+    s.close()
+
+
+def ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def frame(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["cc_num", "event_time", "amount", "category", "flag"])
+
+
+def test_latest_row_per_key_and_plain_scalars(store) -> None:
+    df = frame([
+        (1, ts("2026-01-01"), 10.0, "grocery", True),
+        (2, ts("2026-01-02"), float("nan"), None, False),
+        (1, ts("2026-01-03"), 30.5, "travel", False),
+        (1, ts("2026-01-02"), 20.0, "retail", True),
+    ])
+    assert store.write("tx", 1, ["cc_num"], "event_time", df) == 2
+    one, two, missing = store.get_many("tx", 1, [(1,), (2,), (3,)])
+    assert one == {"cc_num": 1, "event_time": "2026-01-03T00:00:00Z", "amount": 30.5, "category": "travel", "flag": False}
+    assert two == {"cc_num": 2, "event_time": "2026-01-02T00:00:00Z", "amount": None, "category": None, "flag": False}
+    assert missing is None
+    assert type(one["cc_num"]) is int and type(one["amount"]) is float
+    info = store.version_info("tx", 1)
+    assert info["rows"] == 2 and info["primaryKey"] == ["cc_num"] and info["eventTime"] == "event_time"
+    assert [c["name"] for c in info["columns"]] == ["cc_num", "event_time", "amount", "category", "flag"]
+
+
+def test_older_rows_never_replace_newer_ones(store) -> None:
+    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-05"), 50.0, "travel", True)]))
+    assert store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-04"), 40.0, "retail", True)])) == 0
+    assert store.get("tx", 1, (1,))["amount"] == 50.0
+    # same event time: the replay wins (idempotent re-materialisation, corrections)
+    assert store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-05"), 55.0, "travel", True)])) == 1
+    assert store.get("tx", 1, (1,))["amount"] == 55.0
+    # newer: replaces, and a null now really reads as null (no stale field left behind)
+    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-06"), 60.0, None, True)]))
+    assert store.get("tx", 1, (1,)) == {"cc_num": 1, "event_time": "2026-01-06T00:00:00Z", "amount": 60.0,
+                                        "category": None, "flag": True}
+    assert store.version_info("tx", 1)["rows"] == 1
+
+
+def test_two_versions_side_by_side_and_drop(store) -> None:
+    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True)]))
+    v2 = pd.DataFrame({"cc_num": [1], "event_time": [ts("2026-01-02")], "amount_eur": [2.0]})
+    store.write("tx", 2, ["cc_num"], "event_time", v2)
+    assert store.get("tx", 1, (1,))["amount"] == 1.0
+    assert store.get("tx", 2, (1,)) == {"cc_num": 1, "event_time": "2026-01-02T00:00:00Z", "amount_eur": 2.0}
+    assert store.versions("tx") == [("tx", 1), ("tx", 2)]
+    store.drop_version("tx", 1)
+    assert not store.has_version("tx", 1) and store.get("tx", 1, (1,)) is None
+    assert store.get("tx", 2, (1,))["amount_eur"] == 2.0
+
+
+def test_composite_keys_columns_and_key_casting(store) -> None:
+    df = pd.DataFrame({"a": ["x:y", "x", "p%"], "b": ["z", "y:z", "q"], "t": [ts("2026-01-01")] * 3, "v": [1, 2, 3]})
+    store.write("pair", 1, ["a", "b"], "t", pa.Table.from_pandas(df))
+    got = store.get_many("pair", 1, [("x", "y:z"), ("x:y", "z"), ("p%", "q"), ("x", "y")], columns=["v"])
+    assert got == [{"v": 2}, {"v": 1}, {"v": 3}, None]
+    ints = pd.DataFrame({"id": [7], "t": [ts("2026-01-01")], "v": [1.0]})
+    store.write("ints", 1, ["id"], "t", ints)
+    assert store.get("ints", 1, ("7",))["v"] == 1.0  # a JSON request may carry "7"
+    with pytest.raises(ValueError, match="key column 'id' expects a int"):
+        store.get("ints", 1, ("seven",))
+    with pytest.raises(ValueError, match="primary key is"):
+        store.get("ints", 1, (1, 2))
+    with pytest.raises(KeyError, match="nope"):
+        store.get("ints", 1, (7,), columns=["nope"])
+
+
+def test_unknown_version_reads_none(store) -> None:
+    assert store.get("tx", 9, (1,)) is None and store.version_info("tx", 9) is None
+    assert store.get_many("tx", 9, [(1,), (2,)]) == [None, None]
+
+
+def test_changed_key_or_kind_needs_a_version_bump(store) -> None:
+    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True)]))
+    with pytest.raises(ValueError, match="bump the version"):
+        store.write("tx", 1, ["category"], "event_time", frame([(1, ts("2026-01-02"), 1.0, "a", True)]))
+    bad = pd.DataFrame({"cc_num": [1], "event_time": [ts("2026-01-02")], "amount": ["text"]})
+    with pytest.raises(ValueError, match="'amount'.*bump the version"):
+        store.write("tx", 1, ["cc_num"], "event_time", bad)
+
+
+def test_additive_column_is_accepted(store) -> None:
+    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True)]))
+    more = frame([(2, ts("2026-01-02"), 2.0, "b", False)]).assign(extra=[5])
+    store.write("tx", 1, ["cc_num"], "event_time", more)
+    assert store.get("tx", 1, (2,))["extra"] == 5
+    assert store.get("tx", 1, (1,))["extra"] is None
+
+
+def test_null_keys_are_refused_with_the_column_named(store) -> None:
+    df = pd.DataFrame({"id": [1.0, None], "t": [ts("2026-01-01")] * 2})
+    with pytest.raises(ValueError, match="'id' has 1 null"):
+        store.write("g", 1, ["id"], "t", df)
+
+
+def test_latest_per_key_tie_keeps_the_later_input_row() -> None:
+    t = pa.table({"k": [1, 1, 2], "t": pa.array([0, 0, 5], pa.timestamp("us", tz="UTC")), "v": ["first", "second", "x"]})
+    out = latest_per_key(t, ["k"], "t")
+    assert out.column("v").to_pylist() == ["second", "x"]
+
+
+def test_unknown_uri_scheme() -> None:
+    with pytest.raises(ValueError, match="sqlite:///path.db or redis://"):
+        open_online_store("mysql://x")
