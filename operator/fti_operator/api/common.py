@@ -31,6 +31,8 @@ URI_PATTERN = r"^(file|s3|gs|az|memory)://.+"
 # at most 52 characters like a CronJob's, so children can carry it.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MAX_NAME_LENGTH = 52
+NAME_MESSAGE = (f"metadata.name must be at most {MAX_NAME_LENGTH} characters of a-z, 0-9 and '-', "
+                "starting with a letter and ending with a letter or digit")
 
 
 def _cron_field(value: str, names: str = "") -> str:
@@ -261,10 +263,18 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
 
-    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
+    name: str = Field(description="Object name; see NAME_MESSAGE.")
     namespace: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
     generation: int | None = None
     uid: str | None = None
     resource_version: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # The same check as the CRD's root CEL rule (crd.py), with the same message.
+        if len(v) > MAX_NAME_LENGTH or not re.fullmatch(NAME_PATTERN, v):
+            raise ValueError(f"{NAME_MESSAGE}; got {v!r}")
+        return v

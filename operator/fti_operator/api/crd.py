@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .common import GROUP, MAX_NAME_LENGTH, NAME_PATTERN, VERSION, cel
+from .common import GROUP, MAX_NAME_LENGTH, NAME_MESSAGE, NAME_PATTERN, VERSION, cel
 from .feature_pipeline import FeaturePipelineSpec, FeaturePipelineStatus
 from .inference_service import InferenceServiceSpec, InferenceServiceStatus
 from .training_pipeline import TrainingPipelineSpec, TrainingPipelineStatus
@@ -222,8 +222,7 @@ def openapi_schema(kind: str) -> dict[str, Any]:
         # leading letter), so the rule is checked here, once, not when a child fails to create.
         "x-kubernetes-validations": [
             cel(f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && self.metadata.name.matches({NAME_PATTERN!r})",
-                f"metadata.name must be at most {MAX_NAME_LENGTH} characters of a-z, 0-9 and '-', "
-                "starting with a letter and ending with a letter or digit",
+                NAME_MESSAGE,
                 reason="FieldValueInvalid"),
         ],
     }

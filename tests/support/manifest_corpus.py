@@ -1,0 +1,64 @@
+"""The bad-manifest corpus (tests/manifests/): cases and the rule for "names the field".
+
+Each file under tests/manifests/invalid/ holds one manifest and a line
+`# expect: <field path> <substring of the message>`. The same cases run through
+`load_manifests` (unit) and through the real API server (integration), so the
+embedded runner and a cluster are held to the same verdicts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1] / "manifests"
+INVALID_DIR = ROOT / "invalid"
+VALID_DIR = ROOT / "valid"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+
+_EXPECT = re.compile(r"^#\s*expect:\s*(\S+)\s+(.+?)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class BadManifest:
+    path: Path
+    field: str      # the field path the error must name, e.g. spec.online.minReplicas
+    message: str    # a substring the error message must contain (case-insensitive)
+    doc: dict
+
+    @property
+    def id(self) -> str:
+        return self.path.stem
+
+
+def invalid_cases() -> list[BadManifest]:
+    cases = []
+    for path in sorted(INVALID_DIR.glob("*.yaml")):
+        text = path.read_text()
+        match = _EXPECT.search(text)
+        if not match:
+            raise ValueError(f"{path}: no '# expect: <field path> <message substring>' line")
+        cases.append(BadManifest(path, match.group(1), match.group(2), yaml.safe_load(text)))
+    return cases
+
+
+def valid_files() -> list[Path]:
+    """tests/manifests/valid/ and every YAML under examples/ (documents of other groups are skipped by callers)."""
+    files = sorted(VALID_DIR.glob("*.yaml"))
+    if EXAMPLES_DIR.is_dir():
+        files += sorted(p for p in EXAMPLES_DIR.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+    return files
+
+
+def fti_documents(path: Path) -> list[dict]:
+    """The fti.dev documents of a file (an examples/ directory may hold Argo CD objects too)."""
+    return [d for d in yaml.safe_load_all(path.read_text())
+            if isinstance(d, dict) and str(d.get("apiVersion", "")).startswith("fti.dev/")]
+
+
+def path_matches(actual: str, expected: str) -> bool:
+    """`actual` is the expected field or inside it (spec.a matches spec.a, spec.a.b, spec.a[0])."""
+    return actual == expected or actual.startswith(expected + ".") or actual.startswith(expected + "[")
