@@ -1,0 +1,104 @@
+"""InferenceService reconcile: resolve the pair, decide whether it may be served, roll out, report.
+
+The decision (versions.decide_pair) and the rollout (versions.rollout.plan_rollout) are
+pure; this module reads what they need from the indexes, renders ONE child from ONE pair
+and writes it in one call, then records serving/canary/history and conditions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from ..api import InferenceService
+from ..conditions import condition, merge_conditions, now_iso, ready_rollup
+from ..render import inference as render_inference
+from ..versions import ModelInfo, decide_pair, resolve_model
+from ..versions.rollout import RolloutPlan, plan_rollout
+from .children import apply_child
+from .runtime import Runtime
+
+PLURAL = "inferenceservices"
+
+
+def kserve_ready(child: Mapping[str, Any] | None) -> tuple[bool | None, str]:
+    """KServe's Ready condition of the child (None = not reported yet) and its message."""
+    for c in ((child or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            ok = {"True": True, "False": False}.get(c.get("status"))
+            return ok, c.get("message") or c.get("reason") or ""
+    return None, "KServe has not reported readiness yet"
+
+
+def compute_status(body: Mapping[str, Any], plan: RolloutPlan, decision_ok: bool, reason: str, message: str,
+                   child: Mapping[str, Any] | None, mode: str) -> dict[str, Any]:
+    meta, old = body["metadata"], body.get("status") or {}
+    gen = meta.get("generation")
+    parts = []
+    if decision_ok:
+        parts.append(condition("UpToDate", True, "Resolved", message))
+    else:
+        parts.append(condition("UpToDate", False, reason, message + ("; the current revision keeps serving" if plan.serving else "")))
+    if plan.serving is None:
+        serving_cond = condition("Serving", False, reason if not decision_ok else "NoRevision", "nothing is served yet")
+    elif mode == "online":
+        ok, msg = kserve_ready(child)
+        serving_cond = condition("Serving", ok, "Serving" if ok else ("KServeNotReady" if ok is False else "WaitingForKServe"),
+                                 f"model {plan.serving.model} / feature view {plan.serving.feature_view}" + ("" if ok else f": {msg}"))
+    else:
+        serving_cond = condition("Serving", True, "Scheduled", f"batch scoring with model {plan.serving.model} / feature view {plan.serving.feature_view}")
+    # Ready: something serves and it is healthy; an unresolvable newer version is reported by UpToDate only.
+    ready = ready_rollup([serving_cond], "Serving", serving_cond["message"])
+    conds = [ready, serving_cond, parts[0]]
+    if plan.canary is not None:
+        conds.append(condition("CanaryReady", True, "Serving",
+                               f"model {plan.canary.model} / feature view {plan.canary.feature_view} at {plan.canary.traffic}%"))
+    status = {"observedGeneration": gen, **plan.status_part(),
+              "conditions": merge_conditions(old.get("conditions"), conds, gen)}
+    url = ((child or {}).get("status") or {}).get("url")
+    if url:
+        status["url"] = url
+    return status
+
+
+def reconcile(rt: Runtime, body: Mapping[str, Any], models: Iterable[ModelInfo],
+              availability: Mapping[tuple[str, int], Any]) -> dict[str, int]:
+    """models: every ModelInfo of spec.model.name in this namespace; availability: (group, version) -> FeatureGroupAvailability."""
+    isvc = InferenceService.model_validate(dict(body))
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    models = list(models)
+    actions: dict[str, int] = {}
+    spec = isvc.spec
+    target = resolve_model(spec.model.version, models)
+    decision = decide_pair(spec.model.version, spec.model.name, target, availability, spec.mode)
+    canary = spec.online.canary.traffic_percent if spec.mode == "online" and spec.online and spec.online.canary else None
+    plan = plan_rollout(body.get("status"), decision, canary_percent=canary,
+                        history_limit=spec.rollout.revision_history_limit, now=now_iso())
+    child = None
+    if plan.render is not None:
+        by_version = {m.version: m for m in models}
+        info = by_version.get(plan.render.model)
+        pair = render_inference.ResolvedPair(
+            revision=plan.render.revision, model_name=spec.model.name, model_version=plan.render.model,
+            feature_view_name=(info.feature_view_name if info else None) or spec.model.name,
+            feature_view_version=plan.render.feature_view, storage_uri=info.storage_uri if info else None)
+        if spec.mode == "online":
+            desired = render_inference.render_online(isvc, pair, rt.config, owner=body, canary_percent=plan.canary_percent)
+        else:
+            desired = render_inference.render_batch(isvc, pair, rt.config, owner=body)
+        action, child = apply_child(rt.kube, desired)
+        actions[action] = actions.get(action, 0) + 1
+        if action != "unchanged":
+            rt.event(body, f"{desired['kind']}{action.capitalize()}",
+                     f"{desired['kind']} {desired['metadata']['name']} {action}: revision {pair.revision} = model "
+                     f"{pair.model_version} / feature view {pair.feature_view_version}")
+    old_up = next((c for c in (body.get("status") or {}).get("conditions") or [] if c.get("type") == "UpToDate"), None)
+    written = rt.update_status(PLURAL, body, lambda b: compute_status(b, plan, decision.allowed, decision.reason,
+                                                                      decision.message, child, spec.mode))
+    if written is not None:
+        actions["status"] = 1
+        for reason, message in plan.events:
+            rt.event(body, reason, message)
+        if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
+            rt.event(body, decision.reason, decision.message, "Warning")
+    return actions

@@ -1,0 +1,146 @@
+"""TrainingPipeline reconcile: assign model versions, start training Jobs, keep status in line.
+
+Why the operator (not a CronJob) starts scheduled runs: a run's model version must be
+assigned before the run exists, and one number must never go to two runs. The operator
+records its intent first — annotation `fti.dev/last-run` = {version, hash, token, at} —
+and then creates the Job named after that version (create is idempotent by name). A crash
+between the two steps is healed by the next reconcile, which finds the intent without its
+Job and creates it; a CronJob's Jobs could not be told their number.
+
+A run starts on: create (no version yet), a change of the training-relevant spec
+(hash), a new run-now token (`fti.dev/run=<token>`), or the schedule coming due.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from croniter import croniter
+
+from ..api import TrainingPipeline
+from ..conditions import condition, merge_conditions, now_iso, ready_rollup
+from ..render import training as render_training
+from ..render.pods import LABEL_KIND, LABEL_MANAGED_BY, LABEL_MODEL_VERSION, LABEL_RESOURCE, MANAGED_BY
+from ..status import model_version_entry
+from ..versions import next_model_version
+from .children import apply_child
+from .runtime import API_VERSION, Runtime
+
+PLURAL = "trainingpipelines"
+RUN_ANNOTATION = "fti.dev/run"
+INTENT_ANNOTATION = "fti.dev/last-run"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def run_trigger(tp: TrainingPipeline, intent: Mapping[str, Any] | None, token: str | None, now: datetime) -> str | None:
+    """Why a new run should start now, or None (pure)."""
+    if intent is None:
+        return "Created"
+    if token and token != intent.get("token"):
+        return "RunNow"
+    if render_training.training_hash(tp) != intent.get("hash"):
+        return "SpecChanged"
+    if tp.spec.schedule and not tp.spec.suspend:
+        last = parse_time(intent.get("at"))
+        if last is not None:
+            due = croniter(tp.spec.schedule, last).get_next(datetime)
+            if due <= now:
+                return "Scheduled"
+    return None
+
+
+def next_due(tp: TrainingPipeline, intent: Mapping[str, Any] | None) -> float | None:
+    """Seconds until the schedule is due (for the timer), None without a schedule."""
+    if not tp.spec.schedule or tp.spec.suspend or not intent:
+        return None
+    last = parse_time(intent.get("at"))
+    due = croniter(tp.spec.schedule, last).get_next(datetime)
+    return max(0.0, (due - datetime.now(timezone.utc)).total_seconds())
+
+
+def compute_status(body: Mapping[str, Any], tp: TrainingPipeline, jobs: dict[int, str], intent: Mapping[str, Any] | None) -> dict[str, Any]:
+    meta, old = body["metadata"], body.get("status") or {}
+    entries = {int(mv["version"]): dict(mv) for mv in old.get("modelVersions") or []}
+    fv = {"name": tp.spec.feature_view.name, "version": tp.spec.feature_view.version}
+    groups = [g.wire() for g in tp.spec.feature_view.feature_groups]
+    pending = dict(jobs)
+    if intent and intent.get("version"):
+        pending.setdefault(int(intent["version"]), render_training.job_name(tp, int(intent["version"])))
+    for version, job in pending.items():
+        if version not in entries:  # started, result not in yet (jobs.py records it)
+            entries[version] = model_version_entry(version, job, None, None, fv, groups,
+                                                   created_at=(intent or {}).get("at") if intent and int(intent.get("version", 0)) == version else None)
+    versions = [entries[v] for v in sorted(entries, reverse=True)]
+    validated = [mv["version"] for mv in versions if mv.get("phase") == "Validated"]
+    latest = versions[0] if versions else None
+    if latest is None:
+        trained = condition("Trained", None, "NoRunYet", "no training run yet")
+    elif latest["phase"] == "Training":
+        trained = condition("Trained", None, "Training", f"v{latest['version']} is training in Job {latest.get('job')}")
+    elif latest["phase"] == "Validated":
+        metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted((latest.get("metrics") or {}).items()))
+        trained = condition("Trained", True, "ModelValidated", f"v{latest['version']} passed its gates ({metrics})"[:1024])
+    elif latest["phase"] == "Rejected":
+        trained = condition("Trained", False, "ModelRejected", f"v{latest['version']}: {latest.get('message', 'gates not met')}"[:1024])
+    else:
+        trained = condition("Trained", False, "TrainingFailed", f"v{latest['version']}: {latest.get('message', '')}"[:1024])
+    # Ready = a servable model exists; the latest run's outcome is its own condition.
+    if validated and trained["status"] != "True":
+        ready = condition("Ready", True, "ModelValidated", f"v{max(validated)} is the latest Validated version; {trained['message']}"[:1024])
+    else:
+        ready = ready_rollup([trained], "ModelValidated", trained["message"])
+    out: dict[str, Any] = {
+        "observedGeneration": meta.get("generation"),
+        "modelVersions": versions,
+        "latestValidatedVersion": max(validated) if validated else None,
+        "conditions": merge_conditions(old.get("conditions"), [ready, trained], meta.get("generation")),
+    }
+    return out
+
+
+def reconcile(rt: Runtime, body: Mapping[str, Any], now: datetime | None = None) -> dict[str, int]:
+    tp = TrainingPipeline.model_validate(dict(body))
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    annotations = meta.get("annotations") or {}
+    actions: dict[str, int] = {}
+    now = now or datetime.now(timezone.utc)
+    intent = json.loads(annotations[INTENT_ANNOTATION]) if annotations.get(INTENT_ANNOTATION) else None
+    token = annotations.get(RUN_ANNOTATION)
+
+    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_KIND}=trainingpipeline,{LABEL_RESOURCE}={name}"
+    job_objs = rt.kube.list("batch/v1", "jobs", ns, selector)
+    jobs = {int(j["metadata"]["labels"][LABEL_MODEL_VERSION]): j["metadata"]["name"] for j in job_objs
+            if j["metadata"].get("labels", {}).get(LABEL_MODEL_VERSION, "").isdigit()}
+    recorded = {int(mv["version"]) for mv in (body.get("status") or {}).get("modelVersions") or []}
+
+    trigger = run_trigger(tp, intent, token, now)
+    if trigger:
+        known = recorded | set(jobs) | ({int(intent["version"])} if intent else set())
+        version = next_model_version(known)
+        intent = {"version": version, "hash": render_training.training_hash(tp), "token": token,
+                  "at": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"), "trigger": trigger}
+        patched = rt.kube.patch(API_VERSION, PLURAL, ns, name, {"metadata": {
+            "resourceVersion": meta["resourceVersion"],
+            "annotations": {INTENT_ANNOTATION: json.dumps(intent, sort_keys=True, separators=(",", ":"))}}})
+        body = {**body, "metadata": {**meta, "resourceVersion": patched["metadata"]["resourceVersion"],
+                                     "annotations": patched["metadata"].get("annotations")}}
+        actions["intent"] = 1
+    if intent and int(intent["version"]) not in jobs and int(intent["version"]) not in recorded:
+        job = render_training.render(tp, int(intent["version"]), rt.config, owner=body, trigger=intent.get("trigger", "create"))
+        action, _ = apply_child(rt.kube, job)
+        actions[action] = actions.get(action, 0) + 1
+        if action == "created":
+            jobs[int(intent["version"])] = job["metadata"]["name"]
+            rt.event(body, "TrainingStarted", f"model {tp.spec.model.name} v{intent['version']}: Job "
+                     f"{job['metadata']['name']} ({intent.get('trigger')})")
+    if rt.update_status(PLURAL, body, lambda b: compute_status(b, tp, jobs, intent)) is not None:
+        actions["status"] = 1
+    return actions

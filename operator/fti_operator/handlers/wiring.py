@@ -1,0 +1,284 @@
+"""Kopf registrations: settings, indexes, the three kinds, Job results, cross-resource triggers.
+
+Kopf's own bookkeeping (progress and the diff-base of the last handled spec) lives in
+annotations under `fti.dev/`, so `status` is entirely ours. Cross-resource lookups go
+through `@kopf.index`: which model versions a model name has (TrainingPipelines), which
+feature-group versions are materialized (FeaturePipelines), which InferenceServices serve
+which model versions — and so which feature-group versions are still needed (§4.3).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import kopf
+
+from .. import metrics
+from ..config import OperatorConfig
+from ..render.pods import LABEL_MANAGED_BY, MANAGED_BY
+from ..versions import ModelInfo, models_from_status, needed_feature_groups
+from ..versions.retention import served_model_versions
+from . import feature, inference, jobs, training
+from .runtime import GROUP, VERSION, Runtime, runtime, set_runtime
+
+log = logging.getLogger("fti_operator")
+FP, TP, IS = "featurepipelines", "trainingpipelines", "inferenceservices"
+# Watches are re-established at least this often: without a server timeout a silently dropped
+# connection leaves the operator blind forever (a known Kopf pitfall).
+WATCH_SERVER_TIMEOUT = 300
+WATCH_CLIENT_TIMEOUT = 330
+
+
+def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
+    settings.watching.connect_timeout = 30
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fti.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="fti.dev", key="last-handled-configuration")
+    settings.persistence.finalizer = "fti.dev/finalizer"
+    # Kopf would post an Event for every handler success; ours are the meaningful ones.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 16
+    settings.networking.request_timeout = 60
+    if config.peering:
+        settings.peering.name = config.peering
+        settings.peering.mandatory = False
+
+
+@kopf.on.startup()
+def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = getattr(memo, "config", None) or OperatorConfig.from_env()
+    configure(settings, config)
+    try:
+        rt = runtime()
+    except RuntimeError:
+        rt = Runtime(config)
+        set_runtime(rt)
+    log.info("fti-operator started: artifact store %s, namespaces %s", config.artifact_store, config.namespaces or "all")
+
+
+@kopf.on.login()
+def _login(**kwargs: Any):
+    return kopf.login_via_client(**kwargs)
+
+
+# ---- indexes ---------------------------------------------------------------------------------
+@kopf.index(GROUP, VERSION, TP)
+def models_by_name(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
+    model = (spec.get("model") or {}).get("name")
+    return {(namespace, model): tuple(models_from_status(model, status, namespace=namespace, pipeline=name))} if model else {}
+
+
+@kopf.index(GROUP, VERSION, FP)
+def feature_availability(namespace: str, spec: Mapping, status: Mapping, **_: Any):
+    return feature.availability(namespace, spec, status)
+
+
+@kopf.index(GROUP, VERSION, FP)
+def pipelines_by_group(namespace: str, name: str, spec: Mapping, **_: Any):
+    group = (spec.get("featureGroup") or {}).get("name")
+    return {(namespace, group): name} if group else {}
+
+
+@kopf.index(GROUP, VERSION, IS)
+def services_by_model(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
+    model = (spec.get("model") or {}).get("name")
+    return {(namespace, model): (name, tuple(served_model_versions(status)))} if model else {}
+
+
+def _models(models_by_name: kopf.Index, namespace: str, model: str) -> list[ModelInfo]:
+    return [m for infos in models_by_name.get((namespace, model), []) for m in infos]
+
+
+def _needed(namespace: str, services_by_model: kopf.Index, models_by_name: kopf.Index) -> dict[tuple[str, int], list[str]]:
+    services, models = [], {}
+    for (ns, model), entries in services_by_model.items():
+        if ns != namespace:
+            continue
+        for name, versions in entries:
+            services.append((f"{ns}/{name}", model, list(versions)))
+        for m in _models(models_by_name, ns, model):
+            models[(model, m.version)] = m
+    return needed_feature_groups(services, models)
+
+
+def _availability(namespace: str, feature_availability: kopf.Index) -> dict[tuple[str, int], Any]:
+    out = {}
+    for (ns, group, version), store in feature_availability.items():
+        if ns == namespace:
+            for info in store:
+                out[(group, version)] = info
+    return out
+
+
+# ---- reconcile entry points ------------------------------------------------------------------
+def reconcile_feature(body: Mapping, services_by_model: kopf.Index, models_by_name: kopf.Index) -> dict[str, int]:
+    rt = runtime()
+    meta = body["metadata"]
+    with metrics.reconcile_timer("FeaturePipeline"), rt.lock("featurepipeline", meta["namespace"], meta["name"]):
+        return feature.reconcile(rt, body, _needed(meta["namespace"], services_by_model, models_by_name))
+
+
+def reconcile_training(body: Mapping) -> dict[str, int]:
+    rt = runtime()
+    meta = body["metadata"]
+    with metrics.reconcile_timer("TrainingPipeline"), rt.lock("trainingpipeline", meta["namespace"], meta["name"]):
+        return training.reconcile(rt, body)
+
+
+def reconcile_inference(body: Mapping, models_by_name: kopf.Index, feature_availability: kopf.Index) -> dict[str, int]:
+    rt = runtime()
+    meta = body["metadata"]
+    ns, model = meta["namespace"], body["spec"]["model"]["name"]
+    with metrics.reconcile_timer("InferenceService"), rt.lock("inferenceservice", ns, meta["name"]):
+        result = inference.reconcile(rt, body, _models(models_by_name, ns, model), _availability(ns, feature_availability))
+    status = body.get("status") or {}
+    metrics.record_served(ns, meta["name"], status.get("serving"), status.get("canary"))
+    return result
+
+
+@kopf.on.resume(GROUP, VERSION, FP)
+@kopf.on.create(GROUP, VERSION, FP)
+@kopf.on.update(GROUP, VERSION, FP)
+def feature_pipeline(body: kopf.Body, services_by_model: kopf.Index, models_by_name: kopf.Index, **_: Any) -> None:
+    reconcile_feature(body, services_by_model, models_by_name)
+
+
+@kopf.on.delete(GROUP, VERSION, FP)
+def feature_pipeline_deleted(body: kopf.Body, services_by_model: kopf.Index, models_by_name: kopf.Index, **_: Any) -> None:
+    """The only finalizer: a FeaturePipeline whose versions a revision still needs stays (§4.3)."""
+    meta = body["metadata"]
+    group = body["spec"]["featureGroup"]["name"]
+    needed = {v: by for (g, v), by in _needed(meta["namespace"], services_by_model, models_by_name).items() if g == group and by}
+    if needed:
+        message = "; ".join(f"{group} v{v} needed by {', '.join(by)}" for v, by in sorted(needed.items()))
+        runtime().event(body, "DeletionBlocked", message, "Warning")
+        raise kopf.TemporaryError(f"still needed: {message}", delay=30)
+    runtime().forget("featurepipeline", meta["namespace"], meta["name"])
+
+
+@kopf.on.resume(GROUP, VERSION, TP)
+@kopf.on.create(GROUP, VERSION, TP)
+@kopf.on.update(GROUP, VERSION, TP)
+def training_pipeline(body: kopf.Body, **_: Any) -> None:
+    reconcile_training(body)
+
+
+@kopf.timer(GROUP, VERSION, TP, interval=30, initial_delay=30,
+            when=lambda spec, **_: bool(spec.get("schedule")) and not spec.get("suspend"))
+def training_schedule(body: kopf.Body, **_: Any) -> None:
+    """Scheduled runs: the reconcile starts one when the cron time since the last run has passed."""
+    reconcile_training(body)
+
+
+@kopf.on.resume(GROUP, VERSION, IS)
+@kopf.on.create(GROUP, VERSION, IS)
+@kopf.on.update(GROUP, VERSION, IS)
+def inference_service(body: kopf.Body, models_by_name: kopf.Index, feature_availability: kopf.Index, **_: Any) -> None:
+    reconcile_inference(body, models_by_name, feature_availability)
+
+
+@kopf.on.event("serving.kserve.io", "v1beta1", IS, labels={LABEL_MANAGED_BY: MANAGED_BY})
+def kserve_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index, **_: Any) -> None:
+    """KServe readiness/URL changes flow into our status (Serving condition, url)."""
+    if type is None:  # the initial listing: resume handlers cover it
+        return
+    owner = _owner_name(body)
+    if owner:
+        fresh = runtime().kube.get(f"{GROUP}/{VERSION}", IS, body["metadata"]["namespace"], owner)
+        if fresh and not fresh["metadata"].get("deletionTimestamp"):
+            reconcile_inference(fresh, models_by_name, feature_availability)
+
+
+def _owner_name(body: Mapping) -> str | None:
+    for ref in body["metadata"].get("ownerReferences") or []:
+        if ref.get("apiVersion") == f"{GROUP}/{VERSION}" and ref.get("controller"):
+            return ref["name"]
+    return None
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
+def job_event(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index, **_: Any) -> None:
+    if type == "DELETED":
+        return
+    rt = runtime()
+    kind = jobs.record(rt, body)
+    if kind is None:
+        return
+    labels = body["metadata"].get("labels") or {}
+    fresh = rt.kube.get(f"{GROUP}/{VERSION}", kind + "s", body["metadata"]["namespace"], labels.get("fti.dev/resource"))
+    if fresh is None:
+        return
+    # Conditions and derived fields follow the recorded result.
+    if kind == "featurepipeline":
+        reconcile_feature(fresh, services_by_model, models_by_name)
+    elif kind == "trainingpipeline":
+        reconcile_training(fresh)
+
+
+# ---- cross-resource triggers -----------------------------------------------------------------
+_last_seen: dict[tuple[str, str, str], Any] = {}
+
+
+def _changed(key: tuple[str, str, str], value: Any) -> bool:
+    if _last_seen.get(key) == value:
+        return False
+    _last_seen[key] = value
+    return True
+
+
+@kopf.on.event(GROUP, VERSION, TP)
+def training_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
+                     services_by_model: kopf.Index, **_: Any) -> None:
+    """New or changed model versions: InferenceServices of that model re-resolve (`latest`)."""
+    meta = body["metadata"]
+    ns, model = meta["namespace"], (body.get("spec") or {}).get("model", {}).get("name")
+    versions = tuple((mv.get("version"), mv.get("phase"), mv.get("storageUri")) for mv in (body.get("status") or {}).get("modelVersions") or [])
+    if not model or not _changed(("tp", ns, meta["name"]), versions) or type is None:
+        return
+    for isvc_name, _served in services_by_model.get((ns, model), []):
+        fresh = runtime().kube.get(f"{GROUP}/{VERSION}", IS, ns, isvc_name)
+        if fresh and not fresh["metadata"].get("deletionTimestamp"):
+            reconcile_inference(fresh, models_by_name, feature_availability)
+
+
+@kopf.on.event(GROUP, VERSION, FP)
+def feature_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
+                    services_by_model: kopf.Index, **_: Any) -> None:
+    """A feature-group version became (un)available: InferenceServices whose models read it re-decide."""
+    meta = body["metadata"]
+    ns = meta["namespace"]
+    group = ((body.get("spec") or {}).get("featureGroup") or {}).get("name")
+    state = feature.availability(ns, body.get("spec") or {}, body.get("status") or {})
+    if not group or not _changed(("fp", ns, meta["name"]), tuple(sorted(state.items()))) or type is None:
+        return
+    for (sns, model), entries in list(services_by_model.items()):
+        if sns != ns:
+            continue
+        if not any(group == g for m in _models(models_by_name, ns, model) for g, _v in m.feature_groups):
+            continue
+        for isvc_name, _served in entries:
+            fresh = runtime().kube.get(f"{GROUP}/{VERSION}", IS, ns, isvc_name)
+            if fresh and not fresh["metadata"].get("deletionTimestamp"):
+                reconcile_inference(fresh, models_by_name, feature_availability)
+
+
+@kopf.on.event(GROUP, VERSION, IS)
+def serving_changed(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index,
+                    pipelines_by_group: kopf.Index, **_: Any) -> None:
+    """Served/canary/history changed (or the service went): feature groups' retention is recomputed."""
+    meta = body["metadata"]
+    ns, model = meta["namespace"], ((body.get("spec") or {}).get("model") or {}).get("name")
+    served = () if type == "DELETED" else tuple(served_model_versions(body.get("status")))
+    if not model or not _changed(("is", ns, meta["name"]), served) or type is None:
+        return
+    if type == "DELETED":
+        _last_seen.pop(("is", ns, meta["name"]), None)
+    groups = {g for m in _models(models_by_name, ns, model) for g, _v in m.feature_groups}
+    rt = runtime()
+    for group in sorted(groups):
+        for fp_name in list(pipelines_by_group.get((ns, group), [])):
+            fresh = rt.kube.get(f"{GROUP}/{VERSION}", FP, ns, fp_name)
+            if fresh and not fresh["metadata"].get("deletionTimestamp"):
+                reconcile_feature(fresh, services_by_model, models_by_name)

@@ -1,0 +1,172 @@
+"""InferenceService -> a KServe v1beta1 InferenceService (online) or a CronJob/Job (batch).
+
+Every child is rendered from ONE resolved pair (model version, feature-view version)
+(DESIGN §4.1): predictor and transformer come out of the same call and go to the API
+server in the same object, so they can never serve different versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..api import InferenceService
+from ..config import OperatorConfig
+from .pods import (
+    LABEL_COMPONENT,
+    LABEL_FV_VERSION,
+    LABEL_MODEL_VERSION,
+    child_name,
+    container_security_context,
+    job,
+    job_spec,
+    labels,
+    owner_reference,
+    pipeline_container,
+    pod_template,
+    template_parts,
+)
+
+KIND = "InferenceService"
+KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
+SERVING_MODULE = "fti_pipelines.serving"
+BATCH_MODULE = "fti_pipelines.batch_inference"
+SERVING_PORT = 8080  # KServe's default container port for custom predictors/transformers
+ANNOTATION_REVISION = "fti.dev/revision"
+
+
+@dataclass(frozen=True)
+class ResolvedPair:
+    """What a revision serves: a model version and the feature-view version it was trained on."""
+
+    revision: int
+    model_name: str
+    model_version: int
+    feature_view_name: str
+    feature_view_version: int
+    storage_uri: str | None = None
+
+
+def spec_payload(isvc: InferenceService, pair: ResolvedPair) -> dict[str, Any]:
+    """The resolved spec the serving / batch pipeline gets as FTI_SPEC: concrete versions only."""
+    wire = isvc.spec.wire()
+    payload: dict[str, Any] = {
+        "model": {"name": pair.model_name, "version": pair.model_version},
+        "featureView": {"name": pair.feature_view_name, "version": pair.feature_view_version},
+        "mode": isvc.spec.mode,
+    }
+    part = "online" if isvc.spec.mode == "online" else "batch"
+    payload[part] = wire.get(part) or {}
+    return payload
+
+
+def child_labels(isvc: InferenceService, pair: ResolvedPair, component: str) -> dict[str, str]:
+    return labels(KIND, isvc.metadata.name, **{
+        LABEL_COMPONENT: component, LABEL_MODEL_VERSION: pair.model_version, LABEL_FV_VERSION: pair.feature_view_version,
+    })
+
+
+def kserve_name(isvc: InferenceService) -> str:
+    # Same name as ours: the KServe URL is then <name>.<namespace>.<domain>, what users expect.
+    return child_name(isvc.metadata.name, limit=45)  # KServe appends -predictor-00001 etc.
+
+
+def batch_name(isvc: InferenceService) -> str:
+    return child_name(isvc.metadata.name, "batch")
+
+
+def _serving_container(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig, role: str,
+                       resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    image, tpl_resources, extra_env = template_parts(isvc.spec.template, config.image("inference"))
+    container = pipeline_container(
+        image, SERVING_MODULE, spec_payload(isvc, pair), config, extra_env, name="kserve-container",
+        args=["--role", role], resources=resources or tpl_resources,
+        namespace=isvc.metadata.namespace, resource=isvc.metadata.name, run_id=kserve_name(isvc),
+        ports=[{"containerPort": SERVING_PORT, "protocol": "TCP"}],
+    )
+    # A server is not a run: no termination-message result to read.
+    container.pop("terminationMessagePath", None)
+    container.pop("terminationMessagePolicy", None)
+    return container
+
+
+def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig,
+                  owner: Mapping[str, Any] | None = None, canary_percent: int | None = None) -> dict[str, Any]:
+    """The KServe InferenceService serving `pair`.
+
+    canary_percent: KServe sends that share to this (latest) revision and the rest to the
+    previously rolled-out one; it only works in Serverless mode (RawDeployment ignores it).
+    """
+    online = isvc.spec.online
+    assert online is not None, "validated spec: mode online has spec.online"
+    resources = online.resources.wire() if online.resources else None
+    component: dict[str, Any] = {"minReplicas": online.min_replicas, "maxReplicas": online.max_replicas}
+    if canary_percent is not None:
+        component["canaryTrafficPercent"] = canary_percent
+    predictor = dict(component)
+    spec: dict[str, Any] = {"predictor": predictor}
+    tpl = isvc.spec.template.wire() if isvc.spec.template else {}
+    if tpl.get("serviceAccountName") or config.pipeline_service_account:
+        predictor["serviceAccountName"] = tpl.get("serviceAccountName") or config.pipeline_service_account
+    if online.topology == "combined":
+        predictor["containers"] = [_serving_container(isvc, pair, config, "combined", resources)]
+        predictor["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    else:
+        if not pair.storage_uri:
+            raise ValueError(f"model {pair.model_name} version {pair.model_version} has no storageUri in status")
+        model: dict[str, Any] = {"modelFormat": {"name": "sklearn"}, "storageUri": pair.storage_uri,
+                                 "securityContext": container_security_context() | {"readOnlyRootFilesystem": False}}
+        if resources:
+            model["resources"] = {k: {rk: str(rv) for rk, rv in v.items()} for k, v in sorted(resources.items())}
+        predictor["model"] = model
+        transformer = dict(component)
+        transformer["containers"] = [_serving_container(isvc, pair, config, "transformer", None)]
+        transformer["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+        spec["transformer"] = transformer
+    meta: dict[str, Any] = {
+        "name": kserve_name(isvc),
+        "namespace": isvc.metadata.namespace or "default",
+        "labels": child_labels(isvc, pair, "online"),
+        "annotations": {ANNOTATION_REVISION: str(pair.revision)},
+    }
+    if owner:
+        meta["ownerReferences"] = [owner_reference(owner)]
+    return {"apiVersion": KSERVE_API_VERSION, "kind": "InferenceService", "metadata": meta, "spec": spec}
+
+
+def render_batch(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig,
+                 owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A CronJob (batch.schedule set) or a run-once Job scoring with `pair`."""
+    batch = isvc.spec.batch
+    assert batch is not None, "validated spec: mode batch has spec.batch"
+    lbl = child_labels(isvc, pair, "batch")
+    ns = isvc.metadata.namespace or "default"
+    image, resources, extra_env = template_parts(isvc.spec.template, config.image("inference"))
+
+    def pod(run_id: str | None) -> dict[str, Any]:
+        container = pipeline_container(image, BATCH_MODULE, spec_payload(isvc, pair), config, extra_env,
+                                       resources=resources, namespace=isvc.metadata.namespace,
+                                       resource=isvc.metadata.name, run_id=run_id)
+        return pod_template([container], config, pod_labels=lbl, template=isvc.spec.template)
+
+    if batch.schedule is None:
+        name = child_name(isvc.metadata.name, "batch", f"m{pair.model_version}", f"fv{pair.feature_view_version}")
+        return job(name, ns, pod(name), config, job_labels=lbl, annotations={ANNOTATION_REVISION: str(pair.revision)}, owner=owner)
+    meta: dict[str, Any] = {"name": batch_name(isvc), "namespace": ns, "labels": lbl,
+                            "annotations": {ANNOTATION_REVISION: str(pair.revision)}}
+    if owner:
+        meta["ownerReferences"] = [owner_reference(owner)]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": meta,
+        "spec": {
+            "schedule": batch.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 300,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"metadata": {"labels": lbl}, "spec": job_spec(pod(None), config)},
+        },
+    }

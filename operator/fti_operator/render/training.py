@@ -1,0 +1,50 @@
+"""TrainingPipeline -> one Job per training run, carrying the model version the operator assigned.
+
+The operator, not a CronJob, starts scheduled runs: the version number must be assigned and
+recorded before the run exists, and a CronJob-created Job cannot be told its number (two
+triggers at once — schedule and run-now — would otherwise race for one version).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..api import TrainingPipeline
+from ..config import OperatorConfig
+from .pods import LABEL_COMPONENT, LABEL_MODEL_VERSION, child_name, job, labels, pipeline_container, pod_template, spec_hash, template_parts
+
+MODULE = "fti_pipelines.training"
+KIND = "TrainingPipeline"
+# Spec parts that change what a run produces; schedule/suspend/resources do not.
+TRAINING_FIELDS = ("model", "featureView", "trainingData", "evaluation")
+
+
+def spec_payload(tp: TrainingPipeline) -> dict[str, Any]:
+    return tp.spec.wire()
+
+
+def training_hash(tp: TrainingPipeline) -> str:
+    """Hash of the training-relevant spec (and the image, whose code trains): a change means a new run."""
+    wire = spec_payload(tp)
+    relevant = {k: wire.get(k) for k in TRAINING_FIELDS}
+    relevant["image"] = (tp.spec.template.image if tp.spec.template else None)
+    return spec_hash(relevant)
+
+
+def job_name(tp: TrainingPipeline, version: int) -> str:
+    return child_name(tp.metadata.name, f"v{version}")
+
+
+def render(tp: TrainingPipeline, version: int, config: OperatorConfig, owner: Mapping[str, Any] | None = None,
+           trigger: str = "create") -> dict[str, Any]:
+    """The Job that trains model version `version`."""
+    name = job_name(tp, version)
+    lbl = labels(KIND, tp.metadata.name, **{LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version})
+    image, resources, extra_env = template_parts(tp.spec.template, config.image("training"))
+    container = pipeline_container(
+        image, MODULE, spec_payload(tp), config, extra_env, resources=resources,
+        namespace=tp.metadata.namespace, resource=tp.metadata.name, run_id=name, model_version=version,
+    )
+    pod = pod_template([container], config, pod_labels=lbl, template=tp.spec.template)
+    annotations = {"fti.dev/training-hash": training_hash(tp), "fti.dev/trigger": trigger}
+    return job(name, tp.metadata.namespace or "default", pod, config, job_labels=lbl, annotations=annotations, owner=owner)

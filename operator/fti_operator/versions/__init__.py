@@ -1,0 +1,14 @@
+"""Pure version logic (DESIGN §4): model-version numbering, `latest`, servability, retention.
+
+No API calls here: handlers pass in what they read from status and indexes, and get
+decisions back, so every rule is a table test.
+"""
+
+from .models import ModelInfo, latest_validated, models_from_status, next_model_version, resolve_model
+from .retention import fg_version_states, needed_feature_groups
+from .serving import FeatureGroupAvailability, ServingDecision, decide_pair
+
+__all__ = [
+    "ModelInfo", "latest_validated", "models_from_status", "next_model_version", "resolve_model",
+    "fg_version_states", "needed_feature_groups", "FeatureGroupAvailability", "ServingDecision", "decide_pair",
+]

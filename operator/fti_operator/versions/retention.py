@@ -1,0 +1,55 @@
+"""Which feature-group versions are still needed (DESIGN §4.3).
+
+A version stays materialized while any revision that is serving, in canary, or within
+the rollback history needs it, even after its FeaturePipeline moved to a newer version.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from .models import ModelInfo
+
+
+def served_model_versions(status: Mapping[str, Any] | None) -> list[int]:
+    """Model versions of an InferenceService's serving, canary and history revisions."""
+    status = status or {}
+    revisions = [status.get("serving"), status.get("canary"), *(status.get("history") or [])]
+    return [int(r["model"]) for r in revisions if r and r.get("model")]
+
+
+def needed_feature_groups(
+    services: Iterable[tuple[str, str, list[int]]],
+    models: Mapping[tuple[str, int], ModelInfo],
+) -> dict[tuple[str, int], list[str]]:
+    """(feature group, version) -> sorted 'namespace/name' of the InferenceServices needing it.
+
+    services: (key 'ns/name', model name, model versions in serving/canary/history).
+    models: (model name, version) -> ModelInfo with its feature groups.
+    """
+    needed: dict[tuple[str, int], set[str]] = {}
+    for key, model_name, versions in services:
+        for v in versions:
+            info = models.get((model_name, v))
+            for fg in (info.feature_groups if info else ()):
+                needed.setdefault(fg, set()).add(key)
+    return {fg: sorted(keys) for fg, keys in needed.items()}
+
+
+def fg_version_states(
+    group: str,
+    current_version: int,
+    known_versions: Iterable[int],
+    needed: Mapping[tuple[str, int], list[str]],
+) -> dict[int, tuple[str, list[str]]]:
+    """version -> (state, neededBy): Active (current), Retained (older but needed), Retired."""
+    out: dict[int, tuple[str, list[str]]] = {}
+    for v in sorted(set(known_versions) | {current_version}, reverse=True):
+        by = list(needed.get((group, v), []))
+        if v == current_version:
+            out[v] = ("Active", by)
+        elif by:
+            out[v] = ("Retained", by)
+        else:
+            out[v] = ("Retired", [])
+    return out
