@@ -1,0 +1,89 @@
+"""Assemble and run `kserve.ModelServer` for one role of one revision.
+
+Two things differ from a stock `ModelServer().start([model])`:
+
+- A revision that fails its load-time checks is still registered, so the server
+  comes up *not ready* and its readiness endpoints say why (KServe would exit with
+  NoModelReady). `/v2/health/ready` also reports not ready then (a custom DataPlane),
+  so a kubelet probe on either endpoint keeps traffic away.
+- Our 4xx handlers and the body-size limit are installed on KServe's FastAPI app.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kserve
+from kserve.errors import ModelNotReady, ServerNotReady
+from kserve.model_server import app as kserve_app
+from kserve.predictor_config import PredictorConfig
+from kserve.protocol.dataplane import DataPlane
+
+from .config import ServingConfig
+from .errors import install_error_handling
+from .revision import Revision
+
+log = logging.getLogger("fti_pipelines.serving")
+
+ROLES = ("combined", "transformer", "predictor")
+
+
+class RevisionDataPlane(DataPlane):
+    """Server readiness = every registered model ready (KServe's default is always True)."""
+
+    async def ready(self) -> bool:
+        for model in self.model_registry.get_models().values():
+            try:
+                await model.healthy()
+            except ModelNotReady as exc:
+                raise ServerNotReady(str(exc)) from exc
+        return await super().ready()
+
+
+def build_model(role: str, config: ServingConfig, artifact_store: str, online_store: str | None) -> kserve.Model:
+    """The kserve.Model of a role, loaded (ready or not, with its reasons)."""
+    from .combined import CombinedModel
+    from .predictor import PredictorModel
+    from .transformer import TransformerModel
+
+    if role == "combined":
+        model: kserve.Model = CombinedModel(config.name, Revision(config, artifact_store, online_store))
+    elif role == "transformer":
+        model = TransformerModel(config.name, Revision(config, artifact_store, online_store, with_model=False))
+    elif role == "predictor":
+        model = PredictorModel(config.name, Revision(config, artifact_store, online_store, with_lookup=False))
+    else:
+        raise ValueError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    model.load()
+    return model
+
+
+def make_server(http_port: int, *, max_body_bytes: int, predictor_host: str | None = None,
+                grpc_port: int | None = None, latency_logging: bool = False) -> kserve.ModelServer:
+    """A ModelServer with our readiness and error handling (one per process: KServe's app is global)."""
+    predictor_config = PredictorConfig(predictor_host=predictor_host, predictor_protocol="v1") if predictor_host else None
+    kwargs: dict[str, Any] = {"http_port": http_port, "workers": 1, "enable_latency_logging": latency_logging,
+                              "enable_grpc": grpc_port is not None}
+    if grpc_port is not None:
+        kwargs["grpc_port"] = grpc_port
+    if predictor_config is not None:
+        kwargs["predictor_config"] = predictor_config
+    server = kserve.ModelServer(**kwargs)
+    server.dataplane = RevisionDataPlane(model_registry=server.registered_models)
+    install_error_handling(kserve_app, max_body_bytes)
+    return server
+
+
+def serve(config: ServingConfig, artifact_store: str, online_store: str | None, *, http_port: int,
+          role: str = "combined", predictor_host: str | None = None, grpc_port: int | None = None) -> None:
+    """Load the revision and serve until SIGTERM/SIGINT (blocking; call from the main thread)."""
+    if role == "transformer" and not predictor_host:
+        raise ValueError("role transformer needs --predictor_host host:port")
+    server = make_server(http_port, max_body_bytes=config.max_body_bytes, predictor_host=predictor_host,
+                         grpc_port=grpc_port)
+    model = build_model(role, config, artifact_store, online_store)
+    # Registered even when not ready: the server stays up and its readiness says why.
+    server.register_model(model)
+    log.info("model server %s (%s) on port %d, ready=%s", config.name, role, http_port, model.ready)
+    server.start([])
