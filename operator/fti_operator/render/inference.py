@@ -108,9 +108,12 @@ def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorCo
     tpl = isvc.spec.template.wire() if isvc.spec.template else {}
     if tpl.get("serviceAccountName") or config.pipeline_service_account:
         predictor["serviceAccountName"] = tpl.get("serviceAccountName") or config.pipeline_service_account
+    # The component specs inline a PodSpec: our containers' /tmp (and store) volumes go beside them.
+    volumes = pod_template([], config, pod_labels={})["spec"]["volumes"]
     if online.topology == "combined":
         predictor["containers"] = [_serving_container(isvc, pair, config, "combined", resources)]
         predictor["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+        predictor["volumes"] = volumes
     else:
         if not pair.storage_uri:
             raise ValueError(f"model {pair.model_name} version {pair.model_version} has no storageUri in status")
@@ -122,6 +125,7 @@ def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorCo
         transformer = dict(component)
         transformer["containers"] = [_serving_container(isvc, pair, config, "transformer", None)]
         transformer["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+        transformer["volumes"] = volumes
         spec["transformer"] = transformer
     meta: dict[str, Any] = {
         "name": kserve_name(isvc),
