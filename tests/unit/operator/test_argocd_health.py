@@ -1,0 +1,106 @@
+"""The Argo CD health checks of examples/argocd/argocd-cm.yaml, run in a real Lua.
+
+Argo CD runs them in gopher-lua (Lua 5.1); here they run in Lua 5.1 through lupa when it
+is installed, else Debian's lua5.1/lua5.4 interpreter; without any Lua the test skips.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+CM = Path(__file__).resolve().parents[3] / "examples" / "argocd" / "argocd-cm.yaml"
+KINDS = ("FeaturePipeline", "TrainingPipeline", "InferenceService")
+
+
+def lua_literal(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"[{lua_literal(k)}] = {lua_literal(v)}" for k, v in value.items() if v is not None) + "}"
+    if isinstance(value, list):
+        return "{" + ", ".join(lua_literal(v) for v in value) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string literal is a valid Lua string literal for our text
+
+
+def _runner():
+    try:
+        import lupa.lua51 as lua51
+
+        return "lupa.lua51", lambda src: tuple(lua51.LuaRuntime().execute(src))
+    except ImportError:
+        pass
+    for exe in ("lua5.1", "lua5.4", "lua"):
+        path = shutil.which(exe)
+        if path:
+            def run(src: str, path=path):
+                out = subprocess.run([path, "-"], input=src.replace("return hs.status, hs.message",
+                                                                    'io.write(hs.status, "\\t", hs.message)'),
+                                     capture_output=True, text=True, check=True, timeout=10).stdout
+                return tuple(out.split("\t", 1))
+            return exe, run
+    return None, None
+
+
+LUA_NAME, LUA = _runner()
+pytestmark = pytest.mark.skipif(LUA is None, reason="no Lua: pip install lupa, or apt-get install lua5.1")
+
+
+def scripts() -> dict[str, str]:
+    data = yaml.safe_load(CM.read_text())["data"]
+    return {kind: data[f"resource.customizations.health.fti.dev_{kind}"] for kind in KINDS}
+
+
+def health(kind: str, obj: dict) -> tuple[str, str]:
+    src = f"local obj = {lua_literal(obj)}\nlocal function check()\n{scripts()[kind]}\nend\nlocal hs = check()\nreturn hs.status, hs.message\n"
+    return LUA(src)
+
+
+def obj(generation=2, observed=2, conditions=None, suspend=None, status=True):
+    o = {"apiVersion": "fti.dev/v1alpha1", "kind": "X", "metadata": {"name": "x", "generation": generation},
+         "spec": {"suspend": suspend}}
+    if status:
+        o["status"] = {"observedGeneration": observed, "conditions": conditions or []}
+    return o
+
+
+def cond(type_, status, reason, message="", observed=2):
+    return {"type": type_, "status": status, "reason": reason, "message": message, "observedGeneration": observed}
+
+
+def test_every_kind_has_a_check():
+    assert set(scripts()) == set(KINDS)
+    assert len(set(scripts().values())) == 1  # one check, shared through the YAML anchor
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case, expected, words", [
+    (obj(status=False), "Progressing", "report status"),
+    (obj(observed=1, conditions=[cond("Ready", "True", "Materialized", observed=1)]), "Progressing", "generation 2"),
+    (obj(conditions=[cond("Ready", "True", "Materialized", observed=1)]), "Progressing", "generation 1"),
+    (obj(conditions=[cond("Materialized", "True", "RunSucceeded")]), "Progressing", "No Ready"),
+    (obj(conditions=[cond("Ready", "True", "Materialized", "v2 last run ok"), cond("Materialized", "True", "RunSucceeded")]),
+     "Healthy", "v2 last run ok"),
+    (obj(conditions=[cond("Ready", "False", "RunFailed", "column amount: 12 rows below min")]), "Degraded", "RunFailed: column amount"),
+    (obj(conditions=[cond("Ready", "False", "ModelRejected", "roc_auc 0.7 < 0.85")]), "Degraded", "roc_auc"),
+    (obj(conditions=[cond("Ready", "False", "FeaturesNotReady", "card_transactions v2 not online")]), "Progressing", "FeaturesNotReady"),
+    (obj(conditions=[cond("Ready", "Unknown", "WaitingForFirstRun")]), "Progressing", "WaitingForFirstRun"),
+    (obj(conditions=[cond("Ready", "True", "Serving"), cond("CanaryReady", "Unknown", "CanaryInProgress", "model 5 at 10%")]),
+     "Progressing", "CanaryReady CanaryInProgress"),
+    (obj(conditions=[cond("Ready", "True", "Serving"), cond("UpToDate", "False", "RolledBack", "model 5 not ready in 10m")]),
+     "Degraded", "RolledBack"),
+    (obj(suspend=True, conditions=[cond("Ready", "True", "Materialized")]), "Suspended", "Suspended"),
+    (obj(suspend=True, conditions=[cond("Ready", "False", "RunFailed")]), "Degraded", "RunFailed"),
+], ids=["no-status", "stale-status", "stale-ready", "no-ready", "healthy", "run-failed", "model-rejected",
+        "waiting-features", "first-run", "canary", "rolled-back", "suspended", "suspended-but-failing"])
+def test_health(kind, case, expected, words):
+    status, message = health(kind, case)
+    assert status == expected, (LUA_NAME, message)
+    assert words in message
