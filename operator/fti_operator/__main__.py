@@ -39,6 +39,7 @@ def run(config: OperatorConfig, stop_flag: threading.Event | None = None, ready_
             namespaces=list(config.namespaces),
             standalone=config.peering is None,
             peering_name=config.peering,
+            priority=config.peering_priority,
             liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
             memo=memo,
             stop_flag=stop_flag,

@@ -17,6 +17,8 @@ Environment:
   FTI_METRICS_PORT              /metrics port (default 8080); 0 disables
   FTI_HEALTH_PORT               liveness/readiness port (default 8081); 0 disables
   FTI_PEERING                   Kopf peering name for leader election (default fti-operator); "" = standalone
+  FTI_PEERING_PRIORITY          Kopf peering priority (default 0): an instance seeing a higher one pauses;
+                                two of equal priority both freeze (never fight) — run one replica
   FTI_STORE_VOLUME_CLAIM        PVC mounted into pipeline pods at the path of a file:// artifact store
                                 (and of a sqlite:// online store under it); ignored for s3://
   FTI_PIPELINE_SERVICE_ACCOUNT  service account of pipeline pods (default: the namespace's default)
@@ -93,6 +95,7 @@ class OperatorConfig:
     metrics_port: int = 8080
     health_port: int = 8081
     peering: str | None = "fti-operator"
+    peering_priority: int = 0
     pipeline_service_account: str | None = None
     job_ttl_seconds: int = 86400
     job_backoff_limit: int = 1
@@ -137,6 +140,7 @@ class OperatorConfig:
             metrics_port=_int(env, "FTI_METRICS_PORT", 8080),
             health_port=_int(env, "FTI_HEALTH_PORT", 8081),
             peering=("fti-operator" if peering is None else (peering.strip() or None)),
+            peering_priority=_int(env, "FTI_PEERING_PRIORITY", 0, minimum=-1_000_000),
             pipeline_service_account=env.get("FTI_PIPELINE_SERVICE_ACCOUNT", "").strip() or None,
             job_ttl_seconds=_int(env, "FTI_JOB_TTL_SECONDS", 86400),
             job_backoff_limit=_int(env, "FTI_JOB_BACKOFF_LIMIT", 1),

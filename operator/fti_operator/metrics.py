@@ -104,8 +104,16 @@ class ApiCallCollector:
         yield family
 
 
+_api_collector: ApiCallCollector | None = None
+
+
 def serve(port: int, kube: Any = None, registry: CollectorRegistry = REGISTRY) -> None:
+    """Expose /metrics on `port` (0: only register); the API-call counter follows the latest client."""
+    global _api_collector
     if kube is not None:
-        registry.register(ApiCallCollector(kube))
+        if _api_collector is None:
+            _api_collector = ApiCallCollector(kube)
+            registry.register(_api_collector)
+        _api_collector.kube = kube
     if port:
         start_http_server(port, registry=registry)

@@ -1,0 +1,275 @@
+"""The operator on the real control plane (DESIGN §7), with the pod runner executing the real
+pipeline code: apply the fraud example and follow it through status, children and KServe.
+
+The operator runs in-process (Kopf in a thread with its own loop); a second instance for
+the peering test runs as `python -m fti_operator`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from controlplane.kserve import set_isvc_status
+from controlplane.wait import wait_until
+
+from fti_operator.config import OperatorConfig
+from fti_operator.handlers import feature, inference, training
+from fti_operator.handlers.kube import Kube
+from fti_operator.handlers.runtime import Runtime
+from fti_operator.versions import models_from_status
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP, VERSION = "fti.dev", "v1alpha1"
+PEERING = "fti-operator"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane, k8s, tmp_path_factory):
+    """CRDs installed, a peering object, and the operator running in this process."""
+    control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    ext = client.ApiextensionsV1Api(k8s)
+    for plural in ("featurepipelines", "trainingpipelines", "inferenceservices"):
+        wait_until(lambda: any(c.type == "Established" and c.status == "True" for c in
+                               ext.read_custom_resource_definition(f"{plural}.{GROUP}").status.conditions or []),
+                   timeout=30, description=f"CRD {plural} established")
+    custom = client.CustomObjectsApi(k8s)
+    try:
+        custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings",
+                                            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    os.environ["KUBECONFIG"] = str(control_plane.kubeconfig)
+    store = tmp_path_factory.mktemp("fti-store")
+    health = free_port()
+    config = OperatorConfig(artifact_store=f"file://{store}/artifacts", online_store=f"sqlite:///{store}/online.db",
+                            metrics_port=0, health_port=health, peering=PEERING, peering_priority=100,
+                            image_tag="test", job_ttl_seconds=3600)
+    from fti_operator.__main__ import run
+
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=run, args=(config, stop, ready), name="fti-operator", daemon=True)
+    thread.start()
+    assert ready.wait(60), "operator did not become ready"
+    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2).status == 200,
+               timeout=30, ignore=(OSError,), description="operator liveness endpoint")
+    from fti_operator.handlers.runtime import runtime
+
+    yield {"config": config, "runtime": runtime(), "store": store, "health": health}
+    stop.set()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "operator did not shut down gracefully"
+
+
+def load_example(name: str, namespace: str, **annotations: str) -> dict:
+    body = yaml.safe_load((ROOT / "examples" / "fraud" / name).read_text())
+    body["metadata"]["namespace"] = namespace
+    if annotations:
+        body["metadata"].setdefault("annotations", {}).update(annotations)
+    return body
+
+
+def create(k8s, body: dict) -> dict:
+    plural = body["kind"].lower() + "s"
+    return client.CustomObjectsApi(k8s).create_namespaced_custom_object(GROUP, VERSION, body["metadata"]["namespace"], plural, body)
+
+
+def get(k8s, namespace: str, plural: str, name: str) -> dict:
+    return client.CustomObjectsApi(k8s).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+
+
+def condition(obj: dict, type_: str) -> dict | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+
+
+def fg_run(k8s, namespace: str, name: str, version: int) -> dict | None:
+    status = get(k8s, namespace, "featurepipelines", name).get("status") or {}
+    entry = next((v for v in status.get("versions") or [] if v["version"] == version), None)
+    return (entry or {}).get("lastRun")
+
+
+def container_env(container: dict) -> dict:
+    return {e["name"]: e.get("value") for e in container.get("env") or []}
+
+
+def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_plane):
+    batch = client.BatchV1Api(k8s)
+    # 1. Feature pipelines: scheduled -> CronJobs; the run-now annotation runs them at once.
+    for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
+        create(k8s, load_example(name, namespace, **{"fti.dev/run": "it-1"}))
+    for cj in ("card-profiles-v1", "card-transactions-v1"):
+        got = wait_until(lambda: batch.read_namespaced_cron_job(cj, namespace), timeout=30, ignore=(ApiException,),
+                         description=f"CronJob {cj}")
+        assert got.spec.concurrency_policy == "Forbid"
+        assert got.metadata.owner_references[0].kind == "FeaturePipeline"
+    runs = {}
+    for fp in ("card-profiles", "card-transactions"):
+        runs[fp] = wait_until(lambda: fg_run(k8s, namespace, fp, 1), timeout=600, description=f"{fp} v1 run result in status")
+        assert runs[fp]["succeeded"], runs[fp]
+        assert runs[fp]["rowsWritten"] > 0 and "rowsRejected" in runs[fp] and runs[fp]["job"].startswith(f"{fp}-v1-run-")
+    fp_obj = wait_until(lambda: (o := get(k8s, namespace, "featurepipelines", "card-transactions")) and
+                        (condition(o, "Ready") or {}).get("status") == "True" and o, timeout=30, description="FP Ready")
+    assert condition(fp_obj, "Ready")["observedGeneration"] == fp_obj["metadata"]["generation"]
+
+    # 2. Training: a Job with the model version the operator assigned -> a Validated version in status.
+    create(k8s, load_example("training-pipeline.yaml", namespace))
+    job = wait_until(lambda: batch.read_namespaced_job("fraud-model-v1", namespace), timeout=30, ignore=(ApiException,),
+                     description="training Job")
+    assert container_env(job.to_dict()["spec"]["template"]["spec"]["containers"][0] | {
+        "env": [e for e in batch.api_client.sanitize_for_serialization(job)["spec"]["template"]["spec"]["containers"][0]["env"]]}
+    )["FTI_MODEL_VERSION"] == "1"
+
+    def validated():
+        st = get(k8s, namespace, "trainingpipelines", "fraud-model").get("status") or {}
+        mv = next((m for m in st.get("modelVersions") or [] if m["version"] == 1), None)
+        return mv if mv and mv["phase"] != "Training" else None
+
+    mv = wait_until(validated, timeout=900, description="model version 1 finished")
+    assert mv["phase"] == "Validated", mv
+    assert mv["storageUri"].endswith("/models/fraud/1/model") and mv["metrics"]["roc_auc"] >= 0.8
+    assert mv["featureView"] == {"name": "fraud", "version": 1}
+    assert {"name": "card_profiles", "version": 1} in mv["featureGroups"]
+    tp = get(k8s, namespace, "trainingpipelines", "fraud-model")
+    assert tp["status"]["latestValidatedVersion"] == 1 and condition(tp, "Ready")["status"] == "True"
+
+    # 3. Online inference: a KServe InferenceService from one resolved pair.
+    create(k8s, load_example("inference-online.yaml", namespace))
+    custom = client.CustomObjectsApi(k8s)
+    kisvc = wait_until(lambda: custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace,
+                                                                    "inferenceservices", "fraud-online"),
+                       timeout=60, ignore=(ApiException,), description="KServe InferenceService")
+    [container] = kisvc["spec"]["predictor"]["containers"]
+    assert container["image"] == "ghcr.io/fti-dev/fti-inference:test"
+    spec = json.loads(container_env(container)["FTI_SPEC"])
+    assert spec["model"] == {"name": "fraud", "version": 1} and spec["featureView"] == {"name": "fraud", "version": 1}
+    assert kisvc["metadata"]["labels"]["fti.dev/model-version"] == "1"
+    isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")).get("status", {}).get("serving") and o,
+                      timeout=30, description="serving revision in status")
+    assert {k: isvc["status"]["serving"][k] for k in ("revision", "model", "featureView")} == {"revision": 1, "model": 1, "featureView": 1}
+    set_isvc_status(k8s, namespace, "fraud-online", ready=True)
+    isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")) and
+                      (condition(o, "Ready") or {}).get("status") == "True" and o, timeout=30, description="online Ready")
+    assert isvc["status"]["url"].startswith("http://fraud-online.")
+
+    # 4. Batch inference: a CronJob with the same resolved pair; the feature groups know who needs them.
+    create(k8s, load_example("inference-batch.yaml", namespace))
+    cj = wait_until(lambda: batch.read_namespaced_cron_job("fraud-batch-batch", namespace), timeout=30,
+                    ignore=(ApiException,), description="batch CronJob")
+    cj_env = {e.name: e.value for e in cj.spec.job_template.spec.template.spec.containers[0].env}
+    assert json.loads(cj_env["FTI_SPEC"])["model"] == {"name": "fraud", "version": 1}
+    wait_until(lambda: [v for v in get(k8s, namespace, "featurepipelines", "card-profiles")["status"]["versions"]
+                        if v["version"] == 1 and v.get("neededBy") == [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"]],
+               timeout=30, description="card_profiles v1 neededBy both services")
+
+    # 5. Level-based: reconciling everything again with nothing changed makes zero write calls.
+    counted = Runtime(operator["config"], Kube(operator["runtime"].kube.api_client))
+    fps = {n: get(k8s, namespace, "featurepipelines", n) for n in ("card-profiles", "card-transactions")}
+    tp = get(k8s, namespace, "trainingpipelines", "fraud-model")
+    models = models_from_status("fraud", tp["status"])
+    avail = {}
+    for body in fps.values():
+        avail.update({(g, v): a for (_ns, g, v), a in feature.availability(namespace, body["spec"], body["status"]).items()})
+    needed = {("card_profiles", 1): [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"],
+              ("card_transactions", 1): [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"]}
+    for body in fps.values():
+        assert feature.reconcile(counted, body, needed).get("status") is None
+    training.reconcile(counted, tp)
+    for name in ("fraud-online", "fraud-batch"):
+        inference.reconcile(counted, get(k8s, namespace, "inferenceservices", name), models, avail)
+    writes = {k: n for k, n in counted.kube.calls.items() if k[0] in ("POST", "PUT", "PATCH", "DELETE")}
+    assert writes == {}, f"a no-change reconcile wrote: {writes}"
+    assert counted.kube.calls, "the reconciles read nothing?"
+
+
+def test_delete_featurepipeline_removes_children(operator, k8s, namespace):
+    batch = client.BatchV1Api(k8s)
+    body = load_example("feature-pipeline-profiles.yaml", namespace)
+    body["metadata"]["name"] = "profiles-to-delete"
+    create(k8s, body)
+    wait_until(lambda: batch.read_namespaced_cron_job("profiles-to-delete-v1", namespace), timeout=30,
+               ignore=(ApiException,), description="CronJob")
+    client.CustomObjectsApi(k8s).delete_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "profiles-to-delete")
+
+    def gone():
+        try:
+            get(k8s, namespace, "featurepipelines", "profiles-to-delete")
+            return False
+        except ApiException as exc:
+            return exc.status == 404
+
+    wait_until(gone, timeout=60, description="FeaturePipeline deleted (finalizer released)")
+    wait_until(lambda: not batch.list_namespaced_cron_job(namespace, label_selector="fti.dev/resource=profiles-to-delete").items,
+               timeout=60, description="CronJob garbage-collected")
+
+
+def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, namespace):
+    """§4.3 at the operator level: v1 stays (Retained) while an InferenceService's model reads it."""
+    batch = client.BatchV1Api(k8s)
+    fp = load_example("feature-pipeline-profiles.yaml", namespace)
+    create(k8s, fp)
+    wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v1", namespace), timeout=30, ignore=(ApiException,),
+               description="v1 CronJob")
+    custom = client.CustomObjectsApi(k8s)
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "card-profiles",
+                                          {"spec": {"featureGroup": {"version": 2}}})
+    wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v2", namespace), timeout=30, ignore=(ApiException,),
+               description="v2 CronJob")
+    # Nothing serves a model on v1: it is retired and its CronJob deleted.
+    wait_until(lambda: not batch.list_namespaced_cron_job(namespace, label_selector="fti.dev/resource=card-profiles,"
+                                                                                   "fti.dev/feature-group-version=1").items,
+               timeout=30, description="v1 CronJob deleted once retired")
+    st = get(k8s, namespace, "featurepipelines", "card-profiles")["status"]
+    assert {v["version"]: v["state"] for v in st["versions"]} == {2: "Active", 1: "Retired"}
+
+
+def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namespace, control_plane, tmp_path):
+    """Two operators never fight: the lower-priority instance pauses (Kopf peering) and writes nothing."""
+    metrics_port = free_port()
+    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig), "FTI_PEERING": PEERING, "FTI_PEERING_PRIORITY": "1",
+           "FTI_METRICS_PORT": str(metrics_port), "FTI_HEALTH_PORT": str(free_port()),
+           "FTI_ARTIFACT_STORE": f"file://{tmp_path}/artifacts"}
+    log = (tmp_path / "second.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "fti_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: b"fti_operator_api_requests" in urllib.request.urlopen(
+            f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read() or True, timeout=60, ignore=(OSError,),
+            description="second instance metrics")
+        wait_until(lambda: "higher priority" in (tmp_path / "second.log").read_text() or
+                   "Pausing" in (tmp_path / "second.log").read_text(),
+                   timeout=60, description="second instance pauses for the higher-priority one")
+        body = load_example("feature-pipeline-profiles.yaml", namespace)
+        create(k8s, body)
+        batch = client.BatchV1Api(k8s)
+        wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v1", namespace), timeout=30,
+                   ignore=(ApiException,), description="CronJob made by the active instance")
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        writes = [line for line in text.splitlines() if line.startswith("fti_operator_api_requests_total{")
+                  and any(f'verb="{v}"' in line for v in ("POST", "PUT", "PATCH", "DELETE")) and not line.endswith(" 0.0")]
+        assert writes == [], f"the paused instance wrote: {writes}"
+    finally:
+        proc.terminate()
+        try:
+            assert proc.wait(timeout=30) == 0, (tmp_path / "second.log").read_text()[-3000:]
+        finally:
+            log.close()
