@@ -1,0 +1,145 @@
+"""The feature pipeline: source -> transform -> validate -> offline (+ online) feature store.
+
+One run, driven by the contract (fti_pipelines.contract):
+
+1. parse FTI_SPEC as a FeaturePipelineSpec (field-path errors), import the transform and
+   the generator, check the online store is configured when `featureGroup.online` -
+   all before any data is touched, so bad input leaves the stores as they were;
+2. read the source (files through fsspec, or the generator), apply the transform;
+3. shape the batch for the offline store: canonical types, schema check against the
+   version's recorded schema, incremental watermark filter, dedup on key + event time;
+4. validate the rows that would be written with pandera (the spec's expectations plus an
+   implicit notNull on key and event time). A failing batch is written to NEITHER store:
+   its rows go whole to quarantine with a report; onFailure=fail then fails the run;
+5. commit a new offline snapshot (atomic), then upsert the latest row per key online.
+   If the online store lags the offline snapshot it builds on (a run died between the
+   two writes), the whole current version is re-materialised instead of just the batch.
+
+The result (termination message): featureGroup, version, ingestion, rowsRead,
+rowsWritten, rowsRejected, rowsSkipped, rowsDuplicate, watermark, snapshot,
+quarantineUri, onlineRowsWritten, addedColumns, validation summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from pydantic import ValidationError
+
+from fti_operator.api import FeaturePipelineSpec
+
+from ..contract import PipelineContext, PipelineError
+from ..sources import apply_transform, load_callable, read_source, to_pandas
+from ..store.artifacts import ArtifactStore
+from ..store.offline import FeatureStore
+from ..store.online import OnlineStore, open_online_store
+from ..store.quarantine import quarantine_batch
+from ..validation import validate
+
+log = logging.getLogger("fti_pipelines.feature")
+
+
+def parse_spec(raw: dict[str, Any]) -> FeaturePipelineSpec:
+    try:
+        return FeaturePipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        errors = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise PipelineError("InvalidSpec", errors) from None
+
+
+def parse_event_time(table: pa.Table, column: str) -> pa.Table:
+    """Make the event-time column a timestamp; ISO-8601 strings are parsed, anything else is refused."""
+    if column not in table.column_names:
+        raise PipelineError("MissingColumn", f"eventTime column {column!r} is not in the data; columns are "
+                            f"{table.column_names}", column=column)
+    dtype = table.schema.field(column).type
+    if pa.types.is_timestamp(dtype):
+        return table
+    index = table.schema.get_field_index(column)
+    if pa.types.is_date(dtype):
+        return table.set_column(index, column, table.column(column).cast(pa.timestamp("us")))
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        raw = table.column(column).to_pandas()
+        parsed = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
+        bad = parsed.isna() & raw.notna()
+        if bad.any():
+            row = int(bad.idxmax())
+            raise PipelineError("InvalidColumnType", f"eventTime column {column!r}: value {raw.iloc[row]!r} in row "
+                                f"{row} is not an ISO-8601 time", column=column, row=row)
+        return table.set_column(index, column, pa.array(parsed, pa.timestamp("us", tz="UTC")))
+    raise PipelineError("InvalidColumnType", f"eventTime column {column!r} has type {dtype}; expected a timestamp "
+                        "or ISO-8601 strings", column=column)
+
+
+def run(ctx: PipelineContext) -> dict[str, Any]:
+    spec = parse_spec(ctx.spec)
+    fg = spec.feature_group
+    # Import user code and check configuration first: bad input must not touch the stores.
+    transform = load_callable(spec.transform, "transform") if spec.transform else None
+    if spec.source.generator is not None:
+        load_callable(spec.source.generator.function, "source.generator.function")
+    if fg.online and not ctx.online_store:
+        raise PipelineError("MissingOnlineStore", "featureGroup.online is true but FTI_ONLINE_STORE is not set")
+    store = ArtifactStore(ctx.artifact_store)
+    features = FeatureStore(store)
+    result: dict[str, Any] = {"featureGroup": fg.name, "version": fg.version, "ingestion": spec.ingestion}
+
+    raw = read_source(spec.source)
+    result["rowsRead"] = raw.num_rows
+    table = apply_transform(raw, spec.transform, transform) if transform else raw
+    table = parse_event_time(table, fg.event_time)
+    batch = features.prepare(fg.name, fg.version, table, primary_key=list(fg.primary_key),
+                             event_time=fg.event_time, mode=spec.ingestion)
+    result.update(rowsSkipped=batch.rows_skipped, rowsDuplicate=batch.rows_duplicate, addedColumns=batch.added_columns)
+
+    expectations = spec.validation.expectations if spec.validation else []
+    report = validate(to_pandas(batch.table), expectations, implicit_not_null=[*fg.primary_key, fg.event_time])
+    result["validation"] = {"passed": report.passed, "checks": len(report.results),
+                            "warnings": [f"{w.spec.check} on {w.spec.column!r}: {w.failed} rows" for w in report.warnings]}
+    if not report.passed:
+        uri = quarantine_batch(store, fg.name, fg.version, ctx.run_id, batch.table, report.to_json())
+        on_failure = spec.validation.on_failure if spec.validation else "quarantine"
+        log.warning("validation failed, %d rows quarantined at %s: %s", batch.table.num_rows, uri, report.summary())
+        result.update(rowsWritten=0, rowsRejected=batch.table.num_rows, quarantineUri=uri,
+                      watermark=_watermark(batch.parent), snapshot=batch.parent["snapshot"] if batch.parent else None,
+                      message=f"validation failed: {report.summary()}"[:1000],
+                      details={"failures": [f.to_json() | {"examples": f.examples[:2]} for f in report.failures]})
+        if on_failure == "fail":
+            raise PipelineError("ValidationFailed", result["message"], **{k: v for k, v in result.items() if k != "message"})
+        return result
+
+    if batch.table.num_rows or batch.added_columns or batch.parent is None or spec.ingestion == "full":
+        manifest = features.commit(batch, run_id=ctx.run_id)
+        written = batch.table.num_rows
+    else:
+        manifest, written = batch.parent, 0  # nothing new since the watermark: no empty snapshot
+    result.update(rowsWritten=written, rowsRejected=0, watermark=manifest["watermark"], snapshot=manifest["snapshot"],
+                  rows=manifest["rows"], quarantineUri=None)
+    if fg.online:
+        with open_online_store(ctx.online_store) as online:
+            result["onlineRowsWritten"] = materialize(features, online, fg.name, fg.version, batch, manifest)
+    return result
+
+
+def _watermark(manifest: dict[str, Any] | None) -> str | None:
+    return manifest["watermark"] if manifest else None
+
+
+def materialize(features: FeatureStore, online: OnlineStore, group: str, version: int, batch: Any,
+                manifest: dict[str, Any]) -> int:
+    """Upsert the batch online, or the whole version if the online copy is not at the batch's parent."""
+    info = online.version_info(group, version)
+    snapshot = manifest["snapshot"]
+    if info is not None and info.get("snapshot") == snapshot:
+        return 0  # already materialised (a rerun with nothing new)
+    parent = batch.parent["snapshot"] if batch.parent else None
+    in_step = batch.mode == "full" or (info is not None and info.get("snapshot") == parent) or (info is None and parent is None)
+    schema = manifest["schema"]
+    rows = batch.table if in_step else features.table(group, version, snap=manifest)
+    if not in_step:
+        log.info("online store of %s v%d is at snapshot %s, offline at %s: re-materialising the version",
+                 group, version, info and info.get("snapshot"), snapshot)
+    return online.write(group, version, schema["primaryKey"], schema["eventTime"], rows, snapshot=snapshot)
