@@ -1,0 +1,156 @@
+"""The Helm chart: lint, render in each mode, restricted pods, least-privilege RBAC.
+
+helm comes from the control-plane build (tests/controlplane/build.sh) or PATH; without it
+the tests skip, except in CI (FTI_REQUIRE_CONTROLPLANE=1) where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+CHART = REPO / "charts" / "fti-operator"
+
+
+def _helm() -> str | None:
+    try:
+        from controlplane.binaries import MissingBinaries, find_binaries
+
+        try:
+            return find_binaries().path("helm")
+        except MissingBinaries:
+            pass
+    except ImportError:
+        pass
+    return shutil.which("helm")
+
+
+HELM = _helm()
+if HELM is None and os.environ.get("FTI_REQUIRE_CONTROLPLANE", "").lower() in ("1", "true", "yes"):
+    raise RuntimeError("FTI_REQUIRE_CONTROLPLANE=1 but no helm binary: run `make controlplane`")
+pytestmark = pytest.mark.skipif(HELM is None, reason="helm not built: run `make controlplane` (tests/controlplane/build.sh)")
+
+
+def helm(*args: str, check: bool = True, tmp: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ}
+    if tmp is not None:  # helm keeps caches; never in the user's home from a test
+        env.update(HELM_CACHE_HOME=str(tmp / "cache"), HELM_CONFIG_HOME=str(tmp / "config"), HELM_DATA_HOME=str(tmp / "data"))
+    result = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=60, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def render(tmp_path, *sets: str) -> list[dict]:
+    args = ["template", "fti", str(CHART), "--namespace", "fti-system"]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args, tmp=tmp_path).stdout) if d]
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_lint(tmp_path):
+    out = helm("lint", "--strict", str(CHART), tmp=tmp_path).stdout
+    assert "0 chart(s) failed" in out
+
+
+def test_deployment_is_restricted_and_probed(tmp_path):
+    docs = render(tmp_path)
+    [deploy] = by_kind(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    [container] = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert container["command"] == ["python", "-m", "fti_operator"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FTI_ARTIFACT_STORE"] == "file:///var/lib/fti/artifacts"
+    assert env["FTI_NAMESPACES"] == "" and env["FTI_METRICS_PORT"] == "8080" and env["FTI_HEALTH_PORT"] == "8081"
+    assert env["FTI_IMAGE_TAG"] == "0.1.0" and env["FTI_PEERING"] == "fti-operator"
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    [svc] = by_kind(docs, "Service")
+    assert svc["spec"]["ports"][0]["port"] == 8080
+    assert not by_kind(docs, "ServiceMonitor")
+
+
+def test_values_reach_the_environment(tmp_path):
+    docs = render(tmp_path, "stores.artifactStore=s3://ml/fti", "stores.credentialsSecret=s3-creds",
+                  "stores.onlineStoreSecret=redis:uri", "pipelineImages.tag=1.2.3", "watchNamespaces={fraud,ads}",
+                  "peering.enabled=false", "logLevel=DEBUG")
+    [deploy] = by_kind(docs, "Deployment")
+    env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FTI_ARTIFACT_STORE"] == "s3://ml/fti" and env["FTI_STORE_CREDENTIALS_SECRET"] == "s3-creds"
+    assert env["FTI_ONLINE_STORE_SECRET"] == "redis:uri" and env["FTI_IMAGE_TAG"] == "1.2.3"
+    assert env["FTI_NAMESPACES"] == "fraud,ads" and env["FTI_PEERING"] == "" and env["FTI_LOG_LEVEL"] == "DEBUG"
+    assert not by_kind(docs, "KopfPeering") and not by_kind(docs, "ClusterKopfPeering")
+
+
+def _rules(role) -> list[tuple[str, str, str]]:
+    return [(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]]
+
+
+def _assert_least_privilege(rules):
+    for group, resource, verb in rules:
+        assert "*" not in (group, resource, verb), (group, resource, verb)
+        assert resource != "secrets", "the operator never reads Secrets (secrets only by reference)"
+        if resource in ("pods", "pods/log"):
+            assert verb in ("get", "list", "watch"), (resource, verb)
+    needed = {("fti.dev", "featurepipelines", "watch"), ("fti.dev", "inferenceservices/status", "patch"),
+              ("batch", "cronjobs", "create"), ("batch", "jobs", "delete"), ("", "pods", "get"), ("", "pods/log", "get"),
+              ("", "events", "create"), ("serving.kserve.io", "inferenceservices", "patch")}
+    assert needed <= set(rules), needed - set(rules)
+
+
+def test_cluster_wide_rbac(tmp_path):
+    docs = render(tmp_path)
+    [role] = by_kind(docs, "ClusterRole")
+    rules = _rules(role)
+    _assert_least_privilege(rules)
+    assert ("", "namespaces", "watch") in rules and ("kopf.dev", "clusterkopfpeerings", "patch") in rules
+    assert not by_kind(docs, "Role")
+    [peering] = by_kind(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "fti-operator"
+
+
+def test_namespaced_rbac(tmp_path):
+    docs = render(tmp_path, "watchNamespaces={fraud,ads}")
+    [cluster_role] = by_kind(docs, "ClusterRole")
+    # Cluster-wide only what Kopf needs to discover resources.
+    assert _rules(cluster_role) == [("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")]
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ads", "fraud"]
+    for role in roles:
+        _assert_least_privilege(_rules(role))
+    bindings = by_kind(docs, "RoleBinding")
+    assert all(b["subjects"][0]["namespace"] == "fti-system" for b in bindings)
+    assert sorted(p["metadata"]["namespace"] for p in by_kind(docs, "KopfPeering")) == ["ads", "fraud"]
+
+
+def test_service_monitor(tmp_path):
+    docs = render(tmp_path, "metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom")
+    [sm] = by_kind(docs, "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["path"] == "/metrics" and sm["metadata"]["labels"]["release"] == "prom"
+
+
+def test_two_replicas_need_peering(tmp_path):
+    result = helm("template", "fti", str(CHART), "--set", "replicaCount=2", "--set", "peering.enabled=false",
+                  check=False, tmp=tmp_path)
+    assert result.returncode != 0 and "peering" in result.stderr
+
+
+def test_chart_crds_are_the_repo_crds():
+    repo = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
+    assert repo and repo == {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
