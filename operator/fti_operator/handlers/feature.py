@@ -106,9 +106,13 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], needed: Mapping[tuple[str, i
     known = set(by_version) | {int(v["version"]) for v in (body.get("status") or {}).get("versions") or []}
     states = fg_version_states(group, current, known, needed)
     for version, cj in by_version.items():
-        if states.get(version, ("Retired", []))[0] == "Retired" and version != current:
+        # The current version's CronJob goes too once the schedule was removed (a run-once Job replaced it).
+        unscheduled = version == current and desired["kind"] != "CronJob"
+        if unscheduled or (states.get(version, ("Retired", []))[0] == "Retired" and version != current):
             rt.kube.delete("batch/v1", "cronjobs", ns, cj["metadata"]["name"])
-            rt.event(body, "VersionRetired", f"{group} v{version} is needed by no revision: CronJob {cj['metadata']['name']} deleted")
+            rt.event(body, "CronJobDeleted" if unscheduled else "VersionRetired",
+                     f"{group} v{version}: schedule removed, CronJob {cj['metadata']['name']} deleted" if unscheduled else
+                     f"{group} v{version} is needed by no revision: CronJob {cj['metadata']['name']} deleted")
             actions["deleted"] = actions.get("deleted", 0) + 1
     # A retired version that never had a CronJob or run needs no status line.
     states = {v: s for v, s in states.items() if not (s[0] == "Retired" and v not in known)}
