@@ -1,0 +1,210 @@
+"""The training pipeline end to end on the example data: contract, registry, gates, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from fti_pipelines.contract import run_pipeline
+from fti_pipelines.examples import fraud
+from fti_pipelines.registry import ModelRegistry
+from fti_pipelines.store.artifacts import ArtifactStore
+from fti_pipelines.store.offline import FeatureStore
+from fti_pipelines.training.run import main
+
+FEATURES = ["amount", "category", "amount_sum_1d", "tx_count_1d", "amount_avg_7d", "tx_count_1h"]
+SPEC = {
+    "model": {"name": "fraud", "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+              "params": {"max_iter": 25}},
+    "featureView": {
+        "name": "fraud", "version": 1,
+        "label": {"featureGroup": {"name": "card_transactions", "version": 1}, "column": "is_fraud"},
+        "features": [
+            {"featureGroup": {"name": "card_transactions", "version": 1}, "columns": FEATURES},
+            {"featureGroup": {"name": "card_profiles", "version": 1}, "columns": ["age_group", "credit_limit"]},
+        ],
+        "transformations": [{"column": "category", "type": "oneHot"}, {"column": "age_group", "type": "oneHot"},
+                            {"column": "credit_limit", "type": "standardScaler"}, {"column": "amount", "type": "log1p"}],
+    },
+    "trainingData": {"split": {"type": "time", "testFraction": 0.25}},
+    "evaluation": {"metrics": ["roc_auc", "average_precision", "f1"], "gates": [{"metric": "roc_auc", "min": 0.8}],
+                   "bias": {"sensitiveColumn": "age_group", "metric": "recall", "maxGap": 0.5, "minGroupSize": 20}},
+}
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fti")
+    uri = f"file://{root}/store"
+    fs = FeatureStore(ArtifactStore(uri))
+    tx = fraud.aggregate_transactions(fraud.transactions(n_cards=300, days=20, seed=3))
+    fs.ingest("card_transactions", 1, tx, primary_key=["cc_num"], event_time="event_time", mode="full")
+    fs.ingest("card_profiles", 1, fraud.card_profiles(n_cards=300, seed=3), primary_key=["cc_num"],
+              event_time="event_time", mode="full")
+    return uri
+
+
+def run(store_uri, tmp_path, spec=None, version=None):
+    log = tmp_path / "termination-log"
+    env = {"FTI_SPEC": json.dumps(spec or SPEC), "FTI_ARTIFACT_STORE": store_uri, "FTI_TERMINATION_LOG": str(log)}
+    if version is not None:
+        env["FTI_MODEL_VERSION"] = str(version)
+    code = run_pipeline(main, env)
+    return code, json.loads(log.read_text())
+
+
+def spec_with(path: list, value):
+    spec = copy.deepcopy(SPEC)
+    node = spec
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return spec
+
+
+def test_validated_model_is_registered_with_its_card_and_report(store_uri, tmp_path):
+    code, result = run(store_uri, tmp_path, version=1)
+    assert code == 0 and result["ok"] is True
+    assert result["verdict"] == "Validated", result
+    assert result["model"] == "fraud" and result["version"] == 1
+    assert result["metrics"]["roc_auc"] >= 0.8
+    assert result["featureView"] == {"name": "fraud", "version": 1}
+    assert result["trainingDataset"]["version"] >= 1 and result["trainingDataset"]["hash"].startswith("sha256:")
+    assert result["storageUri"] == f"{store_uri}/models/fraud/1/model"
+
+    registry = ModelRegistry(ArtifactStore(store_uri))
+    model, card = registry.load("fraud", 1)
+    assert card["verdict"] == "Validated"
+    assert card["featureView"]["columns"] == FEATURES + ["age_group", "credit_limit"]
+    assert card["entityKeys"] == ["cc_num"]
+    assert [c["name"] for c in card["inputSchema"]] == card["featureView"]["columns"]
+    assert card["bias"]["sensitiveColumn"] == "age_group" and set(card["bias"]["groups"]) <= set(fraud.AGE_GROUPS) | {"null"}
+    assert card["trainingDataset"]["rows"] == card["split"]["train"] + card["split"]["test"] + card["split"]["unlabelled"]
+    report = ArtifactStore(store_uri).list("models", "fraud", "1", "report")
+    assert {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "report.html", "report.md"} <= set(report)
+    assert ArtifactStore(store_uri).read_bytes("models", "fraud", "1", "report", "roc_curve.png")[:4] == b"\x89PNG"
+
+    # What KServe's sklearn runtime does with JSON instances: np.array(rows) -> a string array.
+    rows = [[900.0, "online", 2500.0, 5, 300.0, 3, "18-25", 1500.0], [12.5, "grocery", 40.0, 1, 45.0, 1, "60+", 8000.0]]
+    as_served = np.array(rows)
+    assert as_served.dtype.kind == "U"
+    proba = model.predict_proba(as_served)[:, 1]
+    assert proba.shape == (2,) and proba[0] > proba[1]
+    # JSON nulls (a missing feature) reach the model as None in an object array.
+    assert model.predict_proba(np.array([[None, "online", None, None, None, None, None, None]], dtype=object)).shape == (1, 2)
+
+
+def test_same_inputs_reuse_the_same_dataset_version_and_hash(store_uri, tmp_path):
+    _, first = run(store_uri, tmp_path, version=11)
+    _, second = run(store_uri, tmp_path, version=12)
+    assert first["trainingDataset"] == second["trainingDataset"]
+    assert first["metrics"] == second["metrics"]  # seeded estimator, same data: same model
+
+
+def test_rerun_of_a_registered_version_reports_it_without_retraining(store_uri, tmp_path):
+    run(store_uri, tmp_path, version=21)
+    code, again = run(store_uri, tmp_path, spec=spec_with(["model", "params"], {"max_iter": 5}), version=21)
+    assert code == 0 and again["existing"] is True and again["version"] == 21
+
+
+def test_failed_gate_is_a_successful_run_with_verdict_rejected(store_uri, tmp_path):
+    code, result = run(store_uri, tmp_path, spec_with(["evaluation", "gates"], [{"metric": "roc_auc", "min": 0.9999}]), version=31)
+    assert code == 0 and result["ok"] is True
+    assert result["verdict"] == "Rejected"
+    assert any("roc_auc" in r and "min 0.9999" in r for r in result["reasons"])
+    registry = ModelRegistry(ArtifactStore(store_uri))
+    assert registry.card("fraud", 31)["verdict"] == "Rejected"
+
+
+def test_bias_gap_above_max_gap_rejects(store_uri, tmp_path):
+    bias = {"sensitiveColumn": "age_group", "metric": "selection_rate", "maxGap": 0.0001, "minGroupSize": 1}
+    code, result = run(store_uri, tmp_path, spec_with(["evaluation", "bias"], bias), version=41)
+    assert code == 0 and result["verdict"] == "Rejected"
+    assert result["bias"]["passed"] is False and result["bias"]["gap"] > 0.0001
+    assert any("bias gate selection_rate across age_group" in r for r in result["reasons"])
+
+
+def test_sensitive_column_that_is_not_a_feature_is_joined_for_the_gate(store_uri, tmp_path):
+    spec = copy.deepcopy(SPEC)
+    spec["featureView"]["features"][1]["columns"] = ["credit_limit"]
+    spec["featureView"]["transformations"] = [t for t in spec["featureView"]["transformations"] if t["column"] != "age_group"]
+    code, result = run(store_uri, tmp_path, spec, version=51)
+    assert code == 0, result
+    card = ModelRegistry(ArtifactStore(store_uri)).card("fraud", 51)
+    assert "age_group" not in card["featureView"]["columns"]
+    assert set(card["bias"]["groups"]) & set(fraud.AGE_GROUPS)
+
+
+def test_scaler_is_fitted_on_the_training_split_only(store_uri, tmp_path):
+    code, _ = run(store_uri, tmp_path, version=61)
+    model, card = ModelRegistry(ArtifactStore(store_uri)).load("fraud", 61)
+    scaler = model.named_steps["features"].named_transformers_["7_credit_limit"].named_steps["scale"]
+    from fti_pipelines.feature_view import TrainingDatasets
+
+    ds = TrainingDatasets(ArtifactStore(store_uri)).read("fraud", 1, card["trainingDataset"]["version"])
+    ds = ds[ds.is_fraud.notna()].sort_values("event_time", kind="stable")
+    train = ds.iloc[: card["split"]["train"]]
+    assert scaler.mean_[0] == pytest.approx(train.credit_limit.mean())
+    assert scaler.mean_[0] != pytest.approx(ds.credit_limit.mean(), rel=1e-9)
+
+
+def test_random_split_and_entrypoint_and_estimator_without_nan_support(store_uri, tmp_path):
+    spec = spec_with(["model"], {"name": "fraud", "estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 2000}})
+    spec["trainingData"]["split"] = {"type": "random", "testFraction": 0.3, "seed": 1}
+    code, result = run(store_uri, tmp_path, spec, version=71)
+    assert code == 0, result
+    model, card = ModelRegistry(ArtifactStore(store_uri)).load("fraud", 71)
+    assert "impute" in model.named_steps  # LogisticRegression takes no NaN; nulls from the join are imputed
+    assert card["split"]["type"] == "random"
+    spec = spec_with(["model"], {"name": "fraud", "entrypoint": "sklearn.ensemble:RandomForestClassifier",
+                                 "params": {"n_estimators": 10, "max_depth": 6}})
+    code, result = run(store_uri, tmp_path, spec, version=72)
+    assert code == 0, result
+
+
+@pytest.mark.parametrize("spec_path,value,reason,needle", [
+    (["model", "estimator"], "sklearn.ensemble.NoSuchForest", "EstimatorNotFound", "model.estimator 'sklearn.ensemble.NoSuchForest'"),
+    (["model", "estimator"], "nosuchpkg.Model", "EstimatorNotFound", "module 'nosuchpkg' cannot be imported"),
+    (["model", "estimator"], "sklearn.linear_model.LinearRegression", "InvalidEstimator", "not a classifier"),
+    (["model", "params"], {"max_iterations": 3}, "InvalidParams", "'max_iterations'"),
+])
+def test_bad_estimator_fails_naming_the_field_and_registers_nothing(store_uri, tmp_path, spec_path, value, reason, needle):
+    code, result = run(store_uri, tmp_path, spec_with(spec_path, value), version=81)
+    assert code == 1 and result["ok"] is False
+    assert result["reason"] == reason and needle in result["error"]
+    assert 81 not in ModelRegistry(ArtifactStore(store_uri)).versions("fraud")
+
+
+def test_feature_group_version_not_in_store_fails_naming_it(store_uri, tmp_path):
+    spec = copy.deepcopy(SPEC)
+    spec["featureView"]["features"][1]["featureGroup"]["version"] = 9
+    code, result = run(store_uri, tmp_path, spec, version=91)
+    assert code == 1 and result["reason"] == "FeatureGroupNotFound"
+    assert "featureView.features[1].featureGroup: feature group card_profiles version 9" in result["error"]
+
+
+def test_unknown_column_fails_naming_it(store_uri, tmp_path):
+    spec = copy.deepcopy(SPEC)
+    spec["featureView"]["features"][1]["columns"] = ["age_group", "credit_limit", "shoe_size"]
+    code, result = run(store_uri, tmp_path, spec, version=92)
+    assert code == 1 and result["reason"] == "UnknownColumn"
+    assert "featureView.features[1].columns: 'shoe_size'" in result["error"]
+
+
+def test_string_feature_without_encoding_and_invalid_spec_fail_clearly(store_uri, tmp_path):
+    spec = copy.deepcopy(SPEC)
+    spec["featureView"]["transformations"] = [t for t in spec["featureView"]["transformations"] if t["column"] != "category"]
+    code, result = run(store_uri, tmp_path, spec, version=93)
+    assert code == 1 and result["reason"] == "UntransformedColumn" and "'category'" in result["error"]
+    code, result = run(store_uri, tmp_path, spec_with(["trainingData", "split", "testFraction"], 1.5), version=94)
+    assert code == 1 and result["reason"] == "InvalidSpec" and "spec.trainingData.split.testFraction" in result["error"]
+
+
+def test_without_model_version_a_local_run_takes_the_next_free_one(tmp_path, store_uri):
+    registry = ModelRegistry(ArtifactStore(store_uri))
+    before = max(registry.versions("fraud"), default=0)
+    code, result = run(store_uri, tmp_path)
+    assert code == 0 and result["version"] == before + 1
