@@ -157,18 +157,21 @@ class FeatureGroupRef(ApiModel):
 # A Kubernetes quantity ("500m", "1Gi", 2): the API server's own syntax, checked here so a
 # typo fails at admission rather than when the operator creates the Job.
 QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+)?$"
+# As controller-gen writes resource.Quantity: int-or-string with a pattern (applied to strings)
+# and a minimum (applied to numbers); a CEL rule here would cost more than the API server allows.
 Quantity = Annotated[
     int | str,
-    Field(json_schema_extra={"x-kubernetes-int-or-string": True,
-                             **cel_rules(cel(f"type(self) == int ? self >= 0 : self.matches({QUANTITY_PATTERN!r})",
-                                             "must be a Kubernetes quantity such as 500m, 1Gi or 2"))}),
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN, "minimum": 0}),
 ]
+QUANTITY_MESSAGE = "should match a Kubernetes quantity such as 500m, 1Gi or 2"
 
 
 def _check_quantities(values: dict[str, Any] | None) -> dict[str, Any] | None:
     for key, v in (values or {}).items():
-        if isinstance(v, int) and v < 0 or isinstance(v, str) and not re.fullmatch(QUANTITY_PATTERN, v):
-            raise FieldError(key, "must be a Kubernetes quantity such as 500m, 1Gi or 2")
+        if isinstance(v, int) and v < 0:
+            raise FieldError(key, "should be greater than or equal to 0")
+        if isinstance(v, str) and not re.fullmatch(QUANTITY_PATTERN, v):
+            raise FieldError(key, f"{QUANTITY_MESSAGE} (pattern {QUANTITY_PATTERN!r})")
     return values
 
 

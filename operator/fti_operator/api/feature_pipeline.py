@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -112,8 +112,6 @@ class Expectation(ApiModel):
         "json_schema_extra": cel_rules(
             cel("has(self.notNull) || has(self.unique) || has(self.between) || has(self.__in__) || has(self.regex) || has(self.dtype)",
                 "an expectation needs at least one check: notNull, unique, between, in, regex or dtype"),
-            cel("!has(self.__in__) || self.__in__.all(v, type(v) == string || type(v) == int || type(v) == double || type(v) == bool)",
-                "in: allowed values must be strings, numbers or booleans", "in"),
             cel("!has(self.regex) || !has(self.dtype) || self.dtype == 'string'", "regex applies to string columns only", "regex"),
         )
     }
@@ -122,9 +120,9 @@ class Expectation(ApiModel):
     not_null: bool | None = Field(default=None, description="No missing values.")
     unique: bool | None = Field(default=None, description="No duplicate values.")
     between: Range | None = Field(default=None, description="Inclusive numeric range.")
-    in_: list[str | int | float | bool] | None = Field(default=None, alias="in", min_length=1, max_length=1000,
-                                                       description="Allowed values (strings, numbers or booleans).",
-                                                       json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}})
+    # Strings or integers (int-or-string on the wire): an untyped list would be invisible to CEL.
+    in_: list[Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]] | None = Field(
+        default=None, alias="in", min_length=1, max_length=1000, description="Allowed values (strings or integers).")
     regex: str | None = Field(default=None, min_length=1, max_length=1024, description="Values must fully match this regular expression.")
     dtype: Literal["int", "float", "string", "bool", "datetime"] | None = Field(default=None, description="Expected column type.")
     mostly: float = Field(default=1.0, gt=0, le=1, description="Fraction of rows that must pass (1.0 = all).")

@@ -68,7 +68,7 @@ class OnlineSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             cel("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas", "minReplicas"),
-            cel("self.missingEntity != 'defaults' || (has(self.defaults) && size(self.defaults) > 0)",
+            cel("self.missingEntity != 'defaults' || has(self.defaults)",
                 "missingEntity 'defaults' needs defaults for the looked-up features", "defaults"),
             cel("!has(self.defaults) || self.missingEntity == 'defaults'", "defaults are used only with missingEntity 'defaults'", "defaults"),
         )
@@ -80,7 +80,7 @@ class OnlineSpec(ApiModel):
                                                json_schema_extra={"x-kubernetes-list-type": "set"})
     missing_entity: Literal["reject", "defaults"] = Field(
         default="reject", description="An unknown entity key: reject the request (404) or serve with the declared defaults.")
-    defaults: dict[str, Any] | None = Field(default=None, max_length=256,
+    defaults: dict[str, Any] | None = Field(default=None, min_length=1, max_length=256,
                                             description="Default feature values (column: value) for missingEntity: defaults.",
                                             json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     min_replicas: int = Field(default=1, ge=0, le=100, description="Fewest replicas (0 = scale to zero, Serverless mode only).")
@@ -92,7 +92,7 @@ class OnlineSpec(ApiModel):
     def _consistent(self) -> "OnlineSpec":
         if self.min_replicas > self.max_replicas:
             raise FieldError("minReplicas", "minReplicas must not exceed maxReplicas")
-        if self.missing_entity == "defaults" and not self.defaults:
+        if self.missing_entity == "defaults" and self.defaults is None:
             raise FieldError("defaults", "missingEntity 'defaults' needs defaults for the looked-up features")
         if self.defaults is not None and self.missing_entity != "defaults":
             raise FieldError("defaults", "defaults are used only with missingEntity 'defaults'")

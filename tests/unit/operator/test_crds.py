@@ -121,7 +121,7 @@ def _cel_messages() -> set[str]:
 
 # CEL rules whose violation the Python models cannot express as a manifest (the value
 # types pydantic already refuses before the rule could matter).
-UNCOVERED_BY_DESIGN = {"in: allowed values must be strings, numbers or booleans"}
+UNCOVERED_BY_DESIGN: set[str] = set()
 
 
 def test_every_cel_rule_has_a_bad_manifest():
