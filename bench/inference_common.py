@@ -1,0 +1,91 @@
+"""Shared setup of the inference benchmarks: N cards of features (offline + online) and a registered model.
+
+The model and the feature view are those of tests/support/serving_fixtures.py (six inputs
+from two feature groups, two of them request features), at benchmark scale.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.serving_fixtures import (  # noqa: E402
+    AGE_GROUPS,
+    CATEGORIES,
+    MODEL,
+    PROFILES,
+    TX,
+    model_card,
+    serving_spec,
+    train_pipeline,
+)
+
+FIRST_CARD = 4_000_000_000_000_000
+
+
+def feature_frames(n_cards: int, seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    cards = FIRST_CARD + np.arange(n_cards, dtype=np.int64)
+    t0 = pd.Timestamp("2026-11-01T00:00:00Z")
+    tx = pd.DataFrame({
+        "cc_num": cards,
+        "event_time": t0 + pd.to_timedelta(rng.integers(0, 86400, n_cards), unit="s"),
+        "amount": rng.gamma(2.0, 40.0, n_cards).round(2),
+        "category": rng.choice(CATEGORIES, n_cards),
+        "amount_sum_1d": rng.gamma(2.0, 100.0, n_cards).round(2),
+        "tx_count_1d": rng.integers(1, 20, n_cards).astype(np.int64),
+    })
+    profiles = pd.DataFrame({
+        "cc_num": cards,
+        "event_time": pd.Series([t0 - pd.Timedelta(days=30)] * n_cards),
+        "age_group": rng.choice(AGE_GROUPS, n_cards),
+        "credit_limit": rng.choice([1000.0, 2500.0, 5000.0, 8000.0], n_cards),
+    })
+    return tx, profiles
+
+
+def make_world(root: Path, n_cards: int, *, online: str | None = None, offline: bool = False) -> dict[str, Any]:
+    """Write features and register the model under `root`; returns URIs, spec, frames."""
+    from fti_pipelines.registry import ModelRegistry
+    from fti_pipelines.store.artifacts import ArtifactStore
+    from fti_pipelines.store.offline import FeatureStore
+    from fti_pipelines.store.online import open_online_store
+
+    root.mkdir(parents=True, exist_ok=True)
+    artifact_uri = f"file://{root}/artifacts"
+    online_uri = online or f"sqlite:///{root}/online.db"
+    tx, profiles = feature_frames(n_cards)
+    store = open_online_store(online_uri)
+    try:
+        store.write(TX[0], TX[1], ["cc_num"], "event_time", tx)
+        store.write(PROFILES[0], PROFILES[1], ["cc_num"], "event_time", profiles)
+    finally:
+        store.close()
+    artifacts = ArtifactStore(artifact_uri)
+    if offline:
+        fs = FeatureStore(artifacts)
+        fs.ingest(TX[0], TX[1], tx, primary_key=["cc_num"], event_time="event_time", mode="full")
+        fs.ingest(PROFILES[0], PROFILES[1], profiles, primary_key=["cc_num"], event_time="event_time", mode="full")
+    pipeline = train_pipeline()
+    if not ModelRegistry(artifacts).exists(MODEL, 1):
+        ModelRegistry(artifacts).register(MODEL, 1, pipeline, model_card())
+    return {"artifact_store": artifact_uri, "online_store": online_uri, "spec": serving_spec(), "tx": tx,
+            "profiles": profiles, "pipeline": pipeline}
+
+
+def pct(values_s: list[float], p: float) -> float:
+    """Percentile in microseconds of a list of seconds."""
+    return float(np.percentile(np.asarray(values_s) * 1e6, p))
+
+
+def summary(values_s: list[float]) -> dict[str, float]:
+    return {"p50_us": pct(values_s, 50), "p99_us": pct(values_s, 99), "mean_us": statistics.fmean(values_s) * 1e6,
+            "n": len(values_s)}

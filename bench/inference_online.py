@@ -1,0 +1,172 @@
+"""Online serving over loopback: our model server (lookup + predict) vs a bare kserve.ModelServer.
+
+    .venv/bin/python bench/inference_online.py [--cards 100000] [--n 5000] [--wrk-seconds 30]
+
+Both servers run side by side in subprocesses, one uvicorn worker each, the same model:
+  ours   python -m fti_pipelines.serving (combined role): {"instances": [{"cc_num", "amount", "category"}]}
+         -> validation, two online-store reads (SQLite), the model, versions in the answer
+  bare   a minimal kserve.Model that gets the full ordered feature row and calls predict_proba
+Sequential keep-alive requests (httpx), one row each, interleaved in blocks so both see the
+same machine noise; then wrk (8 connections, 30 s) against each for throughput and errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference_common import make_world, summary  # noqa: E402
+
+from fti_pipelines.serving.launch import free_port, start_server_subprocess, stop_server, v2_body, wait_ready  # noqa: E402
+
+NAME = "fraud-online"
+
+
+def bare_server(port: int, model_path: str) -> None:
+    """The baseline: KServe's model server with the model only (no lookup, no validation)."""
+    import joblib
+    import kserve
+
+    class Bare(kserve.Model):
+        def load(self):
+            self.model = joblib.load(model_path)
+            self.ready = True
+            return True
+
+        def predict(self, payload, headers=None):
+            x = np.array(payload["instances"], dtype=object)
+            return {"predictions": self.model.predict_proba(x)[:, 1].tolist()}
+
+    model = Bare(NAME)
+    model.load()
+    kserve.ModelServer(http_port=port, workers=1, enable_grpc=False, enable_latency_logging=False).start([model])
+
+
+def sequential(client, url, bodies):
+    out = []
+    for body in bodies:
+        t = time.perf_counter()
+        r = client.post(url, content=body, headers={"content-type": "application/json"})
+        out.append(time.perf_counter() - t)
+        if r.status_code != 200:
+            raise RuntimeError(f"{url}: {r.status_code} {r.text[:300]}")
+    return out
+
+
+WRK_LUA = """
+local bodies = {}
+local i = 0
+for line in io.lines("%s") do bodies[#bodies + 1] = line end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = (i %% #bodies) + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+"""
+
+
+def run_wrk(url, bodies, seconds, workdir, tag):
+    if not shutil.which("wrk"):
+        return {"skipped": "wrk not installed (apt-get install wrk)"}
+    body_file = Path(workdir) / f"{tag}.bodies"
+    body_file.write_text("\n".join(b.decode() for b in bodies) + "\n")
+    script = Path(workdir) / f"{tag}.lua"
+    script.write_text(WRK_LUA % body_file)
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    p50 = re.search(r"50%\s+([\d.]+\w+)", out)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", out)
+    return {"requests_per_s": rps, "requests": total, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
+            "p50": p50.group(1) if p50 else None, "p99": p99.group(1) if p99 else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cards", type=int, default=100_000)
+    parser.add_argument("--n", type=int, default=5000, help="sequential requests per server")
+    parser.add_argument("--wrk-seconds", type=int, default=30)
+    parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "MODEL_PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_server:
+        bare_server(int(args.bare_server[0]), args.bare_server[1])
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="fti-bench-online-"))
+    procs = []
+    try:
+        world = make_world(workdir, args.cards)
+        env = {"FTI_ARTIFACT_STORE": world["artifact_store"], "FTI_ONLINE_STORE": world["online_store"],
+               "FTI_LOG_LEVEL": "WARNING"}
+        ours_port, bare_port = free_port(), free_port()
+        ours = start_server_subprocess(world["spec"], env, ours_port, log_path=str(workdir / "ours.log"))
+        procs.append(ours)
+        model_path = f"{workdir}/artifacts/models/fraud/1/model/model.joblib"
+        bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port), model_path],
+                                stdout=open(workdir / "bare.log", "wb"), stderr=subprocess.STDOUT)
+        procs.append(bare)
+        ours_url, bare_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{bare_port}"
+        wait_ready(ours_url, NAME, 120, ours, str(workdir / "ours.log"))
+        wait_ready(bare_url, NAME, 120, bare, str(workdir / "bare.log"))
+
+        rng = np.random.default_rng(5)
+        tx = world["tx"].set_index("cc_num")
+        prof = world["profiles"].set_index("cc_num")
+        keys = rng.choice(world["tx"]["cc_num"].to_numpy(), args.n + 500).tolist()
+        ours_bodies, bare_bodies, v2_bodies = [], [], []
+        for k in keys:
+            amount, category = float(round(rng.gamma(2.0, 40.0), 2)), str(rng.choice(["grocery", "online", "travel"]))
+            inst = {"cc_num": k, "amount": amount, "category": category}
+            ours_bodies.append(json.dumps({"instances": [inst]}).encode())
+            v2_bodies.append(json.dumps(v2_body([inst])).encode())
+            row = [amount, category, float(tx.at[k, "amount_sum_1d"]), int(tx.at[k, "tx_count_1d"]),
+                   str(prof.at[k, "age_group"]), float(prof.at[k, "credit_limit"])]
+            bare_bodies.append(json.dumps({"instances": [row]}).encode())
+        # The two servers must agree: same model, same features.
+        with httpx.Client(timeout=30) as c:
+            a = c.post(f"{ours_url}/v1/models/{NAME}:predict", content=ours_bodies[0]).json()["predictions"][0]
+            b = c.post(f"{bare_url}/v1/models/{NAME}:predict", content=bare_bodies[0]).json()["predictions"][0]
+        assert abs(a - b) < 1e-12, (a, b)
+
+        lat = {"ours v1": [], "bare v1": [], "ours v2": []}
+        urls = {"ours v1": f"{ours_url}/v1/models/{NAME}:predict", "bare v1": f"{bare_url}/v1/models/{NAME}:predict",
+                "ours v2": f"{ours_url}/v2/models/{NAME}/infer"}
+        bodies = {"ours v1": ours_bodies, "bare v1": bare_bodies, "ours v2": v2_bodies}
+        with httpx.Client(timeout=30) as client:
+            for name in lat:  # warm-up
+                sequential(client, urls[name], bodies[name][:500])
+            block = 250
+            for start in range(500, len(keys), block):
+                for name in lat:
+                    lat[name] += sequential(client, urls[name], bodies[name][start:start + block])
+        results = {name: summary(v) for name, v in lat.items()}
+        results["ratio ours/bare v1"] = {"p50": results["ours v1"]["p50_us"] / results["bare v1"]["p50_us"],
+                                         "p99": results["ours v1"]["p99_us"] / results["bare v1"]["p99_us"]}
+        results["wrk ours v1"] = run_wrk(urls["ours v1"], ours_bodies[:2000], args.wrk_seconds, workdir, "ours")
+        results["wrk bare v1"] = run_wrk(urls["bare v1"], bare_bodies[:2000], args.wrk_seconds, workdir, "bare")
+        print(json.dumps({"cards": args.cards, "results": results}, indent=1))
+    finally:
+        for p in procs:
+            stop_server(p)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("FTI_LOG_LEVEL", "WARNING")
+    main()
