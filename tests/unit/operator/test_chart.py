@@ -150,7 +150,3 @@ def test_two_replicas_need_peering(tmp_path):
                   check=False, tmp=tmp_path)
     assert result.returncode != 0 and "peering" in result.stderr
 
-
-def test_chart_crds_are_the_repo_crds():
-    repo = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
-    assert repo and repo == {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
