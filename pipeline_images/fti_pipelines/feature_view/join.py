@@ -194,23 +194,31 @@ def _files_sql(files: Iterable[str]) -> str:
     return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
 
 
-def build_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool) -> str:
-    """The ASOF join as SQL (parameters: start and/or end timestamps, in that order)."""
+def build_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast: bool = True) -> str:
+    """The ASOF join as SQL (parameters: start and/or end timestamps, in that order).
+
+    `cast`: bring every event time to TIMESTAMPTZ (needed when the sources' types differ;
+    a join on a cast expression is slower, so it is skipped when they already agree).
+    """
     sp = plan.spine
     et = _q(sp.event_time)
-    spine_select = [_q(k) for k in sp.primary_key] + [f"CAST({et} AS TIMESTAMPTZ) AS {et}"]
+
+    def ts(col: str) -> str:
+        return f"CAST({_q(col)} AS TIMESTAMPTZ)" if cast else _q(col)
+
+    spine_select = [_q(k) for k in sp.primary_key] + [f"{ts(sp.event_time)} AS {et}"]
     spine_select += [_q(c) for c in (*plan.spine_columns, plan.label) if c not in sp.primary_key and c != sp.event_time]
     where = []
     if windowed_start:
-        where.append(f"CAST({et} AS TIMESTAMPTZ) >= ?")
+        where.append(f"{ts(sp.event_time)} >= ?")
     if windowed_end:
-        where.append(f"CAST({et} AS TIMESTAMPTZ) < ?")
+        where.append(f"{ts(sp.event_time)} < ?")
     ctes = [f"spine AS (SELECT {', '.join(spine_select)} FROM read_parquet({_files_sql(sp.files)})"
             + (f" WHERE {' AND '.join(where)}" if where else "") + ")"]
     joins, picked = [], {}
     for i, (group, cols) in enumerate(plan.joins):
         alias = f"g{i}"
-        sel = [_q(k) for k in group.primary_key] + [f"CAST({_q(group.event_time)} AS TIMESTAMPTZ) AS __fti_et"]
+        sel = [_q(k) for k in group.primary_key] + [f"{ts(group.event_time)} AS __fti_et"]
         sel += [_q(c) for c in cols if c not in group.primary_key]
         ctes.append(f"{alias} AS (SELECT {', '.join(sel)} FROM read_parquet({_files_sql(group.files)}))")
         on = " AND ".join(f"s.{_q(k)} = {alias}.{_q(k)}" for k in group.primary_key)
@@ -244,14 +252,25 @@ def connect(filesystem: Any = None, *, threads: int | None = None, memory_limit:
     return con
 
 
+def event_time_types(con: duckdb.DuckDBPyConnection, plan: JoinPlan) -> dict[str, str]:
+    """The DuckDB type of each source's event-time column (from the Parquet footers only)."""
+    out = {}
+    for group in [plan.spine, *(g for g, _ in plan.joins)]:
+        rows = con.sql(f"DESCRIBE SELECT {_q(group.event_time)} FROM read_parquet({_files_sql(group.files)})").fetchall()
+        out[group.key] = str(rows[0][1])
+    return out
+
+
 def point_in_time_join(plan: JoinPlan, *, start: datetime | None = None, end: datetime | None = None,
                        filesystem: Any = None, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
     """Run the join: exactly one output row per label row in [start, end)."""
-    sql = build_sql(plan, windowed_start=start is not None, windowed_end=end is not None)
     params = [p for p in (start, end) if p is not None]
     own = con is None
     con = con or connect(filesystem)
     try:
+        types = event_time_types(con, plan)
+        sql = build_sql(plan, windowed_start=start is not None, windowed_end=end is not None,
+                        cast=len(set(types.values())) > 1 or "TIME ZONE" not in next(iter(types.values())))
         return con.sql(sql, params=params or None).to_arrow_table()
     except duckdb.Error as exc:
         raise PipelineError("TrainingDataJoinFailed", f"point-in-time join of feature view failed: {exc}") from exc

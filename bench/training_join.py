@@ -1,0 +1,168 @@
+"""Benchmark: point-in-time training-data join, fti (DuckDB ASOF) vs Feast, same Parquet data.
+
+    .venv/bin/python bench/training_join.py [--labels 1000000] [--rows 5000000] [--repeat 3]
+                                            [--skip-feast] [--feast-repeat 3]
+
+Data (bench/data/training_join/, generated once, seeded): a label spine of N labels
+(entity_id, event_time, label) and two feature groups of M rows each (entity_id,
+event_time, features). A share `--late` (3%) of the labels belongs to entities whose
+feature rows all come *after* the label: a correct join keeps these rows with nulls.
+
+Each side runs in its own subprocess (so peak RSS is that process's own, from
+getrusage ru_maxrss): one warm-up run (page cache warm), then `--repeat` timed runs;
+the median is reported. Correctness is checked on every run: exactly one output row
+per label, and the late labels' features are null.
+
+Feast runs `get_historical_features` on its file offline store (Dask) in its own venv,
+bench/.venv-feast (created by bench/feast/setup.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data" / "training_join"
+FEAST_PY = HERE / ".venv-feast" / "bin" / "python"
+
+
+def generate(labels: int, rows: int, entities: int, late: float, seed: int = 42) -> Path:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = DATA / f"l{labels}_r{rows}_e{entities}"
+    if (out / "_done").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    day = 86_400_000_000  # microseconds
+    t0 = 1_788_220_800_000_000  # 2026-09-01T00:00:00Z in µs
+    span = 60 * day
+    n_late = max(1, int(entities * late))
+    late_ids = np.arange(n_late)  # entities 0..n_late-1 have only feature rows after every label
+
+    # Labels: entity ids spread so that `late` of the labels fall on late entities.
+    is_late = rng.random(labels) < late
+    ent = np.where(is_late, rng.integers(0, n_late, labels), rng.integers(n_late, entities, labels))
+    lt = t0 + rng.integers(0, span, labels)
+    spine = pa.table({"entity_id": pa.array(ent, pa.int64()),
+                      "event_time": pa.array(lt, pa.timestamp("us", tz="UTC")),
+                      "label": pa.array((rng.random(labels) < 0.1).astype(np.int8))})
+    pq.write_table(spine, out / "labels.parquet", row_group_size=256_000)
+    n_late_labels = int(is_late.sum())
+
+    for g, ncols in (("fg_a", 3), ("fg_b", 2)):
+        e = rng.integers(0, entities, rows)
+        # Feature rows start 30 days before the labels; late entities only after all labels.
+        t = np.where(e < n_late, t0 + span + 1 + rng.integers(0, 10 * day, rows), t0 - 30 * day + rng.integers(0, span + 30 * day, rows))
+        cols = {"entity_id": pa.array(e, pa.int64()), "event_time": pa.array(t, pa.timestamp("us", tz="UTC"))}
+        for c in range(ncols):
+            cols[f"{g}_f{c}"] = pa.array(rng.random(rows))
+        table = pa.table(cols)
+        # One row per (entity, event time), as the feature store's ingestion guarantees.
+        import pyarrow.compute as pc
+
+        keys = pc.add(pc.multiply(table["entity_id"], 10**17), pc.cast(table["event_time"], pa.int64()))
+        _, first = np.unique(keys.to_numpy(), return_index=True)
+        table = table.take(np.sort(first))
+        pq.write_table(table, out / f"{g}.parquet", row_group_size=512_000)
+    (out / "meta.json").write_text(json.dumps({"labels": labels, "rows": rows, "entities": entities,
+                                              "lateLabels": n_late_labels, "lateEntities": n_late}))
+    (out / "_done").write_text("ok")
+    return out
+
+
+def run_ours(data: Path, repeat: int) -> dict:
+    sys.path.insert(0, str(HERE.parent / "pipeline_images"))
+    import pyarrow.compute as pc
+
+    from fti_pipelines.feature_view import JoinPlan, point_in_time_join, source_from_files
+
+    meta = json.loads((data / "meta.json").read_text())
+    spine = source_from_files("labels", 1, [f"file://{data}/labels.parquet"], ["entity_id"], "event_time")
+    a = source_from_files("fg_a", 1, [f"file://{data}/fg_a.parquet"], ["entity_id"], "event_time")
+    b = source_from_files("fg_b", 1, [f"file://{data}/fg_b.parquet"], ["entity_id"], "event_time")
+    fa, fb = ("fg_a_f0", "fg_a_f1", "fg_a_f2"), ("fg_b_f0", "fg_b_f1")
+    plan = JoinPlan(spine=spine, label="label", spine_columns=(), joins=((a, fa), (b, fb)),
+                    feature_columns=fa + fb, extra_columns=())
+    times, checks = [], {}
+    for i in range(repeat + 1):  # the first run warms the page cache and is not counted
+        t = time.perf_counter()
+        table = point_in_time_join(plan)
+        elapsed = time.perf_counter() - t
+        checks = {"rows": table.num_rows, "labels": meta["labels"],
+                  "nullRowsA": table.num_rows - pc.count(table["fg_a_f0"]).as_py(),
+                  "nullRowsB": table.num_rows - pc.count(table["fg_b_f0"]).as_py(), "lateLabels": meta["lateLabels"]}
+        del table
+        if i:
+            times.append(elapsed)
+    return {"engine": "fti (DuckDB ASOF)", "seconds": times, "median": statistics.median(times),
+            "peakRssMb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **checks}
+
+
+def child(kind: str, data: Path, repeat: int, timeout: float) -> dict:
+    if kind == "ours":
+        cmd = [sys.executable, __file__, "--child", "ours", "--data", str(data), "--repeat", str(repeat)]
+    else:
+        cmd = [str(FEAST_PY), str(HERE / "feast" / "run_feast.py"), "--data", str(data), "--repeat", str(repeat)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return {"engine": kind, "error": (proc.stderr or proc.stdout)[-3000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--labels", type=int, default=1_000_000)
+    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--entities", type=int, default=200_000)
+    ap.add_argument("--late", type=float, default=0.03)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--feast-repeat", type=int, default=3)
+    ap.add_argument("--skip-feast", action="store_true")
+    ap.add_argument("--out", type=Path, default=HERE / "out" / "training_join.json")
+    ap.add_argument("--child", choices=["ours"])
+    ap.add_argument("--data", type=Path)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_ours(args.data, args.repeat)))
+        return
+    t = time.perf_counter()
+    data = generate(args.labels, args.rows, args.entities, args.late)
+    print(f"data: {data} ({time.perf_counter() - t:.1f}s)", flush=True)
+    results = {"data": json.loads((data / "meta.json").read_text()), "cpus": os.cpu_count(),
+               "ours": child("ours", data, args.repeat, 1800)}
+    print(json.dumps(results["ours"]), flush=True)
+    if not args.skip_feast:
+        if FEAST_PY.exists():
+            results["feast"] = child("feast", data, args.feast_repeat, 7200)
+        else:
+            results["feast"] = {"error": f"{FEAST_PY} missing: run bench/feast/setup.sh"}
+        print(json.dumps(results["feast"]), flush=True)
+        if "median" in results["feast"]:
+            results["speedup"] = results["feast"]["median"] / results["ours"]["median"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    o = results["ours"]
+    print(f"\nfti:   median {o['median']:.2f}s of {[round(s, 2) for s in o['seconds']]}, peak RSS {o['peakRssMb']:.0f} MB, "
+          f"rows {o['rows']}/{o['labels']}, null rows A/B {o['nullRowsA']}/{o['nullRowsB']} (late labels {o['lateLabels']})")
+    f = results.get("feast", {})
+    if "median" in f:
+        print(f"feast: median {f['median']:.2f}s of {[round(s, 2) for s in f['seconds']]}, peak RSS {f['peakRssMb']:.0f} MB, "
+              f"rows {f['rows']}/{f['labels']}, null rows A/B {f['nullRowsA']}/{f['nullRowsB']}")
+        print(f"speedup: {results['speedup']:.1f}x")
+    elif f:
+        print("feast:", f.get("error"))
+
+
+if __name__ == "__main__":
+    main()
