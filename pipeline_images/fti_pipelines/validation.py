@@ -22,11 +22,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
-import pyarrow.compute
 from pandera.errors import SchemaErrors
 
 from .contract import PipelineError
@@ -128,14 +128,24 @@ def _regex_check(pattern: str, where: str) -> Any:
 
 
 def _unique(series: pd.Series) -> Any:
-    """Rows whose value is not repeated; a hash pass answers the common all-unique case cheaply."""
+    """Rows whose value is not repeated.
+
+    Fast path: if the 64-bit hashes (DuckDB's, vectorised) of the non-null values are all
+    distinct, the values are too - exact, no false "unique". Only when hashes repeat (a
+    real duplicate or a collision) does pandas find the duplicated rows exactly.
+    """
     values = series.dropna()
     if isinstance(series.dtype, (pd.StringDtype, pd.ArrowDtype)):
         try:
-            arrow = pyarrow.chunked_array(pyarrow.array(values.array))
-            if len(pyarrow.compute.unique(arrow)) == len(arrow):
+            con = duckdb.connect()
+            try:
+                con.register("u", pyarrow.table({"s": pyarrow.chunked_array(pyarrow.array(values.array))}))
+                hashes = con.sql("SELECT hash(s) AS h FROM u").to_arrow_table().column("h").to_numpy()
+            finally:
+                con.close()
+            if pd.Series(hashes).is_unique:
                 return True
-        except (pyarrow.ArrowException, TypeError):
+        except (pyarrow.ArrowException, duckdb.Error, TypeError):
             pass
     elif values.is_unique:
         return True

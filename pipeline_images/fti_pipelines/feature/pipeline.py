@@ -23,7 +23,9 @@ quarantineUri, onlineRowsWritten, addedColumns, validation summary.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -74,7 +76,23 @@ def parse_event_time(table: pa.Table, column: str) -> pa.Table:
                         "or ISO-8601 strings", column=column)
 
 
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 4)
+
+
 def run(ctx: PipelineContext) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    result = _run(ctx, timings)
+    result.setdefault("details", {})["timings"] = timings
+    return result
+
+
+def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     spec = parse_spec(ctx.spec)
     fg = spec.feature_group
     # Import user code and check configuration first: bad input must not touch the stores.
@@ -87,20 +105,25 @@ def run(ctx: PipelineContext) -> dict[str, Any]:
     features = FeatureStore(store)
     result: dict[str, Any] = {"featureGroup": fg.name, "version": fg.version, "ingestion": spec.ingestion}
 
-    raw = read_source(spec.source)
+    with _timed(timings, "read"):
+        raw = read_source(spec.source)
     result["rowsRead"] = raw.num_rows
-    table = apply_transform(raw, spec.transform, transform) if transform else raw
-    table = parse_event_time(table, fg.event_time)
-    batch = features.prepare(fg.name, fg.version, table, primary_key=list(fg.primary_key),
-                             event_time=fg.event_time, mode=spec.ingestion)
+    with _timed(timings, "transform"):
+        table = apply_transform(raw, spec.transform, transform) if transform else raw
+        table = parse_event_time(table, fg.event_time)
+    with _timed(timings, "prepare"):
+        batch = features.prepare(fg.name, fg.version, table, primary_key=list(fg.primary_key),
+                                 event_time=fg.event_time, mode=spec.ingestion)
     result.update(rowsSkipped=batch.rows_skipped, rowsDuplicate=batch.rows_duplicate, addedColumns=batch.added_columns)
 
     expectations = spec.validation.expectations if spec.validation else []
-    report = validate(to_pandas(batch.table), expectations, implicit_not_null=[*fg.primary_key, fg.event_time])
+    with _timed(timings, "validate"):
+        report = validate(to_pandas(batch.table), expectations, implicit_not_null=[*fg.primary_key, fg.event_time])
     result["validation"] = {"passed": report.passed, "checks": len(report.results),
                             "warnings": [f"{w.spec.check} on {w.spec.column!r}: {w.failed} rows" for w in report.warnings]}
     if not report.passed:
-        uri = quarantine_batch(store, fg.name, fg.version, ctx.run_id, batch.table, report.to_json())
+        with _timed(timings, "quarantine"):
+            uri = quarantine_batch(store, fg.name, fg.version, ctx.run_id, batch.table, report.to_json())
         on_failure = spec.validation.on_failure if spec.validation else "quarantine"
         log.warning("validation failed, %d rows quarantined at %s: %s", batch.table.num_rows, uri, report.summary())
         result.update(rowsWritten=0, rowsRejected=batch.table.num_rows, quarantineUri=uri,
@@ -112,14 +135,15 @@ def run(ctx: PipelineContext) -> dict[str, Any]:
         return result
 
     if batch.table.num_rows or batch.added_columns or batch.parent is None or spec.ingestion == "full":
-        manifest = features.commit(batch, run_id=ctx.run_id)
+        with _timed(timings, "writeOffline"):
+            manifest = features.commit(batch, run_id=ctx.run_id)
         written = batch.table.num_rows
     else:
         manifest, written = batch.parent, 0  # nothing new since the watermark: no empty snapshot
     result.update(rowsWritten=written, rowsRejected=0, watermark=manifest["watermark"], snapshot=manifest["snapshot"],
                   rows=manifest["rows"], quarantineUri=None)
     if fg.online:
-        with open_online_store(ctx.online_store) as online:
+        with _timed(timings, "writeOnline"), open_online_store(ctx.online_store) as online:
             result["onlineRowsWritten"] = materialize(features, online, fg.name, fg.version, batch, manifest)
     return result
 

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,7 +84,7 @@ def latest_per_key(table: pa.Table, primary_key: Sequence[str], event_time: str)
     # ordered by key so B-tree inserts downstream are sequential.
     et_us = table.column(event_time).cast(pa.timestamp("us", tz=table.schema.field(event_time).type.tz)).cast(pa.int64())
     keys_only = pa.table({**{c: table.column(c) for c in primary_key}, "__fti_et": et_us,
-                          "__fti_row": pa.array(range(table.num_rows), pa.int64())})
+                          "__fti_row": pa.array(np.arange(table.num_rows, dtype=np.int64))})
     keys = ", ".join(quote(c) for c in primary_key)
     con = duckdb.connect()
     try:

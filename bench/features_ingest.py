@@ -1,0 +1,121 @@
+"""Benchmark: feature ingestion end to end - read source, validate, write offline Parquet, upsert online.
+
+    .venv/bin/python bench/features_ingest.py [--rows 1000000] [--entities 100000] [--repeat 3]
+
+Runs the real pipeline (`fti_pipelines.feature.run`, as `python -m fti_pipelines.feature`
+would) on a Parquet source of `--rows` transactions over `--entities` cards, with the
+expectations of features_data.EXPECTATIONS, into a fresh store each time:
+offline only, offline + SQLite online, offline + Redis online (a private redis-server,
+if the Debian package is installed). Reports the median wall time, rows/s and the
+pipeline's own per-stage timings of the median run. Target (issue 2): >= 1M rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from features_data import EXPECTATIONS, transactions
+
+from fti_pipelines.contract import PipelineContext
+from fti_pipelines.feature import run
+
+
+def start_redis() -> tuple[subprocess.Popen, str, str] | None:
+    binary = shutil.which("redis-server")
+    if not binary:
+        return None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", workdir], stdout=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    return proc, f"redis://127.0.0.1:{port}/0", workdir
+
+
+def one_run(source: Path, online: str | None, workdir: Path) -> tuple[float, dict]:
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    spec = {
+        "featureGroup": {"name": "card_transactions", "version": 1, "primaryKey": ["cc_num"],
+                         "eventTime": "event_time", "online": online is not None},
+        "source": {"uri": f"file://{source}", "format": "parquet"},
+        "ingestion": "incremental",
+        "validation": {"onFailure": "fail", "expectations": EXPECTATIONS},
+    }
+    if online and online.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(online).flushdb()
+    online_uri = None if online is None else (f"sqlite:///{workdir}/online.db" if online == "sqlite" else online)
+    ctx = PipelineContext(spec=spec, artifact_store=f"file://{workdir}/store", online_store=online_uri,
+                          namespace="bench", resource="bench", run_id="bench", run_time=None)  # type: ignore[arg-type]
+    start = time.perf_counter()
+    result = run(ctx)
+    elapsed = time.perf_counter() - start
+    assert result["rowsWritten"] > 0 and result["rowsRejected"] == 0, result
+    return elapsed, result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--entities", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    data = transactions(args.rows, args.entities)
+    source = Path(tempfile.mkdtemp(prefix="bench-src-"))
+    shutil.copy(data, source / "part-0.parquet")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    redis_server = start_redis()
+    targets: list[tuple[str, str | None]] = [("offline_only", None), ("offline+sqlite", "sqlite")]
+    if redis_server:
+        targets.append(("offline+redis", redis_server[1]))
+    out: dict = {"rows": args.rows, "entities": args.entities, "loadavg_before": os.getloadavg()}
+    try:
+        for name, online in targets:
+            one_run(source, online, workdir / name)  # warm-up
+            runs = [one_run(source, online, workdir / name) for _ in range(args.repeat)]
+            runs.sort(key=lambda r: r[0])
+            median_time, median_result = runs[len(runs) // 2]
+            out[name] = {"median_s": round(median_time, 3), "runs_s": [round(r[0], 3) for r in runs],
+                         "rows_per_s": round(args.rows / median_time),
+                         "online_rows": median_result.get("onlineRowsWritten"),
+                         "stages_s": median_result["details"]["timings"]}
+    finally:
+        if redis_server:
+            redis_server[0].terminate()
+            redis_server[0].wait()
+            shutil.rmtree(redis_server[2], ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(source, ignore_errors=True)
+    out["loadavg_after"] = os.getloadavg()
+    json.dump(out, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

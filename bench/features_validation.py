@@ -1,0 +1,44 @@
+"""Benchmark: validating 1M rows against ~8 expectations with pandera (fti_pipelines.validation).
+
+    .venv/bin/python bench/features_validation.py [--rows 1000000] [--repeat 3]
+
+Side by side in one run: the same frame with Arrow-backed strings (what the feature
+pipeline builds, `sources.to_pandas`) and with Python-object strings (pandas' default).
+Target (issue 2): >= 3M rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pyarrow.parquet as pq
+
+from features_data import EXPECTATIONS, median_time, transactions
+
+from fti_pipelines.sources import to_pandas
+from fti_pipelines.validation import validate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    table = pq.read_table(transactions(args.rows, max(1, args.rows // 10)))
+    checks = sum(sum(1 for k in e if k not in ("column", "mostly")) for e in EXPECTATIONS)
+    frames = {"arrow_strings": to_pandas(table), "object_strings": table.to_pandas()}
+    out = {"rows": args.rows, "expectations": len(EXPECTATIONS), "checks": checks}
+    for name, df in frames.items():
+        report = validate(df, EXPECTATIONS)
+        assert report.passed, report.summary()
+        median, times = median_time(lambda: validate(df, EXPECTATIONS), args.repeat)
+        out[name] = {"median_s": round(median, 3), "runs_s": [round(t, 3) for t in times],
+                     "rows_per_s": round(args.rows / median)}
+    json.dump(out, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
