@@ -16,6 +16,8 @@ from fti_pipelines.store.offline import FeatureStore
 from fti_pipelines.store.online import open_online_store
 from fti_pipelines.store.quarantine import list_quarantined, read_quarantined
 
+from support.s3_server import s3_bucket_uri, s3_endpoint, s3_store_options  # noqa: F401
+
 
 def ts(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz="UTC")
@@ -299,3 +301,31 @@ def test_module_entry_point_writes_the_termination_log(env: Env, tmp_path) -> No
     assert proc.returncode == 0, proc.stderr
     result = json.loads(log.read_text())
     assert result["ok"] and result["rowsWritten"] == 1 and result["featureGroup"] == "tx"
+
+
+def test_s3_artifact_store_and_source_through_environment_only(tmp_path, s3_bucket_uri: str, s3_endpoint: str) -> None:
+    """`python -m fti_pipelines.feature` against S3: configured by the standard AWS variables, no code change."""
+    import subprocess
+
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key="testing", secret="testing", client_kwargs={"endpoint_url": s3_endpoint})
+    with fs.open(f"{s3_bucket_uri}/raw/a.parquet", "wb") as fh:
+        batch([(1, ts("2026-01-01"), 10.0, "grocery"), (2, ts("2026-01-02"), 20.0, "travel")]).to_parquet(fh)
+    spec = Env(tmp_path).spec(source={"uri": f"{s3_bucket_uri}/raw/", "format": "parquet"})
+    log = tmp_path / "termination-log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fti_pipelines.feature"],
+        env={"FTI_SPEC": json.dumps(spec), "FTI_ARTIFACT_STORE": f"{s3_bucket_uri}/store",
+             "FTI_ONLINE_STORE": f"sqlite:///{tmp_path}/online.db", "FTI_TERMINATION_LOG": str(log),
+             "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+             "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(log.read_text())
+    assert result["rowsWritten"] == 2
+    store = FeatureStore(ArtifactStore(f"{s3_bucket_uri}/store", storage_options={
+        "key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint}}))
+    assert sorted(store.read("tx", 1)["cc_num"]) == [1, 2]
+    assert store.parquet_files("tx", 1)[0].startswith(f"{s3_bucket_uri}/store/features/tx/v1/")

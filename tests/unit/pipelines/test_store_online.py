@@ -125,3 +125,18 @@ def test_latest_per_key_tie_keeps_the_later_input_row() -> None:
 def test_unknown_uri_scheme() -> None:
     with pytest.raises(ValueError, match="sqlite:///path.db or redis://"):
         open_online_store("mysql://x")
+
+
+def test_boolean_and_float_keys_round_trip(store) -> None:
+    df = pd.DataFrame({"b": [True, False], "f": [1.0, 2.5], "t": [ts("2026-01-01")] * 2, "v": ["yes", "no"]})
+    store.write("bk", 1, ["b", "f"], "t", df)
+    assert store.get_many("bk", 1, [(True, 1.0), (False, 2.5), (True, 2.5)], columns=["v"]) == [{"v": "yes"}, {"v": "no"}, None]
+
+
+@pytest.mark.redis
+def test_redis_refuses_separator_characters(redis_url) -> None:
+    store = open_online_store(redis_url)
+    df = pd.DataFrame({"k": [1], "t": [ts("2026-01-01")], "s": ["a\x1fb"]})
+    with pytest.raises(ValueError, match="column 's' contains ASCII control characters"):
+        store.write("g", 1, ["k"], "t", df)
+    assert store.get("g", 1, (1,)) is None
