@@ -81,7 +81,7 @@ def event_time_seconds(value: Any) -> float | None:
     return ts() if callable(ts) else None
 
 
-def _fetch_columns(group: Any) -> list[str]:
+def fetch_columns(group: Any) -> list[str]:
     """The looked-up columns plus the event time (for the freshness metric)."""
     cols = list(group.columns)
     if group.event_time and group.event_time not in cols:
@@ -94,7 +94,7 @@ class FeatureLookup:
 
     def __init__(self, plan: LookupPlan, store: Any, *, missing_entity: str = "reject",
                  defaults: Mapping[str, Any] | None = None, max_instances: int = 1000,
-                 metrics: RevisionMetrics | None = None):
+                 metrics: RevisionMetrics | None = None, readers: Mapping[str, Any] | None = None):
         self.plan = plan
         self.store = store
         self.missing_entity = missing_entity
@@ -106,8 +106,9 @@ class FeatureLookup:
         self._key_checks = tuple((k, plan.kinds.get(k, ANY), k in plan.integer_keys) for k in plan.entity_keys)
         self._request_checks = tuple((c, pos, plan.kinds.get(c, ANY)) for c, pos in plan.request_features)
         self._group_reads = tuple(
-            (g, tuple(g.primary_key), _fetch_columns(g), tuple(zip(g.columns, g.positions)),
-             tuple(self.defaults.get(c) for c in g.columns))
+            (g, tuple(g.primary_key), fetch_columns(g), tuple(zip(g.columns, g.positions)),
+             tuple(self.defaults.get(c) for c in g.columns), (readers or {}).get(g.label),
+             metrics.age[g.label].observe if metrics is not None and g.event_time else None, g.event_time)
             for g in plan.groups
         )
         self._numeric = plan.numeric_positions
@@ -144,10 +145,12 @@ class FeatureLookup:
                 row[pos] = check_value(inst[col], kind, f"{field}[{i}].{col}")
         defaults_used = [False] * n
         now = time.time()
-        for group, pk, cols, placed, default_values in self._group_reads:
+        for group, pk, cols, placed, default_values, read, observe_age, event_time in self._group_reads:
             key_tuples = [tuple(k[c] for c in pk) for k in keys_by_instance]
             if n == 1:
-                found = [self.store.get(group.name, group.version, key_tuples[0], cols)]
+                # One prepared keyed SELECT (SQLite) or the store's get (other backends).
+                found = [read(key_tuples[0]) if read is not None else
+                         self.store.get(group.name, group.version, key_tuples[0], cols)]
             else:
                 found = self.store.get_many(group.name, group.version, key_tuples, cols)
             for i, values in enumerate(found):
@@ -160,10 +163,10 @@ class FeatureLookup:
                     continue
                 for col, pos in placed:
                     row[pos] = values.get(col)
-                if self.metrics is not None and group.event_time:
-                    seen = event_time_seconds(values.get(group.event_time))
+                if observe_age is not None:
+                    seen = event_time_seconds(values.get(event_time))
                     if seen is not None:
-                        self.metrics.age[group.label].observe(max(0.0, now - seen))
+                        observe_age(max(0.0, now - seen))
         nan = float("nan")
         for row in rows:  # stored nulls in numeric columns reach the model as NaN, not None
             for pos in self._numeric:

@@ -17,10 +17,11 @@ from typing import Any
 from ..registry import ModelNotFound, ModelRegistry
 from ..store.artifacts import ArtifactStore
 from .config import ServingConfig
-from .lookup import FeatureLookup
+from .lookup import FeatureLookup, fetch_columns
 from .metrics import RevisionMetrics
 from .plan import LookupPlan, PlanError, build_plan
 from .skew import Problem, check_card, check_defaults, check_online_store, key_kinds
+from .sqlite_reader import SqliteReaders, readers_for
 
 log = logging.getLogger("fti_pipelines.serving")
 
@@ -56,6 +57,7 @@ class Revision:
         self.lookup: FeatureLookup | None = None
         self.metrics: RevisionMetrics | None = None
         self._checked_at = 0.0
+        self._readers: SqliteReaders | None = None
 
     @property
     def reason(self) -> str:
@@ -108,9 +110,16 @@ class Revision:
         self.plan = plan
         if self.metrics is None:
             self.metrics = RevisionMetrics(cfg.revision_labels, [g.label for g in plan.groups])
+        readers = {}
+        if not self.problems and self.store is not None:
+            self._readers = self._readers or readers_for(self.store)
+            if self._readers is not None:
+                readers = {g.label: self._readers.reader(g.name, g.version, fetch_columns(g),
+                                                         raw=(g.event_time,) if g.event_time else ())
+                           for g in plan.groups}
         self.lookup = FeatureLookup(plan, self.store, missing_entity=cfg.online.missing_entity,
                                     defaults=cfg.online.defaults, max_instances=cfg.max_instances,
-                                    metrics=self.metrics)
+                                    metrics=self.metrics, readers=readers)
 
     def recheck(self) -> bool:
         """Retry a transient failure (features still materializing), rate-limited."""

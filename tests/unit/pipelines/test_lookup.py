@@ -123,3 +123,21 @@ def test_check_value_and_event_times():
     assert event_time_seconds(60_000) == 60_000.0  # below 1e11: already seconds
     assert math.isclose(event_time_seconds(1_700_000_000_000), 1_700_000_000.0)
     assert event_time_seconds("not a time") is None
+
+
+def test_prepared_sqlite_reader_answers_like_the_store(revision, store):
+    from fti_pipelines.serving.sqlite_reader import readers_for
+
+    readers = readers_for(store)
+    cols = ["amount_sum_1d", "tx_count_1d", "event_time"]
+    read = readers.reader("card_transactions", 2, cols)
+    raw = readers.reader("card_transactions", 2, cols, raw=("event_time",))
+    try:
+        for key in (1000, 1025, 1049, 424242):
+            assert read((key,)) == store.get("card_transactions", 2, (key,), cols)
+        got = raw((1000,))
+        assert event_time_seconds(got["event_time"]) == event_time_seconds(read((1000,))["event_time"])
+        with pytest.raises(KeyError):
+            readers.reader("card_transactions", 2, ["no_such_column"])
+    finally:
+        readers.close()
