@@ -47,7 +47,10 @@ crds: $(STAMP)
 	$(PY) -m fti_operator.api.crd --out crds/
 	rm -rf charts/fti-operator/crds && cp -r crds charts/fti-operator/crds
 
+# The batch InferenceService scores new transactions from the example's data volume
+# (/var/lib/fti in a cluster, $(STATE_DIR)/volume here).
 demo: $(STAMP)
+	$(PY) -m fti_pipelines.examples fraud-score-requests --out $(STATE_DIR)/volume/fraud/score-requests/
 	$(VENV)/bin/fti local apply -f examples/fraud/ --state-dir $(STATE_DIR) --predict 5
 
 # pytest exits 5 when it collected no test: that must fail, not pass.

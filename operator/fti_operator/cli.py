@@ -22,8 +22,10 @@ app = typer.Typer(help="fti-operator: feature, training and inference pipelines 
 local_app = typer.Typer(help="Run fti.dev manifests on this machine, without a cluster.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 
-console = Console(stderr=True)
-out = Console()
+# Tables stay readable when the output is a pipe or a CI log (rich would assume 80 columns).
+_WIDTH = None if sys.stdout.isatty() else 120
+console = Console(stderr=True, width=_WIDTH)
+out = Console(width=_WIDTH)
 
 STATE_DIR_OPTION = typer.Option(Path(".fti/local"), "--state-dir", help="Where stores and state live.",
                                 envvar="FTI_STATE_DIR")
@@ -52,6 +54,8 @@ def local_apply(
     predict: int = typer.Option(0, "--predict", help="Send N real requests to each online service and print the answers."),
     retrain: bool = typer.Option(False, "--retrain", help="Train a new model version even if the spec is unchanged."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the pipelines' logs."),
+    volume: list[str] = typer.Option([], "--volume", help="PATH=DIR: file:// URIs under PATH in the manifests "
+                                     "refer to local DIR (default /var/lib/fti=<state-dir>/volume, the chart's data volume)."),
 ) -> None:
     """Run feature pipelines, then training, then inference (batch runs; online services start)."""
     from .local.runner import LocalRunError, LocalRunner
@@ -59,7 +63,14 @@ def local_apply(
     resources = _load(filename)
     if not resources:
         _fail(f"no fti.dev resources in {', '.join(map(str, filename))}")
-    runner = LocalRunner(state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False), echo_logs=verbose)
+    mounts = {}
+    for item in volume:
+        src, sep, dst = item.partition("=")
+        if not sep or not src.startswith("/") or not dst:
+            _fail(f"--volume {item!r}: expected /path/in/manifests=local/dir")
+        mounts[src] = Path(dst).resolve()
+    runner = LocalRunner(state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False),
+                         echo_logs=verbose, mounts=mounts)
     kinds = {k: [r for r in resources if isinstance(r, k)] for k in (FeaturePipeline, TrainingPipeline, InferenceService)}
     try:
         with console.status("running feature pipelines") as status:
@@ -103,14 +114,14 @@ def _predict_samples(runner: Any, isvc: InferenceService, n: int) -> None:
     instances = sample_instances(runner.config.artifact_store, isvc.spec.model.name, server.model_version,
                                  request_features, n)
     table = Table(title=f"{isvc.metadata.name}: predictions over HTTP ({server.url})")
-    for col in [*instances[0].keys(), "prediction", "model", "featureView"] if instances else []:
+    for col in [*instances[0][0].keys(), "label", "prediction", "model", "featureView"] if instances else []:
         table.add_column(str(col))
-    for inst in instances:
+    for inst, label in instances:
         code, answer = _post(f"{server.url}/v1/models/{isvc.metadata.name}:predict", {"instances": [inst]})
         if code != 200:
             _fail(f"prediction request failed with HTTP {code}: {answer}")
         pred = (answer.get("predictions") or [None])[0]
-        table.add_row(*[str(v) for v in inst.values()], _fmt(pred), str(answer.get("modelVersion")),
+        table.add_row(*[str(v) for v in inst.values()], str(label), _fmt(pred), str(answer.get("modelVersion")),
                       str(answer.get("featureViewVersion")))
     out.print(table)
 

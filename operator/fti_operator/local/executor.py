@@ -123,6 +123,19 @@ def resolve_env(
     return env
 
 
+def mount_paths(env: dict[str, str], mounts: Mapping[str, Path]) -> dict[str, str]:
+    """Rewrite file:// URIs under a mounted path to the local directory standing in for it.
+
+    In a cluster a volume puts data at a path (the chart's PVC at /var/lib/fti, say);
+    locally a directory plays that volume, so manifests stay unchanged.
+    """
+    for src, dst in mounts.items():
+        prefix = f"file://{src.rstrip('/')}/"
+        target = f"file://{str(dst).rstrip('/')}/"
+        env = {k: v.replace(prefix, target) for k, v in env.items()}
+    return env
+
+
 @dataclass
 class ContainerRun:
     exit_code: int
@@ -143,12 +156,13 @@ def prepare(
     image_map: ImageMap | None = None,
     base_env: Mapping[str, str] | None = None,
     secrets: Mapping[str, Mapping[str, str]] | None = None,
+    mounts: Mapping[str, Path] | None = None,
 ) -> tuple[list[str], dict[str, str], Path]:
     """argv, env and termination-log path for one container."""
     workdir.mkdir(parents=True, exist_ok=True)
     argv = (image_map or ImageMap()).argv(container)
     env = dict(os.environ if base_env is None else base_env)
-    env.update(resolve_env(container, pod_meta, secrets))
+    env.update(mount_paths(resolve_env(container, pod_meta, secrets), mounts or {}))
     term_log = workdir / f"{container.get('name', 'main')}.termination-log"
     term_log.unlink(missing_ok=True)
     env["FTI_TERMINATION_LOG"] = str(term_log)
@@ -172,9 +186,10 @@ def run_container(
     secrets: Mapping[str, Mapping[str, str]] | None = None,
     timeout: float | None = None,
     echo: bool = False,
+    mounts: Mapping[str, Path] | None = None,
 ) -> ContainerRun:
     """Run to completion; stdout/stderr go to `<workdir>/<container>.log` (and the terminal if `echo`)."""
-    argv, env, term_log = prepare(container, pod_meta, workdir, image_map, base_env, secrets)
+    argv, env, term_log = prepare(container, pod_meta, workdir, image_map, base_env, secrets, mounts)
     log_path = workdir / f"{container.get('name', 'main')}.log"
     started = datetime.now(timezone.utc)
     with open(log_path, "wb") as log:
@@ -204,9 +219,10 @@ def start_container(
     image_map: ImageMap | None = None,
     base_env: Mapping[str, str] | None = None,
     extra_args: list[str] | None = None,
+    mounts: Mapping[str, Path] | None = None,
 ) -> tuple[subprocess.Popen, Path]:
     """Start a long-running container (a model server); the caller stops it."""
-    argv, env, _ = prepare(container, pod_meta, workdir, image_map, base_env)
+    argv, env, _ = prepare(container, pod_meta, workdir, image_map, base_env, mounts=mounts)
     log_path = workdir / f"{container.get('name', 'main')}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - owned by the process for its lifetime
     proc = subprocess.Popen([*argv, *(extra_args or [])], env=env, cwd=workdir, stdout=log,

@@ -33,6 +33,10 @@ from .executor import ContainerRun, ImageMap, run_container, start_container
 from .state import LocalState
 
 
+# Where the Helm chart mounts the shared data volume in pipeline pods.
+DEFAULT_VOLUME = "/var/lib/fti"
+
+
 class LocalRunError(RuntimeError):
     """A step that failed; the message says which resource and why."""
 
@@ -92,6 +96,8 @@ class LocalRunner:
     state_dir: Path
     progress: Callable[[str], None] = print
     echo_logs: bool = False
+    # Paths in manifests that a volume provides in a cluster -> local directories.
+    mounts: dict[str, Path] = field(default_factory=dict)
     config: OperatorConfig = field(init=False)
     state: LocalState = field(init=False)
     servers: dict[str, Server] = field(default_factory=dict)
@@ -105,6 +111,7 @@ class LocalRunner:
         self.config = OperatorConfig.from_env(env)
         self.state = LocalState.load(self.state_dir)
         self.image_map = ImageMap()
+        self.mounts = {DEFAULT_VOLUME: self.state_dir / "volume", **self.mounts}
 
     # --- running one pod template --------------------------------------------------
     def _run_job(self, job: dict[str, Any]) -> tuple[ContainerRun, dict[str, Any]]:
@@ -118,7 +125,7 @@ class LocalRunner:
         workdir = self.state_dir / "runs" / name
         run: ContainerRun | None = None
         for container in template["spec"]["containers"]:
-            run = run_container(container, pod_meta, workdir, self.image_map, echo=self.echo_logs)
+            run = run_container(container, pod_meta, workdir, self.image_map, echo=self.echo_logs, mounts=self.mounts)
             if not run.succeeded:
                 break
         assert run is not None
@@ -224,7 +231,7 @@ class LocalRunner:
                     "labels": child["metadata"].get("labels", {})}
         workdir = self.state_dir / "servers" / isvc.metadata.name
         proc, log_path = start_container(container, pod_meta, workdir, self.image_map,
-                                         extra_args=["--http_port", str(port)])
+                                         extra_args=["--http_port", str(port)], mounts=self.mounts)
         url = f"http://127.0.0.1:{port}"
         server = Server(isvc.metadata.name, isvc.metadata.namespace or "default", url, port, proc.pid, log_path,
                         pair.model_version, pair.feature_view_version, proc)

@@ -12,8 +12,10 @@ from typing import Any
 
 
 def sample_instances(artifact_store: str, model_name: str, model_version: int, request_features: list[str],
-                     n: int) -> list[dict[str, Any]]:
+                     n: int) -> list[tuple[dict[str, Any], Any]]:
+    """(request instance, the label it was recorded with) for n recent events."""
     try:
+        import pandas as pd
         from fti_pipelines.registry import ModelRegistry
         from fti_pipelines.store.artifacts import ArtifactStore
         from fti_pipelines.store.offline import FeatureStore
@@ -21,13 +23,16 @@ def sample_instances(artifact_store: str, model_name: str, model_version: int, r
         raise RuntimeError("sampling requests needs the fti-pipelines package installed") from exc
     store = ArtifactStore(artifact_store)
     card = ModelRegistry(store).card(model_name, model_version)
-    label_fg = card["featureView"]["label"]["featureGroup"]
+    label = card["featureView"]["label"]
     keys = list(card.get("entityKeys") or [])
     columns = list(dict.fromkeys([*keys, *request_features]))
-    frame = FeatureStore(store).read(label_fg["name"], int(label_fg["version"]), columns=columns)
-    frame = frame.dropna(subset=keys).tail(max(n * 20, n))
-    picked = frame.drop_duplicates(subset=keys).tail(n)
-    return [{c: _plain(row[c]) for c in columns} for _, row in picked.iterrows()]
+    frame = FeatureStore(store).read(label["featureGroup"]["name"], int(label["featureGroup"]["version"]),
+                                     columns=[*columns, label["column"]] if label["column"] not in columns else columns)
+    frame = frame.dropna(subset=keys).drop_duplicates(subset=keys, keep="last")
+    # Recent events of both classes, so the answers show the model separating them.
+    positives = frame[frame[label["column"]] == 1].tail(n // 2)
+    picked = pd.concat([positives, frame[frame[label["column"]] != 1].tail(n - len(positives))])
+    return [({c: _plain(row[c]) for c in columns}, _plain(row[label["column"]])) for _, row in picked.iterrows()]
 
 
 def _plain(value: Any) -> Any:
