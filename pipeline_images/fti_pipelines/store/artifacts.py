@@ -121,8 +121,10 @@ class ArtifactStore:
             entries = self.fs.ls(path, detail=False)
         except FileNotFoundError:
             return []
-        names = {posixpath.basename(str(e).rstrip("/")) for e in entries}
-        return sorted(n for n in names if n and not n.startswith(STAGING_PREFIX) and str(path).rstrip("/") != n)
+        own = path.rstrip("/")
+        # object stores may list the prefix itself (a directory marker): skip it
+        names = {posixpath.basename(str(e).rstrip("/")) for e in entries if str(e).rstrip("/") != own}
+        return sorted(n for n in names if n and not n.startswith(STAGING_PREFIX))
 
     def invalidate(self) -> None:
         """Drop cached listings (object stores cache them; another process may have written)."""
