@@ -58,6 +58,25 @@ def transactions(rows: int, entities: int, seed: int = 7) -> Path:
     return path
 
 
+def feature_group(rows: int, entities: int, features: int = 3, seed: int = 11) -> Path:
+    """A feature group shaped like bench/training_join.py's: entity_id, event_time, `features` doubles.
+
+    One row per (entity, event time), as ingestion guarantees.
+    """
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"fg_r{rows}_e{entities}_f{features}.parquet"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    t0 = 1_788_220_800_000_000
+    cols = {"entity_id": pa.array(rng.integers(0, entities, rows), pa.int64()),
+            "event_time": pa.array(t0 + rng.permutation(rows).astype(np.int64) * 1_000_000, pa.timestamp("us", tz="UTC"))}
+    for i in range(features):
+        cols[f"f{i}"] = pa.array(rng.random(rows))
+    pq.write_table(pa.table(cols), path, row_group_size=512_000)
+    return path
+
+
 def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], None] | None = None) -> tuple[float, list[float]]:
     """One warm-up, then `repeat` timed runs; returns (median, all)."""
     if setup:

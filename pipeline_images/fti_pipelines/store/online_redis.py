@@ -37,7 +37,7 @@ for i, key in ipairs(KEYS) do
   local stop = string.find(blob, '\\30', pos, true) or (#blob + 1)
   local row = string.sub(blob, pos, stop - 1)
   pos = stop + 1
-  local fields, c, fpos, ts = {}, 0, 1, nil
+  local fields, nulls, c, fpos, ts = {}, {}, 0, 1, nil
   while true do
     local fstop = string.find(row, '\\31', fpos, true)
     local v = string.sub(row, fpos, (fstop or (#row + 1)) - 1)
@@ -46,6 +46,8 @@ for i, key in ipairs(KEYS) do
     elseif v ~= '' then
       fields[#fields + 1] = ARGV[1 + c]
       fields[#fields + 1] = string.sub(v, 2)
+    else
+      nulls[#nulls + 1] = ARGV[1 + c]
     end
     c = c + 1
     if not fstop then break end
@@ -53,7 +55,11 @@ for i, key in ipairs(KEYS) do
   end
   local old = redis.call('HGET', key, '__ts')
   if (not old) or tonumber(old) <= tonumber(ts) then
-    if old then redis.call('DEL', key) else created = created + 1 end
+    if not old then
+      created = created + 1
+    elseif #nulls > 0 then
+      redis.call('HDEL', key, unpack(nulls))  -- a value that is null now must not keep its old one
+    end
     redis.call('HSET', key, '__ts', ts, unpack(fields))
     written = written + 1
   end
