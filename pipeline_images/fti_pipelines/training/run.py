@@ -96,6 +96,8 @@ def train(spec: TrainingPipelineSpec, version: int, store: ArtifactStore, featur
         log.info("model %s version %s is already registered; reporting it", name, version)
         return result_of(registry.card(name, version), existing=True)
 
+    # Fail on a bad estimator before anything is written: the stores stay as they were.
+    estimator = build_estimator(spec.model, seed=spec.training_data.split.seed)
     bias = spec.evaluation.bias
     extra = [("evaluation.bias.sensitiveColumn", bias.sensitive_column)] if bias else []
     window = spec.training_data
@@ -108,7 +110,6 @@ def train(spec: TrainingPipelineSpec, version: int, store: ArtifactStore, featur
                             f"featureView {view.name} v{view.version}: {len(frame)} labelled rows"
                             f"{_window_text(window.start, window.end)}; at least 10 are needed", rows=len(frame))
     columns = list(view.feature_columns)
-    estimator = build_estimator(spec.model, seed=spec.training_data.split.seed)
     pipeline = build_model_pipeline(frame, columns, view.transformations, estimator)
     train_pos, test_pos = split(frame, y, spec, dataset.plan.spine.event_time)
     if len(np.unique(y[train_pos])) < 2:

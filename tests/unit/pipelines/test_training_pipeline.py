@@ -172,7 +172,9 @@ def test_random_split_and_entrypoint_and_estimator_without_nan_support(store_uri
     (["model", "params"], {"max_iterations": 3}, "InvalidParams", "'max_iterations'"),
 ])
 def test_bad_estimator_fails_naming_the_field_and_registers_nothing(store_uri, tmp_path, spec_path, value, reason, needle):
+    before = ArtifactStore(store_uri).fs.find(ArtifactStore(store_uri).path())
     code, result = run(store_uri, tmp_path, spec_with(spec_path, value), version=81)
+    assert ArtifactStore(store_uri).fs.find(ArtifactStore(store_uri).path()) == before  # stores left as they were
     assert code == 1 and result["ok"] is False
     assert result["reason"] == reason and needle in result["error"]
     assert 81 not in ModelRegistry(ArtifactStore(store_uri)).versions("fraud")
