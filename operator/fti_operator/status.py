@@ -84,7 +84,8 @@ def feature_run(job_name: str, succeeded: bool, result: Mapping[str, Any] | None
         value = _pick(result, *keys)
         if value is not None:
             run[out_key] = value
-    message = _error_message(result) or (None if result else "no result in the termination message")
+    message = _error_message(result) or (str(result["message"])[:MAX_MESSAGE] if result.get("message") else None) \
+        or (None if result else "no result in the termination message")
     if message:
         run["message"] = message
     finished = result.get("finishedAt") or finished_at

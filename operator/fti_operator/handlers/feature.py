@@ -28,7 +28,7 @@ def child_selector(name: str) -> str:
 def availability(namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any] | None) -> dict[tuple, Any]:
     """(namespace, group, version) -> (materialized, online) from a FeaturePipeline's status.
 
-    Materialized: a run of that version succeeded. Online: and the group is declared online
+    Materialized: data of that version is committed. Online: and the group is declared online
     (the current spec's flag stands for older versions too: a group does not go offline).
     """
     from ..versions import FeatureGroupAvailability
@@ -38,7 +38,9 @@ def availability(namespace: str, spec: Mapping[str, Any], status: Mapping[str, A
     out = {}
     for v in (status or {}).get("versions") or []:
         run = v.get("lastRun") or {}
-        materialized = bool(run.get("succeeded")) or bool(run.get("watermark"))
+        # Data committed: a watermark (the offline data reaches it; a quarantined batch reports the
+        # previous one) or rows written by a successful run.
+        materialized = bool(run.get("watermark")) or (bool(run.get("succeeded")) and (run.get("rowsWritten") or 0) > 0)
         if v.get("state") != "Retired":
             out[(namespace, fg.get("name"), int(v["version"]))] = FeatureGroupAvailability(materialized, materialized and online)
     return out

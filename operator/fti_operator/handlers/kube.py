@@ -75,6 +75,7 @@ class Kube:
             resp = self.api_client.call_api(
                 path, method, query_params=query or [], header_params={"Content-Type": content_type, "Accept": "application/json"},
                 body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+                _request_timeout=60,
             )
         except k8s.ApiException as exc:
             raise ApiError(exc.status, exc.reason or "", exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body)) from None
