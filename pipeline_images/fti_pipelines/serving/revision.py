@@ -25,7 +25,19 @@ from .sqlite_reader import SqliteReaders, readers_for
 
 log = logging.getLogger("fti_pipelines.serving")
 
-TRANSIENT = {"FeaturesNotMaterialized"}
+TRANSIENT = {"FeaturesNotMaterialized", "OnlineStoreUnavailable"}
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    import redis
+
+    return (ConnectionError, TimeoutError, sqlite3.OperationalError, redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError)
+
+
+_STORE_DOWN = _store_errors()
 
 
 def load_card_and_model(store: ArtifactStore, name: str, version: int, *, with_model: bool = True) -> tuple[Any, dict]:
@@ -75,6 +87,12 @@ class Revision:
         except FileNotFoundError as exc:
             self.problems.append(Problem("ModelNotFound", f"model {self.config.model_name} v{self.config.model_version} "
                                                           f"is not in {self.artifact_store_uri}: {exc}"))
+        except _STORE_DOWN as exc:  # the online store is unreachable: keep retrying from readiness
+            self.store = None
+            self.problems.append(Problem("OnlineStoreUnavailable", f"{self.online_store_uri}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - a server that cannot load says why instead of crashing
+            log.exception("loading %s failed", self.config.name)
+            self.problems.append(Problem("LoadFailed", f"{type(exc).__name__}: {exc}"))
         self.ready = not self.problems
         if self.metrics is not None:
             self.metrics.ready.set(1 if self.ready else 0)

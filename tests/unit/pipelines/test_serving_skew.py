@@ -94,3 +94,13 @@ def test_spec_errors_name_the_field(spec, field):
     with pytest.raises(PipelineError) as err:
         ServingConfig.from_spec(spec)
     assert field in err.value.message
+
+
+def test_unreachable_online_store_is_a_transient_not_ready(tmp_path):
+    from fti_pipelines.serving.launch import free_port
+
+    rev = build_revision(tmp_path)
+    revision = Revision(ServingConfig.from_spec(rev.spec), rev.artifact_store, f"redis://127.0.0.1:{free_port()}/0",
+                        recheck_seconds=0)
+    assert not revision.load()
+    assert reasons(revision) == ["OnlineStoreUnavailable"]
