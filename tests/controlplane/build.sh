@@ -7,8 +7,9 @@
 #   ${FTI_CACHE_DIR:-$HOME/.cache/fti-operator}/controlplane/<K8S_VERSION>/bin
 # with the Go module and build caches beside it, so nothing lands in the repository.
 #
-# Idempotent: a stamp file records the versions it was built for; a binary that is
-# present and stamped is reused. Delete the directory (or pass --force) to rebuild.
+# Idempotent: each binary has a stamp recording the version (and Go) it was built
+# with; a present, matching binary is reused, anything else is rebuilt. bin/VERSIONS
+# summarises a complete build. Pass --force to rebuild everything.
 #
 # Why a scratch module: k8s.io/kubernetes cannot be `go install`ed at a version because
 # its go.mod replaces every k8s.io/* staging module with ./staging/... and requires them
@@ -17,9 +18,9 @@
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.35.8}"
-# etcd 3.6.x is what Kubernetes 1.35 is tested with; its go.mod pins the etcd
-# client/server modules at v3.6.5, so the server is taken from the same release.
-ETCD_VERSION="${ETCD_VERSION:-v3.6.5}"
+# The etcd that this Kubernetes release is qualified with: build/dependencies.yaml of
+# k8s.io/kubernetes@v1.35.8 names etcd 3.6.6 (checked again below after download).
+ETCD_VERSION="${ETCD_VERSION:-v3.6.6}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 
 CACHE_ROOT="${FTI_CACHE_DIR:-$HOME/.cache/fti-operator}"
@@ -53,19 +54,23 @@ GO_VERSION="$(go env GOVERSION)"
 WANT_STAMP="k8s=$K8S_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION go=$GO_VERSION"
 BINARIES=(etcd kube-apiserver kube-controller-manager kubectl helm)
 
-all_present() {
-    local b
-    for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done
+# current NAME VERSION: the binary exists and was built from VERSION with this Go.
+current() { [[ -x "$BIN/$1" && -f "$BIN/.$1.stamp" && "$(cat "$BIN/.$1.stamp")" == "$2 go=$GO_VERSION" ]]; }
+stamp() { echo "$2 go=$GO_VERSION" >"$BIN/.$1.stamp"; }
+
+all_current() {
+    current etcd "$ETCD_VERSION" && current helm "$HELM_VERSION" && current kube-apiserver "$K8S_VERSION" \
+        && current kube-controller-manager "$K8S_VERSION" && current kubectl "$K8S_VERSION"
 }
 
-if [[ $FORCE == 0 && -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$WANT_STAMP" ]] && all_present; then
+if [[ $FORCE == 1 ]]; then
+    rm -f "$STAMP" "$BIN"/.*.stamp
+fi
+if [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$WANT_STAMP" ]] && all_current; then
     echo "control plane binaries up to date in $BIN ($WANT_STAMP)"
     exit 0
 fi
-if [[ -f "$STAMP" && "$(cat "$STAMP")" != "$WANT_STAMP" ]] || [[ $FORCE == 1 ]]; then
-    # A stamp for other versions means every binary is suspect.
-    rm -f "$STAMP" "${BINARIES[@]/#/$BIN/}"
-fi
+rm -f "$STAMP"
 mkdir -p "$BIN" "$BASE/src"
 
 now() { date +%s; }
@@ -86,8 +91,13 @@ k8s_module() {
     # The staging modules are listed in k8s.io/kubernetes's own go.mod as
     # "k8s.io/<name> => ./staging/src/k8s.io/<name>"; all of them must be replaced,
     # since k8s.io/kubernetes requires them at the unpublished v0.0.0.
-    local gomod staging minor
+    local gomod staging minor moddir etcd_wanted
     gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+    moddir="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    etcd_wanted="$(grep -A1 'name: "etcd"' "$moddir/build/dependencies.yaml" | sed -n 's/.*version: *//p' | head -n1)"
+    if [[ -n "$etcd_wanted" && "v$etcd_wanted" != "$ETCD_VERSION" ]]; then
+        echo "build.sh: WARNING: kubernetes $K8S_VERSION is qualified with etcd v$etcd_wanted, building $ETCD_VERSION" >&2
+    fi
     staging="$(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._-]*\) => ./staging/.*#\1#p' "$gomod")"
     if [[ -z "$staging" ]]; then
         echo "build.sh: found no staging replaces in $gomod" >&2
@@ -121,7 +131,7 @@ k8s_ldflags() {
 
 build_k8s() {
     local need=0 b
-    for b in kube-apiserver kube-controller-manager kubectl; do [[ -x "$BIN/$b" ]] || need=1; done
+    for b in kube-apiserver kube-controller-manager kubectl; do current "$b" "$K8S_VERSION" || need=1; done
     [[ $need == 1 ]] || return 0
     local start
     start=$(now)
@@ -130,17 +140,18 @@ build_k8s() {
     local flags
     flags="$(cd "$BASE/src/kubernetes" && k8s_ldflags)"
     for b in kube-apiserver kube-controller-manager kubectl; do
-        [[ -x "$BIN/$b" ]] && continue
+        current "$b" "$K8S_VERSION" && continue
         start=$(now)
         (cd "$BASE/src/kubernetes" && go build -trimpath -ldflags "$flags" -o "$BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b")
         mv "$BIN/$b.tmp" "$BIN/$b"
+        stamp "$b" "$K8S_VERSION"
         report "$b" "$start"
     done
 }
 
 # ---------------------------------------------------------------------- etcd
 build_etcd() {
-    [[ -x "$BIN/etcd" ]] && return 0
+    current etcd "$ETCD_VERSION" && return 0
     local dir="$BASE/src/etcd" start
     start=$(now)
     mkdir -p "$dir"
@@ -164,19 +175,22 @@ EOF
     (
         cd "$dir"
         [[ -f go.mod ]] || go mod init fti.dev/controlplane/etcd >/dev/null 2>&1
-        go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+        go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/api/v3@$ETCD_VERSION" \
+            "go.etcd.io/etcd/client/v3@$ETCD_VERSION" "go.etcd.io/etcd/client/pkg/v3@$ETCD_VERSION" \
+            "go.etcd.io/etcd/pkg/v3@$ETCD_VERSION"
         go mod tidy
         local commit
         commit="$(go mod download -json "go.etcd.io/etcd/server/v3@$ETCD_VERSION" | sed -n 's/^[[:space:]]*"Hash": "\(.*\)",*$/\1/p' | head -n1)"
         go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${commit:0:9}" -o "$BIN/etcd.tmp" .
     )
     mv "$BIN/etcd.tmp" "$BIN/etcd"
+    stamp etcd "$ETCD_VERSION"
     report etcd "$start"
 }
 
 # ---------------------------------------------------------------------- helm
 build_helm() {
-    [[ -x "$BIN/helm" ]] && return 0
+    current helm "$HELM_VERSION" && return 0
     local dir="$BASE/src/helm" start
     start=$(now)
     mkdir -p "$dir"
@@ -201,6 +215,7 @@ build_helm() {
         go build -trimpath -ldflags "$flags" -o "$BIN/helm.tmp" helm.sh/helm/v3/cmd/helm
     )
     mv "$BIN/helm.tmp" "$BIN/helm"
+    stamp helm "$HELM_VERSION"
     report helm "$start"
 }
 

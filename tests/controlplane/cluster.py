@@ -111,6 +111,16 @@ class ControlPlane:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=Node,RBAC",
+            # The aggregation layer's request-header authentication, as kubeadm sets
+            # it up (one CA for everything here); without it every component logs
+            # "missing content for CA bundle ...requestheader-client-ca-file".
+            f"--requestheader-client-ca-file={pki.ca.cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
+            f"--proxy-client-key-file={pki.front_proxy_client.key}",
             # PodSecurity and the other defaults stay on; NodeRestriction as in kubeadm.
             "--enable-admission-plugins=NodeRestriction",
             # The "kubernetes" Endpoints may not hold a loopback address; without
@@ -139,7 +149,10 @@ class ControlPlane:
             f"--cluster-signing-cert-file={pki.ca.cert}",
             f"--cluster-signing-key-file={pki.ca.key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--use-service-account-credentials=false",
+            # As kubeadm does: each controller acts as its own kube-system
+            # ServiceAccount with the bootstrap RBAC role made for it, which is
+            # what the controller manager's own identity is not granted.
+            "--use-service-account-credentials=true",
             "--profiling=false",
             "--v=1",
         ], logs)

@@ -101,11 +101,20 @@ def set_isvc_status(
             latestReadyRevision=latest,
             traffic=traffic,
         )
-        full = [t for t in traffic if t.get("percent") == 100]
-        if full:  # rolled out = carries all the traffic
-            predictor["latestRolledoutRevision"] = full[0]["revisionName"]
-        previous = previous_revision or old_predictor.get("latestRolledoutRevision")
-        if previous and previous != predictor.get("latestRolledoutRevision"):
+        # "Rolled out" = carries all the traffic; during a canary the last
+        # rolled-out revision stays what it was.
+        full = [t["revisionName"] for t in traffic if t.get("percent") == 100]
+        old_rolled = old_predictor.get("latestRolledoutRevision")
+        rolled = full[0] if full else old_rolled
+        if rolled:
+            predictor["latestRolledoutRevision"] = rolled
+        if previous_revision:
+            previous = previous_revision
+        elif old_rolled and old_rolled != rolled:
+            previous = old_rolled
+        else:
+            previous = old_predictor.get("previousRolledoutRevision")
+        if previous and previous != rolled:
             predictor["previousRolledoutRevision"] = previous
     else:
         # A failed new revision leaves the last good one serving.
@@ -123,7 +132,15 @@ def set_isvc_status(
         _condition(old_conds, "PredictorReady", ready, reason, message),
     ]
     if (isvc.get("spec") or {}).get("transformer"):
-        components["transformer"] = {**predictor, "latestCreatedRevision": latest.replace("-predictor-", "-transformer-")}
+        # The transformer moves in lockstep with the predictor (one revision each).
+        components["transformer"] = {
+            k: (v.replace("-predictor", "-transformer") if isinstance(v, str) else v)
+            for k, v in predictor.items() if k != "traffic"
+        }
+        if "traffic" in predictor:
+            components["transformer"]["traffic"] = [
+                {**t, "revisionName": t["revisionName"].replace("-predictor-", "-transformer-")}
+                for t in predictor["traffic"]]
         conditions.append(_condition(old_conds, "TransformerReady", ready, reason, message))
     conditions.append(_condition(old_conds, "Ready", ready, reason, message))
     conditions.sort(key=lambda c: c["type"])

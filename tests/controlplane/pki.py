@@ -52,6 +52,7 @@ class Pki:
     apiserver: CertPair
     admin: CertPair
     controller_manager: CertPair
+    front_proxy_client: CertPair  # the aggregation layer's client (kubeadm: front-proxy-client)
     sa_key: Path  # private key: kube-controller-manager signs tokens with it
     sa_pub: Path  # public key: kube-apiserver verifies tokens with it
 
@@ -136,6 +137,7 @@ def generate(directory: Path) -> Pki:
         admin=pair("admin", "fti-test-admin", "system:masters"),
         # The bootstrap policy grants this user exactly what the controller manager needs.
         controller_manager=pair("controller-manager", "system:kube-controller-manager"),
+        front_proxy_client=pair("front-proxy-client", "front-proxy-client"),
         sa_key=directory / "sa.key",
         sa_pub=directory / "sa.pub",
     )

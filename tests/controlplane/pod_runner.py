@@ -93,7 +93,7 @@ class PodRunner:
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
-            worker.stop()
+            worker.stop(shutdown=True)
         for worker in workers:
             worker.join(timeout=30)
         self._thread.join(timeout=WATCH_TIMEOUT + 5)
@@ -176,11 +176,15 @@ class PodRunner:
                 # Nothing runs any more; confirm the deletion as kubelet would.
                 PodWorker(self, pod)._confirm_deletion()
             return
-        if worker is not None or spec.get("nodeName") or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-            return  # already ours, or bound elsewhere, or finished
-        if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
+        if worker is not None or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return  # already running here, or finished
+        node = spec.get("nodeName")
+        if node and node != self.node_name:
+            return  # bound to some other node: not ours
+        if not node and spec.get("schedulerName", "default-scheduler") != "default-scheduler":
             return  # another scheduler's pod is not ours to bind
-        worker = PodWorker(self, pod)
+        # A pod that names our node itself skips binding, as with kubelet.
+        worker = PodWorker(self, pod, bind=not node)
         with self._lock:
             self._workers[uid] = worker
         worker.start()

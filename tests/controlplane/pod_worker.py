@@ -90,14 +90,16 @@ class _Run:
 class PodWorker(threading.Thread):
     """Runs one pod; ``stop()`` is called when the pod gets a deletionTimestamp."""
 
-    def __init__(self, runner, pod: dict) -> None:
+    def __init__(self, runner, pod: dict, bind: bool = True) -> None:
         meta = pod["metadata"]
         super().__init__(name=f"pod-{meta['namespace']}-{meta['name']}", daemon=True)
         self.runner = runner
         self.core = runner.core
         self.pod = pod
         self.namespace, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
+        self.bind = bind  # False when the pod named our node itself (spec.nodeName)
         self.deleted = threading.Event()
+        self.shutting_down = False  # the runner stops: kill, but do not delete the pod
         self.finished = threading.Event()
         self.workdir = runner.root / "work" / self.namespace / self.name
         self.logdir = runner.log_dir(self.namespace, self.name)
@@ -107,6 +109,7 @@ class PodWorker(threading.Thread):
         self.main = [ContainerState(c["name"], c["image"]) for c in spec["containers"]]
         self.phase = "Pending"
         self.reason = self.message = ""
+        self._next_probe: dict[str, float] = {}
 
     # -------------------------------------------------------------- reporting
     def _write_status(self) -> None:
@@ -145,14 +148,15 @@ class PodWorker(threading.Thread):
                 pass
         finally:
             self.finished.set()
-            if self.deleted.is_set():
+            if self.deleted.is_set() and not self.shutting_down:
                 self._confirm_deletion()
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _run(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.start_time = now()
-        self.runner.bind(self.pod)
+        if self.bind:
+            self.runner.bind(self.pod)
         self.conditions.set("PodScheduled", True)
         self.conditions.set("PodReadyToStartContainers", True)
         self.conditions.set("Initialized", not self.init, "" if not self.init else "ContainersNotInitialized")
@@ -229,7 +233,7 @@ class PodWorker(threading.Thread):
                         restart_at[run.state.name] = time.monotonic() + RESTART_BACKOFF[min(step, len(RESTART_BACKOFF) - 1)]
                         run.state.last_state = run.state.state
                         run.state.waiting("CrashLoopBackOff", f"back-off restarting {run.state.name}")
-                if run.proc is not None and not run.state.ready and not run.state.init:
+                if run.proc is not None and not run.state.ready and not run.state.init and self._probe_due(run):
                     if probe_ready(run.spec, run.launch, self.workdir):
                         run.state.ready = True
                         changed = True
@@ -249,6 +253,15 @@ class PodWorker(threading.Thread):
             if self.deleted.wait(0.1):
                 self._terminate(runs)
                 return False
+
+    def _probe_due(self, run: _Run) -> bool:
+        """Probe at the spec's period, but at least once a second (tests want speed)."""
+        period = min(float((run.spec.get("readinessProbe") or {}).get("periodSeconds", 1)), 1.0)
+        now_ = time.monotonic()
+        if now_ < self._next_probe.get(run.state.name, 0.0):
+            return False
+        self._next_probe[run.state.name] = now_ + period
+        return True
 
     def _terminate(self, runs: list[_Run]) -> None:
         """Pod deleted: SIGTERM, SIGKILL after its grace period, report terminal phase."""
@@ -272,8 +285,9 @@ class PodWorker(threading.Thread):
             if exc.status not in (404, 409):
                 raise
 
-    def stop(self, pod: dict | None = None) -> None:
-        """The pod got a deletionTimestamp (or vanished): wind down."""
+    def stop(self, pod: dict | None = None, shutdown: bool = False) -> None:
+        """The pod got a deletionTimestamp (or vanished), or the runner stops: wind down."""
         if pod is not None:
             self.pod = pod
+        self.shutting_down = shutdown
         self.deleted.set()
