@@ -2,8 +2,9 @@
 
 Why this shape: a hash per entity lets a lookup fetch just the columns a model needs
 (HMGET) in one round trip per batch (pipelined). The "newer event time wins" rule runs
-server-side in a Lua script over ~1000 rows per call, so an upsert is atomic per row and
-costs no extra round trips. Per-version metadata (primary key, columns and their kinds,
+server-side in a Lua script over 2000 rows per call, so an upsert is atomic per row and
+costs no extra round trips. Install redis[hiredis]: its C packer makes writing 100k rows
+~5x faster than redis-py's pure-Python one. Per-version metadata (primary key, columns and their kinds,
 row count) lives in `fti-meta:<group>:v<version>`, outside the data key space.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
@@ -21,46 +23,35 @@ from .online import (OnlineStore, check_group, column_kinds, decode, latest_per_
 
 TS_FIELD = "__ts"  # event time in microseconds: the Lua script compares it numerically
 BATCH = 2000
-FIELD_SEP, ROW_SEP = "\x1f", "\x1e"  # ASCII unit / record separators
 
-# Why a packed blob: redis-py spends ~15 us per argument packing commands in Python, so
-# one argument per value made 1M values cost 15 s. Rows are instead encoded by Arrow (C)
-# into one string each - "<ts>\x1f=<v1>\x1f\x1f=<v3>" ("" = null) - and a batch travels
-# as one argument; the script splits it server-side.
-# KEYS: one hash key per row. ARGV: ncols, column names, the batch blob (rows joined by \x1e).
+# Values are encoded by Arrow (C speed) as text, "=<text>" for a value and "" for null,
+# and packed by hiredis (redis[hiredis]; pure-Python packing costs ~15 us per argument).
+# KEYS: one hash key per row. ARGV: ncols, column names, then per row: ts, ncols values.
 UPSERT_LUA = """
 local ncols = tonumber(ARGV[1])
-local blob = ARGV[ncols + 2]
+local stride = ncols + 1
 local created, written = 0, 0
-local pos = 1
 for i, key in ipairs(KEYS) do
-  local stop = string.find(blob, '\\30', pos, true) or (#blob + 1)
-  local row = string.sub(blob, pos, stop - 1)
-  pos = stop + 1
-  local fields, nulls, c, fpos, ts = {}, {}, 0, 1, nil
-  while true do
-    local fstop = string.find(row, '\\31', fpos, true)
-    local v = string.sub(row, fpos, (fstop or (#row + 1)) - 1)
-    if c == 0 then
-      ts = v
-    elseif v ~= '' then
-      fields[#fields + 1] = ARGV[1 + c]
-      fields[#fields + 1] = string.sub(v, 2)
-    else
-      nulls[#nulls + 1] = ARGV[1 + c]
-    end
-    c = c + 1
-    if not fstop then break end
-    fpos = fstop + 1
-  end
+  local base = 1 + ncols + (i - 1) * stride
+  local ts = ARGV[base + 1]
   local old = redis.call('HGET', key, '__ts')
   if (not old) or tonumber(old) <= tonumber(ts) then
+    local fields, nulls = {'__ts', ts}, {}
+    for c = 1, ncols do
+      local v = ARGV[base + 1 + c]
+      if v ~= '' then
+        fields[#fields + 1] = ARGV[1 + c]
+        fields[#fields + 1] = string.sub(v, 2)
+      else
+        nulls[#nulls + 1] = ARGV[1 + c]
+      end
+    end
     if not old then
       created = created + 1
     elseif #nulls > 0 then
       redis.call('HDEL', key, unpack(nulls))  -- a value that is null now must not keep its old one
     end
-    redis.call('HSET', key, '__ts', ts, unpack(fields))
+    redis.call('HSET', key, unpack(fields))
     written = written + 1
   end
 end
@@ -148,15 +139,13 @@ class RedisOnlineStore(OnlineStore):
                 info["columns"].append({"name": name, "kind": kind})
         names = table.column_names
         n = table.num_rows
-        # Encode in Arrow (C speed): every value as "=<text>", null as "", one string per row.
+        # Encode in Arrow (C speed): every value as "=<text>", null as "".
         texts = [_arrow_text(table.column(event_time), "timestamp")]
         for name in names:
             col = _arrow_text(table.column(name), kinds[name])
-            if kinds[name] == "string" and n and pc.any(pc.match_substring_regex(col, "[\x1e\x1f]")).as_py():
-                raise ValueError(f"column {name!r} contains ASCII control characters 0x1E/0x1F, which the Redis "
-                                 "online store uses as separators")
             texts.append(pc.binary_join_element_wise(pa.scalar("="), col, "").fill_null(""))
-        rows = pc.binary_join_element_wise(*texts, FIELD_SEP).to_pylist() if n else []
+        columns = [np.asarray(t.to_pylist(), dtype=object) for t in texts]
+        rows = np.column_stack(columns) if n else np.empty((0, len(texts)), dtype=object)
         parts = [pc.replace_substring(pc.replace_substring(_arrow_text(table.column(c), kinds[c]), "%", "%25"), ":", "%3A")
                  for c in primary_key]
         prefix = pa.scalar(self._prefix(group, version))
@@ -166,7 +155,7 @@ class RedisOnlineStore(OnlineStore):
         pipe = self._r.pipeline(transaction=False)
         for start in range(0, n, BATCH):
             stop = min(start + BATCH, n)
-            self._upsert(keys=keys[start:stop], args=[*header, ROW_SEP.join(rows[start:stop])], client=pipe)
+            self._upsert(keys=keys[start:stop], args=header + rows[start:stop].ravel().tolist(), client=pipe)
             if (start // BATCH) % 10 == 9:
                 created, written = self._tally(pipe.execute(), created, written)
         created, written = self._tally(pipe.execute(), created, written)

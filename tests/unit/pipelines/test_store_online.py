@@ -133,10 +133,8 @@ def test_boolean_and_float_keys_round_trip(store) -> None:
     assert store.get_many("bk", 1, [(True, 1.0), (False, 2.5), (True, 2.5)], columns=["v"]) == [{"v": "yes"}, {"v": "no"}, None]
 
 
-@pytest.mark.redis
-def test_redis_refuses_separator_characters(redis_url) -> None:
-    store = open_online_store(redis_url)
-    df = pd.DataFrame({"k": [1], "t": [ts("2026-01-01")], "s": ["a\x1fb"]})
-    with pytest.raises(ValueError, match="column 's' contains ASCII control characters"):
-        store.write("g", 1, ["k"], "t", df)
-    assert store.get("g", 1, (1,)) is None
+def test_strings_are_stored_byte_exact(store) -> None:
+    odd = ["", "=", "a\x1fb\x1ec", "line\nbreak", "ünï©ødé", " "]
+    df = pd.DataFrame({"k": range(len(odd)), "t": [ts("2026-01-01")] * len(odd), "s": odd})
+    store.write("g", 1, ["k"], "t", df)
+    assert [r["s"] for r in store.get_many("g", 1, [(i,) for i in range(len(odd))])] == odd
