@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import signal
 import sys
@@ -46,6 +47,10 @@ def run(config: OperatorConfig, stop_flag: threading.Event | None = None, ready_
             ready_flag=ready_flag,
         ))
     finally:
+        # Kopf waits on a threading.Event in an executor thread; release it, or the interpreter's
+        # exit would join that thread forever after a signal stopped Kopf.
+        if stop_flag is not None:
+            stop_flag.set()
         loop.close()
 
 
@@ -63,15 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print(config)
         return 0
-    stop = threading.Event()
-
-    def _stop(signum, _frame):  # Kopf stops its tasks, lets handlers finish, releases peering
-        log.info("signal %s: shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    run(config, stop_flag=stop)
+    # `kill -USR1 <pid>` dumps every thread's stack: how to see what a stuck operator waits for.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # In the main thread Kopf handles SIGTERM/SIGINT itself: stops watching, lets running
+    # handlers finish, leaves the peering object, then returns.
+    run(config)
     return 0
 
 

@@ -9,6 +9,7 @@ verb, which is how tests and benchmarks prove that a no-change reconcile writes 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from typing import Any, Mapping
@@ -44,7 +45,8 @@ def load_api_client(pool_size: int = 32) -> k8s.ApiClient:
     try:
         k8s_config.load_incluster_config(client_configuration=configuration)
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config(client_configuration=configuration)
+        # KUBECONFIG is read now, not at import time as the client's default does.
+        k8s_config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration)
     # Handlers run in Kopf's thread pool: one connection per worker avoids pool churn.
     configuration.connection_pool_maxsize = pool_size
     return k8s.ApiClient(configuration)
@@ -71,15 +73,16 @@ class Kube:
                  content_type: str = "application/json") -> Any:
         with self._lock:
             self.calls[(method, plural)] += 1
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
         try:
-            resp = self.api_client.call_api(
-                path, method, query_params=query or [], header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
-                _request_timeout=60,
-            )
+            method_, url, headers, payload, _ = self.api_client.param_serialize(
+                method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"])
+            resp = self.api_client.call_api(method_, url, header_params=headers, body=payload, _request_timeout=60)
+            data = resp.read()
         except k8s.ApiException as exc:
             raise ApiError(exc.status, exc.reason or "", exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body)) from None
-        data = resp.data
+        if resp.status >= 400:
+            raise ApiError(resp.status, resp.reason or "", data.decode(errors="replace") if data else "")
         return json.loads(data) if data else None
 
     # -- verbs -------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None
 
 @kopf.on.login()
 def _login(**kwargs: Any):
-    return kopf.login_via_client(**kwargs)
+    # In a pod: the service account; elsewhere: $KUBECONFIG (read at login time, not import time).
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 # ---- indexes ---------------------------------------------------------------------------------
