@@ -53,6 +53,14 @@ def open_input(uri: str, fmt: str) -> ds.Dataset:
         raise PipelineError("InputUnreadable", f"spec.batch.input.uri {uri}: cannot read as {fmt}: {exc}") from exc
 
 
+def stream_input(dataset: ds.Dataset, columns: list[str], chunk_rows: int):
+    """Record batches of at most `chunk_rows`, read as they are consumed (no read-ahead of the whole input)."""
+    options = ds.ParquetFragmentScanOptions(pre_buffer=False) if dataset.format.default_extname == "parquet" else None
+    scanner = ds.Scanner.from_dataset(dataset, columns=columns, batch_size=chunk_rows, batch_readahead=0,
+                                      fragment_readahead=0, use_threads=False, fragment_scan_options=options)
+    return scanner.to_batches()
+
+
 def load_model(store: ArtifactStore, config: ServingConfig) -> tuple[Any, dict]:
     try:
         pipeline, card = ModelRegistry(store).load(config.model_name, config.model_version)
@@ -121,9 +129,7 @@ def score_run(ctx: PipelineContext) -> dict[str, Any]:
         missing_total = 0
         try:
             with run_output(batch.output.uri, run_dir, batch.output.format, metadata) as writer:
-                scanner = ds.Scanner.from_dataset(dataset, columns=keep, batch_size=batch.chunk_rows,
-                                                  batch_readahead=1, fragment_readahead=1)
-                for record_batch in scanner.to_batches():
+                for record_batch in stream_input(dataset, keep, batch.chunk_rows):
                     if record_batch.num_rows == 0:
                         continue
                     chunk = pa.Table.from_batches([record_batch])
