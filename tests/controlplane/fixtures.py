@@ -36,7 +36,13 @@ def _required() -> bool:
 def _report(request, line: str) -> None:
     """Print past pytest's capture, so the startup time shows in every run."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is None:
+        reporter.write_line(line)
+        return
+    with capture.global_and_fixture_disabled():  # fd 1 is redirected during setup
         reporter.write_line(line)
 
 

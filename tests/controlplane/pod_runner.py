@@ -96,7 +96,9 @@ class PodRunner:
             worker.stop(shutdown=True)
         for worker in workers:
             worker.join(timeout=30)
-        self._thread.join(timeout=WATCH_TIMEOUT + 5)
+        # The watch thread may sit in a long-poll for up to WATCH_TIMEOUT; it is a
+        # daemon that ignores every event once _stopping is set, so do not wait it out.
+        self._thread.join(timeout=1)
 
     def bind(self, pod: dict) -> None:
         """What the scheduler would do: bind the pod to the runner's node."""
@@ -165,6 +167,8 @@ class PodRunner:
                 self._stopping.wait(1.0)
 
     def _handle(self, pod: dict) -> None:
+        if self._stopping.is_set():
+            return
         meta, spec = pod["metadata"], pod["spec"]
         uid = meta["uid"]
         with self._lock:

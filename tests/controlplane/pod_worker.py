@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Kubelet backs off 10s..5min between restarts; tests want the behaviour, not the wait.
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 4.0)
 MAX_KILL_GRACE = 10.0
+_SETPRIV = shutil.which("setpriv")  # util-linux; sets PR_SET_PDEATHSIG, then execs
 _PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE")
 
 
@@ -53,7 +54,10 @@ class _Run:
         env = {**self.launch.env, "FTI_TERMINATION_LOG": str(self.message_file)}
         with open(self.log_file, "ab") as f:
             f.write(f"--- {now()} start (restart {self.state.restart_count}): {self.launch.argv!r}\n".encode())
-        self.proc = ManagedProcess(self.state.name, self.launch.argv, self.log_file, env=env, cwd=workdir)
+        argv = list(self.launch.argv)
+        if _SETPRIV:  # die with the runner even if pytest is SIGKILLed (no preexec_fn in threads)
+            argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+        self.proc = ManagedProcess(self.state.name, argv, self.log_file, env=env, cwd=workdir)
         try:
             self.proc.start()
         except OSError as exc:  # e.g. executable not found: runtimes report 127/128
