@@ -24,26 +24,27 @@ from .online import (OnlineStore, check_group, column_kinds, decode, latest_per_
 TS_FIELD = "__ts"  # event time in microseconds: the Lua script compares it numerically
 BATCH = 2000
 
-# Values are encoded by Arrow (C speed) as text, "=<text>" for a value and "" for null,
-# and packed by hiredis (redis[hiredis]; pure-Python packing costs ~15 us per argument).
-# KEYS: one hash key per row. ARGV: ncols, column names, then per row: ts, ncols values.
+# Values are encoded by Arrow (C speed) as text and packed by hiredis (redis[hiredis];
+# pure-Python packing costs ~15 us per argument). Nulls travel as a per-row mask ("" when
+# the row has none) so the script never builds substrings (string.sub made it 3x slower).
+# KEYS: one hash key per row. ARGV: ncols, column names, then per row: ts, mask, ncols values.
 UPSERT_LUA = """
 local ncols = tonumber(ARGV[1])
-local stride = ncols + 1
+local stride = ncols + 2
 local created, written = 0, 0
 for i, key in ipairs(KEYS) do
   local base = 1 + ncols + (i - 1) * stride
   local ts = ARGV[base + 1]
+  local mask = ARGV[base + 2]
   local old = redis.call('HGET', key, '__ts')
   if (not old) or tonumber(old) <= tonumber(ts) then
     local fields, nulls = {'__ts', ts}, {}
     for c = 1, ncols do
-      local v = ARGV[base + 1 + c]
-      if v ~= '' then
-        fields[#fields + 1] = ARGV[1 + c]
-        fields[#fields + 1] = string.sub(v, 2)
-      else
+      if mask ~= '' and string.byte(mask, c) == 49 then
         nulls[#nulls + 1] = ARGV[1 + c]
+      else
+        fields[#fields + 1] = ARGV[1 + c]
+        fields[#fields + 1] = ARGV[base + 2 + c]
       end
     end
     if not old then
@@ -139,11 +140,15 @@ class RedisOnlineStore(OnlineStore):
                 info["columns"].append({"name": name, "kind": kind})
         names = table.column_names
         n = table.num_rows
-        # Encode in Arrow (C speed): every value as "=<text>", null as "".
-        texts = [_arrow_text(table.column(event_time), "timestamp")]
-        for name in names:
-            col = _arrow_text(table.column(name), kinds[name])
-            texts.append(pc.binary_join_element_wise(pa.scalar("="), col, "").fill_null(""))
+        # Encode in Arrow (C speed): values as text, nulls as "" plus a "0"/"1" mask per row.
+        values = [_arrow_text(table.column(name), kinds[name]) for name in names]
+        if n and any(v.null_count for v in values):
+            flags = [pc.if_else(pc.is_null(v), "1", "0") for v in values]
+            mask = pc.binary_join_element_wise(*flags, "")
+            mask = pc.if_else(pc.match_substring(mask, "1"), mask, "")  # "" = no nulls in this row
+        else:
+            mask = pa.array([""] * n, pa.string())
+        texts = [_arrow_text(table.column(event_time), "timestamp"), mask, *(v.fill_null("") for v in values)]
         columns = [np.asarray(t.to_pylist(), dtype=object) for t in texts]
         rows = np.column_stack(columns) if n else np.empty((0, len(texts)), dtype=object)
         parts = [pc.replace_substring(pc.replace_substring(_arrow_text(table.column(c), kinds[c]), "%", "%25"), ":", "%3A")
