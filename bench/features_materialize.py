@@ -38,7 +38,7 @@ def materialize(features: FeatureStore, online_uri: str) -> tuple[float, int, fl
     latest = features.latest_per_key("tx", 1)
     mid = time.perf_counter()
     with open_online_store(online_uri) as online:
-        written = online.write("tx", 1, ["entity_id"], "event_time", latest)
+        written = online.write("tx", 1, ["entity_id"], "event_time", latest, unique_events=True)
     end = time.perf_counter()
     return end - start, written, mid - start
 

@@ -166,4 +166,6 @@ def materialize(features: FeatureStore, online: OnlineStore, group: str, version
     if not in_step:
         log.info("online store of %s v%d is at snapshot %s, offline at %s: re-materialising the version",
                  group, version, info and info.get("snapshot"), snapshot)
-    return online.write(group, version, schema["primaryKey"], schema["eventTime"], rows, snapshot=snapshot)
+    # both a prepared batch and the committed data are unique on key + event time
+    return online.write(group, version, schema["primaryKey"], schema["eventTime"], rows, snapshot=snapshot,
+                        unique_events=True)

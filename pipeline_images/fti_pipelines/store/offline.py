@@ -255,7 +255,8 @@ class FeatureStore:
         table = self.table(name, version, snap=snap)
         from .online import latest_per_key
 
-        return latest_per_key(table, snap["schema"]["primaryKey"], snap["schema"]["eventTime"])
+        # ingestion guarantees one row per key + event time
+        return latest_per_key(table, snap["schema"]["primaryKey"], snap["schema"]["eventTime"], unique_events=True)
 
 
 def _dedup(table: pa.Table, primary_key: list[str], event_time: str) -> tuple[pa.Table, int]:

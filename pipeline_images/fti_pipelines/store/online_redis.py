@@ -123,9 +123,9 @@ class RedisOnlineStore(OnlineStore):
         return sorted(out)
 
     # -- writes -------------------------------------------------------------------------
-    def write(self, group, version, primary_key, event_time, df, *, snapshot=None) -> int:
+    def write(self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False) -> int:
         check_group(group, version)
-        table = latest_per_key(to_arrow(df), primary_key, event_time)
+        table = latest_per_key(to_arrow(df), primary_key, event_time, unique_events=unique_events)
         info = self.version_info(group, version) or {"primaryKey": list(primary_key), "eventTime": event_time, "columns": []}
         kinds = column_kinds(table, {c["name"]: c["kind"] for c in info["columns"]})
         if info["primaryKey"] != list(primary_key) or info["eventTime"] != event_time:

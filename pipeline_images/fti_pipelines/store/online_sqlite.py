@@ -69,9 +69,9 @@ class SqliteOnlineStore(OnlineStore):
         return [(g, v) for g, v in rows if group is None or g == group]
 
     # -- writes -------------------------------------------------------------------------
-    def write(self, group, version, primary_key, event_time, df, *, snapshot=None) -> int:
+    def write(self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False) -> int:
         check_group(group, version)
-        table = latest_per_key(to_arrow(df), primary_key, event_time)
+        table = latest_per_key(to_arrow(df), primary_key, event_time, unique_events=unique_events)
         known = self.version_info(group, version)
         kinds = column_kinds(table, {c["name"]: c["kind"] for c in known["columns"]} if known else None)
         columns = [{"name": n, "kind": k} for n, k in kinds.items()]
