@@ -5,7 +5,8 @@
 # (k8s.io/kubernetes at K8S_VERSION), etcd (go.etcd.io/etcd/server/v3 at ETCD_VERSION)
 # and helm (helm.sh/helm/v3 at HELM_VERSION) in
 #   ${FTI_CACHE_DIR:-$HOME/.cache/fti-operator}/controlplane/<K8S_VERSION>/bin
-# with the Go module and build caches beside it, so nothing lands in the repository.
+# with the Go module and build caches beside it, so nothing lands in the repository
+# (FTI_CONTROLPLANE_TRIM=1 deletes those caches after a successful build).
 #
 # Idempotent: each binary has a stamp recording the version (and Go) it was built
 # with; a present, matching binary is reused, anything else is rebuilt. bin/VERSIONS
@@ -226,3 +227,11 @@ build_helm
 echo "$WANT_STAMP" >"$STAMP"
 echo "control plane built in $(( $(now) - TOTAL_START ))s into $BIN"
 du -sh "$BIN" "$BASE/go/mod" "$BASE/go/build" 2>/dev/null || true
+
+# The binaries are all the tests need; the Go caches (~5 GB) only make a rebuild
+# after a version bump faster. CI caching just bin/ can drop them.
+if [[ "${FTI_CONTROLPLANE_TRIM:-0}" == 1 ]]; then
+    chmod -R u+w "$BASE/go" "$BASE/src" 2>/dev/null || true  # the module cache is read-only
+    rm -rf "$BASE/go" "$BASE/src"
+    echo "trimmed the Go caches (FTI_CONTROLPLANE_TRIM=1); kept $BIN"
+fi
