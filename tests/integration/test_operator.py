@@ -109,6 +109,19 @@ def fg_run(k8s, namespace: str, name: str, version: int) -> dict | None:
     return (entry or {}).get("lastRun")
 
 
+def wait_at_rest(rt, quiet_polls: int = 3) -> None:
+    """Until the operator made no API call for `quiet_polls` consecutive 1-second polls."""
+    seen = {"calls": None, "quiet": 0}
+
+    def quiet():
+        total = sum(rt.kube.calls.values())
+        seen["quiet"] = seen["quiet"] + 1 if total == seen["calls"] else 0
+        seen["calls"] = total
+        return seen["quiet"] >= quiet_polls
+
+    wait_until(quiet, timeout=120, interval=1.0, description="operator at rest")
+
+
 def container_env(container: dict) -> dict:
     return {e["name"]: e.get("value") for e in container.get("env") or []}
 
@@ -182,6 +195,7 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
                timeout=30, description="card_profiles v1 neededBy both services")
 
     # 5. Level-based: reconciling everything again with nothing changed makes zero write calls.
+    wait_at_rest(operator["runtime"])
     counted = Runtime(operator["config"], Kube(operator["runtime"].kube.api_client))
     fps = {n: get(k8s, namespace, "featurepipelines", n) for n in ("card-profiles", "card-transactions")}
     tp = get(k8s, namespace, "trainingpipelines", "fraud-model")
@@ -254,9 +268,10 @@ def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namesp
         wait_until(lambda: b"fti_operator_api_requests" in urllib.request.urlopen(
             f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read() or True, timeout=60, ignore=(OSError,),
             description="second instance metrics")
-        wait_until(lambda: "higher priority" in (tmp_path / "second.log").read_text() or
-                   "Pausing" in (tmp_path / "second.log").read_text(),
-                   timeout=60, description="second instance pauses for the higher-priority one")
+        # Both instances are registered as peers; the second one (priority 1 < 100) stays paused.
+        custom = client.CustomObjectsApi(k8s)
+        wait_until(lambda: len((custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
+                                .get("status") or {})) >= 2, timeout=60, description="two peers registered")
         body = load_example("feature-pipeline-profiles.yaml", namespace)
         create(k8s, body)
         batch = client.BatchV1Api(k8s)

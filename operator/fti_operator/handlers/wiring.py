@@ -42,8 +42,11 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.execution.max_workers = 16
     settings.networking.request_timeout = 60
     if config.peering:
+        # Mandatory peering starts the operator paused until it has seen the peers, so a
+        # lower-priority instance never handles an object before it knows to stand back.
         settings.peering.name = config.peering
-        settings.peering.mandatory = False
+        settings.peering.mandatory = True
+        settings.peering.priority = config.peering_priority
 
 
 @kopf.on.startup()
