@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 
 import pyarrow.parquet as pq
 
@@ -29,13 +31,16 @@ def main() -> None:
     table = pq.read_table(transactions(args.rows, max(1, args.rows // 10)))
     checks = sum(sum(1 for k in e if k not in ("column", "mostly")) for e in EXPECTATIONS)
     frames = {"arrow_strings": to_pandas(table), "object_strings": table.to_pandas()}
-    out = {"rows": args.rows, "expectations": len(EXPECTATIONS), "checks": checks}
+    out = {"rows": args.rows, "expectations": len(EXPECTATIONS), "checks": checks, "loadavg_before": os.getloadavg()}
     for name, df in frames.items():
         report = validate(df, EXPECTATIONS)
         assert report.passed, report.summary()
+        cpu0 = time.process_time()
         median, times = median_time(lambda: validate(df, EXPECTATIONS), args.repeat)
+        cpu = (time.process_time() - cpu0) / (args.repeat + 1)
         out[name] = {"median_s": round(median, 3), "runs_s": [round(t, 3) for t in times],
-                     "rows_per_s": round(args.rows / median)}
+                     "rows_per_s": round(args.rows / median), "cpu_s_per_run": round(cpu, 3)}
+    out["loadavg_after"] = os.getloadavg()
     json.dump(out, sys.stdout, indent=2)
     print()
 
