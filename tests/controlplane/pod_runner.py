@@ -12,6 +12,7 @@ with ``runner.logs(namespace, pod, container)``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import threading
@@ -50,6 +51,15 @@ class PodRunner:
     def add_image(self, pattern: str, handler: Handler):
         """Map an image (repository pattern, see ImageMap) to a handler; returns a remover."""
         return self.images.add(pattern, handler)
+
+    @contextlib.contextmanager
+    def mapped_image(self, pattern: str, handler: Handler):
+        """``with runner.mapped_image("acme/*", handler):`` -- a mapping for one block/test."""
+        remove = self.add_image(pattern, handler)
+        try:
+            yield
+        finally:
+            remove()
 
     def log_dir(self, namespace: str, pod: str) -> Path:
         path = self.root / "logs" / namespace / pod
