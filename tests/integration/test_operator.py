@@ -162,8 +162,10 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     assert mv["storageUri"].endswith("/models/fraud/1/model") and mv["metrics"]["roc_auc"] >= 0.8
     assert mv["featureView"] == {"name": "fraud", "version": 1}
     assert {"name": "card_profiles", "version": 1} in mv["featureGroups"]
-    tp = get(k8s, namespace, "trainingpipelines", "fraud-model")
-    assert tp["status"]["latestValidatedVersion"] == 1 and condition(tp, "Ready")["status"] == "True"
+    # Conditions follow the recorded result in the same pass or the next one.
+    tp = wait_until(lambda: (o := get(k8s, namespace, "trainingpipelines", "fraud-model")) and
+                    (condition(o, "Ready") or {}).get("status") == "True" and o, timeout=30, description="TP Ready")
+    assert tp["status"]["latestValidatedVersion"] == 1 and condition(tp, "Ready")["reason"] == "ModelValidated"
 
     # 3. Online inference: a KServe InferenceService from one resolved pair.
     create(k8s, load_example("inference-online.yaml", namespace))

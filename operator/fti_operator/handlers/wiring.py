@@ -10,6 +10,7 @@ which model versions â€” and so which feature-group versions are still needed (Â
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Mapping
 
 import kopf
@@ -20,6 +21,7 @@ from ..render.pods import LABEL_MANAGED_BY, MANAGED_BY
 from ..versions import ModelInfo, models_from_status, needed_feature_groups
 from ..versions.retention import served_model_versions
 from . import feature, inference, jobs, training
+from .queue import WorkQueue
 from .runtime import GROUP, VERSION, Runtime, runtime, set_runtime
 
 log = logging.getLogger("fti_operator")
@@ -190,9 +192,8 @@ def kserve_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index
         return
     owner = _owner_name(body)
     if owner:
-        fresh = runtime().kube.get(f"{GROUP}/{VERSION}", IS, body["metadata"]["namespace"], owner)
-        if fresh and not fresh["metadata"].get("deletionTimestamp"):
-            reconcile_inference(fresh, models_by_name, feature_availability)
+        _remember(models_by_name=models_by_name, feature_availability=feature_availability)
+        enqueue(IS, body["metadata"]["namespace"], owner)
 
 
 def _owner_name(body: Mapping) -> str | None:
@@ -222,7 +223,34 @@ def job_event(body: kopf.Body, type: str | None, services_by_model: kopf.Index, 
 
 
 # ---- cross-resource triggers -----------------------------------------------------------------
+# Kopf hands indexes only to handlers; the queue workers use the same live Index objects.
+_indexes: dict[str, kopf.Index] = {}
+_queue: WorkQueue | None = None
+_queue_lock = threading.Lock()
 _last_seen: dict[tuple[str, str, str], Any] = {}
+
+
+def _remember(**indexes: kopf.Index) -> None:
+    _indexes.update(indexes)
+
+
+def _process(key: tuple[str, str, str]) -> None:
+    plural, ns, name = key
+    fresh = runtime().kube.get(f"{GROUP}/{VERSION}", plural, ns, name)
+    if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+        return
+    if plural == IS:
+        reconcile_inference(fresh, _indexes["models_by_name"], _indexes["feature_availability"])
+    elif plural == FP:
+        reconcile_feature(fresh, _indexes["services_by_model"], _indexes["models_by_name"])
+
+
+def enqueue(plural: str, namespace: str, name: str) -> None:
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            _queue = WorkQueue(_process, workers=4)
+    _queue.add((plural, namespace, name))
 
 
 def _changed(key: tuple[str, str, str], value: Any) -> bool:
@@ -234,23 +262,25 @@ def _changed(key: tuple[str, str, str], value: Any) -> bool:
 
 @kopf.on.event(GROUP, VERSION, TP)
 def training_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
-                     services_by_model: kopf.Index, **_: Any) -> None:
+                     services_by_model: kopf.Index, pipelines_by_group: kopf.Index, **_: Any) -> None:
     """New or changed model versions: InferenceServices of that model re-resolve (`latest`)."""
+    _remember(models_by_name=models_by_name, feature_availability=feature_availability,
+              services_by_model=services_by_model, pipelines_by_group=pipelines_by_group)
     meta = body["metadata"]
     ns, model = meta["namespace"], (body.get("spec") or {}).get("model", {}).get("name")
     versions = tuple((mv.get("version"), mv.get("phase"), mv.get("storageUri")) for mv in (body.get("status") or {}).get("modelVersions") or [])
     if not model or not _changed(("tp", ns, meta["name"]), versions) or type is None:
         return
     for isvc_name, _served in services_by_model.get((ns, model), []):
-        fresh = runtime().kube.get(f"{GROUP}/{VERSION}", IS, ns, isvc_name)
-        if fresh and not fresh["metadata"].get("deletionTimestamp"):
-            reconcile_inference(fresh, models_by_name, feature_availability)
+        enqueue(IS, ns, isvc_name)
 
 
 @kopf.on.event(GROUP, VERSION, FP)
 def feature_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
-                    services_by_model: kopf.Index, **_: Any) -> None:
+                    services_by_model: kopf.Index, pipelines_by_group: kopf.Index, **_: Any) -> None:
     """A feature-group version became (un)available: InferenceServices whose models read it re-decide."""
+    _remember(models_by_name=models_by_name, feature_availability=feature_availability,
+              services_by_model=services_by_model, pipelines_by_group=pipelines_by_group)
     meta = body["metadata"]
     ns = meta["namespace"]
     group = ((body.get("spec") or {}).get("featureGroup") or {}).get("name")
@@ -263,15 +293,15 @@ def feature_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Inde
         if not any(group == g for m in _models(models_by_name, ns, model) for g, _v in m.feature_groups):
             continue
         for isvc_name, _served in entries:
-            fresh = runtime().kube.get(f"{GROUP}/{VERSION}", IS, ns, isvc_name)
-            if fresh and not fresh["metadata"].get("deletionTimestamp"):
-                reconcile_inference(fresh, models_by_name, feature_availability)
+            enqueue(IS, ns, isvc_name)
 
 
 @kopf.on.event(GROUP, VERSION, IS)
 def serving_changed(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index,
-                    pipelines_by_group: kopf.Index, **_: Any) -> None:
+                    pipelines_by_group: kopf.Index, feature_availability: kopf.Index, **_: Any) -> None:
     """Served/canary/history changed (or the service went): feature groups' retention is recomputed."""
+    _remember(models_by_name=models_by_name, feature_availability=feature_availability,
+              services_by_model=services_by_model, pipelines_by_group=pipelines_by_group)
     meta = body["metadata"]
     ns, model = meta["namespace"], ((body.get("spec") or {}).get("model") or {}).get("name")
     served = () if type == "DELETED" else tuple(served_model_versions(body.get("status")))
@@ -280,9 +310,6 @@ def serving_changed(body: kopf.Body, type: str | None, services_by_model: kopf.I
     if type == "DELETED":
         _last_seen.pop(("is", ns, meta["name"]), None)
     groups = {g for m in _models(models_by_name, ns, model) for g, _v in m.feature_groups}
-    rt = runtime()
     for group in sorted(groups):
         for fp_name in list(pipelines_by_group.get((ns, group), [])):
-            fresh = rt.kube.get(f"{GROUP}/{VERSION}", FP, ns, fp_name)
-            if fresh and not fresh["metadata"].get("deletionTimestamp"):
-                reconcile_feature(fresh, services_by_model, models_by_name)
+            enqueue(FP, ns, fp_name)
