@@ -125,7 +125,8 @@ k8s_ldflags() {
     local pkg flags="-s -w"
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
         flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-        flags+=" -X $pkg.gitCommit=$commit -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+        flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+        [[ -n "$commit" ]] && flags+=" -X $pkg.gitCommit=$commit"
     done
     echo "$flags"
 }
@@ -182,7 +183,11 @@ EOF
         go mod tidy
         local commit
         commit="$(go mod download -json "go.etcd.io/etcd/server/v3@$ETCD_VERSION" | sed -n 's/^[[:space:]]*"Hash": "\(.*\)",*$/\1/p' | head -n1)"
-        go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${commit:0:9}" -o "$BIN/etcd.tmp" .
+        # The proxy's .info carries the commit only for some releases (not v3.6.6);
+        # without it keep etcd's own "Not provided" rather than an empty SHA.
+        local flags="-s -w"
+        [[ -n "$commit" ]] && flags+=" -X go.etcd.io/etcd/api/v3/version.GitSHA=${commit:0:9}"
+        go build -trimpath -ldflags "$flags" -o "$BIN/etcd.tmp" .
     )
     mv "$BIN/etcd.tmp" "$BIN/etcd"
     stamp etcd "$ETCD_VERSION"
@@ -202,7 +207,8 @@ build_helm() {
         local commit moddir cgv major minor flags pkg
         commit="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"Hash": "\(.*\)",*$/\1/p' | head -n1)"
         flags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-        flags+=" -X helm.sh/helm/v3/internal/version.gitCommit=$commit -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+        [[ -n "$commit" ]] && flags+=" -X helm.sh/helm/v3/internal/version.gitCommit=$commit"
+        flags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
         # Helm's Makefile derives the default Kubernetes capabilities from client-go's
         # version (v0.N -> 1.N); the packages holding them moved between releases, so
         # find them instead of hard-coding.
