@@ -220,7 +220,9 @@ def build_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast:
         alias = f"g{i}"
         sel = [_q(k) for k in group.primary_key] + [f"{ts(group.event_time)} AS __fti_et"]
         sel += [_q(c) for c in cols if c not in group.primary_key]
-        ctes.append(f"{alias} AS (SELECT {', '.join(sel)} FROM read_parquet({_files_sql(group.files)}))")
+        # Rows stamped after the newest label can never join: skip them before the sort.
+        ctes.append(f"{alias} AS (SELECT {', '.join(sel)} FROM read_parquet({_files_sql(group.files)}) "
+                    f"WHERE {ts(group.event_time)} <= (SELECT max({et}) FROM spine))")
         on = " AND ".join(f"s.{_q(k)} = {alias}.{_q(k)}" for k in group.primary_key)
         joins.append(f"ASOF LEFT JOIN {alias} ON {on} AND s.{et} >= {alias}.__fti_et")
         for c in cols:
