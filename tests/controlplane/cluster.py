@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -63,18 +64,27 @@ class ControlPlane:
         self.pki: pki_mod.Pki | None = None
 
     # ------------------------------------------------------------------ start
-    def start(self) -> "ControlPlane":
+    def start(self, attempts: int = 3) -> "ControlPlane":
         t0 = time.monotonic()
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start()
+                break
+            except ControlPlaneError as exc:
+                self.stop()
+                # free_ports() releases the ports before the components bind them; a
+                # parallel session can take one in between. Only that is retried.
+                if "address already in use" not in str(exc) or attempt == attempts:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
         self.startup_seconds = time.monotonic() - t0
         return self
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.workdir / "etcd", ignore_errors=True)  # a retry starts from scratch
         self.pki = pki = pki_mod.generate(self.workdir / "pki")
         etcd_client, etcd_peer, api_port, kcm_port = free_ports(4)
         self.server = f"https://127.0.0.1:{api_port}"
