@@ -225,6 +225,32 @@ class OnlineStore(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _info(self, group: str, version: int, refresh: bool = False) -> dict | None:
+        """Version metadata, cached: a model server reads it on every lookup."""
+        cache: dict = self.__dict__.setdefault("_info_cache", {})
+        cached = None if refresh else cache.get((group, version))
+        if cached is None:
+            cached = self.version_info(group, version)
+            if cached is None:
+                cache.pop((group, version), None)
+            else:
+                cache[(group, version)] = cached
+        return cached
+
+    def _resolve(self, group: str, version: int, columns: list[str] | None) -> tuple[dict | None, list[str]]:
+        """(info, columns to return); re-reads the metadata once when a column is unknown,
+        since a feature pipeline in another process may have added it since we cached."""
+        info = self._info(group, version)
+        if info is None:
+            return None, []
+        try:
+            return info, self._select_columns(info, columns)
+        except KeyError:
+            info = self._info(group, version, refresh=True)
+            if info is None:
+                return None, []
+            return info, self._select_columns(info, columns)
+
     @staticmethod
     def _select_columns(info: dict, columns: list[str] | None) -> list[str]:
         stored = [c["name"] for c in info["columns"]]

@@ -107,14 +107,6 @@ class RedisOnlineStore(OnlineStore):
         info["rows"] = int(raw.get("rows", 0))
         return info
 
-    def _info(self, group: str, version: int) -> dict | None:
-        cached = self._info_cache.get((group, version))
-        if cached is None:
-            cached = self.version_info(group, version)
-            if cached is not None:
-                self._info_cache[(group, version)] = cached
-        return cached
-
     def versions(self, group: str | None = None) -> list[tuple[str, int]]:
         out = []
         for key in self._r.scan_iter(match=f"fti-meta:{group or '*'}:v*", count=1000):
@@ -202,10 +194,9 @@ class RedisOnlineStore(OnlineStore):
 
     def get_many(self, group, version, keys, columns=None):
         check_group(group, version)
-        info = self._info(group, version)
+        info, wanted = self._resolve(group, version, columns)
         if info is None:
             return [None] * len(keys)
-        wanted = self._select_columns(info, columns)
         kinds = {c["name"]: c["kind"] for c in info["columns"]}
         key_kinds = [kinds[c] for c in info["primaryKey"]]
         pipe = self._r.pipeline(transaction=False)

@@ -13,7 +13,6 @@ import sqlite3
 import threading
 from typing import Any
 
-import pyarrow as pa
 
 from .online import (OnlineStore, check_group, column_kinds, decode, latest_per_key, now_rfc3339, quote,
                      storage_values, to_arrow)
@@ -54,14 +53,6 @@ class SqliteOnlineStore(OnlineStore):
         with self._lock:
             row = self._con.execute(f"SELECT info FROM {META} WHERE grp=? AND version=?", (group, version)).fetchone()
         return json.loads(row[0]) if row else None
-
-    def _info(self, group: str, version: int) -> dict | None:
-        cached = self._info_cache.get((group, version))
-        if cached is None:
-            cached = self.version_info(group, version)
-            if cached is not None:
-                self._info_cache[(group, version)] = cached
-        return cached
 
     def versions(self, group: str | None = None) -> list[tuple[str, int]]:
         with self._lock:
@@ -145,10 +136,9 @@ class SqliteOnlineStore(OnlineStore):
 
     def get_many(self, group, version, keys, columns=None):
         check_group(group, version)
-        info = self._info(group, version)
+        info, wanted = self._resolve(group, version, columns)
         if info is None:
             return [None] * len(keys)
-        wanted = self._select_columns(info, columns)
         pk = info["primaryKey"]
         kinds = {c["name"]: c["kind"] for c in info["columns"]}
         fetch = list(dict.fromkeys([*pk, *wanted]))
@@ -162,7 +152,13 @@ class SqliteOnlineStore(OnlineStore):
                 chunk = list(dict.fromkeys(encoded[start:start + CHUNK]))
                 sql = (f"SELECT {', '.join(quote(c) for c in fetch)} FROM {name} WHERE {key_sql} IN "
                        f"(VALUES {', '.join(row_marks for _ in chunk)})")
-                for row in self._con.execute(sql, [p for k in chunk for p in k]):
+                try:
+                    rows = self._con.execute(sql, [p for k in chunk for p in k]).fetchall()
+                except sqlite3.OperationalError:
+                    if self._info(group, version, refresh=True) is None:  # dropped by another process
+                        return [None] * len(keys)
+                    raise
+                for row in rows:
                     found[tuple(row[: len(pk)])] = dict(zip(fetch, row))
         out: list[dict | None] = []
         for key in encoded:
@@ -175,4 +171,4 @@ class SqliteOnlineStore(OnlineStore):
             self._con.close()
 
 
-__all__ = ["SqliteOnlineStore", "sqlite_path", "table_name", "pa"]
+__all__ = ["SqliteOnlineStore", "sqlite_path", "table_name"]

@@ -138,3 +138,14 @@ def test_strings_are_stored_byte_exact(store) -> None:
     df = pd.DataFrame({"k": range(len(odd)), "t": [ts("2026-01-01")] * len(odd), "s": odd})
     store.write("g", 1, ["k"], "t", df)
     assert [r["s"] for r in store.get_many("g", 1, [(i,) for i in range(len(odd))])] == odd
+
+
+def test_a_reader_sees_columns_added_and_versions_dropped_by_another_writer(store, tmp_path) -> None:
+    other = open_online_store(store.uri)  # e.g. the feature pipeline, while `store` is the model server
+    other.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True)]))
+    assert store.get("tx", 1, (1,))["amount"] == 1.0  # metadata now cached by the reader
+    other.write("tx", 1, ["cc_num"], "event_time", frame([(2, ts("2026-01-02"), 2.0, "b", True)]).assign(extra=[7]))
+    assert store.get("tx", 1, (2,), columns=["extra"]) == {"extra": 7}
+    other.drop_version("tx", 1)
+    assert store.get("tx", 1, (2,)) is None
+    other.close()
