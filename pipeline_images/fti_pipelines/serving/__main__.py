@@ -9,6 +9,7 @@ server up but not ready (see server.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -23,6 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--http_port", type=int, default=int(os.environ.get("FTI_HTTP_PORT", "8080")))
     parser.add_argument("--grpc_port", type=int, default=None, help="enable KServe's gRPC server on this port")
     parser.add_argument("--role", choices=ROLES, default=os.environ.get("FTI_SERVING_ROLE", "combined"))
+    parser.add_argument("--model_name", default=None,
+                        help="served model name (KServe passes the InferenceService name); default spec.name")
     parser.add_argument("--predictor_host", default=os.environ.get("FTI_PREDICTOR_HOST"),
                         help="host:port of the predictor (role transformer)")
     # KServe's ModelServer parses sys.argv too; tolerate its options.
@@ -36,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ctx = PipelineContext.from_env()
         config = ServingConfig.from_spec(ctx.spec, ctx.env)
+        if args.model_name:  # KServe's controller passes the name its router and predictor use
+            config = dataclasses.replace(config, name=args.model_name)
         if args.role == "transformer" and not args.predictor_host:
             raise PipelineError("InvalidArguments", "--role transformer needs --predictor_host host:port")
     except PipelineError as exc:
