@@ -232,13 +232,19 @@ def example_rows(df: pd.DataFrame, positions: Iterable[int], limit: int = EXAMPL
             for p, rec in zip(picked, rows.to_dict(orient="records"))]
 
 
+def check_columns(columns: Iterable[str], expectations: Iterable[Any]) -> None:
+    """One clear error if an expectation names a column the data does not have."""
+    columns = list(columns)
+    missing = sorted({_get(e, "column") for e in expectations} - set(columns))
+    if missing:
+        raise PipelineError("MissingColumn", f"column(s) {missing} named in validation.expectations are not in the "
+                            f"data; columns are {columns}", columns=missing)
+
+
 def validate(df: pd.DataFrame, expectations: Iterable[Any], implicit_not_null: Iterable[str] = ()) -> ValidationReport:
     """Validate `df` (positional index expected) against the expectations; never raises for bad data."""
     expectations = list(expectations)
-    missing = sorted({_get(e, "column") for e in expectations} - set(df.columns))
-    if missing:
-        raise PipelineError("MissingColumn", f"column(s) {missing} named in validation.expectations are not in the "
-                            f"data; columns are {list(df.columns)}", columns=missing)
+    check_columns(df.columns, expectations)
     if not isinstance(df.index, pd.RangeIndex) or df.index.start != 0 or df.index.step != 1:
         df = df.reset_index(drop=True)
     schema, specs = plan(expectations, implicit_not_null)

@@ -9,9 +9,10 @@ One run, driven by the contract (fti_pipelines.contract):
 3. shape the batch for the offline store: canonical types, schema check against the
    version's recorded schema, incremental watermark filter, dedup on key + event time;
 4. validate the rows that would be written with pandera (the spec's expectations plus an
-   implicit notNull on key and event time). A failing batch is written to NEITHER store:
-   its rows go whole to quarantine with a report; onFailure=fail then fails the run;
-5. commit a new offline snapshot (atomic), then upsert the latest row per key online.
+   implicit notNull on key and event time) while their Parquet files are written into the
+   invisible staging directory. A failing batch is written to NEITHER store: the staging is
+   discarded, its rows go whole to quarantine with a report; onFailure=fail fails the run;
+5. publish the new offline snapshot (atomic), then upsert the latest row per key online.
    If the online store lags the offline snapshot it builds on (a run died between the
    two writes), the whole current version is re-materialised instead of just the batch.
 
@@ -39,7 +40,7 @@ from ..store.artifacts import ArtifactStore
 from ..store.offline import FeatureStore
 from ..store.online import OnlineStore, open_online_store
 from ..store.quarantine import quarantine_batch
-from ..validation import validate
+from ..validation import check_columns, validate
 
 log = logging.getLogger("fti_pipelines.feature")
 
@@ -111,14 +112,30 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     with _timed(timings, "transform"):
         table = apply_transform(raw, spec.transform, transform) if transform else raw
         table = parse_event_time(table, fg.event_time)
+    expectations = spec.validation.expectations if spec.validation else []
+    check_columns(table.column_names, expectations)  # before anything is staged
     with _timed(timings, "prepare"):
         batch = features.prepare(fg.name, fg.version, table, primary_key=list(fg.primary_key),
                                  event_time=fg.event_time, mode=spec.ingestion)
     result.update(rowsSkipped=batch.rows_skipped, rowsDuplicate=batch.rows_duplicate, addedColumns=batch.added_columns)
 
-    expectations = spec.validation.expectations if spec.validation else []
-    with _timed(timings, "validate"):
-        report = validate(to_pandas(batch.table), expectations, implicit_not_null=[*fg.primary_key, fg.event_time])
+    reports = []
+
+    def validated() -> bool:
+        with _timed(timings, "validate"):
+            reports.append(validate(to_pandas(batch.table), expectations,
+                                    implicit_not_null=[*fg.primary_key, fg.event_time]))
+        return reports[0].passed
+
+    if batch.table.num_rows or batch.added_columns or batch.parent is None or spec.ingestion == "full":
+        # validation runs while the Parquet files are staged; a failing batch is never published
+        with _timed(timings, "validateAndWriteOffline"):
+            manifest = features.commit(batch, run_id=ctx.run_id, gate=validated)
+        written = batch.table.num_rows
+    else:
+        validated()
+        manifest, written = batch.parent, 0  # nothing new since the watermark: no empty snapshot
+    report = reports[0]
     result["validation"] = {"passed": report.passed, "checks": len(report.results),
                             "warnings": [f"{w.spec.check} on {w.spec.column!r}: {w.failed} rows" for w in report.warnings]}
     if not report.passed:
@@ -134,12 +151,6 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
             raise PipelineError("ValidationFailed", result["message"], **{k: v for k, v in result.items() if k != "message"})
         return result
 
-    if batch.table.num_rows or batch.added_columns or batch.parent is None or spec.ingestion == "full":
-        with _timed(timings, "writeOffline"):
-            manifest = features.commit(batch, run_id=ctx.run_id)
-        written = batch.table.num_rows
-    else:
-        manifest, written = batch.parent, 0  # nothing new since the watermark: no empty snapshot
     result.update(rowsWritten=written, rowsRejected=0, watermark=manifest["watermark"], snapshot=manifest["snapshot"],
                   rows=manifest["rows"], quarantineUri=None)
     if fg.online:

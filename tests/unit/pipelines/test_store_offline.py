@@ -157,3 +157,14 @@ def test_offline_store_on_s3(s3_bucket_uri: str, s3_store_options: dict) -> None
     assert fs.watermark("g", 1) == ts("2026-01-02").to_pydatetime() and fs.versions("g") == [1]
     table = fs.table("g", 1, columns=["v"])
     assert isinstance(table, pa.Table) and sorted(table.column("v").to_pylist()) == [1.0, 2.0]
+
+
+def test_commit_gate_refusing_or_raising_publishes_nothing(fs: FeatureStore) -> None:
+    fs.ingest("g", 1, frame([(1, ts("2026-01-01"), 1.0)]), **KW)
+    batch = fs.prepare("g", 1, frame([(2, ts("2026-01-02"), 2.0)]), **KW)
+    assert fs.commit(batch, gate=lambda: False) is None
+    with pytest.raises(ValueError, match="validator crashed"):
+        fs.commit(batch, gate=lambda: (_ for _ in ()).throw(ValueError("validator crashed")))
+    assert fs.snapshot("g", 1)["snapshot"] == 1 and fs.read("g", 1)["k"].tolist() == [1]
+    assert fs.store.list("features", "g", "v1", "snapshots") == ["000001"]
+    assert fs.commit(batch, gate=lambda: True)["snapshot"] == 2
