@@ -292,3 +292,45 @@ def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namesp
             code = "no exit within 30s of SIGTERM"
         log.close()
         assert code == 0, f"{code}: " + (tmp_path / "second.log").read_text()[-3000:]
+
+
+def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, namespace):
+    """The finalizer (§4.3): deleting a FeaturePipeline whose version a served model needs waits."""
+    custom = client.CustomObjectsApi(k8s)
+    create(k8s, load_example("feature-pipeline-profiles.yaml", namespace))
+    # A Validated model on card_profiles v1 and a materialized v1, as the Jobs would report them.
+    create(k8s, load_example("training-pipeline.yaml", namespace))
+
+    def set_status(plural, name, status):
+        obj = get(k8s, namespace, plural, name)
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {
+            "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": {**(obj.get("status") or {}), **status}})
+        return True
+
+    wait_until(lambda: set_status("featurepipelines", "card-profiles", {"versions": [
+        {"version": 1, "state": "Active", "lastRun": {"job": "x", "succeeded": True, "rowsWritten": 5}}]}),
+        timeout=30, ignore=(ApiException,), description="FP status")
+    wait_until(lambda: set_status("trainingpipelines", "fraud-model", {"modelVersions": [
+        {"version": 1, "phase": "Validated", "featureView": {"name": "fraud", "version": 1},
+         "featureGroups": [{"name": "card_profiles", "version": 1}], "storageUri": "file:///m/1/model"}]}),
+        timeout=30, ignore=(ApiException,), description="TP status")
+    batch_isvc = load_example("inference-batch.yaml", namespace)
+    create(k8s, batch_isvc)
+    wait_until(lambda: "fti.dev/feature-versions-in-use" in (get(k8s, namespace, "featurepipelines", "card-profiles")
+                                                            ["metadata"].get("finalizers") or []),
+               timeout=60, description="finalizer while fraud-batch needs card_profiles v1")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "card-profiles")
+    events = client.CoreV1Api(k8s)
+    wait_until(lambda: [e for e in events.list_namespaced_event(namespace, field_selector="involvedObject.name=card-profiles").items
+                        if e.reason == "DeletionBlocked"], timeout=30, description="DeletionBlocked event")
+    assert get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("deletionTimestamp")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", "fraud-batch")
+
+    def gone():
+        try:
+            get(k8s, namespace, "featurepipelines", "card-profiles")
+            return False
+        except ApiException as exc:
+            return exc.status == 404
+
+    wait_until(gone, timeout=60, description="FeaturePipeline deleted once nothing needs it")

@@ -15,9 +15,10 @@ from ..render import feature as render_feature
 from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY
 from ..versions import fg_version_states
 from .children import apply_child
-from .runtime import Runtime
+from .runtime import API_VERSION, Runtime
 
 PLURAL = "featurepipelines"
+FINALIZER = "fti.dev/feature-versions-in-use"
 RUN_ANNOTATION = "fti.dev/run"
 
 
@@ -86,6 +87,25 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], needed: Mapping[tuple[str, i
     ns, name = meta["namespace"], meta["name"]
     group, current = fp.spec.feature_group.name, fp.spec.feature_group.version
     actions: dict[str, int] = {}
+
+    # The only finalizer (§4.3): present exactly while a revision needs one of this group's versions.
+    needed_here = {v: by for (g, v), by in needed.items() if g == group and by}
+    finalizers = list(meta.get("finalizers") or [])
+    if meta.get("deletionTimestamp"):
+        if needed_here:
+            rt.event(body, "DeletionBlocked", "; ".join(f"{group} v{v} needed by {', '.join(by)}"
+                                                        for v, by in sorted(needed_here.items())), "Warning")
+            return {"blocked": 1}
+        if FINALIZER in finalizers:
+            rt.kube.patch(API_VERSION, PLURAL, ns, name, {"metadata": {
+                "resourceVersion": meta["resourceVersion"], "finalizers": [f for f in finalizers if f != FINALIZER]}})
+            actions["finalizer"] = 1
+        return actions
+    if bool(needed_here) != (FINALIZER in finalizers):
+        new = finalizers + [FINALIZER] if needed_here else [f for f in finalizers if f != FINALIZER]
+        patched = rt.kube.patch(API_VERSION, PLURAL, ns, name, {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": new}})
+        body = {**body, "metadata": {**meta, "resourceVersion": patched["metadata"]["resourceVersion"], "finalizers": new}}
+        actions["finalizer"] = 1
 
     desired = render_feature.render(fp, rt.config, owner=body)
     action, _ = apply_child(rt.kube, desired)

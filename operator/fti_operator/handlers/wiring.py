@@ -144,45 +144,52 @@ def reconcile_inference(body: Mapping, models_by_name: kopf.Index, feature_avail
     return result
 
 
-@kopf.on.resume(GROUP, VERSION, FP)
-@kopf.on.create(GROUP, VERSION, FP)
-@kopf.on.update(GROUP, VERSION, FP)
-def feature_pipeline(body: kopf.Body, services_by_model: kopf.Index, models_by_name: kopf.Index, **_: Any) -> None:
-    reconcile_feature(body, services_by_model, models_by_name)
+# The three kinds are watched with on.event and reconciled from the work queue (deduplicated,
+# retried): no Kopf diff-base or progress annotations are written, so a change costs only the
+# writes the change needs. A reconcile is queued on the initial listing (resume), when
+# generation or annotations changed since the last successful reconcile, on deletion, and
+# by the cross-resource triggers below.
+_reconciled: dict[tuple[str, str, str], tuple] = {}
 
 
-@kopf.on.delete(GROUP, VERSION, FP)
-def feature_pipeline_deleted(body: kopf.Body, services_by_model: kopf.Index, models_by_name: kopf.Index, **_: Any) -> None:
-    """The only finalizer: a FeaturePipeline whose versions a revision still needs stays (§4.3)."""
+def _signature(body: Mapping) -> tuple:
     meta = body["metadata"]
-    group = body["spec"]["featureGroup"]["name"]
-    needed = {v: by for (g, v), by in _needed(meta["namespace"], services_by_model, models_by_name).items() if g == group and by}
-    if needed:
-        message = "; ".join(f"{group} v{v} needed by {', '.join(by)}" for v, by in sorted(needed.items()))
-        runtime().event(body, "DeletionBlocked", message, "Warning")
-        raise kopf.TemporaryError(f"still needed: {message}", delay=30)
-    runtime().forget("featurepipeline", meta["namespace"], meta["name"])
+    return (meta.get("generation"), tuple(sorted((meta.get("annotations") or {}).items())),
+            bool(meta.get("deletionTimestamp")), tuple(meta.get("finalizers") or ()))
 
 
-@kopf.on.resume(GROUP, VERSION, TP)
-@kopf.on.create(GROUP, VERSION, TP)
-@kopf.on.update(GROUP, VERSION, TP)
-def training_pipeline(body: kopf.Body, **_: Any) -> None:
-    reconcile_training(body)
+def _own_event(plural: str, body: Mapping, type: str | None) -> None:
+    meta = body["metadata"]
+    key = (plural, meta["namespace"], meta["name"])
+    if type == "DELETED":
+        _reconciled.pop(key, None)
+        runtime().forget(plural[:-1], meta["namespace"], meta["name"])
+        return
+    if type is None or _reconciled.get(key) != _signature(body):
+        enqueue(plural, meta["namespace"], meta["name"])
 
 
-@kopf.timer(GROUP, VERSION, TP, interval=30, initial_delay=30,
-            when=lambda spec, **_: bool(spec.get("schedule")) and not spec.get("suspend"))
-def training_schedule(body: kopf.Body, **_: Any) -> None:
-    """Scheduled runs: the reconcile starts one when the cron time since the last run has passed."""
-    reconcile_training(body)
+def _schedule_loop(stop: threading.Event, scheduled_trainings: kopf.Index) -> None:
+    """Scheduled training runs: every 30 s the scheduled TrainingPipelines are reconciled (reads only
+    unless a run is due), instead of a Kopf timer per object."""
+    while not stop.wait(30):
+        for (ns, name), _ in list(scheduled_trainings.items()):
+            enqueue(TP, ns, name)
 
 
-@kopf.on.resume(GROUP, VERSION, IS)
-@kopf.on.create(GROUP, VERSION, IS)
-@kopf.on.update(GROUP, VERSION, IS)
-def inference_service(body: kopf.Body, models_by_name: kopf.Index, feature_availability: kopf.Index, **_: Any) -> None:
-    reconcile_inference(body, models_by_name, feature_availability)
+@kopf.index(GROUP, VERSION, TP)
+def scheduled_trainings(namespace: str, name: str, spec: Mapping, **_: Any):
+    return {(namespace, name): spec["schedule"]} if spec.get("schedule") and not spec.get("suspend") else {}
+
+
+_schedule_stop = threading.Event()
+
+
+@kopf.on.cleanup()
+def _cleanup(**_: Any) -> None:
+    _schedule_stop.set()
+    if _queue is not None:
+        _queue.stop()
 
 
 @kopf.on.event("serving.kserve.io", "v1beta1", IS, labels={LABEL_MANAGED_BY: MANAGED_BY})
@@ -227,6 +234,7 @@ def job_event(body: kopf.Body, type: str | None, services_by_model: kopf.Index, 
 _indexes: dict[str, kopf.Index] = {}
 _queue: WorkQueue | None = None
 _queue_lock = threading.Lock()
+_schedule_thread_started = threading.Event()
 _last_seen: dict[tuple[str, str, str], Any] = {}
 
 
@@ -237,12 +245,17 @@ def _remember(**indexes: kopf.Index) -> None:
 def _process(key: tuple[str, str, str]) -> None:
     plural, ns, name = key
     fresh = runtime().kube.get(f"{GROUP}/{VERSION}", plural, ns, name)
-    if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+    if fresh is None:
         return
     if plural == IS:
-        reconcile_inference(fresh, _indexes["models_by_name"], _indexes["feature_availability"])
+        if not fresh["metadata"].get("deletionTimestamp"):
+            reconcile_inference(fresh, _indexes["models_by_name"], _indexes["feature_availability"])
     elif plural == FP:
         reconcile_feature(fresh, _indexes["services_by_model"], _indexes["models_by_name"])
+    elif plural == TP:
+        if not fresh["metadata"].get("deletionTimestamp"):
+            reconcile_training(fresh)
+    _reconciled[key] = _signature(fresh)
 
 
 def enqueue(plural: str, namespace: str, name: str) -> None:
@@ -262,10 +275,16 @@ def _changed(key: tuple[str, str, str], value: Any) -> bool:
 
 @kopf.on.event(GROUP, VERSION, TP)
 def training_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
-                     services_by_model: kopf.Index, pipelines_by_group: kopf.Index, **_: Any) -> None:
+                     services_by_model: kopf.Index, pipelines_by_group: kopf.Index, scheduled_trainings: kopf.Index,
+                     **_: Any) -> None:
     """New or changed model versions: InferenceServices of that model re-resolve (`latest`)."""
     _remember(models_by_name=models_by_name, feature_availability=feature_availability,
               services_by_model=services_by_model, pipelines_by_group=pipelines_by_group)
+    _own_event(TP, body, type)
+    if not _schedule_thread_started.is_set():
+        _schedule_thread_started.set()
+        threading.Thread(target=_schedule_loop, args=(_schedule_stop, scheduled_trainings), daemon=True,
+                         name="fti-schedules").start()
     meta = body["metadata"]
     ns, model = meta["namespace"], (body.get("spec") or {}).get("model", {}).get("name")
     versions = tuple((mv.get("version"), mv.get("phase"), mv.get("storageUri")) for mv in (body.get("status") or {}).get("modelVersions") or [])
@@ -281,6 +300,7 @@ def feature_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Inde
     """A feature-group version became (un)available: InferenceServices whose models read it re-decide."""
     _remember(models_by_name=models_by_name, feature_availability=feature_availability,
               services_by_model=services_by_model, pipelines_by_group=pipelines_by_group)
+    _own_event(FP, body, type)
     meta = body["metadata"]
     ns = meta["namespace"]
     group = ((body.get("spec") or {}).get("featureGroup") or {}).get("name")
@@ -302,6 +322,7 @@ def serving_changed(body: kopf.Body, type: str | None, services_by_model: kopf.I
     """Served/canary/history changed (or the service went): feature groups' retention is recomputed."""
     _remember(models_by_name=models_by_name, feature_availability=feature_availability,
               services_by_model=services_by_model, pipelines_by_group=pipelines_by_group)
+    _own_event(IS, body, type)
     meta = body["metadata"]
     ns, model = meta["namespace"], ((body.get("spec") or {}).get("model") or {}).get("name")
     served = () if type == "DELETED" else tuple(served_model_versions(body.get("status")))
