@@ -15,6 +15,8 @@ One run, driven by the contract (fti_pipelines.contract):
 5. publish the new offline snapshot (atomic), then upsert the latest row per key online.
    If the online store lags the offline snapshot it builds on (a run died between the
    two writes), the whole current version is re-materialised instead of just the batch.
+   A `full` run upserts its rows online too; a key absent from the new data keeps its last
+   online row until the version is dropped (the online store never deletes on its own).
 
 The result (termination message): featureGroup, version, ingestion, rowsRead,
 rowsWritten, rowsRejected, rowsSkipped, rowsDuplicate, watermark, snapshot,

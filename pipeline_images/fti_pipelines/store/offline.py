@@ -12,6 +12,10 @@ snapshot directory and commits it atomically (ArtifactStore.commit_dir), so a ru
 dies half-way leaves nothing visible and readers keep the previous snapshot. Two runs
 racing for the same snapshot number: the second gets ConcurrentWrite and writes nothing.
 Nothing is ever deleted: a full ingestion is a new snapshot that lists only its own files.
+On a local filesystem the losing writer of a race is detected by the atomic rename; object
+stores have no create-if-absent through fsspec, so there the scheduler must run one writer
+per feature-group version at a time (the operator's CronJobs use concurrencyPolicy Forbid).
+Every incremental run adds one Parquet file per core; there is no compaction yet.
 
 Incremental ingestion keeps rows whose event time is >= the stored watermark (rows at the
 watermark are kept so a late row with the same timestamp is not lost), drops duplicates on
