@@ -163,22 +163,32 @@ class ArtifactStore:
         self.invalidate()
         if self.is_committed(*parts):  # another writer won the race while we were staging
             raise ArtifactExists(self.url(*parts))
-        if self.fs.exists(target):  # debris of a writer that died before its marker: never visible
-            self.fs.rm(target, recursive=True)
         files = sorted(
             posixpath.relpath(str(f), staging) for f in self.fs.find(staging) if posixpath.basename(str(f)) != COMMIT_MARKER
         )
+        marker = json.dumps({"committedAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                             "files": files, **metadata}, sort_keys=True).encode()
         if self.protocol == "file":
-            # One rename publishes the whole directory on a local filesystem.
-            os.rename(staging, target)
+            # The marker goes in first and one rename publishes the complete directory; of two
+            # racing writers the second rename fails (the target exists) and gets ArtifactExists.
+            with self.fs.open(posixpath.join(staging, COMMIT_MARKER), "wb") as fh:
+                fh.write(marker)
+            if os.path.isdir(target) and not os.path.exists(posixpath.join(target, COMMIT_MARKER)):
+                self.fs.rm(target, recursive=True)  # debris without a marker: never visible
+            try:
+                os.rename(staging, target)
+            except OSError as exc:
+                if os.path.exists(target):
+                    raise ArtifactExists(self.url(*parts)) from exc
+                raise
         else:
+            if self.fs.exists(target):  # debris of a writer that died before its marker: never visible
+                self.fs.rm(target, recursive=True)
             # Object stores have no directory rename: copy, then the marker makes it visible.
-            self.fs.makedirs(target, exist_ok=True)
             for rel in files:
                 self.fs.copy(posixpath.join(staging, rel), posixpath.join(target, rel))
-        marker = {"committedAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "files": files, **metadata}
-        with self.fs.open(posixpath.join(target, COMMIT_MARKER), "wb") as fh:
-            fh.write(json.dumps(marker, sort_keys=True).encode())
+            with self.fs.open(posixpath.join(target, COMMIT_MARKER), "wb") as fh:
+                fh.write(marker)
         self.invalidate()
 
     def commit_info(self, *parts: Any) -> dict[str, Any]:

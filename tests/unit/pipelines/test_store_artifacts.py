@@ -102,3 +102,19 @@ def test_s3_works_through_s3fs_without_code_change(s3_bucket_uri: str, s3_store_
             store.fs.pipe(f"{staging}/model/model.joblib", b"half")
             raise RuntimeError("died")
     assert store.committed("models", "m") == ["1"]
+
+
+def test_racing_writers_on_local_disk_one_wins(store: ArtifactStore, monkeypatch) -> None:
+    """Both stage and both pass the early check; the second rename fails and gets ArtifactExists."""
+    first = store.commit_dir("v", 1)
+    second = store.commit_dir("v", 1)
+    staging_a = first.__enter__()
+    staging_b = second.__enter__()
+    store.fs.pipe(f"{staging_a}/f", b"a")
+    store.fs.pipe(f"{staging_b}/f", b"b")
+    first.__exit__(None, None, None)
+    monkeypatch.setattr(store, "is_committed", lambda *parts: False)  # B checked before A published
+    with pytest.raises(ArtifactExists):
+        second.__exit__(None, None, None)
+    monkeypatch.undo()
+    assert store.read_bytes("v", 1, "f") == b"a" and store.list("v") == ["1"]
