@@ -107,9 +107,11 @@ def patch_status(custom, plural: str, name: str, status: dict) -> None:
 
 def apiserver_writes(api: client.ApiClient) -> dict[str, float]:
     """apiserver_request_total of write verbs, by resource (every client, not just the operator)."""
-    resp = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True)
+    method, url, headers, body, _ = api.param_serialize("GET", "/metrics", header_params={"Accept": "text/plain"},
+                                                        auth_settings=["BearerToken"])
+    text = api.call_api(method, url, header_params=headers, body=body, _request_timeout=30).read().decode()
     out: dict[str, float] = {}
-    for line in resp.data.decode().splitlines():
+    for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
         labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
@@ -139,6 +141,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--idle", type=int, default=300)
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=None, help="FTI_WORKERS of the operator (default: its own)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
@@ -162,6 +165,7 @@ def main() -> int:
         metrics_port = free_port()
         env = {**plane.env(), "FTI_METRICS_PORT": str(metrics_port), "FTI_HEALTH_PORT": str(free_port()),
                "FTI_ARTIFACT_STORE": f"file://{workdir}/artifacts", "FTI_LOG_LEVEL": "WARNING",
+               **({"FTI_WORKERS": str(args.workers)} if args.workers else {}),
                "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "pipeline_images")])}
         log = (workdir / "operator.log").open("w")
         operator = subprocess.Popen([sys.executable, "-m", "fti_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -1,10 +1,22 @@
-"""Kopf registrations: settings, indexes, the three kinds, Job results, cross-resource triggers.
+"""Kopf registrations: settings, indexes, watch events -> a work queue, Job results, triggers.
 
-Kopf's own bookkeeping (progress and the diff-base of the last handled spec) lives in
-annotations under `fti.dev/`, so `status` is entirely ours. Cross-resource lookups go
-through `@kopf.index`: which model versions a model name has (TrainingPipelines), which
-feature-group versions are materialized (FeaturePipelines), which InferenceServices serve
-which model versions — and so which feature-group versions are still needed (§4.3).
+How it runs (the decisions, and why):
+- Reconcile model: the three kinds are watched with `on.event`; events enqueue the object's
+  key in a deduplicating work queue (queue.py) whose workers run the level-based reconcile
+  (get -> compare owned fields -> create/replace; status only when it differs). Kopf's
+  create/update handlers are not used: they write a diff-base annotation after every change
+  and Kopf's progress records on retries — writes that buy nothing when the reconcile is
+  level-based anyway. The settings still keep both records in annotations under `fti.dev/`
+  so `status` stays entirely ours should a change handler ever be added.
+- Watches: `watching.server_timeout`/`client_timeout` are set (a silently dropped watch
+  otherwise leaves the operator blind).
+- Peering: one replica (Deployment strategy Recreate) plus mandatory Kopf peering. A second
+  instance of lower priority starts paused and stays so while the first is alive; two of
+  equal priority both freeze — they never fight (tested in tests/integration). Kopf peering
+  is not leader election: for HA, run a standby with a lower FTI_PEERING_PRIORITY.
+- Cross-resource lookups go through `@kopf.index`: model versions by model name
+  (TrainingPipelines), materialized feature-group versions (FeaturePipelines), InferenceServices
+  by model (and so which feature-group versions are still needed, DESIGN §4.3).
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.persistence.finalizer = "fti.dev/finalizer"
     # Kopf would post an Event for every handler success; ours are the meaningful ones.
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 16
+    settings.execution.max_workers = max(16, config.workers)
     settings.networking.request_timeout = 60
     if config.peering:
         # Mandatory peering starts the operator paused until it has seen the peers, so a
@@ -262,7 +274,7 @@ def enqueue(plural: str, namespace: str, name: str) -> None:
     global _queue
     with _queue_lock:
         if _queue is None:
-            _queue = WorkQueue(_process, workers=4)
+            _queue = WorkQueue(_process, workers=runtime().config.workers)
     _queue.add((plural, namespace, name))
 
 
