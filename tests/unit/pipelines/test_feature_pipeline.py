@@ -16,7 +16,6 @@ from fti_pipelines.store.offline import FeatureStore
 from fti_pipelines.store.online import open_online_store
 from fti_pipelines.store.quarantine import list_quarantined, read_quarantined
 
-from support.s3_server import s3_bucket_uri, s3_endpoint, s3_store_options  # noqa: F401
 
 
 def ts(text: str) -> pd.Timestamp:

@@ -10,7 +10,6 @@ import pytest
 from fti_pipelines.contract import PipelineError
 from fti_pipelines.sources import apply_transform, load_callable, read_source, to_pandas
 
-from support.s3_server import s3_bucket_uri, s3_endpoint, s3_store_options  # noqa: F401
 
 
 def test_directory_of_parquet_skips_hidden_and_markers(tmp_path) -> None:

@@ -8,7 +8,6 @@ from fti_operator.api import FeatureViewSpec
 from fti_pipelines.feature_view import TrainingDatasets
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
-from support.s3_server import s3_bucket_uri, s3_endpoint, s3_store_options  # noqa: F401
 
 
 def ts(hour: int) -> pd.Timestamp:

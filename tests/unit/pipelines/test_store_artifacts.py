@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from fti_pipelines.store.artifacts import COMMIT_MARKER, ArtifactExists, ArtifactStore
 
-from support.s3_server import s3_bucket_uri, s3_endpoint, s3_store_options  # noqa: F401
 
 
 @pytest.fixture()

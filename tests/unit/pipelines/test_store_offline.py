@@ -11,7 +11,6 @@ from fti_pipelines.store import offline as offline_module
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import ConcurrentWrite, FeatureStore
 
-from support.s3_server import s3_bucket_uri, s3_endpoint, s3_store_options  # noqa: F401
 
 
 def ts(text: str) -> pd.Timestamp:

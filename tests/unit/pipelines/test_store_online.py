@@ -7,7 +7,6 @@ import pyarrow as pa
 import pytest
 from fti_pipelines.store.online import latest_per_key, open_online_store
 
-from support.redis_server import redis_server, redis_url  # noqa: F401
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
