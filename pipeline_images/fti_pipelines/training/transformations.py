@@ -78,9 +78,14 @@ def _column_step(kind: str, transform: str | None, column: str) -> Any:
 
 def build_model_pipeline(frame: pd.DataFrame, columns: list[str], transformations: list[Any] | None,
                          estimator: Any) -> Pipeline:
-    """An unfitted Pipeline([("features", ColumnTransformer by position), (imputer), ("model", estimator)])."""
+    """An unfitted Pipeline([("features", ColumnTransformer by position), (imputer), ("model", estimator)]).
+
+    Columns that get the same treatment share one ColumnTransformer branch (all
+    standard-scaled columns in one StandardScaler, all one-hot columns in one encoder):
+    each branch costs a fixed overhead per call, which dominates scoring one row online.
+    """
     by_column = {t.column: t.type for t in transformations or []}
-    parts = []
+    groups: dict[tuple[str, str | None], list[int]] = {}
     for pos, col in enumerate(columns):
         kind = column_kind(frame[col])
         transform = by_column.get(col)
@@ -88,7 +93,10 @@ def build_model_pipeline(frame: pd.DataFrame, columns: list[str], transformation
             raise PipelineError("InvalidTransformation",
                                 f"featureView.transformations: {transform} on {col!r} needs a numeric column, "
                                 f"but {col!r} is {frame[col].dtype}", column=col)
-        parts.append((f"{pos}_{col}", _column_step(kind, transform, col), [pos]))
+        _column_step(kind, transform, col)  # refuses strings without encoding, timestamps
+        groups.setdefault(("categorical" if transform in CATEGORICAL_TRANSFORMS else kind, transform), []).append(pos)
+    parts = [(transform or kind, _column_step(kind, transform, columns[positions[0]]), positions)
+             for (kind, transform), positions in groups.items()]
     features = ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False)
     steps: list[tuple[str, Any]] = [("features", features)]
     if not allows_nan(estimator):

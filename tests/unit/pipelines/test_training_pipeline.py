@@ -141,7 +141,7 @@ def test_sensitive_column_that_is_not_a_feature_is_joined_for_the_gate(store_uri
 def test_scaler_is_fitted_on_the_training_split_only(store_uri, tmp_path):
     code, _ = run(store_uri, tmp_path, version=61)
     model, card = ModelRegistry(ArtifactStore(store_uri)).load("fraud", 61)
-    scaler = model.named_steps["features"].named_transformers_["7_credit_limit"].named_steps["scale"]
+    scaler = model.named_steps["features"].named_transformers_["standardScaler"].named_steps["scale"]
     from fti_pipelines.feature_view import TrainingDatasets
 
     ds = TrainingDatasets(ArtifactStore(store_uri)).read("fraud", 1, card["trainingDataset"]["version"])
