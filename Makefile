@@ -15,13 +15,18 @@ STAMP := $(VENV)/.installed
 STATE_DIR ?= .fti/demo
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps controlplane crds demo test test-unit test-integration bench clean
+.PHONY: help install system-deps controlplane crds demo test test-unit test-integration clean \
+        bench-features bench-training bench-inference bench-operator bench-controlplane
+
+include tests/controlplane/Makefile.inc
 
 help:
 	@echo "make demo          create .venv, install, run the fraud example end to end with online predictions"
 	@echo "make test          install what tests need (venv, redis-server, Go-built control plane) and run them"
 	@echo "make crds          regenerate crds/ (and the chart's copy) from the API models"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl, helm from upstream Go modules"
+	@echo "make controlplane-clean  delete those binaries and their Go caches"
+	@echo "make bench-features | bench-training | bench-inference | bench-operator | bench-controlplane"
 
 $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,14 +64,31 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 endef
 
-test: $(STAMP) system-deps controlplane
+test: $(STAMP) system-deps controlplane-auto
 	$(call run_pytest,tests)
 
 test-unit: $(STAMP)
 	$(call run_pytest,tests/unit)
 
-test-integration: $(STAMP) system-deps controlplane
+test-integration: $(STAMP) system-deps controlplane-auto
 	$(call run_pytest,tests/integration)
 
 clean:
 	rm -rf .fti .pytest_cache
+
+# Benchmarks: rerunnable, results recorded by hand in bench/RESULTS.md (never timed tests).
+bench-features: $(STAMP)
+	$(PY) bench/features_validation.py && $(PY) bench/features_ingest.py && $(PY) bench/features_materialize.py
+
+bench-training: $(STAMP)
+	bash bench/feast/setup.sh
+	$(PY) bench/training_join.py
+
+bench-inference: $(STAMP)
+	$(PY) bench/inference_lookup.py && $(PY) bench/inference_online.py && $(PY) bench/inference_batch.py
+
+bench-operator: $(STAMP) controlplane
+	$(PY) bench/operator_bench.py
+
+bench-controlplane: $(STAMP)
+	$(PY) bench/controlplane_cost.py
