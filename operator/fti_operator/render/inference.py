@@ -51,6 +51,8 @@ def spec_payload(isvc: InferenceService, pair: ResolvedPair) -> dict[str, Any]:
     """The resolved spec the serving / batch pipeline gets as FTI_SPEC: concrete versions only."""
     wire = isvc.spec.wire()
     payload: dict[str, Any] = {
+        # The served model name: KServe routes /v1/models/<name> by the child's name.
+        "name": kserve_name(isvc),
         "model": {"name": pair.model_name, "version": pair.model_version},
         "featureView": {"name": pair.feature_view_name, "version": pair.feature_view_version},
         "mode": isvc.spec.mode,
@@ -87,6 +89,13 @@ def _serving_container(isvc: InferenceService, pair: ResolvedPair, config: Opera
     # A server is not a run: no termination-message result to read.
     container.pop("terminationMessagePath", None)
     container.pop("terminationMessagePolicy", None)
+    # KServe's default probe is a TCP check, which would count a revision whose skew guard
+    # refused it (wrong feature view, features not online) as ready and shift traffic to it.
+    container["readinessProbe"] = {
+        "httpGet": {"path": f"/v2/models/{kserve_name(isvc)}/ready", "port": SERVING_PORT},
+        "periodSeconds": 5,
+        "failureThreshold": 3,
+    }
     return container
 
 
@@ -118,6 +127,8 @@ def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorCo
         if not pair.storage_uri:
             raise ValueError(f"model {pair.model_name} version {pair.model_version} has no storageUri in status")
         model: dict[str, Any] = {"modelFormat": {"name": "sklearn"}, "storageUri": pair.storage_uri,
+                                 # The stock sklearn server answers labels unless told to give probabilities.
+                                 "env": [{"name": "PREDICT_PROBA", "value": "true"}],
                                  "securityContext": container_security_context() | {"readOnlyRootFilesystem": False}}
         if resources:
             model["resources"] = {k: {rk: str(rv) for rk, rv in v.items()} for k, v in sorted(resources.items())}
