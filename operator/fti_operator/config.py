@@ -19,8 +19,11 @@ Environment:
   FTI_PEERING                   Kopf peering name for leader election (default fti-operator); "" = standalone
   FTI_PEERING_PRIORITY          Kopf peering priority (default 0): an instance seeing a higher one pauses;
                                 two of equal priority both freeze (never fight) — run one replica
-  FTI_STORE_VOLUME_CLAIM        PVC mounted into pipeline pods at the path of a file:// artifact store
-                                (and of a sqlite:// online store under it); ignored for s3://
+  FTI_STORE_VOLUME_CLAIM        PVC mounted into pipeline pods at FTI_DATA_VOLUME_PATH: a file://
+                                artifact store, a sqlite:// online store and batch input/output
+                                files live under it
+  FTI_DATA_VOLUME_PATH          where that PVC is mounted (default /var/lib/fti; `fti local` maps
+                                the same path to a local directory)
   FTI_PIPELINE_SERVICE_ACCOUNT  service account of pipeline pods (default: the namespace's default)
   FTI_JOB_TTL_SECONDS           ttlSecondsAfterFinished of Jobs (default 86400)
   FTI_JOB_BACKOFF_LIMIT         backoffLimit of Jobs (default 1)
@@ -81,6 +84,16 @@ class SecretKeyRef:
         return cls(name, key)
 
 
+def _volume_claim(env: Mapping[str, str], artifact_store: str, mount_path: str) -> str | None:
+    claim = env.get("FTI_STORE_VOLUME_CLAIM", "").strip() or None
+    if claim and artifact_store.startswith("file://"):
+        path = artifact_store[len("file://"):]
+        if not (path + "/").startswith(mount_path + "/"):
+            raise ConfigError(f"FTI_ARTIFACT_STORE={artifact_store!r} is not under FTI_DATA_VOLUME_PATH={mount_path!r}, "
+                              "where FTI_STORE_VOLUME_CLAIM is mounted: pipeline pods would not share it")
+    return claim
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     artifact_store: str = "file:///var/lib/fti/artifacts"
@@ -88,6 +101,7 @@ class OperatorConfig:
     online_store_secret: SecretKeyRef | None = None
     store_credentials_secret: str | None = None
     store_volume_claim: str | None = None
+    data_volume_path: str = "/var/lib/fti"
     image_feature: str = f"{DEFAULT_REGISTRY}/fti-feature"
     image_training: str = f"{DEFAULT_REGISTRY}/fti-training"
     image_inference: str = f"{DEFAULT_REGISTRY}/fti-inference"
@@ -126,6 +140,9 @@ class OperatorConfig:
         pull = env.get("FTI_IMAGE_PULL_POLICY", "").strip() or "IfNotPresent"
         if pull not in PULL_POLICIES:
             raise ConfigError(f"FTI_IMAGE_PULL_POLICY={pull!r} must be one of {', '.join(PULL_POLICIES)}")
+        data_volume_path = (env.get("FTI_DATA_VOLUME_PATH", "").strip() or cls.data_volume_path).rstrip("/")
+        if not data_volume_path.startswith("/"):
+            raise ConfigError(f"FTI_DATA_VOLUME_PATH={data_volume_path!r} must be an absolute path")
         namespaces = tuple(ns.strip() for ns in env.get("FTI_NAMESPACES", "").split(",") if ns.strip())
         peering = env.get("FTI_PEERING")
         return cls(
@@ -133,7 +150,8 @@ class OperatorConfig:
             online_store=online,
             online_store_secret=SecretKeyRef.parse("FTI_ONLINE_STORE_SECRET", online_secret_raw) if online_secret_raw else None,
             store_credentials_secret=env.get("FTI_STORE_CREDENTIALS_SECRET", "").strip() or None,
-            store_volume_claim=env.get("FTI_STORE_VOLUME_CLAIM", "").strip() or None,
+            store_volume_claim=_volume_claim(env, artifact_store, data_volume_path),
+            data_volume_path=data_volume_path,
             image_feature=env.get("FTI_IMAGE_FEATURE", "").strip() or cls.image_feature,
             image_training=env.get("FTI_IMAGE_TRAINING", "").strip() or cls.image_training,
             image_inference=env.get("FTI_IMAGE_INFERENCE", "").strip() or cls.image_inference,

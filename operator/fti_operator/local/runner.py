@@ -33,10 +33,6 @@ from .executor import ContainerRun, ImageMap, run_container, start_container
 from .state import LocalState
 
 
-# Where the Helm chart mounts the shared data volume in pipeline pods.
-DEFAULT_VOLUME = "/var/lib/fti"
-
-
 class LocalRunError(RuntimeError):
     """A step that failed; the message says which resource and why."""
 
@@ -96,7 +92,8 @@ class LocalRunner:
     state_dir: Path
     progress: Callable[[str], None] = print
     echo_logs: bool = False
-    # Paths in manifests that a volume provides in a cluster -> local directories.
+    # Paths in manifests that a volume provides in a cluster (the chart's data volume at
+    # OperatorConfig.data_volume_path by default) -> local directories.
     mounts: dict[str, Path] = field(default_factory=dict)
     config: OperatorConfig = field(init=False)
     state: LocalState = field(init=False)
@@ -111,7 +108,7 @@ class LocalRunner:
         self.config = OperatorConfig.from_env(env)
         self.state = LocalState.load(self.state_dir)
         self.image_map = ImageMap()
-        self.mounts = {DEFAULT_VOLUME: self.state_dir / "volume", **self.mounts}
+        self.mounts = {self.config.data_volume_path: self.state_dir / "volume", **self.mounts}
 
     # --- running one pod template --------------------------------------------------
     def _run_job(self, job: dict[str, Any]) -> tuple[ContainerRun, dict[str, Any]]:

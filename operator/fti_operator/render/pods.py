@@ -11,7 +11,6 @@ import hashlib
 import json
 import re
 from typing import Any, Iterable, Mapping
-from urllib.parse import urlparse
 
 from ..config import OperatorConfig
 
@@ -147,10 +146,8 @@ def pod_security_context() -> dict[str, Any]:
 
 
 def _store_mount_path(config: OperatorConfig) -> str | None:
-    if not config.store_volume_claim:
-        return None
-    parsed = urlparse(config.artifact_store)
-    return parsed.path.rstrip("/") or "/" if parsed.scheme == "file" else None
+    # The data volume (file:// artifact store, sqlite online store, batch files) when one is set.
+    return config.data_volume_path if config.store_volume_claim else None
 
 
 def _template_dict(template: Any) -> dict[str, Any]:
