@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the test helpers, never the repo root (its operator/ dir)
 
-from tests.controlplane.binaries import BUILD_SCRIPT, cache_root, find_binaries, pinned_versions  # noqa: E402
-from tests.controlplane.cluster import ControlPlane  # noqa: E402
+from controlplane.binaries import BUILD_SCRIPT, cache_root, find_binaries, pinned_versions  # noqa: E402
+from controlplane.cluster import ControlPlane  # noqa: E402
 
 
 def du(path: Path) -> int:

@@ -44,7 +44,7 @@ from kubernetes.client.rest import ApiException  # noqa: E402
 from controlplane.binaries import find_binaries  # noqa: E402
 from controlplane.cluster import ControlPlane  # noqa: E402
 from controlplane.kserve import install_crd  # noqa: E402
-from controlplane.wait import wait_until  # noqa: E402
+from support.wait import wait_until  # noqa: E402
 
 G, V = "fti.dev", "v1alpha1"
 NS = "bench"

@@ -24,7 +24,7 @@ import yaml
 from . import pki as pki_mod
 from .binaries import Binaries
 from .processes import ManagedProcess
-from .wait import wait_until
+from support.wait import wait_until
 
 SERVICE_CIDR = "10.0.0.0/24"
 STARTUP_TIMEOUT = float(os.environ.get("FTI_CONTROLPLANE_STARTUP_TIMEOUT", "120"))

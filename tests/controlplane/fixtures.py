@@ -105,7 +105,7 @@ def namespace(request, k8s):
     """
     from kubernetes import client
 
-    from .wait import wait_until
+    from support.wait import wait_until
 
     core = client.CoreV1Api(k8s)
     base = request.node.name.lower().replace("_", "-")

@@ -12,7 +12,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .wait import wait_until
+from support.wait import wait_until
 
 CRD_PATH = Path(__file__).resolve().parent / "kserve-crd.yaml"
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"

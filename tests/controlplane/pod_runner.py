@@ -24,7 +24,7 @@ from kubernetes.client.rest import ApiException
 from .images import Handler, ImageMap, default_image_map
 from .pod_status import now
 from .pod_worker import PodWorker
-from .wait import wait_until
+from support.wait import wait_until
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,6 @@ which pytest only honours in the rootdir conftest) so this directory works on
 its own: ``pytest tests/integration``.
 """
 
-import sys
-from pathlib import Path
-
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))  # make the `tests.controlplane` package importable
-
-from tests.controlplane.fixtures import *  # noqa: E402,F401,F403  (fixtures + hooks)
+# tests/ is on sys.path (pytest.ini `pythonpath`), never the repo root: its `operator/`
+# directory must not shadow the standard library's `operator`.
+from controlplane.fixtures import *  # noqa: F401,F403  (fixtures + hooks)

@@ -9,9 +9,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.controlplane import kserve
-from tests.controlplane.binaries import pinned_versions
-from tests.controlplane.wait import wait_until
+from controlplane import kserve
+from controlplane.binaries import pinned_versions
+from support.wait import wait_until
 
 SHELL = "fti.dev/test/shell"
 
@@ -111,7 +111,7 @@ def test_kserve_crd_accepts_isvc_and_status_helper(k8s, namespace, control_plane
 
 
 def test_helm_template_install_uninstall(control_plane, namespace, k8s):
-    from tests.controlplane.binaries import HERE
+    from controlplane.binaries import HERE
 
     chart = HERE / "testdata" / "tiny-chart"
     rendered = control_plane.helm("template", "demo", str(chart), "--set", "greeting=hi").stdout

@@ -8,7 +8,7 @@ import os
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.controlplane.wait import wait_until
+from support.wait import wait_until
 
 SHELL = "fti.dev/test/shell"
 

@@ -9,9 +9,9 @@ import types
 import pytest
 from kubernetes.client.rest import ApiException
 
-from tests.controlplane import images, pod_env
-from tests.controlplane.pod_status import Conditions, exit_code, termination_message
-from tests.controlplane.wait import WaitTimeout, wait_until
+from controlplane import images, pod_env
+from controlplane.pod_status import Conditions, exit_code, termination_message
+from support.wait import WaitTimeout, wait_until
 
 
 @pytest.mark.parametrize("image,repo", [
@@ -113,7 +113,7 @@ def test_termination_message_is_capped_and_falls_back_to_logs(tmp_path):
 
 
 def test_conditions_keep_transition_time_until_status_flips(monkeypatch):
-    from tests.controlplane import pod_status
+    from controlplane import pod_status
 
     times = iter(["t1", "t2", "t3"])
     monkeypatch.setattr(pod_status, "now", lambda: next(times))

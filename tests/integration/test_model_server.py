@@ -12,6 +12,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from support.wait import wait_until
 from support.serving_fixtures import DEFAULTS, build_revision
 
 from fti_pipelines.serving.launch import (
@@ -178,17 +179,14 @@ def test_skewed_revision_stays_up_but_not_ready_with_its_reason(tmp_path, client
     server = Server(tmp_path, rev.spec, rev.env, ready=False)
     try:
         # The server answers (it is live) but every readiness endpoint refuses, with the reason.
-        deadline = time.monotonic() + 120
-        reason = ""
-        while "FeatureViewMismatch" not in reason:
+        def refused_with_reason() -> bool:
             assert server.proc.poll() is None, open(server.log).read()[-2000:]
-            assert time.monotonic() < deadline, f"no readiness reason from the server: {reason}"
-            try:
-                ready, reason = readiness(server.url, NAME, client)
-            except httpx.TransportError:
-                time.sleep(0.1)  # not listening yet; poll again until the deadline
-                continue
+            ready, reason = readiness(server.url, NAME, client)
             assert not ready
+            return "FeatureViewMismatch" in reason
+
+        wait_until(refused_with_reason, timeout=120, interval=0.1, ignore=(httpx.TransportError,),
+                   description="the skewed revision's readiness reason")
         v1 = client.get(f"{server.url}/v1/models/{NAME}")
         health = client.get(f"{server.url}/v2/health/ready")
         assert v1.status_code == 503 and "trained on feature view fraud v1" in v1.json()["error"]

@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
-from controlplane.wait import wait_until
+from support.wait import wait_until
 
 from fti_operator.config import OperatorConfig
 from fti_operator.handlers import feature, inference, training

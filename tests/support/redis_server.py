@@ -18,6 +18,8 @@ from typing import Iterator
 
 import pytest
 
+from support.wait import wait_until
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -48,18 +50,13 @@ def redis_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 20
     try:
-        while True:  # poll until the server answers (no fixed sleep)
+        def answers() -> bool:
             if proc.poll() is not None:
                 pytest.fail(f"redis-server exited with {proc.returncode}; see {workdir}/redis.log")
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail("redis-server did not answer within 20 s")
-                time.sleep(0.05)
+            return bool(client.ping())
+
+        wait_until(answers, timeout=20, interval=0.05, ignore=(redis.ConnectionError,), description="redis-server to answer")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         client.close()
