@@ -7,7 +7,6 @@ No control plane needed: each server is `python -m fti_pipelines.serving` in a s
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import numpy as np
