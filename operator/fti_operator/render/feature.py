@@ -15,10 +15,9 @@ from .pods import (
     LABEL_COMPONENT,
     LABEL_FG_VERSION,
     child_name,
+    cronjob,
     job,
-    job_spec,
     labels,
-    owner_reference,
     pipeline_container,
     pod_template,
     spec_hash,
@@ -27,9 +26,6 @@ from .pods import (
 
 MODULE = "fti_pipelines.feature"
 KIND = "FeaturePipeline"
-# A missed run older than this is skipped rather than started late (the next one catches up
-# incrementally from the watermark anyway).
-STARTING_DEADLINE_SECONDS = 300
 
 
 def spec_payload(fp: FeaturePipeline) -> dict[str, Any]:
@@ -70,25 +66,8 @@ def render(fp: FeaturePipeline, config: OperatorConfig, owner: Mapping[str, Any]
     if fp.spec.schedule is None:
         name = once_job_name(fp)
         return job(name, ns, _pod(fp, config, name, lbl), config, job_labels=lbl, owner=owner)
-    meta: dict[str, Any] = {"name": cronjob_name(fp), "namespace": ns, "labels": lbl}
-    if owner:
-        meta["ownerReferences"] = [owner_reference(owner)]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": meta,
-        "spec": {
-            "schedule": fp.spec.schedule,
-            "timeZone": "Etc/UTC",
-            "suspend": fp.spec.suspend,
-            # Two runs of one feature-group version would race on its watermark.
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"metadata": {"labels": lbl}, "spec": job_spec(_pod(fp, config, None, lbl), config)},
-        },
-    }
+    return cronjob(cronjob_name(fp), ns, fp.spec.schedule, _pod(fp, config, None, lbl), config,
+                   job_labels=lbl, owner=owner, suspend=fp.spec.suspend)
 
 
 def render_run_now(fp: FeaturePipeline, config: OperatorConfig, token: str, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from .pods import (
     LABEL_FV_VERSION,
     LABEL_MODEL_VERSION,
     child_name,
+    cronjob,
     container_security_context,
     job,
-    job_spec,
     labels,
     owner_reference,
     pipeline_container,
@@ -167,21 +167,5 @@ def render_batch(isvc: InferenceService, pair: ResolvedPair, config: OperatorCon
     if batch.schedule is None:
         name = child_name(isvc.metadata.name, "batch", f"m{pair.model_version}", f"fv{pair.feature_view_version}")
         return job(name, ns, pod(name), config, job_labels=lbl, annotations={ANNOTATION_REVISION: str(pair.revision)}, owner=owner)
-    meta: dict[str, Any] = {"name": batch_name(isvc), "namespace": ns, "labels": lbl,
-                            "annotations": {ANNOTATION_REVISION: str(pair.revision)}}
-    if owner:
-        meta["ownerReferences"] = [owner_reference(owner)]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": meta,
-        "spec": {
-            "schedule": batch.schedule,
-            "timeZone": "Etc/UTC",
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": 300,
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"metadata": {"labels": lbl}, "spec": job_spec(pod(None), config)},
-        },
-    }
+    return cronjob(batch_name(isvc), ns, batch.schedule, pod(None), config, job_labels=lbl,
+                   annotations={ANNOTATION_REVISION: str(pair.revision)}, owner=owner)

@@ -265,12 +265,43 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def job(name: str, namespace: str, pod: dict[str, Any], config: OperatorConfig, *, job_labels: Mapping[str, str],
-        annotations: Mapping[str, str] | None = None, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A complete batch/v1 Job manifest."""
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(job_labels)}
+def _metadata(name: str, namespace: str, labels_: Mapping[str, str], annotations: Mapping[str, str] | None,
+              owner: Mapping[str, Any] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels_)}
     if annotations:
         meta["annotations"] = dict(annotations)
     if owner:
         meta["ownerReferences"] = [owner_reference(owner)]
+    return meta
+
+
+def job(name: str, namespace: str, pod: dict[str, Any], config: OperatorConfig, *, job_labels: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A complete batch/v1 Job manifest."""
+    meta = _metadata(name, namespace, job_labels, annotations, owner)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec(pod, config)}
+
+
+# A missed run older than this is skipped rather than started late (the next one catches up).
+STARTING_DEADLINE_SECONDS = 300
+
+
+def cronjob(name: str, namespace: str, schedule: str, pod: dict[str, Any], config: OperatorConfig, *,
+            job_labels: Mapping[str, str], annotations: Mapping[str, str] | None = None,
+            owner: Mapping[str, Any] | None = None, suspend: bool | None = None) -> dict[str, Any]:
+    """A complete batch/v1 CronJob manifest running `pod` on `schedule` (UTC), never two at once.
+
+    Forbid: two runs of one pipeline would race on the same watermark or output directory.
+    """
+    spec: dict[str, Any] = {"schedule": schedule, "timeZone": "Etc/UTC"}
+    if suspend is not None:
+        spec["suspend"] = suspend
+    spec.update({
+        "concurrencyPolicy": "Forbid",
+        "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
+        "successfulJobsHistoryLimit": 3,
+        "failedJobsHistoryLimit": 3,
+        "jobTemplate": {"metadata": {"labels": dict(job_labels)}, "spec": job_spec(pod, config)},
+    })
+    meta = _metadata(name, namespace, job_labels, annotations, owner)
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": spec}
