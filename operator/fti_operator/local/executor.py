@@ -149,25 +149,61 @@ class ContainerRun:
         return self.exit_code == 0
 
 
-def prepare(
-    container: Mapping[str, Any],
-    pod_meta: Mapping[str, Any],
-    workdir: Path,
-    image_map: ImageMap | None = None,
-    base_env: Mapping[str, str] | None = None,
-    secrets: Mapping[str, Mapping[str, str]] | None = None,
-    mounts: Mapping[str, Path] | None = None,
-) -> tuple[list[str], dict[str, str], Path]:
-    """argv, env and termination-log path for one container."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    argv = (image_map or ImageMap()).argv(container)
-    env = dict(os.environ if base_env is None else base_env)
-    env.update(mount_paths(resolve_env(container, pod_meta, secrets), mounts or {}))
-    term_log = workdir / f"{container.get('name', 'main')}.termination-log"
-    term_log.unlink(missing_ok=True)
-    env["FTI_TERMINATION_LOG"] = str(term_log)
-    env.setdefault("TMPDIR", tempfile.gettempdir())
-    return argv, env, term_log
+@dataclass
+class LocalNode:
+    """What a pod gets on this machine: a work directory, which images run, env, secrets, volumes."""
+
+    workdir: Path
+    image_map: ImageMap = field(default_factory=ImageMap)
+    base_env: Mapping[str, str] | None = None  # None: this process's environment
+    secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    mounts: Mapping[str, Path] = field(default_factory=dict)
+
+    def prepare(self, container: Mapping[str, Any], pod_meta: Mapping[str, Any]) -> tuple[list[str], dict[str, str], Path, Path]:
+        """argv, env, termination-log path and log path for one container."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        argv = self.image_map.argv(container)
+        env = dict(os.environ if self.base_env is None else self.base_env)
+        env.update(mount_paths(resolve_env(container, pod_meta, self.secrets), self.mounts))
+        name = container.get("name", "main")
+        term_log = self.workdir / f"{name}.termination-log"
+        term_log.unlink(missing_ok=True)
+        env["FTI_TERMINATION_LOG"] = str(term_log)
+        env.setdefault("TMPDIR", tempfile.gettempdir())
+        return argv, env, term_log, self.workdir / f"{name}.log"
+
+    def run(self, container: Mapping[str, Any], pod_meta: Mapping[str, Any], *, timeout: float | None = None,
+            echo: bool = False) -> ContainerRun:
+        """Run to completion; stdout/stderr go to `<workdir>/<container>.log` (and the terminal if `echo`)."""
+        argv, env, term_log, log_path = self.prepare(container, pod_meta)
+        started = datetime.now(timezone.utc)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdout=subprocess.PIPE if echo else log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            if echo:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    log.write(line)
+                    sys.stderr.buffer.write(line)
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+        message = read_termination_message(term_log)
+        if not message and code != 0:
+            # terminationMessagePolicy FallbackToLogsOnError: the tail of the log stands in.
+            message = log_path.read_bytes()[-2048:].decode("utf-8", "replace")
+        return ContainerRun(code, message, log_path, started, datetime.now(timezone.utc))
+
+    def start(self, container: Mapping[str, Any], pod_meta: Mapping[str, Any],
+              extra_args: list[str] | None = None) -> tuple[subprocess.Popen, Path]:
+        """Start a long-running container (a model server); the caller stops it."""
+        argv, env, _, log_path = self.prepare(container, pod_meta)
+        with open(log_path, "wb") as log:  # the child keeps its own handle
+            proc = subprocess.Popen([*argv, *(extra_args or [])], env=env, cwd=self.workdir, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        return proc, log_path
 
 
 def read_termination_message(path: Path) -> str:
@@ -175,57 +211,3 @@ def read_termination_message(path: Path) -> str:
         return path.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
-
-
-def run_container(
-    container: Mapping[str, Any],
-    pod_meta: Mapping[str, Any],
-    workdir: Path,
-    image_map: ImageMap | None = None,
-    base_env: Mapping[str, str] | None = None,
-    secrets: Mapping[str, Mapping[str, str]] | None = None,
-    timeout: float | None = None,
-    echo: bool = False,
-    mounts: Mapping[str, Path] | None = None,
-) -> ContainerRun:
-    """Run to completion; stdout/stderr go to `<workdir>/<container>.log` (and the terminal if `echo`)."""
-    argv, env, term_log = prepare(container, pod_meta, workdir, image_map, base_env, secrets, mounts)
-    log_path = workdir / f"{container.get('name', 'main')}.log"
-    started = datetime.now(timezone.utc)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.PIPE if echo else log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        if echo:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                sys.stderr.buffer.write(line)
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-    message = read_termination_message(term_log)
-    if not message and code != 0:
-        # terminationMessagePolicy FallbackToLogsOnError: the tail of the log stands in.
-        message = log_path.read_bytes()[-2048:].decode("utf-8", "replace")
-    return ContainerRun(code, message, log_path, started, datetime.now(timezone.utc))
-
-
-def start_container(
-    container: Mapping[str, Any],
-    pod_meta: Mapping[str, Any],
-    workdir: Path,
-    image_map: ImageMap | None = None,
-    base_env: Mapping[str, str] | None = None,
-    extra_args: list[str] | None = None,
-    mounts: Mapping[str, Path] | None = None,
-) -> tuple[subprocess.Popen, Path]:
-    """Start a long-running container (a model server); the caller stops it."""
-    argv, env, _ = prepare(container, pod_meta, workdir, image_map, base_env, mounts=mounts)
-    log_path = workdir / f"{container.get('name', 'main')}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - owned by the process for its lifetime
-    proc = subprocess.Popen([*argv, *(extra_args or [])], env=env, cwd=workdir, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    return proc, log_path

@@ -29,7 +29,7 @@ from ..render.pods import JOB_NAME_LABEL
 from ..versions.models import models_from_status, next_model_version, resolve_model
 from ..versions.serving import FeatureGroupAvailability, decide_pair
 from . import results
-from .executor import ContainerRun, ImageMap, run_container, start_container
+from .executor import ContainerRun, ImageMap, LocalNode
 from .state import LocalState
 
 
@@ -111,6 +111,9 @@ class LocalRunner:
         self.mounts = {self.config.data_volume_path: self.state_dir / "volume", **self.mounts}
 
     # --- running one pod template --------------------------------------------------
+    def _node(self, workdir: Path) -> LocalNode:
+        return LocalNode(workdir, self.image_map, mounts=self.mounts)
+
     def _run_job(self, job: dict[str, Any]) -> tuple[ContainerRun, dict[str, Any]]:
         name = job["metadata"]["name"]
         template = job["spec"]["template"]
@@ -122,7 +125,7 @@ class LocalRunner:
         workdir = self.state_dir / "runs" / name
         run: ContainerRun | None = None
         for container in template["spec"]["containers"]:
-            run = run_container(container, pod_meta, workdir, self.image_map, echo=self.echo_logs, mounts=self.mounts)
+            run = self._node(workdir).run(container, pod_meta, echo=self.echo_logs)
             if not run.succeeded:
                 break
         assert run is not None
@@ -227,8 +230,7 @@ class LocalRunner:
         pod_meta = {"name": f"{child['metadata']['name']}-local", "namespace": child["metadata"]["namespace"],
                     "labels": child["metadata"].get("labels", {})}
         workdir = self.state_dir / "servers" / isvc.metadata.name
-        proc, log_path = start_container(container, pod_meta, workdir, self.image_map,
-                                         extra_args=["--http_port", str(port)], mounts=self.mounts)
+        proc, log_path = self._node(workdir).start(container, pod_meta, extra_args=["--http_port", str(port)])
         url = f"http://127.0.0.1:{port}"
         server = Server(isvc.metadata.name, isvc.metadata.namespace or "default", url, port, proc.pid, log_path,
                         pair.model_version, pair.feature_view_version, proc)

@@ -9,12 +9,12 @@ import pytest
 
 from fti_operator.local.executor import (
     ImageMap,
+    LocalNode,
     UnresolvableEnv,
     UnsupportedImage,
     image_repository,
     mount_paths,
     resolve_env,
-    run_container,
 )
 
 
@@ -66,8 +66,8 @@ def test_run_container_reads_termination_message(tmp_path: Path) -> None:
     image_map = ImageMap()
     image_map.add("test/python")
     script = "import os; open(os.environ['FTI_TERMINATION_LOG'], 'w').write('{\"ok\": true, \"rows\": 3}'); print('hello')"
-    run = run_container({"name": "main", "image": "test/python:1", "command": [sys.executable, "-c", script]},
-                        {"name": "p"}, tmp_path, image_map)
+    run = LocalNode(tmp_path, image_map).run({"name": "main", "image": "test/python:1", "command": [sys.executable, "-c", script]},
+                                             {"name": "p"})
     assert run.succeeded and run.termination_message == '{"ok": true, "rows": 3}'
     assert "hello" in run.log_path.read_text()
 
@@ -75,6 +75,6 @@ def test_run_container_reads_termination_message(tmp_path: Path) -> None:
 def test_failed_container_without_message_falls_back_to_log(tmp_path: Path) -> None:
     image_map = ImageMap()
     image_map.add("test/python")
-    run = run_container({"name": "main", "image": "test/python", "command": [sys.executable, "-c", "raise SystemExit('boom')"]},
-                        {"name": "p"}, tmp_path, image_map)
+    run = LocalNode(tmp_path, image_map).run(
+        {"name": "main", "image": "test/python", "command": [sys.executable, "-c", "raise SystemExit('boom')"]}, {"name": "p"})
     assert run.exit_code == 1 and "boom" in run.termination_message
