@@ -195,8 +195,9 @@ class OnlineStore(abc.ABC):
         that key + event time is unique in `df` (a deduplicated batch), which is faster.
         """
 
-    @abc.abstractmethod
-    def get(self, group: str, version: int, key: tuple, columns: list[str] | None = None) -> dict | None: ...
+    def get(self, group: str, version: int, key: tuple, columns: list[str] | None = None) -> dict | None:
+        """The stored row of one key, or None."""
+        return self.get_many(group, version, [key], columns)[0]
 
     @abc.abstractmethod
     def get_many(self, group: str, version: int, keys: list[tuple],

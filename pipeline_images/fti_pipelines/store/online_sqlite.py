@@ -131,9 +131,6 @@ class SqliteOnlineStore(OnlineStore):
         self._info_cache.pop((group, version), None)
 
     # -- reads --------------------------------------------------------------------------
-    def get(self, group, version, key, columns=None):
-        return self.get_many(group, version, [key], columns)[0]
-
     def get_many(self, group, version, keys, columns=None):
         check_group(group, version)
         info, wanted = self._resolve(group, version, columns)
