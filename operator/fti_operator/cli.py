@@ -72,6 +72,8 @@ def local_apply(
     runner = LocalRunner(state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False),
                          echo_logs=verbose, mounts=mounts)
     kinds = {k: [r for r in resources if isinstance(r, k)] for k in (FeaturePipeline, TrainingPipeline, InferenceService)}
+    # SIGTERM stops what we started as Ctrl-C does (servers run in their own sessions).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with console.status("running feature pipelines") as status:
             for fp in kinds[FeaturePipeline]:
@@ -93,8 +95,6 @@ def local_apply(
         if serve and runner.servers:
             console.print("serving: " + ", ".join(f"{s.name} at {s.url}" for s in runner.servers.values())
                           + " — Ctrl-C to stop")
-            # SIGTERM stops the servers as Ctrl-C does.
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
             try:
                 for server in runner.servers.values():
                     server.process.wait()
@@ -204,6 +204,8 @@ def local_serve(name: str, filename: list[Path] = typer.Option(..., "-f", "--fil
     if isvc is None or isvc.spec.mode != "online":
         _fail(f"no online InferenceService named {name!r} in {', '.join(map(str, filename))}")
     runner = LocalRunner(state_dir)
+    # SIGTERM stops the server as Ctrl-C does (it runs in its own session, so it would outlive us).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         server = runner.start_online(isvc, port=port)
         console.print(f"{name} serving at {server.url} — Ctrl-C to stop")

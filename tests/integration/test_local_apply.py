@@ -112,3 +112,35 @@ def test_bad_manifest_names_the_field_and_changes_nothing(example: Path, tmp_pat
     assert proc.returncode == 1
     assert "spec.featureGroup.version" in proc.stderr
     assert not (state / "store").exists()
+
+
+def test_serve_answers_predict_and_sigterm_stops_the_server(applied: tuple[Path, subprocess.CompletedProcess[str]],
+                                                            example: Path) -> None:
+    import os
+    import signal
+
+    from support.wait import wait_until
+
+    state, _ = applied
+    serve = subprocess.Popen([*FTI, "local", "serve", "fraud-online", "-f", str(example), "--state-dir", str(state)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={"COLUMNS": "200", **_env()})
+    try:
+        server = wait_until(lambda: json.loads((state / "state.json").read_text()).get("servers", {}).get("fraud-online"),
+                            timeout=120, description="fti local serve to record its server")
+        answer = json.loads(_fti("local", "predict", "fraud-online", "--state-dir", str(state), "--data",
+                                 json.dumps({"cc_num": 4_000_000_000_000_001, "amount": 12.5, "category": "grocery"})).stdout)
+        assert answer["modelVersion"] >= 1 and answer["featureViewVersion"] == 1 and len(answer["predictions"]) == 1
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) is not None
+
+        def server_gone() -> bool:
+            try:
+                os.kill(server["pid"], 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_until(server_gone, timeout=30, description="the model server to stop with fti local serve")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
