@@ -334,3 +334,39 @@ def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, 
             return exc.status == 404
 
     wait_until(gone, timeout=60, description="FeaturePipeline deleted once nothing needs it")
+
+
+def test_switching_mode_replaces_the_child(operator, k8s, namespace):
+    """online -> batch -> online: the child of the old mode goes, the new one comes (level-based)."""
+    custom = client.CustomObjectsApi(k8s)
+    create(k8s, load_example("feature-pipeline-profiles.yaml", namespace))
+    create(k8s, load_example("training-pipeline.yaml", namespace))
+
+    def set_status(plural, name, status):
+        obj = get(k8s, namespace, plural, name)
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {
+            "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": {**(obj.get("status") or {}), **status}})
+        return True
+
+    wait_until(lambda: set_status("featurepipelines", "card-profiles", {"versions": [
+        {"version": 1, "state": "Active", "lastRun": {"job": "x", "succeeded": True, "rowsWritten": 5}}]}),
+        timeout=30, ignore=(ApiException,), description="FP status")
+    wait_until(lambda: set_status("trainingpipelines", "fraud-model", {"modelVersions": [
+        {"version": 1, "phase": "Validated", "featureView": {"name": "fraud", "version": 1},
+         "featureGroups": [{"name": "card_profiles", "version": 1}], "storageUri": "file:///m/1/model"}]}),
+        timeout=30, ignore=(ApiException,), description="TP status")
+    isvc = load_example("inference-online.yaml", namespace)
+    create(k8s, isvc)
+    name = isvc["metadata"]["name"]
+    kserve = lambda: custom.list_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices")["items"]  # noqa: E731
+    batch = client.BatchV1Api(k8s)
+    cronjobs = lambda: [c for c in batch.list_namespaced_cron_job(namespace).items  # noqa: E731
+                        if c.metadata.labels.get("fti.dev/component") == "batch"]
+    wait_until(lambda: kserve(), timeout=60, description="the KServe InferenceService of mode online")
+    batch_spec = load_example("inference-batch.yaml", namespace)["spec"]["batch"]
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", name,
+                                          {"spec": {"mode": "batch", "online": None, "batch": batch_spec}})
+    wait_until(lambda: cronjobs() and not kserve(), timeout=60, description="batch CronJob instead of the KServe service")
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", name,
+                                          {"spec": {"mode": "online", "batch": None, "online": isvc["spec"]["online"]}})
+    wait_until(lambda: kserve() and not cronjobs(), timeout=60, description="KServe service back, batch CronJob gone")

@@ -14,6 +14,7 @@ from ..conditions import condition, merge_conditions, now_iso, ready_rollup
 from ..render import inference as render_inference
 from ..versions import ModelInfo, decide_pair, resolve_model
 from ..versions.rollout import RolloutPlan, plan_rollout
+from ..render.pods import LABEL_COMPONENT, LABEL_KIND, LABEL_RESOURCE
 from .children import apply_child
 from .runtime import Runtime
 
@@ -60,12 +61,29 @@ def compute_status(body: Mapping[str, Any], plan: RolloutPlan, decision_ok: bool
     return status
 
 
+def other_mode_children(kube: Any, isvc: InferenceService) -> list[dict[str, str]]:
+    """Children of the mode the spec no longer asks for (online <-> batch): reads only, no writes."""
+    name, ns = isvc.metadata.name, isvc.metadata.namespace
+    if isvc.spec.mode == "batch":
+        live = kube.get(render_inference.KSERVE_API_VERSION, "inferenceservices", ns, render_inference.kserve_name(isvc))
+        found = [("serving.kserve.io/v1beta1", "inferenceservices", "InferenceService", live)] if live else []
+    else:
+        selector = f"{LABEL_KIND}={render_inference.KIND.lower()},{LABEL_RESOURCE}={name},{LABEL_COMPONENT}=batch"
+        found = [("batch/v1", plural, kind, obj) for plural, kind in (("cronjobs", "CronJob"), ("jobs", "Job"))
+                 for obj in kube.list("batch/v1", plural, ns, label_selector=selector)]
+    uid = isvc.metadata.uid
+    return [{"apiVersion": api, "plural": plural, "kind": kind, "name": obj["metadata"]["name"]}
+            for api, plural, kind, obj in found
+            # Only what this resource owns: a same-named KServe service of someone else stays.
+            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])]
+
+
 def reconcile(rt: Runtime, body: Mapping[str, Any], models: Iterable[ModelInfo],
               availability: Mapping[tuple[str, int], Any]) -> dict[str, int]:
     """models: every ModelInfo of spec.model.name in this namespace; availability: (group, version) -> FeatureGroupAvailability."""
     isvc = InferenceService.model_validate(dict(body))
     meta = body["metadata"]
-    ns, name = meta["namespace"], meta["name"]
+    ns = meta["namespace"]
     models = list(models)
     actions: dict[str, int] = {}
     spec = isvc.spec
@@ -88,6 +106,11 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], models: Iterable[ModelInfo],
             desired = render_inference.render_batch(isvc, pair, rt.config, owner=body)
         action, child = apply_child(rt.kube, desired)
         actions[action] = actions.get(action, 0) + 1
+        # A new object (no status yet) has no children of another mode: skip the reads.
+        for stale in other_mode_children(rt.kube, isvc) if body.get("status") else ():
+            rt.kube.delete(stale["apiVersion"], stale["plural"], ns, stale["name"])
+            actions["deleted"] = actions.get("deleted", 0) + 1
+            rt.event(body, f"{stale['kind']}Deleted", f"{stale['kind']} {stale['name']} deleted: spec.mode is now {spec.mode}")
         if action != "unchanged":
             rt.event(body, f"{desired['kind']}{action.capitalize()}",
                      f"{desired['kind']} {desired['metadata']['name']} {action}: revision {pair.revision} = model "
