@@ -199,9 +199,19 @@ class OnlineStore(abc.ABC):
         """The stored row of one key, or None."""
         return self.get_many(group, version, [key], columns)[0]
 
-    @abc.abstractmethod
     def get_many(self, group: str, version: int, keys: list[tuple],
-                 columns: list[str] | None = None) -> list[dict | None]: ...
+                 columns: list[str] | None = None) -> list[dict | None]:
+        """The stored rows of `keys`, in order, None where a key has none (or the version is absent)."""
+        check_group(group, version)
+        info, wanted = self._resolve(group, version, columns)
+        if info is None:
+            return [None] * len(keys)
+        return self._read_many(info, wanted, keys, {c["name"]: c["kind"] for c in info["columns"]}, group, version)
+
+    @abc.abstractmethod
+    def _read_many(self, info: dict, wanted: list[str], keys: list[tuple], kinds: dict[str, str],
+                   group: str, version: int) -> list[dict | None]:
+        """The backend's read of resolved columns for `keys` (the version exists)."""
 
     @abc.abstractmethod
     def version_info(self, group: str, version: int) -> dict | None:

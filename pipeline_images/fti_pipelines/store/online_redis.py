@@ -189,12 +189,7 @@ class RedisOnlineStore(OnlineStore):
         self._info_cache.pop((group, version), None)
 
     # -- reads --------------------------------------------------------------------------
-    def get_many(self, group, version, keys, columns=None):
-        check_group(group, version)
-        info, wanted = self._resolve(group, version, columns)
-        if info is None:
-            return [None] * len(keys)
-        kinds = {c["name"]: c["kind"] for c in info["columns"]}
+    def _read_many(self, info, wanted, keys, kinds, group, version):
         key_kinds = [kinds[c] for c in info["primaryKey"]]
         pipe = self._r.pipeline(transaction=False)
         for key in keys:

@@ -131,13 +131,8 @@ class SqliteOnlineStore(OnlineStore):
         self._info_cache.pop((group, version), None)
 
     # -- reads --------------------------------------------------------------------------
-    def get_many(self, group, version, keys, columns=None):
-        check_group(group, version)
-        info, wanted = self._resolve(group, version, columns)
-        if info is None:
-            return [None] * len(keys)
+    def _read_many(self, info, wanted, keys, kinds, group, version):
         pk = info["primaryKey"]
-        kinds = {c["name"]: c["kind"] for c in info["columns"]}
         fetch = list(dict.fromkeys([*pk, *wanted]))
         encoded = [self._key_tuple(k, info) for k in keys]
         name = quote(table_name(group, version))
