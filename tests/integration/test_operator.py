@@ -7,7 +7,6 @@ the peering test runs as `python -m fti_operator`.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import socket
@@ -294,11 +293,10 @@ def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namesp
         assert code == 0, f"{code}: " + (tmp_path / "second.log").read_text()[-3000:]
 
 
-def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, namespace):
-    """The finalizer (§4.3): deleting a FeaturePipeline whose version a served model needs waits."""
+def validated_model_on_materialized_features(k8s, namespace: str) -> None:
+    """card-profiles with v1 materialized and fraud-model with a Validated v1 on it, as the Jobs would report."""
     custom = client.CustomObjectsApi(k8s)
     create(k8s, load_example("feature-pipeline-profiles.yaml", namespace))
-    # A Validated model on card_profiles v1 and a materialized v1, as the Jobs would report them.
     create(k8s, load_example("training-pipeline.yaml", namespace))
 
     def set_status(plural, name, status):
@@ -314,6 +312,12 @@ def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, 
         {"version": 1, "phase": "Validated", "featureView": {"name": "fraud", "version": 1},
          "featureGroups": [{"name": "card_profiles", "version": 1}], "storageUri": "file:///m/1/model"}]}),
         timeout=30, ignore=(ApiException,), description="TP status")
+
+
+def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, namespace):
+    """The finalizer (§4.3): deleting a FeaturePipeline whose version a served model needs waits."""
+    custom = client.CustomObjectsApi(k8s)
+    validated_model_on_materialized_features(k8s, namespace)
     batch_isvc = load_example("inference-batch.yaml", namespace)
     create(k8s, batch_isvc)
     wait_until(lambda: "fti.dev/feature-versions-in-use" in (get(k8s, namespace, "featurepipelines", "card-profiles")
@@ -339,22 +343,7 @@ def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, 
 def test_switching_mode_replaces_the_child(operator, k8s, namespace):
     """online -> batch -> online: the child of the old mode goes, the new one comes (level-based)."""
     custom = client.CustomObjectsApi(k8s)
-    create(k8s, load_example("feature-pipeline-profiles.yaml", namespace))
-    create(k8s, load_example("training-pipeline.yaml", namespace))
-
-    def set_status(plural, name, status):
-        obj = get(k8s, namespace, plural, name)
-        custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {
-            "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": {**(obj.get("status") or {}), **status}})
-        return True
-
-    wait_until(lambda: set_status("featurepipelines", "card-profiles", {"versions": [
-        {"version": 1, "state": "Active", "lastRun": {"job": "x", "succeeded": True, "rowsWritten": 5}}]}),
-        timeout=30, ignore=(ApiException,), description="FP status")
-    wait_until(lambda: set_status("trainingpipelines", "fraud-model", {"modelVersions": [
-        {"version": 1, "phase": "Validated", "featureView": {"name": "fraud", "version": 1},
-         "featureGroups": [{"name": "card_profiles", "version": 1}], "storageUri": "file:///m/1/model"}]}),
-        timeout=30, ignore=(ApiException,), description="TP status")
+    validated_model_on_materialized_features(k8s, namespace)
     isvc = load_example("inference-online.yaml", namespace)
     create(k8s, isvc)
     name = isvc["metadata"]["name"]
