@@ -18,8 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.serving_fixtures import (  # noqa: E402
-    AGE_GROUPS,
-    CATEGORIES,
     MODEL,
     PROFILES,
     TX,
@@ -27,29 +25,14 @@ from support.serving_fixtures import (  # noqa: E402
     serving_spec,
     train_pipeline,
 )
+from support.serving_fixtures import feature_frames as fixture_feature_frames  # noqa: E402
 
 FIRST_CARD = 4_000_000_000_000_000
 
 
 def feature_frames(n_cards: int, seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rng = np.random.default_rng(seed)
-    cards = FIRST_CARD + np.arange(n_cards, dtype=np.int64)
-    t0 = pd.Timestamp("2026-11-01T00:00:00Z")
-    tx = pd.DataFrame({
-        "cc_num": cards,
-        "event_time": t0 + pd.to_timedelta(rng.integers(0, 86400, n_cards), unit="s"),
-        "amount": rng.gamma(2.0, 40.0, n_cards).round(2),
-        "category": rng.choice(CATEGORIES, n_cards),
-        "amount_sum_1d": rng.gamma(2.0, 100.0, n_cards).round(2),
-        "tx_count_1d": rng.integers(1, 20, n_cards).astype(np.int64),
-    })
-    profiles = pd.DataFrame({
-        "cc_num": cards,
-        "event_time": pd.Series([t0 - pd.Timedelta(days=30)] * n_cards),
-        "age_group": rng.choice(AGE_GROUPS, n_cards),
-        "credit_limit": rng.choice([1000.0, 2500.0, 5000.0, 8000.0], n_cards),
-    })
-    return tx, profiles
+    """The serving tests' feature rows at benchmark scale, event times spread over one day."""
+    return fixture_feature_frames(seed=seed, n_cards=n_cards, first_card=FIRST_CARD, spread_minutes=1440)
 
 
 def make_world(root: Path, n_cards: int, *, online: str | None = None, offline: bool = False) -> dict[str, Any]:

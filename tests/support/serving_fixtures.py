@@ -49,23 +49,25 @@ class ServedRevision:
         return [amount, category, feats["amount_sum_1d"], feats["tx_count_1d"], feats["age_group"], feats["credit_limit"]]
 
 
-def feature_frames(seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+def feature_frames(seed: int = 3, n_cards: int = N_CARDS, first_card: int = FIRST_CARD,
+                   spread_minutes: int = 600) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """card_transactions and card_profiles rows for `n_cards` cards (the benchmarks scale it up)."""
     rng = np.random.default_rng(seed)
-    cards = np.arange(FIRST_CARD, FIRST_CARD + N_CARDS, dtype=np.int64)
+    cards = np.arange(first_card, first_card + n_cards, dtype=np.int64)
     t0 = pd.Timestamp("2026-11-01T00:00:00Z")
     tx = pd.DataFrame({
         "cc_num": cards,
-        "event_time": [t0 + pd.Timedelta(minutes=int(m)) for m in rng.integers(0, 600, N_CARDS)],
-        "amount": rng.gamma(2.0, 40.0, N_CARDS).round(2),
-        "category": rng.choice(CATEGORIES, N_CARDS),
-        "amount_sum_1d": rng.gamma(2.0, 100.0, N_CARDS).round(2),
-        "tx_count_1d": rng.integers(1, 20, N_CARDS).astype(np.int64),
+        "event_time": t0 + pd.to_timedelta(rng.integers(0, spread_minutes, n_cards), unit="min"),
+        "amount": rng.gamma(2.0, 40.0, n_cards).round(2),
+        "category": rng.choice(CATEGORIES, n_cards),
+        "amount_sum_1d": rng.gamma(2.0, 100.0, n_cards).round(2),
+        "tx_count_1d": rng.integers(1, 20, n_cards).astype(np.int64),
     })
     profiles = pd.DataFrame({
         "cc_num": cards,
-        "event_time": [t0 - pd.Timedelta(days=30)] * N_CARDS,
-        "age_group": rng.choice(AGE_GROUPS, N_CARDS),
-        "credit_limit": rng.choice([1000.0, 2500.0, 5000.0, 8000.0], N_CARDS),
+        "event_time": pd.Series([t0 - pd.Timedelta(days=30)] * n_cards),
+        "age_group": rng.choice(AGE_GROUPS, n_cards),
+        "credit_limit": rng.choice([1000.0, 2500.0, 5000.0, 8000.0], n_cards),
     })
     return tx, profiles
 
