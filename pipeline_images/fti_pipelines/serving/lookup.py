@@ -1,8 +1,9 @@
 """Online feature lookup: request instances -> feature rows in the model's column order.
 
 The request path is deliberately plain Python over precomputed plans (see plan.py):
-validate each instance, one online-store read per feature group per request
-(`get` for one instance, `get_many` for several), fill preallocated rows by position.
+validate each instance, read the online store (one `entity_reader` call covering every
+feature group for one instance, one `get_many` per group for several), fill
+preallocated rows by position.
 No pandas per request. An unknown entity is rejected (404 naming the key) or, when
 the spec says `missingEntity: defaults`, served with the declared defaults and
 flagged per instance — never silently.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
+from ..store.online import EntityRead, EntityReader
 from .errors import bad_field, too_large, unknown_entity
 from .metrics import RevisionMetrics
 from .plan import ANY, BOOL, NUMBER, STRING, LookupPlan
@@ -89,12 +91,26 @@ def fetch_columns(group: Any) -> list[str]:
     return cols
 
 
+def entity_reads(plan: LookupPlan) -> list[EntityRead]:
+    """What one entity's lookup reads: per group its columns and event time, the event
+    time as epoch microseconds (no RFC 3339 parsing per request) unless the model also
+    takes it as a feature, where it must stay the string `get` returns."""
+    return [EntityRead(g.name, g.version, tuple(fetch_columns(g)),
+                       (g.event_time,) if g.event_time and g.event_time not in g.columns else ())
+            for g in plan.groups]
+
+
 class FeatureLookup:
-    """Turns validated instances into rows; one object per served revision."""
+    """Turns validated instances into rows; one object per served revision.
+
+    One instance (the online case) is read with one `entity_reader` call covering every
+    feature group (one SQLite statement, one Redis round trip); several go through
+    `get_many`, one batched read per group.
+    """
 
     def __init__(self, plan: LookupPlan, store: Any, *, missing_entity: str = "reject",
                  defaults: Mapping[str, Any] | None = None, max_instances: int = 1000,
-                 metrics: RevisionMetrics | None = None, readers: Mapping[str, Any] | None = None):
+                 metrics: RevisionMetrics | None = None, reader: EntityReader | None = None):
         self.plan = plan
         self.store = store
         self.missing_entity = missing_entity
@@ -107,10 +123,20 @@ class FeatureLookup:
         self._request_checks = tuple((c, pos, plan.kinds.get(c, ANY)) for c, pos in plan.request_features)
         self._group_reads = tuple(
             (g, tuple(g.primary_key), fetch_columns(g), tuple(zip(g.columns, g.positions)),
-             tuple(self.defaults.get(c) for c in g.columns), (readers or {}).get(g.label),
+             tuple(self.defaults.get(c) for c in g.columns),
              metrics.age[g.label].observe if metrics is not None and g.event_time else None, g.event_time)
             for g in plan.groups
         )
+        # The entity reader's flat answer, per group: presence slot, then fetch_columns(g).
+        self._reads = entity_reads(plan)
+        entity, at = [], 0
+        for (g, _, cols, _, default_values, observe_age, event_time), r in zip(self._group_reads, self._reads):
+            placed = tuple((at + 1 + cols.index(c), pos) for c, pos in zip(g.columns, g.positions))
+            seen_at = at + 1 + cols.index(event_time) if event_time else None
+            entity.append((g, at, placed, default_values, observe_age, seen_at, bool(r.micros)))
+            at += 1 + len(cols)
+        self._entity_groups = tuple(entity)
+        self._read = reader
         self._numeric = plan.numeric_positions
 
     def validate(self, instances: Any, field: str = "instances") -> Sequence[Mapping[str, Any]]:
@@ -144,15 +170,49 @@ class FeatureLookup:
                     raise bad_field(f"{field}[{i}].{col}", "request feature is missing")
                 row[pos] = check_value(inst[col], kind, f"{field}[{i}].{col}")
         defaults_used = [False] * n
+        if n == 1 and self._entity_groups:
+            self._read_entity(keys_by_instance[0], rows[0], defaults_used, field)
+        elif self._entity_groups:
+            self._read_batch(keys_by_instance, rows, defaults_used, field)
+        nan = float("nan")
+        for row in rows:  # stored nulls in numeric columns reach the model as NaN, not None
+            for pos in self._numeric:
+                if row[pos] is None:
+                    row[pos] = nan
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.lookup.observe(time.perf_counter() - started)
+            metrics.settle()
+        return LookupResult(rows, defaults_used)
+
+    def _read_entity(self, keys: dict[str, Any], row: list[Any], defaults_used: list[bool], field: str) -> None:
+        read = self._read
+        if read is None:  # built on first use: a revision that is not ready has nothing to read yet
+            read = self._read = self.store.entity_reader(self._reads)
+        flat = read(keys)
         now = time.time()
-        for group, pk, cols, placed, default_values, read, observe_age, event_time in self._group_reads:
+        for group, present, placed, default_values, observe_age, seen_at, micros in self._entity_groups:
+            if flat[present] is None:
+                self._missing(group, 0, keys, field)
+                defaults_used[0] = True
+                for (_, pos), value in zip(placed, default_values):
+                    row[pos] = value
+                continue
+            for at, pos in placed:
+                row[pos] = flat[at]
+            if observe_age is not None:
+                seen = flat[seen_at]
+                if seen is not None:
+                    seen = seen * 1e-6 if micros else event_time_seconds(seen)
+                    if seen is not None:
+                        observe_age(max(0.0, now - seen))
+
+    def _read_batch(self, keys_by_instance: list[dict[str, Any]], rows: list[list[Any]],
+                    defaults_used: list[bool], field: str) -> None:
+        now = time.time()
+        for group, pk, cols, placed, default_values, observe_age, event_time in self._group_reads:
             key_tuples = [tuple(k[c] for c in pk) for k in keys_by_instance]
-            if n == 1:
-                # One prepared keyed SELECT (SQLite) or the store's get (other backends).
-                found = [read(key_tuples[0]) if read is not None else
-                         self.store.get(group.name, group.version, key_tuples[0], cols)]
-            else:
-                found = self.store.get_many(group.name, group.version, key_tuples, cols)
+            found = self.store.get_many(group.name, group.version, key_tuples, cols)
             for i, values in enumerate(found):
                 row = rows[i]
                 if values is None:
@@ -167,14 +227,6 @@ class FeatureLookup:
                     seen = event_time_seconds(values.get(event_time))
                     if seen is not None:
                         observe_age(max(0.0, now - seen))
-        nan = float("nan")
-        for row in rows:  # stored nulls in numeric columns reach the model as NaN, not None
-            for pos in self._numeric:
-                if row[pos] is None:
-                    row[pos] = nan
-        if self.metrics is not None:
-            self.metrics.lookup.observe(time.perf_counter() - started)
-        return LookupResult(rows, defaults_used)
 
     def _missing(self, group: Any, i: int, keys: Mapping[str, Any], field: str) -> None:
         key_text = ", ".join(f"{k}={keys[k]!r}" for k in group.primary_key)

@@ -17,7 +17,7 @@ from typing import Any
 from ..registry import ModelNotFound, ModelRegistry
 from ..store.artifacts import ArtifactStore
 from .config import ServingConfig
-from .lookup import FeatureLookup, fetch_columns
+from .lookup import FeatureLookup, entity_reads
 from .metrics import RevisionMetrics
 from .plan import LookupPlan, PlanError, build_plan
 from .skew import Problem, check_card, check_defaults, check_online_store, key_kinds
@@ -128,16 +128,13 @@ class Revision:
         self.plan = plan
         if self.metrics is None:
             self.metrics = RevisionMetrics(cfg.revision_labels, [g.label for g in plan.groups])
-        readers = {}
-        if not self.problems and self.store is not None:
+        reader = None
+        if not self.problems and self.store is not None and plan.groups:
             self._readers = self._readers or readers_for(self.store)
-            if self._readers is not None:
-                readers = {g.label: self._readers.reader(g.name, g.version, fetch_columns(g),
-                                                         raw=(g.event_time,) if g.event_time else ())
-                           for g in plan.groups}
+            reader = (self._readers or self.store).entity_reader(entity_reads(plan))
         self.lookup = FeatureLookup(plan, self.store, missing_entity=cfg.online.missing_entity,
                                     defaults=cfg.online.defaults, max_instances=cfg.max_instances,
-                                    metrics=self.metrics, readers=readers)
+                                    metrics=self.metrics, reader=reader)
 
     def recheck(self) -> bool:
         """Retry a transient failure (features still materializing), rate-limited."""

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import abc
 import re
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import duckdb
 import numpy as np
@@ -158,6 +158,17 @@ def decode(value: Any, kind: str) -> Any:
     return str(value)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def rfc3339_micros(text: str | None) -> int | None:
+    """Epoch microseconds of an RFC 3339 string as `to_rfc3339` writes it (its exact inverse)."""
+    if text is None:
+        return None
+    return (datetime.fromisoformat(text.replace("Z", "+00:00")) - _EPOCH) // _MICROSECOND
+
+
 def encode_key_part(value: Any, kind: str, column: str) -> Any:
     """A lookup key part cast to the stored key column's kind (a request may send "42" for 42)."""
     try:
@@ -179,6 +190,36 @@ def encode_key_part(value: Any, kind: str, column: str) -> Any:
 
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class EntityRead(NamedTuple):
+    """One feature-group version an entity reader reads: `columns`, of which `micros` are
+    timestamps wanted as int epoch microseconds (e.g. the event time, for a freshness metric)."""
+
+    group: str
+    version: int
+    columns: tuple[str, ...]
+    micros: tuple[str, ...] = ()
+
+
+EntityReader = Callable[[Mapping[str, Any]], Sequence[Any]]
+
+
+def check_reads(store: "OnlineStore", reads: Sequence[EntityRead]) -> list[tuple[EntityRead, dict, dict[str, str]]]:
+    """(read, version info, kinds) per read; LookupError / KeyError / ValueError name what is wrong."""
+    out = []
+    for r in reads:
+        check_group(r.group, r.version)
+        info = store._info(r.group, r.version, refresh=True)
+        if info is None:
+            raise LookupError(f"feature group {r.group} v{r.version} is not in the online store")
+        store._select_columns(info, list(r.columns))
+        kinds = {c["name"]: c["kind"] for c in info["columns"]}
+        bad = [c for c in r.micros if c not in r.columns or kinds[c] != "timestamp"]
+        if bad:
+            raise ValueError(f"{r.group} v{r.version}: micros column(s) {bad} must be read timestamp columns")
+        out.append((r, info, kinds))
+    return out
 
 
 class OnlineStore(abc.ABC):
@@ -207,6 +248,36 @@ class OnlineStore(abc.ABC):
         if info is None:
             return [None] * len(keys)
         return self._read_many(info, wanted, keys, {c["name"]: c["kind"] for c in info["columns"]}, group, version)
+
+    def entity_reader(self, reads: Sequence[EntityRead]) -> EntityReader:
+        """A reader of one entity across feature-group versions: a model server's hot path.
+
+        `read(keys)` takes the entity's key values by key column name (each version picks
+        its primary key from them) and returns one flat sequence: per read, in order, a
+        presence slot (None when the entity has no row in that version, else not None)
+        then the read's columns, `micros` ones as int epoch microseconds, the others as
+        `get` returns them; all None when absent. Metadata is resolved once, here.
+        Backends override this to read every version in one statement or round trip;
+        this default calls `get` per version.
+        """
+        plans = [(r.group, r.version, tuple(info["primaryKey"]), list(r.columns),
+                  tuple(i for i, c in enumerate(r.columns) if c in r.micros)) for r, info, _ in check_reads(self, reads)]
+
+        def read(keys: Mapping[str, Any]) -> list[Any]:
+            flat: list[Any] = []
+            for group, version, pk, columns, micros in plans:
+                row = self.get(group, version, tuple(keys[c] for c in pk), columns)
+                if row is None:
+                    flat.extend([None] * (len(columns) + 1))
+                    continue
+                values = [row[c] for c in columns]
+                for i in micros:
+                    values[i] = rfc3339_micros(values[i])
+                flat.append(True)
+                flat.extend(values)
+            return flat
+
+        return read
 
     @abc.abstractmethod
     def _read_many(self, info: dict, wanted: list[str], keys: list[tuple], kinds: dict[str, str],

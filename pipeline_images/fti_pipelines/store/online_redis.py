@@ -11,15 +11,15 @@ row count) lives in `fti-meta:<group>:v<version>`, outside the data key space.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
-from .online import (OnlineStore, check_group, column_kinds, decode, latest_per_key, now_rfc3339, storage_values,
-                     to_arrow)
+from .online import (EntityRead, EntityReader, OnlineStore, check_group, check_reads, column_kinds, decode,
+                     encode_key_part, latest_per_key, now_rfc3339, storage_values, to_arrow)
 
 TS_FIELD = "__ts"  # event time in microseconds: the Lua script compares it numerically
 BATCH = 2000
@@ -189,6 +189,33 @@ class RedisOnlineStore(OnlineStore):
         self._info_cache.pop((group, version), None)
 
     # -- reads --------------------------------------------------------------------------
+    def entity_reader(self, reads: Sequence[EntityRead]) -> EntityReader:
+        """One round trip per entity: every version's HMGET in one pipeline (`__ts` is the presence slot)."""
+        plans = []
+        for r, info, kinds in check_reads(self, reads):
+            pk = tuple(info["primaryKey"])
+            decoders = tuple(None if c in r.micros else kinds[c] for c in r.columns)
+            plans.append((self._prefix(r.group, r.version), pk, tuple(kinds[c] for c in pk),
+                          [TS_FIELD, *r.columns], decoders))
+        pipeline = self._r.pipeline
+
+        def read(keys: Mapping[str, Any]) -> list[Any]:
+            pipe = pipeline(transaction=False)
+            for prefix, pk, key_kinds, fields, _ in plans:
+                parts = (key_part(key_text(encode_key_part(keys[c], kind, c), kind)) for c, kind in zip(pk, key_kinds))
+                pipe.hmget(prefix + ":".join(parts), fields)
+            flat: list[Any] = []
+            for (_, _, _, _, decoders), values in zip(plans, pipe.execute()):
+                if values[0] is None:  # no __ts field: the key was never written
+                    flat.extend([None] * len(values))
+                    continue
+                flat.append(values[0])
+                flat.extend(decode(v, kind) if kind is not None else (None if v is None else int(v))
+                            for v, kind in zip(values[1:], decoders))
+            return flat
+
+        return read
+
     def _read_many(self, info, wanted, keys, kinds, group, version):
         key_kinds = [kinds[c] for c in info["primaryKey"]]
         pipe = self._r.pipeline(transaction=False)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from typing import Any
+from operator import itemgetter
+from typing import Any, Mapping, Sequence
 
-
-from .online import (OnlineStore, check_group, column_kinds, decode, latest_per_key, now_rfc3339, quote,
-                     storage_values, to_arrow)
+from .online import (EntityRead, EntityReader, OnlineStore, check_group, check_reads, column_kinds, decode,
+                     encode_key_part, latest_per_key, now_rfc3339, quote, storage_values, to_arrow)
 
 SQL_TYPES = {"int": "INTEGER", "float": "REAL", "bool": "INTEGER", "string": "TEXT", "timestamp": "INTEGER", "date": "TEXT"}
 META = "fti_online_versions"
@@ -31,6 +31,69 @@ def sqlite_path(uri: str) -> str:
 
 def table_name(group: str, version: int) -> str:
     return f"fg__{group}__v{version}"
+
+
+# Kinds sqlite3 already returns as the plain Python value `decode` would give.
+_PLAIN = ("int", "float", "string", "date")
+
+
+def entity_select(store: OnlineStore, reads: Sequence[EntityRead]) -> tuple[str, tuple[tuple[str, str], ...], tuple]:
+    """(sql, (key column, kind) per ?N parameter, decoder kind or None per result column).
+
+    Why one statement: each sqlite3 `execute` costs a statement-cache lookup, a cursor and
+    a VM run (~5-9 µs on this box); LEFT JOINing every version's keyed probe onto one
+    constant row reads them all in one (~1.4x a single probe), and a version without the
+    entity leaves its columns NULL. Each version's first primary-key column is its
+    presence slot: NOT NULL in a WITHOUT ROWID table, so NULL means "no row".
+    """
+    select: list[str] = []
+    joins: list[str] = []
+    decoders: list[str | None] = []
+    params: dict[tuple[str, str], int] = {}
+    for i, (r, info, kinds) in enumerate(check_reads(store, reads)):
+        alias = f"g{i}"
+        pk = info["primaryKey"]
+        select.append(f"{alias}.{quote(pk[0])}")
+        decoders.append(None)
+        for c in r.columns:
+            select.append(f"{alias}.{quote(c)}")
+            decoders.append(None if kinds[c] in _PLAIN or c in r.micros else kinds[c])
+        on = " AND ".join(f"{alias}.{quote(k)} = ?{params.setdefault((k, kinds[k]), len(params) + 1)}" for k in pk)
+        joins.append(f"LEFT JOIN {quote(table_name(r.group, r.version))} AS {alias} ON {on}")
+    return f"SELECT {', '.join(select)} FROM (SELECT 1) {' '.join(joins)}", tuple(params), tuple(decoders)
+
+
+def entity_reader_on(con: sqlite3.Connection, store: OnlineStore, reads: Sequence[EntityRead],
+                     lock: Any = None) -> EntityReader:
+    """`OnlineStore.entity_reader` as one prepared SELECT on `con` (sqlite3 caches it by its text)."""
+    sql, params, decoders = entity_select(store, reads)
+    execute = con.execute
+    if not params:  # nothing to read
+        def key_params(keys: Mapping[str, Any]) -> tuple:
+            return ()
+    elif all(kind in ("int", "string") for _, kind in params):
+        # Keys already of the stored kind bind as they are (the lookup validated their type).
+        pick = itemgetter(*(c for c, _ in params))
+        key_params = (lambda keys: (pick(keys),)) if len(params) == 1 else pick
+    else:
+        def key_params(keys: Mapping[str, Any]) -> tuple:
+            return tuple(encode_key_part(keys[c], kind, c) for c, kind in params)
+    decode_at = [(i, kind) for i, kind in enumerate(decoders) if kind is not None]
+
+    def read(keys: Mapping[str, Any]) -> Sequence[Any]:
+        if lock is None:
+            row = execute(sql, key_params(keys)).fetchone()
+        else:
+            with lock:
+                row = execute(sql, key_params(keys)).fetchone()
+        if not decode_at:
+            return row
+        row = list(row)
+        for i, kind in decode_at:
+            row[i] = decode(row[i], kind)
+        return row
+
+    return read
 
 
 class SqliteOnlineStore(OnlineStore):
@@ -131,6 +194,9 @@ class SqliteOnlineStore(OnlineStore):
         self._info_cache.pop((group, version), None)
 
     # -- reads --------------------------------------------------------------------------
+    def entity_reader(self, reads: Sequence[EntityRead]) -> EntityReader:
+        return entity_reader_on(self._con, self, reads, self._lock)
+
     def _read_many(self, info, wanted, keys, kinds, group, version):
         pk = info["primaryKey"]
         fetch = list(dict.fromkeys([*pk, *wanted]))
@@ -163,4 +229,4 @@ class SqliteOnlineStore(OnlineStore):
             self._con.close()
 
 
-__all__ = ["SqliteOnlineStore", "sqlite_path", "table_name"]
+__all__ = ["SqliteOnlineStore", "entity_reader_on", "entity_select", "sqlite_path", "table_name"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
-from support.serving_fixtures import COLUMNS, DEFAULTS, build_revision, model_card, serving_spec
+from support.serving_fixtures import COLUMNS, DEFAULTS, build_revision, feature_frames, model_card, serving_spec
 
 from fti_pipelines.serving.config import ServingConfig
 from fti_pipelines.serving.errors import RequestError
-from fti_pipelines.serving.lookup import FeatureLookup, check_value, event_time_seconds
+from fti_pipelines.serving.lookup import FeatureLookup, check_value, entity_reads, event_time_seconds
 from fti_pipelines.serving.plan import NUMBER, STRING, PlanError, build_plan
 from fti_pipelines.store.online import open_online_store
 
@@ -125,19 +126,68 @@ def test_check_value_and_event_times():
     assert event_time_seconds("not a time") is None
 
 
-def test_prepared_sqlite_reader_answers_like_the_store(revision, store):
+def readers_of(store):
+    """Every entity reader a lookup may run on: the server's prepared read-only one, the
+    store's own (SQLite: one statement under its lock) and the base class's generic one."""
     from fti_pipelines.serving.sqlite_reader import readers_for
+    from fti_pipelines.store.online import OnlineStore
 
-    readers = readers_for(store)
-    cols = ["amount_sum_1d", "tx_count_1d", "event_time"]
-    read = readers.reader("card_transactions", 2, cols)
-    raw = readers.reader("card_transactions", 2, cols, raw=("event_time",))
-    try:
-        for key in (1000, 1025, 1049, 424242):
-            assert read((key,)) == store.get("card_transactions", 2, (key,), cols)
-        got = raw((1000,))
-        assert event_time_seconds(got["event_time"]) == event_time_seconds(read((1000,))["event_time"])
-        with pytest.raises(KeyError):
-            readers.reader("card_transactions", 2, ["no_such_column"])
-    finally:
-        readers.close()
+    return {"prepared": lambda reads: readers_for(store).entity_reader(reads),
+            "store": store.entity_reader, "generic": lambda reads: OnlineStore.entity_reader(store, reads)}
+
+
+@pytest.mark.parametrize("reader", ["prepared", "store", "generic"])
+def test_one_instance_reads_every_group_at_once_and_answers_like_a_batch(revision, store, reader):
+    plan = build_plan(model_card(), config(), key_dtypes={"cc_num": "int64"})
+    read = readers_of(store)[reader](entity_reads(plan))
+    lookup = FeatureLookup(plan, store, reader=read)
+    for cc_num in (1000, 1025, 1049):
+        one = lookup.lookup([revision.instance(cc_num, 3.5, "travel")])
+        assert one.rows == [revision.expected_row(cc_num, 3.5, "travel")] and one.defaults_used == [False]
+        batch = lookup.lookup([revision.instance(cc_num, 3.5, "travel"), revision.instance(1000)])
+        assert batch.rows[0] == one.rows[0]
+    with pytest.raises(RequestError) as err:
+        lookup.lookup([revision.instance(424242)])
+    assert err.value.status == 404 and err.value.field == "instances[0].cc_num"
+    assert "cc_num=424242" in err.value.message and "card_transactions v2" in err.value.message
+
+
+def test_one_unknown_instance_with_defaults_is_served_and_flagged(store):
+    result = make_lookup(store, missing_entity="defaults", defaults=DEFAULTS).lookup(
+        [{"cc_num": 424242, "amount": 5.0, "category": "grocery"}])
+    assert result.defaults_used == [True]
+    assert result.rows == [[5.0, "grocery", 0.0, 0, "26-40", 2500.0]]
+
+
+@pytest.mark.parametrize("instances_per_request", [1, 3])
+def test_metrics_count_every_lookup_and_bin_the_feature_ages(revision, store, instances_per_request):
+    from prometheus_client import REGISTRY, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.utils import floatToGoString
+
+    from fti_pipelines.serving.metrics import AGE_BUCKETS, RevisionMetrics
+
+    labels = dict(model="lookup-test", model_version=str(instances_per_request), feature_view="fraud",
+                  feature_view_version="1")
+    plan = build_plan(model_card(), config(), key_dtypes={"cc_num": "int64"})
+    metrics = RevisionMetrics(labels, [g.label for g in plan.groups])
+    lookup = FeatureLookup(plan, store, metrics=metrics, max_instances=3)
+    cards = [1000 + i % 50 for i in range(30)]
+    before = time.time()
+    for start in range(0, len(cards), instances_per_request):
+        lookup.lookup([revision.instance(c) for c in cards[start:start + instances_per_request]])
+    after = time.time()
+    text = generate_latest(REGISTRY).decode()
+    got = {(s.name, s.labels.get("feature_group"), s.labels.get("le")): s.value
+           for f in text_string_to_metric_families(text) for s in f.samples
+           if all(s.labels.get(k) == v for k, v in labels.items())}
+    assert got[("fti_feature_lookup_seconds_count", None, None)] == len(cards) // instances_per_request
+    tx, profiles = feature_frames()
+    for group, frame in (("card_transactions@v2", tx), ("card_profiles@v1", profiles)):
+        seen = dict(zip(frame["cc_num"].tolist(), (frame["event_time"].astype("int64") // 1000 / 1e6).tolist()))
+        ages = [before - seen[c] for c in cards]
+        assert got[("fti_feature_age_seconds_count", group, None)] == len(cards)
+        assert sum(ages) <= got[("fti_feature_age_seconds_sum", group, None)] <= sum(ages) + len(cards) * (after - before)
+        for bound in AGE_BUCKETS:
+            le = floatToGoString(bound)
+            assert got[("fti_feature_age_seconds_bucket", group, le)] == sum(a <= bound for a in ages), (group, le)
