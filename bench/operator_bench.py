@@ -4,7 +4,10 @@
 
 1. Throughput: create N FeaturePipelines, N TrainingPipelines and N InferenceServices at
    once (8 client threads); time from the first create until every child exists
-   (CronJob, training Job, KServe InferenceService). Target >= 50 objects/s.
+   (CronJob, training Job, KServe InferenceService). Target >= 50 objects/s. Where it went:
+   CPU seconds of every process (etcd, kube-apiserver, kube-controller-manager, operator,
+   this client) and the API server's apiserver_request_total diff by verb and resource
+   (every client), until every child exists and until the operator is at rest again.
 2. Latency: with the operator idle, create FeaturePipelines one at a time; time from the
    create call until the CronJob's ADDED event on a watch. Target p50 <= 200 ms.
 3. RSS of the operator process at rest with all 3N objects. Target <= 200 MB.
@@ -105,21 +108,69 @@ def patch_status(custom, plural: str, name: str, status: dict) -> None:
     wait_until(attempt, timeout=60, ignore=(ApiException,), description=f"status of {plural}/{name}")
 
 
-def apiserver_writes(api: client.ApiClient) -> dict[str, float]:
-    """apiserver_request_total of write verbs, by resource (every client, not just the operator)."""
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY")
+
+
+def metric_labels(line: str) -> dict[str, str]:
+    """Labels of one Prometheus text-format sample (no commas inside our label values)."""
+    pairs = (part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
+    return {k: v.strip('"') for k, v in pairs}
+
+
+def apiserver_requests(api: client.ApiClient) -> dict[tuple[str, str, str], float]:
+    """apiserver_request_total by (verb, group/resource, subresource), every client, not just the operator."""
     method, url, headers, body, _ = api.param_serialize("GET", "/metrics", header_params={"Accept": "text/plain"},
                                                         auth_settings=["BearerToken"])
     text = api.call_api(method, url, header_params=headers, body=body, _request_timeout=30).read().decode()
-    out: dict[str, float] = {}
+    out: dict[tuple[str, str, str], float] = {}
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
-        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
-        labels = {k: v.strip('"') for k, v in labels.items()}
-        if labels.get("verb") in ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY"):
-            key = f"{labels.get('group') or 'core'}/{labels.get('resource')}"
-            out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+        labels = metric_labels(line)
+        if not labels.get("resource"):
+            continue  # /metrics, /healthz, discovery
+        key = (labels.get("verb", ""), f"{labels.get('group') or 'core'}/{labels['resource']}", labels.get("subresource", ""))
+        out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
     return out
+
+
+def by_verb_resource(counts: dict[tuple[str, str, str], float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (verb, resource, sub), n in counts.items():
+        key = f"{verb} {resource}" + (f"/{sub}" if sub else "")
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def apiserver_writes(api: client.ApiClient) -> dict[str, float]:
+    """Write requests by group/resource (subresources counted with their resource)."""
+    out: dict[str, float] = {}
+    for (verb, resource, _sub), n in apiserver_requests(api).items():
+        if verb in WRITE_VERBS:
+            out[resource] = out.get(resource, 0) + n
+    return out
+
+
+def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before.get(k, 0) for k in sorted(after) if after[k] - before.get(k, 0)}
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """utime + stime of each process (the control plane's Go binaries are single processes)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        if pid == os.getpid():
+            t = os.times()
+            out[name] = t.user + t.system
+            continue
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_split(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before[k], 1) for k in after}
 
 
 def rss_mb(pid: int) -> float:
@@ -183,32 +234,19 @@ def main() -> int:
                  "featureGroups": [{"name": f"setup_g{i}", "version": 1}], "storageUri": f"file:///x/models/m{i}/1/model",
                  "metrics": {"roc_auc": 0.9}}], "latestValidatedVersion": 1})
 
-        # 1. Throughput.
-        bodies = []
-        for i in range(args.n):
-            bodies += [fp(f"fp-{i}", f"g{i}"), tp(f"tp-{i}", f"model{i}", f"g{i}"), isvc(f"is-{i}", f"m{i % SETUP_MODELS}")]
-        start = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda b: create(custom, b), bodies))
-        applied = time.perf_counter() - start
-        target = (args.n, args.n + SETUP_MODELS, args.n)
-        last = [None]
-
-        def all_children():
-            last[0] = count_children(batch, custom)
-            return last[0][0] >= args.n + SETUP_MODELS and last[0][1] >= args.n + SETUP_MODELS and last[0][2] >= args.n
-
-        wait_until(all_children, timeout=1800, interval=0.5, description=f"all children (last {last[0]})")
-        total = time.perf_counter() - start
-        results["throughput"] = {"objects": 3 * args.n, "apply_seconds": round(applied, 2), "all_children_seconds": round(total, 2),
-                                 "objects_per_second": round(3 * args.n / total, 1)}
-        print(json.dumps(results["throughput"]), flush=True)
-
         # Settle: wait until the operator's own request counter stops moving.
-        def operator_requests() -> float:
+        def operator_calls() -> dict[str, float]:
             import urllib.request
             text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-            return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("fti_operator_api_requests_total{"))
+            out = {}
+            for line in text.splitlines():
+                if line.startswith("fti_operator_api_requests_total{"):
+                    labels = metric_labels(line)
+                    out[f"{labels['verb']} {labels['resource']}"] = float(line.rsplit(" ", 1)[1])
+            return out
+
+        def operator_requests() -> float:
+            return sum(operator_calls().values())
 
         prev = [-1.0]
 
@@ -218,7 +256,45 @@ def main() -> int:
             prev[0] = now
             return same
 
+        # The setup's reconciles must not count in the burst.
+        wait_until(settled, timeout=600, interval=10, description="operator at rest after setup")
+
+        # 1. Throughput, with where the CPU and the API requests went (every process, every client).
+        pids = {**{p.name: p.pid for p in plane.processes}, "operator": operator.pid, "bench-client": os.getpid()}
+        cpu0, req0, ops0 = cpu_seconds(pids), apiserver_requests(api), operator_calls()
+        bodies = []
+        for i in range(args.n):
+            bodies += [fp(f"fp-{i}", f"g{i}"), tp(f"tp-{i}", f"model{i}", f"g{i}"), isvc(f"is-{i}", f"m{i % SETUP_MODELS}")]
+        start = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda b: create(custom, b), bodies))
+        applied = time.perf_counter() - start
+        last = [None]
+
+        def all_children():
+            last[0] = count_children(batch, custom)
+            return last[0][0] >= args.n + SETUP_MODELS and last[0][1] >= args.n + SETUP_MODELS and last[0][2] >= args.n
+
+        wait_until(all_children, timeout=1800, interval=0.5, description=f"all children (last {last[0]})")
+        total = time.perf_counter() - start
+        cpu1, req1 = cpu_seconds(pids), apiserver_requests(api)
+        results["throughput"] = {"objects": 3 * args.n, "apply_seconds": round(applied, 2), "all_children_seconds": round(total, 2),
+                                 "objects_per_second": round(3 * args.n / total, 1)}
+        print(json.dumps(results["throughput"]), flush=True)
+        prev[0] = -1.0
         wait_until(settled, timeout=600, interval=10, description="operator at rest")
+        cpu2, req2, ops2 = cpu_seconds(pids), apiserver_requests(api), operator_calls()
+        requests = by_verb_resource(diff(req2, req0))
+        results["burst_cost"] = {
+            "cpu_seconds_to_all_children": cpu_split(cpu1, cpu0),
+            "cpu_seconds_to_at_rest": cpu_split(cpu2, cpu0),
+            "apiserver_requests_to_all_children": sum(diff(req1, req0).values()),
+            "apiserver_requests_to_at_rest": requests,
+            "apiserver_requests_per_object": round(sum(requests.values()) / (3 * args.n), 2),
+            "operator_requests": diff(ops2, ops0),
+            "operator_requests_per_object": round(sum(diff(ops2, ops0).values()) / (3 * args.n), 2),
+        }
+        print(json.dumps(results["burst_cost"]), flush=True)
 
         # 2. Latency: one object at a time, create -> child ADDED on a watch.
         seen: dict[str, float] = {}
@@ -226,11 +302,15 @@ def main() -> int:
 
         def watcher():
             w = watch.Watch()
-            for ev in w.stream(batch.list_namespaced_cron_job, NS, label_selector="fti.dev/kind=featurepipeline", timeout_seconds=600):
-                if ev["type"] == "ADDED":
-                    seen.setdefault(ev["object"].metadata.name, time.perf_counter())
-                if stop.is_set():
-                    w.stop()
+            try:
+                for ev in w.stream(batch.list_namespaced_cron_job, NS, label_selector="fti.dev/kind=featurepipeline", timeout_seconds=600):
+                    if ev["type"] == "ADDED":
+                        seen.setdefault(ev["object"].metadata.name, time.perf_counter())
+                    if stop.is_set():
+                        w.stop()
+            except Exception:  # noqa: BLE001 - the control plane stopping ends the stream; the samples are taken
+                if not stop.is_set():
+                    raise
 
         t = threading.Thread(target=watcher, daemon=True)
         t.start()
@@ -260,8 +340,7 @@ def main() -> int:
         before = apiserver_writes(api)
         time.sleep(args.idle)  # a benchmark window, not test synchronisation
         after = apiserver_writes(api)
-        diff = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)}
-        results["idle"] = {"seconds": args.idle, "apiserver_writes_by_resource": diff,
+        results["idle"] = {"seconds": args.idle, "apiserver_writes_by_resource": diff(after, before),
                            "operator_handler_requests": operator_requests() - before_ops}
         print(json.dumps(results["idle"]), flush=True)
         results["rss_mb_after_idle"] = round(rss_mb(operator.pid), 1)
