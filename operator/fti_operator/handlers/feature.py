@@ -107,8 +107,17 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], needed: Mapping[tuple[str, i
         body = {**body, "metadata": {**meta, "resourceVersion": patched["metadata"]["resourceVersion"], "finalizers": new}}
         actions["finalizer"] = 1
 
+    # One LIST of this pipeline's CronJobs serves both the current version's apply (no GET by
+    # name, which the API server would answer from etcd) and the retention of older versions.
+    # A new pipeline (its first reconcile writes a status) has none: the create goes first, and a
+    # 409 (a crash before that status) falls back to a GET.
+    cronjobs = rt.kube.list("batch/v1", "cronjobs", ns, child_selector(name)) if body.get("status") else []
     desired = render_feature.render(fp, rt.config, owner=body)
-    action, _ = apply_child(rt.kube, desired)
+    if desired["kind"] == "CronJob" or not body.get("status"):
+        live = next((c for c in cronjobs if c["metadata"]["name"] == desired["metadata"]["name"]), None)
+        action, _ = apply_child(rt.kube, desired, live=live, fetched=True)
+    else:
+        action, _ = apply_child(rt.kube, desired)
     actions[action] = actions.get(action, 0) + 1
     if action != "unchanged":
         rt.event(body, f"{desired['kind']}{action.capitalize()}",
@@ -123,7 +132,6 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], needed: Mapping[tuple[str, i
         actions[action] = actions.get(action, 0) + 1
 
     # Older versions: keep their CronJobs while needed, delete them once retired.
-    cronjobs = rt.kube.list("batch/v1", "cronjobs", ns, child_selector(name))
     by_version = {int(c["metadata"]["labels"].get(LABEL_FG_VERSION, 0)): c for c in cronjobs}
     known = set(by_version) | {int(v["version"]) for v in (body.get("status") or {}).get("versions") or []}
     states = fg_version_states(group, current, known, needed)

@@ -30,6 +30,11 @@ def kserve_ready(child: Mapping[str, Any] | None) -> tuple[bool | None, str]:
     return None, "KServe has not reported readiness yet"
 
 
+# What a child KServe has not reported on yet looks like to compute_status (readiness, url): the
+# status the reconcile that created the child already wrote.
+NOT_REPORTED = (kserve_ready(None), None)
+
+
 def compute_status(body: Mapping[str, Any], plan: RolloutPlan, decision_ok: bool, reason: str, message: str,
                    child: Mapping[str, Any] | None, mode: str) -> dict[str, Any]:
     meta, old = body["metadata"], body.get("status") or {}
@@ -78,6 +83,16 @@ def other_mode_children(kube: Any, isvc: InferenceService) -> list[dict[str, str
             if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])]
 
 
+def fold_child_event(rollout: list[tuple[str, str]], child_event: tuple[str, str], child_written: str) -> list[tuple[str, str]]:
+    """Events to post after the child was written (pure). A rollout step of the same reconcile
+    already says which revision now serves: it also names the written child ("...; InferenceService
+    x created") rather than a second Event telling the user the same thing."""
+    if not rollout:
+        return [child_event]
+    (reason, message), rest = rollout[0], rollout[1:]
+    return [(reason, f"{message}; {child_written}"), *rest]
+
+
 def reconcile(rt: Runtime, body: Mapping[str, Any], models: Iterable[ModelInfo],
               availability: Mapping[tuple[str, int], Any]) -> dict[str, int]:
     """models: every ModelInfo of spec.model.name in this namespace; availability: (group, version) -> FeatureGroupAvailability."""
@@ -92,7 +107,7 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], models: Iterable[ModelInfo],
     canary = spec.online.canary.traffic_percent if spec.mode == "online" and spec.online and spec.online.canary else None
     plan = plan_rollout(body.get("status"), decision, canary_percent=canary,
                         history_limit=spec.rollout.revision_history_limit, now=now_iso())
-    child = None
+    child = child_event = None
     if plan.render is not None:
         by_version = {m.version: m for m in models}
         info = by_version.get(plan.render.model)
@@ -104,24 +119,30 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], models: Iterable[ModelInfo],
             desired = render_inference.render_online(isvc, pair, rt.config, owner=body, canary_percent=plan.canary_percent)
         else:
             desired = render_inference.render_batch(isvc, pair, rt.config, owner=body)
-        action, child = apply_child(rt.kube, desired)
+        # A new object (no status yet) has no children yet: create without reading first (a 409
+        # after a crash falls back to a GET), and there is no child of another mode to look for.
+        new = not body.get("status")
+        action, child = apply_child(rt.kube, desired, live=None, fetched=new)
         actions[action] = actions.get(action, 0) + 1
-        # A new object (no status yet) has no children of another mode: skip the reads.
-        for stale in other_mode_children(rt.kube, isvc) if body.get("status") else ():
+        for stale in other_mode_children(rt.kube, isvc) if not new else ():
             rt.kube.delete(stale["apiVersion"], stale["plural"], ns, stale["name"])
             actions["deleted"] = actions.get("deleted", 0) + 1
             rt.event(body, f"{stale['kind']}Deleted", f"{stale['kind']} {stale['name']} deleted: spec.mode is now {spec.mode}")
         if action != "unchanged":
-            rt.event(body, f"{desired['kind']}{action.capitalize()}",
-                     f"{desired['kind']} {desired['metadata']['name']} {action}: revision {pair.revision} = model "
-                     f"{pair.model_version} / feature view {pair.feature_view_version}")
+            child_event = (f"{desired['kind']}{action.capitalize()}",
+                           f"{desired['kind']} {desired['metadata']['name']} {action}: revision {pair.revision} = model "
+                           f"{pair.model_version} / feature view {pair.feature_view_version}")
     old_up = next((c for c in (body.get("status") or {}).get("conditions") or [] if c.get("type") == "UpToDate"), None)
     written = rt.update_status(PLURAL, body, lambda b: compute_status(b, plan, decision.allowed, decision.reason,
                                                                       decision.message, child, spec.mode))
+    rollout_events = list(plan.events) if written is not None else []
+    if child_event is not None:
+        rollout_events = fold_child_event(rollout_events, child_event,
+                                          f"{desired['kind']} {desired['metadata']['name']} {action}")
+    for reason, message in rollout_events:
+        rt.event(body, reason, message)
     if written is not None:
         actions["status"] = 1
-        for reason, message in plan.events:
-            rt.event(body, reason, message)
         if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
             rt.event(body, decision.reason, decision.message, "Warning")
     return actions

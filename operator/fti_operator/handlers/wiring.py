@@ -88,6 +88,17 @@ def models_by_name(namespace: str, name: str, spec: Mapping, status: Mapping, **
     return {(namespace, model): tuple(models_from_status(model, status, namespace=namespace, pipeline=name))} if model else {}
 
 
+@kopf.index(GROUP, VERSION, TP)
+def models_by_group(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
+    """(namespace, feature group) -> names of the models whose versions read it: a FeaturePipeline's
+    reconcile looks at those models' InferenceServices only, not at every one in the namespace."""
+    model = (spec.get("model") or {}).get("name")
+    if not model:
+        return {}
+    return {(namespace, g): model for m in models_from_status(model, status, namespace=namespace, pipeline=name)
+            for g, _v in m.feature_groups}
+
+
 @kopf.index(GROUP, VERSION, FP)
 def feature_availability(namespace: str, spec: Mapping, status: Mapping, **_: Any):
     return feature.availability(namespace, spec, status)
@@ -109,33 +120,39 @@ def _models(models_by_name: kopf.Index, namespace: str, model: str) -> list[Mode
     return [m for infos in models_by_name.get((namespace, model), []) for m in infos]
 
 
-def _needed(namespace: str, services_by_model: kopf.Index, models_by_name: kopf.Index) -> dict[tuple[str, int], list[str]]:
+def _needed(namespace: str, group: str, services_by_model: kopf.Index, models_by_name: kopf.Index,
+            models_by_group: kopf.Index) -> dict[tuple[str, int], list[str]]:
+    """Which versions of `group` (and of the other groups the same models read) revisions need.
+
+    Only the InferenceServices of models that read `group` are looked at: lookups by key, so one
+    FeaturePipeline's reconcile costs the same with ten InferenceServices or ten thousand."""
     services, models = [], {}
-    for (ns, model), entries in services_by_model.items():
-        if ns != namespace:
-            continue
-        for name, versions in entries:
-            services.append((f"{ns}/{name}", model, list(versions)))
-        for m in _models(models_by_name, ns, model):
+    for model in set(models_by_group.get((namespace, group), [])):
+        for name, versions in services_by_model.get((namespace, model), []):
+            services.append((f"{namespace}/{name}", model, list(versions)))
+        for m in _models(models_by_name, namespace, model):
             models[(model, m.version)] = m
     return needed_feature_groups(services, models)
 
 
-def _availability(namespace: str, feature_availability: kopf.Index) -> dict[tuple[str, int], Any]:
+def _availability(namespace: str, models: list[ModelInfo], feature_availability: kopf.Index) -> dict[tuple[str, int], Any]:
+    """(group, version) -> availability of the feature-group versions `models` read (lookups by key)."""
     out = {}
-    for (ns, group, version), store in feature_availability.items():
-        if ns == namespace:
-            for info in store:
+    for m in models:
+        for group, version in m.feature_groups:
+            for info in feature_availability.get((namespace, group, version), []):
                 out[(group, version)] = info
     return out
 
 
 # ---- reconcile entry points ------------------------------------------------------------------
-def reconcile_feature(body: Mapping, services_by_model: kopf.Index, models_by_name: kopf.Index) -> dict[str, int]:
+def reconcile_feature(body: Mapping, services_by_model: kopf.Index, models_by_name: kopf.Index,
+                      models_by_group: kopf.Index) -> dict[str, int]:
     rt = runtime()
     meta = body["metadata"]
+    group = ((body.get("spec") or {}).get("featureGroup") or {}).get("name")
     with metrics.reconcile_timer("FeaturePipeline"), rt.lock("featurepipeline", meta["namespace"], meta["name"]):
-        return feature.reconcile(rt, body, _needed(meta["namespace"], services_by_model, models_by_name))
+        return feature.reconcile(rt, body, _needed(meta["namespace"], group, services_by_model, models_by_name, models_by_group))
 
 
 def reconcile_training(body: Mapping) -> dict[str, int]:
@@ -150,7 +167,8 @@ def reconcile_inference(body: Mapping, models_by_name: kopf.Index, feature_avail
     meta = body["metadata"]
     ns, model = meta["namespace"], body["spec"]["model"]["name"]
     with metrics.reconcile_timer("InferenceService"), rt.lock("inferenceservice", ns, meta["name"]):
-        result = inference.reconcile(rt, body, _models(models_by_name, ns, model), _availability(ns, feature_availability))
+        models = _models(models_by_name, ns, model)
+        result = inference.reconcile(rt, body, models, _availability(ns, models, feature_availability))
     status = body.get("status") or {}
     metrics.record_served(ns, meta["name"], status.get("serving"), status.get("canary"))
     return result
@@ -170,14 +188,26 @@ def _signature(body: Mapping) -> tuple:
             bool(meta.get("deletionTimestamp")), tuple(meta.get("finalizers") or ()))
 
 
+# The newest body the watch delivered for each queued key (the informer-cache pattern): the
+# reconcile starts from it instead of a GET, which the API server would answer from etcd. Held
+# only while the key waits, so memory at rest does not grow with the number of objects. A stale
+# body is harmless: child creates are idempotent by name, status patches carry resourceVersion
+# (a conflict re-reads), and the newer event queues the key again.
+_bodies: dict[tuple[str, str, str], dict] = {}
+
+
 def _own_event(plural: str, body: Mapping, type: str | None) -> None:
     meta = body["metadata"]
     key = (plural, meta["namespace"], meta["name"])
     if type == "DELETED":
         _reconciled.pop(key, None)
+        _bodies.pop(key, None)
         runtime().forget(plural[:-1], meta["namespace"], meta["name"])
         return
-    if type is None or _reconciled.get(key) != _signature(body):
+    queue = type is None or _reconciled.get(key) != _signature(body)
+    if queue or key in _bodies:
+        _bodies[key] = dict(body)
+    if queue:
         enqueue(plural, meta["namespace"], meta["name"])
 
 
@@ -206,9 +236,17 @@ def _cleanup(**_: Any) -> None:
 
 @kopf.on.event("serving.kserve.io", "v1beta1", IS, labels={LABEL_MANAGED_BY: MANAGED_BY})
 def kserve_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index, **_: Any) -> None:
-    """KServe readiness/URL changes flow into our status (Serving condition, url)."""
-    if type is None:  # the initial listing: resume handlers cover it
-        return
+    """KServe readiness/URL changes flow into our status (Serving condition, url).
+
+    Only those: the ADDED event of a child we just created, or KServe bumping fields we do not
+    report, would re-run the owner's reconcile for nothing (two reads each)."""
+    meta = body["metadata"]
+    key = ("kserve", meta["namespace"], meta["name"])
+    seen = (inference.kserve_ready(body), (body.get("status") or {}).get("url"))
+    if type == "DELETED":
+        _last_seen.pop(key, None)
+    elif not _changed(key, seen, initial=inference.NOT_REPORTED) or type is None:
+        return  # the initial listing: the owners' own resume reconcile covers it
     owner = _owner_name(body)
     if owner:
         _remember(models_by_name=models_by_name, feature_availability=feature_availability)
@@ -223,7 +261,8 @@ def _owner_name(body: Mapping) -> str | None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
-def job_event(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index, **_: Any) -> None:
+def job_event(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index,
+              models_by_group: kopf.Index, **_: Any) -> None:
     if type == "DELETED":
         return
     rt = runtime()
@@ -236,7 +275,7 @@ def job_event(body: kopf.Body, type: str | None, services_by_model: kopf.Index, 
         return
     # Conditions and derived fields follow the recorded result.
     if kind == "featurepipeline":
-        reconcile_feature(fresh, services_by_model, models_by_name)
+        reconcile_feature(fresh, services_by_model, models_by_name, models_by_group)
     elif kind == "trainingpipeline":
         reconcile_training(fresh)
 
@@ -256,18 +295,20 @@ def _remember(**indexes: kopf.Index) -> None:
 
 def _process(key: tuple[str, str, str]) -> None:
     plural, ns, name = key
-    fresh = runtime().kube.get(f"{GROUP}/{VERSION}", plural, ns, name)
+    fresh = _bodies.pop(key, None) or runtime().kube.get(f"{GROUP}/{VERSION}", plural, ns, name)
     if fresh is None:
         return
+    # Recorded before the reconcile: the MODIFIED events of its own status patch arrive while it
+    # runs and must not queue it again (a failed reconcile is retried by the queue anyway).
+    _reconciled[key] = _signature(fresh)
     if plural == IS:
         if not fresh["metadata"].get("deletionTimestamp"):
             reconcile_inference(fresh, _indexes["models_by_name"], _indexes["feature_availability"])
     elif plural == FP:
-        reconcile_feature(fresh, _indexes["services_by_model"], _indexes["models_by_name"])
+        reconcile_feature(fresh, _indexes["services_by_model"], _indexes["models_by_name"], _indexes["models_by_group"])
     elif plural == TP:
         if not fresh["metadata"].get("deletionTimestamp"):
             reconcile_training(fresh)
-    _reconciled[key] = _signature(fresh)
 
 
 def enqueue(plural: str, namespace: str, name: str) -> None:
@@ -278,8 +319,13 @@ def enqueue(plural: str, namespace: str, name: str) -> None:
     _queue.add((plural, namespace, name))
 
 
-def _changed(key: tuple[str, str, str], value: Any) -> bool:
-    if _last_seen.get(key) == value:
+_NOTHING = object()
+
+
+def _changed(key: tuple[str, str, str], value: Any, initial: Any = _NOTHING) -> bool:
+    """Did `value` change since the last call for `key` (the first call compares with `initial`)?"""
+    if _last_seen.get(key, initial) == value:
+        _last_seen[key] = value
         return False
     _last_seen[key] = value
     return True
@@ -288,10 +334,10 @@ def _changed(key: tuple[str, str, str], value: Any) -> bool:
 @kopf.on.event(GROUP, VERSION, TP)
 def training_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
                      services_by_model: kopf.Index, pipelines_by_group: kopf.Index, scheduled_trainings: kopf.Index,
-                     **_: Any) -> None:
+                     models_by_group: kopf.Index, **_: Any) -> None:
     """New or changed model versions: InferenceServices of that model re-resolve (`latest`)."""
     _remember(models_by_name=models_by_name, feature_availability=feature_availability,
-              services_by_model=services_by_model, pipelines_by_group=pipelines_by_group)
+              services_by_model=services_by_model, pipelines_by_group=pipelines_by_group, models_by_group=models_by_group)
     _own_event(TP, body, type)
     if not _schedule_thread_started.is_set():
         _schedule_thread_started.set()
@@ -308,10 +354,11 @@ def training_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Ind
 
 @kopf.on.event(GROUP, VERSION, FP)
 def feature_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
-                    services_by_model: kopf.Index, pipelines_by_group: kopf.Index, **_: Any) -> None:
+                    services_by_model: kopf.Index, pipelines_by_group: kopf.Index, models_by_group: kopf.Index,
+                    **_: Any) -> None:
     """A feature-group version became (un)available: InferenceServices whose models read it re-decide."""
     _remember(models_by_name=models_by_name, feature_availability=feature_availability,
-              services_by_model=services_by_model, pipelines_by_group=pipelines_by_group)
+              services_by_model=services_by_model, pipelines_by_group=pipelines_by_group, models_by_group=models_by_group)
     _own_event(FP, body, type)
     meta = body["metadata"]
     ns = meta["namespace"]
@@ -319,21 +366,18 @@ def feature_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Inde
     state = feature.availability(ns, body.get("spec") or {}, body.get("status") or {})
     if not group or not _changed(("fp", ns, meta["name"]), tuple(sorted(state.items()))) or type is None:
         return
-    for (sns, model), entries in list(services_by_model.items()):
-        if sns != ns:
-            continue
-        if not any(group == g for m in _models(models_by_name, ns, model) for g, _v in m.feature_groups):
-            continue
-        for isvc_name, _served in entries:
+    for model in set(models_by_group.get((ns, group), [])):
+        for isvc_name, _served in list(services_by_model.get((ns, model), [])):
             enqueue(IS, ns, isvc_name)
 
 
 @kopf.on.event(GROUP, VERSION, IS)
 def serving_changed(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index,
-                    pipelines_by_group: kopf.Index, feature_availability: kopf.Index, **_: Any) -> None:
+                    pipelines_by_group: kopf.Index, feature_availability: kopf.Index, models_by_group: kopf.Index,
+                    **_: Any) -> None:
     """Served/canary/history changed (or the service went): feature groups' retention is recomputed."""
     _remember(models_by_name=models_by_name, feature_availability=feature_availability,
-              services_by_model=services_by_model, pipelines_by_group=pipelines_by_group)
+              services_by_model=services_by_model, pipelines_by_group=pipelines_by_group, models_by_group=models_by_group)
     _own_event(IS, body, type)
     meta = body["metadata"]
     ns, model = meta["namespace"], ((body.get("spec") or {}).get("model") or {}).get("name")
