@@ -359,3 +359,42 @@ def test_switching_mode_replaces_the_child(operator, k8s, namespace):
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", name,
                                           {"spec": {"mode": "online", "batch": None, "online": isvc["spec"]["online"]}})
     wait_until(lambda: kserve() and not cronjobs(), timeout=60, description="KServe service back, batch CronJob gone")
+
+
+def test_new_pipelines_write_each_step_once_and_read_no_child(operator, k8s, namespace):
+    """New pipelines: each child is created without a read first (no GET, no LIST), the reconcile
+    starts from the watched object (no GET of it), the training run lands in status.lastRun (no
+    metadata patch), one Event per step; a run-now token then starts v2 the same way."""
+    rt = operator["runtime"]
+    wait_at_rest(rt)
+    before = dict(rt.kube.calls)
+    fp = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FeaturePipeline", "metadata": {"name": "cost-fp", "namespace": namespace},
+          "spec": {"featureGroup": {"name": "cost_g", "version": 1, "primaryKey": ["cc_num"], "eventTime": "event_time"},
+                   "source": {"generator": {"function": "fti_pipelines.examples.fraud:card_profiles"}},
+                   "schedule": "0 0 1 1 *"}}
+    tp = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingPipeline", "metadata": {"name": "cost-tp", "namespace": namespace},
+          "spec": {"model": {"name": "cost", "estimator": "sklearn.linear_model.LogisticRegression"},
+                   "featureView": {"name": "cost", "version": 1, "label": {"featureGroup": {"name": "cost_g", "version": 1}, "column": "y"},
+                                   "features": [{"featureGroup": {"name": "cost_g", "version": 1}, "columns": ["x"]}]}}}
+    create(k8s, fp)
+    create(k8s, tp)
+    wait_until(lambda: (get(k8s, namespace, "trainingpipelines", "cost-tp").get("status") or {}).get("lastRun")
+               and (get(k8s, namespace, "featurepipelines", "cost-fp").get("status") or {}).get("conditions"),
+               timeout=60, description="both statuses written")
+    wait_at_rest(rt)
+    calls = {k: n - before.get(k, 0) for k, n in rt.kube.calls.items() if n - before.get(k, 0)}
+    assert calls == {("POST", "cronjobs"): 1, ("POST", "jobs"): 1, ("POST", "events"): 2,
+                     ("PATCH", "featurepipelines/status"): 1, ("PATCH", "trainingpipelines/status"): 1}, calls
+    body = get(k8s, namespace, "trainingpipelines", "cost-tp")
+    run = body["status"]["lastRun"]
+    assert (run["modelVersion"], run["trigger"], run["job"]) == (1, "Created", "cost-tp-v1") and "token" not in run
+    assert run["trainingHash"] and run["startedAt"] and "fti.dev/last-run" not in (body["metadata"].get("annotations") or {})
+
+    client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "trainingpipelines", "cost-tp", {"metadata": {"annotations": {"fti.dev/run": "t1"}}})
+    wait_until(lambda: (get(k8s, namespace, "trainingpipelines", "cost-tp")["status"]["lastRun"]["modelVersion"] == 2),
+               timeout=60, description="run-now recorded as v2")
+    run = get(k8s, namespace, "trainingpipelines", "cost-tp")["status"]["lastRun"]
+    assert (run["trigger"], run["token"], run["job"]) == ("RunNow", "t1", "cost-tp-v2")
+    job = client.BatchV1Api(k8s).read_namespaced_job("cost-tp-v2", namespace)
+    assert job.metadata.annotations["fti.dev/run-token"] == "t1" and job.metadata.annotations["fti.dev/trigger"] == "RunNow"

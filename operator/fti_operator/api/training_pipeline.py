@@ -253,6 +253,17 @@ class ModelVersionStatus(StatusModel):
     created_at: datetime | None = None
 
 
+class TrainingRun(StatusModel):
+    """The last run the operator started and why: what the next reconcile compares a trigger with."""
+
+    model_version: Version = Field(description="Model version assigned to the run (its Job is named after it).")
+    trigger: str = Field(description="Why the run started: Created, RunNow, SpecChanged or Scheduled.")
+    token: str | None = Field(default=None, description="The fti.dev/run token the run answered, if any.")
+    training_hash: str | None = Field(default=None, description="Hash of the training-relevant spec the run was started for.")
+    started_at: datetime | None = Field(default=None, description="When the run started (the schedule counts from here).")
+    job: str | None = Field(default=None, description="Name of the run's Job.")
+
+
 class TrainingPipelineStatus(StatusModel):
     """Observed state: every model version with its phase, metrics and lineage."""
 
@@ -260,6 +271,7 @@ class TrainingPipelineStatus(StatusModel):
     conditions: list[Condition] = Field(default_factory=list)
     latest_validated_version: int | None = None
     model_versions: list[ModelVersionStatus] = Field(default_factory=list)
+    last_run: TrainingRun | None = None
 
 
 class TrainingPipeline(ApiModel):

@@ -1,14 +1,17 @@
 """TrainingPipeline reconcile: assign model versions, start training Jobs, keep status in line.
 
 Why the operator (not a CronJob) starts scheduled runs: a run's model version must be
-assigned before the run exists, and one number must never go to two runs. The operator
-records its intent first — annotation `fti.dev/last-run` = {version, hash, token, at} —
-and then creates the Job named after that version (create is idempotent by name). A crash
-between the two steps is healed by the next reconcile, which finds the intent without its
-Job and creates it; a CronJob's Jobs could not be told their number.
+assigned before the run exists, and one number must never go to two runs. The Job is named
+after its version (create is idempotent by name) and carries why it ran (trigger, run-now
+token, training hash); the same reconcile then records the run in `status.lastRun`, in the
+status patch it writes anyway. A crash between the two steps is healed by the next
+reconcile, which finds the newest Job ahead of `status.lastRun` and takes the run from it —
+so the version is never handed out twice and no extra write is spent on bookkeeping.
+Objects written by an older operator keep their run in the annotation `fti.dev/last-run`,
+which is still read.
 
-A run starts on: create (no version yet), a change of the training-relevant spec
-(hash), a new run-now token (`fti.dev/run=<token>`), or the schedule coming due.
+A run starts on: create (no run yet), a change of the training-relevant spec (hash), a new
+run-now token (`fti.dev/run=<token>`), or the schedule coming due.
 """
 
 from __future__ import annotations
@@ -20,16 +23,18 @@ from typing import Any, Mapping
 from croniter import croniter
 
 from ..api import TrainingPipeline
-from ..conditions import condition, merge_conditions, now_iso, ready_rollup
+from ..conditions import condition, merge_conditions, ready_rollup
 from ..render import training as render_training
 from ..render.pods import LABEL_KIND, LABEL_MANAGED_BY, LABEL_MODEL_VERSION, LABEL_RESOURCE, MANAGED_BY
+from ..render.training import TOKEN_ANNOTATION, TRAINING_HASH_ANNOTATION, TRIGGER_ANNOTATION
 from ..status import model_version_entry
 from ..versions import next_model_version
 from .children import apply_child
-from .runtime import API_VERSION, Runtime
+from .runtime import Runtime
 
 PLURAL = "trainingpipelines"
 RUN_ANNOTATION = "fti.dev/run"
+# Where operators before status.lastRun kept the run; read only.
 INTENT_ANNOTATION = "fti.dev/last-run"
 
 
@@ -37,6 +42,49 @@ def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def intent_to_status(intent: Mapping[str, Any], job: str | None) -> dict[str, Any]:
+    """The run as status.lastRun (TrainingRun, camelCase); absent fields are left out so an
+    unchanged run compares equal to what the server returns."""
+    out = {"modelVersion": int(intent["version"]), "trigger": intent.get("trigger") or "Created",
+           "token": intent.get("token"), "trainingHash": intent.get("hash"), "startedAt": intent.get("at"), "job": job}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def intent_from_status(run: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not run or run.get("modelVersion") is None:
+        return None
+    return {"version": int(run["modelVersion"]), "hash": run.get("trainingHash"), "token": run.get("token"),
+            "at": run.get("startedAt"), "trigger": run.get("trigger")}
+
+
+def intent_from_job(job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The run a Job was started for (its labels and annotations), for a crash before status.lastRun."""
+    meta = job.get("metadata") or {}
+    version = (meta.get("labels") or {}).get(LABEL_MODEL_VERSION, "")
+    annotations = meta.get("annotations") or {}
+    if not version.isdigit():
+        return None
+    return {"version": int(version), "hash": annotations.get(TRAINING_HASH_ANNOTATION),
+            "token": annotations.get(TOKEN_ANNOTATION), "at": meta.get("creationTimestamp"),
+            "trigger": annotations.get(TRIGGER_ANNOTATION)}
+
+
+def last_intent(status: Mapping[str, Any] | None, annotations: Mapping[str, str], jobs: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The newest run known from status.lastRun, the legacy annotation or the Jobs (pure).
+
+    The highest model version wins; on a tie status is preferred (it is what the operator recorded).
+    """
+    candidates = [intent_from_status((status or {}).get("lastRun"))]
+    if annotations.get(INTENT_ANNOTATION):
+        candidates.append(json.loads(annotations[INTENT_ANNOTATION]))
+    candidates += [intent_from_job(j) for j in jobs]
+    best = None
+    for c in candidates:
+        if c is not None and (best is None or int(c["version"]) > int(best["version"])):
+            best = c
+    return best
 
 
 def run_trigger(tp: TrainingPipeline, intent: Mapping[str, Any] | None, token: str | None, now: datetime) -> str | None:
@@ -102,6 +150,8 @@ def compute_status(body: Mapping[str, Any], tp: TrainingPipeline, jobs: dict[int
         "latestValidatedVersion": max(validated) if validated else None,
         "conditions": merge_conditions(old.get("conditions"), [ready, trained], meta.get("generation")),
     }
+    if intent:
+        out["lastRun"] = intent_to_status(intent, pending.get(int(intent["version"])))
     return out
 
 
@@ -112,33 +162,30 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], now: datetime | None = None)
     annotations = meta.get("annotations") or {}
     actions: dict[str, int] = {}
     now = now or datetime.now(timezone.utc)
-    intent = json.loads(annotations[INTENT_ANNOTATION]) if annotations.get(INTENT_ANNOTATION) else None
     token = annotations.get(RUN_ANNOTATION)
 
     selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_KIND}=trainingpipeline,{LABEL_RESOURCE}={name}"
-    job_objs = rt.kube.list("batch/v1", "jobs", ns, selector)
+    # A new pipeline (its first reconcile writes a status) has no Job but perhaps v1 from a crash
+    # before that status: v1 is what this reconcile assigns, and its create tolerates a 409.
+    job_objs = rt.kube.list("batch/v1", "jobs", ns, selector) if body.get("status") else []
     jobs = {int(j["metadata"]["labels"][LABEL_MODEL_VERSION]): j["metadata"]["name"] for j in job_objs
             if j["metadata"].get("labels", {}).get(LABEL_MODEL_VERSION, "").isdigit()}
     recorded = {int(mv["version"]) for mv in (body.get("status") or {}).get("modelVersions") or []}
+    intent = last_intent(body.get("status"), annotations, job_objs)
 
     trigger = run_trigger(tp, intent, token, now)
     if trigger:
         known = recorded | set(jobs) | ({int(intent["version"])} if intent else set())
-        version = next_model_version(known)
-        intent = {"version": version, "hash": render_training.training_hash(tp), "token": token,
+        intent = {"version": next_model_version(known), "hash": render_training.training_hash(tp), "token": token,
                   "at": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"), "trigger": trigger}
-        patched = rt.kube.patch(API_VERSION, PLURAL, ns, name, {"metadata": {
-            "resourceVersion": meta["resourceVersion"],
-            "annotations": {INTENT_ANNOTATION: json.dumps(intent, sort_keys=True, separators=(",", ":"))}}})
-        body = {**body, "metadata": {**meta, "resourceVersion": patched["metadata"]["resourceVersion"],
-                                     "annotations": patched["metadata"].get("annotations")}}
-        actions["intent"] = 1
     if intent and int(intent["version"]) not in jobs and int(intent["version"]) not in recorded:
-        job = render_training.render(tp, int(intent["version"]), rt.config, owner=body, trigger=intent.get("trigger", "create"))
-        action, _ = apply_child(rt.kube, job)
+        job = render_training.render(tp, int(intent["version"]), rt.config, owner=body, trigger=intent.get("trigger") or "Created",
+                                     token=intent.get("token"))
+        # The list above is this reconcile's read of the Jobs: no GET before the create.
+        action, _ = apply_child(rt.kube, job, live=None, fetched=True)
         actions[action] = actions.get(action, 0) + 1
+        jobs[int(intent["version"])] = job["metadata"]["name"]
         if action == "created":
-            jobs[int(intent["version"])] = job["metadata"]["name"]
             rt.event(body, "TrainingStarted", f"model {tp.spec.model.name} v{intent['version']}: Job "
                      f"{job['metadata']['name']} ({intent.get('trigger')})")
     if rt.update_status(PLURAL, body, lambda b: compute_status(b, tp, jobs, intent)) is not None:

@@ -17,6 +17,11 @@ MODULE = "fti_pipelines.training"
 KIND = "TrainingPipeline"
 # Spec parts that change what a run produces; schedule/suspend/resources do not.
 TRAINING_FIELDS = ("model", "featureView", "trainingData", "evaluation")
+# A Job records why it ran: after a crash before status.lastRun was written, the next reconcile
+# reads the run back from here (handlers/training.py).
+TRAINING_HASH_ANNOTATION = "fti.dev/training-hash"
+TRIGGER_ANNOTATION = "fti.dev/trigger"
+TOKEN_ANNOTATION = "fti.dev/run-token"
 
 
 def spec_payload(tp: TrainingPipeline) -> dict[str, Any]:
@@ -36,7 +41,7 @@ def job_name(tp: TrainingPipeline, version: int) -> str:
 
 
 def render(tp: TrainingPipeline, version: int, config: OperatorConfig, owner: Mapping[str, Any] | None = None,
-           trigger: str = "create") -> dict[str, Any]:
+           trigger: str = "create", token: str | None = None) -> dict[str, Any]:
     """The Job that trains model version `version`."""
     name = job_name(tp, version)
     lbl = labels(KIND, tp.metadata.name, **{LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version})
@@ -46,5 +51,7 @@ def render(tp: TrainingPipeline, version: int, config: OperatorConfig, owner: Ma
         namespace=tp.metadata.namespace, resource=tp.metadata.name, run_id=name, model_version=version,
     )
     pod = pod_template([container], config, pod_labels=lbl, template=tp.spec.template)
-    annotations = {"fti.dev/training-hash": training_hash(tp), "fti.dev/trigger": trigger}
+    annotations = {TRAINING_HASH_ANNOTATION: training_hash(tp), TRIGGER_ANNOTATION: trigger}
+    if token:
+        annotations[TOKEN_ANNOTATION] = token
     return job(name, tp.metadata.namespace or "default", pod, config, job_labels=lbl, annotations=annotations, owner=owner)

@@ -1,0 +1,80 @@
+"""The run bookkeeping of TrainingPipelines (status.lastRun, read back from Jobs after a crash),
+and the pure helpers that keep a reconcile from writing or reading what it need not."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from fti_operator.api import TrainingPipeline
+from fti_operator.config import OperatorConfig
+from fti_operator.handlers import wiring
+from fti_operator.handlers.inference import NOT_REPORTED, fold_child_event, kserve_ready
+from fti_operator.handlers.training import (INTENT_ANNOTATION, compute_status, intent_from_job, intent_to_status,
+                                            last_intent, run_trigger)
+from fti_operator.render import training as render_training
+
+from .fixtures_resources import TP
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+TPM = TrainingPipeline.model_validate(TP)
+HASH = render_training.training_hash(TPM)
+
+
+def intent(version, **over):
+    return {"version": version, "hash": HASH, "token": None, "at": "2026-11-27T11:00:00Z", "trigger": "Created", **over}
+
+
+def job_for(version, token=None, trigger="RunNow"):
+    job = render_training.render(TPM, version, OperatorConfig(), trigger=trigger, token=token)
+    job["metadata"]["creationTimestamp"] = "2026-11-27T11:30:00Z"
+    return job
+
+
+def test_last_run_in_status_round_trips_without_churn():
+    status = compute_status(TP, TPM, {1: "fraud-model-v1"}, intent(1))
+    assert status["lastRun"] == {"modelVersion": 1, "trigger": "Created", "trainingHash": HASH,
+                                 "startedAt": "2026-11-27T11:00:00Z", "job": "fraud-model-v1"}  # no token: no null to merge
+    again = last_intent(status, {}, [])
+    assert run_trigger(TPM, again, None, NOW) is None
+    # Recomputed from its own status, the status is the same: a level-based reconcile writes nothing.
+    assert compute_status({**TP, "status": status}, TPM, {1: "fraud-model-v1"}, again) == status
+
+
+def test_job_ahead_of_status_is_the_last_run():
+    """Crash after the Job's create, before the status patch: the Job tells which run it is."""
+    status = {"lastRun": intent_to_status(intent(1), "fraud-model-v1")}
+    found = last_intent(status, {}, [job_for(1, trigger="Created"), job_for(2, token="now-1")])
+    assert found["version"] == 2 and found["token"] == "now-1" and found["hash"] == HASH
+    assert found["at"] == "2026-11-27T11:30:00Z"
+    # Same token, same spec: no third run; a new token would be one.
+    assert run_trigger(TPM, found, "now-1", NOW) is None
+    assert run_trigger(TPM, found, "now-2", NOW) == "RunNow"
+
+
+def test_status_wins_over_older_jobs_and_legacy_annotation_is_read():
+    status = {"lastRun": intent_to_status(intent(3, token="t3", trigger="RunNow"), "fraud-model-v3")}
+    assert last_intent(status, {}, [job_for(1), job_for(2)])["version"] == 3
+    legacy = {INTENT_ANNOTATION: json.dumps(intent(4, trigger="SpecChanged"))}
+    assert last_intent(status, legacy, [])["version"] == 4
+    assert last_intent(None, legacy, [])["trigger"] == "SpecChanged"
+    assert last_intent(None, {}, []) is None
+    assert intent_from_job({"metadata": {"labels": {}}}) is None
+
+
+def test_child_event_is_folded_into_the_rollout_step():
+    child = ("InferenceServiceCreated", "InferenceService x created: revision 1 = model 1 / feature view 1")
+    rollout = [("RolledOut", "revision 1 (model 1 / feature view 1) serves 100%")]
+    assert fold_child_event(rollout, child, "InferenceService x created") == [
+        ("RolledOut", "revision 1 (model 1 / feature view 1) serves 100%; InferenceService x created")]
+    # Without a rollout step (a replaced child on a canary change...) the child's own Event stays.
+    assert fold_child_event([], child, "InferenceService x created") == [child]
+
+
+def test_kserve_events_count_only_when_what_we_report_changes():
+    key = ("kserve", "ns", "fresh-child")
+    # The ADDED event of a child we just created: nothing KServe reported yet.
+    assert not wiring._changed(key, (kserve_ready({}), None), initial=NOT_REPORTED)
+    ready = {"status": {"url": "http://x", "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert wiring._changed(key, (kserve_ready(ready), "http://x"), initial=NOT_REPORTED)
+    assert not wiring._changed(key, (kserve_ready(ready), "http://x"), initial=NOT_REPORTED)
