@@ -12,11 +12,11 @@ One run, driven by the contract (fti_pipelines.contract):
    implicit notNull on key and event time) while their Parquet files are written into the
    invisible staging directory. A failing batch is written to NEITHER store: the staging is
    discarded, its rows go whole to quarantine with a report; onFailure=fail fails the run;
-5. publish the new offline snapshot (atomic), then upsert the latest row per key online.
-   If the online store lags the offline snapshot it builds on (a run died between the
-   two writes), the whole current version is re-materialised instead of just the batch.
-   A `full` run upserts its rows online too; a key absent from the new data keeps its last
-   online row until the version is dropped (the online store never deletes on its own).
+5. publish the new offline snapshot (atomic), then the latest row per key online, which
+   was prepared while step 4 ran (feature/online.py). If the online store lags the offline
+   snapshot it builds on (a run died between the two writes), the whole current version
+   is re-materialised instead of just the batch. A `full` run replaces the online copy of
+   the version: keys absent from the new data are removed.
 
 The result (termination message): featureGroup, version, ingestion, rowsRead,
 rowsWritten, rowsRejected, rowsSkipped, rowsDuplicate, watermark, snapshot,
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 import pandas as pd
@@ -40,9 +40,10 @@ from ..contract import PipelineContext, PipelineError
 from ..sources import apply_transform, load_callable, read_source, to_pandas
 from ..store.artifacts import ArtifactStore
 from ..store.offline import FeatureStore
-from ..store.online import OnlineStore, open_online_store
+from ..store.online import open_online_store
 from ..store.quarantine import quarantine_batch
 from ..validation import check_columns, validate
+from .online import OnlineWrite
 
 log = logging.getLogger("fti_pipelines.feature")
 
@@ -129,14 +130,25 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
                                     implicit_not_null=[*fg.primary_key, fg.event_time]))
         return reports[0].passed
 
-    if batch.table.num_rows or batch.added_columns or batch.parent is None or spec.ingestion == "full":
-        # validation runs while the Parquet files are staged; a failing batch is never published
-        with _timed(timings, "validateAndWriteOffline"):
-            manifest = features.commit(batch, run_id=ctx.run_id, gate=validated)
-        written = batch.table.num_rows
-    else:
-        validated()
-        manifest, written = batch.parent, 0  # nothing new since the watermark: no empty snapshot
+    publishes = bool(batch.table.num_rows or batch.added_columns or batch.parent is None or spec.ingestion == "full")
+    with ExitStack() as stack:
+        online_write = None
+        if fg.online:
+            online = stack.enter_context(open_online_store(ctx.online_store))
+            online_write = OnlineWrite(features, online, batch, publishes, timings)
+            online_write.start()  # prepared while validation runs; published only after the offline commit
+            stack.callback(online_write.discard)  # a no-op once published
+        if publishes:
+            # validation runs while the Parquet files are staged; a failing batch is never published
+            with _timed(timings, "validateAndWriteOffline"):
+                manifest = features.commit(batch, run_id=ctx.run_id, gate=validated)
+            written = batch.table.num_rows
+        else:
+            validated()
+            manifest, written = batch.parent, 0  # nothing new since the watermark: no empty snapshot
+        if reports[0].passed and online_write is not None:
+            with _timed(timings, "writeOnline"):
+                online_rows = online_write.finish(manifest)
     report = reports[0]
     result["validation"] = {"passed": report.passed, "checks": len(report.results),
                             "warnings": [f"{w.spec.check} on {w.spec.column!r}: {w.failed} rows" for w in report.warnings]}
@@ -156,29 +168,9 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     result.update(rowsWritten=written, rowsRejected=0, watermark=manifest["watermark"], snapshot=manifest["snapshot"],
                   rows=manifest["rows"], quarantineUri=None)
     if fg.online:
-        with _timed(timings, "writeOnline"), open_online_store(ctx.online_store) as online:
-            result["onlineRowsWritten"] = materialize(features, online, fg.name, fg.version, batch, manifest)
+        result["onlineRowsWritten"] = online_rows
     return result
 
 
 def _watermark(manifest: dict[str, Any] | None) -> str | None:
     return manifest["watermark"] if manifest else None
-
-
-def materialize(features: FeatureStore, online: OnlineStore, group: str, version: int, batch: Any,
-                manifest: dict[str, Any]) -> int:
-    """Upsert the batch online, or the whole version if the online copy is not at the batch's parent."""
-    info = online.version_info(group, version)
-    snapshot = manifest["snapshot"]
-    if info is not None and info.get("snapshot") == snapshot:
-        return 0  # already materialised (a rerun with nothing new)
-    parent = batch.parent["snapshot"] if batch.parent else None
-    in_step = batch.mode == "full" or (info is not None and info.get("snapshot") == parent) or (info is None and parent is None)
-    schema = manifest["schema"]
-    rows = batch.table if in_step else features.table(group, version, snap=manifest)
-    if not in_step:
-        log.info("online store of %s v%d is at snapshot %s, offline at %s: re-materialising the version",
-                 group, version, info and info.get("snapshot"), snapshot)
-    # both a prepared batch and the committed data are unique on key + event time
-    return online.write(group, version, schema["primaryKey"], schema["eventTime"], rows, snapshot=snapshot,
-                        unique_events=True)

@@ -10,6 +10,8 @@ Both backends have the same methods and semantics:
 - `write(group, version, primary_key, event_time, df)` upserts the latest row per key of
   `df` (pandas or Arrow): a row replaces the stored one only if its event time is not
   older, so replaying or re-materialising is idempotent and late rows never win.
+  `replace=True` makes `df` the version's whole data (a `full` ingestion): keys absent
+  from it are removed. `stage(...)` is the same write in two phases (see StagedWrite).
 - Keys carry the feature-group version: v1 and v2 of a group are served side by side.
 - Reads return plain Python scalars (int, float, str, bool, None); timestamp columns,
   including the event time under its own column name, come back as RFC 3339 strings
@@ -222,19 +224,54 @@ def check_reads(store: "OnlineStore", reads: Sequence[EntityRead]) -> list[tuple
     return out
 
 
+class StagedWrite(abc.ABC):
+    """An online write that is prepared but not visible: `commit()` publishes it whole, `abort()`
+    (or leaving the `with` block without committing) discards it.
+
+    Why two phases: the feature pipeline prepares the online rows (latest per key, encoding,
+    for SQLite the inserts themselves inside an open transaction) while the batch is being
+    validated and its Parquet files written, and publishes them only once the offline
+    snapshot is committed; a batch that fails validation never reaches the online store.
+    """
+
+    @abc.abstractmethod
+    def commit(self) -> int:
+        """Publish; returns the number of rows inserted or replaced."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Discard; a no-op after commit."""
+
+    def __enter__(self) -> "StagedWrite":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
 class OnlineStore(abc.ABC):
     """The methods both backends implement (see the module docstring for the semantics)."""
 
     uri: str
 
-    @abc.abstractmethod
     def write(self, group: str, version: int, primary_key: list[str], event_time: str,
-              df: pd.DataFrame | pa.Table, *, snapshot: int | None = None, unique_events: bool = False) -> int:
+              df: pd.DataFrame | pa.Table, *, snapshot: int | None = None, unique_events: bool = False,
+              replace: bool = False) -> int:
         """Upsert the latest row per key; returns the number of rows inserted or replaced.
 
         `snapshot` records which offline snapshot this materialises; `unique_events` promises
-        that key + event time is unique in `df` (a deduplicated batch), which is faster.
+        that key + event time is unique in `df` (a deduplicated batch), which is faster;
+        `replace` says `df` is the version's whole data: keys absent from it are removed.
         """
+        with self.stage(group, version, primary_key, event_time, df, snapshot=snapshot,
+                        unique_events=unique_events, replace=replace) as staged:
+            return staged.commit()
+
+    @abc.abstractmethod
+    def stage(self, group: str, version: int, primary_key: list[str], event_time: str,
+              df: pd.DataFrame | pa.Table, *, snapshot: int | None = None, unique_events: bool = False,
+              replace: bool = False) -> "StagedWrite":
+        """`write`, prepared but not visible until the returned StagedWrite is committed."""
 
     def get(self, group: str, version: int, key: tuple, columns: list[str] | None = None) -> dict | None:
         """The stored row of one key, or None."""

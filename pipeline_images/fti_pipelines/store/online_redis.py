@@ -13,51 +13,14 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import redis
 
-from .online import (EntityRead, EntityReader, OnlineStore, check_group, check_reads, column_kinds, decode,
-                     encode_key_part, latest_per_key, now_rfc3339, storage_values, to_arrow)
+from .online import (EntityRead, EntityReader, OnlineStore, check_group, check_reads, decode, encode_key_part,
+                     latest_per_key, to_arrow)
+from .online_redis_write import UPSERT_LUA, RedisStagedWrite
 
 TS_FIELD = "__ts"  # event time in microseconds: the Lua script compares it numerically
-BATCH = 2000
-
-# Values are encoded by Arrow (C speed) as text and packed by hiredis (redis[hiredis];
-# pure-Python packing costs ~15 us per argument). Nulls travel as a per-row mask ("" when
-# the row has none) so the script never builds substrings (string.sub made it 3x slower).
-# KEYS: one hash key per row. ARGV: ncols, column names, then per row: ts, mask, ncols values.
-UPSERT_LUA = """
-local ncols = tonumber(ARGV[1])
-local stride = ncols + 2
-local created, written = 0, 0
-for i, key in ipairs(KEYS) do
-  local base = 1 + ncols + (i - 1) * stride
-  local ts = ARGV[base + 1]
-  local mask = ARGV[base + 2]
-  local old = redis.call('HGET', key, '__ts')
-  if (not old) or tonumber(old) <= tonumber(ts) then
-    local fields, nulls = {'__ts', ts}, {}
-    for c = 1, ncols do
-      if mask ~= '' and string.byte(mask, c) == 49 then
-        nulls[#nulls + 1] = ARGV[1 + c]
-      else
-        fields[#fields + 1] = ARGV[1 + c]
-        fields[#fields + 1] = ARGV[base + 2 + c]
-      end
-    end
-    if not old then
-      created = created + 1
-    elseif #nulls > 0 then
-      redis.call('HDEL', key, unpack(nulls))  -- a value that is null now must not keep its old one
-    end
-    redis.call('HSET', key, unpack(fields))
-    written = written + 1
-  end
-end
-return {created, written}
-"""
 
 
 def key_part(value: Any) -> str:
@@ -72,10 +35,6 @@ def key_text(value: Any, kind: str) -> str:
     if kind == "float":
         return pa.scalar(value, pa.float64()).cast(pa.string()).as_py()
     return str(value)
-
-
-def _arrow_text(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
-    return storage_values(column, kind).cast(pa.string())
 
 
 class RedisOnlineStore(OnlineStore):
@@ -115,65 +74,11 @@ class RedisOnlineStore(OnlineStore):
         return sorted(out)
 
     # -- writes -------------------------------------------------------------------------
-    def write(self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False) -> int:
+    def stage(self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False,
+              replace=False) -> RedisStagedWrite:
         check_group(group, version)
         table = latest_per_key(to_arrow(df), primary_key, event_time, unique_events=unique_events)
-        info = self.version_info(group, version) or {"primaryKey": list(primary_key), "eventTime": event_time, "columns": []}
-        kinds = column_kinds(table, {c["name"]: c["kind"] for c in info["columns"]})
-        if info["primaryKey"] != list(primary_key) or info["eventTime"] != event_time:
-            raise ValueError(f"online feature group {group} v{version} is keyed by {info['primaryKey']} / "
-                             f"{info['eventTime']}, not {list(primary_key)} / {event_time}; bump the version")
-        stored = {c["name"]: c["kind"] for c in info["columns"]}
-        for name, kind in kinds.items():
-            if name in stored and stored[name] != kind:
-                raise ValueError(f"online feature group {group} v{version}: column {name!r} is {stored[name]}, "
-                                 f"the new rows have {kind}; bump the version")
-            if name not in stored:
-                info["columns"].append({"name": name, "kind": kind})
-        names = table.column_names
-        n = table.num_rows
-        # Encode in Arrow (C speed): values as text, nulls as "" plus a "0"/"1" mask per row.
-        values = [_arrow_text(table.column(name), kinds[name]) for name in names]
-        if n and any(v.null_count for v in values):
-            flags = [pc.if_else(pc.is_null(v), "1", "0") for v in values]
-            mask = pc.binary_join_element_wise(*flags, "")
-            mask = pc.if_else(pc.match_substring(mask, "1"), mask, "")  # "" = no nulls in this row
-        else:
-            mask = pa.array([""] * n, pa.string())
-        texts = [_arrow_text(table.column(event_time), "timestamp"), mask, *(v.fill_null("") for v in values)]
-        columns = [np.asarray(t.to_pylist(), dtype=object) for t in texts]
-        rows = np.column_stack(columns) if n else np.empty((0, len(texts)), dtype=object)
-        parts = [pc.replace_substring(pc.replace_substring(_arrow_text(table.column(c), kinds[c]), "%", "%25"), ":", "%3A")
-                 for c in primary_key]
-        prefix = pa.scalar(self._prefix(group, version))
-        keys = pc.binary_join_element_wise(prefix, pc.binary_join_element_wise(*parts, ":"), "").to_pylist() if n else []
-        header = [len(names), *names]
-        created = written = 0
-        pipe = self._r.pipeline(transaction=False)
-        for start in range(0, n, BATCH):
-            stop = min(start + BATCH, n)
-            self._upsert(keys=keys[start:stop], args=header + rows[start:stop].ravel().tolist(), client=pipe)
-            if (start // BATCH) % 10 == 9:
-                created, written = self._tally(pipe.execute(), created, written)
-        created, written = self._tally(pipe.execute(), created, written)
-        meta = self._meta(group, version)
-        info.pop("rows", None)
-        info["updatedAt"] = now_rfc3339()
-        if snapshot is not None:
-            info["snapshot"] = snapshot
-        with self._r.pipeline(transaction=True) as tx:
-            tx.hset(meta, "info", json.dumps(info))
-            tx.hincrby(meta, "rows", created)
-            tx.execute()
-        self._info_cache.pop((group, version), None)
-        return written
-
-    @staticmethod
-    def _tally(results: list, created: int, written: int) -> tuple[int, int]:
-        for c, w in results:
-            created += int(c)
-            written += int(w)
-        return created, written
+        return RedisStagedWrite(self, group, version, primary_key, event_time, table, snapshot, replace)
 
     def drop_version(self, group: str, version: int) -> None:
         check_group(group, version)

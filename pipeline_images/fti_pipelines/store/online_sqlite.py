@@ -14,11 +14,12 @@ import threading
 from operator import itemgetter
 from typing import Any, Mapping, Sequence
 
-from .online import (EntityRead, EntityReader, OnlineStore, check_group, check_reads, column_kinds, decode,
-                     encode_key_part, latest_per_key, now_rfc3339, quote, storage_values, to_arrow)
+from .online import (EntityRead, EntityReader, OnlineStore, check_group, check_reads, decode, encode_key_part,
+                     latest_per_key, quote, to_arrow)
 
 SQL_TYPES = {"int": "INTEGER", "float": "REAL", "bool": "INTEGER", "string": "TEXT", "timestamp": "INTEGER", "date": "TEXT"}
 META = "fti_online_versions"
+WRITE_CACHE_KIB = 512 * 1024  # page cache of a write's connection
 CHUNK = 500  # keys per lookup query, well under SQLite's bound-parameter limit
 
 
@@ -96,6 +97,13 @@ def entity_reader_on(con: sqlite3.Connection, store: OnlineStore, reads: Sequenc
     return read
 
 
+def create_table(cur: sqlite3.Cursor, name: str, columns: list[dict], primary_key: list[str]) -> None:
+    """The table of one version (`name` quoted): the primary key is the B-tree key, one probe per lookup."""
+    defs = ", ".join(f"{quote(c['name'])} {SQL_TYPES[c['kind']]}" for c in columns)
+    pk = ", ".join(quote(c) for c in primary_key)
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {name} ({defs}, PRIMARY KEY ({pk})) WITHOUT ROWID")
+
+
 class SqliteOnlineStore(OnlineStore):
     def __init__(self, uri: str):
         self.uri = uri
@@ -123,51 +131,33 @@ class SqliteOnlineStore(OnlineStore):
         return [(g, v) for g, v in rows if group is None or g == group]
 
     # -- writes -------------------------------------------------------------------------
-    def write(self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False) -> int:
+    def stage(self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False,
+              replace=False):
+        from .online_sqlite_write import SqliteStagedWrite  # the write side, kept apart from the hot reads
+
         check_group(group, version)
         table = latest_per_key(to_arrow(df), primary_key, event_time, unique_events=unique_events)
-        known = self.version_info(group, version)
-        kinds = column_kinds(table, {c["name"]: c["kind"] for c in known["columns"]} if known else None)
-        columns = [{"name": n, "kind": k} for n, k in kinds.items()]
-        name = quote(table_name(group, version))
-        names = table.column_names
-        col_sql = ", ".join(quote(c) for c in names)
-        marks = ", ".join("?" for _ in names)
-        updates = ", ".join(f"{quote(c)}=excluded.{quote(c)}" for c in names if c not in primary_key)
-        et = quote(event_time)
-        upsert = (f"INSERT INTO {name} ({col_sql}) VALUES ({marks}) ON CONFLICT({', '.join(quote(c) for c in primary_key)}) "
-                  f"DO UPDATE SET {updates} WHERE excluded.{et} >= {name}.{et}")
-        # Arrow converts each column to Python objects in C; zip makes the row tuples lazily.
-        rows = zip(*(storage_values(table.column(c), kinds[c]).to_pylist() for c in names))
-        with self._lock:
-            cur = self._con.cursor()
+        # A connection of its own: its open transaction is invisible to every reader, this
+        # store's included, until commit, and it may be committed from another thread.
+        con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            con.execute("PRAGMA synchronous=NORMAL")
+            # a bulk load that outgrows the default 2 MB page cache spills pages to the WAL
+            # mid-transaction; the cache grows only as the transaction needs it
+            con.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
+            cur = con.cursor()
             cur.execute("BEGIN IMMEDIATE")
-            try:
-                info = self._ensure_table(cur, group, version, primary_key, event_time, columns)
-                before = self._con.total_changes
-                cur.executemany(upsert, rows)
-                written = self._con.total_changes - before
-                info["rows"] = cur.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-                info["updatedAt"] = now_rfc3339()
-                if snapshot is not None:
-                    info["snapshot"] = snapshot
-                cur.execute(f"INSERT OR REPLACE INTO {META} (grp, version, info) VALUES (?, ?, ?)",
-                            (group, version, json.dumps(info)))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-        self._info_cache[(group, version)] = info
-        return written
+            return SqliteStagedWrite(self, con, group, version, primary_key, event_time, table, snapshot, replace)
+        except BaseException:
+            con.close()
+            raise
 
     def _ensure_table(self, cur: sqlite3.Cursor, group: str, version: int, primary_key: list[str],
                       event_time: str, columns: list[dict]) -> dict[str, Any]:
         row = cur.execute(f"SELECT info FROM {META} WHERE grp=? AND version=?", (group, version)).fetchone()
         name = quote(table_name(group, version))
         if row is None:
-            defs = ", ".join(f"{quote(c['name'])} {SQL_TYPES[c['kind']]}" for c in columns)
-            pk = ", ".join(quote(c) for c in primary_key)
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {name} ({defs}, PRIMARY KEY ({pk})) WITHOUT ROWID")
+            create_table(cur, name, columns, primary_key)
             return {"primaryKey": list(primary_key), "eventTime": event_time, "columns": columns, "rows": 0}
         info = json.loads(row[0])
         if info["primaryKey"] != list(primary_key) or info["eventTime"] != event_time:

@@ -328,3 +328,16 @@ def test_s3_artifact_store_and_source_through_environment_only(tmp_path, s3_buck
         "key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint}}))
     assert sorted(store.read("tx", 1)["cc_num"]) == [1, 2]
     assert store.parquet_files("tx", 1)[0].startswith(f"{s3_bucket_uri}/store/features/tx/v1/")
+
+
+def test_full_ingestion_removes_online_keys_absent_from_the_new_data(env: Env) -> None:
+    batch([(1, ts("2026-01-01"), 10.0, "grocery"), (2, ts("2026-01-02"), 20.0, "travel")]).to_parquet(env.raw / "a.parquet")
+    env.run(env.spec())
+    (env.raw / "a.parquet").unlink()
+    batch([(2, ts("2026-01-01"), 21.0, "travel")]).to_parquet(env.raw / "b.parquet")
+    code, result = env.run(env.spec(ingestion="full"))
+    assert code == 0 and result["onlineRowsWritten"] == 1
+    with open_online_store(env.online_uri) as online:
+        assert online.get("tx", 1, (1,)) is None  # not in the new data: gone, as offline
+        assert online.get("tx", 1, (2,))["amount"] == 21.0  # the full data wins even with an older event time
+        assert online.version_info("tx", 1)["rows"] == 1 and online.version_info("tx", 1)["snapshot"] == 2

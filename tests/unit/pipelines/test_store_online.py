@@ -148,3 +148,51 @@ def test_a_reader_sees_columns_added_and_versions_dropped_by_another_writer(stor
     other.drop_version("tx", 1)
     assert store.get("tx", 1, (2,)) is None
     other.close()
+
+
+def test_a_staged_write_is_invisible_until_commit_and_abort_leaves_nothing(store) -> None:
+    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True)]), snapshot=1)
+    reader = open_online_store(store.uri)  # another process's view, e.g. the model server
+    try:
+        with store.stage("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-02"), 2.0, "b", True),
+                                                                    (2, ts("2026-01-02"), 3.0, "c", True)]),
+                         snapshot=2) as staged:
+            assert reader.get_many("tx", 1, [(1,), (2,)]) == [
+                {"cc_num": 1, "event_time": "2026-01-01T00:00:00Z", "amount": 1.0, "category": "a", "flag": True}, None]
+            staged.abort()
+        assert store.get("tx", 1, (2,)) is None and store.get("tx", 1, (1,))["amount"] == 1.0
+        assert store.version_info("tx", 1)["rows"] == 1 and store.version_info("tx", 1)["snapshot"] == 1
+        with store.stage("tx", 1, ["cc_num"], "event_time", frame([(2, ts("2026-01-02"), 3.0, "c", True)]),
+                         snapshot=2) as staged:
+            assert reader.get("tx", 1, (2,)) is None
+            assert staged.commit() == 1
+        assert reader.get("tx", 1, (2,))["amount"] == 3.0
+        assert reader.version_info("tx", 1)["rows"] == 2 and reader.version_info("tx", 1)["snapshot"] == 2
+        with pytest.raises(RuntimeError, match="already committed"):
+            staged.commit()
+    finally:
+        reader.close()
+
+
+def test_a_staged_first_load_that_is_aborted_leaves_no_version(store) -> None:
+    with store.stage("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True)])):
+        pass  # leaving the block without commit discards it
+    assert store.version_info("tx", 1) is None and store.get("tx", 1, (1,)) is None
+    assert store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True)])) == 1
+
+
+def test_replace_makes_the_rows_the_whole_version(store) -> None:
+    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-05"), 1.0, "a", True),
+                                                         (2, ts("2026-01-05"), 2.0, "b", True)]))
+    other = pd.DataFrame({"cc_num": [9], "event_time": [ts("2026-01-01")], "amount": [9.0]})
+    store.write("tx", 2, ["cc_num"], "event_time", other)
+    # a full reload: key 2 is gone from the data, key 1 was corrected with an older event time
+    fresh = frame([(1, ts("2026-01-03"), 1.5, None, False), (3, ts("2026-01-04"), 3.0, "c", True)]).drop(columns="flag")
+    assert store.write("tx", 1, ["cc_num"], "event_time", fresh, replace=True) == 2
+    assert store.get_many("tx", 1, [(1,), (2,), (3,)]) == [
+        {"cc_num": 1, "event_time": "2026-01-03T00:00:00Z", "amount": 1.5, "category": None, "flag": None}, None,
+        {"cc_num": 3, "event_time": "2026-01-04T00:00:00Z", "amount": 3.0, "category": "c", "flag": None}]
+    assert store.version_info("tx", 1)["rows"] == 2
+    assert store.get("tx", 2, (9,))["amount"] == 9.0  # other versions are untouched
+    # afterwards the usual rule holds again: an older row does not replace a newer one
+    assert store.write("tx", 1, ["cc_num"], "event_time", frame([(3, ts("2026-01-01"), 0.0, "x", True)])) == 0
