@@ -152,28 +152,16 @@ class FeatureLookup:
         """Validate, read the online store, and build rows. Raises RequestError (4xx)."""
         started = time.perf_counter()
         n = len(instances)
-        rows = [[None] * self._width for _ in range(n)]
-        keys_by_instance: list[dict[str, Any]] = []
-        for i, inst in enumerate(instances):
-            if not isinstance(inst, dict):
-                raise bad_field(f"{field}[{i}]", f"expected an object with {list(self.plan.entity_keys)} and "
-                                                 f"{[c for c, _ in self.plan.request_features]}, got {_type_name(inst)}")
-            keys = {}
-            for key, kind, integer in self._key_checks:
-                if key not in inst:
-                    raise bad_field(f"{field}[{i}].{key}", "entity key is missing")
-                keys[key] = check_value(inst[key], kind, f"{field}[{i}].{key}", integer)
-            keys_by_instance.append(keys)
-            row = rows[i]
-            for col, pos, kind in self._request_checks:
-                if col not in inst:
-                    raise bad_field(f"{field}[{i}].{col}", "request feature is missing")
-                row[pos] = check_value(inst[col], kind, f"{field}[{i}].{col}")
-        defaults_used = [False] * n
-        if n == 1 and self._entity_groups:
-            self._read_entity(keys_by_instance[0], rows[0], defaults_used, field)
-        elif self._entity_groups:
-            self._read_batch(keys_by_instance, rows, defaults_used, field)
+        if n == 1 and self._entity_groups:  # the online case, kept to the fewest Python steps
+            row = [None] * self._width
+            rows = [row]
+            defaults_used = [self._read_entity(self._checked(instances[0], 0, row, field), row, field)]
+        else:
+            rows = [[None] * self._width for _ in range(n)]
+            keys_by_instance = [self._checked(inst, i, rows[i], field) for i, inst in enumerate(instances)]
+            defaults_used = [False] * n
+            if self._entity_groups:
+                self._read_batch(keys_by_instance, rows, defaults_used, field)
         nan = float("nan")
         for row in rows:  # stored nulls in numeric columns reach the model as NaN, not None
             for pos in self._numeric:
@@ -185,16 +173,34 @@ class FeatureLookup:
             metrics.settle()
         return LookupResult(rows, defaults_used)
 
-    def _read_entity(self, keys: dict[str, Any], row: list[Any], defaults_used: list[bool], field: str) -> None:
+    def _checked(self, inst: Any, i: int, row: list[Any], field: str) -> dict[str, Any]:
+        """The instance's entity keys; its request features go into `row`. RequestError (400) if malformed."""
+        if not isinstance(inst, dict):
+            raise bad_field(f"{field}[{i}]", f"expected an object with {list(self.plan.entity_keys)} and "
+                                             f"{[c for c, _ in self.plan.request_features]}, got {_type_name(inst)}")
+        keys = {}
+        for key, kind, integer in self._key_checks:
+            if key not in inst:
+                raise bad_field(f"{field}[{i}].{key}", "entity key is missing")
+            keys[key] = check_value(inst[key], kind, f"{field}[{i}].{key}", integer)
+        for col, pos, kind in self._request_checks:
+            if col not in inst:
+                raise bad_field(f"{field}[{i}].{col}", "request feature is missing")
+            row[pos] = check_value(inst[col], kind, f"{field}[{i}].{col}")
+        return keys
+
+    def _read_entity(self, keys: dict[str, Any], row: list[Any], field: str) -> bool:
+        """Fill `row` from one entity read over every group; True when defaults filled a missing entity."""
         read = self._read
         if read is None:  # built on first use: a revision that is not ready has nothing to read yet
             read = self._read = self.store.entity_reader(self._reads)
         flat = read(keys)
         now = time.time()
+        defaulted = False
         for group, present, placed, default_values, observe_age, seen_at, micros in self._entity_groups:
             if flat[present] is None:
                 self._missing(group, 0, keys, field)
-                defaults_used[0] = True
+                defaulted = True
                 for (_, pos), value in zip(placed, default_values):
                     row[pos] = value
                 continue
@@ -206,6 +212,7 @@ class FeatureLookup:
                     seen = seen * 1e-6 if micros else event_time_seconds(seen)
                     if seen is not None:
                         observe_age(max(0.0, now - seen))
+        return defaulted
 
     def _read_batch(self, keys_by_instance: list[dict[str, Any]], rows: list[list[Any]],
                     defaults_used: list[bool], field: str) -> None:

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 from ..store.online import EntityRead, EntityReader
 
+MMAP_BYTES = 1 << 30  # address space, not memory: only pages actually read are mapped in
+
 
 class SqliteReaders:
     """Prepared entity readers on one read-only connection to the store's database file."""
@@ -29,6 +31,11 @@ class SqliteReaders:
         self.store = store
         path = sqlite_path(store.uri)
         self._con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, cached_statements=256)
+        # Pages straight from the OS page cache: without it each lookup that misses SQLite's
+        # 2 MiB page cache pays a pread syscall per page (~1.3 µs each on a VM), and in WAL
+        # mode every committed write empties that cache anyway. The store never shrinks
+        # its file (no VACUUM), which is what makes a memory map unsafe.
+        self._con.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
 
     def close(self) -> None:
         self._con.close()

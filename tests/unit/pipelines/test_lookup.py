@@ -132,7 +132,10 @@ def readers_of(store):
     from fti_pipelines.serving.sqlite_reader import readers_for
     from fti_pipelines.store.online import OnlineStore
 
-    return {"prepared": lambda reads: readers_for(store).entity_reader(reads),
+    prepared = readers_for(store)
+    # A memory map, not SQLite's own page cache (emptied by every write in WAL mode).
+    assert prepared._con.execute("PRAGMA mmap_size").fetchone()[0] >= 1 << 30
+    return {"prepared": prepared.entity_reader,
             "store": store.entity_reader, "generic": lambda reads: OnlineStore.entity_reader(store, reads)}
 
 
