@@ -1,10 +1,14 @@
 """Feast 0.67 get_online_features on the same data as bench/inference_lookup.py (run with bench/.venv-feast).
 
-    bench/.venv-feast/bin/python bench/inference_feast_lookup.py WORKDIR TX.parquet PROFILES.parquet N SEED
+    bench/.venv-feast/bin/python bench/inference_feast_lookup.py WORKDIR TX.parquet PROFILES.parquet
 
-Builds a Feast repo (local provider, SQLite online store) with the two feature views,
-writes the same latest rows online, then times `get_online_features` for one entity
-(the same four features) N times with random keys. Prints one JSON line.
+Builds a Feast repo (local provider, SQLite online store) with the two feature views and
+writes the same latest rows online, prints `{"ready": true}`, then serves timing blocks
+so the caller can interleave them with its own measurements (both see the same machine
+load): each stdin line is a JSON list of cc_num keys; for each key it times one
+`get_online_features` for one entity (the same four features as our lookup, `to_dict()`
+included) and answers one JSON line `{"seconds": [...], "cpu_seconds": total}`. An
+empty line ends it.
 """
 
 from __future__ import annotations
@@ -14,16 +18,17 @@ import sys
 import time
 from datetime import timedelta
 
-import numpy as np
 import pandas as pd
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.repo_config import RepoConfig
 from feast.types import Float64, Int64, String
 
+FEATURES = ["card_transactions:amount_sum_1d", "card_transactions:tx_count_1d",
+            "card_profiles:age_group", "card_profiles:credit_limit"]
 
-def main() -> None:
-    workdir, tx_path, prof_path, n, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+
+def build(workdir: str, tx_path: str, prof_path: str) -> FeatureStore:
     config = RepoConfig(project="bench", registry=f"{workdir}/registry.db", provider="local",
                         online_store=SqliteOnlineStoreConfig(path=f"{workdir}/online.db"))
     store = FeatureStore(config=config)
@@ -37,22 +42,28 @@ def main() -> None:
     store.apply([card, tx, prof])
     store.write_to_online_store("card_transactions", pd.read_parquet(tx_path))
     store.write_to_online_store("card_profiles", pd.read_parquet(prof_path))
-    features = ["card_transactions:amount_sum_1d", "card_transactions:tx_count_1d",
-                "card_profiles:age_group", "card_profiles:credit_limit"]
-    keys = pd.read_parquet(tx_path, columns=["cc_num"])["cc_num"].to_numpy()
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(keys, size=n + 500).tolist()
-    check = store.get_online_features(features=features, entity_rows=[{"cc_num": picks[0]}]).to_dict()
+    return store
+
+
+def main() -> None:
+    workdir, tx_path, prof_path = sys.argv[1], sys.argv[2], sys.argv[3]
+    store = build(workdir, tx_path, prof_path)
+    first = int(pd.read_parquet(tx_path, columns=["cc_num"])["cc_num"].iloc[0])
+    check = store.get_online_features(features=FEATURES, entity_rows=[{"cc_num": first}]).to_dict()
     assert check["amount_sum_1d"][0] is not None, check
-    for k in picks[:500]:  # warm-up
-        store.get_online_features(features=features, entity_rows=[{"cc_num": k}]).to_dict()
-    times = []
-    for k in picks[500:]:
-        t = time.perf_counter()
-        store.get_online_features(features=features, entity_rows=[{"cc_num": k}]).to_dict()
-        times.append(time.perf_counter() - t)
-    us = np.array(times) * 1e6
-    print(json.dumps({"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)), "n": n}))
+    print(json.dumps({"ready": True}), flush=True)
+    get = store.get_online_features
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        keys = json.loads(line)
+        seconds = []
+        cpu = time.process_time()
+        for k in keys:
+            t = time.perf_counter()
+            get(features=FEATURES, entity_rows=[{"cc_num": k}]).to_dict()
+            seconds.append(time.perf_counter() - t)
+        print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time() - cpu}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 """Online feature lookup alone, in process: SQLite and Redis, side by side with Feast 0.67.
 
-    .venv/bin/python bench/inference_lookup.py [--cards 100000] [--n 20000]
+    .venv/bin/python bench/inference_lookup.py [--cards 100000] [--n 20000] [--block 250]
 
-Per entity (one cc_num), measured over N random keys after a warm-up:
-  store.get    one feature group read through the OnlineStore API (fti_pipelines.store.online)
-  lookup       the model server's whole lookup: validate the instance, read both feature groups,
-               build the row in model order, observe the metrics (FeatureLookup.lookup)
-  sqlite raw   the floor: one prepared keyed SELECT on the same table with the sqlite3 module
-  feast        Feast 0.67 get_online_features for the same four features (SQLite online store),
-               in bench/.venv-feast (skipped when that venv is absent)
+Per entity (one cc_num), the same N random keys for every measurement, after a warm-up:
+  lookup        the model server's whole lookup, as `Revision` builds it: validate the
+                instance, read both feature groups (one entity_reader call), build the row in
+                model order, observe the metrics (FeatureLookup.lookup)
+  entity_reader the store read alone that the lookup makes (both groups at once)
+  store.get     one feature group read through the generic OnlineStore API
+  sqlite raw    the floor: one prepared keyed SELECT of one group with the sqlite3 module
+  feast         Feast 0.67 get_online_features for the same four features (SQLite online
+                store), in bench/.venv-feast (skipped when that venv is absent)
+The measurements are interleaved in blocks of --block keys (Feast in its own process,
+driven block by block over a pipe), so all of them see the same machine load; `cpu_us`
+is process CPU time per call, which load inflates less than wall time.
 Redis needs Debian's redis-server (started on a free port in a temp dir).
 """
 
@@ -18,10 +23,12 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -32,55 +39,45 @@ from inference_common import ROOT, make_world, summary  # noqa: E402
 from fti_pipelines.serving.config import ServingConfig  # noqa: E402
 from fti_pipelines.serving.revision import Revision  # noqa: E402
 
-
-def time_calls(fn, args_list, warmup=1000):
-    for a in args_list[:warmup]:
-        fn(a)
-    out = []
-    for a in args_list[warmup:]:
-        t = time.perf_counter()
-        fn(a)
-        out.append(time.perf_counter() - t)
-    return out
+COLS = ["amount_sum_1d", "tx_count_1d", "event_time"]
 
 
-def measure_backend(world, keys, label):
+def instance(k: int) -> list[dict]:
+    return [{"cc_num": k, "amount": 12.5, "category": "online"}]
+
+
+def backend(world: dict, label: str, keys: list[int]) -> tuple[dict, list]:
+    """{measurement name: fn(key)} for one online store, and what to close afterwards."""
     config = ServingConfig.from_spec(world["spec"])
     rev = Revision(config, world["artifact_store"], world["online_store"])
     assert rev.load(), rev.reason
     store, lookup = rev.store, rev.lookup
-    cols = ["amount_sum_1d", "tx_count_1d", "event_time"]
-    res = {
-        f"{label} store.get (1 group)": summary(time_calls(lambda k: store.get("card_transactions", 2, (k,), cols), keys)),
-        f"{label} lookup (entity, 2 groups)": summary(time_calls(
-            lambda k: lookup.lookup([{"cc_num": k, "amount": 12.5, "category": "online"}]), keys)),
-    }
-    sample = lookup.lookup([{"cc_num": keys[0], "amount": 12.5, "category": "online"}]).rows[0]
+    read = lookup._read  # the entity reader Revision built for the lookup (SQLite: its prepared one)
+    sample = lookup.lookup(instance(keys[0])).rows[0]
     assert sample[2] is not None and sample[4] is not None, sample
-    store.close()
-    return res
+    return {
+        f"{label} lookup (entity, 2 groups)": lambda k: lookup.lookup(instance(k)),
+        f"{label} entity_reader alone (2 groups)": lambda k: read({"cc_num": k}),
+        f"{label} store.get (1 group)": lambda k: store.get("card_transactions", 2, (k,), COLS),
+    }, [store]
 
 
-def measure_sqlite_raw(world, keys):
-    import sqlite3
-
-    path = world["online_store"].removeprefix("sqlite:///")
+def sqlite_raw(world: dict, keys: list[int]) -> tuple[dict, list]:
+    path = world["online_store"].removeprefix("sqlite:")
     con = sqlite3.connect("/" + path.lstrip("/"))
     sql = 'SELECT "amount_sum_1d", "tx_count_1d", "event_time" FROM "fg__card_transactions__v2" WHERE "cc_num" = ?'
     assert con.execute(sql, (keys[0],)).fetchone() is not None
-    out = summary(time_calls(lambda k: con.execute(sql, (k,)).fetchone(), keys))
-    con.close()
-    return out
+    return {"sqlite raw SELECT (1 group, floor)": lambda k: con.execute(sql, (k,)).fetchone()}, [con]
 
 
-def start_redis(workdir):
+def start_redis(workdir: Path) -> tuple[subprocess.Popen, int]:
+    import redis
+
     from fti_pipelines.serving.launch import free_port
 
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
-    import redis
-
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -93,51 +90,130 @@ def start_redis(workdir):
             time.sleep(0.05)  # poll until redis answers, bounded by the deadline
 
 
-def measure_feast(workdir, world, n):
-    python = ROOT / "bench" / ".venv-feast" / "bin" / "python"
-    if not python.exists():
-        return {"skipped": "bench/.venv-feast not found (bench/feast/setup.sh creates it)"}
-    feast_dir = Path(workdir) / "feast"
-    feast_dir.mkdir()
-    tx_path, prof_path = feast_dir / "tx.parquet", feast_dir / "profiles.parquet"
-    world["tx"][["cc_num", "event_time", "amount_sum_1d", "tx_count_1d"]].to_parquet(tx_path, index=False)
-    world["profiles"].to_parquet(prof_path, index=False)
-    out = subprocess.run([str(python), str(ROOT / "bench" / "inference_feast_lookup.py"), str(feast_dir), str(tx_path),
-                          str(prof_path), str(n), "7"], capture_output=True, text=True, timeout=3600)
-    if out.returncode != 0:
-        return {"error": out.stderr[-2000:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+class Feast:
+    """Feast in its own venv and process, timing the blocks of keys it is sent."""
+
+    name = "feast 0.67 get_online_features (entity, 2 views)"
+
+    def __init__(self, workdir: Path, world: dict):
+        python = ROOT / "bench" / ".venv-feast" / "bin" / "python"
+        feast_dir = workdir / "feast"
+        feast_dir.mkdir()
+        tx_path, prof_path = feast_dir / "tx.parquet", feast_dir / "profiles.parquet"
+        world["tx"][["cc_num", "event_time", "amount_sum_1d", "tx_count_1d"]].to_parquet(tx_path, index=False)
+        world["profiles"].to_parquet(prof_path, index=False)
+        self.proc = subprocess.Popen([str(python), str(ROOT / "bench" / "inference_feast_lookup.py"), str(feast_dir),
+                                      str(tx_path), str(prof_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        if not line or not json.loads(line).get("ready"):
+            raise RuntimeError(f"Feast did not start (exit {self.proc.poll()})")
+
+    def block(self, keys: list[int]) -> tuple[list[float], float]:
+        self.proc.stdin.write(json.dumps(keys) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        return answer["seconds"], answer["cpu_seconds"]
+
+    def close(self) -> None:
+        self.proc.stdin.write("\n")
+        self.proc.stdin.close()
+        self.proc.wait(60)
+
+
+def time_block(fn, keys: list[int]) -> tuple[list[float], float]:
+    out = []
+    pc = time.perf_counter
+    cpu = time.process_time()
+    for k in keys:
+        t = pc()
+        fn(k)
+        out.append(pc() - t)
+    return out, time.process_time() - cpu
+
+
+def interleaved(measures: dict, feast: Feast | None, keys: list[int], warmup: int, block: int) -> dict:
+    """Warm every measurement up, then run them block by block in turn over the same keys."""
+    for fn in measures.values():
+        time_block(fn, keys[:warmup])
+    if feast is not None:
+        feast.block(keys[:warmup])
+    wall: dict[str, list[float]] = {name: [] for name in measures}
+    cpu = dict.fromkeys(measures, 0.0)
+    if feast is not None:
+        wall[feast.name], cpu[feast.name] = [], 0.0
+    timed = keys[warmup:]
+    for start in range(0, len(timed), block):
+        chunk = timed[start:start + block]
+        for name, fn in measures.items():
+            seconds, used = time_block(fn, chunk)
+            wall[name] += seconds
+            cpu[name] += used
+        if feast is not None:
+            seconds, used = feast.block(chunk)
+            wall[feast.name] += seconds
+            cpu[feast.name] += used
+    return {name: {**summary(wall[name]), "cpu_us": cpu[name] / len(wall[name]) * 1e6} for name in wall}
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cards", type=int, default=100_000)
     parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--block", type=int, default=250)
+    parser.add_argument("--warmup", type=int, default=1000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fti-bench-lookup-"))
+    closing: list = []
+    redis_proc = feast = None
     try:
         world = make_world(workdir / "sqlite", args.cards)
-        keys = np.random.default_rng(3).choice(world["tx"]["cc_num"].to_numpy(), args.n + 1000).tolist()
-        results = measure_backend(world, keys, "sqlite")
-        results["sqlite raw SELECT (floor)"] = measure_sqlite_raw(world, keys)
+        keys = np.random.default_rng(3).choice(world["tx"]["cc_num"].to_numpy(), args.n + args.warmup).tolist()
+        measures, close = backend(world, "sqlite", keys)
+        closing += close
+        raw, close = sqlite_raw(world, keys)
+        measures.update(raw)
+        closing += close
+        notes = {}
         if shutil.which("redis-server"):
-            proc, port = start_redis(workdir)
-            try:
-                rworld = make_world(workdir / "redis", args.cards, online=f"redis://127.0.0.1:{port}/0")
-                results.update(measure_backend(rworld, keys, "redis"))
-            finally:
-                proc.terminate()
-                proc.wait(10)
+            redis_proc, port = start_redis(workdir)
+            rworld = make_world(workdir / "redis", args.cards, online=f"redis://127.0.0.1:{port}/0")
+            rmeasures, close = backend(rworld, "redis", keys)
+            measures.update(rmeasures)
+            closing += close
         else:
-            results["redis"] = {"skipped": "redis-server not installed (apt-get install redis-server)"}
-        results["feast 0.67 get_online_features (entity, 2 views)"] = measure_feast(workdir, world, args.n)
-        print(json.dumps({"cards": args.cards, "results": results}, indent=1))
+            notes["redis"] = "skipped: redis-server not installed (apt-get install redis-server)"
+        if (ROOT / "bench" / ".venv-feast" / "bin" / "python").exists():
+            feast = Feast(workdir, world)
+        else:
+            notes["feast"] = "skipped: bench/.venv-feast not found (bench/feast/setup.sh creates it)"
+        started, load_before = datetime.now(timezone.utc), load()
+        results = interleaved(measures, feast, keys, args.warmup, args.block)
+        ended, load_after = datetime.now(timezone.utc), load()
+        ours = results["sqlite lookup (entity, 2 groups)"]
+        if feast is not None:
+            theirs = results[Feast.name]
+            notes["feast / sqlite lookup"] = {k: round(theirs[k] / ours[k], 1) for k in ("p50_us", "p99_us", "cpu_us")}
+        print(json.dumps({"cards": args.cards, "n": args.n, "block": args.block,
+                          "utc": f"{started:%Y-%m-%d %H:%M:%S}-{ended:%H:%M:%S}",
+                          "loadavg": {"before": load_before, "after": load_after}, "results": results,
+                          "notes": notes}, indent=1))
         for name, r in results.items():
-            if "p50_us" in r:
-                print(f"{name:48s} p50 {r['p50_us']:8.1f} us   p99 {r['p99_us']:8.1f} us")
-            else:
-                print(f"{name:48s} {r}")
+            print(f"{name:48s} p50 {r['p50_us']:8.1f} us   p99 {r['p99_us']:8.1f} us   cpu {r['cpu_us']:8.1f} us")
+        for name, note in notes.items():
+            print(f"{name}: {note}")
     finally:
+        for c in closing:
+            c.close()
+        if feast is not None:
+            feast.close()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
