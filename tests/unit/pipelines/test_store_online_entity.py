@@ -113,3 +113,18 @@ def test_entity_reader_sees_rows_written_after_it_was_built(store) -> None:
         "cc_num": [4], "event_time": [ts("2026-01-05")], "amount": [4.5], "count": pd.array([40], dtype="Int64"), "flag": [False],
         "seen": [ts("2026-01-04")], "day": pd.to_datetime(["2026-01-05"]).date}))
     assert normalised(read({"cc_num": 4}), READS[:1])[:2] == ["present", 4.5]
+
+
+@pytest.mark.redis
+def test_redis_entity_reader_survives_a_flushed_script_cache(redis_url) -> None:
+    import redis
+
+    store = open_online_store(redis_url)
+    try:
+        fill(store)
+        read = store.entity_reader(READS)
+        assert normalised(read(KEYS[0])) == expected(store, KEYS[0])
+        redis.Redis.from_url(redis_url).script_flush()  # as after a server restart
+        assert normalised(read(KEYS[0])) == expected(store, KEYS[0])
+    finally:
+        store.close()
