@@ -19,7 +19,7 @@ import redis
 
 from .online import (EntityRead, EntityReader, OnlineStore, check_group, check_reads, decode, encode_key_part,
                      latest_per_key, to_arrow)
-from .online_redis_write import UPSERT_LUA, RedisStagedWrite
+from .online_redis_write import RedisStagedWrite
 
 TS_FIELD = "__ts"  # event time in microseconds: the Lua script compares it numerically
 
@@ -57,7 +57,6 @@ class RedisOnlineStore(OnlineStore):
         self.uri = uri
         self._r = client or redis.Redis.from_url(uri)
         self._reader: redis.Redis | None = None  # entity readers' own connection, made on first use
-        self._upsert = self._r.register_script(UPSERT_LUA)
         self._info_cache: dict[tuple[str, int], dict] = {}
 
     @staticmethod
