@@ -1,7 +1,7 @@
 """Benchmark: point-in-time training-data join, fti (DuckDB ASOF) vs Feast, same Parquet data.
 
     .venv/bin/python bench/training_join.py [--labels 1000000] [--rows 5000000] [--repeat 3]
-                                            [--skip-feast] [--feast-repeat 3]
+                                            [--skip-feast] [--feast-repeat 3] [--compare-duckdb]
 
 Data (bench/data/training_join/, generated once, seeded): a label spine of N labels
 (entity_id, event_time, label) and two feature groups of M rows each (entity_id,
@@ -12,6 +12,10 @@ Each side runs in its own subprocess (so peak RSS is that process's own, from
 getrusage ru_maxrss): one warm-up run (page cache warm), then `--repeat` timed runs;
 the median is reported. Correctness is checked on every run: exactly one output row
 per label, and the late labels' features are null.
+
+Ours is `point_in_time_join` with its default engine (packed int64 keys, numpy lookup);
+`--compare-duckdb` also times the single DuckDB ASOF JOIN query (`engine="duckdb"`, the
+reference and fallback) in its own subprocess, same data, same run.
 
 Feast runs `get_historical_features` on its file offline store (Dask) in its own venv,
 bench/.venv-feast (created by bench/feast/setup.sh).
@@ -87,7 +91,7 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_ours(data: Path, repeat: int) -> dict:
+def run_ours(data: Path, repeat: int, engine: str = "auto") -> dict:
     sys.path.insert(0, str(HERE.parent / "pipeline_images"))
     import pyarrow.compute as pc
 
@@ -103,7 +107,7 @@ def run_ours(data: Path, repeat: int) -> dict:
     times, cpu, checks = [], [], {}
     for i in range(repeat + 1):  # the first run warms the page cache and is not counted
         t, c = time.perf_counter(), cpu_seconds()
-        table = point_in_time_join(plan)
+        table = point_in_time_join(plan, engine=engine)
         elapsed, used = time.perf_counter() - t, cpu_seconds() - c
         checks = {"rows": table.num_rows, "labels": meta["labels"],
                   "nullRowsA": table.num_rows - pc.count(table["fg_a_f0"]).as_py(),
@@ -120,7 +124,7 @@ def run_ours(data: Path, repeat: int) -> dict:
 
     from fti_pipelines.feature_view import content_hash
 
-    table = point_in_time_join(plan)
+    table = point_in_time_join(plan, engine=engine)
     t = time.perf_counter()
     content_hash(table)
     hashed = time.perf_counter() - t
@@ -128,15 +132,15 @@ def run_ours(data: Path, repeat: int) -> dict:
         t = time.perf_counter()
         pq.write_table(table, f"{tmp}/data.parquet", compression="zstd")
         written = time.perf_counter() - t
-    return {"engine": "fti (DuckDB ASOF)", "seconds": times, "median": statistics.median(times), "cpuSeconds": cpu,
+    return {"engine": f"fti ({engine})", "seconds": times, "median": statistics.median(times), "cpuSeconds": cpu,
             "cpuMedian": statistics.median(cpu), "peakRssMb": peak,
             "hashSeconds": hashed, "writeSeconds": written,
             "peakRssWithHashMb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **checks}
 
 
-def child(kind: str, data: Path, repeat: int, timeout: float) -> dict:
+def child(kind: str, data: Path, repeat: int, timeout: float, engine: str = "auto") -> dict:
     if kind == "ours":
-        cmd = [sys.executable, __file__, "--child", "ours", "--data", str(data), "--repeat", str(repeat)]
+        cmd = [sys.executable, __file__, "--child", "ours", "--data", str(data), "--repeat", str(repeat), "--engine", engine]
     else:
         cmd = [str(FEAST_PY), str(HERE / "feast" / "run_feast.py"), "--data", str(data), "--repeat", str(repeat)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -154,12 +158,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--feast-repeat", type=int, default=3)
     ap.add_argument("--skip-feast", action="store_true")
+    ap.add_argument("--compare-duckdb", action="store_true", help="also time engine='duckdb' (one ASOF JOIN query)")
+    ap.add_argument("--engine", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=HERE / "out" / "training_join.json")
     ap.add_argument("--child", choices=["ours"])
     ap.add_argument("--data", type=Path)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_ours(args.data, args.repeat)))
+        print(json.dumps(run_ours(args.data, args.repeat, args.engine)))
         return
     t = time.perf_counter()
     data = generate(args.labels, args.rows, args.entities, args.late)
@@ -167,6 +173,9 @@ def main() -> None:
     results = {"data": json.loads((data / "meta.json").read_text()), "cpus": os.cpu_count(),
                "ours": child("ours", data, args.repeat, 1800)}
     print(json.dumps(results["ours"]), flush=True)
+    if args.compare_duckdb:
+        results["oursDuckdb"] = child("ours", data, args.repeat, 1800, engine="duckdb")
+        print(json.dumps(results["oursDuckdb"]), flush=True)
     if not args.skip_feast:
         if FEAST_PY.exists():
             results["feast"] = child("feast", data, args.feast_repeat, 7200)
@@ -181,6 +190,11 @@ def main() -> None:
     o = results["ours"]
     print(f"\nfti:   median {o['median']:.2f}s of {[round(s, 2) for s in o['seconds']]} (cpu {o['cpuMedian']:.2f}s), peak RSS {o['peakRssMb']:.0f} MB, "
           f"rows {o['rows']}/{o['labels']}, null rows A/B {o['nullRowsA']}/{o['nullRowsB']} (late labels {o['lateLabels']})")
+    d = results.get("oursDuckdb", {})
+    if "median" in d:
+        print(f"fti duckdb engine: median {d['median']:.2f}s of {[round(s, 2) for s in d['seconds']]} (cpu {d['cpuMedian']:.2f}s), "
+              f"peak RSS {d['peakRssMb']:.0f} MB, rows {d['rows']}: packed is {d['median'] / o['median']:.2f}x wall, "
+              f"{d['cpuMedian'] / o['cpuMedian']:.2f}x cpu faster")
     f = results.get("feast", {})
     if "median" in f:
         print(f"feast: median {f['median']:.2f}s of {[round(s, 2) for s in f['seconds']]} (cpu {f['cpuMedian']:.2f}s), peak RSS {f['peakRssMb']:.0f} MB, "

@@ -2,10 +2,16 @@
 
 A feature view selects columns from feature groups at pinned versions plus a label.
 Training data is one row per labelled event of the label's feature group (the
-*spine*): every other feature group is joined with DuckDB's ASOF LEFT JOIN on its
-primary key and `feature.event_time <= label.event_time`, so the value joined is the
-latest one at or before the label's time — never a later one (no leakage). A label
-whose entity has no feature row at or before its time keeps its row, with nulls.
+*spine*): every other feature group is joined as of the label's time on its primary
+key and `feature.event_time <= label.event_time`, so the value joined is the latest one
+at or before the label's time — never a later one (no leakage). A label whose entity
+has no feature row at or before its time keeps its row, with nulls. Rows come out in
+the spine's order (event time, keys, own columns), so the dataset hash is reproducible.
+
+Two engines, same rows in the same order: by default DuckDB reads and filters the
+Parquet files and the as-of lookup runs in numpy on packed int64 keys (`asof`: far less
+CPU than DuckDB's ASOF JOIN, bench/RESULTS.md "Training data"); one DuckDB ASOF LEFT JOIN query
+(`build_sql`) is the reference and the fallback for keys that cannot be packed.
 
 Columns from the label's own feature group (same name and version) come from the
 spine row itself: they were computed as of that event.
@@ -19,17 +25,21 @@ Training datasets are versioned and reproducible (`training_datasets.py`).
 
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fti_operator.api import FeatureViewSpec
 
 from ..contract import PipelineError
+from .asof import asof_indices
 
 # Names of internal helper columns; user columns matching this are refused.
 _INTERNAL = re.compile(r"^__fti_")
@@ -194,48 +204,108 @@ def _files_sql(files: Iterable[str]) -> str:
     return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
 
 
-def build_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast: bool = True) -> str:
-    """The ASOF join as SQL (parameters: start and/or end timestamps, in that order).
+def _ts(col: str, cast: bool) -> str:
+    return f"CAST({_q(col)} AS TIMESTAMPTZ)" if cast else _q(col)
 
+
+def _spine_columns(plan: JoinPlan) -> list[str]:
+    """Spine columns to read: keys, event time, spine features, label, and any join key
+    a group needs that is an ordinary (non-key) column of the spine."""
+    sp = plan.spine
+    cols = [*sp.primary_key, sp.event_time, *plan.spine_columns, plan.label]
+    cols += [k for group, _ in plan.joins for k in group.primary_key]
+    return list(dict.fromkeys(cols))
+
+
+def _spine_order(plan: JoinPlan, prefix: str = "") -> list[str]:
+    sp = plan.spine
+    # Ties on (event time, key) are rare (ingestion drops such duplicates); the spine's
+    # own columns break them so the row order, and so the content hash, is stable.
+    cols = [sp.event_time, *sp.primary_key]
+    cols += [c for c in (*plan.spine_columns, plan.label) if c not in cols]
+    return [prefix + _q(c) for c in cols]
+
+
+def _spine_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast: bool, packed: bool = False) -> str:
+    """The label rows in [start, end); `packed` adds the event time as epoch microseconds
+    (`__fti_t`) and orders the rows as the output is ordered."""
+    sp = plan.spine
+    select = [f"{_ts(c, cast)} AS {_q(c)}" if c == sp.event_time else _q(c) for c in _spine_columns(plan)]
+    if packed:
+        select.append(f"epoch_us({_ts(sp.event_time, cast)}) AS __fti_t")
+    where = []
+    if windowed_start:
+        where.append(f"{_ts(sp.event_time, cast)} >= ?")
+    if windowed_end:
+        where.append(f"{_ts(sp.event_time, cast)} < ?")
+    return (f"SELECT {', '.join(select)} FROM read_parquet({_files_sql(sp.files)})"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + (f" ORDER BY {', '.join(_spine_order(plan))}" if packed else ""))
+
+
+def _group_sql(group: GroupSource, cols: tuple[str, ...], *, cast: bool, newest: str, packed: bool = False) -> str:
+    """A group's rows that can join: keys, event time (as `__fti_et`, or epoch microseconds
+    `__fti_t` when `packed`), the selected columns; none stamped after `newest`."""
+    et = _ts(group.event_time, cast)
+    sel = [_q(k) for k in group.primary_key]
+    sel.append(f"epoch_us({et}) AS __fti_t" if packed else f"{et} AS __fti_et")
+    sel += [_q(c) for c in cols if c not in group.primary_key]
+    # Rows stamped after the newest label can never join: skip them before the sort.
+    where = [f"{et} <= {newest}"] + [f"{_q(k)} IS NOT NULL" for k in group.primary_key]
+    return f"SELECT {', '.join(sel)} FROM read_parquet({_files_sql(group.files)}) WHERE {' AND '.join(where)}"
+
+
+def build_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast: bool = True) -> str:
+    """The join as one DuckDB ASOF LEFT JOIN query (parameters: start and/or end timestamps).
+
+    The reference formulation, and the fallback when the keys cannot be packed (`asof`).
     `cast`: bring every event time to TIMESTAMPTZ (needed when the sources' types differ;
     a join on a cast expression is slower, so it is skipped when they already agree).
     """
-    sp = plan.spine
-    et = _q(sp.event_time)
-
-    def ts(col: str) -> str:
-        return f"CAST({_q(col)} AS TIMESTAMPTZ)" if cast else _q(col)
-
-    spine_select = [_q(k) for k in sp.primary_key] + [f"{ts(sp.event_time)} AS {et}"]
-    spine_select += [_q(c) for c in (*plan.spine_columns, plan.label) if c not in sp.primary_key and c != sp.event_time]
-    where = []
-    if windowed_start:
-        where.append(f"{ts(sp.event_time)} >= ?")
-    if windowed_end:
-        where.append(f"{ts(sp.event_time)} < ?")
-    ctes = [f"spine AS (SELECT {', '.join(spine_select)} FROM read_parquet({_files_sql(sp.files)})"
-            + (f" WHERE {' AND '.join(where)}" if where else "") + ")"]
+    et = _q(plan.spine.event_time)
+    ctes = [f"spine AS ({_spine_sql(plan, windowed_start=windowed_start, windowed_end=windowed_end, cast=cast)})"]
     joins, picked = [], {}
     for i, (group, cols) in enumerate(plan.joins):
         alias = f"g{i}"
-        sel = [_q(k) for k in group.primary_key] + [f"{ts(group.event_time)} AS __fti_et"]
-        sel += [_q(c) for c in cols if c not in group.primary_key]
-        # Rows stamped after the newest label can never join: skip them before the sort.
-        ctes.append(f"{alias} AS (SELECT {', '.join(sel)} FROM read_parquet({_files_sql(group.files)}) "
-                    f"WHERE {ts(group.event_time)} <= (SELECT max({et}) FROM spine))")
+        ctes.append(f"{alias} AS ({_group_sql(group, cols, cast=cast, newest=f'(SELECT max({et}) FROM spine)')})")
         on = " AND ".join(f"s.{_q(k)} = {alias}.{_q(k)}" for k in group.primary_key)
         joins.append(f"ASOF LEFT JOIN {alias} ON {on} AND s.{et} >= {alias}.__fti_et")
         for c in cols:
             picked[c] = f"{alias}.{_q(c)}"
-    select = []
-    for col in plan.output_columns:
-        select.append(f"{picked[col]} AS {_q(col)}" if col in picked else f"s.{_q(col)}")
-    order = [f"s.{et}"] + [f"s.{_q(k)}" for k in sp.primary_key]
-    # Ties on (event time, key) are rare (ingestion drops such duplicates); the spine's
-    # own columns break them so the row order, and so the content hash, is stable.
-    order += [f"s.{_q(c)}" for c in (*plan.spine_columns, plan.label) if c not in sp.primary_key]
+    select = [f"{picked[col]} AS {_q(col)}" if col in picked else f"s.{_q(col)}" for col in plan.output_columns]
     return (f"WITH {', '.join(ctes)}\nSELECT {', '.join(select)}\nFROM spine s\n" + "\n".join(joins)
-            + f"\nORDER BY {', '.join(order)}")
+            + f"\nORDER BY {', '.join(_spine_order(plan, 's.'))}")
+
+
+def _join_packed(con: duckdb.DuckDBPyConnection, plan: JoinPlan, params: list, *, windowed_start: bool,
+                 windowed_end: bool, cast: bool) -> pa.Table | None:
+    """DuckDB reads and filters, numpy finds each label's feature row (`asof`), Arrow takes
+    the values. None when a group's keys cannot be packed into int64."""
+    spine = con.sql(_spine_sql(plan, windowed_start=windowed_start, windowed_end=windowed_end, cast=cast, packed=True),
+                    params=params or None).to_arrow_table()
+    newest = pc.max(spine[plan.spine.event_time]).as_py() if spine.num_rows else None
+
+    def lookup(join: tuple[GroupSource, tuple[str, ...]]) -> dict[str, pa.ChunkedArray] | None:
+        group, cols = join
+        cursor = con.cursor()  # one connection per thread; the time zone is per connection
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            rows = cursor.sql(_group_sql(group, cols, cast=cast, newest="?", packed=True),
+                              params=[newest]).to_arrow_table()
+        finally:
+            cursor.close()
+        index = asof_indices(spine, rows, list(group.primary_key), "__fti_t")
+        return None if index is None else {c: rows[c].take(index) for c in cols}
+
+    # numpy's sort and search run on one core each: groups in parallel threads (they
+    # release the GIL) overlap one group's lookup with the next group's Parquet scan.
+    workers = max(1, min(len(plan.joins), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lookup, plan.joins))
+    if any(part is None for part in parts):
+        return None
+    taken = {c: arr for part in parts for c, arr in part.items()}
+    return pa.table({c: taken[c] if c in taken else spine[c] for c in plan.output_columns})
 
 
 def connect(filesystem: Any = None, *, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -264,16 +334,32 @@ def event_time_types(con: duckdb.DuckDBPyConnection, plan: JoinPlan) -> dict[str
 
 
 def point_in_time_join(plan: JoinPlan, *, start: datetime | None = None, end: datetime | None = None,
-                       filesystem: Any = None, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
-    """Run the join: exactly one output row per label row in [start, end)."""
+                       filesystem: Any = None, con: duckdb.DuckDBPyConnection | None = None,
+                       engine: str = "auto") -> pa.Table:
+    """Run the join: exactly one output row per label row in [start, end), ordered by the
+    label's event time, keys and own columns.
+
+    `engine`: "packed" (numpy lookup on packed keys), "duckdb" (one ASOF JOIN query) or
+    "auto" (packed, falling back to duckdb when the keys cannot be packed). Both give
+    the same rows in the same order.
+    """
+    if engine not in ("auto", "packed", "duckdb"):
+        raise ValueError(f"engine must be auto, packed or duckdb, not {engine!r}")
     params = [p for p in (start, end) if p is not None]
+    window = {"windowed_start": start is not None, "windowed_end": end is not None}
     own = con is None
     con = con or connect(filesystem)
     try:
         types = event_time_types(con, plan)
-        sql = build_sql(plan, windowed_start=start is not None, windowed_end=end is not None,
-                        cast=len(set(types.values())) > 1 or "TIME ZONE" not in next(iter(types.values())))
-        return con.sql(sql, params=params or None).to_arrow_table()
+        cast = len(set(types.values())) > 1 or "TIME ZONE" not in next(iter(types.values()))
+        if engine != "duckdb":
+            table = _join_packed(con, plan, params, cast=cast, **window)
+            if table is not None:
+                return table
+            if engine == "packed":
+                raise PipelineError("TrainingDataJoinFailed",
+                                    "point-in-time join: the entity keys cannot be packed into int64")
+        return con.sql(build_sql(plan, cast=cast, **window), params=params or None).to_arrow_table()
     except duckdb.Error as exc:
         raise PipelineError("TrainingDataJoinFailed", f"point-in-time join of feature view failed: {exc}") from exc
     finally:
