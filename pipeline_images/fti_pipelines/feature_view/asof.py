@@ -88,14 +88,17 @@ def packed_keys(label_keys: list[pa.ChunkedArray], label_time: pa.ChunkedArray,
     if total >= _INT64_LIMIT:
         return None
     # Horner's scheme over the key columns, then time: exact because total < 2**63.
+    # In place where possible: the feature side has millions of rows.
     lk = np.zeros(len(label_time), dtype=np.int64)
     fk = np.zeros(len(feature_time), dtype=np.int64)
-    for lc, fc, span in cols:
-        lk = lk * span + lc
-        fk = fk * span + fc
+    for i, (lc, fc, span) in enumerate(cols):
+        lk, fk = (lc, fc) if i == 0 else (lk * span + lc, fk * span + fc)
     l_start = lk * t_span
-    lk = l_start + (_as_numpy(label_time, t_min) - t_min)
-    fk = fk * t_span + (_as_numpy(feature_time, t_min) - t_min)
+    lk = _as_numpy(label_time, t_min) - t_min
+    lk += l_start
+    fk = fk * t_span
+    fk += _as_numpy(feature_time, t_min)
+    fk -= t_min
     valid = np.ones(len(label_time), dtype=bool)
     for arr in [label_time, *label_keys]:
         if arr.null_count:
