@@ -7,7 +7,8 @@ How it runs (the decisions, and why):
   create/update handlers are not used: they write a diff-base annotation after every change
   and Kopf's progress records on retries — writes that buy nothing when the reconcile is
   level-based anyway. The settings still keep both records in annotations under `fti.dev/`
-  so `status` stays entirely ours should a change handler ever be added.
+  so `status` stays entirely ours should a change handler ever be added. The event handlers
+  are async: they only compare and enqueue, and a sync one costs a thread-pool hop per event.
 - Watches: `watching.server_timeout`/`client_timeout` are set (a silently dropped watch
   otherwise leaves the operator blind).
 - Peering: one replica (Deployment strategy Recreate) plus mandatory Kopf peering. A second
@@ -21,6 +22,7 @@ How it runs (the decisions, and why):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import Any, Mapping
@@ -30,6 +32,7 @@ import kopf
 from .. import metrics
 from ..config import OperatorConfig
 from ..render.pods import LABEL_MANAGED_BY, MANAGED_BY
+from ..status import job_finished
 from ..versions import ModelInfo, models_from_status, needed_feature_groups
 from ..versions.retention import served_model_versions
 from . import feature, inference, jobs, training
@@ -235,7 +238,8 @@ def _cleanup(**_: Any) -> None:
 
 
 @kopf.on.event("serving.kserve.io", "v1beta1", IS, labels={LABEL_MANAGED_BY: MANAGED_BY})
-def kserve_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index, **_: Any) -> None:
+async def kserve_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
+                         **_: Any) -> None:
     """KServe readiness/URL changes flow into our status (Serving condition, url).
 
     Only those: the ADDED event of a child we just created, or KServe bumping fields we do not
@@ -261,10 +265,16 @@ def _owner_name(body: Mapping) -> str | None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
-def job_event(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index,
-              models_by_group: kopf.Index, **_: Any) -> None:
-    if type == "DELETED":
+async def job_event(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index,
+                    models_by_group: kopf.Index, **_: Any) -> None:
+    # Most Job events (created, pods started) carry no result: filtered here, on the loop; only a
+    # finished Job's recording (API calls) goes to a thread.
+    if type == "DELETED" or job_finished(body) is None:
         return
+    await asyncio.get_running_loop().run_in_executor(None, _record_job, body, services_by_model, models_by_name, models_by_group)
+
+
+def _record_job(body: Mapping, services_by_model: kopf.Index, models_by_name: kopf.Index, models_by_group: kopf.Index) -> None:
     rt = runtime()
     kind = jobs.record(rt, body)
     if kind is None:
@@ -332,9 +342,9 @@ def _changed(key: tuple[str, str, str], value: Any, initial: Any = _NOTHING) -> 
 
 
 @kopf.on.event(GROUP, VERSION, TP)
-def training_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
-                     services_by_model: kopf.Index, pipelines_by_group: kopf.Index, scheduled_trainings: kopf.Index,
-                     models_by_group: kopf.Index, **_: Any) -> None:
+async def training_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
+                           services_by_model: kopf.Index, pipelines_by_group: kopf.Index, scheduled_trainings: kopf.Index,
+                           models_by_group: kopf.Index, **_: Any) -> None:
     """New or changed model versions: InferenceServices of that model re-resolve (`latest`)."""
     _remember(models_by_name=models_by_name, feature_availability=feature_availability,
               services_by_model=services_by_model, pipelines_by_group=pipelines_by_group, models_by_group=models_by_group)
@@ -353,9 +363,9 @@ def training_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Ind
 
 
 @kopf.on.event(GROUP, VERSION, FP)
-def feature_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
-                    services_by_model: kopf.Index, pipelines_by_group: kopf.Index, models_by_group: kopf.Index,
-                    **_: Any) -> None:
+async def feature_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Index, feature_availability: kopf.Index,
+                          services_by_model: kopf.Index, pipelines_by_group: kopf.Index, models_by_group: kopf.Index,
+                          **_: Any) -> None:
     """A feature-group version became (un)available: InferenceServices whose models read it re-decide."""
     _remember(models_by_name=models_by_name, feature_availability=feature_availability,
               services_by_model=services_by_model, pipelines_by_group=pipelines_by_group, models_by_group=models_by_group)
@@ -372,9 +382,9 @@ def feature_changed(body: kopf.Body, type: str | None, models_by_name: kopf.Inde
 
 
 @kopf.on.event(GROUP, VERSION, IS)
-def serving_changed(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index,
-                    pipelines_by_group: kopf.Index, feature_availability: kopf.Index, models_by_group: kopf.Index,
-                    **_: Any) -> None:
+async def serving_changed(body: kopf.Body, type: str | None, services_by_model: kopf.Index, models_by_name: kopf.Index,
+                          pipelines_by_group: kopf.Index, feature_availability: kopf.Index, models_by_group: kopf.Index,
+                          **_: Any) -> None:
     """Served/canary/history changed (or the service went): feature groups' retention is recomputed."""
     _remember(models_by_name=models_by_name, feature_availability=feature_availability,
               services_by_model=services_by_model, pipelines_by_group=pipelines_by_group, models_by_group=models_by_group)
