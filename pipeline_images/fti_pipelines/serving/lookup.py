@@ -23,6 +23,12 @@ from .metrics import RevisionMetrics
 from .plan import ANY, BOOL, NUMBER, STRING, LookupPlan
 
 _KIND_TEXT = {NUMBER: "a number", STRING: "a string", BOOL: "a boolean"}
+# Exact types check_value accepts as they are, for each (kind, integer): a value of one of
+# them skips the call (floats still need the finiteness test, done inline). Anything
+# else, subclasses included, goes through check_value, which stays the one authority.
+_FAST_TYPES = {(NUMBER, True): frozenset({int}), (NUMBER, False): frozenset({int, float}),
+               (STRING, False): frozenset({str}), (BOOL, False): frozenset({bool}),
+               (ANY, False): frozenset({int, float, str, bool})}
 
 
 @dataclass
@@ -118,9 +124,12 @@ class FeatureLookup:
         self.max_instances = max_instances
         self.metrics = metrics
         self._width = plan.width
-        # (key, kind, integer) checks for the caller-sent fields, precomputed once.
-        self._key_checks = tuple((k, plan.kinds.get(k, ANY), k in plan.integer_keys) for k in plan.entity_keys)
-        self._request_checks = tuple((c, pos, plan.kinds.get(c, ANY)) for c, pos in plan.request_features)
+        # (field, kind, integer, types accepted as they are) for the caller-sent fields.
+        self._key_checks = tuple((k, kind, integer, _FAST_TYPES.get((kind, integer), frozenset()))
+                                 for k in plan.entity_keys
+                                 for kind, integer in [(plan.kinds.get(k, ANY), k in plan.integer_keys)])
+        self._request_checks = tuple((c, pos, kind, _FAST_TYPES.get((kind, False), frozenset()))
+                                     for c, pos in plan.request_features for kind in [plan.kinds.get(c, ANY)])
         self._group_reads = tuple(
             (g, tuple(g.primary_key), fetch_columns(g), tuple(zip(g.columns, g.positions)),
              tuple(self.defaults.get(c) for c in g.columns),
@@ -137,7 +146,9 @@ class FeatureLookup:
             at += 1 + len(cols)
         self._entity_groups = tuple(entity)
         self._read = reader
-        self._numeric = plan.numeric_positions
+        # A request feature is never None (check_value refuses null): only stored values can be.
+        sent = {pos for _, pos in plan.request_features}
+        self._numeric = tuple(pos for pos in plan.numeric_positions if pos not in sent)
 
     def validate(self, instances: Any, field: str = "instances") -> Sequence[Mapping[str, Any]]:
         if not isinstance(instances, list):
@@ -179,14 +190,22 @@ class FeatureLookup:
             raise bad_field(f"{field}[{i}]", f"expected an object with {list(self.plan.entity_keys)} and "
                                              f"{[c for c, _ in self.plan.request_features]}, got {_type_name(inst)}")
         keys = {}
-        for key, kind, integer in self._key_checks:
+        for key, kind, integer, fast in self._key_checks:
             if key not in inst:
                 raise bad_field(f"{field}[{i}].{key}", "entity key is missing")
-            keys[key] = check_value(inst[key], kind, f"{field}[{i}].{key}", integer)
-        for col, pos, kind in self._request_checks:
+            value = inst[key]
+            t = type(value)
+            if t not in fast or (t is float and value - value != 0.0):  # inf - inf and NaN are not 0
+                value = check_value(value, kind, f"{field}[{i}].{key}", integer)
+            keys[key] = value
+        for col, pos, kind, fast in self._request_checks:
             if col not in inst:
                 raise bad_field(f"{field}[{i}].{col}", "request feature is missing")
-            row[pos] = check_value(inst[col], kind, f"{field}[{i}].{col}")
+            value = inst[col]
+            t = type(value)
+            if t not in fast or (t is float and value - value != 0.0):
+                value = check_value(value, kind, f"{field}[{i}].{col}")
+            row[pos] = value
         return keys
 
     def _read_entity(self, keys: dict[str, Any], row: list[Any], field: str) -> bool:
@@ -211,7 +230,8 @@ class FeatureLookup:
                 if seen is not None:
                     seen = seen * 1e-6 if micros else event_time_seconds(seen)
                     if seen is not None:
-                        observe_age(max(0.0, now - seen))
+                        age = now - seen
+                        observe_age(age if age > 0.0 else 0.0)  # a clock behind the writer's: not negative
         return defaulted
 
     def _read_batch(self, keys_by_instance: list[dict[str, Any]], rows: list[list[Any]],

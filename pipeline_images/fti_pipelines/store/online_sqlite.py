@@ -69,17 +69,23 @@ def entity_reader_on(con: sqlite3.Connection, store: OnlineStore, reads: Sequenc
     """`OnlineStore.entity_reader` as one prepared SELECT on `con` (sqlite3 caches it by its text)."""
     sql, params, decoders = entity_select(store, reads)
     execute = con.execute
-    if not params:  # nothing to read
-        def key_params(keys: Mapping[str, Any]) -> tuple:
-            return ()
-    elif all(kind in ("int", "string") for _, kind in params):
-        # Keys already of the stored kind bind as they are (the lookup validated their type).
-        pick = itemgetter(*(c for c, _ in params))
+    decode_at = tuple((i, kind) for i, kind in enumerate(decoders) if kind is not None)
+    plain = all(kind in ("int", "string") for _, kind in params)
+    if len(params) == 1 and plain and lock is None and not decode_at:
+        # The common case (one entity key, the server's own read-only connection), without
+        # a Python step more than the statement needs: this is the model server's hot path.
+        (key, _), = params
+
+        def read(keys: Mapping[str, Any]) -> Sequence[Any]:
+            return execute(sql, (keys[key],)).fetchone()
+
+        return read
+    if plain:  # keys already of the stored kind bind as they are (the lookup validated their type)
+        pick = itemgetter(*(c for c, _ in params)) if params else (lambda keys: ())
         key_params = (lambda keys: (pick(keys),)) if len(params) == 1 else pick
     else:
         def key_params(keys: Mapping[str, Any]) -> tuple:
             return tuple(encode_key_part(keys[c], kind, c) for c, kind in params)
-    decode_at = [(i, kind) for i, kind in enumerate(decoders) if kind is not None]
 
     def read(keys: Mapping[str, Any]) -> Sequence[Any]:
         if lock is None:

@@ -95,6 +95,10 @@ def test_unknown_entity_with_defaults_is_served_and_flagged(revision, store):
     ({"cc_num": 1000, "amount": True, "category": "x"}, "instances[0].amount", "expected a number"),
     ({"cc_num": 1000, "amount": 1.0, "category": 7}, "instances[0].category", "expected a string"),
     ({"cc_num": 1000, "amount": None, "category": "x"}, "instances[0].amount", "required"),
+    ({"cc_num": 1000, "amount": float("inf"), "category": "x"}, "instances[0].amount", "finite"),
+    ({"cc_num": 1000, "amount": float("nan"), "category": "x"}, "instances[0].amount", "finite"),
+    ({"cc_num": 1000, "amount": 1.0, "category": ["x"]}, "instances[0].category", "expected a string"),
+    ({"cc_num": True, "amount": 1.0, "category": "x"}, "instances[0].cc_num", "expected an integer"),
     ([1000, 1.0, "x"], "instances[0]", "expected an object"),
 ])
 def test_bad_instances_name_the_field(store, instance, field, text):
