@@ -167,3 +167,14 @@ def test_commit_gate_refusing_or_raising_publishes_nothing(fs: FeatureStore) -> 
     assert fs.snapshot("g", 1)["snapshot"] == 1 and fs.read("g", 1)["k"].tolist() == [1]
     assert fs.store.list("features", "g", "v1", "snapshots") == ["000001"]
     assert fs.commit(batch, gate=lambda: True)["snapshot"] == 2
+
+
+def test_all_distinct_finds_any_repeat() -> None:
+    import numpy as np
+    from fti_pipelines.store.offline import all_distinct
+
+    values = np.random.default_rng(3).permutation(np.arange(10_000, dtype=np.uint64) * 7919)
+    assert all_distinct(values) and all_distinct(values[:1]) and all_distinct(values[:0])
+    repeated = values.copy()
+    repeated[-1] = values[1234]  # one repeat, far from its twin in input order
+    assert not all_distinct(repeated)
