@@ -341,3 +341,27 @@ def test_full_ingestion_removes_online_keys_absent_from_the_new_data(env: Env) -
         assert online.get("tx", 1, (1,)) is None  # not in the new data: gone, as offline
         assert online.get("tx", 1, (2,))["amount"] == 21.0  # the full data wins even with an older event time
         assert online.version_info("tx", 1)["rows"] == 1 and online.version_info("tx", 1)["snapshot"] == 2
+
+
+def test_online_rows_are_published_only_after_the_offline_commit(env: Env, monkeypatch) -> None:
+    from fti_pipelines.store.offline import ConcurrentWrite
+
+    batch([(1, ts("2026-01-01"), 10.0, "grocery")]).to_parquet(env.raw / "a.parquet")
+    env.run(env.spec())
+    batch([(2, ts("2026-01-02"), 20.0, "travel")]).to_parquet(env.raw / "b.parquet")
+    seen: list = []
+
+    def losing_commit(self, b, *, run_id=None, gate=None):
+        assert gate is not None and gate()  # validation passed, the online rows are being prepared meanwhile
+        with open_online_store(env.online_uri) as online:
+            seen.append(online.get("tx", 1, (2,)))
+        raise ConcurrentWrite(b.group, b.version, b.snapshot_id)  # another run published first
+
+    monkeypatch.setattr(FeatureStore, "commit", losing_commit)
+    code, result = env.run(env.spec())
+    assert code != 0 and result["reason"] == "ConcurrentWrite"
+    monkeypatch.undo()
+    assert seen == [None]  # not visible while the offline snapshot was not committed
+    with open_online_store(env.online_uri) as online:  # and discarded when it never was
+        assert online.get("tx", 1, (2,)) is None
+        assert online.version_info("tx", 1)["rows"] == 1 and online.version_info("tx", 1)["snapshot"] == 1
