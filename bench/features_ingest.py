@@ -1,6 +1,7 @@
 """Benchmark: feature ingestion end to end - read source, validate, write offline Parquet, upsert online.
 
     .venv/bin/python bench/features_ingest.py [--rows 1000000] [--entities 100000] [--repeat 3]
+                                              [--targets offline_only offline+sqlite offline+redis]
 
 Runs the real pipeline (`fti_pipelines.feature.run`, as `python -m fti_pipelines.feature`
 would) on a Parquet source of `--rows` transactions over `--entities` cards, with the
@@ -87,13 +88,16 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--entities", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--targets", nargs="+", choices=["offline_only", "offline+sqlite", "offline+redis"],
+                    default=["offline_only", "offline+sqlite", "offline+redis"])
     args = ap.parse_args()
     data = transactions(args.rows, args.entities)
     source = Path(tempfile.mkdtemp(prefix="bench-src-"))
     shutil.copy(data, source / "part-0.parquet")
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    redis_server = start_redis()
-    targets: list[tuple[str, str | None]] = [("offline_only", None), ("offline+sqlite", "sqlite")]
+    redis_server = start_redis() if "offline+redis" in args.targets else None
+    targets: list[tuple[str, str | None]] = [t for t in [("offline_only", None), ("offline+sqlite", "sqlite")]
+                                             if t[0] in args.targets]
     if redis_server:
         targets.append(("offline+redis", redis_server[1]))
     out: dict = {"rows": args.rows, "entities": args.entities, "loadavg_before": os.getloadavg()}
