@@ -196,3 +196,19 @@ def test_replace_makes_the_rows_the_whole_version(store) -> None:
     assert store.get("tx", 2, (9,))["amount"] == 9.0  # other versions are untouched
     # afterwards the usual rule holds again: an older row does not replace a newer one
     assert store.write("tx", 1, ["cc_num"], "event_time", frame([(3, ts("2026-01-01"), 0.0, "x", True)])) == 0
+
+
+def test_a_prepared_entity_reader_follows_a_replacing_write(store) -> None:
+    from fti_pipelines.store.online import EntityRead
+
+    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True),
+                                                         (2, ts("2026-01-01"), 2.0, "b", True)]))
+    reader = open_online_store(store.uri)  # the model server, with its statement prepared before the reload
+    try:
+        read = reader.entity_reader([EntityRead("tx", 1, ("amount",))])
+        assert list(read({"cc_num": 2}))[1:] == [2.0]
+        store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-02"), 5.0, "a", True)]), replace=True)
+        assert list(read({"cc_num": 1}))[1:] == [5.0]
+        assert read({"cc_num": 2})[0] is None  # the key the new data lacks is gone
+    finally:
+        reader.close()
