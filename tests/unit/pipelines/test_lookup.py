@@ -198,3 +198,26 @@ def test_metrics_count_every_lookup_and_bin_the_feature_ages(revision, store, in
         for bound in AGE_BUCKETS:
             le = floatToGoString(bound)
             assert got[("fti_feature_age_seconds_bucket", group, le)] == sum(a <= bound for a in ages), (group, le)
+
+
+def test_prepared_reader_sees_what_the_feature_pipeline_writes_later(tmp_path):
+    import pandas as pd
+
+    from fti_pipelines.serving.sqlite_reader import readers_for
+    from fti_pipelines.store.online import EntityRead
+
+    def rows(amount: float, n: int) -> pd.DataFrame:
+        return pd.DataFrame({"cc_num": list(range(n)), "amount": [amount] * n,
+                             "event_time": [pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=amount)] * n})
+
+    writer = open_online_store(f"sqlite:///{tmp_path}/online.db")
+    writer.write("tx", 1, ["cc_num"], "event_time", rows(1.0, 2000))
+    readers = readers_for(writer)
+    read = readers.entity_reader([EntityRead("tx", 1, ("amount",))])
+    try:
+        assert list(read({"cc_num": 5})) == [5, 1.0] and read({"cc_num": 2500})[0] is None
+        writer.write("tx", 1, ["cc_num"], "event_time", rows(2.0, 3000))  # newer values, more keys, a bigger file
+        assert list(read({"cc_num": 5})) == [5, 2.0] and list(read({"cc_num": 2500})) == [2500, 2.0]
+    finally:
+        readers.close()
+        writer.close()
