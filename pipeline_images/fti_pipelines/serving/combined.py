@@ -83,7 +83,7 @@ class CombinedModel(FeatureModelBase):
         self.scorer: Scorer | None = None
 
     def _activate(self) -> None:
-        self.scorer = Scorer(self.revision.pipeline)
+        self.scorer = Scorer(self.revision.pipeline, compile_model=self.revision.config.compile_model)
 
     def preprocess(self, payload: Any, headers: dict | None = None) -> Prepared:
         return self.prepare(payload)

@@ -54,6 +54,9 @@ class ServingConfig:
     batch: BatchSpec | None = None
     max_instances: int = DEFAULT_MAX_INSTANCES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Score through ONNX Runtime when the model converts exactly (serving/compiled.py);
+    # FTI_SERVING_COMPILE=false keeps plain sklearn.
+    compile_model: bool = True
 
     @property
     def revision_labels(self) -> dict[str, str]:
@@ -101,6 +104,7 @@ class ServingConfig:
             batch=batch,
             max_instances=_positive_env(env, "FTI_MAX_INSTANCES", DEFAULT_MAX_INSTANCES),
             max_body_bytes=_positive_env(env, "FTI_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            compile_model=env.get("FTI_SERVING_COMPILE", "true").strip().lower() not in ("false", "0", "no", "off"),
         )
 
 

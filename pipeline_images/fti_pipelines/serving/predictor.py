@@ -2,7 +2,8 @@
 
 `Scorer` turns feature rows (model input order) into the probability of the positive
 class and the label, in one `predict_proba` call (the label is the arg-max class,
-which is what `predict` returns for sklearn classifiers).
+which is what `predict` returns for sklearn classifiers). The call goes through the
+model compiled to ONNX Runtime when it converts exactly (compiled.py), else sklearn.
 
 `PredictorModel` is the predictor of the transformer topology: it takes plain ordered
 rows like KServe's stock sklearn runtime (v1 `{"instances": [[...], ...]}`, v2 one
@@ -21,17 +22,22 @@ import numpy as np
 from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from .compiled import CompiledModel, try_compile
 from .errors import RequestError, bad_field
 from .revision import Revision
 
 
 class Scorer:
-    def __init__(self, pipeline: Any):
+    def __init__(self, pipeline: Any, *, compile_model: bool = True):
         self.pipeline = pipeline
         self.has_proba = hasattr(pipeline, "predict_proba")
         classes = getattr(pipeline, "classes_", None)
         # Plain Python scalars (not numpy's), so labels serialize as JSON numbers/strings.
         self.classes = [c.item() if hasattr(c, "item") else c for c in classes] if classes is not None else None
+        width = getattr(pipeline, "n_features_in_", None)
+        self.compiled: CompiledModel | None = None
+        if compile_model and self.has_proba and isinstance(width, int):
+            self.compiled = try_compile(pipeline, width)
 
     @staticmethod
     def matrix(rows: Sequence[Sequence[Any]]) -> np.ndarray:
@@ -43,6 +49,10 @@ class Scorer:
                             status=422, reason="ModelRejectedInput")
 
     def proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        if self.compiled is not None:
+            p = self.compiled.proba(rows)
+            if p is not None:
+                return p
         try:
             return self.pipeline.predict_proba(self.matrix(rows))
         except (ValueError, TypeError) as exc:  # e.g. an unseen category the encoder refuses
@@ -94,7 +104,7 @@ class PredictorModel(kserve.Model):
 
     def load(self) -> bool:
         if self.revision.load():
-            self.scorer = Scorer(self.revision.pipeline)
+            self.scorer = Scorer(self.revision.pipeline, compile_model=self.revision.config.compile_model)
             self.width = len((self.revision.card.get("featureView") or {}).get("columns") or [])
         self.ready = self.revision.ready
         return self.ready

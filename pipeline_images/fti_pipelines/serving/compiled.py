@@ -1,0 +1,247 @@
+"""The saved sklearn pipeline compiled to ONNX Runtime at load time, for fast one-row scoring.
+
+Why: sklearn spends ~3 ms of CPU per `predict_proba` call on one row of the training
+pipeline's model, almost all of it per-estimator input validation and dispatch, not
+arithmetic; ONNX Runtime runs the same graph in ~30 µs. model.joblib stays the only
+artifact (DESIGN §5): the graph is converted in memory when the server loads.
+
+It is used only when it is provably the same model:
+- the pipeline has the training pipeline's shape (`build_model_pipeline`): a
+  ColumnTransformer by position whose branches start with the float cast or an
+  encoder, so every input column has one type (float64 or string), and a linear
+  final estimator (the float64 path skl2onnx converts quickly and exactly);
+- at load time the graph and sklearn agree to 1e-6 on probing rows built from the
+  fitted steps (every known category, unknown ones, values around each scaler's
+  range, missing numbers); otherwise the server logs why and keeps sklearn.
+At request time a batch that the graph might read differently from sklearn (a
+non-string category cell, an infinite number, a number that does not parse) goes
+to sklearn, so answers and errors stay sklearn's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
+
+log = logging.getLogger("fti_pipelines.serving")
+
+TOLERANCE = 1e-6
+ENCODERS = (OneHotEncoder, OrdinalEncoder)
+
+
+class NotCompilable(Exception):
+    """The pipeline is outside what the compiled path reproduces exactly; sklearn serves it."""
+
+
+def _is_float_cast(step: Any) -> bool:
+    return (isinstance(step, FunctionTransformer) and step.func is np.asarray
+            and (step.kw_args or {}).get("dtype") in ("float64", np.float64))
+
+
+def column_kinds(pipeline: Any, width: int) -> list[str]:
+    """"double" or "string" per input position, from the pipeline's ColumnTransformer."""
+    if not isinstance(pipeline, Pipeline) or not isinstance(pipeline.steps[0][1], ColumnTransformer):
+        raise NotCompilable("the model is not a Pipeline starting with a ColumnTransformer")
+    if not hasattr(pipeline, "predict_proba"):
+        raise NotCompilable("the model has no predict_proba")
+    final = type(pipeline.steps[-1][1])
+    if not final.__module__.startswith("sklearn.linear_model"):
+        # Tree ensembles: skl2onnx's classifiers answer float32 probabilities and some take
+        # minutes to convert (a RandomForest of 20 trees: >10 min), so they stay on sklearn.
+        raise NotCompilable(f"{final.__name__} is not a linear model")
+    kinds: list[str | None] = [None] * width
+    for _, step, cols in pipeline.steps[0][1].transformers_:
+        if step == "drop":
+            continue
+        first = step.steps[0][1] if isinstance(step, Pipeline) else step
+        if _is_float_cast(first):
+            kind = "double"
+        elif isinstance(first, ENCODERS):
+            kind = "string"
+        else:
+            raise NotCompilable(f"a ColumnTransformer branch starts with {type(first).__name__}")
+        positions = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
+        for pos in positions:
+            if not isinstance(pos, (int, np.integer)) or not 0 <= pos < width or kinds[pos] not in (None, kind):
+                raise NotCompilable(f"column {pos!r} is not a position used by one kind of branch")
+            kinds[pos] = kind
+    return [k or "double" for k in kinds]  # a dropped column: never read, any type will do
+
+
+# --- skl2onnx converters for the two steps it does not convert as sklearn computes them ---
+
+def _same_shape(operator: Any) -> None:
+    x = operator.inputs[0]
+    operator.outputs[0].type = x.type.__class__([x.get_first_dimension(), x.get_second_dimension()])
+
+
+def _function_transformer(scope: Any, operator: Any, container: Any) -> None:
+    # The float cast happens on our side (the same np.asarray call), so here it is the identity.
+    step, x, y = operator.raw_operator, operator.inputs[0].full_name, operator.outputs[0].full_name
+    if _is_float_cast(step):
+        container.add_node("Identity", [x], [y], name=scope.get_unique_operator_name("Identity"))
+    elif step.func is np.log1p and not step.kw_args:
+        one = scope.get_unique_variable_name("one")
+        container.add_initializer(one, 11, [], [1.0])  # 11 = TensorProto.DOUBLE
+        shifted = scope.get_unique_variable_name("shifted")
+        container.add_node("Add", [x, one], [shifted], name=scope.get_unique_operator_name("Add"))
+        container.add_node("Log", [shifted], [y], name=scope.get_unique_operator_name("Log"))
+    else:
+        raise NotCompilable(f"FunctionTransformer({getattr(step.func, '__name__', step.func)!r})")
+
+
+def _imputer(scope: Any, operator: Any, container: Any) -> None:
+    # skl2onnx's own converter casts the fill values to float32; this one keeps float64.
+    step, x, y = operator.raw_operator, operator.inputs[0].full_name, operator.outputs[0].full_name
+    stats = np.asarray(step.statistics_, dtype=np.float64)
+    if not (isinstance(step.missing_values, float) and np.isnan(step.missing_values)) or np.isnan(stats).any() \
+            or getattr(step, "add_indicator", False):
+        raise NotCompilable("SimpleImputer other than NaN -> finite statistic per column")
+    fill = scope.get_unique_variable_name("fill")
+    container.add_initializer(fill, 11, [1, len(stats)], stats.tolist())
+    missing = scope.get_unique_variable_name("missing")
+    container.add_node("IsNaN", [x], [missing], name=scope.get_unique_operator_name("IsNaN"))
+    container.add_node("Where", [missing, fill, x], [y], name=scope.get_unique_operator_name("Where"))
+
+
+def to_onnx(pipeline: Any, kinds: Sequence[str]) -> bytes:
+    """The ONNX graph of the pipeline: one [n, 1] input per column, float64 arithmetic."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
+
+    types = [(f"c{i}", DoubleTensorType([None, 1]) if k == "double" else StringTensorType([None, 1]))
+             for i, k in enumerate(kinds)]
+    try:
+        graph = convert_sklearn(
+            pipeline, initial_types=types, options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+            custom_conversion_functions={FunctionTransformer: _function_transformer, SimpleImputer: _imputer},
+            custom_shape_calculators={FunctionTransformer: _same_shape, SimpleImputer: _same_shape})
+    except NotCompilable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any estimator skl2onnx cannot convert: keep sklearn
+        raise NotCompilable(f"skl2onnx: {type(exc).__name__}: {exc}") from exc
+    return graph.SerializeToString()
+
+
+def probe_rows(pipeline: Any, kinds: Sequence[str], n: int = 256, seed: int = 0) -> np.ndarray:
+    """Rows that walk the fitted steps: known and unknown categories, numbers across each scaler's range, NaN."""
+    rng = np.random.default_rng(seed)
+    ct = pipeline.steps[0][1]
+    cats: dict[int, list[Any]] = {}
+    centre: dict[int, tuple[float, float]] = {}
+    for _, step, cols in ct.transformers_:
+        if step == "drop":
+            continue
+        positions = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
+        steps = step.steps if isinstance(step, Pipeline) else [("", step)]
+        for _, s in steps:
+            for j, pos in enumerate(positions):
+                if isinstance(s, ENCODERS):
+                    cats[pos] = [c for c in s.categories_[j] if isinstance(c, str)] + ["<unseen category>"]
+                for loc, spread in (("mean_", "scale_"), ("center_", "scale_"), ("data_min_", "data_range_")):
+                    if hasattr(s, loc) and hasattr(s, spread):
+                        c, w = float(getattr(s, loc)[j]), float(getattr(s, spread)[j] or 1.0)
+                        centre[pos] = (c, abs(w) or 1.0)
+    rows = np.empty((n, len(kinds)), dtype=object)
+    for pos, kind in enumerate(kinds):
+        if kind == "string":
+            rows[:, pos] = rng.choice(np.array(cats.get(pos, ["a", "b"]), dtype=object), n)
+        else:
+            c, w = centre.get(pos, (0.0, 10.0))
+            values = c + w * rng.normal(0.0, 2.0, n)
+            values[rng.random(n) < 0.1] = np.nan
+            rows[:, pos] = values
+    return rows
+
+
+@dataclass
+class CompiledModel:
+    """predict_proba through ONNX Runtime, for batches the graph reads exactly like sklearn."""
+
+    session: Any
+    columns: list[tuple[str, int, str]]  # (graph input, row position, "double" | "string")
+
+    def inputs(self, rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray] | None:
+        """The graph's feed, or None when sklearn must see these rows itself."""
+        feed = {}
+        for name, pos, kind in self.columns:
+            try:
+                column = [row[pos] for row in rows]
+            except (IndexError, KeyError, TypeError):
+                return None  # ragged rows: sklearn's error message
+            if kind == "string":
+                if not all(type(v) is str for v in column):
+                    return None  # None, numbers, bools: sklearn's encoder decides what they mean
+                feed[name] = np.array(column, dtype=object).reshape(-1, 1)
+                continue
+            try:
+                values = np.asarray(column, dtype=np.float64)  # the pipeline's own float cast
+            except (ValueError, TypeError):
+                return None  # sklearn raises its own error for it
+            if np.isinf(values).any():
+                return None  # sklearn refuses infinity; the graph would not
+            feed[name] = values.reshape(-1, 1)
+        return feed
+
+    def proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray | None:
+        feed = self.inputs(rows)
+        if feed is None:
+            return None
+        return self.session.run(["probabilities"], feed)[0]
+
+
+def _session(graph: bytes) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # One thread, like the server's BLAS/OpenMP limit: a few rows gain nothing from a pool.
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+
+
+def compile_model(pipeline: Any, width: int) -> CompiledModel:
+    """The compiled model, checked against sklearn on probing rows; NotCompilable says why not."""
+    try:
+        import onnxruntime  # noqa: F401
+        import skl2onnx  # noqa: F401
+    except ImportError as exc:
+        raise NotCompilable(f"{exc.name} is not installed") from exc
+    kinds = column_kinds(pipeline, width)
+    graph = to_onnx(pipeline, kinds)
+    try:
+        session = _session(graph)
+    except Exception as exc:  # noqa: BLE001 - a graph ONNX Runtime cannot run (e.g. float32-only kernels)
+        raise NotCompilable(f"ONNX Runtime: {exc}") from exc
+    # skl2onnx may leave out inputs no branch reads (remainder="drop").
+    names = {f"c{i}": i for i in range(width)}
+    model = CompiledModel(session, [(i.name, names[i.name], kinds[names[i.name]]) for i in session.get_inputs()])
+    rows = probe_rows(pipeline, kinds)
+    with np.errstate(invalid="ignore", divide="ignore"):  # log1p of probing values below -1: NaN, as served
+        expected = pipeline.predict_proba(rows)
+    feed = model.inputs(rows)
+    if feed is None:
+        raise NotCompilable("the probing rows do not fit the graph's inputs")
+    got = session.run(["probabilities"], feed)[0]
+    diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
+    if not diff <= TOLERANCE:
+        raise NotCompilable(f"ONNX Runtime and sklearn differ by {diff:.3g} on probing rows (> {TOLERANCE})")
+    return model
+
+
+def try_compile(pipeline: Any, width: int) -> CompiledModel | None:
+    """compile_model, or None with a log line saying why sklearn keeps serving."""
+    try:
+        model = compile_model(pipeline, width)
+    except NotCompilable as exc:
+        log.info("scoring with sklearn (not compiled to ONNX Runtime): %s", exc)
+        return None
+    log.info("scoring with ONNX Runtime (agrees with sklearn to %g on probing rows)", TOLERANCE)
+    return model
