@@ -221,3 +221,22 @@ def test_prepared_reader_sees_what_the_feature_pipeline_writes_later(tmp_path):
     finally:
         readers.close()
         writer.close()
+
+
+def test_an_event_time_the_model_takes_as_a_feature_stays_a_string_and_still_ages(revision, store):
+    from fti_pipelines.serving.metrics import RevisionMetrics
+
+    card = model_card()
+    card["featureView"]["features"][1]["columns"].append("event_time")
+    card["featureView"]["columns"] = COLUMNS + ["event_time"]
+    plan = build_plan(card, config(), key_dtypes={"cc_num": "int64"})
+    assert [r.micros for r in entity_reads(plan)] == [("event_time",), ()]
+    labels = dict(model="event-time-feature", model_version="1", feature_view="fraud", feature_view_version="1")
+    metrics = RevisionMetrics(labels, [g.label for g in plan.groups])
+    lookup = FeatureLookup(plan, store, metrics=metrics)
+    one = lookup.lookup([revision.instance(1000)]).rows[0]
+    assert one[:6] == revision.expected_row(1000) and one[6] == "2026-10-02T00:00:00Z"
+    assert lookup.lookup([revision.instance(1000), revision.instance(1001)]).rows[0] == one
+    ages = metrics.age["card_profiles@v1"]
+    ages.fold()
+    assert int(ages.counts.sum()) == 3 and ages.sum > 3 * 30 * 86400  # three rows, each older than 30 days
