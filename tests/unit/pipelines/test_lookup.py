@@ -240,3 +240,22 @@ def test_an_event_time_the_model_takes_as_a_feature_stays_a_string_and_still_age
     ages = metrics.age["card_profiles@v1"]
     ages.fold()
     assert int(ages.counts.sum()) == 3 and ages.sum > 3 * 30 * 86400  # three rows, each older than 30 days
+
+
+@pytest.mark.redis
+def test_one_instance_on_redis_answers_like_sqlite(revision, store, redis_url):
+    from support.serving_fixtures import PROFILES, TX
+
+    redis_store = open_online_store(redis_url)
+    try:
+        tx, profiles = feature_frames()
+        redis_store.write(TX[0], TX[1], ["cc_num"], "event_time", tx)
+        redis_store.write(PROFILES[0], PROFILES[1], ["cc_num"], "event_time", profiles)
+        on_redis, on_sqlite = make_lookup(redis_store), make_lookup(store)
+        for cc_num in (1000, 1031):
+            assert on_redis.lookup([revision.instance(cc_num)]).rows == on_sqlite.lookup([revision.instance(cc_num)]).rows
+        with pytest.raises(RequestError) as err:
+            on_redis.lookup([revision.instance(424242)])
+        assert err.value.status == 404 and "card_transactions v2" in err.value.message
+    finally:
+        redis_store.close()
