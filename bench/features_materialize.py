@@ -29,24 +29,24 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from features_data import feature_group
-from features_ingest import start_redis
+from features_ingest import server_cpu, start_redis
 
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
 from fti_pipelines.store.online import open_online_store
 
 
-def materialize(features: FeatureStore, online_uri: str) -> tuple[float, int, float, float]:
+def materialize(features: FeatureStore, online_uri: str) -> tuple[float, int, float, float, float]:
     start = time.perf_counter()
     features.latest_per_key("tx", 1)  # the read + latest-per-key part alone, for the breakdown
     part = time.perf_counter() - start
-    cpu0 = time.process_time()
+    cpu0, server0 = time.process_time(), server_cpu(online_uri)
     start = time.perf_counter()
     with open_online_store(online_uri) as online:
         # the committed data is unique on key + event time (ingestion deduplicates)
         written = online.write("tx", 1, ["entity_id"], "event_time", features.table("tx", 1), unique_events=True)
     end = time.perf_counter()
-    return end - start, written, part, time.process_time() - cpu0
+    return end - start, written, part, time.process_time() - cpu0, server_cpu(online_uri) - server0
 
 
 def main() -> None:
@@ -80,6 +80,7 @@ def main() -> None:
                     "median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],
                     "latest_per_key_s": round(statistics.median(r[2] for r in runs), 3),
                     "cpu_s": round(statistics.median(r[3] for r in runs), 3),
+                    "server_cpu_s": round(statistics.median(r[4] for r in runs), 3),
                 })
                 print(json.dumps(out["runs"][-1]), file=sys.stderr, flush=True)
     finally:
