@@ -366,6 +366,11 @@ def test_new_pipelines_write_each_step_once_and_read_no_child(operator, k8s, nam
     starts from the watched object (no GET of it), the training run lands in status.lastRun (no
     metadata patch), one Event per step; a run-now token then starts v2 the same way."""
     rt = operator["runtime"]
+    # The counter is process-wide: earlier tests' namespaces must be gone (their teardown queues
+    # reconciles) before counting starts.
+    core = client.CoreV1Api(k8s)
+    wait_until(lambda: [n.metadata.name for n in core.list_namespace(label_selector="fti.dev/test=true").items] == [namespace],
+               timeout=180, interval=1.0, description="earlier test namespaces deleted")
     wait_at_rest(rt)
     before = dict(rt.kube.calls)
     fp = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FeaturePipeline", "metadata": {"name": "cost-fp", "namespace": namespace},
