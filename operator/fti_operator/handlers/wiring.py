@@ -7,8 +7,9 @@ How it runs (the decisions, and why):
   create/update handlers are not used: they write a diff-base annotation after every change
   and Kopf's progress records on retries — writes that buy nothing when the reconcile is
   level-based anyway. The settings still keep both records in annotations under `fti.dev/`
-  so `status` stays entirely ours should a change handler ever be added. The event handlers
-  are async: they only compare and enqueue, and a sync one costs a thread-pool hop per event.
+  so `status` stays entirely ours should a change handler ever be added. Index and event
+  handlers are async: they only compute, compare and enqueue, and a sync one costs a
+  thread-pool hop per event and handler.
 - Watches: `watching.server_timeout`/`client_timeout` are set (a silently dropped watch
   otherwise leaves the operator blind).
 - Peering: one replica (Deployment strategy Recreate) plus mandatory Kopf peering. A second
@@ -86,13 +87,13 @@ def _login(**kwargs: Any):
 
 # ---- indexes ---------------------------------------------------------------------------------
 @kopf.index(GROUP, VERSION, TP)
-def models_by_name(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
+async def models_by_name(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
     model = (spec.get("model") or {}).get("name")
     return {(namespace, model): tuple(models_from_status(model, status, namespace=namespace, pipeline=name))} if model else {}
 
 
 @kopf.index(GROUP, VERSION, TP)
-def models_by_group(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
+async def models_by_group(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
     """(namespace, feature group) -> names of the models whose versions read it: a FeaturePipeline's
     reconcile looks at those models' InferenceServices only, not at every one in the namespace."""
     model = (spec.get("model") or {}).get("name")
@@ -103,18 +104,18 @@ def models_by_group(namespace: str, name: str, spec: Mapping, status: Mapping, *
 
 
 @kopf.index(GROUP, VERSION, FP)
-def feature_availability(namespace: str, spec: Mapping, status: Mapping, **_: Any):
+async def feature_availability(namespace: str, spec: Mapping, status: Mapping, **_: Any):
     return feature.availability(namespace, spec, status)
 
 
 @kopf.index(GROUP, VERSION, FP)
-def pipelines_by_group(namespace: str, name: str, spec: Mapping, **_: Any):
+async def pipelines_by_group(namespace: str, name: str, spec: Mapping, **_: Any):
     group = (spec.get("featureGroup") or {}).get("name")
     return {(namespace, group): name} if group else {}
 
 
 @kopf.index(GROUP, VERSION, IS)
-def services_by_model(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
+async def services_by_model(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
     model = (spec.get("model") or {}).get("name")
     return {(namespace, model): (name, tuple(served_model_versions(status)))} if model else {}
 
@@ -223,7 +224,7 @@ def _schedule_loop(stop: threading.Event, scheduled_trainings: kopf.Index) -> No
 
 
 @kopf.index(GROUP, VERSION, TP)
-def scheduled_trainings(namespace: str, name: str, spec: Mapping, **_: Any):
+async def scheduled_trainings(namespace: str, name: str, spec: Mapping, **_: Any):
     return {(namespace, name): spec["schedule"]} if spec.get("schedule") and not spec.get("suspend") else {}
 
 

@@ -124,6 +124,15 @@ def test_child_comparison_tolerates_server_defaults_only():
     assert not is_subset({"a": [1]}, {"a": [1, 2]})
 
 
+def test_with_hash_leaves_the_rendered_object_alone():
+    rendered = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x", "annotations": {"k": "v"}}, "spec": {"a": 1}}
+    before = json.loads(json.dumps(rendered))
+    hashed = with_hash(rendered)
+    assert rendered == before
+    assert hashed["metadata"]["annotations"]["k"] == "v" and len(hashed["metadata"]["annotations"]) == 2
+    assert with_hash({**rendered, "spec": {"a": 2}})["metadata"]["annotations"] != hashed["metadata"]["annotations"]
+
+
 def test_config_from_env_errors_name_the_variable():
     with pytest.raises(ConfigError, match="FTI_METRICS_PORT"):
         OperatorConfig.from_env({"FTI_METRICS_PORT": "x"})
