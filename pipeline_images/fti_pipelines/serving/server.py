@@ -7,13 +7,17 @@ Two things differ from a stock `ModelServer().start([model])`:
   NoModelReady). `/v2/health/ready` also reports not ready then (a custom DataPlane),
   so a kubelet probe on either endpoint keeps traffic away.
 - Our 4xx handlers and the body-size limit are installed on KServe's FastAPI app.
+- The request path is kept short: uvloop as KServe's `--event_loop auto` promises (its
+  single-worker start runs plain asyncio), and no access-log line per request unless
+  FTI_ACCESS_LOG=true (Prometheus metrics count requests already).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import kserve
 from kserve.errors import ModelNotReady, ServerNotReady
@@ -91,6 +95,38 @@ def limit_threads(config: ServingConfig) -> None:
     log.info("%s: %d BLAS/OpenMP thread(s) per process", config.name, threads)
 
 
+def event_loop_policy(event_loop: str) -> asyncio.AbstractEventLoopPolicy | None:
+    """uvloop's policy for KServe's event_loop "auto"/"uvloop" when installed, else None (asyncio).
+
+    uvloop cuts the server's CPU per request by ~10 % (KServe's request path on this
+    project's 2-core box: 1169 -> 1031 us, measured with a constant model).
+    """
+    if event_loop not in ("auto", "uvloop"):
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if event_loop == "uvloop":
+            log.warning("event loop uvloop requested but not installed; using asyncio")
+        return None
+    return uvloop.EventLoopPolicy()
+
+
+def access_log_level(env: Mapping[str, str]) -> int:
+    """Level of uvicorn's access log: a line per request costs the request path CPU, so off by default."""
+    return logging.INFO if env.get("FTI_ACCESS_LOG", "").strip().lower() in ("1", "true", "yes") else logging.WARNING
+
+
+def tune_request_path(server: kserve.ModelServer, env: Mapping[str, str] | None = None) -> None:
+    """Event loop and access log for the server that start() runs (see the module docstring)."""
+    logging.getLogger("uvicorn.access").setLevel(access_log_level(os.environ if env is None else env))
+    policy = event_loop_policy(server.event_loop)
+    if policy is not None:
+        asyncio.set_event_loop_policy(policy)
+        # KServe's start() asks for the current loop before asyncio.run() makes its own.
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def serve(config: ServingConfig, artifact_store: str, online_store: str | None, *, http_port: int,
           role: str = "combined", predictor_host: str | None = None, grpc_port: int | None = None) -> None:
     """Load the revision and serve until SIGTERM/SIGINT (blocking; call from the main thread)."""
@@ -103,4 +139,5 @@ def serve(config: ServingConfig, artifact_store: str, online_store: str | None, 
     # Registered even when not ready: the server stays up and its readiness says why.
     server.register_model(model)
     log.info("model server %s (%s) on port %d, ready=%s", config.name, role, http_port, model.ready)
+    tune_request_path(server)
     server.start([])
