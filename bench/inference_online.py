@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/inference_online.py [--cards 100000] [--n 5000] [--wrk-seconds 30]
 
-Both servers run side by side in subprocesses, one uvicorn worker each, the same model:
+The servers run side by side in subprocesses, one uvicorn worker each, the same model:
   ours   python -m fti_pipelines.serving (combined role): {"instances": [{"cc_num", "amount", "category"}]}
          -> validation, two online-store reads (SQLite), the model, versions in the answer
   bare   a minimal kserve.Model that gets the full ordered feature row and calls predict_proba
+  bare const  the same minimal kserve.Model answering a constant: the floor of KServe's request path
 Sequential keep-alive requests (httpx), one row each, interleaved in blocks so both see the
 same machine noise; then wrk (8 connections, 30 s) against each for throughput and errors.
 """
@@ -25,19 +26,26 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference_common import make_world, summary  # noqa: E402
 
 from fti_pipelines.serving.launch import free_port, start_server_subprocess, stop_server, v2_body, wait_ready  # noqa: E402
+from fti_pipelines.serving.server import tune_request_path  # noqa: E402
 
 NAME = "fraud-online"
 
 
 def bare_server(port: int, model_path: str) -> None:
-    """The baseline: KServe's model server with the model only (no lookup, no validation)."""
+    """The baseline: KServe's model server with the model only (no lookup, no validation).
+
+    model_path "const" serves a model that answers a constant without looking at the
+    rows: the floor of KServe's request path (HTTP, JSON, handler chain) on this machine.
+    """
     import joblib
     import kserve
+    from threadpoolctl import threadpool_limits
 
     class Bare(kserve.Model):
         def load(self):
@@ -49,9 +57,27 @@ def bare_server(port: int, model_path: str) -> None:
             x = np.array(payload["instances"], dtype=object)
             return {"predictions": self.model.predict_proba(x)[:, 1].tolist()}
 
-    model = Bare(NAME)
+    class Const(kserve.Model):
+        def load(self):
+            self.ready = True
+            return True
+
+        def predict(self, payload, headers=None):
+            return {"predictions": [0.5] * len(payload["instances"])}
+
+    model = Const(NAME) if model_path == "const" else Bare(NAME)
     model.load()
-    kserve.ModelServer(http_port=port, workers=1, enable_grpc=False, enable_latency_logging=False).start([model])
+    # Server settings as ours has them (serving/server.py), so the ratio compares the
+    # request handling, not the settings: one BLAS thread, uvloop, no access-log line.
+    threadpool_limits(1)
+    server = kserve.ModelServer(http_port=port, workers=1, enable_grpc=False, enable_latency_logging=False)
+    tune_request_path(server)
+    server.start([model])
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def sequential(client, url, bodies):
@@ -102,7 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cards", type=int, default=100_000)
     parser.add_argument("--n", type=int, default=5000, help="sequential requests per server")
-    parser.add_argument("--wrk-seconds", type=int, default=30)
+    parser.add_argument("--wrk-seconds", type=int, default=30, help="0 skips wrk")
     parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "MODEL_PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
@@ -118,12 +144,18 @@ def main() -> None:
         ours = start_server_subprocess(world["spec"], env, ours_port, log_path=str(workdir / "ours.log"))
         procs.append(ours)
         model_path = f"{workdir}/artifacts/models/fraud/1/model/model.joblib"
+        const_port = free_port()
         bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port), model_path],
                                 stdout=open(workdir / "bare.log", "wb"), stderr=subprocess.STDOUT)
         procs.append(bare)
+        const = subprocess.Popen([sys.executable, __file__, "--bare-server", str(const_port), "const"],
+                                 stdout=open(workdir / "const.log", "wb"), stderr=subprocess.STDOUT)
+        procs.append(const)
         ours_url, bare_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{bare_port}"
+        const_url = f"http://127.0.0.1:{const_port}"
         wait_ready(ours_url, NAME, 120, ours, str(workdir / "ours.log"))
         wait_ready(bare_url, NAME, 120, bare, str(workdir / "bare.log"))
+        wait_ready(const_url, NAME, 120, const, str(workdir / "const.log"))
 
         rng = np.random.default_rng(5)
         tx = world["tx"].set_index("cc_num")
@@ -144,22 +176,33 @@ def main() -> None:
             b = c.post(f"{bare_url}/v1/models/{NAME}:predict", content=bare_bodies[0]).json()["predictions"][0]
         assert abs(a - b) < 1e-12, (a, b)
 
-        lat = {"ours v1": [], "bare v1": [], "ours v2": []}
+        lat = {"ours v1": [], "bare v1": [], "ours v2": [], "bare const v1": []}
         urls = {"ours v1": f"{ours_url}/v1/models/{NAME}:predict", "bare v1": f"{bare_url}/v1/models/{NAME}:predict",
-                "ours v2": f"{ours_url}/v2/models/{NAME}/infer"}
-        bodies = {"ours v1": ours_bodies, "bare v1": bare_bodies, "ours v2": v2_bodies}
+                "ours v2": f"{ours_url}/v2/models/{NAME}/infer", "bare const v1": f"{const_url}/v1/models/{NAME}:predict"}
+        bodies = {"ours v1": ours_bodies, "bare v1": bare_bodies, "ours v2": v2_bodies, "bare const v1": bare_bodies}
+        # Server CPU per request (user + system of the server process): unlike latency, it
+        # hardly moves with the machine's load, so it compares servers across noisy runs.
+        server = {"ours v1": ours, "bare v1": bare, "ours v2": ours, "bare const v1": const}
+        cpu = dict.fromkeys(lat, 0.0)
         with httpx.Client(timeout=30) as client:
             for name in lat:  # warm-up
                 sequential(client, urls[name], bodies[name][:500])
             block = 250
             for start in range(500, len(keys), block):
                 for name in lat:
+                    before = cpu_seconds(server[name].pid)
                     lat[name] += sequential(client, urls[name], bodies[name][start:start + block])
-        results = {name: summary(v) for name, v in lat.items()}
+                    cpu[name] += cpu_seconds(server[name].pid) - before
+        results = {name: {**summary(v), "server_cpu_us_per_request": cpu[name] / len(v) * 1e6}
+                   for name, v in lat.items()}
         results["ratio ours/bare v1"] = {"p50": results["ours v1"]["p50_us"] / results["bare v1"]["p50_us"],
                                          "p99": results["ours v1"]["p99_us"] / results["bare v1"]["p99_us"]}
-        results["wrk ours v1"] = run_wrk(urls["ours v1"], ours_bodies[:2000], args.wrk_seconds, workdir, "ours")
-        results["wrk bare v1"] = run_wrk(urls["bare v1"], bare_bodies[:2000], args.wrk_seconds, workdir, "bare")
+        results["ratio ours/bare const v1"] = {  # what the lookup and the model add to KServe's floor
+            "p50": results["ours v1"]["p50_us"] / results["bare const v1"]["p50_us"],
+            "p99": results["ours v1"]["p99_us"] / results["bare const v1"]["p99_us"]}
+        if args.wrk_seconds > 0:
+            results["wrk ours v1"] = run_wrk(urls["ours v1"], ours_bodies[:2000], args.wrk_seconds, workdir, "ours")
+            results["wrk bare v1"] = run_wrk(urls["bare v1"], bare_bodies[:2000], args.wrk_seconds, workdir, "bare")
         print(json.dumps({"cards": args.cards, "results": results}, indent=1))
     finally:
         for p in procs:
