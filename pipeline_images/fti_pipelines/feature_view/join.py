@@ -298,7 +298,7 @@ def _join_packed(con: duckdb.DuckDBPyConnection, plan: JoinPlan, params: list, *
         return None if index is None else {c: rows[c].take(index) for c in cols}
 
     # numpy's sort and search run on one core each: groups in parallel threads (they
-    # release the GIL) overlap one group's lookup with the next group's Parquet scan.
+    # release the GIL) overlap one group's lookup with another's Parquet scan or lookup.
     workers = max(1, min(len(plan.joins), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lookup, plan.joins))
