@@ -9,6 +9,7 @@ The servers run side by side in subprocesses, one uvicorn worker each, the same 
   bare const  the same minimal kserve.Model answering a constant: the floor of KServe's request path
 Sequential keep-alive requests (httpx), one row each, interleaved in blocks so both see the
 same machine noise; then wrk (8 connections, 30 s) against each for throughput and errors.
+`--scorer` only compares the CPU of one-row scoring in process: sklearn vs compiled.
 """
 
 from __future__ import annotations
@@ -80,6 +81,28 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
+def scorer_cpu(blocks: int = 10, block: int = 200) -> dict:
+    """In process, one row: CPU per Scorer.score, plain sklearn vs compiled (interleaved blocks)."""
+    from support.serving_fixtures import train_pipeline
+    from threadpoolctl import threadpool_limits
+
+    from fti_pipelines.serving.predictor import Scorer
+
+    threadpool_limits(1)
+    pipeline = train_pipeline()
+    scorers = {"sklearn": Scorer(pipeline, compile_model=False), "compiled": Scorer(pipeline)}
+    assert scorers["compiled"].compiled is not None, "the fixture model did not compile"
+    rows = [[42.0, "online", 123.4, 5, "26-40", 2500.0]]
+    cpu: dict[str, list[float]] = {k: [] for k in scorers}
+    for _ in range(blocks):
+        for name, scorer in scorers.items():
+            for _ in range(block):
+                t = time.thread_time()
+                scorer.score(rows)
+                cpu[name].append(time.thread_time() - t)
+    return {name: summary(v[block:]) for name, v in cpu.items()}  # first block: warm-up
+
+
 def sequential(client, url, bodies):
     out = []
     for body in bodies:
@@ -129,10 +152,14 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=100_000)
     parser.add_argument("--n", type=int, default=5000, help="sequential requests per server")
     parser.add_argument("--wrk-seconds", type=int, default=30, help="0 skips wrk")
+    parser.add_argument("--scorer", action="store_true", help="only the in-process Scorer CPU comparison")
     parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "MODEL_PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
         bare_server(int(args.bare_server[0]), args.bare_server[1])
+        return
+    if args.scorer:
+        print(json.dumps({"scorer_cpu_one_row": scorer_cpu()}, indent=1))
         return
     workdir = Path(tempfile.mkdtemp(prefix="fti-bench-online-"))
     procs = []
