@@ -194,7 +194,11 @@ class CompiledModel:
         feed = self.inputs(rows)
         if feed is None:
             return None
-        return self.session.run(["probabilities"], feed)[0]
+        try:
+            return self.session.run(["probabilities"], feed)[0]
+        except Exception as exc:  # noqa: BLE001 - whatever the runtime refuses, sklearn answers or explains
+            log.warning("ONNX Runtime failed on %d row(s), scoring with sklearn: %s", len(rows), exc)
+            return None
 
 
 def _session(graph: bytes) -> Any:

@@ -64,6 +64,18 @@ def test_rows_the_graph_might_read_differently_go_to_sklearn(pipeline, row):
     assert model.proba([row]) is None
 
 
+def test_a_runtime_failure_falls_back_to_sklearn(pipeline):
+    scorer = Scorer(pipeline)
+
+    class Broken:
+        def run(self, *args):
+            raise RuntimeError("runtime refused the feed")
+
+    scorer.compiled.session = Broken()
+    rows = [[42.0, "online", 123.4, 5, "26-40", 2500.0]]
+    np.testing.assert_allclose(scorer.proba(rows), sklearn_proba(pipeline, rows), rtol=0, atol=0)
+
+
 def test_scorer_keeps_sklearn_answers_and_errors(pipeline):
     fast, plain = Scorer(pipeline), Scorer(pipeline, compile_model=False)
     assert fast.compiled is not None and plain.compiled is None
