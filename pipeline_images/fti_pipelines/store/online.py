@@ -242,6 +242,10 @@ class StagedWrite(abc.ABC):
     def abort(self) -> None:
         """Discard; a no-op after commit."""
 
+    def load(self) -> None:
+        """Do the part of the write that stays invisible until commit, now (commit does it
+        otherwise); a no-op where nothing can be written invisibly (Redis)."""
+
     def __enter__(self) -> "StagedWrite":
         return self
 

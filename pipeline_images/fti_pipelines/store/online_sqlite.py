@@ -19,7 +19,6 @@ from .online import (EntityRead, EntityReader, OnlineStore, check_group, check_r
 
 SQL_TYPES = {"int": "INTEGER", "float": "REAL", "bool": "INTEGER", "string": "TEXT", "timestamp": "INTEGER", "date": "TEXT"}
 META = "fti_online_versions"
-WRITE_CACHE_KIB = 512 * 1024  # page cache of a write's connection
 CHUNK = 500  # keys per lookup query, well under SQLite's bound-parameter limit
 
 
@@ -143,20 +142,7 @@ class SqliteOnlineStore(OnlineStore):
 
         check_group(group, version)
         table = latest_per_key(to_arrow(df), primary_key, event_time, unique_events=unique_events)
-        # A connection of its own: its open transaction is invisible to every reader, this
-        # store's included, until commit, and it may be committed from another thread.
-        con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        try:
-            con.execute("PRAGMA synchronous=NORMAL")
-            # a bulk load that outgrows the default 2 MB page cache spills pages to the WAL
-            # mid-transaction; the cache grows only as the transaction needs it
-            con.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
-            cur = con.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            return SqliteStagedWrite(self, con, group, version, primary_key, event_time, table, snapshot, replace)
-        except BaseException:
-            con.close()
-            raise
+        return SqliteStagedWrite(self, group, version, primary_key, event_time, table, snapshot, replace)
 
     def _ensure_table(self, cur: sqlite3.Cursor, group: str, version: int, primary_key: list[str],
                       event_time: str, columns: list[dict]) -> dict[str, Any]:

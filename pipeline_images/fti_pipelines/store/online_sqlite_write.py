@@ -1,9 +1,10 @@
 """The write side of the SQLite online store: one staged transaction per write.
 
-Why this shape: a write runs on a connection of its own inside one `BEGIN IMMEDIATE`
-transaction that stays open until `commit()`, so the rows can be inserted while the
-feature pipeline is still validating the batch (WAL readers never see them) and thrown
-away by a rollback if it fails. Three ways in, fastest first:
+Why this shape: the rows are converted to Python values when the write is staged, and
+inserted by `load()` on a connection of its own inside one `BEGIN IMMEDIATE` transaction
+that stays open until `commit()`: the feature pipeline inserts them while the batch is
+being validated and publishes them after the offline commit (WAL readers never see them
+before; a rollback throws them away). Three ways in, fastest first:
 
 - a version's first load: plain INSERTs into the table created in the same transaction
   (rows are unique per key, so no conflict handling is needed);
@@ -25,52 +26,78 @@ import pyarrow as pa
 
 from .online import StagedWrite, column_kinds, now_rfc3339, quote, storage_values
 
+WRITE_CACHE_KIB = 512 * 1024  # page cache of a write's connection
+
 if TYPE_CHECKING:
     from .online_sqlite import SqliteOnlineStore
 
 
 class SqliteStagedWrite(StagedWrite):
-    """Inserts `table` (already one row per key) on `con`, whose transaction is open; see the module docstring."""
+    """`table` (already one row per key) as Python values now, inserted by `load()` inside a
+    transaction that `commit()` ends; see the module docstring."""
 
-    def __init__(self, store: "SqliteOnlineStore", con: sqlite3.Connection, group: str, version: int,
-                 primary_key: list[str], event_time: str, table: pa.Table, snapshot: int | None, replace: bool):
+    def __init__(self, store: "SqliteOnlineStore", group: str, version: int, primary_key: list[str],
+                 event_time: str, table: pa.Table, snapshot: int | None, replace: bool):
+        self._store, self._group, self._version = store, group, version
+        self._primary_key, self._event_time, self._schema = primary_key, event_time, table.schema
+        self._snapshot, self._replace, self._done = snapshot, replace, False
+        self._con: sqlite3.Connection | None = None
+        self._n = table.num_rows
+        # An all-null column converts to Nones whatever kind the store gives it, so the
+        # values do not depend on the stored version: they are made here, without the database.
+        kinds = column_kinds(table)
+        self._values = [storage_values(table.column(c), kinds[c]).to_pylist() for c in table.column_names]
+
+    def load(self) -> None:
+        """Insert the rows, invisibly: the transaction stays open until commit or abort.
+
+        Apart from the constructor so a caller can choose when the database work happens
+        (the feature pipeline runs both in a thread while it validates)."""
+        if self._con is not None or self._done:
+            return
         from .online_sqlite import META, create_table, table_name
 
-        self._store, self._con, self._group, self._version = store, con, group, version
-        self._snapshot, self._done = snapshot, False
-        self._meta = META
-        cur = con.cursor()
+        group, version, primary_key = self._group, self._version, self._primary_key
+        # A connection of its own: its open transaction is invisible to every reader, the
+        # store's own connection included, and it may be committed from another thread.
+        con = self._con = sqlite3.connect(self._store.path, check_same_thread=False, isolation_level=None, timeout=30)
         try:
+            con.execute("PRAGMA synchronous=NORMAL")
+            # a bulk load that outgrows the default 2 MB page cache spills pages to the WAL
+            # mid-transaction; the cache grows only as the transaction needs it
+            con.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
+            cur = con.cursor()
+            cur.execute("BEGIN IMMEDIATE")
             row = cur.execute(f"SELECT info FROM {META} WHERE grp=? AND version=?", (group, version)).fetchone()
             known = json.loads(row[0]) if row else None
             if known is None:  # a table without metadata is invisible to readers: never build on it
                 cur.execute(f"DROP TABLE IF EXISTS {quote(table_name(group, version))}")
-            kinds = column_kinds(table, {c["name"]: c["kind"] for c in known["columns"]} if known else None)
+            kinds = column_kinds(self._schema.empty_table(),
+                                 {c["name"]: c["kind"] for c in known["columns"]} if known else None)
             columns = [{"name": n, "kind": k} for n, k in kinds.items()]
             # checks key, event time and kinds against the stored version; adds new columns
-            self._info = store._ensure_table(cur, group, version, primary_key, event_time, columns)
+            self._info = self._store._ensure_table(cur, group, version, primary_key, self._event_time, columns)
             self._final = quote(table_name(group, version))
             self._swap: str | None = None
             target = self._final
-            if replace and known is not None:
+            if self._replace and known is not None:
                 self._swap = quote(table_name(group, version) + "__staged")
                 cur.execute(f"DROP TABLE IF EXISTS {self._swap}")
                 create_table(cur, self._swap, self._info["columns"], primary_key)
                 target = self._swap
             fresh = known is None or self._swap is not None
-            names = table.column_names
+            names = self._schema.names
             sql = f"INSERT INTO {target} ({', '.join(quote(c) for c in names)}) VALUES ({', '.join('?' for _ in names)})"
             if not fresh:
-                et = quote(event_time)
+                et = quote(self._event_time)
                 updates = ", ".join(f"{quote(c)}=excluded.{quote(c)}" for c in names if c not in primary_key)
                 sql += (f" ON CONFLICT({', '.join(quote(c) for c in primary_key)}) DO "
                         + (f"UPDATE SET {updates} WHERE excluded.{et} >= {target}.{et}" if updates else "NOTHING"))
-            # Arrow converts each column to Python objects in C; zip makes the row tuples lazily.
-            rows = zip(*(storage_values(table.column(c), kinds[c]).to_pylist() for c in names))
             before = con.total_changes
-            cur.executemany(sql, rows)
+            cur.executemany(sql, zip(*self._values))
             self._written = con.total_changes - before
-            self._rows = table.num_rows if fresh else None
+            self._rows = self._n if fresh else None
+            self._values = []
         except BaseException:
             self.abort()
             raise
@@ -78,6 +105,8 @@ class SqliteStagedWrite(StagedWrite):
     def commit(self) -> int:
         if self._done:
             raise RuntimeError("this staged write was already committed or aborted")
+        self.load()
+        assert self._con is not None
         cur = self._con.cursor()
         try:
             if self._swap is not None:
@@ -89,7 +118,9 @@ class SqliteStagedWrite(StagedWrite):
             info["updatedAt"] = now_rfc3339()
             if self._snapshot is not None:
                 info["snapshot"] = self._snapshot
-            cur.execute(f"INSERT OR REPLACE INTO {self._meta} (grp, version, info) VALUES (?, ?, ?)",
+            from .online_sqlite import META
+
+            cur.execute(f"INSERT OR REPLACE INTO {META} (grp, version, info) VALUES (?, ?, ?)",
                         (self._group, self._version, json.dumps(info)))
             cur.execute("COMMIT")
         except BaseException:
@@ -104,6 +135,9 @@ class SqliteStagedWrite(StagedWrite):
         if self._done:
             return
         self._done = True
+        self._values = []
+        if self._con is None:
+            return
         try:
             if self._con.in_transaction:
                 self._con.execute("ROLLBACK")
