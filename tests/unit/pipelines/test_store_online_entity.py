@@ -14,14 +14,9 @@ import pytest
 from fti_pipelines.store.online import EntityRead, OnlineStore, open_online_store, rfc3339_micros, to_rfc3339
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = open_online_store(f"sqlite:///{tmp_path}/online.db")
-    else:
-        s = open_online_store(request.getfixturevalue("redis_url"))
-    yield s
-    s.close()
+@pytest.fixture
+def store(online_store):
+    return online_store  # every backend: SQLite and a real redis-server
 
 
 def ts(text: str) -> pd.Timestamp:

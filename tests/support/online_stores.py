@@ -1,0 +1,23 @@
+"""`online_store`: one fixture, every online-store backend (SQLite file, real redis-server).
+
+Tests of backend-independent semantics take it and run once per backend; the Redis
+case carries the `redis` mark so it follows the redis-server fixture's skip rules.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from fti_pipelines.store.online import OnlineStore, open_online_store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def online_store(request, tmp_path) -> Iterator[OnlineStore]:
+    if request.param == "sqlite":
+        store = open_online_store(f"sqlite:///{tmp_path}/online.db")
+    else:
+        store = open_online_store(request.getfixturevalue("redis_url"))
+    yield store
+    store.close()
