@@ -104,15 +104,6 @@ def run_trigger(tp: TrainingPipeline, intent: Mapping[str, Any] | None, token: s
     return None
 
 
-def next_due(tp: TrainingPipeline, intent: Mapping[str, Any] | None) -> float | None:
-    """Seconds until the schedule is due (for the timer), None without a schedule."""
-    if not tp.spec.schedule or tp.spec.suspend or not intent:
-        return None
-    last = parse_time(intent.get("at"))
-    due = croniter(tp.spec.schedule, last).get_next(datetime)
-    return max(0.0, (due - datetime.now(timezone.utc)).total_seconds())
-
-
 def compute_status(body: Mapping[str, Any], tp: TrainingPipeline, jobs: dict[int, str], intent: Mapping[str, Any] | None) -> dict[str, Any]:
     meta, old = body["metadata"], body.get("status") or {}
     entries = {int(mv["version"]): dict(mv) for mv in old.get("modelVersions") or []}
