@@ -207,3 +207,42 @@ def test_a_prepared_entity_reader_follows_a_replacing_write(store) -> None:
         assert read({"cc_num": 2})[0] is None  # the key the new data lacks is gone
     finally:
         reader.close()
+
+
+def rows_frame(keys: range, day: str, amount_of) -> pd.DataFrame:
+    return frame([(k, ts(day), float(amount_of(k)), f"c{k}", k % 2 == 0) for k in keys])
+
+
+def test_sqlite_inserts_many_rows_per_statement_and_keeps_every_row_in_place(tmp_path, monkeypatch) -> None:
+    from fti_pipelines.store import online_sqlite_write
+
+    monkeypatch.setattr(online_sqlite_write, "ROWS_PER_INSERT", 7)  # whole statements plus a remainder
+    store = open_online_store(f"sqlite:///{tmp_path}/online.db")
+    try:
+        assert store.write("tx", 1, ["cc_num"], "event_time", rows_frame(range(100), "2026-01-05", lambda k: k)) == 100
+        # an upsert across statements: older rows (50-69) lose, newer (70-99) and new keys (100-109) win
+        update = pd.concat([rows_frame(range(50, 70), "2026-01-04", lambda k: -k),
+                            rows_frame(range(70, 110), "2026-01-06", lambda k: 1000 + k)])
+        assert store.write("tx", 1, ["cc_num"], "event_time", update) == 40
+        got = store.get_many("tx", 1, [(k,) for k in range(110)])
+        assert [r["amount"] for r in got] == [float(k) for k in range(70)] + [1000.0 + k for k in range(70, 110)]
+        assert all(r["category"] == f"c{k}" and r["flag"] == (k % 2 == 0) for k, r in enumerate(got))
+        assert store.version_info("tx", 1)["rows"] == 110
+    finally:
+        store.close()
+
+
+def test_sqlite_statements_stay_under_the_bound_parameter_limit(tmp_path, monkeypatch) -> None:
+    import sqlite3
+
+    from fti_pipelines.store import online_sqlite_write
+
+    monkeypatch.setattr(online_sqlite_write, "ROWS_PER_INSERT", 10**9)  # only the parameter limit bounds it
+    limit = sqlite3.connect(":memory:").getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    n = limit // 5 + 3  # 5 columns: one statement of all rows would have too many parameters
+    store = open_online_store(f"sqlite:///{tmp_path}/online.db")
+    try:
+        assert store.write("tx", 1, ["cc_num"], "event_time", rows_frame(range(n), "2026-01-05", lambda k: k)) == n
+        assert store.get("tx", 1, (n - 1,))["amount"] == float(n - 1)
+    finally:
+        store.close()
