@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,14 @@ def start_redis() -> tuple[subprocess.Popen, str, str] | None:
                 raise
             time.sleep(0.05)
     return proc, f"redis://127.0.0.1:{port}/0", workdir
+
+
+def stop_redis(server: tuple[subprocess.Popen, str, str] | None) -> None:
+    """Stop what `start_redis` started and remove its directory."""
+    if server:
+        server[0].terminate()
+        server[0].wait()
+        shutil.rmtree(server[2], ignore_errors=True)
 
 
 def server_cpu(online_uri: str | None) -> float:
@@ -126,10 +133,7 @@ def main() -> None:
                          "server_cpu_s": round(median_result["server_cpu_s"], 3),
                          "stages_s": median_result["details"]["timings"]}
     finally:
-        if redis_server:
-            redis_server[0].terminate()
-            redis_server[0].wait()
-            shutil.rmtree(redis_server[2], ignore_errors=True)
+        stop_redis(redis_server)
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(source, ignore_errors=True)
     out["loadavg_after"] = os.getloadavg()

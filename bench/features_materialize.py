@@ -29,7 +29,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from features_data import feature_group
-from features_ingest import server_cpu, start_redis
+from features_ingest import server_cpu, start_redis, stop_redis
 
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
@@ -84,10 +84,7 @@ def main() -> None:
                 })
                 print(json.dumps(out["runs"][-1]), file=sys.stderr, flush=True)
     finally:
-        if redis_server:
-            redis_server[0].terminate()
-            redis_server[0].wait()
-            shutil.rmtree(redis_server[2], ignore_errors=True)
+        stop_redis(redis_server)
         shutil.rmtree(work, ignore_errors=True)
     out["loadavg_after"] = os.getloadavg()
     json.dump(out, sys.stdout, indent=2)
