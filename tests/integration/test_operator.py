@@ -340,6 +340,31 @@ def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, 
     wait_until(gone, timeout=60, description="FeaturePipeline deleted once nothing needs it")
 
 
+
+def test_blocked_feature_pipeline_goes_when_its_model_and_service_go(operator, k8s, namespace):
+    """A namespace being deleted removes the TrainingPipeline before the InferenceService: the
+    blocked FeaturePipeline must still re-decide and drop its finalizer."""
+    custom = client.CustomObjectsApi(k8s)
+    validated_model_on_materialized_features(k8s, namespace)
+    create(k8s, load_example("inference-batch.yaml", namespace))
+    wait_until(lambda: "fti.dev/feature-versions-in-use" in (get(k8s, namespace, "featurepipelines", "card-profiles")
+                                                            ["metadata"].get("finalizers") or []),
+               timeout=60, description="finalizer while fraud-batch needs card_profiles v1")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "card-profiles")
+    wait_until(lambda: get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("deletionTimestamp"),
+               timeout=30, description="deletion pending")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "trainingpipelines", "fraud-model")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", "fraud-batch")
+
+    def gone():
+        try:
+            get(k8s, namespace, "featurepipelines", "card-profiles")
+            return False
+        except ApiException as exc:
+            return exc.status == 404
+
+    wait_until(gone, timeout=60, description="FeaturePipeline deleted once its model and service are gone")
+
 def test_switching_mode_replaces_the_child(operator, k8s, namespace):
     """online -> batch -> online: the child of the old mode goes, the new one comes (level-based)."""
     custom = client.CustomObjectsApi(k8s)

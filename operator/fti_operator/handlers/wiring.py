@@ -357,10 +357,27 @@ async def training_changed(body: kopf.Body, type: str | None, models_by_name: ko
     meta = body["metadata"]
     ns, model = meta["namespace"], (body.get("spec") or {}).get("model", {}).get("name")
     versions = tuple((mv.get("version"), mv.get("phase"), mv.get("storageUri")) for mv in (body.get("status") or {}).get("modelVersions") or [])
+    if type == "DELETED":
+        # The model's versions leave the indexes with it: the feature pipelines it read re-decide
+        # whether a version is still needed (a blocked deletion must not wait for another event).
+        _enqueue_pipelines(pipelines_by_group, ns, _pipeline_groups(body.get("spec") or {}))
     if not model or not _changed(("tp", ns, meta["name"]), versions) or type is None:
         return
     for isvc_name, _served in services_by_model.get((ns, model), []):
         enqueue(IS, ns, isvc_name)
+
+
+def _pipeline_groups(tp_spec: Mapping) -> set[str]:
+    """The feature groups a TrainingPipeline spec reads (label and features)."""
+    view = tp_spec.get("featureView") or {}
+    refs = [(view.get("label") or {}).get("featureGroup")] + [f.get("featureGroup") for f in view.get("features") or []]
+    return {ref["name"] for ref in refs if ref and ref.get("name")}
+
+
+def _enqueue_pipelines(pipelines_by_group: kopf.Index, ns: str, groups: set[str]) -> None:
+    for group in sorted(groups):
+        for fp_name in list(pipelines_by_group.get((ns, group), [])):
+            enqueue(FP, ns, fp_name)
 
 
 @kopf.on.event(GROUP, VERSION, FP)
@@ -398,6 +415,8 @@ async def serving_changed(body: kopf.Body, type: str | None, services_by_model: 
     if type == "DELETED":
         _last_seen.pop(("is", ns, meta["name"]), None)
     groups = {g for m in _models(models_by_name, ns, model) for g, _v in m.feature_groups}
-    for group in sorted(groups):
-        for fp_name in list(pipelines_by_group.get((ns, group), [])):
-            enqueue(FP, ns, fp_name)
+    if type == "DELETED" and not groups:
+        # The model went first (a namespace being deleted): which groups this service read is no
+        # longer known, so every feature pipeline of the namespace re-decides its finalizer.
+        groups = {group for (gns, group) in list(pipelines_by_group.keys()) if gns == ns}
+    _enqueue_pipelines(pipelines_by_group, ns, groups)
