@@ -43,6 +43,11 @@ class ApiError(Exception):
         self.status = status
         self.body = body
 
+    @property
+    def namespace_terminating(self) -> bool:
+        """A create refused because the namespace is being deleted: permanent, not worth a retry."""
+        return self.status == 403 and "NamespaceTerminating" in self.body
+
 
 def load_api_client(pool_size: int = 32) -> k8s.ApiClient:
     """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""

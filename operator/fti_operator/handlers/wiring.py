@@ -37,6 +37,7 @@ from ..status import job_finished
 from ..versions import ModelInfo, models_from_status, needed_feature_groups
 from ..versions.retention import served_model_versions
 from . import feature, inference, jobs, training
+from .kube import ApiError
 from .queue import WorkQueue
 from .runtime import GROUP, VERSION, Runtime, runtime, set_runtime
 
@@ -305,6 +306,17 @@ def _remember(**indexes: kopf.Index) -> None:
 
 
 def _process(key: tuple[str, str, str]) -> None:
+    try:
+        _reconcile_key(key)
+    except ApiError as exc:
+        if not exc.namespace_terminating:
+            raise  # the queue retries
+        # Nothing can be created there any more, and the namespace controller deletes the object
+        # next (its deletion event queues the finalizer step): retrying would only add requests.
+        log.info("%s %s/%s: namespace is being deleted, not retrying", *key)
+
+
+def _reconcile_key(key: tuple[str, str, str]) -> None:
     plural, ns, name = key
     fresh = _bodies.pop(key, None) or runtime().kube.get(f"{GROUP}/{VERSION}", plural, ns, name)
     if fresh is None:
