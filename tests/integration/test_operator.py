@@ -216,6 +216,14 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     assert counted.kube.calls, "the reconciles read nothing?"
 
 
+def gone(k8s, namespace, plural, name) -> bool:
+    try:
+        get(k8s, namespace, plural, name)
+        return False
+    except ApiException as exc:
+        return exc.status == 404
+
+
 def test_delete_featurepipeline_removes_children(operator, k8s, namespace):
     batch = client.BatchV1Api(k8s)
     body = load_example("feature-pipeline-profiles.yaml", namespace)
@@ -224,15 +232,8 @@ def test_delete_featurepipeline_removes_children(operator, k8s, namespace):
     wait_until(lambda: batch.read_namespaced_cron_job("profiles-to-delete-v1", namespace), timeout=30,
                ignore=(ApiException,), description="CronJob")
     client.CustomObjectsApi(k8s).delete_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "profiles-to-delete")
-
-    def gone():
-        try:
-            get(k8s, namespace, "featurepipelines", "profiles-to-delete")
-            return False
-        except ApiException as exc:
-            return exc.status == 404
-
-    wait_until(gone, timeout=60, description="FeaturePipeline deleted (finalizer released)")
+    wait_until(lambda: gone(k8s, namespace, "featurepipelines", "profiles-to-delete"), timeout=60,
+               description="FeaturePipeline deleted (finalizer released)")
     wait_until(lambda: not batch.list_namespaced_cron_job(namespace, label_selector="fti.dev/resource=profiles-to-delete").items,
                timeout=60, description="CronJob garbage-collected")
 
@@ -314,56 +315,40 @@ def validated_model_on_materialized_features(k8s, namespace: str) -> None:
         timeout=30, ignore=(ApiException,), description="TP status")
 
 
-def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, namespace):
-    """The finalizer (§4.3): deleting a FeaturePipeline whose version a served model needs waits."""
-    custom = client.CustomObjectsApi(k8s)
-    validated_model_on_materialized_features(k8s, namespace)
-    batch_isvc = load_example("inference-batch.yaml", namespace)
-    create(k8s, batch_isvc)
-    wait_until(lambda: "fti.dev/feature-versions-in-use" in (get(k8s, namespace, "featurepipelines", "card-profiles")
-                                                            ["metadata"].get("finalizers") or []),
-               timeout=60, description="finalizer while fraud-batch needs card_profiles v1")
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "card-profiles")
-    events = client.CoreV1Api(k8s)
-    wait_until(lambda: [e for e in events.list_namespaced_event(namespace, field_selector="involvedObject.name=card-profiles").items
-                        if e.reason == "DeletionBlocked"], timeout=30, description="DeletionBlocked event")
-    assert get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("deletionTimestamp")
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", "fraud-batch")
-
-    def gone():
-        try:
-            get(k8s, namespace, "featurepipelines", "card-profiles")
-            return False
-        except ApiException as exc:
-            return exc.status == 404
-
-    wait_until(gone, timeout=60, description="FeaturePipeline deleted once nothing needs it")
-
-
-
-def test_blocked_feature_pipeline_goes_when_its_model_and_service_go(operator, k8s, namespace):
-    """A namespace being deleted removes the TrainingPipeline before the InferenceService: the
-    blocked FeaturePipeline must still re-decide and drop its finalizer."""
-    custom = client.CustomObjectsApi(k8s)
+def delete_needed_card_profiles(k8s, namespace) -> None:
+    """A served model needs card_profiles v1 (the finalizer is on); delete that FeaturePipeline."""
     validated_model_on_materialized_features(k8s, namespace)
     create(k8s, load_example("inference-batch.yaml", namespace))
     wait_until(lambda: "fti.dev/feature-versions-in-use" in (get(k8s, namespace, "featurepipelines", "card-profiles")
                                                             ["metadata"].get("finalizers") or []),
                timeout=60, description="finalizer while fraud-batch needs card_profiles v1")
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "card-profiles")
+    client.CustomObjectsApi(k8s).delete_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "card-profiles")
+
+
+def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, namespace):
+    """The finalizer (§4.3): deleting a FeaturePipeline whose version a served model needs waits."""
+    delete_needed_card_profiles(k8s, namespace)
+    events = client.CoreV1Api(k8s)
+    wait_until(lambda: [e for e in events.list_namespaced_event(namespace, field_selector="involvedObject.name=card-profiles").items
+                        if e.reason == "DeletionBlocked"], timeout=30, description="DeletionBlocked event")
+    assert get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("deletionTimestamp")
+    client.CustomObjectsApi(k8s).delete_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", "fraud-batch")
+    wait_until(lambda: gone(k8s, namespace, "featurepipelines", "card-profiles"), timeout=60,
+               description="FeaturePipeline deleted once nothing needs it")
+
+
+def test_blocked_feature_pipeline_goes_when_its_model_and_service_go(operator, k8s, namespace):
+    """A namespace being deleted removes the TrainingPipeline before the InferenceService: the
+    blocked FeaturePipeline must still re-decide and drop its finalizer."""
+    delete_needed_card_profiles(k8s, namespace)
     wait_until(lambda: get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("deletionTimestamp"),
                timeout=30, description="deletion pending")
+    custom = client.CustomObjectsApi(k8s)
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "trainingpipelines", "fraud-model")
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", "fraud-batch")
+    wait_until(lambda: gone(k8s, namespace, "featurepipelines", "card-profiles"), timeout=60,
+               description="FeaturePipeline deleted once its model and service are gone")
 
-    def gone():
-        try:
-            get(k8s, namespace, "featurepipelines", "card-profiles")
-            return False
-        except ApiException as exc:
-            return exc.status == 404
-
-    wait_until(gone, timeout=60, description="FeaturePipeline deleted once its model and service are gone")
 
 def test_switching_mode_replaces_the_child(operator, k8s, namespace):
     """online -> batch -> online: the child of the old mode goes, the new one comes (level-based)."""
