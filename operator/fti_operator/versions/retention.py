@@ -53,3 +53,20 @@ def fg_version_states(
         else:
             out[v] = ("Retired", [])
     return out
+
+
+def revision_feature_groups(status: Mapping[str, Any] | None) -> set[tuple[str, int]]:
+    """Feature-group versions an InferenceService's revisions read, from their own snapshots.
+
+    Every revision the service may serve again — stable, target, canary, pinned, failed is
+    not among them, and the rollback history — records the feature-group versions it reads,
+    so retention never has to ask another resource (a deleted TrainingPipeline changes
+    nothing that serves; docs/versions.md)."""
+    status = status or {}
+    revisions = [status.get("stable"), status.get("target"), status.get("canary"), status.get("pinned"),
+                 *(status.get("history") or [])]
+    out: set[tuple[str, int]] = set()
+    for r in revisions:
+        for g in (r or {}).get("featureGroups") or []:
+            out.add((str(g["name"]), int(g["version"])))
+    return out
