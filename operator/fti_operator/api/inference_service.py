@@ -217,6 +217,12 @@ class PinnedRevision(Revision):
                                   "the pin holds until the spec resolves to a different one.")
 
 
+class PendingRevision(Revision):
+    """An asked pair not rolled out yet: it has no revision number until it is."""
+
+    revision: int | None = Field(default=None, ge=1)  # type: ignore[assignment]
+
+
 class InferenceServiceStatus(StatusModel):
     """Observed state: what serves (stable), what is being rolled out (target), what failed, history, URL."""
 
@@ -227,6 +233,8 @@ class InferenceServiceStatus(StatusModel):
     target: Revision | None = Field(default=None, description="The pair being rolled out (a canary when traffic < 100).")
     failed: FailedRevision | None = Field(default=None, description="The last pair rolled back or aborted.")
     pinned: PinnedRevision | None = Field(default=None, description="The pair an fti.dev/rollback annotation pinned.")
+    pending: PendingRevision | None = Field(
+        default=None, description="The asked pair waiting for its feature-group versions (kept or brought back for it).")
     history: list[Revision] = Field(default_factory=list, description="Earlier stable pairs, newest first.")
     handled: dict[str, str] | None = Field(
         default=None, description="The last token of each rollout annotation (rollback, promote, abort, retry) acted on.")

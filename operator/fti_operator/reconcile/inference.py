@@ -128,7 +128,7 @@ def compute_status(body: Mapping[str, Any], plan: Plan, decision: ServingDecisio
         status["lastRun"] = dict(last_run)
     out = typed(InferenceServiceStatus, status)
     # Revisions that no longer exist are removed (null in the merge patch).
-    return {"stable": None, "target": None, "failed": None, "pinned": None, "handled": None, **out}
+    return {"stable": None, "target": None, "failed": None, "pinned": None, "pending": None, "handled": None, **out}
 
 
 def other_mode_children(kube: Kube, isvc: InferenceService) -> list[dict[str, str]]:
@@ -179,8 +179,10 @@ def want_of(ctx: Context, isvc: InferenceService, body: Mapping[str, Any]) -> tu
                            ctx.lookups.availability(isvc.metadata.namespace, groups), spec.mode)
     annotations = body["metadata"].get("annotations") or {}
     canary = spec.online.canary.traffic_percent if spec.mode == "online" and spec.online and spec.online.canary else None
+    waiting = not decision.allowed and decision.reason == "FeaturesNotReady" and decision.model is not None
     want = Want(
         revision=snapshot(decision.model) if decision.allowed and decision.model is not None else None,
+        pending=snapshot(decision.model) if waiting and decision.model is not None else None,
         blocked_reason=None if decision.allowed else decision.reason, blocked_message=decision.message,
         canary_percent=canary, auto_rollback=spec.rollout.auto_rollback,
         readiness_timeout=float(parse_duration(spec.rollout.readiness_timeout)),

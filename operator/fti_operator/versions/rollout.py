@@ -44,6 +44,9 @@ class Want:
     """What the spec (and the registry behind `latest`) asks for, and how to roll it out."""
 
     revision: Revision | None  # the resolved pair with its snapshot, or None when nothing servable is asked
+    # The asked pair that cannot be served yet because its features are not ready: recorded as
+    # `pending` so that retention keeps (or brings back) the feature-group versions it reads.
+    pending: Revision | None = None
     blocked_reason: str | None = None  # why the asked pair cannot be served (FeaturesNotReady, ...)
     blocked_message: str = ""
     canary_percent: int | None = None
@@ -77,6 +80,7 @@ class Plan:
     pinned: Revision | None
     history: list[Revision]
     handled: dict[str, str]
+    pending: Revision | None
     render: Revision | None  # the revision the child is rendered from
     canary_percent: int | None  # canaryTrafficPercent to render (None: the rendered revision gets all traffic)
     progressing: tuple[bool | None, str, str]  # (status, reason, message) of the Progressing condition
@@ -86,7 +90,7 @@ class Plan:
 
     def status_part(self) -> dict[str, Any]:
         return {"stable": self.stable, "target": self.target, "failed": self.failed, "pinned": self.pinned,
-                "history": self.history, "handled": self.handled or None}
+                "pending": self.pending, "history": self.history, "handled": self.handled or None}
 
 
 def pair(r: Mapping[str, Any] | None) -> tuple[int, int] | None:
@@ -250,6 +254,7 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
         stable = {**stable, "traffic": 100 - int(target["traffic"]) if target is not None and "traffic" in target else 100}
     history = history[: want.history_limit]
     render = target or stable
-    return Plan(stable, target, failed, pinned, history, handled, render,
+    pending = want.pending if want.pending is not None and pair(want.pending) != pair(stable) else None
+    return Plan(stable, target, failed, pinned, history, handled, pending, render,
                 canary if target is not None and render is target else None, progressing, events, requeue_after,
                 rolled_back)

@@ -124,9 +124,13 @@ def test_rollback_by_spec_reuses_the_revision_number_from_history():
 
 
 def test_blocked_pair_keeps_the_stable_revision_and_says_why():
-    plan = plan_rollout(STABLE, Want(None, "FeaturesNotReady", "card_transactions v3 not materialized"), Observed(2, True), T0)
+    asked = Want(None, pending=rev(6, 3), blocked_reason="FeaturesNotReady",
+                 blocked_message="g v3 not materialized (re-materializing in Job j)")
+    plan = plan_rollout(STABLE, asked, Observed(2, True), T0)
     assert plan.target is None and plan.render["model"] == 4
-    assert plan.progressing[:2] == (True, "WaitingForFeatures")
+    assert plan.progressing[:2] == (True, "WaitingForFeatures") and "Job j" in plan.progressing[2]
+    # The waiting pair is recorded, so retention keeps (or brings back) the versions it reads.
+    assert plan.pending["model"] == 6 and plan.status_part()["pending"]["featureGroups"] == [{"name": "g", "version": 3}]
 
 
 @pytest.mark.parametrize("limit,expected", [(2, [2, 1]), (0, [])])
