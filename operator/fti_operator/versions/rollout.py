@@ -113,7 +113,9 @@ def _strip(r: Mapping[str, Any], *keys: str) -> Revision:
     return {k: v for k, v in r.items() if k not in keys}
 
 
-def _find(history: list[Revision], selector: str) -> Revision | None:
+def _find(history: list[Revision], value: str) -> Revision | None:
+    """`previous` or `revision-N`, optionally with `@token` (so the same request can be made again)."""
+    selector = value.split("@", 1)[0]
     if selector == "previous":
         return history[0] if history else None
     if selector.startswith("revision-") and selector[9:].isdigit():
