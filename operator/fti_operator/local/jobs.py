@@ -39,6 +39,8 @@ NODE_NAME = "fti-local"
 DEFAULT_BACKOFF_LIMIT = 6  # the Job API's default
 COMPLETE_MESSAGE = "Reached expected number of succeeded pods"
 FAILED_MESSAGE = "Job has reached the specified backoff limit"
+LOST_EXIT_CODE = 255
+LOST_MESSAGE = "pod lost: the fti local process that ran it ended before it finished"
 
 
 def controller_ref(owner: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,6 +93,7 @@ class JobController:
 
     def __init__(self, kube: Kube, run_pod: RunPod, clock: Callable[[], datetime] = utcnow):
         self.kube, self.run_pod, self.clock = kube, run_pod, clock
+        self._started: set[str] = set()  # uids of the pods this controller started (and may still run)
 
     def pods_of(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
         meta = job["metadata"]
@@ -102,10 +105,17 @@ class JobController:
         spec, meta = job.get("spec") or {}, job["metadata"]
         if job_finished(job) is not None or spec.get("suspend") or meta.get("deletionTimestamp"):
             return None
-        if any((p.get("status") or {}).get("phase") in (None, "Pending", "Running") for p in self.pods_of(job)):
+        unfinished = [p for p in self.pods_of(job) if (p.get("status") or {}).get("phase") in (None, "Pending", "Running")]
+        if any(p["metadata"]["uid"] in self._started for p in unfinished):
             return None
+        for lost in unfinished:  # started by an earlier process, which is gone: a lost node's pods fail
+            self.finish(lost, LOST_EXIT_CODE, LOST_MESSAGE)
+            job = self.kube.get("batch/v1", "jobs", meta.get("namespace"), meta["name"]) or job
+            if job_finished(job) is not None:
+                return None
         now = rfc3339(self.clock())
         pod = self.kube.create(job_pod(job))
+        self._started.add(pod["metadata"]["uid"])
         running = [{"name": c.get("name"), "image": c.get("image", ""), "imageID": "", "ready": True, "started": True,
                     "restartCount": 0, "state": {"running": {"startedAt": now}}}
                    for c in (pod.get("spec") or {}).get("containers") or []]
@@ -122,6 +132,7 @@ class JobController:
                log_path: str | Path | None = None) -> dict[str, Any] | None:
         """Record the end of `pod`'s containers on the pod and on its Job; returns the Job (None if gone)."""
         pmeta = pod["metadata"]
+        self._started.discard(pmeta["uid"])
         ns, now = pmeta.get("namespace"), rfc3339(self.clock())
         started = ((pod.get("status") or {}).get("startTime")) or now
         if log_path is not None:

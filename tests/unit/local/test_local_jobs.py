@@ -179,3 +179,17 @@ def test_cronjob_runs_when_due_and_keeps_its_history_limits() -> None:
     status = kube.get("batch/v1", "cronjobs", "ns", "fg")["status"]
     assert "active" not in status and status["lastSuccessfulTime"] == "2026-12-04T16:40:04Z"
     assert names == [f"fg-{int((T0 + timedelta(minutes=m)).timestamp() // 60)}" for m in (30, 40)]
+
+
+def test_a_pod_left_running_by_an_earlier_process_is_failed_and_retried() -> None:
+    kube = MemKube()
+    kube.create(job_manifest(backoff=1))
+    started = JobController(kube, scripted()[0]).start(kube.get("batch/v1", "jobs", "ns", "train-v1"))
+    assert started["status"]["phase"] == "Running"
+    # A new process: its controller did not start that pod, so nothing will ever finish it.
+    run_pod, seen = scripted((0, "{}"))
+    assert JobController(kube, run_pod).step() == 1
+    phases = {p["metadata"]["name"]: p["status"]["phase"] for p in kube.list("v1", "pods", "ns")}
+    assert phases[started["metadata"]["name"]] == "Failed" and sorted(phases.values()) == ["Failed", "Succeeded"]
+    done = kube.get("batch/v1", "jobs", "ns", "train-v1")
+    assert job_finished(done) is True and done["status"]["failed"] == 1 and done["status"]["succeeded"] == 1

@@ -266,3 +266,34 @@ def test_dump_and_load_round_trip_through_json() -> None:
     restored.patch(API, "featurepipelines", "ns", "fp", {"metadata": {"finalizers": None}})
     assert restored.get("batch/v1", "jobs", "ns", "j") is None
     assert MemKube.load({}).dump()["objects"] == []
+
+
+def test_concurrent_conditional_writes_lose_nothing() -> None:
+    """Optimistic concurrency under threads: every increment lands once, resourceVersions never repeat."""
+    import threading
+
+    kube = MemKube()
+    kube.create(pipeline())
+    versions: list[str] = []
+    kube.subscribe(lambda type_, obj: versions.append(obj["metadata"]["resourceVersion"]))
+
+    def bump(times: int) -> None:
+        for _ in range(times):
+            while True:
+                live = kube.get(API, "featurepipelines", "ns", "fp")
+                n = (live.get("status") or {}).get("n", 0)
+                try:
+                    kube.patch(API, "featurepipelines", "ns", "fp", {
+                        "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}, "status": {"n": n + 1}},
+                        subresource="status")
+                    break
+                except ApiError as exc:
+                    assert exc.conflict
+
+    threads = [threading.Thread(target=bump, args=(25,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert kube.get(API, "featurepipelines", "ns", "fp")["status"] == {"n": 200}
+    assert len(versions) == 200 and versions == sorted(versions, key=int), "changes are delivered in order"
