@@ -15,6 +15,8 @@ by a `start_server(isvc, component, container) -> url` callable (the local drive
   replaced becomes `previousRolledoutRevision`), or `canaryTrafficPercent` % beside the
   rolled-out one. A revision whose server fails (`start_server` raises `ServerFailed` or
   OSError) makes Ready False with the message; the last good revision keeps serving.
+- `serving.kserve.io/deploymentMode: RawDeployment` (annotation) is honoured as KServe does:
+  no traffic split, a canary percentage is ignored; `status.deploymentMode` says which mode.
 - Servers of revisions that no longer take traffic are stopped (`stop_server(url)`), all of
   them when the InferenceService goes. Locally there is no ingress: `status.url` is the
   entry server (transformer, else predictor) of the revision with the largest traffic share.
@@ -38,6 +40,8 @@ from .memkube import rfc3339, utcnow
 API_VERSION, PLURAL = "serving.kserve.io/v1beta1", "inferenceservices"
 COMPONENTS = ("predictor", "transformer")
 FAILED_REASON = "RevisionFailed"
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+RAW_DEPLOYMENT, SERVERLESS = "RawDeployment", "Serverless"
 
 StartServer = Callable[[dict[str, Any], str, dict[str, Any]], str]
 StopServer = Callable[[str], None]
@@ -61,6 +65,11 @@ def template_hash(spec: Mapping[str, Any]) -> str:
     parts = {c: {k: v for k, v in (spec.get(c) or {}).items() if k != "canaryTrafficPercent"}
              for c in COMPONENTS if spec.get(c)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def mode_of(isvc: Mapping[str, Any]) -> str:
+    annotations = isvc["metadata"].get("annotations") or {}
+    return RAW_DEPLOYMENT if annotations.get(DEPLOYMENT_MODE_ANNOTATION) == RAW_DEPLOYMENT else SERVERLESS
 
 
 def replace_patch(old: Any, new: Any) -> Any:
@@ -145,7 +154,7 @@ class LocalKServe:
                 serving.revisions[latest.number] = latest
             self._start(isvc, latest)
             acted = True
-        canary = (spec.get("predictor") or {}).get("canaryTrafficPercent")
+        canary = (spec.get("predictor") or {}).get("canaryTrafficPercent") if mode_of(isvc) == SERVERLESS else None
         traffic = self._route(serving, latest, canary)
         for number, rev in serving.revisions.items():
             if number not in traffic and number != latest.number and rev.urls:
@@ -255,6 +264,7 @@ class LocalKServe:
         types = ["IngressReady", "PredictorReady", "Ready"] + (["TransformerReady"] if "transformer" in components else [])
         status: dict[str, Any] = {
             "observedGeneration": meta.get("generation", 1),
+            "deploymentMode": mode_of(isvc),
             "conditions": [condition(t) for t in sorted(types)],
             "components": out,
             "modelStatus": {

@@ -71,7 +71,7 @@ def test_a_ready_service_gets_kserves_status(env) -> None:
     st = status(kube)
     assert [(c["type"], c["status"]) for c in st["conditions"]] == [
         ("IngressReady", "True"), ("PredictorReady", "True"), ("Ready", "True")]
-    assert st["observedGeneration"] == 1
+    assert st["observedGeneration"] == 1 and st["deploymentMode"] == "Serverless"
     assert st["url"] == "http://127.0.0.1:9001" and st["address"] == {"url": "http://127.0.0.1:9001"}
     assert st["components"]["predictor"] == {
         "latestCreatedRevision": "fraud-predictor-00001", "latestReadyRevision": "fraud-predictor-00001",
@@ -186,3 +186,18 @@ def test_a_new_process_restarts_the_reported_revision(env) -> None:
     third = LocalKServe(kube, servers.start, servers.stop)
     third.step()
     assert status(kube)["components"]["predictor"]["latestRolledoutRevision"] == "fraud-predictor-00002"
+
+
+def test_raw_deployment_mode_does_not_split_traffic(env) -> None:
+    kube, servers, kserve = env
+    raw = isvc()
+    raw["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    kube.create(raw)
+    kserve.step()
+    assert status(kube)["deploymentMode"] == "RawDeployment"
+    kube.patch(API_VERSION, PLURAL, "ns", "fraud", {"spec": {"predictor": predictor_image("i:2", canary=20)}})
+    kserve.step()
+    predictor = status(kube)["components"]["predictor"]
+    assert predictor["traffic"] == [
+        {"tag": "latest", "revisionName": "fraud-predictor-00002", "latestRevision": True, "percent": 100}]
+    assert servers.running == {"http://127.0.0.1:9002"}
