@@ -43,6 +43,8 @@ FAILED_REASON = "RevisionFailed"
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 RAW_DEPLOYMENT, SERVERLESS = "RawDeployment", "Serverless"
 
+# start_server(isvc, "predictor"|"transformer", container) -> url: returns once the server is
+# ready (or raises ServerFailed); stop_server(url) ends the server start_server returned it for.
 StartServer = Callable[[dict[str, Any], str, dict[str, Any]], str]
 StopServer = Callable[[str], None]
 
