@@ -193,3 +193,39 @@ def test_a_pod_left_running_by_an_earlier_process_is_failed_and_retried() -> Non
     assert phases[started["metadata"]["name"]] == "Failed" and sorted(phases.values()) == ["Failed", "Succeeded"]
     done = kube.get("batch/v1", "jobs", "ns", "train-v1")
     assert job_finished(done) is True and done["status"]["failed"] == 1 and done["status"]["succeeded"] == 1
+
+
+def test_the_feature_reconciler_runs_on_memkube_and_reads_a_local_run() -> None:
+    """The pieces together with the real reconciler: its children, a scheduled run, the status it reads
+    from that run — and a reconcile with nothing new writes nothing."""
+    from pathlib import Path
+
+    import yaml
+
+    from fti_operator.config import OperatorConfig
+    from fti_operator.local.lookups import ScanLookups
+    from fti_operator.reconcile import Context, feature
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "fraud" / "feature-pipeline-transactions.yaml"
+    kube, clock = MemKube(clock=lambda: T0), Clock()
+    ctx = Context(kube, ScanLookups(kube), OperatorConfig.from_env({}), clock=clock)
+    kube.apply(yaml.safe_load(example.read_text()), field_manager="kubectl")
+
+    def reconcile() -> int:
+        before = kube.writes()
+        feature.reconcile(ctx, kube.get("fti.dev/v1alpha1", "featurepipelines", "fraud", "card-transactions"))
+        return kube.writes() - before
+
+    assert reconcile() > 0
+    assert reconcile() == 0, "a no-change reconcile writes nothing"
+    cronjob = kube.list("batch/v1", "cronjobs", "fraud")[0]
+    run_pod, _ = scripted((0, json.dumps({"ok": True, "rowsWritten": 5, "rowsRejected": 1})))
+    clock.now = T0 + timedelta(minutes=15)
+    assert [j["metadata"]["name"] for j in CronJobs(kube, clock).step()] == [
+        f"{cronjob['metadata']['name']}-{int(clock.now.timestamp() // 60)}"]
+    assert JobController(kube, run_pod, clock).step() == 1
+    assert reconcile() > 0
+    status = kube.get("fti.dev/v1alpha1", "featurepipelines", "fraud", "card-transactions")["status"]
+    assert status["versions"][0]["lastRun"]["rowsWritten"] == 5
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Materialized"] == "True"
+    assert reconcile() == 0
