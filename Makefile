@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 STATE_DIR ?= .fti/demo
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps controlplane crds demo test test-unit test-integration clean \
+.PHONY: help install system-deps controlplane crds demo test test-unit test-integration clean images \
         bench-features bench-training bench-inference bench-operator bench-controlplane
 
 include tests/controlplane/Makefile.inc
@@ -26,6 +26,7 @@ help:
 	@echo "make crds          regenerate crds/ (and the chart's copy) from the API models"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl, helm from upstream Go modules"
 	@echo "make controlplane-clean  delete those binaries and their Go caches"
+	@echo "make images       build the operator, feature, training and inference images (docker, else podman)"
 	@echo "make bench-features | bench-training | bench-inference | bench-operator | bench-controlplane"
 
 $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-dev.txt
@@ -92,3 +93,7 @@ bench-operator: $(STAMP) controlplane
 
 bench-controlplane: $(STAMP)
 	$(PY) bench/controlplane_cost.py
+
+# Images and the real node (tests/node/README.md, docs/images.md).
+images:
+	bash images/build.sh

@@ -88,8 +88,14 @@ def history_lines(obj: Mapping[str, Any]) -> list[str]:
     st = obj.get("status") or {}
     rows = [("stable", st.get("stable")), *[("history", h) for h in st.get("history") or []]]
     return [f"{r['revision']:>4}  model {r['model']:<4} feature view {r['featureView']:<4} "
-            f"{', '.join(f'{g['name']} v{g['version']}' for g in r.get('featureGroups') or [])}  ({kind})"
+            f"{_groups(r)}  ({kind})"
             for kind, r in rows if r]
+
+
+def _groups(revision: Mapping[str, Any]) -> str:
+    # A separate function: nested quotes inside an f-string need Python 3.12, the
+    # images run 3.11.
+    return ", ".join(f"{g['name']} v{g['version']}" for g in revision.get("featureGroups") or [])
 
 
 def wait_status(backend: Backend, name: str, namespace: str, timeout: float, interval: float = 1.0,
