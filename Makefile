@@ -16,7 +16,7 @@ STATE_DIR ?= .fti/demo
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps controlplane crds demo test test-unit test-integration clean images \
-        bench-features bench-training bench-inference bench-operator bench-controlplane
+        node-deps e2e bench-features bench-training bench-inference bench-operator bench-controlplane
 
 include tests/controlplane/Makefile.inc
 
@@ -26,6 +26,7 @@ help:
 	@echo "make crds          regenerate crds/ (and the chart's copy) from the API models"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl, helm from upstream Go modules"
 	@echo "make controlplane-clean  delete those binaries and their Go caches"
+	@echo "make e2e          end-to-end tests on a real node (containerd, kubelet) or kind; builds what they need"
 	@echo "make images       build the operator, feature, training and inference images (docker, else podman)"
 	@echo "make bench-features | bench-training | bench-inference | bench-operator | bench-controlplane"
 
@@ -97,3 +98,17 @@ bench-controlplane: $(STAMP)
 # Images and the real node (tests/node/README.md, docs/images.md).
 images:
 	bash images/build.sh
+
+# The real node's system packages; apt waits for a dpkg lock held by another install.
+node-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  need=""; for p in containerd runc containernetworking-plugins nftables conntrack podman debootstrap; do \
+	    dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
+	  if [ -n "$$need" ]; then echo "installing$$need (Debian packages)"; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$need >/dev/null; fi; \
+	else echo "node-deps: needs root and apt-get (containerd runc containernetworking-plugins nftables conntrack podman debootstrap)"; fi
+
+# End to end on real containers: the node (tests/node) here, kind where Docker is.
+e2e: $(STAMP) node-deps controlplane images
+	$(call run_pytest,tests/e2e)

@@ -54,9 +54,13 @@ class ControlPlaneError(RuntimeError):
 class ControlPlane:
     """A running control plane. Use ``start()``/``stop()`` or ``with``."""
 
-    def __init__(self, binaries: Binaries, workdir: Path) -> None:
+    def __init__(self, binaries: Binaries, workdir: Path, address: str = "127.0.0.1") -> None:
+        """``address``: where kube-apiserver listens and what it advertises. Loopback
+        for the pod runner; a real node (tests/node/) passes its bridge address, which
+        pods reach and which the ``kubernetes`` Service's endpoints may hold."""
         self.binaries = binaries
         self.workdir = Path(workdir)
+        self.address = address
         self.processes: list[ManagedProcess] = []
         self.startup_seconds: float | None = None
         self.server = ""
@@ -85,9 +89,9 @@ class ControlPlane:
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.workdir / "etcd", ignore_errors=True)  # a retry starts from scratch
-        self.pki = pki = pki_mod.generate(self.workdir / "pki")
+        self.pki = pki = pki_mod.generate(self.workdir / "pki", extra_ips=(self.address,))
         etcd_client, etcd_peer, api_port, kcm_port = free_ports(4)
-        self.server = f"https://127.0.0.1:{api_port}"
+        self.server = f"https://{self.address}:{api_port}"
         self.etcd_url = f"http://127.0.0.1:{etcd_client}"
         logs = self.workdir / "logs"
 
@@ -109,8 +113,8 @@ class ControlPlane:
         apiserver = self._spawn("kube-apiserver", [
             self.binaries.path("kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={api_port}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={pki.apiserver.cert}",
@@ -133,9 +137,7 @@ class ControlPlane:
             f"--proxy-client-key-file={pki.front_proxy_client.key}",
             # PodSecurity and the other defaults stay on; NodeRestriction as in kubeadm.
             "--enable-admission-plugins=NodeRestriction",
-            # The "kubernetes" Endpoints may not hold a loopback address; without
-            # this the reconciler logs an error every few seconds.
-            "--endpoint-reconciler-type=none",
+            *self._address_flags(),
             "--profiling=false",
             "--v=1",
         ], logs)
@@ -153,7 +155,7 @@ class ControlPlane:
             f"--secure-port={kcm_port}",
             f"--cert-dir={self.workdir / 'kcm-certs'}",
             "--leader-elect=false",
-            "--controllers=" + ",".join(("*",) + DISABLED_CONTROLLERS),
+            "--controllers=" + ",".join(("*",) + self._disabled_controllers()),
             f"--service-account-private-key-file={pki.sa_key}",
             f"--root-ca-file={pki.ca.cert}",
             f"--cluster-signing-cert-file={pki.ca.cert}",
@@ -178,6 +180,24 @@ class ControlPlane:
             lambda: self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
             "the default ServiceAccount (controller manager reconciling)",
         )
+
+    def _disabled_controllers(self) -> tuple[str, ...]:
+        # A real node (not loopback) heartbeats, and the node-lifecycle controller is
+        # what lifts the not-ready taint kubelet registers it with.
+        return DISABLED_CONTROLLERS if self.address.startswith("127.") else ()
+
+    def _address_flags(self) -> list[str]:
+        if self.address.startswith("127."):
+            # The "kubernetes" Endpoints may not hold a loopback address; without
+            # this the reconciler logs an error every few seconds.
+            return ["--endpoint-reconciler-type=none"]
+        # A real node: pods reach the API through the kubernetes Service, and the API
+        # server reaches kubelet (logs, exec) as the admin, by the node's InternalIP.
+        return [
+            f"--kubelet-client-certificate={self.pki.admin.cert}",
+            f"--kubelet-client-key={self.pki.admin.key}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
 
     def _spawn(self, name: str, argv: list[str], logs: Path) -> ManagedProcess:
         proc = ManagedProcess(name, argv, logs / f"{name}.log", env=self._base_env(), die_with_parent=True)

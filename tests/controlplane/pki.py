@@ -58,7 +58,8 @@ class Pki:
 
 
 class _Ca:
-    def __init__(self) -> None:
+    def __init__(self, extra_ips: tuple[str, ...] = ()) -> None:
+        self.extra_ips = extra_ips  # more addresses the API server's certificate names
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         self.cert = (
@@ -75,6 +76,14 @@ class _Ca:
             )
             .sign(self.key, hashes.SHA256())
         )
+
+    @classmethod
+    def load(cls, cert: Path, key: Path) -> "_Ca":
+        ca = cls.__new__(cls)
+        ca.cert = x509.load_pem_x509_certificate(cert.read_bytes())
+        ca.key = serialization.load_pem_private_key(key.read_bytes(), password=None)
+        ca.extra_ips = ()
+        return ca
 
     def issue(self, cn: str, org: str | None, server: bool) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
@@ -102,6 +111,7 @@ class _Ca:
                 x509.DNSName("kubernetes.default.svc.cluster.local"),
                 x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                 x509.IPAddress(ipaddress.ip_address("10.0.0.1")),  # first IP of the service range
+                *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in self.extra_ips if ip != "127.0.0.1"),
             ]
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
             usage = [ExtendedKeyUsageOID.SERVER_AUTH]
@@ -111,10 +121,18 @@ class _Ca:
         return builder.sign(self.key, hashes.SHA256()), key
 
 
-def generate(directory: Path) -> Pki:
+def issue(pki: Pki, directory: Path, stem: str, cn: str, org: str | None = None, server: bool = False) -> CertPair:
+    """One more certificate from an existing PKI's CA (a node's kubelet, kube-proxy)."""
+    cert, key = _Ca.load(pki.ca.cert, pki.ca.key).issue(cn, org, server)
+    _write_cert(directory / f"{stem}.crt", cert)
+    _write_key(directory / f"{stem}.key", key)
+    return CertPair(directory / f"{stem}.crt", directory / f"{stem}.key")
+
+
+def generate(directory: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
     """Write the PKI into ``directory`` and return the file paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    ca = _Ca()
+    ca = _Ca(tuple(extra_ips))
     _write_cert(directory / "ca.crt", ca.cert)
     _write_key(directory / "ca.key", ca.key)
 

@@ -1,0 +1,3 @@
+module fti.dev/testbed/pause
+
+go 1.22
