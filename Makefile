@@ -66,8 +66,9 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 endef
 
+# tests/e2e (real containers: make e2e) is not part of `make test` yet: see tests/node/README.md.
 test: $(STAMP) system-deps controlplane-auto
-	$(call run_pytest,tests)
+	$(call run_pytest,tests --ignore=tests/e2e)
 
 test-unit: $(STAMP)
 	$(call run_pytest,tests/unit)

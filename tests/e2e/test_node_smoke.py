@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from controlplane.fixtures import _report
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -51,17 +52,17 @@ def _job_done(node, ns: str, name: str) -> dict:
     return job if conditions.get("Complete") == "True" else None
 
 
-def test_job_completes_with_its_logs(node, base_image, ns, record_property):
+def test_job_completes_with_its_logs(node, base_image, ns, request):
     t0 = time.monotonic()
     node.plane.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(_job("hello", base_image,
                                                                            "print('hello from a container')")))
     wait_until(lambda: _job_done(node, ns, "hello"), timeout=120, interval=0.2, description="Job hello Complete")
-    record_property("job_complete_seconds", round(time.monotonic() - t0, 1))
+    _report(request, f"smoke: Job applied -> Complete in {time.monotonic() - t0:.1f}s")
     logs = node.plane.kubectl("logs", "job/hello", "-n", ns).stdout
     assert "hello from a container" in logs
 
 
-def test_deployment_ready_and_service_answers(node, base_image, ns, record_property):
+def test_deployment_ready_and_service_answers(node, base_image, ns, request):
     labels = {"app": "web"}
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -81,7 +82,7 @@ def test_deployment_ready_and_service_answers(node, base_image, ns, record_prope
         node.plane.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
     wait_until(lambda: _get(node, ns, "deployment", "web").get("status", {}).get("readyReplicas") == 1,
                timeout=120, interval=0.2, description="Deployment web Ready")
-    record_property("deployment_ready_seconds", round(time.monotonic() - t0, 1))
+    _report(request, f"smoke: Deployment applied -> pod Ready in {time.monotonic() - t0:.1f}s")
     cluster_ip = _get(node, ns, "service", "web")["spec"]["clusterIP"]
 
     def from_node():
