@@ -74,6 +74,7 @@ def set_isvc_status(
     previous_revision: str | None = None,
     reason: str | None = None,
     message: str | None = None,
+    deployment_mode: str | None = None,
 ) -> dict:
     """Patch ``status`` of an InferenceService as KServe's controller would.
 
@@ -157,6 +158,8 @@ def set_isvc_status(
             },
         },
     }
+    if deployment_mode:  # KServe reports "Serverless" or "RawDeployment"
+        status["deploymentMode"] = deployment_mode
     if ready or old_status.get("url"):
         status["url"] = url if ready else old_status["url"]
         status["address"] = {"url": f"http://{name}.{namespace}.svc.cluster.local"}

@@ -3,4 +3,4 @@
 tests/ is on sys.path (pytest.ini), so the node fixtures import as ``node.fixtures``.
 """
 
-from node.fixtures import base_image, node, node_images  # noqa: F401  (fixtures)
+from node.fixtures import base_image, kserve_standin, node, node_images  # noqa: F401  (fixtures)

@@ -113,3 +113,20 @@ def base_image(request, node_images):
     ref = out.stdout.strip().splitlines()[-1]
     node_images(ref)
     return ref
+
+
+@pytest.fixture(scope="session")
+def kserve_standin(node):
+    """KServe's CRD plus the RawDeployment stand-in (kserve_standin.py) reconciling it."""
+    from controlplane.kserve import install_crd
+
+    from .kserve_standin import KServeStandIn
+
+    api = node.plane.api_client()
+    install_crd(api)
+    standin = KServeStandIn(api).start()
+    try:
+        yield standin
+    finally:
+        standin.stop()
+        api.close()
