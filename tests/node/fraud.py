@@ -1,0 +1,152 @@
+"""The fraud example on the real node, as a user would run it: shared by
+tests/e2e/test_node_fraud.py and ``make demo-cluster`` (tests/node/demo.py).
+
+The chart is installed as documented (README "On a cluster") with the images
+``make images`` built, the data volume as a PVC bound to a hostPath PV on the node, and
+the online store a Redis on the node's bridge address, reachable from pods. KServe is the
+stand-in (kserve_standin.py); everything else is real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from controlplane.cluster import free_ports
+from controlplane.processes import ManagedProcess
+from support.wait import wait_until
+
+from .node import NODE_IP, TestNode
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "fti-operator"
+EXAMPLE = REPO / "examples" / "fraud"
+RELEASE, OPERATOR_NS, NS = "fti", "fti-system", "fraud"
+IMAGE_UID = 65532  # the images' user (docs/images.md)
+
+
+def image_refs(tag: str) -> list[str]:
+    return [f"ghcr.io/fti-dev/fti-{name}:{tag}" for name in ("operator", "feature", "training", "inference")]
+
+
+class FraudOnNode:
+    """Set up, run and inspect the example; ``close()`` stops what it started."""
+
+    def __init__(self, node: TestNode, tag: str, log=print) -> None:
+        self.node = node
+        self.tag = tag
+        self.log = log
+        self.data_dir = node.workdir / "fti-data"
+        self.redis: ManagedProcess | None = None
+        self.redis_url = ""
+        self.timings: dict[str, float] = {}
+
+    def kubectl(self, *args, **kw):
+        return self.node.plane.kubectl(*args, **kw)
+
+    def _json(self, *args) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    # ------------------------------------------------------------------ setup
+    def start_redis(self) -> str:
+        (port,) = free_ports(1)
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found: apt-get install redis-server")
+        self.redis = ManagedProcess("redis-server", [
+            binary, "--bind", NODE_IP, "--port", str(port), "--save", "", "--appendonly", "no",
+            "--protected-mode", "no", "--dir", str(self.node.workdir)], self.node.workdir / "logs" / "redis.log").start()
+        self.redis_url = f"redis://{NODE_IP}:{port}/0"
+        wait_until(lambda: subprocess.run(["redis-cli", "-h", NODE_IP, "-p", str(port), "ping"], capture_output=True,
+                                          text=True).stdout.strip() == "PONG", timeout=30, description="redis PONG")
+        return self.redis_url
+
+    def storage(self) -> None:
+        """A hostPath PV on the node (owned by the images' user) bound to the chart's claim."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chown(self.data_dir, IMAGE_UID, IMAGE_UID)
+        self.kubectl("create", "namespace", NS)
+        manifests = [
+            {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "fti-data"},
+             "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteMany"],
+                      "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "fti-data",
+                      "hostPath": {"path": str(self.data_dir), "type": "Directory"}}},
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "fti-data", "namespace": NS},
+             "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "fti-data",
+                      "resources": {"requests": {"storage": "10Gi"}}}},
+        ]
+        for m in manifests:
+            self.kubectl("apply", "-f", "-", input=json.dumps(m))
+        wait_until(lambda: self._json("get", "pvc", "fti-data", "-n", NS)["status"].get("phase") == "Bound",
+                   timeout=60, description="PVC fti-data Bound")
+
+    def install_operator(self) -> None:
+        self.kubectl("create", "namespace", OPERATOR_NS)
+        self.kubectl("label", "namespace", OPERATOR_NS, "pod-security.kubernetes.io/enforce=restricted")
+        out = self.node.plane.helm(
+            "install", RELEASE, str(CHART), "-n", OPERATOR_NS,
+            "--set", f"image.tag={self.tag}", "--set", "image.pullPolicy=Never",
+            "--set", f"pipelineImages.tag={self.tag}", "--set", "pipelineImages.pullPolicy=Never",
+            "--set", "stores.volumeClaim=fti-data", "--set", f"stores.onlineStore={self.redis_url}",
+            "--wait", "--timeout", "180s", timeout=240, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"helm install failed: {out.stderr}\n{self.describe(OPERATOR_NS)}")
+
+    def apply_example(self) -> None:
+        # The batch InferenceService scores new transactions from the data volume, as `make demo` does.
+        requests = self.data_dir / "fraud" / "score-requests"
+        subprocess.run([sys.executable, "-m", "fti_pipelines.examples", "fraud-score-requests", "--out",
+                        f"{requests}/"], check=True, capture_output=True)
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            os.chown(path, IMAGE_UID, IMAGE_UID)
+        self.kubectl("apply", "--server-side", "--validate=strict", "-f", str(EXAMPLE))
+
+    # ------------------------------------------------------------------ watch
+    def ready(self, kind: str, name: str) -> dict | None:
+        obj = self._json("get", kind, name, "-n", NS)
+        conditions = {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+        return obj if conditions.get("Ready") == "True" else None
+
+    def wait_ready(self, kind: str, name: str, timeout: float) -> dict:
+        t0 = time.monotonic()
+        try:
+            obj = wait_until(lambda: self.ready(kind, name), timeout=timeout, interval=1,
+                             description=f"{kind} {name} Ready")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.describe(NS)}\n{self.describe(OPERATOR_NS)}") from None
+        self.timings[f"{kind}/{name}"] = time.monotonic() - t0
+        self.log(f"fraud: {kind}/{name} Ready after {time.monotonic() - t0:.0f}s")
+        return obj
+
+    def predict(self, instances: list[dict], model: str = "fraud-online") -> dict:
+        """POST to the model server's Service (by ClusterIP: no cluster DNS here)."""
+        import urllib.request
+
+        svcs = self._json("get", "services", "-n", NS)["items"]
+        svc = next(s for s in svcs if s["metadata"]["name"].endswith("-predictor")
+                   and s["metadata"]["name"].startswith(model))
+        url = f"http://{svc['spec']['clusterIP']}/v1/models/{model}:predict"
+        body = json.dumps({"instances": instances}).encode()
+        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def describe(self, ns: str) -> str:
+        parts = []
+        for args in (("get", "fti,jobs,pods,deploy,isvc.serving.kserve.io", "-n", ns, "-o", "wide"),
+                     ("get", "events", "-n", ns, "--sort-by=.lastTimestamp"),
+                     ("logs", "-n", ns, "--all-containers", "--prefix", "--tail=40", "-l",
+                      "app.kubernetes.io/name=fti-operator" if ns == OPERATOR_NS else "batch.kubernetes.io/job-name")):
+            out = self.kubectl(*args, check=False)
+            parts.append(f"$ kubectl {' '.join(args)}\n{out.stdout}{out.stderr}"[-6000:])
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
