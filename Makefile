@@ -16,7 +16,7 @@ STATE_DIR ?= .fti/demo
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps controlplane crds demo test test-unit test-integration clean images \
-        node-deps e2e bench-features bench-training bench-inference bench-operator bench-controlplane
+        node-deps e2e demo-cluster bench-features bench-training bench-inference bench-operator bench-controlplane
 
 include tests/controlplane/Makefile.inc
 
@@ -26,6 +26,7 @@ help:
 	@echo "make crds          regenerate crds/ (and the chart's copy) from the API models"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl, helm from upstream Go modules"
 	@echo "make controlplane-clean  delete those binaries and their Go caches"
+	@echo "make demo-cluster the fraud example on the embedded cluster (real node, built images, the chart); root"
 	@echo "make e2e          end-to-end tests on a real node (containerd, kubelet) or kind; builds what they need"
 	@echo "make images       build the operator, feature, training and inference images (docker, else podman)"
 	@echo "make bench-features | bench-training | bench-inference | bench-operator | bench-controlplane"
@@ -113,3 +114,7 @@ node-deps:
 # End to end on real containers: the node (tests/node) here, kind where Docker is.
 e2e: $(STAMP) node-deps controlplane images
 	$(call run_pytest,tests/e2e)
+
+# The fraud example on the embedded cluster: control plane + real node + built images + chart.
+demo-cluster: $(STAMP) system-deps node-deps controlplane images
+	PYTHONPATH=tests $(PY) -m node.demo
