@@ -84,9 +84,19 @@ def test_operator_pod_runs_under_the_chart_service_account_with_probes(node, ope
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     status = pod["status"]["containerStatuses"][0]
     assert status["ready"] and status["restartCount"] == 0, status
-    # The token is the ServiceAccount's, not the test's admin certificate.
+    # In-cluster: Kopf finds the API server by name (cluster DNS) and, as the chart's
+    # ServiceAccount, announces itself in the peering object.
+    def peers():
+        peering = _json(node, "get", "clusterkopfpeering", "fti-operator")
+        return peering.get("status") or None
+
+    try:
+        wait_until(peers, timeout=60, description="the operator in ClusterKopfPeering fti-operator's status")
+    except TimeoutError:
+        logs = node.plane.kubectl("logs", "-n", NS, pod["metadata"]["name"]).stdout
+        raise AssertionError(f"the operator never reached the API server:\n{logs[-3000:]}") from None
     logs = node.plane.kubectl("logs", "-n", NS, pod["metadata"]["name"]).stdout
-    assert "Forbidden" not in logs, logs[-3000:]
+    assert "Forbidden" not in logs and "Error" not in logs, logs[-3000:]
 
 
 def test_metrics_through_the_service(node, operator):

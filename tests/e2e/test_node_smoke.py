@@ -1,6 +1,6 @@
 """The test bed's node runs real containers: a Job completes, a Deployment's pod gets
-Ready through its readiness probe, and a ClusterIP Service answers from the node and from
-a pod (kube-proxy's rules). Uses the real node (tests/node), no pod runner; the image is
+Ready through its readiness probe, and a ClusterIP Service answers from the node and, by
+name, from a pod (kube-proxy's rules, the cluster-DNS stand-in). Uses the real node (tests/node), no pod runner; the image is
 the local base (images/base.sh), which has python3 and nothing else.
 """
 
@@ -90,8 +90,9 @@ def test_deployment_ready_and_service_answers(node, base_image, ns, request):
             return r.read().decode()
 
     assert "bookworm" in wait_until(from_node, timeout=30, ignore=(OSError,), description="Service from the node")
-    # From a pod: through kube-proxy's DNAT and back over the same bridge.
-    script = f"import urllib.request; print(urllib.request.urlopen('http://{cluster_ip}/os-release', timeout=5).read().decode())"
+    # From a pod, by name (cluster DNS: tests/node/dns.py), through kube-proxy's DNAT and
+    # back over the same bridge.
+    script = "import urllib.request; print(urllib.request.urlopen('http://web/os-release', timeout=5).read().decode())"
     node.plane.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(_job("client", base_image, script)))
     wait_until(lambda: _job_done(node, ns, "client"), timeout=120, interval=0.2, description="Job client Complete")
     assert "bookworm" in node.plane.kubectl("logs", "job/client", "-n", ns).stdout

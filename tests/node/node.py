@@ -68,6 +68,7 @@ class TestNode:
         self.host_state: host.HostState | None = None
         self.timings: dict[str, float] = {}
         self._lock = None
+        self.dns = None
 
     # ------------------------------------------------------------------ start
     def start(self) -> "TestNode":
@@ -106,6 +107,7 @@ class TestNode:
             kubeconfigs[user] = self.workdir / f"{user}.kubeconfig"
             self.plane._write_kubeconfig(kubeconfigs[user], pair, cn)
         serving = pki_mod.issue(pki, certs, "kubelet-serving", NODE_NAME, None, server=True)
+        self._timed("cluster DNS", self._dns)
         self._timed("kube-scheduler", lambda: self._scheduler(kubeconfigs["kube-scheduler"]))
         self._timed("kubelet", lambda: self._kubelet(kubeconfigs["kubelet"], serving))
         self._timed("kube-proxy", lambda: self._proxy(kubeconfigs["kube-proxy"]))
@@ -123,6 +125,12 @@ class TestNode:
         from controlplane.cluster import SERVICE_CIDR
 
         ip("route", "add", SERVICE_CIDR, "dev", BRIDGE, "src", NODE_IP)
+
+    def _dns(self) -> None:
+        from .dns import ClusterDNS
+
+        self._dns_api = self.plane.api_client()
+        self.dns = ClusterDNS(self._dns_api, NODE_IP).start()
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
         proc = ManagedProcess(name, argv, self.workdir / "logs" / f"{name}.log", die_with_parent=False).start()
@@ -155,6 +163,7 @@ class TestNode:
                                "x509": {"clientCAFile": str(self.plane.pki.ca.cert)}},
             "authorization": {"mode": "Webhook"},
             "clusterDomain": "cluster.local",
+            "clusterDNS": [NODE_IP],  # the stand-in of dns.py
             "resolvConf": "",
             "failSwapOn": False,
             "podPidsLimit": -1,
@@ -237,6 +246,10 @@ class TestNode:
         for proc in reversed(self.processes):
             proc.stop(grace=10)
         self.processes.clear()
+        if self.dns is not None:
+            self.dns.stop()
+            self._dns_api.close()
+            self.dns = None
         self.containerd.stop()
         self.plane.stop()
         subprocess.run(["nft", "delete", "table", "ip", "kube-proxy"], capture_output=True)
