@@ -14,6 +14,7 @@ from .common import (
     ApiModel,
     Condition,
     CronSchedule,
+    FeatureGroupRef,
     FieldError,
     Identifier,
     ObjectMeta,
@@ -191,6 +192,12 @@ class Revision(StatusModel):
     feature_view: int = Field(ge=1, description="Feature-view version the model was trained on.")
     traffic: int | None = Field(default=None, ge=0, le=100)
     since: datetime | None = None
+    # The snapshot that makes a revision self-contained: retention and rollback read these,
+    # never another resource's status (docs/versions.md).
+    feature_view_name: str | None = Field(default=None, description="Name of the feature view the model reads.")
+    storage_uri: str | None = Field(default=None, description="The model version's artifact (immutable).")
+    feature_groups: list[FeatureGroupRef] | None = Field(
+        default=None, description="Every feature-group version this revision reads (kept materialized while it may serve).")
 
 
 class InferenceServiceStatus(StatusModel):

@@ -8,7 +8,7 @@ current revision keeps serving and the decision says why.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from .models import ModelInfo
 
@@ -63,3 +63,24 @@ def decide_pair(
                                f"model {model_name} version {model.version}: " + ", ".join(missing), model)
     return ServingDecision(True, SERVABLE, f"model {model_name} version {model.version} / feature view "
                            f"{model.feature_view_name} v{model.feature_view_version}", model)
+
+
+def feature_availability(namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any] | None
+                         ) -> dict[tuple[str, str, int], FeatureGroupAvailability]:
+    """(namespace, group, version) -> availability, from one FeaturePipeline's spec and status.
+
+    Materialized: data of that version is committed — a watermark (the offline data reaches
+    it; a quarantined batch reports the previous one) or rows written by a successful run.
+    Online: and the group is declared online (the current spec's flag stands for older
+    versions too: a group does not go offline). A Retired version is not available: its
+    data may be cleaned up and nothing keeps it fresh.
+    """
+    fg = spec.get("featureGroup") or {}
+    online = bool(fg.get("online"))
+    out = {}
+    for v in (status or {}).get("versions") or []:
+        run = v.get("lastRun") or {}
+        materialized = bool(run.get("watermark")) or (bool(run.get("succeeded")) and (run.get("rowsWritten") or 0) > 0)
+        if v.get("state") != "Retired":
+            out[(namespace, str(fg.get("name")), int(v["version"]))] = FeatureGroupAvailability(materialized, materialized and online)
+    return out
