@@ -25,10 +25,9 @@ from controlplane.kserve import set_isvc_status
 from support.wait import wait_until
 
 from fti_operator.config import OperatorConfig
-from fti_operator.handlers import feature, inference, training
-from fti_operator.handlers.kube import Kube
-from fti_operator.handlers.runtime import Runtime
-from fti_operator.versions import models_from_status
+from fti_operator.controller.kube_http import KubeHttp
+from fti_operator.controller.runtime import Runtime
+from fti_operator.reconcile import Context, feature, inference, training
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,17 +64,17 @@ def operator(control_plane, k8s, tmp_path_factory):
     config = OperatorConfig(artifact_store=f"file://{store}/artifacts", online_store=f"sqlite:///{store}/online.db",
                             metrics_port=0, health_port=health, peering=PEERING, peering_priority=100,
                             image_tag="test", job_ttl_seconds=3600)
-    from fti_operator.__main__ import run
+    from fti_operator.controller.app import run
 
+    rt = Runtime(config)  # built here so the tests can read its API-call counter
     stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=run, args=(config, stop, ready), name="fti-operator", daemon=True)
+    thread = threading.Thread(target=run, args=(config, stop, ready), kwargs={"runtime": rt}, name="fti-operator",
+                              daemon=True)
     thread.start()
     assert ready.wait(60), "operator did not become ready"
     wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2).status == 200,
                timeout=30, ignore=(OSError,), description="operator liveness endpoint")
-    from fti_operator.handlers.runtime import runtime
-
-    yield {"config": config, "runtime": runtime(), "store": store, "health": health}
+    yield {"config": config, "runtime": rt, "store": store, "health": health}
     stop.set()
     thread.join(timeout=60)
     assert not thread.is_alive(), "operator did not shut down gracefully"
@@ -197,20 +196,14 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
 
     # 5. Level-based: reconciling everything again with nothing changed makes zero write calls.
     wait_at_rest(operator["runtime"])
-    counted = Runtime(operator["config"], Kube(operator["runtime"].kube.api_client))
-    fps = {n: get(k8s, namespace, "featurepipelines", n) for n in ("card-profiles", "card-transactions")}
-    tp = get(k8s, namespace, "trainingpipelines", "fraud-model")
-    models = models_from_status("fraud", tp["status"])
-    avail = {}
-    for body in fps.values():
-        avail.update({(g, v): a for (_ns, g, v), a in feature.availability(namespace, body["spec"], body["status"]).items()})
-    needed = {("card_profiles", 1): [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"],
-              ("card_transactions", 1): [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"]}
-    for body in fps.values():
-        assert feature.reconcile(counted, body, needed).get("status") is None
-    training.reconcile(counted, tp)
+    rt = operator["runtime"]
+    # The same reconcilers with the operator's lookups, through a client of their own that counts.
+    counted = Context(kube=KubeHttp(rt.kube.api_client), lookups=rt.lookups, config=operator["config"])
+    for name in ("card-profiles", "card-transactions"):
+        assert "status" not in feature.reconcile(counted, get(k8s, namespace, "featurepipelines", name)).actions
+    training.reconcile(counted, get(k8s, namespace, "trainingpipelines", "fraud-model"))
     for name in ("fraud-online", "fraud-batch"):
-        inference.reconcile(counted, get(k8s, namespace, "inferenceservices", name), models, avail)
+        inference.reconcile(counted, get(k8s, namespace, "inferenceservices", name))
     writes = {k: n for k, n in counted.kube.calls.items() if k[0] in ("POST", "PUT", "PATCH", "DELETE")}
     assert writes == {}, f"a no-change reconcile wrote: {writes}"
     assert counted.kube.calls, "the reconciles read nothing?"
@@ -398,7 +391,8 @@ def test_new_pipelines_write_each_step_once_and_read_no_child(operator, k8s, nam
                timeout=60, description="both statuses written")
     wait_at_rest(rt)
     calls = {k: n - before.get(k, 0) for k, n in rt.kube.calls.items() if n - before.get(k, 0)}
-    assert calls == {("POST", "cronjobs"): 1, ("POST", "jobs"): 1, ("POST", "events"): 2,
+    # The CronJob is written by server-side apply (a PATCH that creates), the Job by a create.
+    assert calls == {("PATCH", "cronjobs"): 1, ("POST", "jobs"): 1, ("POST", "events"): 2,
                      ("PATCH", "featurepipelines/status"): 1, ("PATCH", "trainingpipelines/status"): 1}, calls
     body = get(k8s, namespace, "trainingpipelines", "cost-tp")
     run = body["status"]["lastRun"]
