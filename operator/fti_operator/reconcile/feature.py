@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from ..api import FeaturePipeline
 from ..api.feature_pipeline import FeaturePipelineStatus
 from ..render import feature as render_feature
-from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY
+from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY, child_name
 from ..versions import fg_version_states
 from .children import apply_child
 from .conditions import condition, merge_conditions, ready_rollup
@@ -38,7 +38,7 @@ def _fg_version(obj: Mapping[str, Any]) -> int | None:
 
 
 def compute_status(body: Mapping[str, Any], states: dict[int, tuple[str, list[str]]],
-                   new_runs: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
+                   new_runs: Mapping[int, dict[str, Any]], remat: Mapping[int, str] | None = None) -> dict[str, Any]:
     """Status from the version states, the recorded runs and the runs just read (pure)."""
     meta, spec, old = body["metadata"], body["spec"], body.get("status") or {}
     current = int(spec["featureGroup"]["version"])
@@ -47,6 +47,8 @@ def compute_status(body: Mapping[str, Any], states: dict[int, tuple[str, list[st
     versions = []
     for v, (state, needed_by) in states.items():
         entry: dict[str, Any] = {"version": v, "state": state}
+        if (remat or {}).get(v):
+            entry["state"], entry["rematerializeJob"] = "Rematerializing", (remat or {})[v]
         if runs.get(v):
             entry["lastRun"] = runs[v]
         if needed_by:
@@ -102,6 +104,29 @@ def _finalize(ctx: Context, body: Mapping[str, Any], needed_here: Mapping[int, l
     return body
 
 
+RETIRED_ANNOTATION = "fti.dev/retired"
+
+
+def is_retired(cronjob: Mapping[str, Any]) -> bool:
+    return ((cronjob.get("metadata") or {}).get("annotations") or {}).get(RETIRED_ANNOTATION) == "true"
+
+
+def retire_patch(retired: bool) -> dict[str, Any]:
+    """Suspend a retired version's CronJob (marked, so a user's own suspend is told apart) or resume it."""
+    return {"metadata": {"annotations": {RETIRED_ANNOTATION: "true" if retired else None}}, "spec": {"suspend": retired}}
+
+
+def job_from_cronjob(cronjob: Mapping[str, Any], suffix: str) -> dict[str, Any]:
+    """A Job from a CronJob's template, as `kubectl create job --from=cronjob/...` makes it (pure)."""
+    meta = cronjob["metadata"]
+    template = cronjob["spec"]["jobTemplate"]
+    labels = {**((template.get("metadata") or {}).get("labels") or {}), "fti.dev/trigger": "rematerialize"}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": child_name(meta["name"], suffix), "namespace": meta["namespace"], "labels": labels,
+                         "ownerReferences": list(meta.get("ownerReferences") or [])},
+            "spec": template["spec"]}
+
+
 def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     """Bring one FeaturePipeline's children and status in line with its spec and its runs."""
     fp = FeaturePipeline.model_validate(dict(body))
@@ -142,20 +167,39 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
                 emit_event(ctx.kube, body, "RunNow", f"Job {run_job['metadata']['name']} started for {RUN_ANNOTATION}={token}")
             result.count(action)
 
-    # Older versions: keep their CronJobs while needed, delete them once retired.
+    # Older versions: keep their CronJobs while needed; once retired, suspend them (the definition
+    # that wrote the version is kept, so a rollback can bring the version back).
     by_version = {v: c for c in cronjobs if (v := _fg_version(c)) is not None}
-    recorded = {int(v["version"]): v.get("lastRun") or {} for v in (body.get("status") or {}).get("versions") or []}
+    old_versions = {int(v["version"]): v for v in (body.get("status") or {}).get("versions") or []}
+    recorded = {v: e.get("lastRun") or {} for v, e in old_versions.items()}
     known = set(by_version) | set(recorded)
     states = fg_version_states(group, current, known, needed)
+    remat = {v: str(e["rematerializeJob"]) for v, e in old_versions.items() if e.get("rematerializeJob")}
     for version, cj in by_version.items():
-        # The current version's CronJob goes too once the schedule was removed (a run-once Job replaced it).
-        unscheduled = version == current and desired["kind"] != "CronJob"
-        if unscheduled or (states.get(version, ("Retired", []))[0] == "Retired" and version != current):
+        state = states.get(version, ("Retired", []))[0]
+        if version == current and desired["kind"] != "CronJob":
+            # The schedule was removed: a run-once Job replaced the CronJob.
             ctx.kube.delete("batch/v1", "cronjobs", ns, cj["metadata"]["name"])
-            emit_event(ctx.kube, body, "CronJobDeleted" if unscheduled else "VersionRetired",
-                       f"{group} v{version}: schedule removed, CronJob {cj['metadata']['name']} deleted" if unscheduled else
-                       f"{group} v{version} is needed by no revision: CronJob {cj['metadata']['name']} deleted")
+            emit_event(ctx.kube, body, "CronJobDeleted",
+                       f"{group} v{version}: schedule removed, CronJob {cj['metadata']['name']} deleted")
             result.count("deleted")
+        elif version == current and is_retired(cj):  # the spec went back to a retired version
+            ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
+            result.count("resumed")
+        elif version != current and state == "Retired" and not is_retired(cj):
+            ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(True))
+            emit_event(ctx.kube, body, "VersionRetired", f"{group} v{version} is needed by no revision: CronJob "
+                       f"{cj['metadata']['name']} suspended (kept to bring the version back on a rollback)")
+            result.count("retired")
+        elif version != current and state == "Retained" and is_retired(cj):
+            ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
+            run = job_from_cronjob(cj, f"remat-{cj['metadata']['resourceVersion']}")
+            action, _ = apply_child(ctx.kube, run, live=None, fetched=True)
+            result.count(action)
+            remat[version] = run["metadata"]["name"]
+            emit_event(ctx.kube, body, "Rematerializing", f"{group} v{version} is needed again by "
+                       f"{', '.join(states[version][1])}: CronJob {cj['metadata']['name']} resumed, Job "
+                       f"{run['metadata']['name']} started")
 
     # Runs: the newest finished Job of each version, read only when status does not have it yet.
     new_runs: dict[int, dict[str, Any]] = {}
@@ -168,7 +212,10 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         states.setdefault(version, ("Active" if version == current else "Retired", []))
     # A retired version that never had a CronJob or run needs no status line.
     states = {v: s for v, s in states.items() if not (s[0] == "Retired" and v not in known and v not in new_runs)}
-    written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, states, new_runs))
+    # A re-materialization is over once its Job's run is recorded.
+    remat = {v: j for v, j in remat.items() if (new_runs.get(v) or recorded.get(v) or {}).get("job") != j
+             and states.get(v, ("Retired", []))[0] != "Retired"}
+    written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, states, new_runs, remat))
     if written is not None:
         result.count("status")
         for version, run in sorted(new_runs.items()):

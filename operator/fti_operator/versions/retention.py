@@ -58,13 +58,14 @@ def fg_version_states(
 def revision_feature_groups(status: Mapping[str, Any] | None) -> set[tuple[str, int]]:
     """Feature-group versions an InferenceService's revisions read, from their own snapshots.
 
-    Every revision the service serves or may serve again — serving, canary, pinned and the
-    rollback history (a failed one is not among them) — records the feature-group versions it reads,
+    Every revision the service serves or may serve again — stable, target (a canary too),
+    pinned, pending (asked, waiting for its features) and the rollback history; a failed
+    one is not among them — records the feature-group versions it reads,
     so retention never has to ask another resource (a deleted TrainingPipeline changes
     nothing that serves; docs/versions.md)."""
     status = status or {}
-    revisions = [status.get("serving"), status.get("stable"), status.get("target"), status.get("canary"),
-                 status.get("pinned"), *(status.get("history") or [])]
+    revisions = [status.get("stable"), status.get("target"), status.get("pinned"), status.get("pending"),
+                 *(status.get("history") or [])]
     out: set[tuple[str, int]] = set()
     for r in revisions:
         for g in (r or {}).get("featureGroups") or []:

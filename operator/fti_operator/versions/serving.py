@@ -24,6 +24,7 @@ class FeatureGroupAvailability:
 
     materialized: bool  # a run of this version succeeded (offline data committed)
     online: bool  # ... and the group is written to the online store
+    detail: str = ""  # why not, when known (e.g. "re-materializing in Job x")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def decide_pair(
     for name, version in model.feature_groups:
         info = availability.get((name, version))
         if info is None or not info.materialized:
-            missing.append(f"{name} v{version} not materialized")
+            missing.append(f"{name} v{version} not materialized" + (f" ({info.detail})" if info and info.detail else ""))
         elif mode == "online" and not info.online:
             missing.append(f"{name} v{version} not online")
     if missing:
@@ -73,7 +74,7 @@ def feature_availability(namespace: str, spec: Mapping[str, Any], status: Mappin
     it; a quarantined batch reports the previous one) or rows written by a successful run.
     Online: and the group is declared online (the current spec's flag stands for older
     versions too: a group does not go offline). A Retired version is not available: its
-    data may be cleaned up and nothing keeps it fresh.
+    data may be cleaned up and nothing keeps it fresh; a Rematerializing one is not yet.
     """
     fg = spec.get("featureGroup") or {}
     online = bool(fg.get("online"))
@@ -81,6 +82,9 @@ def feature_availability(namespace: str, spec: Mapping[str, Any], status: Mappin
     for v in (status or {}).get("versions") or []:
         run = v.get("lastRun") or {}
         materialized = bool(run.get("watermark")) or (bool(run.get("succeeded")) and (run.get("rowsWritten") or 0) > 0)
-        if v.get("state") != "Retired":
-            out[(namespace, str(fg.get("name")), int(v["version"]))] = FeatureGroupAvailability(materialized, materialized and online)
+        key = (namespace, str(fg.get("name")), int(v["version"]))
+        if v.get("state") == "Rematerializing":
+            out[key] = FeatureGroupAvailability(False, False, f"re-materializing in Job {v.get('rematerializeJob')}")
+        elif v.get("state") != "Retired":
+            out[key] = FeatureGroupAvailability(materialized, materialized and online)
     return out
