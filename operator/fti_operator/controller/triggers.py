@@ -14,7 +14,8 @@ nothing when the reconcile is level-based anyway (docs/architecture.md).
   FeaturePipelines of those groups (retention, the deletion finalizer).
 - Children: a Job of ours finishing queues its owner, whose reconcile records the run (one
   writer of status); a KServe InferenceService of ours changing what we report (conditions,
-  url, components' revisions and traffic) or going away queues its owner.
+  url, components' revisions and traffic, the generation it observed, its deployment mode)
+  or going away queues its owner.
 
 On the initial listing (`type is None`) cross-resource triggers only remember what they saw:
 every object of our kinds is reconciled anyway.
@@ -128,7 +129,8 @@ def kserve_signature(body: Mapping[str, Any]) -> tuple:
         (name, c.get("latestReadyRevision"), c.get("latestCreatedRevision"),
          tuple(sorted((t.get("revisionName"), t.get("percent"), bool(t.get("latestRevision"))) for t in c.get("traffic") or [])))
         for name, c in (status.get("components") or {}).items()))
-    return conditions, status.get("url"), components
+    # observedGeneration: KServe has seen the spec we applied; deploymentMode: whether it can split traffic.
+    return conditions, status.get("url"), components, status.get("observedGeneration"), status.get("deploymentMode")
 
 
 # A child KServe has not reported on yet (the ADDED event of one we just created): the status

@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 
 from fti_operator.api import TrainingPipeline
 from fti_operator.config import OperatorConfig
-from fti_operator.reconcile.inference import fold_child_event
 from fti_operator.reconcile.training import (INTENT_ANNOTATION, compute_status, intent_from_job, intent_to_status,
                                              last_intent, run_trigger)
 from fti_operator.render import training as render_training
@@ -59,12 +58,3 @@ def test_status_wins_over_older_jobs_and_legacy_annotation_is_read():
     assert last_intent(None, legacy, [])["trigger"] == "SpecChanged"
     assert last_intent(None, {}, []) is None
     assert intent_from_job({"metadata": {"labels": {}}}) is None
-
-
-def test_child_event_is_folded_into_the_rollout_step():
-    child = ("InferenceServiceCreated", "InferenceService x created: revision 1 = model 1 / feature view 1")
-    rollout = [("RolledOut", "revision 1 (model 1 / feature view 1) serves 100%")]
-    assert fold_child_event(rollout, child, "InferenceService x created") == [
-        ("RolledOut", "revision 1 (model 1 / feature view 1) serves 100%; InferenceService x created")]
-    # Without a rollout step (a replaced child on a canary change...) the child's own Event stays.
-    assert fold_child_event([], child, "InferenceService x created") == [child]

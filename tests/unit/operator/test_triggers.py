@@ -199,11 +199,11 @@ def revision(model: int, *groups: tuple[str, int]) -> dict:
 def test_revisions_reading_other_feature_versions_queue_those_pipelines():
     indices = {"pipelines_by_group": {(NS, "a"): ["fp-a"], (NS, "b"): ["fp-b"], (NS, "c"): ["fp-c"]}}
     rt, q, memo = make_runtime(indices)
-    st1 = {"serving": revision(1, ("a", 1), ("b", 1))}
+    st1 = {"stable": revision(1, ("a", 1), ("b", 1))}
     event(triggers.inference_event, obj("InferenceService", "svc", status=st1), None, memo)
     assert q.added == [("inferenceservices", NS, "svc")]  # its own resume; the pipelines resume themselves
     q.added.clear()
-    st2 = {"serving": revision(2, ("a", 2), ("b", 1)), "history": [revision(1, ("a", 1), ("b", 1))]}
+    st2 = {"stable": revision(2, ("a", 2), ("b", 1)), "history": [revision(1, ("a", 1), ("b", 1))]}
     event(triggers.inference_event, obj("InferenceService", "svc", status=st2), "MODIFIED", memo)
     assert queued(q, "featurepipelines") == [("featurepipelines", NS, "fp-a")]  # b's versions did not change
     q.added.clear()
