@@ -176,13 +176,15 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     spec = json.loads(container_env(container)["FTI_SPEC"])
     assert spec["model"] == {"name": "fraud", "version": 1} and spec["featureView"] == {"name": "fraud", "version": 1}
     assert kisvc["metadata"]["labels"]["fti.dev/model-version"] == "1"
-    isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")).get("status", {}).get("serving") and o,
-                      timeout=30, description="serving revision in status")
-    assert {k: isvc["status"]["serving"][k] for k in ("revision", "model", "featureView")} == {"revision": 1, "model": 1, "featureView": 1}
+    # The pair is the rollout's target until KServe reports it ready at full traffic; then it is stable.
+    isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")).get("status", {}).get("target") and o,
+                      timeout=30, description="target revision in status")
+    assert {k: isvc["status"]["target"][k] for k in ("revision", "model", "featureView")} == {"revision": 1, "model": 1, "featureView": 1}
     set_isvc_status(k8s, namespace, "fraud-online", ready=True)
     isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")) and
                       (condition(o, "Ready") or {}).get("status") == "True" and o, timeout=30, description="online Ready")
     assert isvc["status"]["url"].startswith("http://fraud-online.")
+    assert {k: isvc["status"]["stable"][k] for k in ("revision", "model", "featureView")} == {"revision": 1, "model": 1, "featureView": 1}
 
     # 4. Batch inference: a CronJob with the same resolved pair; the feature groups know who needs them.
     create(k8s, load_example("inference-batch.yaml", namespace))
@@ -243,10 +245,11 @@ def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, names
                                           {"spec": {"featureGroup": {"version": 2}}})
     wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v2", namespace), timeout=30, ignore=(ApiException,),
                description="v2 CronJob")
-    # Nothing serves a model on v1: it is retired and its CronJob deleted.
-    wait_until(lambda: not batch.list_namespaced_cron_job(namespace, label_selector="fti.dev/resource=card-profiles,"
-                                                                                   "fti.dev/feature-group-version=1").items,
-               timeout=30, description="v1 CronJob deleted once retired")
+    # Nothing serves a model on v1: it is retired and its CronJob suspended (kept, so a rollback
+    # can bring the version back).
+    v1 = wait_until(lambda: (c := batch.read_namespaced_cron_job("card-profiles-v1", namespace)).spec.suspend and c,
+                    timeout=30, description="v1 CronJob suspended once retired")
+    assert v1.metadata.annotations["fti.dev/retired"] == "true"
     st = get(k8s, namespace, "featurepipelines", "card-profiles")["status"]
     assert {v["version"]: v["state"] for v in st["versions"]} == {2: "Active", 1: "Retired"}
 
