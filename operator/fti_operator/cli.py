@@ -186,14 +186,16 @@ def _print_summary(resources: list[dict[str, Any]]) -> None:
 def local_status(state_dir: Path = STATE_DIR_OPTION,
                  output: str = typer.Option("table", "-o", "--output", help="table | json")) -> None:
     """Print the state of every resource (as the operator would write it in a cluster)."""
-    from .local.state import LocalState
+    from .local.driver import LocalRunError, read_resources
 
-    state = LocalState.load(state_dir)
+    try:
+        items = read_resources(state_dir)
+    except LocalRunError as exc:
+        _fail(str(exc))
     if output == "json":
-        out.print_json(json.dumps({"apiVersion": "v1", "kind": "List", "items": list(state.resources.values())},
-                                  default=str))
+        out.print_json(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, default=str))
     elif output == "table":
-        _print_summary(state.resources)
+        _print_summary(items)
     else:
         _fail(f"--output: expected table or json, got {output!r}")
 
@@ -228,9 +230,9 @@ def local_serve(name: str, filename: list[Path] = typer.Option(..., "-f", "--fil
 def local_predict(name: str, data: str = typer.Option(..., "--data", help="JSON: one instance or {\"instances\": [...]}"),
                   state_dir: Path = STATE_DIR_OPTION) -> None:
     """Send a request to a running local InferenceService and print the answer."""
-    from .local.state import LocalState
+    from .local.driver import read_servers
 
-    server = LocalState.load(state_dir).servers.get(name)
+    server = next((v for k, v in read_servers(state_dir).items() if k.split("/", 1)[-1] == name), None)
     if not server or not _alive(server.get("pid")):
         _fail(f"{name} is not running; start it with `fti local serve {name} -f <manifests>` "
               "or `fti local apply -f <manifests> --serve`")
