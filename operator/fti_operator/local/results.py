@@ -10,7 +10,7 @@ from typing import Any
 
 from ..conditions import condition, merge_conditions, ready_rollup
 from ..render.inference import ResolvedPair
-from .executor import ContainerRun
+from .kubelet import ContainerRun
 
 
 def _iso(ts: Any) -> str:

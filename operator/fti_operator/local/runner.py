@@ -1,7 +1,7 @@
 """The embedded runner: the operator's rendered children, executed on this machine.
 
 `fti local apply` renders each resource with the same pure renderers the operator uses,
-then runs the rendered pod template's containers as local processes (executor.py)
+then runs the rendered pod template's containers as local processes (kubelet.py)
 instead of handing them to a cluster. Results come back through the pipeline contract's
 termination message and go into a status of the same shape the operator writes.
 Order follows the data: feature pipelines, then training, then inference.
@@ -29,7 +29,7 @@ from ..render.pods import JOB_NAME_LABEL
 from ..versions.models import models_from_status, next_model_version, resolve_model
 from ..versions.serving import FeatureGroupAvailability, decide_pair
 from . import results
-from .executor import ContainerRun, ImageMap, LocalNode
+from .kubelet import ContainerRun, ImageMap, LocalNode
 from .state import LocalState
 
 
@@ -230,7 +230,8 @@ class LocalRunner:
         pod_meta = {"name": f"{child['metadata']['name']}-local", "namespace": child["metadata"]["namespace"],
                     "labels": child["metadata"].get("labels", {})}
         workdir = self.state_dir / "servers" / isvc.metadata.name
-        proc, log_path = self._node(workdir).start(container, pod_meta, extra_args=["--http_port", str(port)])
+        running = self._node(workdir).start(container, pod_meta, extra_args=["--http_port", str(port)])
+        proc, log_path = running.process, running.log_path
         url = f"http://127.0.0.1:{port}"
         server = Server(isvc.metadata.name, isvc.metadata.namespace or "default", url, port, proc.pid, log_path,
                         pair.model_version, pair.feature_view_version, proc)
