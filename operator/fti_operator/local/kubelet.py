@@ -3,7 +3,7 @@
 `fti local` and the integration tests' pod runner both execute the very pod templates
 the operator renders, so a pipeline behaves the same with and without a cluster. There
 is no container runtime: the image only decides *whether* a container may run here and
-how its argv is adapted (`ImageMap`); the process runs the container's `command`/`args`
+how its argv is adapted (`ImageMap`, images.py); the process runs the container's `command`/`args`
 with the environment kubelet would give it (podenv.py). The result comes back as
 kubelet reports it: the exit code and the termination message, read from the file the
 pipeline contract names in FTI_TERMINATION_LOG (`/dev/termination-log` in a real pod;
@@ -13,24 +13,24 @@ see pipeline_images/fti_pipelines/contract.py), at most 4096 bytes, with
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping
 
+from .images import REFERENCE_IMAGES, Handler, ImageMap, Launch, UnsupportedImage, image_repository, python_image
 from .podenv import ConfigSource, ContainerConfigError, DictSource, expand_argv, resolve_env
 
 __all__ = [
-    "ContainerConfigError", "ContainerRun", "DictSource", "Handler", "ImageMap", "Launch", "LocalNode",
-    "REFERENCE_IMAGES", "RunningContainer", "TERMINATION_LOG_ENV", "UnsupportedImage", "container_launch",
-    "exit_code", "image_repository", "mount_path", "mount_paths", "python_image", "termination_message",
+    "REFERENCE_IMAGES", "TERMINATION_LOG_ENV", "ConfigSource", "ContainerConfigError", "ContainerRun", "DictSource",
+    "Handler", "ImageMap", "Launch", "LocalNode", "PodRun", "RunningContainer", "UnsupportedImage",
+    "container_launch", "exit_code", "image_repository", "mount_path", "mount_paths", "python_image",
+    "termination_message",
 ]
 
 TERMINATION_LOG_ENV = "FTI_TERMINATION_LOG"  # the pipeline contract's override of /dev/termination-log
@@ -38,115 +38,6 @@ TERMINATION_MESSAGE_LIMIT = 4096  # kubelet keeps at most this many bytes of the
 FALLBACK_LOG_BYTES = 2048  # ... and with FallbackToLogsOnError at most 2 KiB ...
 FALLBACK_LOG_LINES = 80  # ... of the last 80 log lines
 FALLBACK_TO_LOGS = "FallbackToLogsOnError"
-
-# The reference images run their command with this interpreter: they install
-# fti_pipelines (and the operator) into their Python, and so does the local environment.
-REFERENCE_IMAGES = ("fti-feature", "fti-training", "fti-inference", "fti-operator")
-
-
-class UnsupportedImage(RuntimeError):
-    """The container's image has no local equivalent; the message says why."""
-
-
-# ------------------------------------------------------------------ image map
-@dataclass(frozen=True)
-class Launch:
-    """What to execute for one container; image handlers return a modified copy."""
-
-    argv: list[str]
-    env: dict[str, str]
-    image: str
-    container: Mapping[str, Any] = field(repr=False)  # the container spec (camelCase)
-    pod: Mapping[str, Any] = field(repr=False)  # the whole pod (camelCase)
-
-    def with_argv(self, argv: list[str]) -> "Launch":
-        return replace(self, argv=list(argv))
-
-    def with_env(self, **extra: str) -> "Launch":
-        return replace(self, env={**self.env, **extra})
-
-
-# A handler returns the Launch to run, or None (or raises UnsupportedImage) to refuse it.
-Handler = Callable[[Launch], Optional[Launch]]
-
-
-def image_repository(image: str) -> str:
-    """`registry:5000/repo:tag@sha256:...` -> `registry:5000/repo` (a port is not a tag)."""
-    name = image.split("@", 1)[0]
-    if name.rfind(":") > name.rfind("/"):
-        name = name[: name.rfind(":")]
-    return name
-
-
-def _matches(pattern: str, repository: str) -> bool:
-    if any(ch in pattern for ch in "*?["):
-        return fnmatch.fnmatchcase(repository, pattern)
-    return repository == pattern or repository.endswith("/" + pattern)
-
-
-def python_image(launch: Launch) -> Launch:
-    """Reference images: the container's `python` is this interpreter (so this virtualenv)."""
-    argv = list(launch.argv)
-    if not argv:
-        raise UnsupportedImage(f"image {launch.image!r}: a local run needs an explicit command "
-                               "(the image's entrypoint is not known here)")
-    if os.path.basename(argv[0]) in ("python", "python3"):
-        argv[0] = sys.executable
-    env = {"PYTHONUNBUFFERED": "1", **launch.env}
-    return replace(launch, argv=argv, env=env)
-
-
-class ImageMap:
-    """Ordered (pattern, handler) pairs; the most recently added match wins.
-
-    A pattern is matched with fnmatch against the repository (the image without tag or
-    digest); a pattern without wildcards also matches as the last path segments, so
-    `fti-training` matches `ghcr.io/acme/fti-training:1.2` but not `acme/my-fti-training`.
-    The reference images are mapped by default (`reference=False` for an empty map).
-    """
-
-    def __init__(self, reference: bool = True) -> None:
-        self._entries: list[tuple[str, Handler]] = []
-        self._lock = threading.Lock()
-        if reference:
-            for name in REFERENCE_IMAGES:
-                self.add(name, python_image)
-
-    def add(self, pattern: str, handler: Handler | None = None) -> Callable[[], None]:
-        """Map `pattern` to `handler` (default: run argv as written); returns a remover."""
-        entry = (pattern, handler or (lambda launch: launch))
-        with self._lock:
-            self._entries.append(entry)
-
-        def remove() -> None:
-            with self._lock:
-                if entry in self._entries:
-                    self._entries.remove(entry)
-
-        return remove
-
-    def lookup(self, image: str) -> Handler | None:
-        repository = image_repository(image)
-        with self._lock:
-            entries = list(reversed(self._entries))
-        return next((handler for pattern, handler in entries if _matches(pattern, repository)), None)
-
-    def patterns(self) -> list[str]:
-        with self._lock:
-            return [pattern for pattern, _ in reversed(self._entries)]
-
-    def resolve(self, launch: Launch) -> Launch:
-        """The Launch to run, or UnsupportedImage with the reason."""
-        handler = self.lookup(launch.image)
-        if handler is None:
-            raise UnsupportedImage(f"image {launch.image!r} is not mapped to a local program "
-                                   f"(mapped: {', '.join(self.patterns()) or 'nothing'})")
-        result = handler(launch)
-        if result is None:
-            raise UnsupportedImage(f"the local mapping for image {launch.image!r} refused this container")
-        if not result.argv:
-            raise UnsupportedImage(f"image {launch.image!r}: no command to run (set command/args in the pod spec)")
-        return result
 
 
 # --------------------------------------------------------------- one container
@@ -348,3 +239,103 @@ class LocalNode:
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         return RunningContainer(proc, log_path, term_log, container.get("terminationMessagePolicy"), started)
+
+    def run_pod(self, pod: Mapping[str, Any], *, timeout: float | None = None, echo: bool = False) -> "PodRun":
+        """Run a pod to completion as kubelet runs a `restartPolicy: Never` pod.
+
+        Init containers one after another (the first failure ends the pod), then the
+        containers, all at once when there are several. Nothing runs when a container's
+        env cannot be resolved (phase Pending, reason CreateContainerConfigError: kubelet
+        would wait for the Secret/ConfigMap) or its image has no local equivalent (phase
+        Failed, reason UnsupportedImage).
+        """
+        spec = pod.get("spec") or {}
+        init, main = list(spec.get("initContainers") or []), list(spec["containers"])
+        result = PodRun([c["name"] for c in init], [c["name"] for c in main], datetime.now(timezone.utc))
+        try:
+            for container in init + main:  # refuse before anything runs, as kubelet does per container
+                self.prepare(container, pod)
+        except ContainerConfigError as exc:
+            return result.not_started("Pending", "CreateContainerConfigError", str(exc))
+        except UnsupportedImage as exc:
+            return result.not_started("Failed", "UnsupportedImage", str(exc))
+        for container in init:
+            run = result.runs[container["name"]] = self.run(container, pod, timeout=timeout, echo=echo)
+            if not run.succeeded:
+                return result.finish()
+        if len(main) == 1:
+            result.runs[main[0]["name"]] = self.run(main[0], pod, timeout=timeout, echo=echo)
+            return result.finish()
+        running = {}
+        for container in main:
+            try:
+                running[container["name"]] = self.start(container, pod)
+            except OSError as exc:
+                now, log_path = datetime.now(timezone.utc), self.workdir / f"{container['name']}.log"
+                result.runs[container["name"]] = ContainerRun(128, f"StartError: {exc}", log_path, now, now)
+        for name, container in running.items():
+            try:
+                result.runs[name] = container.wait(timeout)
+            except subprocess.TimeoutExpired:
+                result.runs[name] = container.stop(grace=0)
+        return result.finish()
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class PodRun:
+    """A pod run by `LocalNode.run_pod`; `status()` is what kubelet would write to `pods/status`."""
+
+    init_containers: list[str]
+    containers: list[str]
+    started_at: datetime
+    runs: dict[str, ContainerRun] = field(default_factory=dict)  # by container name, those that ran
+    phase: str = "Running"
+    reason: str = ""
+    message: str = ""
+
+    def not_started(self, phase: str, reason: str, message: str) -> "PodRun":
+        self.phase, self.reason, self.message = phase, reason, message
+        return self
+
+    def finish(self) -> "PodRun":
+        ran = [self.runs[n] for n in self.init_containers + self.containers if n in self.runs]
+        ok = len(ran) == len(self.init_containers) + len(self.containers) and all(r.succeeded for r in ran)
+        self.phase = "Succeeded" if ok else "Failed"
+        return self
+
+    @property
+    def succeeded(self) -> bool:
+        return self.phase == "Succeeded"
+
+    def _container_status(self, name: str) -> dict[str, Any]:
+        run = self.runs.get(name)
+        if run is not None:
+            terminated = {"exitCode": run.exit_code, "reason": run.reason,
+                          "startedAt": _iso(run.started_at), "finishedAt": _iso(run.finished_at)}
+            if run.termination_message:
+                terminated["message"] = run.termination_message
+            state: dict[str, Any] = {"terminated": terminated}
+        else:
+            waiting = {"reason": self.reason or "PodInitializing"}
+            if self.message:
+                waiting["message"] = self.message
+            state = {"waiting": waiting}
+        return {"name": name, "ready": False, "restartCount": 0, "started": False, "state": state, "lastState": {}}
+
+    def status(self) -> dict[str, Any]:
+        """The pod's `status`: phase, reason/message, and per container `state.terminated`
+        (exitCode, reason Completed/Error, message, startedAt, finishedAt) or `state.waiting`."""
+        status: dict[str, Any] = {
+            "phase": self.phase, "startTime": _iso(self.started_at),
+            "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+            "containerStatuses": [self._container_status(n) for n in self.containers],
+        }
+        if self.init_containers:
+            status["initContainerStatuses"] = [self._container_status(n) for n in self.init_containers]
+        if self.reason:
+            status["reason"], status["message"] = self.reason, self.message
+        return status

@@ -162,3 +162,62 @@ def test_started_container_runs_until_stopped(tmp_path: Path) -> None:
     result = running.stop(grace=5)
     assert result.exit_code == 128 + 15 and running.poll() is not None
     assert "serving ['--port', '1']" in running.log_path.read_text()
+
+
+def _py(name: str, code: str, **extra) -> dict:
+    return {"name": name, "image": "test/python", "command": [sys.executable, "-c", code], **extra}
+
+
+WRITE_RESULT = "import os; open(os.environ['FTI_TERMINATION_LOG'], 'w').write('{\"ok\": true}')"
+
+
+def test_run_pod_runs_init_containers_first_and_reports_kubelet_status(tmp_path: Path) -> None:
+    marker = tmp_path / "init-ran"
+    pod = {**POD, "spec": {
+        "initContainers": [_py("init", f"open({str(marker)!r}, 'w').write('x')")],
+        "containers": [_py("main", f"import os; assert os.path.exists({str(marker)!r}); {WRITE_RESULT}")],
+    }}
+    run = _node(tmp_path).run_pod(pod)
+    assert run.succeeded, run.runs["main"].log_path.read_text()
+    status = run.status()
+    assert status["phase"] == "Succeeded"
+    [main] = status["containerStatuses"]
+    assert main["name"] == "main" and main["state"]["terminated"]["exitCode"] == 0
+    assert main["state"]["terminated"]["reason"] == "Completed" and main["state"]["terminated"]["message"] == '{"ok": true}'
+    assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+
+
+def test_run_pod_stops_at_a_failed_init_container(tmp_path: Path) -> None:
+    pod = {**POD, "spec": {"initContainers": [_py("init", "raise SystemExit(3)")],
+                           "containers": [_py("main", WRITE_RESULT)]}}
+    run = _node(tmp_path).run_pod(pod)
+    assert run.phase == "Failed" and "main" not in run.runs
+    status = run.status()
+    assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+    assert "waiting" in status["containerStatuses"][0]["state"]
+
+
+def test_run_pod_runs_several_containers_at_once(tmp_path: Path) -> None:
+    # Each waits for the other's file: only concurrent containers finish.
+    a, b = tmp_path / "a", tmp_path / "b"
+    wait_for = ("import pathlib, time, sys; pathlib.Path({mine!r}).touch(); deadline = time.time() + 30\n"
+                "while not pathlib.Path({other!r}).exists():\n"
+                "    time.sleep(0.05)\n"
+                "    if time.time() > deadline: sys.exit(1)\n")
+    pod = {**POD, "spec": {"containers": [_py("a", wait_for.format(mine=str(a), other=str(b))),
+                                          _py("b", wait_for.format(mine=str(b), other=str(a)))]}}
+    run = _node(tmp_path).run_pod(pod)
+    assert run.succeeded and set(run.runs) == {"a", "b"}
+
+
+def test_run_pod_refuses_before_running_anything(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    secret_env = [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "store", "key": "password"}}}]
+    pending = _node(tmp_path).run_pod({**POD, "spec": {"containers": [
+        _py("first", f"open({str(marker)!r}, 'w')"), _py("second", "pass", env=secret_env)]}})
+    assert pending.phase == "Pending" and pending.reason == "CreateContainerConfigError" and not marker.exists()
+    waiting = pending.status()["containerStatuses"][1]["state"]["waiting"]
+    assert waiting == {"reason": "CreateContainerConfigError", "message": "env PW: Secret ns/store not found"}
+
+    refused = _node(tmp_path).run_pod({**POD, "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sh"]}]}})
+    assert refused.phase == "Failed" and refused.reason == "UnsupportedImage" and "busybox" in refused.message
