@@ -1,13 +1,14 @@
 """Running a pod's containers as local processes: the one local kubelet.
 
-`fti local` and the integration tests' pod runner both execute the very pod templates
-the operator renders, so a pipeline behaves the same with and without a cluster. There
-is no container runtime: the image only decides *whether* a container may run here and
-how its argv is adapted (`ImageMap`, images.py); the process runs the container's `command`/`args`
-with the environment kubelet would give it (podenv.py). The result comes back as
-kubelet reports it: the exit code and the termination message, read from the file the
-pipeline contract names in FTI_TERMINATION_LOG (`/dev/termination-log` in a real pod;
-see pipeline_images/fti_pipelines/contract.py), at most 4096 bytes, with
+`fti local` (driver 2, docs/architecture.md "Two drivers") and the integration tests'
+pod runner both execute the very pods the operator's Jobs make, so a pipeline behaves
+the same with and without a cluster, and the tests exercise this code. There is no
+container runtime: the image only decides *whether* a container may run here and how
+its argv is adapted (`ImageMap`, images.py); the process runs the container's
+`command`/`args` with the environment kubelet would give it (podenv.py). The result
+comes back as kubelet reports it: the exit code and the termination message, read from
+the file the pipeline contract names in FTI_TERMINATION_LOG (`/dev/termination-log` in
+a real pod; docs/pipeline-contract.md), at most 4096 bytes, with
 `terminationMessagePolicy: FallbackToLogsOnError` honoured.
 """
 
