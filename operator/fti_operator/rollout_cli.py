@@ -87,9 +87,12 @@ def status_lines(obj: Mapping[str, Any]) -> list[str]:
 def history_lines(obj: Mapping[str, Any]) -> list[str]:
     st = obj.get("status") or {}
     rows = [("stable", st.get("stable")), *[("history", h) for h in st.get("history") or []]]
-    return [f"{r['revision']:>4}  model {r['model']:<4} feature view {r['featureView']:<4} "
-            f"{', '.join(f'{g['name']} v{g['version']}' for g in r.get('featureGroups') or [])}  ({kind})"
-            for kind, r in rows if r]
+    out = []
+    for kind, r in rows:
+        if r:
+            groups = ", ".join(f"{g['name']} v{g['version']}" for g in r.get("featureGroups") or [])
+            out.append(f"{r['revision']:>4}  model {r['model']:<4} feature view {r['featureView']:<4} {groups}  ({kind})")
+    return out
 
 
 def wait_status(backend: Backend, name: str, namespace: str, timeout: float, interval: float = 1.0,
