@@ -1,4 +1,7 @@
-"""Typed spec/status models of the three kinds in fti.dev/v1alpha1; crds/ is generated from them."""
+"""Typed spec/status models of the three kinds in fti.dev/v1alpha1; crds/ is generated from them.
+
+The names (group, version, kinds, labels, annotations, contract env) live in `identity`.
+"""
 
 from .common import API_VERSION, GROUP, VERSION, ApiModel, Condition, FeatureGroupRef, PodTemplate, parse_duration
 from .feature_pipeline import Expectation, FeatureGroupSpec, FeaturePipeline, FeaturePipelineSpec, FeaturePipelineStatus, SourceSpec, ValidationSpec
