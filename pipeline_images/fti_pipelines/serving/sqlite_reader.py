@@ -32,7 +32,7 @@ class SqliteReaders:
         path = sqlite_path(store.uri)
         self._con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, cached_statements=256)
         # Pages straight from the OS page cache: without it each lookup that misses SQLite's
-        # 2 MiB page cache pays a pread syscall per page (~1.3 µs each on a VM), and in WAL
+        # 2 MiB page cache pays a pread syscall per page, and in WAL
         # mode every committed write empties that cache anyway. The store never shrinks
         # its file (no VACUUM), which is what makes a memory map unsafe.
         self._con.execute(f"PRAGMA mmap_size={MMAP_BYTES}")

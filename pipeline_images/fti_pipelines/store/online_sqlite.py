@@ -41,8 +41,8 @@ def entity_select(store: OnlineStore, reads: Sequence[EntityRead]) -> tuple[str,
     """(sql, (key column, kind) per ?N parameter, decoder kind or None per result column).
 
     Why one statement: each sqlite3 `execute` costs a statement-cache lookup, a cursor and
-    a VM run (~5-9 µs on this box); LEFT JOINing every version's keyed probe onto one
-    constant row reads them all in one (~1.4x a single probe), and a version without the
+    a VM run; LEFT JOINing every version's keyed probe onto one constant row reads them
+    all in one statement for little more than a single probe, and a version without the
     entity leaves its columns NULL. Each version's first primary-key column is its
     presence slot: NOT NULL in a WITHOUT ROWID table, so NULL means "no row".
     """
