@@ -17,8 +17,11 @@ from typing import Any, Callable, Mapping, Protocol
 
 import typer
 
-ANNOTATIONS = {"undo": "fti.dev/rollback", "promote": "fti.dev/promote", "abort": "fti.dev/abort",
-               "retry": "fti.dev/retry"}
+from .api.identity import (ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK,
+                           INFERENCE_SERVICE)
+
+ANNOTATIONS = {"undo": ANNOTATION_ROLLBACK, "promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT,
+               "retry": ANNOTATION_RETRY}
 DONE, FAILED = "RolloutComplete", ("RolledBack", "ProgressDeadlineExceeded", "Aborted")
 
 
@@ -44,10 +47,10 @@ class KubectlBackend:
         return str(proc.stdout)
 
     def get(self, name: str, namespace: str) -> dict[str, Any]:
-        return dict(json.loads(self._call("get", "inferenceservices.fti.dev", name, "-n", namespace, "-o", "json")))
+        return dict(json.loads(self._call("get", INFERENCE_SERVICE.crd_name, name, "-n", namespace, "-o", "json")))
 
     def annotate(self, name: str, namespace: str, key: str, value: str) -> None:
-        self._call("annotate", "--overwrite", "inferenceservices.fti.dev", name, "-n", namespace, f"{key}={value}")
+        self._call("annotate", "--overwrite", INFERENCE_SERVICE.crd_name, name, "-n", namespace, f"{key}={value}")
 
 
 def token() -> str:
@@ -87,8 +90,12 @@ def status_lines(obj: Mapping[str, Any]) -> list[str]:
 def history_lines(obj: Mapping[str, Any]) -> list[str]:
     st = obj.get("status") or {}
     rows = [("stable", st.get("stable")), *[("history", h) for h in st.get("history") or []]]
-    return [f"{r['revision']:>4}  model {r['model']:<4} feature view {r['featureView']:<4} "
-            f"{', '.join(f'{g['name']} v{g['version']}' for g in r.get('featureGroups') or [])}  ({kind})"
+
+    def groups(r: Mapping[str, Any]) -> str:
+        # Not nested in the f-string below: Python 3.11 (supported) rejects nested quotes there.
+        return ", ".join(f"{g['name']} v{g['version']}" for g in r.get("featureGroups") or [])
+
+    return [f"{r['revision']:>4}  model {r['model']:<4} feature view {r['featureView']:<4} {groups(r)}  ({kind})"
             for kind, r in rows if r]
 
 

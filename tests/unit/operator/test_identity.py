@@ -176,7 +176,7 @@ PIPELINES = Path(contract.__file__).resolve().parent
 CHECKED = [
     *sorted((OPERATOR / "api").glob("*.py")), *sorted((OPERATOR / "render").glob("*.py")),
     *sorted((OPERATOR / "versions").glob("*.py")),
-    OPERATOR / "config.py", OPERATOR / "metrics.py", OPERATOR / "cli.py",
+    OPERATOR / "config.py", OPERATOR / "metrics.py", OPERATOR / "cli.py", OPERATOR / "rollout_cli.py",
     *sorted(PIPELINES.rglob("*.py")),
 ]
 IDENTITY_VALUES = {
