@@ -86,6 +86,9 @@ ANNOTATION_TRAINING_HASH = f"{GROUP}/training-hash"
 # FeaturePipeline's run-now Job.
 ANNOTATION_TRIGGER = f"{GROUP}/trigger"
 ANNOTATION_RUN_TOKEN = f"{GROUP}/run-token"  # the fti.dev/run token a training Job answers
+# On a retired feature-group version's CronJob: the operator suspended it (a user's own
+# `suspend` is told apart), and resumes it when a revision needs the version again.
+ANNOTATION_RETIRED = f"{GROUP}/retired"
 # Where operators before status.lastRun kept a TrainingPipeline's run; read, never written.
 ANNOTATION_LAST_RUN = f"{GROUP}/last-run"
 # Rollout requests on an InferenceService, set by users (docs/rollouts.md).
