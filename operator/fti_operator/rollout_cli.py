@@ -90,13 +90,12 @@ def status_lines(obj: Mapping[str, Any]) -> list[str]:
 def history_lines(obj: Mapping[str, Any]) -> list[str]:
     st = obj.get("status") or {}
     rows = [("stable", st.get("stable")), *[("history", h) for h in st.get("history") or []]]
-
-    def groups(r: Mapping[str, Any]) -> str:
-        # Not nested in the f-string below: Python 3.11 (supported) rejects nested quotes there.
-        return ", ".join(f"{g['name']} v{g['version']}" for g in r.get("featureGroups") or [])
-
-    return [f"{r['revision']:>4}  model {r['model']:<4} feature view {r['featureView']:<4} {groups(r)}  ({kind})"
-            for kind, r in rows if r]
+    out = []
+    for kind, r in rows:
+        if r:
+            groups = ", ".join(f"{g['name']} v{g['version']}" for g in r.get("featureGroups") or [])
+            out.append(f"{r['revision']:>4}  model {r['model']:<4} feature view {r['featureView']:<4} {groups}  ({kind})")
+    return out
 
 
 def wait_status(backend: Backend, name: str, namespace: str, timeout: float, interval: float = 1.0,

@@ -62,6 +62,9 @@ class CanarySpec(ApiModel):
     """Canary rollout: the new revision gets a share of traffic until it is ready, then is promoted."""
 
     traffic_percent: int = Field(ge=1, le=99, description="Share of requests (1-99) the new revision gets until promoted.")
+    when_unsupported: Literal["hold", "rollOut"] = Field(
+        default="hold", description="Where KServe cannot split traffic (RawDeployment mode): hold the new revision "
+                                    "back and say so (hold), or roll it out to all traffic at once (rollOut).")
 
 
 class OnlineSpec(ApiModel):

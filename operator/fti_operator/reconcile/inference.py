@@ -169,7 +169,21 @@ def _batch_run(ctx: Context, isvc: InferenceService, old: Mapping[str, Any]) -> 
     return last
 
 
-def want_of(ctx: Context, isvc: InferenceService, body: Mapping[str, Any]) -> tuple[Want, ServingDecision]:
+RAW_DEPLOYMENT = "RawDeployment"
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+
+
+def traffic_split(child: Mapping[str, Any] | None, isvc: InferenceService) -> bool:
+    """Whether KServe can split traffic for this service: not in RawDeployment mode, which the
+    annotation (ours or on the child) or KServe's reported status.deploymentMode tells."""
+    ours = (isvc.metadata.annotations or {}).get(DEPLOYMENT_MODE_ANNOTATION)
+    theirs = (((child or {}).get("metadata") or {}).get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION)
+    reported = ((child or {}).get("status") or {}).get("deploymentMode")
+    return RAW_DEPLOYMENT not in (ours, theirs, reported)
+
+
+def want_of(ctx: Context, isvc: InferenceService, body: Mapping[str, Any],
+            child: Mapping[str, Any] | None = None) -> tuple[Want, ServingDecision]:
     """The resolved pair the spec asks for, the rollout settings and the annotations (reads only)."""
     spec = isvc.spec
     models = ctx.lookups.models(isvc.metadata.namespace, spec.model.name)
@@ -185,6 +199,8 @@ def want_of(ctx: Context, isvc: InferenceService, body: Mapping[str, Any]) -> tu
         pending=snapshot(decision.model) if waiting and decision.model is not None else None,
         blocked_reason=None if decision.allowed else decision.reason, blocked_message=decision.message,
         canary_percent=canary, auto_rollback=spec.rollout.auto_rollback,
+        traffic_split=traffic_split(child, isvc),
+        canary_fallback=spec.online.canary.when_unsupported if spec.online and spec.online.canary else "hold",
         readiness_timeout=float(parse_duration(spec.rollout.readiness_timeout)),
         history_limit=spec.rollout.revision_history_limit, generation=int(body["metadata"].get("generation") or 0),
         rollback=annotations.get(ROLLBACK_ANNOTATION), promote=annotations.get(PROMOTE_ANNOTATION),
@@ -226,12 +242,12 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     ns, mode = meta["namespace"], isvc.spec.mode
     result = Result()
     old = body.get("status") or {}
-    want, decision = want_of(ctx, isvc, body)
     now = ctx.clock()
     new = not old
     observe_fn = observe if mode == "online" else batch_observed
     # What serves now: the child as the API server has it (a new object has none yet).
     live = None if new else live_child(ctx.kube, isvc)
+    want, decision = want_of(ctx, isvc, body, live)
     plan = plan_rollout(old, want, observe_fn(live), now)
     last_run = _batch_run(ctx, isvc, old) if mode == "batch" and not new else None
     body = _record(ctx, body, plan, decision, live, mode, last_run, result)

@@ -37,6 +37,7 @@ ROLLOUT_COMPLETE = "RolloutComplete"
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 ROLLED_BACK = "RolledBack"
 ABORTED = "Aborted"
+TRAFFIC_SPLIT_UNSUPPORTED = "TrafficSplitUnsupported"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class Want:
     blocked_reason: str | None = None  # why the asked pair cannot be served (FeaturesNotReady, ...)
     blocked_message: str = ""
     canary_percent: int | None = None
+    # False where KServe cannot split traffic (RawDeployment): a canary is then held back, or
+    # rolled out to all traffic when the spec opts in (canary_fallback "rollOut").
+    traffic_split: bool = True
+    canary_fallback: str = "hold"
     auto_rollback: bool = True
     readiness_timeout: float = 600.0
     history_limit: int = 5
@@ -179,6 +184,15 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
         failed = failed  # kept for the record until a rollout completes
 
     canary = want.canary_percent if stable is not None and pinned is None else None
+    if canary is not None and not want.traffic_split:
+        if want.canary_fallback == "rollOut":
+            canary = None
+        elif wanted is not None and pair(wanted) != pair(stable) and (target is None or pair(target) != pair(wanted)):
+            progressing = (False, TRAFFIC_SPLIT_UNSUPPORTED,
+                           f"model {wanted['model']} / feature view {wanted['featureView']} is held back: KServe cannot "
+                           "split traffic in RawDeployment mode (set spec.online.canary.whenUnsupported: rollOut to roll "
+                           f"it out to all traffic); {describe(stable) if stable else 'nothing'} serves")
+            wanted = None
     if wanted is not None and pair(wanted) == pair(stable):
         if target is not None:
             events.append(("Normal", "TargetCancelled" if target.get("traffic", 100) == 100 else "CanaryAborted",

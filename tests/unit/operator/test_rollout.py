@@ -141,3 +141,11 @@ def test_history_limit(limit, expected):
     assert plan.stable["model"] == 3
     done = plan_rollout(plan.status_part(), want(4, history_limit=limit), Observed(4, True, "", "k", 100), T0)
     assert [h["revision"] for h in done.history] == [3, 2, 1][:limit] if limit else done.history == []
+
+
+def test_canary_where_kserve_cannot_split_traffic_is_held_back_or_rolled_out_by_choice():
+    held = plan_rollout(STABLE, want(5, canary_percent=10, traffic_split=False), Observed(2, True), T0)
+    assert held.target is None and held.render["model"] == 4
+    assert held.progressing[:2] == (False, "TrafficSplitUnsupported") and "whenUnsupported" in held.progressing[2]
+    full = plan_rollout(STABLE, want(5, canary_percent=10, traffic_split=False, canary_fallback="rollOut"), Observed(2, True), T0)
+    assert full.target["model"] == 5 and full.canary_percent is None
