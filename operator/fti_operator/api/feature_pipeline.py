@@ -22,7 +22,7 @@ from .common import (
     cel,
     cel_rules,
 )
-from .identity import API_VERSION, FEATURE_PIPELINE
+from .identity import API_VERSION, KIND_FEATURE_PIPELINE, FEATURE_PIPELINE
 
 KIND = FEATURE_PIPELINE.kind
 PLURAL = FEATURE_PIPELINE.plural
@@ -196,7 +196,7 @@ class FeaturePipeline(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
     api_version: Literal[API_VERSION] = API_VERSION  # type: ignore[valid-type]
-    kind: Literal[FEATURE_PIPELINE.kind] = FEATURE_PIPELINE.kind  # type: ignore[valid-type]
+    kind: Literal[KIND_FEATURE_PIPELINE] = KIND_FEATURE_PIPELINE  # type: ignore[valid-type]
     metadata: ObjectMeta
     spec: FeaturePipelineSpec
     status: FeaturePipelineStatus | None = None

@@ -39,10 +39,15 @@ class KindNames:
         return f"{self.plural}.{GROUP}"
 
 
-FEATURE_PIPELINE = KindNames("FeaturePipeline", "featurepipelines", "featurepipeline", ("fp",))
-TRAINING_PIPELINE = KindNames("TrainingPipeline", "trainingpipelines", "trainingpipeline", ("tp",))
+# The kind names alone, for `Literal[...]` annotations in the API models.
+KIND_FEATURE_PIPELINE = "FeaturePipeline"
+KIND_TRAINING_PIPELINE = "TrainingPipeline"
+KIND_INFERENCE_SERVICE = "InferenceService"
+
+FEATURE_PIPELINE = KindNames(KIND_FEATURE_PIPELINE, "featurepipelines", "featurepipeline", ("fp",))
+TRAINING_PIPELINE = KindNames(KIND_TRAINING_PIPELINE, "trainingpipelines", "trainingpipeline", ("tp",))
 # Not "isvc": that short name belongs to KServe's InferenceService.
-INFERENCE_SERVICE = KindNames("InferenceService", "inferenceservices", "inferenceservice", ("fisvc",))
+INFERENCE_SERVICE = KindNames(KIND_INFERENCE_SERVICE, "inferenceservices", "inferenceservice", ("fisvc",))
 
 KINDS: tuple[KindNames, ...] = (FEATURE_PIPELINE, TRAINING_PIPELINE, INFERENCE_SERVICE)
 BY_KIND: dict[str, KindNames] = {k.kind: k for k in KINDS}
@@ -117,10 +122,19 @@ ENV_MODEL_VERSION = "FTI_MODEL_VERSION"  # training: the model version the opera
 ENV_RUN_TIME = "FTI_RUN_TIME"  # RFC 3339 time the run stands for (default: now)
 ENV_TERMINATION_LOG = "FTI_TERMINATION_LOG"  # where the result goes (default TERMINATION_LOG)
 
-CONTRACT_ENV = frozenset({
-    ENV_SPEC, ENV_ARTIFACT_STORE, ENV_ONLINE_STORE, ENV_NAMESPACE, ENV_RESOURCE,
-    ENV_RUN_ID, ENV_MODEL_VERSION, ENV_RUN_TIME, ENV_TERMINATION_LOG,
-})
+CONTRACT_ENV = frozenset(
+    {
+        ENV_SPEC,
+        ENV_ARTIFACT_STORE,
+        ENV_ONLINE_STORE,
+        ENV_NAMESPACE,
+        ENV_RESOURCE,
+        ENV_RUN_ID,
+        ENV_MODEL_VERSION,
+        ENV_RUN_TIME,
+        ENV_TERMINATION_LOG,
+    }
+)
 # Contract variables the operator leaves unset on purpose: the run time defaults to "now" in
 # the pipeline and the termination log to TERMINATION_LOG, which is what the kubelet reads.
 CONTRACT_ENV_DEFAULTED = frozenset({ENV_RUN_TIME, ENV_TERMINATION_LOG})

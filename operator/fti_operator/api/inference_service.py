@@ -26,7 +26,7 @@ from .common import (
     cel_rules,
     parse_duration,
 )
-from .identity import API_VERSION, INFERENCE_SERVICE
+from .identity import API_VERSION, KIND_INFERENCE_SERVICE, INFERENCE_SERVICE
 
 KIND = INFERENCE_SERVICE.kind
 PLURAL = INFERENCE_SERVICE.plural
@@ -249,7 +249,7 @@ class InferenceService(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
     api_version: Literal[API_VERSION] = API_VERSION  # type: ignore[valid-type]
-    kind: Literal[INFERENCE_SERVICE.kind] = INFERENCE_SERVICE.kind  # type: ignore[valid-type]
+    kind: Literal[KIND_INFERENCE_SERVICE] = KIND_INFERENCE_SERVICE  # type: ignore[valid-type]
     metadata: ObjectMeta
     spec: InferenceServiceSpec
     status: InferenceServiceStatus | None = None

@@ -23,7 +23,7 @@ from .common import (
     cel,
     cel_rules,
 )
-from .identity import API_VERSION, TRAINING_PIPELINE
+from .identity import API_VERSION, KIND_TRAINING_PIPELINE, TRAINING_PIPELINE
 
 KIND = TRAINING_PIPELINE.kind
 PLURAL = TRAINING_PIPELINE.plural
@@ -279,7 +279,7 @@ class TrainingPipeline(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
     api_version: Literal[API_VERSION] = API_VERSION  # type: ignore[valid-type]
-    kind: Literal[TRAINING_PIPELINE.kind] = TRAINING_PIPELINE.kind  # type: ignore[valid-type]
+    kind: Literal[KIND_TRAINING_PIPELINE] = KIND_TRAINING_PIPELINE  # type: ignore[valid-type]
     metadata: ObjectMeta
     spec: TrainingPipelineSpec
     status: TrainingPipelineStatus | None = None

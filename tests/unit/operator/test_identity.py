@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -26,25 +27,46 @@ from fti_pipelines import contract
 from .fixtures_resources import FP, ISVC_BATCH, ISVC_ONLINE, TP, variant
 
 CONFIG = OperatorConfig(artifact_store="s3://ml/fti", online_store="redis://redis:6379/0", image_tag="1.2.3")
-PAIR = ResolvedPair(revision=3, model_name="fraud", model_version=4, feature_view_name="fraud", feature_view_version=1,
-                    storage_uri="s3://ml/fti/models/fraud/4/model")
+PAIR = ResolvedPair(
+    revision=3,
+    model_name="fraud",
+    model_version=4,
+    feature_view_name="fraud",
+    feature_view_version=1,
+    storage_uri="s3://ml/fti/models/fraud/4/model",
+)
 CRON_JOB_NAME = "card-transactions-v2-29000000"  # what the Job controller would name a CronJob's run
 
 # (case, resource body, rendered child, the model version the run must see)
 CHILDREN: dict[str, tuple[dict, Any, int | None]] = {
     "feature-cronjob": (FP, lambda: feature.render(FeaturePipeline.model_validate(FP), CONFIG, owner=FP), None),
-    "feature-once-job": (FP, lambda: feature.render(
-        FeaturePipeline.model_validate(variant(FP, "spec.schedule", None)), CONFIG, owner=FP), None),
-    "feature-run-now-job": (FP, lambda: feature.render_run_now(
-        FeaturePipeline.model_validate(FP), CONFIG, "t1", owner=FP), None),
+    "feature-once-job": (
+        FP,
+        lambda: feature.render(FeaturePipeline.model_validate(variant(FP, "spec.schedule", None)), CONFIG, owner=FP),
+        None,
+    ),
+    "feature-run-now-job": (FP, lambda: feature.render_run_now(FeaturePipeline.model_validate(FP), CONFIG, "t1", owner=FP), None),
     "training-job": (TP, lambda: training.render(TrainingPipeline.model_validate(TP), 4, CONFIG, owner=TP), 4),
-    "inference-combined": (ISVC_ONLINE, lambda: inference.render_online(
-        InferenceService.model_validate(ISVC_ONLINE), PAIR, CONFIG, owner=ISVC_ONLINE), None),
-    "inference-transformer": (ISVC_ONLINE, lambda: inference.render_online(
-        InferenceService.model_validate(variant(ISVC_ONLINE, "spec.online.topology", "transformer")), PAIR, CONFIG,
-        owner=ISVC_ONLINE), None),
-    "inference-batch-cronjob": (ISVC_BATCH, lambda: inference.render_batch(
-        InferenceService.model_validate(ISVC_BATCH), PAIR, CONFIG, owner=ISVC_BATCH), None),
+    "inference-combined": (
+        ISVC_ONLINE,
+        lambda: inference.render_online(InferenceService.model_validate(ISVC_ONLINE), PAIR, CONFIG, owner=ISVC_ONLINE),
+        None,
+    ),
+    "inference-transformer": (
+        ISVC_ONLINE,
+        lambda: inference.render_online(
+            InferenceService.model_validate(variant(ISVC_ONLINE, "spec.online.topology", "transformer")),
+            PAIR,
+            CONFIG,
+            owner=ISVC_ONLINE,
+        ),
+        None,
+    ),
+    "inference-batch-cronjob": (
+        ISVC_BATCH,
+        lambda: inference.render_batch(InferenceService.model_validate(ISVC_BATCH), PAIR, CONFIG, owner=ISVC_BATCH),
+        None,
+    ),
 }
 
 
@@ -72,8 +94,7 @@ def resolve_env(container: dict, namespace: str) -> dict[str, str]:
         source = item["valueFrom"]
         if "fieldRef" in source:
             path = source["fieldRef"]["fieldPath"]
-            out[item["name"]] = {"metadata.namespace": namespace,
-                                 f"metadata.labels['{ids.JOB_NAME_LABEL}']": CRON_JOB_NAME}[path]
+            out[item["name"]] = {"metadata.namespace": namespace, f"metadata.labels['{ids.JOB_NAME_LABEL}']": CRON_JOB_NAME}[path]
         else:
             out[item["name"]] = f"secret:{source['secretKeyRef']['name']}/{source['secretKeyRef']['key']}"
     return out
@@ -85,8 +106,17 @@ def contract_names(container: dict) -> set[str]:
 
 def test_contract_module_reads_the_identity_names():
     assert contract.READS == ids.CONTRACT_ENV
-    for name in ("ENV_SPEC", "ENV_ARTIFACT_STORE", "ENV_ONLINE_STORE", "ENV_NAMESPACE", "ENV_RESOURCE", "ENV_RUN_ID",
-                 "ENV_MODEL_VERSION", "ENV_RUN_TIME", "ENV_TERMINATION_LOG"):
+    for name in (
+        "ENV_SPEC",
+        "ENV_ARTIFACT_STORE",
+        "ENV_ONLINE_STORE",
+        "ENV_NAMESPACE",
+        "ENV_RESOURCE",
+        "ENV_RUN_ID",
+        "ENV_MODEL_VERSION",
+        "ENV_RUN_TIME",
+        "ENV_TERMINATION_LOG",
+    ):
         assert getattr(contract, name) == getattr(ids, name)
     assert contract.DEFAULT_TERMINATION_LOG == ids.TERMINATION_LOG
     assert contract.TERMINATION_MESSAGE_LIMIT == ids.TERMINATION_MESSAGE_LIMIT
@@ -96,7 +126,7 @@ def test_contract_module_reads_the_identity_names():
 
 @pytest.mark.parametrize("case", sorted(CHILDREN))
 def test_rendered_containers_set_only_contract_names(case):
-    body, render, model_version = CHILDREN[case]
+    _, render, model_version = CHILDREN[case]
     containers = pipeline_containers(render())
     assert containers, f"{case}: no pipeline container"
     for c in containers:
@@ -161,9 +191,14 @@ def test_crds_use_the_identity_names():
         c = crdgen.crd(names.kind)
         assert c["metadata"]["name"] == names.crd_name
         assert c["spec"]["group"] == ids.GROUP and [v["name"] for v in c["spec"]["versions"]] == [ids.VERSION]
-        assert c["spec"]["names"] == {"kind": names.kind, "listKind": f"{names.kind}List", "plural": names.plural,
-                                      "singular": names.singular, "shortNames": list(names.short_names),
-                                      "categories": [ids.CATEGORY]}
+        assert c["spec"]["names"] == {
+            "kind": names.kind,
+            "listKind": f"{names.kind}List",
+            "plural": names.plural,
+            "singular": names.singular,
+            "shortNames": list(names.short_names),
+            "categories": [ids.CATEGORY],
+        }
     assert {m.__name__ for m in (FeaturePipeline, TrainingPipeline, InferenceService)} == set(ids.BY_KIND)
 
 
@@ -174,23 +209,34 @@ PIPELINES = Path(contract.__file__).resolve().parent
 # The drivers (handlers/, local/, status.py, conditions.py, __main__.py) are being rewritten and
 # adopt identity as they land; everything else already takes its names from it.
 CHECKED = [
-    *sorted((OPERATOR / "api").glob("*.py")), *sorted((OPERATOR / "render").glob("*.py")),
+    *sorted((OPERATOR / "api").glob("*.py")),
+    *sorted((OPERATOR / "render").glob("*.py")),
     *sorted((OPERATOR / "versions").glob("*.py")),
-    OPERATOR / "config.py", OPERATOR / "metrics.py", OPERATOR / "cli.py", OPERATOR / "rollout_cli.py",
+    OPERATOR / "config.py",
+    OPERATOR / "metrics.py",
+    OPERATOR / "cli.py",
+    OPERATOR / "rollout_cli.py",
     *sorted(PIPELINES.rglob("*.py")),
 ]
 IDENTITY_VALUES = {
-    value for name, value in vars(ids).items()
-    if name.isupper() and isinstance(value, str) and (value.startswith(f"{ids.GROUP}/") or name.startswith("ENV_")
-                                                      or name in ("API_VERSION", "KSERVE_API_VERSION", "GROUP"))
+    value
+    for name, value in vars(ids).items()
+    if name.isupper()
+    and isinstance(value, str)
+    and (value.startswith(f"{ids.GROUP}/") or name.startswith("ENV_") or name in ("API_VERSION", "KSERVE_API_VERSION", "GROUP"))
 } | {k.plural for k in ids.KINDS}
 
 
 def string_constants(tree: ast.AST) -> Iterator[ast.Constant]:
     """String literals that are not docstrings."""
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             yield node
@@ -198,6 +244,9 @@ def string_constants(tree: ast.AST) -> Iterator[ast.Constant]:
 
 @pytest.mark.parametrize("path", [p for p in CHECKED if p.name != "identity.py"], ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_module_spells_an_identity_name(path):
-    copies = [f"{path.name}:{node.lineno}: {node.value!r}" for node in string_constants(ast.parse(path.read_text()))
-              if node.value in IDENTITY_VALUES]
+    copies = [
+        f"{path.name}:{node.lineno}: {node.value!r}"
+        for node in string_constants(ast.parse(path.read_text()))
+        if node.value in IDENTITY_VALUES
+    ]
     assert not copies, "import these from fti_operator.api.identity:\n" + "\n".join(copies)
