@@ -23,6 +23,7 @@ from typing import Any
 
 import kopf
 
+from ..api.identity import FINALIZER_KOPF, GROUP
 from ..config import OperatorConfig
 from . import indexes, metrics, triggers  # noqa: F401  - importing registers the Kopf handlers
 from .indexes import INDEX_NAMES
@@ -39,9 +40,9 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
     settings.watching.connect_timeout = 30
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fti.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="fti.dev", key="last-handled-configuration")
-    settings.persistence.finalizer = "fti.dev/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = FINALIZER_KOPF
     # Kopf would post an Event for every handler success; the reconcilers post the meaningful ones.
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 60

@@ -19,11 +19,11 @@ from typing import Any, Iterable, Mapping
 
 import kopf
 
+from ..api.identity import FEATURE_PIPELINE, GROUP, INFERENCE_SERVICE, TRAINING_PIPELINE, VERSION
 from ..versions import (FeatureGroupAvailability, ModelInfo, feature_availability as fg_availability,
                         models_from_status, revision_feature_groups)
 
-GROUP, VERSION = "fti.dev", "v1alpha1"
-FP, TP, IS = "featurepipelines", "trainingpipelines", "inferenceservices"
+FP, TP, IS = FEATURE_PIPELINE.plural, TRAINING_PIPELINE.plural, INFERENCE_SERVICE.plural
 # Every index, by the name Kopf passes it to handlers under.
 INDEX_NAMES = ("models_by_name", "models_by_group", "feature_availability", "pipelines_by_group",
                "services_by_model", "revisions_by_group")

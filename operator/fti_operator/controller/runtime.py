@@ -18,21 +18,21 @@ import logging
 import threading
 from typing import Any, Callable, Hashable, Mapping
 
+from ..api.identity import API_VERSION, FINALIZER_FEATURE_VERSIONS, KIND_FEATURE_PIPELINE, KIND_INFERENCE_SERVICE, KIND_TRAINING_PIPELINE
 from ..config import OperatorConfig
 from ..reconcile import ApiError, Context, Kube, Result
 from ..reconcile import feature, inference, training
 from . import metrics
-from .indexes import FP, GROUP, IS, TP, VERSION, IndexLookups
+from .indexes import FP, IS, TP, IndexLookups
 from .queue import WorkQueue
 
 log = logging.getLogger("fti_operator")
-API_VERSION = f"{GROUP}/{VERSION}"
 Key = tuple[str, str, str]  # (plural, namespace, name)
 
 RECONCILERS: dict[str, tuple[str, Callable[[Context, Mapping[str, Any]], Result]]] = {
-    FP: ("FeaturePipeline", feature.reconcile),
-    TP: ("TrainingPipeline", training.reconcile),
-    IS: ("InferenceService", inference.reconcile),
+    FP: (KIND_FEATURE_PIPELINE, feature.reconcile),
+    TP: (KIND_TRAINING_PIPELINE, training.reconcile),
+    IS: (KIND_INFERENCE_SERVICE, inference.reconcile),
 }
 _NOTHING = object()
 
@@ -47,7 +47,7 @@ def signature(body: Mapping[str, Any]) -> tuple:
 
 # Finalizers a reconciler releases: an object being deleted is reconciled only while it carries
 # one; otherwise the reconcile would re-apply children the garbage collector is removing.
-RECONCILER_FINALIZERS = frozenset({feature.FINALIZER})
+RECONCILER_FINALIZERS = frozenset({FINALIZER_FEATURE_VERSIONS})
 
 
 def ours_to_finalize(meta: Mapping[str, Any]) -> bool:

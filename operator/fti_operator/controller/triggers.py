@@ -27,13 +27,16 @@ from typing import Any, Mapping
 
 import kopf
 
+from ..api.identity import (API_VERSION, FEATURE_PIPELINE, GROUP, INFERENCE_SERVICE, KIND_INFERENCE_SERVICE, KSERVE_GROUP,
+                            KSERVE_PLURAL, KSERVE_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY,
+                            TRAINING_PIPELINE, VERSION)
 from ..reconcile.results import job_finished
-from ..render.pods import LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY
 from ..versions import feature_availability as fg_availability, models_from_status, revision_feature_groups
-from .indexes import FP, GROUP, IS, TP, VERSION
+from .indexes import FP, IS, TP
 from .runtime import Runtime
 
-PLURAL_OF_KIND = {"featurepipeline": FP, "trainingpipeline": TP, "inferenceservice": IS}
+# LABEL_KIND on a child -> the owner's plural.
+PLURAL_OF_KIND = {k.singular: k.plural for k in (FEATURE_PIPELINE, TRAINING_PIPELINE, INFERENCE_SERVICE)}
 OURS = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
@@ -97,7 +100,7 @@ async def inference_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **
 
 def owner_name(body: Mapping[str, Any], kind: str) -> str | None:
     for ref in body["metadata"].get("ownerReferences") or []:
-        if ref.get("apiVersion") == f"{GROUP}/{VERSION}" and ref.get("kind") == kind and ref.get("controller"):
+        if ref.get("apiVersion") == API_VERSION and ref.get("kind") == kind and ref.get("controller"):
             return ref.get("name")
     return None
 
@@ -138,7 +141,7 @@ def kserve_signature(body: Mapping[str, Any]) -> tuple:
 NOT_REPORTED = kserve_signature({})
 
 
-@kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels=OURS)
+@kopf.on.event(KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL, labels=OURS)
 async def kserve_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     rt = _runtime(memo)
     meta = body["metadata"]
@@ -147,6 +150,6 @@ async def kserve_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: 
         rt.forget(key)  # and the owner puts it back, unless it is going too
     elif not rt.changed(key, kserve_signature(body), initial=NOT_REPORTED) or type is None:
         return
-    owner = owner_name(body, "InferenceService")
+    owner = owner_name(body, KIND_INFERENCE_SERVICE)
     if owner:
         rt.enqueue(IS, meta["namespace"], owner)
