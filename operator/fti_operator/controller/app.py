@@ -63,8 +63,7 @@ def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) ->
     # Kopf pre-populates the (empty) indexes for startup handlers: the same live objects the
     # queue workers read from now on.
     rt.start({name: kwargs[name] for name in INDEX_NAMES if name in kwargs})
-    log.info("fti-operator started: artifact store %s, namespaces %s", rt.config.artifact_store,
-             rt.config.namespaces or "all")
+    log.info("fti-operator started: artifact store %s, namespaces %s", rt.config.artifact_store, rt.config.namespaces or "all")
 
 
 @kopf.on.cleanup()
@@ -80,8 +79,12 @@ def _login(**kwargs: Any):
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-def run(config: OperatorConfig, stop_flag: threading.Event | None = None, ready_flag: threading.Event | None = None,
-        runtime: Runtime | None = None) -> None:
+def run(
+    config: OperatorConfig,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+    runtime: Runtime | None = None,
+) -> None:
     """Run until stopped. Used by `python -m fti_operator` and by tests/benchmarks (in a thread,
     with stop_flag; pass `runtime` to look at its API-call counter)."""
     rt = runtime or Runtime(config)
@@ -89,17 +92,19 @@ def run(config: OperatorConfig, stop_flag: threading.Event | None = None, ready_
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(kopf.operator(
-            clusterwide=not config.namespaces,
-            namespaces=list(config.namespaces),
-            standalone=config.peering is None,
-            peering_name=config.peering,
-            priority=config.peering_priority,
-            liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
-            memo=kopf.Memo(config=config, runtime=rt),
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-        ))
+        loop.run_until_complete(
+            kopf.operator(
+                clusterwide=not config.namespaces,
+                namespaces=list(config.namespaces),
+                standalone=config.peering is None,
+                peering_name=config.peering,
+                priority=config.peering_priority,
+                liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
+                memo=kopf.Memo(config=config, runtime=rt),
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
+        )
     finally:
         rt.stop()
         # Kopf waits on a threading.Event in an executor thread; release it, or the interpreter's

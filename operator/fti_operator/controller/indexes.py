@@ -15,18 +15,34 @@ under the GIL.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import kopf
 
 from ..api.identity import FEATURE_PIPELINE, GROUP, INFERENCE_SERVICE, TRAINING_PIPELINE, VERSION
-from ..versions import (FeatureGroupAvailability, ModelInfo, feature_availability as fg_availability,
-                        models_from_status, revision_feature_groups)
+from ..versions import (
+    FeatureGroupAvailability,
+    ModelInfo,
+    feature_availability as fg_availability,
+    models_from_status,
+    revision_feature_groups,
+)
 
 FP, TP, IS = FEATURE_PIPELINE.plural, TRAINING_PIPELINE.plural, INFERENCE_SERVICE.plural
 # Every index, by the name Kopf passes it to handlers under.
-INDEX_NAMES = ("models_by_name", "models_by_group", "feature_availability", "pipelines_by_group",
-               "services_by_model", "revisions_by_group")
+INDEX_NAMES = (
+    "models_by_name",
+    "models_by_group",
+    "feature_availability",
+    "pipelines_by_group",
+    "services_by_model",
+    "revisions_by_group",
+)
+
+
+# What an index function returns: {key: value} for this object (our kinds are namespaced).
+IndexValue = dict[Any, Any]
 
 
 def _model_name(spec: Mapping[str, Any]) -> str | None:
@@ -34,14 +50,14 @@ def _model_name(spec: Mapping[str, Any]) -> str | None:
 
 
 @kopf.index(GROUP, VERSION, TP)
-async def models_by_name(namespace: str, name: str, spec: Mapping, status: Mapping, **_: Any):
+async def models_by_name(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> IndexValue:
     """(namespace, model) -> the model versions one TrainingPipeline recorded."""
     model = _model_name(spec)
     return {(namespace, model): tuple(models_from_status(model, status, namespace=namespace, pipeline=name))} if model else {}
 
 
 @kopf.index(GROUP, VERSION, TP)
-async def models_by_group(namespace: str, spec: Mapping, status: Mapping, **_: Any):
+async def models_by_group(namespace: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any) -> IndexValue:
     """(namespace, feature group) -> models whose versions read it: the InferenceServices a
     feature-group version becoming available concerns are those of these models only."""
     model = _model_name(spec)
@@ -51,25 +67,25 @@ async def models_by_group(namespace: str, spec: Mapping, status: Mapping, **_: A
 
 
 @kopf.index(GROUP, VERSION, FP)
-async def feature_availability(namespace: str, spec: Mapping, status: Mapping, **_: Any):
+async def feature_availability(namespace: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any) -> IndexValue:
     """(namespace, group, version) -> FeatureGroupAvailability."""
-    return fg_availability(namespace, spec, status)
+    return dict(fg_availability(namespace or "", spec, status))
 
 
 @kopf.index(GROUP, VERSION, FP)
-async def pipelines_by_group(namespace: str, name: str, spec: Mapping, **_: Any):
+async def pipelines_by_group(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> IndexValue:
     group = (spec.get("featureGroup") or {}).get("name")
     return {(namespace, group): name} if group else {}
 
 
 @kopf.index(GROUP, VERSION, IS)
-async def services_by_model(namespace: str, name: str, spec: Mapping, **_: Any):
+async def services_by_model(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> IndexValue:
     model = _model_name(spec)
     return {(namespace, model): name} if model else {}
 
 
 @kopf.index(GROUP, VERSION, IS)
-async def revisions_by_group(namespace: str, name: str, status: Mapping, **_: Any):
+async def revisions_by_group(namespace: str | None, name: str, status: kopf.Status, **_: Any) -> IndexValue:
     """(namespace, group) -> ('namespace/name', versions of it the service's revisions read),
     from the revisions' own snapshots (versions.revision_feature_groups)."""
     by_group: dict[str, set[int]] = {}
@@ -127,8 +143,11 @@ class IndexLookups:
 
     def services_reading_group(self, namespace: str, group: str) -> list[str]:
         """InferenceServices whose models' versions read `group`, or whose revisions do."""
-        names = {name for model in set(values(self.index("models_by_group"), (namespace, group)))
-                 for name in values(self.index("services_by_model"), (namespace, model))}
+        names = {
+            name
+            for model in set(values(self.index("models_by_group"), (namespace, group)))
+            for name in values(self.index("services_by_model"), (namespace, model))
+        }
         names |= {key.split("/", 1)[1] for key, _v in values(self.index("revisions_by_group"), (namespace, group))}
         return sorted(names)
 
@@ -136,5 +155,11 @@ class IndexLookups:
         return sorted(set(values(self.index("pipelines_by_group"), (namespace, group))))
 
     def pipelines_in(self, namespace: str) -> list[str]:
-        return sorted({name for (ns, group) in keys(self.index("pipelines_by_group")) if ns == namespace
-                       for name in values(self.index("pipelines_by_group"), (ns, group))})
+        return sorted(
+            {
+                name
+                for (ns, group) in keys(self.index("pipelines_by_group"))
+                if ns == namespace
+                for name in values(self.index("pipelines_by_group"), (ns, group))
+            }
+        )

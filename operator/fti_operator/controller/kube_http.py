@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
+from kubernetes import client as k8s, config as k8s_config
 
 from ..reconcile.children import PLURALS
 from ..reconcile.kube import FIELD_MANAGER, ApiError
@@ -60,8 +60,15 @@ class KubeHttp:
     def writes(self) -> int:
         return sum(n for (verb, _), n in self.calls.items() if verb in WRITE_VERBS)
 
-    def _request(self, method: str, path: str, plural: str, body: Any = None, query: list[tuple[str, str]] | None = None,
-                 content_type: str = "application/json") -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        plural: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         with self._lock:
             self.calls[(method, plural)] += 1
         if self._observe is not None:
@@ -92,7 +99,9 @@ class KubeHttp:
                 return None
             raise
 
-    def list(self, api_version: str, plural: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, api_version: str, plural: str, namespace: str | None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
         out = self._request("GET", collection_path(api_version, plural, namespace), plural, query=query)
         return list(out.get("items") or [])
@@ -109,20 +118,41 @@ class KubeHttp:
         the same orjson bytes as every other request."""
         plural = PLURALS[(obj["apiVersion"], obj["kind"])]
         meta = obj["metadata"]
-        return self._request("PATCH", f"{collection_path(obj['apiVersion'], plural, meta.get('namespace'))}/{meta['name']}",
-                             plural, body=dict(obj), query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                             content_type="application/apply-patch+yaml")
+        return self._request(
+            "PATCH",
+            f"{collection_path(obj['apiVersion'], plural, meta.get('namespace'))}/{meta['name']}",
+            plural,
+            body=dict(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
 
-    def patch(self, api_version: str, plural: str, namespace: str | None, name: str, patch: Mapping[str, Any],
-              subresource: str | None = None) -> dict[str, Any]:
+    def patch(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
         path = f"{collection_path(api_version, plural, namespace)}/{name}" + (f"/{subresource}" if subresource else "")
-        return self._request("PATCH", path, plural + (f"/{subresource}" if subresource else ""), body=dict(patch),
-                             content_type="application/merge-patch+json")
+        return self._request(
+            "PATCH",
+            path,
+            plural + (f"/{subresource}" if subresource else ""),
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+        )
 
     def delete(self, api_version: str, plural: str, namespace: str | None, name: str, propagation: str = "Background") -> None:
         try:
-            self._request("DELETE", f"{collection_path(api_version, plural, namespace)}/{name}", plural,
-                          body={"propagationPolicy": propagation})
+            self._request(
+                "DELETE",
+                f"{collection_path(api_version, plural, namespace)}/{name}",
+                plural,
+                body={"propagationPolicy": propagation},
+            )
         except ApiError as exc:
             if exc.status != 404:
                 raise

@@ -8,27 +8,46 @@ model version; what serves is reported after every InferenceService reconcile.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("fti_reconciles_total", "Reconciles by kind and outcome.", ["kind", "outcome"])
 ERRORS = Counter("fti_reconcile_errors_total", "Reconciles that raised, by kind.", ["kind"])
-DURATION = Histogram("fti_reconcile_duration_seconds", "Reconcile duration by kind.", ["kind"],
-                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-ROWS_INGESTED = Counter("fti_feature_rows_ingested_total", "Rows written by feature pipeline runs.",
-                        ["namespace", "feature_group", "version"])
-ROWS_REJECTED = Counter("fti_feature_rows_rejected_total", "Rows rejected (quarantined) by feature pipeline runs.",
-                        ["namespace", "feature_group", "version"])
-FEATURE_RUNS = Counter("fti_feature_runs_total", "Finished feature pipeline runs.", ["namespace", "feature_group", "version", "succeeded"])
+DURATION = Histogram(
+    "fti_reconcile_duration_seconds",
+    "Reconcile duration by kind.",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ROWS_INGESTED = Counter(
+    "fti_feature_rows_ingested_total", "Rows written by feature pipeline runs.", ["namespace", "feature_group", "version"]
+)
+ROWS_REJECTED = Counter(
+    "fti_feature_rows_rejected_total",
+    "Rows rejected (quarantined) by feature pipeline runs.",
+    ["namespace", "feature_group", "version"],
+)
+FEATURE_RUNS = Counter(
+    "fti_feature_runs_total", "Finished feature pipeline runs.", ["namespace", "feature_group", "version", "succeeded"]
+)
 MODEL_METRIC = Gauge("fti_model_metric", "Evaluation metric of a model version.", ["namespace", "model", "version", "metric"])
 MODEL_VERSIONS = Counter("fti_model_versions_total", "Finished training runs by phase.", ["namespace", "model", "phase"])
-SERVED = Gauge("fti_served_model_version", "Model version served per InferenceService and role (serving|canary).",
-               ["namespace", "inferenceservice", "role"])
-SERVED_FV = Gauge("fti_served_feature_view_version", "Feature-view version served per InferenceService and role.",
-                  ["namespace", "inferenceservice", "role"])
-SERVED_TRAFFIC = Gauge("fti_served_traffic_percent", "Traffic share per InferenceService and role.", ["namespace", "inferenceservice", "role"])
+SERVED = Gauge(
+    "fti_served_model_version",
+    "Model version served per InferenceService and role (serving|canary).",
+    ["namespace", "inferenceservice", "role"],
+)
+SERVED_FV = Gauge(
+    "fti_served_feature_view_version",
+    "Feature-view version served per InferenceService and role.",
+    ["namespace", "inferenceservice", "role"],
+)
+SERVED_TRAFFIC = Gauge(
+    "fti_served_traffic_percent", "Traffic share per InferenceService and role.", ["namespace", "inferenceservice", "role"]
+)
 API_REQUESTS = Counter("fti_operator_api_requests", "API requests made by the operator's reconciles.", ["verb", "resource"])
 ROLLBACKS = Counter("fti_rollbacks_total", "Automatic and requested rollbacks, by reason.", ["reason"])
 
@@ -74,10 +93,8 @@ class PrometheusMetrics:
                 SERVED_TRAFFIC.labels(namespace, name, role).set(rev.get("traffic") or 0)
             else:
                 for g in (SERVED, SERVED_FV, SERVED_TRAFFIC):
-                    try:
+                    with suppress(KeyError):  # never set for this role
                         g.remove(namespace, name, role)
-                    except KeyError:
-                        pass
 
     def rollback(self, namespace: str, name: str, reason: str) -> None:
         ROLLBACKS.labels(reason).inc()

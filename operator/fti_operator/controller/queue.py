@@ -24,18 +24,25 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 log = logging.getLogger(__name__)
 
 
 class WorkQueue:
-    def __init__(self, process: Callable[[Hashable], None], workers: int = 4, name: str = "fti-queue",
-                 clock: Callable[[], float] = time.monotonic, retry_base: float = 1.0, retry_max: float = 120.0):
+    def __init__(
+        self,
+        process: Callable[[Hashable], None],
+        workers: int = 4,
+        name: str = "fti-queue",
+        clock: Callable[[], float] = time.monotonic,
+        retry_base: float = 1.0,
+        retry_max: float = 120.0,
+    ):
         self._process = process
         self._clock = clock
         self.retry_base, self.retry_max = retry_base, retry_max
-        self._pending: "OrderedDict[Hashable, None]" = OrderedDict()
+        self._pending: OrderedDict[Hashable, None] = OrderedDict()
         self._active: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
         self._due: dict[Hashable, float] = {}  # key -> when its delayed add is due

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, cast
 
-from ..api.identity import API_VERSION, FINALIZER_FEATURE_VERSIONS, KIND_FEATURE_PIPELINE, KIND_INFERENCE_SERVICE, KIND_TRAINING_PIPELINE
+from ..api.identity import (
+    API_VERSION,
+    FINALIZER_FEATURE_VERSIONS,
+    KIND_FEATURE_PIPELINE,
+    KIND_INFERENCE_SERVICE,
+    KIND_TRAINING_PIPELINE,
+)
 from ..config import OperatorConfig
-from ..reconcile import ApiError, Context, Kube, Result
-from ..reconcile import feature, inference, training
+from ..reconcile import ApiError, Context, Kube, Result, feature, inference, training
 from . import metrics
 from .indexes import FP, IS, TP, IndexLookups
 from .queue import WorkQueue
@@ -41,8 +47,12 @@ def signature(body: Mapping[str, Any]) -> tuple:
     """What, changed, asks for a reconcile: the spec (generation), annotations (run-now tokens),
     deletion and finalizers. A status-only change (our own status patch) does not."""
     meta = body["metadata"]
-    return (meta.get("generation"), tuple(sorted((meta.get("annotations") or {}).items())),
-            bool(meta.get("deletionTimestamp")), tuple(meta.get("finalizers") or ()))
+    return (
+        meta.get("generation"),
+        tuple(sorted((meta.get("annotations") or {}).items())),
+        bool(meta.get("deletionTimestamp")),
+        tuple(meta.get("finalizers") or ()),
+    )
 
 
 # Finalizers a reconciler releases: an object being deleted is reconciled only while it carries
@@ -139,7 +149,7 @@ class Runtime:
         return self.kube.get(API_VERSION, plural, ns, name)
 
     def process(self, key: Hashable) -> None:
-        plural, ns, name = key  # type: ignore[misc]
+        plural, ns, name = cast(Key, key)
         body = self._body((plural, ns, name))
         if body is None:
             return

@@ -23,13 +23,27 @@ every object of our kinds is reconciled anyway.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import kopf
 
-from ..api.identity import (API_VERSION, FEATURE_PIPELINE, GROUP, INFERENCE_SERVICE, KIND_INFERENCE_SERVICE, KSERVE_GROUP,
-                            KSERVE_PLURAL, KSERVE_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY,
-                            TRAINING_PIPELINE, VERSION)
+from ..api.identity import (
+    API_VERSION,
+    FEATURE_PIPELINE,
+    GROUP,
+    INFERENCE_SERVICE,
+    KIND_INFERENCE_SERVICE,
+    KSERVE_GROUP,
+    KSERVE_PLURAL,
+    KSERVE_VERSION,
+    LABEL_KIND,
+    LABEL_MANAGED_BY,
+    LABEL_RESOURCE,
+    MANAGED_BY,
+    TRAINING_PIPELINE,
+    VERSION,
+)
 from ..reconcile.results import job_finished
 from ..versions import feature_availability as fg_availability, models_from_status, revision_feature_groups
 from .indexes import FP, IS, TP
@@ -126,12 +140,24 @@ async def job_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any
 def kserve_signature(body: Mapping[str, Any]) -> tuple:
     """What of a KServe InferenceService's status our owner reports or decides on."""
     status = body.get("status") or {}
-    conditions = tuple(sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-                              for c in status.get("conditions") or []))
-    components = tuple(sorted(
-        (name, c.get("latestReadyRevision"), c.get("latestCreatedRevision"),
-         tuple(sorted((t.get("revisionName"), t.get("percent"), bool(t.get("latestRevision"))) for t in c.get("traffic") or [])))
-        for name, c in (status.get("components") or {}).items()))
+    conditions = tuple(
+        sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in status.get("conditions") or [])
+    )
+    components = tuple(
+        sorted(
+            (
+                name,
+                c.get("latestReadyRevision"),
+                c.get("latestCreatedRevision"),
+                tuple(
+                    sorted(
+                        (t.get("revisionName"), t.get("percent"), bool(t.get("latestRevision"))) for t in c.get("traffic") or []
+                    )
+                ),
+            )
+            for name, c in (status.get("components") or {}).items()
+        )
+    )
     # observedGeneration: KServe has seen the spec we applied; deploymentMode: whether it can split traffic.
     return conditions, status.get("url"), components, status.get("observedGeneration"), status.get("deploymentMode")
 

@@ -29,8 +29,9 @@ class Pool:
 
 def kube(*answers: tuple[int, dict | None]) -> tuple[KubeHttp, Pool, list]:
     pool = Pool(list(answers))
-    configuration = SimpleNamespace(host="https://api", auth_settings=lambda: {
-        "BearerToken": {"in": "header", "key": "authorization", "value": "Bearer t"}})
+    configuration = SimpleNamespace(
+        host="https://api", auth_settings=lambda: {"BearerToken": {"in": "header", "key": "authorization", "value": "Bearer t"}}
+    )
     client = SimpleNamespace(configuration=configuration, rest_client=SimpleNamespace(pool_manager=pool))
     observed: list = []
     return KubeHttp(client, observe=lambda verb, res: observed.append((verb, res))), pool, observed

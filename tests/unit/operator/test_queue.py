@@ -11,9 +11,8 @@ from collections import Counter
 
 import pytest
 
-from support.wait import wait_until
-
 from fti_operator.controller.queue import WorkQueue
+from support.wait import wait_until
 
 
 class FakeClock:
@@ -206,8 +205,12 @@ def test_a_failed_reconcile_is_retried_with_backoff(queue, rec, clock):
     wait_until(lambda: queue.failures("bad") == 3, timeout=10, interval=0.01, description="third failure")
     assert queue.delayed() == {"bad": 5.0}  # capped at retry_max
     advance(queue, clock, 5)
-    wait_until(lambda: rec.count("bad") == 4 and queue.failures("bad") == 0, timeout=10, interval=0.01,
-               description="success resets the backoff")
+    wait_until(
+        lambda: rec.count("bad") == 4 and queue.failures("bad") == 0,
+        timeout=10,
+        interval=0.01,
+        description="success resets the backoff",
+    )
     assert queue.delayed() == {}
 
 

@@ -63,27 +63,46 @@ def event(handler, body: dict, type_: str | None, memo: Memo) -> None:
 
 
 def obj(kind: str, name: str, generation: int = 1, status: dict | None = None, spec: dict | None = None, **meta) -> dict:
-    return {"apiVersion": "fti.dev/v1alpha1", "kind": kind,
-            "metadata": {"name": name, "namespace": NS, "generation": generation, "resourceVersion": "1", **meta},
-            "spec": spec or {}, "status": status or {}}
+    return {
+        "apiVersion": "fti.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": NS, "generation": generation, "resourceVersion": "1", **meta},
+        "spec": spec or {},
+        "status": status or {},
+    }
 
 
 def kserve_child(status: dict | None = None) -> dict:
-    return {"metadata": {"name": "fraud-online", "namespace": NS, "uid": "k1", "ownerReferences": [
-        {"apiVersion": "fti.dev/v1alpha1", "kind": "InferenceService", "name": "fraud-online", "controller": True}]},
-            "status": status or {}}
+    return {
+        "metadata": {
+            "name": "fraud-online",
+            "namespace": NS,
+            "uid": "k1",
+            "ownerReferences": [
+                {"apiVersion": "fti.dev/v1alpha1", "kind": "InferenceService", "name": "fraud-online", "controller": True}
+            ],
+        },
+        "status": status or {},
+    }
 
 
 def test_kserve_child_queues_its_owner_only_when_what_we_report_changes():
-    rt, q, memo = make_runtime()
+    _rt, q, memo = make_runtime()
     event(triggers.kserve_event, kserve_child(), "ADDED", memo)  # just created: nothing reported yet
     assert q.added == []
     ready = {"url": "http://x", "conditions": [{"type": "Ready", "status": "True"}]}
     event(triggers.kserve_event, kserve_child(ready), "MODIFIED", memo)
     event(triggers.kserve_event, kserve_child(ready), "MODIFIED", memo)  # KServe touched something else
     assert q.added == [("inferenceservices", NS, "fraud-online")]
-    moved = {**ready, "components": {"predictor": {"latestReadyRevision": "r2", "traffic": [
-        {"revisionName": "r2", "percent": 10}, {"revisionName": "r1", "percent": 90}]}}}
+    moved = {
+        **ready,
+        "components": {
+            "predictor": {
+                "latestReadyRevision": "r2",
+                "traffic": [{"revisionName": "r2", "percent": 10}, {"revisionName": "r1", "percent": 90}],
+            }
+        },
+    }
     event(triggers.kserve_event, kserve_child(moved), "MODIFIED", memo)
     assert len(q.added) == 2
     event(triggers.kserve_event, kserve_child(moved), "DELETED", memo)  # the owner puts it back
@@ -91,7 +110,7 @@ def test_kserve_child_queues_its_owner_only_when_what_we_report_changes():
 
 
 def test_kserve_children_of_the_initial_listing_are_only_remembered():
-    rt, q, memo = make_runtime()
+    _rt, q, memo = make_runtime()
     ready = {"url": "http://x", "conditions": [{"type": "Ready", "status": "True"}]}
     event(triggers.kserve_event, kserve_child(ready), None, memo)
     event(triggers.kserve_event, kserve_child(ready), "MODIFIED", memo)
@@ -100,26 +119,37 @@ def test_kserve_children_of_the_initial_listing_are_only_remembered():
 
 def job(finished: str | None, kind: str = "featurepipeline", owner: str = "card-profiles") -> dict:
     conditions = [{"type": finished, "status": "True"}] if finished else []
-    return {"metadata": {"name": f"{owner}-x", "namespace": NS, "uid": "j1",
-                         "labels": {"fti.dev/kind": kind, "fti.dev/resource": owner}},
-            "status": {"conditions": conditions}}
+    return {
+        "metadata": {
+            "name": f"{owner}-x",
+            "namespace": NS,
+            "uid": "j1",
+            "labels": {"fti.dev/kind": kind, "fti.dev/resource": owner},
+        },
+        "status": {"conditions": conditions},
+    }
 
 
 def test_a_finished_job_queues_its_owner_once():
-    rt, q, memo = make_runtime()
+    _rt, q, memo = make_runtime()
     event(triggers.job_event, job(None), "ADDED", memo)
     event(triggers.job_event, job(None), "MODIFIED", memo)
     assert q.added == []
     event(triggers.job_event, job("Complete"), "MODIFIED", memo)
     event(triggers.job_event, job("Complete"), "MODIFIED", memo)  # pods cleaned up, TTL set...
     assert q.added == [("featurepipelines", NS, "card-profiles")]
-    event(triggers.job_event, job("Failed", "trainingpipeline", "fraud-model") | {
-        "metadata": {**job(None, "trainingpipeline", "fraud-model")["metadata"], "uid": "j2"}}, "MODIFIED", memo)
+    event(
+        triggers.job_event,
+        job("Failed", "trainingpipeline", "fraud-model")
+        | {"metadata": {**job(None, "trainingpipeline", "fraud-model")["metadata"], "uid": "j2"}},
+        "MODIFIED",
+        memo,
+    )
     assert q.added[-1] == ("trainingpipelines", NS, "fraud-model")
 
 
 def test_jobs_finished_before_a_restart_are_left_to_the_owners_resume():
-    rt, q, memo = make_runtime()
+    _rt, q, memo = make_runtime()
     event(triggers.job_event, job("Complete"), None, memo)
     event(triggers.job_event, job("Complete"), "MODIFIED", memo)
     assert q.added == []
@@ -132,22 +162,24 @@ def test_own_kinds_are_queued_when_their_signature_changes_not_on_status_writes(
     event(triggers.feature_event, fp, "ADDED", memo)
     assert q.added == [("featurepipelines", NS, "card-profiles")]
     seen = []
-    monkeypatch.setitem(runtime.RECONCILERS, "featurepipelines",
-                        ("FeaturePipeline", lambda ctx, body: seen.append(body) or Result(requeue_after=30)))
+    monkeypatch.setitem(
+        runtime.RECONCILERS,
+        "featurepipelines",
+        ("FeaturePipeline", lambda ctx, body: seen.append(body) or Result(requeue_after=30)),
+    )
     rt.process(("featurepipelines", NS, "card-profiles"))
     assert seen == [fp] and kube.gets == []  # started from the watched body: no GET
     assert q.delayed == [(("featurepipelines", NS, "card-profiles"), 30)]  # Result.requeue_after
     event(triggers.feature_event, {**fp, "status": {"conditions": [{"type": "Ready"}]}}, "MODIFIED", memo)
     assert len(q.added) == 1  # our own status write
     event(triggers.feature_event, {**fp, "metadata": {**fp["metadata"], "generation": 2}}, "MODIFIED", memo)
-    event(triggers.feature_event, {**fp, "metadata": {**fp["metadata"], "annotations": {"fti.dev/run": "t1"}}},
-          "MODIFIED", memo)
+    event(triggers.feature_event, {**fp, "metadata": {**fp["metadata"], "annotations": {"fti.dev/run": "t1"}}}, "MODIFIED", memo)
     assert len(q.added) == 3
 
 
 def test_a_waiting_key_reconciles_from_the_newest_body_and_a_gone_one_from_nothing():
     kube = CountingKube()
-    rt, q, memo = make_runtime(kube=kube)
+    rt, _q, memo = make_runtime(kube=kube)
     fp = obj("FeaturePipeline", "p", spec={"featureGroup": {"name": "g", "version": 1}})
     event(triggers.feature_event, fp, None, memo)
     newer = {**fp, "metadata": {**fp["metadata"], "resourceVersion": "2"}, "status": {"x": 1}}
@@ -159,7 +191,7 @@ def test_a_waiting_key_reconciles_from_the_newest_body_and_a_gone_one_from_nothi
 
 def test_new_model_versions_queue_the_services_of_that_model():
     indices = {"services_by_model": {(NS, "fraud"): ["fraud-online", "fraud-batch"]}}
-    rt, q, memo = make_runtime(indices)
+    _rt, q, memo = make_runtime(indices)
     spec = {"model": {"name": "fraud"}}
     tp = obj("TrainingPipeline", "fraud-model", spec=spec)
     event(triggers.training_event, tp, "ADDED", memo)
@@ -175,10 +207,12 @@ def test_new_model_versions_queue_the_services_of_that_model():
 
 
 def test_feature_availability_queues_the_services_that_read_the_group():
-    indices = {"models_by_group": {(NS, "card_profiles"): ["fraud"]},
-               "services_by_model": {(NS, "fraud"): ["fraud-online"]},
-               "revisions_by_group": {(NS, "card_profiles"): [(f"{NS}/old-service", (1,))]}}
-    rt, q, memo = make_runtime(indices)
+    indices = {
+        "models_by_group": {(NS, "card_profiles"): ["fraud"]},
+        "services_by_model": {(NS, "fraud"): ["fraud-online"]},
+        "revisions_by_group": {(NS, "card_profiles"): [(f"{NS}/old-service", (1,))]},
+    }
+    _rt, q, memo = make_runtime(indices)
     spec = {"featureGroup": {"name": "card_profiles", "version": 1}}
     event(triggers.feature_event, obj("FeaturePipeline", "card-profiles", spec=spec), None, memo)
     q.added.clear()
@@ -192,13 +226,12 @@ def test_feature_availability_queues_the_services_that_read_the_group():
 
 
 def revision(model: int, *groups: tuple[str, int]) -> dict:
-    return {"revision": model, "model": model, "featureView": 1,
-            "featureGroups": [{"name": g, "version": v} for g, v in groups]}
+    return {"revision": model, "model": model, "featureView": 1, "featureGroups": [{"name": g, "version": v} for g, v in groups]}
 
 
 def test_revisions_reading_other_feature_versions_queue_those_pipelines():
     indices = {"pipelines_by_group": {(NS, "a"): ["fp-a"], (NS, "b"): ["fp-b"], (NS, "c"): ["fp-c"]}}
-    rt, q, memo = make_runtime(indices)
+    _rt, q, memo = make_runtime(indices)
     st1 = {"stable": revision(1, ("a", 1), ("b", 1))}
     event(triggers.inference_event, obj("InferenceService", "svc", status=st1), None, memo)
     assert q.added == [("inferenceservices", NS, "svc")]  # its own resume; the pipelines resume themselves
@@ -215,11 +248,13 @@ def test_index_lookups_answer_from_the_indexes():
     from fti_operator.versions import FeatureGroupAvailability, ModelInfo
 
     m1 = ModelInfo("fraud", 1, "Validated", feature_groups=(("a", 1),))
-    lookups = IndexLookups({
-        "models_by_name": {(NS, "fraud"): [(m1,)]},
-        "feature_availability": {(NS, "a", 1): [FeatureGroupAvailability(True, False)]},
-        "revisions_by_group": {(NS, "a"): [(f"{NS}/s2", (1, 2)), (f"{NS}/s1", (1,))]},
-    })
+    lookups = IndexLookups(
+        {
+            "models_by_name": {(NS, "fraud"): [(m1,)]},
+            "feature_availability": {(NS, "a", 1): [FeatureGroupAvailability(True, False)]},
+            "revisions_by_group": {(NS, "a"): [(f"{NS}/s2", (1, 2)), (f"{NS}/s1", (1,))]},
+        }
+    )
     assert lookups.models(NS, "fraud") == [m1] and lookups.models(NS, "other") == []
     assert lookups.availability(NS, [("a", 1), ("a", 2)]) == {("a", 1): FeatureGroupAvailability(True, False)}
     assert lookups.needed(NS, "a") == {("a", 1): [f"{NS}/s1", f"{NS}/s2"], ("a", 2): [f"{NS}/s2"]}
