@@ -112,9 +112,13 @@ def compute_status(body: Mapping[str, Any], plan: Plan, decision: ServingDecisio
     elif target is not None:
         serving = condition("Serving", True, "Serving", f"{describe(stable)} serves while {describe(target)} rolls out")
     else:
-        ok, msg = kserve_ready(child)
-        serving = condition("Serving", ok, "Serving" if ok else ("KServeNotReady" if ok is False else "WaitingForKServe"),
-                            describe(stable) + ("" if ok else f": {msg}"))
+        # KServe keeps routing to the last ready revision until a new one is ready (and a
+        # Deployment keeps its old pods), so the stable revision serves unless KServe reports
+        # the stable revision's own spec not ready.
+        seen = observe(child)
+        failing = seen.ready is False and seen.revision == int(stable["revision"])
+        serving = condition("Serving", not failing, "KServeNotReady" if failing else "Serving",
+                            describe(stable) + (f": {seen.message}" if failing else ""))
     ready = ready_rollup([serving], "Serving", serving["message"])
     progress_ok, progress_reason, progress_message = plan.progressing
     conds = [ready, serving, up_to_date, condition("Progressing", progress_ok, progress_reason, progress_message[:1024])]
