@@ -1,4 +1,5 @@
-"""Which watch events queue which reconcile (controller/triggers.py), and the body cache.
+"""Which watch events queue which reconcile (controller/triggers.py), and what a queue worker does
+with a key (controller/runtime.py): the body cache, requeue_after, deletions, permanent refusals.
 
 The handlers are called directly with a Runtime whose queue records keys and whose indexes
 are plain dicts: no Kopf, no API server.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from fti_operator.config import OperatorConfig
 from fti_operator.controller import runtime, triggers
 from fti_operator.controller.indexes import IndexLookups
 from fti_operator.controller.runtime import Runtime
-from fti_operator.reconcile import Result
+from fti_operator.reconcile import ApiError, Result
 
 NS = "ns"
 
@@ -259,3 +262,33 @@ def test_index_lookups_answer_from_the_indexes():
     assert lookups.availability(NS, [("a", 1), ("a", 2)]) == {("a", 1): FeatureGroupAvailability(True, False)}
     assert lookups.needed(NS, "a") == {("a", 1): [f"{NS}/s1", f"{NS}/s2"], ("a", 2): [f"{NS}/s2"]}
     assert lookups.needed(NS, "b") == {}
+
+
+def test_an_object_being_deleted_is_reconciled_only_for_our_finalizer(monkeypatch):
+    seen = []
+    for plural in runtime.RECONCILERS:
+        monkeypatch.setitem(runtime.RECONCILERS, plural, (plural, lambda ctx, body: seen.append(body) or Result()))
+    gone = {"deletionTimestamp": "2026-12-04T00:00:00Z"}
+    tp = obj("TrainingPipeline", "tp", **gone)  # the garbage collector removes its children: hands off
+    fp = obj("FeaturePipeline", "fp", finalizers=["fti.dev/feature-versions-in-use"], **gone)
+    kube = CountingKube({("trainingpipelines", NS, "tp"): tp, ("featurepipelines", NS, "fp"): fp})
+    rt, _q, _memo = make_runtime(kube=kube)
+    rt.process(("trainingpipelines", NS, "tp"))
+    rt.process(("featurepipelines", NS, "fp"))
+    assert seen == [fp]
+
+
+def test_a_create_refused_in_a_terminating_namespace_is_not_retried(monkeypatch):
+    def refuse(ctx, body):
+        raise ApiError(403, "Forbidden", '{"details": {"causes": [{"reason": "NamespaceTerminating"}]}}')
+
+    def fail(ctx, body):
+        raise ApiError(500, "Internal Server Error", "etcd timeout")
+
+    kube = CountingKube({("featurepipelines", NS, "fp"): obj("FeaturePipeline", "fp")})
+    rt, _q, _memo = make_runtime(kube=kube)
+    monkeypatch.setitem(runtime.RECONCILERS, "featurepipelines", ("FeaturePipeline", refuse))
+    rt.process(("featurepipelines", NS, "fp"))  # returns: the namespace's deletion deletes the object next
+    monkeypatch.setitem(runtime.RECONCILERS, "featurepipelines", ("FeaturePipeline", fail))
+    with pytest.raises(ApiError):  # raised to the queue, which retries with backoff
+        rt.process(("featurepipelines", NS, "fp"))
