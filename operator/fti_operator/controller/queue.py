@@ -71,19 +71,22 @@ class WorkQueue:
 
     def add_after(self, key: Hashable, seconds: float) -> None:
         """Add `key` once `seconds` have passed (now if <= 0); the earliest of several delays wins."""
-        if seconds <= 0:
-            self.add(key)
-            return
         with self._cond:
-            if self._stopped or key in self._pending:
-                return  # it runs soon anyway, and that run says anew when it wants the next one
-            due = self._clock() + seconds
-            if key in self._due and self._due[key] <= due:
-                return
-            self._due[key] = due
-            heapq.heappush(self._heap, (due, next(self._seq), key))
-            # A worker may be waiting for a later due time (or forever): wake one to recompute.
-            self._cond.notify()
+            self._add_after_locked(key, seconds)
+
+    def _add_after_locked(self, key: Hashable, seconds: float) -> None:
+        if seconds <= 0:
+            self._add_locked(key)
+            return
+        if self._stopped or key in self._pending:
+            return  # it runs soon anyway, and that run says anew when it wants the next one
+        due = self._clock() + seconds
+        if key in self._due and self._due[key] <= due:
+            return
+        self._due[key] = due
+        heapq.heappush(self._heap, (due, next(self._seq), key))
+        # A worker may be waiting for a later due time (or forever): wake one to recompute.
+        self._cond.notify()
 
     def wake(self) -> None:
         """Re-check due times now (after a test advanced its fake clock)."""
@@ -167,14 +170,13 @@ class WorkQueue:
                 error = exc
             with self._cond:
                 self._active.discard(key)
-                if error is not None:
-                    n = self._failures[key] = self._failures.get(key, 0) + 1
-                    delay = min(self.retry_max, self.retry_base * 2 ** (n - 1))
-                else:
-                    self._failures.pop(key, None)
-                if key in self._dirty:
+                if key in self._dirty:  # an event came while it ran: now, not after a backoff
                     self._dirty.discard(key)
                     self._add_locked(key)
-            if error is not None:
-                log.error("reconcile of %s failed (%d in a row); retrying in %.0fs", key, n, delay, exc_info=error)
-                self.add_after(key, delay)
+                if error is None:
+                    self._failures.pop(key, None)
+                    continue
+                n = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(self.retry_max, self.retry_base * 2 ** (n - 1))
+                self._add_after_locked(key, delay)  # with the count: one state, never half-updated
+            log.error("reconcile of %s failed (%d in a row); retrying in %.0fs", key, n, delay, exc_info=error)
