@@ -6,6 +6,12 @@
 - ``pod_runner`` (session): the kubelet stand-in; ``.add_image()``, ``.logs()``.
 - ``namespace`` (function): a fresh namespace per test, deleted afterwards.
 - ``k8s`` (session): one shared ``ApiClient``.
+- ``chart_credentials`` (session): ``chart_credentials(mode)`` -> the chart's ServiceAccount,
+  RBAC and a kubeconfig with its token (chart_credentials.py); mode ``cluster-wide`` or
+  ``watch-namespaces`` (two fresh watched namespaces), made once per session.
+- ``operator_kubeconfig`` (session): the path of that kubeconfig, cluster-wide by default;
+  ``@pytest.mark.parametrize("operator_kubeconfig", ["watch-namespaces"], indirect=True)``
+  asks for the other mode.
 
 Missing binaries skip the tests with instructions, unless
 ``FTI_REQUIRE_CONTROLPLANE=1`` (CI), which turns that into a failure.
@@ -84,6 +90,43 @@ def k8s(control_plane):
         api.close()
 
 
+CREDENTIAL_MODES = ("cluster-wide", "watch-namespaces")
+
+
+@pytest.fixture(scope="session")
+def chart_credentials(control_plane):
+    """``chart_credentials(mode="cluster-wide")`` -> ``ChartCredentials`` of the chart's ServiceAccount.
+
+    Each mode is its own release (ClusterRoles are cluster-scoped and named after it) in its
+    own release namespace; ``watch-namespaces`` also creates the two namespaces it watches.
+    """
+    from .chart_credentials import install, remove
+
+    made: dict = {}
+
+    def get(mode: str = "cluster-wide"):
+        if mode not in CREDENTIAL_MODES:
+            raise ValueError(f"mode {mode!r}: one of {CREDENTIAL_MODES}")
+        if mode not in made:
+            tag = "cw" if mode == "cluster-wide" else "wn"
+            suffix = uuid.uuid4().hex[:6]
+            watch = (f"fti-watched-a-{suffix}", f"fti-watched-b-{suffix}") if mode == "watch-namespaces" else ()
+            made[mode] = install(control_plane, f"fti-op-{tag}-{suffix}", watch_namespaces=watch, release=f"fti-{tag}")
+        return made[mode]
+
+    try:
+        yield get
+    finally:
+        for credentials in made.values():
+            remove(control_plane, credentials)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(request, chart_credentials) -> Path:
+    """A kubeconfig holding a token of the chart's ServiceAccount: run the operator with it."""
+    return chart_credentials(getattr(request, "param", "cluster-wide")).kubeconfig
+
+
 @pytest.fixture(scope="session")
 def pod_runner(control_plane):
     from .pod_runner import PodRunner
@@ -142,4 +185,5 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "namespace_labels(labels): labels for the `namespace` fixture's namespace")
 
 
-__all__ = ["control_plane", "k8s", "pod_runner", "namespace", "pytest_runtest_makereport", "pytest_configure"]
+__all__ = ["control_plane", "k8s", "chart_credentials", "operator_kubeconfig", "pod_runner", "namespace",
+           "pytest_runtest_makereport", "pytest_configure"]
