@@ -9,6 +9,8 @@
 - ``chart_credentials`` (session): ``chart_credentials(mode)`` -> the chart's ServiceAccount,
   RBAC and a kubeconfig with its token (chart_credentials.py); mode ``cluster-wide`` or
   ``watch-namespaces`` (two fresh watched namespaces), made once per session.
+- ``fti_crds`` (session): the repository's crds/ (our three kinds, Kopf's peerings) applied
+  and Established.
 - ``operator_kubeconfig`` (session): the path of that kubeconfig, cluster-wide by default;
   ``@pytest.mark.parametrize("operator_kubeconfig", ["watch-namespaces"], indirect=True)``
   asks for the other mode.
@@ -91,6 +93,22 @@ def k8s(control_plane):
 
 
 CREDENTIAL_MODES = ("cluster-wide", "watch-namespaces")
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+@pytest.fixture(scope="session")
+def fti_crds(control_plane, k8s):
+    from kubernetes import client
+
+    from support.wait import wait_until
+
+    control_plane.kubectl("apply", "--server-side", "-f", str(CRDS))
+    ext = client.ApiextensionsV1Api(k8s)
+    for doc in control_plane.kubectl("get", "-f", str(CRDS), "-o", "name").stdout.split():
+        name = doc.split("/", 1)[1]
+        wait_until(lambda: any(c.type == "Established" and c.status == "True"
+                               for c in ext.read_custom_resource_definition(name).status.conditions or []),
+                   timeout=30, description=f"CRD {name} Established")
 
 
 @pytest.fixture(scope="session")
@@ -185,5 +203,5 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "namespace_labels(labels): labels for the `namespace` fixture's namespace")
 
 
-__all__ = ["control_plane", "k8s", "chart_credentials", "operator_kubeconfig", "pod_runner", "namespace",
+__all__ = ["control_plane", "k8s", "fti_crds", "chart_credentials", "operator_kubeconfig", "pod_runner", "namespace",
            "pytest_runtest_makereport", "pytest_configure"]

@@ -24,7 +24,6 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controlplane.fixtures import CREDENTIAL_MODES
-from support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +84,7 @@ CALLS: list[Call] = [
     Call("list", KSERVE, "inferenceservices", scope="watch", why="Kopf: kserve_changed watch (handlers/wiring.py)"),
     Call("watch", KSERVE, "inferenceservices", scope="watch", why="Kopf: kserve_changed watch (handlers/wiring.py)"),
     Call("list", "", "pods", why="a finished Job's pod for its termination message (handlers/jobs.py)"),
-    Call("create", "", "events", why="runtime.event; Kopf's poster of warnings"),
+    Call("create", "", "events", why="runtime.event; Kopf's event poster"),
     Call("list", "apiextensions.k8s.io", "customresourcedefinitions", scope="cluster", why="Kopf: resource observer"),
     Call("watch", "apiextensions.k8s.io", "customresourcedefinitions", scope="cluster", why="Kopf: resource observer"),
     Call("list", "", "namespaces", scope="cluster", modes=WATCH_NAMESPACES, why="Kopf: namespace observer"),
@@ -217,16 +216,6 @@ def test_what_the_operator_never_does_is_refused(creds):
 
 
 # ---- server-side apply with the chart's credentials ---------------------------------------------
-@pytest.fixture(scope="module")
-def fti_crds(control_plane, k8s):
-    control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    ext = client.ApiextensionsV1Api(k8s)
-    for plural in KINDS:
-        wait_until(lambda: any(c.type == "Established" and c.status == "True" for c in
-                               ext.read_custom_resource_definition(f"{plural}.{FTI}").status.conditions or []),
-                   timeout=30, description=f"CRD {plural}.{FTI} established")
-
-
 def _owner(k8s, example: str, plural: str, namespace: str) -> dict:
     """One of our objects, created as the admin (as a user would), to own the children below."""
     body = yaml.safe_load((ROOT / "examples" / "fraud" / example).read_text())
