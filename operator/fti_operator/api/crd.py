@@ -23,12 +23,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .common import GROUP, MAX_NAME_LENGTH, NAME_MESSAGE, NAME_PATTERN, VERSION, cel
+from .common import MAX_NAME_LENGTH, NAME_MESSAGE, NAME_PATTERN, cel
 from .feature_pipeline import FeaturePipelineSpec, FeaturePipelineStatus
 from .inference_service import InferenceServiceSpec, InferenceServiceStatus
+from .identity import API_VERSION, CATEGORY, FEATURE_PIPELINE, GROUP, INFERENCE_SERVICE, TRAINING_PIPELINE, VERSION, KindNames
 from .training_pipeline import TrainingPipelineSpec, TrainingPipelineStatus
-
-CATEGORY = "fti"
 
 # Keys of the JSON schema that the CRD schema keeps as they are.
 _KEEP = {
@@ -62,11 +61,10 @@ _READY_COLUMNS = [
 ]
 _AGE = _col("Age", ".metadata.creationTimestamp", "date")
 
-# kind -> (plural, short names, spec model, status model, printer columns, description)
+# kind -> (names, spec model, status model, printer columns, description)
 KINDS: dict[str, dict[str, Any]] = {
-    "FeaturePipeline": {
-        "plural": "featurepipelines",
-        "short": ["fp"],
+    FEATURE_PIPELINE.kind: {
+        "names": FEATURE_PIPELINE,
         "spec": FeaturePipelineSpec,
         "status": FeaturePipelineStatus,
         "description": "A feature pipeline: raw data -> one feature group at one current version, "
@@ -81,9 +79,8 @@ KINDS: dict[str, dict[str, Any]] = {
             _AGE,
         ],
     },
-    "TrainingPipeline": {
-        "plural": "trainingpipelines",
-        "short": ["tp"],
+    TRAINING_PIPELINE.kind: {
+        "names": TRAINING_PIPELINE,
         "spec": TrainingPipelineSpec,
         "status": TrainingPipelineStatus,
         "description": "A training pipeline: a feature view at pinned feature-group versions -> "
@@ -97,17 +94,18 @@ KINDS: dict[str, dict[str, Any]] = {
             _AGE,
         ],
     },
-    "InferenceService": {
-        "plural": "inferenceservices",
-        "short": ["fisvc"],  # not "isvc": that is KServe's InferenceService
+    INFERENCE_SERVICE.kind: {
+        "names": INFERENCE_SERVICE,
         "spec": InferenceServiceSpec,
         "status": InferenceServiceStatus,
         "description": "An inference service: one model served online (a KServe InferenceService with "
                        "feature lookup) or in batch (a CronJob), always as a (model, feature-view) version pair.",
         "columns": [
             _col("Model", ".spec.model.name", description="Registered model name."),
-            _col("Serving", ".status.serving.model", "integer", description="Model version serving."),
-            _col("Canary", ".status.canary.model", "integer", description="Model version in canary."),
+            _col("Stable", ".status.stable.model", "integer", description="Model version KServe reports serving at full traffic."),
+            _col("Target", ".status.target.model", "integer", description="Model version being rolled out."),
+            _col("Canary%", ".status.target.traffic", "integer", description="Traffic KServe routes to the target."),
+            _col("Progress", '.status.conditions[?(@.type=="Progressing")].reason', description="The Progressing condition."),
             *_READY_COLUMNS,
             _col("URL", ".status.url"),
             _col("Mode", ".spec.mode", priority=1),
@@ -212,7 +210,7 @@ def openapi_schema(kind: str) -> dict[str, Any]:
         "description": info["description"],
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "fti.dev/v1alpha1"},
+            "apiVersion": {"type": "string", "description": API_VERSION},
             "kind": {"type": "string", "description": kind},
             # maxLength bounds the CEL rule's cost estimate (the rule says 52 with a clearer message).
             "metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 253}}},
@@ -232,22 +230,23 @@ def openapi_schema(kind: str) -> dict[str, Any]:
 def crd(kind: str) -> dict[str, Any]:
     """The CustomResourceDefinition manifest of one kind."""
     info = KINDS[kind]
+    names: KindNames = info["names"]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{info['plural']}.{GROUP}",
+            "name": names.crd_name,
             "labels": {"app.kubernetes.io/name": "fti-operator", "app.kubernetes.io/part-of": "fti-operator"},
         },
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": info["plural"],
-                "singular": kind.lower(),
-                "shortNames": info["short"],
+                "kind": names.kind,
+                "listKind": f"{names.kind}List",
+                "plural": names.plural,
+                "singular": names.singular,
+                "shortNames": list(names.short_names),
                 "categories": [CATEGORY],
             },
             "versions": [{
@@ -297,7 +296,7 @@ HEADER = "# Generated by `python -m fti_operator.api.crd` from fti_operator/api.
 def render_all() -> dict[str, str]:
     """File name -> YAML text: one file per kind, plus Kopf's peering CRDs."""
     files = {
-        f"{GROUP}_{KINDS[kind]['plural']}.yaml": HEADER + yaml.safe_dump(crd(kind), sort_keys=False, width=120)
+        f"{GROUP}_{KINDS[kind]['names'].plural}.yaml": HEADER + yaml.safe_dump(crd(kind), sort_keys=False, width=120)
         for kind in KINDS
     }
     files["kopf.dev_peerings.yaml"] = HEADER + yaml.safe_dump_all(kopf_peering_crds(), sort_keys=False, width=120)

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fti_operator.api.identity import GROUP, KSERVE_GROUP
+
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "fti-operator"
 
@@ -113,10 +115,10 @@ def _assert_least_privilege(rules):
         if resource == "pods":
             assert verb == "list", "pods are only listed, for the termination message"
     assert ("", "pods/log", "get") not in rules
-    needed = {("fti.dev", "featurepipelines", "watch"), ("fti.dev", "inferenceservices/status", "patch"),
-              ("fti.dev", "featurepipelines/finalizers", "update"), ("batch", "cronjobs", "create"),
+    needed = {(GROUP, "featurepipelines", "watch"), (GROUP, "inferenceservices/status", "patch"),
+              (GROUP, "featurepipelines/finalizers", "update"), ("batch", "cronjobs", "create"),
               ("batch", "cronjobs", "patch"), ("batch", "jobs", "delete"), ("", "pods", "list"), ("", "events", "create"),
-              ("serving.kserve.io", "inferenceservices", "patch"), ("serving.kserve.io", "inferenceservices", "create")}
+              (KSERVE_GROUP, "inferenceservices", "patch"), (KSERVE_GROUP, "inferenceservices", "create")}
     assert needed <= set(rules), needed - set(rules)
 
 

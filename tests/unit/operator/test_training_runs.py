@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 from fti_operator.api import TrainingPipeline
 from fti_operator.config import OperatorConfig
 from fti_operator.handlers import wiring
-from fti_operator.handlers.inference import NOT_REPORTED, fold_child_event, kserve_ready
-from fti_operator.handlers.training import (INTENT_ANNOTATION, compute_status, intent_from_job, intent_to_status,
-                                            last_intent, run_trigger)
+from fti_operator.reconcile.inference import NOT_REPORTED, fold_child_event, kserve_ready
+from fti_operator.reconcile.training import (INTENT_ANNOTATION, compute_status, intent_from_job, intent_to_status,
+                                             last_intent, run_trigger)
 from fti_operator.render import training as render_training
 
 from .fixtures_resources import TP
@@ -32,13 +32,13 @@ def job_for(version, token=None, trigger="RunNow"):
 
 
 def test_last_run_in_status_round_trips_without_churn():
-    status = compute_status(TP, TPM, {1: "fraud-model-v1"}, intent(1))
+    status = compute_status(TP, TPM, {1: "fraud-model-v1"}, intent(1), {})
     assert status["lastRun"] == {"modelVersion": 1, "trigger": "Created", "trainingHash": HASH,
                                  "startedAt": "2026-11-27T11:00:00Z", "job": "fraud-model-v1"}  # no token: no null to merge
     again = last_intent(status, {}, [])
     assert run_trigger(TPM, again, None, NOW) is None
     # Recomputed from its own status, the status is the same: a level-based reconcile writes nothing.
-    assert compute_status({**TP, "status": status}, TPM, {1: "fraud-model-v1"}, again) == status
+    assert compute_status({**TP, "status": status}, TPM, {1: "fraud-model-v1"}, again, {}) == status
 
 
 def test_job_ahead_of_status_is_the_last_run():
