@@ -233,17 +233,6 @@ def test_delete_featurepipeline_removes_children(operator, k8s, namespace):
                timeout=60, description="CronJob garbage-collected")
 
 
-def test_a_deleted_child_is_put_back(operator, k8s, namespace):
-    """Level-based: a CronJob deleted by hand is recreated by its FeaturePipeline's next reconcile."""
-    batch = client.BatchV1Api(k8s)
-    create(k8s, load_example("feature-pipeline-profiles.yaml", namespace))
-    first = wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v1", namespace), timeout=30,
-                       ignore=(ApiException,), description="CronJob")
-    batch.delete_namespaced_cron_job("card-profiles-v1", namespace)
-    wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v1", namespace).metadata.uid != first.metadata.uid,
-               timeout=30, ignore=(ApiException,), description="CronJob recreated")
-
-
 def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, namespace):
     """Feature-version retention (docs/versions.md) at the operator level: v1 stays (Retained) while an InferenceService's model reads it."""
     batch = client.BatchV1Api(k8s)

@@ -13,8 +13,7 @@ nothing when the reconcile is level-based anyway (docs/architecture.md).
   InferenceService's revisions read changing (or the service going) queues the
   FeaturePipelines of those groups (retention, the deletion finalizer).
 - Children: a Job of ours finishing queues its owner, whose reconcile records the run (one
-  writer of status); a CronJob of ours deleted queues its owner (which puts it back if it
-  still wants it); a KServe InferenceService of ours changing what we report (conditions,
+  writer of status); a KServe InferenceService of ours changing what we report (conditions,
   url, components' revisions and traffic, the generation it observed, its deployment mode)
   or going away queues its owner.
 
@@ -132,25 +131,10 @@ async def job_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any
     finished = job_finished(body)
     if finished is None or not rt.changed(key, finished, initial=None) or type is None:
         return
-    enqueue_owner(rt, body)
-
-
-def enqueue_owner(rt: Runtime, child: Mapping[str, Any]) -> None:
-    """Queue the resource a Job or CronJob of ours belongs to (its LABEL_KIND and LABEL_RESOURCE)."""
-    meta = child["metadata"]
     labels = meta.get("labels") or {}
     plural, owner = PLURAL_OF_KIND.get(labels.get(LABEL_KIND, "")), labels.get(LABEL_RESOURCE)
     if plural and owner:
         rt.enqueue(plural, meta["namespace"], owner)
-
-
-@kopf.on.event("batch", "v1", "cronjobs", labels=OURS)
-async def cronjob_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """A CronJob of ours went (deleted by hand, or by its owner's own reconcile): the owner puts
-    back what it still wants. Other CronJob events (a schedule fired, our own apply) say nothing
-    the owner's status depends on: the Jobs they start are watched above."""
-    if type == "DELETED":
-        enqueue_owner(_runtime(memo), body)
 
 
 def kserve_signature(body: Mapping[str, Any]) -> tuple:

@@ -292,19 +292,3 @@ def test_a_create_refused_in_a_terminating_namespace_is_not_retried(monkeypatch)
     monkeypatch.setitem(runtime.RECONCILERS, "featurepipelines", ("FeaturePipeline", fail))
     with pytest.raises(ApiError):  # raised to the queue, which retries with backoff
         rt.process(("featurepipelines", NS, "fp"))
-
-
-def test_a_deleted_cronjob_queues_its_owner():
-    _rt, q, memo = make_runtime()
-    cj = {
-        "metadata": {
-            "name": "card-profiles-v1",
-            "namespace": NS,
-            "labels": {"fti.dev/kind": "featurepipeline", "fti.dev/resource": "card-profiles"},
-        }
-    }
-    for type_ in (None, "ADDED", "MODIFIED"):  # listed, created by us, a schedule fired
-        event(triggers.cronjob_event, cj, type_, memo)
-    assert q.added == []
-    event(triggers.cronjob_event, cj, "DELETED", memo)
-    assert q.added == [("featurepipelines", NS, "card-profiles")]
