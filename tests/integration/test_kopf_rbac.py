@@ -5,7 +5,7 @@ namespace observer lists and watches all namespaces, cluster-wide it never reads
 peering lists, watches and patches the peering object; its poster creates Events. Reading
 Kopf once is not enough (the chart used to grant namespaces in the wrong mode, and Kopf
 retried the refused list for about a minute before starting any watch), so this runs Kopf
-with handlers on the same resources the operator registers (handlers/wiring.py: indexes and
+with handlers on the same resources the operator registers (controller/indexes.py and triggers.py: indexes and
 event handlers on our three kinds, event handlers on managed Jobs and KServe
 InferenceServices) with the chart's credentials in both chart modes, waits until it has
 watched, peered and posted, and fails on any refused request Kopf logged.
@@ -61,7 +61,7 @@ def _registry(creds, seen: set[str], target: str, note: str) -> kopf.OperatorReg
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_):
-        settings.posting.level = logging.WARNING  # as handlers/wiring.py configure()
+        settings.posting.level = logging.WARNING  # as controller/app.py configure()
         settings.watching.server_timeout = 60
 
     async def index(name, namespace, **_):
