@@ -30,6 +30,7 @@ from ..config import OperatorConfig
 from ..reconcile import ApiError, Context, Kube, Result, feature, inference, training
 from . import metrics
 from .indexes import FP, IS, TP, IndexLookups
+from .kube_http import KubeHttp, load_api_client
 from .queue import WorkQueue
 
 log = logging.getLogger("fti_operator")
@@ -68,8 +69,6 @@ class Runtime:
     def __init__(self, config: OperatorConfig, kube: Kube | None = None, lookups: IndexLookups | None = None):
         self.config = config
         if kube is None:
-            from .kube_http import KubeHttp, load_api_client
-
             kube = KubeHttp(load_api_client(pool_size=max(32, config.workers)), observe=metrics.count_api_call)
         self.kube = kube
         self.lookups = lookups or IndexLookups()
