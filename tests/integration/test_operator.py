@@ -43,8 +43,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane, k8s, tmp_path_factory):
-    """CRDs installed, a peering object, and the operator running in this process."""
+def operator(control_plane, k8s, tmp_path_factory, fti_crds, operator_kubeconfig):
+    """CRDs installed, a peering object, and the operator running in this process as the chart's
+    ServiceAccount (never as admin: a verb the chart forgot fails here as on a cluster)."""
     control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     ext = client.ApiextensionsV1Api(k8s)
     for plural in ("featurepipelines", "trainingpipelines", "inferenceservices"):
@@ -58,7 +59,7 @@ def operator(control_plane, k8s, tmp_path_factory):
     except ApiException as exc:
         if exc.status != 409:
             raise
-    os.environ["KUBECONFIG"] = str(control_plane.kubeconfig)
+    os.environ["KUBECONFIG"] = str(operator_kubeconfig)
     store = tmp_path_factory.mktemp("fti-store")
     health = free_port()
     config = OperatorConfig(artifact_store=f"file://{store}/artifacts", online_store=f"sqlite:///{store}/online.db",
@@ -254,10 +255,11 @@ def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, names
     assert {v["version"]: v["state"] for v in st["versions"]} == {2: "Active", 1: "Retired"}
 
 
-def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namespace, control_plane, tmp_path):
+def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namespace, control_plane, tmp_path,
+                                                           operator_kubeconfig):
     """Two operators never fight: the lower-priority instance pauses (Kopf peering) and writes nothing."""
     metrics_port = free_port()
-    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig), "FTI_PEERING": PEERING, "FTI_PEERING_PRIORITY": "1",
+    env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig), "FTI_PEERING": PEERING, "FTI_PEERING_PRIORITY": "1",
            "FTI_METRICS_PORT": str(metrics_port), "FTI_HEALTH_PORT": str(free_port()),
            "FTI_ARTIFACT_STORE": f"file://{tmp_path}/artifacts"}
     log = (tmp_path / "second.log").open("w")
