@@ -141,13 +141,19 @@ def events(k8s, namespace: str, name: str, reason: str) -> list:
 
 
 def wait_status(k8s, namespace: str, name: str, check, description: str, timeout: float = 60) -> dict:
-    return wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", name)) if check(o.get("status") or {}) else None,
-                      timeout=timeout, description=f"{name}: {description}")
+    def done():
+        obj = get(k8s, namespace, "inferenceservices", name)
+        return obj if check(obj.get("status") or {}) else None
+
+    return wait_until(done, timeout=timeout, description=f"{name}: {description}")
 
 
 def wait_child_model(k8s, namespace: str, name: str, model: int, timeout: float = 60) -> dict:
-    return wait_until(lambda: (c := kserve_child(k8s, namespace, name)) if served_model(c) == model else None,
-                      timeout=timeout, ignore=(ApiException,), description=f"KServe {name} renders model {model}")
+    def done():
+        child = kserve_child(k8s, namespace, name)
+        return child if served_model(child) == model else None
+
+    return wait_until(done, timeout=timeout, ignore=(ApiException,), description=f"KServe {name} renders model {model}")
 
 
 @pytest.fixture(scope="module")
@@ -292,9 +298,14 @@ def test_training_pipeline_deleted_while_serving_and_feature_deletion_held(op, k
     wait_until(lambda: "fti.dev/feature-versions-in-use" in (get(k8s, ns, "featurepipelines", "card-profiles")["metadata"]
                                                              .get("finalizers") or []), timeout=30, description="finalizer")
     custom(k8s).delete_namespaced_custom_object(GROUP, VERSION, ns, "featurepipelines", "card-profiles")
-    fp = wait_until(lambda: (o := get(k8s, ns, "featurepipelines", "card-profiles"))["metadata"].get("deletionTimestamp") and o,
-                    timeout=30, description="deletion requested")
-    assert condition(fp, "Ready").get("reason") == "DeletionBlocked" or events(k8s, ns, "card-profiles", "DeletionBlocked")
+    def deleting():
+        obj = get(k8s, ns, "featurepipelines", "card-profiles")
+        return obj if obj["metadata"].get("deletionTimestamp") else None
+
+    wait_until(deleting, timeout=30, description="deletion requested")
+    fp = wait_until(lambda: (o := get(k8s, ns, "featurepipelines", "card-profiles")) and
+                    condition(o, "Ready").get("reason") == "DeletionBlocked" and o, timeout=30, description="DeletionBlocked")
+    assert f"{ns}/keep" in condition(fp, "Ready")["message"] and events(k8s, ns, "card-profiles", "DeletionBlocked")
     assert served_model(kserve_child(k8s, ns, "keep")) == 1
     for name in ("up", "dl", "cn", "keep"):
         try:
