@@ -17,8 +17,11 @@ from typing import Any, Callable, Mapping, Protocol
 
 import typer
 
-ANNOTATIONS = {"undo": "fti.dev/rollback", "promote": "fti.dev/promote", "abort": "fti.dev/abort",
-               "retry": "fti.dev/retry"}
+from .api.identity import (ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK,
+                           INFERENCE_SERVICE)
+
+ANNOTATIONS = {"undo": ANNOTATION_ROLLBACK, "promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT,
+               "retry": ANNOTATION_RETRY}
 DONE, FAILED = "RolloutComplete", ("RolledBack", "ProgressDeadlineExceeded", "Aborted")
 
 
@@ -44,10 +47,10 @@ class KubectlBackend:
         return str(proc.stdout)
 
     def get(self, name: str, namespace: str) -> dict[str, Any]:
-        return dict(json.loads(self._call("get", "inferenceservices.fti.dev", name, "-n", namespace, "-o", "json")))
+        return dict(json.loads(self._call("get", INFERENCE_SERVICE.crd_name, name, "-n", namespace, "-o", "json")))
 
     def annotate(self, name: str, namespace: str, key: str, value: str) -> None:
-        self._call("annotate", "--overwrite", "inferenceservices.fti.dev", name, "-n", namespace, f"{key}={value}")
+        self._call("annotate", "--overwrite", INFERENCE_SERVICE.crd_name, name, "-n", namespace, f"{key}={value}")
 
 
 def token() -> str:
@@ -87,15 +90,12 @@ def status_lines(obj: Mapping[str, Any]) -> list[str]:
 def history_lines(obj: Mapping[str, Any]) -> list[str]:
     st = obj.get("status") or {}
     rows = [("stable", st.get("stable")), *[("history", h) for h in st.get("history") or []]]
-    return [f"{r['revision']:>4}  model {r['model']:<4} feature view {r['featureView']:<4} "
-            f"{_groups(r)}  ({kind})"
-            for kind, r in rows if r]
-
-
-def _groups(revision: Mapping[str, Any]) -> str:
-    # A separate function: nested quotes inside an f-string need Python 3.12, the
-    # images run 3.11.
-    return ", ".join(f"{g['name']} v{g['version']}" for g in revision.get("featureGroups") or [])
+    out = []
+    for kind, r in rows:
+        if r:
+            groups = ", ".join(f"{g['name']} v{g['version']}" for g in r.get("featureGroups") or [])
+            out.append(f"{r['revision']:>4}  model {r['model']:<4} feature view {r['featureView']:<4} {groups}  ({kind})")
+    return out
 
 
 def wait_status(backend: Backend, name: str, namespace: str, timeout: float, interval: float = 1.0,

@@ -1,4 +1,4 @@
-# fti-feature: the reference feature pipeline image, one implementation of the pipeline contract.
+# fti-feature: the reference feature pipeline image (docs/pipeline-contract.md).
 # Build from the repository root:  make images   (or: docker build -f pipeline_images/docker/feature.Dockerfile .)
 #
 # BASE is python:3.11-slim where a registry is reachable; images/base.sh makes an

@@ -1,4 +1,4 @@
-# fti-inference: the reference inference pipeline image, one implementation of the pipeline contract.
+# fti-inference: the reference inference pipeline image (docs/pipeline-contract.md).
 # Build from the repository root:  make images   (or: docker build -f pipeline_images/docker/inference.Dockerfile .)
 #
 # BASE is python:3.11-slim where a registry is reachable; images/base.sh makes an

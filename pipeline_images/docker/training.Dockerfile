@@ -1,4 +1,4 @@
-# fti-training: the reference training pipeline image, one implementation of the pipeline contract.
+# fti-training: the reference training pipeline image (docs/pipeline-contract.md).
 # Build from the repository root:  make images   (or: docker build -f pipeline_images/docker/training.Dockerfile .)
 #
 # BASE is python:3.11-slim where a registry is reachable; images/base.sh makes an

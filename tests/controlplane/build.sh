@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the integration-test control plane from upstream Go modules (DESIGN §7, issue 4).
+# Build the integration-test control plane from upstream Go modules (docs/contributing.md).
 #
 # Produces static binaries of kube-apiserver, kube-controller-manager, kubectl and, for
 # the test bed's node (tests/node/), kubelet, kube-proxy and kube-scheduler

@@ -136,7 +136,10 @@ class ControlPlane:
             f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
             f"--proxy-client-key-file={pki.front_proxy_client.key}",
             # PodSecurity and the other defaults stay on; NodeRestriction as in kubeadm.
-            "--enable-admission-plugins=NodeRestriction",
+            # OwnerReferencesPermissionEnforcement as OpenShift and hardened clusters run it:
+            # an ownerReference with blockOwnerDeletion needs `update` on the owner's
+            # finalizers, which a client running as admin would never notice it lacks.
+            "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement",
             *self._address_flags(),
             "--profiling=false",
             "--v=1",

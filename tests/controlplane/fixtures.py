@@ -1,4 +1,4 @@
-"""pytest fixtures for the real control plane (DESIGN §7).
+"""pytest fixtures for the real control plane (docs/contributing.md).
 
 - ``control_plane`` (session): etcd + kube-apiserver + kube-controller-manager
   with the KServe CRD installed; a ``ControlPlane`` (``.kubeconfig``,
@@ -6,6 +6,14 @@
 - ``pod_runner`` (session): the kubelet stand-in; ``.add_image()``, ``.logs()``.
 - ``namespace`` (function): a fresh namespace per test, deleted afterwards.
 - ``k8s`` (session): one shared ``ApiClient``.
+- ``chart_credentials`` (session): ``chart_credentials(mode)`` -> the chart's ServiceAccount,
+  RBAC and a kubeconfig with its token (chart_credentials.py); mode ``cluster-wide`` or
+  ``watch-namespaces`` (two fresh watched namespaces), made once per session.
+- ``fti_crds`` (session): the repository's crds/ (our three kinds, Kopf's peerings) applied
+  and Established.
+- ``operator_kubeconfig`` (session): the path of that kubeconfig, cluster-wide by default;
+  ``@pytest.mark.parametrize("operator_kubeconfig", ["watch-namespaces"], indirect=True)``
+  asks for the other mode.
 
 Missing binaries skip the tests with instructions, unless
 ``FTI_REQUIRE_CONTROLPLANE=1`` (CI), which turns that into a failure.
@@ -84,6 +92,59 @@ def k8s(control_plane):
         api.close()
 
 
+CREDENTIAL_MODES = ("cluster-wide", "watch-namespaces")
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+@pytest.fixture(scope="session")
+def fti_crds(control_plane, k8s):
+    from kubernetes import client
+
+    from support.wait import wait_until
+
+    control_plane.kubectl("apply", "--server-side", "-f", str(CRDS))
+    ext = client.ApiextensionsV1Api(k8s)
+    for doc in control_plane.kubectl("get", "-f", str(CRDS), "-o", "name").stdout.split():
+        name = doc.split("/", 1)[1]
+        wait_until(lambda: any(c.type == "Established" and c.status == "True"
+                               for c in ext.read_custom_resource_definition(name).status.conditions or []),
+                   timeout=30, description=f"CRD {name} Established")
+
+
+@pytest.fixture(scope="session")
+def chart_credentials(control_plane):
+    """``chart_credentials(mode="cluster-wide")`` -> ``ChartCredentials`` of the chart's ServiceAccount.
+
+    Each mode is its own release (ClusterRoles are cluster-scoped and named after it) in its
+    own release namespace; ``watch-namespaces`` also creates the two namespaces it watches.
+    """
+    from .chart_credentials import install, remove
+
+    made: dict = {}
+
+    def get(mode: str = "cluster-wide"):
+        if mode not in CREDENTIAL_MODES:
+            raise ValueError(f"mode {mode!r}: one of {CREDENTIAL_MODES}")
+        if mode not in made:
+            tag = "cw" if mode == "cluster-wide" else "wn"
+            suffix = uuid.uuid4().hex[:6]
+            watch = (f"fti-watched-a-{suffix}", f"fti-watched-b-{suffix}") if mode == "watch-namespaces" else ()
+            made[mode] = install(control_plane, f"fti-op-{tag}-{suffix}", watch_namespaces=watch, release=f"fti-{tag}")
+        return made[mode]
+
+    try:
+        yield get
+    finally:
+        for credentials in made.values():
+            remove(control_plane, credentials)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(request, chart_credentials) -> Path:
+    """A kubeconfig holding a token of the chart's ServiceAccount: run the operator with it."""
+    return chart_credentials(getattr(request, "param", "cluster-wide")).kubeconfig
+
+
 @pytest.fixture(scope="session")
 def pod_runner(control_plane):
     from .pod_runner import PodRunner
@@ -142,4 +203,5 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "namespace_labels(labels): labels for the `namespace` fixture's namespace")
 
 
-__all__ = ["control_plane", "k8s", "pod_runner", "namespace", "pytest_runtest_makereport", "pytest_configure"]
+__all__ = ["control_plane", "k8s", "fti_crds", "chart_credentials", "operator_kubeconfig", "pod_runner", "namespace",
+           "pytest_runtest_makereport", "pytest_configure"]

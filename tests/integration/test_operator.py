@@ -1,4 +1,4 @@
-"""The operator on the real control plane (DESIGN §7), with the pod runner executing the real
+"""The operator on the real control plane, with the pod runner executing the real
 pipeline code: apply the fraud example and follow it through status, children and KServe.
 
 The operator runs in-process (Kopf in a thread with its own loop); a second instance for
@@ -25,10 +25,9 @@ from controlplane.kserve import set_isvc_status
 from support.wait import wait_until
 
 from fti_operator.config import OperatorConfig
-from fti_operator.handlers import feature, inference, training
-from fti_operator.handlers.kube import Kube
-from fti_operator.handlers.runtime import Runtime
-from fti_operator.versions import models_from_status
+from fti_operator.controller.kube_http import KubeHttp
+from fti_operator.controller.runtime import Runtime
+from fti_operator.reconcile import Context, feature, inference, training
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,8 +43,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane, k8s, tmp_path_factory):
-    """CRDs installed, a peering object, and the operator running in this process."""
+def operator(control_plane, k8s, tmp_path_factory, fti_crds, operator_kubeconfig):
+    """CRDs installed, a peering object, and the operator running in this process as the chart's
+    ServiceAccount (never as admin: a verb the chart forgot fails here as on a cluster)."""
     control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     ext = client.ApiextensionsV1Api(k8s)
     for plural in ("featurepipelines", "trainingpipelines", "inferenceservices"):
@@ -59,23 +59,23 @@ def operator(control_plane, k8s, tmp_path_factory):
     except ApiException as exc:
         if exc.status != 409:
             raise
-    os.environ["KUBECONFIG"] = str(control_plane.kubeconfig)
+    os.environ["KUBECONFIG"] = str(operator_kubeconfig)
     store = tmp_path_factory.mktemp("fti-store")
     health = free_port()
     config = OperatorConfig(artifact_store=f"file://{store}/artifacts", online_store=f"sqlite:///{store}/online.db",
                             metrics_port=0, health_port=health, peering=PEERING, peering_priority=100,
                             image_tag="test", job_ttl_seconds=3600)
-    from fti_operator.__main__ import run
+    from fti_operator.controller.app import run
 
+    rt = Runtime(config)  # built here so the tests can read its API-call counter
     stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=run, args=(config, stop, ready), name="fti-operator", daemon=True)
+    thread = threading.Thread(target=run, args=(config, stop, ready), kwargs={"runtime": rt}, name="fti-operator",
+                              daemon=True)
     thread.start()
     assert ready.wait(60), "operator did not become ready"
     wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2).status == 200,
                timeout=30, ignore=(OSError,), description="operator liveness endpoint")
-    from fti_operator.handlers.runtime import runtime
-
-    yield {"config": config, "runtime": runtime(), "store": store, "health": health}
+    yield {"config": config, "runtime": rt, "store": store, "health": health}
     stop.set()
     thread.join(timeout=60)
     assert not thread.is_alive(), "operator did not shut down gracefully"
@@ -177,13 +177,15 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     spec = json.loads(container_env(container)["FTI_SPEC"])
     assert spec["model"] == {"name": "fraud", "version": 1} and spec["featureView"] == {"name": "fraud", "version": 1}
     assert kisvc["metadata"]["labels"]["fti.dev/model-version"] == "1"
-    isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")).get("status", {}).get("serving") and o,
-                      timeout=30, description="serving revision in status")
-    assert {k: isvc["status"]["serving"][k] for k in ("revision", "model", "featureView")} == {"revision": 1, "model": 1, "featureView": 1}
+    # The pair is the rollout's target until KServe reports it ready at full traffic; then it is stable.
+    isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")).get("status", {}).get("target") and o,
+                      timeout=30, description="target revision in status")
+    assert {k: isvc["status"]["target"][k] for k in ("revision", "model", "featureView")} == {"revision": 1, "model": 1, "featureView": 1}
     set_isvc_status(k8s, namespace, "fraud-online", ready=True)
     isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")) and
                       (condition(o, "Ready") or {}).get("status") == "True" and o, timeout=30, description="online Ready")
     assert isvc["status"]["url"].startswith("http://fraud-online.")
+    assert {k: isvc["status"]["stable"][k] for k in ("revision", "model", "featureView")} == {"revision": 1, "model": 1, "featureView": 1}
 
     # 4. Batch inference: a CronJob with the same resolved pair; the feature groups know who needs them.
     create(k8s, load_example("inference-batch.yaml", namespace))
@@ -197,20 +199,14 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
 
     # 5. Level-based: reconciling everything again with nothing changed makes zero write calls.
     wait_at_rest(operator["runtime"])
-    counted = Runtime(operator["config"], Kube(operator["runtime"].kube.api_client))
-    fps = {n: get(k8s, namespace, "featurepipelines", n) for n in ("card-profiles", "card-transactions")}
-    tp = get(k8s, namespace, "trainingpipelines", "fraud-model")
-    models = models_from_status("fraud", tp["status"])
-    avail = {}
-    for body in fps.values():
-        avail.update({(g, v): a for (_ns, g, v), a in feature.availability(namespace, body["spec"], body["status"]).items()})
-    needed = {("card_profiles", 1): [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"],
-              ("card_transactions", 1): [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"]}
-    for body in fps.values():
-        assert feature.reconcile(counted, body, needed).get("status") is None
-    training.reconcile(counted, tp)
+    rt = operator["runtime"]
+    # The same reconcilers with the operator's lookups, through a client of their own that counts.
+    counted = Context(kube=KubeHttp(rt.kube.api_client), lookups=rt.lookups, config=operator["config"])
+    for name in ("card-profiles", "card-transactions"):
+        assert "status" not in feature.reconcile(counted, get(k8s, namespace, "featurepipelines", name)).actions
+    training.reconcile(counted, get(k8s, namespace, "trainingpipelines", "fraud-model"))
     for name in ("fraud-online", "fraud-batch"):
-        inference.reconcile(counted, get(k8s, namespace, "inferenceservices", name), models, avail)
+        inference.reconcile(counted, get(k8s, namespace, "inferenceservices", name))
     writes = {k: n for k, n in counted.kube.calls.items() if k[0] in ("POST", "PUT", "PATCH", "DELETE")}
     assert writes == {}, f"a no-change reconcile wrote: {writes}"
     assert counted.kube.calls, "the reconciles read nothing?"
@@ -239,7 +235,7 @@ def test_delete_featurepipeline_removes_children(operator, k8s, namespace):
 
 
 def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, namespace):
-    """§4.3 at the operator level: v1 stays (Retained) while an InferenceService's model reads it."""
+    """Feature-version retention (docs/versions.md) at the operator level: v1 stays (Retained) while an InferenceService's model reads it."""
     batch = client.BatchV1Api(k8s)
     fp = load_example("feature-pipeline-profiles.yaml", namespace)
     create(k8s, fp)
@@ -250,18 +246,20 @@ def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, names
                                           {"spec": {"featureGroup": {"version": 2}}})
     wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v2", namespace), timeout=30, ignore=(ApiException,),
                description="v2 CronJob")
-    # Nothing serves a model on v1: it is retired and its CronJob deleted.
-    wait_until(lambda: not batch.list_namespaced_cron_job(namespace, label_selector="fti.dev/resource=card-profiles,"
-                                                                                   "fti.dev/feature-group-version=1").items,
-               timeout=30, description="v1 CronJob deleted once retired")
+    # Nothing serves a model on v1: it is retired and its CronJob suspended (kept, so a rollback
+    # can bring the version back).
+    v1 = wait_until(lambda: (c := batch.read_namespaced_cron_job("card-profiles-v1", namespace)).spec.suspend and c,
+                    timeout=30, description="v1 CronJob suspended once retired")
+    assert v1.metadata.annotations["fti.dev/retired"] == "true"
     st = get(k8s, namespace, "featurepipelines", "card-profiles")["status"]
     assert {v["version"]: v["state"] for v in st["versions"]} == {2: "Active", 1: "Retired"}
 
 
-def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namespace, control_plane, tmp_path):
+def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namespace, control_plane, tmp_path,
+                                                           operator_kubeconfig):
     """Two operators never fight: the lower-priority instance pauses (Kopf peering) and writes nothing."""
     metrics_port = free_port()
-    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig), "FTI_PEERING": PEERING, "FTI_PEERING_PRIORITY": "1",
+    env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig), "FTI_PEERING": PEERING, "FTI_PEERING_PRIORITY": "1",
            "FTI_METRICS_PORT": str(metrics_port), "FTI_HEALTH_PORT": str(free_port()),
            "FTI_ARTIFACT_STORE": f"file://{tmp_path}/artifacts"}
     log = (tmp_path / "second.log").open("w")
@@ -326,7 +324,7 @@ def delete_needed_card_profiles(k8s, namespace) -> None:
 
 
 def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, namespace):
-    """The finalizer (§4.3): deleting a FeaturePipeline whose version a served model needs waits."""
+    """The finalizer (docs/versions.md): deleting a FeaturePipeline whose version a served model needs waits."""
     delete_needed_card_profiles(k8s, namespace)
     events = client.CoreV1Api(k8s)
     wait_until(lambda: [e for e in events.list_namespaced_event(namespace, field_selector="involvedObject.name=card-profiles").items
@@ -398,7 +396,8 @@ def test_new_pipelines_write_each_step_once_and_read_no_child(operator, k8s, nam
                timeout=60, description="both statuses written")
     wait_at_rest(rt)
     calls = {k: n - before.get(k, 0) for k, n in rt.kube.calls.items() if n - before.get(k, 0)}
-    assert calls == {("POST", "cronjobs"): 1, ("POST", "jobs"): 1, ("POST", "events"): 2,
+    # The CronJob is written by server-side apply (a PATCH that creates), the Job by a create.
+    assert calls == {("PATCH", "cronjobs"): 1, ("POST", "jobs"): 1, ("POST", "events"): 2,
                      ("PATCH", "featurepipelines/status"): 1, ("PATCH", "trainingpipelines/status"): 1}, calls
     body = get(k8s, namespace, "trainingpipelines", "cost-tp")
     run = body["status"]["lastRun"]

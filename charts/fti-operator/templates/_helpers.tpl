@@ -35,39 +35,3 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "fti-operator.clusterWide" -}}
 {{- if .Values.watchNamespaces -}}false{{- else -}}true{{- end -}}
 {{- end -}}
-
-{{/* Rules on the namespaced objects the operator reads and writes (least privilege). */}}
-{{- define "fti-operator.namespacedRules" -}}
-# Our three kinds: watched, patched (Kopf's annotations, finalizers) and their status written.
-- apiGroups: ["fti.dev"]
-  resources: ["featurepipelines", "trainingpipelines", "inferenceservices"]
-  verbs: ["get", "list", "watch", "patch"]
-- apiGroups: ["fti.dev"]
-  resources: ["featurepipelines/status", "trainingpipelines/status", "inferenceservices/status"]
-  verbs: ["get", "patch"]
-# Children: CronJobs and Jobs of the pipelines.
-- apiGroups: ["batch"]
-  resources: ["jobs", "cronjobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Pods only to read the termination message (the pipeline result) and logs; never written.
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: [""]
-  resources: ["pods/log"]
-  verbs: ["get"]
-# Events for every rollout step.
-- apiGroups: ["", "events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-# Online serving children.
-- apiGroups: ["serving.kserve.io"]
-  resources: ["inferenceservices"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-{{- if .Values.peering.enabled }}
-# Kopf peering in a watched namespace.
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
-{{- end -}}

@@ -22,12 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..api.identity import API_VERSION
 from ..config import OperatorConfig
 from ..reconcile import Context, Result, feature, inference, training
+from .cluster import LocalCluster
 from .lookups import ScanLookups
 from .memkube import MemKube
 
-API_VERSION = "fti.dev/v1alpha1"
 STATE_FILE = "state.json"
 RECONCILERS: dict[str, Callable[[Context, Mapping[str, Any]], Result]] = {
     "featurepipelines": feature.reconcile,
@@ -46,14 +47,7 @@ class LocalRunError(RuntimeError):
 
 
 def load_kube(state_dir: Path) -> MemKube:
-    path = state_dir / STATE_FILE
-    if not path.exists():
-        return MemKube()
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise LocalRunError(f"{path}: not valid JSON ({exc}); move it away to start afresh") from exc
-    return MemKube.load(data.get("kube") or {})
+    return MemKube.load(_read_state(state_dir).get("kube") or {})
 
 
 def save_kube(state_dir: Path, kube: MemKube, servers: Mapping[str, Any]) -> None:
@@ -63,6 +57,27 @@ def save_kube(state_dir: Path, kube: MemKube, servers: Mapping[str, Any]) -> Non
     with os.fdopen(fd, "w") as fh:
         json.dump({"kube": kube.dump(), "servers": dict(servers)}, fh, indent=1, sort_keys=True, default=str)
     os.replace(tmp, state_dir / STATE_FILE)
+
+
+def _read_state(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise LocalRunError(f"{path}: not valid JSON ({exc}); move it away to start afresh") from exc
+
+
+def read_resources(state_dir: Path) -> list[dict[str, Any]]:
+    """The fti objects of a state directory, as `kubectl get -o json` lists them (no driver started)."""
+    kube = MemKube.load(_read_state(state_dir).get("kube") or {})
+    return [obj for plural in RECONCILERS for obj in kube.list(API_VERSION, plural, None)]
+
+
+def read_servers(state_dir: Path) -> dict[str, Any]:
+    """'namespace/name' -> {url, pid, log} of the servers a running `fti local` process started."""
+    return dict(_read_state(state_dir).get("servers") or {})
 
 
 def local_config(state_dir: Path, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -89,8 +104,6 @@ class LocalDriver:
         self.mounts = {self.config.data_volume_path: self.state_dir / "volume", **self.mounts}
         self.kube = load_kube(self.state_dir)
         self.ctx = Context(self.kube, ScanLookups(self.kube), self.config)
-        from .cluster import LocalCluster  # the stand-ins: Jobs -> processes, KServe -> servers
-
         self.cluster = LocalCluster(self.kube, self.state_dir, self.mounts, echo_logs=self.echo_logs,
                                     progress=self.progress)
 
@@ -103,7 +116,9 @@ class LocalDriver:
         if annotations:
             meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
         body["metadata"] = meta
-        return self.kube.apply(body)
+        # Another field manager than the reconcilers': a user's manifest and the operator's
+        # writes never own the same fields.
+        return self.kube.apply(body, field_manager="fti-local-apply")
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self.kube.get(API_VERSION, KIND_PLURALS[kind], namespace or "default", name)

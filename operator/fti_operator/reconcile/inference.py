@@ -14,6 +14,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..api import InferenceService
+from ..api.identity import (
+    ANNOTATION_ABORT,
+    ANNOTATION_PROMOTE,
+    ANNOTATION_RETRY,
+    ANNOTATION_ROLLBACK,
+    API_VERSION,
+    INFERENCE_SERVICE,
+)
 from ..api.common import parse_duration
 from ..api.inference_service import InferenceServiceStatus
 from ..render import inference as render_inference
@@ -28,12 +36,7 @@ from .kube import Kube
 from .runs import newest_finished, read_run
 from .writes import emit_event, typed, update_status
 
-API_VERSION = "fti.dev/v1alpha1"
-PLURAL = "inferenceservices"
-ROLLBACK_ANNOTATION = "fti.dev/rollback"
-PROMOTE_ANNOTATION = "fti.dev/promote"
-ABORT_ANNOTATION = "fti.dev/abort"
-RETRY_ANNOTATION = "fti.dev/retry"
+PLURAL = INFERENCE_SERVICE.plural
 
 
 def kserve_ready(child: Mapping[str, Any] | None) -> tuple[bool | None, str]:
@@ -109,9 +112,13 @@ def compute_status(body: Mapping[str, Any], plan: Plan, decision: ServingDecisio
     elif target is not None:
         serving = condition("Serving", True, "Serving", f"{describe(stable)} serves while {describe(target)} rolls out")
     else:
-        ok, msg = kserve_ready(child)
-        serving = condition("Serving", ok, "Serving" if ok else ("KServeNotReady" if ok is False else "WaitingForKServe"),
-                            describe(stable) + ("" if ok else f": {msg}"))
+        # KServe keeps routing to the last ready revision until a new one is ready (and a
+        # Deployment keeps its old pods), so the stable revision serves unless KServe reports
+        # the stable revision's own spec not ready.
+        seen = observe(child)
+        failing = seen.ready is False and seen.revision == int(stable["revision"])
+        serving = condition("Serving", not failing, "KServeNotReady" if failing else "Serving",
+                            describe(stable) + (f": {seen.message}" if failing else ""))
     ready = ready_rollup([serving], "Serving", serving["message"])
     progress_ok, progress_reason, progress_message = plan.progressing
     conds = [ready, serving, up_to_date, condition("Progressing", progress_ok, progress_reason, progress_message[:1024])]
@@ -203,8 +210,8 @@ def want_of(ctx: Context, isvc: InferenceService, body: Mapping[str, Any],
         canary_fallback=spec.online.canary.when_unsupported if spec.online and spec.online.canary else "hold",
         readiness_timeout=float(parse_duration(spec.rollout.readiness_timeout)),
         history_limit=spec.rollout.revision_history_limit, generation=int(body["metadata"].get("generation") or 0),
-        rollback=annotations.get(ROLLBACK_ANNOTATION), promote=annotations.get(PROMOTE_ANNOTATION),
-        abort=annotations.get(ABORT_ANNOTATION), retry=annotations.get(RETRY_ANNOTATION))
+        rollback=annotations.get(ANNOTATION_ROLLBACK), promote=annotations.get(ANNOTATION_PROMOTE),
+        abort=annotations.get(ANNOTATION_ABORT), retry=annotations.get(ANNOTATION_RETRY))
     return want, decision
 
 

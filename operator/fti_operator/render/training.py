@@ -10,18 +10,26 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..api import TrainingPipeline
+from ..api.identity import (
+    ANNOTATION_RUN_TOKEN,
+    ANNOTATION_TRAINING_HASH,
+    ANNOTATION_TRIGGER,
+    LABEL_COMPONENT,
+    LABEL_MODEL_VERSION,
+    TRAINING_PIPELINE,
+)
 from ..config import OperatorConfig
-from .pods import LABEL_COMPONENT, LABEL_MODEL_VERSION, child_name, job, labels, pipeline_container, pod_template, spec_hash, template_parts
+from .pods import child_name, job, labels, pipeline_container, pod_template, spec_hash, template_parts
 
 MODULE = "fti_pipelines.training"
-KIND = "TrainingPipeline"
+KIND = TRAINING_PIPELINE.kind
 # Spec parts that change what a run produces; schedule/suspend/resources do not.
 TRAINING_FIELDS = ("model", "featureView", "trainingData", "evaluation")
 # A Job records why it ran: after a crash before status.lastRun was written, the next reconcile
-# reads the run back from here (handlers/training.py).
-TRAINING_HASH_ANNOTATION = "fti.dev/training-hash"
-TRIGGER_ANNOTATION = "fti.dev/trigger"
-TOKEN_ANNOTATION = "fti.dev/run-token"
+# reads the run back from here. Old names, kept for the code that still imports them here.
+TRAINING_HASH_ANNOTATION = ANNOTATION_TRAINING_HASH
+TRIGGER_ANNOTATION = ANNOTATION_TRIGGER
+TOKEN_ANNOTATION = ANNOTATION_RUN_TOKEN
 
 
 def spec_payload(tp: TrainingPipeline) -> dict[str, Any]:
@@ -51,7 +59,7 @@ def render(tp: TrainingPipeline, version: int, config: OperatorConfig, owner: Ma
         namespace=tp.metadata.namespace, resource=tp.metadata.name, run_id=name, model_version=version,
     )
     pod = pod_template([container], config, pod_labels=lbl, template=tp.spec.template)
-    annotations = {TRAINING_HASH_ANNOTATION: training_hash(tp), TRIGGER_ANNOTATION: trigger}
+    annotations = {ANNOTATION_TRAINING_HASH: training_hash(tp), ANNOTATION_TRIGGER: trigger}
     if token:
-        annotations[TOKEN_ANNOTATION] = token
+        annotations[ANNOTATION_RUN_TOKEN] = token
     return job(name, tp.metadata.namespace or "default", pod, config, job_labels=lbl, annotations=annotations, owner=owner)

@@ -128,6 +128,12 @@ def _find(history: list[Revision], value: str) -> Revision | None:
     return None
 
 
+def _stopped(failed: Revision, stable: Revision | None) -> str:
+    """The Progressing message while a failed pair is held back (the same on every reconcile)."""
+    return (f"{describe(failed)} {failed.get('reason')}: {failed.get('message', '')}; "
+            f"{describe(stable) if stable else 'nothing'} serves; retry to try it again")
+
+
 def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observed, now: datetime) -> Plan:
     status = status or {}
     stable: Revision | None = status.get("stable")
@@ -154,13 +160,13 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
     if new("rollback", want.rollback):
         found = _find([*([stable] if stable and target else []), *history], want.rollback or "")
         if found is None:
-            events.append(("Warning", "RollbackNotFound", f"fti.dev/rollback={want.rollback}: no such revision in history"))
+            events.append(("Warning", "RollbackNotFound", f"rollback to {want.rollback}: no such revision in history"))
         else:
             pinned = {**_strip(found, "traffic", "since", "pinnedFor"), "pinnedFor": pair(asked) and list(pair(asked) or ())}
             events.append(("Normal", "RollbackRequested", f"rolling back to {describe(found)}; pinned until the spec "
                                                            "resolves to a different pair"))
     if new("abort", want.abort) and target is not None:
-        failed = {**_strip(target, "traffic"), "reason": ABORTED, "message": "aborted by fti.dev/abort",
+        failed = {**_strip(target, "traffic"), "reason": ABORTED, "message": "aborted by an abort request",
                   "generation": want.generation}
         events.append(("Warning", ABORTED, f"{describe(target)} aborted; {describe(stable) if stable else 'nothing'} serves"))
         target = None
@@ -177,9 +183,7 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
     if wanted is not None and failed is not None and pair(wanted) == pair(failed) \
             and int(failed.get("generation") or 0) == want.generation:
         wanted = None  # a pair that failed is not retried until something changes
-        progressing = (False, ROLLED_BACK if failed.get("reason") != ABORTED else ABORTED,
-                       f"{describe(failed)} {failed.get('reason')}: {failed.get('message', '')}; "
-                       f"{describe(stable) if stable else 'nothing'} serves; set fti.dev/retry to try again")
+        progressing = (False, ROLLED_BACK if failed.get("reason") != ABORTED else ABORTED, _stopped(failed, stable))
     elif wanted is not None and failed is not None and pair(wanted) != pair(failed):
         failed = failed  # kept for the record until a rollout completes
 
@@ -246,8 +250,7 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
                     events.append(("Warning", ROLLED_BACK, f"{describe(target)} not ready after "
                                    f"{want.readiness_timeout:.0f}s ({message}); back to {describe(stable)}"))
                     rolled_back = DEADLINE_EXCEEDED
-                    progressing = (False, ROLLED_BACK, f"{describe(target)} not ready in time: {message}; "
-                                                       f"{describe(stable)} serves")
+                    progressing = (False, ROLLED_BACK, _stopped(failed, stable))
                     target = None
                 else:
                     progressing = (False, DEADLINE_EXCEEDED, f"{describe(target)} not ready after "

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fti_operator.api.identity import GROUP, KSERVE_GROUP
+
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "fti-operator"
 
@@ -103,15 +105,26 @@ def _rules(role) -> list[tuple[str, str, str]]:
 
 
 def _assert_least_privilege(rules):
+    """The shape of the rules; tests/integration/test_operator_rbac.py asks the API server about each call."""
     for group, resource, verb in rules:
         assert "*" not in (group, resource, verb), (group, resource, verb)
         assert resource != "secrets", "the operator never reads Secrets (secrets only by reference)"
-        if resource in ("pods", "pods/log"):
-            assert verb in ("get", "list", "watch"), (resource, verb)
-    needed = {("fti.dev", "featurepipelines", "watch"), ("fti.dev", "inferenceservices/status", "patch"),
-              ("batch", "cronjobs", "create"), ("batch", "jobs", "delete"), ("", "pods", "get"), ("", "pods/log", "get"),
-              ("", "events", "create"), ("serving.kserve.io", "inferenceservices", "patch")}
+        # Children are applied server-side (PATCH) or created, never replaced with PUT; the one
+        # `update` is the admission check of blockOwnerDeletion on our kinds' finalizers.
+        assert verb != "update" or resource.endswith("/finalizers"), (group, resource, verb)
+        if resource == "pods":
+            assert verb == "list", "pods are only listed, for the termination message"
+    assert ("", "pods/log", "get") not in rules
+    needed = {(GROUP, "featurepipelines", "watch"), (GROUP, "inferenceservices/status", "patch"),
+              (GROUP, "featurepipelines/finalizers", "update"), ("batch", "cronjobs", "create"),
+              ("batch", "cronjobs", "patch"), ("batch", "jobs", "delete"), ("", "pods", "list"), ("", "events", "create"),
+              (KSERVE_GROUP, "inferenceservices", "patch"), (KSERVE_GROUP, "inferenceservices", "create")}
     assert needed <= set(rules), needed - set(rules)
+
+
+def _peering_patch(role, resource):
+    [rule] = [r for r in role["rules"] if r["resources"] == [resource] and r["verbs"] == ["patch"]]
+    return rule.get("resourceNames")
 
 
 def test_cluster_wide_rbac(tmp_path):
@@ -119,7 +132,10 @@ def test_cluster_wide_rbac(tmp_path):
     [role] = by_kind(docs, "ClusterRole")
     rules = _rules(role)
     _assert_least_privilege(rules)
-    assert ("", "namespaces", "watch") in rules and ("kopf.dev", "clusterkopfpeerings", "patch") in rules
+    # Cluster-wide Kopf watches everything at once and never reads namespaces.
+    assert not [r for r in rules if r[1] == "namespaces"]
+    assert ("kopf.dev", "clusterkopfpeerings", "watch") in rules
+    assert _peering_patch(role, "clusterkopfpeerings") == ["fti-operator"]  # its own peering object only
     assert not by_kind(docs, "Role")
     [peering] = by_kind(docs, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "fti-operator"
@@ -128,12 +144,14 @@ def test_cluster_wide_rbac(tmp_path):
 def test_namespaced_rbac(tmp_path):
     docs = render(tmp_path, "watchNamespaces={fraud,ads}")
     [cluster_role] = by_kind(docs, "ClusterRole")
-    # Cluster-wide only what Kopf needs to discover resources.
-    assert _rules(cluster_role) == [("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")]
+    # Cluster-wide only what Kopf needs to discover resources and follow the listed namespaces.
+    assert _rules(cluster_role) == [("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")] + \
+        [("", "namespaces", v) for v in ("list", "watch")]
     roles = by_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ads", "fraud"]
     for role in roles:
         _assert_least_privilege(_rules(role))
+        assert _peering_patch(role, "kopfpeerings") == ["fti-operator"]
     bindings = by_kind(docs, "RoleBinding")
     assert all(b["subjects"][0]["namespace"] == "fti-system" for b in bindings)
     assert sorted(p["metadata"]["namespace"] for p in by_kind(docs, "KopfPeering")) == ["ads", "fraud"]

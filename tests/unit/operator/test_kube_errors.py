@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fti_operator.handlers.kube import ApiError
+from fti_operator.reconcile.kube import ApiError
 
 
 def status_body(reason: str, cause: str | None = None) -> str:

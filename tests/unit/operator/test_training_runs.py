@@ -8,8 +8,6 @@ from datetime import datetime, timezone
 
 from fti_operator.api import TrainingPipeline
 from fti_operator.config import OperatorConfig
-from fti_operator.handlers import wiring
-from fti_operator.reconcile.inference import NOT_REPORTED, fold_child_event, kserve_ready
 from fti_operator.reconcile.training import (INTENT_ANNOTATION, compute_status, intent_from_job, intent_to_status,
                                              last_intent, run_trigger)
 from fti_operator.render import training as render_training
@@ -60,21 +58,3 @@ def test_status_wins_over_older_jobs_and_legacy_annotation_is_read():
     assert last_intent(None, legacy, [])["trigger"] == "SpecChanged"
     assert last_intent(None, {}, []) is None
     assert intent_from_job({"metadata": {"labels": {}}}) is None
-
-
-def test_child_event_is_folded_into_the_rollout_step():
-    child = ("InferenceServiceCreated", "InferenceService x created: revision 1 = model 1 / feature view 1")
-    rollout = [("RolledOut", "revision 1 (model 1 / feature view 1) serves 100%")]
-    assert fold_child_event(rollout, child, "InferenceService x created") == [
-        ("RolledOut", "revision 1 (model 1 / feature view 1) serves 100%; InferenceService x created")]
-    # Without a rollout step (a replaced child on a canary change...) the child's own Event stays.
-    assert fold_child_event([], child, "InferenceService x created") == [child]
-
-
-def test_kserve_events_count_only_when_what_we_report_changes():
-    key = ("kserve", "ns", "fresh-child")
-    # The ADDED event of a child we just created: nothing KServe reported yet.
-    assert not wiring._changed(key, (kserve_ready({}), None), initial=NOT_REPORTED)
-    ready = {"status": {"url": "http://x", "conditions": [{"type": "Ready", "status": "True"}]}}
-    assert wiring._changed(key, (kserve_ready(ready), "http://x"), initial=NOT_REPORTED)
-    assert not wiring._changed(key, (kserve_ready(ready), "http://x"), initial=NOT_REPORTED)

@@ -1,6 +1,6 @@
-"""A thin JSON client over the Kubernetes REST API, counting its reads and writes.
+"""The controller's `Kube` (reconcile/kube.py): a thin JSON client over the Kubernetes REST API.
 
-Handlers work on plain camelCase dicts (what the API server speaks and what the
+Reconcilers work on plain camelCase dicts (what the API server speaks and what the
 renderers produce), so this skips the kubernetes client's model (de)serialisation and
 uses its ApiClient only for configuration: auth (a token refresh hook included), TLS and
 the connection pool. Requests go straight to that pool with orjson bodies: in a burst of
@@ -14,39 +14,18 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
+from kubernetes import client as k8s, config as k8s_config
+
+from ..reconcile.children import PLURALS
+from ..reconcile.kube import FIELD_MANAGER, ApiError
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-# (apiVersion, kind) -> plural, for the kinds the operator touches.
-PLURALS = {
-    ("batch/v1", "Job"): "jobs",
-    ("batch/v1", "CronJob"): "cronjobs",
-    ("v1", "Pod"): "pods",
-    ("v1", "Event"): "events",
-    ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservices",
-    ("fti.dev/v1alpha1", "FeaturePipeline"): "featurepipelines",
-    ("fti.dev/v1alpha1", "TrainingPipeline"): "trainingpipelines",
-    ("fti.dev/v1alpha1", "InferenceService"): "inferenceservices",
-}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, reason: str, body: str):
-        super().__init__(f"{status} {reason}: {body[:500]}")
-        self.status = status
-        self.body = body
-
-    @property
-    def namespace_terminating(self) -> bool:
-        """A create refused because the namespace is being deleted: permanent, not worth a retry."""
-        return self.status == 403 and "NamespaceTerminating" in self.body
 
 
 def load_api_client(pool_size: int = 32) -> k8s.ApiClient:
@@ -57,7 +36,7 @@ def load_api_client(pool_size: int = 32) -> k8s.ApiClient:
     except k8s_config.ConfigException:
         # KUBECONFIG is read now, not at import time as the client's default does.
         k8s_config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration)
-    # Handlers run in Kopf's thread pool: one connection per worker avoids pool churn.
+    # Reconciles run on the work queue's threads: a connection per worker avoids pool churn.
     configuration.connection_pool_maxsize = pool_size
     return k8s.ApiClient(configuration)
 
@@ -67,12 +46,13 @@ def collection_path(api_version: str, plural: str, namespace: str | None) -> str
     return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
 
 
-class Kube:
-    """get/list/create/replace/patch/delete on dict manifests; `calls` counts (verb, plural)."""
+class KubeHttp:
+    """get/list/create/apply/patch/delete on dict manifests; `calls` counts (HTTP verb, plural)."""
 
-    def __init__(self, api_client: k8s.ApiClient | None = None):
+    def __init__(self, api_client: k8s.ApiClient | None = None, observe: Callable[[str, str], None] | None = None):
         self.api_client = api_client or load_api_client()
         self.calls: Counter[tuple[str, str]] = Counter()
+        self._observe = observe  # also told of every call (the /metrics counter)
         self._lock = threading.Lock()
         self._timeout = urllib3.Timeout(total=60)
 
@@ -80,10 +60,19 @@ class Kube:
     def writes(self) -> int:
         return sum(n for (verb, _), n in self.calls.items() if verb in WRITE_VERBS)
 
-    def _request(self, method: str, path: str, plural: str, body: Any = None, query: list[tuple[str, str]] | None = None,
-                 content_type: str = "application/json") -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        plural: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         with self._lock:
             self.calls[(method, plural)] += 1
+        if self._observe is not None:
+            self._observe(method, plural)
         configuration = self.api_client.configuration
         headers = {"Accept": "application/json"}
         # Called per request: the in-cluster token is re-read through the client's refresh hook.
@@ -110,7 +99,9 @@ class Kube:
                 return None
             raise
 
-    def list(self, api_version: str, plural: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, api_version: str, plural: str, namespace: str | None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
         out = self._request("GET", collection_path(api_version, plural, namespace), plural, query=query)
         return list(out.get("items") or [])
@@ -120,22 +111,48 @@ class Kube:
         ns = obj["metadata"].get("namespace")
         return self._request("POST", collection_path(obj["apiVersion"], plural, ns), plural, body=dict(obj))
 
-    def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply: one PATCH that creates or updates the fields in `obj`, owned by the
+        field manager `fti-operator`; `force` takes over a field another manager set last (ours
+        win on the fields we render, docs/architecture.md). JSON is valid YAML, so the body is
+        the same orjson bytes as every other request."""
         plural = PLURALS[(obj["apiVersion"], obj["kind"])]
         meta = obj["metadata"]
-        return self._request("PUT", f"{collection_path(obj['apiVersion'], plural, meta.get('namespace'))}/{meta['name']}",
-                             plural, body=dict(obj))
+        return self._request(
+            "PATCH",
+            f"{collection_path(obj['apiVersion'], plural, meta.get('namespace'))}/{meta['name']}",
+            plural,
+            body=dict(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
 
-    def patch(self, api_version: str, plural: str, namespace: str | None, name: str, patch: Mapping[str, Any],
-              subresource: str | None = None) -> dict[str, Any]:
+    def patch(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
         path = f"{collection_path(api_version, plural, namespace)}/{name}" + (f"/{subresource}" if subresource else "")
-        return self._request("PATCH", path, plural + (f"/{subresource}" if subresource else ""), body=dict(patch),
-                             content_type="application/merge-patch+json")
+        return self._request(
+            "PATCH",
+            path,
+            plural + (f"/{subresource}" if subresource else ""),
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+        )
 
     def delete(self, api_version: str, plural: str, namespace: str | None, name: str, propagation: str = "Background") -> None:
         try:
-            self._request("DELETE", f"{collection_path(api_version, plural, namespace)}/{name}", plural,
-                          body={"propagationPolicy": propagation})
+            self._request(
+                "DELETE",
+                f"{collection_path(api_version, plural, namespace)}/{name}",
+                plural,
+                body={"propagationPolicy": propagation},
+            )
         except ApiError as exc:
             if exc.status != 404:
                 raise
