@@ -38,6 +38,7 @@ def fraud(node, node_images, kserve_standin, request):
 
 
 def test_feature_pipelines_ingest_in_their_image(fraud):
+    fraud.run_now("featurepipeline", "card-transactions", "card-profiles")
     for name in ("card-transactions", "card-profiles"):
         fp = fraud.wait_ready("featurepipeline", name, timeout=900)
         versions = fp["status"].get("versions") or fp["status"].get("featureGroupVersions") or []
@@ -45,6 +46,7 @@ def test_feature_pipelines_ingest_in_their_image(fraud):
 
 
 def test_training_registers_a_validated_model(fraud):
+    fraud.run_now("trainingpipeline", "fraud-model")
     tp = fraud.wait_ready("trainingpipeline", "fraud-model", timeout=1200)
     assert tp["status"]["modelVersions"][0]["phase"] == "Validated", tp["status"]
 

@@ -68,6 +68,13 @@ def main() -> int:
         step("helm install fti-operator (operator pod Ready)", clock)
         fraud.apply_example()
         step("kubectl apply --server-side -f examples/fraud/", clock)
+        fraud.run_now("featurepipeline", "card-transactions", "card-profiles")
+        for name in ("card-transactions", "card-profiles"):
+            fraud.wait_ready("featurepipeline", name, timeout=TIMEOUT)
+        step("feature pipelines ran (kubectl annotate fti.dev/run=<token>)", clock)
+        fraud.run_now("trainingpipeline", "fraud-model")
+        fraud.wait_ready("trainingpipeline", "fraud-model", timeout=TIMEOUT)
+        step("training ran", clock)
         last = [""]
 
         def online_ready():

@@ -106,6 +106,14 @@ class FraudOnNode:
             os.chown(path, IMAGE_UID, IMAGE_UID)
         self.kubectl("apply", "--server-side", "--validate=strict", "-f", str(EXAMPLE))
 
+    def run_now(self, kind: str, *names: str) -> None:
+        """``fti.dev/run=<token>``: run now instead of at the schedule (docs/concepts.md).
+        The example's feature pipelines are scheduled (every 15 minutes, daily), and its
+        training ran at creation before any features existed; `fti local apply` runs them
+        in dependency order, on a cluster a user asks for the runs."""
+        token = f"e2e-{time.time_ns()}"
+        self.kubectl("annotate", "-n", NS, kind, *names, f"fti.dev/run={token}", "--overwrite")
+
     # ------------------------------------------------------------------ watch
     def ready(self, kind: str, name: str) -> dict | None:
         obj = self._json("get", kind, name, "-n", NS)
