@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "fti-operator"
 TAG = os.environ.get("FTI_IMAGE_TAG", "dev")
 OPERATOR_IMAGE = f"ghcr.io/fti-dev/fti-operator:{TAG}"
-RELEASE, NS = "fti", "fti-system"
+# Not the fraud test's names: its namespace may still be terminating.
+RELEASE, NS = "fti", "fti-operator-e2e"
 
 
 def describe(node, ns: str) -> str:

@@ -72,8 +72,7 @@ def main() -> int:
         for name in ("card-transactions", "card-profiles"):
             fraud.wait_ready("featurepipeline", name, timeout=TIMEOUT)
         step("feature pipelines ran (kubectl annotate fti.dev/run=<token>)", clock)
-        fraud.run_now("trainingpipeline", "fraud-model")
-        fraud.wait_ready("trainingpipeline", "fraud-model", timeout=TIMEOUT)
+        fraud.train(timeout=TIMEOUT)
         step("training ran", clock)
         last = [""]
 

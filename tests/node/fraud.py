@@ -131,7 +131,32 @@ class FraudOnNode:
         self.log(f"fraud: {kind}/{name} Ready after {time.monotonic() - t0:.0f}s")
         return obj
 
-    def predict(self, instances: list[dict], model: str = "fraud-online") -> dict:
+    def train(self, timeout: float) -> dict:
+        """The TrainingPipeline Ready with a Validated model. Its run at creation may have
+        found no features yet (the example's feature pipelines run on a schedule); only
+        then ask for another run, so a good first run is not followed by a second."""
+        def settled():
+            tp = self._json("get", "trainingpipeline", "fraud-model", "-n", NS)
+            versions = (tp.get("status") or {}).get("modelVersions") or []
+            if any(v.get("phase") == "Validated" for v in versions):
+                return "validated"
+            if versions and all(v.get("phase") in ("Failed", "Rejected") for v in versions):
+                return "failed"
+            return None
+
+        t0 = time.monotonic()
+        first = wait_until(settled, timeout=timeout, interval=1, description="the first training run settled")
+        if first == "failed":
+            self.log(f"fraud: the training run at creation failed ({time.monotonic() - t0:.0f}s); running it again")
+            self.run_now("trainingpipeline", "fraud-model")
+        return self.wait_ready("trainingpipeline", "fraud-model", timeout=timeout)
+
+    def predict(self, instances: list[dict], model: str = "fraud-online", timeout: float = 60) -> dict:
+        """Retried while the Service's endpoints reach kube-proxy (asynchronous, as anywhere)."""
+        return wait_until(lambda: self._predict(instances, model), timeout=timeout, interval=0.5, ignore=(OSError,),
+                          description=f"a prediction from {model}")
+
+    def _predict(self, instances: list[dict], model: str) -> dict:
         """POST to the model server's Service (by ClusterIP: no cluster DNS here)."""
         import urllib.request
 
@@ -144,6 +169,24 @@ class FraudOnNode:
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
 
+    def operator_usage(self, seconds: float = 10.0) -> tuple[float, float]:
+        """(RSS MiB, CPU millicores over ``seconds``) of the operator pod, from its cgroup
+        (there is no metrics-server here): a benchmark figure, printed, never asserted."""
+        from .node import CGROUP
+
+        pods = self._json("get", "pods", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=fti-operator")["items"]
+        uid = pods[0]["metadata"]["uid"]
+        qos = pods[0]["status"].get("qosClass", "Burstable").lower()
+        base = Path("/sys/fs/cgroup")
+        sub = f"{CGROUP}/kubepods" + ("" if qos == "guaranteed" else f"/{qos}") + f"/pod{uid}"
+        stat = dict(line.split() for line in (base / "memory" / sub / "memory.stat").read_text().splitlines())
+        cpu = base / "cpuacct" / sub / "cpuacct.usage"
+        before, t0 = int(cpu.read_text()), time.monotonic()
+        wait_until(lambda: time.monotonic() - t0 >= seconds, timeout=seconds + 5, interval=0.5,
+                   description="the CPU sampling window")
+        used = (int(cpu.read_text()) - before) / 1e6 / (time.monotonic() - t0)  # ms per s = millicores
+        return int(stat["total_rss"]) / 2**20, used
+
     def describe(self, ns: str) -> str:
         parts = []
         for args in (("get", "fti,jobs,pods,deploy,isvc.serving.kserve.io", "-n", ns, "-o", "wide"),
@@ -155,6 +198,12 @@ class FraudOnNode:
         return "\n".join(parts)
 
     def close(self) -> None:
+        """Uninstall the chart (its cluster-scoped objects too) and drop the example, so
+        later tests on the same node start from a clean cluster."""
+        self.node.plane.helm("uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s",
+                             check=False, timeout=150)
+        self.kubectl("delete", "namespace", NS, OPERATOR_NS, "--wait=false", check=False)
+        self.kubectl("delete", "pv", "fti-data", "--wait=false", check=False)
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
