@@ -134,7 +134,7 @@ def test_category_short_names_and_columns(fti_crds, namespace):
     header = fti_crds.kubectl("get", "tp", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "MODEL", "LATEST", "READY", "REASON", "AGE"], header
     header = fti_crds.kubectl("get", "fisvc", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "MODEL", "SERVING", "CANARY", "READY", "REASON", "URL", "AGE"], header
+    assert header == ["NAME", "MODEL", "STABLE", "TARGET", "CANARY%", "PROGRESS", "READY", "REASON", "URL", "AGE"], header
 
 
 def test_status_subresource(fti_crds, objects, namespace):
@@ -143,12 +143,16 @@ def test_status_subresource(fti_crds, objects, namespace):
     doc = fti_documents(REPO / "tests" / "manifests" / "valid" / "inference-online.yaml")[0]
     created = _create(objects, namespace, doc)
     name = created["metadata"]["name"]
-    status = {"status": {"observedGeneration": 1, "serving": {"revision": 1, "model": 4, "featureView": 1},
+    status = {"status": {"observedGeneration": 1, "stable": {"revision": 1, "model": 4, "featureView": 1, "traffic": 90},
+                         "target": {"revision": 2, "model": 5, "featureView": 1, "traffic": 10},
                          "conditions": [{"type": "Ready", "status": "True", "reason": "Serving", "message": "model 4",
-                                         "lastTransitionTime": "2026-11-27T10:15:41Z", "observedGeneration": 1}]}}
+                                         "lastTransitionTime": "2026-11-27T10:15:41Z", "observedGeneration": 1},
+                                        {"type": "Progressing", "status": "True", "reason": "CanaryInProgress",
+                                         "message": "model 5 at 10 %", "lastTransitionTime": "2026-11-27T10:15:41Z",
+                                         "observedGeneration": 1}]}}
     patched = objects.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "inferenceservices", name, status)
     assert patched["metadata"]["generation"] == created["metadata"]["generation"]
-    assert patched["status"]["serving"]["model"] == 4
-    # Printer columns read status (empty columns -- no canary, no URL -- print as blanks).
+    assert patched["status"]["stable"]["model"] == 4
+    # Printer columns read status (an empty column -- no URL -- prints as blank).
     row = fti_crds.kubectl("get", "fisvc", name, "-n", namespace, "--no-headers").stdout.split()
-    assert row[:5] == [name, "fraud", "4", "True", "Serving"], row
+    assert row[:8] == [name, "fraud", "4", "5", "10", "CanaryInProgress", "True", "Serving"], row

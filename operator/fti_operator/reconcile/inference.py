@@ -262,7 +262,9 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     if desired is not None:
         action, child = apply_child(ctx.kube, desired, live=live, fetched=True)
         result.count(action)
-        if action != "unchanged":
+        if action != "unchanged" and not plan.events:
+            # A rollout step already has its Event (posted with the status that records it); a
+            # child rewritten without one (replicas, resources) gets its own.
             emit_event(ctx.kube, body, f"{desired['kind']}{action.capitalize()}",
                        f"{desired['kind']} {desired['metadata']['name']} {action} for {describe(plan.render or {})}")
             if mode == "batch":  # live once written: no server to wait for
