@@ -6,11 +6,13 @@ reads it and exposes the numbers here, labelled by feature-group / model version
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily
@@ -32,7 +34,7 @@ SERVED_FV = Gauge("fti_served_feature_view_version", "Feature-view version serve
                   ["namespace", "inferenceservice", "role"])
 SERVED_TRAFFIC = Gauge("fti_served_traffic_percent", "Traffic share per InferenceService and role.", ["namespace", "inferenceservice", "role"])
 
-_seen_jobs: "OrderedDict[str, None]" = OrderedDict()
+_seen_jobs: OrderedDict[str, None] = OrderedDict()
 _seen_lock = threading.Lock()
 _SEEN_MAX = 20_000
 
@@ -84,10 +86,8 @@ def record_served(namespace: str, name: str, serving: Mapping[str, Any] | None, 
             SERVED_TRAFFIC.labels(namespace, name, role).set(rev.get("traffic") or 0)
         else:
             for g in (SERVED, SERVED_FV, SERVED_TRAFFIC):
-                try:
+                with contextlib.suppress(KeyError):
                     g.remove(namespace, name, role)
-                except KeyError:
-                    pass
 
 
 class ApiCallCollector:
@@ -109,7 +109,7 @@ _api_collector: ApiCallCollector | None = None
 
 def serve(port: int, kube: Any = None, registry: CollectorRegistry = REGISTRY) -> None:
     """Expose /metrics on `port` (0: only register); the API-call counter follows the latest client."""
-    global _api_collector
+    global _api_collector  # noqa: PLW0603 - one collector per process registry, created on first use
     if kube is not None:
         if _api_collector is None:
             _api_collector = ApiCallCollector(kube)

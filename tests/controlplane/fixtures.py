@@ -142,4 +142,4 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "namespace_labels(labels): labels for the `namespace` fixture's namespace")
 
 
-__all__ = ["control_plane", "k8s", "pod_runner", "namespace", "pytest_runtest_makereport", "pytest_configure"]
+__all__ = ["control_plane", "k8s", "namespace", "pod_runner", "pytest_configure", "pytest_runtest_makereport"]

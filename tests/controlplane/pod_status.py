@@ -16,7 +16,7 @@ FALLBACK_LOG_LINES = 80  # ... of the last 80 lines
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def exit_code(returncode: int) -> int:

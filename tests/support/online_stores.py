@@ -6,7 +6,7 @@ case carries the `redis` mark so it follows the redis-server fixture's skip rule
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -42,8 +42,8 @@ def _cron_field(value: str, names: str = "") -> str:
     return rf"{item}(,{item})*"
 
 
-_MONTHS = "|".join(m + "|" + m.lower() for m in "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())
-_DAYS = "|".join(d + "|" + d.lower() for d in "SUN MON TUE WED THU FRI SAT".split())
+_MONTHS = "|".join(m + "|" + m.lower() for m in ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])
+_DAYS = "|".join(d + "|" + d.lower() for d in ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])
 # What both the Kubernetes CronJob controller (robfig/cron ParseStandard) and croniter accept:
 # five fields with in-range values, or a macro. One regex, used by the CRD's CEL rule and by
 # the Python validator, so a cluster and the embedded runner reject the same schedules.
@@ -58,7 +58,10 @@ CRON_PATTERN = (
     ])
     + r")$"
 )
-CRON_MESSAGE = "schedule must be a cron expression with 5 fields in range (minute hour day-of-month month day-of-week, e.g. '*/15 * * * *') or a macro like @hourly"
+CRON_MESSAGE = (
+    "schedule must be a cron expression with 5 fields in range "
+    "(minute hour day-of-month month day-of-week, e.g. '*/15 * * * *') or a macro like @hourly"
+)
 
 
 class FieldError(ValueError):
@@ -98,7 +101,10 @@ CronSchedule = Annotated[
     str,
     Field(
         max_length=128,
-        description="Cron schedule in the CronJob syntax (5 fields, e.g. '*/15 * * * *', or @hourly/@daily/...). Absent: run once.",
+        description=(
+            "Cron schedule in the CronJob syntax (5 fields, e.g. '*/15 * * * *', or @hourly/@daily/...). "
+            "Absent: run once."
+        ),
         json_schema_extra=cel_rules(cel(f"self.matches({CRON_PATTERN!r})", CRON_MESSAGE)),
     ),
     AfterValidator(_check_cron),
@@ -206,7 +212,7 @@ class EnvVarSource(ApiModel):
     config_map_key_ref: SecretKeySelector | None = Field(default=None, description="A key of a ConfigMap.")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "EnvVarSource":
+    def _one_of(self) -> EnvVarSource:
         if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
             raise ValueError("exactly one of secretKeyRef and configMapKeyRef must be set")
         return self
@@ -227,7 +233,7 @@ class EnvVar(ApiModel):
     value_from: EnvVarSource | None = Field(default=None, description="A value from a Secret or ConfigMap key.")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "EnvVar":
+    def _one_of(self) -> EnvVar:
         if (self.value is None) == (self.value_from is None):
             raise ValueError("exactly one of value and valueFrom must be set")
         if self.name.startswith("FTI_"):

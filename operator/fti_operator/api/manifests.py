@@ -6,8 +6,9 @@ gets the same message locally as the one the API server's schema gives in a clus
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from .feature_pipeline import FeaturePipeline
 from .inference_service import InferenceService
 from .training_pipeline import TrainingPipeline
 
-Resource = Union[FeaturePipeline, TrainingPipeline, InferenceService]
+Resource = FeaturePipeline | TrainingPipeline | InferenceService
 KINDS: dict[str, type[Resource]] = {
     "FeaturePipeline": FeaturePipeline,
     "TrainingPipeline": TrainingPipeline,

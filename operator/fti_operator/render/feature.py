@@ -7,7 +7,8 @@ served model still needs that version, DESIGN §4.3) or delete (once retired).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..api import FeaturePipeline
 from ..config import OperatorConfig

@@ -7,8 +7,9 @@ server in the same object, so they can never serve different versions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..api import InferenceService
 from ..config import OperatorConfig
@@ -17,8 +18,8 @@ from .pods import (
     LABEL_FV_VERSION,
     LABEL_MODEL_VERSION,
     child_name,
-    cronjob,
     container_security_context,
+    cronjob,
     job,
     labels,
     owner_reference,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..config import OperatorConfig
 
@@ -112,8 +113,8 @@ def pipeline_env(
         env.append(_value("FTI_MODEL_VERSION", str(int(model_version))))
     # FTI_TERMINATION_LOG is left to the contract's default (/dev/termination-log, what the
     # kubelet reads); local runners point it elsewhere.
-    for i, item in enumerate(extra_env or []):
-        item = dict(item)
+    for i, given in enumerate(extra_env or []):
+        item = dict(given)
         if item.get("name") in CONTRACT_ENV:
             raise RenderError(f"spec.template.env[{i}].name: {item['name']} is set by the operator (pipeline contract)")
         if "value" in item and "valueFrom" in item:

@@ -7,11 +7,22 @@ triggers at once — schedule and run-now — would otherwise race for one versi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..api import TrainingPipeline
 from ..config import OperatorConfig
-from .pods import LABEL_COMPONENT, LABEL_MODEL_VERSION, child_name, job, labels, pipeline_container, pod_template, spec_hash, template_parts
+from .pods import (
+    LABEL_COMPONENT,
+    LABEL_MODEL_VERSION,
+    child_name,
+    job,
+    labels,
+    pipeline_container,
+    pod_template,
+    spec_hash,
+    template_parts,
+)
 
 MODULE = "fti_pipelines.training"
 KIND = "TrainingPipeline"

@@ -9,6 +9,14 @@ from .retention import fg_version_states, needed_feature_groups
 from .serving import FeatureGroupAvailability, ServingDecision, decide_pair
 
 __all__ = [
-    "ModelInfo", "latest_validated", "models_from_status", "next_model_version", "resolve_model",
-    "fg_version_states", "needed_feature_groups", "FeatureGroupAvailability", "ServingDecision", "decide_pair",
+    "FeatureGroupAvailability",
+    "ModelInfo",
+    "ServingDecision",
+    "decide_pair",
+    "fg_version_states",
+    "latest_validated",
+    "models_from_status",
+    "needed_feature_groups",
+    "next_model_version",
+    "resolve_model",
 ]

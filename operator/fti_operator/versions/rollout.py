@@ -8,8 +8,9 @@ pair comes back whole, with its old revision number when it is still in history.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .serving import ServingDecision
 
@@ -35,7 +36,7 @@ class Rev:
         return out
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any] | None) -> "Rev | None":
+    def from_wire(cls, d: Mapping[str, Any] | None) -> Rev | None:
         if not d:
             return None
         return cls(int(d["revision"]), int(d["model"]), int(d["featureView"]), d.get("traffic"), d.get("since"))
@@ -82,14 +83,14 @@ def plan_rollout(status: Mapping[str, Any] | None, decision: ServingDecision, *,
     target = (m.version, int(m.feature_view_version or 0))
     if serving and serving.pair == target:
         if canary:
-            events.append(("CanaryAborted", f"spec names the serving pair again: canary revision {canary.revision} "
-                                            f"(model {canary.model} / feature view {canary.feature_view}) removed"))
+            events.append(("CanaryAborted", (f"spec names the serving pair again: canary revision {canary.revision} "
+                                             f"(model {canary.model} / feature view {canary.feature_view}) removed")))
         return done(serving, None, history)
     if canary and canary.pair == target:
         if canary_percent is None:
-            events.append(("Promoted", f"canary revision {canary.revision} (model {canary.model} / feature view "
-                                       f"{canary.feature_view}) now serves 100%"))
-            new_history = [serving] + history if serving else history
+            events.append(("Promoted", (f"canary revision {canary.revision} (model {canary.model} / feature view "
+                                        f"{canary.feature_view}) now serves 100%")))
+            new_history = [serving, *history] if serving else history
             return done(canary, None, new_history)
         if canary.traffic != canary_percent:
             canary = Rev(canary.revision, canary.model, canary.feature_view, canary_percent, canary.since)
@@ -103,8 +104,8 @@ def plan_rollout(status: Mapping[str, Any] | None, decision: ServingDecision, *,
     history = [h for h in history if h.pair != target]
     verb = "RolledBack" if previous else "RolledOut"
     if canary_percent is not None and serving is not None:
-        events.append(("CanaryStarted", f"revision {number} (model {new.model} / feature view {new.feature_view}) "
-                                        f"gets {canary_percent}% of traffic"))
+        events.append(("CanaryStarted", (f"revision {number} (model {new.model} / feature view {new.feature_view}) "
+                                         f"gets {canary_percent}% of traffic")))
         return done(serving, Rev(number, new.model, new.feature_view, canary_percent, now), history)
     events.append((verb, f"revision {number} (model {new.model} / feature view {new.feature_view}) serves 100%"
                    + (f", replacing revision {serving.revision}" if serving else "")))

@@ -7,8 +7,8 @@ current revision keeps serving and the decision says why.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .models import ModelInfo
 

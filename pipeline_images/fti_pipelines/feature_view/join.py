@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -74,9 +75,9 @@ class JoinPlan:
 
     @property
     def output_columns(self) -> list[str]:
-        keys = list(self.spine.primary_key) + [self.spine.event_time]
+        keys = [*self.spine.primary_key, self.spine.event_time]
         rest = [c for c in (*self.feature_columns, *self.extra_columns) if c not in keys]
-        return keys + rest + [self.label]
+        return [*keys, *rest, self.label]
 
     @property
     def entity_keys(self) -> list[str]:

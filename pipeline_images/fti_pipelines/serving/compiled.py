@@ -21,8 +21,9 @@ to sklearn, so answers and errors stay sklearn's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
@@ -125,7 +126,7 @@ def to_onnx(pipeline: Any, kinds: Sequence[str]) -> bytes:
             custom_shape_calculators={FunctionTransformer: _same_shape, SimpleImputer: _same_shape})
     except NotCompilable:
         raise
-    except Exception as exc:  # noqa: BLE001 - any estimator skl2onnx cannot convert: keep sklearn
+    except Exception as exc:  # any estimator skl2onnx cannot convert: keep sklearn
         raise NotCompilable(f"skl2onnx: {type(exc).__name__}: {exc}") from exc
     return graph.SerializeToString()
 
@@ -222,7 +223,7 @@ def compile_model(pipeline: Any, width: int) -> CompiledModel:
     graph = to_onnx(pipeline, kinds)
     try:
         session = _session(graph)
-    except Exception as exc:  # noqa: BLE001 - a graph ONNX Runtime cannot run (e.g. float32-only kernels)
+    except Exception as exc:  # a graph ONNX Runtime cannot run (e.g. float32-only kernels)
         raise NotCompilable(f"ONNX Runtime: {exc}") from exc
     # skl2onnx may leave out inputs no branch reads (remainder="drop").
     names = {f"c{i}": i for i in range(width)}

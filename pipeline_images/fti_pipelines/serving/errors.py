@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.responses import JSONResponse
 from kserve.errors import InvalidInput
+from starlette.responses import JSONResponse
 
 
 class RequestError(InvalidInput):

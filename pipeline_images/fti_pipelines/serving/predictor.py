@@ -15,7 +15,8 @@ works in front of either this server or KServe's sklearn server. With PREDICT_PR
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import kserve
 import numpy as np
@@ -89,7 +90,9 @@ def _rows_from_v2(request: InferRequest, width: int) -> list[list[Any]]:
     if len(inputs) != width:
         raise bad_field("inputs", f"expected one tensor per model input ({width}), got {len(inputs)}")
     cols = [t.data if isinstance(t.data, list) else t.as_numpy().ravel().tolist() for t in inputs]
-    return [list(r) for r in zip(*cols)]
+    if len({len(c) for c in cols}) > 1:  # zip would silently drop the longer tensors' tails
+        raise bad_field("inputs", f"every tensor needs one value per instance, got {[len(c) for c in cols]} values")
+    return [list(r) for r in zip(*cols, strict=True)]
 
 
 class PredictorModel(kserve.Model):

@@ -13,8 +13,9 @@ not ready, with the reasons in its log and on its readiness endpoints:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .config import ServingConfig
 from .plan import LookupPlan

@@ -15,7 +15,8 @@ Any other backend (Redis) is read through the store's own `entity_reader`.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..store.online import EntityRead, EntityReader
 

@@ -19,8 +19,9 @@ import json
 import os
 import posixpath
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import fsspec
 
@@ -166,7 +167,7 @@ class ArtifactStore:
         files = sorted(
             posixpath.relpath(str(f), staging) for f in self.fs.find(staging) if posixpath.basename(str(f)) != COMMIT_MARKER
         )
-        marker = json.dumps({"committedAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        marker = json.dumps({"committedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                              "files": files, **metadata}, sort_keys=True).encode()
         if self.protocol == "file":
             # The marker goes in first and one rename publishes the complete directory; of two

@@ -28,10 +28,11 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -96,11 +97,8 @@ class FeatureStore:
         return self.store.list(ROOT)
 
     def versions(self, name: str) -> list[int]:
-        out = []
-        for entry in self.store.list(ROOT, name):
-            if entry.startswith("v") and entry[1:].isdigit() and self.store.committed(ROOT, name, entry, SNAPSHOTS):
-                out.append(int(entry[1:]))
-        return sorted(out)
+        return sorted(int(entry[1:]) for entry in self.store.list(ROOT, name)
+                      if entry.startswith("v") and entry[1:].isdigit() and self.store.committed(ROOT, name, entry, SNAPSHOTS))
 
     def snapshot(self, name: str, version: int) -> dict[str, Any] | None:
         """The manifest of the current (newest committed) snapshot, or None if never written."""
@@ -237,7 +235,7 @@ class FeatureStore:
                     "group": name, "version": version, "snapshot": int(snap_id), "parent": parent["snapshot"] if parent else None,
                     "mode": batch.mode, "runId": run_id, "files": files, "rows": rows, "rowsAdded": batch.table.num_rows,
                     "watermark": watermark, "schema": batch.schema, "addedColumns": batch.added_columns,
-                    "createdAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                    "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                 }
                 with self.store.fs.open(posixpath.join(staging, "manifest.json"), "wb") as fh:
                     fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())

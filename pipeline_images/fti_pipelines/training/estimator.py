@@ -70,7 +70,7 @@ def build_estimator(model: ModelSpec, seed: int | None = None) -> Any:
         estimator.set_params(random_state=seed)
     try:
         clone(estimator)  # sklearn's contract: get_params round-trips, so the pipeline can be saved and refitted
-    except Exception as exc:  # noqa: BLE001 - any estimator bug, reported against the spec field
+    except Exception as exc:  # any estimator bug, reported against the spec field
         raise PipelineError("InvalidEstimator", f"{source!r} does not follow the scikit-learn estimator API: {exc}") from exc
     return estimator
 

@@ -64,7 +64,7 @@ def support(name: str, y: np.ndarray, pred: np.ndarray) -> int:
         return int((y == 0).sum())
     if name == "f1":
         return int(((y == 1) | (pred == 1)).sum())
-    return int(len(y))
+    return len(y)
 
 
 def group_metric(name: str, y: np.ndarray, pred: np.ndarray) -> float | None:

@@ -34,7 +34,7 @@ def test_reference_images_run_with_this_interpreter() -> None:
 
 
 def test_unknown_image_is_refused_with_its_name() -> None:
-    with pytest.raises(UnsupportedImage, match="busybox:1.36"):
+    with pytest.raises(UnsupportedImage, match=r"busybox:1\.36"):
         ImageMap().argv({"name": "c", "image": "busybox:1.36", "command": ["sh"]})
 
 

@@ -59,7 +59,8 @@ def scripts() -> dict[str, str]:
 
 
 def health(kind: str, obj: dict) -> tuple[str, str]:
-    src = f"local obj = {lua_literal(obj)}\nlocal function check()\n{scripts()[kind]}\nend\nlocal hs = check()\nreturn hs.status, hs.message\n"
+    src = (f"local obj = {lua_literal(obj)}\nlocal function check()\n{scripts()[kind]}\nend\n"
+           "local hs = check()\nreturn hs.status, hs.message\n")
     return LUA(src)
 
 

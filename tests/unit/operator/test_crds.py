@@ -69,7 +69,7 @@ def test_schema_is_structural(kind):
 def test_names_scope_and_columns():
     crds = _crds()
     assert {c["spec"]["names"]["shortNames"][0] for c in crds.values()} == {"fp", "tp", "fisvc"}
-    for kind, c in crds.items():
+    for c in crds.values():
         spec = c["spec"]
         assert spec["group"] == "fti.dev" and spec["scope"] == "Namespaced"
         assert spec["names"]["categories"] == ["fti"]

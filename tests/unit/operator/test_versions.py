@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from fti_operator.versions import (
-    FeatureGroupAvailability as FA,
+    FeatureGroupAvailability as FA,  # noqa: N814 - short, so each case of the tables below is one line
+)
+from fti_operator.versions import (
     ModelInfo,
     decide_pair,
     fg_version_states,
