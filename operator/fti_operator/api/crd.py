@@ -48,7 +48,7 @@ def _ready(column: str) -> str:
 
 
 def _col(name: str, json_path: str, type_: str = "string", priority: int = 0, description: str = "") -> dict[str, Any]:
-    col = {"name": name, "type": type_, "jsonPath": json_path}
+    col: dict[str, str | int] = {"name": name, "type": type_, "jsonPath": json_path}
     if priority:
         col["priority"] = priority
     if description:

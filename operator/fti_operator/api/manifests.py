@@ -69,7 +69,7 @@ def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> Resource:
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if api_version != API_VERSION:
         raise ManifestError(source, [("apiVersion", f"expected {API_VERSION!r}, got {api_version!r}")])
-    model = KINDS.get(kind)
+    model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ManifestError(source, [("kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")])
     name = (doc.get("metadata") or {}).get("name", "?")

@@ -29,6 +29,7 @@ PLURAL = "trainingpipelines"
 
 METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss", "brier_score")
 Metric = Literal["roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss", "brier_score"]
+DEFAULT_METRICS: tuple[Metric, ...] = ("roc_auc", "average_precision", "f1")
 # Metrics that make sense per group of a sensitive column.
 BiasMetric = Literal["recall", "precision", "f1", "accuracy", "false_positive_rate", "selection_rate"]
 
@@ -207,7 +208,7 @@ class BiasGate(ApiModel):
 class EvaluationSpec(ApiModel):
     """Test-set metrics, promotion gates and a bias gate."""
 
-    metrics: list[Metric] = Field(default_factory=lambda: ["roc_auc", "average_precision", "f1"], max_length=16,
+    metrics: list[Metric] = Field(default_factory=lambda: list(DEFAULT_METRICS), max_length=16,
                                   description="Metrics computed on the test set and recorded per model version.",
                                   json_schema_extra={"x-kubernetes-list-type": "set", "default": ["roc_auc", "average_precision", "f1"]})
     gates: list[Gate] = Field(default_factory=list, max_length=16, description="All must pass for the version to be Validated.")

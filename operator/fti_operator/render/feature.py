@@ -44,7 +44,8 @@ def _pod(fp: FeaturePipeline, config: OperatorConfig, run_id: str | None, pod_la
 
 
 def child_labels(fp: FeaturePipeline) -> dict[str, str]:
-    return labels(KIND, fp.metadata.name, **{LABEL_COMPONENT: "feature", LABEL_FG_VERSION: fp.spec.feature_group.version})
+    extra: dict[str, str | int | None] = {LABEL_COMPONENT: "feature", LABEL_FG_VERSION: fp.spec.feature_group.version}
+    return labels(KIND, fp.metadata.name, **extra)
 
 
 def cronjob_name(fp: FeaturePipeline) -> str:

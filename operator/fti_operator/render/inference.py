@@ -64,9 +64,10 @@ def spec_payload(isvc: InferenceService, pair: ResolvedPair) -> dict[str, Any]:
 
 
 def child_labels(isvc: InferenceService, pair: ResolvedPair, component: str) -> dict[str, str]:
-    return labels(KIND, isvc.metadata.name, **{
+    extra: dict[str, str | int | None] = {
         LABEL_COMPONENT: component, LABEL_MODEL_VERSION: pair.model_version, LABEL_FV_VERSION: pair.feature_view_version,
-    })
+    }
+    return labels(KIND, isvc.metadata.name, **extra)
 
 
 def kserve_name(isvc: InferenceService) -> str:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..api import ApiModel
 from ..config import OperatorConfig
 
 MANAGED_BY = "fti-operator"
@@ -155,7 +156,7 @@ def _template_dict(template: Any) -> dict[str, Any]:
     """spec.template as a camelCase dict, whether a pydantic PodTemplate, a dict or None."""
     if template is None:
         return {}
-    if hasattr(template, "wire"):
+    if isinstance(template, ApiModel):
         return template.wire()
     return dict(template)
 
