@@ -95,10 +95,10 @@ def read_files(uri: str, fmt: str, storage_options: dict[str, Any] | None = None
 
 def read_source(source: Any, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The raw rows of `spec.source` (a SourceSpec model or its wire dict) as an Arrow table."""
-    get = source.get if isinstance(source, dict) else (lambda k: getattr(source, k))
+    get: Callable[[str], Any] = source.get if isinstance(source, dict) else (lambda k: getattr(source, k))
     generator = get("generator")
     if generator is not None:
-        gget = generator.get if isinstance(generator, dict) else (lambda k: getattr(generator, k))
+        gget: Callable[[str], Any] = generator.get if isinstance(generator, dict) else (lambda k: getattr(generator, k))
         func = load_callable(gget("function"), "source.generator.function")
         try:
             out = func(**(gget("params") or {}))

@@ -36,7 +36,8 @@ def _as_numpy(arr: pa.ChunkedArray, fill: int) -> np.ndarray:
 
 def _min_max(*arrays: pa.ChunkedArray) -> tuple[int, int] | None:
     """Smallest and largest valid value over all arrays (None if all are null or empty)."""
-    lo = hi = None
+    lo: int | None = None
+    hi: int | None = None
     for arr in arrays:
         if len(arr) == arr.null_count:
             continue
@@ -44,7 +45,7 @@ def _min_max(*arrays: pa.ChunkedArray) -> tuple[int, int] | None:
         a, b = mm["min"].as_py(), mm["max"].as_py()
         lo = a if lo is None else min(lo, a)
         hi = b if hi is None else max(hi, b)
-    return None if lo is None else (lo, hi)
+    return None if lo is None or hi is None else (lo, hi)
 
 
 def _column_codes(left: pa.ChunkedArray, right: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int] | None:

@@ -303,9 +303,10 @@ def _join_packed(con: duckdb.DuckDBPyConnection, plan: JoinPlan, params: list, *
     workers = max(1, min(len(plan.joins), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lookup, plan.joins))
-    if any(part is None for part in parts):
+    found = [part for part in parts if part is not None]
+    if len(found) < len(parts):
         return None
-    taken = {c: arr for part in parts for c, arr in part.items()}
+    taken = {c: arr for part in found for c, arr in part.items()}
     return pa.table({c: taken[c] if c in taken else spine[c] for c in plan.output_columns})
 
 

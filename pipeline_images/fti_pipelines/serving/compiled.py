@@ -35,6 +35,8 @@ log = logging.getLogger("fti_pipelines.serving")
 
 TOLERANCE = 1e-6
 ENCODERS = (OneHotEncoder, OrdinalEncoder)
+# Rows as the scorers take them: lists of instances (served) or a 2-D object array (batch, probing).
+Rows = Sequence[Sequence[Any]] | np.ndarray
 
 
 class NotCompilable(Exception):
@@ -68,7 +70,7 @@ def column_kinds(pipeline: Any, width: int) -> list[str]:
             kind = "string"
         else:
             raise NotCompilable(f"a ColumnTransformer branch starts with {type(first).__name__}")
-        positions = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
+        positions: list[Any] = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
         for pos in positions:
             if not isinstance(pos, (int, np.integer)) or not 0 <= pos < width or kinds[pos] not in (None, kind):
                 raise NotCompilable(f"column {pos!r} is not a position used by one kind of branch")
@@ -140,7 +142,7 @@ def probe_rows(pipeline: Any, kinds: Sequence[str], n: int = 256, seed: int = 0)
     for _, step, cols in ct.transformers_:
         if step == "drop":
             continue
-        positions = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
+        positions: list[Any] = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
         steps = step.steps if isinstance(step, Pipeline) else [("", step)]
         for _, s in steps:
             for j, pos in enumerate(positions):
@@ -169,7 +171,7 @@ class CompiledModel:
     session: Any
     columns: list[tuple[str, int, str]]  # (graph input, row position, "double" | "string")
 
-    def inputs(self, rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray] | None:
+    def inputs(self, rows: Rows) -> dict[str, np.ndarray] | None:
         """The graph's feed, or None when sklearn must see these rows itself."""
         feed = {}
         for name, pos, kind in self.columns:
@@ -191,7 +193,7 @@ class CompiledModel:
             feed[name] = values.reshape(-1, 1)
         return feed
 
-    def proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray | None:
+    def proba(self, rows: Rows) -> np.ndarray | None:
         feed = self.inputs(rows)
         if feed is None:
             return None

@@ -165,7 +165,7 @@ class FeatureLookup:
         started = time.perf_counter()
         n = len(instances)
         if n == 1 and self._entity_groups:  # the online case, kept to the fewest Python steps
-            row = [None] * self._width
+            row: list[Any] = [None] * self._width
             rows = [row]
             defaults_used = [self._read_entity(self._checked(instances[0], 0, row, field), row, field)]
         else:
@@ -226,7 +226,7 @@ class FeatureLookup:
                 continue
             for at, pos in placed:
                 row[pos] = flat[at]
-            if observe_age is not None:
+            if observe_age is not None and seen_at is not None:  # both come with an event time
                 seen = flat[seen_at]
                 if seen is not None:
                     seen = seen * 1e-6 if micros else event_time_seconds(seen)

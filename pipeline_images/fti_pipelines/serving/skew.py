@@ -95,5 +95,5 @@ def key_kinds(plan: LookupPlan, store: Any) -> dict[str, str]:
         for col in info.get("columns") or []:
             if isinstance(col, Mapping) and col.get("name") in group.primary_key:
                 kinds.setdefault(col["name"], {"int": "int64", "float": "float64", "string": "string",
-                                               "bool": "bool"}.get(col.get("kind"), "any"))
+                                               "bool": "bool"}.get(str(col.get("kind")), "any"))
     return kinds

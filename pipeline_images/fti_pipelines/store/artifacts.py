@@ -14,6 +14,7 @@ previous state stays readable. A committed directory is never overwritten
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -135,7 +136,7 @@ class ArtifactStore:
     def is_committed(self, *parts: Any) -> bool:
         return self.fs.exists(posixpath.join(self.path(*parts), COMMIT_MARKER))
 
-    def committed(self, *parts: Any) -> list[str]:
+    def committed(self, *parts: Any) -> builtins.list[str]:  # `list` here is the method above
         """Names of the committed sub-directories under `parts`."""
         return [n for n in self.list(*parts) if self.is_committed(*parts, n)]
 

@@ -269,12 +269,15 @@ class FeatureStore:
         batch = self.prepare(name, version, data, primary_key=primary_key, event_time=event_time, mode=mode)
         if batch.mode == "incremental" and batch.parent and not batch.table.num_rows and not batch.added_columns:
             return dict(batch.parent, rowsAdded=0, unchanged=True)
-        return self.commit(batch, run_id=run_id)
+        manifest = self.commit(batch, run_id=run_id)
+        assert manifest is not None  # only a gate refuses a commit, and there is none here
+        return manifest
 
     def latest_per_key(self, name: str, version: int) -> pa.Table:
         """The newest row per primary key of the current data (what the online store holds)."""
         snap = self.snapshot(name, version)
         table = self.table(name, version, snap=snap)
+        assert snap is not None  # table() raised FeatureGroupNotFound otherwise
         from .online import latest_per_key
 
         # ingestion guarantees one row per key + event time
