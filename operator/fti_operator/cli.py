@@ -58,7 +58,8 @@ def local_apply(
                                      "refer to local DIR (default /var/lib/fti=<state-dir>/volume, the chart's data volume)."),
 ) -> None:
     """Run feature pipelines, then training, then inference (batch runs; online services start)."""
-    from .local.runner import LocalRunError, LocalRunner
+    from .local.apply import run_feature_pipelines, run_inference, run_training_pipelines
+    from .local.driver import LocalDriver, LocalRunError
 
     resources = _load(filename)
     if not resources:
@@ -69,55 +70,56 @@ def local_apply(
         if not sep or not src.startswith("/") or not dst:
             _fail(f"--volume {item!r}: expected /path/in/manifests=local/dir")
         mounts[src] = Path(dst).resolve()
-    runner = LocalRunner(state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False),
-                         echo_logs=verbose, mounts=mounts)
+    try:
+        driver = LocalDriver(state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False),
+                             echo_logs=verbose, mounts=mounts)
+    except LocalRunError as exc:
+        _fail(str(exc))
     kinds = {k: [r for r in resources if isinstance(r, k)] for k in (FeaturePipeline, TrainingPipeline, InferenceService)}
     # SIGTERM stops what we started as Ctrl-C does (servers run in their own sessions).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with console.status("running feature pipelines") as status:
-            for fp in kinds[FeaturePipeline]:
-                status.update(f"FeaturePipeline {fp.metadata.name}")
-                runner.run_feature_pipeline(fp)
-            for tp in kinds[TrainingPipeline]:
-                status.update(f"TrainingPipeline {tp.metadata.name}")
-                runner.run_training_pipeline(tp, force=retrain)
-            for isvc in kinds[InferenceService]:
-                status.update(f"InferenceService {isvc.metadata.name}")
-                if isvc.spec.mode == "batch":
-                    runner.run_batch(isvc)
-                elif serve or predict:
-                    runner.start_online(isvc)
-        _print_summary(runner.state.resources)
+            status.update("feature pipelines")
+            run_feature_pipelines(driver, kinds[FeaturePipeline])
+            status.update("training pipelines")
+            run_training_pipelines(driver, kinds[TrainingPipeline], retrain=retrain)
+            status.update("inference")
+            run_inference(driver, kinds[InferenceService], serve=serve or bool(predict))
+        _print_summary(driver.resources())
         for isvc in kinds[InferenceService]:
-            if predict and isvc.metadata.name in runner.servers:
-                _predict_samples(runner, isvc, predict)
-        if serve and runner.servers:
-            console.print("serving: " + ", ".join(f"{s.name} at {s.url}" for s in runner.servers.values())
-                          + " — Ctrl-C to stop")
+            if predict and isvc.spec.mode == "online":
+                _predict_samples(driver, isvc, predict)
+        servers = driver.cluster.servers_state()
+        if serve and servers:
+            console.print("serving: " + ", ".join(f"{k} at {v['url']}" for k, v in servers.items()) + " — Ctrl-C to stop")
             try:
-                for server in runner.servers.values():
-                    server.process.wait()
+                driver.cluster.wait_servers()
             except KeyboardInterrupt:
                 pass
     except LocalRunError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
     finally:
-        runner.stop_servers()
+        driver.stop()
 
 
-def _predict_samples(runner: Any, isvc: InferenceService, n: int) -> None:
+def _predict_samples(driver: Any, isvc: InferenceService, n: int) -> None:
     from .local.samples import sample_instances
 
-    server = runner.servers[isvc.metadata.name]
+    obj = driver.get("InferenceService", isvc.metadata.namespace, isvc.metadata.name) or {}
+    stable, url = (obj.get("status") or {}).get("stable") or {}, (obj.get("status") or {}).get("url")
+    if not stable or not url:
+        _fail(f"{isvc.metadata.name} is not serving")
     request_features = list(isvc.spec.online.request_features) if isvc.spec.online else []
-    instances = sample_instances(runner.config.artifact_store, isvc.spec.model.name, server.model_version,
+    instances = sample_instances(driver.config.artifact_store, isvc.spec.model.name, int(stable["model"]),
                                  request_features, n)
-    table = Table(title=f"{isvc.metadata.name}: predictions over HTTP ({server.url})")
+    table = Table(title=f"{isvc.metadata.name}: predictions over HTTP ({url})")
     for col in [*instances[0][0].keys(), "label", "prediction", "model", "featureView"] if instances else []:
         table.add_column(str(col))
     for inst, label in instances:
-        code, answer = _post(f"{server.url}/v1/models/{isvc.metadata.name}:predict", {"instances": [inst]})
+        code, answer = _post(f"{url}/v1/models/{isvc.metadata.name}:predict", {"instances": [inst]})
         if code != 200:
             _fail(f"prediction request failed with HTTP {code}: {answer}")
         pred = (answer.get("predictions") or [None])[0]
@@ -145,7 +147,7 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
             return exc.code, text
 
 
-def _print_summary(resources: dict[str, dict[str, Any]]) -> None:
+def _print_summary(resources: list[dict[str, Any]]) -> None:
     fg = Table(title="Feature groups")
     for col in ("pipeline", "feature group", "version", "state", "rows written", "rows rejected", "watermark"):
         fg.add_column(col)
@@ -153,9 +155,9 @@ def _print_summary(resources: dict[str, dict[str, Any]]) -> None:
     for col in ("pipeline", "model", "version", "phase", "feature view", "metrics"):
         models.add_column(col)
     serving = Table(title="Inference")
-    for col in ("service", "mode", "model", "feature view", "ready", "detail"):
+    for col in ("service", "mode", "stable", "target", "ready", "detail"):
         serving.add_column(col)
-    for r in resources.values():
+    for r in resources:
         st, name = r.get("status") or {}, r["metadata"]["name"]
         if r["kind"] == "FeaturePipeline":
             for v in st.get("versions", []):
@@ -170,9 +172,11 @@ def _print_summary(resources: dict[str, dict[str, Any]]) -> None:
                                f"{fv.get('name')} v{fv.get('version')}", metrics or mv.get("message", ""))
         else:
             ready = next((c for c in st.get("conditions", []) if c["type"] == "Ready"), {})
-            sv = st.get("serving") or {}
-            serving.add_row(name, r["spec"].get("mode", "online"), str(sv.get("model", "-")), str(sv.get("featureView", "-")),
-                            ready.get("status", "-"), ready.get("message", "not started (use --serve or --predict)"))
+            stable, target = st.get("stable") or {}, st.get("target") or {}
+            serving.add_row(name, r["spec"].get("mode", "online"),
+                            f"model {stable['model']} / fv {stable['featureView']}" if stable else "-",
+                            f"model {target['model']} / fv {target['featureView']}" if target else "-",
+                            ready.get("status", "-"), ready.get("message", ""))
     for table in (fg, models, serving):
         if table.row_count:
             out.print(table)
@@ -182,49 +186,53 @@ def _print_summary(resources: dict[str, dict[str, Any]]) -> None:
 def local_status(state_dir: Path = STATE_DIR_OPTION,
                  output: str = typer.Option("table", "-o", "--output", help="table | json")) -> None:
     """Print the state of every resource (as the operator would write it in a cluster)."""
-    from .local.state import LocalState
+    from .local.driver import LocalRunError, read_resources
 
-    state = LocalState.load(state_dir)
+    try:
+        items = read_resources(state_dir)
+    except LocalRunError as exc:
+        _fail(str(exc))
     if output == "json":
-        out.print_json(json.dumps({"apiVersion": "v1", "kind": "List", "items": list(state.resources.values())},
-                                  default=str))
+        out.print_json(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, default=str))
     elif output == "table":
-        _print_summary(state.resources)
+        _print_summary(items)
     else:
         _fail(f"--output: expected table or json, got {output!r}")
 
 
 @local_app.command("serve")
 def local_serve(name: str, filename: list[Path] = typer.Option(..., "-f", "--filename"),
-                state_dir: Path = STATE_DIR_OPTION, port: Optional[int] = typer.Option(None, "--port")) -> None:
+                state_dir: Path = STATE_DIR_OPTION) -> None:
     """Start the online InferenceService NAME (already trained with `fti local apply`) until Ctrl-C."""
-    from .local.runner import LocalRunError, LocalRunner
+    from .local.apply import run_inference
+    from .local.driver import LocalDriver, LocalRunError
 
     isvc = next((r for r in _load(filename) if isinstance(r, InferenceService) and r.metadata.name == name), None)
     if isvc is None or isvc.spec.mode != "online":
         _fail(f"no online InferenceService named {name!r} in {', '.join(map(str, filename))}")
-    runner = LocalRunner(state_dir)
+    driver = LocalDriver(state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False))
     # SIGTERM stops the server as Ctrl-C does (it runs in its own session, so it would outlive us).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        server = runner.start_online(isvc, port=port)
-        console.print(f"{name} serving at {server.url} — Ctrl-C to stop")
-        server.process.wait()
+        run_inference(driver, [isvc], serve=True)
+        status = (driver.get("InferenceService", isvc.metadata.namespace, name) or {}).get("status") or {}
+        console.print(f"{name} serving at {status.get('url')} — Ctrl-C to stop")
+        driver.cluster.wait_servers()
     except LocalRunError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         pass
     finally:
-        runner.stop_servers()
+        driver.stop()
 
 
 @local_app.command("predict")
 def local_predict(name: str, data: str = typer.Option(..., "--data", help="JSON: one instance or {\"instances\": [...]}"),
                   state_dir: Path = STATE_DIR_OPTION) -> None:
     """Send a request to a running local InferenceService and print the answer."""
-    from .local.state import LocalState
+    from .local.driver import read_servers
 
-    server = LocalState.load(state_dir).servers.get(name)
+    server = next((v for k, v in read_servers(state_dir).items() if k.split("/", 1)[-1] == name), None)
     if not server or not _alive(server.get("pid")):
         _fail(f"{name} is not running; start it with `fti local serve {name} -f <manifests>` "
               "or `fti local apply -f <manifests> --serve`")
@@ -246,6 +254,21 @@ def _alive(pid: Any) -> bool:
         return True
     except (TypeError, ValueError, ProcessLookupError, PermissionError):
         return False
+
+
+def _local_rollout_app() -> typer.Typer:
+    from .rollout_cli import make_app
+
+    def backend() -> Any:
+        from .local.apply import LocalRolloutBackend
+
+        return LocalRolloutBackend(Path(os.environ.get("FTI_STATE_DIR", ".fti/local")))
+
+    return make_app(backend, "Rollout verbs on the state of fti local apply (FTI_STATE_DIR, default .fti/local): "
+                             "status, history, undo, promote, abort, retry.")
+
+
+local_app.add_typer(_local_rollout_app(), name="rollout")
 
 
 def main() -> None:  # pragma: no cover - console entry

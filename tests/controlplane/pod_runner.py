@@ -5,9 +5,12 @@ namespaces, and for every unscheduled pod starts a ``PodWorker`` that binds it
 to that node and runs its containers as local processes (see pod_worker.py).
 The real Job, CronJob and garbage-collector controllers then take it from there.
 
-Images map to local programs through ``runner.images`` (images.py); each
-container's combined stdout/stderr is kept under ``runner.root/logs`` and read
-with ``runner.logs(namespace, pod, container)``.
+Images map to local programs, and env, argv and termination messages are
+resolved, by the product's local kubelet (fti_operator/local/kubelet.py), so the
+tests run pods exactly as ``fti local`` does; the runner adds a shell image and
+reads Secrets/ConfigMaps from the API server (``ApiSource``). Each container's
+combined stdout/stderr is kept under ``runner.root/logs`` and read with
+``runner.logs(namespace, pod, container)``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from pathlib import Path
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from .images import Handler, ImageMap, default_image_map
+from fti_operator.local.kubelet import Handler, ImageMap, Launch
+from fti_operator.local.podenv import decode_secret_data
+
 from .pod_status import now
 from .pod_worker import PodWorker
 from support.wait import wait_until
@@ -30,6 +35,45 @@ log = logging.getLogger(__name__)
 
 NODE_NAME = "fti-runner"
 WATCH_TIMEOUT = 30  # seconds; re-list afterwards so a silently dead watch heals
+SHELL_IMAGE = "fti.dev/test/shell"
+
+
+def shell_image(launch: Launch) -> Launch:
+    """``fti.dev/test/shell``: like a busybox image whose entrypoint is ``sh -c``."""
+    if launch.container.get("command"):
+        return launch  # an explicit command (e.g. ["sh", "-c", ...]) runs as written
+    return launch.with_argv(["sh", "-c", *launch.argv])
+
+
+def default_image_map() -> ImageMap:
+    """The reference images (run with this interpreter) plus the tests' shell image."""
+    images = ImageMap()
+    images.add(SHELL_IMAGE, shell_image)
+    return images
+
+
+class ApiSource:
+    """Secrets and ConfigMaps as kubelet reads them: from the API server (``core`` is a CoreV1Api)."""
+
+    def __init__(self, core) -> None:
+        self.core = core
+
+    @staticmethod
+    def _read(read, namespace: str, name: str):
+        try:
+            return read(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        obj = self._read(self.core.read_namespaced_secret, namespace, name)
+        return None if obj is None else decode_secret_data(obj.data)
+
+    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        obj = self._read(self.core.read_namespaced_config_map, namespace, name)
+        return None if obj is None else dict(obj.data or {})
 
 
 class PodRunner:
@@ -40,6 +84,7 @@ class PodRunner:
         self.core = client.CoreV1Api(api_client)
         self.root = Path(root or tempfile.mkdtemp(prefix="fti-pod-runner-"))
         self.images = images or default_image_map()
+        self.source = ApiSource(self.core)
         self.node_name = NODE_NAME
         self._workers: dict[str, PodWorker] = {}  # by pod uid
         self._lock = threading.Lock()

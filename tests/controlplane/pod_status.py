@@ -1,7 +1,8 @@
 """Pure builders for the pod status a kubelet would report.
 
 Kept apart from the process handling so the shape of ``status`` (what the Job
-controller and the operator read) is in one small place.
+controller and the operator read) is in one small place; the exit code and the
+termination message come from the product's local kubelet.
 """
 
 from __future__ import annotations
@@ -10,34 +11,9 @@ import datetime
 import signal
 from dataclasses import dataclass, field
 
-MAX_TERMINATION_MESSAGE = 4096  # kubelet truncates to this many bytes
-FALLBACK_LOG_BYTES = 2048  # FallbackToLogsOnError: at most 2 KiB ...
-FALLBACK_LOG_LINES = 80  # ... of the last 80 lines
-
 
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def exit_code(returncode: int) -> int:
-    """Popen reports signals as negative numbers; runtimes report 128 + signal."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def termination_message(message_file, log_file, code: int, policy: str | None) -> str:
-    try:
-        with open(message_file, "rb") as f:
-            message = f.read(MAX_TERMINATION_MESSAGE).decode(errors="replace")
-    except FileNotFoundError:
-        message = ""
-    if not message and code != 0 and policy == "FallbackToLogsOnError":
-        try:
-            with open(log_file, "rb") as f:
-                lines = f.read().splitlines()[-FALLBACK_LOG_LINES:]
-            message = b"\n".join(lines)[-FALLBACK_LOG_BYTES:].decode(errors="replace")
-        except FileNotFoundError:
-            pass
-    return message
 
 
 @dataclass

@@ -18,9 +18,17 @@ from pathlib import Path
 
 from kubernetes.client.rest import ApiException
 
-from . import pod_env
-from .images import Launch, Refused
-from .pod_status import Conditions, ContainerState, exit_code, now, termination_message
+from fti_operator.local.kubelet import (
+    TERMINATION_LOG_ENV,
+    ContainerConfigError,
+    Launch,
+    UnsupportedImage,
+    container_launch,
+    exit_code,
+    termination_message,
+)
+
+from .pod_status import Conditions, ContainerState, now
 from .probes import probe_ready
 from .processes import ManagedProcess
 
@@ -51,7 +59,7 @@ class _Run:
 
     def start(self, workdir: Path) -> None:
         self.message_file.unlink(missing_ok=True)
-        env = {**self.launch.env, "FTI_TERMINATION_LOG": str(self.message_file)}
+        env = {**self.launch.env, TERMINATION_LOG_ENV: str(self.message_file)}
         with open(self.log_file, "ab") as f:
             f.write(f"--- {now()} start (restart {self.state.restart_count}): {self.launch.argv!r}\n".encode())
         argv = list(self.launch.argv)
@@ -172,7 +180,7 @@ class PodWorker(threading.Thread):
         try:
             init_runs = [self._prepare(s, c) for s, c in zip(self.init, spec.get("initContainers") or [])]
             main_runs = [self._prepare(s, c) for s, c in zip(self.main, spec["containers"])]
-        except Refused as exc:
+        except UnsupportedImage as exc:
             self._fail("UnsupportedImage", str(exc))
             return
         except _Deleted:
@@ -186,24 +194,18 @@ class PodWorker(threading.Thread):
         self._supervise(main_runs, policy)
 
     def _prepare(self, state: ContainerState, container: dict) -> _Run:
-        """Resolve env and image; wait (like kubelet) while a reference is missing."""
-        resolver = pod_env.EnvResolver(self.core)
+        """Resolve env, argv and image; wait (like kubelet) while a reference is missing."""
+        base = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+        base.update(HOME=str(self.workdir), HOSTNAME=self.name)
         while True:
             try:
-                env = resolver.environment(self.pod, container)
-                break
-            except pod_env.ConfigError as exc:
+                launch = container_launch(container, self.pod, self.runner.source, self.runner.images, base_env=base)
+                return _Run(state, launch, self.workdir, self.logdir)
+            except ContainerConfigError as exc:
                 state.waiting("CreateContainerConfigError", str(exc))
                 self._write_status()
                 if self.deleted.wait(1.0):
                     raise _Deleted() from None
-        base = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
-        base.update(HOME=str(self.workdir), HOSTNAME=self.name)
-        launch = Launch(
-            argv=pod_env.argv(container, env), env={**base, **env},
-            image=container["image"], container=container, pod=self.pod,
-        )
-        return _Run(state, self.runner.images.resolve(launch), self.workdir, self.logdir)
 
     def _fail(self, reason: str, message: str) -> None:
         for state in self.init + self.main:

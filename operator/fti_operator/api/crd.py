@@ -106,8 +106,10 @@ KINDS: dict[str, dict[str, Any]] = {
                        "feature lookup) or in batch (a CronJob), always as a (model, feature-view) version pair.",
         "columns": [
             _col("Model", ".spec.model.name", description="Registered model name."),
-            _col("Serving", ".status.serving.model", "integer", description="Model version serving."),
-            _col("Canary", ".status.canary.model", "integer", description="Model version in canary."),
+            _col("Stable", ".status.stable.model", "integer", description="Model version KServe reports serving at full traffic."),
+            _col("Target", ".status.target.model", "integer", description="Model version being rolled out."),
+            _col("Canary%", ".status.target.traffic", "integer", description="Traffic KServe routes to the target."),
+            _col("Progress", '.status.conditions[?(@.type=="Progressing")].reason', description="The Progressing condition."),
             *_READY_COLUMNS,
             _col("URL", ".status.url"),
             _col("Mode", ".spec.mode", priority=1),

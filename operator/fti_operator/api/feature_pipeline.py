@@ -178,9 +178,11 @@ class RunResult(StatusModel):
 
 class FeatureGroupVersionStatus(StatusModel):
     version: Version
-    state: Literal["Active", "Retained", "Retired"]
+    state: Literal["Active", "Retained", "Retired", "Rematerializing"]
     last_run: RunResult | None = None
     needed_by: list[str] | None = None
+    rematerialize_job: str | None = Field(
+        default=None, description="The Job bringing a retired version back for a revision that needs it again.")
 
 
 class FeaturePipelineStatus(StatusModel):

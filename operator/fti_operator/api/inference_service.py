@@ -14,6 +14,7 @@ from .common import (
     ApiModel,
     Condition,
     CronSchedule,
+    FeatureGroupRef,
     FieldError,
     Identifier,
     ObjectMeta,
@@ -60,6 +61,9 @@ class CanarySpec(ApiModel):
     """Canary rollout: the new revision gets a share of traffic until it is ready, then is promoted."""
 
     traffic_percent: int = Field(ge=1, le=99, description="Share of requests (1-99) the new revision gets until promoted.")
+    when_unsupported: Literal["hold", "rollOut"] = Field(
+        default="hold", description="Where KServe cannot split traffic (RawDeployment mode): hold the new revision "
+                                    "back and say so (hold), or roll it out to all traffic at once (rollOut).")
 
 
 class OnlineSpec(ApiModel):
@@ -191,17 +195,52 @@ class Revision(StatusModel):
     feature_view: int = Field(ge=1, description="Feature-view version the model was trained on.")
     traffic: int | None = Field(default=None, ge=0, le=100)
     since: datetime | None = None
+    kserve_revision: str | None = Field(default=None, description="KServe's name for this revision once it was ready.")
+    # The snapshot that makes a revision self-contained: retention and rollback read these,
+    # never another resource's status (docs/versions.md).
+    feature_view_name: str | None = Field(default=None, description="Name of the feature view the model reads.")
+    storage_uri: str | None = Field(default=None, description="The model version's artifact (immutable).")
+    feature_groups: list[FeatureGroupRef] | None = Field(
+        default=None, description="Every feature-group version this revision reads (kept materialized while it may serve).")
+
+
+class FailedRevision(Revision):
+    """A target that was rolled back or aborted, and why; not retried while the spec stays the same."""
+
+    reason: str = Field(description="ProgressDeadlineExceeded or Aborted.")
+    message: str | None = Field(default=None, description="What KServe (or the skew guard) said about it.")
+    generation: int | None = Field(default=None, description="The spec generation it failed under.")
+
+
+class PinnedRevision(Revision):
+    """A revision an fti.dev/rollback annotation brought back (no Git drift)."""
+
+    pinned_for: list[int] | None = Field(
+        default=None, description="The (model, feature view) pair the spec resolved to when pinned: "
+                                  "the pin holds until the spec resolves to a different one.")
+
+
+class PendingRevision(Revision):
+    """An asked pair not rolled out yet: it has no revision number until it is."""
+
+    revision: int | None = Field(default=None, ge=1)  # type: ignore[assignment]
 
 
 class InferenceServiceStatus(StatusModel):
-    """Observed state: the serving and canary revisions, rollback history, URL."""
+    """Observed state: what serves (stable), what is being rolled out (target), what failed, history, URL."""
 
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     url: str | None = None
-    serving: Revision | None = None
-    canary: Revision | None = None
-    history: list[Revision] = Field(default_factory=list)
+    stable: Revision | None = Field(default=None, description="The pair KServe last reported ready at full traffic.")
+    target: Revision | None = Field(default=None, description="The pair being rolled out (a canary when traffic < 100).")
+    failed: FailedRevision | None = Field(default=None, description="The last pair rolled back or aborted.")
+    pinned: PinnedRevision | None = Field(default=None, description="The pair an fti.dev/rollback annotation pinned.")
+    pending: PendingRevision | None = Field(
+        default=None, description="The asked pair waiting for its feature-group versions (kept or brought back for it).")
+    history: list[Revision] = Field(default_factory=list, description="Earlier stable pairs, newest first.")
+    handled: dict[str, str] | None = Field(
+        default=None, description="The last token of each rollout annotation (rollback, promote, abort, retry) acted on.")
     last_run: dict[str, Any] | None = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
 
 

@@ -5,18 +5,11 @@ decisions back, so every rule is a table test.
 """
 
 from .models import ModelInfo, latest_validated, models_from_status, next_model_version, resolve_model
-from .retention import fg_version_states, needed_feature_groups
-from .serving import FeatureGroupAvailability, ServingDecision, decide_pair
+from .retention import fg_version_states, needed_by_services, needed_feature_groups, revision_feature_groups
+from .serving import FeatureGroupAvailability, ServingDecision, decide_pair, feature_availability
 
 __all__ = [
-    "FeatureGroupAvailability",
-    "ModelInfo",
-    "ServingDecision",
-    "decide_pair",
-    "fg_version_states",
-    "latest_validated",
-    "models_from_status",
-    "needed_feature_groups",
-    "next_model_version",
-    "resolve_model",
+    "ModelInfo", "latest_validated", "models_from_status", "next_model_version", "resolve_model",
+    "fg_version_states", "needed_by_services", "needed_feature_groups", "revision_feature_groups", "FeatureGroupAvailability",
+    "ServingDecision", "decide_pair", "feature_availability",
 ]

@@ -54,3 +54,33 @@ def fg_version_states(
         else:
             out[v] = ("Retired", [])
     return out
+
+
+def revision_feature_groups(status: Mapping[str, Any] | None) -> set[tuple[str, int]]:
+    """Feature-group versions an InferenceService's revisions read, from their own snapshots.
+
+    Every revision the service serves or may serve again — stable, target (a canary too),
+    pinned, pending (asked, waiting for its features) and the rollback history; a failed
+    one is not among them — records the feature-group versions it reads,
+    so retention never has to ask another resource (a deleted TrainingPipeline changes
+    nothing that serves; docs/versions.md)."""
+    status = status or {}
+    revisions = [status.get("stable"), status.get("target"), status.get("pinned"), status.get("pending"),
+                 *(status.get("history") or [])]
+    out: set[tuple[str, int]] = set()
+    for r in revisions:
+        for g in (r or {}).get("featureGroups") or []:
+            out.add((str(g["name"]), int(g["version"])))
+    return out
+
+
+def needed_by_services(services: Iterable[tuple[str, Mapping[str, Any] | None]]) -> dict[tuple[str, int], list[str]]:
+    """(feature group, version) -> sorted 'namespace/name' of the services whose revisions read it.
+
+    services: ('namespace/name', InferenceService status). Both drivers answer
+    `Lookups.needed` with this, from their own view of the InferenceServices."""
+    needed: dict[tuple[str, int], set[str]] = {}
+    for key, status in services:
+        for fg in revision_feature_groups(status):
+            needed.setdefault(fg, set()).add(key)
+    return {fg: sorted(keys) for fg, keys in needed.items()}

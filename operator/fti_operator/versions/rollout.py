@@ -1,112 +1,276 @@
-"""Rollout and rollback of (model version, feature-view version) revisions (DESIGN §4.1, §4.4).
+"""Rollout and rollback of (model version, feature-view version) revisions, as observed.
 
-plan_rollout is a pure function of (current status revisions, the serving decision,
-canary settings): it returns the new serving/canary/history and the one pair to render.
-A rollback is the same move as a rollout: the spec names an earlier version and that
-pair comes back whole, with its old revision number when it is still in history.
+`plan_rollout` is a pure function of what the InferenceService's status recorded, what
+the spec and the model registry ask for (`Want`), and what KServe reports about the child
+(`Observed`). It returns the revisions to record, the one revision to render, the Events of
+this step and the `Progressing` condition (docs/rollouts.md). Status says what is, not
+what was asked:
+
+- `stable` is the pair KServe last reported Ready at full traffic; it keeps serving (and
+  `Ready` stays True) whatever happens to the target;
+- `target` is the pair being rolled out (a canary when a share of traffic is asked for),
+  with `since`: `since + readinessTimeout` is the rollback deadline, which survives a
+  restart because it is in status;
+- `failed` is the last target that missed its deadline or was aborted, with the reason;
+  it is not tried again while the spec (generation) and what it resolves to stay the same;
+- `pinned` is a revision an annotation rolled back to; it is served until the spec
+  resolves to a different pair than the one it overrode;
+- `history` holds earlier stable revisions, newest first, each a self-contained snapshot.
+
+A rollback is the same move as a rollout: the earlier pair becomes the target, keeping its
+revision number, and becomes stable once KServe reports it ready.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Mapping
 
-from .serving import ServingDecision
+Revision = dict[str, Any]  # the wire shape of api.inference_service.Revision (camelCase)
 
-
-@dataclass(frozen=True)
-class Rev:
-    revision: int
-    model: int
-    feature_view: int
-    traffic: int | None = None
-    since: str | None = None
-
-    @property
-    def pair(self) -> tuple[int, int]:
-        return (self.model, self.feature_view)
-
-    def wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"revision": self.revision, "model": self.model, "featureView": self.feature_view}
-        if self.traffic is not None:
-            out["traffic"] = self.traffic
-        if self.since:
-            out["since"] = self.since
-        return out
-
-    @classmethod
-    def from_wire(cls, d: Mapping[str, Any] | None) -> Rev | None:
-        if not d:
-            return None
-        return cls(int(d["revision"]), int(d["model"]), int(d["featureView"]), d.get("traffic"), d.get("since"))
+ROLLING_OUT = "RollingOut"
+CANARY_IN_PROGRESS = "CanaryInProgress"
+WAITING_FOR_FEATURES = "WaitingForFeatures"
+REMATERIALIZING = "Rematerializing"
+ROLLOUT_COMPLETE = "RolloutComplete"
+DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+ROLLED_BACK = "RolledBack"
+ABORTED = "Aborted"
+TRAFFIC_SPLIT_UNSUPPORTED = "TrafficSplitUnsupported"
 
 
 @dataclass(frozen=True)
-class RolloutPlan:
-    serving: Rev | None
-    canary: Rev | None
-    history: list[Rev]
-    render: Rev | None  # the revision the child is rendered from (canary if any, else serving)
-    canary_percent: int | None
-    events: list[tuple[str, str]] = field(default_factory=list)  # (reason, message) for Kubernetes Events
+class Want:
+    """What the spec (and the registry behind `latest`) asks for, and how to roll it out."""
+
+    revision: Revision | None  # the resolved pair with its snapshot, or None when nothing servable is asked
+    # The asked pair that cannot be served yet because its features are not ready: recorded as
+    # `pending` so that retention keeps (or brings back) the feature-group versions it reads.
+    pending: Revision | None = None
+    blocked_reason: str | None = None  # why the asked pair cannot be served (FeaturesNotReady, ...)
+    blocked_message: str = ""
+    canary_percent: int | None = None
+    # False where KServe cannot split traffic (RawDeployment): a canary is then held back, or
+    # rolled out to all traffic when the spec opts in (canary_fallback "rollOut").
+    traffic_split: bool = True
+    canary_fallback: str = "hold"
+    auto_rollback: bool = True
+    readiness_timeout: float = 600.0
+    history_limit: int = 5
+    generation: int = 0
+    # Annotations, handled once per token: rollback ("previous" | "revision-N"), promote, abort, retry.
+    rollback: str | None = None
+    promote: str | None = None
+    abort: str | None = None
+    retry: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What KServe reports about the child as it is now."""
+
+    revision: int | None = None  # our revision number the child renders (its fti.dev/revision annotation)
+    ready: bool | None = None  # that spec is ready (None: not reported on yet)
+    message: str = ""
+    kserve_revision: str | None = None  # KServe's name for the ready revision
+    latest_traffic: int | None = None  # percent KServe routes to the latest revision
+
+
+@dataclass
+class Plan:
+    stable: Revision | None
+    target: Revision | None
+    failed: Revision | None
+    pinned: Revision | None
+    history: list[Revision]
+    handled: dict[str, str]
+    pending: Revision | None
+    render: Revision | None  # the revision the child is rendered from
+    canary_percent: int | None  # canaryTrafficPercent to render (None: the rendered revision gets all traffic)
+    progressing: tuple[bool | None, str, str]  # (status, reason, message) of the Progressing condition
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    requeue_after: float | None = None
+    rolled_back: str | None = None  # the reason, when this step rolled back automatically
 
     def status_part(self) -> dict[str, Any]:
-        return {
-            "serving": self.serving.wire() if self.serving else None,
-            "canary": self.canary.wire() if self.canary else None,
-            "history": [r.wire() for r in self.history],
-        }
+        return {"stable": self.stable, "target": self.target, "failed": self.failed, "pinned": self.pinned,
+                "pending": self.pending, "history": self.history, "handled": self.handled or None}
 
 
-def plan_rollout(status: Mapping[str, Any] | None, decision: ServingDecision, *, canary_percent: int | None,
-                 history_limit: int, now: str) -> RolloutPlan:
+def pair(r: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    return (int(r["model"]), int(r["featureView"])) if r else None
+
+
+def describe(r: Mapping[str, Any]) -> str:
+    return f"revision {r['revision']} (model {r['model']} / feature view {r['featureView']})"
+
+
+def _parse(ts: str | None) -> datetime | None:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+
+
+def _iso(t: datetime) -> str:
+    return t.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _strip(r: Mapping[str, Any], *keys: str) -> Revision:
+    return {k: v for k, v in r.items() if k not in keys}
+
+
+def _find(history: list[Revision], value: str) -> Revision | None:
+    """`previous` or `revision-N`, optionally with `@token` (so the same request can be made again)."""
+    selector = value.split("@", 1)[0]
+    if selector == "previous":
+        return history[0] if history else None
+    if selector.startswith("revision-") and selector[9:].isdigit():
+        return next((h for h in history if int(h["revision"]) == int(selector[9:])), None)
+    return None
+
+
+def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observed, now: datetime) -> Plan:
     status = status or {}
-    serving = Rev.from_wire(status.get("serving"))
-    canary = Rev.from_wire(status.get("canary"))
-    history = [r for r in (Rev.from_wire(h) for h in status.get("history") or []) if r]
-    events: list[tuple[str, str]] = []
+    stable: Revision | None = status.get("stable")
+    target: Revision | None = status.get("target")
+    failed: Revision | None = status.get("failed")
+    pinned: Revision | None = status.get("pinned")
+    history: list[Revision] = list(status.get("history") or [])
+    handled: dict[str, str] = dict(status.get("handled") or {})
+    events: list[tuple[str, str, str]] = []
+    progressing: tuple[bool | None, str, str] | None = None
+    rolled_back: str | None = None
+    asked = want.revision
 
-    def done(serving: Rev | None, canary: Rev | None, history: list[Rev]) -> RolloutPlan:
-        if serving is not None:
-            serving = Rev(serving.revision, serving.model, serving.feature_view,
-                          100 - canary.traffic if canary and canary.traffic else 100, serving.since)
-        history = [Rev(h.revision, h.model, h.feature_view, None, h.since) for h in history][:history_limit]
-        render = canary or serving
-        return RolloutPlan(serving, canary, history, render, canary.traffic if canary else None, events)
+    # -- imperative verbs (annotations), each token once ------------------------------------------
+    def new(verb: str, token: str | None) -> bool:
+        if not token or handled.get(verb) == token:
+            return False
+        handled[verb] = token
+        return True
 
-    if not decision.allowed or decision.model is None:
-        # Keep whatever serves now (§4.2); the handler reports decision.reason.
-        return done(serving, canary, history)
+    if new("retry", want.retry) and failed is not None:
+        events.append(("Normal", "Retry", f"{describe(failed)} will be rolled out again"))
+        failed = None
+    if new("rollback", want.rollback):
+        found = _find([*([stable] if stable and target else []), *history], want.rollback or "")
+        if found is None:
+            events.append(("Warning", "RollbackNotFound", f"fti.dev/rollback={want.rollback}: no such revision in history"))
+        else:
+            pinned = {**_strip(found, "traffic", "since", "pinnedFor"), "pinnedFor": pair(asked) and list(pair(asked) or ())}
+            events.append(("Normal", "RollbackRequested", f"rolling back to {describe(found)}; pinned until the spec "
+                                                           "resolves to a different pair"))
+    if new("abort", want.abort) and target is not None:
+        failed = {**_strip(target, "traffic"), "reason": ABORTED, "message": "aborted by fti.dev/abort",
+                  "generation": want.generation}
+        events.append(("Warning", ABORTED, f"{describe(target)} aborted; {describe(stable) if stable else 'nothing'} serves"))
+        target = None
+    promote = new("promote", want.promote)
 
-    m = decision.model
-    target = (m.version, int(m.feature_view_version or 0))
-    if serving and serving.pair == target:
-        if canary:
-            events.append(("CanaryAborted", (f"spec names the serving pair again: canary revision {canary.revision} "
-                                             f"(model {canary.model} / feature view {canary.feature_view}) removed")))
-        return done(serving, None, history)
-    if canary and canary.pair == target:
-        if canary_percent is None:
-            events.append(("Promoted", (f"canary revision {canary.revision} (model {canary.model} / feature view "
-                                        f"{canary.feature_view}) now serves 100%")))
-            new_history = [serving, *history] if serving else history
-            return done(canary, None, new_history)
-        if canary.traffic != canary_percent:
-            canary = Rev(canary.revision, canary.model, canary.feature_view, canary_percent, canary.since)
-        return done(serving, canary, history)
+    # -- what to serve -------------------------------------------------------------------------
+    if pinned is not None:
+        overridden = pinned.get("pinnedFor")
+        if asked is not None and overridden is not None and tuple(overridden) != pair(asked):
+            events.append(("Normal", "Unpinned", f"the spec now resolves to model {asked['model']} / feature view "
+                                                 f"{asked['featureView']}: {describe(pinned)} is no longer pinned"))
+            pinned = None
+    wanted = _strip(pinned, "pinnedFor") if pinned is not None else asked
+    if wanted is not None and failed is not None and pair(wanted) == pair(failed) \
+            and int(failed.get("generation") or 0) == want.generation:
+        wanted = None  # a pair that failed is not retried until something changes
+        progressing = (False, ROLLED_BACK if failed.get("reason") != ABORTED else ABORTED,
+                       f"{describe(failed)} {failed.get('reason')}: {failed.get('message', '')}; "
+                       f"{describe(stable) if stable else 'nothing'} serves; set fti.dev/retry to try again")
+    elif wanted is not None and failed is not None and pair(wanted) != pair(failed):
+        failed = failed  # kept for the record until a rollout completes
 
-    # A new pair: reuse its revision number when it comes back from history (a rollback).
-    previous = next((h for h in history if h.pair == target), None)
-    all_revs = [r.revision for r in [serving, canary, *history] if r]
-    number = previous.revision if previous else max(all_revs, default=0) + 1
-    new = Rev(number, target[0], target[1], None, now)
-    history = [h for h in history if h.pair != target]
-    verb = "RolledBack" if previous else "RolledOut"
-    if canary_percent is not None and serving is not None:
-        events.append(("CanaryStarted", (f"revision {number} (model {new.model} / feature view {new.feature_view}) "
-                                         f"gets {canary_percent}% of traffic")))
-        return done(serving, Rev(number, new.model, new.feature_view, canary_percent, now), history)
-    events.append((verb, f"revision {number} (model {new.model} / feature view {new.feature_view}) serves 100%"
-                   + (f", replacing revision {serving.revision}" if serving else "")))
-    return done(new, None, ([serving] if serving else []) + history)
+    canary = want.canary_percent if stable is not None and pinned is None else None
+    if canary is not None and not want.traffic_split:
+        if want.canary_fallback == "rollOut":
+            canary = None
+        elif wanted is not None and pair(wanted) != pair(stable) and (target is None or pair(target) != pair(wanted)):
+            progressing = (False, TRAFFIC_SPLIT_UNSUPPORTED,
+                           f"model {wanted['model']} / feature view {wanted['featureView']} is held back: KServe cannot "
+                           "split traffic in RawDeployment mode (set spec.online.canary.whenUnsupported: rollOut to roll "
+                           f"it out to all traffic); {describe(stable) if stable else 'nothing'} serves")
+            wanted = None
+    if wanted is not None and pair(wanted) == pair(stable):
+        if target is not None:
+            events.append(("Normal", "TargetCancelled" if target.get("traffic", 100) == 100 else "CanaryAborted",
+                           f"the spec names {describe(stable) if stable else ''} again: {describe(target)} removed"))
+            target = None
+    elif wanted is not None and (target is None or pair(target) != pair(wanted)):
+        if target is not None:
+            events.append(("Normal", "TargetSuperseded", f"{describe(target)} superseded before it was ready"))
+        previous = next((h for h in history if pair(h) == pair(wanted)), None)
+        numbers = [int(r["revision"]) for r in (stable, target, failed, *history) if r]
+        number = int(previous["revision"]) if previous else int(wanted.get("revision") or 0) or max(numbers, default=0) + 1
+        if previous is None and any(n == number for n in numbers):
+            number = max(numbers, default=0) + 1
+        target = {**_strip(previous or wanted, "traffic", "since", "kserveRevision", "pinnedFor"), "revision": number,
+                  "since": _iso(now)}
+        verb = "RollbackStarted" if previous else ("CanaryStarted" if canary is not None else "RolloutStarted")
+        events.append(("Normal", verb, f"{describe(target)} " + (f"gets {canary}% of traffic" if canary is not None
+                                                                  else "is being rolled out")))
+
+    # -- what KServe says about the target ---------------------------------------------------------
+    requeue_after: float | None = None
+    if target is not None:
+        is_canary = canary is not None
+        target_ready = observed.revision == int(target["revision"]) and observed.ready is True
+        if target_ready and observed.kserve_revision:
+            target["kserveRevision"] = observed.kserve_revision
+        if target_ready and is_canary and not promote:
+            target["traffic"] = observed.latest_traffic if observed.latest_traffic is not None else canary
+            progressing = (True, CANARY_IN_PROGRESS, f"{describe(target)} at {target['traffic']} %, ready; promote "
+                                                     "with kubectl fti rollout promote")
+        elif target_ready:
+            if stable is not None:
+                history = [_strip(stable, "traffic"), *[h for h in history if pair(h) != pair(stable)]]
+            events.append(("Normal", ROLLOUT_COMPLETE if not promote else "Promoted",
+                           f"{describe(target)} serves 100 %"
+                           + (f", replacing {describe(stable)}" if stable else "")))
+            stable = {**target, "traffic": 100, "since": _iso(now)}
+            history = [h for h in history if pair(h) != pair(stable)]
+            target = None
+            if failed is not None and pair(failed) != pair(stable):
+                failed = failed
+            progressing = (True, ROLLOUT_COMPLETE, f"{describe(stable)} serves 100 %")
+        else:
+            since = _parse(target.get("since")) or now
+            deadline = since + timedelta(seconds=want.readiness_timeout)
+            if now >= deadline:
+                message = observed.message or "KServe did not report the revision ready"
+                if want.auto_rollback and stable is not None:
+                    failed = {**_strip(target, "traffic"), "reason": DEADLINE_EXCEEDED, "message": message[:1024],
+                              "generation": want.generation}
+                    events.append(("Warning", ROLLED_BACK, f"{describe(target)} not ready after "
+                                   f"{want.readiness_timeout:.0f}s ({message}); back to {describe(stable)}"))
+                    rolled_back = DEADLINE_EXCEEDED
+                    progressing = (False, ROLLED_BACK, f"{describe(target)} not ready in time: {message}; "
+                                                       f"{describe(stable)} serves")
+                    target = None
+                else:
+                    progressing = (False, DEADLINE_EXCEEDED, f"{describe(target)} not ready after "
+                                                             f"{want.readiness_timeout:.0f}s: {message}")
+            else:
+                requeue_after = max(1.0, (deadline - now).total_seconds())
+                progressing = (True, CANARY_IN_PROGRESS if is_canary else ROLLING_OUT,
+                               f"{describe(target)} waiting for KServe: {observed.message or 'not ready yet'}")
+
+    if progressing is None:
+        if want.blocked_reason and asked is None and stable is not None:
+            reason = WAITING_FOR_FEATURES if want.blocked_reason == "FeaturesNotReady" else want.blocked_reason
+            progressing = (True if reason == WAITING_FOR_FEATURES else False, reason,
+                           f"{want.blocked_message}; {describe(stable)} keeps serving")
+        elif stable is not None:
+            progressing = (True, ROLLOUT_COMPLETE, f"{describe(stable)} serves 100 %")
+        else:
+            progressing = (None, want.blocked_reason or "NoRevision", want.blocked_message or "nothing to roll out yet")
+    if stable is not None:
+        stable = {**stable, "traffic": 100 - int(target["traffic"]) if target is not None and "traffic" in target else 100}
+    history = history[: want.history_limit]
+    render = target or stable
+    pending = want.pending if want.pending is not None and pair(want.pending) != pair(stable) else None
+    return Plan(stable, target, failed, pinned, history, handled, pending, render,
+                canary if target is not None and render is target else None, progressing, events, requeue_after,
+                rolled_back)

@@ -7,8 +7,8 @@ current revision keeps serving and the decision says why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from .models import ModelInfo
 
@@ -24,6 +24,7 @@ class FeatureGroupAvailability:
 
     materialized: bool  # a run of this version succeeded (offline data committed)
     online: bool  # ... and the group is written to the online store
+    detail: str = ""  # why not, when known (e.g. "re-materializing in Job x")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def decide_pair(
     for name, version in model.feature_groups:
         info = availability.get((name, version))
         if info is None or not info.materialized:
-            missing.append(f"{name} v{version} not materialized")
+            missing.append(f"{name} v{version} not materialized" + (f" ({info.detail})" if info and info.detail else ""))
         elif mode == "online" and not info.online:
             missing.append(f"{name} v{version} not online")
     if missing:
@@ -63,3 +64,27 @@ def decide_pair(
                                f"model {model_name} version {model.version}: " + ", ".join(missing), model)
     return ServingDecision(True, SERVABLE, f"model {model_name} version {model.version} / feature view "
                            f"{model.feature_view_name} v{model.feature_view_version}", model)
+
+
+def feature_availability(namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any] | None
+                         ) -> dict[tuple[str, str, int], FeatureGroupAvailability]:
+    """(namespace, group, version) -> availability, from one FeaturePipeline's spec and status.
+
+    Materialized: data of that version is committed — a watermark (the offline data reaches
+    it; a quarantined batch reports the previous one) or rows written by a successful run.
+    Online: and the group is declared online (the current spec's flag stands for older
+    versions too: a group does not go offline). A Retired version is not available: its
+    data may be cleaned up and nothing keeps it fresh; a Rematerializing one is not yet.
+    """
+    fg = spec.get("featureGroup") or {}
+    online = bool(fg.get("online"))
+    out = {}
+    for v in (status or {}).get("versions") or []:
+        run = v.get("lastRun") or {}
+        materialized = bool(run.get("watermark")) or (bool(run.get("succeeded")) and (run.get("rowsWritten") or 0) > 0)
+        key = (namespace, str(fg.get("name")), int(v["version"]))
+        if v.get("state") == "Rematerializing":
+            out[key] = FeatureGroupAvailability(False, False, f"re-materializing in Job {v.get('rematerializeJob')}")
+        elif v.get("state") != "Retired":
+            out[key] = FeatureGroupAvailability(materialized, materialized and online)
+    return out

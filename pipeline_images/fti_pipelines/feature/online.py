@@ -15,7 +15,7 @@ Parquet writes run: latest row per key (DuckDB), values encoded, and for SQLite 
 INSERTs themselves inside an open transaction (`StagedWrite.load`). Measured side by side
 (4 runs at load 3.5-11), that beat doing the INSERTs after validation in 3 of 4; the
 INSERTs go 200 rows per statement so sqlite3 re-takes the GIL next to pandera once per
-200 rows, not per row (store/online_sqlite_write.insert_rows). `finish` publishes
+200 rows, not per row (store/online/sqlite/write.py insert_rows). `finish` publishes
 it only once the offline snapshot is committed, and `discard` drops it when validation
 failed or the commit lost a race: a refused batch never reaches the online store, and the
 online copy never gets ahead of the offline one.

@@ -16,28 +16,16 @@ from typing import Any
 
 from ..registry import ModelNotFound, ModelRegistry
 from ..store.artifacts import ArtifactStore
+from ..store.online import EntityReaders, open_online_store, transient_errors
 from .config import ServingConfig
 from .lookup import FeatureLookup, entity_reads
 from .metrics import RevisionMetrics
 from .plan import LookupPlan, PlanError, build_plan
 from .skew import Problem, check_card, check_defaults, check_online_store, key_kinds
-from .sqlite_reader import SqliteReaders, readers_for
 
 log = logging.getLogger("fti_pipelines.serving")
 
 TRANSIENT = {"FeaturesNotMaterialized", "OnlineStoreUnavailable"}
-
-
-def _store_errors() -> tuple[type[BaseException], ...]:
-    import sqlite3
-
-    import redis
-
-    return (ConnectionError, TimeoutError, sqlite3.OperationalError, redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError)
-
-
-_STORE_DOWN = _store_errors()
 
 
 def load_card_and_model(store: ArtifactStore, name: str, version: int, *, with_model: bool = True) -> tuple[Any, dict]:
@@ -69,7 +57,9 @@ class Revision:
         self.lookup: FeatureLookup | None = None
         self.metrics: RevisionMetrics | None = None
         self._checked_at = 0.0
-        self._readers: SqliteReaders | None = None
+        self._readers: EntityReaders | None = None
+        # What "the online store is unreachable for now" looks like is the backend's to say.
+        self._store_down = transient_errors(online_store)
 
     @property
     def reason(self) -> str:
@@ -87,7 +77,7 @@ class Revision:
         except FileNotFoundError as exc:
             self.problems.append(Problem("ModelNotFound", f"model {self.config.model_name} v{self.config.model_version} "
                                                           f"is not in {self.artifact_store_uri}: {exc}"))
-        except _STORE_DOWN as exc:  # the online store is unreachable: keep retrying from readiness
+        except self._store_down as exc:  # the online store is unreachable: keep retrying from readiness
             self.store = None
             self.problems.append(Problem("OnlineStoreUnavailable", f"{self.online_store_uri}: {exc}"))
         except Exception as exc:  # noqa: BLE001 - a server that cannot load says why instead of crashing
@@ -117,8 +107,6 @@ class Revision:
             self.problems.append(Problem("OnlineStoreMissing", "FTI_ONLINE_STORE is not set; the lookup needs it"))
             return
         if self.store is None and self.online_store_uri:
-            from ..store.online import open_online_store
-
             self.store = open_online_store(self.online_store_uri)
         if self.store is not None:
             self.problems.extend(check_online_store(plan, self.store))
@@ -130,7 +118,7 @@ class Revision:
             self.metrics = RevisionMetrics(cfg.revision_labels, [g.label for g in plan.groups])
         reader = None
         if not self.problems and self.store is not None and plan.groups:
-            self._readers = self._readers or readers_for(self.store)
+            self._readers = self._readers or self.store.prepared_readers()
             reader = (self._readers or self.store).entity_reader(entity_reads(plan))
         self.lookup = FeatureLookup(plan, self.store, missing_entity=cfg.online.missing_entity,
                                     defaults=cfg.online.defaults, max_instances=cfg.max_instances,

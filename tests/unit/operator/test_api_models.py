@@ -115,11 +115,11 @@ def test_wire_types_are_strict(edit, field, words):
 def test_status_is_lax_and_tolerant():
     """Status comes from the operator and termination messages (JSON numbers, newer fields)."""
     doc = _doc("inference-online.yaml")
-    doc["status"] = {"serving": {"revision": "3", "model": 4, "featureView": 1}, "somethingNew": {"a": 1},
+    doc["status"] = {"stable": {"revision": "3", "model": 4, "featureView": 1}, "somethingNew": {"a": 1},
                      "conditions": [{"type": "Ready", "status": "True", "reason": "Serving",
                                      "lastTransitionTime": "2026-11-27T10:15:41Z", "observedGeneration": 2}]}
     res = parse_resource(doc)
-    assert res.status.serving.revision == 3 and res.status.conditions[0].observed_generation == 2
+    assert res.status.stable.revision == 3 and res.status.conditions[0].observed_generation == 2
 
 
 def test_cross_field_errors_name_the_sub_field():

@@ -98,10 +98,64 @@ def test_every_kind_has_a_check():
     (obj(conditions=[cond("Ready", "True", "Serving"), cond("UpToDate", "False", "RolledBack", "model 5 not ready in 10m")]),
      "Degraded", "RolledBack"),
     (obj(suspend=True, conditions=[cond("Ready", "True", "Materialized")]), "Suspended", "Suspended"),
+    (obj(conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "True", "RollingOut", "revision 3 waiting")]),
+     "Progressing", "RollingOut"),
+    (obj(conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "False", "RolledBack", "revision 3 not ready")]),
+     "Degraded", "RolledBack"),
+    (obj(conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "True", "RolloutComplete", "revision 3")]),
+     "Healthy", "Serving"),
     (obj(suspend=True, conditions=[cond("Ready", "False", "RunFailed")]), "Degraded", "RunFailed"),
 ], ids=["no-status", "stale-status", "stale-ready", "no-ready", "healthy", "run-failed", "model-rejected",
-        "waiting-features", "first-run", "canary", "rolled-back", "suspended", "suspended-but-failing"])
+        "waiting-features", "first-run", "canary", "rolled-back", "suspended", "rolling-out", "auto-rolled-back",
+        "rollout-complete", "suspended-but-failing"])
 def test_health(kind, case, expected, words):
     status, message = health(kind, case)
     assert status == expected, (LUA_NAME, message)
     assert words in message
+
+
+def test_pinned_revision_shows_suspended():
+    o = obj(conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "True", "RolloutComplete", "r2")])
+    o["status"]["pinned"] = {"revision": 2, "model": 3, "featureView": 1}
+    assert health("InferenceService", o) == ("Suspended", "Pinned to revision 2 by fti.dev/rollback")
+
+
+def actions() -> dict:
+    data = yaml.safe_load(CM.read_text())["data"]
+    return yaml.safe_load(data["resource.customizations.actions.fti.dev_InferenceService"])
+
+
+def run_action(src: str, o: dict) -> dict:
+    """Run an action's Lua on `o` and return the annotations it set (as Argo CD would apply them)."""
+    lua = (f"local obj = {lua_literal(o)}\nlocal function act()\n{src}\nend\nlocal out = act()\n"
+           "local keys = {}\nfor k, v in pairs(out.metadata.annotations or {}) do keys[#keys + 1] = k .. '=' .. v end\n"
+           "table.sort(keys)\nreturn table.concat(keys, ';'), ''\n")
+    text = LUA(lua)[0]
+    return dict(item.split("=", 1) for item in text.split(";") if item)
+
+
+@pytest.mark.parametrize("verb,key,prefix", [("undo", "fti.dev/rollback", "previous@"), ("promote", "fti.dev/promote", "2"),
+                                             ("abort", "fti.dev/abort", "2"), ("retry", "fti.dev/retry", "2")])
+def test_actions_set_only_the_annotation_the_operator_handles(verb, key, prefix):
+    if LUA_NAME != "lupa.lua51":
+        pytest.skip("actions return tables: run under lupa")
+    src = next(d["action.lua"] for d in actions()["definitions"] if d["name"] == verb)
+    o = obj(conditions=[])
+    o["metadata"]["annotations"] = {"keep": "me"}
+    annotations = run_action(src, o)
+    assert annotations["keep"] == "me" and annotations[key].startswith(prefix) and len(annotations) == 2
+
+
+def test_action_discovery_follows_status():
+    if LUA_NAME != "lupa.lua51":
+        pytest.skip("discovery returns a table: run under lupa")
+    import lupa.lua51 as lua51
+
+    src = actions()["discovery.lua"]
+    o = obj(conditions=[])
+    o["status"].update(target={"revision": 3, "model": 5, "featureView": 1, "traffic": 10},
+                       history=[{"revision": 1, "model": 3, "featureView": 1}])
+    rt = lua51.LuaRuntime()
+    result = rt.execute(f"local obj = {lua_literal(o)}\n{src}")
+    disabled = {k: result[k]["disabled"] for k in result.keys()}
+    assert disabled == {"undo": False, "promote": False, "abort": False, "retry": True}

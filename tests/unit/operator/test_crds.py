@@ -92,7 +92,7 @@ def test_names_scope_and_columns():
     assert wide == {
         "FeaturePipeline": ["Group", "Version", "Schedule", "Ready", "Reason", "Age"],
         "TrainingPipeline": ["Model", "Latest", "Ready", "Reason", "Age"],
-        "InferenceService": ["Model", "Serving", "Canary", "Ready", "Reason", "URL", "Age"],
+        "InferenceService": ["Model", "Stable", "Target", "Canary%", "Progress", "Ready", "Reason", "URL", "Age"],
     }
 
 

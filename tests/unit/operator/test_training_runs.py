@@ -4,25 +4,19 @@ and the pure helpers that keep a reconcile from writing or reading what it need 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from fti_operator.api import TrainingPipeline
 from fti_operator.config import OperatorConfig
 from fti_operator.handlers import wiring
-from fti_operator.handlers.inference import NOT_REPORTED, fold_child_event, kserve_ready
-from fti_operator.handlers.training import (
-    INTENT_ANNOTATION,
-    compute_status,
-    intent_from_job,
-    intent_to_status,
-    last_intent,
-    run_trigger,
-)
+from fti_operator.reconcile.inference import NOT_REPORTED, fold_child_event, kserve_ready
+from fti_operator.reconcile.training import (INTENT_ANNOTATION, compute_status, intent_from_job, intent_to_status,
+                                             last_intent, run_trigger)
 from fti_operator.render import training as render_training
 
 from .fixtures_resources import TP
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 TPM = TrainingPipeline.model_validate(TP)
 HASH = render_training.training_hash(TPM)
 
@@ -38,13 +32,13 @@ def job_for(version, token=None, trigger="RunNow"):
 
 
 def test_last_run_in_status_round_trips_without_churn():
-    status = compute_status(TP, TPM, {1: "fraud-model-v1"}, intent(1))
+    status = compute_status(TP, TPM, {1: "fraud-model-v1"}, intent(1), {})
     assert status["lastRun"] == {"modelVersion": 1, "trigger": "Created", "trainingHash": HASH,
                                  "startedAt": "2026-11-27T11:00:00Z", "job": "fraud-model-v1"}  # no token: no null to merge
     again = last_intent(status, {}, [])
     assert run_trigger(TPM, again, None, NOW) is None
     # Recomputed from its own status, the status is the same: a level-based reconcile writes nothing.
-    assert compute_status({**TP, "status": status}, TPM, {1: "fraud-model-v1"}, again) == status
+    assert compute_status({**TP, "status": status}, TPM, {1: "fraud-model-v1"}, again, {}) == status
 
 
 def test_job_ahead_of_status_is_the_last_run():

@@ -18,7 +18,6 @@ from fti_operator.versions import (
     resolve_model,
 )
 from fti_operator.versions.retention import served_model_versions
-from fti_operator.versions.rollout import plan_rollout
 from fti_operator.versions.serving import ServingDecision
 
 FG = (("card_transactions", 2), ("card_profiles", 1))
@@ -92,48 +91,3 @@ def test_served_model_versions():
     assert served_model_versions(None) == []
 
 
-def ok(model):
-    return ServingDecision(True, "Servable", "", model)
-
-
-BLOCKED = ServingDecision(False, "FeaturesNotReady", "x", m(5))
-S = {"serving": {"revision": 2, "model": 4, "featureView": 1, "traffic": 100},
-     "history": [{"revision": 1, "model": 3, "featureView": 1}]}
-
-
-@pytest.mark.parametrize("name,status,decision,canary,serving,canary_rev,history,render,events", [
-    ("first rollout", None, ok(m(1)), None, (1, 1, 1), None, [], (1, 1), ["RolledOut"]),
-    ("first rollout ignores canary", None, ok(m(1)), 10, (1, 1, 1), None, [], (1, 1), ["RolledOut"]),
-    ("blocked keeps serving", S, BLOCKED, None, (2, 4, 1), None, [(1, 3)], (4, 1), []),
-    ("blocked with nothing served", None, BLOCKED, None, None, None, [], None, []),
-    ("no change", S, ok(m(4)), None, (2, 4, 1), None, [(1, 3)], (4, 1), []),
-    ("immediate rollout", S, ok(m(5, fv=2)), None, (3, 5, 2), None, [(2, 4), (1, 3)], (5, 2), ["RolledOut"]),
-    ("canary", S, ok(m(5, fv=2)), 10, (2, 4, 1), (3, 5, 2), [(1, 3)], (5, 2), ["CanaryStarted"]),
-    ("rollback to history reuses revision", S, ok(m(3)), None, (1, 3, 1), None, [(2, 4)], (3, 1), ["RolledBack"]),
-])
-def test_plan_rollout(name, status, decision, canary, serving, canary_rev, history, render, events):
-    plan = plan_rollout(status, decision, canary_percent=canary, history_limit=5, now="2026-11-27T00:00:00Z")
-    assert ((plan.serving.revision, plan.serving.model, plan.serving.feature_view) if plan.serving else None) == serving, name
-    assert ((plan.canary.revision, plan.canary.model, plan.canary.feature_view) if plan.canary else None) == canary_rev, name
-    assert [(h.revision, h.model) for h in plan.history] == history, name
-    assert (plan.render.pair if plan.render else None) == render, name
-    assert [e[0] for e in plan.events] == events, name
-
-
-def test_canary_promotion_and_abort():
-    with_canary = {**S, "canary": {"revision": 3, "model": 5, "featureView": 2, "traffic": 10}}
-    promoted = plan_rollout(with_canary, ok(m(5, fv=2)), canary_percent=None, history_limit=5, now="t")
-    assert promoted.serving.model == 5 and promoted.canary is None and promoted.history[0].model == 4
-    assert promoted.events[0][0] == "Promoted"
-    aborted = plan_rollout(with_canary, ok(m(4)), canary_percent=10, history_limit=5, now="t")
-    assert aborted.serving.model == 4 and aborted.canary is None and aborted.render.pair == (4, 1)
-    assert aborted.events[0][0] == "CanaryAborted"
-    kept = plan_rollout(with_canary, ok(m(5, fv=2)), canary_percent=10, history_limit=5, now="t")
-    assert kept.canary.traffic == 10 and kept.serving.traffic == 90 and kept.render.pair == (5, 2) and kept.canary_percent == 10
-
-
-def test_history_limit():
-    status = {"serving": {"revision": 5, "model": 5, "featureView": 1},
-              "history": [{"revision": r, "model": r, "featureView": 1} for r in (4, 3, 2, 1)]}
-    plan = plan_rollout(status, ok(m(6)), canary_percent=None, history_limit=2, now="t")
-    assert [h.revision for h in plan.history] == [5, 4]

@@ -133,10 +133,9 @@ def test_check_value_and_event_times():
 def readers_of(store):
     """Every entity reader a lookup may run on: the server's prepared read-only one, the
     store's own (SQLite: one statement under its lock) and the base class's generic one."""
-    from fti_pipelines.serving.sqlite_reader import readers_for
     from fti_pipelines.store.online import OnlineStore
 
-    prepared = readers_for(store)
+    prepared = store.prepared_readers()
     # A memory map, not SQLite's own page cache (emptied by every write in WAL mode).
     assert prepared._con.execute("PRAGMA mmap_size").fetchone()[0] >= 1 << 30
     return {"prepared": prepared.entity_reader,
@@ -203,7 +202,6 @@ def test_metrics_count_every_lookup_and_bin_the_feature_ages(revision, store, in
 def test_prepared_reader_sees_what_the_feature_pipeline_writes_later(tmp_path):
     import pandas as pd
 
-    from fti_pipelines.serving.sqlite_reader import readers_for
     from fti_pipelines.store.online import EntityRead
 
     def rows(amount: float, n: int) -> pd.DataFrame:
@@ -212,7 +210,7 @@ def test_prepared_reader_sees_what_the_feature_pipeline_writes_later(tmp_path):
 
     writer = open_online_store(f"sqlite:///{tmp_path}/online.db")
     writer.write("tx", 1, ["cc_num"], "event_time", rows(1.0, 2000))
-    readers = readers_for(writer)
+    readers = writer.prepared_readers()
     read = readers.entity_reader([EntityRead("tx", 1, ("amount",))])
     try:
         assert list(read({"cc_num": 5})) == [5, 1.0] and read({"cc_num": 2500})[0] is None

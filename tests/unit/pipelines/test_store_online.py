@@ -214,7 +214,7 @@ def rows_frame(keys: range, day: str, amount_of) -> pd.DataFrame:
 
 
 def test_sqlite_inserts_many_rows_per_statement_and_keeps_every_row_in_place(tmp_path, monkeypatch) -> None:
-    from fti_pipelines.store import online_sqlite_write
+    from fti_pipelines.store.online.sqlite import write as online_sqlite_write
 
     monkeypatch.setattr(online_sqlite_write, "ROWS_PER_INSERT", 7)  # whole statements plus a remainder
     store = open_online_store(f"sqlite:///{tmp_path}/online.db")
@@ -235,7 +235,7 @@ def test_sqlite_inserts_many_rows_per_statement_and_keeps_every_row_in_place(tmp
 def test_sqlite_statements_stay_under_the_bound_parameter_limit(tmp_path, monkeypatch) -> None:
     import sqlite3
 
-    from fti_pipelines.store import online_sqlite_write
+    from fti_pipelines.store.online.sqlite import write as online_sqlite_write
 
     monkeypatch.setattr(online_sqlite_write, "ROWS_PER_INSERT", 10**9)  # only the parameter limit bounds it
     limit = sqlite3.connect(":memory:").getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)

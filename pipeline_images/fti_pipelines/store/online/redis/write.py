@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import redis
 
-from .online import StagedWrite, column_kinds, now_rfc3339, storage_values
-
-if TYPE_CHECKING:
-    from .online_redis import RedisOnlineStore
+from ..base import OnlineStore, StagedWrite
+from ..codec import column_kinds, now_rfc3339, storage_values
+from .keys import data_prefix, meta_key
 
 BATCH = 2000  # rows per script call
 FLUSH = 10  # script calls per pipeline round trip
@@ -106,7 +105,7 @@ def encode_rows(table: pa.Table, kinds: dict[str, str], event_time: str) -> np.n
 
 
 def encode_keys(table: pa.Table, primary_key: list[str], kinds: dict[str, str], prefix: str) -> list[str]:
-    """`prefix` + key parts joined by ':', '%' and ':' escaped (RedisOnlineStore._key, vectorised)."""
+    """`prefix` + key parts joined by ':', '%' and ':' escaped (keys.entity_key, vectorised)."""
     if not table.num_rows:
         return []
     parts = [pc.replace_substring(pc.replace_substring(arrow_text(table.column(c), kinds[c]), "%", "%25"), ":", "%3A")
@@ -117,8 +116,9 @@ def encode_keys(table: pa.Table, primary_key: list[str], kinds: dict[str, str], 
 class RedisStagedWrite(StagedWrite):
     """The encoded rows of one write, sent at commit; see the module docstring."""
 
-    def __init__(self, store: "RedisOnlineStore", group: str, version: int, primary_key: list[str],
+    def __init__(self, store: OnlineStore, client: redis.Redis, group: str, version: int, primary_key: list[str],
                  event_time: str, table: pa.Table, snapshot: int | None, replace: bool):
+        """`store` gives the stored metadata and is told it changed; `client` is its connection."""
         info = store.version_info(group, version) or {"primaryKey": list(primary_key), "eventTime": event_time,
                                                       "columns": []}
         if info["primaryKey"] != list(primary_key) or info["eventTime"] != event_time:
@@ -132,17 +132,17 @@ class RedisStagedWrite(StagedWrite):
                                  f"the new rows have {kind}; bump the version")
             if name not in stored:
                 info["columns"].append({"name": name, "kind": kind})
-        self._store, self._group, self._version, self._info = store, group, version, info
+        self._store, self._r, self._group, self._version, self._info = store, client, group, version, info
         self._snapshot, self._replace, self._done = snapshot, replace, False
         self._names = table.column_names
         self._rows = encode_rows(table, kinds, event_time)
-        self._keys = encode_keys(table, primary_key, kinds, store._prefix(group, version))
+        self._keys = encode_keys(table, primary_key, kinds, data_prefix(group, version))
 
     def commit(self) -> int:
         if self._done:
             raise RuntimeError("this staged write was already committed or aborted")
         self._done = True
-        r, keys, rows, n = self._store._r, self._keys, self._rows, len(self._keys)
+        r, keys, rows, n = self._r, self._keys, self._rows, len(self._keys)
         upsert = r.register_script(upsert_lua(len(self._names)))
         header = ["1" if self._replace else "0", len(self._names), *self._names]
         created = written = 0
@@ -155,7 +155,7 @@ class RedisStagedWrite(StagedWrite):
         created, written = _tally(pipe.execute(), created, written)
         if self._replace:
             self._unlink_absent()
-        meta = self._store._meta(self._group, self._version)
+        meta = meta_key(self._group, self._version)
         info = self._info
         info.pop("rows", None)
         info["updatedAt"] = now_rfc3339()
@@ -168,14 +168,14 @@ class RedisStagedWrite(StagedWrite):
             else:
                 tx.hincrby(meta, "rows", created)
             tx.execute()
-        self._store._info_cache.pop((self._group, self._version), None)
+        self._store.forget_info(self._group, self._version)
         return written
 
     def _unlink_absent(self) -> None:
         keep = {k.encode() for k in self._keys}
-        r = self._store._r
+        r = self._r
         stale: list[bytes] = []
-        for key in r.scan_iter(match=self._store._prefix(self._group, self._version) + "*", count=SCAN_COUNT):
+        for key in r.scan_iter(match=data_prefix(self._group, self._version) + "*", count=SCAN_COUNT):
             if key not in keep:
                 stale.append(key)
                 if len(stale) >= SCAN_COUNT:

@@ -23,15 +23,19 @@ from typing import Any, Mapping
 from croniter import croniter
 
 from ..api import TrainingPipeline
-from ..conditions import condition, merge_conditions, ready_rollup
+from ..api.training_pipeline import TrainingPipelineStatus
 from ..render import training as render_training
 from ..render.pods import LABEL_KIND, LABEL_MANAGED_BY, LABEL_MODEL_VERSION, LABEL_RESOURCE, MANAGED_BY
 from ..render.training import TOKEN_ANNOTATION, TRAINING_HASH_ANNOTATION, TRIGGER_ANNOTATION
-from ..status import model_version_entry
 from ..versions import next_model_version
 from .children import apply_child
-from .runtime import Runtime
+from .conditions import condition, merge_conditions, ready_rollup
+from .context import Context, Result
+from .results import model_version_entry
+from .runs import newest_finished, read_run
+from .writes import emit_event, typed, update_status
 
+API_VERSION = "fti.dev/v1alpha1"
 PLURAL = "trainingpipelines"
 RUN_ANNOTATION = "fti.dev/run"
 # Where operators before status.lastRun kept the run; read only.
@@ -104,7 +108,31 @@ def run_trigger(tp: TrainingPipeline, intent: Mapping[str, Any] | None, token: s
     return None
 
 
-def compute_status(body: Mapping[str, Any], tp: TrainingPipeline, jobs: dict[int, str], intent: Mapping[str, Any] | None) -> dict[str, Any]:
+def next_due(tp: TrainingPipeline, intent: Mapping[str, Any] | None) -> datetime | None:
+    """When the schedule next asks for a run (pure); None without a schedule or a first run."""
+    if not tp.spec.schedule or tp.spec.suspend or intent is None:
+        return None
+    last = parse_time(intent.get("at"))
+    return croniter(tp.spec.schedule, last).get_next(datetime) if last else None
+
+
+def _trained_condition(latest: Mapping[str, Any] | None) -> dict[str, Any]:
+    if latest is None:
+        return condition("Trained", None, "NoRunYet", "no training run yet")
+    version, phase = latest["version"], latest["phase"]
+    if phase == "Training":
+        return condition("Trained", None, "Training", f"v{version} is training in Job {latest.get('job')}")
+    if phase == "Validated":
+        metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted((latest.get("metrics") or {}).items()))
+        return condition("Trained", True, "ModelValidated", f"v{version} passed its gates ({metrics})"[:1024])
+    if phase == "Rejected":
+        return condition("Trained", False, "ModelRejected", f"v{version}: {latest.get('message', 'gates not met')}"[:1024])
+    return condition("Trained", False, "TrainingFailed", f"v{version}: {latest.get('message', '')}"[:1024])
+
+
+def compute_status(body: Mapping[str, Any], tp: TrainingPipeline, jobs: dict[int, str], intent: Mapping[str, Any] | None,
+                   finished: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
+    """Status from the recorded versions, the runs started and the runs just read (pure)."""
     meta, old = body["metadata"], body.get("status") or {}
     entries = {int(mv["version"]): dict(mv) for mv in old.get("modelVersions") or []}
     fv = {"name": tp.spec.feature_view.name, "version": tp.spec.feature_view.version}
@@ -113,26 +141,17 @@ def compute_status(body: Mapping[str, Any], tp: TrainingPipeline, jobs: dict[int
     if intent and intent.get("version"):
         pending.setdefault(int(intent["version"]), render_training.job_name(tp, int(intent["version"])))
     for version, job in pending.items():
-        if version not in entries:  # started, result not in yet (jobs.py records it)
-            entries[version] = model_version_entry(version, job, None, None, fv, groups,
-                                                   created_at=(intent or {}).get("at") if intent and int(intent.get("version", 0)) == version else None)
+        if version not in entries:  # started, result not in yet
+            started = (intent or {}).get("at") if intent and int(intent.get("version", 0)) == version else None
+            entries[version] = model_version_entry(version, job, None, None, fv, groups, created_at=started)
+    entries.update(finished)
     versions = [entries[v] for v in sorted(entries, reverse=True)]
     validated = [mv["version"] for mv in versions if mv.get("phase") == "Validated"]
-    latest = versions[0] if versions else None
-    if latest is None:
-        trained = condition("Trained", None, "NoRunYet", "no training run yet")
-    elif latest["phase"] == "Training":
-        trained = condition("Trained", None, "Training", f"v{latest['version']} is training in Job {latest.get('job')}")
-    elif latest["phase"] == "Validated":
-        metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted((latest.get("metrics") or {}).items()))
-        trained = condition("Trained", True, "ModelValidated", f"v{latest['version']} passed its gates ({metrics})"[:1024])
-    elif latest["phase"] == "Rejected":
-        trained = condition("Trained", False, "ModelRejected", f"v{latest['version']}: {latest.get('message', 'gates not met')}"[:1024])
-    else:
-        trained = condition("Trained", False, "TrainingFailed", f"v{latest['version']}: {latest.get('message', '')}"[:1024])
+    trained = _trained_condition(versions[0] if versions else None)
     # Ready = a servable model exists; the latest run's outcome is its own condition.
     if validated and trained["status"] != "True":
-        ready = condition("Ready", True, "ModelValidated", f"v{max(validated)} is the latest Validated version; {trained['message']}"[:1024])
+        ready = condition("Ready", True, "ModelValidated",
+                          f"v{max(validated)} is the latest Validated version; {trained['message']}"[:1024])
     else:
         ready = ready_rollup([trained], "ModelValidated", trained["message"])
     out: dict[str, Any] = {
@@ -143,42 +162,74 @@ def compute_status(body: Mapping[str, Any], tp: TrainingPipeline, jobs: dict[int
     }
     if intent:
         out["lastRun"] = intent_to_status(intent, pending.get(int(intent["version"])))
-    return out
+    return typed(TrainingPipelineStatus, out) | {"latestValidatedVersion": out["latestValidatedVersion"]}
 
 
-def reconcile(rt: Runtime, body: Mapping[str, Any], now: datetime | None = None) -> dict[str, int]:
+def _model_version(job: Mapping[str, Any]) -> int | None:
+    value = ((job.get("metadata") or {}).get("labels") or {}).get(LABEL_MODEL_VERSION, "")
+    return int(value) if str(value).isdigit() else None
+
+
+def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
+    """Start the runs that are due, record the runs that finished, write status."""
     tp = TrainingPipeline.model_validate(dict(body))
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     annotations = meta.get("annotations") or {}
-    actions: dict[str, int] = {}
-    now = now or datetime.now(timezone.utc)
+    result = Result()
+    now = ctx.clock()
     token = annotations.get(RUN_ANNOTATION)
 
     selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_KIND}=trainingpipeline,{LABEL_RESOURCE}={name}"
     # A new pipeline (its first reconcile writes a status) has no Job but perhaps v1 from a crash
     # before that status: v1 is what this reconcile assigns, and its create tolerates a 409.
-    job_objs = rt.kube.list("batch/v1", "jobs", ns, selector) if body.get("status") else []
-    jobs = {int(j["metadata"]["labels"][LABEL_MODEL_VERSION]): j["metadata"]["name"] for j in job_objs
-            if j["metadata"].get("labels", {}).get(LABEL_MODEL_VERSION, "").isdigit()}
-    recorded = {int(mv["version"]) for mv in (body.get("status") or {}).get("modelVersions") or []}
-    intent = last_intent(body.get("status"), annotations, job_objs)
+    job_objs = ctx.kube.list("batch/v1", "jobs", ns, selector) if body.get("status") else []
+    jobs = {v: j["metadata"]["name"] for j in job_objs if (v := _model_version(j)) is not None}
+    status = body.get("status") or {}
+    recorded = {int(mv["version"]): mv for mv in status.get("modelVersions") or []}
+    intent = last_intent(status, annotations, job_objs)
 
     trigger = run_trigger(tp, intent, token, now)
     if trigger:
-        known = recorded | set(jobs) | ({int(intent["version"])} if intent else set())
+        known = set(recorded) | set(jobs) | ({int(intent["version"])} if intent else set())
         intent = {"version": next_model_version(known), "hash": render_training.training_hash(tp), "token": token,
                   "at": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"), "trigger": trigger}
+    started: str | None = None
     if intent and int(intent["version"]) not in jobs and int(intent["version"]) not in recorded:
-        job = render_training.render(tp, int(intent["version"]), rt.config, owner=body, trigger=intent.get("trigger") or "Created",
-                                     token=intent.get("token"))
+        job = render_training.render(tp, int(intent["version"]), ctx.config, owner=body,
+                                     trigger=intent.get("trigger") or "Created", token=intent.get("token"))
         # The list above is this reconcile's read of the Jobs: no GET before the create.
-        action, _ = apply_child(rt.kube, job, live=None, fetched=True)
-        actions[action] = actions.get(action, 0) + 1
+        action, _ = apply_child(ctx.kube, job, live=None, fetched=True)
+        result.count(action)
         jobs[int(intent["version"])] = job["metadata"]["name"]
         if action == "created":
-            rt.event(body, "TrainingStarted", f"model {tp.spec.model.name} v{intent['version']}: Job "
-                     f"{job['metadata']['name']} ({intent.get('trigger')})")
-    if rt.update_status(PLURAL, body, lambda b: compute_status(b, tp, jobs, intent)) is not None:
-        actions["status"] = 1
-    return actions
+            started = f"model {tp.spec.model.name} v{intent['version']}: Job {job['metadata']['name']} ({intent.get('trigger')})"
+
+    # Runs that finished and are not recorded yet (a version still in phase Training).
+    finished: dict[int, dict[str, Any]] = {}
+    for version, job_obj in newest_finished(job_objs, _model_version).items():
+        assert isinstance(version, int)
+        old = recorded.get(version)
+        if old is not None and old.get("phase") != "Training":
+            continue
+        run = read_run(ctx.kube, job_obj)
+        fv_ref = (old or {}).get("featureView") or {"name": tp.spec.feature_view.name, "version": tp.spec.feature_view.version}
+        groups = (old or {}).get("featureGroups") or [g.wire() for g in tp.spec.feature_view.feature_groups]
+        finished[version] = model_version_entry(version, run.job, run.succeeded, run.result, fv_ref, groups,
+                                                created_at=(old or {}).get("createdAt"))
+
+    written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, tp, jobs, intent, finished))
+    if started:
+        emit_event(ctx.kube, body, "TrainingStarted", started)
+    if written is not None:
+        result.count("status")
+        model = tp.spec.model.name
+        for version, entry in sorted(finished.items()):
+            ctx.metrics.model_version(ns, model, entry)
+            emit_event(ctx.kube, body, f"Model{entry['phase']}", f"model {model} v{version}: {entry['phase']}"
+                       + (f" ({entry['message']})" if entry.get("message") else ""),
+                       "Normal" if entry["phase"] == "Validated" else "Warning")
+    due = next_due(tp, intent)
+    if due is not None:
+        result.requeue_after = max(1.0, (due - now).total_seconds())
+    return result

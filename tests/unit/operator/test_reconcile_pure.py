@@ -1,4 +1,4 @@
-"""Pure parts of the handlers: result parsing, conditions, run triggers, child comparison, config."""
+"""Pure parts of the reconcilers: result parsing, conditions, run triggers, child comparison, config."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from fti_operator.api import TrainingPipeline
-from fti_operator.conditions import merge_conditions
 from fti_operator.config import ConfigError, OperatorConfig
-from fti_operator.handlers.children import is_subset, up_to_date, with_hash
-from fti_operator.handlers.feature import availability, compute_status
-from fti_operator.handlers.training import run_trigger
+from fti_operator.reconcile.children import is_subset, up_to_date, with_hash
+from fti_operator.reconcile.conditions import merge_conditions
+from fti_operator.reconcile.feature import compute_status
+from fti_operator.reconcile.results import feature_run, job_finished, model_version_entry, termination_result
+from fti_operator.reconcile.training import run_trigger
 from fti_operator.render import training as render_training
-from fti_operator.status import feature_run, job_finished, model_version_entry, termination_result
+from fti_operator.versions import feature_availability as availability
 
 from .fixtures_resources import FP, TP, variant
 
@@ -101,12 +102,12 @@ def test_run_trigger(body, intent, token, expected):
 def test_feature_status_and_availability():
     body = {**FP, "status": {"versions": [{"version": 2, "state": "Active", "lastRun": {"job": "j", "succeeded": True, "rowsWritten": 3}},
                                           {"version": 1, "state": "Active"}]}}
-    status = compute_status(body, {2: ("Active", []), 1: ("Retained", ["fraud/online"])})
+    status = compute_status(body, {2: ("Active", []), 1: ("Retained", ["fraud/online"])}, {})
     assert status["versions"][1] == {"version": 1, "state": "Retained", "neededBy": ["fraud/online"]}
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True" and ready["reason"] == "Materialized"
     # recomputing from the written status gives the same status: no write the second time
-    assert compute_status({**body, "status": status}, {2: ("Active", []), 1: ("Retained", ["fraud/online"])}) == status
+    assert compute_status({**body, "status": status}, {2: ("Active", []), 1: ("Retained", ["fraud/online"])}, {}) == status
     avail = availability("fraud", FP["spec"], status)
     assert avail[("fraud", "card_transactions", 2)].online and not avail[("fraud", "card_transactions", 1)].materialized
 

@@ -1,11 +1,7 @@
-"""The online store: the latest row per primary key per feature-group version.
+"""The abstract online store: the interface every backend implements (docs/stores.md).
 
-`open_online_store(uri)` picks the backend from the scheme:
-
-  sqlite:///abs/path.db    embedded default, one file (SQLAlchemy-style sqlite:////abs also works)
-  redis://host:port/db     Redis (rediss:// for TLS)
-
-Both backends have the same methods and semantics:
+An online store keeps the latest row per primary key per feature-group version; a
+backend is picked by the URI scheme (registry.py). The semantics every backend shares:
 
 - `write(group, version, primary_key, event_time, df)` upserts the latest row per key of
   `df` (pandas or Arrow): a row replaces the stored one only if its event time is not
@@ -13,28 +9,21 @@ Both backends have the same methods and semantics:
   `replace=True` makes `df` the version's whole data (a `full` ingestion): keys absent
   from it are removed. `stage(...)` is the same write in two phases (see StagedWrite).
 - Keys carry the feature-group version: v1 and v2 of a group are served side by side.
-- Reads return plain Python scalars (int, float, str, bool, None); timestamp columns,
-  including the event time under its own column name, come back as RFC 3339 strings
-  (UTC, `Z`), so a result is JSON-ready for a model server.
+- Reads return plain Python scalars (codec.py), so a result is JSON-ready for a model server.
 """
 
 from __future__ import annotations
 
 import abc
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
-import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from .codec import encode_key_part, rfc3339_micros
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-
-# Logical kinds the online backends store; everything else is refused with the column named.
-KINDS = ("int", "float", "bool", "string", "timestamp", "date")
 
 
 def check_group(group: str, version: int) -> None:
@@ -42,156 +31,6 @@ def check_group(group: str, version: int) -> None:
         raise ValueError(f"feature group name {group!r} must match {IDENTIFIER.pattern}")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"feature group version {version!r} must be a positive integer")
-
-
-def kind_of(dtype: pa.DataType, column: str) -> str:
-    if pa.types.is_dictionary(dtype):
-        dtype = dtype.value_type
-    if pa.types.is_boolean(dtype):
-        return "bool"
-    if pa.types.is_integer(dtype):
-        return "int"
-    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
-        return "float"
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
-        return "string"
-    if pa.types.is_timestamp(dtype):
-        return "timestamp"
-    if pa.types.is_date(dtype):
-        return "date"
-    raise ValueError(f"column {column!r} has type {dtype}, which the online store cannot hold "
-                     f"(supported: integers, floats, booleans, strings, timestamps, dates)")
-
-
-def to_arrow(df: pd.DataFrame | pa.Table) -> pa.Table:
-    if isinstance(df, pa.Table):
-        return df
-    if isinstance(df, pd.DataFrame):
-        return pa.Table.from_pandas(df, preserve_index=False)
-    raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(df).__name__}")
-
-
-def latest_per_key(table: pa.Table, primary_key: Sequence[str], event_time: str, *,
-                   unique_events: bool = False) -> pa.Table:
-    """One row per key: the newest by event time (the later input row wins a tie).
-
-    `unique_events=True` promises no two rows share key + event time (the offline store
-    guarantees it), which lets the aggregation order by event time alone (~30% faster).
-    """
-    missing = [c for c in [*primary_key, event_time] if c not in table.column_names]
-    if missing:
-        raise ValueError(f"column(s) {missing} not in the data (columns: {table.column_names})")
-    for col in [*primary_key, event_time]:
-        if table.column(col).null_count:
-            raise ValueError(f"column {col!r} has {table.column(col).null_count} null value(s); keys and event time must be set")
-    if not pa.types.is_timestamp(table.schema.field(event_time).type):
-        raise ValueError(f"event-time column {event_time!r} has type {table.schema.field(event_time).type}, expected a timestamp")
-    # arg_max over (event time, input position) picks each key's newest row in one hash
-    # aggregation (a window function or a sort is 3-5x slower on 5M rows); rows come back
-    # ordered by key so B-tree inserts downstream are sequential.
-    et_us = table.column(event_time).cast(pa.timestamp("us", tz=table.schema.field(event_time).type.tz)).cast(pa.int64())
-    keys_only = pa.table({**{c: table.column(c) for c in primary_key}, "__fti_et": et_us,
-                          "__fti_row": pa.array(np.arange(table.num_rows, dtype=np.int64))})
-    keys = ", ".join(quote(c) for c in primary_key)
-    con = duckdb.connect()
-    try:
-        con.execute("SET enable_progress_bar = false")
-        con.register("batch", keys_only)
-        order = "__fti_et" if unique_events else "__fti_et::HUGEINT * 4294967296 + __fti_row"
-        picked = con.sql(f"SELECT arg_max(__fti_row, {order}) AS i FROM batch GROUP BY {keys} ORDER BY {keys}").to_arrow_table()
-    finally:
-        con.close()
-    return table.take(picked.column("i"))
-
-
-def quote(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def column_kinds(table: pa.Table, stored: dict[str, str] | None = None) -> dict[str, str]:
-    """Logical kind per column; an all-null column (Arrow type null) takes the stored kind."""
-    stored = stored or {}
-    return {f.name: (stored.get(f.name, "string") if pa.types.is_null(f.type) else kind_of(f.type, f.name))
-            for f in table.schema}
-
-
-def storage_values(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
-    """The backend representation: timestamps as int64 microseconds UTC, dates as ISO text."""
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    if pa.types.is_null(column.type):
-        return column.cast({"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
-                            "timestamp": pa.int64()}.get(kind, pa.string()))
-    if kind == "timestamp":
-        unit_ts = pa.timestamp("us", tz=column.type.tz)
-        return column.cast(unit_ts).cast(pa.int64())
-    if kind == "date":
-        return column.cast(pa.string())
-    if kind == "float":
-        column = column.cast(pa.float64())
-        return pc.if_else(pc.is_nan(column), pa.scalar(None, pa.float64()), column)  # NaN is a missing value
-    if kind == "string":
-        return column.cast(pa.string())
-    return column
-
-
-def to_rfc3339(micros: int | None) -> str | None:
-    if micros is None:
-        return None
-    ts = datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc) if abs(micros) < 2**52 else \
-        datetime(1970, 1, 1, tzinfo=timezone.utc) + pd.Timedelta(microseconds=micros).to_pytimedelta()
-    return ts.isoformat().replace("+00:00", "Z")
-
-
-def decode(value: Any, kind: str) -> Any:
-    """A stored value back to a plain Python scalar of its logical kind."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode()
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        return float(value)
-    if kind == "bool":
-        return value in (1, True, "1", "True", "true")
-    if kind == "timestamp":
-        return to_rfc3339(int(value))
-    return str(value)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def rfc3339_micros(text: str | None) -> int | None:
-    """Epoch microseconds of an RFC 3339 string as `to_rfc3339` writes it (its exact inverse)."""
-    if text is None:
-        return None
-    return (datetime.fromisoformat(text.replace("Z", "+00:00")) - _EPOCH) // _MICROSECOND
-
-
-def encode_key_part(value: Any, kind: str, column: str) -> Any:
-    """A lookup key part cast to the stored key column's kind (a request may send "42" for 42)."""
-    try:
-        if kind == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if kind == "float":
-            return float(value)
-        if kind == "bool":
-            return bool(value)
-        if kind == "timestamp":
-            ts = pd.Timestamp(value)
-            return (ts.tz_localize("UTC") if ts.tzinfo is None else ts).value // 1000
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"key column {column!r} expects a {kind}, got {value!r}") from exc
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class EntityRead(NamedTuple):
@@ -212,10 +51,10 @@ def check_reads(store: "OnlineStore", reads: Sequence[EntityRead]) -> list[tuple
     out = []
     for r in reads:
         check_group(r.group, r.version)
-        info = store._info(r.group, r.version, refresh=True)
+        info = store.cached_info(r.group, r.version, refresh=True)
         if info is None:
             raise LookupError(f"feature group {r.group} v{r.version} is not in the online store")
-        store._select_columns(info, list(r.columns))
+        store.select_columns(info, list(r.columns))
         kinds = {c["name"]: c["kind"] for c in info["columns"]}
         bad = [c for c in r.micros if c not in r.columns or kinds[c] != "timestamp"]
         if bad:
@@ -253,10 +92,27 @@ class StagedWrite(abc.ABC):
         self.abort()
 
 
+class EntityReaders(Protocol):
+    """A source of entity readers on a connection of its own (see `OnlineStore.prepared_readers`)."""
+
+    def entity_reader(self, reads: Sequence[EntityRead]) -> EntityReader: ...
+
+    def close(self) -> None: ...
+
+
 class OnlineStore(abc.ABC):
-    """The methods both backends implement (see the module docstring for the semantics)."""
+    """The methods every backend implements (see the module docstring for the semantics).
+
+    A backend subclasses this, implements the abstract methods and is entered in the
+    registry's table under its URI scheme(s); docs/stores.md lists the tests it must pass.
+    """
 
     uri: str
+
+    # The exceptions that mean "the store is unreachable or busy right now, try again":
+    # a model server that meets one while loading stays up, not ready, and retries from
+    # readiness instead of failing the revision. A backend adds its client's own.
+    transient_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
     def write(self, group: str, version: int, primary_key: list[str], event_time: str,
               df: pd.DataFrame | pa.Table, *, snapshot: int | None = None, unique_events: bool = False,
@@ -320,6 +176,12 @@ class OnlineStore(abc.ABC):
 
         return read
 
+    def prepared_readers(self) -> EntityReaders | None:
+        """Entity readers a model server keeps for its whole life, on a connection of their
+        own, where the backend has a faster way than `entity_reader` on the store itself;
+        None (the default) means use the store's `entity_reader`. The caller closes them."""
+        return None
+
     @abc.abstractmethod
     def _read_many(self, info: dict, wanted: list[str], keys: list[tuple], kinds: dict[str, str],
                    group: str, version: int) -> list[dict | None]:
@@ -348,7 +210,7 @@ class OnlineStore(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _info(self, group: str, version: int, refresh: bool = False) -> dict | None:
+    def cached_info(self, group: str, version: int, refresh: bool = False) -> dict | None:
         """Version metadata, cached: a model server reads it on every lookup."""
         cache: dict = self.__dict__.setdefault("_info_cache", {})
         cached = None if refresh else cache.get((group, version))
@@ -363,19 +225,27 @@ class OnlineStore(abc.ABC):
     def _resolve(self, group: str, version: int, columns: list[str] | None) -> tuple[dict | None, list[str]]:
         """(info, columns to return); re-reads the metadata once when a column is unknown,
         since a feature pipeline in another process may have added it since we cached."""
-        info = self._info(group, version)
+        info = self.cached_info(group, version)
         if info is None:
             return None, []
         try:
-            return info, self._select_columns(info, columns)
+            return info, self.select_columns(info, columns)
         except KeyError:
-            info = self._info(group, version, refresh=True)
+            info = self.cached_info(group, version, refresh=True)
             if info is None:
                 return None, []
-            return info, self._select_columns(info, columns)
+            return info, self.select_columns(info, columns)
+
+    def remember_info(self, group: str, version: int, info: dict) -> None:
+        """Cache a version's metadata a write of this process just committed."""
+        self.__dict__.setdefault("_info_cache", {})[(group, version)] = info
+
+    def forget_info(self, group: str, version: int) -> None:
+        """Drop a version's cached metadata (changed or dropped): the next read re-reads it."""
+        self.__dict__.setdefault("_info_cache", {}).pop((group, version), None)
 
     @staticmethod
-    def _select_columns(info: dict, columns: list[str] | None) -> list[str]:
+    def select_columns(info: dict, columns: list[str] | None) -> list[str]:
         stored = [c["name"] for c in info["columns"]]
         if columns is None:
             return stored
@@ -385,23 +255,11 @@ class OnlineStore(abc.ABC):
         return list(columns)
 
     @staticmethod
-    def _key_tuple(key: Any, info: dict) -> tuple:
+    def key_tuple(key: Any, info: dict) -> tuple:
+        """`key` (one value or a sequence) cast to the stored kinds of the version's primary key."""
         key = tuple(key) if isinstance(key, (tuple, list)) else (key,)
         pk = info["primaryKey"]
         if len(key) != len(pk):
             raise ValueError(f"key {key!r} has {len(key)} part(s); the primary key is {pk}")
         kinds = {c["name"]: c["kind"] for c in info["columns"]}
         return tuple(encode_key_part(v, kinds[c], c) for v, c in zip(key, pk))
-
-
-def open_online_store(uri: str) -> OnlineStore:
-    """An online store for `sqlite:///path.db` or `redis://host:port/db`."""
-    if uri.startswith("sqlite:"):
-        from .online_sqlite import SqliteOnlineStore
-
-        return SqliteOnlineStore(uri)
-    if uri.startswith(("redis://", "rediss://", "unix://")):
-        from .online_redis import RedisOnlineStore
-
-        return RedisOnlineStore(uri)
-    raise ValueError(f"online store URI {uri!r}: expected sqlite:///path.db or redis://host:port/db")

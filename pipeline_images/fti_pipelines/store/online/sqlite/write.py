@@ -21,17 +21,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
-from .online import StagedWrite, column_kinds, now_rfc3339, quote, storage_values
+from ..base import OnlineStore, StagedWrite
+from ..codec import column_kinds, now_rfc3339, quote, storage_values
+from .schema import META, create_table, ensure_table, table_name
 
 WRITE_CACHE_KIB = 512 * 1024  # page cache of a write's connection
 ROWS_PER_INSERT = 200  # rows per INSERT statement (fewer if the columns would pass the parameter limit)
-
-if TYPE_CHECKING:
-    from .online_sqlite import SqliteOnlineStore
 
 
 def insert_rows(cur: sqlite3.Cursor, head: str, tail: str, columns: list[list[Any]]) -> None:
@@ -42,7 +41,7 @@ def insert_rows(cur: sqlite3.Cursor, head: str, tail: str, columns: list[list[An
     every statement it steps, and each re-take can wait a switch interval (5 ms) for a
     thread that holds the GIL - pandera's, in the feature pipeline. Measured on 100k rows
     next to a GIL-bound thread: 243 s one row per statement, 5.8 s at 200 rows; alone
-    0.95 s and 0.28 s. Bigger statements (3000 rows) were slower end to end (bench/RESULTS.md).
+    0.95 s and 0.28 s. Bigger statements (3000 rows) were slower end to end.
     Keys are unique in the rows (latest per key), so rows of one statement never conflict.
     """
     n, width = len(columns[0]), len(columns)
@@ -64,9 +63,10 @@ class SqliteStagedWrite(StagedWrite):
     """`table` (already one row per key) as Python values now, inserted by `load()` inside a
     transaction that `commit()` ends; see the module docstring."""
 
-    def __init__(self, store: "SqliteOnlineStore", group: str, version: int, primary_key: list[str],
+    def __init__(self, store: OnlineStore, path: str, group: str, version: int, primary_key: list[str],
                  event_time: str, table: pa.Table, snapshot: int | None, replace: bool):
-        self._store, self._group, self._version = store, group, version
+        """`store` is told the committed metadata (its cache); `path` is its database file."""
+        self._store, self._path, self._group, self._version = store, path, group, version
         self._primary_key, self._event_time, self._schema = primary_key, event_time, table.schema
         self._snapshot, self._replace, self._done = snapshot, replace, False
         self._con: sqlite3.Connection | None = None
@@ -83,12 +83,10 @@ class SqliteStagedWrite(StagedWrite):
         (the feature pipeline runs both in a thread while it validates)."""
         if self._con is not None or self._done:
             return
-        from .online_sqlite import META, create_table, table_name
-
         group, version, primary_key = self._group, self._version, self._primary_key
         # A connection of its own: its open transaction is invisible to every reader, the
         # store's own connection included, and it may be committed from another thread.
-        con = self._con = sqlite3.connect(self._store.path, check_same_thread=False, isolation_level=None, timeout=30)
+        con = self._con = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=30)
         try:
             con.execute("PRAGMA synchronous=NORMAL")
             # a bulk load that outgrows the default 2 MB page cache spills pages to the WAL
@@ -104,7 +102,7 @@ class SqliteStagedWrite(StagedWrite):
                                  {c["name"]: c["kind"] for c in known["columns"]} if known else None)
             columns = [{"name": n, "kind": k} for n, k in kinds.items()]
             # checks key, event time and kinds against the stored version; adds new columns
-            self._info = self._store._ensure_table(cur, group, version, primary_key, self._event_time, columns)
+            self._info = ensure_table(cur, group, version, primary_key, self._event_time, columns)
             self._final = quote(table_name(group, version))
             self._swap: str | None = None
             target = self._final
@@ -147,8 +145,6 @@ class SqliteStagedWrite(StagedWrite):
             info["updatedAt"] = now_rfc3339()
             if self._snapshot is not None:
                 info["snapshot"] = self._snapshot
-            from .online_sqlite import META
-
             cur.execute(f"INSERT OR REPLACE INTO {META} (grp, version, info) VALUES (?, ?, ?)",
                         (self._group, self._version, json.dumps(info)))
             cur.execute("COMMIT")
@@ -157,7 +153,7 @@ class SqliteStagedWrite(StagedWrite):
             raise
         self._done = True
         self._con.close()
-        self._store._info_cache[(self._group, self._version)] = info
+        self._store.remember_info(self._group, self._version, info)
         return self._written
 
     def abort(self) -> None:

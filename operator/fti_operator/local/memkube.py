@@ -1,0 +1,428 @@
+"""An in-memory Kubernetes API server: the `Kube` that `fti local` hands the reconcilers.
+
+The reconcilers must behave under `fti local` exactly as in a cluster, so this implements the
+API-server semantics they depend on (docs/architecture.md, "Two drivers"), and nothing more:
+
+- every object has `uid`, `creationTimestamp`, a `resourceVersion` from one global counter,
+  and a `generation` that starts at 1 and grows only when the spec (anything outside
+  `metadata` and `status`) changes — through `apply` and `patch` alike;
+- every kind behaves as a CRD with the status subresource: `status` is ignored by create,
+  apply and plain patches, and `patch(..., subresource="status")` changes nothing else;
+- a `metadata.resourceVersion` in a patch (or an apply) that is not the live one is a 409;
+- `apply` is server-side apply, simplified: maps are merged, lists and scalars replaced, and
+  a field the same field manager applied before but leaves out now is removed;
+- `patch` is an RFC 7386 JSON merge patch; a write that changes nothing changes no
+  resourceVersion and tells no subscriber (the API server skips no-op updates too);
+- `delete` of an object with finalizers only sets `deletionTimestamp`; it goes when a patch
+  removes the last finalizer. Deleting an object deletes, in the background, the objects
+  whose `ownerReferences` name it and no other live owner (the garbage collector).
+
+Every request is counted in `calls` by (HTTP verb, plural) as the cluster client counts
+them, so a test can assert that a no-change reconcile writes nothing. One lock guards the
+state; subscribers get (type, object) for every change, in the order the changes happened.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import threading
+import uuid
+from collections import Counter, deque
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping
+
+from ..reconcile.kube import FIELD_MANAGER, ApiError
+
+log = logging.getLogger("fti_operator.local")
+
+Key = tuple[str, str, str, str]  # (apiVersion, plural, namespace or "", name)
+Path = tuple[str, ...]
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DUMP_FORMAT = 1
+# Written by the server only: a client's value is ignored (name and namespace identify the object).
+SERVER_FIELDS = ("uid", "creationTimestamp", "resourceVersion", "generation", "deletionTimestamp",
+                 "deletionGracePeriodSeconds", "managedFields", "name", "namespace", "generateName")
+NOT_SPEC = frozenset({"apiVersion", "kind", "metadata", "status"})
+# Kubernetes' generateName suffix: five characters, no vowels (no words) and no look-alikes.
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+Subscriber = Callable[[str, dict[str, Any]], None]
+
+
+def plural_of(obj: Mapping[str, Any]) -> str:
+    """The resource name of a kind, by the API machinery's default rule (Job -> jobs, Policy -> policies)."""
+    kind = str(obj["kind"]).lower()
+    if kind.endswith("y") and kind[-2:-1] not in "aeiou":
+        return kind[:-1] + "ies"
+    return kind + ("es" if kind.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: maps merge recursively, null removes a key, anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def leaf_paths(obj: Mapping[str, Any], prefix: Path = ()) -> set[Path]:
+    """Paths to every non-map value (lists are atomic, as in a merge patch) and every empty map."""
+    out: set[Path] = set()
+    for key, value in obj.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and value:
+            out |= leaf_paths(value, path)
+        else:
+            out.add(path)
+    return out
+
+
+def remove_path(obj: dict[str, Any], path: Path, keep: set[Path]) -> None:
+    """Delete the value at `path`, then every map on the way that became empty and is not in `keep`."""
+    parents = [obj]
+    for key in path[:-1]:
+        child = parents[-1].get(key)
+        if not isinstance(child, dict):
+            return
+        parents.append(child)
+    parents[-1].pop(path[-1], None)
+    for depth in range(len(path) - 1, 0, -1):
+        if parents[depth] or path[:depth] in keep:
+            break
+        parents[depth - 1].pop(path[depth - 1], None)
+
+
+def owned_paths(obj: Mapping[str, Any]) -> set[Path]:
+    """The fields an apply of `obj` sets (what its field manager then owns)."""
+    body = {k: v for k, v in obj.items() if k not in NOT_SPEC}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SERVER_FIELDS}
+    return leaf_paths(body) | leaf_paths(meta, ("metadata",))
+
+
+def spec_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in NOT_SPEC}
+
+
+def parse_selector(selector: str | None) -> list[tuple[str, str, str | None]]:
+    """`a=b,c!=d,e,!f` -> [(op, key, value)]; set-based selectors are not supported (400)."""
+    out: list[tuple[str, str, str | None]] = []
+    for term in filter(None, (t.strip() for t in (selector or "").split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            out.append(("!=", key.strip(), value.strip()))
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            out.append(("=", key.strip(), value.strip()))
+        elif term.startswith("!"):
+            out.append(("!", term[1:].strip(), None))
+        elif " " in term or "(" in term:
+            raise ApiError(400, "BadRequest", f"unsupported label selector {selector!r}")
+        else:
+            out.append(("exists", term, None))
+    return out
+
+
+def matches(labels: Mapping[str, str], terms: Iterable[tuple[str, str, str | None]]) -> bool:
+    for op, key, value in terms:
+        if op == "=" and labels.get(key) != value:
+            return False
+        if op == "!=" and labels.get(key) == value:
+            return False
+        if op == "exists" and key not in labels:
+            return False
+        if op == "!" and key in labels:
+            return False
+    return True
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class MemKube:
+    """The `Kube` Protocol (fti_operator.reconcile.kube) on dicts in memory. See the module docstring."""
+
+    def __init__(self, clock: Callable[[], datetime] = utcnow):
+        self.clock = clock
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._objects: dict[Key, dict[str, Any]] = {}  # insertion order = creation order
+        self._applied: dict[Key, dict[str, set[Path]]] = {}  # field manager -> paths it applied
+        self._version = 0
+        self._lock = threading.RLock()
+        self._subscribers: list[Subscriber] = []
+        self._pending: deque[tuple[str, dict[str, Any]]] = deque()
+        self._delivering = threading.RLock()
+
+    # -- counting and watching -----------------------------------------------------------------
+    def writes(self) -> int:
+        """Write requests made so far (POST, PUT, PATCH, DELETE), no-op writes included."""
+        with self._lock:
+            return sum(n for (verb, _), n in self.calls.items() if verb in WRITE_VERBS)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(type, obj)` (ADDED, MODIFIED, DELETED) after every change; returns an unsubscribe."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+        return unsubscribe
+
+    def _deliver(self) -> None:
+        # Changes queue under the state lock and are drained in order by whoever gets here first,
+        # outside that lock: a subscriber may write again (its changes queue behind).
+        with self._delivering:
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        return
+                    type_, obj = self._pending.popleft()
+                    subscribers = list(self._subscribers)
+                for callback in subscribers:
+                    try:
+                        callback(type_, copy.deepcopy(obj))
+                    except Exception:  # a broken watcher must not undo a write that happened
+                        log.exception("watcher %r failed on %s %s", callback, type_, obj["metadata"].get("name"))
+
+    def _record(self, type_: str, obj: dict[str, Any]) -> None:
+        if self._subscribers:
+            self._pending.append((type_, copy.deepcopy(obj)))
+
+    # -- helpers (callers hold the lock) --------------------------------------------------------
+    def _count(self, verb: str, plural: str) -> None:
+        self.calls[(verb, plural)] += 1
+
+    def _next_version(self) -> str:
+        self._version += 1
+        return str(self._version)
+
+    @staticmethod
+    def _key(api_version: str, plural: str, namespace: str | None, name: str) -> Key:
+        return (api_version, plural, namespace or "", name)
+
+    def _key_of(self, obj: Mapping[str, Any]) -> Key:
+        meta = obj.get("metadata") or {}
+        return self._key(obj["apiVersion"], plural_of(obj), meta.get("namespace"), meta["name"])
+
+    def _live(self, key: Key) -> dict[str, Any]:
+        live = self._objects.get(key)
+        if live is None:
+            raise ApiError(404, "NotFound", f'{key[1]} "{key[3]}" not found')
+        return live
+
+    @staticmethod
+    def _check_version(given: Mapping[str, Any], live: Mapping[str, Any]) -> None:
+        wanted = (given.get("metadata") or {}).get("resourceVersion")
+        if wanted is not None and str(wanted) != live["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {live["kind"]} '
+                           f'"{live["metadata"]["name"]}": the object has been modified; please apply your '
+                           "changes to the latest version and try again")
+
+    def _insert(self, key: Key, obj: Mapping[str, Any]) -> dict[str, Any]:
+        body = {k: copy.deepcopy(v) for k, v in obj.items() if k != "status"}
+        meta = body["metadata"] = {k: v for k, v in body.get("metadata", {}).items()
+                                   if k not in SERVER_FIELDS or k in ("name", "namespace", "generateName")}
+        meta.update(name=key[3], uid=str(uuid.uuid4()), creationTimestamp=rfc3339(self.clock()),
+                    resourceVersion=self._next_version(), generation=1)
+        if key[2]:
+            meta["namespace"] = key[2]
+        self._objects[key] = body
+        self._record("ADDED", body)
+        return body
+
+    def _store(self, key: Key, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        """Replace `old` with `new` when they differ: new resourceVersion, generation on spec change."""
+        if new == old:
+            return old
+        meta = new["metadata"]
+        if spec_of(new) != spec_of(old):
+            meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        meta["resourceVersion"] = self._next_version()
+        self._objects[key] = new
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self._remove(key)  # the last finalizer went: now the object goes
+            return new
+        self._record("MODIFIED", new)
+        return new
+
+    def _remove(self, key: Key) -> None:
+        gone = self._objects.pop(key)
+        self._applied.pop(key, None)
+        self._record("DELETED", gone)
+        self._collect(gone["metadata"]["uid"])
+
+    def _collect(self, uid: str) -> None:
+        """The garbage collector: dependents of `uid` with no other live owner are deleted."""
+        live_uids = {o["metadata"]["uid"] for o in self._objects.values()}
+        for key, obj in list(self._objects.items()):
+            refs = obj["metadata"].get("ownerReferences") or []
+            if key in self._objects and any(r.get("uid") == uid for r in refs):
+                if not any(r.get("uid") in live_uids for r in refs if r.get("uid") != uid):
+                    self._delete(key)
+
+    def _delete(self, key: Key, propagation: str = "Background") -> None:
+        obj = self._objects.get(key)
+        if obj is None:
+            return
+        meta = obj["metadata"]
+        if propagation == "Orphan":
+            for dep_key, dep in list(self._objects.items()):
+                refs = dep["metadata"].get("ownerReferences") or []
+                if any(r.get("uid") == meta["uid"] for r in refs):
+                    kept = [r for r in refs if r.get("uid") != meta["uid"]]
+                    new = copy.deepcopy(dep)
+                    new["metadata"]["ownerReferences"] = kept
+                    if not kept:
+                        del new["metadata"]["ownerReferences"]
+                    self._store(dep_key, dep, new)
+        if meta.get("finalizers"):
+            if not meta.get("deletionTimestamp"):
+                new = copy.deepcopy(obj)
+                new["metadata"].update(deletionTimestamp=rfc3339(self.clock()), deletionGracePeriodSeconds=0)
+                self._store(key, obj, new)
+            return
+        self._remove(key)
+
+    # -- the Kube Protocol -----------------------------------------------------------------------
+    def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            self._count("GET", plural)
+            obj = self._objects.get(self._key(api_version, plural, namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def list(self, api_version: str, plural: str, namespace: str | None,
+             label_selector: str | None = None) -> list[dict[str, Any]]:
+        """Matching objects in creation order; `namespace=None` lists every namespace."""
+        terms = parse_selector(label_selector)
+        with self._lock:
+            self._count("GET", plural)
+            return [copy.deepcopy(obj) for (api, plu, ns, _), obj in self._objects.items()
+                    if api == api_version and plu == plural and (namespace is None or ns == namespace)
+                    and matches(obj["metadata"].get("labels") or {}, terms)]
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj.get("metadata") or {}
+        if not obj.get("apiVersion") or not obj.get("kind") or not (meta.get("name") or meta.get("generateName")):
+            raise ApiError(422, "Invalid", "apiVersion, kind and metadata.name (or generateName) are required")
+        plural = plural_of(obj)
+        with self._lock:
+            self._count("POST", plural)
+            name = meta.get("name")
+            if not name:
+                for _ in range(100):
+                    name = meta["generateName"] + "".join(random.choices(NAME_ALPHABET, k=5))
+                    if self._key(obj["apiVersion"], plural, meta.get("namespace"), name) not in self._objects:
+                        break
+            key = self._key(obj["apiVersion"], plural, meta.get("namespace"), name)
+            if key in self._objects:
+                raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists')
+            created = copy.deepcopy(self._insert(key, {**obj, "metadata": {**meta, "name": name}}))
+        self._deliver()
+        return created
+
+    def apply(self, obj: Mapping[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """Server-side apply (force): create, or merge `obj` in and drop what this manager no longer sets."""
+        meta = obj.get("metadata") or {}
+        if not obj.get("apiVersion") or not obj.get("kind") or not meta.get("name"):
+            raise ApiError(422, "Invalid", "apiVersion, kind and metadata.name are required")
+        key = self._key_of(obj)
+        given = {k: v for k, v in obj.items() if k != "status"}
+        paths = owned_paths(given)
+        with self._lock:
+            self._count("PATCH", key[1])
+            live = self._objects.get(key)
+            if live is None:
+                result = self._insert(key, given)
+            else:
+                self._check_version(given, live)
+                managers = self._applied.get(key, {})
+                others = set().union(*(p for m, p in managers.items() if m != field_manager))
+                new = copy.deepcopy(live)
+                for path in sorted(managers.get(field_manager, set()) - paths - others, key=len, reverse=True):
+                    remove_path(new, path, paths | others)
+                client = {k: v for k, v in given.items() if k != "metadata"}
+                client["metadata"] = {k: v for k, v in meta.items() if k not in SERVER_FIELDS}
+                new = merge_patch(new, client)
+                result = self._store(key, live, new)
+            if key in self._objects:
+                self._applied.setdefault(key, {})[field_manager] = paths
+            result = copy.deepcopy(result)
+        self._deliver()
+        return result
+
+    def patch(self, api_version: str, plural: str, namespace: str | None, name: str, patch: Mapping[str, Any],
+              subresource: str | None = None) -> dict[str, Any]:
+        """JSON merge patch of the object (status ignored) or, with subresource="status", of its status only."""
+        if subresource not in (None, "status"):
+            raise ApiError(404, "NotFound", f"no subresource {subresource!r} here")
+        key = self._key(api_version, plural, namespace, name)
+        with self._lock:
+            self._count("PATCH", plural + (f"/{subresource}" if subresource else ""))
+            live = self._live(key)
+            self._check_version(patch, live)
+            if subresource == "status":
+                new = {**copy.deepcopy(live), "status": merge_patch(live.get("status"), patch.get("status") or {})}
+                if not new["status"]:
+                    del new["status"]
+            else:
+                body = {k: v for k, v in patch.items() if k not in ("status", "apiVersion", "kind")}
+                if "metadata" in body:
+                    body["metadata"] = {k: v for k, v in (body["metadata"] or {}).items() if k not in SERVER_FIELDS}
+                new = merge_patch(live, body)
+                added = set(new["metadata"].get("finalizers") or []) - set(live["metadata"].get("finalizers") or [])
+                if live["metadata"].get("deletionTimestamp") and added:
+                    raise ApiError(422, "Invalid", f"no new finalizers can be added if the object is being deleted: {added}")
+            result = copy.deepcopy(self._store(key, live, new))
+        self._deliver()
+        return result
+
+    def delete(self, api_version: str, plural: str, namespace: str | None, name: str,
+               propagation: str = "Background") -> None:
+        """Delete (Foreground is treated as Background; Orphan keeps the dependents); missing is fine."""
+        with self._lock:
+            self._count("DELETE", plural)
+            self._delete(self._key(api_version, plural, namespace, name), propagation)
+        self._deliver()
+
+    # -- persistence -------------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        """Everything as JSON-serialisable data; `MemKube.load` restores it."""
+        with self._lock:
+            return {
+                "format": DUMP_FORMAT,
+                "resourceVersion": self._version,
+                "objects": [{"plural": key[1], "object": copy.deepcopy(obj)} for key, obj in self._objects.items()],
+                "applied": [{"plural": key[1], "namespace": key[2], "name": key[3], "apiVersion": key[0],
+                             "managers": {m: sorted(map(list, paths)) for m, paths in managers.items()}}
+                            for key, managers in self._applied.items()],
+            }
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any], clock: Callable[[], datetime] = utcnow) -> "MemKube":
+        kube = cls(clock)
+        if not data:
+            return kube
+        if data.get("format") != DUMP_FORMAT:
+            raise ValueError(f"unknown state format {data.get('format')!r} (expected {DUMP_FORMAT})")
+        kube._version = int(data["resourceVersion"])
+        for entry in data["objects"]:
+            obj = entry["object"]
+            meta = obj["metadata"]
+            kube._objects[kube._key(obj["apiVersion"], entry["plural"], meta.get("namespace"), meta["name"])] = obj
+        for entry in data.get("applied") or []:
+            key = kube._key(entry["apiVersion"], entry["plural"], entry["namespace"], entry["name"])
+            kube._applied[key] = {m: {tuple(p) for p in paths} for m, paths in entry["managers"].items()}
+        return kube

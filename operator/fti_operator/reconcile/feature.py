@@ -1,0 +1,228 @@
+"""FeaturePipeline: the current version's CronJob (or Job), retention of older versions, runs, status.
+
+Older feature-group versions keep their CronJob (with the spec they were written with) while
+a revision that is stable, target, canary, pinned or in the rollback history reads them
+(docs/versions.md); once nothing does, the CronJob goes and the version is Retired. The only
+finalizer is present exactly while some revision needs one of this group's versions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..api import FeaturePipeline
+from ..api.feature_pipeline import FeaturePipelineStatus
+from ..render import feature as render_feature
+from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY, child_name
+from ..versions import fg_version_states
+from .children import apply_child
+from .conditions import condition, merge_conditions, ready_rollup
+from .context import Context, Result
+from .results import feature_run
+from .runs import newest_finished, read_run
+from .writes import emit_event, typed, update_status
+
+API_VERSION = "fti.dev/v1alpha1"
+PLURAL = "featurepipelines"
+FINALIZER = "fti.dev/feature-versions-in-use"
+RUN_ANNOTATION = "fti.dev/run"
+
+
+def child_selector(name: str) -> str:
+    return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_KIND}=featurepipeline,{LABEL_RESOURCE}={name}"
+
+
+def _fg_version(obj: Mapping[str, Any]) -> int | None:
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_FG_VERSION, "")
+    return int(value) if str(value).isdigit() else None
+
+
+def compute_status(body: Mapping[str, Any], states: dict[int, tuple[str, list[str]]],
+                   new_runs: Mapping[int, dict[str, Any]], remat: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """Status from the version states, the recorded runs and the runs just read (pure)."""
+    meta, spec, old = body["metadata"], body["spec"], body.get("status") or {}
+    current = int(spec["featureGroup"]["version"])
+    runs = {int(v["version"]): v.get("lastRun") for v in old.get("versions") or []}
+    runs.update(new_runs)
+    versions = []
+    for v, (state, needed_by) in states.items():
+        entry: dict[str, Any] = {"version": v, "state": state}
+        if (remat or {}).get(v):
+            entry["state"], entry["rematerializeJob"] = "Rematerializing", (remat or {})[v]
+        if runs.get(v):
+            entry["lastRun"] = runs[v]
+        if needed_by:
+            entry["neededBy"] = needed_by
+        versions.append(entry)
+    run = runs.get(current)
+    if run is None:
+        materialized = condition("Materialized", None, "WaitingForFirstRun", f"v{current}: no run has finished yet")
+    elif run.get("succeeded"):
+        materialized = condition("Materialized", True, "RunSucceeded",
+                                 f"v{current}: {run.get('rowsWritten', 0)} rows written, {run.get('rowsRejected', 0)} "
+                                 f"rejected by {run['job']}")
+    else:
+        materialized = condition("Materialized", False, "RunFailed",
+                                 f"v{current}: {run['job']} failed: {run.get('message', '')}"[:1024])
+    ready = ready_rollup([materialized], "Materialized", materialized["message"])
+    return typed(FeaturePipelineStatus, {
+        "observedGeneration": meta.get("generation"),
+        "versions": versions,
+        "conditions": merge_conditions(old.get("conditions"), [ready, materialized], meta.get("generation")),
+    })
+
+
+def _finalize(ctx: Context, body: Mapping[str, Any], needed_here: Mapping[int, list[str]], group: str,
+              result: Result) -> Mapping[str, Any] | None:
+    """Keep the finalizer exactly while a revision needs a version; returns the body to go on
+    with, or None when the object is being deleted (nothing more to do)."""
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    finalizers = list(meta.get("finalizers") or [])
+    if meta.get("deletionTimestamp"):
+        if needed_here:
+            reason = "; ".join(f"{group} v{v} needed by {', '.join(by)}" for v, by in sorted(needed_here.items()))
+            old = next((c for c in (body.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+            if old.get("reason") != "DeletionBlocked" or old.get("message") != reason:
+                emit_event(ctx.kube, body, "DeletionBlocked", reason, "Warning")
+                update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: {"conditions": merge_conditions(
+                    (b.get("status") or {}).get("conditions"),
+                    [condition("Ready", False, "DeletionBlocked", reason)], b["metadata"].get("generation"))})
+            result.count("blocked")
+            return None
+        if FINALIZER in finalizers:
+            ctx.kube.patch(API_VERSION, PLURAL, ns, name, {"metadata": {
+                "resourceVersion": meta["resourceVersion"], "finalizers": [f for f in finalizers if f != FINALIZER]}})
+            result.count("finalizer")
+        return None
+    if bool(needed_here) != (FINALIZER in finalizers):
+        new = [*finalizers, FINALIZER] if needed_here else [f for f in finalizers if f != FINALIZER]
+        patched = ctx.kube.patch(API_VERSION, PLURAL, ns, name,
+                                 {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": new}})
+        body = {**body, "metadata": {**meta, "resourceVersion": patched["metadata"]["resourceVersion"], "finalizers": new}}
+        result.count("finalizer")
+    return body
+
+
+RETIRED_ANNOTATION = "fti.dev/retired"
+
+
+def is_retired(cronjob: Mapping[str, Any]) -> bool:
+    return ((cronjob.get("metadata") or {}).get("annotations") or {}).get(RETIRED_ANNOTATION) == "true"
+
+
+def retire_patch(retired: bool) -> dict[str, Any]:
+    """Suspend a retired version's CronJob (marked, so a user's own suspend is told apart) or resume it."""
+    return {"metadata": {"annotations": {RETIRED_ANNOTATION: "true" if retired else None}}, "spec": {"suspend": retired}}
+
+
+def job_from_cronjob(cronjob: Mapping[str, Any], suffix: str) -> dict[str, Any]:
+    """A Job from a CronJob's template, as `kubectl create job --from=cronjob/...` makes it (pure)."""
+    meta = cronjob["metadata"]
+    template = cronjob["spec"]["jobTemplate"]
+    labels = {**((template.get("metadata") or {}).get("labels") or {}), "fti.dev/trigger": "rematerialize"}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": child_name(meta["name"], suffix), "namespace": meta["namespace"], "labels": labels,
+                         "ownerReferences": list(meta.get("ownerReferences") or [])},
+            "spec": template["spec"]}
+
+
+def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
+    """Bring one FeaturePipeline's children and status in line with its spec and its runs."""
+    fp = FeaturePipeline.model_validate(dict(body))
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    group, current = fp.spec.feature_group.name, fp.spec.feature_group.version
+    result = Result()
+    needed = ctx.lookups.needed(ns, group)
+    needed_here = {v: by for (g, v), by in needed.items() if g == group and by}
+    after = _finalize(ctx, body, needed_here, group, result)
+    if after is None:
+        return result
+    body = after
+
+    # One LIST each of this pipeline's CronJobs and Jobs serves the current version's apply (no
+    # GET by name), the retention of older versions and the runs to record. A new pipeline (its
+    # first reconcile writes a status) has none: the create goes first.
+    known_children = bool(body.get("status"))
+    cronjobs = ctx.kube.list("batch/v1", "cronjobs", ns, child_selector(name)) if known_children else []
+    jobs = ctx.kube.list("batch/v1", "jobs", ns, child_selector(name)) if known_children else []
+    desired = render_feature.render(fp, ctx.config, owner=body)
+    if desired["kind"] == "CronJob":
+        live = next((c for c in cronjobs if c["metadata"]["name"] == desired["metadata"]["name"]), None)
+    else:
+        live = next((j for j in jobs if j["metadata"]["name"] == desired["metadata"]["name"]), None)
+    action, _ = apply_child(ctx.kube, desired, live=live, fetched=True)
+    result.count(action)
+    if action != "unchanged":
+        emit_event(ctx.kube, body, f"{desired['kind']}{action.capitalize()}",
+                   f"{desired['kind']} {desired['metadata']['name']} {action} for {group} v{current}")
+
+    token = (meta.get("annotations") or {}).get(RUN_ANNOTATION)
+    if token:
+        run_job = render_feature.render_run_now(fp, ctx.config, token, owner=body)
+        if not any(j["metadata"]["name"] == run_job["metadata"]["name"] for j in jobs):
+            action, _ = apply_child(ctx.kube, run_job, live=None, fetched=True)
+            if action == "created":
+                emit_event(ctx.kube, body, "RunNow", f"Job {run_job['metadata']['name']} started for {RUN_ANNOTATION}={token}")
+            result.count(action)
+
+    # Older versions: keep their CronJobs while needed; once retired, suspend them (the definition
+    # that wrote the version is kept, so a rollback can bring the version back).
+    by_version = {v: c for c in cronjobs if (v := _fg_version(c)) is not None}
+    old_versions = {int(v["version"]): v for v in (body.get("status") or {}).get("versions") or []}
+    recorded = {v: e.get("lastRun") or {} for v, e in old_versions.items()}
+    known = set(by_version) | set(recorded)
+    states = fg_version_states(group, current, known, needed)
+    remat = {v: str(e["rematerializeJob"]) for v, e in old_versions.items() if e.get("rematerializeJob")}
+    for version, cj in by_version.items():
+        state = states.get(version, ("Retired", []))[0]
+        if version == current and desired["kind"] != "CronJob":
+            # The schedule was removed: a run-once Job replaced the CronJob.
+            ctx.kube.delete("batch/v1", "cronjobs", ns, cj["metadata"]["name"])
+            emit_event(ctx.kube, body, "CronJobDeleted",
+                       f"{group} v{version}: schedule removed, CronJob {cj['metadata']['name']} deleted")
+            result.count("deleted")
+        elif version == current and is_retired(cj):  # the spec went back to a retired version
+            ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
+            result.count("resumed")
+        elif version != current and state == "Retired" and not is_retired(cj):
+            ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(True))
+            emit_event(ctx.kube, body, "VersionRetired", f"{group} v{version} is needed by no revision: CronJob "
+                       f"{cj['metadata']['name']} suspended (kept to bring the version back on a rollback)")
+            result.count("retired")
+        elif version != current and state == "Retained" and is_retired(cj):
+            ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
+            run = job_from_cronjob(cj, f"remat-{cj['metadata']['resourceVersion']}")
+            action, _ = apply_child(ctx.kube, run, live=None, fetched=True)
+            result.count(action)
+            remat[version] = run["metadata"]["name"]
+            emit_event(ctx.kube, body, "Rematerializing", f"{group} v{version} is needed again by "
+                       f"{', '.join(states[version][1])}: CronJob {cj['metadata']['name']} resumed, Job "
+                       f"{run['metadata']['name']} started")
+
+    # Runs: the newest finished Job of each version, read only when status does not have it yet.
+    new_runs: dict[int, dict[str, Any]] = {}
+    for version, job in newest_finished(jobs, _fg_version).items():
+        assert isinstance(version, int)
+        if recorded.get(version, {}).get("job") == job["metadata"]["name"]:
+            continue
+        run = read_run(ctx.kube, job)
+        new_runs[version] = feature_run(run.job, run.succeeded, run.result, run.finished_at)
+        states.setdefault(version, ("Active" if version == current else "Retired", []))
+    # A retired version that never had a CronJob or run needs no status line.
+    states = {v: s for v, s in states.items() if not (s[0] == "Retired" and v not in known and v not in new_runs)}
+    # A re-materialization is over once its Job's run is recorded.
+    remat = {v: j for v, j in remat.items() if (new_runs.get(v) or recorded.get(v) or {}).get("job") != j
+             and states.get(v, ("Retired", []))[0] != "Retired"}
+    written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, states, new_runs, remat))
+    if written is not None:
+        result.count("status")
+        for version, run in sorted(new_runs.items()):
+            ctx.metrics.feature_run(ns, group, version, run)
+            emit_event(ctx.kube, body, "RunSucceeded" if run["succeeded"] else "RunFailed",
+                       f"{group} v{version}: Job {run['job']} " + (
+                           f"wrote {run.get('rowsWritten', 0)} rows, rejected {run.get('rowsRejected', 0)}"
+                           if run["succeeded"] else f"failed: {run.get('message', '')}"),
+                       "Normal" if run["succeeded"] else "Warning")
+    return result

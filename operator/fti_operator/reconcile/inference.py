@@ -1,0 +1,292 @@
+"""InferenceService: resolve the pair, plan the rollout from what KServe reports, write one child.
+
+The decision (`versions.decide_pair`) and the rollout (`versions.rollout.plan_rollout`) are
+pure; this module reads what they need — the registry's model versions and the feature
+groups' availability through the lookups, the KServe child from the API server — renders
+ONE child from ONE revision and writes it in one call, then records what KServe reports.
+Every revision in status carries its own snapshot (the model's storage URI, the feature
+view, every feature-group version it reads), so rendering an older revision again and
+keeping its features materialized never depend on another resource (docs/rollouts.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..api import InferenceService
+from ..api.common import parse_duration
+from ..api.inference_service import InferenceServiceStatus
+from ..render import inference as render_inference
+from ..render.inference import ANNOTATION_REVISION
+from ..render.pods import LABEL_COMPONENT, LABEL_KIND, LABEL_RESOURCE
+from ..versions import ModelInfo, ServingDecision, decide_pair, resolve_model
+from ..versions.rollout import Observed, Plan, Want, describe, plan_rollout
+from .children import apply_child
+from .conditions import condition, merge_conditions, ready_rollup
+from .context import Context, Result
+from .kube import Kube
+from .runs import newest_finished, read_run
+from .writes import emit_event, typed, update_status
+
+API_VERSION = "fti.dev/v1alpha1"
+PLURAL = "inferenceservices"
+ROLLBACK_ANNOTATION = "fti.dev/rollback"
+PROMOTE_ANNOTATION = "fti.dev/promote"
+ABORT_ANNOTATION = "fti.dev/abort"
+RETRY_ANNOTATION = "fti.dev/retry"
+
+
+def kserve_ready(child: Mapping[str, Any] | None) -> tuple[bool | None, str]:
+    """KServe's Ready condition of the child (None = not reported yet) and its message."""
+    for c in ((child or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            ok = {"True": True, "False": False}.get(c.get("status"))
+            return ok, c.get("message") or c.get("reason") or ""
+    return None, "KServe has not reported readiness yet"
+
+
+# What a child KServe has not reported on yet looks like to a driver deciding whether a child's
+# event is worth a reconcile of its owner (readiness, url).
+NOT_REPORTED = (kserve_ready(None), None)
+
+
+def snapshot(info: ModelInfo) -> dict[str, Any]:
+    """What a revision records about its model version: enough to render and retain it alone."""
+    out: dict[str, Any] = {"model": info.version, "featureView": int(info.feature_view_version or 0),
+                           "featureGroups": [{"name": g, "version": v} for g, v in info.feature_groups]}
+    if info.feature_view_name:
+        out["featureViewName"] = info.feature_view_name
+    if info.storage_uri:
+        out["storageUri"] = info.storage_uri
+    return out
+
+
+def observe(child: Mapping[str, Any] | None) -> Observed:
+    """What KServe reports about the child as it is now (pure).
+
+    The child's spec is ready when KServe has seen its generation, its Ready condition is
+    True and the latest created revision is the latest ready one."""
+    if not child:
+        return Observed()
+    meta, st = child.get("metadata") or {}, child.get("status") or {}
+    value = (meta.get("annotations") or {}).get(ANNOTATION_REVISION, "")
+    revision = int(value) if str(value).isdigit() else None
+    ok, message = kserve_ready(child)
+    seen = st.get("observedGeneration")
+    if seen is not None and meta.get("generation") is not None and int(seen) != int(meta["generation"]):
+        return Observed(revision, None, "KServe has not seen the latest spec yet")
+    predictor = (st.get("components") or {}).get("predictor") or {}
+    created, latest_ready = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
+    if ok and created and latest_ready and created != latest_ready:
+        ok, message = None, f"revision {created} is not ready yet"
+    traffic = next((int(t.get("percent", 0)) for t in predictor.get("traffic") or []
+                    if t.get("latestRevision") or (created and t.get("revisionName") == created)), None)
+    return Observed(revision, ok, message, latest_ready if ok else None, traffic)
+
+
+def batch_observed(child: Mapping[str, Any] | None) -> Observed:
+    """A batch revision is live once its CronJob carries it: there is no server to wait for."""
+    value = (((child or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_REVISION, "")
+    return Observed(int(value), True) if str(value).isdigit() else Observed()
+
+
+def compute_status(body: Mapping[str, Any], plan: Plan, decision: ServingDecision, child: Mapping[str, Any] | None,
+                   mode: str, last_run: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Conditions and revisions (pure): Ready follows the stable revision, whatever the target does."""
+    meta, old = body["metadata"], body.get("status") or {}
+    gen = meta.get("generation")
+    stable, target = plan.stable, plan.target
+    if decision.allowed:
+        up_to_date = condition("UpToDate", True, "Resolved", decision.message)
+    else:
+        up_to_date = condition("UpToDate", False, decision.reason,
+                               decision.message + ("; the stable revision keeps serving" if stable else ""))
+    if stable is None:
+        serving = condition("Serving", False, decision.reason if not decision.allowed else "NoRevision",
+                            "nothing serves yet" + (f"; {describe(target)} is being rolled out" if target else ""))
+    elif mode == "batch":
+        serving = condition("Serving", True, "Scheduled", f"batch scoring with {describe(stable)}")
+    elif target is not None:
+        serving = condition("Serving", True, "Serving", f"{describe(stable)} serves while {describe(target)} rolls out")
+    else:
+        ok, msg = kserve_ready(child)
+        serving = condition("Serving", ok, "Serving" if ok else ("KServeNotReady" if ok is False else "WaitingForKServe"),
+                            describe(stable) + ("" if ok else f": {msg}"))
+    ready = ready_rollup([serving], "Serving", serving["message"])
+    progress_ok, progress_reason, progress_message = plan.progressing
+    conds = [ready, serving, up_to_date, condition("Progressing", progress_ok, progress_reason, progress_message[:1024])]
+    if target is not None and plan.canary_percent is not None:
+        canary_ready = target.get("kserveRevision") is not None
+        conds.append(condition("CanaryReady", True if canary_ready else None, "Ready" if canary_ready else "WaitingForKServe",
+                               f"{describe(target)} at {target.get('traffic', 0)} %"))
+    status: dict[str, Any] = {"observedGeneration": gen, **plan.status_part(),
+                              "conditions": merge_conditions(old.get("conditions"), conds, gen)}
+    url = ((child or {}).get("status") or {}).get("url")
+    if url:
+        status["url"] = url
+    if last_run:
+        status["lastRun"] = dict(last_run)
+    out = typed(InferenceServiceStatus, status)
+    # Revisions that no longer exist are removed (null in the merge patch).
+    return {"stable": None, "target": None, "failed": None, "pinned": None, "pending": None, "handled": None, **out}
+
+
+def other_mode_children(kube: Kube, isvc: InferenceService) -> list[dict[str, str]]:
+    """Children of the mode the spec no longer asks for (online <-> batch): reads only, no writes."""
+    name, ns = isvc.metadata.name, isvc.metadata.namespace
+    if isvc.spec.mode == "batch":
+        live = kube.get(render_inference.KSERVE_API_VERSION, "inferenceservices", ns, render_inference.kserve_name(isvc))
+        found = [("serving.kserve.io/v1beta1", "inferenceservices", "InferenceService", live)] if live else []
+    else:
+        selector = f"{LABEL_KIND}={render_inference.KIND.lower()},{LABEL_RESOURCE}={name},{LABEL_COMPONENT}=batch"
+        found = [("batch/v1", plural, kind, obj) for plural, kind in (("cronjobs", "CronJob"), ("jobs", "Job"))
+                 for obj in kube.list("batch/v1", plural, ns, label_selector=selector)]
+    uid = isvc.metadata.uid
+    return [{"apiVersion": api, "plural": plural, "kind": kind, "name": obj["metadata"]["name"]}
+            for api, plural, kind, obj in found
+            # Only what this resource owns: a same-named KServe service of someone else stays.
+            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])]
+
+
+def _batch_run(ctx: Context, isvc: InferenceService, old: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The newest finished batch Job as status.lastRun, read only when it is not recorded yet."""
+    selector = f"{LABEL_KIND}={render_inference.KIND.lower()},{LABEL_RESOURCE}={isvc.metadata.name},{LABEL_COMPONENT}=batch"
+    jobs = ctx.kube.list("batch/v1", "jobs", isvc.metadata.namespace, selector)
+    newest = newest_finished(jobs, lambda _job: "batch").get("batch")
+    recorded = old.get("lastRun") or None
+    if newest is None or (recorded and recorded.get("job") == newest["metadata"]["name"]):
+        return recorded
+    run = read_run(ctx.kube, newest)
+    result = run.result or {}
+    last: dict[str, Any] = {"job": run.job, "succeeded": bool(run.succeeded and result.get("ok", True)),
+                            "finishedAt": result.get("finishedAt") or run.finished_at}
+    revision = ((newest["metadata"].get("annotations") or {}).get(ANNOTATION_REVISION))
+    if revision and str(revision).isdigit():
+        last["revision"] = int(revision)
+    for k in ("rowsScored", "rowsWritten", "outputUri", "modelVersion", "featureViewVersion", "error", "reason"):
+        if result.get(k) is not None:
+            last[k] = result[k]
+    return last
+
+
+RAW_DEPLOYMENT = "RawDeployment"
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+
+
+def traffic_split(child: Mapping[str, Any] | None, isvc: InferenceService) -> bool:
+    """Whether KServe can split traffic for this service: not in RawDeployment mode, which the
+    annotation (ours or on the child) or KServe's reported status.deploymentMode tells."""
+    ours = (isvc.metadata.annotations or {}).get(DEPLOYMENT_MODE_ANNOTATION)
+    theirs = (((child or {}).get("metadata") or {}).get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION)
+    reported = ((child or {}).get("status") or {}).get("deploymentMode")
+    return RAW_DEPLOYMENT not in (ours, theirs, reported)
+
+
+def want_of(ctx: Context, isvc: InferenceService, body: Mapping[str, Any],
+            child: Mapping[str, Any] | None = None) -> tuple[Want, ServingDecision]:
+    """The resolved pair the spec asks for, the rollout settings and the annotations (reads only)."""
+    spec = isvc.spec
+    models = ctx.lookups.models(isvc.metadata.namespace, spec.model.name)
+    resolved = resolve_model(spec.model.version, models)
+    groups = list(resolved.feature_groups) if resolved else []
+    decision = decide_pair(spec.model.version, spec.model.name, resolved,
+                           ctx.lookups.availability(isvc.metadata.namespace, groups), spec.mode)
+    annotations = body["metadata"].get("annotations") or {}
+    canary = spec.online.canary.traffic_percent if spec.mode == "online" and spec.online and spec.online.canary else None
+    waiting = not decision.allowed and decision.reason == "FeaturesNotReady" and decision.model is not None
+    want = Want(
+        revision=snapshot(decision.model) if decision.allowed and decision.model is not None else None,
+        pending=snapshot(decision.model) if waiting and decision.model is not None else None,
+        blocked_reason=None if decision.allowed else decision.reason, blocked_message=decision.message,
+        canary_percent=canary, auto_rollback=spec.rollout.auto_rollback,
+        traffic_split=traffic_split(child, isvc),
+        canary_fallback=spec.online.canary.when_unsupported if spec.online and spec.online.canary else "hold",
+        readiness_timeout=float(parse_duration(spec.rollout.readiness_timeout)),
+        history_limit=spec.rollout.revision_history_limit, generation=int(body["metadata"].get("generation") or 0),
+        rollback=annotations.get(ROLLBACK_ANNOTATION), promote=annotations.get(PROMOTE_ANNOTATION),
+        abort=annotations.get(ABORT_ANNOTATION), retry=annotations.get(RETRY_ANNOTATION))
+    return want, decision
+
+
+def render_child(ctx: Context, isvc: InferenceService, body: Mapping[str, Any], plan: Plan) -> dict[str, Any] | None:
+    """The one child of the revision the plan renders: predictor and transformer of one pair, one object."""
+    r = plan.render
+    if r is None:
+        return None
+    pair = render_inference.ResolvedPair(
+        revision=int(r["revision"]), model_name=isvc.spec.model.name, model_version=int(r["model"]),
+        feature_view_name=r.get("featureViewName") or isvc.spec.model.name,
+        feature_view_version=int(r["featureView"]), storage_uri=r.get("storageUri"))
+    if isvc.spec.mode == "online":
+        return render_inference.render_online(isvc, pair, ctx.config, owner=body, canary_percent=plan.canary_percent)
+    return render_inference.render_batch(isvc, pair, ctx.config, owner=body)
+
+
+def live_child(kube: Kube, isvc: InferenceService) -> dict[str, Any] | None:
+    if isvc.spec.mode == "online":
+        return kube.get(render_inference.KSERVE_API_VERSION, "inferenceservices", isvc.metadata.namespace,
+                        render_inference.kserve_name(isvc))
+    if isvc.spec.batch is not None and isvc.spec.batch.schedule is None:
+        return None  # a run-once Job per pair: its name already says the pair
+    return kube.get("batch/v1", "cronjobs", isvc.metadata.namespace, render_inference.batch_name(isvc))
+
+
+def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
+    """Resolve, plan the rollout from what KServe reports, record it, then write the one child.
+
+    Status goes first: a target is recorded (with its `since`, the start of its deadline)
+    before the child that rolls it out is written, so a crash between the two is healed by
+    the next reconcile writing the same child, and the deadline is never extended."""
+    isvc = InferenceService.model_validate(dict(body))
+    meta = body["metadata"]
+    ns, mode = meta["namespace"], isvc.spec.mode
+    result = Result()
+    old = body.get("status") or {}
+    now = ctx.clock()
+    new = not old
+    observe_fn = observe if mode == "online" else batch_observed
+    # What serves now: the child as the API server has it (a new object has none yet).
+    live = None if new else live_child(ctx.kube, isvc)
+    want, decision = want_of(ctx, isvc, body, live)
+    plan = plan_rollout(old, want, observe_fn(live), now)
+    last_run = _batch_run(ctx, isvc, old) if mode == "batch" and not new else None
+    body = _record(ctx, body, plan, decision, live, mode, last_run, result)
+    desired = render_child(ctx, isvc, body, plan)
+    if desired is not None:
+        action, child = apply_child(ctx.kube, desired, live=live, fetched=True)
+        result.count(action)
+        if action != "unchanged":
+            emit_event(ctx.kube, body, f"{desired['kind']}{action.capitalize()}",
+                       f"{desired['kind']} {desired['metadata']['name']} {action} for {describe(plan.render or {})}")
+            if mode == "batch":  # live once written: no server to wait for
+                plan = plan_rollout(plan.status_part(), want, observe_fn(child), now)
+                body = _record(ctx, body, plan, decision, child, mode, last_run, result)
+        for stale in other_mode_children(ctx.kube, isvc) if not new else ():
+            ctx.kube.delete(stale["apiVersion"], stale["plural"], ns, stale["name"])
+            result.count("deleted")
+            emit_event(ctx.kube, body, f"{stale['kind']}Deleted",
+                       f"{stale['kind']} {stale['name']} deleted: spec.mode is now {mode}")
+    status = body.get("status") or {}
+    ctx.metrics.served(ns, meta["name"], status.get("stable"), status.get("target"))
+    result.requeue_after = plan.requeue_after
+    return result
+
+
+def _record(ctx: Context, body: Mapping[str, Any], plan: Plan, decision: ServingDecision, child: Mapping[str, Any] | None,
+            mode: str, last_run: Mapping[str, Any] | None, result: Result) -> Mapping[str, Any]:
+    """Write the status of `plan` and post its Events — once: only the write that records a
+    transition posts them, so a retried reconcile that finds it written posts nothing."""
+    old = body.get("status") or {}
+    old_up = next((c for c in old.get("conditions") or [] if c.get("type") == "UpToDate"), None)
+    written = update_status(ctx.kube, API_VERSION, PLURAL, body,
+                            lambda b: compute_status(b, plan, decision, child, mode, last_run))
+    if written is None:
+        return body
+    result.count("status")
+    for type_, reason, message in plan.events:
+        emit_event(ctx.kube, written, reason, message, type_)
+    if plan.rolled_back:
+        ctx.metrics.rollback(body["metadata"]["namespace"], body["metadata"]["name"], plan.rolled_back)
+    if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
+        emit_event(ctx.kube, written, decision.reason, decision.message, "Warning")
+    return written
