@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import typer
 
@@ -51,7 +52,7 @@ class KubectlBackend:
 
 
 def token() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def progressing(obj: Mapping[str, Any]) -> dict[str, Any]:

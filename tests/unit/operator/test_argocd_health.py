@@ -157,5 +157,5 @@ def test_action_discovery_follows_status():
                        history=[{"revision": 1, "model": 3, "featureView": 1}])
     rt = lua51.LuaRuntime()
     result = rt.execute(f"local obj = {lua_literal(o)}\n{src}")
-    disabled = {k: result[k]["disabled"] for k in result.keys()}
+    disabled = {k: result[k]["disabled"] for k in result}
     assert disabled == {"undo": False, "promote": False, "abort": False, "retry": True}

@@ -18,7 +18,6 @@ from fti_operator.versions import (
     resolve_model,
 )
 from fti_operator.versions.retention import served_model_versions
-from fti_operator.versions.serving import ServingDecision
 
 FG = (("card_transactions", 2), ("card_profiles", 1))
 
