@@ -58,7 +58,7 @@ def token() -> str:
 def progressing(obj: Mapping[str, Any]) -> dict[str, Any]:
     status = obj.get("status") or {}
     current = (obj.get("metadata") or {}).get("generation")
-    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {})
+    cond: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {})
     if current is not None and status.get("observedGeneration") not in (None, current):
         return {"status": "Unknown", "reason": "Observing", "message": f"waiting for generation {current}"}
     return dict(cond)

@@ -159,8 +159,8 @@ def _dtype_check(kind: str) -> Any:
 
     def dtype_matches(series: pd.Series) -> bool:
         if kind == "string":
-            return bool(pd.api.types.is_string_dtype(series.dtype)) and (
-                series.dtype != object or series.dropna().map(type).eq(str).all())
+            return bool(pd.api.types.is_string_dtype(series.dtype) and (
+                series.dtype != object or series.dropna().map(lambda v: type(v) is str).all()))
         return bool(test(series.dtype))
 
     return dtype_matches
