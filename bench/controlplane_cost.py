@@ -1,4 +1,4 @@
-"""Cost of the integration-test control plane (issue 4): build, disk, start, memory.
+"""Cost of the integration-test control plane: build, disk, start, memory.
 
 Usage (from the repo root, with the dev venv):
     .venv/bin/python bench/controlplane_cost.py                 # warm: uses the built binaries

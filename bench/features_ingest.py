@@ -8,7 +8,7 @@ would) on a Parquet source of `--rows` transactions over `--entities` cards, wit
 expectations of features_data.EXPECTATIONS, into a fresh store each time:
 offline only, offline + SQLite online, offline + Redis online (a private redis-server,
 if the Debian package is installed). Reports the median wall time, rows/s and the
-pipeline's own per-stage timings of the median run. Target (issue 2): >= 1M rows/s.
+pipeline's own per-stage timings of the median run. Target: >= 1M rows/s.
 """
 
 from __future__ import annotations

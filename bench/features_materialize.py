@@ -11,7 +11,7 @@ read and their latest row per entity written into a fresh online store
 itself: what the feature pipeline does when the online copy must catch up). SQLite (the
 embedded default) and Redis (a private redis-server, if installed), for each entity
 count. `latest_per_key_s` times the read plus that computation alone, separately.
-Target (issue 2): <= 2 s (Feast's materialize took 15 s on this machine).
+Target: <= 2 s (bench/RESULTS.md compares it with Feast).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 
 Side by side in one run: the same frame with Arrow-backed strings (what the feature
 pipeline builds, `sources.to_pandas`) and with Python-object strings (pandas' default).
-Target (issue 2): >= 3M rows/s.
+Target: >= 3M rows/s.
 """
 
 from __future__ import annotations

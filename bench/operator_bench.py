@@ -1,4 +1,4 @@
-"""Operator benchmark on the test control plane (issue 5).
+"""Operator benchmark on the test control plane.
 
     .venv/bin/python bench/operator_bench.py [--n 1000] [--idle 300] [--samples 100]
 

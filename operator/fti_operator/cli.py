@@ -76,6 +76,9 @@ def local_apply(
     except LocalRunError as exc:
         _fail(str(exc))
     kinds = {k: [r for r in resources if isinstance(r, k)] for k in (FeaturePipeline, TrainingPipeline, InferenceService)}
+    # Serve from the start when asked: a revision rolled out while training settles is started
+    # then, not refused as "not served locally".
+    driver.cluster.serving = serve or bool(predict)
     # SIGTERM stops what we started as Ctrl-C does (servers run in their own sessions).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -39,6 +39,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 
+# The operator reads the store URIs under the same names it passes them on to pipelines.
+from .api.identity import ENV_ARTIFACT_STORE, ENV_ONLINE_STORE
+
 
 def _default_tag() -> str:
     try:
@@ -129,10 +132,10 @@ class OperatorConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
         env = os.environ if env is None else env
-        artifact_store = env.get("FTI_ARTIFACT_STORE", "").strip() or cls.artifact_store
+        artifact_store = env.get(ENV_ARTIFACT_STORE, "").strip() or cls.artifact_store
         if "://" not in artifact_store:
             raise ConfigError(f"FTI_ARTIFACT_STORE={artifact_store!r} must be a URI like file:///data or s3://bucket/prefix")
-        online = env.get("FTI_ONLINE_STORE", "").strip() or None
+        online = env.get(ENV_ONLINE_STORE, "").strip() or None
         if online and not online.startswith(("sqlite://", "redis://", "rediss://")):
             raise ConfigError(f"FTI_ONLINE_STORE={online!r} must be sqlite:///... or redis://...")
         online_secret_raw = env.get("FTI_ONLINE_STORE_SECRET", "").strip()

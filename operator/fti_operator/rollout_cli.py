@@ -18,8 +18,11 @@ from typing import Any, Protocol
 
 import typer
 
-ANNOTATIONS = {"undo": "fti.dev/rollback", "promote": "fti.dev/promote", "abort": "fti.dev/abort",
-               "retry": "fti.dev/retry"}
+from .api.identity import (ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK,
+                           INFERENCE_SERVICE)
+
+ANNOTATIONS = {"undo": ANNOTATION_ROLLBACK, "promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT,
+               "retry": ANNOTATION_RETRY}
 DONE, FAILED = "RolloutComplete", ("RolledBack", "ProgressDeadlineExceeded", "Aborted")
 
 
@@ -45,10 +48,10 @@ class KubectlBackend:
         return str(proc.stdout)
 
     def get(self, name: str, namespace: str) -> dict[str, Any]:
-        return dict(json.loads(self._call("get", "inferenceservices.fti.dev", name, "-n", namespace, "-o", "json")))
+        return dict(json.loads(self._call("get", INFERENCE_SERVICE.crd_name, name, "-n", namespace, "-o", "json")))
 
     def annotate(self, name: str, namespace: str, key: str, value: str) -> None:
-        self._call("annotate", "--overwrite", "inferenceservices.fti.dev", name, "-n", namespace, f"{key}={value}")
+        self._call("annotate", "--overwrite", INFERENCE_SERVICE.crd_name, name, "-n", namespace, f"{key}={value}")
 
 
 def token() -> str:

@@ -1,4 +1,4 @@
-# fti-feature: the reference feature pipeline image (DESIGN §5 pipeline contract).
+# fti-feature: the reference feature pipeline image (docs/pipeline-contract.md).
 # Build from the repository root:  docker build -f pipeline_images/docker/feature.Dockerfile -t ghcr.io/fti-dev/fti-feature .
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -1,4 +1,4 @@
-# fti-inference: the reference inference pipeline image (DESIGN §5 pipeline contract).
+# fti-inference: the reference inference pipeline image (docs/pipeline-contract.md).
 # Build from the repository root:  docker build -f pipeline_images/docker/inference.Dockerfile -t ghcr.io/fti-dev/fti-inference .
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

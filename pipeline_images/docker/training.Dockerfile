@@ -1,4 +1,4 @@
-# fti-training: the reference training pipeline image (DESIGN §5 pipeline contract).
+# fti-training: the reference training pipeline image (docs/pipeline-contract.md).
 # Build from the repository root:  docker build -f pipeline_images/docker/training.Dockerfile -t ghcr.io/fti-dev/fti-training .
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

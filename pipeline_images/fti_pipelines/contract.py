@@ -1,11 +1,12 @@
-"""The pipeline contract (DESIGN §5): what a pipeline pod receives and what it reports.
+"""The pipeline contract: what a pipeline pod receives and what it reports.
 
 A pipeline gets its resolved spec and the store URIs as environment variables and
 reports one JSON object in its termination message. The operator reads results only
 from there, so it never needs store credentials. Any image, in any language, that
-honours these names can replace a reference image.
+honours these names can replace a reference image (docs/pipeline-contract.md).
 
-Environment (all strings):
+The names are defined once, in fti_operator.api.identity, which the operator renders
+from too. Environment (all strings):
   FTI_SPEC             JSON of the resolved spec (the custom resource's spec, camelCase)
   FTI_ARTIFACT_STORE   artifact store URI: file:///... or s3://...
   FTI_ONLINE_STORE     online store URI: sqlite:///... or redis://...
@@ -29,21 +30,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+# Contract names, re-exported for the pipelines that import them from here.
+from fti_operator.api.identity import (
+    ENV_ARTIFACT_STORE,
+    ENV_MODEL_VERSION,
+    ENV_NAMESPACE,
+    ENV_ONLINE_STORE,
+    ENV_RESOURCE,
+    ENV_RUN_ID,
+    ENV_RUN_TIME,
+    ENV_SPEC,
+    ENV_TERMINATION_LOG,
+    TERMINATION_LOG as DEFAULT_TERMINATION_LOG,
+    TERMINATION_MESSAGE_LIMIT,
+)
+
+# Every contract variable a pipeline reads (tests/unit/operator/test_identity.py checks that the
+# operator's rendered containers set exactly these, less the ones left to their defaults).
+READS = frozenset({
+    ENV_SPEC, ENV_ARTIFACT_STORE, ENV_ONLINE_STORE, ENV_NAMESPACE, ENV_RESOURCE, ENV_RUN_ID,
+    ENV_MODEL_VERSION, ENV_RUN_TIME, ENV_TERMINATION_LOG,
+})
+
 log = logging.getLogger("fti_pipelines")
-
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-# The kubelet keeps at most 4096 bytes of a termination message.
-TERMINATION_MESSAGE_LIMIT = 4096
-
-ENV_SPEC = "FTI_SPEC"
-ENV_ARTIFACT_STORE = "FTI_ARTIFACT_STORE"
-ENV_ONLINE_STORE = "FTI_ONLINE_STORE"
-ENV_NAMESPACE = "FTI_NAMESPACE"
-ENV_RESOURCE = "FTI_RESOURCE"
-ENV_RUN_ID = "FTI_RUN_ID"
-ENV_MODEL_VERSION = "FTI_MODEL_VERSION"
-ENV_RUN_TIME = "FTI_RUN_TIME"
-ENV_TERMINATION_LOG = "FTI_TERMINATION_LOG"
 
 
 class PipelineError(Exception):

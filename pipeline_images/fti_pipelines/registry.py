@@ -1,4 +1,4 @@
-"""The model registry: immutable model versions in the artifact store (DESIGN §5).
+"""The model registry: immutable model versions in the artifact store (docs/store-layout.md).
 
 Layout of one version, written once through `ArtifactStore.commit_dir`:
 

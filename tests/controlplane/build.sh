@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the integration-test control plane from upstream Go modules (DESIGN §7, issue 4).
+# Build the integration-test control plane from upstream Go modules (docs/contributing.md).
 #
 # Produces static binaries of kube-apiserver, kube-controller-manager and kubectl
 # (k8s.io/kubernetes at K8S_VERSION), etcd (go.etcd.io/etcd/server/v3 at ETCD_VERSION)

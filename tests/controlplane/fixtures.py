@@ -1,4 +1,4 @@
-"""pytest fixtures for the real control plane (DESIGN §7).
+"""pytest fixtures for the real control plane (docs/contributing.md).
 
 - ``control_plane`` (session): etcd + kube-apiserver + kube-controller-manager
   with the KServe CRD installed; a ``ControlPlane`` (``.kubeconfig``,

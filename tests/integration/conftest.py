@@ -1,4 +1,4 @@
-"""Integration tests run against a real control plane (tests/controlplane, DESIGN §7).
+"""Integration tests run against a real control plane (tests/controlplane, docs/contributing.md).
 
 The fixtures and hooks are imported here (rather than via ``pytest_plugins``,
 which pytest only honours in the rootdir conftest) so this directory works on

@@ -17,14 +17,14 @@ import pytest
 import yaml
 
 from fti_operator.api import GROUP, VERSION, parse_resource
-from fti_operator.api import crd as crdgen
+from fti_operator.api import identity
 from support.manifest_corpus import fti_documents, invalid_cases, path_matches, valid_files
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
-PLURALS = {kind: info["plural"] for kind, info in crdgen.KINDS.items()}
+PLURALS = identity.PLURALS
 CASES = invalid_cases()
 VALID = [(p, i) for p in valid_files() for i, _ in enumerate(fti_documents(p))]
 
@@ -33,7 +33,7 @@ VALID = [(p, i) for p in valid_files() for i, _ in enumerate(fti_documents(p))]
 def fti_crds(control_plane):
     """crds/ applied as a user would (server-side: the CRDs are too big for client-side apply)."""
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", CRDS)
-    names = [f"crd/{info['plural']}.{GROUP}" for info in crdgen.KINDS.values()]
+    names = [f"crd/{k.crd_name}" for k in identity.KINDS]
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
     return control_plane
 

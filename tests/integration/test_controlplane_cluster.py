@@ -1,4 +1,4 @@
-"""Proof that the test control plane is a real Kubernetes API server (issue 4):
+"""Proof that the test control plane is a real Kubernetes API server:
 the pinned release, PodSecurity admission, CRDs with a status subresource (the
 KServe InferenceService) and Helm against it. No operator involved.
 """

@@ -1,5 +1,5 @@
 """Proof that pods run under the real Job, CronJob and garbage-collector
-controllers, executed by the test pod runner (issue 4). No operator involved.
+controllers, executed by the test pod runner. No operator involved.
 """
 
 import json
@@ -33,7 +33,7 @@ def _pods_of(core: client.CoreV1Api, namespace: str, job_name: str) -> list[clie
 
 def test_cronjob_runs_a_job_to_completion_and_is_garbage_collected(k8s, namespace, pod_runner):
     batch, core = client.BatchV1Api(k8s), client.CoreV1Api(k8s)
-    # The pipeline contract: a JSON result in the termination message (DESIGN §5).
+    # The pipeline contract: a JSON result in the termination message (docs/pipeline-contract.md).
     script = 'echo "running in $POD_NAMESPACE"; printf \'{"rows": 3}\' > "$FTI_TERMINATION_LOG"'
     template = _job_template(script)
     template["template"]["spec"]["containers"][0]["env"] = [

@@ -77,7 +77,9 @@ def test_apply_runs_every_pipeline_and_records_status(applied: tuple[Path, subpr
     assert Path(mv["storageUri"].removeprefix("file://"), "model.joblib").is_file()
     assert mv["phase"] == "Validated", f"example model not validated: {mv.get('message')}"
     online = items["InferenceService/fraud-online"]["status"]
-    assert online["serving"]["model"] == mv["version"] and online["serving"]["featureView"] == 1
+    assert online["stable"]["model"] == mv["version"] and online["stable"]["featureView"] == 1
+    assert online["stable"]["storageUri"] == mv["storageUri"] and online["stable"]["featureGroups"] == mv["featureGroups"]
+    assert {c["type"]: c["reason"] for c in online["conditions"]}["Progressing"] == "RolloutComplete"
     batch = items["InferenceService/fraud-batch"]["status"]
     assert batch["lastRun"]["succeeded"] and batch["lastRun"]["rowsScored"] > 0
 
@@ -126,7 +128,7 @@ def test_serve_answers_predict_and_sigterm_stops_the_server(applied: tuple[Path,
     serve = subprocess.Popen([*FTI, "local", "serve", "fraud-online", "-f", str(example), "--state-dir", str(state)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={"COLUMNS": "200", **_env()})
     try:
-        server = wait_until(lambda: json.loads((state / "state.json").read_text()).get("servers", {}).get("fraud-online"),
+        server = wait_until(lambda: json.loads((state / "state.json").read_text()).get("servers", {}).get("fraud/fraud-online"),
                             timeout=120, description="fti local serve to record its server")
         answer = json.loads(_fti("local", "predict", "fraud-online", "--state-dir", str(state), "--data",
                                  json.dumps({"cc_num": 4_000_000_000_000_001, "amount": 12.5, "category": "grocery"})).stdout)
@@ -145,3 +147,24 @@ def test_serve_answers_predict_and_sigterm_stops_the_server(applied: tuple[Path,
     finally:
         if serve.poll() is None:
             serve.kill()
+
+
+def test_rollout_verbs_go_through_the_same_reconcilers(applied: tuple[Path, subprocess.CompletedProcess[str]],
+                                                       example: Path) -> None:
+    """A new model version rolls out, `fti local rollout undo` brings the previous pair back pinned."""
+    state, _ = applied
+    _fti("local", "apply", "-f", str(example), "--state-dir", str(state), "--retrain", "--predict", "1")
+    online = _items(state)["InferenceService/fraud-online"]["status"]
+    latest = _items(state)["TrainingPipeline/fraud-model"]["status"]["latestValidatedVersion"]
+    assert online["stable"]["model"] == latest >= 2
+    assert [h["model"] for h in online["history"]][:1] == [latest - 1]
+    env = {"FTI_STATE_DIR": str(state)}
+    undo = subprocess.run([*FTI, "local", "rollout", "undo", "fraud-online", "-n", "fraud"], capture_output=True,
+                          text=True, timeout=600, env={**_env(), **env})
+    assert undo.returncode == 0, undo.stderr
+    online = _items(state)["InferenceService/fraud-online"]["status"]
+    assert online["stable"]["model"] == latest - 1 and online["pinned"]["model"] == latest - 1
+    assert online["handled"]["rollback"].startswith("previous@")
+    shown = subprocess.run([*FTI, "local", "rollout", "status", "fraud-online", "-n", "fraud", "--no-watch"],
+                           capture_output=True, text=True, timeout=60, env={**_env(), **env})
+    assert f"model {latest - 1}" in shown.stdout and "pinned" in shown.stdout

@@ -1,4 +1,4 @@
-"""The operator on the real control plane (DESIGN §7), with the pod runner executing the real
+"""The operator on the real control plane, with the pod runner executing the real
 pipeline code: apply the fraud example and follow it through status, children and KServe.
 
 The operator runs in-process (Kopf in a thread with its own loop); a second instance for
@@ -238,7 +238,7 @@ def test_delete_featurepipeline_removes_children(operator, k8s, namespace):
 
 
 def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, namespace):
-    """§4.3 at the operator level: v1 stays (Retained) while an InferenceService's model reads it."""
+    """Feature-version retention (docs/versions.md) at the operator level: v1 stays (Retained) while an InferenceService's model reads it."""
     batch = client.BatchV1Api(k8s)
     fp = load_example("feature-pipeline-profiles.yaml", namespace)
     create(k8s, fp)
@@ -325,7 +325,7 @@ def delete_needed_card_profiles(k8s, namespace) -> None:
 
 
 def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, namespace):
-    """The finalizer (§4.3): deleting a FeaturePipeline whose version a served model needs waits."""
+    """The finalizer (docs/versions.md): deleting a FeaturePipeline whose version a served model needs waits."""
     delete_needed_card_profiles(k8s, namespace)
     events = client.CoreV1Api(k8s)
     wait_until(lambda: [e for e in events.list_namespaced_event(namespace, field_selector="involvedObject.name=card-profiles").items

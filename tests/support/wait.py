@@ -1,6 +1,6 @@
 """Polling with a deadline: the only way tests and fixtures wait for the cluster.
 
-Tests never sleep to synchronise (DESIGN §7); they poll a predicate until it
+Tests never sleep to synchronise (docs/contributing.md); they poll a predicate until it
 returns something truthy or the deadline passes, and the timeout error says what
 was awaited and what the predicate saw last, so a failure explains itself.
 """

@@ -1,6 +1,9 @@
-"""Typed spec/status models of the three kinds in fti.dev/v1alpha1; crds/ is generated from them."""
+"""Typed spec/status models of the three kinds in fti.dev/v1alpha1; crds/ is generated from them.
 
-from .common import API_VERSION, GROUP, VERSION, ApiModel, Condition, FeatureGroupRef, PodTemplate, parse_duration
+The names (group, version, kinds, labels, annotations, contract env) live in `identity`.
+"""
+
+from .common import ApiModel, Condition, FeatureGroupRef, PodTemplate, parse_duration
 from .feature_pipeline import (
     Expectation,
     FeatureGroupSpec,
@@ -10,6 +13,7 @@ from .feature_pipeline import (
     SourceSpec,
     ValidationSpec,
 )
+from .identity import API_VERSION, GROUP, VERSION
 from .inference_service import InferenceService, InferenceServiceSpec, InferenceServiceStatus, Revision
 from .manifests import KINDS, ManifestError, Resource, load_manifests, parse_resource
 from .training_pipeline import FeatureViewSpec, ModelVersionStatus, TrainingPipeline, TrainingPipelineSpec, TrainingPipelineStatus

@@ -16,9 +16,11 @@ from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "fti.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+# GROUP, VERSION and API_VERSION stay importable from here (and from fti_operator.api).
+from .identity import API_VERSION as API_VERSION
+from .identity import CONTRACT_ENV_PREFIX
+from .identity import GROUP as GROUP
+from .identity import VERSION as VERSION
 
 # Names that end up in Kubernetes object names, store paths and SQL identifiers.
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -224,7 +226,7 @@ class EnvVar(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             cel("has(self.value) != has(self.valueFrom)", "exactly one of value and valueFrom must be set"),
-            cel("!self.name.startsWith('FTI_')", "FTI_* variables are set by the operator (the pipeline contract)", "name"),
+            cel(f"!self.name.startsWith('{CONTRACT_ENV_PREFIX}')", "FTI_* variables are set by the operator (the pipeline contract)", "name"),
         )
     }
 
@@ -236,7 +238,7 @@ class EnvVar(ApiModel):
     def _one_of(self) -> EnvVar:
         if (self.value is None) == (self.value_from is None):
             raise ValueError("exactly one of value and valueFrom must be set")
-        if self.name.startswith("FTI_"):
+        if self.name.startswith(CONTRACT_ENV_PREFIX):
             raise FieldError("name", "FTI_* variables are set by the operator (the pipeline contract)")
         return self
 

@@ -1,4 +1,4 @@
-"""FeaturePipeline: raw data -> one feature group at one current version (DESIGN §3)."""
+"""FeaturePipeline: raw data -> one feature group at one current version (docs/concepts.md)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ from .common import (
     cel,
     cel_rules,
 )
+from .identity import API_VERSION, KIND_FEATURE_PIPELINE, FEATURE_PIPELINE
 
-KIND = "FeaturePipeline"
-PLURAL = "featurepipelines"
+KIND = FEATURE_PIPELINE.kind
+PLURAL = FEATURE_PIPELINE.plural
 
 
 class FeatureGroupSpec(ApiModel):
@@ -196,8 +197,8 @@ class FeaturePipelineStatus(StatusModel):
 class FeaturePipeline(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
-    api_version: Literal["fti.dev/v1alpha1"] = "fti.dev/v1alpha1"
-    kind: Literal["FeaturePipeline"] = "FeaturePipeline"
+    api_version: Literal[API_VERSION] = API_VERSION  # type: ignore[valid-type]
+    kind: Literal[KIND_FEATURE_PIPELINE] = KIND_FEATURE_PIPELINE  # type: ignore[valid-type]
     metadata: ObjectMeta
     spec: FeaturePipelineSpec
     status: FeaturePipelineStatus | None = None

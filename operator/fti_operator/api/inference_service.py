@@ -1,4 +1,4 @@
-"""InferenceService: serves one model, online (KServe) or in batch (CronJob) (DESIGN §3, §4)."""
+"""InferenceService: serves one model, online (KServe) or in batch (CronJob) (docs/concepts.md)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ from .common import (
     cel_rules,
     parse_duration,
 )
+from .identity import API_VERSION, KIND_INFERENCE_SERVICE, INFERENCE_SERVICE
 
-KIND = "InferenceService"
-PLURAL = "inferenceservices"
+KIND = INFERENCE_SERVICE.kind
+PLURAL = INFERENCE_SERVICE.plural
 
 
 MODEL_VERSION_MESSAGE = "version must be a positive integer (at most 1000000) or 'latest'"
@@ -188,7 +189,7 @@ class InferenceServiceSpec(ApiModel):
 
 
 class Revision(StatusModel):
-    """A served pair: the unit of rollout and rollback (DESIGN §4.1)."""
+    """A served pair: the unit of rollout and rollback (docs/versions.md)."""
 
     revision: int = Field(ge=1)
     model: int = Field(ge=1, description="Model version.")
@@ -247,8 +248,8 @@ class InferenceServiceStatus(StatusModel):
 class InferenceService(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
-    api_version: Literal["fti.dev/v1alpha1"] = "fti.dev/v1alpha1"
-    kind: Literal["InferenceService"] = "InferenceService"
+    api_version: Literal[API_VERSION] = API_VERSION  # type: ignore[valid-type]
+    kind: Literal[KIND_INFERENCE_SERVICE] = KIND_INFERENCE_SERVICE  # type: ignore[valid-type]
     metadata: ObjectMeta
     spec: InferenceServiceSpec
     status: InferenceServiceStatus | None = None

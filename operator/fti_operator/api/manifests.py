@@ -13,8 +13,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .common import API_VERSION, FieldError
+from .common import FieldError
 from .feature_pipeline import FeaturePipeline
+from .identity import API_VERSION, GROUP
 from .inference_service import InferenceService
 from .training_pipeline import TrainingPipeline
 
@@ -107,7 +108,7 @@ def load_manifests(paths: Iterable[str | Path], *, strict_kinds: bool = False) -
             continue
         for i, doc in enumerate(d for d in docs if d is not None):
             source = f"{f}#{i}"
-            if isinstance(doc, dict) and not strict_kinds and not str(doc.get("apiVersion", "")).startswith("fti.dev/"):
+            if isinstance(doc, dict) and not strict_kinds and not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
                 continue
             try:
                 resources.append(parse_resource(doc, source))

@@ -1,4 +1,4 @@
-"""TrainingPipeline: a feature view -> validated, registered model versions (DESIGN §3)."""
+"""TrainingPipeline: a feature view -> validated, registered model versions (docs/concepts.md)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ from .common import (
     cel,
     cel_rules,
 )
+from .identity import API_VERSION, KIND_TRAINING_PIPELINE, TRAINING_PIPELINE
 
-KIND = "TrainingPipeline"
-PLURAL = "trainingpipelines"
+KIND = TRAINING_PIPELINE.kind
+PLURAL = TRAINING_PIPELINE.plural
 
 METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss", "brier_score")
 Metric = Literal["roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss", "brier_score"]
@@ -279,8 +280,8 @@ class TrainingPipelineStatus(StatusModel):
 class TrainingPipeline(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
-    api_version: Literal["fti.dev/v1alpha1"] = "fti.dev/v1alpha1"
-    kind: Literal["TrainingPipeline"] = "TrainingPipeline"
+    api_version: Literal[API_VERSION] = API_VERSION  # type: ignore[valid-type]
+    kind: Literal[KIND_TRAINING_PIPELINE] = KIND_TRAINING_PIPELINE  # type: ignore[valid-type]
     metadata: ObjectMeta
     spec: TrainingPipelineSpec
     status: TrainingPipelineStatus | None = None

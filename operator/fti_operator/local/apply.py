@@ -73,7 +73,7 @@ def run_training_pipelines(driver: LocalDriver, pipelines: Iterable[TrainingPipe
 
 
 def run_inference(driver: LocalDriver, services: Iterable[InferenceService], serve: bool = False) -> None:
-    driver.cluster.serving = serve
+    driver.cluster.serving = driver.cluster.serving or serve
     for isvc in services:
         driver.apply(manifest(isvc))
         driver.settle()
@@ -105,10 +105,11 @@ def describe(revision: dict[str, Any] | None) -> str:
 
 
 class LocalRolloutBackend:
-    """`fti local rollout ...`: the annotations go on the in-memory object and the cluster settles,
-    so the verb's effect is in the status the command prints next."""
+    """`fti local rollout ...`: the annotations go on the in-memory object and the cluster settles
+    (serving while it does, so KServe's stand-in can report the revision ready), so the verb's
+    effect is in the status the command prints next."""
 
-    def __init__(self, state_dir: Any, serve: bool = False):
+    def __init__(self, state_dir: Any, serve: bool = True):
         from pathlib import Path
 
         self.driver = LocalDriver(Path(state_dir), progress=lambda _m: None)

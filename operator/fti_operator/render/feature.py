@@ -1,8 +1,8 @@
 """FeaturePipeline -> a CronJob (scheduled) or a Job (run once) for its current feature-group version.
 
 One child per feature-group version, named after the version, so moving the spec to a new
-version creates a new child and leaves the old one for the handler to keep (while a
-served model still needs that version, DESIGN §4.3) or delete (once retired).
+version creates a new child and leaves the old one for the reconciler to keep (while a
+served model still needs that version, docs/versions.md) or delete (once retired).
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..api import FeaturePipeline
+from ..api.identity import ANNOTATION_RUN, ANNOTATION_TRIGGER, FEATURE_PIPELINE, LABEL_COMPONENT, LABEL_FG_VERSION
 from ..config import OperatorConfig
 from .pods import (
-    LABEL_COMPONENT,
-    LABEL_FG_VERSION,
     child_name,
     cronjob,
     job,
@@ -26,7 +25,7 @@ from .pods import (
 )
 
 MODULE = "fti_pipelines.feature"
-KIND = "FeaturePipeline"
+KIND = FEATURE_PIPELINE.kind
 
 
 def spec_payload(fp: FeaturePipeline) -> dict[str, Any]:
@@ -74,7 +73,7 @@ def render(fp: FeaturePipeline, config: OperatorConfig, owner: Mapping[str, Any]
 
 def render_run_now(fp: FeaturePipeline, config: OperatorConfig, token: str, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """An immediate Job for the run-now annotation `fti.dev/run=<token>`."""
-    lbl = child_labels(fp) | {"fti.dev/trigger": "run-now"}
+    lbl = child_labels(fp) | {ANNOTATION_TRIGGER: "run-now"}
     name = run_now_job_name(fp, token)
     return job(name, fp.metadata.namespace or "default", _pod(fp, config, name, lbl), config, job_labels=lbl,
-               annotations={"fti.dev/run": token}, owner=owner)
+               annotations={ANNOTATION_RUN: token}, owner=owner)

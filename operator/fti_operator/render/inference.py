@@ -1,7 +1,7 @@
 """InferenceService -> a KServe v1beta1 InferenceService (online) or a CronJob/Job (batch).
 
 Every child is rendered from ONE resolved pair (model version, feature-view version)
-(DESIGN §4.1): predictor and transformer come out of the same call and go to the API
+(docs/versions.md): predictor and transformer come out of the same call and go to the API
 server in the same object, so they can never serve different versions.
 """
 
@@ -12,11 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api import InferenceService
-from ..config import OperatorConfig
-from .pods import (
+# ANNOTATION_REVISION and KSERVE_API_VERSION are re-exported: the reconciler reads them from here.
+from ..api.identity import ANNOTATION_REVISION as ANNOTATION_REVISION
+from ..api.identity import KSERVE_API_VERSION as KSERVE_API_VERSION
+from ..api.identity import (
+    INFERENCE_SERVICE,
+    KSERVE_KIND,
     LABEL_COMPONENT,
     LABEL_FV_VERSION,
     LABEL_MODEL_VERSION,
+)
+from ..config import OperatorConfig
+from .pods import (
     child_name,
     container_security_context,
     cronjob,
@@ -28,12 +35,10 @@ from .pods import (
     template_parts,
 )
 
-KIND = "InferenceService"
-KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
+KIND = INFERENCE_SERVICE.kind
 SERVING_MODULE = "fti_pipelines.serving"
 BATCH_MODULE = "fti_pipelines.batch_inference"
 SERVING_PORT = 8080  # KServe's default container port for custom predictors/transformers
-ANNOTATION_REVISION = "fti.dev/revision"
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorCo
     }
     if owner:
         meta["ownerReferences"] = [owner_reference(owner)]
-    return {"apiVersion": KSERVE_API_VERSION, "kind": "InferenceService", "metadata": meta, "spec": spec}
+    return {"apiVersion": KSERVE_API_VERSION, "kind": KSERVE_KIND, "metadata": meta, "spec": spec}
 
 
 def render_batch(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig,

@@ -1,7 +1,7 @@
 """Pod and container basics shared by every child: contract env, security, names, Jobs.
 
-The pipeline contract (fti_pipelines/contract.py) is the only interface between the
-operator and a pipeline image: the resolved spec and store URIs go in as environment,
+The pipeline contract (docs/pipeline-contract.md; names in api/identity.py) is the only
+interface between the operator and a pipeline image: the resolved spec and store URIs go in as environment,
 the result comes back in the termination message. Credentials only by Secret reference.
 """
 
@@ -14,27 +14,56 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..api import ApiModel
+from ..api import identity as ids
+from ..api.identity import (  # re-exported: the drivers read these names from here today
+    ANNOTATION_SPEC_HASH,
+    CONTRACT_ENV,
+    JOB_NAME_LABEL,
+    LABEL_COMPONENT,
+    LABEL_FG_VERSION,
+    LABEL_FV_VERSION,
+    LABEL_KIND,
+    LABEL_MANAGED_BY,
+    LABEL_MODEL_VERSION,
+    LABEL_RESOURCE,
+    MANAGED_BY,
+    TERMINATION_LOG,
+)
 from ..config import OperatorConfig
 
-MANAGED_BY = "fti-operator"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_KIND = "fti.dev/kind"
-LABEL_RESOURCE = "fti.dev/resource"
-LABEL_COMPONENT = "fti.dev/component"
-LABEL_FG_VERSION = "fti.dev/feature-group-version"
-LABEL_MODEL_VERSION = "fti.dev/model-version"
-LABEL_FV_VERSION = "fti.dev/feature-view-version"
-ANNOTATION_SPEC_HASH = "fti.dev/spec-hash"
-# The Job controller labels every pod with its Job's name (Kubernetes >= 1.27): the run id of
-# CronJob-created runs, whose Job name the operator does not choose.
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+__all__ = [
+    "ANNOTATION_SPEC_HASH",
+    "CONTRACT_ENV",
+    "JOB_NAME_LABEL",
+    "LABEL_COMPONENT",
+    "LABEL_FG_VERSION",
+    "LABEL_FV_VERSION",
+    "LABEL_KIND",
+    "LABEL_MANAGED_BY",
+    "LABEL_MODEL_VERSION",
+    "LABEL_RESOURCE",
+    "MANAGED_BY",
+    "RUN_AS_USER",
+    "STARTING_DEADLINE_SECONDS",
+    "TERMINATION_LOG",
+    "RenderError",
+    "child_name",
+    "container_security_context",
+    "cronjob",
+    "job",
+    "job_spec",
+    "labels",
+    "owner_reference",
+    "pipeline_container",
+    "pipeline_env",
+    "pod_security_context",
+    "pod_template",
+    "spec_hash",
+    "spec_json",
+    "template_parts",
+]
 
 RUN_AS_USER = 65532  # distroless "nonroot"
-TERMINATION_LOG = "/dev/termination-log"
-CONTRACT_ENV = frozenset({
-    "FTI_SPEC", "FTI_ARTIFACT_STORE", "FTI_ONLINE_STORE", "FTI_NAMESPACE", "FTI_RESOURCE",
-    "FTI_RUN_ID", "FTI_MODEL_VERSION", "FTI_RUN_TIME", "FTI_TERMINATION_LOG",
-})
 
 _DNS_INVALID = re.compile(r"[^a-z0-9-]+")
 
@@ -94,26 +123,26 @@ def pipeline_env(
     pod (fieldRef), which is what a CronJob-created run needs. extra_env (the user's
     spec.template.env) may not redefine a contract variable.
     """
-    env: list[dict[str, Any]] = [_value("FTI_SPEC", spec_json(spec_payload)), _value("FTI_ARTIFACT_STORE", config.artifact_store)]
+    env: list[dict[str, Any]] = [_value(ids.ENV_SPEC, spec_json(spec_payload)), _value(ids.ENV_ARTIFACT_STORE, config.artifact_store)]
     if config.online_store_secret is not None:
         ref = config.online_store_secret
-        env.append({"name": "FTI_ONLINE_STORE", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+        env.append({"name": ids.ENV_ONLINE_STORE, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     elif config.online_store:
-        env.append(_value("FTI_ONLINE_STORE", config.online_store))
+        env.append(_value(ids.ENV_ONLINE_STORE, config.online_store))
     if namespace is None:
-        env.append({"name": "FTI_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
+        env.append({"name": ids.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
     else:
-        env.append(_value("FTI_NAMESPACE", namespace))
+        env.append(_value(ids.ENV_NAMESPACE, namespace))
     if resource is not None:
-        env.append(_value("FTI_RESOURCE", resource))
+        env.append(_value(ids.ENV_RESOURCE, resource))
     if run_id is None:
-        env.append({"name": "FTI_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}})
+        env.append({"name": ids.ENV_RUN_ID, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}})
     else:
-        env.append(_value("FTI_RUN_ID", run_id))
+        env.append(_value(ids.ENV_RUN_ID, run_id))
     if model_version is not None:
-        env.append(_value("FTI_MODEL_VERSION", str(int(model_version))))
-    # FTI_TERMINATION_LOG is left to the contract's default (/dev/termination-log, what the
-    # kubelet reads); local runners point it elsewhere.
+        env.append(_value(ids.ENV_MODEL_VERSION, str(int(model_version))))
+    # FTI_RUN_TIME and FTI_TERMINATION_LOG are left to the contract's defaults (now, and
+    # /dev/termination-log, what the kubelet reads); local runners set them.
     for i, given in enumerate(extra_env or []):
         item = dict(given)
         if item.get("name") in CONTRACT_ENV:
@@ -258,7 +287,7 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
     """Controller owner reference to a custom resource, for garbage collection."""
     meta = body["metadata"]
     return {
-        "apiVersion": body.get("apiVersion", "fti.dev/v1alpha1"),
+        "apiVersion": body.get("apiVersion", ids.API_VERSION),
         "kind": body["kind"],
         "name": meta["name"],
         "uid": meta["uid"],

@@ -11,28 +11,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..api import TrainingPipeline
-from ..config import OperatorConfig
-from .pods import (
+from ..api.identity import (
+    ANNOTATION_RUN_TOKEN,
+    ANNOTATION_TRAINING_HASH,
+    ANNOTATION_TRIGGER,
     LABEL_COMPONENT,
     LABEL_MODEL_VERSION,
-    child_name,
-    job,
-    labels,
-    pipeline_container,
-    pod_template,
-    spec_hash,
-    template_parts,
+    TRAINING_PIPELINE,
 )
+from ..config import OperatorConfig
+from .pods import child_name, job, labels, pipeline_container, pod_template, spec_hash, template_parts
 
 MODULE = "fti_pipelines.training"
-KIND = "TrainingPipeline"
+KIND = TRAINING_PIPELINE.kind
 # Spec parts that change what a run produces; schedule/suspend/resources do not.
 TRAINING_FIELDS = ("model", "featureView", "trainingData", "evaluation")
 # A Job records why it ran: after a crash before status.lastRun was written, the next reconcile
-# reads the run back from here (handlers/training.py).
-TRAINING_HASH_ANNOTATION = "fti.dev/training-hash"
-TRIGGER_ANNOTATION = "fti.dev/trigger"
-TOKEN_ANNOTATION = "fti.dev/run-token"
+# reads the run back from here. Old names, kept for the code that still imports them here.
+TRAINING_HASH_ANNOTATION = ANNOTATION_TRAINING_HASH
+TRIGGER_ANNOTATION = ANNOTATION_TRIGGER
+TOKEN_ANNOTATION = ANNOTATION_RUN_TOKEN
 
 
 def spec_payload(tp: TrainingPipeline) -> dict[str, Any]:
@@ -55,15 +53,14 @@ def render(tp: TrainingPipeline, version: int, config: OperatorConfig, owner: Ma
            trigger: str = "create", token: str | None = None) -> dict[str, Any]:
     """The Job that trains model version `version`."""
     name = job_name(tp, version)
-    extra: dict[str, str | int | None] = {LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version}
-    lbl = labels(KIND, tp.metadata.name, **extra)
+    lbl = labels(KIND, tp.metadata.name, **{LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version})
     image, resources, extra_env = template_parts(tp.spec.template, config.image("training"))
     container = pipeline_container(
         image, MODULE, spec_payload(tp), config, extra_env, resources=resources,
         namespace=tp.metadata.namespace, resource=tp.metadata.name, run_id=name, model_version=version,
     )
     pod = pod_template([container], config, pod_labels=lbl, template=tp.spec.template)
-    annotations = {TRAINING_HASH_ANNOTATION: training_hash(tp), TRIGGER_ANNOTATION: trigger}
+    annotations = {ANNOTATION_TRAINING_HASH: training_hash(tp), ANNOTATION_TRIGGER: trigger}
     if token:
-        annotations[TOKEN_ANNOTATION] = token
+        annotations[ANNOTATION_RUN_TOKEN] = token
     return job(name, tp.metadata.namespace or "default", pod, config, job_labels=lbl, annotations=annotations, owner=owner)

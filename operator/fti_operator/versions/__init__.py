@@ -1,4 +1,4 @@
-"""Pure version logic (DESIGN §4): model-version numbering, `latest`, servability, retention.
+"""Pure version logic (docs/versions.md): model-version numbering, `latest`, servability, retention.
 
 No API calls here: handlers pass in what they read from status and indexes, and get
 decisions back, so every rule is a table test.

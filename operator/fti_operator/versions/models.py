@@ -43,7 +43,7 @@ def models_from_status(model_name: str, status: Mapping[str, Any] | None, *, nam
 
 
 def next_model_version(existing: Iterable[int]) -> int:
-    """Versions only grow: max + 1, never reusing a number (artifacts are immutable, §4.5)."""
+    """Versions only grow: max + 1, never reusing a number (artifacts are immutable, docs/versions.md)."""
     return max(existing, default=0) + 1
 
 

@@ -1,4 +1,4 @@
-"""Which feature-group versions are still needed (DESIGN §4.3).
+"""Which feature-group versions are still needed (docs/versions.md).
 
 A version stays materialized while any revision that is serving, in canary, or within
 the rollback history needs it, even after its FeaturePipeline moved to a newer version.

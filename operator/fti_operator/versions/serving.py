@@ -1,4 +1,4 @@
-"""May a (model version, feature-view version) pair be served? (DESIGN §4.2)
+"""May a (model version, feature-view version) pair be served? (docs/versions.md)
 
 A pair is served only if the model version is Validated and every feature-group version
 its feature view reads is materialized (online, for online serving). Otherwise the

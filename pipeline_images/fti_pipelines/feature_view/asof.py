@@ -9,11 +9,11 @@ packed key, still inside the label's entity range": one numpy argsort of the fea
 keys and one binary search per label.
 
 Why not DuckDB's ASOF JOIN (kept as the fallback, `join.build_sql`): its partitioned
-sort carries every payload column through the sort and costs ~1.7 CPU-seconds per
-5M-row feature group on this project's benchmark machine; the argsort of one int64
-column (SIMD quicksort in numpy >= 2) plus the search costs ~0.5 (bench/RESULTS.md,
-"Training data"). Keys that cannot be packed (the product of the spans would overflow
-int64, or the two sides' key types differ) return None, and the caller falls back.
+sort carries every payload column through the sort; the argsort of one int64 column
+(SIMD quicksort in numpy >= 2) plus the search costs a fraction of that CPU
+(bench/RESULTS.md, "Training data"). Keys that cannot be packed (the product of the
+spans would overflow int64, or the two sides' key types differ) return None, and the
+caller falls back.
 
 Ties: two feature rows with the same entity and event time (ingestion drops such
 duplicates, so this is rare) are resolved by a stable sort, so the row stored last

@@ -1,4 +1,4 @@
-"""Feature views and point-in-time-correct training data (DESIGN §5, issue 2 item 4).
+"""Feature views and point-in-time-correct training data (docs/store-layout.md).
 
 A feature view selects columns from feature groups at pinned versions plus a label.
 Training data is one row per labelled event of the label's feature group (the

@@ -1,9 +1,10 @@
 """The saved sklearn pipeline compiled to ONNX Runtime at load time, for fast one-row scoring.
 
-Why: sklearn spends ~3 ms of CPU per `predict_proba` call on one row of the training
-pipeline's model, almost all of it per-estimator input validation and dispatch, not
-arithmetic; ONNX Runtime runs the same graph in ~30 µs. model.joblib stays the only
-artifact (DESIGN §5): the graph is converted in memory when the server loads.
+Why: sklearn spends milliseconds of CPU per `predict_proba` call on one row of the
+training pipeline's model, almost all of it per-estimator input validation and dispatch,
+not arithmetic; ONNX Runtime runs the same graph in tens of microseconds
+(bench/RESULTS.md). model.joblib stays the only artifact (docs/store-layout.md): the
+graph is converted in memory when the server loads.
 
 It is used only when it is provably the same model:
 - the pipeline has the training pipeline's shape (`build_model_pipeline`): a

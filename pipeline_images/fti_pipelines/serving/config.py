@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from fti_operator.api.inference_service import BatchSpec, OnlineSpec
 
-from ..contract import PipelineError
+from ..contract import ENV_RESOURCE, PipelineError
 
 # Guard rails for one request (the body limit is checked before JSON parsing).
 DEFAULT_MAX_INSTANCES = 1000
@@ -83,7 +83,7 @@ class ServingConfig:
         if not isinstance(view, Mapping):
             raise PipelineError("InvalidSpec", "spec.featureView must be an object {name, version} (resolved by the operator)")
         model_name = _name(model, "spec.model")
-        name = spec.get("name") or env.get("FTI_RESOURCE") or model_name
+        name = spec.get("name") or env.get(ENV_RESOURCE) or model_name
         if not isinstance(name, str):
             raise PipelineError("InvalidSpec", "spec.name must be a string")
         try:

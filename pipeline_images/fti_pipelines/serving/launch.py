@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from ..contract import ENV_SPEC, ENV_TERMINATION_LOG
+
 
 class ServerNotReadyError(RuntimeError):
     """The server did not become ready; `reason` is what its readiness endpoint said."""
@@ -44,8 +46,8 @@ def start_server_subprocess(spec: Mapping[str, Any], env: Mapping[str, str], por
                             predictor_host: str | None = None, log_path: str | None = None,
                             python: str = sys.executable) -> subprocess.Popen:
     """`python -m fti_pipelines.serving` for `spec` on `port`; stdout+stderr go to `log_path` (or DEVNULL)."""
-    child_env = {**os.environ, **env, "FTI_SPEC": json.dumps(spec)}
-    child_env.setdefault("FTI_TERMINATION_LOG", os.devnull)
+    child_env = {**os.environ, **env, ENV_SPEC: json.dumps(spec)}
+    child_env.setdefault(ENV_TERMINATION_LOG, os.devnull)
     cmd = [python, "-m", "fti_pipelines.serving", "--http_port", str(port), "--role", role]
     if predictor_host:
         cmd += ["--predictor_host", predictor_host]

@@ -7,8 +7,8 @@ the serving revision can be told apart. Children are bound once per server
 
 The two histograms (lookup latency, feature age) are observed once per entity and
 feature group, so their cost is part of the lookup's latency budget: prometheus-client's
-`Histogram.observe` takes ~1.5 µs (a lock, a Python loop over the buckets, two locked
-increments), a fifth of a whole lookup. Here `observe` is a bare `list.append` and the
+`Histogram.observe` (a lock, a Python loop over the buckets, two locked increments) costs
+a noticeable share of a whole lookup. Here `observe` is a bare `list.append` and the
 values are binned by numpy when /metrics is scraped (a custom collector in the same
 registry, same names, labels and buckets as a prometheus-client Histogram). The rare
 events (missing entities, readiness) stay plain prometheus-client Counter and Gauge.

@@ -2,7 +2,7 @@
 
 `Revision.load()` never raises for a problem the operator or the user can fix: it
 records `Problem`s and leaves `ready` False, so the server stays up, not ready, and
-says why (DESIGN §4.2). Missing online features are the one transient problem (a
+says why (docs/versions.md). Missing online features are the one transient problem (a
 feature pipeline may still be materializing), so readiness re-checks them at most
 every `recheck_seconds`; a mismatched feature view or an unvalidated model never
 becomes ready.
@@ -29,7 +29,7 @@ TRANSIENT = {"FeaturesNotMaterialized", "OnlineStoreUnavailable"}
 
 
 def load_card_and_model(store: ArtifactStore, name: str, version: int, *, with_model: bool = True) -> tuple[Any, dict]:
-    """(pipeline or None, card) through the model registry (DESIGN §5 layout)."""
+    """(pipeline or None, card) through the model registry (docs/store-layout.md)."""
     registry = ModelRegistry(store)
     if with_model:
         pipeline, card = registry.load(name, version)

@@ -87,8 +87,7 @@ def limit_threads(config: ServingConfig) -> None:
 
     A request scores a handful of rows: fanning that out over OpenMP threads costs more
     in wake-ups than it saves, and on a busy node the threads wait on each other
-    (measured on the fraud model, 1 row, load 8 on 2 cores: predict_proba p50 55 ms with
-    the default threads, 8 ms with one). Scale out with replicas instead.
+    (bench/RESULTS.md, "Inference"). Scale out with replicas instead.
     FTI_SERVING_THREADS overrides.
     """
     threads = int(os.environ.get("FTI_SERVING_THREADS", "1"))
@@ -99,8 +98,7 @@ def limit_threads(config: ServingConfig) -> None:
 def event_loop_policy(event_loop: str) -> asyncio.AbstractEventLoopPolicy | None:
     """uvloop's policy for KServe's event_loop "auto"/"uvloop" when installed, else None (asyncio).
 
-    uvloop cuts the server's CPU per request by ~10 % (KServe's request path on this
-    project's 2-core box: 1169 -> 1031 us, measured with a constant model).
+    uvloop cuts the server's CPU per request (bench/RESULTS.md, "Inference").
     """
     if event_loop not in ("auto", "uvloop"):
         return None

@@ -1,4 +1,4 @@
-"""The load-time guard against training/serving skew (DESIGN §4.2).
+"""The load-time guard against training/serving skew (docs/versions.md).
 
 A revision is served only when all of these hold; otherwise the server stays up but
 not ready, with the reasons in its log and on its readiness endpoints:

@@ -4,7 +4,7 @@ Everything the FTI pipelines persist lives under this root: feature-group Parque
 files, quarantined batches, training datasets and model versions. Code never looks
 at the scheme, so an `s3://` URI works through s3fs exactly like `file://`.
 
-Immutability (DESIGN §4.5): a version directory is written once. Writers stage into
+Immutability (docs/versions.md): a version directory is written once. Writers stage into
 a hidden sibling directory and `commit_dir` publishes it: files are moved into place
 and the `_COMMITTED` marker is written last. Readers treat a directory without the
 marker as absent, so a writer that dies half-way leaves nothing visible and the

@@ -8,7 +8,7 @@ bias gate; `report` draws the plots and writes the report page.
 import os
 
 # OpenMP threads (HistGradientBoosting, via libgomp) busy-wait by default; under a CPU
-# limit or on a shared node that spinning starves the working threads (measured here:
-# 5.4 s vs 1.3 s for the same fit with 2 threads on a busy 2-core machine). Read by
+# limit or on a shared node that spinning starves the working threads and a fit takes
+# several times longer. Read by
 # libgomp when scikit-learn is first imported, so it is set before any import of it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

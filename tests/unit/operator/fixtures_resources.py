@@ -1,11 +1,13 @@
-"""Sample resources (the shapes of shared/api-sketch.yaml) for the operator unit tests."""
+"""Sample resources of the three kinds for the operator unit tests."""
 
 from __future__ import annotations
 
 import copy
 
+from fti_operator.api.identity import API_VERSION
+
 FP = {
-    "apiVersion": "fti.dev/v1alpha1", "kind": "FeaturePipeline",
+    "apiVersion": API_VERSION, "kind": "FeaturePipeline",
     "metadata": {"name": "card-transactions", "namespace": "fraud", "uid": "uid-fp", "generation": 3},
     "spec": {
         "featureGroup": {"name": "card_transactions", "version": 2, "primaryKey": ["cc_num"], "eventTime": "event_time", "online": True},
@@ -19,7 +21,7 @@ FP = {
 }
 
 TP = {
-    "apiVersion": "fti.dev/v1alpha1", "kind": "TrainingPipeline",
+    "apiVersion": API_VERSION, "kind": "TrainingPipeline",
     "metadata": {"name": "fraud-model", "namespace": "fraud", "uid": "uid-tp", "generation": 1},
     "spec": {
         "model": {"name": "fraud", "estimator": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 200}},
@@ -37,14 +39,14 @@ TP = {
 }
 
 ISVC_ONLINE = {
-    "apiVersion": "fti.dev/v1alpha1", "kind": "InferenceService",
+    "apiVersion": API_VERSION, "kind": "InferenceService",
     "metadata": {"name": "fraud-online", "namespace": "fraud", "uid": "uid-is", "generation": 1},
     "spec": {"model": {"name": "fraud", "version": "latest"}, "mode": "online",
              "online": {"topology": "combined", "requestFeatures": ["amount"], "minReplicas": 1, "maxReplicas": 4}},
 }
 
 ISVC_BATCH = {
-    "apiVersion": "fti.dev/v1alpha1", "kind": "InferenceService",
+    "apiVersion": API_VERSION, "kind": "InferenceService",
     "metadata": {"name": "fraud-batch", "namespace": "fraud", "uid": "uid-isb", "generation": 1},
     "spec": {"model": {"name": "fraud", "version": "latest"}, "mode": "batch",
              "batch": {"schedule": "0 * * * *", "input": {"uri": "file:///data/raw/transactions/"},

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fti_operator.api.identity import API_VERSION
+
 CM = Path(__file__).resolve().parents[3] / "examples" / "argocd" / "argocd-cm.yaml"
 KINDS = ("FeaturePipeline", "TrainingPipeline", "InferenceService")
 
@@ -65,7 +67,7 @@ def health(kind: str, obj: dict) -> tuple[str, str]:
 
 
 def obj(generation=2, observed=2, conditions=None, suspend=None, status=True):
-    o = {"apiVersion": "fti.dev/v1alpha1", "kind": "X", "metadata": {"name": "x", "generation": generation},
+    o = {"apiVersion": API_VERSION, "kind": "X", "metadata": {"name": "x", "generation": generation},
          "spec": {"suspend": suspend}}
     if status:
         o["status"] = {"observedGeneration": observed, "conditions": conditions or []}

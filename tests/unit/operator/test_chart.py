@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fti_operator.api.identity import GROUP, KSERVE_GROUP
+
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "fti-operator"
 
@@ -108,9 +110,9 @@ def _assert_least_privilege(rules):
         assert resource != "secrets", "the operator never reads Secrets (secrets only by reference)"
         if resource in ("pods", "pods/log"):
             assert verb in ("get", "list", "watch"), (resource, verb)
-    needed = {("fti.dev", "featurepipelines", "watch"), ("fti.dev", "inferenceservices/status", "patch"),
+    needed = {(GROUP, "featurepipelines", "watch"), (GROUP, "inferenceservices/status", "patch"),
               ("batch", "cronjobs", "create"), ("batch", "jobs", "delete"), ("", "pods", "get"), ("", "pods/log", "get"),
-              ("", "events", "create"), ("serving.kserve.io", "inferenceservices", "patch")}
+              ("", "events", "create"), (KSERVE_GROUP, "inferenceservices", "patch")}
     assert needed <= set(rules), needed - set(rules)
 
 

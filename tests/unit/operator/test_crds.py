@@ -67,6 +67,7 @@ def test_schema_is_structural(kind):
 
 
 def test_names_scope_and_columns():
+    # The names users type, spelled out on purpose: identity.py may not change them unnoticed.
     crds = _crds()
     assert {c["spec"]["names"]["shortNames"][0] for c in crds.values()} == {"fp", "tp", "fisvc"}
     for c in crds.values():

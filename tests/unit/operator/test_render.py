@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from fti_operator.api import FeaturePipeline, InferenceService, TrainingPipeline
+from fti_operator.api.identity import LABEL_MODEL_VERSION
 from fti_operator.config import OperatorConfig
 from fti_operator.render import feature, inference, training
 from fti_operator.render.inference import ResolvedPair
@@ -126,7 +127,7 @@ def test_one_pair_feeds_predictor_and_transformer():
     assert json.loads(t["FTI_SPEC"])["model"] == {"name": "fraud", "version": 4}
     assert json.loads(t["FTI_SPEC"])["featureView"] == {"name": "fraud", "version": 1}
     assert spec["transformer"]["containers"][0]["args"] == ["--role", "transformer"]
-    assert isvc["metadata"]["labels"]["fti.dev/model-version"] == "4"
+    assert isvc["metadata"]["labels"][LABEL_MODEL_VERSION] == "4"
 
 
 def test_combined_topology_uses_inference_image():

@@ -1,4 +1,4 @@
-"""Table tests of the pure version logic (DESIGN §4)."""
+"""Table tests of the pure version logic (docs/versions.md)."""
 
 from __future__ import annotations
 

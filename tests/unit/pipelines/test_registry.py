@@ -1,4 +1,4 @@
-"""The model registry: DESIGN §5 layout, immutability, latest validated version."""
+"""The model registry: the docs/store-layout.md layout, immutability, latest validated version."""
 
 from __future__ import annotations
 

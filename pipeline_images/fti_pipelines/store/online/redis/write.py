@@ -31,9 +31,9 @@ FLUSH = 10  # script calls per pipeline round trip
 SCAN_COUNT = 5000
 
 # Nulls travel as a per-row mask ("" when the row has none) so the script never builds
-# substrings (string.sub made it 3x slower). The script is generated per column count:
+# substrings (string.sub is slow in Lua). The script is generated per column count:
 # a row without nulls is one HSET with its arguments written out, no Lua table built and
-# unpacked per row (that was most of the server's time, ~2x the HSET itself). The
+# unpacked per row (building one would cost the server more than the HSET itself). The
 # generated text holds only ARGV indices, never a column name or value.
 # KEYS: one hash key per row. ARGV: force ("1": replace the stored row whatever its event
 # time), ncols, column names, then per row: ts, mask, ncols values.

@@ -32,8 +32,8 @@ def entity_select(store: OnlineStore, reads: Sequence[EntityRead]) -> tuple[str,
     """(sql, (key column, kind) per ?N parameter, decoder kind or None per result column).
 
     Why one statement: each sqlite3 `execute` costs a statement-cache lookup, a cursor and
-    a VM run (~5-9 µs on this box); LEFT JOINing every version's keyed probe onto one
-    constant row reads them all in one (~1.4x a single probe), and a version without the
+    a VM run; LEFT JOINing every version's keyed probe onto one constant row reads them
+    all in one statement for little more than a single probe, and a version without the
     entity leaves its columns NULL. Each version's first primary-key column is its
     presence slot: NOT NULL in a WITHOUT ROWID table, so NULL means "no row".
     """
@@ -101,7 +101,7 @@ class SqliteReaders:
         path = sqlite_path(store.uri)
         self._con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, cached_statements=256)
         # Pages straight from the OS page cache: without it each lookup that misses SQLite's
-        # 2 MiB page cache pays a pread syscall per page (~1.3 µs each on a VM), and in WAL
+        # 2 MiB page cache pays a pread syscall per page, and in WAL
         # mode every committed write empties that cache anyway. The store never shrinks
         # its file (no VACUUM), which is what makes a memory map unsafe.
         self._con.execute(f"PRAGMA mmap_size={MMAP_BYTES}")

@@ -39,9 +39,9 @@ def insert_rows(cur: sqlite3.Cursor, head: str, tail: str, columns: list[list[An
 
     Why not one executemany row at a time: sqlite3 releases and re-takes the GIL around
     every statement it steps, and each re-take can wait a switch interval (5 ms) for a
-    thread that holds the GIL - pandera's, in the feature pipeline. Measured on 100k rows
-    next to a GIL-bound thread: 243 s one row per statement, 5.8 s at 200 rows; alone
-    0.95 s and 0.28 s. Bigger statements (3000 rows) were slower end to end.
+    thread that holds the GIL - pandera's, in the feature pipeline - so one row per statement
+    is orders of magnitude slower next to such a thread; much bigger statements are slower
+    again (bench/RESULTS.md, "Feature store").
     Keys are unique in the rows (latest per key), so rows of one statement never conflict.
     """
     n, width = len(columns[0]), len(columns)
