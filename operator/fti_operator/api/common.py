@@ -17,10 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.alias_generators import to_camel
 
 # GROUP, VERSION and API_VERSION stay importable from here (and from fti_operator.api).
-from .identity import API_VERSION as API_VERSION
-from .identity import CONTRACT_ENV_PREFIX
-from .identity import GROUP as GROUP
-from .identity import VERSION as VERSION
+from .identity import API_VERSION as API_VERSION, CONTRACT_ENV_PREFIX, GROUP as GROUP, VERSION as VERSION
 
 # Names that end up in Kubernetes object names, store paths and SQL identifiers.
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"

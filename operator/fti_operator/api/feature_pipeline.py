@@ -22,7 +22,7 @@ from .common import (
     cel,
     cel_rules,
 )
-from .identity import API_VERSION, KIND_FEATURE_PIPELINE, FEATURE_PIPELINE
+from .identity import API_VERSION, FEATURE_PIPELINE, KIND_FEATURE_PIPELINE
 
 KIND = FEATURE_PIPELINE.kind
 PLURAL = FEATURE_PIPELINE.plural

@@ -26,7 +26,7 @@ from .common import (
     cel_rules,
     parse_duration,
 )
-from .identity import API_VERSION, KIND_INFERENCE_SERVICE, INFERENCE_SERVICE
+from .identity import API_VERSION, INFERENCE_SERVICE, KIND_INFERENCE_SERVICE
 
 KIND = INFERENCE_SERVICE.kind
 PLURAL = INFERENCE_SERVICE.plural

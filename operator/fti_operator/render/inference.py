@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api import InferenceService
+
 # ANNOTATION_REVISION and KSERVE_API_VERSION are re-exported: the reconciler reads them from here.
-from ..api.identity import ANNOTATION_REVISION as ANNOTATION_REVISION
-from ..api.identity import KSERVE_API_VERSION as KSERVE_API_VERSION
 from ..api.identity import (
+    ANNOTATION_REVISION as ANNOTATION_REVISION,
     INFERENCE_SERVICE,
+    KSERVE_API_VERSION as KSERVE_API_VERSION,
     KSERVE_KIND,
     LABEL_COMPONENT,
     LABEL_FV_VERSION,

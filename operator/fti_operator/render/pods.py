@@ -13,8 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..api import ApiModel
-from ..api import identity as ids
+from ..api import ApiModel, identity as ids
 from ..api.identity import (  # re-exported: the drivers read these names from here today
     ANNOTATION_SPEC_HASH,
     CONTRACT_ENV,

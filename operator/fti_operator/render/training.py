@@ -53,7 +53,8 @@ def render(tp: TrainingPipeline, version: int, config: OperatorConfig, owner: Ma
            trigger: str = "create", token: str | None = None) -> dict[str, Any]:
     """The Job that trains model version `version`."""
     name = job_name(tp, version)
-    lbl = labels(KIND, tp.metadata.name, **{LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version})
+    extra: dict[str, str | int | None] = {LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version}
+    lbl = labels(KIND, tp.metadata.name, **extra)
     image, resources, extra_env = template_parts(tp.spec.template, config.image("training"))
     container = pipeline_container(
         image, MODULE, spec_payload(tp), config, extra_env, resources=resources,

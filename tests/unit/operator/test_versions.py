@@ -6,8 +6,6 @@ import pytest
 
 from fti_operator.versions import (
     FeatureGroupAvailability as FA,  # noqa: N814 - short, so each case of the tables below is one line
-)
-from fti_operator.versions import (
     ModelInfo,
     decide_pair,
     fg_version_states,
