@@ -238,7 +238,8 @@ def test_delete_featurepipeline_removes_children(operator, k8s, namespace):
 
 
 def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, namespace):
-    """Feature-version retention (docs/versions.md) at the operator level: v1 stays (Retained) while an InferenceService's model reads it."""
+    """Feature-version retention (docs/versions.md) at the operator level: v1 stays (Retained)
+    while an InferenceService's model reads it."""
     batch = client.BatchV1Api(k8s)
     fp = load_example("feature-pipeline-profiles.yaml", namespace)
     create(k8s, fp)
