@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..api import FeaturePipeline, InferenceService, TrainingPipeline
+from ..api.identity import ANNOTATION_RUN, API_VERSION, INFERENCE_SERVICE
 from ..render import feature as render_feature
 from .driver import LocalDriver, LocalRunError, now_token
 
-RUN_ANNOTATION = "fti.dev/run"
 
 
 def manifest(resource: Any) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def run_feature_pipelines(driver: LocalDriver, pipelines: Iterable[FeaturePipeli
         job = render_feature.run_now_job_name(fp, token)
         driver.progress(f"FeaturePipeline {fp.metadata.name}: feature group {fp.spec.feature_group.name} "
                         f"v{fp.spec.feature_group.version} (job {job})")
-        driver.apply(manifest(fp), {RUN_ANNOTATION: token})
+        driver.apply(manifest(fp), {ANNOTATION_RUN: token})
     driver.settle()
     for fp in pipelines:
         job = render_feature.run_now_job_name(fp, token)
@@ -55,7 +55,7 @@ def run_feature_pipelines(driver: LocalDriver, pipelines: Iterable[FeaturePipeli
 def run_training_pipelines(driver: LocalDriver, pipelines: Iterable[TrainingPipeline], retrain: bool = False) -> None:
     for tp in pipelines:
         before = (_status(driver, tp).get("lastRun") or {}).get("modelVersion")
-        driver.apply(manifest(tp), {RUN_ANNOTATION: now_token()} if retrain else None)
+        driver.apply(manifest(tp), {ANNOTATION_RUN: now_token()} if retrain else None)
         driver.settle()
         status = _status(driver, tp)
         version = (status.get("lastRun") or {}).get("modelVersion")
@@ -123,7 +123,7 @@ class LocalRolloutBackend:
 
     def annotate(self, name: str, namespace: str, key: str, value: str) -> None:
         obj = self.get(name, namespace)
-        self.driver.kube.patch("fti.dev/v1alpha1", "inferenceservices", namespace, name,
+        self.driver.kube.patch(API_VERSION, INFERENCE_SERVICE.plural, namespace, name,
                                {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"],
                                              "annotations": {key: value}}})
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any, Callable, Mapping
 
+from ..api.identity import INFERENCE_SERVICE, JOB_NAME_LABEL, LABEL_COMPONENT, LABEL_KIND, LABEL_RESOURCE
 from ..reconcile.kube import Kube
 from .jobs import LOG_ANNOTATION, JobController, trigger
 from .kserve import LocalKServe, ServerFailed
@@ -97,7 +98,7 @@ class LocalCluster:
         return failed.exit_code, failed.termination_message, str(failed.log_path)
 
     def log_path(self, job: str) -> str | None:
-        for pod in self.kube.list("v1", "pods", None, f"batch.kubernetes.io/job-name={job}"):
+        for pod in self.kube.list("v1", "pods", None, f"{JOB_NAME_LABEL}={job}"):
             path = (pod["metadata"].get("annotations") or {}).get(LOG_ANNOTATION)
             if path:
                 return str(path)
@@ -158,7 +159,7 @@ class LocalCluster:
     # -- the loop ----------------------------------------------------------------------------
     def run_batch(self, namespace: str, name: str) -> str | None:
         """Start the batch CronJob of InferenceService `name` now (as its schedule would); its Job's name."""
-        selector = f"fti.dev/kind=inferenceservice,fti.dev/resource={name},fti.dev/component=batch"
+        selector = f"{LABEL_KIND}={INFERENCE_SERVICE.singular},{LABEL_RESOURCE}={name},{LABEL_COMPONENT}=batch"
         for cronjob in self.kube.list("batch/v1", "cronjobs", namespace, selector):
             job = trigger(self.kube, cronjob, utcnow())
             return str(job["metadata"]["name"]) if job else None

@@ -22,13 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..api.identity import API_VERSION
 from ..config import OperatorConfig
 from ..reconcile import Context, Result, feature, inference, training
 from .cluster import LocalCluster
 from .lookups import ScanLookups
 from .memkube import MemKube
 
-API_VERSION = "fti.dev/v1alpha1"
 STATE_FILE = "state.json"
 RECONCILERS: dict[str, Callable[[Context, Mapping[str, Any]], Result]] = {
     "featurepipelines": feature.reconcile,

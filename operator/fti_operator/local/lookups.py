@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from ..api.identity import API_VERSION
 from ..reconcile.kube import Kube
 from ..versions import FeatureGroupAvailability, ModelInfo, feature_availability, models_from_status, needed_by_services
 
-API_VERSION = "fti.dev/v1alpha1"
 
 
 class ScanLookups:

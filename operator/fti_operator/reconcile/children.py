@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..render.pods import ANNOTATION_SPEC_HASH, spec_hash
+from ..api.identity import ANNOTATION_SPEC_HASH, API_VERSION, KINDS, KSERVE_API_VERSION, KSERVE_KIND, KSERVE_PLURAL
+from ..render.pods import spec_hash
 from .kube import ApiError, Kube
 
 # Jobs' pod templates are immutable: a changed run gets a new name from the renderer.
@@ -83,10 +84,8 @@ PLURALS = {
     ("batch/v1", "CronJob"): "cronjobs",
     ("v1", "Pod"): "pods",
     ("v1", "Event"): "events",
-    ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservices",
-    ("fti.dev/v1alpha1", "FeaturePipeline"): "featurepipelines",
-    ("fti.dev/v1alpha1", "TrainingPipeline"): "trainingpipelines",
-    ("fti.dev/v1alpha1", "InferenceService"): "inferenceservices",
+    (KSERVE_API_VERSION, KSERVE_KIND): KSERVE_PLURAL,
+    **{(API_VERSION, k.kind): k.plural for k in KINDS},
 }
 
 

@@ -11,6 +11,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..api import FeaturePipeline
+from ..api.identity import (
+    ANNOTATION_RETIRED,
+    ANNOTATION_RUN,
+    ANNOTATION_TRIGGER,
+    API_VERSION,
+    FEATURE_PIPELINE,
+    FINALIZER_FEATURE_VERSIONS,
+)
 from ..api.feature_pipeline import FeaturePipelineStatus
 from ..render import feature as render_feature
 from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY, child_name
@@ -22,10 +30,9 @@ from .results import feature_run
 from .runs import newest_finished, read_run
 from .writes import emit_event, typed, update_status
 
-API_VERSION = "fti.dev/v1alpha1"
-PLURAL = "featurepipelines"
-FINALIZER = "fti.dev/feature-versions-in-use"
-RUN_ANNOTATION = "fti.dev/run"
+PLURAL = FEATURE_PIPELINE.plural
+FINALIZER = FINALIZER_FEATURE_VERSIONS
+RUN_ANNOTATION = ANNOTATION_RUN
 
 
 def child_selector(name: str) -> str:
@@ -104,7 +111,7 @@ def _finalize(ctx: Context, body: Mapping[str, Any], needed_here: Mapping[int, l
     return body
 
 
-RETIRED_ANNOTATION = "fti.dev/retired"
+RETIRED_ANNOTATION = ANNOTATION_RETIRED
 
 
 def is_retired(cronjob: Mapping[str, Any]) -> bool:
@@ -120,7 +127,7 @@ def job_from_cronjob(cronjob: Mapping[str, Any], suffix: str) -> dict[str, Any]:
     """A Job from a CronJob's template, as `kubectl create job --from=cronjob/...` makes it (pure)."""
     meta = cronjob["metadata"]
     template = cronjob["spec"]["jobTemplate"]
-    labels = {**((template.get("metadata") or {}).get("labels") or {}), "fti.dev/trigger": "rematerialize"}
+    labels = {**((template.get("metadata") or {}).get("labels") or {}), ANNOTATION_TRIGGER: "rematerialize"}
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": child_name(meta["name"], suffix), "namespace": meta["namespace"], "labels": labels,
                          "ownerReferences": list(meta.get("ownerReferences") or [])},

@@ -14,6 +14,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..api import InferenceService
+from ..api.identity import (
+    ANNOTATION_ABORT,
+    ANNOTATION_PROMOTE,
+    ANNOTATION_RETRY,
+    ANNOTATION_ROLLBACK,
+    API_VERSION,
+    INFERENCE_SERVICE,
+)
 from ..api.common import parse_duration
 from ..api.inference_service import InferenceServiceStatus
 from ..render import inference as render_inference
@@ -28,12 +36,7 @@ from .kube import Kube
 from .runs import newest_finished, read_run
 from .writes import emit_event, typed, update_status
 
-API_VERSION = "fti.dev/v1alpha1"
-PLURAL = "inferenceservices"
-ROLLBACK_ANNOTATION = "fti.dev/rollback"
-PROMOTE_ANNOTATION = "fti.dev/promote"
-ABORT_ANNOTATION = "fti.dev/abort"
-RETRY_ANNOTATION = "fti.dev/retry"
+PLURAL = INFERENCE_SERVICE.plural
 
 
 def kserve_ready(child: Mapping[str, Any] | None) -> tuple[bool | None, str]:
@@ -203,8 +206,8 @@ def want_of(ctx: Context, isvc: InferenceService, body: Mapping[str, Any],
         canary_fallback=spec.online.canary.when_unsupported if spec.online and spec.online.canary else "hold",
         readiness_timeout=float(parse_duration(spec.rollout.readiness_timeout)),
         history_limit=spec.rollout.revision_history_limit, generation=int(body["metadata"].get("generation") or 0),
-        rollback=annotations.get(ROLLBACK_ANNOTATION), promote=annotations.get(PROMOTE_ANNOTATION),
-        abort=annotations.get(ABORT_ANNOTATION), retry=annotations.get(RETRY_ANNOTATION))
+        rollback=annotations.get(ANNOTATION_ROLLBACK), promote=annotations.get(ANNOTATION_PROMOTE),
+        abort=annotations.get(ANNOTATION_ABORT), retry=annotations.get(ANNOTATION_RETRY))
     return want, decision
 
 

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 from croniter import croniter
 
 from ..api import TrainingPipeline
+from ..api.identity import ANNOTATION_LAST_RUN, ANNOTATION_RUN, API_VERSION, TRAINING_PIPELINE
 from ..api.training_pipeline import TrainingPipelineStatus
 from ..render import training as render_training
 from ..render.pods import LABEL_KIND, LABEL_MANAGED_BY, LABEL_MODEL_VERSION, LABEL_RESOURCE, MANAGED_BY
@@ -35,11 +36,10 @@ from .results import model_version_entry
 from .runs import newest_finished, read_run
 from .writes import emit_event, typed, update_status
 
-API_VERSION = "fti.dev/v1alpha1"
-PLURAL = "trainingpipelines"
-RUN_ANNOTATION = "fti.dev/run"
+PLURAL = TRAINING_PIPELINE.plural
+RUN_ANNOTATION = ANNOTATION_RUN
 # Where operators before status.lastRun kept the run; read only.
-INTENT_ANNOTATION = "fti.dev/last-run"
+INTENT_ANNOTATION = ANNOTATION_LAST_RUN
 
 
 def parse_time(value: str | None) -> datetime | None:

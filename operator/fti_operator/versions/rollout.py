@@ -154,7 +154,7 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
     if new("rollback", want.rollback):
         found = _find([*([stable] if stable and target else []), *history], want.rollback or "")
         if found is None:
-            events.append(("Warning", "RollbackNotFound", f"fti.dev/rollback={want.rollback}: no such revision in history"))
+            events.append(("Warning", "RollbackNotFound", f"rollback to {want.rollback}: no such revision in history"))
         else:
             pinned = {**_strip(found, "traffic", "since", "pinnedFor"), "pinnedFor": pair(asked) and list(pair(asked) or ())}
             events.append(("Normal", "RollbackRequested", f"rolling back to {describe(found)}; pinned until the spec "
