@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 from features_data import EXPECTATIONS, transactions
-
 from fti_pipelines.contract import PipelineContext
 from fti_pipelines.feature import run
 

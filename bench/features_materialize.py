@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 
 from features_data import feature_group
 from features_ingest import server_cpu, start_redis, stop_redis
-
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
 from fti_pipelines.store.online import open_online_store
@@ -64,7 +63,7 @@ def main() -> None:
             features = FeatureStore(ArtifactStore(f"file://{work}/store-{entities}"))
             features.ingest("tx", 1, pq.read_table(feature_group(args.rows, entities)),
                             primary_key=["entity_id"], event_time="event_time", mode="full")
-            backends = {"sqlite": lambda i: f"sqlite:///{work}/online-{entities}-{i}.db"} if "sqlite" in args.backends else {}
+            backends = {"sqlite": lambda i, entities=entities: f"sqlite:///{work}/online-{entities}-{i}.db"} if "sqlite" in args.backends else {}
             if redis_server:
                 def redis_uri(i: int, url: str = redis_server[1]) -> str:
                     import redis

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_common import make_world  # noqa: E402
+from inference_common import make_world
 
 # Runs the pipeline as a child and reports its max RSS: one wrapper per run keeps runs apart.
 WRAPPER = """
@@ -78,7 +77,7 @@ def main() -> None:
             env = {**os.environ, "FTI_SPEC": json.dumps(spec), "FTI_ARTIFACT_STORE": world["artifact_store"],
                    "FTI_RUN_TIME": "2026-11-02T00:00:00Z", "FTI_TERMINATION_LOG": str(workdir / f"result-{n}.json"),
                    "FTI_LOG_LEVEL": "WARNING"}
-            out = subprocess.run([sys.executable, "-c", WRAPPER], env=env, capture_output=True, text=True)
+            out = subprocess.run([sys.executable, "-c", WRAPPER], env=env, capture_output=True, text=True, check=False)  # asserted below
             measured = json.loads(out.stdout.strip().splitlines()[-1])
             result = json.loads((workdir / f"result-{n}.json").read_text())
             assert measured["rc"] == 0 and result["ok"] and result["rowsScored"] == n, (measured, result, out.stderr[-2000:])

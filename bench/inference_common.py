@@ -21,11 +21,11 @@ from support.serving_fixtures import (  # noqa: E402
     MODEL,
     PROFILES,
     TX,
+    feature_frames as fixture_feature_frames,
     model_card,
     serving_spec,
     train_pipeline,
 )
-from support.serving_fixtures import feature_frames as fixture_feature_frames  # noqa: E402
 
 FIRST_CARD = 4_000_000_000_000_000
 

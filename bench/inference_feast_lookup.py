@@ -19,10 +19,11 @@ import time
 from datetime import timedelta
 
 import pandas as pd
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.repo_config import RepoConfig
 from feast.types import Float64, Int64, String
+
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
 
 FEATURES = ["card_transactions:amount_sum_1d", "card_transactions:tx_count_1d",
             "card_profiles:age_group", "card_profiles:credit_limit"]

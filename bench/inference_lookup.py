@@ -28,16 +28,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_common import ROOT, make_world, summary  # noqa: E402
-
-from fti_pipelines.serving.config import ServingConfig  # noqa: E402
-from fti_pipelines.serving.revision import Revision  # noqa: E402
+from fti_pipelines.serving.config import ServingConfig
+from fti_pipelines.serving.revision import Revision
+from inference_common import ROOT, make_world, summary
 
 COLS = ["amount_sum_1d", "tx_count_1d", "event_time"]
 
@@ -191,9 +190,9 @@ def main() -> None:
             feast = Feast(workdir, world)
         else:
             notes["feast"] = "skipped: bench/.venv-feast not found (bench/feast/setup.sh creates it)"
-        started, load_before = datetime.now(timezone.utc), load()
+        started, load_before = datetime.now(UTC), load()
         results = interleaved(measures, feast, keys, args.warmup, args.block)
-        ended, load_after = datetime.now(timezone.utc), load()
+        ended, load_after = datetime.now(UTC), load()
         ours = results["sqlite lookup (entity, 2 groups)"]
         if feast is not None:
             theirs = results[Feast.name]

@@ -30,10 +30,9 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_common import make_world, summary  # noqa: E402
-
-from fti_pipelines.serving.launch import free_port, start_server_subprocess, stop_server, v2_body, wait_ready  # noqa: E402
-from fti_pipelines.serving.server import tune_request_path  # noqa: E402
+from fti_pipelines.serving.launch import free_port, start_server_subprocess, stop_server, v2_body, wait_ready
+from fti_pipelines.serving.server import tune_request_path
+from inference_common import make_world, summary
 
 NAME = "fraud-online"
 
@@ -83,10 +82,10 @@ def cpu_seconds(pid: int) -> float:
 
 def scorer_cpu(blocks: int = 10, block: int = 200) -> dict:
     """In process, one row: CPU per Scorer.score, plain sklearn vs compiled (interleaved blocks)."""
-    from support.serving_fixtures import train_pipeline
     from threadpoolctl import threadpool_limits
 
     from fti_pipelines.serving.predictor import Scorer
+    from support.serving_fixtures import train_pipeline
 
     threadpool_limits(1)
     pipeline = train_pipeline()
@@ -135,7 +134,7 @@ def run_wrk(url, bodies, seconds, workdir, tag):
     script = Path(workdir) / f"{tag}.lua"
     script.write_text(WRK_LUA % body_file)
     out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
+                         capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -172,11 +171,13 @@ def main() -> None:
         procs.append(ours)
         model_path = f"{workdir}/artifacts/models/fraud/1/model/model.joblib"
         const_port = free_port()
-        bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port), model_path],
-                                stdout=open(workdir / "bare.log", "wb"), stderr=subprocess.STDOUT)
+        with open(workdir / "bare.log", "wb") as log:  # the child keeps its own descriptor
+            bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port), model_path],
+                                    stdout=log, stderr=subprocess.STDOUT)
         procs.append(bare)
-        const = subprocess.Popen([sys.executable, __file__, "--bare-server", str(const_port), "const"],
-                                 stdout=open(workdir / "const.log", "wb"), stderr=subprocess.STDOUT)
+        with open(workdir / "const.log", "wb") as log:
+            const = subprocess.Popen([sys.executable, __file__, "--bare-server", str(const_port), "const"],
+                                     stdout=log, stderr=subprocess.STDOUT)
         procs.append(const)
         ours_url, bare_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{bare_port}"
         const_url = f"http://127.0.0.1:{const_port}"

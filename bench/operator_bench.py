@@ -218,7 +218,7 @@ def main() -> int:
         plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         ext = client.ApiextensionsV1Api(api)
         for plural in ("featurepipelines", "trainingpipelines", "inferenceservices"):
-            wait_until(lambda: any(c.type == "Established" and c.status == "True" for c in
+            wait_until(lambda plural=plural: any(c.type == "Established" and c.status == "True" for c in
                                    ext.read_custom_resource_definition(f"{plural}.{G}").status.conditions or []), timeout=30)
         core, batch, custom = client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
@@ -319,7 +319,7 @@ def main() -> int:
                         seen.setdefault(ev["object"].metadata.name, time.perf_counter())
                     if stop.is_set():
                         w.stop()
-            except Exception:  # noqa: BLE001 - the control plane stopping ends the stream; the samples are taken
+            except Exception:  # the control plane stopping ends the stream; the samples are taken
                 if not stop.is_set():
                     raise
 
@@ -331,7 +331,7 @@ def main() -> int:
             name = f"lat-{i}"
             t0 = time.perf_counter()
             create(custom, fp(name, f"lat_{i}"))
-            wait_until(lambda: f"{name}-v1" in seen, timeout=60, interval=0.005, description=f"CronJob of {name}")
+            wait_until(lambda name=name: f"{name}-v1" in seen, timeout=60, interval=0.005, description=f"CronJob of {name}")
             latencies.append((seen[f"{name}-v1"] - t0) * 1000)
         stop.set()
         latencies.sort()

@@ -52,7 +52,7 @@ def generate(labels: int, rows: int, entities: int, late: float, seed: int = 42)
     t0 = 1_788_220_800_000_000  # 2026-09-01T00:00:00Z in µs
     span = 60 * day
     n_late = max(1, int(entities * late))
-    late_ids = np.arange(n_late)  # entities 0..n_late-1 have only feature rows after every label
+    # Entities 0..n_late-1 have only feature rows after every label.
 
     # Labels: entity ids spread so that `late` of the labels fall on late entities.
     is_late = rng.random(labels) < late
@@ -143,7 +143,7 @@ def child(kind: str, data: Path, repeat: int, timeout: float, engine: str = "aut
         cmd = [sys.executable, __file__, "--child", "ours", "--data", str(data), "--repeat", str(repeat), "--engine", engine]
     else:
         cmd = [str(FEAST_PY), str(HERE / "feast" / "run_feast.py"), "--data", str(data), "--repeat", str(repeat)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         return {"engine": kind, "error": (proc.stderr or proc.stdout)[-3000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -188,8 +188,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     o = results["ours"]
-    print(f"\nfti:   median {o['median']:.2f}s of {[round(s, 2) for s in o['seconds']]} (cpu {o['cpuMedian']:.2f}s), peak RSS {o['peakRssMb']:.0f} MB, "
-          f"rows {o['rows']}/{o['labels']}, null rows A/B {o['nullRowsA']}/{o['nullRowsB']} (late labels {o['lateLabels']})")
+    print(f"\nfti:   median {o['median']:.2f}s of {[round(s, 2) for s in o['seconds']]} (cpu {o['cpuMedian']:.2f}s), "
+          f"peak RSS {o['peakRssMb']:.0f} MB, rows {o['rows']}/{o['labels']}, "
+          f"null rows A/B {o['nullRowsA']}/{o['nullRowsB']} (late labels {o['lateLabels']})")
     d = results.get("oursDuckdb", {})
     if "median" in d:
         print(f"fti duckdb engine: median {d['median']:.2f}s of {[round(s, 2) for s in d['seconds']]} (cpu {d['cpuMedian']:.2f}s), "
@@ -197,8 +198,8 @@ def main() -> None:
               f"{d['cpuMedian'] / o['cpuMedian']:.2f}x cpu faster")
     f = results.get("feast", {})
     if "median" in f:
-        print(f"feast: median {f['median']:.2f}s of {[round(s, 2) for s in f['seconds']]} (cpu {f['cpuMedian']:.2f}s), peak RSS {f['peakRssMb']:.0f} MB, "
-              f"rows {f['rows']}/{f['labels']}, null rows A/B {f['nullRowsA']}/{f['nullRowsB']}")
+        print(f"feast: median {f['median']:.2f}s of {[round(s, 2) for s in f['seconds']]} (cpu {f['cpuMedian']:.2f}s), "
+              f"peak RSS {f['peakRssMb']:.0f} MB, rows {f['rows']}/{f['labels']}, null rows A/B {f['nullRowsA']}/{f['nullRowsB']}")
         print(f"speedup: {results['speedup']:.1f}x wall, {results['cpuSpeedup']:.1f}x cpu")
     elif f:
         print("feast:", f.get("error"))

@@ -17,10 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource
 from feast.repo_config import RepoConfig
 from feast.types import Float64
 from feast.value_type import ValueType
+
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource
 
 
 def cpu_seconds() -> float:

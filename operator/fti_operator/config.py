@@ -35,9 +35,8 @@ Environment:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
-
 from importlib import metadata
 
 # The operator reads the store URIs under the same names it passes them on to pipelines.
@@ -80,7 +79,7 @@ class SecretKeyRef:
     key: str
 
     @classmethod
-    def parse(cls, env_name: str, raw: str) -> "SecretKeyRef":
+    def parse(cls, env_name: str, raw: str) -> SecretKeyRef:
         name, sep, key = raw.partition(":")
         if not sep or not name or not key:
             raise ConfigError(f"{env_name}={raw!r} must be 'secret-name:key'")
@@ -131,7 +130,7 @@ class OperatorConfig:
         return f"{repo}:{self.image_tag}"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
         env = os.environ if env is None else env
         artifact_store = env.get(ENV_ARTIFACT_STORE, "").strip() or cls.artifact_store
         if "://" not in artifact_store:

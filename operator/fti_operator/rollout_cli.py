@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import typer
 
-from .api.identity import (ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK,
-                           INFERENCE_SERVICE)
+from .api.identity import ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK, INFERENCE_SERVICE
 
 ANNOTATIONS = {"undo": ANNOTATION_ROLLBACK, "promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT,
                "retry": ANNOTATION_RETRY}
@@ -54,13 +54,13 @@ class KubectlBackend:
 
 
 def token() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def progressing(obj: Mapping[str, Any]) -> dict[str, Any]:
     status = obj.get("status") or {}
     current = (obj.get("metadata") or {}).get("generation")
-    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {})
+    cond: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {})
     if current is not None and status.get("observedGeneration") not in (None, current):
         return {"status": "Unknown", "reason": "Observing", "message": f"waiting for generation {current}"}
     return dict(cond)

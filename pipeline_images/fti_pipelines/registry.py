@@ -122,4 +122,4 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["ModelNotFound", "ModelRegistry", "ArtifactExists"]
+__all__ = ["ArtifactExists", "ModelNotFound", "ModelRegistry"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import importlib
 import posixpath
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import fsspec
 import pandas as pd
@@ -34,7 +35,7 @@ def load_callable(path: str, field: str) -> Callable[..., Any]:
         raise PipelineError("InvalidCallable", f"{field} {path!r} must look like module.path:function", field=field)
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - ImportError or an error raised while importing
+    except Exception as exc:  # ImportError or an error raised while importing
         raise PipelineError("CallableNotImportable", f"{field} {path!r}: cannot import module {module_name!r}: "
                             f"{type(exc).__name__}: {exc}", field=field) from exc
     func = getattr(module, attr, None)
@@ -94,16 +95,16 @@ def read_files(uri: str, fmt: str, storage_options: dict[str, Any] | None = None
 
 def read_source(source: Any, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The raw rows of `spec.source` (a SourceSpec model or its wire dict) as an Arrow table."""
-    get = (lambda k: source.get(k)) if isinstance(source, dict) else (lambda k: getattr(source, k))
+    get: Callable[[str], Any] = source.get if isinstance(source, dict) else (lambda k: getattr(source, k))
     generator = get("generator")
     if generator is not None:
-        gget = (lambda k: generator.get(k)) if isinstance(generator, dict) else (lambda k: getattr(generator, k))
+        gget: Callable[[str], Any] = generator.get if isinstance(generator, dict) else (lambda k: getattr(generator, k))
         func = load_callable(gget("function"), "source.generator.function")
         try:
             out = func(**(gget("params") or {}))
         except PipelineError:
             raise
-        except Exception as exc:  # noqa: BLE001 - user code
+        except Exception as exc:  # user code
             raise PipelineError("GeneratorFailed", f"source.generator.function {gget('function')!r} raised "
                                 f"{type(exc).__name__}: {exc}") from exc
         return _as_table(out, f"source.generator.function {gget('function')!r}")
@@ -135,6 +136,6 @@ def apply_transform(table: pa.Table, path: str, func: Callable[..., Any] | None 
         out = func(to_pandas(table))
     except PipelineError:
         raise
-    except Exception as exc:  # noqa: BLE001 - user code: report it, do not crash
+    except Exception as exc:  # user code: report it, do not crash
         raise PipelineError("TransformFailed", f"transform {path!r} raised {type(exc).__name__}: {exc}") from exc
     return _as_table(out, f"transform {path!r}")

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -36,7 +37,7 @@ DTYPE_TESTS = {
     "int": pd.api.types.is_integer_dtype,
     "float": pd.api.types.is_float_dtype,
     "bool": pd.api.types.is_bool_dtype,
-    "string": lambda d: pd.api.types.is_string_dtype(d) and not pd.api.types.is_object_dtype(d) or d == object,
+    "string": lambda d: pd.api.types.is_string_dtype(d) or pd.api.types.is_object_dtype(d),
     "datetime": pd.api.types.is_datetime64_any_dtype,
 }
 
@@ -158,8 +159,8 @@ def _dtype_check(kind: str) -> Any:
 
     def dtype_matches(series: pd.Series) -> bool:
         if kind == "string":
-            return bool(pd.api.types.is_string_dtype(series.dtype)) and (
-                series.dtype != object or series.dropna().map(type).eq(str).all())
+            return bool(pd.api.types.is_string_dtype(series.dtype) and (
+                series.dtype != object or series.dropna().map(lambda v: type(v) is str).all()))
         return bool(test(series.dtype))
 
     return dtype_matches
@@ -230,7 +231,7 @@ def example_rows(df: pd.DataFrame, positions: Iterable[int], limit: int = EXAMPL
         return []
     rows = df.iloc[picked]
     return [{"row": int(p), **{str(k): _jsonable(v) for k, v in rec.items()}}
-            for p, rec in zip(picked, rows.to_dict(orient="records"))]
+            for p, rec in zip(picked, rows.to_dict(orient="records"), strict=True)]
 
 
 def check_columns(columns: Iterable[str], expectations: Iterable[Any]) -> None:

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from support.wait import wait_until
+
 from . import pki as pki_mod
 from .binaries import Binaries
 from .processes import ManagedProcess
-from support.wait import wait_until
 
 SERVICE_CIDR = "10.0.0.0/24"
 STARTUP_TIMEOUT = float(os.environ.get("FTI_CONTROLPLANE_STARTUP_TIMEOUT", "120"))
@@ -64,7 +65,7 @@ class ControlPlane:
         self.pki: pki_mod.Pki | None = None
 
     # ------------------------------------------------------------------ start
-    def start(self, attempts: int = 3) -> "ControlPlane":
+    def start(self, attempts: int = 3) -> ControlPlane:
         t0 = time.monotonic()
         for attempt in range(1, attempts + 1):
             try:
@@ -156,7 +157,7 @@ class ControlPlane:
             f"--secure-port={kcm_port}",
             f"--cert-dir={self.workdir / 'kcm-certs'}",
             "--leader-elect=false",
-            "--controllers=" + ",".join(("*",) + DISABLED_CONTROLLERS),
+            "--controllers=" + ",".join(("*", *DISABLED_CONTROLLERS)),
             f"--service-account-private-key-file={pki.sa_key}",
             f"--root-ca-file={pki.ca.cert}",
             f"--cluster-signing-cert-file={pki.ca.cert}",
@@ -262,7 +263,7 @@ class ControlPlane:
     def _run(self, tool: str, args, check: bool, input: str | None, timeout: float) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [self.binaries.path(tool), *map(str, args)],
-            env=self.env(), input=input, capture_output=True, text=True, timeout=timeout,
+            env=self.env(), input=input, capture_output=True, text=True, timeout=timeout, check=False,
         )
         if check and result.returncode != 0:
             raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
@@ -288,7 +289,7 @@ class ControlPlane:
             proc.stop(grace=10)
         self.processes.clear()
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -203,5 +203,5 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "namespace_labels(labels): labels for the `namespace` fixture's namespace")
 
 
-__all__ = ["control_plane", "k8s", "fti_crds", "chart_credentials", "operator_kubeconfig", "pod_runner", "namespace",
-           "pytest_runtest_makereport", "pytest_configure"]
+__all__ = ["chart_credentials", "control_plane", "fti_crds", "k8s", "namespace", "operator_kubeconfig", "pod_runner",
+           "pytest_configure", "pytest_runtest_makereport"]

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 def _docker_works() -> bool:
     if not all(shutil.which(tool) for tool in ("docker", "kind", "kubectl", "helm")):
         return False
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
 
 
 def sh(*args: str, **kw) -> subprocess.CompletedProcess[str]:
@@ -53,21 +53,21 @@ def cluster():
             sh("kind", "load", "docker-image", ref, "--name", name)
         yield name
     finally:
-        subprocess.run(["kind", "delete", "cluster", "--name", name], capture_output=True)
+        subprocess.run(["kind", "delete", "cluster", "--name", name], capture_output=True, check=False)
 
 
 def _wait_ready(kind: str, ns: str, name: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     last: dict = {}
     while time.monotonic() < deadline:
-        out = subprocess.run(["kubectl", "-n", ns, "get", kind, name, "-o", "json"], capture_output=True, text=True)
+        out = subprocess.run(["kubectl", "-n", ns, "get", kind, name, "-o", "json"], capture_output=True, text=True, check=False)
         if out.returncode == 0:
             last = json.loads(out.stdout)
             ready = [c for c in last.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
             if ready and ready[0]["status"] == "True":
                 return last
         subprocess.run(["kubectl", "-n", ns, "wait", kind, name, "--for=condition=Ready", "--timeout=10s"],
-                       capture_output=True)
+                       capture_output=True, check=False)
     raise AssertionError(f"{kind}/{name} not Ready after {timeout}s: {json.dumps(last.get('status'), indent=1)}")
 
 

@@ -7,4 +7,4 @@ its own: ``pytest tests/integration``.
 
 # tests/ is on sys.path (pytest.ini `pythonpath`), never the repo root: its `operator/`
 # directory must not shadow the standard library's `operator`.
-from controlplane.fixtures import *  # noqa: F401,F403  (fixtures + hooks)
+from controlplane.fixtures import *  # noqa: F403  (fixtures + hooks)

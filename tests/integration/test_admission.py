@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fti_operator.api import GROUP, VERSION, parse_resource
-from fti_operator.api import identity
+from fti_operator.api import GROUP, VERSION, identity, parse_resource
 from support.manifest_corpus import fti_documents, invalid_cases, path_matches, valid_files
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def _fti(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*FTI, *args], capture_output=True, text=True, timeout=600, env={"COLUMNS": "200", **_env()})
+    proc = subprocess.run([*FTI, *args], capture_output=True, text=True, timeout=600, env={"COLUMNS": "200", **_env()},
+                          check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"fti {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -159,11 +160,11 @@ def test_rollout_verbs_go_through_the_same_reconcilers(applied: tuple[Path, subp
     assert [h["model"] for h in online["history"]][:1] == [latest - 1]
     env = {"FTI_STATE_DIR": str(state)}
     undo = subprocess.run([*FTI, "local", "rollout", "undo", "fraud-online", "-n", "fraud"], capture_output=True,
-                          text=True, timeout=600, env={**_env(), **env})
+                          text=True, timeout=600, env={**_env(), **env}, check=False)
     assert undo.returncode == 0, undo.stderr
     online = _items(state)["InferenceService/fraud-online"]["status"]
     assert online["stable"]["model"] == latest - 1 and online["pinned"]["model"] == latest - 1
     assert online["handled"]["rollback"].startswith("previous@")
     shown = subprocess.run([*FTI, "local", "rollout", "status", "fraud-online", "-n", "fraud", "--no-watch"],
-                           capture_output=True, text=True, timeout=60, env={**_env(), **env})
+                           capture_output=True, text=True, timeout=60, env={**_env(), **env}, check=False)
     assert f"model {latest - 1}" in shown.stdout and "pinned" in shown.stdout

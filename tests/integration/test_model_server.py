@@ -7,12 +7,11 @@ No control plane needed: each server is `python -m fti_pipelines.serving` in a s
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from support.wait import wait_until
-from support.serving_fixtures import DEFAULTS, build_revision
 
 from fti_pipelines.serving.launch import (
     free_port,
@@ -23,6 +22,8 @@ from fti_pipelines.serving.launch import (
     v2_body,
     wait_ready,
 )
+from support.serving_fixtures import DEFAULTS, build_revision
+from support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 NAME = "fraud-online"
@@ -100,8 +101,8 @@ V1_BAD = [
     (b'{"instances": [{"cc_num": "1000", "amount": 1.0, "category": "online"}]}', 400, "instances[0].cc_num"),
     (b'{"instances": [{"cc_num": 1000, "amount": "1.0", "category": "online"}]}', 400, "instances[0].amount"),
     (b'{"instances": [{"cc_num": 1000, "amount": 1.0}]}', 400, "instances[0].category"),
-    (b'{"instances": [{"cc_num": 1000, "amount": 1.0, "category": "online"}, {"cc_num": 777, "amount": 1.0, '
-     b'"category": "online"}]}', 404, "instances[1].cc_num"),
+    ((b'{"instances": [{"cc_num": 1000, "amount": 1.0, "category": "online"}, {"cc_num": 777, "amount": 1.0, '
+      b'"category": "online"}]}'), 404, "instances[1].cc_num"),
     (json.dumps({"instances": INSTANCES * 334}).encode(), 413, "instances"),
     (b'{"instances": "' + b"x" * (5 * 1024 * 1024) + b'"}', 413, "body"),
 ]
@@ -179,7 +180,7 @@ def test_skewed_revision_stays_up_but_not_ready_with_its_reason(tmp_path, client
     try:
         # The server answers (it is live) but every readiness endpoint refuses, with the reason.
         def refused_with_reason() -> bool:
-            assert server.proc.poll() is None, open(server.log).read()[-2000:]
+            assert server.proc.poll() is None, Path(server.log).read_text()[-2000:]
             ready, reason = readiness(server.url, NAME, client)
             assert not ready
             return "FeatureViewMismatch" in reason
@@ -193,7 +194,7 @@ def test_skewed_revision_stays_up_but_not_ready_with_its_reason(tmp_path, client
         assert client.get(f"{server.url}/v2/health/live").status_code == 200
         r = client.post(f"{server.url}/v1/models/{NAME}:predict", json={"instances": INSTANCES})
         assert r.status_code == 503  # never serves with mismatched features
-        assert "FeatureViewMismatch" in open(server.log).read()
+        assert "FeatureViewMismatch" in Path(server.log).read_text()
     finally:
         server.stop()
 

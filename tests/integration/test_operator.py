@@ -22,12 +22,11 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
-from support.wait import wait_until
-
 from fti_operator.config import OperatorConfig
 from fti_operator.controller.kube_http import KubeHttp
 from fti_operator.controller.runtime import Runtime
 from fti_operator.reconcile import Context, feature, inference, training
+from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +48,7 @@ def operator(control_plane, k8s, tmp_path_factory, fti_crds, operator_kubeconfig
     control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     ext = client.ApiextensionsV1Api(k8s)
     for plural in ("featurepipelines", "trainingpipelines", "inferenceservices"):
-        wait_until(lambda: any(c.type == "Established" and c.status == "True" for c in
+        wait_until(lambda plural=plural: any(c.type == "Established" and c.status == "True" for c in
                                ext.read_custom_resource_definition(f"{plural}.{GROUP}").status.conditions or []),
                    timeout=30, description=f"CRD {plural} established")
     custom = client.CustomObjectsApi(k8s)
@@ -131,13 +130,13 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
         create(k8s, load_example(name, namespace, **{"fti.dev/run": "it-1"}))
     for cj in ("card-profiles-v1", "card-transactions-v1"):
-        got = wait_until(lambda: batch.read_namespaced_cron_job(cj, namespace), timeout=30, ignore=(ApiException,),
+        got = wait_until(lambda cj=cj: batch.read_namespaced_cron_job(cj, namespace), timeout=30, ignore=(ApiException,),
                          description=f"CronJob {cj}")
         assert got.spec.concurrency_policy == "Forbid"
         assert got.metadata.owner_references[0].kind == "FeaturePipeline"
     runs = {}
     for fp in ("card-profiles", "card-transactions"):
-        runs[fp] = wait_until(lambda: fg_run(k8s, namespace, fp, 1), timeout=600, description=f"{fp} v1 run result in status")
+        runs[fp] = wait_until(lambda fp=fp: fg_run(k8s, namespace, fp, 1), timeout=600, description=f"{fp} v1 run result in status")
         assert runs[fp]["succeeded"], runs[fp]
         assert runs[fp]["rowsWritten"] > 0 and "rowsRejected" in runs[fp] and runs[fp]["job"].startswith(f"{fp}-v1-run-")
     fp_obj = wait_until(lambda: (o := get(k8s, namespace, "featurepipelines", "card-transactions")) and
@@ -235,7 +234,8 @@ def test_delete_featurepipeline_removes_children(operator, k8s, namespace):
 
 
 def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, namespace):
-    """Feature-version retention (docs/versions.md) at the operator level: v1 stays (Retained) while an InferenceService's model reads it."""
+    """Feature-version retention (docs/versions.md) at the operator level: v1 stays (Retained)
+    while an InferenceService's model reads it."""
     batch = client.BatchV1Api(k8s)
     fp = load_example("feature-pipeline-profiles.yaml", namespace)
     create(k8s, fp)
@@ -270,8 +270,8 @@ def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namesp
             description="second instance metrics")
         # Both instances are registered as peers; the second one (priority 1 < 100) stays paused.
         custom = client.CustomObjectsApi(k8s)
-        wait_until(lambda: len((custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
-                                .get("status") or {})) >= 2, timeout=60, description="two peers registered")
+        wait_until(lambda: len(custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
+                                .get("status") or {}) >= 2, timeout=60, description="two peers registered")
         body = load_example("feature-pipeline-profiles.yaml", namespace)
         create(k8s, body)
         batch = client.BatchV1Api(k8s)
@@ -355,11 +355,15 @@ def test_switching_mode_replaces_the_child(operator, k8s, namespace):
     isvc = load_example("inference-online.yaml", namespace)
     create(k8s, isvc)
     name = isvc["metadata"]["name"]
-    kserve = lambda: custom.list_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices")["items"]  # noqa: E731
     batch = client.BatchV1Api(k8s)
-    cronjobs = lambda: [c for c in batch.list_namespaced_cron_job(namespace).items  # noqa: E731
-                        if c.metadata.labels.get("fti.dev/component") == "batch"]
-    wait_until(lambda: kserve(), timeout=60, description="the KServe InferenceService of mode online")
+
+    def kserve() -> list:
+        return custom.list_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices")["items"]
+
+    def cronjobs() -> list:
+        return [c for c in batch.list_namespaced_cron_job(namespace).items if c.metadata.labels.get("fti.dev/component") == "batch"]
+
+    wait_until(kserve, timeout=60, description="the KServe InferenceService of mode online")
     batch_spec = load_example("inference-batch.yaml", namespace)["spec"]["batch"]
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", name,
                                           {"spec": {"mode": "batch", "online": None, "batch": batch_spec}})

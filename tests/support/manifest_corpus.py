@@ -61,4 +61,4 @@ def fti_documents(path: Path) -> list[dict]:
 
 def path_matches(actual: str, expected: str) -> bool:
     """`actual` is the expected field or inside it (spec.a matches spec.a, spec.a.b, spec.a[0])."""
-    return actual == expected or actual.startswith(expected + ".") or actual.startswith(expected + "[")
+    return actual == expected or actual.startswith((expected + ".", expected + "["))

@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -68,12 +68,12 @@ def redis_server() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture()
-def redis_url(redis_server: str) -> Iterator[str]:
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
     """The session server, flushed before each test."""
     import redis
 
     client = redis.Redis.from_url(redis_server)
     client.flushdb()
     client.close()
-    yield redis_server
+    return redis_server

@@ -17,10 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.alias_generators import to_camel
 
 # GROUP, VERSION and API_VERSION stay importable from here (and from fti_operator.api).
-from .identity import API_VERSION as API_VERSION
-from .identity import CONTRACT_ENV_PREFIX
-from .identity import GROUP as GROUP
-from .identity import VERSION as VERSION
+from .identity import API_VERSION as API_VERSION, CONTRACT_ENV_PREFIX, GROUP as GROUP, VERSION as VERSION
 
 # Names that end up in Kubernetes object names, store paths and SQL identifiers.
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -44,8 +41,8 @@ def _cron_field(value: str, names: str = "") -> str:
     return rf"{item}(,{item})*"
 
 
-_MONTHS = "|".join(m + "|" + m.lower() for m in "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())
-_DAYS = "|".join(d + "|" + d.lower() for d in "SUN MON TUE WED THU FRI SAT".split())
+_MONTHS = "|".join(m + "|" + m.lower() for m in ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])
+_DAYS = "|".join(d + "|" + d.lower() for d in ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])
 # What both the Kubernetes CronJob controller (robfig/cron ParseStandard) and croniter accept:
 # five fields with in-range values, or a macro. One regex, used by the CRD's CEL rule and by
 # the Python validator, so a cluster and the embedded runner reject the same schedules.
@@ -60,7 +57,10 @@ CRON_PATTERN = (
     ])
     + r")$"
 )
-CRON_MESSAGE = "schedule must be a cron expression with 5 fields in range (minute hour day-of-month month day-of-week, e.g. '*/15 * * * *') or a macro like @hourly"
+CRON_MESSAGE = (
+    "schedule must be a cron expression with 5 fields in range "
+    "(minute hour day-of-month month day-of-week, e.g. '*/15 * * * *') or a macro like @hourly"
+)
 
 
 class FieldError(ValueError):
@@ -100,7 +100,10 @@ CronSchedule = Annotated[
     str,
     Field(
         max_length=128,
-        description="Cron schedule in the CronJob syntax (5 fields, e.g. '*/15 * * * *', or @hourly/@daily/...). Absent: run once.",
+        description=(
+            "Cron schedule in the CronJob syntax (5 fields, e.g. '*/15 * * * *', or @hourly/@daily/...). "
+            "Absent: run once."
+        ),
         json_schema_extra=cel_rules(cel(f"self.matches({CRON_PATTERN!r})", CRON_MESSAGE)),
     ),
     AfterValidator(_check_cron),
@@ -208,7 +211,7 @@ class EnvVarSource(ApiModel):
     config_map_key_ref: SecretKeySelector | None = Field(default=None, description="A key of a ConfigMap.")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "EnvVarSource":
+    def _one_of(self) -> EnvVarSource:
         if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
             raise ValueError("exactly one of secretKeyRef and configMapKeyRef must be set")
         return self
@@ -229,7 +232,7 @@ class EnvVar(ApiModel):
     value_from: EnvVarSource | None = Field(default=None, description="A value from a Secret or ConfigMap key.")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "EnvVar":
+    def _one_of(self) -> EnvVar:
         if (self.value is None) == (self.value_from is None):
             raise ValueError("exactly one of value and valueFrom must be set")
         if self.name.startswith(CONTRACT_ENV_PREFIX):

@@ -25,8 +25,8 @@ from pydantic import BaseModel
 
 from .common import MAX_NAME_LENGTH, NAME_MESSAGE, NAME_PATTERN, cel
 from .feature_pipeline import FeaturePipelineSpec, FeaturePipelineStatus
-from .inference_service import InferenceServiceSpec, InferenceServiceStatus
 from .identity import API_VERSION, CATEGORY, FEATURE_PIPELINE, GROUP, INFERENCE_SERVICE, TRAINING_PIPELINE, VERSION, KindNames
+from .inference_service import InferenceServiceSpec, InferenceServiceStatus
 from .training_pipeline import TrainingPipelineSpec, TrainingPipelineStatus
 
 # Keys of the JSON schema that the CRD schema keeps as they are.
@@ -47,7 +47,7 @@ def _ready(column: str) -> str:
 
 
 def _col(name: str, json_path: str, type_: str = "string", priority: int = 0, description: str = "") -> dict[str, Any]:
-    col = {"name": name, "type": type_, "jsonPath": json_path}
+    col: dict[str, str | int] = {"name": name, "type": type_, "jsonPath": json_path}
     if priority:
         col["priority"] = priority
     if description:

@@ -22,7 +22,7 @@ from .common import (
     cel,
     cel_rules,
 )
-from .identity import API_VERSION, KIND_FEATURE_PIPELINE, FEATURE_PIPELINE
+from .identity import API_VERSION, FEATURE_PIPELINE, KIND_FEATURE_PIPELINE
 
 KIND = FEATURE_PIPELINE.kind
 PLURAL = FEATURE_PIPELINE.plural
@@ -47,7 +47,7 @@ class FeatureGroupSpec(ApiModel):
     description: str | None = Field(default=None, max_length=1024, description="What the features mean (shown in the store).")
 
     @model_validator(mode="after")
-    def _event_time_not_in_key(self) -> "FeatureGroupSpec":
+    def _event_time_not_in_key(self) -> FeatureGroupSpec:
         if len(set(self.primary_key)) != len(self.primary_key):
             raise FieldError("primaryKey", "Duplicate value: primaryKey columns must not repeat")
         if self.event_time in self.primary_key:
@@ -78,7 +78,7 @@ class SourceSpec(ApiModel):
     generator: GeneratorSpec | None = Field(default=None, description="A Python callable producing the raw data, instead of uri.")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "SourceSpec":
+    def _one_source(self) -> SourceSpec:
         if (self.uri is None) == (self.generator is None):
             raise ValueError("exactly one of uri and generator must be set")
         return self
@@ -98,7 +98,7 @@ class Range(ApiModel):
     max: float | None = Field(default=None, description="Largest allowed value.")
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Range":
+    def _bounds(self) -> Range:
         if self.min is None and self.max is None:
             raise ValueError("between needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -111,7 +111,8 @@ class Expectation(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
-            cel("has(self.notNull) || has(self.unique) || has(self.between) || has(self.__in__) || has(self.regex) || has(self.dtype)",
+            cel("has(self.notNull) || has(self.unique) || has(self.between) || has(self.__in__) "
+                "|| has(self.regex) || has(self.dtype)",
                 "an expectation needs at least one check: notNull, unique, between, in, regex or dtype"),
             cel("!has(self.regex) || !has(self.dtype) || self.dtype == 'string'", "regex applies to string columns only", "regex"),
         )
@@ -129,7 +130,7 @@ class Expectation(ApiModel):
     mostly: float = Field(default=1.0, gt=0, le=1, description="Fraction of rows that must pass (1.0 = all).")
 
     @model_validator(mode="after")
-    def _has_check(self) -> "Expectation":
+    def _has_check(self) -> Expectation:
         if all(v is None for v in (self.not_null, self.unique, self.between, self.in_, self.regex, self.dtype)):
             raise ValueError("an expectation needs at least one check: notNull, unique, between, in, regex or dtype")
         if self.regex is not None and self.dtype not in (None, "string"):
@@ -142,7 +143,8 @@ class ValidationSpec(ApiModel):
 
     on_failure: Literal["quarantine", "fail"] = Field(
         default="quarantine",
-        description="quarantine: keep the failing rows aside (in the store's quarantine) and write the rest; fail: also fail the run.")
+        description="quarantine: keep the failing rows aside (in the store's quarantine) and write the rest; "
+                    "fail: also fail the run.")
     expectations: list[Expectation] = Field(default_factory=list, max_length=200,
                                             description="Checks per column: notNull, unique, between, in, regex, dtype, each with a mostly fraction.")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 import re
-from typing import Annotated, Any, Literal, Union
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -26,7 +26,7 @@ from .common import (
     cel_rules,
     parse_duration,
 )
-from .identity import API_VERSION, KIND_INFERENCE_SERVICE, INFERENCE_SERVICE
+from .identity import API_VERSION, INFERENCE_SERVICE, KIND_INFERENCE_SERVICE
 
 KIND = INFERENCE_SERVICE.kind
 PLURAL = INFERENCE_SERVICE.plural
@@ -39,7 +39,7 @@ class ModelRef(ApiModel):
     """The model to serve: a registered name and a version (a number, or latest)."""
 
     name: Identifier = Field(description="Registered model name (TrainingPipeline spec.model.name).")
-    version: Union[Version, Literal["latest"]] = Field(
+    version: Version | Literal["latest"] = Field(
         default="latest",
         description="A model version number, or 'latest' = the newest Validated version. "
                     "Naming an earlier number rolls back to it (with its feature-view version).",
@@ -53,7 +53,7 @@ class ModelRef(ApiModel):
     @classmethod
     def _version(cls, v: Any) -> Any:
         # One message for both branches of the union (pydantic would list two), the CEL rule's.
-        if v == "latest" and isinstance(v, str) or isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000:
+        if (v == "latest" and isinstance(v, str)) or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000):
             return v
         raise ValueError(f"{MODEL_VERSION_MESSAGE}; got {v!r}")
 
@@ -94,7 +94,7 @@ class OnlineSpec(ApiModel):
     resources: ResourceRequirements | None = Field(default=None, description="Resources of the serving container.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "OnlineSpec":
+    def _consistent(self) -> OnlineSpec:
         if self.min_replicas > self.max_replicas:
             raise FieldError("minReplicas", "minReplicas must not exceed maxReplicas")
         if self.missing_entity == "defaults" and self.defaults is None:
@@ -128,7 +128,7 @@ class BatchSpec(ApiModel):
     chunk_rows: int = Field(default=100_000, ge=1000, le=10_000_000, description="Rows scored per chunk (bounds memory).")
 
     @model_validator(mode="after")
-    def _distinct(self) -> "BatchSpec":
+    def _distinct(self) -> BatchSpec:
         if self.input.uri == self.output.uri:
             raise FieldError("output", "output must not be the input location")
         return self
@@ -176,7 +176,7 @@ class InferenceServiceSpec(ApiModel):
     template: PodTemplate | None = Field(default=None, description="Pod overrides: image, resources, env, serviceAccountName.")
 
     @model_validator(mode="after")
-    def _mode_settings(self) -> "InferenceServiceSpec":
+    def _mode_settings(self) -> InferenceServiceSpec:
         if self.mode == "online" and self.online is None:
             raise FieldError("online", "mode online needs spec.online")
         if self.mode == "batch" and self.batch is None:

@@ -6,8 +6,9 @@ gets the same message locally as the one the API server's schema gives in a clus
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ from .identity import API_VERSION, GROUP
 from .inference_service import InferenceService
 from .training_pipeline import TrainingPipeline
 
-Resource = Union[FeaturePipeline, TrainingPipeline, InferenceService]
+Resource = FeaturePipeline | TrainingPipeline | InferenceService
 KINDS: dict[str, type[Resource]] = {
     "FeaturePipeline": FeaturePipeline,
     "TrainingPipeline": TrainingPipeline,
@@ -69,7 +70,7 @@ def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> Resource:
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if api_version != API_VERSION:
         raise ManifestError(source, [("apiVersion", f"expected {API_VERSION!r}, got {api_version!r}")])
-    model = KINDS.get(kind)
+    model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ManifestError(source, [("kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")])
     name = (doc.get("metadata") or {}).get("name", "?")

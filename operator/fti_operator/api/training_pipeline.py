@@ -30,6 +30,7 @@ PLURAL = TRAINING_PIPELINE.plural
 
 METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss", "brier_score")
 Metric = Literal["roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss", "brier_score"]
+DEFAULT_METRICS: tuple[Metric, ...] = ("roc_auc", "average_precision", "f1")
 # Metrics that make sense per group of a sensitive column.
 BiasMetric = Literal["recall", "precision", "f1", "accuracy", "false_positive_rate", "selection_rate"]
 
@@ -52,7 +53,7 @@ class ModelSpec(ApiModel):
                                    description="module:function returning an unfitted estimator, instead of estimator.")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "ModelSpec":
+    def _one_of(self) -> ModelSpec:
         if (self.estimator is None) == (self.entrypoint is None):
             raise ValueError("exactly one of estimator and entrypoint must be set")
         return self
@@ -95,7 +96,8 @@ class FeatureViewSpec(ApiModel):
                 "the label column must not also be a feature", "label"),
             cel("!has(self.transformations) || self.transformations.all(t, self.features.exists(f, t.column in f.columns))",
                 "every transformation must name a selected feature column", "transformations"),
-            cel("!has(self.transformations) || self.transformations.all(t, self.transformations.exists_one(u, u.column == t.column))",
+            cel("!has(self.transformations) "
+                "|| self.transformations.all(t, self.transformations.exists_one(u, u.column == t.column))",
                 "a column may have only one transformation", "transformations"),
         )
     }
@@ -109,7 +111,7 @@ class FeatureViewSpec(ApiModel):
                                                          description="Model-dependent transformations fitted in training.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "FeatureViewSpec":
+    def _consistent(self) -> FeatureViewSpec:
         names = [f.feature_group.name for f in self.features]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -166,7 +168,7 @@ class TrainingDataSpec(ApiModel):
     split: SplitSpec = Field(default_factory=SplitSpec, description="Train/test split.", json_schema_extra={"default": {}})
 
     @model_validator(mode="after")
-    def _window(self) -> "TrainingDataSpec":
+    def _window(self) -> TrainingDataSpec:
         if self.start and self.end and self.start >= self.end:
             raise FieldError("start", "start must be before end")
         return self
@@ -187,7 +189,7 @@ class Gate(ApiModel):
     max: float | None = Field(default=None, description="Largest acceptable value (for losses like log_loss).")
 
     @model_validator(mode="after")
-    def _bound(self) -> "Gate":
+    def _bound(self) -> Gate:
         if self.min is None and self.max is None:
             raise ValueError("a gate needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -207,7 +209,7 @@ class BiasGate(ApiModel):
 class EvaluationSpec(ApiModel):
     """Test-set metrics, promotion gates and a bias gate."""
 
-    metrics: list[Metric] = Field(default_factory=lambda: ["roc_auc", "average_precision", "f1"], max_length=16,
+    metrics: list[Metric] = Field(default_factory=lambda: list(DEFAULT_METRICS), max_length=16,
                                   description="Metrics computed on the test set and recorded per model version.",
                                   json_schema_extra={"x-kubernetes-list-type": "set", "default": ["roc_auc", "average_precision", "f1"]})
     gates: list[Gate] = Field(default_factory=list, max_length=16, description="All must pass for the version to be Validated.")
@@ -215,7 +217,7 @@ class EvaluationSpec(ApiModel):
     threshold: float = Field(default=0.5, gt=0, lt=1, description="Decision threshold for label metrics.")
 
     @model_validator(mode="after")
-    def _unique(self) -> "EvaluationSpec":
+    def _unique(self) -> EvaluationSpec:
         if len(set(self.metrics)) != len(self.metrics):
             raise FieldError("metrics", "Duplicate value: metrics must not repeat")
         return self

@@ -7,7 +7,8 @@ served model still needs that version, docs/versions.md) or delete (once retired
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..api import FeaturePipeline
 from ..api.identity import ANNOTATION_RUN, ANNOTATION_TRIGGER, FEATURE_PIPELINE, LABEL_COMPONENT, LABEL_FG_VERSION
@@ -42,7 +43,8 @@ def _pod(fp: FeaturePipeline, config: OperatorConfig, run_id: str | None, pod_la
 
 
 def child_labels(fp: FeaturePipeline) -> dict[str, str]:
-    return labels(KIND, fp.metadata.name, **{LABEL_COMPONENT: "feature", LABEL_FG_VERSION: fp.spec.feature_group.version})
+    extra: dict[str, str | int | None] = {LABEL_COMPONENT: "feature", LABEL_FG_VERSION: fp.spec.feature_group.version}
+    return labels(KIND, fp.metadata.name, **extra)
 
 
 def cronjob_name(fp: FeaturePipeline) -> str:

@@ -7,15 +7,17 @@ server in the same object, so they can never serve different versions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..api import InferenceService
+
 # ANNOTATION_REVISION and KSERVE_API_VERSION are re-exported: the reconciler reads them from here.
-from ..api.identity import ANNOTATION_REVISION as ANNOTATION_REVISION
-from ..api.identity import KSERVE_API_VERSION as KSERVE_API_VERSION
 from ..api.identity import (
+    ANNOTATION_REVISION as ANNOTATION_REVISION,
     INFERENCE_SERVICE,
+    KSERVE_API_VERSION as KSERVE_API_VERSION,
     KSERVE_KIND,
     LABEL_COMPONENT,
     LABEL_FV_VERSION,
@@ -24,8 +26,8 @@ from ..api.identity import (
 from ..config import OperatorConfig
 from .pods import (
     child_name,
-    cronjob,
     container_security_context,
+    cronjob,
     job,
     labels,
     owner_reference,
@@ -68,9 +70,10 @@ def spec_payload(isvc: InferenceService, pair: ResolvedPair) -> dict[str, Any]:
 
 
 def child_labels(isvc: InferenceService, pair: ResolvedPair, component: str) -> dict[str, str]:
-    return labels(KIND, isvc.metadata.name, **{
+    extra: dict[str, str | int | None] = {
         LABEL_COMPONENT: component, LABEL_MODEL_VERSION: pair.model_version, LABEL_FV_VERSION: pair.feature_view_version,
-    })
+    }
+    return labels(KIND, isvc.metadata.name, **extra)
 
 
 def kserve_name(isvc: InferenceService) -> str:

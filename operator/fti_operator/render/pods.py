@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from ..api import identity as ids
+from ..api import ApiModel, identity as ids
 from ..api.identity import (  # re-exported: the drivers read these names from here today
     ANNOTATION_SPEC_HASH,
     CONTRACT_ENV,
@@ -30,11 +31,35 @@ from ..api.identity import (  # re-exported: the drivers read these names from h
 from ..config import OperatorConfig
 
 __all__ = [
-    "ANNOTATION_SPEC_HASH", "CONTRACT_ENV", "JOB_NAME_LABEL", "LABEL_COMPONENT", "LABEL_FG_VERSION",
-    "LABEL_FV_VERSION", "LABEL_KIND", "LABEL_MANAGED_BY", "LABEL_MODEL_VERSION", "LABEL_RESOURCE", "MANAGED_BY",
-    "TERMINATION_LOG", "RUN_AS_USER", "STARTING_DEADLINE_SECONDS", "RenderError", "child_name", "spec_json",
-    "spec_hash", "labels", "pipeline_env", "container_security_context", "pod_security_context", "pipeline_container",
-    "pod_template", "template_parts", "job_spec", "owner_reference", "job", "cronjob",
+    "ANNOTATION_SPEC_HASH",
+    "CONTRACT_ENV",
+    "JOB_NAME_LABEL",
+    "LABEL_COMPONENT",
+    "LABEL_FG_VERSION",
+    "LABEL_FV_VERSION",
+    "LABEL_KIND",
+    "LABEL_MANAGED_BY",
+    "LABEL_MODEL_VERSION",
+    "LABEL_RESOURCE",
+    "MANAGED_BY",
+    "RUN_AS_USER",
+    "STARTING_DEADLINE_SECONDS",
+    "TERMINATION_LOG",
+    "RenderError",
+    "child_name",
+    "container_security_context",
+    "cronjob",
+    "job",
+    "job_spec",
+    "labels",
+    "owner_reference",
+    "pipeline_container",
+    "pipeline_env",
+    "pod_security_context",
+    "pod_template",
+    "spec_hash",
+    "spec_json",
+    "template_parts",
 ]
 
 RUN_AS_USER = 65532  # distroless "nonroot"
@@ -117,8 +142,8 @@ def pipeline_env(
         env.append(_value(ids.ENV_MODEL_VERSION, str(int(model_version))))
     # FTI_RUN_TIME and FTI_TERMINATION_LOG are left to the contract's defaults (now, and
     # /dev/termination-log, what the kubelet reads); local runners set them.
-    for i, item in enumerate(extra_env or []):
-        item = dict(item)
+    for i, given in enumerate(extra_env or []):
+        item = dict(given)
         if item.get("name") in CONTRACT_ENV:
             raise RenderError(f"spec.template.env[{i}].name: {item['name']} is set by the operator (pipeline contract)")
         if "value" in item and "valueFrom" in item:
@@ -159,7 +184,7 @@ def _template_dict(template: Any) -> dict[str, Any]:
     """spec.template as a camelCase dict, whether a pydantic PodTemplate, a dict or None."""
     if template is None:
         return {}
-    if hasattr(template, "wire"):
+    if isinstance(template, ApiModel):
         return template.wire()
     return dict(template)
 

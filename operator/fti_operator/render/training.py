@@ -7,7 +7,8 @@ triggers at once — schedule and run-now — would otherwise race for one versi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..api import TrainingPipeline
 from ..api.identity import (
@@ -52,7 +53,8 @@ def render(tp: TrainingPipeline, version: int, config: OperatorConfig, owner: Ma
            trigger: str = "create", token: str | None = None) -> dict[str, Any]:
     """The Job that trains model version `version`."""
     name = job_name(tp, version)
-    lbl = labels(KIND, tp.metadata.name, **{LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version})
+    extra: dict[str, str | int | None] = {LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version}
+    lbl = labels(KIND, tp.metadata.name, **extra)
     image, resources, extra_env = template_parts(tp.spec.template, config.image("training"))
     container = pipeline_container(
         image, MODULE, spec_payload(tp), config, extra_env, resources=resources,

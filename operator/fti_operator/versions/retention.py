@@ -6,7 +6,8 @@ the rollback history needs it, even after its FeaturePipeline moved to a newer v
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .models import ModelInfo
 

@@ -7,8 +7,9 @@ current revision keeps serving and the decision says why.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .models import ModelInfo
 

@@ -72,7 +72,7 @@ class FeatureTables:
         cols = ", ".join(q(c) for c in group.columns)
         et = q(group.event_time)
         where = f"WHERE {et} <= $as_of" if as_of is not None else ""
-        source = f"read_parquet($files, union_by_name = true)"
+        source = "read_parquet($files, union_by_name = true)"
         if per_row:
             sql = (f"CREATE TABLE {name} AS SELECT {keys}, {et} AS {AS_OF}, {cols}, TRUE AS __found "
                    f"FROM {source} {where}")

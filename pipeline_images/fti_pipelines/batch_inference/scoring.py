@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
@@ -42,7 +42,7 @@ INPUT_FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}
 
 
 def _run_text(run_time: datetime) -> str:
-    return run_time.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return run_time.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def open_input(uri: str, fmt: str) -> ds.Dataset:
@@ -176,6 +176,6 @@ def _score_chunk(chunk: pa.Table, plan: Any, tables: FeatureTables, scorer: Scor
     out["model_version"] = pa.array(np.full(n, config.model_version, dtype=np.int32))
     out["feature_view"] = pa.array([config.feature_view_name] * n, pa.string()).dictionary_encode()
     out["feature_view_version"] = pa.array(np.full(n, config.feature_view_version, dtype=np.int32))
-    out["run_time"] = pa.array(np.full(n, np.datetime64(run_time.astimezone(timezone.utc).replace(tzinfo=None), "us")),
+    out["run_time"] = pa.array(np.full(n, np.datetime64(run_time.astimezone(UTC).replace(tzinfo=None), "us")),
                                pa.timestamp("us", tz="UTC"))
     return pa.table(out), int(missing.sum())

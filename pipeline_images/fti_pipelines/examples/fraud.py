@@ -18,7 +18,7 @@ features never look into the future.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -41,7 +41,7 @@ N_MERCHANTS = 800
 
 def _start(start: str | datetime) -> pd.Timestamp:
     ts = pd.Timestamp(start)
-    return ts.tz_localize(timezone.utc) if ts.tzinfo is None else ts.tz_convert(timezone.utc)
+    return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
 
 
 def _card_arrays(n_cards: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -189,4 +189,4 @@ def _check_positive(**values: float) -> None:
             raise ValueError(f"{name} must be positive, got {value!r}")
 
 
-__all__ = ["aggregate_transactions", "card_profiles", "transactions", "AGE_GROUPS", "CATEGORIES"]
+__all__ = ["AGE_GROUPS", "CATEGORIES", "aggregate_transactions", "card_profiles", "transactions"]

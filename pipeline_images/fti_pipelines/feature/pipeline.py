@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -113,7 +114,7 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
         raw = read_source(spec.source)
     result["rowsRead"] = raw.num_rows
     with _timed(timings, "transform"):
-        table = apply_transform(raw, spec.transform, transform) if transform else raw
+        table = apply_transform(raw, spec.transform, transform) if spec.transform else raw
         table = parse_event_time(table, fg.event_time)
     expectations = spec.validation.expectations if spec.validation else []
     check_columns(table.column_names, expectations)  # before anything is staged
@@ -133,7 +134,7 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     publishes = bool(batch.table.num_rows or batch.added_columns or batch.parent is None or spec.ingestion == "full")
     with ExitStack() as stack:
         online_write = None
-        if fg.online:
+        if fg.online and ctx.online_store:  # (checked above: online needs FTI_ONLINE_STORE)
             online = stack.enter_context(open_online_store(ctx.online_store))
             online_write = OnlineWrite(features, online, batch, publishes, timings)
             online_write.start()  # prepared while validation runs; published only after the offline commit
@@ -147,6 +148,7 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
             validated()
             manifest, written = batch.parent, 0  # nothing new since the watermark: no empty snapshot
         if reports[0].passed and online_write is not None:
+            assert manifest is not None  # passed: committed just now, or nothing new over the parent
             with _timed(timings, "writeOnline"):
                 online_rows = online_write.finish(manifest)
     report = reports[0]
@@ -165,6 +167,7 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
             raise PipelineError("ValidationFailed", result["message"], **{k: v for k, v in result.items() if k != "message"})
         return result
 
+    assert manifest is not None  # as above: validation passed
     result.update(rowsWritten=written, rowsRejected=0, watermark=manifest["watermark"], snapshot=manifest["snapshot"],
                   rows=manifest["rows"], quarantineUri=None)
     if fg.online:

@@ -36,7 +36,8 @@ def _as_numpy(arr: pa.ChunkedArray, fill: int) -> np.ndarray:
 
 def _min_max(*arrays: pa.ChunkedArray) -> tuple[int, int] | None:
     """Smallest and largest valid value over all arrays (None if all are null or empty)."""
-    lo = hi = None
+    lo: int | None = None
+    hi: int | None = None
     for arr in arrays:
         if len(arr) == arr.null_count:
             continue
@@ -44,7 +45,7 @@ def _min_max(*arrays: pa.ChunkedArray) -> tuple[int, int] | None:
         a, b = mm["min"].as_py(), mm["max"].as_py()
         lo = a if lo is None else min(lo, a)
         hi = b if hi is None else max(hi, b)
-    return None if lo is None else (lo, hi)
+    return None if lo is None or hi is None else (lo, hi)
 
 
 def _column_codes(left: pa.ChunkedArray, right: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int] | None:
@@ -52,7 +53,7 @@ def _column_codes(left: pa.ChunkedArray, right: pa.ChunkedArray) -> tuple[np.nda
     if pa.types.is_integer(left.type) and pa.types.is_integer(right.type):
         bounds = _min_max(left, right) or (0, 0)
         lo, hi = bounds
-        if -_INT64_LIMIT <= lo and hi < _INT64_LIMIT:
+        if lo >= -_INT64_LIMIT and hi < _INT64_LIMIT:
             # Integers are their own codes once shifted to start at 0: no hashing needed.
             return (_as_numpy(left, lo) - lo, _as_numpy(right, lo) - lo, hi - lo + 1)
     if left.type != right.type:
@@ -75,7 +76,7 @@ def packed_keys(label_keys: list[pa.ChunkedArray], label_time: pa.ChunkedArray,
     match nothing); feature rows must have no nulls in key or time (filter them first).
     """
     cols = []
-    for left, right in zip(label_keys, feature_keys):
+    for left, right in zip(label_keys, feature_keys, strict=True):
         coded = _column_codes(left, right)
         if coded is None:
             return None

@@ -19,7 +19,7 @@ import io
 import json
 import posixpath
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from fti_operator.api import FeatureViewSpec
 
-from .join import JoinPlan, plan_join, point_in_time_join, resolve_sources
 from ..store.artifacts import ArtifactExists, ArtifactStore
+from .join import JoinPlan, plan_join, point_in_time_join, resolve_sources
 
 ROOT = "training_datasets"
 DATA_FILE = "data.parquet"
@@ -113,7 +113,7 @@ class TrainingDatasets:
             "window": {"start": _iso(start), "end": _iso(end)},
             "sources": [{"name": g.name, "version": g.version, "files": list(g.files)}
                         for g in [plan.spine, *(g for g, _ in plan.joins)]],
-            "createdAt": _iso(datetime.now(timezone.utc)),
+            "createdAt": _iso(datetime.now(UTC)),
         }
         # Another writer may take the next version number first: then try the one after.
         for _ in range(20):
@@ -141,8 +141,8 @@ def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 __all__ = ["TrainingDataset", "TrainingDatasets", "content_hash"]

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -74,9 +75,9 @@ class JoinPlan:
 
     @property
     def output_columns(self) -> list[str]:
-        keys = list(self.spine.primary_key) + [self.spine.event_time]
+        keys = [*self.spine.primary_key, self.spine.event_time]
         rest = [c for c in (*self.feature_columns, *self.extra_columns) if c not in keys]
-        return keys + rest + [self.label]
+        return [*keys, *rest, self.label]
 
     @property
     def entity_keys(self) -> list[str]:
@@ -302,9 +303,10 @@ def _join_packed(con: duckdb.DuckDBPyConnection, plan: JoinPlan, params: list, *
     workers = max(1, min(len(plan.joins), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lookup, plan.joins))
-    if any(part is None for part in parts):
+    found = [part for part in parts if part is not None]
+    if len(found) < len(parts):
         return None
-    taken = {c: arr for part in parts for c, arr in part.items()}
+    taken = {c: arr for part in found for c, arr in part.items()}
     return pa.table({c: taken[c] if c in taken else spine[c] for c in plan.output_columns})
 
 

@@ -22,8 +22,9 @@ to sklearn, so answers and errors stay sklearn's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
@@ -35,6 +36,8 @@ log = logging.getLogger("fti_pipelines.serving")
 
 TOLERANCE = 1e-6
 ENCODERS = (OneHotEncoder, OrdinalEncoder)
+# Rows as the scorers take them: lists of instances (served) or a 2-D object array (batch, probing).
+Rows = Sequence[Sequence[Any]] | np.ndarray
 
 
 class NotCompilable(Exception):
@@ -68,7 +71,7 @@ def column_kinds(pipeline: Any, width: int) -> list[str]:
             kind = "string"
         else:
             raise NotCompilable(f"a ColumnTransformer branch starts with {type(first).__name__}")
-        positions = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
+        positions: list[Any] = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
         for pos in positions:
             if not isinstance(pos, (int, np.integer)) or not 0 <= pos < width or kinds[pos] not in (None, kind):
                 raise NotCompilable(f"column {pos!r} is not a position used by one kind of branch")
@@ -126,7 +129,7 @@ def to_onnx(pipeline: Any, kinds: Sequence[str]) -> bytes:
             custom_shape_calculators={FunctionTransformer: _same_shape, SimpleImputer: _same_shape})
     except NotCompilable:
         raise
-    except Exception as exc:  # noqa: BLE001 - any estimator skl2onnx cannot convert: keep sklearn
+    except Exception as exc:  # any estimator skl2onnx cannot convert: keep sklearn
         raise NotCompilable(f"skl2onnx: {type(exc).__name__}: {exc}") from exc
     return graph.SerializeToString()
 
@@ -140,7 +143,7 @@ def probe_rows(pipeline: Any, kinds: Sequence[str], n: int = 256, seed: int = 0)
     for _, step, cols in ct.transformers_:
         if step == "drop":
             continue
-        positions = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
+        positions: list[Any] = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
         steps = step.steps if isinstance(step, Pipeline) else [("", step)]
         for _, s in steps:
             for j, pos in enumerate(positions):
@@ -169,7 +172,7 @@ class CompiledModel:
     session: Any
     columns: list[tuple[str, int, str]]  # (graph input, row position, "double" | "string")
 
-    def inputs(self, rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray] | None:
+    def inputs(self, rows: Rows) -> dict[str, np.ndarray] | None:
         """The graph's feed, or None when sklearn must see these rows itself."""
         feed = {}
         for name, pos, kind in self.columns:
@@ -191,7 +194,7 @@ class CompiledModel:
             feed[name] = values.reshape(-1, 1)
         return feed
 
-    def proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray | None:
+    def proba(self, rows: Rows) -> np.ndarray | None:
         feed = self.inputs(rows)
         if feed is None:
             return None
@@ -223,7 +226,7 @@ def compile_model(pipeline: Any, width: int) -> CompiledModel:
     graph = to_onnx(pipeline, kinds)
     try:
         session = _session(graph)
-    except Exception as exc:  # noqa: BLE001 - a graph ONNX Runtime cannot run (e.g. float32-only kernels)
+    except Exception as exc:  # a graph ONNX Runtime cannot run (e.g. float32-only kernels)
         raise NotCompilable(f"ONNX Runtime: {exc}") from exc
     # skl2onnx may leave out inputs no branch reads (remainder="drop").
     names = {f"c{i}": i for i in range(width)}

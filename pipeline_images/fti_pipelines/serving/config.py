@@ -9,11 +9,13 @@ Parsing goes through the API models so the rules are the ones the CRD enforces.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+
+from pydantic import ValidationError
 
 from fti_operator.api.inference_service import BatchSpec, OnlineSpec
-from pydantic import ValidationError
 
 from ..contract import ENV_RESOURCE, PipelineError
 
@@ -69,7 +71,7 @@ class ServingConfig:
         }
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], env: Mapping[str, str] | None = None) -> "ServingConfig":
+    def from_spec(cls, spec: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ServingConfig:
         """Parse FTI_SPEC; every problem is a PipelineError naming the field."""
         env = os.environ if env is None else env
         if not isinstance(spec, Mapping):

@@ -12,6 +12,7 @@ use subprocesses to run several servers at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -49,12 +51,9 @@ def start_server_subprocess(spec: Mapping[str, Any], env: Mapping[str, str], por
     cmd = [python, "-m", "fti_pipelines.serving", "--http_port", str(port), "--role", role]
     if predictor_host:
         cmd += ["--predictor_host", predictor_host]
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    try:
+    # The child holds its own descriptor of the log, so ours is closed once it is started.
+    with open(log_path, "ab") if log_path else contextlib.nullcontext(subprocess.DEVNULL) as out:
         return subprocess.Popen(cmd, env=child_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    finally:
-        if log_path:
-            out.close()  # the child holds its own descriptor
 
 
 def readiness(url: str, name: str, client: httpx.Client | None = None) -> tuple[bool, str]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from ..store.online import EntityRead, EntityReader
 from .errors import bad_field, too_large, unknown_entity
@@ -81,10 +82,10 @@ def event_time_seconds(value: Any) -> float | None:
         return None
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return parsed.timestamp() if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc).timestamp()
+        return parsed.timestamp() if parsed.tzinfo else parsed.replace(tzinfo=UTC).timestamp()
     ts = getattr(value, "timestamp", None)  # pandas.Timestamp and friends
     return ts() if callable(ts) else None
 
@@ -131,7 +132,7 @@ class FeatureLookup:
         self._request_checks = tuple((c, pos, kind, _FAST_TYPES.get((kind, False), frozenset()))
                                      for c, pos in plan.request_features for kind in [plan.kinds.get(c, ANY)])
         self._group_reads = tuple(
-            (g, tuple(g.primary_key), fetch_columns(g), tuple(zip(g.columns, g.positions)),
+            (g, tuple(g.primary_key), fetch_columns(g), tuple(zip(g.columns, g.positions, strict=True)),
              tuple(self.defaults.get(c) for c in g.columns),
              metrics.age[g.label].observe if metrics is not None and g.event_time else None, g.event_time)
             for g in plan.groups
@@ -139,8 +140,8 @@ class FeatureLookup:
         # The entity reader's flat answer, per group: presence slot, then fetch_columns(g).
         self._reads = entity_reads(plan)
         entity, at = [], 0
-        for (g, _, cols, _, default_values, observe_age, event_time), r in zip(self._group_reads, self._reads):
-            placed = tuple((at + 1 + cols.index(c), pos) for c, pos in zip(g.columns, g.positions))
+        for (g, _, cols, _, default_values, observe_age, event_time), r in zip(self._group_reads, self._reads, strict=True):
+            placed = tuple((at + 1 + cols.index(c), pos) for c, pos in zip(g.columns, g.positions, strict=True))
             seen_at = at + 1 + cols.index(event_time) if event_time else None
             entity.append((g, at, placed, default_values, observe_age, seen_at, bool(r.micros)))
             at += 1 + len(cols)
@@ -164,7 +165,7 @@ class FeatureLookup:
         started = time.perf_counter()
         n = len(instances)
         if n == 1 and self._entity_groups:  # the online case, kept to the fewest Python steps
-            row = [None] * self._width
+            row: list[Any] = [None] * self._width
             rows = [row]
             defaults_used = [self._read_entity(self._checked(instances[0], 0, row, field), row, field)]
         else:
@@ -220,18 +221,18 @@ class FeatureLookup:
             if flat[present] is None:
                 self._missing(group, 0, keys, field)
                 defaulted = True
-                for (_, pos), value in zip(placed, default_values):
+                for (_, pos), value in zip(placed, default_values, strict=True):
                     row[pos] = value
                 continue
             for at, pos in placed:
                 row[pos] = flat[at]
-            if observe_age is not None:
+            if observe_age is not None and seen_at is not None:  # both come with an event time
                 seen = flat[seen_at]
                 if seen is not None:
                     seen = seen * 1e-6 if micros else event_time_seconds(seen)
                     if seen is not None:
                         age = now - seen
-                        observe_age(age if age > 0.0 else 0.0)  # a clock behind the writer's: not negative
+                        observe_age(max(0.0, age))  # a clock behind the writer's: not negative
         return defaulted
 
     def _read_batch(self, keys_by_instance: list[dict[str, Any]], rows: list[list[Any]],
@@ -245,7 +246,7 @@ class FeatureLookup:
                 if values is None:
                     self._missing(group, i, keys_by_instance[i], field)
                     defaults_used[i] = True
-                    for (_, pos), value in zip(placed, default_values):
+                    for (_, pos), value in zip(placed, default_values, strict=True):
                         row[pos] = value
                     continue
                 for col, pos in placed:

@@ -15,14 +15,14 @@ works in front of either this server or KServe's sklearn server. With PREDICT_PR
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import kserve
 import numpy as np
 from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from .compiled import CompiledModel, try_compile
+from .compiled import CompiledModel, Rows, try_compile
 from .errors import RequestError, bad_field
 from .revision import Revision
 
@@ -40,7 +40,7 @@ class Scorer:
             self.compiled = try_compile(pipeline, width)
 
     @staticmethod
-    def matrix(rows: Sequence[Sequence[Any]]) -> np.ndarray:
+    def matrix(rows: Rows) -> np.ndarray:
         # object dtype keeps numbers numeric and strings as strings, column by position.
         return np.array(rows, dtype=object)
 
@@ -48,7 +48,7 @@ class Scorer:
         return RequestError(f"the model could not score these instances: {exc}", field="instances",
                             status=422, reason="ModelRejectedInput")
 
-    def proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+    def proba(self, rows: Rows) -> np.ndarray:
         if self.compiled is not None:
             p = self.compiled.proba(rows)
             if p is not None:
@@ -58,7 +58,7 @@ class Scorer:
         except (ValueError, TypeError) as exc:  # e.g. an unseen category the encoder refuses
             raise self._model_error(exc) from exc
 
-    def score(self, rows: Sequence[Sequence[Any]]) -> tuple[list[Any], list[Any] | None]:
+    def score(self, rows: Rows) -> tuple[list[Any], list[Any] | None]:
         """(predictions, labels): P(positive) and labels, or labels only for a model without proba."""
         if not self.has_proba:
             try:
@@ -89,7 +89,9 @@ def _rows_from_v2(request: InferRequest, width: int) -> list[list[Any]]:
     if len(inputs) != width:
         raise bad_field("inputs", f"expected one tensor per model input ({width}), got {len(inputs)}")
     cols = [t.data if isinstance(t.data, list) else t.as_numpy().ravel().tolist() for t in inputs]
-    return [list(r) for r in zip(*cols)]
+    if len({len(c) for c in cols}) > 1:  # zip would silently drop the longer tensors' tails
+        raise bad_field("inputs", f"every tensor needs one value per instance, got {[len(c) for c in cols]} values")
+    return [list(r) for r in zip(*cols, strict=True)]
 
 
 class PredictorModel(kserve.Model):

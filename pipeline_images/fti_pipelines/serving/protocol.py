@@ -12,8 +12,9 @@ v2 (Open Inference Protocol): one tensor per column, shape [n] or [n, 1] (BYTES 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
@@ -86,7 +87,7 @@ def v2_instances(request: InferRequest, max_instances: int) -> list[dict[str, An
             values = [bool(v) if isinstance(v, (int, bool)) else v for v in values]
         columns[tensor.name] = values
     names = list(columns)
-    return [dict(zip(names, row)) for row in zip(*columns.values())]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def v1_response(scored: Scored, name: str, model_version: int, view_version: int) -> dict[str, Any]:

@@ -13,8 +13,9 @@ not ready, with the reasons in its log and on its readiness endpoints:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .config import ServingConfig
 from .plan import LookupPlan
@@ -94,5 +95,5 @@ def key_kinds(plan: LookupPlan, store: Any) -> dict[str, str]:
         for col in info.get("columns") or []:
             if isinstance(col, Mapping) and col.get("name") in group.primary_key:
                 kinds.setdefault(col["name"], {"int": "int64", "float": "float64", "string": "string",
-                                               "bool": "bool"}.get(col.get("kind"), "any"))
+                                               "bool": "bool"}.get(str(col.get("kind")), "any"))
     return kinds

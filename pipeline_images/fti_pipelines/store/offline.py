@@ -28,10 +28,11 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -96,11 +97,8 @@ class FeatureStore:
         return self.store.list(ROOT)
 
     def versions(self, name: str) -> list[int]:
-        out = []
-        for entry in self.store.list(ROOT, name):
-            if entry.startswith("v") and entry[1:].isdigit() and self.store.committed(ROOT, name, entry, SNAPSHOTS):
-                out.append(int(entry[1:]))
-        return sorted(out)
+        return sorted(int(entry[1:]) for entry in self.store.list(ROOT, name)
+                      if entry.startswith("v") and entry[1:].isdigit() and self.store.committed(ROOT, name, entry, SNAPSHOTS))
 
     def snapshot(self, name: str, version: int) -> dict[str, Any] | None:
         """The manifest of the current (newest committed) snapshot, or None if never written."""
@@ -237,7 +235,7 @@ class FeatureStore:
                     "group": name, "version": version, "snapshot": int(snap_id), "parent": parent["snapshot"] if parent else None,
                     "mode": batch.mode, "runId": run_id, "files": files, "rows": rows, "rowsAdded": batch.table.num_rows,
                     "watermark": watermark, "schema": batch.schema, "addedColumns": batch.added_columns,
-                    "createdAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                    "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                 }
                 with self.store.fs.open(posixpath.join(staging, "manifest.json"), "wb") as fh:
                     fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -271,12 +269,15 @@ class FeatureStore:
         batch = self.prepare(name, version, data, primary_key=primary_key, event_time=event_time, mode=mode)
         if batch.mode == "incremental" and batch.parent and not batch.table.num_rows and not batch.added_columns:
             return dict(batch.parent, rowsAdded=0, unchanged=True)
-        return self.commit(batch, run_id=run_id)
+        manifest = self.commit(batch, run_id=run_id)
+        assert manifest is not None  # only a gate refuses a commit, and there is none here
+        return manifest
 
     def latest_per_key(self, name: str, version: int) -> pa.Table:
         """The newest row per primary key of the current data (what the online store holds)."""
         snap = self.snapshot(name, version)
         table = self.table(name, version, snap=snap)
+        assert snap is not None  # table() raised FeatureGroupNotFound otherwise
         from .online import latest_per_key
 
         # ingestion guarantees one row per key + event time

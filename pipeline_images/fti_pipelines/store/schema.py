@@ -77,9 +77,7 @@ def record(table: pa.Table, primary_key: list[str], event_time: str) -> dict[str
 def _widens(incoming: pa.DataType, recorded: pa.DataType) -> bool:
     if incoming == recorded or pa.types.is_null(incoming):
         return True
-    if pa.types.is_integer(incoming) and (pa.types.is_integer(recorded) or pa.types.is_floating(recorded)):
-        return True
-    return False
+    return pa.types.is_integer(incoming) and (pa.types.is_integer(recorded) or pa.types.is_floating(recorded))
 
 
 def conform(table: pa.Table, recorded: dict[str, Any] | None, primary_key: list[str],

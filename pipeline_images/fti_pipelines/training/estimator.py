@@ -41,7 +41,7 @@ def build_estimator(model: ModelSpec, seed: int | None = None) -> Any:
         if not inspect.isclass(cls):
             raise PipelineError("InvalidEstimator", f"model.estimator {model.estimator!r} is not a class")
         try:
-            estimator = cls()
+            estimator: Any = cls()
         except TypeError as exc:
             raise PipelineError("InvalidEstimator", f"model.estimator {model.estimator!r} cannot be created without arguments: {exc}") from exc
         _check_estimator(estimator, "model.estimator", model.estimator)
@@ -56,21 +56,22 @@ def build_estimator(model: ModelSpec, seed: int | None = None) -> Any:
             raise PipelineError("InvalidParams", f"model.params: {exc}", field="model.params") from exc
         source = model.estimator
     else:
-        factory = _import(model.entrypoint, "model.entrypoint", ":")
+        entrypoint = model.entrypoint or ""  # the API model requires estimator or entrypoint
+        factory = _import(entrypoint, "model.entrypoint", ":")
         if not callable(factory):
-            raise PipelineError("InvalidEstimator", f"model.entrypoint {model.entrypoint!r} is not callable")
+            raise PipelineError("InvalidEstimator", f"model.entrypoint {entrypoint!r} is not callable")
         try:
             estimator = factory(**params)
         except TypeError as exc:
-            raise PipelineError("InvalidParams", f"model.params for entrypoint {model.entrypoint!r}: {exc}", field="model.params") from exc
-        _check_estimator(estimator, "model.entrypoint", model.entrypoint)
-        source = model.entrypoint
+            raise PipelineError("InvalidParams", f"model.params for entrypoint {entrypoint!r}: {exc}", field="model.params") from exc
+        _check_estimator(estimator, "model.entrypoint", entrypoint)
+        source = entrypoint
     if seed is not None and "random_state" in estimator.get_params(deep=False) and "random_state" not in params:
         # Same data + same spec = same model: seed estimators that take a seed.
         estimator.set_params(random_state=seed)
     try:
         clone(estimator)  # sklearn's contract: get_params round-trips, so the pipeline can be saved and refitted
-    except Exception as exc:  # noqa: BLE001 - any estimator bug, reported against the spec field
+    except Exception as exc:  # any estimator bug, reported against the spec field
         raise PipelineError("InvalidEstimator", f"{source!r} does not follow the scikit-learn estimator API: {exc}") from exc
     return estimator
 

@@ -64,7 +64,7 @@ def support(name: str, y: np.ndarray, pred: np.ndarray) -> int:
         return int((y == 0).sum())
     if name == "f1":
         return int(((y == 1) | (pred == 1)).sum())
-    return int(len(y))
+    return len(y)
 
 
 def group_metric(name: str, y: np.ndarray, pred: np.ndarray) -> float | None:
@@ -141,8 +141,8 @@ def bias_gate(gate: BiasGate, y: np.ndarray, pred: np.ndarray, sensitive: pd.Ser
         "compared": sorted(compared), "gap": round(gap, 6), "maxGap": gate.max_gap, "passed": gap <= gate.max_gap,
     }
     if compared:
-        result["best"] = max(compared, key=compared.get)
-        result["worst"] = min(compared, key=compared.get)
+        result["best"] = max(compared, key=lambda g: compared[g])
+        result["worst"] = min(compared, key=lambda g: compared[g])
     if len(compared) < 2:
         result["note"] = f"fewer than two groups with a {gate.metric} over at least {gate.min_group_size} rows; nothing to compare"
     return result

@@ -15,11 +15,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: pods have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-from .evaluation import Evaluation  # noqa: E402
+from .evaluation import Evaluation
 
 
 def _png(fig: Any) -> bytes:
@@ -76,8 +76,8 @@ def markdown(card: dict[str, Any], ev: Evaluation, images: list[str]) -> str:
     lines = [f"# Model {card['name']} version {card['version']}: {ev.verdict}", ""]
     lines += [f"- estimator: `{card.get('estimator')}`",
               f"- feature view: {fv['name']} v{fv['version']} (columns: {', '.join(fv['columns'])})",
-              f"- training dataset: #{ds['version']} `{ds['hash']}` ({ds['rows']} rows; train {card['split']['train']}, "
-              f"test {card['split']['test']}, split {card['split']['type']})", ""]
+              (f"- training dataset: #{ds['version']} `{ds['hash']}` ({ds['rows']} rows; train {card['split']['train']}, "
+               f"test {card['split']['test']}, split {card['split']['type']})"), ""]
     if ev.reasons:
         lines += ["## Why rejected", *[f"- {r}" for r in ev.reasons], ""]
     lines += ["## Metrics (test split)", "| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics], ""]
@@ -85,9 +85,10 @@ def markdown(card: dict[str, Any], ev: Evaluation, images: list[str]) -> str:
         lines += ["## Gates", "| metric | min | max | value | result |", "|---|---|---|---|---|",
                   *["| " + " | ".join(r) + " |" for r in gates], ""]
     if ev.bias:
-        lines += [f"## Bias: {ev.bias['metric']} by {ev.bias['sensitiveColumn']} — gap {ev.bias['gap']:.4f} "
-                  f"(max {ev.bias['maxGap']}): {'pass' if ev.bias['passed'] else 'FAIL'}",
-                  "| group | rows | support | value | compared |", "|---|---|---|---|---|", *["| " + " | ".join(r) + " |" for r in bias], ""]
+        lines += [(f"## Bias: {ev.bias['metric']} by {ev.bias['sensitiveColumn']} — gap {ev.bias['gap']:.4f} "
+                   f"(max {ev.bias['maxGap']}): {'pass' if ev.bias['passed'] else 'FAIL'}"),
+                  "| group | rows | support | value | compared |", "|---|---|---|---|---|",
+                  *["| " + " | ".join(r) + " |" for r in bias], ""]
     lines += [f"![{n}]({n})" for n in images]
     return "\n".join(lines) + "\n"
 
@@ -103,12 +104,13 @@ def html_page(card: dict[str, Any], ev: Evaluation, images: list[str]) -> str:
     fv, ds = card["featureView"], card["trainingDataset"]
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(card['name'])} v{card['version']}</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:.3em .6em}.Validated{color:green}.Rejected{color:#b00}</style></head><body>",
+             ("<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+              "td,th{border:1px solid #ccc;padding:.3em .6em}.Validated{color:green}.Rejected{color:#b00}</style></head><body>"),
              f"<h1>Model {e(card['name'])} version {card['version']}: <span class='{ev.verdict}'>{ev.verdict}</span></h1>",
-             f"<p>Estimator <code>{e(str(card.get('estimator')))}</code>; feature view {e(fv['name'])} v{fv['version']} "
-             f"({e(', '.join(fv['columns']))}); training dataset #{ds['version']} <code>{e(ds['hash'])}</code>, {ds['rows']} rows "
-             f"(train {card['split']['train']}, test {card['split']['test']}, {e(card['split']['type'])} split).</p>"]
+             (f"<p>Estimator <code>{e(str(card.get('estimator')))}</code>; feature view {e(fv['name'])} v{fv['version']} "
+              f"({e(', '.join(fv['columns']))}); training dataset #{ds['version']} <code>{e(ds['hash'])}</code>, "
+              f"{ds['rows']} rows (train {card['split']['train']}, test {card['split']['test']}, "
+              f"{e(card['split']['type'])} split).</p>")]
     if ev.reasons:
         parts.append("<h2>Why rejected</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in ev.reasons) + "</ul>")
     parts.append("<h2>Metrics (test split)</h2>" + _table(["metric", "value"], [list(m) for m in metrics]))

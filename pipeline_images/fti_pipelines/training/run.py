@@ -15,7 +15,7 @@ registered (a Job retried after its pod finished) returns that version's result.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,7 @@ def binary_labels(frame: pd.DataFrame, column: str) -> tuple[pd.DataFrame, np.nd
     if pd.api.types.is_bool_dtype(values):
         return frame, values.astype(int).to_numpy(), missing
     distinct = set(pd.unique(values).tolist())
-    if not distinct <= {0, 1, 0.0, 1.0, True, False}:
+    if not distinct <= {0, 1}:
         shown = ", ".join(map(repr, sorted(distinct, key=str)[:5]))
         raise PipelineError("InvalidLabel", f"featureView.label.column {column!r} must be binary 0/1 or true/false; "
                             f"found {shown}", column=column)
@@ -71,7 +71,7 @@ def split(frame: pd.DataFrame, y: np.ndarray, spec: TrainingPipelineSpec, event_
     if cfg.type == "time":
         # The newest events are the test set: the model is judged on the future it will meet.
         order = np.argsort(frame[event_time].to_numpy(), kind="stable")
-        cut = int(round(n * (1 - cfg.test_fraction)))
+        cut = round(n * (1 - cfg.test_fraction))
         return order[:cut], order[cut:]
     counts = np.bincount(y, minlength=2)
     stratify = y if counts.min() >= 2 else None
@@ -138,12 +138,12 @@ def train(spec: TrainingPipelineSpec, version: int, store: ArtifactStore, featur
         "inputSchema": input_schema(frame, columns),
         "trainingDataset": dataset.ref,
         "split": {"type": spec.training_data.split.type, "testFraction": spec.training_data.split.test_fraction,
-                  "train": int(len(train_pos)), "test": int(len(test_pos)), "unlabelled": unlabelled},
+                  "train": len(train_pos), "test": len(test_pos), "unlabelled": unlabelled},
         "threshold": spec.evaluation.threshold,
         "estimator": spec.model.estimator or spec.model.entrypoint,
         "params": spec.model.params or {},
         "steps": [s for s, _ in pipeline.steps],
-        "createdAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "runId": run_id,
         "libraries": {"sklearn": sklearn.__version__, "pandas": pd.__version__, "numpy": np.__version__},
     }
@@ -200,4 +200,4 @@ def main(ctx: PipelineContext) -> dict[str, Any]:
     return train(spec, version, store, FeatureStore(store), run_id=ctx.run_id)
 
 
-__all__ = ["main", "parse_spec", "train", "result_of", "TrainingDataset"]
+__all__ = ["TrainingDataset", "main", "parse_spec", "result_of", "train"]

@@ -118,7 +118,7 @@ def to_rows(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
             out[:, pos] = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
         else:
             values = s.astype(object).to_numpy()
-            out[:, pos] = np.where(pd.isna(values), None, values)
+            out[:, pos] = np.where(pd.isna(values), np.array(None, dtype=object), values)
     return out
 
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.wait import wait_until
 
 from fti_operator.local.kubelet import (
     ContainerConfigError,
@@ -21,6 +20,7 @@ from fti_operator.local.kubelet import (
     mount_paths,
     termination_message,
 )
+from support.wait import wait_until
 
 POD = {"metadata": {"name": "p", "namespace": "ns"}}
 

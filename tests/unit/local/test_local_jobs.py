@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fti_operator.local.jobs import LOG_ANNOTATION, CronJobs, JobController, due, job_for, trigger
 from fti_operator.local.memkube import MemKube
 from fti_operator.reconcile.results import job_finished, job_finished_at, termination_result
 
-T0 = datetime(2026, 12, 4, 16, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 4, 16, 0, 0, tzinfo=UTC)
 
 
 class Clock:
@@ -137,9 +137,9 @@ def test_finished_jobs_and_their_pods_go_after_the_ttl() -> None:
 def test_cronjob_trigger_creates_the_job_a_scheduler_would() -> None:
     kube = MemKube()
     cj = kube.create(cronjob_manifest())
-    now = datetime(2026, 12, 4, 17, 0, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 4, 17, 0, 30, tzinfo=UTC)
     job = trigger(kube, cj, now)
-    minutes = int(datetime(2026, 12, 4, 17, 0, tzinfo=timezone.utc).timestamp() // 60)
+    minutes = int(datetime(2026, 12, 4, 17, 0, tzinfo=UTC).timestamp() // 60)
     assert job["metadata"]["name"] == f"fg-{minutes}"
     assert job["metadata"]["labels"] == {"fti.dev/fg-version": "3"}
     assert job["metadata"]["annotations"] == {"fti.dev/revision": "1",
@@ -187,7 +187,7 @@ def test_a_pod_left_running_by_an_earlier_process_is_failed_and_retried() -> Non
     started = JobController(kube, scripted()[0]).start(kube.get("batch/v1", "jobs", "ns", "train-v1"))
     assert started["status"]["phase"] == "Running"
     # A new process: its controller did not start that pod, so nothing will ever finish it.
-    run_pod, seen = scripted((0, "{}"))
+    run_pod, _ = scripted((0, "{}"))
     assert JobController(kube, run_pod).step() == 1
     phases = {p["metadata"]["name"]: p["status"]["phase"] for p in kube.list("v1", "pods", "ns")}
     assert phases[started["metadata"]["name"]] == "Failed" and sorted(phases.values()) == ["Failed", "Succeeded"]

@@ -79,7 +79,7 @@ def test_field_refs(path: str, value: str) -> None:
 
 
 def test_unsupported_field_ref_names_the_variable() -> None:
-    with pytest.raises(ContainerConfigError, match="env V: unsupported fieldRef 'spec.nope'"):
+    with pytest.raises(ContainerConfigError, match=r"env V: unsupported fieldRef 'spec\.nope'"):
         env_of({"name": "V", "valueFrom": {"fieldRef": {"fieldPath": "spec.nope"}}})
 
 

@@ -15,11 +15,11 @@ from fti_operator.api import (
     InferenceServiceSpec,
     ManifestError,
     TrainingPipelineSpec,
+    crd as crdgen,
     load_manifests,
     parse_duration,
     parse_resource,
 )
-from fti_operator.api import crd as crdgen
 from fti_operator.api.common import _check_cron
 from fti_operator.api.inference_service import ModelRef
 

@@ -61,7 +61,8 @@ def scripts() -> dict[str, str]:
 
 
 def health(kind: str, obj: dict) -> tuple[str, str]:
-    src = f"local obj = {lua_literal(obj)}\nlocal function check()\n{scripts()[kind]}\nend\nlocal hs = check()\nreturn hs.status, hs.message\n"
+    src = (f"local obj = {lua_literal(obj)}\nlocal function check()\n{scripts()[kind]}\nend\n"
+           "local hs = check()\nreturn hs.status, hs.message\n")
     return LUA(src)
 
 
@@ -158,5 +159,5 @@ def test_action_discovery_follows_status():
                        history=[{"revision": 1, "model": 3, "featureView": 1}])
     rt = lua51.LuaRuntime()
     result = rt.execute(f"local obj = {lua_literal(o)}\n{src}")
-    disabled = {k: result[k]["disabled"] for k in result.keys()}
+    disabled = {k: result[k]["disabled"] for k in result}
     assert disabled == {"undo": False, "promote": False, "abort": False, "retry": True}

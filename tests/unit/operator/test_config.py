@@ -22,7 +22,7 @@ def test_no_claim_no_volume() -> None:
 
 
 def test_file_store_outside_the_data_volume_is_refused_naming_both() -> None:
-    with pytest.raises(ConfigError, match="FTI_ARTIFACT_STORE=.*FTI_DATA_VOLUME_PATH"):
+    with pytest.raises(ConfigError, match=r"FTI_ARTIFACT_STORE=.*FTI_DATA_VOLUME_PATH"):
         OperatorConfig.from_env({"FTI_STORE_VOLUME_CLAIM": "d", "FTI_ARTIFACT_STORE": "file:///srv/artifacts"})
 
 

@@ -4,17 +4,23 @@ and the pure helpers that keep a reconcile from writing or reading what it need 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fti_operator.api import TrainingPipeline
 from fti_operator.config import OperatorConfig
-from fti_operator.reconcile.training import (INTENT_ANNOTATION, compute_status, intent_from_job, intent_to_status,
-                                             last_intent, run_trigger)
+from fti_operator.reconcile.training import (
+    INTENT_ANNOTATION,
+    compute_status,
+    intent_from_job,
+    intent_to_status,
+    last_intent,
+    run_trigger,
+)
 from fti_operator.render import training as render_training
 
 from .fixtures_resources import TP
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TPM = TrainingPipeline.model_validate(TP)
 HASH = render_training.training_hash(TPM)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fti_operator.versions import (
-    FeatureGroupAvailability as FA,
+    FeatureGroupAvailability as FA,  # noqa: N814 - short, so each case of the tables below is one line
     ModelInfo,
     decide_pair,
     fg_version_states,
@@ -16,7 +16,6 @@ from fti_operator.versions import (
     resolve_model,
 )
 from fti_operator.versions.retention import served_model_versions
-from fti_operator.versions.serving import ServingDecision
 
 FG = (("card_transactions", 2), ("card_profiles", 1))
 

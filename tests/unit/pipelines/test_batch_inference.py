@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from support.serving_fixtures import COLUMNS, PROFILES, TX, build_revision, feature_frames
 
-from fti_pipelines.contract import PipelineContext, PipelineError, run_pipeline
 from fti_pipelines.batch_inference.scoring import score_run
+from fti_pipelines.contract import PipelineContext, PipelineError, run_pipeline
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
+from support.serving_fixtures import COLUMNS, PROFILES, TX, build_revision, feature_frames
 
 T1 = pd.Timestamp("2026-11-01T12:00:00Z")
 T2 = pd.Timestamp("2026-11-02T12:00:00Z")
@@ -64,8 +64,8 @@ def read_run(result):
 
 
 def test_scores_as_of_the_run_time_with_versions_on_every_row(served, tmp_path):
-    rev, early, late, profiles = served
-    entities = early[["cc_num", "amount", "category"]].head(2500 if len(early) > 2500 else len(early))
+    rev, early, _late, profiles = served
+    entities = early[["cc_num", "amount", "category"]].head(min(len(early), 2500))
     entities = pd.concat([entities] * 30, ignore_index=True)  # several chunks
     result, _ = run(rev, tmp_path, write_input(tmp_path / "in", entities), "2026-11-02T00:00:00Z")
     assert result["rowsScored"] == len(entities) and result["rowsMissingFeatures"] == 0
@@ -101,7 +101,7 @@ def test_per_row_event_time_is_point_in_time_correct(served, tmp_path):
 
 
 def test_unknown_entities_are_scored_flagged_and_counted(served, tmp_path):
-    rev, early, _, _ = served
+    rev, _early, _, _ = served
     entities = pd.DataFrame({"cc_num": [1000, 999_999], "amount": [5.0, 5.0], "category": ["online", "online"]})
     result, _ = run(rev, tmp_path, write_input(tmp_path / "in", entities), "2026-11-02T00:00:00Z")
     assert result["rowsMissingFeatures"] == 1

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from fti_pipelines.contract import run_pipeline
 from fti_pipelines.feature import run
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
 from fti_pipelines.store.online import open_online_store
 from fti_pipelines.store.quarantine import list_quarantined, read_quarantined
-
 
 
 def ts(text: str) -> pd.Timestamp:
@@ -43,8 +43,7 @@ class Env:
                 {"column": "category", "in": ["grocery", "travel"]},
             ]},
         }
-        for key, value in overrides.items():
-            spec[key] = value
+        spec.update(overrides)
         return spec
 
     def run(self, spec: dict, online: bool = True) -> tuple[int, dict]:
@@ -61,7 +60,7 @@ class Env:
         return FeatureStore(ArtifactStore(self.store_uri))
 
 
-@pytest.fixture()
+@pytest.fixture
 def env(tmp_path) -> Env:
     return Env(tmp_path)
 
@@ -144,7 +143,7 @@ def test_on_failure_fail_fails_the_run_after_quarantining(env: Env) -> None:
 
 def test_mostly_lets_a_few_bad_rows_through_and_warns(env: Env) -> None:
     rows = [(i, ts("2026-01-01") + pd.Timedelta(minutes=i), 1.0, "grocery") for i in range(99)]
-    batch(rows + [(99, ts("2026-01-02"), 5000.0, "grocery")]).to_parquet(env.raw / "a.parquet")
+    batch([*rows, (99, ts("2026-01-02"), 5000.0, "grocery")]).to_parquet(env.raw / "a.parquet")
     spec = env.spec()
     spec["validation"]["expectations"][0]["mostly"] = 0.99
     code, result = env.run(spec)
@@ -172,7 +171,7 @@ def test_csv_and_jsonl_sources(env: Env, fmt: str, writer) -> None:
     assert env.features().schema("tx", 1)["columns"][1] == {"name": "event_time", "dtype": "timestamp[us, tz=UTC]"}
 
 
-@pytest.fixture()
+@pytest.fixture
 def user_module(tmp_path, monkeypatch):
     pkg = tmp_path / "userpkg"
     pkg.mkdir()
@@ -295,7 +294,7 @@ def test_module_entry_point_writes_the_termination_log(env: Env, tmp_path) -> No
         [sys.executable, "-m", "fti_pipelines.feature"],
         env={"FTI_SPEC": json.dumps(env.spec()), "FTI_ARTIFACT_STORE": env.store_uri, "FTI_ONLINE_STORE": env.online_uri,
              "FTI_TERMINATION_LOG": str(log), "FTI_RUN_ID": "job-1", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(log.read_text())
@@ -319,7 +318,7 @@ def test_s3_artifact_store_and_source_through_environment_only(tmp_path, s3_buck
              "FTI_ONLINE_STORE": f"sqlite:///{tmp_path}/online.db", "FTI_TERMINATION_LOG": str(log),
              "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
              "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(log.read_text())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -115,7 +115,7 @@ def test_columns_come_in_feature_view_order_and_label_last(store):
 
 
 def test_time_window_filters_labels_not_features(store):
-    out, _ = join(store, start=datetime(2026, 9, 1, 10, tzinfo=timezone.utc), end=datetime(2026, 9, 1, 12, tzinfo=timezone.utc))
+    out, _ = join(store, start=datetime(2026, 9, 1, 10, tzinfo=UTC), end=datetime(2026, 9, 1, 12, tzinfo=UTC))
     assert sorted(out.cc.tolist()) == [1, 2]
     assert out[out.cc == 1].iloc[0]["limit"] == 200.0  # features before the window still join
 

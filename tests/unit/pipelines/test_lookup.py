@@ -6,13 +6,13 @@ import math
 import time
 
 import pytest
-from support.serving_fixtures import COLUMNS, DEFAULTS, build_revision, feature_frames, model_card, serving_spec
 
 from fti_pipelines.serving.config import ServingConfig
 from fti_pipelines.serving.errors import RequestError
 from fti_pipelines.serving.lookup import FeatureLookup, check_value, entity_reads, event_time_seconds
 from fti_pipelines.serving.plan import NUMBER, STRING, PlanError, build_plan
 from fti_pipelines.store.online import open_online_store
+from support.serving_fixtures import COLUMNS, DEFAULTS, build_revision, feature_frames, model_card, serving_spec
 
 
 def config(**kw) -> ServingConfig:
@@ -173,8 +173,8 @@ def test_metrics_count_every_lookup_and_bin_the_feature_ages(revision, store, in
 
     from fti_pipelines.serving.metrics import AGE_BUCKETS, RevisionMetrics
 
-    labels = dict(model="lookup-test", model_version=str(instances_per_request), feature_view="fraud",
-                  feature_view_version="1")
+    labels = {"model": "lookup-test", "model_version": str(instances_per_request), "feature_view": "fraud",
+                  "feature_view_version": "1"}
     plan = build_plan(model_card(), config(), key_dtypes={"cc_num": "int64"})
     metrics = RevisionMetrics(labels, [g.label for g in plan.groups])
     lookup = FeatureLookup(plan, store, metrics=metrics, max_instances=3)
@@ -190,7 +190,7 @@ def test_metrics_count_every_lookup_and_bin_the_feature_ages(revision, store, in
     assert got[("fti_feature_lookup_seconds_count", None, None)] == len(cards) // instances_per_request
     tx, profiles = feature_frames()
     for group, frame in (("card_transactions@v2", tx), ("card_profiles@v1", profiles)):
-        seen = dict(zip(frame["cc_num"].tolist(), (frame["event_time"].astype("int64") // 1000 / 1e6).tolist()))
+        seen = dict(zip(frame["cc_num"].tolist(), (frame["event_time"].astype("int64") // 1000 / 1e6).tolist(), strict=True))
         ages = [before - seen[c] for c in cards]
         assert got[("fti_feature_age_seconds_count", group, None)] == len(cards)
         assert sum(ages) <= got[("fti_feature_age_seconds_sum", group, None)] <= sum(ages) + len(cards) * (after - before)
@@ -226,10 +226,10 @@ def test_an_event_time_the_model_takes_as_a_feature_stays_a_string_and_still_age
 
     card = model_card()
     card["featureView"]["features"][1]["columns"].append("event_time")
-    card["featureView"]["columns"] = COLUMNS + ["event_time"]
+    card["featureView"]["columns"] = [*COLUMNS, "event_time"]
     plan = build_plan(card, config(), key_dtypes={"cc_num": "int64"})
     assert [r.micros for r in entity_reads(plan)] == [("event_time",), ()]
-    labels = dict(model="event-time-feature", model_version="1", feature_view="fraud", feature_view_version="1")
+    labels = {"model": "event-time-feature", "model_version": "1", "feature_view": "fraud", "feature_view_version": "1"}
     metrics = RevisionMetrics(labels, [g.label for g in plan.groups])
     lookup = FeatureLookup(plan, store, metrics=metrics)
     one = lookup.lookup([revision.instance(1000)]).rows[0]

@@ -9,7 +9,6 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import FunctionTransformer
-from support.serving_fixtures import COLUMNS, train_pipeline, training_frame
 
 from fti_pipelines.serving import compiled
 from fti_pipelines.serving.compiled import NotCompilable, compile_model, try_compile
@@ -17,6 +16,7 @@ from fti_pipelines.serving.config import ServingConfig
 from fti_pipelines.serving.errors import RequestError
 from fti_pipelines.serving.predictor import Scorer
 from fti_pipelines.training.transformations import build_model_pipeline, to_rows
+from support.serving_fixtures import COLUMNS, train_pipeline, training_frame
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 
 from fti_pipelines.serving.errors import BodyLimitMiddleware, PredictorError, RequestError
 from fti_pipelines.serving.launch import normalize_v2, v2_body
+from fti_pipelines.serving.predictor import _rows_from_v2
 from fti_pipelines.serving.protocol import Scored, v1_instances, v1_response, v2_instances, v2_response
 from fti_pipelines.serving.transformer import scored_from_predictor
 
@@ -39,6 +40,15 @@ def test_v2_limits_and_shapes():
     with pytest.raises(RequestError) as err:
         v2_instances(request(InferInput("cc_num", [2, 2], "INT64", data=[[1, 2], [3, 4]])), 10)
     assert err.value.status == 400 and "cc_num" in err.value.field
+
+
+def test_v2_column_tensors_of_different_lengths_are_refused_not_truncated():
+    req = request(InferInput("a", [2], "FP64", data=[1.0, 2.0]), InferInput("b", [1], "FP64", data=[3.0]))
+    with pytest.raises(RequestError) as err:
+        _rows_from_v2(req, 2)
+    assert err.value.status == 400 and err.value.field == "inputs" and "[2, 1]" in str(err.value)
+    assert _rows_from_v2(request(InferInput("a", [1], "FP64", data=[1.0]), InferInput("b", [1], "FP64", data=[3.0])),
+                         2) == [[1.0, 3.0]]
 
 
 def test_v1_needs_an_object_with_instances():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from support.serving_fixtures import DEFAULTS, PROFILES, TX, build_revision
 
 from fti_pipelines.contract import PipelineError
 from fti_pipelines.serving.config import ServingConfig
 from fti_pipelines.serving.revision import Revision
 from fti_pipelines.store.online import open_online_store
+from support.serving_fixtures import DEFAULTS, PROFILES, TX, build_revision
 
 
 def load(rev, spec=None, **kw) -> Revision:

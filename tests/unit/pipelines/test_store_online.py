@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 import pytest
-from fti_pipelines.store.online import latest_per_key, open_online_store
 
+from fti_pipelines.store.online import latest_per_key, open_online_store
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_changed_key_or_kind_needs_a_version_bump(store) -> None:
     with pytest.raises(ValueError, match="bump the version"):
         store.write("tx", 1, ["category"], "event_time", frame([(1, ts("2026-01-02"), 1.0, "a", True)]))
     bad = pd.DataFrame({"cc_num": [1], "event_time": [ts("2026-01-02")], "amount": ["text"]})
-    with pytest.raises(ValueError, match="'amount'.*bump the version"):
+    with pytest.raises(ValueError, match=r"'amount'.*bump the version"):
         store.write("tx", 1, ["cc_num"], "event_time", bad)
 
 
@@ -117,7 +117,7 @@ def test_latest_per_key_tie_keeps_the_later_input_row() -> None:
 
 
 def test_unknown_uri_scheme() -> None:
-    with pytest.raises(ValueError, match="sqlite:///path.db or redis://"):
+    with pytest.raises(ValueError, match=r"sqlite:///path\.db or redis://"):
         open_online_store("mysql://x")
 
 

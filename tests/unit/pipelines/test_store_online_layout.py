@@ -52,7 +52,7 @@ def test_the_package_has_no_import_circle():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = [*path[path.index(nxt):], nxt]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, [*path, nxt])
@@ -66,12 +66,13 @@ def test_the_package_has_no_import_circle():
 
 
 def test_no_module_reaches_into_another_objects_private_members():
-    offenders = []
-    for name, path in modules().items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
-                offenders.append(f"{name}:{node.lineno} .{node.attr}")
+    offenders = [
+        f"{name}:{node.lineno} .{node.attr}"
+        for name, path in modules().items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")))
+    ]
     assert offenders == []
 
 

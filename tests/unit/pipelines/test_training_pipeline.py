@@ -78,7 +78,7 @@ def test_validated_model_is_registered_with_its_card_and_report(store_uri, tmp_p
     registry = ModelRegistry(ArtifactStore(store_uri))
     model, card = registry.load("fraud", 1)
     assert card["verdict"] == "Validated"
-    assert card["featureView"]["columns"] == FEATURES + ["age_group", "credit_limit"]
+    assert card["featureView"]["columns"] == [*FEATURES, "age_group", "credit_limit"]
     assert card["entityKeys"] == ["cc_num"]
     assert [c["name"] for c in card["inputSchema"]] == card["featureView"]["columns"]
     assert card["bias"]["sensitiveColumn"] == "age_group" and set(card["bias"]["groups"]) <= set(fraud.AGE_GROUPS) | {"null"}
@@ -139,7 +139,7 @@ def test_sensitive_column_that_is_not_a_feature_is_joined_for_the_gate(store_uri
 
 
 def test_scaler_is_fitted_on_the_training_split_only(store_uri, tmp_path):
-    code, _ = run(store_uri, tmp_path, version=61)
+    _code, _ = run(store_uri, tmp_path, version=61)
     model, card = ModelRegistry(ArtifactStore(store_uri)).load("fraud", 61)
     scaler = model.named_steps["features"].named_transformers_["standardScaler"].named_steps["scale"]
     from fti_pipelines.feature_view import TrainingDatasets

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from fti_operator.api import Expectation
 from fti_pipelines.contract import PipelineError
 from fti_pipelines.validation import validate
 
 
-@pytest.fixture()
+@pytest.fixture
 def df() -> pd.DataFrame:
     return pd.DataFrame({
         "id": [1, 2, 3, 3, 5],
