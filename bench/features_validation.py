@@ -37,8 +37,12 @@ def main() -> None:
         cpu0 = time.process_time()
         median, times = median_time(lambda df=df: validate(df, EXPECTATIONS), args.repeat)
         cpu = (time.process_time() - cpu0) / (args.repeat + 1)
-        out[name] = {"median_s": round(median, 3), "runs_s": [round(t, 3) for t in times],
-                     "rows_per_s": round(args.rows / median), "cpu_s_per_run": round(cpu, 3)}
+        out[name] = {
+            "median_s": round(median, 3),
+            "runs_s": [round(t, 3) for t in times],
+            "rows_per_s": round(args.rows / median),
+            "cpu_s_per_run": round(cpu, 3),
+        }
     out["loadavg_after"] = os.getloadavg()
     json.dump(out, sys.stdout, indent=2)
     print()

@@ -89,10 +89,12 @@ class SecretKeyRef:
 def _volume_claim(env: Mapping[str, str], artifact_store: str, mount_path: str) -> str | None:
     claim = env.get("FTI_STORE_VOLUME_CLAIM", "").strip() or None
     if claim and artifact_store.startswith("file://"):
-        path = artifact_store[len("file://"):]
+        path = artifact_store[len("file://") :]
         if not (path + "/").startswith(mount_path + "/"):
-            raise ConfigError(f"FTI_ARTIFACT_STORE={artifact_store!r} is not under FTI_DATA_VOLUME_PATH={mount_path!r}, "
-                              "where FTI_STORE_VOLUME_CLAIM is mounted: pipeline pods would not share it")
+            raise ConfigError(
+                f"FTI_ARTIFACT_STORE={artifact_store!r} is not under FTI_DATA_VOLUME_PATH={mount_path!r}, "
+                "where FTI_STORE_VOLUME_CLAIM is mounted: pipeline pods would not share it"
+            )
     return claim
 
 

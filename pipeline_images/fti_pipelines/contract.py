@@ -47,10 +47,19 @@ from fti_operator.api.identity import (
 
 # Every contract variable a pipeline reads (tests/unit/operator/test_identity.py checks that the
 # operator's rendered containers set exactly these, less the ones left to their defaults).
-READS = frozenset({
-    ENV_SPEC, ENV_ARTIFACT_STORE, ENV_ONLINE_STORE, ENV_NAMESPACE, ENV_RESOURCE, ENV_RUN_ID,
-    ENV_MODEL_VERSION, ENV_RUN_TIME, ENV_TERMINATION_LOG,
-})
+READS = frozenset(
+    {
+        ENV_SPEC,
+        ENV_ARTIFACT_STORE,
+        ENV_ONLINE_STORE,
+        ENV_NAMESPACE,
+        ENV_RESOURCE,
+        ENV_RUN_ID,
+        ENV_MODEL_VERSION,
+        ENV_RUN_TIME,
+        ENV_TERMINATION_LOG,
+    }
+)
 
 log = logging.getLogger("fti_pipelines")
 

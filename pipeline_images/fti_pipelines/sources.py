@@ -36,12 +36,16 @@ def load_callable(path: str, field: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError or an error raised while importing
-        raise PipelineError("CallableNotImportable", f"{field} {path!r}: cannot import module {module_name!r}: "
-                            f"{type(exc).__name__}: {exc}", field=field) from exc
+        raise PipelineError(
+            "CallableNotImportable",
+            f"{field} {path!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}",
+            field=field,
+        ) from exc
     func = getattr(module, attr, None)
     if not callable(func):
-        raise PipelineError("CallableNotImportable", f"{field} {path!r}: module {module_name!r} has no callable "
-                            f"{attr!r}", field=field)
+        raise PipelineError(
+            "CallableNotImportable", f"{field} {path!r}: module {module_name!r} has no callable {attr!r}", field=field
+        )
     return func
 
 
@@ -63,8 +67,7 @@ def list_files(uri: str, fmt: str, storage_options: dict[str, Any] | None = None
         if found.endswith(EXTENSIONS[fmt]):
             files.append(found)
     if not files:
-        raise PipelineError("SourceEmpty", f"source.uri {uri!r} has no {fmt} files ({', '.join(EXTENSIONS[fmt])})",
-                            uri=uri)
+        raise PipelineError("SourceEmpty", f"source.uri {uri!r} has no {fmt} files ({', '.join(EXTENSIONS[fmt])})", uri=uri)
     return fs, files
 
 
@@ -84,13 +87,13 @@ def read_files(uri: str, fmt: str, storage_options: dict[str, Any] | None = None
                 else:
                     tables.append(pajson.read_json(fh))
         except (pa.ArrowException, OSError) as exc:
-            raise PipelineError("SourceUnreadable", f"source file {file!r} is not valid {fmt}: {exc}",
-                                uri=uri, file=file) from exc
+            raise PipelineError(
+                "SourceUnreadable", f"source file {file!r} is not valid {fmt}: {exc}", uri=uri, file=file
+            ) from exc
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowException as exc:
-        raise PipelineError("SourceUnreadable", f"source.uri {uri!r}: files have incompatible columns: {exc}",
-                            uri=uri) from exc
+        raise PipelineError("SourceUnreadable", f"source.uri {uri!r}: files have incompatible columns: {exc}", uri=uri) from exc
 
 
 def read_source(source: Any, storage_options: dict[str, Any] | None = None) -> pa.Table:
@@ -105,8 +108,9 @@ def read_source(source: Any, storage_options: dict[str, Any] | None = None) -> p
         except PipelineError:
             raise
         except Exception as exc:  # user code
-            raise PipelineError("GeneratorFailed", f"source.generator.function {gget('function')!r} raised "
-                                f"{type(exc).__name__}: {exc}") from exc
+            raise PipelineError(
+                "GeneratorFailed", f"source.generator.function {gget('function')!r} raised {type(exc).__name__}: {exc}"
+            ) from exc
         return _as_table(out, f"source.generator.function {gget('function')!r}")
     return read_files(get("uri"), get("format") or "parquet", storage_options)
 

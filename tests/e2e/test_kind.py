@@ -66,18 +66,39 @@ def _wait_ready(kind: str, ns: str, name: str, timeout: float) -> dict:
             ready = [c for c in last.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
             if ready and ready[0]["status"] == "True":
                 return last
-        subprocess.run(["kubectl", "-n", ns, "wait", kind, name, "--for=condition=Ready", "--timeout=10s"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            ["kubectl", "-n", ns, "wait", kind, name, "--for=condition=Ready", "--timeout=10s"], capture_output=True, check=False
+        )
     raise AssertionError(f"{kind}/{name} not Ready after {timeout}s: {json.dumps(last.get('status'), indent=1)}")
 
 
 def test_fraud_example_on_kind(cluster: str) -> None:
     sh("kubectl", "create", "namespace", "fraud")
     sh("kubectl", "apply", "-f", "tests/e2e/storage.yaml")
-    sh("helm", "install", "fti-operator", "charts/fti-operator", "-n", "fti-system", "--create-namespace",
-       "--set", f"image.tag={TAG}", "--set", f"pipelineImages.tag={TAG}", "--set", "image.pullPolicy=Never",
-       "--set", "pipelineImages.pullPolicy=Never", "--set", "stores.volumeClaim=fti-data",
-       "--set", "stores.onlineStore=sqlite:////var/lib/fti/online.db", "--wait", "--timeout", "180s")
+    sh(
+        "helm",
+        "install",
+        "fti-operator",
+        "charts/fti-operator",
+        "-n",
+        "fti-system",
+        "--create-namespace",
+        "--set",
+        f"image.tag={TAG}",
+        "--set",
+        f"pipelineImages.tag={TAG}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        "pipelineImages.pullPolicy=Never",
+        "--set",
+        "stores.volumeClaim=fti-data",
+        "--set",
+        "stores.onlineStore=sqlite:////var/lib/fti/online.db",
+        "--wait",
+        "--timeout",
+        "180s",
+    )
     sh("kubectl", "apply", "--server-side", "--validate=strict", "-f", "examples/fraud/")
     for name in ("card-transactions", "card-profiles"):
         _wait_ready("featurepipeline", "fraud", name, 600)

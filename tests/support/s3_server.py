@@ -48,7 +48,12 @@ def s3_bucket_uri(s3_store_options: dict) -> str:
     import boto3
 
     bucket = f"fti-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("s3", endpoint_url=s3_store_options["client_kwargs"]["endpoint_url"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_store_options["client_kwargs"]["endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     client.create_bucket(Bucket=bucket)
     return f"s3://{bucket}/fti"

@@ -33,15 +33,22 @@ class FeatureGroupSpec(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
-            cel("!has(self.primaryKey) || !self.primaryKey.exists(k, k == self.eventTime)",
-                "eventTime must not be part of primaryKey", "eventTime"),
+            cel(
+                "!has(self.primaryKey) || !self.primaryKey.exists(k, k == self.eventTime)",
+                "eventTime must not be part of primaryKey",
+                "eventTime",
+            ),
         )
     }
 
     name: Identifier = Field(description="Feature group name: lower case, digits and underscores.")
     version: Version = Field(description="Feature group version; a breaking schema change needs a new version.")
-    primary_key: list[Identifier] = Field(min_length=1, max_length=8, description="Entity key columns (no repeats).",
-                                          json_schema_extra={"x-kubernetes-list-type": "set"})
+    primary_key: list[Identifier] = Field(
+        min_length=1,
+        max_length=8,
+        description="Entity key columns (no repeats).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
     event_time: Identifier = Field(description="Event-time column: watermark for incremental ingestion and point-in-time joins.")
     online: bool = Field(default=False, description="Also materialize the latest row per key into the online store.")
     description: str | None = Field(default=None, max_length=1024, description="What the features mean (shown in the store).")
@@ -59,8 +66,11 @@ class GeneratorSpec(ApiModel):
     """A Python callable that produces the raw data (for examples and tests)."""
 
     function: str = Field(pattern=CALLABLE_PATTERN, max_length=256, description="module:function returning a pandas DataFrame.")
-    params: dict[str, Any] | None = Field(default=None, description="Keyword arguments for the function.",
-                                          json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    params: dict[str, Any] | None = Field(
+        default=None,
+        description="Keyword arguments for the function.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
 
 
 class SourceSpec(ApiModel):
@@ -72,8 +82,12 @@ class SourceSpec(ApiModel):
         )
     }
 
-    uri: str | None = Field(default=None, pattern=URI_PATTERN, max_length=1024,
-                            description="file:///path/ or s3://bucket/prefix/ (a file or a directory of files).")
+    uri: str | None = Field(
+        default=None,
+        pattern=URI_PATTERN,
+        max_length=1024,
+        description="file:///path/ or s3://bucket/prefix/ (a file or a directory of files).",
+    )
     format: Literal["csv", "parquet", "jsonl"] = Field(default="parquet", description="File format of the source.")
     generator: GeneratorSpec | None = Field(default=None, description="A Python callable producing the raw data, instead of uri.")
 
@@ -111,10 +125,14 @@ class Expectation(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
-            cel("has(self.notNull) || has(self.unique) || has(self.between) || has(self.__in__) "
+            cel(
+                "has(self.notNull) || has(self.unique) || has(self.between) || has(self.__in__) "
                 "|| has(self.regex) || has(self.dtype)",
-                "an expectation needs at least one check: notNull, unique, between, in, regex or dtype"),
-            cel("!has(self.regex) || !has(self.dtype) || self.dtype == 'string'", "regex applies to string columns only", "regex"),
+                "an expectation needs at least one check: notNull, unique, between, in, regex or dtype",
+            ),
+            cel(
+                "!has(self.regex) || !has(self.dtype) || self.dtype == 'string'", "regex applies to string columns only", "regex"
+            ),
         )
     }
 
@@ -124,8 +142,11 @@ class Expectation(ApiModel):
     between: Range | None = Field(default=None, description="Inclusive numeric range.")
     # Strings or integers (int-or-string on the wire): an untyped list would be invisible to CEL.
     in_: list[Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]] | None = Field(
-        default=None, alias="in", min_length=1, max_length=1000, description="Allowed values (strings or integers).")
-    regex: str | None = Field(default=None, min_length=1, max_length=1024, description="Values must fully match this regular expression.")
+        default=None, alias="in", min_length=1, max_length=1000, description="Allowed values (strings or integers)."
+    )
+    regex: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="Values must fully match this regular expression."
+    )
     dtype: Literal["int", "float", "string", "bool", "datetime"] | None = Field(default=None, description="Expected column type.")
     mostly: float = Field(default=1.0, gt=0, le=1, description="Fraction of rows that must pass (1.0 = all).")
 
@@ -144,9 +165,13 @@ class ValidationSpec(ApiModel):
     on_failure: Literal["quarantine", "fail"] = Field(
         default="quarantine",
         description="quarantine: keep the failing rows aside (in the store's quarantine) and write the rest; "
-                    "fail: also fail the run.")
-    expectations: list[Expectation] = Field(default_factory=list, max_length=200,
-                                            description="Checks per column: notNull, unique, between, in, regex, dtype, each with a mostly fraction.")
+        "fail: also fail the run.",
+    )
+    expectations: list[Expectation] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Checks per column: notNull, unique, between, in, regex, dtype, each with a mostly fraction.",
+    )
 
 
 class FeaturePipelineSpec(ApiModel):
@@ -154,14 +179,23 @@ class FeaturePipelineSpec(ApiModel):
 
     feature_group: FeatureGroupSpec = Field(description="The feature group (name, version, keys) this pipeline writes.")
     source: SourceSpec = Field(description="Where the raw data comes from.")
-    transform: str | None = Field(default=None, pattern=CALLABLE_PATTERN, max_length=256,
-                                  description="module:function applied to the raw DataFrame, importable in the image.")
-    validation: ValidationSpec | None = Field(default=None, description="Data expectations; failing rows are quarantined, never dropped.")
+    transform: str | None = Field(
+        default=None,
+        pattern=CALLABLE_PATTERN,
+        max_length=256,
+        description="module:function applied to the raw DataFrame, importable in the image.",
+    )
+    validation: ValidationSpec | None = Field(
+        default=None, description="Data expectations; failing rows are quarantined, never dropped."
+    )
     ingestion: Literal["incremental", "full"] = Field(
-        default="incremental", description="incremental: only rows newer than the watermark; full: replace the version's data.")
+        default="incremental", description="incremental: only rows newer than the watermark; full: replace the version's data."
+    )
     schedule: CronSchedule | None = None
     suspend: bool = Field(default=False, description="Stop scheduling new runs.")
-    template: PodTemplate | None = Field(default=None, description="Pod overrides: image, resources, env, serviceAccountName, nodeSelector.")
+    template: PodTemplate | None = Field(
+        default=None, description="Pod overrides: image, resources, env, serviceAccountName, nodeSelector."
+    )
 
 
 class RunResult(StatusModel):
@@ -183,7 +217,8 @@ class FeatureGroupVersionStatus(StatusModel):
     last_run: RunResult | None = None
     needed_by: list[str] | None = None
     rematerialize_job: str | None = Field(
-        default=None, description="The Job bringing a retired version back for a revision that needs it again.")
+        default=None, description="The Job bringing a retired version back for a revision that needs it again."
+    )
 
 
 class FeaturePipelineStatus(StatusModel):

@@ -59,7 +59,7 @@ def format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         problems.append((_path(loc), msg))
     return problems
 
@@ -115,5 +115,9 @@ def load_manifests(paths: Iterable[str | Path], *, strict_kinds: bool = False) -
             except ManifestError as exc:
                 errors.append(exc)
     if errors:
-        raise ManifestError("; ".join(e.source for e in errors), [p for e in errors for p in e.problems]) if len(errors) > 1 else errors[0]
+        raise (
+            ManifestError("; ".join(e.source for e in errors), [p for e in errors for p in e.problems])
+            if len(errors) > 1
+            else errors[0]
+        )
     return resources

@@ -71,7 +71,9 @@ def spec_payload(isvc: InferenceService, pair: ResolvedPair) -> dict[str, Any]:
 
 def child_labels(isvc: InferenceService, pair: ResolvedPair, component: str) -> dict[str, str]:
     extra: dict[str, str | int | None] = {
-        LABEL_COMPONENT: component, LABEL_MODEL_VERSION: pair.model_version, LABEL_FV_VERSION: pair.feature_view_version,
+        LABEL_COMPONENT: component,
+        LABEL_MODEL_VERSION: pair.model_version,
+        LABEL_FV_VERSION: pair.feature_view_version,
     }
     return labels(KIND, isvc.metadata.name, **extra)
 
@@ -85,13 +87,22 @@ def batch_name(isvc: InferenceService) -> str:
     return child_name(isvc.metadata.name, "batch")
 
 
-def _serving_container(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig, role: str,
-                       resources: Mapping[str, Any] | None) -> dict[str, Any]:
+def _serving_container(
+    isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig, role: str, resources: Mapping[str, Any] | None
+) -> dict[str, Any]:
     image, tpl_resources, extra_env = template_parts(isvc.spec.template, config.image("inference"))
     container = pipeline_container(
-        image, SERVING_MODULE, spec_payload(isvc, pair), config, extra_env, name="kserve-container",
-        args=["--role", role], resources=resources or tpl_resources,
-        namespace=isvc.metadata.namespace, resource=isvc.metadata.name, run_id=kserve_name(isvc),
+        image,
+        SERVING_MODULE,
+        spec_payload(isvc, pair),
+        config,
+        extra_env,
+        name="kserve-container",
+        args=["--role", role],
+        resources=resources or tpl_resources,
+        namespace=isvc.metadata.namespace,
+        resource=isvc.metadata.name,
+        run_id=kserve_name(isvc),
         ports=[{"containerPort": SERVING_PORT, "protocol": "TCP"}],
     )
     # A server is not a run: no termination-message result to read.
@@ -107,8 +118,13 @@ def _serving_container(isvc: InferenceService, pair: ResolvedPair, config: Opera
     return container
 
 
-def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig,
-                  owner: Mapping[str, Any] | None = None, canary_percent: int | None = None) -> dict[str, Any]:
+def render_online(
+    isvc: InferenceService,
+    pair: ResolvedPair,
+    config: OperatorConfig,
+    owner: Mapping[str, Any] | None = None,
+    canary_percent: int | None = None,
+) -> dict[str, Any]:
     """The KServe InferenceService serving `pair`.
 
     canary_percent: KServe sends that share to this (latest) revision and the rest to the
@@ -134,10 +150,13 @@ def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorCo
     else:
         if not pair.storage_uri:
             raise ValueError(f"model {pair.model_name} version {pair.model_version} has no storageUri in status")
-        model: dict[str, Any] = {"modelFormat": {"name": "sklearn"}, "storageUri": pair.storage_uri,
-                                 # The stock sklearn server answers labels unless told to give probabilities.
-                                 "env": [{"name": "PREDICT_PROBA", "value": "true"}],
-                                 "securityContext": container_security_context() | {"readOnlyRootFilesystem": False}}
+        model: dict[str, Any] = {
+            "modelFormat": {"name": "sklearn"},
+            "storageUri": pair.storage_uri,
+            # The stock sklearn server answers labels unless told to give probabilities.
+            "env": [{"name": "PREDICT_PROBA", "value": "true"}],
+            "securityContext": container_security_context() | {"readOnlyRootFilesystem": False},
+        }
         if resources:
             model["resources"] = {k: {rk: str(rv) for rk, rv in v.items()} for k, v in sorted(resources.items())}
         predictor["model"] = model
@@ -157,8 +176,9 @@ def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorCo
     return {"apiVersion": KSERVE_API_VERSION, "kind": KSERVE_KIND, "metadata": meta, "spec": spec}
 
 
-def render_batch(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig,
-                 owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def render_batch(
+    isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig, owner: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A CronJob (batch.schedule set) or a run-once Job scoring with `pair`."""
     batch = isvc.spec.batch
     assert batch is not None, "validated spec: mode batch has spec.batch"
@@ -167,13 +187,31 @@ def render_batch(isvc: InferenceService, pair: ResolvedPair, config: OperatorCon
     image, resources, extra_env = template_parts(isvc.spec.template, config.image("inference"))
 
     def pod(run_id: str | None) -> dict[str, Any]:
-        container = pipeline_container(image, BATCH_MODULE, spec_payload(isvc, pair), config, extra_env,
-                                       resources=resources, namespace=isvc.metadata.namespace,
-                                       resource=isvc.metadata.name, run_id=run_id)
+        container = pipeline_container(
+            image,
+            BATCH_MODULE,
+            spec_payload(isvc, pair),
+            config,
+            extra_env,
+            resources=resources,
+            namespace=isvc.metadata.namespace,
+            resource=isvc.metadata.name,
+            run_id=run_id,
+        )
         return pod_template([container], config, pod_labels=lbl, template=isvc.spec.template)
 
     if batch.schedule is None:
         name = child_name(isvc.metadata.name, "batch", f"m{pair.model_version}", f"fv{pair.feature_view_version}")
-        return job(name, ns, pod(name), config, job_labels=lbl, annotations={ANNOTATION_REVISION: str(pair.revision)}, owner=owner)
-    return cronjob(batch_name(isvc), ns, batch.schedule, pod(None), config, job_labels=lbl,
-                   annotations={ANNOTATION_REVISION: str(pair.revision)}, owner=owner)
+        return job(
+            name, ns, pod(name), config, job_labels=lbl, annotations={ANNOTATION_REVISION: str(pair.revision)}, owner=owner
+        )
+    return cronjob(
+        batch_name(isvc),
+        ns,
+        batch.schedule,
+        pod(None),
+        config,
+        job_labels=lbl,
+        annotations={ANNOTATION_REVISION: str(pair.revision)},
+        owner=owner,
+    )

@@ -122,7 +122,10 @@ def pipeline_env(
     pod (fieldRef), which is what a CronJob-created run needs. extra_env (the user's
     spec.template.env) may not redefine a contract variable.
     """
-    env: list[dict[str, Any]] = [_value(ids.ENV_SPEC, spec_json(spec_payload)), _value(ids.ENV_ARTIFACT_STORE, config.artifact_store)]
+    env: list[dict[str, Any]] = [
+        _value(ids.ENV_SPEC, spec_json(spec_payload)),
+        _value(ids.ENV_ARTIFACT_STORE, config.artifact_store),
+    ]
     if config.online_store_secret is not None:
         ref = config.online_store_secret
         env.append({"name": ids.ENV_ONLINE_STORE, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
@@ -211,8 +214,9 @@ def pipeline_container(
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["python", "-m", module],
-        "env": pipeline_env(spec_payload, config, extra_env, namespace=namespace, resource=resource,
-                            run_id=run_id, model_version=model_version),
+        "env": pipeline_env(
+            spec_payload, config, extra_env, namespace=namespace, resource=resource, run_id=run_id, model_version=model_version
+        ),
     }
     if args:
         container["args"] = list(args)
@@ -295,8 +299,9 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _metadata(name: str, namespace: str, labels_: Mapping[str, str], annotations: Mapping[str, str] | None,
-              owner: Mapping[str, Any] | None) -> dict[str, Any]:
+def _metadata(
+    name: str, namespace: str, labels_: Mapping[str, str], annotations: Mapping[str, str] | None, owner: Mapping[str, Any] | None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels_)}
     if annotations:
         meta["annotations"] = dict(annotations)
@@ -305,8 +310,16 @@ def _metadata(name: str, namespace: str, labels_: Mapping[str, str], annotations
     return meta
 
 
-def job(name: str, namespace: str, pod: dict[str, Any], config: OperatorConfig, *, job_labels: Mapping[str, str],
-        annotations: Mapping[str, str] | None = None, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def job(
+    name: str,
+    namespace: str,
+    pod: dict[str, Any],
+    config: OperatorConfig,
+    *,
+    job_labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
+    owner: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A complete batch/v1 Job manifest."""
     meta = _metadata(name, namespace, job_labels, annotations, owner)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec(pod, config)}
@@ -316,9 +329,18 @@ def job(name: str, namespace: str, pod: dict[str, Any], config: OperatorConfig, 
 STARTING_DEADLINE_SECONDS = 300
 
 
-def cronjob(name: str, namespace: str, schedule: str, pod: dict[str, Any], config: OperatorConfig, *,
-            job_labels: Mapping[str, str], annotations: Mapping[str, str] | None = None,
-            owner: Mapping[str, Any] | None = None, suspend: bool | None = None) -> dict[str, Any]:
+def cronjob(
+    name: str,
+    namespace: str,
+    schedule: str,
+    pod: dict[str, Any],
+    config: OperatorConfig,
+    *,
+    job_labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
+    owner: Mapping[str, Any] | None = None,
+    suspend: bool | None = None,
+) -> dict[str, Any]:
     """A complete batch/v1 CronJob manifest running `pod` on `schedule` (UTC), never two at once.
 
     Forbid: two runs of one pipeline would race on the same watermark or output directory.
@@ -326,12 +348,14 @@ def cronjob(name: str, namespace: str, schedule: str, pod: dict[str, Any], confi
     spec: dict[str, Any] = {"schedule": schedule, "timeZone": "Etc/UTC"}
     if suspend is not None:
         spec["suspend"] = suspend
-    spec.update({
-        "concurrencyPolicy": "Forbid",
-        "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
-        "successfulJobsHistoryLimit": 3,
-        "failedJobsHistoryLimit": 3,
-        "jobTemplate": {"metadata": {"labels": dict(job_labels)}, "spec": job_spec(pod, config)},
-    })
+    spec.update(
+        {
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"metadata": {"labels": dict(job_labels)}, "spec": job_spec(pod, config)},
+        }
+    )
     meta = _metadata(name, namespace, job_labels, annotations, owner)
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": spec}

@@ -23,9 +23,10 @@ revision number, and becomes stable once KServe reports it ready.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 Revision = dict[str, Any]  # the wire shape of api.inference_service.Revision (camelCase)
 
@@ -94,8 +95,15 @@ class Plan:
     rolled_back: str | None = None  # the reason, when this step rolled back automatically
 
     def status_part(self) -> dict[str, Any]:
-        return {"stable": self.stable, "target": self.target, "failed": self.failed, "pinned": self.pinned,
-                "pending": self.pending, "history": self.history, "handled": self.handled or None}
+        return {
+            "stable": self.stable,
+            "target": self.target,
+            "failed": self.failed,
+            "pinned": self.pinned,
+            "pending": self.pending,
+            "history": self.history,
+            "handled": self.handled or None,
+        }
 
 
 def pair(r: Mapping[str, Any] | None) -> tuple[int, int] | None:
@@ -107,7 +115,7 @@ def describe(r: Mapping[str, Any]) -> str:
 
 
 def _parse(ts: str | None) -> datetime | None:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+    return datetime.fromisoformat(ts) if ts else None
 
 
 def _iso(t: datetime) -> str:
@@ -130,8 +138,10 @@ def _find(history: list[Revision], value: str) -> Revision | None:
 
 def _stopped(failed: Revision, stable: Revision | None) -> str:
     """The Progressing message while a failed pair is held back (the same on every reconcile)."""
-    return (f"{describe(failed)} {failed.get('reason')}: {failed.get('message', '')}; "
-            f"{describe(stable) if stable else 'nothing'} serves; retry to try it again")
+    return (
+        f"{describe(failed)} {failed.get('reason')}: {failed.get('message', '')}; "
+        f"{describe(stable) if stable else 'nothing'} serves; retry to try it again"
+    )
 
 
 def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observed, now: datetime) -> Plan:
@@ -163,11 +173,20 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
             events.append(("Warning", "RollbackNotFound", f"rollback to {want.rollback}: no such revision in history"))
         else:
             pinned = {**_strip(found, "traffic", "since", "pinnedFor"), "pinnedFor": pair(asked) and list(pair(asked) or ())}
-            events.append(("Normal", "RollbackRequested", f"rolling back to {describe(found)}; pinned until the spec "
-                                                           "resolves to a different pair"))
+            events.append(
+                (
+                    "Normal",
+                    "RollbackRequested",
+                    f"rolling back to {describe(found)}; pinned until the spec resolves to a different pair",
+                )
+            )
     if new("abort", want.abort) and target is not None:
-        failed = {**_strip(target, "traffic"), "reason": ABORTED, "message": "aborted by an abort request",
-                  "generation": want.generation}
+        failed = {
+            **_strip(target, "traffic"),
+            "reason": ABORTED,
+            "message": "aborted by an abort request",
+            "generation": want.generation,
+        }
         events.append(("Warning", ABORTED, f"{describe(target)} aborted; {describe(stable) if stable else 'nothing'} serves"))
         target = None
     promote = new("promote", want.promote)
@@ -176,31 +195,51 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
     if pinned is not None:
         overridden = pinned.get("pinnedFor")
         if asked is not None and overridden is not None and tuple(overridden) != pair(asked):
-            events.append(("Normal", "Unpinned", f"the spec now resolves to model {asked['model']} / feature view "
-                                                 f"{asked['featureView']}: {describe(pinned)} is no longer pinned"))
+            events.append(
+                (
+                    "Normal",
+                    "Unpinned",
+                    (
+                        f"the spec now resolves to model {asked['model']} / feature view "
+                        f"{asked['featureView']}: {describe(pinned)} is no longer pinned"
+                    ),
+                )
+            )
             pinned = None
     wanted = _strip(pinned, "pinnedFor") if pinned is not None else asked
-    if wanted is not None and failed is not None and pair(wanted) == pair(failed) \
-            and int(failed.get("generation") or 0) == want.generation:
+    if (
+        wanted is not None
+        and failed is not None
+        and pair(wanted) == pair(failed)
+        and int(failed.get("generation") or 0) == want.generation
+    ):
         wanted = None  # a pair that failed is not retried until something changes
         progressing = (False, ROLLED_BACK if failed.get("reason") != ABORTED else ABORTED, _stopped(failed, stable))
-    elif wanted is not None and failed is not None and pair(wanted) != pair(failed):
-        failed = failed  # kept for the record until a rollout completes
 
     canary = want.canary_percent if stable is not None and pinned is None else None
     if canary is not None and not want.traffic_split:
         if want.canary_fallback == "rollOut":
             canary = None
         elif wanted is not None and pair(wanted) != pair(stable) and (target is None or pair(target) != pair(wanted)):
-            progressing = (False, TRAFFIC_SPLIT_UNSUPPORTED,
-                           f"model {wanted['model']} / feature view {wanted['featureView']} is held back: KServe cannot "
-                           "split traffic in RawDeployment mode (set spec.online.canary.whenUnsupported: rollOut to roll "
-                           f"it out to all traffic); {describe(stable) if stable else 'nothing'} serves")
+            progressing = (
+                False,
+                TRAFFIC_SPLIT_UNSUPPORTED,
+                (
+                    f"model {wanted['model']} / feature view {wanted['featureView']} is held back: KServe cannot "
+                    "split traffic in RawDeployment mode (set spec.online.canary.whenUnsupported: rollOut to roll "
+                    f"it out to all traffic); {describe(stable) if stable else 'nothing'} serves"
+                ),
+            )
             wanted = None
     if wanted is not None and pair(wanted) == pair(stable):
         if target is not None:
-            events.append(("Normal", "TargetCancelled" if target.get("traffic", 100) == 100 else "CanaryAborted",
-                           f"the spec names {describe(stable) if stable else ''} again: {describe(target)} removed"))
+            events.append(
+                (
+                    "Normal",
+                    "TargetCancelled" if target.get("traffic", 100) == 100 else "CanaryAborted",
+                    f"the spec names {describe(stable) if stable else ''} again: {describe(target)} removed",
+                )
+            )
             target = None
     elif wanted is not None and (target is None or pair(target) != pair(wanted)):
         if target is not None:
@@ -210,11 +249,19 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
         number = int(previous["revision"]) if previous else int(wanted.get("revision") or 0) or max(numbers, default=0) + 1
         if previous is None and any(n == number for n in numbers):
             number = max(numbers, default=0) + 1
-        target = {**_strip(previous or wanted, "traffic", "since", "kserveRevision", "pinnedFor"), "revision": number,
-                  "since": _iso(now)}
+        target = {
+            **_strip(previous or wanted, "traffic", "since", "kserveRevision", "pinnedFor"),
+            "revision": number,
+            "since": _iso(now),
+        }
         verb = "RollbackStarted" if previous else ("CanaryStarted" if canary is not None else "RolloutStarted")
-        events.append(("Normal", verb, f"{describe(target)} " + (f"gets {canary}% of traffic" if canary is not None
-                                                                  else "is being rolled out")))
+        events.append(
+            (
+                "Normal",
+                verb,
+                f"{describe(target)} " + (f"gets {canary}% of traffic" if canary is not None else "is being rolled out"),
+            )
+        )
 
     # -- what KServe says about the target ---------------------------------------------------------
     requeue_after: float | None = None
@@ -225,19 +272,25 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
             target["kserveRevision"] = observed.kserve_revision
         if target_ready and is_canary and not promote:
             target["traffic"] = observed.latest_traffic if observed.latest_traffic is not None else canary
-            progressing = (True, CANARY_IN_PROGRESS, f"{describe(target)} at {target['traffic']} %, ready; promote "
-                                                     "with kubectl fti rollout promote")
+            progressing = (
+                True,
+                CANARY_IN_PROGRESS,
+                f"{describe(target)} at {target['traffic']} %, ready; promote with kubectl fti rollout promote",
+            )
         elif target_ready:
             if stable is not None:
                 history = [_strip(stable, "traffic"), *[h for h in history if pair(h) != pair(stable)]]
-            events.append(("Normal", ROLLOUT_COMPLETE if not promote else "Promoted",
-                           f"{describe(target)} serves 100 %"
-                           + (f", replacing {describe(stable)}" if stable else "")))
+            events.append(
+                (
+                    "Normal",
+                    ROLLOUT_COMPLETE if not promote else "Promoted",
+                    f"{describe(target)} serves 100 %" + (f", replacing {describe(stable)}" if stable else ""),
+                )
+            )
             stable = {**target, "traffic": 100, "since": _iso(now)}
             history = [h for h in history if pair(h) != pair(stable)]
             target = None
-            if failed is not None and pair(failed) != pair(stable):
-                failed = failed
+            failed = None  # the record of a failure lasts until a rollout completes
             progressing = (True, ROLLOUT_COMPLETE, f"{describe(stable)} serves 100 %")
         else:
             since = _parse(target.get("since")) or now
@@ -245,26 +298,47 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
             if now >= deadline:
                 message = observed.message or "KServe did not report the revision ready"
                 if want.auto_rollback and stable is not None:
-                    failed = {**_strip(target, "traffic"), "reason": DEADLINE_EXCEEDED, "message": message[:1024],
-                              "generation": want.generation}
-                    events.append(("Warning", ROLLED_BACK, f"{describe(target)} not ready after "
-                                   f"{want.readiness_timeout:.0f}s ({message}); back to {describe(stable)}"))
+                    failed = {
+                        **_strip(target, "traffic"),
+                        "reason": DEADLINE_EXCEEDED,
+                        "message": message[:1024],
+                        "generation": want.generation,
+                    }
+                    events.append(
+                        (
+                            "Warning",
+                            ROLLED_BACK,
+                            (
+                                f"{describe(target)} not ready after "
+                                f"{want.readiness_timeout:.0f}s ({message}); back to {describe(stable)}"
+                            ),
+                        )
+                    )
                     rolled_back = DEADLINE_EXCEEDED
                     progressing = (False, ROLLED_BACK, _stopped(failed, stable))
                     target = None
                 else:
-                    progressing = (False, DEADLINE_EXCEEDED, f"{describe(target)} not ready after "
-                                                             f"{want.readiness_timeout:.0f}s: {message}")
+                    progressing = (
+                        False,
+                        DEADLINE_EXCEEDED,
+                        f"{describe(target)} not ready after {want.readiness_timeout:.0f}s: {message}",
+                    )
             else:
                 requeue_after = max(1.0, (deadline - now).total_seconds())
-                progressing = (True, CANARY_IN_PROGRESS if is_canary else ROLLING_OUT,
-                               f"{describe(target)} waiting for KServe: {observed.message or 'not ready yet'}")
+                progressing = (
+                    True,
+                    CANARY_IN_PROGRESS if is_canary else ROLLING_OUT,
+                    f"{describe(target)} waiting for KServe: {observed.message or 'not ready yet'}",
+                )
 
     if progressing is None:
         if want.blocked_reason and asked is None and stable is not None:
             reason = WAITING_FOR_FEATURES if want.blocked_reason == "FeaturesNotReady" else want.blocked_reason
-            progressing = (True if reason == WAITING_FOR_FEATURES else False, reason,
-                           f"{want.blocked_message}; {describe(stable)} keeps serving")
+            progressing = (
+                reason == WAITING_FOR_FEATURES,
+                reason,
+                f"{want.blocked_message}; {describe(stable)} keeps serving",
+            )
         elif stable is not None:
             progressing = (True, ROLLOUT_COMPLETE, f"{describe(stable)} serves 100 %")
         else:
@@ -274,6 +348,18 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
     history = history[: want.history_limit]
     render = target or stable
     pending = want.pending if want.pending is not None and pair(want.pending) != pair(stable) else None
-    return Plan(stable, target, failed, pinned, history, handled, pending, render,
-                canary if target is not None and render is target else None, progressing, events, requeue_after,
-                rolled_back)
+    return Plan(
+        stable,
+        target,
+        failed,
+        pinned,
+        history,
+        handled,
+        pending,
+        render,
+        canary if target is not None and render is target else None,
+        progressing,
+        events,
+        requeue_after,
+        rolled_back,
+    )

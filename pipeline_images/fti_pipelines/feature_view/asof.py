@@ -30,8 +30,11 @@ _INT64_LIMIT = 2**63
 
 
 def _as_numpy(arr: pa.ChunkedArray, fill: int) -> np.ndarray:
-    return pc.fill_null(arr, fill).to_numpy().astype(np.int64, copy=False) if arr.null_count else \
-        arr.to_numpy().astype(np.int64, copy=False)
+    return (
+        pc.fill_null(arr, fill).to_numpy().astype(np.int64, copy=False)
+        if arr.null_count
+        else arr.to_numpy().astype(np.int64, copy=False)
+    )
 
 
 def _min_max(*arrays: pa.ChunkedArray) -> tuple[int, int] | None:
@@ -64,12 +67,15 @@ def _column_codes(left: pa.ChunkedArray, right: pa.ChunkedArray) -> tuple[np.nda
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
         return None
     codes = pc.fill_null(encoded.indices, 0).to_numpy().astype(np.int64, copy=False)
-    return codes[:len(left)], codes[len(left):], max(len(encoded.dictionary), 1)
+    return codes[: len(left)], codes[len(left) :], max(len(encoded.dictionary), 1)
 
 
-def packed_keys(label_keys: list[pa.ChunkedArray], label_time: pa.ChunkedArray,
-                feature_keys: list[pa.ChunkedArray], feature_time: pa.ChunkedArray,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def packed_keys(
+    label_keys: list[pa.ChunkedArray],
+    label_time: pa.ChunkedArray,
+    feature_keys: list[pa.ChunkedArray],
+    feature_time: pa.ChunkedArray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(label keys, label entity starts, label validity, feature keys) as int64, or None.
 
     Times are int64 microseconds. A label with a null key or time is not valid (it can
@@ -107,8 +113,9 @@ def packed_keys(label_keys: list[pa.ChunkedArray], label_time: pa.ChunkedArray,
     return lk, l_start, valid, fk
 
 
-def asof_positions(label_keys: np.ndarray, label_starts: np.ndarray, label_valid: np.ndarray,
-                   feature_keys: np.ndarray) -> pa.Array:
+def asof_positions(
+    label_keys: np.ndarray, label_starts: np.ndarray, label_valid: np.ndarray, feature_keys: np.ndarray
+) -> pa.Array:
     """For each label, the index of its feature row (null where none is at or before it)."""
     order = np.argsort(feature_keys)
     ordered = feature_keys[order]
@@ -138,8 +145,7 @@ def asof_indices(labels: pa.Table, features: pa.Table, keys: list[str], time_col
     Both tables carry the key columns under the same names and the event time as int64
     microseconds in `time_column`; `features` holds no nulls in them.
     """
-    packed = packed_keys([labels[k] for k in keys], labels[time_column],
-                         [features[k] for k in keys], features[time_column])
+    packed = packed_keys([labels[k] for k in keys], labels[time_column], [features[k] for k in keys], features[time_column])
     if packed is None:
         return None
     return asof_positions(*packed)

@@ -87,8 +87,15 @@ class TrainingDatasets:
         data = self.store.read_bytes(ROOT, view, view_version, version, DATA_FILE)
         return pq.read_table(io.BytesIO(data)).to_pandas()
 
-    def create(self, spec: FeatureViewSpec, feature_store: Any, *, start: datetime | None = None,
-               end: datetime | None = None, extra_columns: list[tuple[str, str]] | None = None) -> TrainingDataset:
+    def create(
+        self,
+        spec: FeatureViewSpec,
+        feature_store: Any,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        extra_columns: list[tuple[str, str]] | None = None,
+    ) -> TrainingDataset:
         """Join, hash, and commit a new version (or reuse the version with the same hash)."""
         sources = resolve_sources(spec, feature_store)
         plan = plan_join(spec, sources, extra_columns or [])
@@ -111,8 +118,9 @@ class TrainingDatasets:
             "entityKeys": list(plan.spine.primary_key),
             "eventTime": plan.spine.event_time,
             "window": {"start": _iso(start), "end": _iso(end)},
-            "sources": [{"name": g.name, "version": g.version, "files": list(g.files)}
-                        for g in [plan.spine, *(g for g, _ in plan.joins)]],
+            "sources": [
+                {"name": g.name, "version": g.version, "files": list(g.files)} for g in [plan.spine, *(g for g, _ in plan.joins)]
+            ],
             "createdAt": _iso(datetime.now(UTC)),
         }
         # Another writer may take the next version number first: then try the one after.
@@ -130,11 +138,27 @@ class TrainingDatasets:
             return self._dataset(spec, version, digest, table.num_rows, plan, frame)
         raise RuntimeError(f"could not allocate a training dataset version for {spec.name} v{spec.version}")
 
-    def _dataset(self, spec: FeatureViewSpec, version: int, digest: str, rows: int, plan: JoinPlan,
-                 frame: pd.DataFrame, reused: bool = False) -> TrainingDataset:
-        return TrainingDataset(view=spec.name, view_version=spec.version, version=version, hash=digest,
-                               uri=self.store.url(ROOT, spec.name, spec.version, version), rows=rows,
-                               plan=plan, frame=frame, reused=reused)
+    def _dataset(
+        self,
+        spec: FeatureViewSpec,
+        version: int,
+        digest: str,
+        rows: int,
+        plan: JoinPlan,
+        frame: pd.DataFrame,
+        reused: bool = False,
+    ) -> TrainingDataset:
+        return TrainingDataset(
+            view=spec.name,
+            view_version=spec.version,
+            version=version,
+            hash=digest,
+            uri=self.store.url(ROOT, spec.name, spec.version, version),
+            rows=rows,
+            plan=plan,
+            frame=frame,
+            reused=reused,
+        )
 
 
 def _iso(value: datetime | None) -> str | None:

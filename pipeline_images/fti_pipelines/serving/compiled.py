@@ -45,12 +45,15 @@ class NotCompilable(Exception):
 
 
 def _is_float_cast(step: Any) -> bool:
-    return (isinstance(step, FunctionTransformer) and step.func is np.asarray
-            and (step.kw_args or {}).get("dtype") in ("float64", np.float64))
+    return (
+        isinstance(step, FunctionTransformer)
+        and step.func is np.asarray
+        and (step.kw_args or {}).get("dtype") in ("float64", np.float64)
+    )
 
 
 def column_kinds(pipeline: Any, width: int) -> list[str]:
-    """"double" or "string" per input position, from the pipeline's ColumnTransformer."""
+    """ "double" or "string" per input position, from the pipeline's ColumnTransformer."""
     if not isinstance(pipeline, Pipeline) or not isinstance(pipeline.steps[0][1], ColumnTransformer):
         raise NotCompilable("the model is not a Pipeline starting with a ColumnTransformer")
     if not hasattr(pipeline, "predict_proba"):
@@ -81,6 +84,7 @@ def column_kinds(pipeline: Any, width: int) -> list[str]:
 
 # --- skl2onnx converters for the two steps it does not convert as sklearn computes them ---
 
+
 def _same_shape(operator: Any) -> None:
     x = operator.inputs[0]
     operator.outputs[0].type = x.type.__class__([x.get_first_dimension(), x.get_second_dimension()])
@@ -105,8 +109,11 @@ def _imputer(scope: Any, operator: Any, container: Any) -> None:
     # skl2onnx's own converter casts the fill values to float32; this one keeps float64.
     step, x, y = operator.raw_operator, operator.inputs[0].full_name, operator.outputs[0].full_name
     stats = np.asarray(step.statistics_, dtype=np.float64)
-    if not (isinstance(step.missing_values, float) and np.isnan(step.missing_values)) or np.isnan(stats).any() \
-            or getattr(step, "add_indicator", False):
+    if (
+        not (isinstance(step.missing_values, float) and np.isnan(step.missing_values))
+        or np.isnan(stats).any()
+        or getattr(step, "add_indicator", False)
+    ):
         raise NotCompilable("SimpleImputer other than NaN -> finite statistic per column")
     fill = scope.get_unique_variable_name("fill")
     container.add_initializer(fill, 11, [1, len(stats)], stats.tolist())
@@ -120,13 +127,17 @@ def to_onnx(pipeline: Any, kinds: Sequence[str]) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
 
-    types = [(f"c{i}", DoubleTensorType([None, 1]) if k == "double" else StringTensorType([None, 1]))
-             for i, k in enumerate(kinds)]
+    types = [
+        (f"c{i}", DoubleTensorType([None, 1]) if k == "double" else StringTensorType([None, 1])) for i, k in enumerate(kinds)
+    ]
     try:
         graph = convert_sklearn(
-            pipeline, initial_types=types, options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+            pipeline,
+            initial_types=types,
+            options={id(pipeline.steps[-1][1]): {"zipmap": False}},
             custom_conversion_functions={FunctionTransformer: _function_transformer, SimpleImputer: _imputer},
-            custom_shape_calculators={FunctionTransformer: _same_shape, SimpleImputer: _same_shape})
+            custom_shape_calculators={FunctionTransformer: _same_shape, SimpleImputer: _same_shape},
+        )
     except NotCompilable:
         raise
     except Exception as exc:  # any estimator skl2onnx cannot convert: keep sklearn

@@ -47,7 +47,7 @@ def _validation_message(exc: ValidationError, prefix: str) -> str:
 class ServingConfig:
     """One revision to serve, plus its online or batch settings."""
 
-    name: str                      # the InferenceService name = the served model name
+    name: str  # the InferenceService name = the served model name
     model_name: str
     model_version: int
     feature_view_name: str

@@ -45,8 +45,9 @@ class Scorer:
         return np.array(rows, dtype=object)
 
     def _model_error(self, exc: Exception) -> RequestError:
-        return RequestError(f"the model could not score these instances: {exc}", field="instances",
-                            status=422, reason="ModelRejectedInput")
+        return RequestError(
+            f"the model could not score these instances: {exc}", field="instances", status=422, reason="ModelRejectedInput"
+        )
 
     def proba(self, rows: Rows) -> np.ndarray:
         if self.compiled is not None:
@@ -83,7 +84,7 @@ def _rows_from_v2(request: InferRequest, width: int) -> list[list[Any]]:
             if t.shape[1] != width:
                 raise bad_field("inputs[0].shape", f"expected [n, {width}] (the model has {width} inputs), got {t.shape}")
             if data and not isinstance(data[0], list):  # flat row-major data
-                data = [data[i:i + width] for i in range(0, len(data), width)]
+                data = [data[i : i + width] for i in range(0, len(data), width)]
             return data
         raise bad_field("inputs[0].shape", f"expected [n, {width}], got {t.shape}")
     if len(inputs) != width:
@@ -146,6 +147,10 @@ class PredictorModel(kserve.Model):
                 out = InferOutput("output-0", [len(flat)], "INT64", data=flat)
             else:
                 out = InferOutput("output-0", [len(flat)], "BYTES", data=[str(v) for v in flat])
-            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[out],
-                                 model_version=str(self.revision.config.model_version))
+            return InferResponse(
+                response_id=payload.id or "",
+                model_name=self.name,
+                infer_outputs=[out],
+                model_version=str(self.revision.config.model_version),
+            )
         return {"predictions": result}

@@ -168,8 +168,9 @@ class ArtifactStore:
         files = sorted(
             posixpath.relpath(str(f), staging) for f in self.fs.find(staging) if posixpath.basename(str(f)) != COMMIT_MARKER
         )
-        marker = json.dumps({"committedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                             "files": files, **metadata}, sort_keys=True).encode()
+        marker = json.dumps(
+            {"committedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "files": files, **metadata}, sort_keys=True
+        ).encode()
         if self.protocol == "file":
             # The marker goes in first and one rename publishes the complete directory; of two
             # racing writers the second rename fails (the target exists) and gets ArtifactExists.

@@ -24,13 +24,15 @@ def _import(path: str, field: str, sep: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise PipelineError("EstimatorNotFound", f"{field} {path!r}: module {module_name!r} cannot be imported ({exc})",
-                            field=field, value=path) from exc
+        raise PipelineError(
+            "EstimatorNotFound", f"{field} {path!r}: module {module_name!r} cannot be imported ({exc})", field=field, value=path
+        ) from exc
     try:
         return getattr(module, attr)
     except AttributeError as exc:
-        raise PipelineError("EstimatorNotFound", f"{field} {path!r}: module {module_name!r} has no attribute {attr!r}",
-                            field=field, value=path) from exc
+        raise PipelineError(
+            "EstimatorNotFound", f"{field} {path!r}: module {module_name!r} has no attribute {attr!r}", field=field, value=path
+        ) from exc
 
 
 def build_estimator(model: ModelSpec, seed: int | None = None) -> Any:
@@ -43,13 +45,19 @@ def build_estimator(model: ModelSpec, seed: int | None = None) -> Any:
         try:
             estimator: Any = cls()
         except TypeError as exc:
-            raise PipelineError("InvalidEstimator", f"model.estimator {model.estimator!r} cannot be created without arguments: {exc}") from exc
+            raise PipelineError(
+                "InvalidEstimator", f"model.estimator {model.estimator!r} cannot be created without arguments: {exc}"
+            ) from exc
         _check_estimator(estimator, "model.estimator", model.estimator)
         valid = estimator.get_params(deep=False)
         unknown = sorted(k for k in params if k not in valid)
         if unknown:
-            raise PipelineError("InvalidParams", f"model.params: {', '.join(map(repr, unknown))} not accepted by {model.estimator} "
-                                f"(accepted: {', '.join(sorted(valid))})", field="model.params")
+            raise PipelineError(
+                "InvalidParams",
+                f"model.params: {', '.join(map(repr, unknown))} not accepted by {model.estimator} "
+                f"(accepted: {', '.join(sorted(valid))})",
+                field="model.params",
+            )
         try:
             estimator.set_params(**params)
         except (ValueError, TypeError) as exc:
@@ -63,7 +71,9 @@ def build_estimator(model: ModelSpec, seed: int | None = None) -> Any:
         try:
             estimator = factory(**params)
         except TypeError as exc:
-            raise PipelineError("InvalidParams", f"model.params for entrypoint {entrypoint!r}: {exc}", field="model.params") from exc
+            raise PipelineError(
+                "InvalidParams", f"model.params for entrypoint {entrypoint!r}: {exc}", field="model.params"
+            ) from exc
         _check_estimator(estimator, "model.entrypoint", entrypoint)
         source = entrypoint
     if seed is not None and "random_state" in estimator.get_params(deep=False) and "random_state" not in params:
@@ -80,7 +90,9 @@ def _check_estimator(estimator: Any, field: str, value: str) -> None:
     if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
         raise PipelineError("InvalidEstimator", f"{field} {value!r} is not a scikit-learn estimator (needs fit and get_params)")
     if not is_classifier(estimator):
-        raise PipelineError("InvalidEstimator", f"{field} {value!r} is not a classifier; the training pipeline evaluates binary classifiers")
+        raise PipelineError(
+            "InvalidEstimator", f"{field} {value!r} is not a classifier; the training pipeline evaluates binary classifiers"
+        )
 
 
 def allows_nan(estimator: Any) -> bool:

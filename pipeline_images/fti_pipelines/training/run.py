@@ -58,8 +58,9 @@ def binary_labels(frame: pd.DataFrame, column: str) -> tuple[pd.DataFrame, np.nd
     distinct = set(pd.unique(values).tolist())
     if not distinct <= {0, 1}:
         shown = ", ".join(map(repr, sorted(distinct, key=str)[:5]))
-        raise PipelineError("InvalidLabel", f"featureView.label.column {column!r} must be binary 0/1 or true/false; "
-                            f"found {shown}", column=column)
+        raise PipelineError(
+            "InvalidLabel", f"featureView.label.column {column!r} must be binary 0/1 or true/false; found {shown}", column=column
+        )
     return frame, values.astype(int).to_numpy(), missing
 
 
@@ -87,8 +88,9 @@ def scores(pipeline: Any, rows: np.ndarray) -> np.ndarray:
     return pipeline.decision_function(rows)
 
 
-def train(spec: TrainingPipelineSpec, version: int, store: ArtifactStore, feature_store: Any,
-          run_id: str = "local") -> dict[str, Any]:
+def train(
+    spec: TrainingPipelineSpec, version: int, store: ArtifactStore, feature_store: Any, run_id: str = "local"
+) -> dict[str, Any]:
     """Train, evaluate and register one model version; returns the pipeline result."""
     name, view = spec.model.name, spec.feature_view
     registry = ModelRegistry(store)
@@ -102,19 +104,31 @@ def train(spec: TrainingPipelineSpec, version: int, store: ArtifactStore, featur
     extra = [("evaluation.bias.sensitiveColumn", bias.sensitive_column)] if bias else []
     window = spec.training_data
     dataset = TrainingDatasets(store).create(view, feature_store, start=window.start, end=window.end, extra_columns=extra)
-    log.info("training dataset %s v%s #%s: %d rows, %s%s", view.name, view.version, dataset.version, dataset.rows,
-             dataset.hash, " (reused)" if dataset.reused else "")
+    log.info(
+        "training dataset %s v%s #%s: %d rows, %s%s",
+        view.name,
+        view.version,
+        dataset.version,
+        dataset.rows,
+        dataset.hash,
+        " (reused)" if dataset.reused else "",
+    )
     frame, y, unlabelled = binary_labels(dataset.frame, view.label.column)
     if len(frame) < 10:
-        raise PipelineError("NotEnoughTrainingData",
-                            f"featureView {view.name} v{view.version}: {len(frame)} labelled rows"
-                            f"{_window_text(window.start, window.end)}; at least 10 are needed", rows=len(frame))
+        raise PipelineError(
+            "NotEnoughTrainingData",
+            f"featureView {view.name} v{view.version}: {len(frame)} labelled rows"
+            f"{_window_text(window.start, window.end)}; at least 10 are needed",
+            rows=len(frame),
+        )
     columns = list(view.feature_columns)
     pipeline = build_model_pipeline(frame, columns, view.transformations, estimator)
     train_pos, test_pos = split(frame, y, spec, dataset.plan.spine.event_time)
     if len(np.unique(y[train_pos])) < 2:
-        raise PipelineError("NotEnoughTrainingData", f"the training split has only label {int(y[train_pos][0])}; "
-                            f"a classifier needs both classes of {view.label.column!r}")
+        raise PipelineError(
+            "NotEnoughTrainingData",
+            f"the training split has only label {int(y[train_pos][0])}; a classifier needs both classes of {view.label.column!r}",
+        )
     rows = to_rows(frame, columns)
     pipeline.fit(rows[train_pos], y[train_pos])  # transformations are fitted on the training split only
     score = scores(pipeline, rows[test_pos])
@@ -123,22 +137,40 @@ def train(spec: TrainingPipelineSpec, version: int, store: ArtifactStore, featur
 
     plan = dataset.plan
     card = {
-        "name": name, "version": version, "verdict": ev.verdict, "reasons": ev.reasons, "notes": ev.notes,
-        "metrics": ev.metrics, "gates": ev.gates, "bias": ev.bias,
+        "name": name,
+        "version": version,
+        "verdict": ev.verdict,
+        "reasons": ev.reasons,
+        "notes": ev.notes,
+        "metrics": ev.metrics,
+        "gates": ev.gates,
+        "bias": ev.bias,
         "featureView": {
-            "name": view.name, "version": view.version,
+            "name": view.name,
+            "version": view.version,
             "label": {"featureGroup": view.label.feature_group.wire(), "column": view.label.column},
-            "features": [{"featureGroup": f.feature_group.wire(), "columns": list(f.columns),
-                          "primaryKey": list(_group(plan, f.feature_group.key).primary_key),
-                          "eventTime": _group(plan, f.feature_group.key).event_time} for f in view.features],
+            "features": [
+                {
+                    "featureGroup": f.feature_group.wire(),
+                    "columns": list(f.columns),
+                    "primaryKey": list(_group(plan, f.feature_group.key).primary_key),
+                    "eventTime": _group(plan, f.feature_group.key).event_time,
+                }
+                for f in view.features
+            ],
             "columns": columns,
             "transformations": [t.wire() for t in view.transformations or []],
         },
         "entityKeys": plan.entity_keys,
         "inputSchema": input_schema(frame, columns),
         "trainingDataset": dataset.ref,
-        "split": {"type": spec.training_data.split.type, "testFraction": spec.training_data.split.test_fraction,
-                  "train": len(train_pos), "test": len(test_pos), "unlabelled": unlabelled},
+        "split": {
+            "type": spec.training_data.split.type,
+            "testFraction": spec.training_data.split.test_fraction,
+            "train": len(train_pos),
+            "test": len(test_pos),
+            "unlabelled": unlabelled,
+        },
         "threshold": spec.evaluation.threshold,
         "estimator": spec.model.estimator or spec.model.entrypoint,
         "params": spec.model.params or {},
@@ -168,11 +200,16 @@ def _window_text(start: datetime | None, end: datetime | None) -> str:
 def result_of(card: dict[str, Any], existing: bool = False) -> dict[str, Any]:
     """The termination-message result of a registered version (small: under 4 KiB)."""
     out = {
-        "model": card["name"], "version": card["version"], "verdict": card["verdict"], "metrics": card["metrics"],
+        "model": card["name"],
+        "version": card["version"],
+        "verdict": card["verdict"],
+        "metrics": card["metrics"],
         "reasons": card.get("reasons", []),
         "featureView": {"name": card["featureView"]["name"], "version": card["featureView"]["version"]},
-        "featureGroups": sorted({(f["featureGroup"]["name"], f["featureGroup"]["version"]) for f in card["featureView"]["features"]}
-                                | {(card["featureView"]["label"]["featureGroup"]["name"], card["featureView"]["label"]["featureGroup"]["version"])}),
+        "featureGroups": sorted(
+            {(f["featureGroup"]["name"], f["featureGroup"]["version"]) for f in card["featureView"]["features"]}
+            | {(card["featureView"]["label"]["featureGroup"]["name"], card["featureView"]["label"]["featureGroup"]["version"])}
+        ),
         "trainingDataset": {"version": card["trainingDataset"]["version"], "hash": card["trainingDataset"]["hash"]},
         "storageUri": card["storageUri"],
         "rows": {"train": card["split"]["train"], "test": card["split"]["test"]},

@@ -88,8 +88,10 @@ def test_names_scope_and_columns():
             node = schema
             for part in path.strip(".").split("."):
                 node = node["properties"][part]
-    wide = {kind: [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"] if not c.get("priority")]
-            for kind, crd in crds.items()}
+    wide = {
+        kind: [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"] if not c.get("priority")]
+        for kind, crd in crds.items()
+    }
     assert wide == {
         "FeaturePipeline": ["Group", "Version", "Schedule", "Ready", "Reason", "Age"],
         "TrainingPipeline": ["Model", "Latest", "Ready", "Reason", "Age"],

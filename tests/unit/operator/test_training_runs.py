@@ -37,8 +37,13 @@ def job_for(version, token=None, trigger="RunNow"):
 
 def test_last_run_in_status_round_trips_without_churn():
     status = compute_status(TP, TPM, {1: "fraud-model-v1"}, intent(1), {})
-    assert status["lastRun"] == {"modelVersion": 1, "trigger": "Created", "trainingHash": HASH,
-                                 "startedAt": "2026-11-27T11:00:00Z", "job": "fraud-model-v1"}  # no token: no null to merge
+    assert status["lastRun"] == {
+        "modelVersion": 1,
+        "trigger": "Created",
+        "trainingHash": HASH,
+        "startedAt": "2026-11-27T11:00:00Z",
+        "job": "fraud-model-v1",
+    }  # no token: no null to merge
     again = last_intent(status, {}, [])
     assert run_trigger(TPM, again, None, NOW) is None
     # Recomputed from its own status, the status is the same: a level-based reconcile writes nothing.

@@ -41,17 +41,25 @@ def write_input(path, frame):
 def run(rev, tmp_path, input_uri, run_time, as_of="runTime", chunk_rows=1000):
     spec = {**rev.spec, "mode": "batch"}
     spec.pop("online")
-    spec["batch"] = {"input": {"uri": input_uri, "format": "parquet"},
-                     "output": {"uri": f"file://{tmp_path}/predictions", "format": "parquet"},
-                     "asOf": as_of, "chunkRows": chunk_rows}
-    env = {"FTI_SPEC": json.dumps(spec), "FTI_ARTIFACT_STORE": rev.artifact_store, "FTI_RUN_TIME": run_time,
-           "FTI_TERMINATION_LOG": str(tmp_path / "termination-log")}
+    spec["batch"] = {
+        "input": {"uri": input_uri, "format": "parquet"},
+        "output": {"uri": f"file://{tmp_path}/predictions", "format": "parquet"},
+        "asOf": as_of,
+        "chunkRows": chunk_rows,
+    }
+    env = {
+        "FTI_SPEC": json.dumps(spec),
+        "FTI_ARTIFACT_STORE": rev.artifact_store,
+        "FTI_RUN_TIME": run_time,
+        "FTI_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
     return score_run(PipelineContext.from_env(env)), env
 
 
 def expected_predictions(rev, entities, features, profiles):
-    merged = entities.merge(features.drop(columns=["event_time", "amount", "category"]), on="cc_num", how="left") \
-        .merge(profiles.drop(columns="event_time"), on="cc_num", how="left")
+    merged = entities.merge(features.drop(columns=["event_time", "amount", "category"]), on="cc_num", how="left").merge(
+        profiles.drop(columns="event_time"), on="cc_num", how="left"
+    )
     rows = np.empty((len(merged), len(COLUMNS)), dtype=object)
     for i, c in enumerate(COLUMNS):
         rows[:, i] = merged[c].to_numpy(dtype=object)
@@ -89,9 +97,13 @@ def test_latest_takes_the_newest_feature_rows(served, tmp_path):
 
 def test_per_row_event_time_is_point_in_time_correct(served, tmp_path):
     rev, early, late, profiles = served
-    entities = pd.concat([early[["cc_num", "amount", "category"]].assign(event_time=T1 + pd.Timedelta(hours=1)),
-                          early[["cc_num", "amount", "category"]].assign(event_time=T2 + pd.Timedelta(hours=1))],
-                         ignore_index=True)
+    entities = pd.concat(
+        [
+            early[["cc_num", "amount", "category"]].assign(event_time=T1 + pd.Timedelta(hours=1)),
+            early[["cc_num", "amount", "category"]].assign(event_time=T2 + pd.Timedelta(hours=1)),
+        ],
+        ignore_index=True,
+    )
     result, _ = run(rev, tmp_path, write_input(tmp_path / "in", entities), "2026-11-05T00:00:00Z")
     out = read_run(result)
     n = len(early)

@@ -38,10 +38,13 @@ class Env:
             "featureGroup": {"name": "tx", "version": 1, "primaryKey": ["cc_num"], "eventTime": "event_time", "online": True},
             "source": {"uri": f"file://{self.raw}/", "format": "parquet"},
             "ingestion": "incremental",
-            "validation": {"onFailure": "quarantine", "expectations": [
-                {"column": "amount", "between": {"min": 0, "max": 1000}},
-                {"column": "category", "in": ["grocery", "travel"]},
-            ]},
+            "validation": {
+                "onFailure": "quarantine",
+                "expectations": [
+                    {"column": "amount", "between": {"min": 0, "max": 1000}},
+                    {"column": "category", "in": ["grocery", "travel"]},
+                ],
+            },
         }
         spec.update(overrides)
         return spec
@@ -49,8 +52,12 @@ class Env:
     def run(self, spec: dict, online: bool = True) -> tuple[int, dict]:
         self.runs += 1
         log = self.tmp / f"result-{self.runs}.json"
-        env = {"FTI_SPEC": json.dumps(spec), "FTI_ARTIFACT_STORE": self.store_uri, "FTI_RUN_ID": f"run-{self.runs}",
-               "FTI_TERMINATION_LOG": str(log)}
+        env = {
+            "FTI_SPEC": json.dumps(spec),
+            "FTI_ARTIFACT_STORE": self.store_uri,
+            "FTI_RUN_ID": f"run-{self.runs}",
+            "FTI_TERMINATION_LOG": str(log),
+        }
         if online:
             env["FTI_ONLINE_STORE"] = self.online_uri
         code = run_pipeline(run, env)
@@ -76,9 +83,15 @@ def test_incremental_runs_ingest_offline_and_online(env: Env) -> None:
     assert (result["rowsRead"], result["rowsWritten"], result["rowsRejected"]) == (2, 2, 0)
     assert result["watermark"] == "2026-01-02T00:00:00Z" and result["onlineRowsWritten"] == 2
     # the directory grows: an old row, a duplicate of the watermark row, a new row, a row at the watermark
-    batch([(2, ts("2026-01-02"), 20.0, "travel"), (1, ts("2025-12-31"), 5.0, "grocery"),
-           (1, ts("2026-01-03"), 30.0, "travel"), (3, ts("2026-01-02"), 7.0, "grocery"),
-           (1, ts("2026-01-03"), 31.0, "travel")]).to_parquet(env.raw / "b.parquet")
+    batch(
+        [
+            (2, ts("2026-01-02"), 20.0, "travel"),
+            (1, ts("2025-12-31"), 5.0, "grocery"),
+            (1, ts("2026-01-03"), 30.0, "travel"),
+            (3, ts("2026-01-02"), 7.0, "grocery"),
+            (1, ts("2026-01-03"), 31.0, "travel"),
+        ]
+    ).to_parquet(env.raw / "b.parquet")
     code, result = env.run(env.spec())
     assert code == 0, result
     assert result["rowsRead"] == 7 and result["rowsWritten"] == 2
@@ -111,8 +124,9 @@ def test_failing_batch_is_quarantined_whole_and_written_nowhere(env: Env) -> Non
     batch([(1, ts("2026-01-01"), 10.0, "grocery")]).to_parquet(env.raw / "a.parquet")
     env.run(env.spec())
     before = env.features().snapshot("tx", 1)
-    batch([(2, ts("2026-01-02"), 5000.0, "grocery"), (3, ts("2026-01-02"), 1.0, "casino"),
-           (4, ts("2026-01-03"), 2.0, "travel")]).to_parquet(env.raw / "b.parquet")
+    batch(
+        [(2, ts("2026-01-02"), 5000.0, "grocery"), (3, ts("2026-01-02"), 1.0, "casino"), (4, ts("2026-01-03"), 2.0, "travel")]
+    ).to_parquet(env.raw / "b.parquet")
     code, result = env.run(env.spec())
     assert code == 0 and result["ok"]  # onFailure=quarantine: the run succeeds and says so
     assert result["rowsWritten"] == 0 and result["rowsRejected"] == 3
@@ -152,17 +166,26 @@ def test_mostly_lets_a_few_bad_rows_through_and_warns(env: Env) -> None:
 
 
 def test_null_key_or_event_time_is_rejected_not_dropped(env: Env) -> None:
-    df = pd.DataFrame({"cc_num": [1.0, None], "event_time": [ts("2026-01-01"), ts("2026-01-01")],
-                       "amount": [1.0, 2.0], "category": ["grocery", "grocery"]})
+    df = pd.DataFrame(
+        {
+            "cc_num": [1.0, None],
+            "event_time": [ts("2026-01-01"), ts("2026-01-01")],
+            "amount": [1.0, 2.0],
+            "category": ["grocery", "grocery"],
+        }
+    )
     df.to_parquet(env.raw / "a.parquet")
     code, result = env.run(env.spec())
     assert code == 0 and result["rowsRejected"] == 2 and result["rowsWritten"] == 0
 
 
-@pytest.mark.parametrize("fmt,writer", [
-    ("csv", lambda df, p: df.to_csv(p / "a.csv", index=False)),
-    ("jsonl", lambda df, p: df.to_json(p / "a.jsonl", orient="records", lines=True, date_format="iso")),
-])
+@pytest.mark.parametrize(
+    "fmt,writer",
+    [
+        ("csv", lambda df, p: df.to_csv(p / "a.csv", index=False)),
+        ("jsonl", lambda df, p: df.to_json(p / "a.jsonl", orient="records", lines=True, date_format="iso")),
+    ],
+)
 def test_csv_and_jsonl_sources(env: Env, fmt: str, writer) -> None:
     writer(batch([(1, ts("2026-01-01T10:00:00"), 10.0, "grocery"), (2, ts("2026-01-02"), 20.0, "travel")]), env.raw)
     code, result = env.run(env.spec(source={"uri": f"file://{env.raw}", "format": fmt}))
@@ -175,7 +198,8 @@ def test_csv_and_jsonl_sources(env: Env, fmt: str, writer) -> None:
 def user_module(tmp_path, monkeypatch):
     pkg = tmp_path / "userpkg"
     pkg.mkdir()
-    (pkg / "fraud_feats.py").write_text(textwrap.dedent("""
+    (pkg / "fraud_feats.py").write_text(
+        textwrap.dedent("""
         import pandas as pd
 
         def generate(n, start):
@@ -187,26 +211,32 @@ def user_module(tmp_path, monkeypatch):
 
         def broken(df):
             raise KeyError("amount_sum_1d")
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(pkg))
     yield "fraud_feats"
     sys.modules.pop("fraud_feats", None)
 
 
 def test_generator_and_transform(env: Env, user_module: str) -> None:
-    spec = env.spec(source={"generator": {"function": f"{user_module}:generate", "params": {"n": 4, "start": "2026-01-01"}}},
-                    transform=f"{user_module}:double")
+    spec = env.spec(
+        source={"generator": {"function": f"{user_module}:generate", "params": {"n": 4, "start": "2026-01-01"}}},
+        transform=f"{user_module}:double",
+    )
     code, result = env.run(spec)
     assert code == 0, result
     data = env.features().read("tx", 1)
     assert data["amount"].tolist() == [0.0, 2.0, 4.0, 6.0] and data["amount_is_big"].tolist() == [False, False, False, True]
 
 
-@pytest.mark.parametrize("transform,reason,needle", [
-    ("no_such_module:f", "CallableNotImportable", "'no_such_module:f'"),
-    ("fraud_feats:missing", "CallableNotImportable", "no callable 'missing'"),
-    ("fraud_feats:broken", "TransformFailed", "KeyError"),
-])
+@pytest.mark.parametrize(
+    "transform,reason,needle",
+    [
+        ("no_such_module:f", "CallableNotImportable", "'no_such_module:f'"),
+        ("fraud_feats:missing", "CallableNotImportable", "no callable 'missing'"),
+        ("fraud_feats:broken", "TransformFailed", "KeyError"),
+    ],
+)
 def test_bad_transform_is_one_clear_error_and_stores_untouched(env: Env, user_module: str, transform, reason, needle) -> None:
     batch([(1, ts("2026-01-01"), 10.0, "grocery")]).to_parquet(env.raw / "a.parquet")
     code, result = env.run(env.spec(transform=transform))
@@ -220,7 +250,9 @@ def test_missing_column_and_wrong_type_name_the_column(env: Env) -> None:
     code, result = env.run(env.spec())
     assert code == 1 and result["reason"] == "MissingColumn" and "'category'" in result["error"]
     (env.raw / "a.parquet").unlink()
-    pd.DataFrame({"cc_num": [1], "event_time": ["yesterday"], "amount": [1.0], "category": ["grocery"]}).to_parquet(env.raw / "b.parquet")
+    pd.DataFrame({"cc_num": [1], "event_time": ["yesterday"], "amount": [1.0], "category": ["grocery"]}).to_parquet(
+        env.raw / "b.parquet"
+    )
     code, result = env.run(env.spec())
     assert code == 1 and result["reason"] == "InvalidColumnType"
     assert "'event_time'" in result["error"] and "'yesterday'" in result["error"]
@@ -237,7 +269,10 @@ def test_breaking_schema_change_is_refused_until_the_version_is_bumped(env: Env)
     spec["validation"]["expectations"] = []
     code, result = env.run(spec)
     assert code == 1 and result["reason"] == "SchemaChange"
-    assert "column 'amount' changed dtype from double to string" in result["error"] and "Bump featureGroup.version" in result["error"]
+    assert (
+        "column 'amount' changed dtype from double to string" in result["error"]
+        and "Bump featureGroup.version" in result["error"]
+    )
     assert env.features().snapshot("tx", 1)["snapshot"] == 1
     spec["featureGroup"]["version"] = 2
     code, result = env.run(spec)
@@ -292,9 +327,18 @@ def test_module_entry_point_writes_the_termination_log(env: Env, tmp_path) -> No
     log = tmp_path / "termination-log"
     proc = subprocess.run(
         [sys.executable, "-m", "fti_pipelines.feature"],
-        env={"FTI_SPEC": json.dumps(env.spec()), "FTI_ARTIFACT_STORE": env.store_uri, "FTI_ONLINE_STORE": env.online_uri,
-             "FTI_TERMINATION_LOG": str(log), "FTI_RUN_ID": "job-1", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120, check=False,
+        env={
+            "FTI_SPEC": json.dumps(env.spec()),
+            "FTI_ARTIFACT_STORE": env.store_uri,
+            "FTI_ONLINE_STORE": env.online_uri,
+            "FTI_TERMINATION_LOG": str(log),
+            "FTI_RUN_ID": "job-1",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(log.read_text())
@@ -314,17 +358,31 @@ def test_s3_artifact_store_and_source_through_environment_only(tmp_path, s3_buck
     log = tmp_path / "termination-log"
     proc = subprocess.run(
         [sys.executable, "-m", "fti_pipelines.feature"],
-        env={"FTI_SPEC": json.dumps(spec), "FTI_ARTIFACT_STORE": f"{s3_bucket_uri}/store",
-             "FTI_ONLINE_STORE": f"sqlite:///{tmp_path}/online.db", "FTI_TERMINATION_LOG": str(log),
-             "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-             "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120, check=False,
+        env={
+            "FTI_SPEC": json.dumps(spec),
+            "FTI_ARTIFACT_STORE": f"{s3_bucket_uri}/store",
+            "FTI_ONLINE_STORE": f"sqlite:///{tmp_path}/online.db",
+            "FTI_TERMINATION_LOG": str(log),
+            "AWS_ENDPOINT_URL": s3_endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(log.read_text())
     assert result["rowsWritten"] == 2
-    store = FeatureStore(ArtifactStore(f"{s3_bucket_uri}/store", storage_options={
-        "key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint}}))
+    store = FeatureStore(
+        ArtifactStore(
+            f"{s3_bucket_uri}/store",
+            storage_options={"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint}},
+        )
+    )
     assert sorted(store.read("tx", 1)["cc_num"]) == [1, 2]
     assert store.parquet_files("tx", 1)[0].startswith(f"{s3_bucket_uri}/store/features/tx/v1/")
 

@@ -14,10 +14,13 @@ from fti_pipelines.store.artifacts import ArtifactExists, ArtifactStore
 
 def card(verdict="Validated", **extra):
     return {
-        "verdict": verdict, "reasons": [], "metrics": {"roc_auc": np.float64(0.9)},
+        "verdict": verdict,
+        "reasons": [],
+        "metrics": {"roc_auc": np.float64(0.9)},
         "featureView": {"name": "fraud", "version": 1, "columns": ["a", "b"]},
         "trainingDataset": {"version": 1, "hash": "sha256:x"},
-        "inputSchema": [{"name": "a", "dtype": "float64"}, {"name": "b", "dtype": "float64"}], **extra,
+        "inputSchema": [{"name": "a", "dtype": "float64"}, {"name": "b", "dtype": "float64"}],
+        **extra,
     }
 
 
