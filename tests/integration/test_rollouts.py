@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
-from controlplane.processes import ManagedProcess
+from support.examples import example
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,86 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "fti.dev", "v1alpha1"
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Operator:
-    """The operator process, started (again) with the same environment."""
-
-    def __init__(self, env: dict[str, str], logs: Path, health: int):
-        self.env, self.logs, self.health, self.proc = env, logs, health, None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.proc = ManagedProcess(
-            f"fti-operator-{self.starts}",
-            [sys.executable, "-m", "fti_operator"],
-            self.logs / f"operator-{self.starts}.log",
-            env=self.env,
-        ).start()
-        wait_until(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{self.health}/healthz", timeout=2).status == 200,
-            timeout=60,
-            ignore=(OSError,),
-            description="operator liveness endpoint",
-        )
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs, as when a node dies."""
-        assert self.proc is not None
-        self.proc._signal_group(9)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop(grace=30)
-
-    def log(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.logs.glob("operator-*.log")))
-
-
-@pytest.fixture(scope="module")
-def op(control_plane, fti_crds, operator_kubeconfig, tmp_path_factory, pod_runner):
-    store = tmp_path_factory.mktemp("rollout-store")
-    health = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FTI_")}
-    env.update(
-        KUBECONFIG=str(operator_kubeconfig),
-        FTI_ARTIFACT_STORE=f"file://{store}/artifacts",
-        FTI_ONLINE_STORE=f"sqlite:///{store}/online.db",
-        FTI_METRICS_PORT="0",
-        FTI_HEALTH_PORT=str(health),
-        FTI_PEERING="",
-        FTI_IMAGE_TAG="test",
-        FTI_JOB_TTL_SECONDS="3600",
-        FTI_LOG_LEVEL="INFO",
-    )
-    operator = Operator(env, tmp_path_factory.mktemp("operator-logs"), health)
-    operator.start()
-    try:
-        yield operator
-    finally:
-        operator.stop()
-
-
-def small(name: str, namespace: str, **annotations: str) -> dict:
-    """An example manifest on a small generated data set, in `namespace`."""
-    doc = yaml.safe_load((ROOT / "examples" / "fraud" / name).read_text())
-    doc["metadata"]["namespace"] = namespace
-    gen = ((doc.get("spec") or {}).get("source") or {}).get("generator")
-    if gen:
-        gen["params"]["n_cards"] = 600
-        if "days" in gen["params"]:
-            gen["params"]["days"] = 20
-    if annotations:
-        doc["metadata"].setdefault("annotations", {}).update(annotations)
-    return doc
 
 
 def custom(k8s) -> client.CustomObjectsApi:
@@ -193,8 +110,8 @@ def models(op, k8s, pod_runner, request):
         description="default ServiceAccount",
     )
     for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
-        apply(k8s, small(name, ns, **{"fti.dev/run": "r1"}))
-    apply(k8s, small("training-pipeline.yaml", ns))
+        apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
+    apply(k8s, example("training-pipeline.yaml", ns))
 
     def validated(version: int):
         st = get(k8s, ns, "trainingpipelines", "fraud-model").get("status") or {}
@@ -214,7 +131,7 @@ def models(op, k8s, pod_runner, request):
 
 
 def online(ns: str, name: str, version, **rollout) -> dict:
-    body = small("inference-online.yaml", ns)
+    body = example("inference-online.yaml", ns)
     body["metadata"]["name"] = name
     body["spec"]["model"]["version"] = version
     body["spec"]["rollout"].update(rollout)
