@@ -36,6 +36,17 @@ def _constants(tree: ast.Module) -> dict[str, str]:
     return out
 
 
+def _assigned(tree: ast.Module, constants: dict[str, str]) -> dict[str, set[str]]:
+    """Local names bound to reason-like strings anywhere in the module (`verb = "A" if x else "B"`)."""
+    out: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    out.setdefault(target.id, set()).update(_strings(node.value, constants))
+    return out
+
+
 def _strings(node: ast.AST, constants: dict[str, str]) -> set[str]:
     """The string values an expression can take: literals, module constants, both arms of `a if c else b`."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -49,6 +60,10 @@ def _strings(node: ast.AST, constants: dict[str, str]) -> set[str]:
     return set()
 
 
+def _local(node: ast.AST, local: dict[str, set[str]]) -> set[str]:
+    return {v for v in local.get(node.id, set()) if REASON.match(v)} if isinstance(node, ast.Name) else set()
+
+
 def reasons() -> dict[str, set[str]]:
     """reason -> the files that can write it."""
     every = {}
@@ -57,6 +72,7 @@ def reasons() -> dict[str, set[str]]:
     for tree in trees.values():
         all_constants.update(_constants(tree))
     for path, tree in trees.items():
+        local = _assigned(tree, all_constants)
         for node in ast.walk(tree):
             found: set[str] = set()
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -68,7 +84,7 @@ def reasons() -> dict[str, set[str]]:
                 first = node.elts[0].value
                 # (status, reason, message): a Progressing condition; (type, reason, message): a rollout Event
                 if isinstance(first, (bool, type(None))) or first in ("Normal", "Warning"):
-                    found = _strings(node.elts[1], all_constants)
+                    found = _strings(node.elts[1], all_constants) or _local(node.elts[1], local)
             for reason in found:
                 every.setdefault(reason, set()).add(path.name)
     # Reasons that travel as values: the serving decision's and the rollout's module constants.
