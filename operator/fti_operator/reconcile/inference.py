@@ -240,13 +240,15 @@ def want_of(
     models = ctx.lookups.models(ns, spec.model.name)
     resolved = resolve_model(spec.model.version, models)
     groups = list(resolved.feature_groups) if resolved else []
-    decision = decide_pair(spec.model.version, spec.model.name, resolved, ctx.lookups.availability(ns, groups), spec.mode)
+    availability = ctx.lookups.availability(ns, groups)
+    decision = decide_pair(spec.model.version, spec.model.name, resolved, availability, spec.mode)
     annotations = body["metadata"].get("annotations") or {}
     canary = spec.online.canary.traffic_percent if spec.mode == "online" and spec.online and spec.online.canary else None
     waiting = not decision.allowed and decision.reason == "FeaturesNotReady" and decision.model is not None
     want = Want(
         revision=snapshot(decision.model) if decision.allowed and decision.model is not None else None,
         pending=snapshot(decision.model) if waiting and decision.model is not None else None,
+        rematerializing=waiting and any(a.detail.startswith("re-materializing") for a in availability.values()),
         blocked_reason=None if decision.allowed else decision.reason,
         blocked_message=decision.message,
         canary_percent=canary,

@@ -49,6 +49,7 @@ class Want:
     # The asked pair that cannot be served yet because its features are not ready: recorded as
     # `pending` so that retention keeps (or brings back) the feature-group versions it reads.
     pending: Revision | None = None
+    rematerializing: bool = False  # a feature-group version it waits for is being brought back by a run
     blocked_reason: str | None = None  # why the asked pair cannot be served (FeaturesNotReady, ...)
     blocked_message: str = ""
     canary_percent: int | None = None
@@ -334,8 +335,10 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
     if progressing is None:
         if want.blocked_reason and asked is None and stable is not None:
             reason = WAITING_FOR_FEATURES if want.blocked_reason == "FeaturesNotReady" else want.blocked_reason
+            if reason == WAITING_FOR_FEATURES and want.rematerializing:
+                reason = REMATERIALIZING
             progressing = (
-                reason == WAITING_FOR_FEATURES,
+                reason in (WAITING_FOR_FEATURES, REMATERIALIZING),
                 reason,
                 f"{want.blocked_message}; {describe(stable)} keeps serving",
             )

@@ -238,6 +238,7 @@ def test_a_rollback_to_a_retired_feature_version_brings_it_back_first(env) -> No
     assert kube.get("batch/v1", "cronjobs", NS, "g-v1")["spec"]["suspend"] is False
     reconcile_isvc(ctx)
     assert job in cond(get(kube, "inferenceservices", "s"), "UpToDate")["message"]
+    assert cond(get(kube, "inferenceservices", "s"), "Progressing")["reason"] == "Rematerializing"
     # The run finishes: recorded, available, the rollback proceeds by itself.
     kube.patch(
         "batch/v1",
