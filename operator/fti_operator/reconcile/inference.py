@@ -97,10 +97,14 @@ def observe(child: Mapping[str, Any] | None) -> Observed:
     return Observed(revision, ok, message, latest_ready if ok else None, traffic)
 
 
-def batch_observed(child: Mapping[str, Any] | None) -> Observed:
-    """A batch revision is live once its CronJob carries it: there is no server to wait for."""
-    value = (((child or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_REVISION, "")
-    return Observed(int(value), True) if str(value).isdigit() else Observed()
+def batch_observed(last_run: Mapping[str, Any] | None) -> Observed:
+    """A batch revision is proven by a run: the newest finished run says which revision it scored
+    with and whether it succeeded (a run the model server's skew guard refused fails)."""
+    if not last_run or last_run.get("revision") is None:
+        return Observed(None, None, "no run has finished yet")
+    ok = bool(last_run.get("succeeded"))
+    detail = "" if ok else f"{last_run.get('reason') or 'RunFailed'}: {last_run.get('error') or 'the run failed'}"
+    return Observed(int(last_run["revision"]), ok, detail)
 
 
 def compute_status(
@@ -121,7 +125,10 @@ def compute_status(
         up_to_date = condition(
             "UpToDate", False, decision.reason, decision.message + ("; the stable revision keeps serving" if stable else "")
         )
-    if stable is None:
+    if stable is None and mode == "batch" and target is not None:
+        # The CronJob of the first revision is in place: batch scoring is scheduled, not waiting.
+        serving = condition("Serving", True, "Scheduled", f"batch scoring with {describe(target)} from its next run")
+    elif stable is None:
         serving = condition(
             "Serving",
             False,
@@ -129,7 +136,12 @@ def compute_status(
             "nothing serves yet" + (f"; {describe(target)} is being rolled out" if target else ""),
         )
     elif mode == "batch":
-        serving = condition("Serving", True, "Scheduled", f"batch scoring with {describe(stable)}")
+        serving = condition(
+            "Serving",
+            True,
+            "Scheduled",
+            f"batch scoring with {describe(stable)}" + (f"; {describe(target)} scores from its next run" if target else ""),
+        )
     elif target is not None:
         serving = condition("Serving", True, "Serving", f"{describe(stable)} serves while {describe(target)} rolls out")
     else:
@@ -209,12 +221,18 @@ def _batch_run(ctx: Context, isvc: InferenceService, old: Mapping[str, Any]) -> 
         "succeeded": bool(run.succeeded and result.get("ok", True)),
         "finishedAt": result.get("finishedAt") or run.finished_at,
     }
-    revision = (newest["metadata"].get("annotations") or {}).get(ANNOTATION_REVISION)
-    if revision and str(revision).isdigit():
-        last["revision"] = int(revision)
     for k in ("rowsScored", "rowsWritten", "outputUri", "modelVersion", "featureViewVersion", "error", "reason"):
         if result.get(k) is not None:
             last[k] = result[k]
+    revision = (newest["metadata"].get("annotations") or {}).get(ANNOTATION_REVISION)
+    if revision and str(revision).isdigit():
+        last["revision"] = int(revision)
+    else:  # a Job made by an older operator or by hand: name its pair by the versions it reports
+        pair = (result.get("modelVersion"), result.get("featureViewVersion"))
+        known = [old.get("target"), old.get("stable"), *(old.get("history") or [])]
+        match = next((r for r in known if r and (r.get("model"), r.get("featureView")) == pair), None)
+        if match is not None:
+            last["revision"] = int(match["revision"])
     return last
 
 
@@ -256,6 +274,7 @@ def want_of(
         traffic_split=traffic_split(child, isvc),
         canary_fallback=spec.online.canary.when_unsupported if spec.online and spec.online.canary else "hold",
         readiness_timeout=float(parse_duration(spec.rollout.readiness_timeout)),
+        deadline=spec.mode == "online",
         history_limit=spec.rollout.revision_history_limit,
         generation=int(body["metadata"].get("generation") or 0),
         rollback=annotations.get(ANNOTATION_ROLLBACK),
@@ -307,16 +326,16 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     old = body.get("status") or {}
     now = ctx.clock()
     new = not old
-    observe_fn = observe if mode == "online" else batch_observed
-    # What serves now: the child as the API server has it (a new object has none yet).
+    # What serves now: the child as the API server has it (a new object has none yet), and
+    # for batch the newest run.
     live = None if new else live_child(ctx.kube, isvc)
-    want, decision = want_of(ctx, isvc, body, live)
-    plan = plan_rollout(old, want, observe_fn(live), now)
     last_run = _batch_run(ctx, isvc, old) if mode == "batch" and not new else None
+    want, decision = want_of(ctx, isvc, body, live)
+    plan = plan_rollout(old, want, observe(live) if mode == "online" else batch_observed(last_run), now)
     body = _record(ctx, body, plan, decision, live, mode, last_run, result)
     desired = render_child(ctx, isvc, body, plan)
     if desired is not None:
-        action, child = apply_child(ctx.kube, desired, live=live, fetched=True)
+        action, _child = apply_child(ctx.kube, desired, live=live, fetched=True)
         result.count(action)
         if action != "unchanged" and not plan.events:
             # A rollout step already has its Event (posted with the status that records it); a
@@ -327,9 +346,6 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
                 f"{desired['kind']}{action.capitalize()}",
                 f"{desired['kind']} {desired['metadata']['name']} {action} for {describe(plan.render or {})}",
             )
-            if mode == "batch":  # live once written: no server to wait for
-                plan = plan_rollout(plan.status_part(), want, observe_fn(child), now)
-                body = _record(ctx, body, plan, decision, child, mode, last_run, result)
         for stale in other_mode_children(ctx.kube, isvc) if not new else ():
             ctx.kube.delete(stale["apiVersion"], stale["plural"], ns, stale["name"])
             result.count("deleted")

@@ -354,7 +354,11 @@ def cronjob(
             "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"metadata": {"labels": dict(job_labels)}, "spec": job_spec(pod, config)},
+            # The runs carry the CronJob's annotations too (the revision a batch run scores with).
+            "jobTemplate": {
+                "metadata": {"labels": dict(job_labels), **({"annotations": dict(annotations)} if annotations else {})},
+                "spec": job_spec(pod, config),
+            },
         }
     )
     meta = _metadata(name, namespace, job_labels, annotations, owner)

@@ -39,6 +39,7 @@ DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 ROLLED_BACK = "RolledBack"
 ABORTED = "Aborted"
 TRAFFIC_SPLIT_UNSUPPORTED = "TrafficSplitUnsupported"
+RUN_FAILED = "RunFailed"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class Want:
     canary_fallback: str = "hold"
     auto_rollback: bool = True
     readiness_timeout: float = 600.0
+    # Online: a target has readinessTimeout to become ready. Batch: there is no server to wait
+    # for; the target's first run decides (a failed or refused run counts as not ready at once).
+    deadline: bool = True
     history_limit: int = 5
     generation: int = 0
     # Annotations, handled once per token: rollback ("previous" | "revision-N"), promote, abort, retry.
@@ -296,12 +300,13 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
         else:
             since = _parse(target.get("since")) or now
             deadline = since + timedelta(seconds=want.readiness_timeout)
-            if now >= deadline:
+            run_failed = not want.deadline and observed.ready is False and observed.revision == int(target["revision"])
+            if run_failed or (want.deadline and now >= deadline):
                 message = observed.message or "KServe did not report the revision ready"
                 if want.auto_rollback and stable is not None:
                     failed = {
                         **_strip(target, "traffic"),
-                        "reason": DEADLINE_EXCEEDED,
+                        "reason": RUN_FAILED if run_failed else DEADLINE_EXCEEDED,
                         "message": message[:1024],
                         "generation": want.generation,
                     }
@@ -310,26 +315,38 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
                             "Warning",
                             ROLLED_BACK,
                             (
-                                f"{describe(target)} not ready after "
-                                f"{want.readiness_timeout:.0f}s ({message}); back to {describe(stable)}"
+                                f"{describe(target)} "
+                                + (
+                                    f"run failed ({message})"
+                                    if run_failed
+                                    else f"not ready after {want.readiness_timeout:.0f}s ({message})"
+                                )
+                                + f"; back to {describe(stable)}"
                             ),
                         )
                     )
-                    rolled_back = DEADLINE_EXCEEDED
+                    rolled_back = RUN_FAILED if run_failed else DEADLINE_EXCEEDED
                     progressing = (False, ROLLED_BACK, _stopped(failed, stable))
                     target = None
                 else:
                     progressing = (
                         False,
-                        DEADLINE_EXCEEDED,
-                        f"{describe(target)} not ready after {want.readiness_timeout:.0f}s: {message}",
+                        RUN_FAILED if run_failed else DEADLINE_EXCEEDED,
+                        f"{describe(target)} "
+                        + (
+                            f"run failed: {message}"
+                            if run_failed
+                            else f"not ready after {want.readiness_timeout:.0f}s: {message}"
+                        ),
                     )
             else:
-                requeue_after = max(1.0, (deadline - now).total_seconds())
+                if want.deadline:
+                    requeue_after = max(1.0, (deadline - now).total_seconds())
+                waiting_for = "KServe" if want.deadline else "its first run"
                 progressing = (
                     True,
                     CANARY_IN_PROGRESS if is_canary else ROLLING_OUT,
-                    f"{describe(target)} waiting for KServe: {observed.message or 'not ready yet'}",
+                    f"{describe(target)} waiting for {waiting_for}: {observed.message or 'not ready yet'}",
                 )
 
     if progressing is None:

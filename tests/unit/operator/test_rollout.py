@@ -165,3 +165,16 @@ def test_canary_where_kserve_cannot_split_traffic_is_held_back_or_rolled_out_by_
     assert held.progressing[:2] == (False, "TrafficSplitUnsupported") and "whenUnsupported" in held.progressing[2]
     full = plan_rollout(STABLE, want(5, canary_percent=10, traffic_split=False, canary_fallback="rollOut"), Observed(2, True), T0)
     assert full.target["model"] == 5 and full.canary_percent is None
+
+
+def test_batch_target_waits_for_its_first_run_and_a_failed_run_rolls_back_at_once():
+    w = want(5, deadline=False, generation=4)
+    plan = plan_rollout(STABLE, w, Observed(2, True), T0)  # the newest run is still the stable revision's
+    assert plan.target["model"] == 5 and plan.requeue_after is None
+    later = plan_rollout(plan.status_part(), w, Observed(2, True), T0 + timedelta(days=1))
+    assert later.target is not None and later.failed is None, "no deadline while waiting for a scheduled run"
+    ok = plan_rollout(plan.status_part(), w, Observed(3, True), T0 + timedelta(hours=1))
+    assert ok.stable["model"] == 5 and ok.target is None
+    refused = plan_rollout(plan.status_part(), w, Observed(3, False, "SkewGuard: feature view 2 expected"), T0)
+    assert refused.stable["model"] == 4 and refused.render["model"] == 4 and refused.failed["reason"] == "RunFailed"
+    assert refused.rolled_back == "RunFailed" and "SkewGuard" in refused.failed["message"]
