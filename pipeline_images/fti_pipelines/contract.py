@@ -32,6 +32,7 @@ from typing import Any
 
 # Contract names, re-exported for the pipelines that import them from here.
 from fti_operator.api.identity import (
+    CONTRACT_ENV,
     ENV_ARTIFACT_STORE,
     ENV_MODEL_VERSION,
     ENV_NAMESPACE,
@@ -45,21 +46,10 @@ from fti_operator.api.identity import (
     TERMINATION_MESSAGE_LIMIT,
 )
 
-# Every contract variable a pipeline reads (tests/unit/operator/test_identity.py checks that the
-# operator's rendered containers set exactly these, less the ones left to their defaults).
-READS = frozenset(
-    {
-        ENV_SPEC,
-        ENV_ARTIFACT_STORE,
-        ENV_ONLINE_STORE,
-        ENV_NAMESPACE,
-        ENV_RESOURCE,
-        ENV_RUN_ID,
-        ENV_MODEL_VERSION,
-        ENV_RUN_TIME,
-        ENV_TERMINATION_LOG,
-    }
-)
+# Every contract variable a pipeline reads: the identity module's contract, so the operator's
+# renderers and the pipelines share one list (tests/unit/operator/test_identity.py checks that
+# the rendered containers set exactly these, less the ones left to their defaults).
+READS = CONTRACT_ENV
 
 log = logging.getLogger("fti_pipelines")
 

@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from support.examples import score_requests
+
 REPO = Path(__file__).resolve().parents[2]
 FTI = [sys.executable, "-m", "fti_operator.cli"]
 
@@ -54,21 +56,7 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def applied(example: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     state = tmp_path_factory.mktemp("state")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fti_pipelines.examples",
-            "fraud-score-requests",
-            "--n-cards",
-            "600",
-            "--days",
-            "20",
-            "--out",
-            str(state / "volume" / "fraud" / "score-requests"),
-        ],
-        check=True,
-    )
+    score_requests(state / "volume" / "fraud" / "score-requests")
     return state, _fti("local", "apply", "-f", str(example), "--state-dir", str(state), "--predict", "4")
 
 

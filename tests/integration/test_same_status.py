@@ -28,7 +28,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
-from support.examples import example
+from support.examples import example, score_requests
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,25 +53,6 @@ def manifests(namespace: str, data: Path) -> list[dict]:
             doc["spec"]["batch"]["input"]["uri"] = f"file://{data}/score-requests/"
             doc["spec"]["batch"]["output"]["uri"] = f"file://{data}/predictions/"
     return docs
-
-
-def score_requests(data: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fti_pipelines.examples",
-            "fraud-score-requests",
-            "--n-cards",
-            "600",
-            "--days",
-            "20",
-            "--out",
-            str(data / "score-requests"),
-        ],
-        check=True,
-        capture_output=True,
-    )
 
 
 def normalise(value: Any, ns: str, roots: list[str]) -> Any:
@@ -103,7 +84,7 @@ def statuses(items: list[dict], ns: str, roots: list[str]) -> dict[str, Any]:
 def local(tmp_path_factory) -> tuple[dict, str]:
     work = tmp_path_factory.mktemp("local")
     data, state, files = work / "data", work / "state", work / "manifests"
-    score_requests(data)
+    score_requests(data / "score-requests")
     files.mkdir()
     for doc in manifests("fraud", data):
         (files / f"{doc['metadata']['name']}.yaml").write_text(yaml.safe_dump(doc))
@@ -152,7 +133,7 @@ def test_fti_local_and_the_operator_write_the_same_status(op, k8s, pod_runner, c
         description="default ServiceAccount",
     )
     data = tmp_path / "data"
-    score_requests(data)
+    score_requests(data / "score-requests")
     docs = {d["metadata"]["name"]: d for d in manifests(ns, data)}
     try:
         for name in ("card-profiles", "card-transactions"):

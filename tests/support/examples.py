@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -18,6 +20,26 @@ def shrink(doc: dict) -> dict:
         if "days" in gen["params"]:
             gen["params"]["days"] = DAYS
     return doc
+
+
+def score_requests(out: Path) -> None:
+    """The batch service's input for the small data set: entities to score, written to `out`."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fti_pipelines.examples",
+            "fraud-score-requests",
+            "--n-cards",
+            str(N_CARDS),
+            "--days",
+            str(DAYS),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def example(name: str, namespace: str | None = None, **annotations: str) -> dict:
