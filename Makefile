@@ -15,14 +15,15 @@ STAMP := $(VENV)/.installed
 STATE_DIR ?= .fti/demo
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps controlplane crds demo test test-unit test-integration clean images \
+.PHONY: help install system-deps controlplane crds demo lint test test-unit test-integration clean images \
         node-deps images-auto e2e demo-cluster bench-features bench-training bench-inference bench-operator bench-controlplane
 
 include tests/controlplane/Makefile.inc
 
 help:
 	@echo "make demo          create .venv, install, run the fraud example end to end with online predictions"
-	@echo "make test          install what tests need (venv, redis-server, Go-built control plane) and run them"
+	@echo "make test          install what tests need (venv, redis-server, Go-built control plane), lint, run them"
+	@echo "make lint          ruff (lint + format check), mypy, import-linter layer contracts"
 	@echo "make crds          regenerate crds/ (and the chart's copy) from the API models"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl, helm from upstream Go modules"
 	@echo "make controlplane-clean  delete those binaries and their Go caches"
@@ -68,9 +69,18 @@ define run_pytest
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 endef
 
+# One tool per line, so the one that fails is the one make names. Config: ruff.toml,
+# mypy.ini, .importlinter at the repo root (none in operator/ or pipeline_images/).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# Lint first: a layer or type error fails before the integration tests start.
 # tests/e2e runs on a real node (tests/node) as root with the images built; elsewhere its
 # tests skip, saying why (CI sets FTI_REQUIRE_NODE=1: a skip there is a failure).
-test: $(STAMP) system-deps node-deps controlplane-auto images-auto
+test: lint system-deps node-deps controlplane-auto images-auto
 	$(call run_pytest,tests)
 
 test-unit: $(STAMP)

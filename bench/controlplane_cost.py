@@ -73,10 +73,18 @@ def remove_cache(cache: Path) -> None:
 
 
 def machine() -> str:
-    mem = next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
-    go = subprocess.run(["bash", "-c", "PATH=$PATH:/usr/local/go/bin go version"], capture_output=True, text=True).stdout.strip()
+    mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    go = subprocess.run(
+        ["bash", "-c", "PATH=$PATH:/usr/local/go/bin go version"], capture_output=True, text=True, check=False
+    ).stdout.strip()  # no Go: the line says so by being empty
     return f"{os.cpu_count()} cores ({cpu}), {int(mem.split()[1]) / 2**20:.0f} GiB RAM, {platform.platform()}, {go}"
 
 
@@ -94,8 +102,12 @@ def main() -> None:
     if args.cold:
         wall, cpu, cache = cold_build(args.nice)
         base = cache / "controlplane" / pinned_versions()["K8S_VERSION"]
-        rows.append(("cold build (fresh cache, incl. module download)",
-                     f"{wall:.0f} s wall, {cpu:.0f} s CPU (user+sys), nice {args.nice}"))
+        rows.append(
+            (
+                "cold build (fresh cache, incl. module download)",
+                f"{wall:.0f} s wall, {cpu:.0f} s CPU (user+sys), nice {args.nice}",
+            )
+        )
     else:
         base = cache_root() / "controlplane" / pinned_versions()["K8S_VERSION"]
     rows += [
@@ -118,8 +130,12 @@ def main() -> None:
                     for _ in range(args.settle):
                         time.sleep(1)  # a sampling interval, not synchronisation
                         rss = {p.name: rss_kib(p.pid) for p in plane.processes}
-    rows.append(("warm start to ready (etcd+apiserver+KCM, incl. PKI)",
-                 f"median {statistics.median(starts):.1f} s (min {min(starts):.1f}, max {max(starts):.1f}, n={len(starts)})"))
+    rows.append(
+        (
+            "warm start to ready (etcd+apiserver+KCM, incl. PKI)",
+            f"median {statistics.median(starts):.1f} s (min {min(starts):.1f}, max {max(starts):.1f}, n={len(starts)})",
+        )
+    )
     for name, kib in rss.items():
         rows.append((f"RSS at rest: {name}", mib(kib * 1024)))
     rows.append(("RSS at rest: total", mib(sum(rss.values()) * 1024)))

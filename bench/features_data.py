@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -43,17 +43,19 @@ def transactions(rows: int, entities: int, seed: int = 7) -> Path:
     cc = rng.integers(4_000_000_000_000, 4_000_000_000_000 + entities, rows)
     # distinct microsecond offsets: no two rows share (cc_num, event_time)
     et = t0 + rng.permutation(rows).astype(np.int64) * 1_000_000
-    table = pa.table({
-        "tx_id": pa.array(np.char.add("tx", np.arange(rows).astype(str)), pa.string()),
-        "cc_num": pa.array(cc, pa.int64()),
-        "event_time": pa.array(et, pa.timestamp("us", tz="UTC")),
-        "amount": pa.array(np.round(rng.gamma(2.0, 40.0, rows), 2)),
-        "category": pa.array(np.array(CATEGORIES)[rng.integers(0, 4, rows)], pa.string()),
-        "merchant": pa.array(np.char.add("m", rng.integers(0, 5000, rows).astype(str)), pa.string()),
-        "lat": pa.array(rng.uniform(25, 49, rows)),
-        "long": pa.array(rng.uniform(-124, -67, rows)),
-        "is_fraud": pa.array(rng.random(rows) < 0.01),
-    })
+    table = pa.table(
+        {
+            "tx_id": pa.array(np.char.add("tx", np.arange(rows).astype(str)), pa.string()),
+            "cc_num": pa.array(cc, pa.int64()),
+            "event_time": pa.array(et, pa.timestamp("us", tz="UTC")),
+            "amount": pa.array(np.round(rng.gamma(2.0, 40.0, rows), 2)),
+            "category": pa.array(np.array(CATEGORIES)[rng.integers(0, 4, rows)], pa.string()),
+            "merchant": pa.array(np.char.add("m", rng.integers(0, 5000, rows).astype(str)), pa.string()),
+            "lat": pa.array(rng.uniform(25, 49, rows)),
+            "long": pa.array(rng.uniform(-124, -67, rows)),
+            "is_fraud": pa.array(rng.random(rows) < 0.01),
+        }
+    )
     pq.write_table(table, path, row_group_size=250_000)
     return path
 
@@ -69,8 +71,10 @@ def feature_group(rows: int, entities: int, features: int = 3, seed: int = 11) -
         return path
     rng = np.random.default_rng(seed)
     t0 = 1_788_220_800_000_000
-    cols = {"entity_id": pa.array(rng.integers(0, entities, rows), pa.int64()),
-            "event_time": pa.array(t0 + rng.permutation(rows).astype(np.int64) * 1_000_000, pa.timestamp("us", tz="UTC"))}
+    cols = {
+        "entity_id": pa.array(rng.integers(0, entities, rows), pa.int64()),
+        "event_time": pa.array(t0 + rng.permutation(rows).astype(np.int64) * 1_000_000, pa.timestamp("us", tz="UTC")),
+    }
     for i in range(features):
         cols[f"f{i}"] = pa.array(rng.random(rows))
     pq.write_table(pa.table(cols), path, row_group_size=512_000)

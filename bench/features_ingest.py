@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 from features_data import EXPECTATIONS, transactions
-
 from fti_pipelines.contract import PipelineContext
 from fti_pipelines.feature import run
 
@@ -38,8 +37,10 @@ def start_redis() -> tuple[subprocess.Popen, str, str] | None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     workdir = tempfile.mkdtemp(prefix="bench-redis-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", workdir], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+    )
     import redis
 
     client = redis.Redis(port=port)
@@ -78,8 +79,13 @@ def one_run(source: Path, online: str | None, workdir: Path) -> tuple[float, dic
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     spec = {
-        "featureGroup": {"name": "card_transactions", "version": 1, "primaryKey": ["cc_num"],
-                         "eventTime": "event_time", "online": online is not None},
+        "featureGroup": {
+            "name": "card_transactions",
+            "version": 1,
+            "primaryKey": ["cc_num"],
+            "eventTime": "event_time",
+            "online": online is not None,
+        },
         "source": {"uri": f"file://{source}", "format": "parquet"},
         "ingestion": "incremental",
         "validation": {"onFailure": "fail", "expectations": EXPECTATIONS},
@@ -89,8 +95,15 @@ def one_run(source: Path, online: str | None, workdir: Path) -> tuple[float, dic
 
         redis.Redis.from_url(online).flushdb()
     online_uri = None if online is None else (f"sqlite:///{workdir}/online.db" if online == "sqlite" else online)
-    ctx = PipelineContext(spec=spec, artifact_store=f"file://{workdir}/store", online_store=online_uri,
-                          namespace="bench", resource="bench", run_id="bench", run_time=None)  # type: ignore[arg-type]
+    ctx = PipelineContext(
+        spec=spec,
+        artifact_store=f"file://{workdir}/store",
+        online_store=online_uri,
+        namespace="bench",
+        resource="bench",
+        run_id="bench",
+        run_time=None,
+    )  # type: ignore[arg-type]
     server0 = server_cpu(online_uri)
     cpu0 = time.process_time()
     start = time.perf_counter()
@@ -107,16 +120,21 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--entities", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--targets", nargs="+", choices=["offline_only", "offline+sqlite", "offline+redis"],
-                    default=["offline_only", "offline+sqlite", "offline+redis"])
+    ap.add_argument(
+        "--targets",
+        nargs="+",
+        choices=["offline_only", "offline+sqlite", "offline+redis"],
+        default=["offline_only", "offline+sqlite", "offline+redis"],
+    )
     args = ap.parse_args()
     data = transactions(args.rows, args.entities)
     source = Path(tempfile.mkdtemp(prefix="bench-src-"))
     shutil.copy(data, source / "part-0.parquet")
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     redis_server = start_redis() if "offline+redis" in args.targets else None
-    targets: list[tuple[str, str | None]] = [t for t in [("offline_only", None), ("offline+sqlite", "sqlite")]
-                                             if t[0] in args.targets]
+    targets: list[tuple[str, str | None]] = [
+        t for t in [("offline_only", None), ("offline+sqlite", "sqlite")] if t[0] in args.targets
+    ]
     if redis_server:
         targets.append(("offline+redis", redis_server[1]))
     out: dict = {"rows": args.rows, "entities": args.entities, "loadavg_before": os.getloadavg()}
@@ -126,12 +144,15 @@ def main() -> None:
             runs = [one_run(source, online, workdir / name) for _ in range(args.repeat)]
             runs.sort(key=lambda r: r[0])
             median_time, median_result = runs[len(runs) // 2]
-            out[name] = {"median_s": round(median_time, 3), "runs_s": [round(r[0], 3) for r in runs],
-                         "rows_per_s": round(args.rows / median_time),
-                         "online_rows": median_result.get("onlineRowsWritten"),
-                         "cpu_s": round(median_result["cpu_s"], 3),
-                         "server_cpu_s": round(median_result["server_cpu_s"], 3),
-                         "stages_s": median_result["details"]["timings"]}
+            out[name] = {
+                "median_s": round(median_time, 3),
+                "runs_s": [round(r[0], 3) for r in runs],
+                "rows_per_s": round(args.rows / median_time),
+                "online_rows": median_result.get("onlineRowsWritten"),
+                "cpu_s": round(median_result["cpu_s"], 3),
+                "server_cpu_s": round(median_result["server_cpu_s"], 3),
+                "stages_s": median_result["details"]["timings"],
+            }
     finally:
         stop_redis(redis_server)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 
 from features_data import feature_group
 from features_ingest import server_cpu, start_redis, stop_redis
-
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
 from fti_pipelines.store.online import open_online_store
@@ -62,26 +61,43 @@ def main() -> None:
     try:
         for entities in args.entities:
             features = FeatureStore(ArtifactStore(f"file://{work}/store-{entities}"))
-            features.ingest("tx", 1, pq.read_table(feature_group(args.rows, entities)),
-                            primary_key=["entity_id"], event_time="event_time", mode="full")
-            backends = {"sqlite": lambda i: f"sqlite:///{work}/online-{entities}-{i}.db"} if "sqlite" in args.backends else {}
+            features.ingest(
+                "tx",
+                1,
+                pq.read_table(feature_group(args.rows, entities)),
+                primary_key=["entity_id"],
+                event_time="event_time",
+                mode="full",
+            )
+            backends = (
+                {"sqlite": lambda i, entities=entities: f"sqlite:///{work}/online-{entities}-{i}.db"}
+                if "sqlite" in args.backends
+                else {}
+            )
             if redis_server:
+
                 def redis_uri(i: int, url: str = redis_server[1]) -> str:
                     import redis
 
                     redis.Redis.from_url(url).flushdb()
                     return url
+
                 backends["redis"] = redis_uri
             for backend, make_uri in backends.items():
                 runs = [materialize(features, make_uri(i)) for i in range(args.repeat + 1)][1:]  # first = warm-up
                 times = sorted(r[0] for r in runs)
-                out["runs"].append({
-                    "backend": backend, "entities": entities, "keys_written": runs[0][1],
-                    "median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],
-                    "latest_per_key_s": round(statistics.median(r[2] for r in runs), 3),
-                    "cpu_s": round(statistics.median(r[3] for r in runs), 3),
-                    "server_cpu_s": round(statistics.median(r[4] for r in runs), 3),
-                })
+                out["runs"].append(
+                    {
+                        "backend": backend,
+                        "entities": entities,
+                        "keys_written": runs[0][1],
+                        "median_s": round(statistics.median(times), 3),
+                        "runs_s": [round(t, 3) for t in times],
+                        "latest_per_key_s": round(statistics.median(r[2] for r in runs), 3),
+                        "cpu_s": round(statistics.median(r[3] for r in runs), 3),
+                        "server_cpu_s": round(statistics.median(r[4] for r in runs), 3),
+                    }
+                )
                 print(json.dumps(out["runs"][-1]), file=sys.stderr, flush=True)
     finally:
         stop_redis(redis_server)

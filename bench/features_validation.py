@@ -18,7 +18,6 @@ import time
 import pyarrow.parquet as pq
 
 from features_data import EXPECTATIONS, median_time, transactions
-
 from fti_pipelines.sources import to_pandas
 from fti_pipelines.validation import validate
 
@@ -36,10 +35,14 @@ def main() -> None:
         report = validate(df, EXPECTATIONS)
         assert report.passed, report.summary()
         cpu0 = time.process_time()
-        median, times = median_time(lambda: validate(df, EXPECTATIONS), args.repeat)
+        median, times = median_time(lambda df=df: validate(df, EXPECTATIONS), args.repeat)
         cpu = (time.process_time() - cpu0) / (args.repeat + 1)
-        out[name] = {"median_s": round(median, 3), "runs_s": [round(t, 3) for t in times],
-                     "rows_per_s": round(args.rows / median), "cpu_s_per_run": round(cpu, 3)}
+        out[name] = {
+            "median_s": round(median, 3),
+            "runs_s": [round(t, 3) for t in times],
+            "rows_per_s": round(args.rows / median),
+            "cpu_s_per_run": round(cpu, 3),
+        }
     out["loadavg_after"] = os.getloadavg()
     json.dump(out, sys.stdout, indent=2)
     print()

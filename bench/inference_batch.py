@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_common import make_world  # noqa: E402
+from inference_common import make_world
 
 # Runs the pipeline as a child and reports its max RSS: one wrapper per run keeps runs apart.
 WRAPPER = """
@@ -45,11 +44,13 @@ def write_input(path: Path, n: int, cards: np.ndarray, seed: int = 1) -> None:
     step = 500_000
     for start in range(0, n, step):
         m = min(step, n - start)
-        table = pa.table({
-            "cc_num": rng.choice(cards, m),
-            "amount": rng.gamma(2.0, 40.0, m).round(2),
-            "category": pa.array(rng.choice(["grocery", "online", "travel", "retail"], m)),
-        })
+        table = pa.table(
+            {
+                "cc_num": rng.choice(cards, m),
+                "amount": rng.gamma(2.0, 40.0, m).round(2),
+                "category": pa.array(rng.choice(["grocery", "online", "travel", "retail"], m)),
+            }
+        )
         if writer is None:
             writer = pq.ParquetWriter(path / "entities.parquet", table.schema)
         writer.write_table(table, row_group_size=100_000)
@@ -70,24 +71,41 @@ def main() -> None:
         for n in args.sizes:
             inp = workdir / f"input-{n}"
             write_input(inp, n, cards)
-            spec = {"name": "fraud-batch", "model": {"name": "fraud", "version": 1},
-                    "featureView": {"name": "fraud", "version": 1}, "mode": "batch",
-                    "batch": {"input": {"uri": f"file://{inp}", "format": "parquet"},
-                              "output": {"uri": f"file://{workdir}/out-{n}", "format": "parquet"},
-                              "asOf": "runTime", "chunkRows": args.chunk}}
-            env = {**os.environ, "FTI_SPEC": json.dumps(spec), "FTI_ARTIFACT_STORE": world["artifact_store"],
-                   "FTI_RUN_TIME": "2026-11-02T00:00:00Z", "FTI_TERMINATION_LOG": str(workdir / f"result-{n}.json"),
-                   "FTI_LOG_LEVEL": "WARNING"}
-            out = subprocess.run([sys.executable, "-c", WRAPPER], env=env, capture_output=True, text=True)
+            spec = {
+                "name": "fraud-batch",
+                "model": {"name": "fraud", "version": 1},
+                "featureView": {"name": "fraud", "version": 1},
+                "mode": "batch",
+                "batch": {
+                    "input": {"uri": f"file://{inp}", "format": "parquet"},
+                    "output": {"uri": f"file://{workdir}/out-{n}", "format": "parquet"},
+                    "asOf": "runTime",
+                    "chunkRows": args.chunk,
+                },
+            }
+            env = {
+                **os.environ,
+                "FTI_SPEC": json.dumps(spec),
+                "FTI_ARTIFACT_STORE": world["artifact_store"],
+                "FTI_RUN_TIME": "2026-11-02T00:00:00Z",
+                "FTI_TERMINATION_LOG": str(workdir / f"result-{n}.json"),
+                "FTI_LOG_LEVEL": "WARNING",
+            }
+            out = subprocess.run(
+                [sys.executable, "-c", WRAPPER], env=env, capture_output=True, text=True, check=False
+            )  # asserted below
             measured = json.loads(out.stdout.strip().splitlines()[-1])
             result = json.loads((workdir / f"result-{n}.json").read_text())
             assert measured["rc"] == 0 and result["ok"] and result["rowsScored"] == n, (measured, result, out.stderr[-2000:])
             scored = pq.ParquetFile(next(Path(result["outputUri"].removeprefix("file://")).glob("part-*.parquet")))
-            results[n] = {"rows": n, "seconds": round(measured["seconds"], 2),
-                          "rows_per_s": round(n / measured["seconds"]),
-                          "pipeline_seconds": result.get("seconds"),
-                          "max_rss_mb": round(measured["max_rss_mb"], 1),
-                          "output_columns": scored.schema_arrow.names}
+            results[n] = {
+                "rows": n,
+                "seconds": round(measured["seconds"], 2),
+                "rows_per_s": round(n / measured["seconds"]),
+                "pipeline_seconds": result.get("seconds"),
+                "max_rss_mb": round(measured["max_rss_mb"], 1),
+                "output_columns": scored.schema_arrow.names,
+            }
             shutil.rmtree(inp)
             print(json.dumps(results[n]), flush=True)
         print(json.dumps({"cards": args.cards, "chunkRows": args.chunk, "results": results}, indent=1))

@@ -21,11 +21,11 @@ from support.serving_fixtures import (  # noqa: E402
     MODEL,
     PROFILES,
     TX,
+    feature_frames as fixture_feature_frames,
     model_card,
     serving_spec,
     train_pipeline,
 )
-from support.serving_fixtures import feature_frames as fixture_feature_frames  # noqa: E402
 
 FIRST_CARD = 4_000_000_000_000_000
 
@@ -60,8 +60,14 @@ def make_world(root: Path, n_cards: int, *, online: str | None = None, offline: 
     pipeline = train_pipeline()
     if not ModelRegistry(artifacts).exists(MODEL, 1):
         ModelRegistry(artifacts).register(MODEL, 1, pipeline, model_card())
-    return {"artifact_store": artifact_uri, "online_store": online_uri, "spec": serving_spec(), "tx": tx,
-            "profiles": profiles, "pipeline": pipeline}
+    return {
+        "artifact_store": artifact_uri,
+        "online_store": online_uri,
+        "spec": serving_spec(),
+        "tx": tx,
+        "profiles": profiles,
+        "pipeline": pipeline,
+    }
 
 
 def pct(values_s: list[float], p: float) -> float:
@@ -70,5 +76,9 @@ def pct(values_s: list[float], p: float) -> float:
 
 
 def summary(values_s: list[float]) -> dict[str, float]:
-    return {"p50_us": pct(values_s, 50), "p99_us": pct(values_s, 99), "mean_us": statistics.fmean(values_s) * 1e6,
-            "n": len(values_s)}
+    return {
+        "p50_us": pct(values_s, 50),
+        "p99_us": pct(values_s, 99),
+        "mean_us": statistics.fmean(values_s) * 1e6,
+        "n": len(values_s),
+    }

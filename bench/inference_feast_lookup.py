@@ -19,26 +19,45 @@ import time
 from datetime import timedelta
 
 import pandas as pd
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.repo_config import RepoConfig
 from feast.types import Float64, Int64, String
 
-FEATURES = ["card_transactions:amount_sum_1d", "card_transactions:tx_count_1d",
-            "card_profiles:age_group", "card_profiles:credit_limit"]
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+
+FEATURES = [
+    "card_transactions:amount_sum_1d",
+    "card_transactions:tx_count_1d",
+    "card_profiles:age_group",
+    "card_profiles:credit_limit",
+]
 
 
 def build(workdir: str, tx_path: str, prof_path: str) -> FeatureStore:
-    config = RepoConfig(project="bench", registry=f"{workdir}/registry.db", provider="local",
-                        online_store=SqliteOnlineStoreConfig(path=f"{workdir}/online.db"))
+    config = RepoConfig(
+        project="bench",
+        registry=f"{workdir}/registry.db",
+        provider="local",
+        online_store=SqliteOnlineStoreConfig(path=f"{workdir}/online.db"),
+    )
     store = FeatureStore(config=config)
     card = Entity(name="cc_num", join_keys=["cc_num"], value_type=ValueType.INT64)
-    tx = FeatureView(name="card_transactions", entities=[card], ttl=timedelta(days=3650), online=True,
-                     schema=[Field(name="amount_sum_1d", dtype=Float64), Field(name="tx_count_1d", dtype=Int64)],
-                     source=FileSource(path=tx_path, timestamp_field="event_time"))
-    prof = FeatureView(name="card_profiles", entities=[card], ttl=timedelta(days=3650), online=True,
-                       schema=[Field(name="age_group", dtype=String), Field(name="credit_limit", dtype=Float64)],
-                       source=FileSource(path=prof_path, timestamp_field="event_time"))
+    tx = FeatureView(
+        name="card_transactions",
+        entities=[card],
+        ttl=timedelta(days=3650),
+        online=True,
+        schema=[Field(name="amount_sum_1d", dtype=Float64), Field(name="tx_count_1d", dtype=Int64)],
+        source=FileSource(path=tx_path, timestamp_field="event_time"),
+    )
+    prof = FeatureView(
+        name="card_profiles",
+        entities=[card],
+        ttl=timedelta(days=3650),
+        online=True,
+        schema=[Field(name="age_group", dtype=String), Field(name="credit_limit", dtype=Float64)],
+        source=FileSource(path=prof_path, timestamp_field="event_time"),
+    )
     store.apply([card, tx, prof])
     store.write_to_online_store("card_transactions", pd.read_parquet(tx_path))
     store.write_to_online_store("card_profiles", pd.read_parquet(prof_path))

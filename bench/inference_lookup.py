@@ -28,16 +28,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_common import ROOT, make_world, summary  # noqa: E402
-
-from fti_pipelines.serving.config import ServingConfig  # noqa: E402
-from fti_pipelines.serving.revision import Revision  # noqa: E402
+from fti_pipelines.serving.config import ServingConfig
+from fti_pipelines.serving.revision import Revision
+from inference_common import ROOT, make_world, summary
 
 COLS = ["amount_sum_1d", "tx_count_1d", "event_time"]
 
@@ -76,8 +75,10 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, int]:
     from fti_pipelines.serving.launch import free_port
 
     port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -102,9 +103,12 @@ class Feast:
         tx_path, prof_path = feast_dir / "tx.parquet", feast_dir / "profiles.parquet"
         world["tx"][["cc_num", "event_time", "amount_sum_1d", "tx_count_1d"]].to_parquet(tx_path, index=False)
         world["profiles"].to_parquet(prof_path, index=False)
-        self.proc = subprocess.Popen([str(python), str(ROOT / "bench" / "inference_feast_lookup.py"), str(feast_dir),
-                                      str(tx_path), str(prof_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [str(python), str(ROOT / "bench" / "inference_feast_lookup.py"), str(feast_dir), str(tx_path), str(prof_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         if not line or not json.loads(line).get("ready"):
             raise RuntimeError(f"Feast did not start (exit {self.proc.poll()})")
@@ -144,7 +148,7 @@ def interleaved(measures: dict, feast: Feast | None, keys: list[int], warmup: in
         wall[feast.name], cpu[feast.name] = [], 0.0
     timed = keys[warmup:]
     for start in range(0, len(timed), block):
-        chunk = timed[start:start + block]
+        chunk = timed[start : start + block]
         for name, fn in measures.items():
             seconds, used = time_block(fn, chunk)
             wall[name] += seconds
@@ -191,17 +195,27 @@ def main() -> None:
             feast = Feast(workdir, world)
         else:
             notes["feast"] = "skipped: bench/.venv-feast not found (bench/feast/setup.sh creates it)"
-        started, load_before = datetime.now(timezone.utc), load()
+        started, load_before = datetime.now(UTC), load()
         results = interleaved(measures, feast, keys, args.warmup, args.block)
-        ended, load_after = datetime.now(timezone.utc), load()
+        ended, load_after = datetime.now(UTC), load()
         ours = results["sqlite lookup (entity, 2 groups)"]
         if feast is not None:
             theirs = results[Feast.name]
             notes["feast / sqlite lookup"] = {k: round(theirs[k] / ours[k], 1) for k in ("p50_us", "p99_us", "cpu_us")}
-        print(json.dumps({"cards": args.cards, "n": args.n, "block": args.block,
-                          "utc": f"{started:%Y-%m-%d %H:%M:%S}-{ended:%H:%M:%S}",
-                          "loadavg": {"before": load_before, "after": load_after}, "results": results,
-                          "notes": notes}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "cards": args.cards,
+                    "n": args.n,
+                    "block": args.block,
+                    "utc": f"{started:%Y-%m-%d %H:%M:%S}-{ended:%H:%M:%S}",
+                    "loadavg": {"before": load_before, "after": load_after},
+                    "results": results,
+                    "notes": notes,
+                },
+                indent=1,
+            )
+        )
         for name, r in results.items():
             print(f"{name:48s} p50 {r['p50_us']:8.1f} us   p99 {r['p99_us']:8.1f} us   cpu {r['cpu_us']:8.1f} us")
         for name, note in notes.items():

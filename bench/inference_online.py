@@ -30,10 +30,9 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_common import make_world, summary  # noqa: E402
-
-from fti_pipelines.serving.launch import free_port, start_server_subprocess, stop_server, v2_body, wait_ready  # noqa: E402
-from fti_pipelines.serving.server import tune_request_path  # noqa: E402
+from fti_pipelines.serving.launch import free_port, start_server_subprocess, stop_server, v2_body, wait_ready
+from fti_pipelines.serving.server import tune_request_path
+from inference_common import make_world, summary
 
 NAME = "fraud-online"
 
@@ -83,10 +82,10 @@ def cpu_seconds(pid: int) -> float:
 
 def scorer_cpu(blocks: int = 10, block: int = 200) -> dict:
     """In process, one row: CPU per Scorer.score, plain sklearn vs compiled (interleaved blocks)."""
-    from support.serving_fixtures import train_pipeline
     from threadpoolctl import threadpool_limits
 
     from fti_pipelines.serving.predictor import Scorer
+    from support.serving_fixtures import train_pipeline
 
     threadpool_limits(1)
     pipeline = train_pipeline()
@@ -134,17 +133,27 @@ def run_wrk(url, bodies, seconds, workdir, tag):
     body_file.write_text("\n".join(b.decode() for b in bodies) + "\n")
     script = Path(workdir) / f"{tag}.lua"
     script.write_text(WRK_LUA % body_file)
-    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     p50 = re.search(r"50%\s+([\d.]+\w+)", out)
     p99 = re.search(r"99%\s+([\d.]+\w+)", out)
-    return {"requests_per_s": rps, "requests": total, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
-            "p50": p50.group(1) if p50 else None, "p99": p99.group(1) if p99 else None}
+    return {
+        "requests_per_s": rps,
+        "requests": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
+        "p50": p50.group(1) if p50 else None,
+        "p99": p99.group(1) if p99 else None,
+    }
 
 
 def main() -> None:
@@ -165,18 +174,25 @@ def main() -> None:
     procs = []
     try:
         world = make_world(workdir, args.cards)
-        env = {"FTI_ARTIFACT_STORE": world["artifact_store"], "FTI_ONLINE_STORE": world["online_store"],
-               "FTI_LOG_LEVEL": "WARNING"}
+        env = {
+            "FTI_ARTIFACT_STORE": world["artifact_store"],
+            "FTI_ONLINE_STORE": world["online_store"],
+            "FTI_LOG_LEVEL": "WARNING",
+        }
         ours_port, bare_port = free_port(), free_port()
         ours = start_server_subprocess(world["spec"], env, ours_port, log_path=str(workdir / "ours.log"))
         procs.append(ours)
         model_path = f"{workdir}/artifacts/models/fraud/1/model/model.joblib"
         const_port = free_port()
-        bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port), model_path],
-                                stdout=open(workdir / "bare.log", "wb"), stderr=subprocess.STDOUT)
+        with open(workdir / "bare.log", "wb") as log:  # the child keeps its own descriptor
+            bare = subprocess.Popen(
+                [sys.executable, __file__, "--bare-server", str(bare_port), model_path], stdout=log, stderr=subprocess.STDOUT
+            )
         procs.append(bare)
-        const = subprocess.Popen([sys.executable, __file__, "--bare-server", str(const_port), "const"],
-                                 stdout=open(workdir / "const.log", "wb"), stderr=subprocess.STDOUT)
+        with open(workdir / "const.log", "wb") as log:
+            const = subprocess.Popen(
+                [sys.executable, __file__, "--bare-server", str(const_port), "const"], stdout=log, stderr=subprocess.STDOUT
+            )
         procs.append(const)
         ours_url, bare_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{bare_port}"
         const_url = f"http://127.0.0.1:{const_port}"
@@ -194,8 +210,14 @@ def main() -> None:
             inst = {"cc_num": k, "amount": amount, "category": category}
             ours_bodies.append(json.dumps({"instances": [inst]}).encode())
             v2_bodies.append(json.dumps(v2_body([inst])).encode())
-            row = [amount, category, float(tx.at[k, "amount_sum_1d"]), int(tx.at[k, "tx_count_1d"]),
-                   str(prof.at[k, "age_group"]), float(prof.at[k, "credit_limit"])]
+            row = [
+                amount,
+                category,
+                float(tx.at[k, "amount_sum_1d"]),
+                int(tx.at[k, "tx_count_1d"]),
+                str(prof.at[k, "age_group"]),
+                float(prof.at[k, "credit_limit"]),
+            ]
             bare_bodies.append(json.dumps({"instances": [row]}).encode())
         # The two servers must agree: same model, same features.
         with httpx.Client(timeout=30) as c:
@@ -204,8 +226,12 @@ def main() -> None:
         assert abs(a - b) < 1e-12, (a, b)
 
         lat = {"ours v1": [], "bare v1": [], "ours v2": [], "bare const v1": []}
-        urls = {"ours v1": f"{ours_url}/v1/models/{NAME}:predict", "bare v1": f"{bare_url}/v1/models/{NAME}:predict",
-                "ours v2": f"{ours_url}/v2/models/{NAME}/infer", "bare const v1": f"{const_url}/v1/models/{NAME}:predict"}
+        urls = {
+            "ours v1": f"{ours_url}/v1/models/{NAME}:predict",
+            "bare v1": f"{bare_url}/v1/models/{NAME}:predict",
+            "ours v2": f"{ours_url}/v2/models/{NAME}/infer",
+            "bare const v1": f"{const_url}/v1/models/{NAME}:predict",
+        }
         bodies = {"ours v1": ours_bodies, "bare v1": bare_bodies, "ours v2": v2_bodies, "bare const v1": bare_bodies}
         # Server CPU per request (user + system of the server process): unlike latency, it
         # hardly moves with the machine's load, so it compares servers across noisy runs.
@@ -218,15 +244,17 @@ def main() -> None:
             for start in range(500, len(keys), block):
                 for name in lat:
                     before = cpu_seconds(server[name].pid)
-                    lat[name] += sequential(client, urls[name], bodies[name][start:start + block])
+                    lat[name] += sequential(client, urls[name], bodies[name][start : start + block])
                     cpu[name] += cpu_seconds(server[name].pid) - before
-        results = {name: {**summary(v), "server_cpu_us_per_request": cpu[name] / len(v) * 1e6}
-                   for name, v in lat.items()}
-        results["ratio ours/bare v1"] = {"p50": results["ours v1"]["p50_us"] / results["bare v1"]["p50_us"],
-                                         "p99": results["ours v1"]["p99_us"] / results["bare v1"]["p99_us"]}
+        results = {name: {**summary(v), "server_cpu_us_per_request": cpu[name] / len(v) * 1e6} for name, v in lat.items()}
+        results["ratio ours/bare v1"] = {
+            "p50": results["ours v1"]["p50_us"] / results["bare v1"]["p50_us"],
+            "p99": results["ours v1"]["p99_us"] / results["bare v1"]["p99_us"],
+        }
         results["ratio ours/bare const v1"] = {  # what the lookup and the model add to KServe's floor
             "p50": results["ours v1"]["p50_us"] / results["bare const v1"]["p50_us"],
-            "p99": results["ours v1"]["p99_us"] / results["bare const v1"]["p99_us"]}
+            "p99": results["ours v1"]["p99_us"] / results["bare const v1"]["p99_us"],
+        }
         if args.wrk_seconds > 0:
             results["wrk ours v1"] = run_wrk(urls["ours v1"], ours_bodies[:2000], args.wrk_seconds, workdir, "ours")
             results["wrk bare v1"] = run_wrk(urls["bare v1"], bare_bodies[:2000], args.wrk_seconds, workdir, "bare")

@@ -62,26 +62,44 @@ def free_port() -> int:
 
 
 def fp(name: str, group: str, schedule: str | None = YEARLY) -> dict:
-    spec = {"featureGroup": {"name": group, "version": 1, "primaryKey": ["cc_num"], "eventTime": "event_time", "online": True},
-            "source": {"generator": {"function": "fti_pipelines.examples.fraud:card_profiles", "params": {"n_cards": 10}}},
-            "ingestion": "full"}
+    spec = {
+        "featureGroup": {"name": group, "version": 1, "primaryKey": ["cc_num"], "eventTime": "event_time", "online": True},
+        "source": {"generator": {"function": "fti_pipelines.examples.fraud:card_profiles", "params": {"n_cards": 10}}},
+        "ingestion": "full",
+    }
     if schedule:
         spec["schedule"] = schedule
     return {"apiVersion": f"{G}/{V}", "kind": "FeaturePipeline", "metadata": {"name": name, "namespace": NS}, "spec": spec}
 
 
 def tp(name: str, model: str, group: str) -> dict:
-    return {"apiVersion": f"{G}/{V}", "kind": "TrainingPipeline", "metadata": {"name": name, "namespace": NS},
-            "spec": {"model": {"name": model, "estimator": "sklearn.linear_model.LogisticRegression"},
-                     "featureView": {"name": model, "version": 1,
-                                     "label": {"featureGroup": {"name": group, "version": 1}, "column": "is_fraud"},
-                                     "features": [{"featureGroup": {"name": group, "version": 1}, "columns": ["credit_limit"]}]}}}
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "TrainingPipeline",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "model": {"name": model, "estimator": "sklearn.linear_model.LogisticRegression"},
+            "featureView": {
+                "name": model,
+                "version": 1,
+                "label": {"featureGroup": {"name": group, "version": 1}, "column": "is_fraud"},
+                "features": [{"featureGroup": {"name": group, "version": 1}, "columns": ["credit_limit"]}],
+            },
+        },
+    }
 
 
 def isvc(name: str, model: str) -> dict:
-    return {"apiVersion": f"{G}/{V}", "kind": "InferenceService", "metadata": {"name": name, "namespace": NS},
-            "spec": {"model": {"name": model, "version": "latest"}, "mode": "online",
-                     "online": {"topology": "combined", "minReplicas": 1, "maxReplicas": 1}}}
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "model": {"name": model, "version": "latest"},
+            "mode": "online",
+            "online": {"topology": "combined", "minReplicas": 1, "maxReplicas": 1},
+        },
+    }
 
 
 def create(custom: client.CustomObjectsApi, body: dict) -> None:
@@ -103,8 +121,10 @@ def patch_status(custom, plural: str, name: str, status: dict) -> None:
         obj = custom.get_namespaced_custom_object(G, V, NS, plural, name)
         merged = {**(obj.get("status") or {}), **status}
         custom.patch_namespaced_custom_object_status(
-            G, V, NS, plural, name, {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": merged})
+            G, V, NS, plural, name, {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": merged}
+        )
         return True
+
     wait_until(attempt, timeout=60, ignore=(ApiException,), description=f"status of {plural}/{name}")
 
 
@@ -113,14 +133,15 @@ WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY")
 
 def metric_labels(line: str) -> dict[str, str]:
     """Labels of one Prometheus text-format sample (no commas inside our label values)."""
-    pairs = (part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
+    pairs = (part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
     return {k: v.strip('"') for k, v in pairs}
 
 
 def apiserver_requests(api: client.ApiClient) -> dict[tuple[str, str, str], float]:
     """apiserver_request_total by (verb, group/resource, subresource), every client, not just the operator."""
-    method, url, headers, body, _ = api.param_serialize("GET", "/metrics", header_params={"Accept": "text/plain"},
-                                                        auth_settings=["BearerToken"])
+    method, url, headers, body, _ = api.param_serialize(
+        "GET", "/metrics", header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"]
+    )
     text = api.call_api(method, url, header_params=headers, body=body, _request_timeout=30).read().decode()
     out: dict[tuple[str, str, str], float] = {}
     for line in text.splitlines():
@@ -187,15 +208,22 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 
 
 def count(api: client.ApiClient, path: str, selector: str | None = None) -> int:
-    method, url, headers, body, _ = api.param_serialize("GET", path, query_params=[("labelSelector", selector)] if selector else [],
-                                                        header_params={"Accept": METADATA_ONLY}, auth_settings=["BearerToken"])
+    method, url, headers, body, _ = api.param_serialize(
+        "GET",
+        path,
+        query_params=[("labelSelector", selector)] if selector else [],
+        header_params={"Accept": METADATA_ONLY},
+        auth_settings=["BearerToken"],
+    )
     return len(json.loads(api.call_api(method, url, header_params=headers, body=body, _request_timeout=60).read())["items"])
 
 
 def count_children(api: client.ApiClient) -> tuple[int, int, int]:
-    return (count(api, f"/apis/batch/v1/namespaces/{NS}/cronjobs", "fti.dev/kind=featurepipeline"),
-            count(api, f"/apis/batch/v1/namespaces/{NS}/jobs", "fti.dev/kind=trainingpipeline"),
-            count(api, f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices"))
+    return (
+        count(api, f"/apis/batch/v1/namespaces/{NS}/cronjobs", "fti.dev/kind=featurepipeline"),
+        count(api, f"/apis/batch/v1/namespaces/{NS}/jobs", "fti.dev/kind=trainingpipeline"),
+        count(api, f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices"),
+    )
 
 
 def main() -> int:
@@ -218,17 +246,31 @@ def main() -> int:
         plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         ext = client.ApiextensionsV1Api(api)
         for plural in ("featurepipelines", "trainingpipelines", "inferenceservices"):
-            wait_until(lambda: any(c.type == "Established" and c.status == "True" for c in
-                                   ext.read_custom_resource_definition(f"{plural}.{G}").status.conditions or []), timeout=30)
+            wait_until(
+                lambda plural=plural: any(
+                    c.type == "Established" and c.status == "True"
+                    for c in ext.read_custom_resource_definition(f"{plural}.{G}").status.conditions or []
+                ),
+                timeout=30,
+            )
         core, batch, custom = client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
-        custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings",
-                                            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "fti-operator"}})
+        custom.create_cluster_custom_object(
+            "kopf.dev",
+            "v1",
+            "clusterkopfpeerings",
+            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "fti-operator"}},
+        )
         metrics_port = free_port()
-        env = {**plane.env(), "FTI_METRICS_PORT": str(metrics_port), "FTI_HEALTH_PORT": str(free_port()),
-               "FTI_ARTIFACT_STORE": f"file://{workdir}/artifacts", "FTI_LOG_LEVEL": "WARNING",
-               **({"FTI_WORKERS": str(args.workers)} if args.workers else {}),
-               "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "pipeline_images")])}
+        env = {
+            **plane.env(),
+            "FTI_METRICS_PORT": str(metrics_port),
+            "FTI_HEALTH_PORT": str(free_port()),
+            "FTI_ARTIFACT_STORE": f"file://{workdir}/artifacts",
+            "FTI_LOG_LEVEL": "WARNING",
+            **({"FTI_WORKERS": str(args.workers)} if args.workers else {}),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "pipeline_images")]),
+        }
         log = (workdir / "operator.log").open("w")
         operator = subprocess.Popen([sys.executable, "-m", "fti_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -238,16 +280,39 @@ def main() -> int:
             create(custom, tp(f"setup-tp-{i}", f"m{i}", f"setup_g{i}"))
         wait_until(lambda: len(batch.list_namespaced_job(NS).items) >= SETUP_MODELS, timeout=120, description="setup Jobs")
         for i in range(SETUP_MODELS):
-            patch_status(custom, "featurepipelines", f"setup-fg-{i}", {"versions": [
-                {"version": 1, "state": "Active", "lastRun": {"job": "setup", "succeeded": True, "rowsWritten": 10}}]})
-            patch_status(custom, "trainingpipelines", f"setup-tp-{i}", {"modelVersions": [
-                {"version": 1, "phase": "Validated", "featureView": {"name": f"m{i}", "version": 1},
-                 "featureGroups": [{"name": f"setup_g{i}", "version": 1}], "storageUri": f"file:///x/models/m{i}/1/model",
-                 "metrics": {"roc_auc": 0.9}}], "latestValidatedVersion": 1})
+            patch_status(
+                custom,
+                "featurepipelines",
+                f"setup-fg-{i}",
+                {
+                    "versions": [
+                        {"version": 1, "state": "Active", "lastRun": {"job": "setup", "succeeded": True, "rowsWritten": 10}}
+                    ]
+                },
+            )
+            patch_status(
+                custom,
+                "trainingpipelines",
+                f"setup-tp-{i}",
+                {
+                    "modelVersions": [
+                        {
+                            "version": 1,
+                            "phase": "Validated",
+                            "featureView": {"name": f"m{i}", "version": 1},
+                            "featureGroups": [{"name": f"setup_g{i}", "version": 1}],
+                            "storageUri": f"file:///x/models/m{i}/1/model",
+                            "metrics": {"roc_auc": 0.9},
+                        }
+                    ],
+                    "latestValidatedVersion": 1,
+                },
+            )
 
         # Settle: wait until the operator's own request counter stops moving.
         def operator_calls() -> dict[str, float]:
             import urllib.request
+
             text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
             out = {}
             for line in text.splitlines():
@@ -289,8 +354,12 @@ def main() -> int:
         wait_until(all_children, timeout=1800, interval=0.5, description=f"all children (last {last[0]})")
         total = time.perf_counter() - start
         cpu1, req1 = cpu_seconds(pids), apiserver_requests(api)
-        results["throughput"] = {"objects": 3 * args.n, "apply_seconds": round(applied, 2), "all_children_seconds": round(total, 2),
-                                 "objects_per_second": round(3 * args.n / total, 1)}
+        results["throughput"] = {
+            "objects": 3 * args.n,
+            "apply_seconds": round(applied, 2),
+            "all_children_seconds": round(total, 2),
+            "objects_per_second": round(3 * args.n / total, 1),
+        }
         print(json.dumps(results["throughput"]), flush=True)
         prev[0] = -1.0
         wait_until(settled, timeout=600, interval=10, description="operator at rest")
@@ -314,12 +383,14 @@ def main() -> int:
         def watcher():
             w = watch.Watch()
             try:
-                for ev in w.stream(batch.list_namespaced_cron_job, NS, label_selector="fti.dev/kind=featurepipeline", timeout_seconds=600):
+                for ev in w.stream(
+                    batch.list_namespaced_cron_job, NS, label_selector="fti.dev/kind=featurepipeline", timeout_seconds=600
+                ):
                     if ev["type"] == "ADDED":
                         seen.setdefault(ev["object"].metadata.name, time.perf_counter())
                     if stop.is_set():
                         w.stop()
-            except Exception:  # noqa: BLE001 - the control plane stopping ends the stream; the samples are taken
+            except Exception:  # the control plane stopping ends the stream; the samples are taken
                 if not stop.is_set():
                     raise
 
@@ -331,13 +402,16 @@ def main() -> int:
             name = f"lat-{i}"
             t0 = time.perf_counter()
             create(custom, fp(name, f"lat_{i}"))
-            wait_until(lambda: f"{name}-v1" in seen, timeout=60, interval=0.005, description=f"CronJob of {name}")
+            wait_until(lambda name=name: f"{name}-v1" in seen, timeout=60, interval=0.005, description=f"CronJob of {name}")
             latencies.append((seen[f"{name}-v1"] - t0) * 1000)
         stop.set()
         latencies.sort()
-        results["latency_ms"] = {"samples": len(latencies), "p50": round(statistics.median(latencies), 1),
-                                 "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
-                                 "max": round(latencies[-1], 1)}
+        results["latency_ms"] = {
+            "samples": len(latencies),
+            "p50": round(statistics.median(latencies), 1),
+            "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+            "max": round(latencies[-1], 1),
+        }
         print(json.dumps(results["latency_ms"]), flush=True)
         wait_until(settled, timeout=600, interval=10, description="operator at rest")
 
@@ -351,8 +425,11 @@ def main() -> int:
         before = apiserver_writes(api)
         time.sleep(args.idle)  # a benchmark window, not test synchronisation
         after = apiserver_writes(api)
-        results["idle"] = {"seconds": args.idle, "apiserver_writes_by_resource": diff(after, before),
-                           "operator_handler_requests": operator_requests() - before_ops}
+        results["idle"] = {
+            "seconds": args.idle,
+            "apiserver_writes_by_resource": diff(after, before),
+            "operator_handler_requests": operator_requests() - before_ops,
+        }
         print(json.dumps(results["idle"]), flush=True)
         results["rss_mb_after_idle"] = round(rss_mb(operator.pid), 1)
     finally:

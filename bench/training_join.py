@@ -52,22 +52,28 @@ def generate(labels: int, rows: int, entities: int, late: float, seed: int = 42)
     t0 = 1_788_220_800_000_000  # 2026-09-01T00:00:00Z in µs
     span = 60 * day
     n_late = max(1, int(entities * late))
-    late_ids = np.arange(n_late)  # entities 0..n_late-1 have only feature rows after every label
+    # Entities 0..n_late-1 have only feature rows after every label.
 
     # Labels: entity ids spread so that `late` of the labels fall on late entities.
     is_late = rng.random(labels) < late
     ent = np.where(is_late, rng.integers(0, n_late, labels), rng.integers(n_late, entities, labels))
     lt = t0 + rng.integers(0, span, labels)
-    spine = pa.table({"entity_id": pa.array(ent, pa.int64()),
-                      "event_time": pa.array(lt, pa.timestamp("us", tz="UTC")),
-                      "label": pa.array((rng.random(labels) < 0.1).astype(np.int8))})
+    spine = pa.table(
+        {
+            "entity_id": pa.array(ent, pa.int64()),
+            "event_time": pa.array(lt, pa.timestamp("us", tz="UTC")),
+            "label": pa.array((rng.random(labels) < 0.1).astype(np.int8)),
+        }
+    )
     pq.write_table(spine, out / "labels.parquet", row_group_size=256_000)
     n_late_labels = int(is_late.sum())
 
     for g, ncols in (("fg_a", 3), ("fg_b", 2)):
         e = rng.integers(0, entities, rows)
         # Feature rows start 30 days before the labels; late entities only after all labels.
-        t = np.where(e < n_late, t0 + span + 1 + rng.integers(0, 10 * day, rows), t0 - 30 * day + rng.integers(0, span + 30 * day, rows))
+        t = np.where(
+            e < n_late, t0 + span + 1 + rng.integers(0, 10 * day, rows), t0 - 30 * day + rng.integers(0, span + 30 * day, rows)
+        )
         cols = {"entity_id": pa.array(e, pa.int64()), "event_time": pa.array(t, pa.timestamp("us", tz="UTC"))}
         for c in range(ncols):
             cols[f"{g}_f{c}"] = pa.array(rng.random(rows))
@@ -79,8 +85,9 @@ def generate(labels: int, rows: int, entities: int, late: float, seed: int = 42)
         _, first = np.unique(keys.to_numpy(), return_index=True)
         table = table.take(np.sort(first))
         pq.write_table(table, out / f"{g}.parquet", row_group_size=512_000)
-    (out / "meta.json").write_text(json.dumps({"labels": labels, "rows": rows, "entities": entities,
-                                              "lateLabels": n_late_labels, "lateEntities": n_late}))
+    (out / "meta.json").write_text(
+        json.dumps({"labels": labels, "rows": rows, "entities": entities, "lateLabels": n_late_labels, "lateEntities": n_late})
+    )
     (out / "_done").write_text("ok")
     return out
 
@@ -102,16 +109,21 @@ def run_ours(data: Path, repeat: int, engine: str = "auto") -> dict:
     a = source_from_files("fg_a", 1, [f"file://{data}/fg_a.parquet"], ["entity_id"], "event_time")
     b = source_from_files("fg_b", 1, [f"file://{data}/fg_b.parquet"], ["entity_id"], "event_time")
     fa, fb = ("fg_a_f0", "fg_a_f1", "fg_a_f2"), ("fg_b_f0", "fg_b_f1")
-    plan = JoinPlan(spine=spine, label="label", spine_columns=(), joins=((a, fa), (b, fb)),
-                    feature_columns=fa + fb, extra_columns=())
+    plan = JoinPlan(
+        spine=spine, label="label", spine_columns=(), joins=((a, fa), (b, fb)), feature_columns=fa + fb, extra_columns=()
+    )
     times, cpu, checks = [], [], {}
     for i in range(repeat + 1):  # the first run warms the page cache and is not counted
         t, c = time.perf_counter(), cpu_seconds()
         table = point_in_time_join(plan, engine=engine)
         elapsed, used = time.perf_counter() - t, cpu_seconds() - c
-        checks = {"rows": table.num_rows, "labels": meta["labels"],
-                  "nullRowsA": table.num_rows - pc.count(table["fg_a_f0"]).as_py(),
-                  "nullRowsB": table.num_rows - pc.count(table["fg_b_f0"]).as_py(), "lateLabels": meta["lateLabels"]}
+        checks = {
+            "rows": table.num_rows,
+            "labels": meta["labels"],
+            "nullRowsA": table.num_rows - pc.count(table["fg_a_f0"]).as_py(),
+            "nullRowsB": table.num_rows - pc.count(table["fg_b_f0"]).as_py(),
+            "lateLabels": meta["lateLabels"],
+        }
         del table
         if i:
             times.append(elapsed)
@@ -132,10 +144,18 @@ def run_ours(data: Path, repeat: int, engine: str = "auto") -> dict:
         t = time.perf_counter()
         pq.write_table(table, f"{tmp}/data.parquet", compression="zstd")
         written = time.perf_counter() - t
-    return {"engine": f"fti ({engine})", "seconds": times, "median": statistics.median(times), "cpuSeconds": cpu,
-            "cpuMedian": statistics.median(cpu), "peakRssMb": peak,
-            "hashSeconds": hashed, "writeSeconds": written,
-            "peakRssWithHashMb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **checks}
+    return {
+        "engine": f"fti ({engine})",
+        "seconds": times,
+        "median": statistics.median(times),
+        "cpuSeconds": cpu,
+        "cpuMedian": statistics.median(cpu),
+        "peakRssMb": peak,
+        "hashSeconds": hashed,
+        "writeSeconds": written,
+        "peakRssWithHashMb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **checks,
+    }
 
 
 def child(kind: str, data: Path, repeat: int, timeout: float, engine: str = "auto") -> dict:
@@ -143,7 +163,7 @@ def child(kind: str, data: Path, repeat: int, timeout: float, engine: str = "aut
         cmd = [sys.executable, __file__, "--child", "ours", "--data", str(data), "--repeat", str(repeat), "--engine", engine]
     else:
         cmd = [str(FEAST_PY), str(HERE / "feast" / "run_feast.py"), "--data", str(data), "--repeat", str(repeat)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         return {"engine": kind, "error": (proc.stderr or proc.stdout)[-3000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -170,8 +190,11 @@ def main() -> None:
     t = time.perf_counter()
     data = generate(args.labels, args.rows, args.entities, args.late)
     print(f"data: {data} ({time.perf_counter() - t:.1f}s)", flush=True)
-    results = {"data": json.loads((data / "meta.json").read_text()), "cpus": os.cpu_count(),
-               "ours": child("ours", data, args.repeat, 1800)}
+    results = {
+        "data": json.loads((data / "meta.json").read_text()),
+        "cpus": os.cpu_count(),
+        "ours": child("ours", data, args.repeat, 1800),
+    }
     print(json.dumps(results["ours"]), flush=True)
     if args.compare_duckdb:
         results["oursDuckdb"] = child("ours", data, args.repeat, 1800, engine="duckdb")
@@ -188,17 +211,24 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     o = results["ours"]
-    print(f"\nfti:   median {o['median']:.2f}s of {[round(s, 2) for s in o['seconds']]} (cpu {o['cpuMedian']:.2f}s), peak RSS {o['peakRssMb']:.0f} MB, "
-          f"rows {o['rows']}/{o['labels']}, null rows A/B {o['nullRowsA']}/{o['nullRowsB']} (late labels {o['lateLabels']})")
+    print(
+        f"\nfti:   median {o['median']:.2f}s of {[round(s, 2) for s in o['seconds']]} (cpu {o['cpuMedian']:.2f}s), "
+        f"peak RSS {o['peakRssMb']:.0f} MB, rows {o['rows']}/{o['labels']}, "
+        f"null rows A/B {o['nullRowsA']}/{o['nullRowsB']} (late labels {o['lateLabels']})"
+    )
     d = results.get("oursDuckdb", {})
     if "median" in d:
-        print(f"fti duckdb engine: median {d['median']:.2f}s of {[round(s, 2) for s in d['seconds']]} (cpu {d['cpuMedian']:.2f}s), "
-              f"peak RSS {d['peakRssMb']:.0f} MB, rows {d['rows']}: packed is {d['median'] / o['median']:.2f}x wall, "
-              f"{d['cpuMedian'] / o['cpuMedian']:.2f}x cpu faster")
+        print(
+            f"fti duckdb engine: median {d['median']:.2f}s of {[round(s, 2) for s in d['seconds']]} (cpu {d['cpuMedian']:.2f}s), "
+            f"peak RSS {d['peakRssMb']:.0f} MB, rows {d['rows']}: packed is {d['median'] / o['median']:.2f}x wall, "
+            f"{d['cpuMedian'] / o['cpuMedian']:.2f}x cpu faster"
+        )
     f = results.get("feast", {})
     if "median" in f:
-        print(f"feast: median {f['median']:.2f}s of {[round(s, 2) for s in f['seconds']]} (cpu {f['cpuMedian']:.2f}s), peak RSS {f['peakRssMb']:.0f} MB, "
-              f"rows {f['rows']}/{f['labels']}, null rows A/B {f['nullRowsA']}/{f['nullRowsB']}")
+        print(
+            f"feast: median {f['median']:.2f}s of {[round(s, 2) for s in f['seconds']]} (cpu {f['cpuMedian']:.2f}s), "
+            f"peak RSS {f['peakRssMb']:.0f} MB, rows {f['rows']}/{f['labels']}, null rows A/B {f['nullRowsA']}/{f['nullRowsB']}"
+        )
         print(f"speedup: {results['speedup']:.1f}x wall, {results['cpuSpeedup']:.1f}x cpu")
     elif f:
         print("feast:", f.get("error"))

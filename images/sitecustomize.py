@@ -17,7 +17,7 @@ import sys
 
 if os.getpid() == 1 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
 
-    def _exit_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+    def _exit_on_sigterm(signum, frame):
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -17,10 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource
 from feast.repo_config import RepoConfig
 from feast.types import Float64
 from feast.value_type import ValueType
+
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource
 
 
 def cpu_seconds() -> float:
@@ -31,9 +32,13 @@ def cpu_seconds() -> float:
 
 def build_store(data: Path, repo: Path) -> tuple[FeatureStore, list[str]]:
     config = RepoConfig(
-        project="bench", provider="local", registry=str(repo / "registry.db"),
-        offline_store={"type": "file"}, online_store={"type": "sqlite", "path": str(repo / "online.db")},
-        entity_key_serialization_version=3, repo_path=str(repo),
+        project="bench",
+        provider="local",
+        registry=str(repo / "registry.db"),
+        offline_store={"type": "file"},
+        online_store={"type": "sqlite", "path": str(repo / "online.db")},
+        entity_key_serialization_version=3,
+        repo_path=str(repo),
     )
     store = FeatureStore(config=config)
     entity = Entity(name="entity", join_keys=["entity_id"], value_type=ValueType.INT64)
@@ -41,8 +46,16 @@ def build_store(data: Path, repo: Path) -> tuple[FeatureStore, list[str]]:
     for g, n in (("fg_a", 3), ("fg_b", 2)):
         cols = [f"{g}_f{i}" for i in range(n)]
         source = FileSource(name=f"{g}_source", path=str(data / f"{g}.parquet"), timestamp_field="event_time")
-        views.append(FeatureView(name=g, entities=[entity], ttl=timedelta(0), source=source,
-                                 schema=[Field(name=c, dtype=Float64) for c in cols], online=False))
+        views.append(
+            FeatureView(
+                name=g,
+                entities=[entity],
+                ttl=timedelta(0),
+                source=source,
+                schema=[Field(name=c, dtype=Float64) for c in cols],
+                online=False,
+            )
+        )
         refs += [f"{g}:{c}" for c in cols]
     store.apply([entity, *views])
     return store, refs
@@ -62,8 +75,13 @@ def main() -> None:
             entity_df = pd.read_parquet(args.data / "labels.parquet")
             out = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
             elapsed, used = time.perf_counter() - t, cpu_seconds() - c
-            checks = {"rows": len(out), "labels": meta["labels"], "lateLabels": meta["lateLabels"],
-                      "nullRowsA": int(out["fg_a_f0"].isna().sum()), "nullRowsB": int(out["fg_b_f0"].isna().sum())}
+            checks = {
+                "rows": len(out),
+                "labels": meta["labels"],
+                "lateLabels": meta["lateLabels"],
+                "nullRowsA": int(out["fg_a_f0"].isna().sum()),
+                "nullRowsB": int(out["fg_b_f0"].isna().sum()),
+            }
             del out, entity_df
             if i:
                 times.append(elapsed)
@@ -75,9 +93,19 @@ def main() -> None:
             checks["note"] = "single run (the warm-up took over 15 minutes)"
     import feast
 
-    print(json.dumps({"engine": f"Feast {feast.__version__} (file offline store)", "seconds": times,
-                      "median": statistics.median(times),
-                      "cpuSeconds": cpu, "cpuMedian": statistics.median(cpu), "peakRssMb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **checks}))
+    print(
+        json.dumps(
+            {
+                "engine": f"Feast {feast.__version__} (file offline store)",
+                "seconds": times,
+                "median": statistics.median(times),
+                "cpuSeconds": cpu,
+                "cpuMedian": statistics.median(cpu),
+                "peakRssMb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                **checks,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

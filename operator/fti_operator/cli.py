@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,8 +18,11 @@ from rich.table import Table
 
 from .api import FeaturePipeline, InferenceService, ManifestError, TrainingPipeline, load_manifests
 
-app = typer.Typer(help="fti-operator: feature, training and inference pipelines with versions in sync.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="fti-operator: feature, training and inference pipelines with versions in sync.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 local_app = typer.Typer(help="Run fti.dev manifests on this machine, without a cluster.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 
@@ -27,8 +31,7 @@ _WIDTH = None if sys.stdout.isatty() else 120
 console = Console(stderr=True, width=_WIDTH)
 out = Console(width=_WIDTH)
 
-STATE_DIR_OPTION = typer.Option(Path(".fti/local"), "--state-dir", help="Where stores and state live.",
-                                envvar="FTI_STATE_DIR")
+STATE_DIR_OPTION = typer.Option(Path(".fti/local"), "--state-dir", help="Where stores and state live.", envvar="FTI_STATE_DIR")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -54,8 +57,12 @@ def local_apply(
     predict: int = typer.Option(0, "--predict", help="Send N real requests to each online service and print the answers."),
     retrain: bool = typer.Option(False, "--retrain", help="Train a new model version even if the spec is unchanged."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the pipelines' logs."),
-    volume: list[str] = typer.Option([], "--volume", help="PATH=DIR: file:// URIs under PATH in the manifests "
-                                     "refer to local DIR (default /var/lib/fti=<state-dir>/volume, the chart's data volume)."),
+    volume: list[str] = typer.Option(
+        [],
+        "--volume",
+        help="PATH=DIR: file:// URIs under PATH in the manifests "
+        "refer to local DIR (default /var/lib/fti=<state-dir>/volume, the chart's data volume).",
+    ),
 ) -> None:
     """Run feature pipelines, then training, then inference (batch runs; online services start)."""
     from .local.apply import run_feature_pipelines, run_inference, run_training_pipelines
@@ -71,11 +78,14 @@ def local_apply(
             _fail(f"--volume {item!r}: expected /path/in/manifests=local/dir")
         mounts[src] = Path(dst).resolve()
     try:
-        driver = LocalDriver(state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False),
-                             echo_logs=verbose, mounts=mounts)
+        driver = LocalDriver(
+            state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False), echo_logs=verbose, mounts=mounts
+        )
     except LocalRunError as exc:
         _fail(str(exc))
-    kinds = {k: [r for r in resources if isinstance(r, k)] for k in (FeaturePipeline, TrainingPipeline, InferenceService)}
+    pipelines = [r for r in resources if isinstance(r, FeaturePipeline)]
+    trainings = [r for r in resources if isinstance(r, TrainingPipeline)]
+    services = [r for r in resources if isinstance(r, InferenceService)]
     # Serve from the start when asked: a revision rolled out while training settles is started
     # then, not refused as "not served locally".
     driver.cluster.serving = serve or bool(predict)
@@ -84,22 +94,20 @@ def local_apply(
     try:
         with console.status("running feature pipelines") as status:
             status.update("feature pipelines")
-            run_feature_pipelines(driver, kinds[FeaturePipeline])
+            run_feature_pipelines(driver, pipelines)
             status.update("training pipelines")
-            run_training_pipelines(driver, kinds[TrainingPipeline], retrain=retrain)
+            run_training_pipelines(driver, trainings, retrain=retrain)
             status.update("inference")
-            run_inference(driver, kinds[InferenceService], serve=serve or bool(predict))
+            run_inference(driver, services, serve=serve or bool(predict))
         _print_summary(driver.resources())
-        for isvc in kinds[InferenceService]:
+        for isvc in services:
             if predict and isvc.spec.mode == "online":
                 _predict_samples(driver, isvc, predict)
         servers = driver.cluster.servers_state()
         if serve and servers:
             console.print("serving: " + ", ".join(f"{k} at {v['url']}" for k, v in servers.items()) + " — Ctrl-C to stop")
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 driver.cluster.wait_servers()
-            except KeyboardInterrupt:
-                pass
     except LocalRunError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -116,8 +124,7 @@ def _predict_samples(driver: Any, isvc: InferenceService, n: int) -> None:
     if not stable or not url:
         _fail(f"{isvc.metadata.name} is not serving")
     request_features = list(isvc.spec.online.request_features) if isvc.spec.online else []
-    instances = sample_instances(driver.config.artifact_store, isvc.spec.model.name, int(stable["model"]),
-                                 request_features, n)
+    instances = sample_instances(driver.config.artifact_store, isvc.spec.model.name, int(stable["model"]), request_features, n)
     table = Table(title=f"{isvc.metadata.name}: predictions over HTTP ({url})")
     for col in [*instances[0][0].keys(), "label", "prediction", "model", "featureView"] if instances else []:
         table.add_column(str(col))
@@ -126,8 +133,13 @@ def _predict_samples(driver: Any, isvc: InferenceService, n: int) -> None:
         if code != 200:
             _fail(f"prediction request failed with HTTP {code}: {answer}")
         pred = (answer.get("predictions") or [None])[0]
-        table.add_row(*[str(v) for v in inst.values()], str(label), _fmt(pred), str(answer.get("modelVersion")),
-                      str(answer.get("featureViewVersion")))
+        table.add_row(
+            *[str(v) for v in inst.values()],
+            str(label),
+            _fmt(pred),
+            str(answer.get("modelVersion")),
+            str(answer.get("featureViewVersion")),
+        )
     out.print(table)
 
 
@@ -165,29 +177,47 @@ def _print_summary(resources: list[dict[str, Any]]) -> None:
         if r["kind"] == "FeaturePipeline":
             for v in st.get("versions", []):
                 lr = v.get("lastRun") or {}
-                fg.add_row(name, r["spec"]["featureGroup"]["name"], str(v["version"]), v["state"],
-                           str(lr.get("rowsWritten", "")), str(lr.get("rowsRejected", "")), str(lr.get("watermark", "")))
+                fg.add_row(
+                    name,
+                    r["spec"]["featureGroup"]["name"],
+                    str(v["version"]),
+                    v["state"],
+                    str(lr.get("rowsWritten", "")),
+                    str(lr.get("rowsRejected", "")),
+                    str(lr.get("watermark", "")),
+                )
         elif r["kind"] == "TrainingPipeline":
             for mv in st.get("modelVersions", []):
                 fv = mv.get("featureView") or {}
                 metrics = ", ".join(f"{k}={v:.3f}" for k, v in (mv.get("metrics") or {}).items())
-                models.add_row(name, r["spec"]["model"]["name"], str(mv["version"]), mv["phase"],
-                               f"{fv.get('name')} v{fv.get('version')}", metrics or mv.get("message", ""))
+                models.add_row(
+                    name,
+                    r["spec"]["model"]["name"],
+                    str(mv["version"]),
+                    mv["phase"],
+                    f"{fv.get('name')} v{fv.get('version')}",
+                    metrics or mv.get("message", ""),
+                )
         else:
-            ready = next((c for c in st.get("conditions", []) if c["type"] == "Ready"), {})
+            ready: dict[str, Any] = next((c for c in st.get("conditions", []) if c["type"] == "Ready"), {})
             stable, target = st.get("stable") or {}, st.get("target") or {}
-            serving.add_row(name, r["spec"].get("mode", "online"),
-                            f"model {stable['model']} / fv {stable['featureView']}" if stable else "-",
-                            f"model {target['model']} / fv {target['featureView']}" if target else "-",
-                            ready.get("status", "-"), ready.get("message", ""))
+            serving.add_row(
+                name,
+                r["spec"].get("mode", "online"),
+                f"model {stable['model']} / fv {stable['featureView']}" if stable else "-",
+                f"model {target['model']} / fv {target['featureView']}" if target else "-",
+                ready.get("status", "-"),
+                ready.get("message", ""),
+            )
     for table in (fg, models, serving):
         if table.row_count:
             out.print(table)
 
 
 @local_app.command("status")
-def local_status(state_dir: Path = STATE_DIR_OPTION,
-                 output: str = typer.Option("table", "-o", "--output", help="table | json")) -> None:
+def local_status(
+    state_dir: Path = STATE_DIR_OPTION, output: str = typer.Option("table", "-o", "--output", help="table | json")
+) -> None:
     """Print the state of every resource (as the operator would write it in a cluster)."""
     from .local.driver import LocalRunError, read_resources
 
@@ -204,8 +234,9 @@ def local_status(state_dir: Path = STATE_DIR_OPTION,
 
 
 @local_app.command("serve")
-def local_serve(name: str, filename: list[Path] = typer.Option(..., "-f", "--filename"),
-                state_dir: Path = STATE_DIR_OPTION) -> None:
+def local_serve(
+    name: str, filename: list[Path] = typer.Option(..., "-f", "--filename"), state_dir: Path = STATE_DIR_OPTION
+) -> None:
     """Start the online InferenceService NAME (already trained with `fti local apply`) until Ctrl-C."""
     from .local.apply import run_inference
     from .local.driver import LocalDriver, LocalRunError
@@ -213,6 +244,7 @@ def local_serve(name: str, filename: list[Path] = typer.Option(..., "-f", "--fil
     isvc = next((r for r in _load(filename) if isinstance(r, InferenceService) and r.metadata.name == name), None)
     if isvc is None or isvc.spec.mode != "online":
         _fail(f"no online InferenceService named {name!r} in {', '.join(map(str, filename))}")
+    assert isvc is not None  # _fail exits
     driver = LocalDriver(state_dir, progress=lambda m: console.print(f"[cyan]>[/] {m}", highlight=False))
     # SIGTERM stops the server as Ctrl-C does (it runs in its own session, so it would outlive us).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -230,21 +262,27 @@ def local_serve(name: str, filename: list[Path] = typer.Option(..., "-f", "--fil
 
 
 @local_app.command("predict")
-def local_predict(name: str, data: str = typer.Option(..., "--data", help="JSON: one instance or {\"instances\": [...]}"),
-                  state_dir: Path = STATE_DIR_OPTION) -> None:
+def local_predict(
+    name: str,
+    data: str = typer.Option(..., "--data", help='JSON: one instance or {"instances": [...]}'),
+    state_dir: Path = STATE_DIR_OPTION,
+) -> None:
     """Send a request to a running local InferenceService and print the answer."""
     from .local.driver import read_servers
 
     server = next((v for k, v in read_servers(state_dir).items() if k.split("/", 1)[-1] == name), None)
     if not server or not _alive(server.get("pid")):
-        _fail(f"{name} is not running; start it with `fti local serve {name} -f <manifests>` "
-              "or `fti local apply -f <manifests> --serve`")
+        _fail(
+            f"{name} is not running; start it with `fti local serve {name} -f <manifests>` "
+            "or `fti local apply -f <manifests> --serve`"
+        )
     try:
         body = json.loads(data)
     except json.JSONDecodeError as exc:
         _fail(f"--data is not valid JSON: {exc}")
     if isinstance(body, dict) and "instances" not in body and "inputs" not in body:
         body = {"instances": [body]}
+    assert server is not None  # _fail exits
     code, answer = _post(f"{server['url']}/v1/models/{name}:predict", body)
     out.print_json(json.dumps(answer) if not isinstance(answer, str) else json.dumps({"error": answer}))
     if code != 200:
@@ -267,8 +305,11 @@ def _local_rollout_app() -> typer.Typer:
 
         return LocalRolloutBackend(Path(os.environ.get("FTI_STATE_DIR", ".fti/local")))
 
-    return make_app(backend, "Rollout verbs on the state of fti local apply (FTI_STATE_DIR, default .fti/local): "
-                             "status, history, undo, promote, abort, retry.")
+    return make_app(
+        backend,
+        "Rollout verbs on the state of fti local apply (FTI_STATE_DIR, default .fti/local): "
+        "status, history, undo, promote, abort, retry.",
+    )
 
 
 local_app.add_typer(_local_rollout_app(), name="rollout")

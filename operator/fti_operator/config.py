@@ -35,9 +35,8 @@ Environment:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
-
 from importlib import metadata
 
 # The operator reads the store URIs under the same names it passes them on to pipelines.
@@ -80,7 +79,7 @@ class SecretKeyRef:
     key: str
 
     @classmethod
-    def parse(cls, env_name: str, raw: str) -> "SecretKeyRef":
+    def parse(cls, env_name: str, raw: str) -> SecretKeyRef:
         name, sep, key = raw.partition(":")
         if not sep or not name or not key:
             raise ConfigError(f"{env_name}={raw!r} must be 'secret-name:key'")
@@ -90,10 +89,12 @@ class SecretKeyRef:
 def _volume_claim(env: Mapping[str, str], artifact_store: str, mount_path: str) -> str | None:
     claim = env.get("FTI_STORE_VOLUME_CLAIM", "").strip() or None
     if claim and artifact_store.startswith("file://"):
-        path = artifact_store[len("file://"):]
+        path = artifact_store[len("file://") :]
         if not (path + "/").startswith(mount_path + "/"):
-            raise ConfigError(f"FTI_ARTIFACT_STORE={artifact_store!r} is not under FTI_DATA_VOLUME_PATH={mount_path!r}, "
-                              "where FTI_STORE_VOLUME_CLAIM is mounted: pipeline pods would not share it")
+            raise ConfigError(
+                f"FTI_ARTIFACT_STORE={artifact_store!r} is not under FTI_DATA_VOLUME_PATH={mount_path!r}, "
+                "where FTI_STORE_VOLUME_CLAIM is mounted: pipeline pods would not share it"
+            )
     return claim
 
 
@@ -131,7 +132,7 @@ class OperatorConfig:
         return f"{repo}:{self.image_tag}"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
         env = os.environ if env is None else env
         artifact_store = env.get(ENV_ARTIFACT_STORE, "").strip() or cls.artifact_store
         if "://" not in artifact_store:

@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import typer
 
-from .api.identity import (ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK,
-                           INFERENCE_SERVICE)
+from .api.identity import ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK, INFERENCE_SERVICE
 
-ANNOTATIONS = {"undo": ANNOTATION_ROLLBACK, "promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT,
-               "retry": ANNOTATION_RETRY}
+ANNOTATIONS = {"undo": ANNOTATION_ROLLBACK, "promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT, "retry": ANNOTATION_RETRY}
 DONE, FAILED = "RolloutComplete", ("RolledBack", "ProgressDeadlineExceeded", "Aborted")
 
 
@@ -54,13 +53,13 @@ class KubectlBackend:
 
 
 def token() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def progressing(obj: Mapping[str, Any]) -> dict[str, Any]:
     status = obj.get("status") or {}
     current = (obj.get("metadata") or {}).get("generation")
-    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {})
+    cond: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {})
     if current is not None and status.get("observedGeneration") not in (None, current):
         return {"status": "Unknown", "reason": "Observing", "message": f"waiting for generation {current}"}
     return dict(cond)
@@ -98,8 +97,9 @@ def history_lines(obj: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def wait_status(backend: Backend, name: str, namespace: str, timeout: float, interval: float = 1.0,
-                echo: Callable[[str], None] = print) -> int:
+def wait_status(
+    backend: Backend, name: str, namespace: str, timeout: float, interval: float = 1.0, echo: Callable[[str], None] = print
+) -> int:
     """0 once the rollout is complete, 1 when it rolled back or missed its deadline, 2 on timeout."""
     deadline = time.monotonic() + timeout
     last = None
@@ -125,8 +125,12 @@ def make_app(backend_factory: Callable[..., Backend], help_: str) -> typer.Typer
     ns_option = typer.Option("default", "-n", "--namespace")
 
     @app.command("status")
-    def status(name: str, namespace: str = ns_option, watch: bool = typer.Option(True, "--watch/--no-watch"),
-               timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the rollout to finish.")) -> None:
+    def status(
+        name: str,
+        namespace: str = ns_option,
+        watch: bool = typer.Option(True, "--watch/--no-watch"),
+        timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the rollout to finish."),
+    ) -> None:
         """Show the rollout; with --watch (default) wait until it completes (exit 0) or fails (exit 1)."""
         backend = backend_factory()
         for line in status_lines(backend.get(name, namespace)):
@@ -141,17 +145,25 @@ def make_app(backend_factory: Callable[..., Backend], help_: str) -> typer.Typer
             typer.echo(line)
 
     @app.command("undo")
-    def undo(name: str, namespace: str = ns_option,
-             to_revision: int = typer.Option(0, "--to-revision", help="A revision from history (default: the previous one).")) -> None:
+    def undo(
+        name: str,
+        namespace: str = ns_option,
+        to_revision: int = typer.Option(0, "--to-revision", help="A revision from history (default: the previous one)."),
+    ) -> None:
         """Roll back to the previous revision (or --to-revision N): model and feature versions together."""
         where = f"revision-{to_revision}" if to_revision else "previous"
         # A new suffix each time makes the same request act again (the operator handles a value once).
         _verb(backend_factory(), name, namespace, "undo", f"{where}@{token()}")
 
-    for verb, doc in (("promote", "Give the canary all traffic."), ("abort", "Stop the rollout; the stable revision keeps all traffic."),
-                      ("retry", "Roll out again a revision that failed.")):
+    for verb, doc in (
+        ("promote", "Give the canary all traffic."),
+        ("abort", "Stop the rollout; the stable revision keeps all traffic."),
+        ("retry", "Roll out again a revision that failed."),
+    ):
+
         def command(name: str, namespace: str = ns_option, _verb_name: str = verb) -> None:
             _verb(backend_factory(), name, namespace, _verb_name, token())
+
         command.__doc__ = doc
         app.command(verb)(command)
     return app

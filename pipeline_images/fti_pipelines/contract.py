@@ -25,12 +25,14 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 # Contract names, re-exported for the pipelines that import them from here.
 from fti_operator.api.identity import (
+    CONTRACT_ENV,
     ENV_ARTIFACT_STORE,
     ENV_MODEL_VERSION,
     ENV_NAMESPACE,
@@ -44,12 +46,10 @@ from fti_operator.api.identity import (
     TERMINATION_MESSAGE_LIMIT,
 )
 
-# Every contract variable a pipeline reads (tests/unit/operator/test_identity.py checks that the
-# operator's rendered containers set exactly these, less the ones left to their defaults).
-READS = frozenset({
-    ENV_SPEC, ENV_ARTIFACT_STORE, ENV_ONLINE_STORE, ENV_NAMESPACE, ENV_RESOURCE, ENV_RUN_ID,
-    ENV_MODEL_VERSION, ENV_RUN_TIME, ENV_TERMINATION_LOG,
-})
+# Every contract variable a pipeline reads: the identity module's contract, so the operator's
+# renderers and the pipelines share one list (tests/unit/operator/test_identity.py checks that
+# the rendered containers set exactly these, less the ones left to their defaults).
+READS = CONTRACT_ENV
 
 log = logging.getLogger("fti_pipelines")
 
@@ -79,7 +79,7 @@ class PipelineContext:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "PipelineContext":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineContext:
         env = dict(os.environ if env is None else env)
         raw_spec = env.get(ENV_SPEC)
         if not raw_spec:
@@ -113,12 +113,12 @@ class PipelineContext:
 
 def parse_run_time(value: str | None) -> datetime:
     if not value:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise PipelineError("InvalidRunTime", f"{ENV_RUN_TIME}={value!r} is not an RFC 3339 time") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def encode_result(result: Mapping[str, Any]) -> str:
@@ -160,7 +160,7 @@ def write_result(result: Mapping[str, Any], env: Mapping[str, str] | None = None
 def run_pipeline(main: Callable[[PipelineContext], dict[str, Any]], env: Mapping[str, str] | None = None) -> int:
     """Run `main`, report its result (or the failure) per the contract, return the exit code."""
     logging.basicConfig(level=os.environ.get("FTI_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     try:
         ctx = PipelineContext.from_env(env)
         result = dict(main(ctx))
@@ -175,7 +175,7 @@ def run_pipeline(main: Callable[[PipelineContext], dict[str, Any]], env: Mapping
     result.update(
         ok=ok,
         startedAt=started.isoformat().replace("+00:00", "Z"),
-        finishedAt=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        finishedAt=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     )
     write_result(result, env)
     return code

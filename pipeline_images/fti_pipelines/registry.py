@@ -76,8 +76,9 @@ class ModelRegistry:
                 return version
         return None
 
-    def register(self, name: str, version: int, pipeline: Any, card: dict[str, Any],
-                 report_files: dict[str, bytes] | None = None) -> dict[str, Any]:
+    def register(
+        self, name: str, version: int, pipeline: Any, card: dict[str, Any], report_files: dict[str, bytes] | None = None
+    ) -> dict[str, Any]:
         """Write a new version atomically; returns the card as stored (with storageUri).
 
         Raises ArtifactExists if the version is already committed.
@@ -95,15 +96,23 @@ class ModelRegistry:
         for fname in report_files or {}:
             if "/" in fname or fname.startswith("."):
                 raise ValueError(f"report file name {fname!r} must be a plain file name")
-        stored = {**card, "name": name, "version": version, "storageUri": self.storage_uri(name, version),
-                  "reportUri": self.report_uri(name, version)}
+        stored = {
+            **card,
+            "name": name,
+            "version": version,
+            "storageUri": self.storage_uri(name, version),
+            "reportUri": self.report_uri(name, version),
+        }
         buf = io.BytesIO()
         joblib.dump(pipeline, buf, compress=3)
         fs = self.store.fs
         with self.store.commit_dir(ROOT, name, version, metadata={"verdict": stored["verdict"]}) as staging:
             _write(fs, posixpath.join(staging, MODEL_DIR, MODEL_FILE), buf.getvalue())
-            _write(fs, posixpath.join(staging, CARD_FILE),
-                   json.dumps(stored, indent=2, sort_keys=True, default=_json_default).encode())
+            _write(
+                fs,
+                posixpath.join(staging, CARD_FILE),
+                json.dumps(stored, indent=2, sort_keys=True, default=_json_default).encode(),
+            )
             for fname, data in (report_files or {}).items():
                 _write(fs, posixpath.join(staging, REPORT_DIR, fname), data)
         return stored
@@ -122,4 +131,4 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["ModelNotFound", "ModelRegistry", "ArtifactExists"]
+__all__ = ["ArtifactExists", "ModelNotFound", "ModelRegistry"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import importlib
 import posixpath
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import fsspec
 import pandas as pd
@@ -34,13 +35,17 @@ def load_callable(path: str, field: str) -> Callable[..., Any]:
         raise PipelineError("InvalidCallable", f"{field} {path!r} must look like module.path:function", field=field)
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - ImportError or an error raised while importing
-        raise PipelineError("CallableNotImportable", f"{field} {path!r}: cannot import module {module_name!r}: "
-                            f"{type(exc).__name__}: {exc}", field=field) from exc
+    except Exception as exc:  # ImportError or an error raised while importing
+        raise PipelineError(
+            "CallableNotImportable",
+            f"{field} {path!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}",
+            field=field,
+        ) from exc
     func = getattr(module, attr, None)
     if not callable(func):
-        raise PipelineError("CallableNotImportable", f"{field} {path!r}: module {module_name!r} has no callable "
-                            f"{attr!r}", field=field)
+        raise PipelineError(
+            "CallableNotImportable", f"{field} {path!r}: module {module_name!r} has no callable {attr!r}", field=field
+        )
     return func
 
 
@@ -62,8 +67,7 @@ def list_files(uri: str, fmt: str, storage_options: dict[str, Any] | None = None
         if found.endswith(EXTENSIONS[fmt]):
             files.append(found)
     if not files:
-        raise PipelineError("SourceEmpty", f"source.uri {uri!r} has no {fmt} files ({', '.join(EXTENSIONS[fmt])})",
-                            uri=uri)
+        raise PipelineError("SourceEmpty", f"source.uri {uri!r} has no {fmt} files ({', '.join(EXTENSIONS[fmt])})", uri=uri)
     return fs, files
 
 
@@ -83,29 +87,30 @@ def read_files(uri: str, fmt: str, storage_options: dict[str, Any] | None = None
                 else:
                     tables.append(pajson.read_json(fh))
         except (pa.ArrowException, OSError) as exc:
-            raise PipelineError("SourceUnreadable", f"source file {file!r} is not valid {fmt}: {exc}",
-                                uri=uri, file=file) from exc
+            raise PipelineError(
+                "SourceUnreadable", f"source file {file!r} is not valid {fmt}: {exc}", uri=uri, file=file
+            ) from exc
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowException as exc:
-        raise PipelineError("SourceUnreadable", f"source.uri {uri!r}: files have incompatible columns: {exc}",
-                            uri=uri) from exc
+        raise PipelineError("SourceUnreadable", f"source.uri {uri!r}: files have incompatible columns: {exc}", uri=uri) from exc
 
 
 def read_source(source: Any, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The raw rows of `spec.source` (a SourceSpec model or its wire dict) as an Arrow table."""
-    get = (lambda k: source.get(k)) if isinstance(source, dict) else (lambda k: getattr(source, k))
+    get: Callable[[str], Any] = source.get if isinstance(source, dict) else (lambda k: getattr(source, k))
     generator = get("generator")
     if generator is not None:
-        gget = (lambda k: generator.get(k)) if isinstance(generator, dict) else (lambda k: getattr(generator, k))
+        gget: Callable[[str], Any] = generator.get if isinstance(generator, dict) else (lambda k: getattr(generator, k))
         func = load_callable(gget("function"), "source.generator.function")
         try:
             out = func(**(gget("params") or {}))
         except PipelineError:
             raise
-        except Exception as exc:  # noqa: BLE001 - user code
-            raise PipelineError("GeneratorFailed", f"source.generator.function {gget('function')!r} raised "
-                                f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # user code
+            raise PipelineError(
+                "GeneratorFailed", f"source.generator.function {gget('function')!r} raised {type(exc).__name__}: {exc}"
+            ) from exc
         return _as_table(out, f"source.generator.function {gget('function')!r}")
     return read_files(get("uri"), get("format") or "parquet", storage_options)
 
@@ -135,6 +140,6 @@ def apply_transform(table: pa.Table, path: str, func: Callable[..., Any] | None 
         out = func(to_pandas(table))
     except PipelineError:
         raise
-    except Exception as exc:  # noqa: BLE001 - user code: report it, do not crash
+    except Exception as exc:  # user code: report it, do not crash
         raise PipelineError("TransformFailed", f"transform {path!r} raised {type(exc).__name__}: {exc}") from exc
     return _as_table(out, f"transform {path!r}")

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -36,7 +37,7 @@ DTYPE_TESTS = {
     "int": pd.api.types.is_integer_dtype,
     "float": pd.api.types.is_float_dtype,
     "bool": pd.api.types.is_bool_dtype,
-    "string": lambda d: pd.api.types.is_string_dtype(d) and not pd.api.types.is_object_dtype(d) or d == object,
+    "string": lambda d: pd.api.types.is_string_dtype(d) or pd.api.types.is_object_dtype(d),
     "datetime": pd.api.types.is_datetime64_any_dtype,
 }
 
@@ -45,11 +46,11 @@ DTYPE_TESTS = {
 class CheckSpec:
     """One check of one expectation, as evaluated."""
 
-    expectation: int          # index in spec.validation.expectations (-1: implicit key/event-time check)
+    expectation: int  # index in spec.validation.expectations (-1: implicit key/event-time check)
     column: str
-    check: str                # notNull | unique | between | in | regex | dtype
+    check: str  # notNull | unique | between | in | regex | dtype
     mostly: float
-    detail: Any = None        # the check's argument, for the report
+    detail: Any = None  # the check's argument, for the report
 
 
 @dataclass
@@ -63,9 +64,15 @@ class CheckResult:
 
     def to_json(self) -> dict[str, Any]:
         out = {
-            "expectation": self.spec.expectation, "column": self.spec.column, "check": self.spec.check,
-            "argument": self.spec.detail, "mostly": self.spec.mostly, "rows": self.rows, "failedRows": self.failed,
-            "passFraction": round(1 - self.failed / self.rows, 6) if self.rows else 1.0, "passed": self.passed,
+            "expectation": self.spec.expectation,
+            "column": self.spec.column,
+            "check": self.spec.check,
+            "argument": self.spec.detail,
+            "mostly": self.spec.mostly,
+            "rows": self.rows,
+            "failedRows": self.failed,
+            "passFraction": round(1 - self.failed / self.rows, 6) if self.rows else 1.0,
+            "passed": self.passed,
             "examples": self.examples,
         }
         if self.error:
@@ -94,13 +101,19 @@ class ValidationReport:
     def summary(self) -> str:
         if self.passed:
             return f"{self.rows} rows passed {len(self.results)} checks"
-        parts = [f"{r.spec.check} on {r.spec.column!r}: {r.failed} of {r.rows} rows failed (mostly={r.spec.mostly})"
-                 for r in self.failures]
+        parts = [
+            f"{r.spec.check} on {r.spec.column!r}: {r.failed} of {r.rows} rows failed (mostly={r.spec.mostly})"
+            for r in self.failures
+        ]
         return "; ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"passed": self.passed, "rows": self.rows, "summary": self.summary(),
-                "checks": [r.to_json() for r in self.results]}
+        return {
+            "passed": self.passed,
+            "rows": self.rows,
+            "summary": self.summary(),
+            "checks": [r.to_json() for r in self.results],
+        }
 
 
 def _get(exp: Any, name: str) -> Any:
@@ -158,8 +171,10 @@ def _dtype_check(kind: str) -> Any:
 
     def dtype_matches(series: pd.Series) -> bool:
         if kind == "string":
-            return bool(pd.api.types.is_string_dtype(series.dtype)) and (
-                series.dtype != object or series.dropna().map(type).eq(str).all())
+            return bool(
+                pd.api.types.is_string_dtype(series.dtype)
+                and (series.dtype != object or series.dropna().map(lambda v: type(v) is str).all())
+            )
         return bool(test(series.dtype))
 
     return dtype_matches
@@ -229,8 +244,10 @@ def example_rows(df: pd.DataFrame, positions: Iterable[int], limit: int = EXAMPL
     if not picked:
         return []
     rows = df.iloc[picked]
-    return [{"row": int(p), **{str(k): _jsonable(v) for k, v in rec.items()}}
-            for p, rec in zip(picked, rows.to_dict(orient="records"))]
+    return [
+        {"row": int(p), **{str(k): _jsonable(v) for k, v in rec.items()}}
+        for p, rec in zip(picked, rows.to_dict(orient="records"), strict=True)
+    ]
 
 
 def check_columns(columns: Iterable[str], expectations: Iterable[Any]) -> None:
@@ -238,8 +255,11 @@ def check_columns(columns: Iterable[str], expectations: Iterable[Any]) -> None:
     columns = list(columns)
     missing = sorted({_get(e, "column") for e in expectations} - set(columns))
     if missing:
-        raise PipelineError("MissingColumn", f"column(s) {missing} named in validation.expectations are not in the "
-                            f"data; columns are {columns}", columns=missing)
+        raise PipelineError(
+            "MissingColumn",
+            f"column(s) {missing} named in validation.expectations are not in the data; columns are {columns}",
+            columns=missing,
+        )
 
 
 def validate(df: pd.DataFrame, expectations: Iterable[Any], implicit_not_null: Iterable[str] = ()) -> ValidationReport:

@@ -17,9 +17,10 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -59,8 +60,9 @@ class ChartCredentials:
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                query: str = "") -> tuple[int, dict]:
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", query: str = ""
+    ) -> tuple[int, dict]:
         """One raw HTTP request as the ServiceAccount: (status, decoded JSON body), errors included.
 
         Raw on purpose: a test of what the API server allows must send the exact verb and
@@ -68,9 +70,16 @@ class ChartCredentials:
         library's helper happens to choose.
         """
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.server}{path}{'?' + query if query else ''}", data=data, method=method,
-                                     headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json",
-                                              **({"Content-Type": content_type} if data is not None else {})})
+        req = urllib.request.Request(
+            f"{self.server}{path}{'?' + query if query else ''}",
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Accept": "application/json",
+                **({"Content-Type": content_type} if data is not None else {}),
+            },
+        )
         context = ssl.create_default_context(cafile=str(self.ca_file))
         try:
             with urllib.request.urlopen(req, context=context, timeout=30) as resp:
@@ -79,8 +88,9 @@ class ChartCredentials:
             return exc.code, json.loads(exc.read() or b"{}")
 
 
-def render(control_plane, release: str, namespace: str, watch_namespaces: Iterable[str] = (),
-           sets: Iterable[str] = ()) -> list[dict]:
+def render(
+    control_plane, release: str, namespace: str, watch_namespaces: Iterable[str] = (), sets: Iterable[str] = ()
+) -> list[dict]:
     """`helm template` of the chart, as parsed documents."""
     args: list[Any] = ["template", release, CHART, "--namespace", namespace]
     watch = list(watch_namespaces)
@@ -117,9 +127,16 @@ def write_kubeconfig(path: Path, server: str, ca_file: Path, user: str, token: s
     return path
 
 
-def install(control_plane, namespace: str, watch_namespaces: Iterable[str] = (), release: str = "fti",
-            peering: bool = False, sets: Iterable[str] = (), duration: str = "2h",
-            directory: Path | None = None) -> ChartCredentials:
+def install(
+    control_plane,
+    namespace: str,
+    watch_namespaces: Iterable[str] = (),
+    release: str = "fti",
+    peering: bool = False,
+    sets: Iterable[str] = (),
+    duration: str = "2h",
+    directory: Path | None = None,
+) -> ChartCredentials:
     """Apply the chart's ServiceAccount and RBAC (and with `peering` its peering objects) for
     `release` in `namespace`, and return credentials for that ServiceAccount.
 
@@ -133,22 +150,33 @@ def install(control_plane, namespace: str, watch_namespaces: Iterable[str] = (),
     objects = tuple(doc for doc in docs if doc["kind"] in kinds)
     [sa] = [doc["metadata"]["name"] for doc in objects if doc["kind"] == "ServiceAccount"]
     created = _ensure_namespaces(control_plane, (namespace, *watch))
-    control_plane.kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
-                          input=yaml.safe_dump_all(objects))
+    control_plane.kubectl(
+        "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-", input=yaml.safe_dump_all(objects)
+    )
     # TokenRequest: a bound, expiring token, as the kubelet would mount into the operator's pod.
     token = control_plane.kubectl("create", "token", sa, "-n", namespace, "--duration", duration).stdout.strip()
     ca_file = Path(control_plane.pki.ca.cert)
     path = (directory or control_plane.workdir / "credentials") / f"{release}.{namespace}.kubeconfig"
     write_kubeconfig(path, control_plane.server, ca_file, f"system:serviceaccount:{namespace}:{sa}", token)
-    return ChartCredentials(kubeconfig=path, release=release, namespace=namespace, service_account=sa,
-                            watch_namespaces=watch, token=token, server=control_plane.server, ca_file=ca_file,
-                            applied=objects, created_namespaces=tuple(created))
+    return ChartCredentials(
+        kubeconfig=path,
+        release=release,
+        namespace=namespace,
+        service_account=sa,
+        watch_namespaces=watch,
+        token=token,
+        server=control_plane.server,
+        ca_file=ca_file,
+        applied=objects,
+        created_namespaces=tuple(created),
+    )
 
 
 def remove(control_plane, credentials: ChartCredentials) -> None:
     """Delete what `install` created: the applied objects, then the namespaces it created."""
-    control_plane.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-",
-                          input=yaml.safe_dump_all(credentials.applied), check=False)
+    control_plane.kubectl(
+        "delete", "--ignore-not-found", "--wait=false", "-f", "-", input=yaml.safe_dump_all(credentials.applied), check=False
+    )
     for name in credentials.created_namespaces:
         control_plane.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false", check=False)
     credentials.kubeconfig.unlink(missing_ok=True)

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from support.wait import wait_until
+
 from . import pki as pki_mod
 from .binaries import Binaries
 from .processes import ManagedProcess
-from support.wait import wait_until
 
 SERVICE_CIDR = "10.0.0.0/24"
 STARTUP_TIMEOUT = float(os.environ.get("FTI_CONTROLPLANE_STARTUP_TIMEOUT", "120"))
@@ -68,7 +69,7 @@ class ControlPlane:
         self.pki: pki_mod.Pki | None = None
 
     # ------------------------------------------------------------------ start
-    def start(self, attempts: int = 3) -> "ControlPlane":
+    def start(self, attempts: int = 3) -> ControlPlane:
         t0 = time.monotonic()
         for attempt in range(1, attempts + 1):
             try:
@@ -95,82 +96,94 @@ class ControlPlane:
         self.etcd_url = f"http://127.0.0.1:{etcd_client}"
         logs = self.workdir / "logs"
 
-        etcd = self._spawn("etcd", [
-            self.binaries.path("etcd"),
-            "--name=default",
-            f"--data-dir={self.workdir / 'etcd'}",
-            f"--listen-client-urls={self.etcd_url}",
-            f"--advertise-client-urls={self.etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
-            # Test data is disposable; skipping fsync makes etcd fast on slow disks.
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ], logs)
+        etcd = self._spawn(
+            "etcd",
+            [
+                self.binaries.path("etcd"),
+                "--name=default",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+                # Test data is disposable; skipping fsync makes etcd fast on slow disks.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            logs,
+        )
         self._await(etcd, lambda: self._http_json(f"{self.etcd_url}/health").get("health") == "true", "etcd /health")
 
-        apiserver = self._spawn("kube-apiserver", [
-            self.binaries.path("kube-apiserver"),
-            f"--etcd-servers={self.etcd_url}",
-            f"--bind-address={self.address}",
-            f"--advertise-address={self.address}",
-            f"--secure-port={api_port}",
-            f"--cert-dir={self.workdir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki.apiserver.cert}",
-            f"--tls-private-key-file={pki.apiserver.key}",
-            f"--client-ca-file={pki.ca.cert}",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC",
-            # The aggregation layer's request-header authentication, as kubeadm sets
-            # it up (one CA for everything here); without it every component logs
-            # "missing content for CA bundle ...requestheader-client-ca-file".
-            f"--requestheader-client-ca-file={pki.ca.cert}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
-            f"--proxy-client-key-file={pki.front_proxy_client.key}",
-            # PodSecurity and the other defaults stay on; NodeRestriction as in kubeadm.
-            # OwnerReferencesPermissionEnforcement as OpenShift and hardened clusters run it:
-            # an ownerReference with blockOwnerDeletion needs `update` on the owner's
-            # finalizers, which a client running as admin would never notice it lacks.
-            "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement",
-            *self._address_flags(),
-            "--profiling=false",
-            "--v=1",
-        ], logs)
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                self.binaries.path("kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
+                f"--secure-port={api_port}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki.apiserver.cert}",
+                f"--tls-private-key-file={pki.apiserver.key}",
+                f"--client-ca-file={pki.ca.cert}",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                # The aggregation layer's request-header authentication, as kubeadm sets
+                # it up (one CA for everything here); without it every component logs
+                # "missing content for CA bundle ...requestheader-client-ca-file".
+                f"--requestheader-client-ca-file={pki.ca.cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
+                f"--proxy-client-key-file={pki.front_proxy_client.key}",
+                # PodSecurity and the other defaults stay on; NodeRestriction as in kubeadm.
+                # OwnerReferencesPermissionEnforcement as OpenShift and hardened clusters run it:
+                # an ownerReference with blockOwnerDeletion needs `update` on the owner's
+                # finalizers, which a client running as admin would never notice it lacks.
+                "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement",
+                *self._address_flags(),
+                "--profiling=false",
+                "--v=1",
+            ],
+            logs,
+        )
         self._write_kubeconfig(self.kubeconfig, pki.admin, "fti-test-admin")
         self._await(apiserver, lambda: self._https_text("/readyz") == "ok", "kube-apiserver /readyz")
 
         kcm_kubeconfig = self.workdir / "controller-manager.kubeconfig"
         self._write_kubeconfig(kcm_kubeconfig, pki.controller_manager, "system:kube-controller-manager")
-        kcm = self._spawn("kube-controller-manager", [
-            self.binaries.path("kube-controller-manager"),
-            f"--kubeconfig={kcm_kubeconfig}",
-            f"--authentication-kubeconfig={kcm_kubeconfig}",
-            f"--authorization-kubeconfig={kcm_kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={kcm_port}",
-            f"--cert-dir={self.workdir / 'kcm-certs'}",
-            "--leader-elect=false",
-            "--controllers=" + ",".join(("*",) + self._disabled_controllers()),
-            f"--service-account-private-key-file={pki.sa_key}",
-            f"--root-ca-file={pki.ca.cert}",
-            f"--cluster-signing-cert-file={pki.ca.cert}",
-            f"--cluster-signing-key-file={pki.ca.key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # As kubeadm does: each controller acts as its own kube-system
-            # ServiceAccount with the bootstrap RBAC role made for it, which is
-            # what the controller manager's own identity is not granted.
-            "--use-service-account-credentials=true",
-            "--profiling=false",
-            "--v=1",
-        ], logs)
+        kcm = self._spawn(
+            "kube-controller-manager",
+            [
+                self.binaries.path("kube-controller-manager"),
+                f"--kubeconfig={kcm_kubeconfig}",
+                f"--authentication-kubeconfig={kcm_kubeconfig}",
+                f"--authorization-kubeconfig={kcm_kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={kcm_port}",
+                f"--cert-dir={self.workdir / 'kcm-certs'}",
+                "--leader-elect=false",
+                "--controllers=" + ",".join(("*", *self._disabled_controllers())),
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--root-ca-file={pki.ca.cert}",
+                f"--cluster-signing-cert-file={pki.ca.cert}",
+                f"--cluster-signing-key-file={pki.ca.key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # As kubeadm does: each controller acts as its own kube-system
+                # ServiceAccount with the bootstrap RBAC role made for it, which is
+                # what the controller manager's own identity is not granted.
+                "--use-service-account-credentials=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+            logs,
+        )
         self._await(
             kcm,
             lambda: self._https_text("/healthz", f"https://127.0.0.1:{kcm_port}", verify=False) == "ok",
@@ -196,6 +209,7 @@ class ControlPlane:
             return ["--endpoint-reconciler-type=none"]
         # A real node: pods reach the API through the kubernetes Service, and the API
         # server reaches kubelet (logs, exec) as the admin, by the node's InternalIP.
+        assert self.pki is not None
         return [
             f"--kubelet-client-certificate={self.pki.admin.cert}",
             f"--kubelet-client-key={self.pki.admin.key}",
@@ -210,9 +224,7 @@ class ControlPlane:
     def _await(self, proc: ManagedProcess, ready, what: str) -> None:
         def check():
             if not proc.alive():
-                raise ControlPlaneError(
-                    f"{proc.name} exited with {proc.popen.returncode} before {what}:\n{proc.log_tail()}"
-                )
+                raise ControlPlaneError(f"{proc.name} exited with {proc.popen.returncode} before {what}:\n{proc.log_tail()}")
             try:
                 return ready()
             except (OSError, urllib.error.URLError, ValueError):
@@ -249,10 +261,10 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "fti-test", "cluster": {
-                "server": self.server, "certificate-authority": str(self.pki.ca.cert)}}],
-            "users": [{"name": user, "user": {
-                "client-certificate": str(pair.cert), "client-key": str(pair.key)}}],
+            "clusters": [
+                {"name": "fti-test", "cluster": {"server": self.server, "certificate-authority": str(self.pki.ca.cert)}}
+            ],
+            "users": [{"name": user, "user": {"client-certificate": str(pair.cert), "client-key": str(pair.key)}}],
             "contexts": [{"name": "fti-test", "context": {"cluster": "fti-test", "user": user}}],
             "current-context": "fti-test",
         }
@@ -282,7 +294,12 @@ class ControlPlane:
     def _run(self, tool: str, args, check: bool, input: str | None, timeout: float) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [self.binaries.path(tool), *map(str, args)],
-            env=self.env(), input=input, capture_output=True, text=True, timeout=timeout,
+            env=self.env(),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
             raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
@@ -308,7 +325,7 @@ class ControlPlane:
             proc.stop(grace=10)
         self.processes.clear()
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         return self.start()
 
     def __exit__(self, *exc) -> None:

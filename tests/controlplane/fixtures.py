@@ -66,8 +66,11 @@ def control_plane(request):
     plane = ControlPlane(binaries, workdir)
     try:
         plane.start()
-        _report(request, f"control plane {binaries.k8s_version} up in {plane.startup_seconds:.1f}s at {plane.server} "
-                         f"(kubeconfig {plane.kubeconfig})")
+        _report(
+            request,
+            f"control plane {binaries.k8s_version} up in {plane.startup_seconds:.1f}s at {plane.server} "
+            f"(kubeconfig {plane.kubeconfig})",
+        )
         from .kserve import install_crd
 
         with plane.api_client() as api:
@@ -106,9 +109,14 @@ def fti_crds(control_plane, k8s):
     ext = client.ApiextensionsV1Api(k8s)
     for doc in control_plane.kubectl("get", "-f", str(CRDS), "-o", "name").stdout.split():
         name = doc.split("/", 1)[1]
-        wait_until(lambda: any(c.type == "Established" and c.status == "True"
-                               for c in ext.read_custom_resource_definition(name).status.conditions or []),
-                   timeout=30, description=f"CRD {name} Established")
+        wait_until(
+            lambda name=name: any(
+                c.type == "Established" and c.status == "True"
+                for c in ext.read_custom_resource_definition(name).status.conditions or []
+            ),
+            timeout=30,
+            description=f"CRD {name} Established",
+        )
 
 
 @pytest.fixture(scope="session")
@@ -176,8 +184,11 @@ def namespace(request, k8s):
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
     try:
         # ServiceAccount admission rejects pods until the controller made "default".
-        wait_until(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
-                   timeout=30, description=f"ServiceAccount {name}/default")
+        wait_until(
+            lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
+            timeout=30,
+            description=f"ServiceAccount {name}/default",
+        )
         yield name
     finally:
         runner = request.getfixturevalue("pod_runner") if "pod_runner" in request.fixturenames else None
@@ -203,5 +214,14 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "namespace_labels(labels): labels for the `namespace` fixture's namespace")
 
 
-__all__ = ["control_plane", "k8s", "fti_crds", "chart_credentials", "operator_kubeconfig", "pod_runner", "namespace",
-           "pytest_runtest_makereport", "pytest_configure"]
+__all__ = [
+    "chart_credentials",
+    "control_plane",
+    "fti_crds",
+    "k8s",
+    "namespace",
+    "operator_kubeconfig",
+    "pod_runner",
+    "pytest_configure",
+    "pytest_runtest_makereport",
+]

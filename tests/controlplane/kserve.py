@@ -19,7 +19,7 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def install_crd(api: client.ApiClient, timeout: float = 30) -> None:
@@ -136,12 +136,13 @@ def set_isvc_status(
         # The transformer moves in lockstep with the predictor (one revision each).
         components["transformer"] = {
             k: (v.replace("-predictor", "-transformer") if isinstance(v, str) else v)
-            for k, v in predictor.items() if k != "traffic"
+            for k, v in predictor.items()
+            if k != "traffic"
         }
         if "traffic" in predictor:
             components["transformer"]["traffic"] = [
-                {**t, "revisionName": t["revisionName"].replace("-predictor-", "-transformer-")}
-                for t in predictor["traffic"]]
+                {**t, "revisionName": t["revisionName"].replace("-predictor-", "-transformer-")} for t in predictor["traffic"]
+            ]
         conditions.append(_condition(old_conds, "TransformerReady", ready, reason, message))
     conditions.append(_condition(old_conds, "Ready", ready, reason, message))
     conditions.sort(key=lambda c: c["type"])

@@ -26,10 +26,10 @@ from kubernetes.client.rest import ApiException
 
 from fti_operator.local.kubelet import Handler, ImageMap, Launch
 from fti_operator.local.podenv import decode_secret_data
+from support.wait import wait_until
 
 from .pod_status import now
 from .pod_worker import PodWorker
-from support.wait import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +132,13 @@ class PodRunner:
 
     def dump(self, namespace: str) -> str:
         """Every log of every pod in ``namespace``, for a failing test's report."""
-        out = []
-        for path in sorted((self.root / "logs" / namespace).glob("*/*.log")):
-            out.append(f"===== {path.parent.name}/{path.stem} =====\n{path.read_text(errors='replace')}")
-        return "\n".join(out)
+        return "\n".join(
+            f"===== {path.parent.name}/{path.stem} =====\n{path.read_text(errors='replace')}"
+            for path in sorted((self.root / "logs" / namespace).glob("*/*.log"))
+        )
 
     # -------------------------------------------------------------- lifecycle
-    def start(self) -> "PodRunner":
+    def start(self) -> PodRunner:
         self._register_node()
         self._thread.start()
         return self
@@ -168,8 +168,10 @@ class PodRunner:
 
     def _register_node(self) -> None:
         node = client.V1Node(
-            metadata=client.V1ObjectMeta(name=self.node_name, labels={
-                "kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux", "fti.dev/test-runner": "true"}),
+            metadata=client.V1ObjectMeta(
+                name=self.node_name,
+                labels={"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux", "fti.dev/test-runner": "true"},
+            ),
         )
         try:
             self.core.create_node(node)
@@ -178,16 +180,31 @@ class PodRunner:
                 raise
         # Node status is ignored on create; a kubelet reports it through nodes/status.
         status = {
-            "conditions": [{
-                "type": "Ready", "status": "True", "reason": "KubeletReady",
-                "message": "fti pod runner is ready", "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "fti pod runner is ready",
+                    "lastHeartbeatTime": now(),
+                    "lastTransitionTime": now(),
+                }
+            ],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.node_name}],
             "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
             "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
             "nodeInfo": {
-                "architecture": "amd64", "operatingSystem": "linux", "osImage": "fti pod runner",
-                "kernelVersion": "", "containerRuntimeVersion": "fti-runner://1", "kubeletVersion": "", "kubeProxyVersion": "",
-                "bootID": "", "machineID": "", "systemUUID": ""},
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "osImage": "fti pod runner",
+                "kernelVersion": "",
+                "containerRuntimeVersion": "fti-runner://1",
+                "kubeletVersion": "",
+                "kubeProxyVersion": "",
+                "bootID": "",
+                "machineID": "",
+                "systemUUID": "",
+            },
         }
         self.core.patch_node_status(self.node_name, {"status": status}, _content_type="application/merge-patch+json")
 
@@ -217,7 +234,7 @@ class PodRunner:
                 if exc.status != 410:  # 410 Gone: our resourceVersion expired, re-list
                     log.warning("pod runner watch failed: %s", exc)
                     self._stopping.wait(1.0)
-            except Exception as exc:  # keep the runner alive; the re-list recovers
+            except Exception as exc:  # noqa: BLE001 - keep the runner alive; the re-list recovers
                 log.warning("pod runner watch error: %r", exc)
                 self._stopping.wait(1.0)
 
@@ -256,6 +273,7 @@ class PodRunner:
 
     def wait_for_phase(self, namespace: str, pod: str, phases=("Succeeded", "Failed"), timeout: float = 60) -> client.V1Pod:
         """Poll until the pod reaches one of ``phases``; returns the pod."""
+
         def reached():
             obj = self.core.read_namespaced_pod(pod, namespace)
             return obj if obj.status.phase in phases else None

@@ -9,6 +9,7 @@ the deletion (grace period 0) as kubelet does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -154,10 +155,8 @@ class PodWorker(threading.Thread):
         except Exception as exc:  # report, never kill the runner
             log.exception("pod runner failed on %s/%s", self.namespace, self.name)
             self.phase, self.reason, self.message = "Failed", "RunnerError", f"{type(exc).__name__}: {exc}"
-            try:
+            with contextlib.suppress(Exception):
                 self._write_status()
-            except Exception:
-                pass
         finally:
             self.finished.set()
             if self.deleted.is_set() and not self.shutting_down:
@@ -178,8 +177,8 @@ class PodWorker(threading.Thread):
 
         spec = self.pod["spec"]
         try:
-            init_runs = [self._prepare(s, c) for s, c in zip(self.init, spec.get("initContainers") or [])]
-            main_runs = [self._prepare(s, c) for s, c in zip(self.main, spec["containers"])]
+            init_runs = [self._prepare(s, c) for s, c in zip(self.init, spec.get("initContainers") or [], strict=False)]
+            main_runs = [self._prepare(s, c) for s, c in zip(self.main, spec["containers"], strict=False)]
         except UnsupportedImage as exc:
             self._fail("UnsupportedImage", str(exc))
             return
@@ -239,10 +238,10 @@ class PodWorker(threading.Thread):
                         restart_at[run.state.name] = time.monotonic() + RESTART_BACKOFF[min(step, len(RESTART_BACKOFF) - 1)]
                         run.state.last_state = run.state.state
                         run.state.waiting("CrashLoopBackOff", f"back-off restarting {run.state.name}")
-                if run.proc is not None and not run.state.ready and not run.state.init and self._probe_due(run):
-                    if probe_ready(run.spec, run.launch, self.workdir):
-                        run.state.ready = True
-                        changed = True
+                due = run.proc is not None and not run.state.ready and not run.state.init and self._probe_due(run)
+                if due and probe_ready(run.spec, run.launch, self.workdir):
+                    run.state.ready = True
+                    changed = True
             if not runs[0].state.init:
                 all_ready = all(r.state.ready for r in runs)
                 self.conditions.set("ContainersReady", all_ready, "" if all_ready else "ContainersNotReady")
@@ -284,7 +283,8 @@ class PodWorker(threading.Thread):
 
         try:
             self.core.delete_namespaced_pod(
-                self.name, self.namespace,
+                self.name,
+                self.namespace,
                 body=V1DeleteOptions(grace_period_seconds=0, preconditions=V1Preconditions(uid=self.uid)),
             )
         except ApiException as exc:

@@ -43,8 +43,12 @@ def probe_ready(container: dict, launch, workdir: Path) -> bool:
                 return True  # a listening gRPC port is as close as we get without grpc health
         if probe.get("exec"):
             result = subprocess.run(
-                probe["exec"]["command"], cwd=workdir, env=launch.env,
-                capture_output=True, timeout=probe.get("timeoutSeconds", 1) + 5,
+                probe["exec"]["command"],
+                cwd=workdir,
+                env=launch.env,
+                capture_output=True,
+                timeout=probe.get("timeoutSeconds", 1) + 5,
+                check=False,
             )
             return result.returncode == 0
     except (OSError, urllib.error.URLError, ValueError, subprocess.TimeoutExpired):

@@ -9,24 +9,24 @@ PR_SET_PDEATHSIG so that even a SIGKILLed pytest takes them down with it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 _PR_SET_PDEATHSIG = 1
-_live: set["ManagedProcess"] = set()
+_live: set[ManagedProcess] = set()
 _live_lock = threading.Lock()
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
+    # Not Linux/glibc (OSError): atexit and the fixtures' finally blocks still apply.
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass  # not Linux/glibc: atexit and the fixtures' finally blocks still apply
 
 
 class ManagedProcess:
@@ -51,7 +51,7 @@ class ManagedProcess:
         self.die_with_parent = die_with_parent
         self.popen: subprocess.Popen | None = None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
@@ -62,7 +62,8 @@ class ManagedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
+                # PR_SET_PDEATHSIG can only be set in the child; prctl is async-signal-safe.
+                preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
             )
         with _live_lock:
             _live.add(self)
@@ -99,10 +100,8 @@ class ManagedProcess:
                 _live.discard(self)
 
     def _signal_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def log_tail(self, lines: int = 30) -> str:
         try:

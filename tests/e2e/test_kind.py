@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 def _docker_works() -> bool:
     if not all(shutil.which(tool) for tool in ("docker", "kind", "kubectl", "helm")):
         return False
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
 
 
 def sh(*args: str, **kw) -> subprocess.CompletedProcess[str]:
@@ -53,31 +53,52 @@ def cluster():
             sh("kind", "load", "docker-image", ref, "--name", name)
         yield name
     finally:
-        subprocess.run(["kind", "delete", "cluster", "--name", name], capture_output=True)
+        subprocess.run(["kind", "delete", "cluster", "--name", name], capture_output=True, check=False)
 
 
 def _wait_ready(kind: str, ns: str, name: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     last: dict = {}
     while time.monotonic() < deadline:
-        out = subprocess.run(["kubectl", "-n", ns, "get", kind, name, "-o", "json"], capture_output=True, text=True)
+        out = subprocess.run(["kubectl", "-n", ns, "get", kind, name, "-o", "json"], capture_output=True, text=True, check=False)
         if out.returncode == 0:
             last = json.loads(out.stdout)
             ready = [c for c in last.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
             if ready and ready[0]["status"] == "True":
                 return last
-        subprocess.run(["kubectl", "-n", ns, "wait", kind, name, "--for=condition=Ready", "--timeout=10s"],
-                       capture_output=True)
+        subprocess.run(
+            ["kubectl", "-n", ns, "wait", kind, name, "--for=condition=Ready", "--timeout=10s"], capture_output=True, check=False
+        )
     raise AssertionError(f"{kind}/{name} not Ready after {timeout}s: {json.dumps(last.get('status'), indent=1)}")
 
 
 def test_fraud_example_on_kind(cluster: str) -> None:
     sh("kubectl", "create", "namespace", "fraud")
     sh("kubectl", "apply", "-f", "tests/e2e/storage.yaml")
-    sh("helm", "install", "fti-operator", "charts/fti-operator", "-n", "fti-system", "--create-namespace",
-       "--set", f"image.tag={TAG}", "--set", f"pipelineImages.tag={TAG}", "--set", "image.pullPolicy=Never",
-       "--set", "pipelineImages.pullPolicy=Never", "--set", "stores.volumeClaim=fti-data",
-       "--set", "stores.onlineStore=sqlite:////var/lib/fti/online.db", "--wait", "--timeout", "180s")
+    sh(
+        "helm",
+        "install",
+        "fti-operator",
+        "charts/fti-operator",
+        "-n",
+        "fti-system",
+        "--create-namespace",
+        "--set",
+        f"image.tag={TAG}",
+        "--set",
+        f"pipelineImages.tag={TAG}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        "pipelineImages.pullPolicy=Never",
+        "--set",
+        "stores.volumeClaim=fti-data",
+        "--set",
+        "stores.onlineStore=sqlite:////var/lib/fti/online.db",
+        "--wait",
+        "--timeout",
+        "180s",
+    )
     sh("kubectl", "apply", "--server-side", "--validate=strict", "-f", "examples/fraud/")
     for name in ("card-transactions", "card-profiles"):
         _wait_ready("featurepipeline", "fraud", name, 600)

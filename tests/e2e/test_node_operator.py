@@ -31,9 +31,11 @@ RELEASE, NS = "fti", "fti-operator-e2e"
 def describe(node, ns: str) -> str:
     """What a failing test needs to see: events, pod states and the pods' logs."""
     parts = []
-    for args in (("get", "events", "-n", ns, "--sort-by=.lastTimestamp"), ("describe", "pods", "-n", ns),
-                 ("logs", "-n", ns, "--all-containers", "--prefix", "--tail=80",
-                  "-l", "app.kubernetes.io/name=fti-operator")):
+    for args in (
+        ("get", "events", "-n", ns, "--sort-by=.lastTimestamp"),
+        ("describe", "pods", "-n", ns),
+        ("logs", "-n", ns, "--all-containers", "--prefix", "--tail=80", "-l", "app.kubernetes.io/name=fti-operator"),
+    ):
         out = node.plane.kubectl(*args, check=False)
         parts.append(f"$ kubectl {' '.join(args)}\n{out.stdout}{out.stderr}")
     return "\n".join(parts)
@@ -59,13 +61,34 @@ def operator(node, node_images, request):
     node_images(OPERATOR_IMAGE)
     node.plane.kubectl("apply", "--server-side", "-f", str(REPO / "tests" / "controlplane" / "kserve-crd.yaml"))
     node.plane.kubectl("create", "namespace", NS)
-    node.plane.kubectl("label", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted",
-                       "pod-security.kubernetes.io/enforce-version=latest")
+    node.plane.kubectl(
+        "label",
+        "namespace",
+        NS,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )
     t0 = time.monotonic()
-    installed = node.plane.helm("install", RELEASE, str(CHART), "-n", NS, "--set", f"image.tag={TAG}",
-                                "--set", "image.pullPolicy=Never", "--set", f"pipelineImages.tag={TAG}",
-                                "--set", "pipelineImages.pullPolicy=Never", "--wait", "--timeout", "180s",
-                                timeout=240, check=False)
+    installed = node.plane.helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NS,
+        "--set",
+        f"image.tag={TAG}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        f"pipelineImages.tag={TAG}",
+        "--set",
+        "pipelineImages.pullPolicy=Never",
+        "--wait",
+        "--timeout",
+        "180s",
+        timeout=240,
+        check=False,
+    )
     if installed.returncode != 0:
         pytest.fail(f"helm install failed: {installed.stderr}\n{describe(node, NS)}", pytrace=False)
     _report(request, f"operator: helm install --wait took {time.monotonic() - t0:.1f}s")
@@ -75,8 +98,7 @@ def operator(node, node_images, request):
 
 
 def test_operator_pod_runs_under_the_chart_service_account_with_probes(node, operator):
-    pod = wait_until(lambda: (p := _operator_pod(node)) and _ready(p) and p, timeout=120,
-                     description="the operator pod Ready")
+    pod = wait_until(lambda: (p := _operator_pod(node)) and _ready(p) and p, timeout=120, description="the operator pod Ready")
     spec = pod["spec"]
     assert spec["serviceAccountName"] == f"{RELEASE}-fti-operator"
     container = spec["containers"][0]
@@ -85,6 +107,7 @@ def test_operator_pod_runs_under_the_chart_service_account_with_probes(node, ope
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     status = pod["status"]["containerStatuses"][0]
     assert status["ready"] and status["restartCount"] == 0, status
+
     # In-cluster: Kopf finds the API server by name (cluster DNS) and, as the chart's
     # ServiceAccount, announces itself in the peering object.
     def peers():
@@ -113,8 +136,7 @@ def test_metrics_through_the_service(node, operator):
 
 
 def test_pod_deletion_stops_the_operator_gracefully(node, operator, request):
-    pod = wait_until(lambda: (p := _operator_pod(node)) and _ready(p) and p, timeout=120,
-                     description="the operator pod Ready")
+    pod = wait_until(lambda: (p := _operator_pod(node)) and _ready(p) and p, timeout=120, description="the operator pod Ready")
     name = pod["metadata"]["name"]
     grace = pod["spec"]["terminationGracePeriodSeconds"]
     t0 = time.monotonic()
@@ -124,5 +146,8 @@ def test_pod_deletion_stops_the_operator_gracefully(node, operator, request):
     # SIGTERM reaches Kopf (not ignored as PID 1): well inside the grace period.
     assert stopped < grace / 2, f"the operator took {stopped:.1f}s to stop (grace {grace}s)"
     # The Deployment replaces it, and the new pod gets Ready again.
-    wait_until(lambda: (p := _operator_pod(node)) and p["metadata"]["name"] != name and _ready(p), timeout=120,
-               description="a new operator pod Ready")
+    wait_until(
+        lambda: (p := _operator_pod(node)) and p["metadata"]["name"] != name and _ready(p),
+        timeout=120,
+        description="a new operator pod Ready",
+    )

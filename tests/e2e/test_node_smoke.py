@@ -27,19 +27,32 @@ def _get(node, ns: str, kind: str, name: str) -> dict:
 def ns(node):
     name = "smoke-" + uuid.uuid4().hex[:6]
     node.plane.kubectl("create", "namespace", name)
-    wait_until(lambda: node.plane.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
-               timeout=30, description=f"ServiceAccount {name}/default")
+    wait_until(
+        lambda: node.plane.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
+        timeout=30,
+        description=f"ServiceAccount {name}/default",
+    )
     yield name
     node.plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _job(name: str, image: str, script: str) -> dict:
     return {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
-            "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never",
-                            "command": ["python3", "-c", script]}]}}},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {"name": "main", "image": image, "imagePullPolicy": "Never", "command": ["python3", "-c", script]}
+                    ],
+                }
+            },
+        },
     }
 
 
@@ -54,8 +67,9 @@ def _job_done(node, ns: str, name: str) -> dict:
 
 def test_job_completes_with_its_logs(node, base_image, ns, request):
     t0 = time.monotonic()
-    node.plane.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(_job("hello", base_image,
-                                                                           "print('hello from a container')")))
+    node.plane.kubectl(
+        "apply", "-n", ns, "-f", "-", input=json.dumps(_job("hello", base_image, "print('hello from a container')"))
+    )
     wait_until(lambda: _job_done(node, ns, "hello"), timeout=120, interval=0.2, description="Job hello Complete")
     _report(request, f"smoke: Job applied -> Complete in {time.monotonic() - t0:.1f}s")
     logs = node.plane.kubectl("logs", "job/hello", "-n", ns).stdout
@@ -65,23 +79,45 @@ def test_job_completes_with_its_logs(node, base_image, ns, request):
 def test_deployment_ready_and_service_answers(node, base_image, ns, request):
     labels = {"app": "web"}
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
-                "name": "web", "image": base_image, "imagePullPolicy": "Never",
-                "command": ["python3", "-m", "http.server", "8000", "--directory", "/etc"],
-                "ports": [{"containerPort": 8000}],
-                "readinessProbe": {"httpGet": {"path": "/os-release", "port": 8000}, "periodSeconds": 1},
-            }]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": base_image,
+                            "imagePullPolicy": "Never",
+                            "command": ["python3", "-m", "http.server", "8000", "--directory", "/etc"],
+                            "ports": [{"containerPort": 8000}],
+                            "readinessProbe": {"httpGet": {"path": "/os-release", "port": 8000}, "periodSeconds": 1},
+                        }
+                    ],
+                },
+            },
+        },
     }
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-               "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8000}]}}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8000}]},
+    }
     t0 = time.monotonic()
     for manifest in (deployment, service):
         node.plane.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
-    wait_until(lambda: _get(node, ns, "deployment", "web").get("status", {}).get("readyReplicas") == 1,
-               timeout=120, interval=0.2, description="Deployment web Ready")
+    wait_until(
+        lambda: _get(node, ns, "deployment", "web").get("status", {}).get("readyReplicas") == 1,
+        timeout=120,
+        interval=0.2,
+        description="Deployment web Ready",
+    )
     _report(request, f"smoke: Deployment applied -> pod Ready in {time.monotonic() - t0:.1f}s")
     cluster_ip = _get(node, ns, "service", "web")["spec"]["clusterIP"]
 

@@ -5,6 +5,84 @@ which pytest only honours in the rootdir conftest) so this directory works on
 its own: ``pytest tests/integration``.
 """
 
+import os
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
 # tests/ is on sys.path (pytest.ini `pythonpath`), never the repo root: its `operator/`
 # directory must not shadow the standard library's `operator`.
-from controlplane.fixtures import *  # noqa: F401,F403  (fixtures + hooks)
+from controlplane.fixtures import *  # noqa: F403  (fixtures + hooks)
+from controlplane.processes import ManagedProcess
+from support.wait import wait_until
+
+# ---- the operator as a process, as the chart runs it ------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Operator:
+    """The operator process, started (again) with the same environment."""
+
+    def __init__(self, env: dict[str, str], logs: Path, health: int):
+        self.env, self.logs, self.health, self.proc = env, logs, health, None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = ManagedProcess(
+            f"fti-operator-{self.starts}",
+            [sys.executable, "-m", "fti_operator"],
+            self.logs / f"operator-{self.starts}.log",
+            env=self.env,
+        ).start()
+        wait_until(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{self.health}/healthz", timeout=2).status == 200,
+            timeout=60,
+            ignore=(OSError,),
+            description="operator liveness endpoint",
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, as when a node dies."""
+        assert self.proc is not None
+        self.proc._signal_group(9)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(grace=30)
+
+    def log(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.logs.glob("operator-*.log")))
+
+
+@pytest.fixture(scope="module")
+def op(control_plane, fti_crds, operator_kubeconfig, tmp_path_factory, pod_runner):
+    store = tmp_path_factory.mktemp("rollout-store")
+    health = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FTI_")}
+    env.update(
+        KUBECONFIG=str(operator_kubeconfig),
+        FTI_ARTIFACT_STORE=f"file://{store}/artifacts",
+        FTI_ONLINE_STORE=f"sqlite:///{store}/online.db",
+        FTI_METRICS_PORT="0",
+        FTI_HEALTH_PORT=str(health),
+        FTI_PEERING="",
+        FTI_IMAGE_TAG="test",
+        FTI_JOB_TTL_SECONDS="3600",
+        FTI_LOG_LEVEL="INFO",
+    )
+    operator = Operator(env, tmp_path_factory.mktemp("operator-logs"), health)
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()

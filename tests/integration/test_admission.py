@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fti_operator.api import GROUP, VERSION, parse_resource
-from fti_operator.api import identity
+from fti_operator.api import GROUP, VERSION, identity, parse_resource
 from support.manifest_corpus import fti_documents, invalid_cases, path_matches, valid_files
 
 pytestmark = pytest.mark.integration
@@ -52,8 +51,9 @@ def _in(namespace: str, doc: dict) -> dict:
 
 
 def _create(objects, namespace: str, doc: dict) -> dict:
-    return objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[doc["kind"]], _in(namespace, doc),
-                                                   field_validation="Strict")
+    return objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURALS[doc["kind"]], _in(namespace, doc), field_validation="Strict"
+    )
 
 
 def _names_field(body: dict, field: str, words: str) -> bool:
@@ -77,7 +77,8 @@ def test_invalid_manifest_rejected_at_admission(case, objects, namespace):
     body = json.loads(info.value.body)
     assert _names_field(body, case.field, case.message), (
         f"{case.path.name}: expected the error to name {case.field} with ...{case.message}..., got:\n"
-        + json.dumps(body, indent=1))
+        + json.dumps(body, indent=1)
+    )
 
 
 @pytest.mark.parametrize("path, index", VALID, ids=[f"{p.name}#{i}" for p, i in VALID])
@@ -102,12 +103,13 @@ def test_unknown_fields_pruned_without_strict_validation(fti_crds, namespace):
 
 
 @pytest.mark.parametrize("apply", [["apply"], ["apply", "--server-side"]], ids=["client-side", "server-side"])
-@pytest.mark.parametrize("case_id", ["fp-cron-minute-61", "isvc-min-above-max", "tp-duplicate-feature-group", "fp-version-string"])
+@pytest.mark.parametrize(
+    "case_id", ["fp-cron-minute-61", "isvc-min-above-max", "tp-duplicate-feature-group", "fp-version-string"]
+)
 def test_kubectl_apply_shows_the_field(case_id, apply, fti_crds, namespace):
     """What a user sees: kubectl's error names the field and says what is wrong."""
     case = next(c for c in CASES if c.id == case_id)
-    result = fti_crds.kubectl(*apply, "--validate=strict", "-f", "-",
-                              input=yaml.safe_dump(_in(namespace, case.doc)), check=False)
+    result = fti_crds.kubectl(*apply, "--validate=strict", "-f", "-", input=yaml.safe_dump(_in(namespace, case.doc)), check=False)
     assert result.returncode != 0
     assert case.field in result.stderr, result.stderr
     # Server-side apply reports a wrong type while building the typed patch, in its own words.
@@ -118,7 +120,9 @@ def test_kubectl_apply_shows_the_field(case_id, apply, fti_crds, namespace):
 def test_kubectl_explain_describes_the_spec(fti_crds):
     out = fti_crds.kubectl("explain", "featurepipeline.spec.validation").stdout
     assert "expectations" in out and "onFailure" in out and "quarantine" in out, out
-    out = fti_crds.kubectl("explain", "inferenceservice.spec.online.canary.trafficPercent", "--api-version=fti.dev/v1alpha1").stdout
+    out = fti_crds.kubectl(
+        "explain", "inferenceservice.spec.online.canary.trafficPercent", "--api-version=fti.dev/v1alpha1"
+    ).stdout
     assert "1-99" in out, out
 
 
@@ -134,7 +138,7 @@ def test_category_short_names_and_columns(fti_crds, namespace):
     header = fti_crds.kubectl("get", "tp", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "MODEL", "LATEST", "READY", "REASON", "AGE"], header
     header = fti_crds.kubectl("get", "fisvc", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "MODEL", "SERVING", "CANARY", "READY", "REASON", "URL", "AGE"], header
+    assert header == ["NAME", "MODEL", "STABLE", "TARGET", "CANARY%", "PROGRESS", "READY", "REASON", "URL", "AGE"], header
 
 
 def test_status_subresource(fti_crds, objects, namespace):
@@ -143,12 +147,34 @@ def test_status_subresource(fti_crds, objects, namespace):
     doc = fti_documents(REPO / "tests" / "manifests" / "valid" / "inference-online.yaml")[0]
     created = _create(objects, namespace, doc)
     name = created["metadata"]["name"]
-    status = {"status": {"observedGeneration": 1, "serving": {"revision": 1, "model": 4, "featureView": 1},
-                         "conditions": [{"type": "Ready", "status": "True", "reason": "Serving", "message": "model 4",
-                                         "lastTransitionTime": "2026-11-27T10:15:41Z", "observedGeneration": 1}]}}
+    status = {
+        "status": {
+            "observedGeneration": 1,
+            "stable": {"revision": 1, "model": 4, "featureView": 1, "traffic": 90},
+            "target": {"revision": 2, "model": 5, "featureView": 1, "traffic": 10},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Serving",
+                    "message": "model 4",
+                    "lastTransitionTime": "2026-11-27T10:15:41Z",
+                    "observedGeneration": 1,
+                },
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "CanaryInProgress",
+                    "message": "model 5 at 10 %",
+                    "lastTransitionTime": "2026-11-27T10:15:41Z",
+                    "observedGeneration": 1,
+                },
+            ],
+        }
+    }
     patched = objects.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "inferenceservices", name, status)
     assert patched["metadata"]["generation"] == created["metadata"]["generation"]
-    assert patched["status"]["serving"]["model"] == 4
-    # Printer columns read status (empty columns -- no canary, no URL -- print as blanks).
+    assert patched["status"]["stable"]["model"] == 4
+    # Printer columns read status (an empty column -- no URL -- prints as blank).
     row = fti_crds.kubectl("get", "fisvc", name, "-n", namespace, "--no-headers").stdout.split()
-    assert row[:5] == [name, "fraud", "4", "True", "Serving"], row
+    assert row[:8] == [name, "fraud", "4", "5", "10", "CanaryInProgress", "True", "Serving"], row

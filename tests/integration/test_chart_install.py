@@ -18,8 +18,18 @@ def test_chart_installs_and_rbac_is_least_privilege(control_plane, namespace):
     control_plane.kubectl("create", "namespace", release_ns)
     try:
         # replicaCount=0: this control plane has no kubelet; the pods are not what is tested here.
-        control_plane.helm("install", "fti", CHART, "--namespace", release_ns, "--set", "replicaCount=0",
-                           "--set", f"watchNamespaces={{{watched}}}", "--wait=false")
+        control_plane.helm(
+            "install",
+            "fti",
+            CHART,
+            "--namespace",
+            release_ns,
+            "--set",
+            "replicaCount=0",
+            "--set",
+            f"watchNamespaces={{{watched}}}",
+            "--wait=false",
+        )
         sa = f"system:serviceaccount:{release_ns}:fti-fti-operator"
 
         def can(verb, resource, ns=watched):
@@ -29,20 +39,33 @@ def test_chart_installs_and_rbac_is_least_privilege(control_plane, namespace):
             return control_plane.kubectl(*args, *([f"--subresource={sub}"] if sub else []), check=False).stdout.strip() == "yes"
 
         # A sample; tests/integration/test_operator_rbac.py asks about every call the operator makes.
-        for verb, resource in [("watch", "featurepipelines.fti.dev"), ("patch", "inferenceservices.fti.dev:status"),
-                               ("create", "cronjobs.batch"), ("patch", "cronjobs.batch"), ("delete", "jobs.batch"),
-                               ("list", "pods"), ("create", "events"), ("patch", "inferenceservices.serving.kserve.io"),
-                               ("patch", "kopfpeerings.kopf.dev/fti-operator")]:
+        for verb, resource in [
+            ("watch", "featurepipelines.fti.dev"),
+            ("patch", "inferenceservices.fti.dev:status"),
+            ("create", "cronjobs.batch"),
+            ("patch", "cronjobs.batch"),
+            ("delete", "jobs.batch"),
+            ("list", "pods"),
+            ("create", "events"),
+            ("patch", "inferenceservices.serving.kserve.io"),
+            ("patch", "kopfpeerings.kopf.dev/fti-operator"),
+        ]:
             assert can(verb, resource), f"the operator cannot {verb} {resource} in the watched namespace"
         assert can("watch", "customresourcedefinitions.apiextensions.k8s.io", ns=None)
         # Kopf follows the listed namespaces through a cluster-wide namespace watch.
         assert can("watch", "namespaces", ns=None)
-        for verb, resource, ns in [("get", "secrets", watched), ("create", "pods", watched), ("delete", "pods", watched),
-                                   ("get", "pods:log", watched), ("update", "cronjobs.batch", watched),
-                                   ("update", "inferenceservices.serving.kserve.io", watched),
-                                   ("patch", "kopfpeerings.kopf.dev/someone-else", watched),
-                                   ("watch", "featurepipelines.fti.dev", "default"), ("create", "cronjobs.batch", "default"),
-                                   ("create", "namespaces", None)]:
+        for verb, resource, ns in [
+            ("get", "secrets", watched),
+            ("create", "pods", watched),
+            ("delete", "pods", watched),
+            ("get", "pods:log", watched),
+            ("update", "cronjobs.batch", watched),
+            ("update", "inferenceservices.serving.kserve.io", watched),
+            ("patch", "kopfpeerings.kopf.dev/someone-else", watched),
+            ("watch", "featurepipelines.fti.dev", "default"),
+            ("create", "cronjobs.batch", "default"),
+            ("create", "namespaces", None),
+        ]:
             assert not can(verb, resource, ns), f"the operator may {verb} {resource} in {ns}: more than it needs"
         # The peering object exists where Kopf looks for it.
         control_plane.kubectl("get", "kopfpeering", "fti-operator", "-n", watched)

@@ -71,8 +71,7 @@ def test_kserve_crd_accepts_isvc_and_status_helper(k8s, namespace, control_plane
     }
     custom.create_namespaced_custom_object(kserve.GROUP, kserve.VERSION, namespace, kserve.PLURAL, isvc)
     # The schema is enforced: a canary above 100 % is rejected by the API server.
-    bad = {**isvc, "metadata": {"name": "bad"},
-           "spec": {"predictor": {**isvc["spec"]["predictor"], "canaryTrafficPercent": 150}}}
+    bad = {**isvc, "metadata": {"name": "bad"}, "spec": {"predictor": {**isvc["spec"]["predictor"], "canaryTrafficPercent": 150}}}
     with pytest.raises(ApiException) as invalid:
         custom.create_namespaced_custom_object(kserve.GROUP, kserve.VERSION, namespace, kserve.PLURAL, bad)
     assert invalid.value.status == 422
@@ -86,7 +85,8 @@ def test_kserve_crd_accepts_isvc_and_status_helper(k8s, namespace, control_plane
     predictor = status["components"]["predictor"]
     assert predictor["latestRolledoutRevision"] == "fraud-predictor-00001"
     assert predictor["traffic"] == [
-        {"tag": "latest", "revisionName": "fraud-predictor-00001", "latestRevision": True, "percent": 100}]
+        {"tag": "latest", "revisionName": "fraud-predictor-00001", "latestRevision": True, "percent": 100}
+    ]
 
     # A canary: 20 % to a new revision, 80 % to the previous one; then roll out.
     canary = [
@@ -102,8 +102,15 @@ def test_kserve_crd_accepts_isvc_and_status_helper(k8s, namespace, control_plane
     assert predictor["latestRolledoutRevision"] == "fraud-predictor-00002"
     assert predictor["previousRolledoutRevision"] == "fraud-predictor-00001"
 
-    failed = kserve.set_isvc_status(k8s, namespace, "fraud", ready=False, latest_revision="fraud-predictor-00003",
-                                    reason="RevisionFailed", message="model failed to load")
+    failed = kserve.set_isvc_status(
+        k8s,
+        namespace,
+        "fraud",
+        ready=False,
+        latest_revision="fraud-predictor-00003",
+        reason="RevisionFailed",
+        message="model failed to load",
+    )
     ready = next(c for c in failed["status"]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "RevisionFailed")
     # The last good revision keeps serving, as in KServe.

@@ -60,7 +60,8 @@ def test_env_resolution_reads_secrets_and_configmaps_through_the_api():
             {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "absent", "optional": True}}},
             {"name": "BOTH", "value": "$(APP)/$(CFG_URI)"},
         ],
-        "command": ["run"], "args": ["--token=$(TOKEN)"],
+        "command": ["run"],
+        "args": ["--token=$(TOKEN)"],
     }
     env = resolve_env(container, pod, ApiSource(core))
     assert env == {"CFG_URI": "file:///s", "TOKEN": "t0k", "APP": "x", "BOTH": "x/file:///s"}

@@ -56,8 +56,9 @@ def _registry(creds, seen: set[str], target: str, note: str) -> kopf.OperatorReg
 
     @kopf.on.login(registry=registry)
     def login(**_):
-        return kopf.ConnectionInfo(server=creds.server, ca_path=str(creds.ca_file), token=creds.token,
-                                   default_namespace=creds.namespace)
+        return kopf.ConnectionInfo(
+            server=creds.server, ca_path=str(creds.ca_file), token=creds.token, default_namespace=creds.namespace
+        )
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_):
@@ -88,11 +89,20 @@ def _ensure_peering(k8s, creds) -> None:
     custom = client.CustomObjectsApi(k8s)
     try:
         if creds.cluster_wide:
-            custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", {
-                "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}})
+            custom.create_cluster_custom_object(
+                "kopf.dev",
+                "v1",
+                "clusterkopfpeerings",
+                {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}},
+            )
         for ns in creds.watch_namespaces:
-            custom.create_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", {
-                "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": PEERING, "namespace": ns}})
+            custom.create_namespaced_custom_object(
+                "kopf.dev",
+                "v1",
+                ns,
+                "kopfpeerings",
+                {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": PEERING, "namespace": ns}},
+            )
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -124,9 +134,22 @@ def test_kopf_is_never_refused(mode, chart_credentials, fti_crds, k8s, namespace
     level = kopf_logger.level
     kopf_logger.setLevel(logging.DEBUG)  # each refused attempt is logged at ERROR, the give-up at WARNING
     stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(name=f"kopf-{mode}", daemon=True, target=lambda: asyncio.run(kopf.operator(
-        registry=_registry(creds, seen, name, note), clusterwide=creds.cluster_wide, namespaces=list(creds.watch_namespaces),
-        peering_name=PEERING, priority=0, identity=identity, stop_flag=stop, ready_flag=ready)))
+    thread = threading.Thread(
+        name=f"kopf-{mode}",
+        daemon=True,
+        target=lambda: asyncio.run(
+            kopf.operator(
+                registry=_registry(creds, seen, name, note),
+                clusterwide=creds.cluster_wide,
+                namespaces=list(creds.watch_namespaces),
+                peering_name=PEERING,
+                priority=0,
+                identity=identity,
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        ),
+    )
     thread.start()
     try:
         assert ready.wait(60), "Kopf did not start"
@@ -134,8 +157,13 @@ def test_kopf_is_never_refused(mode, chart_credentials, fti_crds, k8s, namespace
         wait_until(lambda: name in seen, timeout=60, description=f"Kopf's watch delivering {ns}/{name}")
         wait_until(lambda: identity in _peers(k8s, creds), timeout=60, description="Kopf's peering keep-alive")
         core = client.CoreV1Api(k8s)
-        wait_until(lambda: [e for e in core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
-                            if e.message == note], timeout=60, description="the Event Kopf's poster creates")
+        wait_until(
+            lambda: [
+                e for e in core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items if e.message == note
+            ],
+            timeout=60,
+            description="the Event Kopf's poster creates",
+        )
     finally:
         stop.set()
         thread.join(60)

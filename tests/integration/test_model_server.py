@@ -7,12 +7,11 @@ No control plane needed: each server is `python -m fti_pipelines.serving` in a s
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from support.wait import wait_until
-from support.serving_fixtures import DEFAULTS, build_revision
 
 from fti_pipelines.serving.launch import (
     free_port,
@@ -23,6 +22,8 @@ from fti_pipelines.serving.launch import (
     v2_body,
     wait_ready,
 )
+from support.serving_fixtures import DEFAULTS, build_revision
+from support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 NAME = "fraud-online"
@@ -33,8 +34,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = str(tmp / f"server-{role}-{self.port}.log")
-        self.proc = start_server_subprocess(spec, env, self.port, role=role, predictor_host=predictor_host,
-                                            log_path=self.log)
+        self.proc = start_server_subprocess(spec, env, self.port, role=role, predictor_host=predictor_host, log_path=self.log)
         if ready:
             wait_ready(self.url, spec["name"], timeout=120, process=self.proc, log_path=self.log)
 
@@ -66,9 +66,11 @@ def expected(revision, instances):
     return proba[:, 1].tolist(), [int(c) for c in revision.pipeline.classes_[proba.argmax(axis=1)]]
 
 
-INSTANCES = [{"cc_num": 1000, "amount": 42.0, "category": "online"},
-             {"cc_num": 1013, "amount": 880.5, "category": "travel"},
-             {"cc_num": 1049, "amount": 3.25, "category": "grocery"}]
+INSTANCES = [
+    {"cc_num": 1000, "amount": 42.0, "category": "online"},
+    {"cc_num": 1013, "amount": 880.5, "category": "travel"},
+    {"cc_num": 1049, "amount": 3.25, "category": "grocery"},
+]
 
 
 @pytest.mark.parametrize("protocol", ["v1", "v2"])
@@ -87,8 +89,11 @@ def test_v2_answer_carries_model_version_and_tensors(combined, client):
     body = r.json()
     assert body["model_name"] == NAME and body["model_version"] == "1"
     assert body["parameters"] == {"modelVersion": 1, "featureView": "fraud", "featureViewVersion": 1}
-    assert {o["name"]: o["datatype"] for o in body["outputs"]} == {"predictions": "FP64", "labels": "INT64",
-                                                                  "defaults_used": "BOOL"}
+    assert {o["name"]: o["datatype"] for o in body["outputs"]} == {
+        "predictions": "FP64",
+        "labels": "INT64",
+        "defaults_used": "BOOL",
+    }
 
 
 V1_BAD = [
@@ -100,8 +105,14 @@ V1_BAD = [
     (b'{"instances": [{"cc_num": "1000", "amount": 1.0, "category": "online"}]}', 400, "instances[0].cc_num"),
     (b'{"instances": [{"cc_num": 1000, "amount": "1.0", "category": "online"}]}', 400, "instances[0].amount"),
     (b'{"instances": [{"cc_num": 1000, "amount": 1.0}]}', 400, "instances[0].category"),
-    (b'{"instances": [{"cc_num": 1000, "amount": 1.0, "category": "online"}, {"cc_num": 777, "amount": 1.0, '
-     b'"category": "online"}]}', 404, "instances[1].cc_num"),
+    (
+        (
+            b'{"instances": [{"cc_num": 1000, "amount": 1.0, "category": "online"}, {"cc_num": 777, "amount": 1.0, '
+            b'"category": "online"}]}'
+        ),
+        404,
+        "instances[1].cc_num",
+    ),
     (json.dumps({"instances": INSTANCES * 334}).encode(), 413, "instances"),
     (b'{"instances": "' + b"x" * (5 * 1024 * 1024) + b'"}', 413, "body"),
 ]
@@ -109,8 +120,7 @@ V1_BAD = [
 
 @pytest.mark.parametrize("body, status, field", V1_BAD, ids=[f"{s}-{f}" for _, s, f in V1_BAD])
 def test_bad_v1_requests_get_their_4xx(combined, client, body, status, field):
-    r = client.post(f"{combined.url}/v1/models/{NAME}:predict", content=body,
-                    headers={"content-type": "application/json"})
+    r = client.post(f"{combined.url}/v1/models/{NAME}:predict", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
     answer = r.json()
     assert answer["error"]
@@ -126,10 +136,28 @@ V2_BAD = [
     ({"inputs": []}, 400, "inputs"),
     ({"inputs": [_tensor("cc_num", "INT64", [1000, 1001], [3])]}, 400, "inputs[0] (cc_num)"),
     ({"inputs": [_tensor("cc_num", "INT64", [1000]), _tensor("amount", "FP64", [1.0, 2.0])]}, 400, "inputs[1] (amount)"),
-    ({"inputs": [_tensor("cc_num", "INT64", [777]), _tensor("amount", "FP64", [1.0]),
-                 _tensor("category", "BYTES", ["online"])]}, 404, "inputs[0].cc_num"),
-    ({"inputs": [_tensor("cc_num", "BYTES", ["1000"]), _tensor("amount", "FP64", [1.0]),
-                 _tensor("category", "BYTES", ["online"])]}, 400, "inputs[0].cc_num"),
+    (
+        {
+            "inputs": [
+                _tensor("cc_num", "INT64", [777]),
+                _tensor("amount", "FP64", [1.0]),
+                _tensor("category", "BYTES", ["online"]),
+            ]
+        },
+        404,
+        "inputs[0].cc_num",
+    ),
+    (
+        {
+            "inputs": [
+                _tensor("cc_num", "BYTES", ["1000"]),
+                _tensor("amount", "FP64", [1.0]),
+                _tensor("category", "BYTES", ["online"]),
+            ]
+        },
+        400,
+        "inputs[0].cc_num",
+    ),
     ({"inputs": [_tensor("amount", "FP64", [1.0])]}, 400, "inputs[0].cc_num"),
 ]
 
@@ -142,21 +170,25 @@ def test_bad_v2_requests_get_their_4xx(combined, client, body, status, field):
 
 
 def test_malformed_v2_json_is_a_4xx(combined, client):
-    r = client.post(f"{combined.url}/v2/models/{NAME}/infer", content=b"{nope",
-                    headers={"content-type": "application/json"})
+    r = client.post(f"{combined.url}/v2/models/{NAME}/infer", content=b"{nope", headers={"content-type": "application/json"})
     assert 400 <= r.status_code < 500
 
 
 def test_metrics_report_lookup_latency_missing_entities_and_feature_age(combined, client):
     predict(combined.url, NAME, INSTANCES)
-    client.post(f"{combined.url}/v1/models/{NAME}:predict", json={"instances": [{"cc_num": 5, "amount": 1.0,
-                                                                                 "category": "online"}]})
+    client.post(
+        f"{combined.url}/v1/models/{NAME}:predict", json={"instances": [{"cc_num": 5, "amount": 1.0, "category": "online"}]}
+    )
     text = client.get(f"{combined.url}/metrics").text
     labels = 'feature_view="fraud",feature_view_version="1",model="fraud",model_version="1"'
     assert f"fti_feature_lookup_seconds_count{{{labels}}}" in text
-    assert any(line.startswith("fti_missing_entities_total") and 'action="rejected"' in line
-               and 'feature_group="card_transactions@v2"' in line and not line.endswith(" 0.0")
-               for line in text.splitlines())
+    assert any(
+        line.startswith("fti_missing_entities_total")
+        and 'action="rejected"' in line
+        and 'feature_group="card_transactions@v2"' in line
+        and not line.endswith(" 0.0")
+        for line in text.splitlines()
+    )
     assert 'fti_feature_age_seconds_count{feature_group="card_profiles@v1"' in text
     assert "fti_serving_ready{" in text and "request_predict_seconds" in text  # KServe's own histograms too
 
@@ -179,13 +211,18 @@ def test_skewed_revision_stays_up_but_not_ready_with_its_reason(tmp_path, client
     try:
         # The server answers (it is live) but every readiness endpoint refuses, with the reason.
         def refused_with_reason() -> bool:
-            assert server.proc.poll() is None, open(server.log).read()[-2000:]
+            assert server.proc.poll() is None, Path(server.log).read_text()[-2000:]
             ready, reason = readiness(server.url, NAME, client)
             assert not ready
             return "FeatureViewMismatch" in reason
 
-        wait_until(refused_with_reason, timeout=120, interval=0.1, ignore=(httpx.TransportError,),
-                   description="the skewed revision's readiness reason")
+        wait_until(
+            refused_with_reason,
+            timeout=120,
+            interval=0.1,
+            ignore=(httpx.TransportError,),
+            description="the skewed revision's readiness reason",
+        )
         v1 = client.get(f"{server.url}/v1/models/{NAME}")
         health = client.get(f"{server.url}/v2/health/ready")
         assert v1.status_code == 503 and "trained on feature view fraud v1" in v1.json()["error"]
@@ -193,7 +230,7 @@ def test_skewed_revision_stays_up_but_not_ready_with_its_reason(tmp_path, client
         assert client.get(f"{server.url}/v2/health/live").status_code == 200
         r = client.post(f"{server.url}/v1/models/{NAME}:predict", json={"instances": INSTANCES})
         assert r.status_code == 503  # never serves with mismatched features
-        assert "FeatureViewMismatch" in open(server.log).read()
+        assert "FeatureViewMismatch" in Path(server.log).read_text()
     finally:
         server.stop()
 
@@ -208,15 +245,18 @@ def test_transformer_in_front_of_the_predictor(revision, tmp_path):
         assert r.status_code == 200
         probs, labels = expected(revision, INSTANCES)
         assert r.json()["predictions"][0][1] == pytest.approx(probs[0], rel=1e-9)
-        transformer = Server(tmp_path, revision.spec, revision.env, role="transformer",
-                             predictor_host=f"127.0.0.1:{predictor.port}")
+        transformer = Server(
+            tmp_path, revision.spec, revision.env, role="transformer", predictor_host=f"127.0.0.1:{predictor.port}"
+        )
         for protocol in ("v1", "v2"):
             answer = predict(transformer.url, NAME, INSTANCES, protocol=protocol)
             assert answer["predictions"] == pytest.approx(probs, rel=1e-9)
             assert answer["labels"] == labels
             assert (answer["modelVersion"], answer["featureViewVersion"]) == (1, 1)
-        r = httpx.post(f"{transformer.url}/v1/models/{NAME}:predict",
-                       json={"instances": [{"cc_num": 777, "amount": 1.0, "category": "online"}]})
+        r = httpx.post(
+            f"{transformer.url}/v1/models/{NAME}:predict",
+            json={"instances": [{"cc_num": 777, "amount": 1.0, "category": "online"}]},
+        )
         assert r.status_code == 404 and r.json()["field"] == "instances[0].cc_num"
     finally:
         if transformer:

@@ -22,12 +22,11 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
-from support.wait import wait_until
-
 from fti_operator.config import OperatorConfig
 from fti_operator.controller.kube_http import KubeHttp
 from fti_operator.controller.runtime import Runtime
 from fti_operator.reconcile import Context, feature, inference, training
+from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,32 +48,51 @@ def operator(control_plane, k8s, tmp_path_factory, fti_crds, operator_kubeconfig
     control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     ext = client.ApiextensionsV1Api(k8s)
     for plural in ("featurepipelines", "trainingpipelines", "inferenceservices"):
-        wait_until(lambda: any(c.type == "Established" and c.status == "True" for c in
-                               ext.read_custom_resource_definition(f"{plural}.{GROUP}").status.conditions or []),
-                   timeout=30, description=f"CRD {plural} established")
+        wait_until(
+            lambda plural=plural: any(
+                c.type == "Established" and c.status == "True"
+                for c in ext.read_custom_resource_definition(f"{plural}.{GROUP}").status.conditions or []
+            ),
+            timeout=30,
+            description=f"CRD {plural} established",
+        )
     custom = client.CustomObjectsApi(k8s)
     try:
-        custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings",
-                                            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}})
+        custom.create_cluster_custom_object(
+            "kopf.dev",
+            "v1",
+            "clusterkopfpeerings",
+            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}},
+        )
     except ApiException as exc:
         if exc.status != 409:
             raise
     os.environ["KUBECONFIG"] = str(operator_kubeconfig)
     store = tmp_path_factory.mktemp("fti-store")
     health = free_port()
-    config = OperatorConfig(artifact_store=f"file://{store}/artifacts", online_store=f"sqlite:///{store}/online.db",
-                            metrics_port=0, health_port=health, peering=PEERING, peering_priority=100,
-                            image_tag="test", job_ttl_seconds=3600)
+    config = OperatorConfig(
+        artifact_store=f"file://{store}/artifacts",
+        online_store=f"sqlite:///{store}/online.db",
+        metrics_port=0,
+        health_port=health,
+        peering=PEERING,
+        peering_priority=100,
+        image_tag="test",
+        job_ttl_seconds=3600,
+    )
     from fti_operator.controller.app import run
 
     rt = Runtime(config)  # built here so the tests can read its API-call counter
     stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=run, args=(config, stop, ready), kwargs={"runtime": rt}, name="fti-operator",
-                              daemon=True)
+    thread = threading.Thread(target=run, args=(config, stop, ready), kwargs={"runtime": rt}, name="fti-operator", daemon=True)
     thread.start()
     assert ready.wait(60), "operator did not become ready"
-    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2).status == 200,
-               timeout=30, ignore=(OSError,), description="operator liveness endpoint")
+    wait_until(
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2).status == 200,
+        timeout=30,
+        ignore=(OSError,),
+        description="operator liveness endpoint",
+    )
     yield {"config": config, "runtime": rt, "store": store, "health": health}
     stop.set()
     thread.join(timeout=60)
@@ -91,7 +109,9 @@ def load_example(name: str, namespace: str, **annotations: str) -> dict:
 
 def create(k8s, body: dict) -> dict:
     plural = body["kind"].lower() + "s"
-    return client.CustomObjectsApi(k8s).create_namespaced_custom_object(GROUP, VERSION, body["metadata"]["namespace"], plural, body)
+    return client.CustomObjectsApi(k8s).create_namespaced_custom_object(
+        GROUP, VERSION, body["metadata"]["namespace"], plural, body
+    )
 
 
 def get(k8s, namespace: str, plural: str, name: str) -> dict:
@@ -131,23 +151,40 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
         create(k8s, load_example(name, namespace, **{"fti.dev/run": "it-1"}))
     for cj in ("card-profiles-v1", "card-transactions-v1"):
-        got = wait_until(lambda: batch.read_namespaced_cron_job(cj, namespace), timeout=30, ignore=(ApiException,),
-                         description=f"CronJob {cj}")
+        got = wait_until(
+            lambda cj=cj: batch.read_namespaced_cron_job(cj, namespace),
+            timeout=30,
+            ignore=(ApiException,),
+            description=f"CronJob {cj}",
+        )
         assert got.spec.concurrency_policy == "Forbid"
         assert got.metadata.owner_references[0].kind == "FeaturePipeline"
     runs = {}
     for fp in ("card-profiles", "card-transactions"):
-        runs[fp] = wait_until(lambda: fg_run(k8s, namespace, fp, 1), timeout=600, description=f"{fp} v1 run result in status")
+        runs[fp] = wait_until(
+            lambda fp=fp: fg_run(k8s, namespace, fp, 1), timeout=600, description=f"{fp} v1 run result in status"
+        )
         assert runs[fp]["succeeded"], runs[fp]
         assert runs[fp]["rowsWritten"] > 0 and "rowsRejected" in runs[fp] and runs[fp]["job"].startswith(f"{fp}-v1-run-")
-    fp_obj = wait_until(lambda: (o := get(k8s, namespace, "featurepipelines", "card-transactions")) and
-                        (condition(o, "Ready") or {}).get("status") == "True" and o, timeout=30, description="FP Ready")
+    fp_obj = wait_until(
+        lambda: (
+            (o := get(k8s, namespace, "featurepipelines", "card-transactions"))
+            and (condition(o, "Ready") or {}).get("status") == "True"
+            and o
+        ),
+        timeout=30,
+        description="FP Ready",
+    )
     assert condition(fp_obj, "Ready")["observedGeneration"] == fp_obj["metadata"]["generation"]
 
     # 2. Training: a Job with the model version the operator assigned -> a Validated version in status.
     create(k8s, load_example("training-pipeline.yaml", namespace))
-    job = wait_until(lambda: batch.read_namespaced_job("fraud-model-v1", namespace), timeout=30, ignore=(ApiException,),
-                     description="training Job")
+    job = wait_until(
+        lambda: batch.read_namespaced_job("fraud-model-v1", namespace),
+        timeout=30,
+        ignore=(ApiException,),
+        description="training Job",
+    )
     job_dict = batch.api_client.sanitize_for_serialization(job)
     assert container_env(job_dict["spec"]["template"]["spec"]["containers"][0])["FTI_MODEL_VERSION"] == "1"
 
@@ -162,40 +199,80 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     assert mv["featureView"] == {"name": "fraud", "version": 1}
     assert {"name": "card_profiles", "version": 1} in mv["featureGroups"]
     # Conditions follow the recorded result in the same pass or the next one.
-    tp = wait_until(lambda: (o := get(k8s, namespace, "trainingpipelines", "fraud-model")) and
-                    (condition(o, "Ready") or {}).get("status") == "True" and o, timeout=30, description="TP Ready")
+    tp = wait_until(
+        lambda: (
+            (o := get(k8s, namespace, "trainingpipelines", "fraud-model"))
+            and (condition(o, "Ready") or {}).get("status") == "True"
+            and o
+        ),
+        timeout=30,
+        description="TP Ready",
+    )
     assert tp["status"]["latestValidatedVersion"] == 1 and condition(tp, "Ready")["reason"] == "ModelValidated"
 
     # 3. Online inference: a KServe InferenceService from one resolved pair.
     create(k8s, load_example("inference-online.yaml", namespace))
     custom = client.CustomObjectsApi(k8s)
-    kisvc = wait_until(lambda: custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace,
-                                                                    "inferenceservices", "fraud-online"),
-                       timeout=60, ignore=(ApiException,), description="KServe InferenceService")
+    kisvc = wait_until(
+        lambda: custom.get_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", namespace, "inferenceservices", "fraud-online"
+        ),
+        timeout=60,
+        ignore=(ApiException,),
+        description="KServe InferenceService",
+    )
     [container] = kisvc["spec"]["predictor"]["containers"]
     assert container["image"] == "ghcr.io/fti-dev/fti-inference:test"
     spec = json.loads(container_env(container)["FTI_SPEC"])
     assert spec["model"] == {"name": "fraud", "version": 1} and spec["featureView"] == {"name": "fraud", "version": 1}
     assert kisvc["metadata"]["labels"]["fti.dev/model-version"] == "1"
     # The pair is the rollout's target until KServe reports it ready at full traffic; then it is stable.
-    isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")).get("status", {}).get("target") and o,
-                      timeout=30, description="target revision in status")
-    assert {k: isvc["status"]["target"][k] for k in ("revision", "model", "featureView")} == {"revision": 1, "model": 1, "featureView": 1}
+    isvc = wait_until(
+        lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")).get("status", {}).get("target") and o,
+        timeout=30,
+        description="target revision in status",
+    )
+    assert {k: isvc["status"]["target"][k] for k in ("revision", "model", "featureView")} == {
+        "revision": 1,
+        "model": 1,
+        "featureView": 1,
+    }
     set_isvc_status(k8s, namespace, "fraud-online", ready=True)
-    isvc = wait_until(lambda: (o := get(k8s, namespace, "inferenceservices", "fraud-online")) and
-                      (condition(o, "Ready") or {}).get("status") == "True" and o, timeout=30, description="online Ready")
+    isvc = wait_until(
+        lambda: (
+            (o := get(k8s, namespace, "inferenceservices", "fraud-online"))
+            and (condition(o, "Ready") or {}).get("status") == "True"
+            and o
+        ),
+        timeout=30,
+        description="online Ready",
+    )
     assert isvc["status"]["url"].startswith("http://fraud-online.")
-    assert {k: isvc["status"]["stable"][k] for k in ("revision", "model", "featureView")} == {"revision": 1, "model": 1, "featureView": 1}
+    assert {k: isvc["status"]["stable"][k] for k in ("revision", "model", "featureView")} == {
+        "revision": 1,
+        "model": 1,
+        "featureView": 1,
+    }
 
     # 4. Batch inference: a CronJob with the same resolved pair; the feature groups know who needs them.
     create(k8s, load_example("inference-batch.yaml", namespace))
-    cj = wait_until(lambda: batch.read_namespaced_cron_job("fraud-batch-batch", namespace), timeout=30,
-                    ignore=(ApiException,), description="batch CronJob")
+    cj = wait_until(
+        lambda: batch.read_namespaced_cron_job("fraud-batch-batch", namespace),
+        timeout=30,
+        ignore=(ApiException,),
+        description="batch CronJob",
+    )
     cj_env = {e.name: e.value for e in cj.spec.job_template.spec.template.spec.containers[0].env}
     assert json.loads(cj_env["FTI_SPEC"])["model"] == {"name": "fraud", "version": 1}
-    wait_until(lambda: [v for v in get(k8s, namespace, "featurepipelines", "card-profiles")["status"]["versions"]
-                        if v["version"] == 1 and v.get("neededBy") == [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"]],
-               timeout=30, description="card_profiles v1 neededBy both services")
+    wait_until(
+        lambda: [
+            v
+            for v in get(k8s, namespace, "featurepipelines", "card-profiles")["status"]["versions"]
+            if v["version"] == 1 and v.get("neededBy") == [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"]
+        ],
+        timeout=30,
+        description="card_profiles v1 neededBy both services",
+    )
 
     # 5. Level-based: reconciling everything again with nothing changed makes zero write calls.
     wait_at_rest(operator["runtime"])
@@ -225,61 +302,114 @@ def test_delete_featurepipeline_removes_children(operator, k8s, namespace):
     body = load_example("feature-pipeline-profiles.yaml", namespace)
     body["metadata"]["name"] = "profiles-to-delete"
     create(k8s, body)
-    wait_until(lambda: batch.read_namespaced_cron_job("profiles-to-delete-v1", namespace), timeout=30,
-               ignore=(ApiException,), description="CronJob")
-    client.CustomObjectsApi(k8s).delete_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "profiles-to-delete")
-    wait_until(lambda: gone(k8s, namespace, "featurepipelines", "profiles-to-delete"), timeout=60,
-               description="FeaturePipeline deleted (finalizer released)")
-    wait_until(lambda: not batch.list_namespaced_cron_job(namespace, label_selector="fti.dev/resource=profiles-to-delete").items,
-               timeout=60, description="CronJob garbage-collected")
+    wait_until(
+        lambda: batch.read_namespaced_cron_job("profiles-to-delete-v1", namespace),
+        timeout=30,
+        ignore=(ApiException,),
+        description="CronJob",
+    )
+    client.CustomObjectsApi(k8s).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "featurepipelines", "profiles-to-delete"
+    )
+    wait_until(
+        lambda: gone(k8s, namespace, "featurepipelines", "profiles-to-delete"),
+        timeout=60,
+        description="FeaturePipeline deleted (finalizer released)",
+    )
+    wait_until(
+        lambda: not batch.list_namespaced_cron_job(namespace, label_selector="fti.dev/resource=profiles-to-delete").items,
+        timeout=60,
+        description="CronJob garbage-collected",
+    )
 
 
 def test_new_feature_group_version_keeps_needed_old_version(operator, k8s, namespace):
-    """Feature-version retention (docs/versions.md) at the operator level: v1 stays (Retained) while an InferenceService's model reads it."""
+    """Feature-version retention (docs/versions.md) at the operator level: v1 stays (Retained)
+    while an InferenceService's model reads it."""
     batch = client.BatchV1Api(k8s)
     fp = load_example("feature-pipeline-profiles.yaml", namespace)
     create(k8s, fp)
-    wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v1", namespace), timeout=30, ignore=(ApiException,),
-               description="v1 CronJob")
+    wait_until(
+        lambda: batch.read_namespaced_cron_job("card-profiles-v1", namespace),
+        timeout=30,
+        ignore=(ApiException,),
+        description="v1 CronJob",
+    )
     custom = client.CustomObjectsApi(k8s)
-    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "card-profiles",
-                                          {"spec": {"featureGroup": {"version": 2}}})
-    wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v2", namespace), timeout=30, ignore=(ApiException,),
-               description="v2 CronJob")
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "featurepipelines", "card-profiles", {"spec": {"featureGroup": {"version": 2}}}
+    )
+    wait_until(
+        lambda: batch.read_namespaced_cron_job("card-profiles-v2", namespace),
+        timeout=30,
+        ignore=(ApiException,),
+        description="v2 CronJob",
+    )
     # Nothing serves a model on v1: it is retired and its CronJob suspended (kept, so a rollback
     # can bring the version back).
-    v1 = wait_until(lambda: (c := batch.read_namespaced_cron_job("card-profiles-v1", namespace)).spec.suspend and c,
-                    timeout=30, description="v1 CronJob suspended once retired")
+    v1 = wait_until(
+        lambda: (c := batch.read_namespaced_cron_job("card-profiles-v1", namespace)).spec.suspend and c,
+        timeout=30,
+        description="v1 CronJob suspended once retired",
+    )
     assert v1.metadata.annotations["fti.dev/retired"] == "true"
     st = get(k8s, namespace, "featurepipelines", "card-profiles")["status"]
     assert {v["version"]: v["state"] for v in st["versions"]} == {2: "Active", 1: "Retired"}
 
 
-def test_second_instance_with_lower_priority_stays_passive(operator, k8s, namespace, control_plane, tmp_path,
-                                                           operator_kubeconfig):
+def test_second_instance_with_lower_priority_stays_passive(
+    operator, k8s, namespace, control_plane, tmp_path, operator_kubeconfig
+):
     """Two operators never fight: the lower-priority instance pauses (Kopf peering) and writes nothing."""
     metrics_port = free_port()
-    env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig), "FTI_PEERING": PEERING, "FTI_PEERING_PRIORITY": "1",
-           "FTI_METRICS_PORT": str(metrics_port), "FTI_HEALTH_PORT": str(free_port()),
-           "FTI_ARTIFACT_STORE": f"file://{tmp_path}/artifacts"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(operator_kubeconfig),
+        "FTI_PEERING": PEERING,
+        "FTI_PEERING_PRIORITY": "1",
+        "FTI_METRICS_PORT": str(metrics_port),
+        "FTI_HEALTH_PORT": str(free_port()),
+        "FTI_ARTIFACT_STORE": f"file://{tmp_path}/artifacts",
+    }
     log = (tmp_path / "second.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "fti_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: b"fti_operator_api_requests" in urllib.request.urlopen(
-            f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read() or True, timeout=60, ignore=(OSError,),
-            description="second instance metrics")
+        wait_until(
+            lambda: (
+                b"fti_operator_api_requests"
+                in urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read()
+                or True
+            ),
+            timeout=60,
+            ignore=(OSError,),
+            description="second instance metrics",
+        )
         # Both instances are registered as peers; the second one (priority 1 < 100) stays paused.
         custom = client.CustomObjectsApi(k8s)
-        wait_until(lambda: len((custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
-                                .get("status") or {})) >= 2, timeout=60, description="two peers registered")
+        wait_until(
+            lambda: (
+                len(custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING).get("status") or {}) >= 2
+            ),
+            timeout=60,
+            description="two peers registered",
+        )
         body = load_example("feature-pipeline-profiles.yaml", namespace)
         create(k8s, body)
         batch = client.BatchV1Api(k8s)
-        wait_until(lambda: batch.read_namespaced_cron_job("card-profiles-v1", namespace), timeout=30,
-                   ignore=(ApiException,), description="CronJob made by the active instance")
+        wait_until(
+            lambda: batch.read_namespaced_cron_job("card-profiles-v1", namespace),
+            timeout=30,
+            ignore=(ApiException,),
+            description="CronJob made by the active instance",
+        )
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-        writes = [line for line in text.splitlines() if line.startswith("fti_operator_api_requests_total{")
-                  and any(f'verb="{v}"' in line for v in ("POST", "PUT", "PATCH", "DELETE")) and not line.endswith(" 0.0")]
+        writes = [
+            line
+            for line in text.splitlines()
+            if line.startswith("fti_operator_api_requests_total{")
+            and any(f'verb="{v}"' in line for v in ("POST", "PUT", "PATCH", "DELETE"))
+            and not line.endswith(" 0.0")
+        ]
         assert writes == [], f"the paused instance wrote: {writes}"
     finally:
         proc.terminate()  # SIGTERM, as the kubelet sends it: a graceful stop
@@ -300,26 +430,63 @@ def validated_model_on_materialized_features(k8s, namespace: str) -> None:
 
     def set_status(plural, name, status):
         obj = get(k8s, namespace, plural, name)
-        custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {
-            "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": {**(obj.get("status") or {}), **status}})
+        custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {
+                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                "status": {**(obj.get("status") or {}), **status},
+            },
+        )
         return True
 
-    wait_until(lambda: set_status("featurepipelines", "card-profiles", {"versions": [
-        {"version": 1, "state": "Active", "lastRun": {"job": "x", "succeeded": True, "rowsWritten": 5}}]}),
-        timeout=30, ignore=(ApiException,), description="FP status")
-    wait_until(lambda: set_status("trainingpipelines", "fraud-model", {"modelVersions": [
-        {"version": 1, "phase": "Validated", "featureView": {"name": "fraud", "version": 1},
-         "featureGroups": [{"name": "card_profiles", "version": 1}], "storageUri": "file:///m/1/model"}]}),
-        timeout=30, ignore=(ApiException,), description="TP status")
+    wait_until(
+        lambda: set_status(
+            "featurepipelines",
+            "card-profiles",
+            {"versions": [{"version": 1, "state": "Active", "lastRun": {"job": "x", "succeeded": True, "rowsWritten": 5}}]},
+        ),
+        timeout=30,
+        ignore=(ApiException,),
+        description="FP status",
+    )
+    wait_until(
+        lambda: set_status(
+            "trainingpipelines",
+            "fraud-model",
+            {
+                "modelVersions": [
+                    {
+                        "version": 1,
+                        "phase": "Validated",
+                        "featureView": {"name": "fraud", "version": 1},
+                        "featureGroups": [{"name": "card_profiles", "version": 1}],
+                        "storageUri": "file:///m/1/model",
+                    }
+                ]
+            },
+        ),
+        timeout=30,
+        ignore=(ApiException,),
+        description="TP status",
+    )
 
 
 def delete_needed_card_profiles(k8s, namespace) -> None:
     """A served model needs card_profiles v1 (the finalizer is on); delete that FeaturePipeline."""
     validated_model_on_materialized_features(k8s, namespace)
     create(k8s, load_example("inference-batch.yaml", namespace))
-    wait_until(lambda: "fti.dev/feature-versions-in-use" in (get(k8s, namespace, "featurepipelines", "card-profiles")
-                                                            ["metadata"].get("finalizers") or []),
-               timeout=60, description="finalizer while fraud-batch needs card_profiles v1")
+    wait_until(
+        lambda: (
+            "fti.dev/feature-versions-in-use"
+            in (get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("finalizers") or [])
+        ),
+        timeout=60,
+        description="finalizer while fraud-batch needs card_profiles v1",
+    )
     client.CustomObjectsApi(k8s).delete_namespaced_custom_object(GROUP, VERSION, namespace, "featurepipelines", "card-profiles")
 
 
@@ -327,25 +494,41 @@ def test_needed_feature_pipeline_is_kept_until_nothing_serves_it(operator, k8s, 
     """The finalizer (docs/versions.md): deleting a FeaturePipeline whose version a served model needs waits."""
     delete_needed_card_profiles(k8s, namespace)
     events = client.CoreV1Api(k8s)
-    wait_until(lambda: [e for e in events.list_namespaced_event(namespace, field_selector="involvedObject.name=card-profiles").items
-                        if e.reason == "DeletionBlocked"], timeout=30, description="DeletionBlocked event")
+    wait_until(
+        lambda: [
+            e
+            for e in events.list_namespaced_event(namespace, field_selector="involvedObject.name=card-profiles").items
+            if e.reason == "DeletionBlocked"
+        ],
+        timeout=30,
+        description="DeletionBlocked event",
+    )
     assert get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("deletionTimestamp")
     client.CustomObjectsApi(k8s).delete_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", "fraud-batch")
-    wait_until(lambda: gone(k8s, namespace, "featurepipelines", "card-profiles"), timeout=60,
-               description="FeaturePipeline deleted once nothing needs it")
+    wait_until(
+        lambda: gone(k8s, namespace, "featurepipelines", "card-profiles"),
+        timeout=60,
+        description="FeaturePipeline deleted once nothing needs it",
+    )
 
 
 def test_blocked_feature_pipeline_goes_when_its_model_and_service_go(operator, k8s, namespace):
     """A namespace being deleted removes the TrainingPipeline before the InferenceService: the
     blocked FeaturePipeline must still re-decide and drop its finalizer."""
     delete_needed_card_profiles(k8s, namespace)
-    wait_until(lambda: get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("deletionTimestamp"),
-               timeout=30, description="deletion pending")
+    wait_until(
+        lambda: get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("deletionTimestamp"),
+        timeout=30,
+        description="deletion pending",
+    )
     custom = client.CustomObjectsApi(k8s)
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "trainingpipelines", "fraud-model")
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", "fraud-batch")
-    wait_until(lambda: gone(k8s, namespace, "featurepipelines", "card-profiles"), timeout=60,
-               description="FeaturePipeline deleted once its model and service are gone")
+    wait_until(
+        lambda: gone(k8s, namespace, "featurepipelines", "card-profiles"),
+        timeout=60,
+        description="FeaturePipeline deleted once its model and service are gone",
+    )
 
 
 def test_switching_mode_replaces_the_child(operator, k8s, namespace):
@@ -355,17 +538,30 @@ def test_switching_mode_replaces_the_child(operator, k8s, namespace):
     isvc = load_example("inference-online.yaml", namespace)
     create(k8s, isvc)
     name = isvc["metadata"]["name"]
-    kserve = lambda: custom.list_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices")["items"]  # noqa: E731
     batch = client.BatchV1Api(k8s)
-    cronjobs = lambda: [c for c in batch.list_namespaced_cron_job(namespace).items  # noqa: E731
-                        if c.metadata.labels.get("fti.dev/component") == "batch"]
-    wait_until(lambda: kserve(), timeout=60, description="the KServe InferenceService of mode online")
+
+    def kserve() -> list:
+        return custom.list_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices")["items"]
+
+    def cronjobs() -> list:
+        return [
+            c for c in batch.list_namespaced_cron_job(namespace).items if c.metadata.labels.get("fti.dev/component") == "batch"
+        ]
+
+    wait_until(kserve, timeout=60, description="the KServe InferenceService of mode online")
     batch_spec = load_example("inference-batch.yaml", namespace)["spec"]["batch"]
-    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", name,
-                                          {"spec": {"mode": "batch", "online": None, "batch": batch_spec}})
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "inferenceservices", name, {"spec": {"mode": "batch", "online": None, "batch": batch_spec}}
+    )
     wait_until(lambda: cronjobs() and not kserve(), timeout=60, description="batch CronJob instead of the KServe service")
-    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "inferenceservices", name,
-                                          {"spec": {"mode": "online", "batch": None, "online": isvc["spec"]["online"]}})
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "inferenceservices",
+        name,
+        {"spec": {"mode": "online", "batch": None, "online": isvc["spec"]["online"]}},
+    )
     wait_until(lambda: kserve() and not cronjobs(), timeout=60, description="KServe service back, batch CronJob gone")
 
 
@@ -377,37 +573,71 @@ def test_new_pipelines_write_each_step_once_and_read_no_child(operator, k8s, nam
     # The counter is process-wide: earlier tests' namespaces must be gone (their teardown queues
     # reconciles) before counting starts.
     core = client.CoreV1Api(k8s)
-    wait_until(lambda: [n.metadata.name for n in core.list_namespace(label_selector="fti.dev/test=true").items] == [namespace],
-               timeout=180, interval=1.0, description="earlier test namespaces deleted")
+    wait_until(
+        lambda: [n.metadata.name for n in core.list_namespace(label_selector="fti.dev/test=true").items] == [namespace],
+        timeout=180,
+        interval=1.0,
+        description="earlier test namespaces deleted",
+    )
     wait_at_rest(rt)
     before = dict(rt.kube.calls)
-    fp = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FeaturePipeline", "metadata": {"name": "cost-fp", "namespace": namespace},
-          "spec": {"featureGroup": {"name": "cost_g", "version": 1, "primaryKey": ["cc_num"], "eventTime": "event_time"},
-                   "source": {"generator": {"function": "fti_pipelines.examples.fraud:card_profiles"}},
-                   "schedule": "0 0 1 1 *"}}
-    tp = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingPipeline", "metadata": {"name": "cost-tp", "namespace": namespace},
-          "spec": {"model": {"name": "cost", "estimator": "sklearn.linear_model.LogisticRegression"},
-                   "featureView": {"name": "cost", "version": 1, "label": {"featureGroup": {"name": "cost_g", "version": 1}, "column": "y"},
-                                   "features": [{"featureGroup": {"name": "cost_g", "version": 1}, "columns": ["x"]}]}}}
+    fp = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "FeaturePipeline",
+        "metadata": {"name": "cost-fp", "namespace": namespace},
+        "spec": {
+            "featureGroup": {"name": "cost_g", "version": 1, "primaryKey": ["cc_num"], "eventTime": "event_time"},
+            "source": {"generator": {"function": "fti_pipelines.examples.fraud:card_profiles"}},
+            "schedule": "0 0 1 1 *",
+        },
+    }
+    tp = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingPipeline",
+        "metadata": {"name": "cost-tp", "namespace": namespace},
+        "spec": {
+            "model": {"name": "cost", "estimator": "sklearn.linear_model.LogisticRegression"},
+            "featureView": {
+                "name": "cost",
+                "version": 1,
+                "label": {"featureGroup": {"name": "cost_g", "version": 1}, "column": "y"},
+                "features": [{"featureGroup": {"name": "cost_g", "version": 1}, "columns": ["x"]}],
+            },
+        },
+    }
     create(k8s, fp)
     create(k8s, tp)
-    wait_until(lambda: (get(k8s, namespace, "trainingpipelines", "cost-tp").get("status") or {}).get("lastRun")
-               and (get(k8s, namespace, "featurepipelines", "cost-fp").get("status") or {}).get("conditions"),
-               timeout=60, description="both statuses written")
+    wait_until(
+        lambda: (
+            (get(k8s, namespace, "trainingpipelines", "cost-tp").get("status") or {}).get("lastRun")
+            and (get(k8s, namespace, "featurepipelines", "cost-fp").get("status") or {}).get("conditions")
+        ),
+        timeout=60,
+        description="both statuses written",
+    )
     wait_at_rest(rt)
     calls = {k: n - before.get(k, 0) for k, n in rt.kube.calls.items() if n - before.get(k, 0)}
     # The CronJob is written by server-side apply (a PATCH that creates), the Job by a create.
-    assert calls == {("PATCH", "cronjobs"): 1, ("POST", "jobs"): 1, ("POST", "events"): 2,
-                     ("PATCH", "featurepipelines/status"): 1, ("PATCH", "trainingpipelines/status"): 1}, calls
+    assert calls == {
+        ("PATCH", "cronjobs"): 1,
+        ("POST", "jobs"): 1,
+        ("POST", "events"): 2,
+        ("PATCH", "featurepipelines/status"): 1,
+        ("PATCH", "trainingpipelines/status"): 1,
+    }, calls
     body = get(k8s, namespace, "trainingpipelines", "cost-tp")
     run = body["status"]["lastRun"]
     assert (run["modelVersion"], run["trigger"], run["job"]) == (1, "Created", "cost-tp-v1") and "token" not in run
     assert run["trainingHash"] and run["startedAt"] and "fti.dev/last-run" not in (body["metadata"].get("annotations") or {})
 
     client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, "trainingpipelines", "cost-tp", {"metadata": {"annotations": {"fti.dev/run": "t1"}}})
-    wait_until(lambda: (get(k8s, namespace, "trainingpipelines", "cost-tp")["status"]["lastRun"]["modelVersion"] == 2),
-               timeout=60, description="run-now recorded as v2")
+        GROUP, VERSION, namespace, "trainingpipelines", "cost-tp", {"metadata": {"annotations": {"fti.dev/run": "t1"}}}
+    )
+    wait_until(
+        lambda: get(k8s, namespace, "trainingpipelines", "cost-tp")["status"]["lastRun"]["modelVersion"] == 2,
+        timeout=60,
+        description="run-now recorded as v2",
+    )
     run = get(k8s, namespace, "trainingpipelines", "cost-tp")["status"]["lastRun"]
     assert (run["trigger"], run["token"], run["job"]) == ("RunNow", "t1", "cost-tp-v2")
     job = client.BatchV1Api(k8s).read_namespaced_job("cost-tp-v2", namespace)

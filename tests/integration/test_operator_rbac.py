@@ -64,8 +64,11 @@ CALLS: list[Call] = [
     *_kinds("get", why="a queued key not in the body cache (controller/runtime.py); status conflict (reconcile/writes.py)"),
     Call("patch", FTI, "featurepipelines", why="metadata.finalizers while a version is served (reconcile/feature.py)"),
     *_kinds("patch", subresource="status", why="status merge patch (reconcile/writes.py)"),
-    *_kinds("update", subresource="finalizers",
-            why="admission: children's ownerReferences carry blockOwnerDeletion (render/pods.py owner_reference)"),
+    *_kinds(
+        "update",
+        subresource="finalizers",
+        why="admission: children's ownerReferences carry blockOwnerDeletion (render/pods.py owner_reference)",
+    ),
     Call("get", "batch", "jobs", why="reconcile/children.py apply_child: a run's Job, read back after a 409"),
     Call("create", "batch", "jobs", why="reconcile/children.py apply_child: a run's Job (immutable: created only)"),
     Call("list", "batch", "jobs", why="a resource's runs by label (reconcile/feature.py, training.py, inference.py)"),
@@ -91,8 +94,15 @@ CALLS: list[Call] = [
     Call("watch", "", "namespaces", scope="cluster", modes=WATCH_NAMESPACES, why="Kopf: namespace observer"),
     Call("list", "kopf.dev", "clusterkopfpeerings", scope="cluster", modes=CLUSTER_WIDE, why="Kopf: peering watch"),
     Call("watch", "kopf.dev", "clusterkopfpeerings", scope="cluster", modes=CLUSTER_WIDE, why="Kopf: peering watch"),
-    Call("patch", "kopf.dev", "clusterkopfpeerings", scope="cluster", name=PEERING, modes=CLUSTER_WIDE,
-         why="Kopf: peering keep-alive"),
+    Call(
+        "patch",
+        "kopf.dev",
+        "clusterkopfpeerings",
+        scope="cluster",
+        name=PEERING,
+        modes=CLUSTER_WIDE,
+        why="Kopf: peering keep-alive",
+    ),
     Call("list", "kopf.dev", "kopfpeerings", modes=WATCH_NAMESPACES, why="Kopf: peering watch"),
     Call("watch", "kopf.dev", "kopfpeerings", modes=WATCH_NAMESPACES, why="Kopf: peering watch"),
     Call("patch", "kopf.dev", "kopfpeerings", name=PEERING, modes=WATCH_NAMESPACES, why="Kopf: peering keep-alive"),
@@ -134,20 +144,35 @@ REFUSED: list[Call] = [
     Call("delete", "", "namespaces", scope="cluster", why="never"),
     Call("list", "", "nodes", scope="cluster", why="never"),
     Call("list", "", "namespaces", scope="cluster", modes=CLUSTER_WIDE, why="cluster-wide Kopf never reads namespaces"),
-    Call("patch", "kopf.dev", "clusterkopfpeerings", scope="cluster", name="someone-else", modes=CLUSTER_WIDE,
-         why="only our own peering object"),
+    Call(
+        "patch",
+        "kopf.dev",
+        "clusterkopfpeerings",
+        scope="cluster",
+        name="someone-else",
+        modes=CLUSTER_WIDE,
+        why="only our own peering object",
+    ),
     Call("create", "kopf.dev", "clusterkopfpeerings", scope="cluster", why="the chart creates the peering object"),
     Call("delete", "kopf.dev", "clusterkopfpeerings", scope="cluster", why="the chart owns the peering object"),
     Call("patch", "kopf.dev", "kopfpeerings", name="someone-else", modes=WATCH_NAMESPACES, why="only our own"),
     Call("create", "kopf.dev", "kopfpeerings", why="the chart creates the peering objects"),
     # watchNamespaces: nothing outside the watched namespaces.
-    *[Call(verb, group, resource, scope=scope, modes=WATCH_NAMESPACES, why="outside the watched namespaces")
-      for verb, group, resource, scope in [
-          ("list", FTI, "featurepipelines", "unwatched"), ("get", FTI, "featurepipelines", "unwatched"),
-          ("create", "batch", "cronjobs", "unwatched"), ("create", "batch", "jobs", "unwatched"),
-          ("create", KSERVE, "inferenceservices", "unwatched"), ("create", "", "events", "unwatched"),
-          ("list", "", "pods", "unwatched"), ("list", FTI, "featurepipelines", "all"), ("watch", "batch", "jobs", "all"),
-          ("list", "kopf.dev", "clusterkopfpeerings", "cluster")]],
+    *[
+        Call(verb, group, resource, scope=scope, modes=WATCH_NAMESPACES, why="outside the watched namespaces")
+        for verb, group, resource, scope in [
+            ("list", FTI, "featurepipelines", "unwatched"),
+            ("get", FTI, "featurepipelines", "unwatched"),
+            ("create", "batch", "cronjobs", "unwatched"),
+            ("create", "batch", "jobs", "unwatched"),
+            ("create", KSERVE, "inferenceservices", "unwatched"),
+            ("create", "", "events", "unwatched"),
+            ("list", "", "pods", "unwatched"),
+            ("list", FTI, "featurepipelines", "all"),
+            ("watch", "batch", "jobs", "all"),
+            ("list", "kopf.dev", "clusterkopfpeerings", "cluster"),
+        ]
+    ],
 ]
 
 
@@ -170,9 +195,11 @@ def _namespaces(creds, scope: str, unwatched: str) -> list[str]:
 def allowed(creds, call: Call, namespace: str) -> bool:
     attributes = {"verb": call.verb, "group": call.group, "resource": call.resource, "namespace": namespace}
     attributes.update({k: v for k, v in (("subresource", call.subresource), ("name", call.name)) if v})
-    status, body = creds.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
-        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-        "spec": {"resourceAttributes": attributes}})
+    status, body = creds.request(
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": attributes}},
+    )
     assert status == 201, body
     return bool(body["status"].get("allowed"))
 
@@ -186,13 +213,20 @@ def _describe(call: Call, namespace: str) -> str:
 def _answers(creds, calls: list[Call]) -> list[tuple[Call, str, bool]]:
     mode = "cluster-wide" if creds.cluster_wide else "watch-namespaces"
     unwatched = f"not-watched-{uuid.uuid4().hex[:6]}"
-    return [(call, ns, allowed(creds, call, ns)) for call in calls if mode in call.modes
-            for ns in _namespaces(creds, call.scope, unwatched)]
+    return [
+        (call, ns, allowed(creds, call, ns))
+        for call in calls
+        if mode in call.modes
+        for ns in _namespaces(creds, call.scope, unwatched)
+    ]
 
 
 def test_the_token_is_the_charts_service_account(creds):
-    status, body = creds.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
-        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    status, body = creds.request(
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+    )
     assert status == 201, body
     assert body["status"]["userInfo"]["username"] == creds.username
     # The kubeconfig is what the operator is started with: a client built from it works as the ServiceAccount.
@@ -226,8 +260,14 @@ def _owner(k8s, example: str, plural: str, namespace: str) -> dict:
 def _owner_reference(owner: dict) -> dict:
     # As the operator renders it (render/pods.py owner_reference): blockOwnerDeletion is what
     # needs `update` on the owner's finalizers under OwnerReferencesPermissionEnforcement.
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
-            "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def _path(obj: dict) -> str:
@@ -238,8 +278,9 @@ def _path(obj: dict) -> str:
 
 def server_side_apply(creds, obj: dict) -> tuple[int, dict]:
     """The operator's write of a child: PATCH application/apply-patch+yaml (JSON is YAML)."""
-    return creds.request("PATCH", _path(obj), obj, content_type="application/apply-patch+yaml",
-                         query=f"fieldManager={FIELD_MANAGER}&force=true")
+    return creds.request(
+        "PATCH", _path(obj), obj, content_type="application/apply-patch+yaml", query=f"fieldManager={FIELD_MANAGER}&force=true"
+    )
 
 
 def _workspace(creds, namespace: str) -> str:
@@ -248,22 +289,49 @@ def _workspace(creds, namespace: str) -> str:
 
 def _cronjob(name: str, namespace: str, owner: dict, schedule: str) -> dict:
     return {
-        "apiVersion": "batch/v1", "kind": "CronJob",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "fti-operator"},
-                     "ownerReferences": [_owner_reference(owner)]},
-        "spec": {"schedule": schedule, "concurrencyPolicy": "Forbid", "suspend": True, "jobTemplate": {"spec": {
-            "template": {"spec": {"restartPolicy": "Never", "containers": [
-                {"name": "feature", "image": "ghcr.io/fti-dev/fti-feature:test", "command": ["true"]}]}}}}},
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "fti-operator"},
+            "ownerReferences": [_owner_reference(owner)],
+        },
+        "spec": {
+            "schedule": schedule,
+            "concurrencyPolicy": "Forbid",
+            "suspend": True,
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "feature", "image": "ghcr.io/fti-dev/fti-feature:test", "command": ["true"]}],
+                        }
+                    }
+                }
+            },
+        },
     }
 
 
 def _kserve(name: str, namespace: str, owner: dict, max_replicas: int) -> dict:
     return {
-        "apiVersion": f"{KSERVE}/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "fti-operator"},
-                     "ownerReferences": [_owner_reference(owner)]},
-        "spec": {"predictor": {"minReplicas": 1, "maxReplicas": max_replicas, "model": {
-            "modelFormat": {"name": "sklearn"}, "storageUri": "s3://ml/fti/models/fraud/1"}}},
+        "apiVersion": f"{KSERVE}/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "fti-operator"},
+            "ownerReferences": [_owner_reference(owner)],
+        },
+        "spec": {
+            "predictor": {
+                "minReplicas": 1,
+                "maxReplicas": max_replicas,
+                "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://ml/fti/models/fraud/1"},
+            }
+        },
     }
 
 
@@ -285,16 +353,21 @@ def test_a_cronjob_is_applied_server_side_and_never_replaced(creds, fti_crds, k8
     ns = _workspace(creds, namespace)
     owner = _owner(k8s, "feature-pipeline-transactions.yaml", "featurepipelines", ns)
     name = f"{owner['metadata']['name']}-v1"
-    _apply_twice_then_put(creds, _cronjob(name, ns, owner, "*/15 * * * *"), _cronjob(name, ns, owner, "*/30 * * * *"),
-                          lambda obj: obj["spec"]["schedule"] == "*/30 * * * *")
+    _apply_twice_then_put(
+        creds,
+        _cronjob(name, ns, owner, "*/15 * * * *"),
+        _cronjob(name, ns, owner, "*/30 * * * *"),
+        lambda obj: obj["spec"]["schedule"] == "*/30 * * * *",
+    )
 
 
 def test_a_kserve_inferenceservice_is_applied_server_side_and_never_replaced(creds, fti_crds, k8s, namespace):
     ns = _workspace(creds, namespace)
     owner = _owner(k8s, "inference-online.yaml", "inferenceservices", ns)
     name = owner["metadata"]["name"]
-    _apply_twice_then_put(creds, _kserve(name, ns, owner, 2), _kserve(name, ns, owner, 3),
-                          lambda obj: obj["spec"]["predictor"]["maxReplicas"] == 3)
+    _apply_twice_then_put(
+        creds, _kserve(name, ns, owner, 2), _kserve(name, ns, owner, 3), lambda obj: obj["spec"]["predictor"]["maxReplicas"] == 3
+    )
 
 
 def test_outside_the_watched_namespaces_nothing_is_applied(chart_credentials, fti_crds, k8s, namespace):

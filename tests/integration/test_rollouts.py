@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
-from controlplane.processes import ManagedProcess
+from support.examples import example
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,70 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "fti.dev", "v1alpha1"
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Operator:
-    """The operator process, started (again) with the same environment."""
-
-    def __init__(self, env: dict[str, str], logs: Path, health: int):
-        self.env, self.logs, self.health, self.proc = env, logs, health, None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.proc = ManagedProcess(f"fti-operator-{self.starts}", [sys.executable, "-m", "fti_operator"],
-                                   self.logs / f"operator-{self.starts}.log", env=self.env).start()
-        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{self.health}/healthz", timeout=2).status == 200,
-                   timeout=60, ignore=(OSError,), description="operator liveness endpoint")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs, as when a node dies."""
-        assert self.proc is not None
-        self.proc._signal_group(9)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop(grace=30)
-
-    def log(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.logs.glob("operator-*.log")))
-
-
-@pytest.fixture(scope="module")
-def op(control_plane, fti_crds, operator_kubeconfig, tmp_path_factory, pod_runner):
-    store = tmp_path_factory.mktemp("rollout-store")
-    health = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FTI_")}
-    env.update(KUBECONFIG=str(operator_kubeconfig), FTI_ARTIFACT_STORE=f"file://{store}/artifacts",
-               FTI_ONLINE_STORE=f"sqlite:///{store}/online.db", FTI_METRICS_PORT="0", FTI_HEALTH_PORT=str(health),
-               FTI_PEERING="", FTI_IMAGE_TAG="test", FTI_JOB_TTL_SECONDS="3600", FTI_LOG_LEVEL="INFO")
-    operator = Operator(env, tmp_path_factory.mktemp("operator-logs"), health)
-    operator.start()
-    try:
-        yield operator
-    finally:
-        operator.stop()
-
-
-def small(name: str, namespace: str, **annotations: str) -> dict:
-    """An example manifest on a small generated data set, in `namespace`."""
-    doc = yaml.safe_load((ROOT / "examples" / "fraud" / name).read_text())
-    doc["metadata"]["namespace"] = namespace
-    gen = ((doc.get("spec") or {}).get("source") or {}).get("generator")
-    if gen:
-        gen["params"]["n_cards"] = 600
-        if "days" in gen["params"]:
-            gen["params"]["days"] = 20
-    if annotations:
-        doc["metadata"].setdefault("annotations", {}).update(annotations)
-    return doc
 
 
 def custom(k8s) -> client.CustomObjectsApi:
@@ -115,9 +48,18 @@ def apply(k8s, body: dict) -> dict:
         if exc.status != 409:
             raise
     live = get(k8s, ns, plural, name)
-    return custom(k8s).patch_namespaced_custom_object(GROUP, VERSION, ns, plural, name,
-                                                      {"spec": body["spec"], "metadata": {"annotations": (
-                                                          body["metadata"].get("annotations") or {})}}) if live else live
+    return (
+        custom(k8s).patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ns,
+            plural,
+            name,
+            {"spec": body["spec"], "metadata": {"annotations": (body["metadata"].get("annotations") or {})}},
+        )
+        if live
+        else live
+    )
 
 
 def kserve_child(k8s, namespace: str, name: str) -> dict:
@@ -162,23 +104,26 @@ def models(op, k8s, pod_runner, request):
     core = client.CoreV1Api(k8s)
     ns = f"rollouts-{os.getpid()}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    wait_until(lambda: core.list_namespaced_service_account(ns, field_selector="metadata.name=default").items,
-               timeout=30, description="default ServiceAccount")
+    wait_until(
+        lambda: core.list_namespaced_service_account(ns, field_selector="metadata.name=default").items,
+        timeout=30,
+        description="default ServiceAccount",
+    )
     for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
-        apply(k8s, small(name, ns, **{"fti.dev/run": "r1"}))
-    apply(k8s, small("training-pipeline.yaml", ns))
+        apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
+    apply(k8s, example("training-pipeline.yaml", ns))
 
     def validated(version: int):
         st = get(k8s, ns, "trainingpipelines", "fraud-model").get("status") or {}
-        mv = next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
-        return mv
+        return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
 
     mv = wait_until(lambda: validated(1), timeout=900, description="model 1 trained")
     assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
     # A second model version on the same features: a run-now token trains again.
     tp = get(k8s, ns, "trainingpipelines", "fraud-model")
-    custom(k8s).patch_namespaced_custom_object(GROUP, VERSION, ns, "trainingpipelines", "fraud-model",
-                                               {"metadata": {"annotations": {"fti.dev/run": "second"}}})
+    custom(k8s).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "trainingpipelines", "fraud-model", {"metadata": {"annotations": {"fti.dev/run": "second"}}}
+    )
     mv2 = wait_until(lambda: validated(2), timeout=900, description="model 2 trained")
     assert mv2["phase"] == "Validated" and tp
     yield ns
@@ -186,7 +131,7 @@ def models(op, k8s, pod_runner, request):
 
 
 def online(ns: str, name: str, version, **rollout) -> dict:
-    body = small("inference-online.yaml", ns)
+    body = example("inference-online.yaml", ns)
     body["metadata"]["name"] = name
     body["spec"]["model"]["version"] = version
     body["spec"]["rollout"].update(rollout)
@@ -219,10 +164,23 @@ def test_upgrade_becomes_stable_only_when_kserve_reports_it(op, k8s, models, con
     generation = obj["metadata"]["generation"]
     # kubectl runs plugins from PATH; here the plugin runs as `kubectl-fti` would, with kubectl on PATH.
     kubectl_dir = Path(control_plane.binaries.path("kubectl")).parent
-    plugin = subprocess.run([sys.executable, "-c", "from fti_operator.rollout_cli import kubectl_plugin; kubectl_plugin()",
-                             "rollout", "undo", "up", "-n", ns], capture_output=True, text=True, timeout=60, check=False,
-                            env={**os.environ, "PATH": f"{kubectl_dir}:{os.environ['PATH']}",
-                                 "KUBECONFIG": str(control_plane.kubeconfig)})
+    plugin = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from fti_operator.rollout_cli import kubectl_plugin; kubectl_plugin()",
+            "rollout",
+            "undo",
+            "up",
+            "-n",
+            ns,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PATH": f"{kubectl_dir}:{os.environ['PATH']}", "KUBECONFIG": str(control_plane.kubeconfig)},
+    )
     assert plugin.returncode == 0, plugin.stderr
     wait_child_model(k8s, ns, "up", 1)
     set_isvc_status(k8s, ns, "up", ready=True)
@@ -241,8 +199,14 @@ def test_readiness_deadline_rolls_back_even_across_a_sigkill(op, k8s, models) ->
     obj = wait_status(k8s, ns, "dl", lambda st: (st.get("target") or {}).get("model") == 2, "model 2 target")
     since = obj["status"]["target"]["since"]
     wait_child_model(k8s, ns, "dl", 2)
-    set_isvc_status(k8s, ns, "dl", ready=False, reason="RevisionFailed",
-                    message="readiness probe failed: skew guard: feature view 1 expected, store has 2")
+    set_isvc_status(
+        k8s,
+        ns,
+        "dl",
+        ready=False,
+        reason="RevisionFailed",
+        message="readiness probe failed: skew guard: feature view 1 expected, store has 2",
+    )
     op.kill()  # halfway: the target and its deadline are in status, the operator is gone
     op.start()
     obj = wait_status(k8s, ns, "dl", lambda st: st.get("failed"), "automatic rollback", timeout=120)
@@ -275,14 +239,22 @@ def test_canary_then_promote(op, k8s, models) -> None:
     obj = get(k8s, ns, "inferenceservices", "cn")
     assert condition(obj, "CanaryReady").get("status") in ("Unknown", None) or "traffic" not in obj["status"]["target"]
     latest, prev = "cn-predictor-00002", "cn-predictor-00001"
-    set_isvc_status(k8s, ns, "cn", ready=True, traffic=[
-        {"revisionName": latest, "percent": 10, "latestRevision": True, "tag": "latest"},
-        {"revisionName": prev, "percent": 90, "latestRevision": False, "tag": "prev"}])
+    set_isvc_status(
+        k8s,
+        ns,
+        "cn",
+        ready=True,
+        traffic=[
+            {"revisionName": latest, "percent": 10, "latestRevision": True, "tag": "latest"},
+            {"revisionName": prev, "percent": 90, "latestRevision": False, "tag": "prev"},
+        ],
+    )
     obj = wait_status(k8s, ns, "cn", lambda st: (st.get("target") or {}).get("traffic") == 10, "canary at 10 %")
     assert obj["status"]["stable"]["traffic"] == 90 and condition(obj, "CanaryReady")["status"] == "True"
     assert condition(obj, "Progressing")["reason"] == "CanaryInProgress"
-    custom(k8s).patch_namespaced_custom_object(GROUP, VERSION, ns, "inferenceservices", "cn",
-                                               {"metadata": {"annotations": {"fti.dev/promote": "p1"}}})
+    custom(k8s).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "inferenceservices", "cn", {"metadata": {"annotations": {"fti.dev/promote": "p1"}}}
+    )
     obj = wait_status(k8s, ns, "cn", lambda st: (st.get("stable") or {}).get("model") == 2, "promoted")
     assert obj["status"]["handled"]["promote"] == "p1" and obj["status"]["stable"]["traffic"] == 100
 
@@ -295,16 +267,30 @@ def test_training_pipeline_deleted_while_serving_and_feature_deletion_held(op, k
     wait_status(k8s, ns, "keep", lambda st: st.get("stable"), "stable")
     custom(k8s).delete_namespaced_custom_object(GROUP, VERSION, ns, "trainingpipelines", "fraud-model")
     # Still served as it was, and its feature versions still protected by the revisions' own snapshots.
-    wait_until(lambda: "fti.dev/feature-versions-in-use" in (get(k8s, ns, "featurepipelines", "card-profiles")["metadata"]
-                                                             .get("finalizers") or []), timeout=30, description="finalizer")
+    wait_until(
+        lambda: (
+            "fti.dev/feature-versions-in-use"
+            in (get(k8s, ns, "featurepipelines", "card-profiles")["metadata"].get("finalizers") or [])
+        ),
+        timeout=30,
+        description="finalizer",
+    )
     custom(k8s).delete_namespaced_custom_object(GROUP, VERSION, ns, "featurepipelines", "card-profiles")
+
     def deleting():
         obj = get(k8s, ns, "featurepipelines", "card-profiles")
         return obj if obj["metadata"].get("deletionTimestamp") else None
 
     wait_until(deleting, timeout=30, description="deletion requested")
-    fp = wait_until(lambda: (o := get(k8s, ns, "featurepipelines", "card-profiles")) and
-                    condition(o, "Ready").get("reason") == "DeletionBlocked" and o, timeout=30, description="DeletionBlocked")
+    fp = wait_until(
+        lambda: (
+            (o := get(k8s, ns, "featurepipelines", "card-profiles"))
+            and condition(o, "Ready").get("reason") == "DeletionBlocked"
+            and o
+        ),
+        timeout=30,
+        description="DeletionBlocked",
+    )
     assert f"{ns}/keep" in condition(fp, "Ready")["message"] and events(k8s, ns, "card-profiles", "DeletionBlocked")
     assert served_model(kserve_child(k8s, ns, "keep")) == 1
     for name in ("up", "dl", "cn", "keep"):

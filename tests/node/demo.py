@@ -53,8 +53,7 @@ def main() -> int:
         step("control plane + node Ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in node.timings.items()), clock)
         engine = "podman"
         archive = workdir / "images.tar"
-        subprocess.run([engine, "save", "--format", "docker-archive", "-m", "-o", str(archive), *image_refs(TAG)],
-                       check=True)
+        subprocess.run([engine, "save", "--format", "docker-archive", "-m", "-o", str(archive), *image_refs(TAG)], check=True)
         node.containerd.import_archive(archive)
         archive.unlink()
         step(f"loaded {', '.join(image_refs(TAG))}", clock)
@@ -91,7 +90,7 @@ def main() -> int:
         print(fraud.kubectl("get", "fti", "-A").stdout)
         step("fraud-online Ready", clock)
         answer = fraud.predict(SAMPLES)
-        for sample, prediction in zip(SAMPLES, answer.get("predictions", [])):
+        for sample, prediction in zip(SAMPLES, answer.get("predictions", []), strict=False):
             print(f"  {sample} -> {prediction}")
         step(f"predictions through the Service; end to end {time.monotonic() - t0:.0f}s", clock)
         return 0

@@ -12,6 +12,7 @@ names outside it (there is no upstream to forward to). kubelet points pods at it
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -32,9 +33,9 @@ def _parse_question(packet: bytes) -> tuple[str, int, int]:
             break
         if length & 0xC0:
             raise ValueError("compressed name in a question")
-        labels.append(packet[i + 1:i + 1 + length].decode("ascii", "replace"))
+        labels.append(packet[i + 1 : i + 1 + length].decode("ascii", "replace"))
         i += 1 + length
-    qtype, _qclass = struct.unpack("!HH", packet[i:i + 4])
+    qtype, _qclass = struct.unpack("!HH", packet[i : i + 4])
     return ".".join(labels).lower().rstrip("."), qtype, i + 4
 
 
@@ -75,10 +76,12 @@ class ClusterDNS:
         self.sock.bind((address, port))
         self.sock.settimeout(0.5)
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._serve, name="cluster-dns", daemon=True),
-                         threading.Thread(target=self._refresh, name="cluster-dns-refresh", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._serve, name="cluster-dns", daemon=True),
+            threading.Thread(target=self._refresh, name="cluster-dns-refresh", daemon=True),
+        ]
 
-    def start(self) -> "ClusterDNS":
+    def start(self) -> ClusterDNS:
         self._load()
         for t in self._threads:
             t.start()
@@ -99,10 +102,9 @@ class ClusterDNS:
 
     def _refresh(self) -> None:
         while not self._stop.wait(0.5):
-            try:
+            # The API server may be stopping: keep the last records.
+            with contextlib.suppress(Exception):
                 self._load()
-            except Exception:  # noqa: BLE001 - the API server may be stopping; keep the last records
-                pass
 
     def lookup(self, name: str) -> str | None:
         if name in self.records:
@@ -116,11 +118,9 @@ class ClusterDNS:
         while not self._stop.is_set():
             try:
                 packet, peer = self.sock.recvfrom(4096)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             response = answer(packet, self.lookup)
             if response is not None:
-                try:
+                with contextlib.suppress(OSError):
                     self.sock.sendto(response, peer)
-                except OSError:
-                    pass

@@ -58,12 +58,36 @@ class FraudOnNode:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found: apt-get install redis-server")
-        self.redis = ManagedProcess("redis-server", [
-            binary, "--bind", NODE_IP, "--port", str(port), "--save", "", "--appendonly", "no",
-            "--protected-mode", "no", "--dir", str(self.node.workdir)], self.node.workdir / "logs" / "redis.log").start()
+        self.redis = ManagedProcess(
+            "redis-server",
+            [
+                binary,
+                "--bind",
+                NODE_IP,
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--dir",
+                str(self.node.workdir),
+            ],
+            self.node.workdir / "logs" / "redis.log",
+        ).start()
         self.redis_url = f"redis://{NODE_IP}:{port}/0"
-        wait_until(lambda: subprocess.run(["redis-cli", "-h", NODE_IP, "-p", str(port), "ping"], capture_output=True,
-                                          text=True).stdout.strip() == "PONG", timeout=30, description="redis PONG")
+        wait_until(
+            lambda: (
+                subprocess.run(
+                    ["redis-cli", "-h", NODE_IP, "-p", str(port), "ping"], capture_output=True, text=True, check=False
+                ).stdout.strip()
+                == "PONG"
+            ),
+            timeout=30,
+            description="redis PONG",
+        )
         return self.redis_url
 
     def storage(self) -> None:
@@ -72,36 +96,75 @@ class FraudOnNode:
         os.chown(self.data_dir, IMAGE_UID, IMAGE_UID)
         self.kubectl("create", "namespace", NS)
         manifests = [
-            {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "fti-data"},
-             "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteMany"],
-                      "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "fti-data",
-                      "hostPath": {"path": str(self.data_dir), "type": "Directory"}}},
-            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "fti-data", "namespace": NS},
-             "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "fti-data",
-                      "resources": {"requests": {"storage": "10Gi"}}}},
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": "fti-data"},
+                "spec": {
+                    "capacity": {"storage": "10Gi"},
+                    "accessModes": ["ReadWriteMany"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "fti-data",
+                    "hostPath": {"path": str(self.data_dir), "type": "Directory"},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "fti-data", "namespace": NS},
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": "fti-data",
+                    "resources": {"requests": {"storage": "10Gi"}},
+                },
+            },
         ]
         for m in manifests:
             self.kubectl("apply", "-f", "-", input=json.dumps(m))
-        wait_until(lambda: self._json("get", "pvc", "fti-data", "-n", NS)["status"].get("phase") == "Bound",
-                   timeout=60, description="PVC fti-data Bound")
+        wait_until(
+            lambda: self._json("get", "pvc", "fti-data", "-n", NS)["status"].get("phase") == "Bound",
+            timeout=60,
+            description="PVC fti-data Bound",
+        )
 
     def install_operator(self) -> None:
         self.kubectl("create", "namespace", OPERATOR_NS)
         self.kubectl("label", "namespace", OPERATOR_NS, "pod-security.kubernetes.io/enforce=restricted")
         out = self.node.plane.helm(
-            "install", RELEASE, str(CHART), "-n", OPERATOR_NS,
-            "--set", f"image.tag={self.tag}", "--set", "image.pullPolicy=Never",
-            "--set", f"pipelineImages.tag={self.tag}", "--set", "pipelineImages.pullPolicy=Never",
-            "--set", "stores.volumeClaim=fti-data", "--set", f"stores.onlineStore={self.redis_url}",
-            "--wait", "--timeout", "180s", timeout=240, check=False)
+            "install",
+            RELEASE,
+            str(CHART),
+            "-n",
+            OPERATOR_NS,
+            "--set",
+            f"image.tag={self.tag}",
+            "--set",
+            "image.pullPolicy=Never",
+            "--set",
+            f"pipelineImages.tag={self.tag}",
+            "--set",
+            "pipelineImages.pullPolicy=Never",
+            "--set",
+            "stores.volumeClaim=fti-data",
+            "--set",
+            f"stores.onlineStore={self.redis_url}",
+            "--wait",
+            "--timeout",
+            "180s",
+            timeout=240,
+            check=False,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"helm install failed: {out.stderr}\n{self.describe(OPERATOR_NS)}")
 
     def apply_example(self) -> None:
         # The batch InferenceService scores new transactions from the data volume, as `make demo` does.
         requests = self.data_dir / "fraud" / "score-requests"
-        subprocess.run([sys.executable, "-m", "fti_pipelines.examples", "fraud-score-requests", "--out",
-                        f"{requests}/"], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "fti_pipelines.examples", "fraud-score-requests", "--out", f"{requests}/"],
+            check=True,
+            capture_output=True,
+        )
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             os.chown(path, IMAGE_UID, IMAGE_UID)
         self.kubectl("apply", "--server-side", "--validate=strict", "-f", str(EXAMPLE))
@@ -123,8 +186,7 @@ class FraudOnNode:
     def wait_ready(self, kind: str, name: str, timeout: float) -> dict:
         t0 = time.monotonic()
         try:
-            obj = wait_until(lambda: self.ready(kind, name), timeout=timeout, interval=1,
-                             description=f"{kind} {name} Ready")
+            obj = wait_until(lambda: self.ready(kind, name), timeout=timeout, interval=1, description=f"{kind} {name} Ready")
         except TimeoutError as exc:
             raise AssertionError(f"{exc}\n{self.describe(NS)}\n{self.describe(OPERATOR_NS)}") from None
         self.timings[f"{kind}/{name}"] = time.monotonic() - t0
@@ -135,6 +197,7 @@ class FraudOnNode:
         """The TrainingPipeline Ready with a Validated model. Its run at creation may have
         found no features yet (the example's feature pipelines run on a schedule); only
         then ask for another run, so a good first run is not followed by a second."""
+
         def settled():
             tp = self._json("get", "trainingpipeline", "fraud-model", "-n", NS)
             versions = (tp.get("status") or {}).get("modelVersions") or []
@@ -153,16 +216,20 @@ class FraudOnNode:
 
     def predict(self, instances: list[dict], model: str = "fraud-online", timeout: float = 60) -> dict:
         """Retried while the Service's endpoints reach kube-proxy (asynchronous, as anywhere)."""
-        return wait_until(lambda: self._predict(instances, model), timeout=timeout, interval=0.5, ignore=(OSError,),
-                          description=f"a prediction from {model}")
+        return wait_until(
+            lambda: self._predict(instances, model),
+            timeout=timeout,
+            interval=0.5,
+            ignore=(OSError,),
+            description=f"a prediction from {model}",
+        )
 
     def _predict(self, instances: list[dict], model: str) -> dict:
         """POST to the model server's Service (by ClusterIP: no cluster DNS here)."""
         import urllib.request
 
         svcs = self._json("get", "services", "-n", NS)["items"]
-        svc = next(s for s in svcs if s["metadata"]["name"].endswith("-predictor")
-                   and s["metadata"]["name"].startswith(model))
+        svc = next(s for s in svcs if s["metadata"]["name"].endswith("-predictor") and s["metadata"]["name"].startswith(model))
         url = f"http://{svc['spec']['clusterIP']}/v1/models/{model}:predict"
         body = json.dumps({"instances": instances}).encode()
         req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
@@ -182,17 +249,28 @@ class FraudOnNode:
         stat = dict(line.split() for line in (base / "memory" / sub / "memory.stat").read_text().splitlines())
         cpu = base / "cpuacct" / sub / "cpuacct.usage"
         before, t0 = int(cpu.read_text()), time.monotonic()
-        wait_until(lambda: time.monotonic() - t0 >= seconds, timeout=seconds + 5, interval=0.5,
-                   description="the CPU sampling window")
+        wait_until(
+            lambda: time.monotonic() - t0 >= seconds, timeout=seconds + 5, interval=0.5, description="the CPU sampling window"
+        )
         used = (int(cpu.read_text()) - before) / 1e6 / (time.monotonic() - t0)  # ms per s = millicores
         return int(stat["total_rss"]) / 2**20, used
 
     def describe(self, ns: str) -> str:
         parts = []
-        for args in (("get", "fti,jobs,pods,deploy,isvc.serving.kserve.io", "-n", ns, "-o", "wide"),
-                     ("get", "events", "-n", ns, "--sort-by=.lastTimestamp"),
-                     ("logs", "-n", ns, "--all-containers", "--prefix", "--tail=40", "-l",
-                      "app.kubernetes.io/name=fti-operator" if ns == OPERATOR_NS else "batch.kubernetes.io/job-name")):
+        for args in (
+            ("get", "fti,jobs,pods,deploy,isvc.serving.kserve.io", "-n", ns, "-o", "wide"),
+            ("get", "events", "-n", ns, "--sort-by=.lastTimestamp"),
+            (
+                "logs",
+                "-n",
+                ns,
+                "--all-containers",
+                "--prefix",
+                "--tail=40",
+                "-l",
+                "app.kubernetes.io/name=fti-operator" if ns == OPERATOR_NS else "batch.kubernetes.io/job-name",
+            ),
+        ):
             out = self.kubectl(*args, check=False)
             parts.append(f"$ kubectl {' '.join(args)}\n{out.stdout}{out.stderr}"[-6000:])
         return "\n".join(parts)
@@ -200,8 +278,7 @@ class FraudOnNode:
     def close(self) -> None:
         """Uninstall the chart (its cluster-scoped objects too) and drop the example, so
         later tests on the same node start from a clean cluster."""
-        self.node.plane.helm("uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s",
-                             check=False, timeout=150)
+        self.node.plane.helm("uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s", check=False, timeout=150)
         self.kubectl("delete", "namespace", NS, OPERATOR_NS, "--wait=false", check=False)
         self.kubectl("delete", "pv", "fti-data", "--wait=false", check=False)
         if self.redis is not None:

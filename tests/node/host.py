@@ -77,13 +77,13 @@ class HostState:
         if NETNS_DIR.is_dir():
             for name in set(os.listdir(NETNS_DIR)) - self.netns:
                 path = NETNS_DIR / name
-                subprocess.run(["umount", "-l", str(path)], capture_output=True)
+                subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
                 try:
                     path.unlink()
                 except OSError as exc:
                     problems.append(f"{path}: {exc}")
             if not self.netns_dir_existed and not os.listdir(NETNS_DIR):
-                subprocess.run(["umount", "-l", str(NETNS_DIR)], capture_output=True)
+                subprocess.run(["umount", "-l", str(NETNS_DIR)], capture_output=True, check=False)
                 shutil.rmtree(NETNS_DIR, ignore_errors=True)
         for path in self.absent:
             unmount_under(path)
@@ -107,7 +107,7 @@ def mounts_under(root: Path) -> list[str]:
 
 def unmount_under(root: Path) -> None:
     for point in mounts_under(root):
-        subprocess.run(["umount", "-l", point], capture_output=True)
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 def processes_mentioning(marker: str) -> list[int]:

@@ -44,7 +44,7 @@ class NodeUnavailable(RuntimeError):
 def check_host() -> None:
     if os.geteuid() != 0:
         raise NodeUnavailable("the node runs containers, so it needs root")
-    from .runtime import check_installed, RuntimeMissing
+    from .runtime import RuntimeMissing, check_installed
 
     try:
         check_installed()
@@ -71,7 +71,7 @@ class TestNode:
         self.dns = None
 
     # ------------------------------------------------------------------ start
-    def start(self) -> "TestNode":
+    def start(self) -> TestNode:
         check_host()
         try:
             self._start()
@@ -87,7 +87,7 @@ class TestNode:
         return result
 
     def _start(self) -> None:
-        self._lock = open(LOCK, "w")
+        self._lock = open(LOCK, "w")  # noqa: SIM115 - held until stop(), which closes it
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -100,9 +100,11 @@ class TestNode:
         certs.mkdir(parents=True, exist_ok=True)
         pki = self.plane.pki
         kubeconfigs = {}
-        for user, cn, org in (("kubelet", f"system:node:{NODE_NAME}", "system:nodes"),
-                              ("kube-proxy", "system:kube-proxy", None),
-                              ("kube-scheduler", "system:kube-scheduler", None)):
+        for user, cn, org in (
+            ("kubelet", f"system:node:{NODE_NAME}", "system:nodes"),
+            ("kube-proxy", "system:kube-proxy", None),
+            ("kube-scheduler", "system:kube-scheduler", None),
+        ):
             pair = pki_mod.issue(pki, certs, user, cn, org)
             kubeconfigs[user] = self.workdir / f"{user}.kubeconfig"
             self.plane._write_kubeconfig(kubeconfigs[user], pair, cn)
@@ -116,7 +118,7 @@ class TestNode:
     def _network(self) -> None:
         host.write_sysctl("net.ipv4.ip_forward", "1")
         ip = lambda *a: subprocess.run(["ip", *a], check=True, capture_output=True)  # noqa: E731
-        if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
+        if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode == 0:
             ip("link", "del", BRIDGE)  # a crashed session's; the lock says nobody uses it
         ip("link", "add", BRIDGE, "type", "bridge")
         ip("addr", "add", f"{NODE_IP}/{POD_SUBNET.split('/')[1]}", "dev", BRIDGE)
@@ -139,10 +141,19 @@ class TestNode:
 
     def _scheduler(self, kubeconfig: Path) -> None:
         (port,) = free_ports(1)
-        proc = self._spawn("kube-scheduler", [
-            self.binaries.path("kube-scheduler"), f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={port}", "--v=1"])
+        proc = self._spawn(
+            "kube-scheduler",
+            [
+                self.binaries.path("kube-scheduler"),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                "--v=1",
+            ],
+        )
         self._await(proc, lambda: self._get(f"https://127.0.0.1:{port}/healthz") == "ok", "kube-scheduler /healthz")
 
     def _kubelet(self, kubeconfig: Path, serving: pki_mod.CertPair) -> None:
@@ -156,11 +167,18 @@ class TestNode:
             "cgroupDriver": "cgroupfs",
             "cgroupRoot": f"/{CGROUP}",
             "containerRuntimeEndpoint": self.containerd.endpoint,
-            "address": NODE_IP, "port": port, "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1", "healthzPort": healthz,
-            "tlsCertFile": str(serving.cert), "tlsPrivateKeyFile": str(serving.key),
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                               "x509": {"clientCAFile": str(self.plane.pki.ca.cert)}},
+            "address": NODE_IP,
+            "port": port,
+            "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": healthz,
+            "tlsCertFile": str(serving.cert),
+            "tlsPrivateKeyFile": str(serving.key),
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                "x509": {"clientCAFile": str(self.plane.pki.ca.cert)},
+            },
             "authorization": {"mode": "Webhook"},
             "clusterDomain": "cluster.local",
             "clusterDNS": [NODE_IP],  # the stand-in of dns.py
@@ -168,9 +186,14 @@ class TestNode:
             "failSwapOn": False,
             "podPidsLimit": -1,
             # A shared CI disk: never evict test pods for disk usage of other tenants.
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                             "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
-            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+                "nodefs.inodesFree": "1%",
+            },
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
             "imageMinimumGCAge": "24h",
             "nodeStatusUpdateFrequency": "2s",
             "syncFrequency": "5s",
@@ -180,10 +203,19 @@ class TestNode:
         }
         path = self.workdir / "kubelet.yaml"
         path.write_text(yaml.safe_dump(config))
-        proc = self._spawn("kubelet", [
-            self.binaries.path("kubelet"), f"--config={path}", f"--kubeconfig={kubeconfig}",
-            f"--root-dir={self.workdir / 'kubelet'}", f"--cert-dir={self.workdir / 'kubelet-certs'}",
-            f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}", "--v=1"])
+        proc = self._spawn(
+            "kubelet",
+            [
+                self.binaries.path("kubelet"),
+                f"--config={path}",
+                f"--kubeconfig={kubeconfig}",
+                f"--root-dir={self.workdir / 'kubelet'}",
+                f"--cert-dir={self.workdir / 'kubelet-certs'}",
+                f"--hostname-override={NODE_NAME}",
+                f"--node-ip={NODE_IP}",
+                "--v=1",
+            ],
+        )
         self._await(proc, lambda: self._get(f"http://127.0.0.1:{healthz}/healthz") == "ok", "kubelet /healthz")
 
     def _proxy(self, kubeconfig: Path) -> None:
@@ -208,13 +240,13 @@ class TestNode:
         path = self.workdir / "kube-proxy.yaml"
         path.write_text(yaml.safe_dump(config))
         proc = self._spawn("kube-proxy", [self.binaries.path("kube-proxy"), f"--config={path}", "--v=1"])
-        self._await(proc, lambda: "lastUpdated" in self._get(f"http://127.0.0.1:{healthz}/healthz"),
-                    "kube-proxy /healthz")
+        self._await(proc, lambda: "lastUpdated" in self._get(f"http://127.0.0.1:{healthz}/healthz"), "kube-proxy /healthz")
 
     def _await_ready(self) -> None:
         def ready():
-            out = self.plane.kubectl("get", "node", NODE_NAME, "-o",
-                                     "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+            out = self.plane.kubectl(
+                "get", "node", NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False
+            )
             return out.stdout.strip() == "True"
 
         wait_until(ready, timeout=READY_TIMEOUT, interval=0.2, description=f"Node {NODE_NAME} Ready")
@@ -252,9 +284,9 @@ class TestNode:
             self.dns = None
         self.containerd.stop()
         self.plane.stop()
-        subprocess.run(["nft", "delete", "table", "ip", "kube-proxy"], capture_output=True)
-        subprocess.run(["nft", "delete", "table", "ip6", "kube-proxy"], capture_output=True)
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "ip", "kube-proxy"], capture_output=True, check=False)
+        subprocess.run(["nft", "delete", "table", "ip6", "kube-proxy"], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
         host.unmount_under(self.workdir)
         problems += [f"cgroup left: {c}" for c in host.remove_cgroup(CGROUP)]
         if self.host_state is not None:
@@ -265,7 +297,7 @@ class TestNode:
             self._lock = None
         return problems
 
-    def __enter__(self) -> "TestNode":
+    def __enter__(self) -> TestNode:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -11,6 +11,7 @@ serves registry.k8s.io/pause.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -38,7 +39,8 @@ def check_installed() -> None:
     missing += [f"{CNI_BIN}/{p}" for p in ("bridge", "host-local", "loopback") if not (CNI_BIN / p).exists()]
     if missing:
         raise RuntimeMissing(
-            "the node needs " + ", ".join(missing) + " (apt-get install containerd runc containernetworking-plugins)")
+            "the node needs " + ", ".join(missing) + " (apt-get install containerd runc containernetworking-plugins)"
+        )
 
 
 def pause_archive() -> Path:
@@ -51,10 +53,20 @@ def pause_archive() -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     go = shutil.which("go") or "/usr/local/go/bin/go"
     binary = out.with_suffix(".bin")
-    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false",
-           "GOCACHE": str(cache_root() / "node" / "gocache")}
-    subprocess.run([go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."],
-                   cwd=HERE / "pause", env=env, check=True, capture_output=True)
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "0",
+        "GOTOOLCHAIN": "local",
+        "GOFLAGS": "-buildvcs=false",
+        "GOCACHE": str(cache_root() / "node" / "gocache"),
+    }
+    subprocess.run(
+        [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."],
+        cwd=HERE / "pause",
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
         info = tar.gettarinfo(str(binary), arcname="pause")
@@ -63,11 +75,14 @@ def pause_archive() -> Path:
             tar.addfile(info, f)
     layer_bytes = layer.getvalue()
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
     config_name = hashlib.sha256(config).hexdigest() + ".json"
     manifest = json.dumps([{"Config": config_name, "RepoTags": [PAUSE_IMAGE], "Layers": ["layer/layer.tar"]}]).encode()
     tmp = out.with_suffix(".tmp")
@@ -126,11 +141,21 @@ def cni_config(bridge: str, subnet: str, gateway: str, data_dir: Path) -> dict:
     return {
         "cniVersion": "1.0.0",
         "name": "fti-node",
-        "plugins": [{
-            "type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-            "ipam": {"type": "host-local", "dataDir": str(data_dir),
-                     "ranges": [[{"subnet": subnet, "gateway": gateway}]], "routes": [{"dst": "0.0.0.0/0"}]},
-        }],
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(data_dir),
+                    "ranges": [[{"subnet": subnet, "gateway": gateway}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            }
+        ],
     }
 
 
@@ -150,18 +175,26 @@ class Containerd:
     def endpoint(self) -> str:
         return f"unix://{self.sock}"
 
-    def start(self) -> "Containerd":
+    def start(self) -> Containerd:
         check_installed()
         for d in (self.root, self.state, self.cni_conf):
             d.mkdir(parents=True, exist_ok=True)
         (self.cni_conf / "10-fti-node.conflist").write_text(json.dumps(self.cni, indent=1))
         config = self.workdir / "containerd" / "config.toml"
-        config.write_text(CONFIG.format(root=self.root, state=self.state, sock=self.sock, pause=PAUSE_IMAGE,
-                                        cni_bin=CNI_BIN, cni_conf=self.cni_conf))
-        self.process = ManagedProcess("containerd", ["containerd", "--config", str(config)],
-                                      self.workdir / "logs" / "containerd.log").start()
-        wait_until(lambda: self._alive() and self.ctr("version", check=False).returncode == 0,
-                   timeout=60, interval=0.1, description="containerd answering on its socket")
+        config.write_text(
+            CONFIG.format(
+                root=self.root, state=self.state, sock=self.sock, pause=PAUSE_IMAGE, cni_bin=CNI_BIN, cni_conf=self.cni_conf
+            )
+        )
+        self.process = ManagedProcess(
+            "containerd", ["containerd", "--config", str(config)], self.workdir / "logs" / "containerd.log"
+        ).start()
+        wait_until(
+            lambda: self._alive() and self.ctr("version", check=False).returncode == 0,
+            timeout=60,
+            interval=0.1,
+            description="containerd answering on its socket",
+        )
         self.import_archive(pause_archive())
         return self
 
@@ -171,8 +204,13 @@ class Containerd:
         return True
 
     def ctr(self, *args: str, check: bool = True, input=None, stdin=None) -> subprocess.CompletedProcess:
-        return subprocess.run(["ctr", "--address", str(self.sock), "--namespace", "k8s.io", *args],
-                              check=check, capture_output=True, input=input, stdin=stdin)
+        return subprocess.run(
+            ["ctr", "--address", str(self.sock), "--namespace", "k8s.io", *args],
+            check=check,
+            capture_output=True,
+            input=input,
+            stdin=stdin,
+        )
 
     def import_archive(self, archive: Path) -> None:
         with open(archive, "rb") as f:
@@ -194,12 +232,8 @@ class Containerd:
         from .host import processes_mentioning
 
         for pid in processes_mentioning(str(self.sock)):
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(pid, 9)
-            except OSError:
-                pass
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, 9)
-            except OSError:
-                pass
         self.process = None

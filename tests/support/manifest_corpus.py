@@ -25,8 +25,8 @@ _EXPECT = re.compile(r"^#\s*expect:\s*(\S+)\s+(.+?)\s*$", re.MULTILINE)
 @dataclass(frozen=True)
 class BadManifest:
     path: Path
-    field: str      # the field path the error must name, e.g. spec.online.minReplicas
-    message: str    # a substring the error message must contain (case-insensitive)
+    field: str  # the field path the error must name, e.g. spec.online.minReplicas
+    message: str  # a substring the error message must contain (case-insensitive)
     doc: dict
 
     @property
@@ -55,10 +55,13 @@ def valid_files() -> list[Path]:
 
 def fti_documents(path: Path) -> list[dict]:
     """The fti.dev documents of a file (an examples/ directory may hold Argo CD objects too)."""
-    return [d for d in yaml.safe_load_all(path.read_text())
-            if isinstance(d, dict) and str(d.get("apiVersion", "")).startswith("fti.dev/")]
+    return [
+        d
+        for d in yaml.safe_load_all(path.read_text())
+        if isinstance(d, dict) and str(d.get("apiVersion", "")).startswith("fti.dev/")
+    ]
 
 
 def path_matches(actual: str, expected: str) -> bool:
     """`actual` is the expected field or inside it (spec.a matches spec.a, spec.a.b, spec.a[0])."""
-    return actual == expected or actual.startswith(expected + ".") or actual.startswith(expected + "[")
+    return actual == expected or actual.startswith((expected + ".", expected + "["))

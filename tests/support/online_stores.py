@@ -8,7 +8,7 @@ fti_pipelines/store/online/ (test_store_online_layout checks they match; docs/st
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

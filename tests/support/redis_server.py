@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -44,12 +44,29 @@ def redis_server() -> Iterator[str]:
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="fti-redis-")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir, "--save", "", "--appendonly", "no",
-         "--protected-mode", "yes", "--logfile", os.path.join(workdir, "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            workdir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            os.path.join(workdir, "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(host="127.0.0.1", port=port)
     try:
+
         def answers() -> bool:
             if proc.poll() is not None:
                 pytest.fail(f"redis-server exited with {proc.returncode}; see {workdir}/redis.log")
@@ -68,12 +85,12 @@ def redis_server() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture()
-def redis_url(redis_server: str) -> Iterator[str]:
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
     """The session server, flushed before each test."""
     import redis
 
     client = redis.Redis.from_url(redis_server)
     client.flushdb()
     client.close()
-    yield redis_server
+    return redis_server

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,7 +33,7 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def s3_store_options(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     """fsspec storage options for the moto endpoint (dummy credentials, as for any S3-compatible server)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -42,13 +42,18 @@ def s3_store_options(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     return {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
 
 
-@pytest.fixture()
+@pytest.fixture
 def s3_bucket_uri(s3_store_options: dict) -> str:
     """A fresh, empty bucket: s3://<bucket>/fti."""
     import boto3
 
     bucket = f"fti-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("s3", endpoint_url=s3_store_options["client_kwargs"]["endpoint_url"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_store_options["client_kwargs"]["endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     client.create_bucket(Bucket=bucket)
     return f"s3://{bucket}/fti"

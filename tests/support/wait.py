@@ -8,7 +8,8 @@ was awaited and what the predicate saw last, so a failure explains itself.
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -17,10 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.alias_generators import to_camel
 
 # GROUP, VERSION and API_VERSION stay importable from here (and from fti_operator.api).
-from .identity import API_VERSION as API_VERSION
-from .identity import CONTRACT_ENV_PREFIX
-from .identity import GROUP as GROUP
-from .identity import VERSION as VERSION
+from .identity import API_VERSION as API_VERSION, CONTRACT_ENV_PREFIX, GROUP as GROUP, VERSION as VERSION
 
 # Names that end up in Kubernetes object names, store paths and SQL identifiers.
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -33,8 +30,10 @@ URI_PATTERN = r"^(file|s3|gs|az|memory)://.+"
 # at most 52 characters like a CronJob's, so children can carry it.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MAX_NAME_LENGTH = 52
-NAME_MESSAGE = (f"metadata.name must be at most {MAX_NAME_LENGTH} characters of a-z, 0-9 and '-', "
-                "starting with a letter and ending with a letter or digit")
+NAME_MESSAGE = (
+    f"metadata.name must be at most {MAX_NAME_LENGTH} characters of a-z, 0-9 and '-', "
+    "starting with a letter and ending with a letter or digit"
+)
 
 
 def _cron_field(value: str, names: str = "") -> str:
@@ -44,23 +43,30 @@ def _cron_field(value: str, names: str = "") -> str:
     return rf"{item}(,{item})*"
 
 
-_MONTHS = "|".join(m + "|" + m.lower() for m in "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())
-_DAYS = "|".join(d + "|" + d.lower() for d in "SUN MON TUE WED THU FRI SAT".split())
+_MONTHS = "|".join(
+    m + "|" + m.lower() for m in ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+)
+_DAYS = "|".join(d + "|" + d.lower() for d in ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])
 # What both the Kubernetes CronJob controller (robfig/cron ParseStandard) and croniter accept:
 # five fields with in-range values, or a macro. One regex, used by the CRD's CEL rule and by
 # the Python validator, so a cluster and the embedded runner reject the same schedules.
 CRON_PATTERN = (
     r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
-    + r"\s+".join([
-        _cron_field(r"[0-5]?[0-9]"),                  # minute 0-59
-        _cron_field(r"[01]?[0-9]|2[0-3]"),            # hour 0-23
-        r"(\?|" + _cron_field(r"0?[1-9]|[12][0-9]|3[01]") + ")",  # day of month 1-31
-        _cron_field(r"0?[1-9]|1[0-2]", _MONTHS),     # month 1-12
-        r"(\?|" + _cron_field(r"[0-6]", _DAYS) + ")",  # day of week 0-6 (Sunday = 0)
-    ])
+    + r"\s+".join(
+        [
+            _cron_field(r"[0-5]?[0-9]"),  # minute 0-59
+            _cron_field(r"[01]?[0-9]|2[0-3]"),  # hour 0-23
+            r"(\?|" + _cron_field(r"0?[1-9]|[12][0-9]|3[01]") + ")",  # day of month 1-31
+            _cron_field(r"0?[1-9]|1[0-2]", _MONTHS),  # month 1-12
+            r"(\?|" + _cron_field(r"[0-6]", _DAYS) + ")",  # day of week 0-6 (Sunday = 0)
+        ]
+    )
     + r")$"
 )
-CRON_MESSAGE = "schedule must be a cron expression with 5 fields in range (minute hour day-of-month month day-of-week, e.g. '*/15 * * * *') or a macro like @hourly"
+CRON_MESSAGE = (
+    "schedule must be a cron expression with 5 fields in range "
+    "(minute hour day-of-month month day-of-week, e.g. '*/15 * * * *') or a macro like @hourly"
+)
 
 
 class FieldError(ValueError):
@@ -100,7 +106,9 @@ CronSchedule = Annotated[
     str,
     Field(
         max_length=128,
-        description="Cron schedule in the CronJob syntax (5 fields, e.g. '*/15 * * * *', or @hourly/@daily/...). Absent: run once.",
+        description=(
+            "Cron schedule in the CronJob syntax (5 fields, e.g. '*/15 * * * *', or @hourly/@daily/...). Absent: run once."
+        ),
         json_schema_extra=cel_rules(cel(f"self.matches({CRON_PATTERN!r})", CRON_MESSAGE)),
     ),
     AfterValidator(_check_cron),
@@ -180,10 +188,12 @@ def _check_quantities(values: dict[str, Any] | None) -> dict[str, Any] | None:
 class ResourceRequirements(ApiModel):
     """Requests and limits of the pipeline container, as in a Pod spec (GPUs as nvidia.com/gpu)."""
 
-    requests: dict[str, Quantity] | None = Field(default=None, max_length=16,
-                                                 description="Resource requests, e.g. {cpu: 500m, memory: 1Gi}.")
-    limits: dict[str, Quantity] | None = Field(default=None, max_length=16,
-                                               description="Resource limits, e.g. {memory: 2Gi, nvidia.com/gpu: 1}.")
+    requests: dict[str, Quantity] | None = Field(
+        default=None, max_length=16, description="Resource requests, e.g. {cpu: 500m, memory: 1Gi}."
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None, max_length=16, description="Resource limits, e.g. {memory: 2Gi, nvidia.com/gpu: 1}."
+    )
 
     _requests = field_validator("requests", "limits")(_check_quantities)
 
@@ -200,7 +210,10 @@ class EnvVarSource(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
-            cel("has(self.secretKeyRef) != has(self.configMapKeyRef)", "exactly one of secretKeyRef and configMapKeyRef must be set"),
+            cel(
+                "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                "exactly one of secretKeyRef and configMapKeyRef must be set",
+            ),
         )
     }
 
@@ -208,7 +221,7 @@ class EnvVarSource(ApiModel):
     config_map_key_ref: SecretKeySelector | None = Field(default=None, description="A key of a ConfigMap.")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "EnvVarSource":
+    def _one_of(self) -> EnvVarSource:
         if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
             raise ValueError("exactly one of secretKeyRef and configMapKeyRef must be set")
         return self
@@ -220,7 +233,11 @@ class EnvVar(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             cel("has(self.value) != has(self.valueFrom)", "exactly one of value and valueFrom must be set"),
-            cel(f"!self.name.startsWith('{CONTRACT_ENV_PREFIX}')", "FTI_* variables are set by the operator (the pipeline contract)", "name"),
+            cel(
+                f"!self.name.startsWith('{CONTRACT_ENV_PREFIX}')",
+                "FTI_* variables are set by the operator (the pipeline contract)",
+                "name",
+            ),
         )
     }
 
@@ -229,7 +246,7 @@ class EnvVar(ApiModel):
     value_from: EnvVarSource | None = Field(default=None, description="A value from a Secret or ConfigMap key.")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "EnvVar":
+    def _one_of(self) -> EnvVar:
         if (self.value is None) == (self.value_from is None):
             raise ValueError("exactly one of value and valueFrom must be set")
         if self.name.startswith(CONTRACT_ENV_PREFIX):
@@ -240,12 +257,22 @@ class EnvVar(ApiModel):
 class PodTemplate(ApiModel):
     """Overrides for the pods a kind creates."""
 
-    image: str | None = Field(default=None, min_length=1, max_length=512,
-                              description="Container image; defaults to the operator's reference image for the pipeline.")
-    resources: ResourceRequirements | None = Field(default=None, description="Container resources; GPUs as limits {nvidia.com/gpu: 1}.")
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="Container image; defaults to the operator's reference image for the pipeline.",
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Container resources; GPUs as limits {nvidia.com/gpu: 1}."
+    )
     env: list[EnvVar] | None = Field(default=None, max_length=64, description="Extra environment; use valueFrom for secrets.")
-    service_account_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253,
-                                             description="ServiceAccount the pods run as (e.g. one with cloud storage access).")
+    service_account_name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+        description="ServiceAccount the pods run as (e.g. one with cloud storage access).",
+    )
     node_selector: dict[str, str] | None = Field(default=None, max_length=32, description="Node labels the pods must land on.")
 
 

@@ -25,16 +25,33 @@ from pydantic import BaseModel
 
 from .common import MAX_NAME_LENGTH, NAME_MESSAGE, NAME_PATTERN, cel
 from .feature_pipeline import FeaturePipelineSpec, FeaturePipelineStatus
-from .inference_service import InferenceServiceSpec, InferenceServiceStatus
 from .identity import API_VERSION, CATEGORY, FEATURE_PIPELINE, GROUP, INFERENCE_SERVICE, TRAINING_PIPELINE, VERSION, KindNames
+from .inference_service import InferenceServiceSpec, InferenceServiceStatus
 from .training_pipeline import TrainingPipelineSpec, TrainingPipelineStatus
 
 # Keys of the JSON schema that the CRD schema keeps as they are.
 _KEEP = {
-    "type", "format", "description", "default", "enum", "pattern", "minimum", "maximum",
-    "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "required",
-    "x-kubernetes-validations", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
-    "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string", "x-kubernetes-map-type",
+    "type",
+    "format",
+    "description",
+    "default",
+    "enum",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "required",
+    "x-kubernetes-validations",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-map-type",
 }
 
 
@@ -47,7 +64,7 @@ def _ready(column: str) -> str:
 
 
 def _col(name: str, json_path: str, type_: str = "string", priority: int = 0, description: str = "") -> dict[str, Any]:
-    col = {"name": name, "type": type_, "jsonPath": json_path}
+    col: dict[str, str | int] = {"name": name, "type": type_, "jsonPath": json_path}
     if priority:
         col["priority"] = priority
     if description:
@@ -68,7 +85,7 @@ KINDS: dict[str, dict[str, Any]] = {
         "spec": FeaturePipelineSpec,
         "status": FeaturePipelineStatus,
         "description": "A feature pipeline: raw data -> one feature group at one current version, "
-                       "run once or on a schedule as a CronJob per active feature-group version.",
+        "run once or on a schedule as a CronJob per active feature-group version.",
         "columns": [
             _col("Group", ".spec.featureGroup.name", description="Feature group."),
             _col("Version", ".spec.featureGroup.version", "integer", description="Current feature-group version."),
@@ -84,7 +101,7 @@ KINDS: dict[str, dict[str, Any]] = {
         "spec": TrainingPipelineSpec,
         "status": TrainingPipelineStatus,
         "description": "A training pipeline: a feature view at pinned feature-group versions -> "
-                       "evaluated, gated and registered model versions, one Job per run.",
+        "evaluated, gated and registered model versions, one Job per run.",
         "columns": [
             _col("Model", ".spec.model.name", description="Registered model name."),
             _col("Latest", ".status.latestValidatedVersion", "integer", description="Newest Validated model version."),
@@ -99,10 +116,12 @@ KINDS: dict[str, dict[str, Any]] = {
         "spec": InferenceServiceSpec,
         "status": InferenceServiceStatus,
         "description": "An inference service: one model served online (a KServe InferenceService with "
-                       "feature lookup) or in batch (a CronJob), always as a (model, feature-view) version pair.",
+        "feature lookup) or in batch (a CronJob), always as a (model, feature-view) version pair.",
         "columns": [
             _col("Model", ".spec.model.name", description="Registered model name."),
-            _col("Stable", ".status.stable.model", "integer", description="Model version KServe reports serving at full traffic."),
+            _col(
+                "Stable", ".status.stable.model", "integer", description="Model version KServe reports serving at full traffic."
+            ),
             _col("Target", ".status.target.model", "integer", description="Model version being rolled out."),
             _col("Canary%", ".status.target.traffic", "integer", description="Traffic KServe routes to the target."),
             _col("Progress", '.status.conditions[?(@.type=="Progressing")].reason', description="The Progressing condition."),
@@ -145,8 +164,10 @@ def _collapse(schema: dict[str, Any], defs: dict[str, Any], where: str) -> dict[
         if types <= {"integer", "string"} and outer.get("x-kubernetes-int-or-string"):
             # The value constraints of the branches live in the CEL rule declared on the field.
             return outer
-        raise SchemaError(f"{where}: cannot make {key} of {sorted(map(str, types))} structural; "
-                          "declare x-kubernetes-int-or-string or x-kubernetes-preserve-unknown-fields")
+        raise SchemaError(
+            f"{where}: cannot make {key} of {sorted(map(str, types))} structural; "
+            "declare x-kubernetes-int-or-string or x-kubernetes-preserve-unknown-fields"
+        )
     return schema
 
 
@@ -220,9 +241,11 @@ def openapi_schema(kind: str) -> dict[str, Any]:
         # Children carry the name (CronJob names are limited to 52 characters; KServe needs a
         # leading letter), so the rule is checked here, once, not when a child fails to create.
         "x-kubernetes-validations": [
-            cel(f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && self.metadata.name.matches({NAME_PATTERN!r})",
+            cel(
+                f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && self.metadata.name.matches({NAME_PATTERN!r})",
                 NAME_MESSAGE,
-                reason="FieldValueInvalid"),
+                reason="FieldValueInvalid",
+            ),
         ],
     }
 
@@ -249,14 +272,16 @@ def crd(kind: str) -> dict[str, Any]:
                 "shortNames": list(names.short_names),
                 "categories": [CATEGORY],
             },
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": info["columns"],
-                "schema": {"openAPIV3Schema": openapi_schema(kind)},
-            }],
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": info["columns"],
+                    "schema": {"openAPIV3Schema": openapi_schema(kind)},
+                }
+            ],
         },
     }
 
@@ -267,26 +292,32 @@ def kopf_peering_crds() -> list[dict[str, Any]]:
     out = []
     for kind, scope in (("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")):
         plural = kind.lower() + "s"
-        out.append({
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.kopf.dev", "labels": {"app.kubernetes.io/part-of": "fti-operator"}},
-            "spec": {
-                "scope": scope,
-                "group": "kopf.dev",
-                "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-                "versions": [{
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {
-                        "type": "object",
-                        "description": "Kopf peering: the operator instances alive and their priorities.",
-                        "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                    }},
-                }],
-            },
-        })
+        out.append(
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.kopf.dev", "labels": {"app.kubernetes.io/part-of": "fti-operator"}},
+                "spec": {
+                    "scope": scope,
+                    "group": "kopf.dev",
+                    "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+                    "versions": [
+                        {
+                            "name": "v1",
+                            "served": True,
+                            "storage": True,
+                            "schema": {
+                                "openAPIV3Schema": {
+                                    "type": "object",
+                                    "description": "Kopf peering: the operator instances alive and their priorities.",
+                                    "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                                }
+                            },
+                        }
+                    ],
+                },
+            }
+        )
     return out
 
 
@@ -315,8 +346,13 @@ def write_all(out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, action="append", required=True,
-                        help="directory to write the CRDs into (repeat for crds/ and the chart's crds/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        action="append",
+        required=True,
+        help="directory to write the CRDs into (repeat for crds/ and the chart's crds/)",
+    )
     args = parser.parse_args(argv)
     for out in args.out:
         for path in write_all(out):

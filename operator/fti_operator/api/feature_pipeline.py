@@ -22,7 +22,7 @@ from .common import (
     cel,
     cel_rules,
 )
-from .identity import API_VERSION, KIND_FEATURE_PIPELINE, FEATURE_PIPELINE
+from .identity import API_VERSION, FEATURE_PIPELINE, KIND_FEATURE_PIPELINE
 
 KIND = FEATURE_PIPELINE.kind
 PLURAL = FEATURE_PIPELINE.plural
@@ -33,21 +33,28 @@ class FeatureGroupSpec(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
-            cel("!has(self.primaryKey) || !self.primaryKey.exists(k, k == self.eventTime)",
-                "eventTime must not be part of primaryKey", "eventTime"),
+            cel(
+                "!has(self.primaryKey) || !self.primaryKey.exists(k, k == self.eventTime)",
+                "eventTime must not be part of primaryKey",
+                "eventTime",
+            ),
         )
     }
 
     name: Identifier = Field(description="Feature group name: lower case, digits and underscores.")
     version: Version = Field(description="Feature group version; a breaking schema change needs a new version.")
-    primary_key: list[Identifier] = Field(min_length=1, max_length=8, description="Entity key columns (no repeats).",
-                                          json_schema_extra={"x-kubernetes-list-type": "set"})
+    primary_key: list[Identifier] = Field(
+        min_length=1,
+        max_length=8,
+        description="Entity key columns (no repeats).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
     event_time: Identifier = Field(description="Event-time column: watermark for incremental ingestion and point-in-time joins.")
     online: bool = Field(default=False, description="Also materialize the latest row per key into the online store.")
     description: str | None = Field(default=None, max_length=1024, description="What the features mean (shown in the store).")
 
     @model_validator(mode="after")
-    def _event_time_not_in_key(self) -> "FeatureGroupSpec":
+    def _event_time_not_in_key(self) -> FeatureGroupSpec:
         if len(set(self.primary_key)) != len(self.primary_key):
             raise FieldError("primaryKey", "Duplicate value: primaryKey columns must not repeat")
         if self.event_time in self.primary_key:
@@ -59,8 +66,11 @@ class GeneratorSpec(ApiModel):
     """A Python callable that produces the raw data (for examples and tests)."""
 
     function: str = Field(pattern=CALLABLE_PATTERN, max_length=256, description="module:function returning a pandas DataFrame.")
-    params: dict[str, Any] | None = Field(default=None, description="Keyword arguments for the function.",
-                                          json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    params: dict[str, Any] | None = Field(
+        default=None,
+        description="Keyword arguments for the function.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
 
 
 class SourceSpec(ApiModel):
@@ -72,13 +82,17 @@ class SourceSpec(ApiModel):
         )
     }
 
-    uri: str | None = Field(default=None, pattern=URI_PATTERN, max_length=1024,
-                            description="file:///path/ or s3://bucket/prefix/ (a file or a directory of files).")
+    uri: str | None = Field(
+        default=None,
+        pattern=URI_PATTERN,
+        max_length=1024,
+        description="file:///path/ or s3://bucket/prefix/ (a file or a directory of files).",
+    )
     format: Literal["csv", "parquet", "jsonl"] = Field(default="parquet", description="File format of the source.")
     generator: GeneratorSpec | None = Field(default=None, description="A Python callable producing the raw data, instead of uri.")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "SourceSpec":
+    def _one_source(self) -> SourceSpec:
         if (self.uri is None) == (self.generator is None):
             raise ValueError("exactly one of uri and generator must be set")
         return self
@@ -98,7 +112,7 @@ class Range(ApiModel):
     max: float | None = Field(default=None, description="Largest allowed value.")
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Range":
+    def _bounds(self) -> Range:
         if self.min is None and self.max is None:
             raise ValueError("between needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -111,9 +125,14 @@ class Expectation(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
-            cel("has(self.notNull) || has(self.unique) || has(self.between) || has(self.__in__) || has(self.regex) || has(self.dtype)",
-                "an expectation needs at least one check: notNull, unique, between, in, regex or dtype"),
-            cel("!has(self.regex) || !has(self.dtype) || self.dtype == 'string'", "regex applies to string columns only", "regex"),
+            cel(
+                "has(self.notNull) || has(self.unique) || has(self.between) || has(self.__in__) "
+                "|| has(self.regex) || has(self.dtype)",
+                "an expectation needs at least one check: notNull, unique, between, in, regex or dtype",
+            ),
+            cel(
+                "!has(self.regex) || !has(self.dtype) || self.dtype == 'string'", "regex applies to string columns only", "regex"
+            ),
         )
     }
 
@@ -123,13 +142,16 @@ class Expectation(ApiModel):
     between: Range | None = Field(default=None, description="Inclusive numeric range.")
     # Strings or integers (int-or-string on the wire): an untyped list would be invisible to CEL.
     in_: list[Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]] | None = Field(
-        default=None, alias="in", min_length=1, max_length=1000, description="Allowed values (strings or integers).")
-    regex: str | None = Field(default=None, min_length=1, max_length=1024, description="Values must fully match this regular expression.")
+        default=None, alias="in", min_length=1, max_length=1000, description="Allowed values (strings or integers)."
+    )
+    regex: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="Values must fully match this regular expression."
+    )
     dtype: Literal["int", "float", "string", "bool", "datetime"] | None = Field(default=None, description="Expected column type.")
     mostly: float = Field(default=1.0, gt=0, le=1, description="Fraction of rows that must pass (1.0 = all).")
 
     @model_validator(mode="after")
-    def _has_check(self) -> "Expectation":
+    def _has_check(self) -> Expectation:
         if all(v is None for v in (self.not_null, self.unique, self.between, self.in_, self.regex, self.dtype)):
             raise ValueError("an expectation needs at least one check: notNull, unique, between, in, regex or dtype")
         if self.regex is not None and self.dtype not in (None, "string"):
@@ -142,9 +164,14 @@ class ValidationSpec(ApiModel):
 
     on_failure: Literal["quarantine", "fail"] = Field(
         default="quarantine",
-        description="quarantine: keep the failing rows aside (in the store's quarantine) and write the rest; fail: also fail the run.")
-    expectations: list[Expectation] = Field(default_factory=list, max_length=200,
-                                            description="Checks per column: notNull, unique, between, in, regex, dtype, each with a mostly fraction.")
+        description="quarantine: keep the failing rows aside (in the store's quarantine) and write the rest; "
+        "fail: also fail the run.",
+    )
+    expectations: list[Expectation] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Checks per column: notNull, unique, between, in, regex, dtype, each with a mostly fraction.",
+    )
 
 
 class FeaturePipelineSpec(ApiModel):
@@ -152,14 +179,23 @@ class FeaturePipelineSpec(ApiModel):
 
     feature_group: FeatureGroupSpec = Field(description="The feature group (name, version, keys) this pipeline writes.")
     source: SourceSpec = Field(description="Where the raw data comes from.")
-    transform: str | None = Field(default=None, pattern=CALLABLE_PATTERN, max_length=256,
-                                  description="module:function applied to the raw DataFrame, importable in the image.")
-    validation: ValidationSpec | None = Field(default=None, description="Data expectations; failing rows are quarantined, never dropped.")
+    transform: str | None = Field(
+        default=None,
+        pattern=CALLABLE_PATTERN,
+        max_length=256,
+        description="module:function applied to the raw DataFrame, importable in the image.",
+    )
+    validation: ValidationSpec | None = Field(
+        default=None, description="Data expectations; failing rows are quarantined, never dropped."
+    )
     ingestion: Literal["incremental", "full"] = Field(
-        default="incremental", description="incremental: only rows newer than the watermark; full: replace the version's data.")
+        default="incremental", description="incremental: only rows newer than the watermark; full: replace the version's data."
+    )
     schedule: CronSchedule | None = None
     suspend: bool = Field(default=False, description="Stop scheduling new runs.")
-    template: PodTemplate | None = Field(default=None, description="Pod overrides: image, resources, env, serviceAccountName, nodeSelector.")
+    template: PodTemplate | None = Field(
+        default=None, description="Pod overrides: image, resources, env, serviceAccountName, nodeSelector."
+    )
 
 
 class RunResult(StatusModel):
@@ -181,7 +217,8 @@ class FeatureGroupVersionStatus(StatusModel):
     last_run: RunResult | None = None
     needed_by: list[str] | None = None
     rematerialize_job: str | None = Field(
-        default=None, description="The Job bringing a retired version back for a revision that needs it again.")
+        default=None, description="The Job bringing a retired version back for a revision that needs it again."
+    )
 
 
 class FeaturePipelineStatus(StatusModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 import re
-from typing import Annotated, Any, Literal, Union
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -26,7 +26,7 @@ from .common import (
     cel_rules,
     parse_duration,
 )
-from .identity import API_VERSION, KIND_INFERENCE_SERVICE, INFERENCE_SERVICE
+from .identity import API_VERSION, INFERENCE_SERVICE, KIND_INFERENCE_SERVICE
 
 KIND = INFERENCE_SERVICE.kind
 PLURAL = INFERENCE_SERVICE.plural
@@ -39,10 +39,10 @@ class ModelRef(ApiModel):
     """The model to serve: a registered name and a version (a number, or latest)."""
 
     name: Identifier = Field(description="Registered model name (TrainingPipeline spec.model.name).")
-    version: Union[Version, Literal["latest"]] = Field(
+    version: Version | Literal["latest"] = Field(
         default="latest",
         description="A model version number, or 'latest' = the newest Validated version. "
-                    "Naming an earlier number rolls back to it (with its feature-view version).",
+        "Naming an earlier number rolls back to it (with its feature-view version).",
         json_schema_extra={
             "x-kubernetes-int-or-string": True,
             **cel_rules(cel("type(self) == int ? (self >= 1 && self <= 1000000) : self == 'latest'", MODEL_VERSION_MESSAGE)),
@@ -53,7 +53,7 @@ class ModelRef(ApiModel):
     @classmethod
     def _version(cls, v: Any) -> Any:
         # One message for both branches of the union (pydantic would list two), the CEL rule's.
-        if v == "latest" and isinstance(v, str) or isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000:
+        if (v == "latest" and isinstance(v, str)) or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000):
             return v
         raise ValueError(f"{MODEL_VERSION_MESSAGE}; got {v!r}")
 
@@ -63,8 +63,10 @@ class CanarySpec(ApiModel):
 
     traffic_percent: int = Field(ge=1, le=99, description="Share of requests (1-99) the new revision gets until promoted.")
     when_unsupported: Literal["hold", "rollOut"] = Field(
-        default="hold", description="Where KServe cannot split traffic (RawDeployment mode): hold the new revision "
-                                    "back and say so (hold), or roll it out to all traffic at once (rollOut).")
+        default="hold",
+        description="Where KServe cannot split traffic (RawDeployment mode): hold the new revision "
+        "back and say so (hold), or roll it out to all traffic at once (rollOut).",
+    )
 
 
 class OnlineSpec(ApiModel):
@@ -73,28 +75,45 @@ class OnlineSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
             cel("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas", "minReplicas"),
-            cel("self.missingEntity != 'defaults' || has(self.defaults)",
-                "missingEntity 'defaults' needs defaults for the looked-up features", "defaults"),
-            cel("!has(self.defaults) || self.missingEntity == 'defaults'", "defaults are used only with missingEntity 'defaults'", "defaults"),
+            cel(
+                "self.missingEntity != 'defaults' || has(self.defaults)",
+                "missingEntity 'defaults' needs defaults for the looked-up features",
+                "defaults",
+            ),
+            cel(
+                "!has(self.defaults) || self.missingEntity == 'defaults'",
+                "defaults are used only with missingEntity 'defaults'",
+                "defaults",
+            ),
         )
     }
 
     topology: Literal["combined", "transformer"] = Field(
-        default="combined", description="combined: lookup and predict in one server (one hop); transformer: KServe transformer + predictor.")
-    request_features: list[Identifier] = Field(default_factory=list, description="Features the caller sends instead of looking them up.",
-                                               json_schema_extra={"x-kubernetes-list-type": "set"})
+        default="combined",
+        description="combined: lookup and predict in one server (one hop); transformer: KServe transformer + predictor.",
+    )
+    request_features: list[Identifier] = Field(
+        default_factory=list,
+        description="Features the caller sends instead of looking them up.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
     missing_entity: Literal["reject", "defaults"] = Field(
-        default="reject", description="An unknown entity key: reject the request (404) or serve with the declared defaults.")
-    defaults: dict[str, Any] | None = Field(default=None, min_length=1, max_length=256,
-                                            description="Default feature values (column: value) for missingEntity: defaults.",
-                                            json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+        default="reject", description="An unknown entity key: reject the request (404) or serve with the declared defaults."
+    )
+    defaults: dict[str, Any] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Default feature values (column: value) for missingEntity: defaults.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
     min_replicas: int = Field(default=1, ge=0, le=100, description="Fewest replicas (0 = scale to zero, Serverless mode only).")
     max_replicas: int = Field(default=1, ge=1, le=100, description="Most replicas.")
     canary: CanarySpec | None = Field(default=None, description="Omit for an immediate rollout.")
     resources: ResourceRequirements | None = Field(default=None, description="Resources of the serving container.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "OnlineSpec":
+    def _consistent(self) -> OnlineSpec:
         if self.min_replicas > self.max_replicas:
             raise FieldError("minReplicas", "minReplicas must not exceed maxReplicas")
         if self.missing_entity == "defaults" and self.defaults is None:
@@ -124,11 +143,12 @@ class BatchSpec(ApiModel):
     input: DataLocation = Field(description="The entities to score (must carry the feature view's entity keys).")
     output: DataLocation = Field(description="Where predictions are written; every row carries model and feature-view versions.")
     as_of: Literal["runTime", "latest"] = Field(
-        default="runTime", description="runTime: point-in-time features as of the run; latest: the newest values.")
+        default="runTime", description="runTime: point-in-time features as of the run; latest: the newest values."
+    )
     chunk_rows: int = Field(default=100_000, ge=1000, le=10_000_000, description="Rows scored per chunk (bounds memory).")
 
     @model_validator(mode="after")
-    def _distinct(self) -> "BatchSpec":
+    def _distinct(self) -> BatchSpec:
         if self.input.uri == self.output.uri:
             raise FieldError("output", "output must not be the input location")
         return self
@@ -146,14 +166,23 @@ def _check_timeout(value: str) -> str:
 class RolloutSpec(ApiModel):
     """How a new (model, feature-view) revision replaces the serving one, and how it rolls back."""
 
-    auto_rollback: bool = Field(default=True, description="Go back to the previous revision when the new one is not ready in time.")
+    auto_rollback: bool = Field(
+        default=True, description="Go back to the previous revision when the new one is not ready in time."
+    )
     readiness_timeout: Annotated[str, AfterValidator(_check_timeout)] = Field(
-        default="10m", max_length=32, description="How long a new revision may take to become ready, e.g. 10m, 90s.",
-        json_schema_extra=cel_rules(cel(
-            f"self.matches({DURATION_PATTERN!r}) && duration(self) >= duration('1s') && duration(self) <= duration('24h')",
-            DURATION_MESSAGE)))
-    revision_history_limit: int = Field(default=5, ge=0, le=50,
-                                        description="Earlier revisions kept for rollback (their feature versions stay materialized).")
+        default="10m",
+        max_length=32,
+        description="How long a new revision may take to become ready, e.g. 10m, 90s.",
+        json_schema_extra=cel_rules(
+            cel(
+                f"self.matches({DURATION_PATTERN!r}) && duration(self) >= duration('1s') && duration(self) <= duration('24h')",
+                DURATION_MESSAGE,
+            )
+        ),
+    )
+    revision_history_limit: int = Field(
+        default=5, ge=0, le=50, description="Earlier revisions kept for rollback (their feature versions stay materialized)."
+    )
 
 
 class InferenceServiceSpec(ApiModel):
@@ -169,14 +198,18 @@ class InferenceServiceSpec(ApiModel):
     }
 
     model: ModelRef = Field(description="The model name and version to serve.")
-    mode: Literal["online", "batch"] = Field(default="online", description="online: a KServe InferenceService; batch: a scheduled scoring job.")
+    mode: Literal["online", "batch"] = Field(
+        default="online", description="online: a KServe InferenceService; batch: a scheduled scoring job."
+    )
     online: OnlineSpec | None = Field(default=None, description="Online settings (mode online).")
     batch: BatchSpec | None = Field(default=None, description="Batch settings (mode batch).")
-    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Rollout and rollback.", json_schema_extra={"default": {}})
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec, description="Rollout and rollback.", json_schema_extra={"default": {}}
+    )
     template: PodTemplate | None = Field(default=None, description="Pod overrides: image, resources, env, serviceAccountName.")
 
     @model_validator(mode="after")
-    def _mode_settings(self) -> "InferenceServiceSpec":
+    def _mode_settings(self) -> InferenceServiceSpec:
         if self.mode == "online" and self.online is None:
             raise FieldError("online", "mode online needs spec.online")
         if self.mode == "batch" and self.batch is None:
@@ -202,7 +235,8 @@ class Revision(StatusModel):
     feature_view_name: str | None = Field(default=None, description="Name of the feature view the model reads.")
     storage_uri: str | None = Field(default=None, description="The model version's artifact (immutable).")
     feature_groups: list[FeatureGroupRef] | None = Field(
-        default=None, description="Every feature-group version this revision reads (kept materialized while it may serve).")
+        default=None, description="Every feature-group version this revision reads (kept materialized while it may serve)."
+    )
 
 
 class FailedRevision(Revision):
@@ -217,8 +251,10 @@ class PinnedRevision(Revision):
     """A revision an fti.dev/rollback annotation brought back (no Git drift)."""
 
     pinned_for: list[int] | None = Field(
-        default=None, description="The (model, feature view) pair the spec resolved to when pinned: "
-                                  "the pin holds until the spec resolves to a different one.")
+        default=None,
+        description="The (model, feature view) pair the spec resolved to when pinned: "
+        "the pin holds until the spec resolves to a different one.",
+    )
 
 
 class PendingRevision(Revision):
@@ -238,10 +274,12 @@ class InferenceServiceStatus(StatusModel):
     failed: FailedRevision | None = Field(default=None, description="The last pair rolled back or aborted.")
     pinned: PinnedRevision | None = Field(default=None, description="The pair an fti.dev/rollback annotation pinned.")
     pending: PendingRevision | None = Field(
-        default=None, description="The asked pair waiting for its feature-group versions (kept or brought back for it).")
+        default=None, description="The asked pair waiting for its feature-group versions (kept or brought back for it)."
+    )
     history: list[Revision] = Field(default_factory=list, description="Earlier stable pairs, newest first.")
     handled: dict[str, str] | None = Field(
-        default=None, description="The last token of each rollout annotation (rollback, promote, abort, retry) acted on.")
+        default=None, description="The last token of each rollout annotation (rollback, promote, abort, retry) acted on."
+    )
     last_run: dict[str, Any] | None = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
 
 

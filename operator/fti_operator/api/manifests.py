@@ -6,8 +6,9 @@ gets the same message locally as the one the API server's schema gives in a clus
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ from .identity import API_VERSION, GROUP
 from .inference_service import InferenceService
 from .training_pipeline import TrainingPipeline
 
-Resource = Union[FeaturePipeline, TrainingPipeline, InferenceService]
+Resource = FeaturePipeline | TrainingPipeline | InferenceService
 KINDS: dict[str, type[Resource]] = {
     "FeaturePipeline": FeaturePipeline,
     "TrainingPipeline": TrainingPipeline,
@@ -58,7 +59,7 @@ def format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         problems.append((_path(loc), msg))
     return problems
 
@@ -69,7 +70,7 @@ def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> Resource:
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if api_version != API_VERSION:
         raise ManifestError(source, [("apiVersion", f"expected {API_VERSION!r}, got {api_version!r}")])
-    model = KINDS.get(kind)
+    model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ManifestError(source, [("kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")])
     name = (doc.get("metadata") or {}).get("name", "?")
@@ -114,5 +115,9 @@ def load_manifests(paths: Iterable[str | Path], *, strict_kinds: bool = False) -
             except ManifestError as exc:
                 errors.append(exc)
     if errors:
-        raise ManifestError("; ".join(e.source for e in errors), [p for e in errors for p in e.problems]) if len(errors) > 1 else errors[0]
+        raise (
+            ManifestError("; ".join(e.source for e in errors), [p for e in errors for p in e.problems])
+            if len(errors) > 1
+            else errors[0]
+        )
     return resources

@@ -30,6 +30,7 @@ PLURAL = TRAINING_PIPELINE.plural
 
 METRICS = ("roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss", "brier_score")
 Metric = Literal["roc_auc", "average_precision", "f1", "precision", "recall", "accuracy", "log_loss", "brier_score"]
+DEFAULT_METRICS: tuple[Metric, ...] = ("roc_auc", "average_precision", "f1")
 # Metrics that make sense per group of a sensitive column.
 BiasMetric = Literal["recall", "precision", "f1", "accuracy", "false_positive_rate", "selection_rate"]
 
@@ -44,15 +45,24 @@ class ModelSpec(ApiModel):
     }
 
     name: Identifier = Field(description="Registered model name; versions are numbered by the operator.")
-    estimator: str | None = Field(default=None, pattern=DOTTED_PATH_PATTERN, max_length=256,
-                                  description="Dotted path of a scikit-learn estimator, e.g. sklearn.ensemble.HistGradientBoostingClassifier.")
-    params: dict[str, Any] | None = Field(default=None, description="Estimator hyper-parameters.",
-                                          json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    entrypoint: str | None = Field(default=None, pattern=CALLABLE_PATTERN, max_length=256,
-                                   description="module:function returning an unfitted estimator, instead of estimator.")
+    estimator: str | None = Field(
+        default=None,
+        pattern=DOTTED_PATH_PATTERN,
+        max_length=256,
+        description="Dotted path of a scikit-learn estimator, e.g. sklearn.ensemble.HistGradientBoostingClassifier.",
+    )
+    params: dict[str, Any] | None = Field(
+        default=None, description="Estimator hyper-parameters.", json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    entrypoint: str | None = Field(
+        default=None,
+        pattern=CALLABLE_PATTERN,
+        max_length=256,
+        description="module:function returning an unfitted estimator, instead of estimator.",
+    )
 
     @model_validator(mode="after")
-    def _one_of(self) -> "ModelSpec":
+    def _one_of(self) -> ModelSpec:
         if (self.estimator is None) == (self.entrypoint is None):
             raise ValueError("exactly one of estimator and entrypoint must be set")
         return self
@@ -69,8 +79,12 @@ class FeatureSelection(ApiModel):
     """Columns read from one feature group at a pinned version (joined point-in-time on its primary key)."""
 
     feature_group: FeatureGroupRef = Field(description="The feature group and its pinned version.")
-    columns: list[Identifier] = Field(min_length=1, max_length=64, description="Feature columns, in model input order.",
-                                      json_schema_extra={"x-kubernetes-list-type": "set"})
+    columns: list[Identifier] = Field(
+        min_length=1,
+        max_length=64,
+        description="Feature columns, in model input order.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
 
 
 class Transformation(ApiModel):
@@ -78,7 +92,8 @@ class Transformation(ApiModel):
 
     column: Identifier = Field(description="A selected feature column.")
     type: Literal["standardScaler", "minMaxScaler", "robustScaler", "oneHot", "ordinal", "log1p"] = Field(
-        description="standardScaler | minMaxScaler | robustScaler | oneHot | ordinal | log1p.")
+        description="standardScaler | minMaxScaler | robustScaler | oneHot | ordinal | log1p."
+    )
 
 
 class FeatureViewSpec(ApiModel):
@@ -86,30 +101,48 @@ class FeatureViewSpec(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
-            cel("self.features.all(f, self.features.exists_one(g, g.featureGroup.name == f.featureGroup.name))",
-                "a feature view may not select the same feature group twice", "features"),
-            cel("self.features.all(f, f.featureGroup.name != self.label.featureGroup.name"
+            cel(
+                "self.features.all(f, self.features.exists_one(g, g.featureGroup.name == f.featureGroup.name))",
+                "a feature view may not select the same feature group twice",
+                "features",
+            ),
+            cel(
+                "self.features.all(f, f.featureGroup.name != self.label.featureGroup.name"
                 " || f.featureGroup.version == self.label.featureGroup.version)",
-                "the label's feature group must be pinned at the same version as in features", "label"),
-            cel("self.features.all(f, f.featureGroup.name != self.label.featureGroup.name || !(self.label.column in f.columns))",
-                "the label column must not also be a feature", "label"),
-            cel("!has(self.transformations) || self.transformations.all(t, self.features.exists(f, t.column in f.columns))",
-                "every transformation must name a selected feature column", "transformations"),
-            cel("!has(self.transformations) || self.transformations.all(t, self.transformations.exists_one(u, u.column == t.column))",
-                "a column may have only one transformation", "transformations"),
+                "the label's feature group must be pinned at the same version as in features",
+                "label",
+            ),
+            cel(
+                "self.features.all(f, f.featureGroup.name != self.label.featureGroup.name || !(self.label.column in f.columns))",
+                "the label column must not also be a feature",
+                "label",
+            ),
+            cel(
+                "!has(self.transformations) || self.transformations.all(t, self.features.exists(f, t.column in f.columns))",
+                "every transformation must name a selected feature column",
+                "transformations",
+            ),
+            cel(
+                "!has(self.transformations) "
+                "|| self.transformations.all(t, self.transformations.exists_one(u, u.column == t.column))",
+                "a column may have only one transformation",
+                "transformations",
+            ),
         )
     }
 
     name: Identifier = Field(description="Feature view name.")
     version: Version = Field(description="Feature view version; a model records the one it was trained on.")
     label: LabelSpec = Field(description="The label: the spine of the training data.")
-    features: list[FeatureSelection] = Field(min_length=1, max_length=16,
-                                             description="Feature columns per feature group; each group at most once.")
-    transformations: list[Transformation] | None = Field(default=None, max_length=64,
-                                                         description="Model-dependent transformations fitted in training.")
+    features: list[FeatureSelection] = Field(
+        min_length=1, max_length=16, description="Feature columns per feature group; each group at most once."
+    )
+    transformations: list[Transformation] | None = Field(
+        default=None, max_length=64, description="Model-dependent transformations fitted in training."
+    )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "FeatureViewSpec":
+    def _consistent(self) -> FeatureViewSpec:
         names = [f.feature_group.name for f in self.features]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -125,7 +158,9 @@ class FeatureViewSpec(ApiModel):
         seen: set[str] = set()
         for t in self.transformations or []:
             if t.column not in columns:
-                raise FieldError("transformations", f"every transformation must name a selected feature column: {t.column!r} is not one")
+                raise FieldError(
+                    "transformations", f"every transformation must name a selected feature column: {t.column!r} is not one"
+                )
             if t.column in seen:
                 raise FieldError("transformations", f"a column may have only one transformation: {t.column!r}")
             seen.add(t.column)
@@ -147,8 +182,12 @@ class FeatureViewSpec(ApiModel):
 class SplitSpec(ApiModel):
     """How labelled rows are split into train and test sets."""
 
-    type: Literal["time", "random"] = Field(default="time", description="time: the newest events are the test set; random: a seeded shuffle.")
-    test_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of rows in the test set, between 0 and 1 (exclusive).")
+    type: Literal["time", "random"] = Field(
+        default="time", description="time: the newest events are the test set; random: a seeded shuffle."
+    )
+    test_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of rows in the test set, between 0 and 1 (exclusive)."
+    )
     seed: int = Field(default=42, ge=0, description="Random seed (random split and estimators that take one).")
 
 
@@ -161,12 +200,14 @@ class TrainingDataSpec(ApiModel):
         )
     }
 
-    start: datetime | None = Field(default=None, strict=False, description="Only labels with event time at or after this (RFC 3339).")
+    start: datetime | None = Field(
+        default=None, strict=False, description="Only labels with event time at or after this (RFC 3339)."
+    )
     end: datetime | None = Field(default=None, strict=False, description="Only labels with event time before this (RFC 3339).")
     split: SplitSpec = Field(default_factory=SplitSpec, description="Train/test split.", json_schema_extra={"default": {}})
 
     @model_validator(mode="after")
-    def _window(self) -> "TrainingDataSpec":
+    def _window(self) -> TrainingDataSpec:
         if self.start and self.end and self.start >= self.end:
             raise FieldError("start", "start must be before end")
         return self
@@ -187,7 +228,7 @@ class Gate(ApiModel):
     max: float | None = Field(default=None, description="Largest acceptable value (for losses like log_loss).")
 
     @model_validator(mode="after")
-    def _bound(self) -> "Gate":
+    def _bound(self) -> Gate:
         if self.min is None and self.max is None:
             raise ValueError("a gate needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -207,15 +248,18 @@ class BiasGate(ApiModel):
 class EvaluationSpec(ApiModel):
     """Test-set metrics, promotion gates and a bias gate."""
 
-    metrics: list[Metric] = Field(default_factory=lambda: ["roc_auc", "average_precision", "f1"], max_length=16,
-                                  description="Metrics computed on the test set and recorded per model version.",
-                                  json_schema_extra={"x-kubernetes-list-type": "set", "default": ["roc_auc", "average_precision", "f1"]})
+    metrics: list[Metric] = Field(
+        default_factory=lambda: list(DEFAULT_METRICS),
+        max_length=16,
+        description="Metrics computed on the test set and recorded per model version.",
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": ["roc_auc", "average_precision", "f1"]},
+    )
     gates: list[Gate] = Field(default_factory=list, max_length=16, description="All must pass for the version to be Validated.")
     bias: BiasGate | None = Field(default=None, description="Optional fairness gate across a sensitive column.")
     threshold: float = Field(default=0.5, gt=0, lt=1, description="Decision threshold for label metrics.")
 
     @model_validator(mode="after")
-    def _unique(self) -> "EvaluationSpec":
+    def _unique(self) -> EvaluationSpec:
         if len(set(self.metrics)) != len(self.metrics):
             raise FieldError("metrics", "Duplicate value: metrics must not repeat")
         return self
@@ -226,13 +270,17 @@ class TrainingPipelineSpec(ApiModel):
 
     model: ModelSpec = Field(description="The model name and what to train.")
     feature_view: FeatureViewSpec = Field(description="The inputs: label and features at pinned feature-group versions.")
-    training_data: TrainingDataSpec = Field(default_factory=TrainingDataSpec, description="Time window and split.",
-                                            json_schema_extra={"default": {}})
-    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Metrics and gates.",
-                                       json_schema_extra={"default": {}})
+    training_data: TrainingDataSpec = Field(
+        default_factory=TrainingDataSpec, description="Time window and split.", json_schema_extra={"default": {}}
+    )
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec, description="Metrics and gates.", json_schema_extra={"default": {}}
+    )
     schedule: CronSchedule | None = None
     suspend: bool = Field(default=False, description="Stop scheduled retraining (a run-now annotation still runs).")
-    template: PodTemplate | None = Field(default=None, description="Pod overrides: image, resources (GPUs), env, serviceAccountName.")
+    template: PodTemplate | None = Field(
+        default=None, description="Pod overrides: image, resources (GPUs), env, serviceAccountName."
+    )
 
 
 class DatasetRef(StatusModel):
@@ -243,9 +291,12 @@ class DatasetRef(StatusModel):
 class ModelVersionStatus(StatusModel):
     version: Version
     phase: Literal["Training", "Validated", "Rejected", "Failed"]
-    feature_view: FeatureGroupRef | None = Field(default=None, description="Feature view name and version the model was trained on.")
+    feature_view: FeatureGroupRef | None = Field(
+        default=None, description="Feature view name and version the model was trained on."
+    )
     feature_groups: list[FeatureGroupRef] | None = Field(
-        default=None, description="Every feature-group version the model's feature view reads (what serving needs materialized).")
+        default=None, description="Every feature-group version the model's feature view reads (what serving needs materialized)."
+    )
     training_dataset: DatasetRef | None = None
     metrics: dict[str, float] | None = None
     storage_uri: str | None = None

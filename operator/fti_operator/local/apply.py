@@ -9,13 +9,13 @@ only stores objects, lets the local cluster settle and reports what the status s
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..api import FeaturePipeline, InferenceService, TrainingPipeline
 from ..api.identity import ANNOTATION_RUN, API_VERSION, INFERENCE_SERVICE
 from ..render import feature as render_feature
 from .driver import LocalDriver, LocalRunError, now_token
-
 
 
 def manifest(resource: Any) -> dict[str, Any]:
@@ -37,14 +37,17 @@ def run_feature_pipelines(driver: LocalDriver, pipelines: Iterable[FeaturePipeli
     token = now_token()
     for fp in pipelines:
         job = render_feature.run_now_job_name(fp, token)
-        driver.progress(f"FeaturePipeline {fp.metadata.name}: feature group {fp.spec.feature_group.name} "
-                        f"v{fp.spec.feature_group.version} (job {job})")
+        driver.progress(
+            f"FeaturePipeline {fp.metadata.name}: feature group {fp.spec.feature_group.name} "
+            f"v{fp.spec.feature_group.version} (job {job})"
+        )
         driver.apply(manifest(fp), {ANNOTATION_RUN: token})
     driver.settle()
     for fp in pipelines:
         job = render_feature.run_now_job_name(fp, token)
-        version = next((v for v in _status(driver, fp).get("versions") or []
-                        if v["version"] == fp.spec.feature_group.version), {})
+        version: dict[str, Any] = next(
+            (v for v in _status(driver, fp).get("versions") or [] if v["version"] == fp.spec.feature_group.version), {}
+        )
         run = version.get("lastRun") or {}
         if run.get("job") != job:
             raise LocalRunError(f"FeaturePipeline {fp.metadata.name}: run {job} did not finish{_log_hint(driver, job)}")
@@ -59,17 +62,23 @@ def run_training_pipelines(driver: LocalDriver, pipelines: Iterable[TrainingPipe
         driver.settle()
         status = _status(driver, tp)
         version = (status.get("lastRun") or {}).get("modelVersion")
-        entry = next((mv for mv in status.get("modelVersions") or [] if mv["version"] == version), {})
+        entry: dict[str, Any] = next((mv for mv in status.get("modelVersions") or [] if mv["version"] == version), {})
         if version == before:
-            driver.progress(f"TrainingPipeline {tp.metadata.name}: spec unchanged since model version {version}; "
-                            "not retraining (use --retrain)")
+            driver.progress(
+                f"TrainingPipeline {tp.metadata.name}: spec unchanged since model version {version}; "
+                "not retraining (use --retrain)"
+            )
             continue
-        driver.progress(f"TrainingPipeline {tp.metadata.name}: model {tp.spec.model.name} version {version} "
-                        f"{entry.get('phase', 'not finished')} (job {entry.get('job')})")
+        driver.progress(
+            f"TrainingPipeline {tp.metadata.name}: model {tp.spec.model.name} version {version} "
+            f"{entry.get('phase', 'not finished')} (job {entry.get('job')})"
+        )
         if entry.get("phase") in (None, "Training", "Failed"):
-            raise LocalRunError(f"TrainingPipeline {tp.metadata.name}: model version {version} "
-                                f"{entry.get('phase', 'did not run')}: {entry.get('message', '')}"
-                                f"{_log_hint(driver, entry.get('job'))}")
+            raise LocalRunError(
+                f"TrainingPipeline {tp.metadata.name}: model version {version} "
+                f"{entry.get('phase', 'did not run')}: {entry.get('message', '')}"
+                f"{_log_hint(driver, entry.get('job'))}"
+            )
 
 
 def run_inference(driver: LocalDriver, services: Iterable[InferenceService], serve: bool = False) -> None:
@@ -84,17 +93,23 @@ def run_inference(driver: LocalDriver, services: Iterable[InferenceService], ser
             if job is None or last.get("job") != job:
                 raise LocalRunError(f"InferenceService {isvc.metadata.name}: no batch run finished{_log_hint(driver, job)}")
             if not last.get("succeeded"):
-                raise LocalRunError(f"InferenceService {isvc.metadata.name}: {last.get('reason', 'failed')}: "
-                                    f"{last.get('error', '')}{_log_hint(driver, job)}")
-            driver.progress(f"InferenceService {isvc.metadata.name}: {last.get('rowsScored', 0)} rows scored by "
-                            f"{describe(_status(driver, isvc).get('stable'))}")
+                raise LocalRunError(
+                    f"InferenceService {isvc.metadata.name}: {last.get('reason', 'failed')}: "
+                    f"{last.get('error', '')}{_log_hint(driver, job)}"
+                )
+            driver.progress(
+                f"InferenceService {isvc.metadata.name}: {last.get('rowsScored', 0)} rows scored by "
+                f"{describe(_status(driver, isvc).get('stable'))}"
+            )
         elif serve:
             status = _status(driver, isvc)
             stable = status.get("stable")
-            ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+            ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
             if not stable or ready.get("status") != "True":
-                raise LocalRunError(f"InferenceService {isvc.metadata.name}: {ready.get('reason')}: {ready.get('message')}"
-                                    f"{driver.cluster.server_log_hint(isvc.metadata.name)}")
+                raise LocalRunError(
+                    f"InferenceService {isvc.metadata.name}: {ready.get('reason')}: {ready.get('message')}"
+                    f"{driver.cluster.server_log_hint(isvc.metadata.name)}"
+                )
             driver.progress(f"InferenceService {isvc.metadata.name}: {describe(stable)} serving at {status.get('url')}")
 
 
@@ -123,9 +138,13 @@ class LocalRolloutBackend:
 
     def annotate(self, name: str, namespace: str, key: str, value: str) -> None:
         obj = self.get(name, namespace)
-        self.driver.kube.patch(API_VERSION, INFERENCE_SERVICE.plural, namespace, name,
-                               {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"],
-                                             "annotations": {key: value}}})
+        self.driver.kube.patch(
+            API_VERSION,
+            INFERENCE_SERVICE.plural,
+            namespace,
+            name,
+            {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"], "annotations": {key: value}}},
+        )
         try:
             self.driver.settle()
         finally:

@@ -10,12 +10,15 @@ runs a pipeline when it is applied (docs/architecture.md, "Two drivers").
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from time import monotonic
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..api.identity import INFERENCE_SERVICE, JOB_NAME_LABEL, LABEL_COMPONENT, LABEL_KIND, LABEL_RESOURCE
 from ..reconcile.kube import Kube
@@ -23,7 +26,7 @@ from .jobs import LOG_ANNOTATION, JobController, trigger
 from .kserve import LocalKServe, ServerFailed
 from .kubelet import LocalNode, RunningContainer
 from .memkube import utcnow
-from .podenv import DictSource, decode_secret_data
+from .podenv import decode_secret_data
 
 SERVER_START_TIMEOUT = 180.0
 
@@ -55,8 +58,9 @@ def wait_ready(url: str, server: RunningContainer, timeout: float) -> None:
     last = "no answer"
     while monotonic() < deadline:
         if server.poll() is not None:
-            raise ServerFailed(f"server exited with code {server.process.returncode} before it was ready "
-                               f"(log: {server.log_path})")
+            raise ServerFailed(
+                f"server exited with code {server.process.returncode} before it was ready (log: {server.log_path})"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -65,16 +69,21 @@ def wait_ready(url: str, server: RunningContainer, timeout: float) -> None:
             last = f"HTTP {exc.code}: {exc.read()[:300].decode('utf-8', 'replace')}"
         except (urllib.error.URLError, OSError) as exc:
             last = str(exc)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # still running: poll again
             server.process.wait(timeout=0.2)  # a poll interval that also notices an exit at once
-        except Exception:  # noqa: BLE001 - still running: poll again
-            pass
     raise ServerFailed(f"{url} not ready after {timeout:.0f}s: {last} (log: {server.log_path})")
 
 
 class LocalCluster:
-    def __init__(self, kube: Kube, state_dir: Path, mounts: Mapping[str, Path], *, echo_logs: bool = False,
-                 progress: Callable[[str], None] = print):
+    def __init__(
+        self,
+        kube: Kube,
+        state_dir: Path,
+        mounts: Mapping[str, Path],
+        *,
+        echo_logs: bool = False,
+        progress: Callable[[str], None] = print,
+    ):
         self.kube, self.state_dir, self.mounts = kube, state_dir, dict(mounts)
         self.echo_logs, self.progress = echo_logs, progress
         self.serving = False  # start model servers (fti local apply --serve/--predict, fti local serve)
@@ -109,13 +118,21 @@ class LocalCluster:
         if not self.serving:
             raise ServerFailed("not served locally: use fti local apply --serve or --predict, or fti local serve")
         if "containers" not in (isvc["spec"].get(component) or {}):
-            raise ServerFailed(f"{component}: KServe's stock model runtime has no local equivalent; "
-                               "use spec.online.topology: combined with fti local")
+            raise ServerFailed(
+                f"{component}: KServe's stock model runtime has no local equivalent; "
+                "use spec.online.topology: combined with fti local"
+            )
         meta = isvc["metadata"]
         port = free_port()
-        pod = {"metadata": {"name": f"{meta['name']}-{component}", "namespace": meta.get("namespace", "default"),
-                            "labels": dict(meta.get("labels") or {}), "annotations": dict(meta.get("annotations") or {})},
-               "spec": {"containers": [container]}}
+        pod = {
+            "metadata": {
+                "name": f"{meta['name']}-{component}",
+                "namespace": meta.get("namespace", "default"),
+                "labels": dict(meta.get("labels") or {}),
+                "annotations": dict(meta.get("annotations") or {}),
+            },
+            "spec": {"containers": [container]},
+        }
         workdir = self.state_dir / "servers" / meta.get("namespace", "default") / meta["name"] / component
         server = self._node(workdir).start(container, pod, extra_args=["--http_port", str(port)])
         url = f"http://127.0.0.1:{port}"

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..api.identity import API_VERSION
 from ..config import OperatorConfig
@@ -35,8 +36,11 @@ RECONCILERS: dict[str, Callable[[Context, Mapping[str, Any]], Result]] = {
     "trainingpipelines": training.reconcile,
     "inferenceservices": inference.reconcile,
 }
-KIND_PLURALS = {"FeaturePipeline": "featurepipelines", "TrainingPipeline": "trainingpipelines",
-                "InferenceService": "inferenceservices"}
+KIND_PLURALS = {
+    "FeaturePipeline": "featurepipelines",
+    "TrainingPipeline": "trainingpipelines",
+    "InferenceService": "inferenceservices",
+}
 # Reconcile rounds before the loop gives up: each round either runs a pod, starts a server or
 # writes something, and the fraud example settles in under ten.
 MAX_ROUNDS = 50
@@ -104,8 +108,7 @@ class LocalDriver:
         self.mounts = {self.config.data_volume_path: self.state_dir / "volume", **self.mounts}
         self.kube = load_kube(self.state_dir)
         self.ctx = Context(self.kube, ScanLookups(self.kube), self.config)
-        self.cluster = LocalCluster(self.kube, self.state_dir, self.mounts, echo_logs=self.echo_logs,
-                                    progress=self.progress)
+        self.cluster = LocalCluster(self.kube, self.state_dir, self.mounts, echo_logs=self.echo_logs, progress=self.progress)
 
     # -- objects ---------------------------------------------------------------------------
     def apply(self, manifest: Mapping[str, Any], annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -155,4 +158,4 @@ class LocalDriver:
 
 
 def now_token(prefix: str = "local") -> str:
-    return datetime.now(timezone.utc).strftime(f"{prefix}-%Y%m%dt%H%M%S%f")
+    return datetime.now(UTC).strftime(f"{prefix}-%Y%m%dt%H%M%S%f")

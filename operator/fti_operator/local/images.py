@@ -13,8 +13,9 @@ import fnmatch
 import os
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 # The reference images run their command with this interpreter: they install
 # fti_pipelines (and the operator) into their Python, and so does the local environment.
@@ -35,15 +36,15 @@ class Launch:
     container: Mapping[str, Any] = field(repr=False)  # the container spec (camelCase)
     pod: Mapping[str, Any] = field(repr=False)  # the whole pod (camelCase)
 
-    def with_argv(self, argv: list[str]) -> "Launch":
+    def with_argv(self, argv: list[str]) -> Launch:
         return replace(self, argv=list(argv))
 
-    def with_env(self, **extra: str) -> "Launch":
+    def with_env(self, **extra: str) -> Launch:
         return replace(self, env={**self.env, **extra})
 
 
 # A handler returns the Launch to run, or None (or raises UnsupportedImage) to refuse it.
-Handler = Callable[[Launch], Optional[Launch]]
+Handler = Callable[[Launch], Launch | None]
 
 
 def image_repository(image: str) -> str:
@@ -64,8 +65,9 @@ def python_image(launch: Launch) -> Launch:
     """Reference images: the container's `python` is this interpreter (so this virtualenv)."""
     argv = list(launch.argv)
     if not argv:
-        raise UnsupportedImage(f"image {launch.image!r}: a local run needs an explicit command "
-                               "(the image's entrypoint is not known here)")
+        raise UnsupportedImage(
+            f"image {launch.image!r}: a local run needs an explicit command (the image's entrypoint is not known here)"
+        )
     if os.path.basename(argv[0]) in ("python", "python3"):
         argv[0] = sys.executable
     env = {"PYTHONUNBUFFERED": "1", **launch.env}
@@ -115,8 +117,9 @@ class ImageMap:
         """The Launch to run, or UnsupportedImage with the reason."""
         handler = self.lookup(launch.image)
         if handler is None:
-            raise UnsupportedImage(f"image {launch.image!r} is not mapped to a local program "
-                                   f"(mapped: {', '.join(self.patterns()) or 'nothing'})")
+            raise UnsupportedImage(
+                f"image {launch.image!r} is not mapped to a local program (mapped: {', '.join(self.patterns()) or 'nothing'})"
+            )
         result = handler(launch)
         if result is None:
             raise UnsupportedImage(f"the local mapping for image {launch.image!r} refused this container")

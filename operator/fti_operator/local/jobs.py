@@ -17,9 +17,10 @@ the background calls `start` and later `finish` itself.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -45,8 +46,14 @@ LOST_MESSAGE = "pod lost: the fti local process that ran it ended before it fini
 
 def controller_ref(owner: Mapping[str, Any]) -> dict[str, Any]:
     meta = owner["metadata"]
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def controller_of(obj: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -57,35 +64,57 @@ def job_pod(job: Mapping[str, Any]) -> dict[str, Any]:
     """The pod manifest the Job controller creates for one attempt of `job` (pure)."""
     meta, template = job["metadata"], (job.get("spec") or {}).get("template") or {}
     tmeta = template.get("metadata") or {}
-    labels = {**(tmeta.get("labels") or {}), **{k: meta["name"] for k in JOB_NAME_LABELS},
-              **{k: meta["uid"] for k in UID_LABELS}}
-    pod_meta: dict[str, Any] = {"generateName": f"{meta['name']}-", "namespace": meta.get("namespace"),
-                                "labels": labels, "ownerReferences": [controller_ref(job)]}
+    labels = {
+        **(tmeta.get("labels") or {}),
+        **dict.fromkeys(JOB_NAME_LABELS, meta["name"]),
+        **dict.fromkeys(UID_LABELS, meta["uid"]),
+    }
+    pod_meta: dict[str, Any] = {
+        "generateName": f"{meta['name']}-",
+        "namespace": meta.get("namespace"),
+        "labels": labels,
+        "ownerReferences": [controller_ref(job)],
+    }
     if tmeta.get("annotations"):
         pod_meta["annotations"] = dict(tmeta["annotations"])
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta,
-            "spec": {**(template.get("spec") or {}), "nodeName": NODE_NAME}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": pod_meta,
+        "spec": {**(template.get("spec") or {}), "nodeName": NODE_NAME},
+    }
 
 
-def terminated_status(pod: Mapping[str, Any], exit_code: int, message: str, started_at: str,
-                      finished_at: str) -> dict[str, Any]:
+def terminated_status(pod: Mapping[str, Any], exit_code: int, message: str, started_at: str, finished_at: str) -> dict[str, Any]:
     """The pod status the kubelet writes once its containers ended (pure). The run's result is
     the first container's; other containers are reported with the same exit code and no message."""
     statuses = []
     for i, container in enumerate((pod.get("spec") or {}).get("containers") or []):
-        term: dict[str, Any] = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
-                                "startedAt": started_at, "finishedAt": finished_at,
-                                "containerID": f"local://{pod['metadata']['name']}/{container.get('name')}"}
+        term: dict[str, Any] = {
+            "exitCode": exit_code,
+            "reason": "Completed" if exit_code == 0 else "Error",
+            "startedAt": started_at,
+            "finishedAt": finished_at,
+            "containerID": f"local://{pod['metadata']['name']}/{container.get('name')}",
+        }
         if i == 0 and message:  # the kubelet leaves an empty termination message out
             term["message"] = message
-        statuses.append({"name": container.get("name"), "image": container.get("image", ""), "imageID": "",
-                         "ready": False, "started": False, "restartCount": 0, "state": {"terminated": term}})
+        statuses.append(
+            {
+                "name": container.get("name"),
+                "image": container.get("image", ""),
+                "imageID": "",
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "state": {"terminated": term},
+            }
+        )
     return {"phase": "Succeeded" if exit_code == 0 else "Failed", "containerStatuses": statuses}
 
 
 def job_condition(type_: str, reason: str, message: str, at: str) -> dict[str, Any]:
-    return {"type": type_, "status": "True", "reason": reason, "message": message,
-            "lastProbeTime": at, "lastTransitionTime": at}
+    return {"type": type_, "status": "True", "reason": reason, "message": message, "lastProbeTime": at, "lastTransitionTime": at}
 
 
 class JobController:
@@ -116,20 +145,56 @@ class JobController:
         now = rfc3339(self.clock())
         pod = self.kube.create(job_pod(job))
         self._started.add(pod["metadata"]["uid"])
-        running = [{"name": c.get("name"), "image": c.get("image", ""), "imageID": "", "ready": True, "started": True,
-                    "restartCount": 0, "state": {"running": {"startedAt": now}}}
-                   for c in (pod.get("spec") or {}).get("containers") or []]
-        pod = self.kube.patch("v1", "pods", meta.get("namespace"), pod["metadata"]["name"], {"status": {
-            "phase": "Running", "startTime": now, "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-            "containerStatuses": running}}, subresource="status")
+        running = [
+            {
+                "name": c.get("name"),
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": now}},
+            }
+            for c in (pod.get("spec") or {}).get("containers") or []
+        ]
+        pod = self.kube.patch(
+            "v1",
+            "pods",
+            meta.get("namespace"),
+            pod["metadata"]["name"],
+            {
+                "status": {
+                    "phase": "Running",
+                    "startTime": now,
+                    "hostIP": "127.0.0.1",
+                    "podIP": "127.0.0.1",
+                    "containerStatuses": running,
+                }
+            },
+            subresource="status",
+        )
         status = job.get("status") or {}
-        self.kube.patch("batch/v1", "jobs", meta.get("namespace"), meta["name"], {"status": {
-            "startTime": status.get("startTime") or now, "active": 1, "ready": 1, "terminating": 0,
-            "uncountedTerminatedPods": {}}}, subresource="status")
+        self.kube.patch(
+            "batch/v1",
+            "jobs",
+            meta.get("namespace"),
+            meta["name"],
+            {
+                "status": {
+                    "startTime": status.get("startTime") or now,
+                    "active": 1,
+                    "ready": 1,
+                    "terminating": 0,
+                    "uncountedTerminatedPods": {},
+                }
+            },
+            subresource="status",
+        )
         return pod
 
-    def finish(self, pod: Mapping[str, Any], exit_code: int, message: str,
-               log_path: str | Path | None = None) -> dict[str, Any] | None:
+    def finish(
+        self, pod: Mapping[str, Any], exit_code: int, message: str, log_path: str | Path | None = None
+    ) -> dict[str, Any] | None:
         """Record the end of `pod`'s containers on the pod and on its Job; returns the Job (None if gone)."""
         pmeta = pod["metadata"]
         self._started.discard(pmeta["uid"])
@@ -138,8 +203,14 @@ class JobController:
         if log_path is not None:
             self.kube.patch("v1", "pods", ns, pmeta["name"], {"metadata": {"annotations": {LOG_ANNOTATION: str(log_path)}}})
         try:
-            self.kube.patch("v1", "pods", ns, pmeta["name"],
-                            {"status": terminated_status(pod, exit_code, message, started, now)}, subresource="status")
+            self.kube.patch(
+                "v1",
+                "pods",
+                ns,
+                pmeta["name"],
+                {"status": terminated_status(pod, exit_code, message, started, now)},
+                subresource="status",
+            )
         except ApiError as exc:
             if not exc.not_found:
                 raise
@@ -150,15 +221,23 @@ class JobController:
         phases = [(p.get("status") or {}).get("phase") for p in self.pods_of(job)]
         spec = job.get("spec") or {}
         succeeded, failed = phases.count("Succeeded"), phases.count("Failed")
-        status: dict[str, Any] = {"active": None, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {},
-                                  "succeeded": succeeded or None, "failed": failed or None}
+        status: dict[str, Any] = {
+            "active": None,
+            "ready": 0,
+            "terminating": 0,
+            "uncountedTerminatedPods": {},
+            "succeeded": succeeded or None,
+            "failed": failed or None,
+        }
         if succeeded >= int(spec.get("completions") or 1):
             status["completionTime"] = now
-            status["conditions"] = [job_condition(t, "CompletionsReached", COMPLETE_MESSAGE, now)
-                                    for t in ("SuccessCriteriaMet", "Complete")]
+            status["conditions"] = [
+                job_condition(t, "CompletionsReached", COMPLETE_MESSAGE, now) for t in ("SuccessCriteriaMet", "Complete")
+            ]
         elif failed > int(spec.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)):
-            status["conditions"] = [job_condition(t, "BackoffLimitExceeded", FAILED_MESSAGE, now)
-                                    for t in ("FailureTarget", "Failed")]
+            status["conditions"] = [
+                job_condition(t, "BackoffLimitExceeded", FAILED_MESSAGE, now) for t in ("FailureTarget", "Failed")
+            ]
         job = self.kube.patch("batch/v1", "jobs", ns, job["metadata"]["name"], {"status": status}, subresource="status")
         if job_finished(job) is not None:
             CronJobs(self.kube, self.clock).job_finished(job)
@@ -192,15 +271,17 @@ class JobController:
 
 
 def _parse(stamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+    return datetime.fromisoformat(stamp) if stamp else None
 
 
 def _finished_at(job: Mapping[str, Any]) -> datetime | None:
     if job_finished(job) is None:
         return None
     st = job.get("status") or {}
-    return _parse(st.get("completionTime") or next(
-        (c.get("lastTransitionTime") for c in st.get("conditions") or [] if c.get("type") == "Failed"), None))
+    return _parse(
+        st.get("completionTime")
+        or next((c.get("lastTransitionTime") for c in st.get("conditions") or [] if c.get("type") == "Failed"), None)
+    )
 
 
 def job_for(cronjob: Mapping[str, Any], scheduled: datetime) -> dict[str, Any]:
@@ -208,11 +289,18 @@ def job_for(cronjob: Mapping[str, Any], scheduled: datetime) -> dict[str, Any]:
     meta, template = cronjob["metadata"], (cronjob.get("spec") or {}).get("jobTemplate") or {}
     tmeta = template.get("metadata") or {}
     minutes = int(scheduled.timestamp() // 60)
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
-        "name": f"{meta['name']}-{minutes}", "namespace": meta.get("namespace"),
-        "labels": dict(tmeta.get("labels") or {}),
-        "annotations": {**(tmeta.get("annotations") or {}), SCHEDULED_ANNOTATION: rfc3339(scheduled)},
-        "ownerReferences": [controller_ref(cronjob)]}, "spec": dict(template.get("spec") or {})}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"{meta['name']}-{minutes}",
+            "namespace": meta.get("namespace"),
+            "labels": dict(tmeta.get("labels") or {}),
+            "annotations": {**(tmeta.get("annotations") or {}), SCHEDULED_ANNOTATION: rfc3339(scheduled)},
+            "ownerReferences": [controller_ref(cronjob)],
+        },
+        "spec": dict(template.get("spec") or {}),
+    }
 
 
 def trigger(kube: Kube, cronjob: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
@@ -223,7 +311,7 @@ def trigger(kube: Kube, cronjob: Mapping[str, Any], now: datetime) -> dict[str, 
     active = [j for j in _jobs_of(kube, cronjob) if job_finished(j) is None]
     if active and spec.get("concurrencyPolicy") == "Forbid":
         return None
-    scheduled = now.astimezone(timezone.utc).replace(second=0, microsecond=0)
+    scheduled = now.astimezone(UTC).replace(second=0, microsecond=0)
     desired = job_for(cronjob, scheduled)
     try:
         job = kube.create(desired)
@@ -231,17 +319,35 @@ def trigger(kube: Kube, cronjob: Mapping[str, Any], now: datetime) -> dict[str, 
         if not exc.conflict:
             raise
         return kube.get("batch/v1", "jobs", ns, desired["metadata"]["name"])
-    refs = [{"apiVersion": "batch/v1", "kind": "Job", "name": j["metadata"]["name"], "namespace": ns,
-             "uid": j["metadata"]["uid"], "resourceVersion": j["metadata"]["resourceVersion"]} for j in [*active, job]]
-    kube.patch("batch/v1", "cronjobs", ns, meta["name"],
-               {"status": {"active": refs, "lastScheduleTime": rfc3339(scheduled)}}, subresource="status")
+    refs = [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": j["metadata"]["name"],
+            "namespace": ns,
+            "uid": j["metadata"]["uid"],
+            "resourceVersion": j["metadata"]["resourceVersion"],
+        }
+        for j in [*active, job]
+    ]
+    kube.patch(
+        "batch/v1",
+        "cronjobs",
+        ns,
+        meta["name"],
+        {"status": {"active": refs, "lastScheduleTime": rfc3339(scheduled)}},
+        subresource="status",
+    )
     return job
 
 
 def _jobs_of(kube: Kube, cronjob: Mapping[str, Any]) -> list[dict[str, Any]]:
     uid = cronjob["metadata"]["uid"]
-    return [j for j in kube.list("batch/v1", "jobs", cronjob["metadata"].get("namespace"))
-            if (controller_of(j) or {}).get("uid") == uid]
+    return [
+        j
+        for j in kube.list("batch/v1", "jobs", cronjob["metadata"].get("namespace"))
+        if (controller_of(j) or {}).get("uid") == uid
+    ]
 
 
 def due(cronjob: Mapping[str, Any], now: datetime) -> datetime | None:
@@ -260,7 +366,7 @@ def due(cronjob: Mapping[str, Any], now: datetime) -> datetime | None:
     deadline = spec.get("startingDeadlineSeconds")
     if deadline is not None and (now - latest).total_seconds() > int(deadline):
         return None
-    return latest.astimezone(timezone.utc)
+    return latest.astimezone(UTC)
 
 
 class CronJobs:
@@ -283,16 +389,21 @@ class CronJobs:
         ref = controller_of(job)
         ns = job["metadata"].get("namespace")
         cronjob = self.kube.get("batch/v1", "cronjobs", ns, ref["name"]) if ref and ref.get("kind") == "CronJob" else None
-        if cronjob is None or cronjob["metadata"]["uid"] != ref.get("uid"):
+        if cronjob is None or ref is None or cronjob["metadata"]["uid"] != ref.get("uid"):
             return
         jobs = _jobs_of(self.kube, cronjob)
-        status: dict[str, Any] = {"active": [a for a in (cronjob.get("status") or {}).get("active") or []
-                                             if a.get("uid") != job["metadata"]["uid"]] or None}
+        status: dict[str, Any] = {
+            "active": [a for a in (cronjob.get("status") or {}).get("active") or [] if a.get("uid") != job["metadata"]["uid"]]
+            or None
+        }
         if job_finished(job):
             status["lastSuccessfulTime"] = (job.get("status") or {}).get("completionTime")
         self.kube.patch("batch/v1", "cronjobs", ns, cronjob["metadata"]["name"], {"status": status}, subresource="status")
         spec = cronjob.get("spec") or {}
         for ok, limit in ((True, spec.get("successfulJobsHistoryLimit", 3)), (False, spec.get("failedJobsHistoryLimit", 1))):
-            done = sorted((j for j in jobs if job_finished(j) is ok), key=lambda j: _finished_at(j) or datetime.min.replace(tzinfo=timezone.utc))
-            for old in done[:max(len(done) - int(limit), 0)]:
+            done = sorted(
+                (j for j in jobs if job_finished(j) is ok),
+                key=lambda j: _finished_at(j) or datetime.min.replace(tzinfo=UTC),
+            )
+            for old in done[: max(len(done) - int(limit), 0)]:
                 self.kube.delete("batch/v1", "jobs", ns, old["metadata"]["name"])

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..reconcile.kube import ApiError, Kube
@@ -64,8 +65,7 @@ def revision_number(revision: str | None) -> int | None:
 
 def template_hash(spec: Mapping[str, Any]) -> str:
     """What makes a new revision: the components' specs, traffic split aside."""
-    parts = {c: {k: v for k, v in (spec.get(c) or {}).items() if k != "canaryTrafficPercent"}
-             for c in COMPONENTS if spec.get(c)}
+    parts = {c: {k: v for k, v in (spec.get(c) or {}).items() if k != "canaryTrafficPercent"} for c in COMPONENTS if spec.get(c)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -101,8 +101,7 @@ class Serving:
 class LocalKServe:
     """KServe's controller, locally: see the module docstring."""
 
-    def __init__(self, kube: Kube, start_server: StartServer, stop_server: StopServer,
-                 clock: Callable[[], datetime] = utcnow):
+    def __init__(self, kube: Kube, start_server: StartServer, stop_server: StopServer, clock: Callable[[], datetime] = utcnow):
         self.kube, self.start_server, self.stop_server, self.clock = kube, start_server, stop_server, clock
         self._serving: dict[tuple[str, str], Serving] = {}
 
@@ -129,8 +128,10 @@ class LocalKServe:
 
     def servers(self) -> dict[str, dict[str, dict[str, str]]]:
         """'namespace/name' -> revision name -> component -> url, of every running server."""
-        return {f"{ns}/{name}": {revision_name(name, n): dict(r.urls) for n, r in s.revisions.items() if r.urls}
-                for (ns, name), s in self._serving.items()}
+        return {
+            f"{ns}/{name}": {revision_name(name, n): dict(r.urls) for n, r in s.revisions.items() if r.urls}
+            for (ns, name), s in self._serving.items()
+        }
 
     def _stop(self, rev: Revision) -> None:
         for url in rev.urls.values():
@@ -167,9 +168,14 @@ class LocalKServe:
         if new == status:
             return acted
         try:
-            self.kube.patch(API_VERSION, PLURAL, key[0] or None, key[1],
-                            {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": replace_patch(status, new)},
-                            subresource="status")
+            self.kube.patch(
+                API_VERSION,
+                PLURAL,
+                key[0] or None,
+                key[1],
+                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": replace_patch(status, new)},
+                subresource="status",
+            )
         except ApiError as exc:
             if not (exc.conflict or exc.not_found):  # changed meanwhile: the next step sees the new object
                 raise
@@ -179,8 +185,10 @@ class LocalKServe:
     def _recover(status: Mapping[str, Any], generation: int, template: str) -> Serving:
         """Revision numbers from the status written before this process (whose servers are gone)."""
         predictor = (status.get("components") or {}).get("predictor") or {}
-        serving = Serving(rolled=revision_number(predictor.get("latestRolledoutRevision")),
-                          previous=revision_number(predictor.get("previousRolledoutRevision")))
+        serving = Serving(
+            rolled=revision_number(predictor.get("latestRolledoutRevision")),
+            previous=revision_number(predictor.get("previousRolledoutRevision")),
+        )
         created = revision_number(predictor.get("latestCreatedRevision"))
         if created is not None:
             # Reported for this generation: the same revision, to be started again; else the spec
@@ -219,8 +227,7 @@ class LocalKServe:
             serving.previous, serving.rolled = serving.rolled, latest.number
         return {latest.number: 100}
 
-    def _status(self, isvc: Mapping[str, Any], serving: Serving, latest: Revision,
-                traffic: Mapping[int, int]) -> dict[str, Any]:
+    def _status(self, isvc: Mapping[str, Any], serving: Serving, latest: Revision, traffic: Mapping[int, int]) -> dict[str, Any]:
         meta, spec = isvc["metadata"], isvc.get("spec") or {}
         name, old = meta["name"], isvc.get("status") or {}
         old_conds = {c["type"]: c for c in old.get("conditions") or []}
@@ -243,10 +250,15 @@ class LocalKServe:
             if traffic:
                 # Knative's `latestRevision` routes to the latest *ready* revision.
                 head = max(traffic)
-                part["traffic"] = [{"tag": "latest" if n == head else "prev",
-                                    "revisionName": revision_name(name, n, comp),
-                                    "latestRevision": n == head, "percent": p}
-                                   for n, p in sorted(traffic.items(), key=lambda t: -t[0])]
+                part["traffic"] = [
+                    {
+                        "tag": "latest" if n == head else "prev",
+                        "revisionName": revision_name(name, n, comp),
+                        "latestRevision": n == head,
+                        "percent": p,
+                    }
+                    for n, p in sorted(traffic.items(), key=lambda t: -t[0])
+                ]
             if serving.rolled is not None:
                 part["latestRolledoutRevision"] = revision_name(name, serving.rolled, comp)
             if serving.previous is not None and serving.previous != serving.rolled:
@@ -257,8 +269,11 @@ class LocalKServe:
         def condition(type_: str) -> dict[str, Any]:
             prev = old_conds.get(type_) or {}
             value = "True" if ready else "False"
-            cond = {"type": type_, "status": value,
-                    "lastTransitionTime": prev.get("lastTransitionTime") if prev.get("status") == value else now}
+            cond = {
+                "type": type_,
+                "status": value,
+                "lastTransitionTime": prev.get("lastTransitionTime") if prev.get("status") == value else now,
+            }
             if not ready:
                 cond.update(reason=FAILED_REASON, message=latest.message)
             return cond
@@ -271,8 +286,11 @@ class LocalKServe:
             "components": out,
             "modelStatus": {
                 "transitionStatus": "UpToDate" if ready else "BlockedByFailedLoad",
-                "modelRevisionStates": {"activeModelState": "Loaded" if ready else "FailedToLoad",
-                                        "targetModelState": "Loaded" if ready else "FailedToLoad"}},
+                "modelRevisionStates": {
+                    "activeModelState": "Loaded" if ready else "FailedToLoad",
+                    "targetModelState": "Loaded" if ready else "FailedToLoad",
+                },
+            },
         }
         entry = urls.get("transformer") or urls.get("predictor")
         if entry:

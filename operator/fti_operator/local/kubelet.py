@@ -14,23 +14,41 @@ a real pod; docs/pipeline-contract.md), at most 4096 bytes, with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .images import REFERENCE_IMAGES, Handler, ImageMap, Launch, UnsupportedImage, image_repository, python_image
 from .podenv import ConfigSource, ContainerConfigError, DictSource, expand_argv, resolve_env
 
 __all__ = [
-    "REFERENCE_IMAGES", "TERMINATION_LOG_ENV", "ConfigSource", "ContainerConfigError", "ContainerRun", "DictSource",
-    "Handler", "ImageMap", "Launch", "LocalNode", "PodRun", "RunningContainer", "UnsupportedImage",
-    "container_launch", "exit_code", "image_repository", "mount_path", "mount_paths", "python_image",
+    "REFERENCE_IMAGES",
+    "TERMINATION_LOG_ENV",
+    "ConfigSource",
+    "ContainerConfigError",
+    "ContainerRun",
+    "DictSource",
+    "Handler",
+    "ImageMap",
+    "Launch",
+    "LocalNode",
+    "PodRun",
+    "RunningContainer",
+    "UnsupportedImage",
+    "container_launch",
+    "exit_code",
+    "image_repository",
+    "mount_path",
+    "mount_paths",
+    "python_image",
     "termination_message",
 ]
 
@@ -58,9 +76,15 @@ def mount_paths(values: Mapping[str, str], mounts: Mapping[str, Path]) -> dict[s
     return {k: mount_path(v, mounts) for k, v in values.items()}
 
 
-def container_launch(container: Mapping[str, Any], pod: Mapping[str, Any], source: ConfigSource,
-                     images: ImageMap, *, base_env: Mapping[str, str],
-                     mounts: Mapping[str, Path] | None = None) -> Launch:
+def container_launch(
+    container: Mapping[str, Any],
+    pod: Mapping[str, Any],
+    source: ConfigSource,
+    images: ImageMap,
+    *,
+    base_env: Mapping[str, str],
+    mounts: Mapping[str, Path] | None = None,
+) -> Launch:
     """Resolve env and argv as kubelet does, then let the image map adapt (or refuse) them.
 
     `base_env` plays the image's own environment (the container's env overrides it).
@@ -138,7 +162,7 @@ class RunningContainer:
     def _finished(self) -> ContainerRun:
         code = exit_code(self.process.returncode)
         message = termination_message(self.termination_log, self.log_path, code, self.policy)
-        return ContainerRun(code, message, self.log_path, self.started_at, datetime.now(timezone.utc))
+        return ContainerRun(code, message, self.log_path, self.started_at, datetime.now(UTC))
 
     def poll(self) -> ContainerRun | None:
         """The result once the process has exited, else None."""
@@ -164,10 +188,8 @@ class RunningContainer:
         return self._finished()
 
     def _signal(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @dataclass
@@ -199,23 +221,30 @@ class LocalNode:
         term_log.unlink(missing_ok=True)
         return launch.with_env(**{TERMINATION_LOG_ENV: str(term_log)}), term_log, self.workdir / f"{name}.log"
 
-    def run(self, container: Mapping[str, Any], pod: Mapping[str, Any], *, timeout: float | None = None,
-            echo: bool = False) -> ContainerRun:
+    def run(
+        self, container: Mapping[str, Any], pod: Mapping[str, Any], *, timeout: float | None = None, echo: bool = False
+    ) -> ContainerRun:
         """Run to completion (killed after `timeout` seconds); output also to stderr if `echo`.
 
         Raises ContainerConfigError or UnsupportedImage before anything runs. A command
         that cannot be executed ends with exit code 128, as a runtime's StartError does.
         """
         launch, term_log, log_path = self.prepare(container, pod)
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         with open(log_path, "wb") as log:
             try:
-                proc = subprocess.Popen(launch.argv, env=launch.env, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE if echo else log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    launch.argv,
+                    env=launch.env,
+                    cwd=self.workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if echo else log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             except OSError as exc:  # executable not found, say
                 log.write(f"cannot start {launch.argv[0]!r}: {exc}\n".encode())
-                return ContainerRun(128, f"StartError: {exc}", log_path, started, datetime.now(timezone.utc))
+                return ContainerRun(128, f"StartError: {exc}", log_path, started, datetime.now(UTC))
             if echo:
                 assert proc.stdout is not None
                 for line in proc.stdout:
@@ -227,21 +256,28 @@ class LocalNode:
         except subprocess.TimeoutExpired:
             return running.stop(grace=0)
 
-    def start(self, container: Mapping[str, Any], pod: Mapping[str, Any],
-              extra_args: list[str] | None = None) -> RunningContainer:
+    def start(
+        self, container: Mapping[str, Any], pod: Mapping[str, Any], extra_args: list[str] | None = None
+    ) -> RunningContainer:
         """Start a long-running container (a model server); the caller stops it.
 
         Raises ContainerConfigError or UnsupportedImage, or OSError when it cannot start.
         """
         launch, term_log, log_path = self.prepare(container, pod)
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         with open(log_path, "wb") as log:  # the child keeps its own handle
-            proc = subprocess.Popen([*launch.argv, *(extra_args or [])], env=launch.env, cwd=self.workdir,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [*launch.argv, *(extra_args or [])],
+                env=launch.env,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return RunningContainer(proc, log_path, term_log, container.get("terminationMessagePolicy"), started)
 
-    def run_pod(self, pod: Mapping[str, Any], *, timeout: float | None = None, echo: bool = False) -> "PodRun":
+    def run_pod(self, pod: Mapping[str, Any], *, timeout: float | None = None, echo: bool = False) -> PodRun:
         """Run a pod to completion as kubelet runs a `restartPolicy: Never` pod.
 
         Init containers one after another (the first failure ends the pod), then the
@@ -252,7 +288,7 @@ class LocalNode:
         """
         spec = pod.get("spec") or {}
         init, main = list(spec.get("initContainers") or []), list(spec["containers"])
-        result = PodRun([c["name"] for c in init], [c["name"] for c in main], datetime.now(timezone.utc))
+        result = PodRun([c["name"] for c in init], [c["name"] for c in main], datetime.now(UTC))
         try:
             for container in init + main:  # refuse before anything runs, as kubelet does per container
                 self.prepare(container, pod)
@@ -272,7 +308,7 @@ class LocalNode:
             try:
                 running[container["name"]] = self.start(container, pod)
             except OSError as exc:
-                now, log_path = datetime.now(timezone.utc), self.workdir / f"{container['name']}.log"
+                now, log_path = datetime.now(UTC), self.workdir / f"{container['name']}.log"
                 result.runs[container["name"]] = ContainerRun(128, f"StartError: {exc}", log_path, now, now)
         for name, container in running.items():
             try:
@@ -283,7 +319,7 @@ class LocalNode:
 
 
 def _iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -298,11 +334,11 @@ class PodRun:
     reason: str = ""
     message: str = ""
 
-    def not_started(self, phase: str, reason: str, message: str) -> "PodRun":
+    def not_started(self, phase: str, reason: str, message: str) -> PodRun:
         self.phase, self.reason, self.message = phase, reason, message
         return self
 
-    def finish(self) -> "PodRun":
+    def finish(self) -> PodRun:
         ran = [self.runs[n] for n in self.init_containers + self.containers if n in self.runs]
         ok = len(ran) == len(self.init_containers) + len(self.containers) and all(r.succeeded for r in ran)
         self.phase = "Succeeded" if ok else "Failed"
@@ -315,8 +351,12 @@ class PodRun:
     def _container_status(self, name: str) -> dict[str, Any]:
         run = self.runs.get(name)
         if run is not None:
-            terminated = {"exitCode": run.exit_code, "reason": run.reason,
-                          "startedAt": _iso(run.started_at), "finishedAt": _iso(run.finished_at)}
+            terminated = {
+                "exitCode": run.exit_code,
+                "reason": run.reason,
+                "startedAt": _iso(run.started_at),
+                "finishedAt": _iso(run.finished_at),
+            }
             if run.termination_message:
                 terminated["message"] = run.termination_message
             state: dict[str, Any] = {"terminated": terminated}
@@ -331,8 +371,10 @@ class PodRun:
         """The pod's `status`: phase, reason/message, and per container `state.terminated`
         (exitCode, reason Completed/Error, message, startedAt, finishedAt) or `state.waiting`."""
         status: dict[str, Any] = {
-            "phase": self.phase, "startTime": _iso(self.started_at),
-            "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+            "phase": self.phase,
+            "startTime": _iso(self.started_at),
+            "hostIP": "127.0.0.1",
+            "podIP": "127.0.0.1",
             "containerStatuses": [self._container_status(n) for n in self.containers],
         }
         if self.init_containers:

@@ -7,12 +7,11 @@ keeping indexes in step; the answers come from the same pure functions of
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..api.identity import API_VERSION
 from ..reconcile.kube import Kube
 from ..versions import FeatureGroupAvailability, ModelInfo, feature_availability, models_from_status, needed_by_services
-
 
 
 class ScanLookups:
@@ -20,9 +19,12 @@ class ScanLookups:
         self.kube = kube
 
     def models(self, namespace: str, model: str) -> list[ModelInfo]:
-        return [m for tp in self.kube.list(API_VERSION, "trainingpipelines", namespace)
-                if (tp.get("spec") or {}).get("model", {}).get("name") == model
-                for m in models_from_status(model, tp.get("status"), namespace=namespace, pipeline=tp["metadata"]["name"])]
+        return [
+            m
+            for tp in self.kube.list(API_VERSION, "trainingpipelines", namespace)
+            if (tp.get("spec") or {}).get("model", {}).get("name") == model
+            for m in models_from_status(model, tp.get("status"), namespace=namespace, pipeline=tp["metadata"]["name"])
+        ]
 
     def availability(self, namespace: str, groups: Iterable[tuple[str, int]]) -> dict[tuple[str, int], FeatureGroupAvailability]:
         wanted = set(groups)
@@ -34,6 +36,8 @@ class ScanLookups:
         return out
 
     def needed(self, namespace: str, group: str) -> dict[tuple[str, int], list[str]]:
-        services = [(f"{namespace}/{s['metadata']['name']}", s.get("status"))
-                    for s in self.kube.list(API_VERSION, "inferenceservices", namespace)]
+        services = [
+            (f"{namespace}/{s['metadata']['name']}", s.get("status"))
+            for s in self.kube.list(API_VERSION, "inferenceservices", namespace)
+        ]
         return {fg: keys for fg, keys in needed_by_services(services).items() if fg[0] == group}

@@ -30,8 +30,9 @@ import random
 import threading
 import uuid
 from collections import Counter, deque
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from ..reconcile.kube import FIELD_MANAGER, ApiError
 
@@ -42,8 +43,18 @@ Path = tuple[str, ...]
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DUMP_FORMAT = 1
 # Written by the server only: a client's value is ignored (name and namespace identify the object).
-SERVER_FIELDS = ("uid", "creationTimestamp", "resourceVersion", "generation", "deletionTimestamp",
-                 "deletionGracePeriodSeconds", "managedFields", "name", "namespace", "generateName")
+SERVER_FIELDS = (
+    "uid",
+    "creationTimestamp",
+    "resourceVersion",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "name",
+    "namespace",
+    "generateName",
+)
 NOT_SPEC = frozenset({"apiVersion", "kind", "metadata", "status"})
 # Kubernetes' generateName suffix: five characters, no vowels (no words) and no look-alikes.
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -60,7 +71,7 @@ def plural_of(obj: Mapping[str, Any]) -> str:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -147,7 +158,7 @@ def matches(labels: Mapping[str, str], terms: Iterable[tuple[str, str, str | Non
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class MemKube:
@@ -179,6 +190,7 @@ class MemKube:
             with self._lock:
                 if callback in self._subscribers:
                     self._subscribers.remove(callback)
+
         return unsubscribe
 
     def _deliver(self) -> None:
@@ -227,16 +239,28 @@ class MemKube:
     def _check_version(given: Mapping[str, Any], live: Mapping[str, Any]) -> None:
         wanted = (given.get("metadata") or {}).get("resourceVersion")
         if wanted is not None and str(wanted) != live["metadata"]["resourceVersion"]:
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {live["kind"]} '
-                           f'"{live["metadata"]["name"]}": the object has been modified; please apply your '
-                           "changes to the latest version and try again")
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on {live['kind']} "
+                f'"{live["metadata"]["name"]}": the object has been modified; please apply your '
+                "changes to the latest version and try again",
+            )
 
     def _insert(self, key: Key, obj: Mapping[str, Any]) -> dict[str, Any]:
         body = {k: copy.deepcopy(v) for k, v in obj.items() if k != "status"}
-        meta = body["metadata"] = {k: v for k, v in body.get("metadata", {}).items()
-                                   if k not in SERVER_FIELDS or k in ("name", "namespace", "generateName")}
-        meta.update(name=key[3], uid=str(uuid.uuid4()), creationTimestamp=rfc3339(self.clock()),
-                    resourceVersion=self._next_version(), generation=1)
+        meta = body["metadata"] = {
+            k: v
+            for k, v in body.get("metadata", {}).items()
+            if k not in SERVER_FIELDS or k in ("name", "namespace", "generateName")
+        }
+        meta.update(
+            name=key[3],
+            uid=str(uuid.uuid4()),
+            creationTimestamp=rfc3339(self.clock()),
+            resourceVersion=self._next_version(),
+            generation=1,
+        )
         if key[2]:
             meta["namespace"] = key[2]
         self._objects[key] = body
@@ -269,9 +293,9 @@ class MemKube:
         live_uids = {o["metadata"]["uid"] for o in self._objects.values()}
         for key, obj in list(self._objects.items()):
             refs = obj["metadata"].get("ownerReferences") or []
-            if key in self._objects and any(r.get("uid") == uid for r in refs):
-                if not any(r.get("uid") in live_uids for r in refs if r.get("uid") != uid):
-                    self._delete(key)
+            others_live = any(r.get("uid") in live_uids for r in refs if r.get("uid") != uid)
+            if key in self._objects and any(r.get("uid") == uid for r in refs) and not others_live:
+                self._delete(key)
 
     def _delete(self, key: Key, propagation: str = "Background") -> None:
         obj = self._objects.get(key)
@@ -303,15 +327,21 @@ class MemKube:
             obj = self._objects.get(self._key(api_version, plural, namespace, name))
             return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, api_version: str, plural: str, namespace: str | None,
-             label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, api_version: str, plural: str, namespace: str | None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         """Matching objects in creation order; `namespace=None` lists every namespace."""
         terms = parse_selector(label_selector)
         with self._lock:
             self._count("GET", plural)
-            return [copy.deepcopy(obj) for (api, plu, ns, _), obj in self._objects.items()
-                    if api == api_version and plu == plural and (namespace is None or ns == namespace)
-                    and matches(obj["metadata"].get("labels") or {}, terms)]
+            return [
+                copy.deepcopy(obj)
+                for (api, plu, ns, _), obj in self._objects.items()
+                if api == api_version
+                and plu == plural
+                and (namespace is None or ns == namespace)
+                and matches(obj["metadata"].get("labels") or {}, terms)
+            ]
 
     def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj.get("metadata") or {}
@@ -326,7 +356,7 @@ class MemKube:
                     name = meta["generateName"] + "".join(random.choices(NAME_ALPHABET, k=5))
                     if self._key(obj["apiVersion"], plural, meta.get("namespace"), name) not in self._objects:
                         break
-            key = self._key(obj["apiVersion"], plural, meta.get("namespace"), name)
+            key = self._key(obj["apiVersion"], plural, meta.get("namespace"), str(name))
             if key in self._objects:
                 raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists')
             created = copy.deepcopy(self._insert(key, {**obj, "metadata": {**meta, "name": name}}))
@@ -363,8 +393,15 @@ class MemKube:
         self._deliver()
         return result
 
-    def patch(self, api_version: str, plural: str, namespace: str | None, name: str, patch: Mapping[str, Any],
-              subresource: str | None = None) -> dict[str, Any]:
+    def patch(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
         """JSON merge patch of the object (status ignored) or, with subresource="status", of its status only."""
         if subresource not in (None, "status"):
             raise ApiError(404, "NotFound", f"no subresource {subresource!r} here")
@@ -389,8 +426,7 @@ class MemKube:
         self._deliver()
         return result
 
-    def delete(self, api_version: str, plural: str, namespace: str | None, name: str,
-               propagation: str = "Background") -> None:
+    def delete(self, api_version: str, plural: str, namespace: str | None, name: str, propagation: str = "Background") -> None:
         """Delete (Foreground is treated as Background; Orphan keeps the dependents); missing is fine."""
         with self._lock:
             self._count("DELETE", plural)
@@ -405,13 +441,20 @@ class MemKube:
                 "format": DUMP_FORMAT,
                 "resourceVersion": self._version,
                 "objects": [{"plural": key[1], "object": copy.deepcopy(obj)} for key, obj in self._objects.items()],
-                "applied": [{"plural": key[1], "namespace": key[2], "name": key[3], "apiVersion": key[0],
-                             "managers": {m: sorted(map(list, paths)) for m, paths in managers.items()}}
-                            for key, managers in self._applied.items()],
+                "applied": [
+                    {
+                        "plural": key[1],
+                        "namespace": key[2],
+                        "name": key[3],
+                        "apiVersion": key[0],
+                        "managers": {m: sorted(map(list, paths)) for m, paths in managers.items()},
+                    }
+                    for key, managers in self._applied.items()
+                ],
             }
 
     @classmethod
-    def load(cls, data: Mapping[str, Any], clock: Callable[[], datetime] = utcnow) -> "MemKube":
+    def load(cls, data: Mapping[str, Any], clock: Callable[[], datetime] = utcnow) -> MemKube:
         kube = cls(clock)
         if not data:
             return kube

@@ -27,9 +27,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 
 class ContainerConfigError(Exception):
@@ -61,7 +62,7 @@ class DictSource:
     config_maps: dict[Any, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def from_objects(cls, objects: Iterable[Mapping[str, Any]]) -> "DictSource":
+    def from_objects(cls, objects: Iterable[Mapping[str, Any]]) -> DictSource:
         """From Kubernetes manifests: Secrets (`data` base64, `stringData` plain) and ConfigMaps."""
         source = cls()
         for obj in objects:
@@ -146,11 +147,22 @@ def field_ref(pod: Mapping[str, Any], path: str) -> str:
 
 
 _SUFFIXES = {
-    "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
-    "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
-    "P": Fraction(10**15), "E": Fraction(10**18),
-    "Ki": Fraction(2**10), "Mi": Fraction(2**20), "Gi": Fraction(2**30), "Ti": Fraction(2**40),
-    "Pi": Fraction(2**50), "Ei": Fraction(2**60),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 1000),
+    "": Fraction(1),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+    "Ki": Fraction(2**10),
+    "Mi": Fraction(2**20),
+    "Gi": Fraction(2**30),
+    "Ti": Fraction(2**40),
+    "Pi": Fraction(2**50),
+    "Ei": Fraction(2**60),
 }
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
 
@@ -174,8 +186,7 @@ def node_allocatable() -> dict[str, str]:
     return {"cpu": str(os.cpu_count() or 1), "memory": str(memory), "ephemeral-storage": "0"}
 
 
-def resource_field_ref(container: Mapping[str, Any], ref: Mapping[str, Any],
-                       allocatable: Mapping[str, str] | None = None) -> str:
+def resource_field_ref(container: Mapping[str, Any], ref: Mapping[str, Any], allocatable: Mapping[str, str] | None = None) -> str:
     """A `resourceFieldRef` value: the quantity divided by `divisor`, rounded up, as kubelet does."""
     kind, _, resource = str(ref.get("resource", "")).partition(".")
     if kind not in ("limits", "requests") or not resource:
@@ -193,8 +204,9 @@ def resource_field_ref(container: Mapping[str, Any], ref: Mapping[str, Any],
 
 
 # ------------------------------------------------------------------ resolution
-def resolve_env(container: Mapping[str, Any], pod: Mapping[str, Any], source: ConfigSource, *,
-                allocatable: Mapping[str, str] | None = None) -> dict[str, str]:
+def resolve_env(
+    container: Mapping[str, Any], pod: Mapping[str, Any], source: ConfigSource, *, allocatable: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The container's environment (envFrom, then env) as kubelet builds it.
 
     `pod` is the whole pod (`metadata`, and `spec`/`status` where fieldRefs read them).

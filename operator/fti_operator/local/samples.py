@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def sample_instances(artifact_store: str, model_name: str, model_version: int, request_features: list[str],
-                     n: int) -> list[tuple[dict[str, Any], Any]]:
+def sample_instances(
+    artifact_store: str, model_name: str, model_version: int, request_features: list[str], n: int
+) -> list[tuple[dict[str, Any], Any]]:
     """(request instance, the label it was recorded with) for n recent events."""
     try:
         import pandas as pd
+
         from fti_pipelines.registry import ModelRegistry
         from fti_pipelines.store.artifacts import ArtifactStore
         from fti_pipelines.store.offline import FeatureStore
@@ -26,8 +28,11 @@ def sample_instances(artifact_store: str, model_name: str, model_version: int, r
     label = card["featureView"]["label"]
     keys = list(card.get("entityKeys") or [])
     columns = list(dict.fromkeys([*keys, *request_features]))
-    frame = FeatureStore(store).read(label["featureGroup"]["name"], int(label["featureGroup"]["version"]),
-                                     columns=[*columns, label["column"]] if label["column"] not in columns else columns)
+    frame = FeatureStore(store).read(
+        label["featureGroup"]["name"],
+        int(label["featureGroup"]["version"]),
+        columns=[*columns, label["column"]] if label["column"] not in columns else columns,
+    )
     frame = frame.dropna(subset=keys).drop_duplicates(subset=keys, keep="last")
     # Recent events of both classes, so the answers show the model separating them.
     positives = frame[frame[label["column"]] == 1].tail(n // 2)

@@ -12,7 +12,8 @@ makes no write call. A write is one server-side apply with the field manager
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..api.identity import ANNOTATION_SPEC_HASH, API_VERSION, KINDS, KSERVE_API_VERSION, KSERVE_KIND, KSERVE_PLURAL
 from ..render.pods import spec_hash
@@ -27,8 +28,11 @@ def is_subset(desired: Any, live: Any) -> bool:
     if isinstance(desired, Mapping):
         return isinstance(live, Mapping) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
     if isinstance(desired, list):
-        return isinstance(live, list) and len(desired) == len(live) and all(
-            is_subset(d, x) for d, x in zip(desired, live, strict=True))
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, x) for d, x in zip(desired, live, strict=True))
+        )
     return bool(desired == live)
 
 
@@ -46,14 +50,17 @@ def up_to_date(desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
     dmeta, lmeta = desired["metadata"], live.get("metadata", {})
     if (lmeta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH) != dmeta["annotations"][ANNOTATION_SPEC_HASH]:
         return False
-    return (is_subset(dmeta.get("labels") or {}, lmeta.get("labels") or {})
-            and is_subset(dmeta.get("annotations") or {}, lmeta.get("annotations") or {})
-            and is_subset(dmeta.get("ownerReferences") or [], lmeta.get("ownerReferences") or [])
-            and is_subset(desired.get("spec") or {}, live.get("spec") or {}))
+    return (
+        is_subset(dmeta.get("labels") or {}, lmeta.get("labels") or {})
+        and is_subset(dmeta.get("annotations") or {}, lmeta.get("annotations") or {})
+        and is_subset(dmeta.get("ownerReferences") or [], lmeta.get("ownerReferences") or [])
+        and is_subset(desired.get("spec") or {}, live.get("spec") or {})
+    )
 
 
-def apply_child(kube: Kube, desired: Mapping[str, Any], live: Mapping[str, Any] | None = None,
-                fetched: bool = False) -> tuple[str, dict[str, Any]]:
+def apply_child(
+    kube: Kube, desired: Mapping[str, Any], live: Mapping[str, Any] | None = None, fetched: bool = False
+) -> tuple[str, dict[str, Any]]:
     """Make the child match `desired`; returns (action, object) with action created|updated|unchanged.
 
     `live`/`fetched`: the caller may pass the object it already listed (or say that it knows

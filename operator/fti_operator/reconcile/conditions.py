@@ -6,12 +6,13 @@ same conditions yields an identical list and the handler writes nothing.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def condition(type_: str, ok: bool | None, reason: str, message: str = "") -> dict[str, Any]:
@@ -19,8 +20,9 @@ def condition(type_: str, ok: bool | None, reason: str, message: str = "") -> di
     return {"type": type_, "status": status, "reason": reason, "message": message}
 
 
-def merge_conditions(old: Iterable[Mapping[str, Any]] | None, new: Iterable[Mapping[str, Any]],
-                     generation: int | None, now: str | None = None) -> list[dict[str, Any]]:
+def merge_conditions(
+    old: Iterable[Mapping[str, Any]] | None, new: Iterable[Mapping[str, Any]], generation: int | None, now: str | None = None
+) -> list[dict[str, Any]]:
     """The new conditions, keeping each one's lastTransitionTime unless its status changed."""
     previous = {c.get("type"): c for c in old or []}
     out = []

@@ -10,9 +10,10 @@ two drivers cannot disagree about them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from ..config import OperatorConfig
 from ..versions import FeatureGroupAvailability, ModelInfo
@@ -72,7 +73,7 @@ class Result:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass

@@ -8,9 +8,11 @@ finalizer is present exactly while some revision needs one of this group's versi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..api import FeaturePipeline
+from ..api.feature_pipeline import FeaturePipelineStatus
 from ..api.identity import (
     ANNOTATION_RETIRED,
     ANNOTATION_RUN,
@@ -19,7 +21,6 @@ from ..api.identity import (
     FEATURE_PIPELINE,
     FINALIZER_FEATURE_VERSIONS,
 )
-from ..api.feature_pipeline import FeaturePipelineStatus
 from ..render import feature as render_feature
 from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY, child_name
 from ..versions import fg_version_states
@@ -44,8 +45,12 @@ def _fg_version(obj: Mapping[str, Any]) -> int | None:
     return int(value) if str(value).isdigit() else None
 
 
-def compute_status(body: Mapping[str, Any], states: dict[int, tuple[str, list[str]]],
-                   new_runs: Mapping[int, dict[str, Any]], remat: Mapping[int, str] | None = None) -> dict[str, Any]:
+def compute_status(
+    body: Mapping[str, Any],
+    states: dict[int, tuple[str, list[str]]],
+    new_runs: Mapping[int, dict[str, Any]],
+    remat: Mapping[int, str] | None = None,
+) -> dict[str, Any]:
     """Status from the version states, the recorded runs and the runs just read (pure)."""
     meta, spec, old = body["metadata"], body["spec"], body.get("status") or {}
     current = int(spec["featureGroup"]["version"])
@@ -65,22 +70,30 @@ def compute_status(body: Mapping[str, Any], states: dict[int, tuple[str, list[st
     if run is None:
         materialized = condition("Materialized", None, "WaitingForFirstRun", f"v{current}: no run has finished yet")
     elif run.get("succeeded"):
-        materialized = condition("Materialized", True, "RunSucceeded",
-                                 f"v{current}: {run.get('rowsWritten', 0)} rows written, {run.get('rowsRejected', 0)} "
-                                 f"rejected by {run['job']}")
+        materialized = condition(
+            "Materialized",
+            True,
+            "RunSucceeded",
+            f"v{current}: {run.get('rowsWritten', 0)} rows written, {run.get('rowsRejected', 0)} rejected by {run['job']}",
+        )
     else:
-        materialized = condition("Materialized", False, "RunFailed",
-                                 f"v{current}: {run['job']} failed: {run.get('message', '')}"[:1024])
+        materialized = condition(
+            "Materialized", False, "RunFailed", f"v{current}: {run['job']} failed: {run.get('message', '')}"[:1024]
+        )
     ready = ready_rollup([materialized], "Materialized", materialized["message"])
-    return typed(FeaturePipelineStatus, {
-        "observedGeneration": meta.get("generation"),
-        "versions": versions,
-        "conditions": merge_conditions(old.get("conditions"), [ready, materialized], meta.get("generation")),
-    })
+    return typed(
+        FeaturePipelineStatus,
+        {
+            "observedGeneration": meta.get("generation"),
+            "versions": versions,
+            "conditions": merge_conditions(old.get("conditions"), [ready, materialized], meta.get("generation")),
+        },
+    )
 
 
-def _finalize(ctx: Context, body: Mapping[str, Any], needed_here: Mapping[int, list[str]], group: str,
-              result: Result) -> Mapping[str, Any] | None:
+def _finalize(
+    ctx: Context, body: Mapping[str, Any], needed_here: Mapping[int, list[str]], group: str, result: Result
+) -> Mapping[str, Any] | None:
     """Keep the finalizer exactly while a revision needs a version; returns the body to go on
     with, or None when the object is being deleted (nothing more to do)."""
     meta = body["metadata"]
@@ -89,23 +102,46 @@ def _finalize(ctx: Context, body: Mapping[str, Any], needed_here: Mapping[int, l
     if meta.get("deletionTimestamp"):
         if needed_here:
             reason = "; ".join(f"{group} v{v} needed by {', '.join(by)}" for v, by in sorted(needed_here.items()))
-            old = next((c for c in (body.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+            old: Mapping[str, Any] = next(
+                (c for c in (body.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {}
+            )
             if old.get("reason") != "DeletionBlocked" or old.get("message") != reason:
                 emit_event(ctx.kube, body, "DeletionBlocked", reason, "Warning")
-                update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: {"conditions": merge_conditions(
-                    (b.get("status") or {}).get("conditions"),
-                    [condition("Ready", False, "DeletionBlocked", reason)], b["metadata"].get("generation"))})
+                update_status(
+                    ctx.kube,
+                    API_VERSION,
+                    PLURAL,
+                    body,
+                    lambda b: {
+                        "conditions": merge_conditions(
+                            (b.get("status") or {}).get("conditions"),
+                            [condition("Ready", False, "DeletionBlocked", reason)],
+                            b["metadata"].get("generation"),
+                        )
+                    },
+                )
             result.count("blocked")
             return None
         if FINALIZER in finalizers:
-            ctx.kube.patch(API_VERSION, PLURAL, ns, name, {"metadata": {
-                "resourceVersion": meta["resourceVersion"], "finalizers": [f for f in finalizers if f != FINALIZER]}})
+            ctx.kube.patch(
+                API_VERSION,
+                PLURAL,
+                ns,
+                name,
+                {
+                    "metadata": {
+                        "resourceVersion": meta["resourceVersion"],
+                        "finalizers": [f for f in finalizers if f != FINALIZER],
+                    }
+                },
+            )
             result.count("finalizer")
         return None
     if bool(needed_here) != (FINALIZER in finalizers):
         new = [*finalizers, FINALIZER] if needed_here else [f for f in finalizers if f != FINALIZER]
-        patched = ctx.kube.patch(API_VERSION, PLURAL, ns, name,
-                                 {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": new}})
+        patched = ctx.kube.patch(
+            API_VERSION, PLURAL, ns, name, {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": new}}
+        )
         body = {**body, "metadata": {**meta, "resourceVersion": patched["metadata"]["resourceVersion"], "finalizers": new}}
         result.count("finalizer")
     return body
@@ -128,10 +164,17 @@ def job_from_cronjob(cronjob: Mapping[str, Any], suffix: str) -> dict[str, Any]:
     meta = cronjob["metadata"]
     template = cronjob["spec"]["jobTemplate"]
     labels = {**((template.get("metadata") or {}).get("labels") or {}), ANNOTATION_TRIGGER: "rematerialize"}
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": child_name(meta["name"], suffix), "namespace": meta["namespace"], "labels": labels,
-                         "ownerReferences": list(meta.get("ownerReferences") or [])},
-            "spec": template["spec"]}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": child_name(meta["name"], suffix),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": list(meta.get("ownerReferences") or []),
+        },
+        "spec": template["spec"],
+    }
 
 
 def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
@@ -162,8 +205,12 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     action, _ = apply_child(ctx.kube, desired, live=live, fetched=True)
     result.count(action)
     if action != "unchanged":
-        emit_event(ctx.kube, body, f"{desired['kind']}{action.capitalize()}",
-                   f"{desired['kind']} {desired['metadata']['name']} {action} for {group} v{current}")
+        emit_event(
+            ctx.kube,
+            body,
+            f"{desired['kind']}{action.capitalize()}",
+            f"{desired['kind']} {desired['metadata']['name']} {action} for {group} v{current}",
+        )
 
     token = (meta.get("annotations") or {}).get(RUN_ANNOTATION)
     if token:
@@ -187,16 +234,25 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         if version == current and desired["kind"] != "CronJob":
             # The schedule was removed: a run-once Job replaced the CronJob.
             ctx.kube.delete("batch/v1", "cronjobs", ns, cj["metadata"]["name"])
-            emit_event(ctx.kube, body, "CronJobDeleted",
-                       f"{group} v{version}: schedule removed, CronJob {cj['metadata']['name']} deleted")
+            emit_event(
+                ctx.kube,
+                body,
+                "CronJobDeleted",
+                f"{group} v{version}: schedule removed, CronJob {cj['metadata']['name']} deleted",
+            )
             result.count("deleted")
         elif version == current and is_retired(cj):  # the spec went back to a retired version
             ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
             result.count("resumed")
         elif version != current and state == "Retired" and not is_retired(cj):
             ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(True))
-            emit_event(ctx.kube, body, "VersionRetired", f"{group} v{version} is needed by no revision: CronJob "
-                       f"{cj['metadata']['name']} suspended (kept to bring the version back on a rollback)")
+            emit_event(
+                ctx.kube,
+                body,
+                "VersionRetired",
+                f"{group} v{version} is needed by no revision: CronJob "
+                f"{cj['metadata']['name']} suspended (kept to bring the version back on a rollback)",
+            )
             result.count("retired")
         elif version != current and state == "Retained" and is_retired(cj):
             ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
@@ -204,32 +260,47 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             action, _ = apply_child(ctx.kube, run, live=None, fetched=True)
             result.count(action)
             remat[version] = run["metadata"]["name"]
-            emit_event(ctx.kube, body, "Rematerializing", f"{group} v{version} is needed again by "
-                       f"{', '.join(states[version][1])}: CronJob {cj['metadata']['name']} resumed, Job "
-                       f"{run['metadata']['name']} started")
+            emit_event(
+                ctx.kube,
+                body,
+                "Rematerializing",
+                f"{group} v{version} is needed again by "
+                f"{', '.join(states[version][1])}: CronJob {cj['metadata']['name']} resumed, Job "
+                f"{run['metadata']['name']} started",
+            )
 
     # Runs: the newest finished Job of each version, read only when status does not have it yet.
     new_runs: dict[int, dict[str, Any]] = {}
-    for version, job in newest_finished(jobs, _fg_version).items():
-        assert isinstance(version, int)
-        if recorded.get(version, {}).get("job") == job["metadata"]["name"]:
+    for key, job in newest_finished(jobs, _fg_version).items():
+        assert isinstance(key, int)
+        if recorded.get(key, {}).get("job") == job["metadata"]["name"]:
             continue
-        run = read_run(ctx.kube, job)
-        new_runs[version] = feature_run(run.job, run.succeeded, run.result, run.finished_at)
-        states.setdefault(version, ("Active" if version == current else "Retired", []))
+        finished = read_run(ctx.kube, job)
+        new_runs[key] = feature_run(finished.job, finished.succeeded, finished.result, finished.finished_at)
+        states.setdefault(key, ("Active" if key == current else "Retired", []))
     # A retired version that never had a CronJob or run needs no status line.
     states = {v: s for v, s in states.items() if not (s[0] == "Retired" and v not in known and v not in new_runs)}
     # A re-materialization is over once its Job's run is recorded.
-    remat = {v: j for v, j in remat.items() if (new_runs.get(v) or recorded.get(v) or {}).get("job") != j
-             and states.get(v, ("Retired", []))[0] != "Retired"}
+    remat = {
+        v: j
+        for v, j in remat.items()
+        if (new_runs.get(v) or recorded.get(v) or {}).get("job") != j and states.get(v, ("Retired", []))[0] != "Retired"
+    }
     written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, states, new_runs, remat))
     if written is not None:
         result.count("status")
         for version, run in sorted(new_runs.items()):
             ctx.metrics.feature_run(ns, group, version, run)
-            emit_event(ctx.kube, body, "RunSucceeded" if run["succeeded"] else "RunFailed",
-                       f"{group} v{version}: Job {run['job']} " + (
-                           f"wrote {run.get('rowsWritten', 0)} rows, rejected {run.get('rowsRejected', 0)}"
-                           if run["succeeded"] else f"failed: {run.get('message', '')}"),
-                       "Normal" if run["succeeded"] else "Warning")
+            emit_event(
+                ctx.kube,
+                body,
+                "RunSucceeded" if run["succeeded"] else "RunFailed",
+                f"{group} v{version}: Job {run['job']} "
+                + (
+                    f"wrote {run.get('rowsWritten', 0)} rows, rejected {run.get('rowsRejected', 0)}"
+                    if run["succeeded"]
+                    else f"failed: {run.get('message', '')}"
+                ),
+                "Normal" if run["succeeded"] else "Warning",
+            )
     return result

@@ -11,9 +11,11 @@ keeping its features materialized never depend on another resource (docs/rollout
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..api import InferenceService
+from ..api.common import parse_duration
 from ..api.identity import (
     ANNOTATION_ABORT,
     ANNOTATION_PROMOTE,
@@ -22,7 +24,6 @@ from ..api.identity import (
     API_VERSION,
     INFERENCE_SERVICE,
 )
-from ..api.common import parse_duration
 from ..api.inference_service import InferenceServiceStatus
 from ..render import inference as render_inference
 from ..render.inference import ANNOTATION_REVISION
@@ -55,8 +56,11 @@ NOT_REPORTED = (kserve_ready(None), None)
 
 def snapshot(info: ModelInfo) -> dict[str, Any]:
     """What a revision records about its model version: enough to render and retain it alone."""
-    out: dict[str, Any] = {"model": info.version, "featureView": int(info.feature_view_version or 0),
-                           "featureGroups": [{"name": g, "version": v} for g, v in info.feature_groups]}
+    out: dict[str, Any] = {
+        "model": info.version,
+        "featureView": int(info.feature_view_version or 0),
+        "featureGroups": [{"name": g, "version": v} for g, v in info.feature_groups],
+    }
     if info.feature_view_name:
         out["featureViewName"] = info.feature_view_name
     if info.storage_uri:
@@ -82,19 +86,35 @@ def observe(child: Mapping[str, Any] | None) -> Observed:
     created, latest_ready = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
     if ok and created and latest_ready and created != latest_ready:
         ok, message = None, f"revision {created} is not ready yet"
-    traffic = next((int(t.get("percent", 0)) for t in predictor.get("traffic") or []
-                    if t.get("latestRevision") or (created and t.get("revisionName") == created)), None)
+    traffic = next(
+        (
+            int(t.get("percent", 0))
+            for t in predictor.get("traffic") or []
+            if t.get("latestRevision") or (created and t.get("revisionName") == created)
+        ),
+        None,
+    )
     return Observed(revision, ok, message, latest_ready if ok else None, traffic)
 
 
-def batch_observed(child: Mapping[str, Any] | None) -> Observed:
-    """A batch revision is live once its CronJob carries it: there is no server to wait for."""
-    value = (((child or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_REVISION, "")
-    return Observed(int(value), True) if str(value).isdigit() else Observed()
+def batch_observed(last_run: Mapping[str, Any] | None) -> Observed:
+    """A batch revision is proven by a run: the newest finished run says which revision it scored
+    with and whether it succeeded (a run the model server's skew guard refused fails)."""
+    if not last_run or last_run.get("revision") is None:
+        return Observed(None, None, "no run has finished yet")
+    ok = bool(last_run.get("succeeded"))
+    detail = "" if ok else f"{last_run.get('reason') or 'RunFailed'}: {last_run.get('error') or 'the run failed'}"
+    return Observed(int(last_run["revision"]), ok, detail)
 
 
-def compute_status(body: Mapping[str, Any], plan: Plan, decision: ServingDecision, child: Mapping[str, Any] | None,
-                   mode: str, last_run: Mapping[str, Any] | None) -> dict[str, Any]:
+def compute_status(
+    body: Mapping[str, Any],
+    plan: Plan,
+    decision: ServingDecision,
+    child: Mapping[str, Any] | None,
+    mode: str,
+    last_run: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     """Conditions and revisions (pure): Ready follows the stable revision, whatever the target does."""
     meta, old = body["metadata"], body.get("status") or {}
     gen = meta.get("generation")
@@ -102,13 +122,26 @@ def compute_status(body: Mapping[str, Any], plan: Plan, decision: ServingDecisio
     if decision.allowed:
         up_to_date = condition("UpToDate", True, "Resolved", decision.message)
     else:
-        up_to_date = condition("UpToDate", False, decision.reason,
-                               decision.message + ("; the stable revision keeps serving" if stable else ""))
-    if stable is None:
-        serving = condition("Serving", False, decision.reason if not decision.allowed else "NoRevision",
-                            "nothing serves yet" + (f"; {describe(target)} is being rolled out" if target else ""))
+        up_to_date = condition(
+            "UpToDate", False, decision.reason, decision.message + ("; the stable revision keeps serving" if stable else "")
+        )
+    if stable is None and mode == "batch" and target is not None:
+        # The CronJob of the first revision is in place: batch scoring is scheduled, not waiting.
+        serving = condition("Serving", True, "Scheduled", f"batch scoring with {describe(target)} from its next run")
+    elif stable is None:
+        serving = condition(
+            "Serving",
+            False,
+            decision.reason if not decision.allowed else "NoRevision",
+            "nothing serves yet" + (f"; {describe(target)} is being rolled out" if target else ""),
+        )
     elif mode == "batch":
-        serving = condition("Serving", True, "Scheduled", f"batch scoring with {describe(stable)}")
+        serving = condition(
+            "Serving",
+            True,
+            "Scheduled",
+            f"batch scoring with {describe(stable)}" + (f"; {describe(target)} scores from its next run" if target else ""),
+        )
     elif target is not None:
         serving = condition("Serving", True, "Serving", f"{describe(stable)} serves while {describe(target)} rolls out")
     else:
@@ -117,17 +150,30 @@ def compute_status(body: Mapping[str, Any], plan: Plan, decision: ServingDecisio
         # the stable revision's own spec not ready.
         seen = observe(child)
         failing = seen.ready is False and seen.revision == int(stable["revision"])
-        serving = condition("Serving", not failing, "KServeNotReady" if failing else "Serving",
-                            describe(stable) + (f": {seen.message}" if failing else ""))
+        serving = condition(
+            "Serving",
+            not failing,
+            "KServeNotReady" if failing else "Serving",
+            describe(stable) + (f": {seen.message}" if failing else ""),
+        )
     ready = ready_rollup([serving], "Serving", serving["message"])
     progress_ok, progress_reason, progress_message = plan.progressing
     conds = [ready, serving, up_to_date, condition("Progressing", progress_ok, progress_reason, progress_message[:1024])]
     if target is not None and plan.canary_percent is not None:
         canary_ready = target.get("kserveRevision") is not None
-        conds.append(condition("CanaryReady", True if canary_ready else None, "Ready" if canary_ready else "WaitingForKServe",
-                               f"{describe(target)} at {target.get('traffic', 0)} %"))
-    status: dict[str, Any] = {"observedGeneration": gen, **plan.status_part(),
-                              "conditions": merge_conditions(old.get("conditions"), conds, gen)}
+        conds.append(
+            condition(
+                "CanaryReady",
+                True if canary_ready else None,
+                "Ready" if canary_ready else "WaitingForKServe",
+                f"{describe(target)} at {target.get('traffic', 0)} %",
+            )
+        )
+    status: dict[str, Any] = {
+        "observedGeneration": gen,
+        **plan.status_part(),
+        "conditions": merge_conditions(old.get("conditions"), conds, gen),
+    }
     url = ((child or {}).get("status") or {}).get("url")
     if url:
         status["url"] = url
@@ -146,13 +192,18 @@ def other_mode_children(kube: Kube, isvc: InferenceService) -> list[dict[str, st
         found = [("serving.kserve.io/v1beta1", "inferenceservices", "InferenceService", live)] if live else []
     else:
         selector = f"{LABEL_KIND}={render_inference.KIND.lower()},{LABEL_RESOURCE}={name},{LABEL_COMPONENT}=batch"
-        found = [("batch/v1", plural, kind, obj) for plural, kind in (("cronjobs", "CronJob"), ("jobs", "Job"))
-                 for obj in kube.list("batch/v1", plural, ns, label_selector=selector)]
+        found = [
+            ("batch/v1", plural, kind, obj)
+            for plural, kind in (("cronjobs", "CronJob"), ("jobs", "Job"))
+            for obj in kube.list("batch/v1", plural, ns, label_selector=selector)
+        ]
     uid = isvc.metadata.uid
-    return [{"apiVersion": api, "plural": plural, "kind": kind, "name": obj["metadata"]["name"]}
-            for api, plural, kind, obj in found
-            # Only what this resource owns: a same-named KServe service of someone else stays.
-            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])]
+    return [
+        {"apiVersion": api, "plural": plural, "kind": kind, "name": obj["metadata"]["name"]}
+        for api, plural, kind, obj in found
+        # Only what this resource owns: a same-named KServe service of someone else stays.
+        if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+    ]
 
 
 def _batch_run(ctx: Context, isvc: InferenceService, old: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -165,14 +216,23 @@ def _batch_run(ctx: Context, isvc: InferenceService, old: Mapping[str, Any]) -> 
         return recorded
     run = read_run(ctx.kube, newest)
     result = run.result or {}
-    last: dict[str, Any] = {"job": run.job, "succeeded": bool(run.succeeded and result.get("ok", True)),
-                            "finishedAt": result.get("finishedAt") or run.finished_at}
-    revision = ((newest["metadata"].get("annotations") or {}).get(ANNOTATION_REVISION))
-    if revision and str(revision).isdigit():
-        last["revision"] = int(revision)
+    last: dict[str, Any] = {
+        "job": run.job,
+        "succeeded": bool(run.succeeded and result.get("ok", True)),
+        "finishedAt": result.get("finishedAt") or run.finished_at,
+    }
     for k in ("rowsScored", "rowsWritten", "outputUri", "modelVersion", "featureViewVersion", "error", "reason"):
         if result.get(k) is not None:
             last[k] = result[k]
+    revision = (newest["metadata"].get("annotations") or {}).get(ANNOTATION_REVISION)
+    if revision and str(revision).isdigit():
+        last["revision"] = int(revision)
+    else:  # a Job made by an older operator or by hand: name its pair by the versions it reports
+        pair = (result.get("modelVersion"), result.get("featureViewVersion"))
+        known = [old.get("target"), old.get("stable"), *(old.get("history") or [])]
+        match = next((r for r in known if r and (r.get("model"), r.get("featureView")) == pair), None)
+        if match is not None:
+            last["revision"] = int(match["revision"])
     return last
 
 
@@ -189,29 +249,39 @@ def traffic_split(child: Mapping[str, Any] | None, isvc: InferenceService) -> bo
     return RAW_DEPLOYMENT not in (ours, theirs, reported)
 
 
-def want_of(ctx: Context, isvc: InferenceService, body: Mapping[str, Any],
-            child: Mapping[str, Any] | None = None) -> tuple[Want, ServingDecision]:
+def want_of(
+    ctx: Context, isvc: InferenceService, body: Mapping[str, Any], child: Mapping[str, Any] | None = None
+) -> tuple[Want, ServingDecision]:
     """The resolved pair the spec asks for, the rollout settings and the annotations (reads only)."""
     spec = isvc.spec
-    models = ctx.lookups.models(isvc.metadata.namespace, spec.model.name)
+    ns = isvc.metadata.namespace or "default"
+    models = ctx.lookups.models(ns, spec.model.name)
     resolved = resolve_model(spec.model.version, models)
     groups = list(resolved.feature_groups) if resolved else []
-    decision = decide_pair(spec.model.version, spec.model.name, resolved,
-                           ctx.lookups.availability(isvc.metadata.namespace, groups), spec.mode)
+    availability = ctx.lookups.availability(ns, groups)
+    decision = decide_pair(spec.model.version, spec.model.name, resolved, availability, spec.mode)
     annotations = body["metadata"].get("annotations") or {}
     canary = spec.online.canary.traffic_percent if spec.mode == "online" and spec.online and spec.online.canary else None
     waiting = not decision.allowed and decision.reason == "FeaturesNotReady" and decision.model is not None
     want = Want(
         revision=snapshot(decision.model) if decision.allowed and decision.model is not None else None,
         pending=snapshot(decision.model) if waiting and decision.model is not None else None,
-        blocked_reason=None if decision.allowed else decision.reason, blocked_message=decision.message,
-        canary_percent=canary, auto_rollback=spec.rollout.auto_rollback,
+        rematerializing=waiting and any(a.detail.startswith("re-materializing") for a in availability.values()),
+        blocked_reason=None if decision.allowed else decision.reason,
+        blocked_message=decision.message,
+        canary_percent=canary,
+        auto_rollback=spec.rollout.auto_rollback,
         traffic_split=traffic_split(child, isvc),
         canary_fallback=spec.online.canary.when_unsupported if spec.online and spec.online.canary else "hold",
         readiness_timeout=float(parse_duration(spec.rollout.readiness_timeout)),
-        history_limit=spec.rollout.revision_history_limit, generation=int(body["metadata"].get("generation") or 0),
-        rollback=annotations.get(ANNOTATION_ROLLBACK), promote=annotations.get(ANNOTATION_PROMOTE),
-        abort=annotations.get(ANNOTATION_ABORT), retry=annotations.get(ANNOTATION_RETRY))
+        deadline=spec.mode == "online",
+        history_limit=spec.rollout.revision_history_limit,
+        generation=int(body["metadata"].get("generation") or 0),
+        rollback=annotations.get(ANNOTATION_ROLLBACK),
+        promote=annotations.get(ANNOTATION_PROMOTE),
+        abort=annotations.get(ANNOTATION_ABORT),
+        retry=annotations.get(ANNOTATION_RETRY),
+    )
     return want, decision
 
 
@@ -221,9 +291,13 @@ def render_child(ctx: Context, isvc: InferenceService, body: Mapping[str, Any], 
     if r is None:
         return None
     pair = render_inference.ResolvedPair(
-        revision=int(r["revision"]), model_name=isvc.spec.model.name, model_version=int(r["model"]),
+        revision=int(r["revision"]),
+        model_name=isvc.spec.model.name,
+        model_version=int(r["model"]),
         feature_view_name=r.get("featureViewName") or isvc.spec.model.name,
-        feature_view_version=int(r["featureView"]), storage_uri=r.get("storageUri"))
+        feature_view_version=int(r["featureView"]),
+        storage_uri=r.get("storageUri"),
+    )
     if isvc.spec.mode == "online":
         return render_inference.render_online(isvc, pair, ctx.config, owner=body, canary_percent=plan.canary_percent)
     return render_inference.render_batch(isvc, pair, ctx.config, owner=body)
@@ -231,8 +305,9 @@ def render_child(ctx: Context, isvc: InferenceService, body: Mapping[str, Any], 
 
 def live_child(kube: Kube, isvc: InferenceService) -> dict[str, Any] | None:
     if isvc.spec.mode == "online":
-        return kube.get(render_inference.KSERVE_API_VERSION, "inferenceservices", isvc.metadata.namespace,
-                        render_inference.kserve_name(isvc))
+        return kube.get(
+            render_inference.KSERVE_API_VERSION, "inferenceservices", isvc.metadata.namespace, render_inference.kserve_name(isvc)
+        )
     if isvc.spec.batch is not None and isvc.spec.batch.schedule is None:
         return None  # a run-once Job per pair: its name already says the pair
     return kube.get("batch/v1", "cronjobs", isvc.metadata.namespace, render_inference.batch_name(isvc))
@@ -251,42 +326,55 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     old = body.get("status") or {}
     now = ctx.clock()
     new = not old
-    observe_fn = observe if mode == "online" else batch_observed
-    # What serves now: the child as the API server has it (a new object has none yet).
+    # What serves now: the child as the API server has it (a new object has none yet), and
+    # for batch the newest run.
     live = None if new else live_child(ctx.kube, isvc)
-    want, decision = want_of(ctx, isvc, body, live)
-    plan = plan_rollout(old, want, observe_fn(live), now)
     last_run = _batch_run(ctx, isvc, old) if mode == "batch" and not new else None
+    want, decision = want_of(ctx, isvc, body, live)
+    plan = plan_rollout(old, want, observe(live) if mode == "online" else batch_observed(last_run), now)
     body = _record(ctx, body, plan, decision, live, mode, last_run, result)
     desired = render_child(ctx, isvc, body, plan)
     if desired is not None:
-        action, child = apply_child(ctx.kube, desired, live=live, fetched=True)
+        action, _child = apply_child(ctx.kube, desired, live=live, fetched=True)
         result.count(action)
-        if action != "unchanged":
-            emit_event(ctx.kube, body, f"{desired['kind']}{action.capitalize()}",
-                       f"{desired['kind']} {desired['metadata']['name']} {action} for {describe(plan.render or {})}")
-            if mode == "batch":  # live once written: no server to wait for
-                plan = plan_rollout(plan.status_part(), want, observe_fn(child), now)
-                body = _record(ctx, body, plan, decision, child, mode, last_run, result)
+        if action != "unchanged" and not plan.events:
+            # A rollout step already has its Event (posted with the status that records it); a
+            # child rewritten without one (replicas, resources) gets its own.
+            emit_event(
+                ctx.kube,
+                body,
+                f"{desired['kind']}{action.capitalize()}",
+                f"{desired['kind']} {desired['metadata']['name']} {action} for {describe(plan.render or {})}",
+            )
         for stale in other_mode_children(ctx.kube, isvc) if not new else ():
             ctx.kube.delete(stale["apiVersion"], stale["plural"], ns, stale["name"])
             result.count("deleted")
-            emit_event(ctx.kube, body, f"{stale['kind']}Deleted",
-                       f"{stale['kind']} {stale['name']} deleted: spec.mode is now {mode}")
+            emit_event(
+                ctx.kube, body, f"{stale['kind']}Deleted", f"{stale['kind']} {stale['name']} deleted: spec.mode is now {mode}"
+            )
     status = body.get("status") or {}
     ctx.metrics.served(ns, meta["name"], status.get("stable"), status.get("target"))
     result.requeue_after = plan.requeue_after
     return result
 
 
-def _record(ctx: Context, body: Mapping[str, Any], plan: Plan, decision: ServingDecision, child: Mapping[str, Any] | None,
-            mode: str, last_run: Mapping[str, Any] | None, result: Result) -> Mapping[str, Any]:
+def _record(
+    ctx: Context,
+    body: Mapping[str, Any],
+    plan: Plan,
+    decision: ServingDecision,
+    child: Mapping[str, Any] | None,
+    mode: str,
+    last_run: Mapping[str, Any] | None,
+    result: Result,
+) -> Mapping[str, Any]:
     """Write the status of `plan` and post its Events — once: only the write that records a
     transition posts them, so a retried reconcile that finds it written posts nothing."""
     old = body.get("status") or {}
     old_up = next((c for c in old.get("conditions") or [] if c.get("type") == "UpToDate"), None)
-    written = update_status(ctx.kube, API_VERSION, PLURAL, body,
-                            lambda b: compute_status(b, plan, decision, child, mode, last_run))
+    written = update_status(
+        ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, plan, decision, child, mode, last_run)
+    )
     if written is None:
         return body
     result.count("status")

@@ -17,7 +17,8 @@ and both implement the semantics the reconcilers depend on (docs/architecture.md
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 FIELD_MANAGER = "fti-operator"
 
@@ -52,8 +53,9 @@ class Kube(Protocol):
         """The object, or None when it does not exist."""
         ...
 
-    def list(self, api_version: str, plural: str, namespace: str | None,
-             label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, api_version: str, plural: str, namespace: str | None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         """Objects matching an equality-based selector (`a=b,c=d`)."""
         ...
 
@@ -65,12 +67,18 @@ class Kube(Protocol):
         """Server-side apply (field manager `fti-operator`, force): create or update the owned fields."""
         ...
 
-    def patch(self, api_version: str, plural: str, namespace: str | None, name: str, patch: Mapping[str, Any],
-              subresource: str | None = None) -> dict[str, Any]:
+    def patch(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
         """JSON merge patch (of the status subresource when `subresource="status"`)."""
         ...
 
-    def delete(self, api_version: str, plural: str, namespace: str | None, name: str,
-               propagation: str = "Background") -> None:
+    def delete(self, api_version: str, plural: str, namespace: str | None, name: str, propagation: str = "Background") -> None:
         """Delete; a missing object is not an error."""
         ...

@@ -9,7 +9,8 @@ a FeaturePipeline version's lastRun, or a TrainingPipeline model version.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 MAX_MESSAGE = 500
 
@@ -27,14 +28,14 @@ def job_finished(job: Mapping[str, Any]) -> bool | None:
 def job_finished_at(job: Mapping[str, Any]) -> str | None:
     st = job.get("status") or {}
     if st.get("completionTime"):
-        return st["completionTime"]
+        return str(st["completionTime"])
     for c in st.get("conditions") or []:
-        if c.get("status") == "True" and c.get("type") in ("Failed", "Complete"):
-            return c.get("lastTransitionTime")
+        if c.get("status") == "True" and c.get("type") in ("Failed", "Complete") and c.get("lastTransitionTime"):
+            return str(c["lastTransitionTime"])
     return None
 
 
-def termination_result(pods: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+def termination_result(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The result JSON of the newest terminated pipeline container among a Job's pods.
 
     A message that is not JSON (a crash before the contract wrapper ran, logged because of
@@ -79,13 +80,20 @@ def feature_run(job_name: str, succeeded: bool, result: Mapping[str, Any] | None
     result = result or {}
     ok = succeeded and bool(result.get("ok", succeeded))
     run: dict[str, Any] = {"job": job_name, "succeeded": ok}
-    for out_key, keys in (("rowsWritten", ("rowsWritten", "rows_written")), ("rowsRejected", ("rowsRejected", "rows_rejected")),
-                          ("watermark", ("watermark",)), ("quarantineUri", ("quarantineUri", "quarantine_uri"))):
+    for out_key, keys in (
+        ("rowsWritten", ("rowsWritten", "rows_written")),
+        ("rowsRejected", ("rowsRejected", "rows_rejected")),
+        ("watermark", ("watermark",)),
+        ("quarantineUri", ("quarantineUri", "quarantine_uri")),
+    ):
         value = _pick(result, *keys)
         if value is not None:
             run[out_key] = value
-    message = _error_message(result) or (str(result["message"])[:MAX_MESSAGE] if result.get("message") else None) \
+    message = (
+        _error_message(result)
+        or (str(result["message"])[:MAX_MESSAGE] if result.get("message") else None)
         or (None if result else "no result in the termination message")
+    )
     if message:
         run["message"] = message
     finished = result.get("finishedAt") or finished_at
@@ -94,16 +102,27 @@ def feature_run(job_name: str, succeeded: bool, result: Mapping[str, Any] | None
     return run
 
 
-def model_version_entry(version: int, job_name: str, succeeded: bool | None, result: Mapping[str, Any] | None,
-                        feature_view: Mapping[str, Any], feature_groups: list[Mapping[str, Any]],
-                        created_at: str | None = None) -> dict[str, Any]:
+def model_version_entry(
+    version: int,
+    job_name: str,
+    succeeded: bool | None,
+    result: Mapping[str, Any] | None,
+    feature_view: Mapping[str, Any],
+    feature_groups: Sequence[Mapping[str, Any]],
+    created_at: str | None = None,
+) -> dict[str, Any]:
     """TrainingPipeline status.modelVersions[] entry (ModelVersionStatus, camelCase).
 
     Phase: Training while the Job runs; Validated/Rejected from the result's verdict;
     Failed when the run failed without a verdict.
     """
-    entry: dict[str, Any] = {"version": version, "phase": "Training", "job": job_name,
-                             "featureView": dict(feature_view), "featureGroups": [dict(g) for g in feature_groups]}
+    entry: dict[str, Any] = {
+        "version": version,
+        "phase": "Training",
+        "job": job_name,
+        "featureView": dict(feature_view),
+        "featureGroups": [dict(g) for g in feature_groups],
+    }
     if created_at:
         entry["createdAt"] = created_at
     if succeeded is None:
@@ -116,7 +135,10 @@ def model_version_entry(version: int, job_name: str, succeeded: bool | None, res
         entry["phase"] = "Failed"
     if result.get("featureView"):
         fv = result["featureView"]
-        entry["featureView"] = {"name": fv.get("name", feature_view.get("name")), "version": int(fv.get("version", feature_view.get("version")))}
+        entry["featureView"] = {
+            "name": fv.get("name", feature_view.get("name")),
+            "version": int(fv.get("version", feature_view.get("version"))),
+        }
     if result.get("featureGroups"):
         entry["featureGroups"] = [{"name": g["name"], "version": int(g["version"])} for g in result["featureGroups"]]
     metrics = result.get("metrics")

@@ -10,8 +10,9 @@ per finished run (docs/architecture.md, "Runs").
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterable, Mapping
+from typing import Any
 
 from ..render.pods import JOB_NAME_LABEL
 from .kube import Kube
@@ -26,8 +27,9 @@ class FinishedRun:
     finished_at: str | None
 
 
-def newest_finished(jobs: Iterable[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], Hashable | None]
-                    ) -> dict[Hashable, Mapping[str, Any]]:
+def newest_finished(
+    jobs: Iterable[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], Hashable | None]
+) -> dict[Hashable, Mapping[str, Any]]:
     """key -> the most recently created finished Job with that key (Jobs whose key is None are skipped)."""
     out: dict[Hashable, Mapping[str, Any]] = {}
     for job in jobs:

@@ -17,8 +17,9 @@ run-now token (`fti.dev/run=<token>`), or the schedule coming due.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 from croniter import croniter
 
@@ -45,22 +46,33 @@ INTENT_ANNOTATION = ANNOTATION_LAST_RUN
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(value)
 
 
 def intent_to_status(intent: Mapping[str, Any], job: str | None) -> dict[str, Any]:
     """The run as status.lastRun (TrainingRun, camelCase); absent fields are left out so an
     unchanged run compares equal to what the server returns."""
-    out = {"modelVersion": int(intent["version"]), "trigger": intent.get("trigger") or "Created",
-           "token": intent.get("token"), "trainingHash": intent.get("hash"), "startedAt": intent.get("at"), "job": job}
+    out = {
+        "modelVersion": int(intent["version"]),
+        "trigger": intent.get("trigger") or "Created",
+        "token": intent.get("token"),
+        "trainingHash": intent.get("hash"),
+        "startedAt": intent.get("at"),
+        "job": job,
+    }
     return {k: v for k, v in out.items() if v is not None}
 
 
 def intent_from_status(run: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not run or run.get("modelVersion") is None:
         return None
-    return {"version": int(run["modelVersion"]), "hash": run.get("trainingHash"), "token": run.get("token"),
-            "at": run.get("startedAt"), "trigger": run.get("trigger")}
+    return {
+        "version": int(run["modelVersion"]),
+        "hash": run.get("trainingHash"),
+        "token": run.get("token"),
+        "at": run.get("startedAt"),
+        "trigger": run.get("trigger"),
+    }
 
 
 def intent_from_job(job: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -70,12 +82,18 @@ def intent_from_job(job: Mapping[str, Any]) -> dict[str, Any] | None:
     annotations = meta.get("annotations") or {}
     if not version.isdigit():
         return None
-    return {"version": int(version), "hash": annotations.get(TRAINING_HASH_ANNOTATION),
-            "token": annotations.get(TOKEN_ANNOTATION), "at": meta.get("creationTimestamp"),
-            "trigger": annotations.get(TRIGGER_ANNOTATION)}
+    return {
+        "version": int(version),
+        "hash": annotations.get(TRAINING_HASH_ANNOTATION),
+        "token": annotations.get(TOKEN_ANNOTATION),
+        "at": meta.get("creationTimestamp"),
+        "trigger": annotations.get(TRIGGER_ANNOTATION),
+    }
 
 
-def last_intent(status: Mapping[str, Any] | None, annotations: Mapping[str, str], jobs: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+def last_intent(
+    status: Mapping[str, Any] | None, annotations: Mapping[str, str], jobs: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
     """The newest run known from status.lastRun, the legacy annotation or the Jobs (pure).
 
     The highest model version wins; on a tie status is preferred (it is what the operator recorded).
@@ -130,8 +148,13 @@ def _trained_condition(latest: Mapping[str, Any] | None) -> dict[str, Any]:
     return condition("Trained", False, "TrainingFailed", f"v{version}: {latest.get('message', '')}"[:1024])
 
 
-def compute_status(body: Mapping[str, Any], tp: TrainingPipeline, jobs: dict[int, str], intent: Mapping[str, Any] | None,
-                   finished: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
+def compute_status(
+    body: Mapping[str, Any],
+    tp: TrainingPipeline,
+    jobs: dict[int, str],
+    intent: Mapping[str, Any] | None,
+    finished: Mapping[int, dict[str, Any]],
+) -> dict[str, Any]:
     """Status from the recorded versions, the runs started and the runs just read (pure)."""
     meta, old = body["metadata"], body.get("status") or {}
     entries = {int(mv["version"]): dict(mv) for mv in old.get("modelVersions") or []}
@@ -150,8 +173,9 @@ def compute_status(body: Mapping[str, Any], tp: TrainingPipeline, jobs: dict[int
     trained = _trained_condition(versions[0] if versions else None)
     # Ready = a servable model exists; the latest run's outcome is its own condition.
     if validated and trained["status"] != "True":
-        ready = condition("Ready", True, "ModelValidated",
-                          f"v{max(validated)} is the latest Validated version; {trained['message']}"[:1024])
+        ready = condition(
+            "Ready", True, "ModelValidated", f"v{max(validated)} is the latest Validated version; {trained['message']}"[:1024]
+        )
     else:
         ready = ready_rollup([trained], "ModelValidated", trained["message"])
     out: dict[str, Any] = {
@@ -192,12 +216,23 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     trigger = run_trigger(tp, intent, token, now)
     if trigger:
         known = set(recorded) | set(jobs) | ({int(intent["version"])} if intent else set())
-        intent = {"version": next_model_version(known), "hash": render_training.training_hash(tp), "token": token,
-                  "at": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"), "trigger": trigger}
+        intent = {
+            "version": next_model_version(known),
+            "hash": render_training.training_hash(tp),
+            "token": token,
+            "at": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "trigger": trigger,
+        }
     started: str | None = None
     if intent and int(intent["version"]) not in jobs and int(intent["version"]) not in recorded:
-        job = render_training.render(tp, int(intent["version"]), ctx.config, owner=body,
-                                     trigger=intent.get("trigger") or "Created", token=intent.get("token"))
+        job = render_training.render(
+            tp,
+            int(intent["version"]),
+            ctx.config,
+            owner=body,
+            trigger=intent.get("trigger") or "Created",
+            token=intent.get("token"),
+        )
         # The list above is this reconcile's read of the Jobs: no GET before the create.
         action, _ = apply_child(ctx.kube, job, live=None, fetched=True)
         result.count(action)
@@ -215,8 +250,9 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         run = read_run(ctx.kube, job_obj)
         fv_ref = (old or {}).get("featureView") or {"name": tp.spec.feature_view.name, "version": tp.spec.feature_view.version}
         groups = (old or {}).get("featureGroups") or [g.wire() for g in tp.spec.feature_view.feature_groups]
-        finished[version] = model_version_entry(version, run.job, run.succeeded, run.result, fv_ref, groups,
-                                                created_at=(old or {}).get("createdAt"))
+        finished[version] = model_version_entry(
+            version, run.job, run.succeeded, run.result, fv_ref, groups, created_at=(old or {}).get("createdAt")
+        )
 
     written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, tp, jobs, intent, finished))
     if started:
@@ -226,9 +262,13 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         model = tp.spec.model.name
         for version, entry in sorted(finished.items()):
             ctx.metrics.model_version(ns, model, entry)
-            emit_event(ctx.kube, body, f"Model{entry['phase']}", f"model {model} v{version}: {entry['phase']}"
-                       + (f" ({entry['message']})" if entry.get("message") else ""),
-                       "Normal" if entry["phase"] == "Validated" else "Warning")
+            emit_event(
+                ctx.kube,
+                body,
+                f"Model{entry['phase']}",
+                f"model {model} v{version}: {entry['phase']}" + (f" ({entry['message']})" if entry.get("message") else ""),
+                "Normal" if entry["phase"] == "Validated" else "Warning",
+            )
     due = next_due(tp, intent)
     if due is not None:
         result.requeue_after = max(1.0, (due - now).total_seconds())

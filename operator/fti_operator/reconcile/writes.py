@@ -11,8 +11,9 @@ reconcile free.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -23,7 +24,7 @@ MAX_EVENT_MESSAGE = 1024
 
 
 def now_iso(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return (now or datetime.now(UTC)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def wire(model: BaseModel) -> dict[str, Any]:
@@ -37,8 +38,14 @@ def typed(model_cls: type[BaseModel], status: Mapping[str, Any]) -> dict[str, An
     return wire(model_cls.model_validate(dict(status)))
 
 
-def update_status(kube: Kube, api_version: str, plural: str, body: Mapping[str, Any],
-                  compute: Callable[[Mapping[str, Any]], dict[str, Any]], attempts: int = 5) -> dict[str, Any] | None:
+def update_status(
+    kube: Kube,
+    api_version: str,
+    plural: str,
+    body: Mapping[str, Any],
+    compute: Callable[[Mapping[str, Any]], dict[str, Any]],
+    attempts: int = 5,
+) -> dict[str, Any] | None:
     """Write `compute(body)` as status when it differs from the current one; None if nothing changed."""
     meta = body["metadata"]
     for _ in range(attempts):
@@ -62,8 +69,9 @@ def update_status(kube: Kube, api_version: str, plural: str, body: Mapping[str, 
     raise RuntimeError(f"status of {plural}/{meta['name']} kept conflicting after {attempts} attempts")
 
 
-def emit_event(kube: Kube, body: Mapping[str, Any], reason: str, message: str, type_: str = "Normal",
-               now: datetime | None = None) -> None:
+def emit_event(
+    kube: Kube, body: Mapping[str, Any], reason: str, message: str, type_: str = "Normal", now: datetime | None = None
+) -> None:
     """A Kubernetes Event on `body` (what `kubectl describe` shows). Best effort: never fails a reconcile.
 
     Reconcilers call this only for a transition they have just written to status, so each
@@ -72,13 +80,25 @@ def emit_event(kube: Kube, body: Mapping[str, Any], reason: str, message: str, t
     ns = meta.get("namespace") or "default"
     stamp = now_iso(now)
     event = {
-        "apiVersion": "v1", "kind": "Event",
+        "apiVersion": "v1",
+        "kind": "Event",
         "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
-        "involvedObject": {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "name": meta["name"],
-                           "namespace": ns, "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
-        "reason": reason, "message": message[:MAX_EVENT_MESSAGE], "type": type_,
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-        "source": {"component": "fti-operator"}, "reportingComponent": "fti-operator",
+        "involvedObject": {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "name": meta["name"],
+            "namespace": ns,
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message[:MAX_EVENT_MESSAGE],
+        "type": type_,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "source": {"component": "fti-operator"},
+        "reportingComponent": "fti-operator",
     }
     try:
         kube.create(event)

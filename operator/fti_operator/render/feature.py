@@ -7,7 +7,8 @@ served model still needs that version, docs/versions.md) or delete (once retired
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..api import FeaturePipeline
 from ..api.identity import ANNOTATION_RUN, ANNOTATION_TRIGGER, FEATURE_PIPELINE, LABEL_COMPONENT, LABEL_FG_VERSION
@@ -35,14 +36,22 @@ def spec_payload(fp: FeaturePipeline) -> dict[str, Any]:
 def _pod(fp: FeaturePipeline, config: OperatorConfig, run_id: str | None, pod_labels: Mapping[str, str]) -> dict[str, Any]:
     image, resources, extra_env = template_parts(fp.spec.template, config.image("feature"))
     container = pipeline_container(
-        image, MODULE, spec_payload(fp), config, extra_env,
-        resources=resources, namespace=fp.metadata.namespace, resource=fp.metadata.name, run_id=run_id,
+        image,
+        MODULE,
+        spec_payload(fp),
+        config,
+        extra_env,
+        resources=resources,
+        namespace=fp.metadata.namespace,
+        resource=fp.metadata.name,
+        run_id=run_id,
     )
     return pod_template([container], config, pod_labels=pod_labels, template=fp.spec.template)
 
 
 def child_labels(fp: FeaturePipeline) -> dict[str, str]:
-    return labels(KIND, fp.metadata.name, **{LABEL_COMPONENT: "feature", LABEL_FG_VERSION: fp.spec.feature_group.version})
+    extra: dict[str, str | int | None] = {LABEL_COMPONENT: "feature", LABEL_FG_VERSION: fp.spec.feature_group.version}
+    return labels(KIND, fp.metadata.name, **extra)
 
 
 def cronjob_name(fp: FeaturePipeline) -> str:
@@ -65,13 +74,30 @@ def render(fp: FeaturePipeline, config: OperatorConfig, owner: Mapping[str, Any]
     if fp.spec.schedule is None:
         name = once_job_name(fp)
         return job(name, ns, _pod(fp, config, name, lbl), config, job_labels=lbl, owner=owner)
-    return cronjob(cronjob_name(fp), ns, fp.spec.schedule, _pod(fp, config, None, lbl), config,
-                   job_labels=lbl, owner=owner, suspend=fp.spec.suspend)
+    return cronjob(
+        cronjob_name(fp),
+        ns,
+        fp.spec.schedule,
+        _pod(fp, config, None, lbl),
+        config,
+        job_labels=lbl,
+        owner=owner,
+        suspend=fp.spec.suspend,
+    )
 
 
-def render_run_now(fp: FeaturePipeline, config: OperatorConfig, token: str, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def render_run_now(
+    fp: FeaturePipeline, config: OperatorConfig, token: str, owner: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """An immediate Job for the run-now annotation `fti.dev/run=<token>`."""
     lbl = child_labels(fp) | {ANNOTATION_TRIGGER: "run-now"}
     name = run_now_job_name(fp, token)
-    return job(name, fp.metadata.namespace or "default", _pod(fp, config, name, lbl), config, job_labels=lbl,
-               annotations={ANNOTATION_RUN: token}, owner=owner)
+    return job(
+        name,
+        fp.metadata.namespace or "default",
+        _pod(fp, config, name, lbl),
+        config,
+        job_labels=lbl,
+        annotations={ANNOTATION_RUN: token},
+        owner=owner,
+    )

@@ -7,15 +7,17 @@ server in the same object, so they can never serve different versions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..api import InferenceService
+
 # ANNOTATION_REVISION and KSERVE_API_VERSION are re-exported: the reconciler reads them from here.
-from ..api.identity import ANNOTATION_REVISION as ANNOTATION_REVISION
-from ..api.identity import KSERVE_API_VERSION as KSERVE_API_VERSION
 from ..api.identity import (
+    ANNOTATION_REVISION as ANNOTATION_REVISION,
     INFERENCE_SERVICE,
+    KSERVE_API_VERSION as KSERVE_API_VERSION,
     KSERVE_KIND,
     LABEL_COMPONENT,
     LABEL_FV_VERSION,
@@ -24,8 +26,8 @@ from ..api.identity import (
 from ..config import OperatorConfig
 from .pods import (
     child_name,
-    cronjob,
     container_security_context,
+    cronjob,
     job,
     labels,
     owner_reference,
@@ -68,9 +70,12 @@ def spec_payload(isvc: InferenceService, pair: ResolvedPair) -> dict[str, Any]:
 
 
 def child_labels(isvc: InferenceService, pair: ResolvedPair, component: str) -> dict[str, str]:
-    return labels(KIND, isvc.metadata.name, **{
-        LABEL_COMPONENT: component, LABEL_MODEL_VERSION: pair.model_version, LABEL_FV_VERSION: pair.feature_view_version,
-    })
+    extra: dict[str, str | int | None] = {
+        LABEL_COMPONENT: component,
+        LABEL_MODEL_VERSION: pair.model_version,
+        LABEL_FV_VERSION: pair.feature_view_version,
+    }
+    return labels(KIND, isvc.metadata.name, **extra)
 
 
 def kserve_name(isvc: InferenceService) -> str:
@@ -82,13 +87,22 @@ def batch_name(isvc: InferenceService) -> str:
     return child_name(isvc.metadata.name, "batch")
 
 
-def _serving_container(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig, role: str,
-                       resources: Mapping[str, Any] | None) -> dict[str, Any]:
+def _serving_container(
+    isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig, role: str, resources: Mapping[str, Any] | None
+) -> dict[str, Any]:
     image, tpl_resources, extra_env = template_parts(isvc.spec.template, config.image("inference"))
     container = pipeline_container(
-        image, SERVING_MODULE, spec_payload(isvc, pair), config, extra_env, name="kserve-container",
-        args=["--role", role], resources=resources or tpl_resources,
-        namespace=isvc.metadata.namespace, resource=isvc.metadata.name, run_id=kserve_name(isvc),
+        image,
+        SERVING_MODULE,
+        spec_payload(isvc, pair),
+        config,
+        extra_env,
+        name="kserve-container",
+        args=["--role", role],
+        resources=resources or tpl_resources,
+        namespace=isvc.metadata.namespace,
+        resource=isvc.metadata.name,
+        run_id=kserve_name(isvc),
         ports=[{"containerPort": SERVING_PORT, "protocol": "TCP"}],
     )
     # A server is not a run: no termination-message result to read.
@@ -104,8 +118,13 @@ def _serving_container(isvc: InferenceService, pair: ResolvedPair, config: Opera
     return container
 
 
-def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig,
-                  owner: Mapping[str, Any] | None = None, canary_percent: int | None = None) -> dict[str, Any]:
+def render_online(
+    isvc: InferenceService,
+    pair: ResolvedPair,
+    config: OperatorConfig,
+    owner: Mapping[str, Any] | None = None,
+    canary_percent: int | None = None,
+) -> dict[str, Any]:
     """The KServe InferenceService serving `pair`.
 
     canary_percent: KServe sends that share to this (latest) revision and the rest to the
@@ -131,10 +150,13 @@ def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorCo
     else:
         if not pair.storage_uri:
             raise ValueError(f"model {pair.model_name} version {pair.model_version} has no storageUri in status")
-        model: dict[str, Any] = {"modelFormat": {"name": "sklearn"}, "storageUri": pair.storage_uri,
-                                 # The stock sklearn server answers labels unless told to give probabilities.
-                                 "env": [{"name": "PREDICT_PROBA", "value": "true"}],
-                                 "securityContext": container_security_context() | {"readOnlyRootFilesystem": False}}
+        model: dict[str, Any] = {
+            "modelFormat": {"name": "sklearn"},
+            "storageUri": pair.storage_uri,
+            # The stock sklearn server answers labels unless told to give probabilities.
+            "env": [{"name": "PREDICT_PROBA", "value": "true"}],
+            "securityContext": container_security_context() | {"readOnlyRootFilesystem": False},
+        }
         if resources:
             model["resources"] = {k: {rk: str(rv) for rk, rv in v.items()} for k, v in sorted(resources.items())}
         predictor["model"] = model
@@ -154,8 +176,9 @@ def render_online(isvc: InferenceService, pair: ResolvedPair, config: OperatorCo
     return {"apiVersion": KSERVE_API_VERSION, "kind": KSERVE_KIND, "metadata": meta, "spec": spec}
 
 
-def render_batch(isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig,
-                 owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def render_batch(
+    isvc: InferenceService, pair: ResolvedPair, config: OperatorConfig, owner: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A CronJob (batch.schedule set) or a run-once Job scoring with `pair`."""
     batch = isvc.spec.batch
     assert batch is not None, "validated spec: mode batch has spec.batch"
@@ -164,13 +187,31 @@ def render_batch(isvc: InferenceService, pair: ResolvedPair, config: OperatorCon
     image, resources, extra_env = template_parts(isvc.spec.template, config.image("inference"))
 
     def pod(run_id: str | None) -> dict[str, Any]:
-        container = pipeline_container(image, BATCH_MODULE, spec_payload(isvc, pair), config, extra_env,
-                                       resources=resources, namespace=isvc.metadata.namespace,
-                                       resource=isvc.metadata.name, run_id=run_id)
+        container = pipeline_container(
+            image,
+            BATCH_MODULE,
+            spec_payload(isvc, pair),
+            config,
+            extra_env,
+            resources=resources,
+            namespace=isvc.metadata.namespace,
+            resource=isvc.metadata.name,
+            run_id=run_id,
+        )
         return pod_template([container], config, pod_labels=lbl, template=isvc.spec.template)
 
     if batch.schedule is None:
         name = child_name(isvc.metadata.name, "batch", f"m{pair.model_version}", f"fv{pair.feature_view_version}")
-        return job(name, ns, pod(name), config, job_labels=lbl, annotations={ANNOTATION_REVISION: str(pair.revision)}, owner=owner)
-    return cronjob(batch_name(isvc), ns, batch.schedule, pod(None), config, job_labels=lbl,
-                   annotations={ANNOTATION_REVISION: str(pair.revision)}, owner=owner)
+        return job(
+            name, ns, pod(name), config, job_labels=lbl, annotations={ANNOTATION_REVISION: str(pair.revision)}, owner=owner
+        )
+    return cronjob(
+        batch_name(isvc),
+        ns,
+        batch.schedule,
+        pod(None),
+        config,
+        job_labels=lbl,
+        annotations={ANNOTATION_REVISION: str(pair.revision)},
+        owner=owner,
+    )

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from ..api import identity as ids
+from ..api import ApiModel, identity as ids
 from ..api.identity import (  # re-exported: the drivers read these names from here today
     ANNOTATION_SPEC_HASH,
     CONTRACT_ENV,
@@ -30,11 +31,35 @@ from ..api.identity import (  # re-exported: the drivers read these names from h
 from ..config import OperatorConfig
 
 __all__ = [
-    "ANNOTATION_SPEC_HASH", "CONTRACT_ENV", "JOB_NAME_LABEL", "LABEL_COMPONENT", "LABEL_FG_VERSION",
-    "LABEL_FV_VERSION", "LABEL_KIND", "LABEL_MANAGED_BY", "LABEL_MODEL_VERSION", "LABEL_RESOURCE", "MANAGED_BY",
-    "TERMINATION_LOG", "RUN_AS_USER", "STARTING_DEADLINE_SECONDS", "RenderError", "child_name", "spec_json",
-    "spec_hash", "labels", "pipeline_env", "container_security_context", "pod_security_context", "pipeline_container",
-    "pod_template", "template_parts", "job_spec", "owner_reference", "job", "cronjob",
+    "ANNOTATION_SPEC_HASH",
+    "CONTRACT_ENV",
+    "JOB_NAME_LABEL",
+    "LABEL_COMPONENT",
+    "LABEL_FG_VERSION",
+    "LABEL_FV_VERSION",
+    "LABEL_KIND",
+    "LABEL_MANAGED_BY",
+    "LABEL_MODEL_VERSION",
+    "LABEL_RESOURCE",
+    "MANAGED_BY",
+    "RUN_AS_USER",
+    "STARTING_DEADLINE_SECONDS",
+    "TERMINATION_LOG",
+    "RenderError",
+    "child_name",
+    "container_security_context",
+    "cronjob",
+    "job",
+    "job_spec",
+    "labels",
+    "owner_reference",
+    "pipeline_container",
+    "pipeline_env",
+    "pod_security_context",
+    "pod_template",
+    "spec_hash",
+    "spec_json",
+    "template_parts",
 ]
 
 RUN_AS_USER = 65532  # distroless "nonroot"
@@ -97,7 +122,10 @@ def pipeline_env(
     pod (fieldRef), which is what a CronJob-created run needs. extra_env (the user's
     spec.template.env) may not redefine a contract variable.
     """
-    env: list[dict[str, Any]] = [_value(ids.ENV_SPEC, spec_json(spec_payload)), _value(ids.ENV_ARTIFACT_STORE, config.artifact_store)]
+    env: list[dict[str, Any]] = [
+        _value(ids.ENV_SPEC, spec_json(spec_payload)),
+        _value(ids.ENV_ARTIFACT_STORE, config.artifact_store),
+    ]
     if config.online_store_secret is not None:
         ref = config.online_store_secret
         env.append({"name": ids.ENV_ONLINE_STORE, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
@@ -117,8 +145,8 @@ def pipeline_env(
         env.append(_value(ids.ENV_MODEL_VERSION, str(int(model_version))))
     # FTI_RUN_TIME and FTI_TERMINATION_LOG are left to the contract's defaults (now, and
     # /dev/termination-log, what the kubelet reads); local runners set them.
-    for i, item in enumerate(extra_env or []):
-        item = dict(item)
+    for i, given in enumerate(extra_env or []):
+        item = dict(given)
         if item.get("name") in CONTRACT_ENV:
             raise RenderError(f"spec.template.env[{i}].name: {item['name']} is set by the operator (pipeline contract)")
         if "value" in item and "valueFrom" in item:
@@ -159,7 +187,7 @@ def _template_dict(template: Any) -> dict[str, Any]:
     """spec.template as a camelCase dict, whether a pydantic PodTemplate, a dict or None."""
     if template is None:
         return {}
-    if hasattr(template, "wire"):
+    if isinstance(template, ApiModel):
         return template.wire()
     return dict(template)
 
@@ -186,8 +214,9 @@ def pipeline_container(
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["python", "-m", module],
-        "env": pipeline_env(spec_payload, config, extra_env, namespace=namespace, resource=resource,
-                            run_id=run_id, model_version=model_version),
+        "env": pipeline_env(
+            spec_payload, config, extra_env, namespace=namespace, resource=resource, run_id=run_id, model_version=model_version
+        ),
     }
     if args:
         container["args"] = list(args)
@@ -270,8 +299,9 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _metadata(name: str, namespace: str, labels_: Mapping[str, str], annotations: Mapping[str, str] | None,
-              owner: Mapping[str, Any] | None) -> dict[str, Any]:
+def _metadata(
+    name: str, namespace: str, labels_: Mapping[str, str], annotations: Mapping[str, str] | None, owner: Mapping[str, Any] | None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels_)}
     if annotations:
         meta["annotations"] = dict(annotations)
@@ -280,8 +310,16 @@ def _metadata(name: str, namespace: str, labels_: Mapping[str, str], annotations
     return meta
 
 
-def job(name: str, namespace: str, pod: dict[str, Any], config: OperatorConfig, *, job_labels: Mapping[str, str],
-        annotations: Mapping[str, str] | None = None, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def job(
+    name: str,
+    namespace: str,
+    pod: dict[str, Any],
+    config: OperatorConfig,
+    *,
+    job_labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
+    owner: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A complete batch/v1 Job manifest."""
     meta = _metadata(name, namespace, job_labels, annotations, owner)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec(pod, config)}
@@ -291,9 +329,18 @@ def job(name: str, namespace: str, pod: dict[str, Any], config: OperatorConfig, 
 STARTING_DEADLINE_SECONDS = 300
 
 
-def cronjob(name: str, namespace: str, schedule: str, pod: dict[str, Any], config: OperatorConfig, *,
-            job_labels: Mapping[str, str], annotations: Mapping[str, str] | None = None,
-            owner: Mapping[str, Any] | None = None, suspend: bool | None = None) -> dict[str, Any]:
+def cronjob(
+    name: str,
+    namespace: str,
+    schedule: str,
+    pod: dict[str, Any],
+    config: OperatorConfig,
+    *,
+    job_labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
+    owner: Mapping[str, Any] | None = None,
+    suspend: bool | None = None,
+) -> dict[str, Any]:
     """A complete batch/v1 CronJob manifest running `pod` on `schedule` (UTC), never two at once.
 
     Forbid: two runs of one pipeline would race on the same watermark or output directory.
@@ -301,12 +348,18 @@ def cronjob(name: str, namespace: str, schedule: str, pod: dict[str, Any], confi
     spec: dict[str, Any] = {"schedule": schedule, "timeZone": "Etc/UTC"}
     if suspend is not None:
         spec["suspend"] = suspend
-    spec.update({
-        "concurrencyPolicy": "Forbid",
-        "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
-        "successfulJobsHistoryLimit": 3,
-        "failedJobsHistoryLimit": 3,
-        "jobTemplate": {"metadata": {"labels": dict(job_labels)}, "spec": job_spec(pod, config)},
-    })
+    spec.update(
+        {
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            # The runs carry the CronJob's annotations too (the revision a batch run scores with).
+            "jobTemplate": {
+                "metadata": {"labels": dict(job_labels), **({"annotations": dict(annotations)} if annotations else {})},
+                "spec": job_spec(pod, config),
+            },
+        }
+    )
     meta = _metadata(name, namespace, job_labels, annotations, owner)
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": spec}

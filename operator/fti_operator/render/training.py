@@ -7,7 +7,8 @@ triggers at once — schedule and run-now — would otherwise race for one versi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..api import TrainingPipeline
 from ..api.identity import (
@@ -40,7 +41,7 @@ def training_hash(tp: TrainingPipeline) -> str:
     """Hash of the training-relevant spec (and the image, whose code trains): a change means a new run."""
     wire = spec_payload(tp)
     relevant = {k: wire.get(k) for k in TRAINING_FIELDS}
-    relevant["image"] = (tp.spec.template.image if tp.spec.template else None)
+    relevant["image"] = tp.spec.template.image if tp.spec.template else None
     return spec_hash(relevant)
 
 
@@ -48,15 +49,30 @@ def job_name(tp: TrainingPipeline, version: int) -> str:
     return child_name(tp.metadata.name, f"v{version}")
 
 
-def render(tp: TrainingPipeline, version: int, config: OperatorConfig, owner: Mapping[str, Any] | None = None,
-           trigger: str = "create", token: str | None = None) -> dict[str, Any]:
+def render(
+    tp: TrainingPipeline,
+    version: int,
+    config: OperatorConfig,
+    owner: Mapping[str, Any] | None = None,
+    trigger: str = "create",
+    token: str | None = None,
+) -> dict[str, Any]:
     """The Job that trains model version `version`."""
     name = job_name(tp, version)
-    lbl = labels(KIND, tp.metadata.name, **{LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version})
+    extra: dict[str, str | int | None] = {LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version}
+    lbl = labels(KIND, tp.metadata.name, **extra)
     image, resources, extra_env = template_parts(tp.spec.template, config.image("training"))
     container = pipeline_container(
-        image, MODULE, spec_payload(tp), config, extra_env, resources=resources,
-        namespace=tp.metadata.namespace, resource=tp.metadata.name, run_id=name, model_version=version,
+        image,
+        MODULE,
+        spec_payload(tp),
+        config,
+        extra_env,
+        resources=resources,
+        namespace=tp.metadata.namespace,
+        resource=tp.metadata.name,
+        run_id=name,
+        model_version=version,
     )
     pod = pod_template([container], config, pod_labels=lbl, template=tp.spec.template)
     annotations = {ANNOTATION_TRAINING_HASH: training_hash(tp), ANNOTATION_TRIGGER: trigger}

@@ -9,7 +9,17 @@ from .retention import fg_version_states, needed_by_services, needed_feature_gro
 from .serving import FeatureGroupAvailability, ServingDecision, decide_pair, feature_availability
 
 __all__ = [
-    "ModelInfo", "latest_validated", "models_from_status", "next_model_version", "resolve_model",
-    "fg_version_states", "needed_by_services", "needed_feature_groups", "revision_feature_groups", "FeatureGroupAvailability",
-    "ServingDecision", "decide_pair", "feature_availability",
+    "FeatureGroupAvailability",
+    "ModelInfo",
+    "ServingDecision",
+    "decide_pair",
+    "feature_availability",
+    "fg_version_states",
+    "latest_validated",
+    "models_from_status",
+    "needed_by_services",
+    "needed_feature_groups",
+    "next_model_version",
+    "resolve_model",
+    "revision_feature_groups",
 ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,23 +22,26 @@ class ModelInfo:
     pipeline: str | None = None  # the TrainingPipeline that trained it
 
 
-def models_from_status(model_name: str, status: Mapping[str, Any] | None, *, namespace: str | None = None,
-                       pipeline: str | None = None) -> list[ModelInfo]:
+def models_from_status(
+    model_name: str, status: Mapping[str, Any] | None, *, namespace: str | None = None, pipeline: str | None = None
+) -> list[ModelInfo]:
     """TrainingPipeline `status` (camelCase dict) -> ModelInfo per model version."""
     out = []
     for mv in (status or {}).get("modelVersions") or []:
         fv = mv.get("featureView") or {}
-        out.append(ModelInfo(
-            name=model_name,
-            version=int(mv["version"]),
-            phase=mv.get("phase", "Training"),
-            feature_view_name=fv.get("name"),
-            feature_view_version=fv.get("version"),
-            feature_groups=tuple((g["name"], int(g["version"])) for g in mv.get("featureGroups") or []),
-            storage_uri=mv.get("storageUri"),
-            namespace=namespace,
-            pipeline=pipeline,
-        ))
+        out.append(
+            ModelInfo(
+                name=model_name,
+                version=int(mv["version"]),
+                phase=mv.get("phase", "Training"),
+                feature_view_name=fv.get("name"),
+                feature_view_version=fv.get("version"),
+                feature_groups=tuple((g["name"], int(g["version"])) for g in mv.get("featureGroups") or []),
+                storage_uri=mv.get("storageUri"),
+                namespace=namespace,
+                pipeline=pipeline,
+            )
+        )
     return out
 
 

@@ -6,7 +6,8 @@ the rollback history needs it, even after its FeaturePipeline moved to a newer v
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .models import ModelInfo
 
@@ -31,7 +32,7 @@ def needed_feature_groups(
     for key, model_name, versions in services:
         for v in versions:
             info = models.get((model_name, v))
-            for fg in (info.feature_groups if info else ()):
+            for fg in info.feature_groups if info else ():
                 needed.setdefault(fg, set()).add(key)
     return {fg: sorted(keys) for fg, keys in needed.items()}
 
@@ -64,8 +65,13 @@ def revision_feature_groups(status: Mapping[str, Any] | None) -> set[tuple[str, 
     so retention never has to ask another resource (a deleted TrainingPipeline changes
     nothing that serves; docs/versions.md)."""
     status = status or {}
-    revisions = [status.get("stable"), status.get("target"), status.get("pinned"), status.get("pending"),
-                 *(status.get("history") or [])]
+    revisions = [
+        status.get("stable"),
+        status.get("target"),
+        status.get("pinned"),
+        status.get("pending"),
+        *(status.get("history") or []),
+    ]
     out: set[tuple[str, int]] = set()
     for r in revisions:
         for g in (r or {}).get("featureGroups") or []:

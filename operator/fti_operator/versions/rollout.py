@@ -23,9 +23,10 @@ revision number, and becomes stable once KServe reports it ready.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 Revision = dict[str, Any]  # the wire shape of api.inference_service.Revision (camelCase)
 
@@ -38,6 +39,7 @@ DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 ROLLED_BACK = "RolledBack"
 ABORTED = "Aborted"
 TRAFFIC_SPLIT_UNSUPPORTED = "TrafficSplitUnsupported"
+RUN_FAILED = "RunFailed"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Want:
     # The asked pair that cannot be served yet because its features are not ready: recorded as
     # `pending` so that retention keeps (or brings back) the feature-group versions it reads.
     pending: Revision | None = None
+    rematerializing: bool = False  # a feature-group version it waits for is being brought back by a run
     blocked_reason: str | None = None  # why the asked pair cannot be served (FeaturesNotReady, ...)
     blocked_message: str = ""
     canary_percent: int | None = None
@@ -57,6 +60,9 @@ class Want:
     canary_fallback: str = "hold"
     auto_rollback: bool = True
     readiness_timeout: float = 600.0
+    # Online: a target has readinessTimeout to become ready. Batch: there is no server to wait
+    # for; the target's first run decides (a failed or refused run counts as not ready at once).
+    deadline: bool = True
     history_limit: int = 5
     generation: int = 0
     # Annotations, handled once per token: rollback ("previous" | "revision-N"), promote, abort, retry.
@@ -94,8 +100,15 @@ class Plan:
     rolled_back: str | None = None  # the reason, when this step rolled back automatically
 
     def status_part(self) -> dict[str, Any]:
-        return {"stable": self.stable, "target": self.target, "failed": self.failed, "pinned": self.pinned,
-                "pending": self.pending, "history": self.history, "handled": self.handled or None}
+        return {
+            "stable": self.stable,
+            "target": self.target,
+            "failed": self.failed,
+            "pinned": self.pinned,
+            "pending": self.pending,
+            "history": self.history,
+            "handled": self.handled or None,
+        }
 
 
 def pair(r: Mapping[str, Any] | None) -> tuple[int, int] | None:
@@ -107,7 +120,7 @@ def describe(r: Mapping[str, Any]) -> str:
 
 
 def _parse(ts: str | None) -> datetime | None:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+    return datetime.fromisoformat(ts) if ts else None
 
 
 def _iso(t: datetime) -> str:
@@ -130,8 +143,10 @@ def _find(history: list[Revision], value: str) -> Revision | None:
 
 def _stopped(failed: Revision, stable: Revision | None) -> str:
     """The Progressing message while a failed pair is held back (the same on every reconcile)."""
-    return (f"{describe(failed)} {failed.get('reason')}: {failed.get('message', '')}; "
-            f"{describe(stable) if stable else 'nothing'} serves; retry to try it again")
+    return (
+        f"{describe(failed)} {failed.get('reason')}: {failed.get('message', '')}; "
+        f"{describe(stable) if stable else 'nothing'} serves; retry to try it again"
+    )
 
 
 def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observed, now: datetime) -> Plan:
@@ -163,11 +178,20 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
             events.append(("Warning", "RollbackNotFound", f"rollback to {want.rollback}: no such revision in history"))
         else:
             pinned = {**_strip(found, "traffic", "since", "pinnedFor"), "pinnedFor": pair(asked) and list(pair(asked) or ())}
-            events.append(("Normal", "RollbackRequested", f"rolling back to {describe(found)}; pinned until the spec "
-                                                           "resolves to a different pair"))
+            events.append(
+                (
+                    "Normal",
+                    "RollbackRequested",
+                    f"rolling back to {describe(found)}; pinned until the spec resolves to a different pair",
+                )
+            )
     if new("abort", want.abort) and target is not None:
-        failed = {**_strip(target, "traffic"), "reason": ABORTED, "message": "aborted by an abort request",
-                  "generation": want.generation}
+        failed = {
+            **_strip(target, "traffic"),
+            "reason": ABORTED,
+            "message": "aborted by an abort request",
+            "generation": want.generation,
+        }
         events.append(("Warning", ABORTED, f"{describe(target)} aborted; {describe(stable) if stable else 'nothing'} serves"))
         target = None
     promote = new("promote", want.promote)
@@ -176,31 +200,51 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
     if pinned is not None:
         overridden = pinned.get("pinnedFor")
         if asked is not None and overridden is not None and tuple(overridden) != pair(asked):
-            events.append(("Normal", "Unpinned", f"the spec now resolves to model {asked['model']} / feature view "
-                                                 f"{asked['featureView']}: {describe(pinned)} is no longer pinned"))
+            events.append(
+                (
+                    "Normal",
+                    "Unpinned",
+                    (
+                        f"the spec now resolves to model {asked['model']} / feature view "
+                        f"{asked['featureView']}: {describe(pinned)} is no longer pinned"
+                    ),
+                )
+            )
             pinned = None
     wanted = _strip(pinned, "pinnedFor") if pinned is not None else asked
-    if wanted is not None and failed is not None and pair(wanted) == pair(failed) \
-            and int(failed.get("generation") or 0) == want.generation:
+    if (
+        wanted is not None
+        and failed is not None
+        and pair(wanted) == pair(failed)
+        and int(failed.get("generation") or 0) == want.generation
+    ):
         wanted = None  # a pair that failed is not retried until something changes
         progressing = (False, ROLLED_BACK if failed.get("reason") != ABORTED else ABORTED, _stopped(failed, stable))
-    elif wanted is not None and failed is not None and pair(wanted) != pair(failed):
-        failed = failed  # kept for the record until a rollout completes
 
     canary = want.canary_percent if stable is not None and pinned is None else None
     if canary is not None and not want.traffic_split:
         if want.canary_fallback == "rollOut":
             canary = None
         elif wanted is not None and pair(wanted) != pair(stable) and (target is None or pair(target) != pair(wanted)):
-            progressing = (False, TRAFFIC_SPLIT_UNSUPPORTED,
-                           f"model {wanted['model']} / feature view {wanted['featureView']} is held back: KServe cannot "
-                           "split traffic in RawDeployment mode (set spec.online.canary.whenUnsupported: rollOut to roll "
-                           f"it out to all traffic); {describe(stable) if stable else 'nothing'} serves")
+            progressing = (
+                False,
+                TRAFFIC_SPLIT_UNSUPPORTED,
+                (
+                    f"model {wanted['model']} / feature view {wanted['featureView']} is held back: KServe cannot "
+                    "split traffic in RawDeployment mode (set spec.online.canary.whenUnsupported: rollOut to roll "
+                    f"it out to all traffic); {describe(stable) if stable else 'nothing'} serves"
+                ),
+            )
             wanted = None
     if wanted is not None and pair(wanted) == pair(stable):
         if target is not None:
-            events.append(("Normal", "TargetCancelled" if target.get("traffic", 100) == 100 else "CanaryAborted",
-                           f"the spec names {describe(stable) if stable else ''} again: {describe(target)} removed"))
+            events.append(
+                (
+                    "Normal",
+                    "TargetCancelled" if target.get("traffic", 100) == 100 else "CanaryAborted",
+                    f"the spec names {describe(stable) if stable else ''} again: {describe(target)} removed",
+                )
+            )
             target = None
     elif wanted is not None and (target is None or pair(target) != pair(wanted)):
         if target is not None:
@@ -210,11 +254,19 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
         number = int(previous["revision"]) if previous else int(wanted.get("revision") or 0) or max(numbers, default=0) + 1
         if previous is None and any(n == number for n in numbers):
             number = max(numbers, default=0) + 1
-        target = {**_strip(previous or wanted, "traffic", "since", "kserveRevision", "pinnedFor"), "revision": number,
-                  "since": _iso(now)}
+        target = {
+            **_strip(previous or wanted, "traffic", "since", "kserveRevision", "pinnedFor"),
+            "revision": number,
+            "since": _iso(now),
+        }
         verb = "RollbackStarted" if previous else ("CanaryStarted" if canary is not None else "RolloutStarted")
-        events.append(("Normal", verb, f"{describe(target)} " + (f"gets {canary}% of traffic" if canary is not None
-                                                                  else "is being rolled out")))
+        events.append(
+            (
+                "Normal",
+                verb,
+                f"{describe(target)} " + (f"gets {canary}% of traffic" if canary is not None else "is being rolled out"),
+            )
+        )
 
     # -- what KServe says about the target ---------------------------------------------------------
     requeue_after: float | None = None
@@ -225,46 +277,88 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
             target["kserveRevision"] = observed.kserve_revision
         if target_ready and is_canary and not promote:
             target["traffic"] = observed.latest_traffic if observed.latest_traffic is not None else canary
-            progressing = (True, CANARY_IN_PROGRESS, f"{describe(target)} at {target['traffic']} %, ready; promote "
-                                                     "with kubectl fti rollout promote")
+            progressing = (
+                True,
+                CANARY_IN_PROGRESS,
+                f"{describe(target)} at {target['traffic']} %, ready; promote with kubectl fti rollout promote",
+            )
         elif target_ready:
             if stable is not None:
                 history = [_strip(stable, "traffic"), *[h for h in history if pair(h) != pair(stable)]]
-            events.append(("Normal", ROLLOUT_COMPLETE if not promote else "Promoted",
-                           f"{describe(target)} serves 100 %"
-                           + (f", replacing {describe(stable)}" if stable else "")))
+            events.append(
+                (
+                    "Normal",
+                    ROLLOUT_COMPLETE if not promote else "Promoted",
+                    f"{describe(target)} serves 100 %" + (f", replacing {describe(stable)}" if stable else ""),
+                )
+            )
             stable = {**target, "traffic": 100, "since": _iso(now)}
             history = [h for h in history if pair(h) != pair(stable)]
             target = None
-            if failed is not None and pair(failed) != pair(stable):
-                failed = failed
+            failed = None  # the record of a failure lasts until a rollout completes
             progressing = (True, ROLLOUT_COMPLETE, f"{describe(stable)} serves 100 %")
         else:
             since = _parse(target.get("since")) or now
             deadline = since + timedelta(seconds=want.readiness_timeout)
-            if now >= deadline:
+            run_failed = not want.deadline and observed.ready is False and observed.revision == int(target["revision"])
+            if run_failed or (want.deadline and now >= deadline):
                 message = observed.message or "KServe did not report the revision ready"
                 if want.auto_rollback and stable is not None:
-                    failed = {**_strip(target, "traffic"), "reason": DEADLINE_EXCEEDED, "message": message[:1024],
-                              "generation": want.generation}
-                    events.append(("Warning", ROLLED_BACK, f"{describe(target)} not ready after "
-                                   f"{want.readiness_timeout:.0f}s ({message}); back to {describe(stable)}"))
-                    rolled_back = DEADLINE_EXCEEDED
+                    failed = {
+                        **_strip(target, "traffic"),
+                        "reason": RUN_FAILED if run_failed else DEADLINE_EXCEEDED,
+                        "message": message[:1024],
+                        "generation": want.generation,
+                    }
+                    events.append(
+                        (
+                            "Warning",
+                            ROLLED_BACK,
+                            (
+                                f"{describe(target)} "
+                                + (
+                                    f"run failed ({message})"
+                                    if run_failed
+                                    else f"not ready after {want.readiness_timeout:.0f}s ({message})"
+                                )
+                                + f"; back to {describe(stable)}"
+                            ),
+                        )
+                    )
+                    rolled_back = RUN_FAILED if run_failed else DEADLINE_EXCEEDED
                     progressing = (False, ROLLED_BACK, _stopped(failed, stable))
                     target = None
                 else:
-                    progressing = (False, DEADLINE_EXCEEDED, f"{describe(target)} not ready after "
-                                                             f"{want.readiness_timeout:.0f}s: {message}")
+                    progressing = (
+                        False,
+                        RUN_FAILED if run_failed else DEADLINE_EXCEEDED,
+                        f"{describe(target)} "
+                        + (
+                            f"run failed: {message}"
+                            if run_failed
+                            else f"not ready after {want.readiness_timeout:.0f}s: {message}"
+                        ),
+                    )
             else:
-                requeue_after = max(1.0, (deadline - now).total_seconds())
-                progressing = (True, CANARY_IN_PROGRESS if is_canary else ROLLING_OUT,
-                               f"{describe(target)} waiting for KServe: {observed.message or 'not ready yet'}")
+                if want.deadline:
+                    requeue_after = max(1.0, (deadline - now).total_seconds())
+                waiting_for = "KServe" if want.deadline else "its first run"
+                progressing = (
+                    True,
+                    CANARY_IN_PROGRESS if is_canary else ROLLING_OUT,
+                    f"{describe(target)} waiting for {waiting_for}: {observed.message or 'not ready yet'}",
+                )
 
     if progressing is None:
         if want.blocked_reason and asked is None and stable is not None:
             reason = WAITING_FOR_FEATURES if want.blocked_reason == "FeaturesNotReady" else want.blocked_reason
-            progressing = (True if reason == WAITING_FOR_FEATURES else False, reason,
-                           f"{want.blocked_message}; {describe(stable)} keeps serving")
+            if reason == WAITING_FOR_FEATURES and want.rematerializing:
+                reason = REMATERIALIZING
+            progressing = (
+                reason in (WAITING_FOR_FEATURES, REMATERIALIZING),
+                reason,
+                f"{want.blocked_message}; {describe(stable)} keeps serving",
+            )
         elif stable is not None:
             progressing = (True, ROLLOUT_COMPLETE, f"{describe(stable)} serves 100 %")
         else:
@@ -274,6 +368,18 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
     history = history[: want.history_limit]
     render = target or stable
     pending = want.pending if want.pending is not None and pair(want.pending) != pair(stable) else None
-    return Plan(stable, target, failed, pinned, history, handled, pending, render,
-                canary if target is not None and render is target else None, progressing, events, requeue_after,
-                rolled_back)
+    return Plan(
+        stable,
+        target,
+        failed,
+        pinned,
+        history,
+        handled,
+        pending,
+        render,
+        canary if target is not None and render is target else None,
+        progressing,
+        events,
+        requeue_after,
+        rolled_back,
+    )

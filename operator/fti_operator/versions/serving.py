@@ -7,8 +7,9 @@ current revision keeps serving and the decision says why.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .models import ModelInfo
 
@@ -47,11 +48,13 @@ def decide_pair(
         what = "no Validated version" if requested == "latest" else f"no version {requested}"
         return ServingDecision(False, MODEL_NOT_FOUND, f"model {model_name} has {what}")
     if model.phase != "Validated":
-        return ServingDecision(False, MODEL_NOT_VALIDATED,
-                               f"model {model_name} version {model.version} is {model.phase}, not Validated", model)
+        return ServingDecision(
+            False, MODEL_NOT_VALIDATED, f"model {model_name} version {model.version} is {model.phase}, not Validated", model
+        )
     if not model.feature_groups:
-        return ServingDecision(False, FEATURES_NOT_READY,
-                               f"model {model_name} version {model.version} records no feature groups", model)
+        return ServingDecision(
+            False, FEATURES_NOT_READY, f"model {model_name} version {model.version} records no feature groups", model
+        )
     missing = []
     for name, version in model.feature_groups:
         info = availability.get((name, version))
@@ -60,14 +63,20 @@ def decide_pair(
         elif mode == "online" and not info.online:
             missing.append(f"{name} v{version} not online")
     if missing:
-        return ServingDecision(False, FEATURES_NOT_READY,
-                               f"model {model_name} version {model.version}: " + ", ".join(missing), model)
-    return ServingDecision(True, SERVABLE, f"model {model_name} version {model.version} / feature view "
-                           f"{model.feature_view_name} v{model.feature_view_version}", model)
+        return ServingDecision(
+            False, FEATURES_NOT_READY, f"model {model_name} version {model.version}: " + ", ".join(missing), model
+        )
+    return ServingDecision(
+        True,
+        SERVABLE,
+        f"model {model_name} version {model.version} / feature view {model.feature_view_name} v{model.feature_view_version}",
+        model,
+    )
 
 
-def feature_availability(namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any] | None
-                         ) -> dict[tuple[str, str, int], FeatureGroupAvailability]:
+def feature_availability(
+    namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any] | None
+) -> dict[tuple[str, str, int], FeatureGroupAvailability]:
     """(namespace, group, version) -> availability, from one FeaturePipeline's spec and status.
 
     Materialized: data of that version is committed — a watermark (the offline data reaches

@@ -38,8 +38,8 @@ def q(name: str) -> str:
 @dataclass(frozen=True)
 class GroupTable:
     group: GroupPlan
-    table: str            # DuckDB table name
-    found: str            # alias of the "row was found" flag column in the join result
+    table: str  # DuckDB table name
+    found: str  # alias of the "row was found" flag column in the join result
     per_row: bool
 
 
@@ -60,40 +60,54 @@ class FeatureTables:
 
     def add(self, group: GroupPlan, files: list[str], *, as_of: datetime | None, per_row: bool) -> GroupTable:
         if not files:
-            raise PipelineError("FeaturesNotMaterialized",
-                                f"feature group {group.name} v{group.version} has no committed offline data",
-                                featureGroup=group.name, version=group.version)
+            raise PipelineError(
+                "FeaturesNotMaterialized",
+                f"feature group {group.name} v{group.version} has no committed offline data",
+                featureGroup=group.name,
+                version=group.version,
+            )
         if not group.event_time:
-            raise PipelineError("InvalidModelCard", f"model.json: feature group {group.name} v{group.version} has no "
-                                                    f"eventTime; point-in-time lookup needs it")
+            raise PipelineError(
+                "InvalidModelCard",
+                f"model.json: feature group {group.name} v{group.version} has no eventTime; point-in-time lookup needs it",
+            )
         i = len(self.tables)
         name = f"fg_{i}"
         keys = ", ".join(q(k) for k in group.primary_key)
         cols = ", ".join(q(c) for c in group.columns)
         et = q(group.event_time)
         where = f"WHERE {et} <= $as_of" if as_of is not None else ""
-        source = f"read_parquet($files, union_by_name = true)"
+        source = "read_parquet($files, union_by_name = true)"
         if per_row:
-            sql = (f"CREATE TABLE {name} AS SELECT {keys}, {et} AS {AS_OF}, {cols}, TRUE AS __found "
-                   f"FROM {source} {where}")
+            sql = f"CREATE TABLE {name} AS SELECT {keys}, {et} AS {AS_OF}, {cols}, TRUE AS __found FROM {source} {where}"
         else:
-            sql = (f"CREATE TABLE {name} AS SELECT {keys}, {cols}, TRUE AS __found FROM {source} {where} "
-                   f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {et} DESC) = 1")
+            sql = (
+                f"CREATE TABLE {name} AS SELECT {keys}, {cols}, TRUE AS __found FROM {source} {where} "
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {et} DESC) = 1"
+            )
         params: dict[str, Any] = {"files": files}
         if as_of is not None:
             params["as_of"] = as_of
         try:
             self.con.execute(sql, params)
         except duckdb.Error as exc:
-            raise PipelineError("FeatureReadFailed",
-                                f"reading feature group {group.name} v{group.version} failed: {exc}",
-                                featureGroup=group.name, version=group.version) from exc
+            raise PipelineError(
+                "FeatureReadFailed",
+                f"reading feature group {group.name} v{group.version} failed: {exc}",
+                featureGroup=group.name,
+                version=group.version,
+            ) from exc
         table = GroupTable(group, name, f"__found_{i}", per_row)
         self.tables.append(table)
         return table
 
-    def join(self, chunk: pa.Table, key_map: dict[str, str] | None = None, time_column: str | None = None,
-             run_time: datetime | None = None) -> pa.Table:
+    def join(
+        self,
+        chunk: pa.Table,
+        key_map: dict[str, str] | None = None,
+        time_column: str | None = None,
+        run_time: datetime | None = None,
+    ) -> pa.Table:
         """Looked-up columns for each chunk row, in chunk order; `__found_<i>` is null where no feature row matched."""
         key_map = key_map or {}
         self.con.register("chunk", chunk.append_column(ROW, pa.array(range(chunk.num_rows), pa.int64())))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
@@ -42,7 +42,7 @@ INPUT_FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}
 
 
 def _run_text(run_time: datetime) -> str:
-    return run_time.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return run_time.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def open_input(uri: str, fmt: str) -> ds.Dataset:
@@ -56,8 +56,15 @@ def open_input(uri: str, fmt: str) -> ds.Dataset:
 def stream_input(dataset: ds.Dataset, columns: list[str], chunk_rows: int):
     """Record batches of at most `chunk_rows`, read as they are consumed (no read-ahead of the whole input)."""
     options = ds.ParquetFragmentScanOptions(pre_buffer=False) if dataset.format.default_extname == "parquet" else None
-    scanner = ds.Scanner.from_dataset(dataset, columns=columns, batch_size=chunk_rows, batch_readahead=0,
-                                      fragment_readahead=0, use_threads=False, fragment_scan_options=options)
+    scanner = ds.Scanner.from_dataset(
+        dataset,
+        columns=columns,
+        batch_size=chunk_rows,
+        batch_readahead=0,
+        fragment_readahead=0,
+        use_threads=False,
+        fragment_scan_options=options,
+    )
     return scanner.to_batches()
 
 
@@ -104,25 +111,35 @@ def score_run(ctx: PipelineContext) -> dict[str, Any]:
         raise PipelineError(exc.reason, exc.message) from exc
     missing_keys = [k for k in plan.entity_keys if k not in names]
     if missing_keys:
-        raise PipelineError("InputMissingColumn", f"spec.batch.input {batch.input.uri}: entity key column(s) "
-                                                  f"{missing_keys} missing (columns: {names})", columns=missing_keys)
+        raise PipelineError(
+            "InputMissingColumn",
+            f"spec.batch.input {batch.input.uri}: entity key column(s) {missing_keys} missing (columns: {names})",
+            columns=missing_keys,
+        )
     time_column = _time_column(card, names) if batch.as_of == "runTime" else None
     run_time = ctx.run_time
     run_dir = run_directory(_run_text(run_time))
-    result_base = {"modelVersion": config.model_version, "featureViewVersion": config.feature_view_version,
-                   "runTime": run_time.isoformat().replace("+00:00", "Z"), "asOf": batch.as_of}
+    result_base = {
+        "modelVersion": config.model_version,
+        "featureViewVersion": config.feature_view_version,
+        "runTime": run_time.isoformat().replace("+00:00", "Z"),
+        "asOf": batch.as_of,
+    }
     output = ArtifactStore(batch.output.uri)
     if output.is_committed(run_dir):  # a retried Job for the same run: already published, never rewritten
         info = output.commit_info(run_dir)
-        return {**result_base, "rowsScored": info.get("rowsScored"), "outputUri": output.url(run_dir),
-                "alreadyCommitted": True}
+        return {**result_base, "rowsScored": info.get("rowsScored"), "outputUri": output.url(run_dir), "alreadyCommitted": True}
     feature_store = FeatureStore(store)
     tables = FeatureTables(store.fs if store.protocol != "file" else None)
     started = time.perf_counter()
     try:
         for group in plan.groups:
-            tables.add(group, feature_store.parquet_files(group.name, group.version),
-                       as_of=run_time if batch.as_of == "runTime" else None, per_row=time_column is not None)
+            tables.add(
+                group,
+                feature_store.parquet_files(group.name, group.version),
+                as_of=run_time if batch.as_of == "runTime" else None,
+                per_row=time_column is not None,
+            )
         keep = list(dict.fromkeys([*plan.entity_keys, *([time_column] if time_column else []), *from_input]))
         scorer = Scorer(pipeline)
         metadata: dict[str, Any] = dict(result_base)
@@ -139,20 +156,36 @@ def score_run(ctx: PipelineContext) -> dict[str, Any]:
                 metadata["rowsMissingFeatures"] = missing_total
         except ArtifactExists:
             info = output.commit_info(run_dir)
-            return {**result_base, "rowsScored": info.get("rowsScored"), "outputUri": output.url(run_dir),
-                    "alreadyCommitted": True}
+            return {
+                **result_base,
+                "rowsScored": info.get("rowsScored"),
+                "outputUri": output.url(run_dir),
+                "alreadyCommitted": True,
+            }
     finally:
         tables.close()
     seconds = time.perf_counter() - started
     rows = metadata.get("rowsScored", 0)
-    log.info("scored %d rows in %.1fs (%.0f rows/s) -> %s", rows, seconds, rows / seconds if seconds else 0,
-             output.url(run_dir))
-    return {**result_base, "rowsScored": rows, "rowsMissingFeatures": missing_total, "outputUri": output.url(run_dir),
-            "inputColumns": from_input, "seconds": round(seconds, 3)}
+    log.info("scored %d rows in %.1fs (%.0f rows/s) -> %s", rows, seconds, rows / seconds if seconds else 0, output.url(run_dir))
+    return {
+        **result_base,
+        "rowsScored": rows,
+        "rowsMissingFeatures": missing_total,
+        "outputUri": output.url(run_dir),
+        "inputColumns": from_input,
+        "seconds": round(seconds, 3),
+    }
 
 
-def _score_chunk(chunk: pa.Table, plan: Any, tables: FeatureTables, scorer: Scorer, config: ServingConfig,
-                 run_time: datetime, time_column: str | None) -> tuple[pa.Table, int]:
+def _score_chunk(
+    chunk: pa.Table,
+    plan: Any,
+    tables: FeatureTables,
+    scorer: Scorer,
+    config: ServingConfig,
+    run_time: datetime,
+    time_column: str | None,
+) -> tuple[pa.Table, int]:
     joined = tables.join(chunk, time_column=time_column, run_time=run_time)
     n = chunk.num_rows
     frame_cols: dict[str, Any] = {}
@@ -176,6 +209,7 @@ def _score_chunk(chunk: pa.Table, plan: Any, tables: FeatureTables, scorer: Scor
     out["model_version"] = pa.array(np.full(n, config.model_version, dtype=np.int32))
     out["feature_view"] = pa.array([config.feature_view_name] * n, pa.string()).dictionary_encode()
     out["feature_view_version"] = pa.array(np.full(n, config.feature_view_version, dtype=np.int32))
-    out["run_time"] = pa.array(np.full(n, np.datetime64(run_time.astimezone(timezone.utc).replace(tzinfo=None), "us")),
-                               pa.timestamp("us", tz="UTC"))
+    out["run_time"] = pa.array(
+        np.full(n, np.datetime64(run_time.astimezone(UTC).replace(tzinfo=None), "us")), pa.timestamp("us", tz="UTC")
+    )
     return pa.table(out), int(missing.sum())

@@ -18,7 +18,7 @@ features never look into the future.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -32,8 +32,16 @@ CATEGORIES = ["grocery", "retail", "restaurant", "gas", "online", "travel", "ele
 LEGIT_CATEGORY_P = [0.28, 0.18, 0.16, 0.12, 0.12, 0.04, 0.04, 0.06]
 FRAUD_CATEGORY_P = [0.03, 0.07, 0.02, 0.03, 0.40, 0.22, 0.20, 0.03]
 # Median amount per category (lognormal scale) for ordinary spending.
-CATEGORY_MEDIAN = {"grocery": 45, "retail": 60, "restaurant": 35, "gas": 50, "online": 55,
-                   "travel": 220, "electronics": 180, "health": 70}
+CATEGORY_MEDIAN = {
+    "grocery": 45,
+    "retail": 60,
+    "restaurant": 35,
+    "gas": 50,
+    "online": 55,
+    "travel": 220,
+    "electronics": 180,
+    "health": 70,
+}
 DEFAULT_START = "2026-09-01T00:00:00Z"
 FIRST_CC_NUM = 4_000_000_000_000_000
 N_MERCHANTS = 800
@@ -41,7 +49,7 @@ N_MERCHANTS = 800
 
 def _start(start: str | datetime) -> pd.Timestamp:
     ts = pd.Timestamp(start)
-    return ts.tz_localize(timezone.utc) if ts.tzinfo is None else ts.tz_convert(timezone.utc)
+    return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
 
 
 def _card_arrays(n_cards: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,16 +72,19 @@ def card_profiles(n_cards: int = 2000, seed: int = 7, start: str = DEFAULT_START
     rng = np.random.default_rng([seed, 2])
     # Profiles were created 1 to 1000 days before the window starts.
     created = _start(start) - pd.to_timedelta(rng.uniform(1, 1000, size=n_cards), unit="D")
-    return pd.DataFrame({
-        "cc_num": cc_num,
-        "event_time": pd.DatetimeIndex(created).floor("s"),
-        "age_group": pd.array(age, dtype="string"),
-        "credit_limit": credit_limit,
-    })
+    return pd.DataFrame(
+        {
+            "cc_num": cc_num,
+            "event_time": pd.DatetimeIndex(created).floor("s"),
+            "age_group": pd.array(age, dtype="string"),
+            "credit_limit": credit_limit,
+        }
+    )
 
 
-def transactions(n_cards: int = 2000, days: int = 30, seed: int = 7, start: str = DEFAULT_START,
-                 tx_per_day: float = 2.0, noise: float = 0.08) -> pd.DataFrame:
+def transactions(
+    n_cards: int = 2000, days: int = 30, seed: int = 7, start: str = DEFAULT_START, tx_per_day: float = 2.0, noise: float = 0.08
+) -> pd.DataFrame:
     """Card transactions over `days` from `start`, sorted by event time, with is_fraud labels.
 
     Columns: tx_id, cc_num, event_time (UTC, unique per card), amount, category, merchant, is_fraud (0/1).
@@ -109,10 +120,16 @@ def transactions(n_cards: int = 2000, days: int = 30, seed: int = 7, start: str 
     n_fraud = f_card.size
     burst_start = np.repeat(rng.uniform(0, window - 6 * 3600, size=compromised.size), burst)
     ordinary = rng.random(n_fraud) < noise  # fraud that looks like normal spending
-    f_cat = np.where(ordinary, rng.choice(len(CATEGORIES), size=n_fraud, p=LEGIT_CATEGORY_P),
-                     rng.choice(len(CATEGORIES), size=n_fraud, p=FRAUD_CATEGORY_P))
-    f_amount = np.where(ordinary, medians[f_cat] * rng.lognormal(0.0, 0.6, size=n_fraud),
-                        rng.uniform(150, 1500, size=n_fraud) * rng.lognormal(0.0, 0.3, size=n_fraud))
+    f_cat = np.where(
+        ordinary,
+        rng.choice(len(CATEGORIES), size=n_fraud, p=LEGIT_CATEGORY_P),
+        rng.choice(len(CATEGORIES), size=n_fraud, p=FRAUD_CATEGORY_P),
+    )
+    f_amount = np.where(
+        ordinary,
+        medians[f_cat] * rng.lognormal(0.0, 0.6, size=n_fraud),
+        rng.uniform(150, 1500, size=n_fraud) * rng.lognormal(0.0, 0.3, size=n_fraud),
+    )
     fraud = {
         "card": f_card,
         "t": burst_start + rng.uniform(0, 4 * 3600, size=n_fraud),
@@ -130,14 +147,16 @@ def transactions(n_cards: int = 2000, days: int = 30, seed: int = 7, start: str 
     seconds[order] = sec_sorted + dup_rank  # collisions move on by one second each
     merchant = rng.integers(0, N_MERCHANTS, size=seconds.size)
 
-    df = pd.DataFrame({
-        "cc_num": cc_num[parts["card"]],
-        "event_time": _start(start) + pd.to_timedelta(seconds, unit="s"),
-        "amount": np.round(parts["amount"], 2),
-        "category": pd.array(np.array(CATEGORIES)[parts["cat"]], dtype="string"),
-        "merchant": pd.array(np.char.add("m_", merchant.astype(str)), dtype="string"),
-        "is_fraud": parts["fraud"],
-    })
+    df = pd.DataFrame(
+        {
+            "cc_num": cc_num[parts["card"]],
+            "event_time": _start(start) + pd.to_timedelta(seconds, unit="s"),
+            "amount": np.round(parts["amount"], 2),
+            "category": pd.array(np.array(CATEGORIES)[parts["cat"]], dtype="string"),
+            "merchant": pd.array(np.char.add("m_", merchant.astype(str)), dtype="string"),
+            "is_fraud": parts["fraud"],
+        }
+    )
     df = df.sort_values(["event_time", "cc_num"], kind="stable", ignore_index=True)
     df.insert(0, "tx_id", np.arange(len(df), dtype=np.int64))
     return df
@@ -189,4 +208,4 @@ def _check_positive(**values: float) -> None:
             raise ValueError(f"{name} must be positive, got {value!r}")
 
 
-__all__ = ["aggregate_transactions", "card_profiles", "transactions", "AGE_GROUPS", "CATEGORIES"]
+__all__ = ["AGE_GROUPS", "CATEGORIES", "aggregate_transactions", "card_profiles", "transactions"]

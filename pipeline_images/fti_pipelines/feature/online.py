@@ -37,8 +37,7 @@ log = logging.getLogger("fti_pipelines.feature")
 class OnlineWrite:
     """One run's online materialisation: `start()` before the offline commit, then `finish()` or `discard()`."""
 
-    def __init__(self, features: FeatureStore, online: OnlineStore, batch: Batch, publishes: bool,
-                 timings: dict[str, float]):
+    def __init__(self, features: FeatureStore, online: OnlineStore, batch: Batch, publishes: bool, timings: dict[str, float]):
         """`publishes`: the run commits a new offline snapshot (else it re-uses the parent's)."""
         self.features, self.online, self.batch, self.timings = features, online, batch, timings
         schema = batch.schema
@@ -46,8 +45,9 @@ class OnlineWrite:
         info = online.version_info(batch.group, batch.version)
         self.online_snapshot = info.get("snapshot") if info is not None else None
         parent = batch.parent["snapshot"] if batch.parent else None
-        self.in_step = publishes and (batch.mode == "full" or (info is not None and self.online_snapshot == parent)
-                                      or (info is None and parent is None))
+        self.in_step = publishes and (
+            batch.mode == "full" or (info is not None and self.online_snapshot == parent) or (info is None and parent is None)
+        )
         self._pool: ThreadPoolExecutor | None = None
         self._staging: Future[StagedWrite] | None = None
         self._staged: StagedWrite | None = None
@@ -64,8 +64,16 @@ class OnlineWrite:
         b = self.batch
         try:
             # a prepared batch is unique on key + event time
-            staged = self.online.stage(b.group, b.version, self.key, self.event_time, b.table,
-                                       snapshot=int(b.snapshot_id), unique_events=True, replace=b.mode == "full")
+            staged = self.online.stage(
+                b.group,
+                b.version,
+                self.key,
+                self.event_time,
+                b.table,
+                snapshot=int(b.snapshot_id),
+                unique_events=True,
+                replace=b.mode == "full",
+            )
             try:
                 staged.load()  # invisible until finish(); rolled back by discard()
             except BaseException:
@@ -86,12 +94,18 @@ class OnlineWrite:
                 return staged.commit()
         if self.online_snapshot == snapshot:
             return 0  # already materialised (a rerun with nothing new)
-        log.info("online store of %s v%d is at snapshot %s, offline at %s: re-materialising the version",
-                 b.group, b.version, self.online_snapshot, snapshot)
+        log.info(
+            "online store of %s v%d is at snapshot %s, offline at %s: re-materialising the version",
+            b.group,
+            b.version,
+            self.online_snapshot,
+            snapshot,
+        )
         rows = self.features.table(b.group, b.version, snap=manifest)
         # the committed data is unique on key + event time, and it is the version's whole data
-        return self.online.write(b.group, b.version, self.key, self.event_time, rows, snapshot=snapshot,
-                                 unique_events=True, replace=True)
+        return self.online.write(
+            b.group, b.version, self.key, self.event_time, rows, snapshot=snapshot, unique_events=True, replace=True
+        )
 
     def discard(self) -> None:
         """Drop whatever was prepared (validation failed, or the offline commit did not happen)."""

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -59,8 +60,9 @@ def parse_spec(raw: dict[str, Any]) -> FeaturePipelineSpec:
 def parse_event_time(table: pa.Table, column: str) -> pa.Table:
     """Make the event-time column a timestamp; ISO-8601 strings are parsed, anything else is refused."""
     if column not in table.column_names:
-        raise PipelineError("MissingColumn", f"eventTime column {column!r} is not in the data; columns are "
-                            f"{table.column_names}", column=column)
+        raise PipelineError(
+            "MissingColumn", f"eventTime column {column!r} is not in the data; columns are {table.column_names}", column=column
+        )
     dtype = table.schema.field(column).type
     if pa.types.is_timestamp(dtype):
         return table
@@ -73,11 +75,18 @@ def parse_event_time(table: pa.Table, column: str) -> pa.Table:
         bad = parsed.isna() & raw.notna()
         if bad.any():
             row = int(bad.idxmax())
-            raise PipelineError("InvalidColumnType", f"eventTime column {column!r}: value {raw.iloc[row]!r} in row "
-                                f"{row} is not an ISO-8601 time", column=column, row=row)
+            raise PipelineError(
+                "InvalidColumnType",
+                f"eventTime column {column!r}: value {raw.iloc[row]!r} in row {row} is not an ISO-8601 time",
+                column=column,
+                row=row,
+            )
         return table.set_column(index, column, pa.array(parsed, pa.timestamp("us", tz="UTC")))
-    raise PipelineError("InvalidColumnType", f"eventTime column {column!r} has type {dtype}; expected a timestamp "
-                        "or ISO-8601 strings", column=column)
+    raise PipelineError(
+        "InvalidColumnType",
+        f"eventTime column {column!r} has type {dtype}; expected a timestamp or ISO-8601 strings",
+        column=column,
+    )
 
 
 @contextmanager
@@ -113,27 +122,27 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
         raw = read_source(spec.source)
     result["rowsRead"] = raw.num_rows
     with _timed(timings, "transform"):
-        table = apply_transform(raw, spec.transform, transform) if transform else raw
+        table = apply_transform(raw, spec.transform, transform) if spec.transform else raw
         table = parse_event_time(table, fg.event_time)
     expectations = spec.validation.expectations if spec.validation else []
     check_columns(table.column_names, expectations)  # before anything is staged
     with _timed(timings, "prepare"):
-        batch = features.prepare(fg.name, fg.version, table, primary_key=list(fg.primary_key),
-                                 event_time=fg.event_time, mode=spec.ingestion)
+        batch = features.prepare(
+            fg.name, fg.version, table, primary_key=list(fg.primary_key), event_time=fg.event_time, mode=spec.ingestion
+        )
     result.update(rowsSkipped=batch.rows_skipped, rowsDuplicate=batch.rows_duplicate, addedColumns=batch.added_columns)
 
     reports = []
 
     def validated() -> bool:
         with _timed(timings, "validate"):
-            reports.append(validate(to_pandas(batch.table), expectations,
-                                    implicit_not_null=[*fg.primary_key, fg.event_time]))
+            reports.append(validate(to_pandas(batch.table), expectations, implicit_not_null=[*fg.primary_key, fg.event_time]))
         return reports[0].passed
 
     publishes = bool(batch.table.num_rows or batch.added_columns or batch.parent is None or spec.ingestion == "full")
     with ExitStack() as stack:
         online_write = None
-        if fg.online:
+        if fg.online and ctx.online_store:  # (checked above: online needs FTI_ONLINE_STORE)
             online = stack.enter_context(open_online_store(ctx.online_store))
             online_write = OnlineWrite(features, online, batch, publishes, timings)
             online_write.start()  # prepared while validation runs; published only after the offline commit
@@ -147,26 +156,42 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
             validated()
             manifest, written = batch.parent, 0  # nothing new since the watermark: no empty snapshot
         if reports[0].passed and online_write is not None:
+            assert manifest is not None  # passed: committed just now, or nothing new over the parent
             with _timed(timings, "writeOnline"):
                 online_rows = online_write.finish(manifest)
     report = reports[0]
-    result["validation"] = {"passed": report.passed, "checks": len(report.results),
-                            "warnings": [f"{w.spec.check} on {w.spec.column!r}: {w.failed} rows" for w in report.warnings]}
+    result["validation"] = {
+        "passed": report.passed,
+        "checks": len(report.results),
+        "warnings": [f"{w.spec.check} on {w.spec.column!r}: {w.failed} rows" for w in report.warnings],
+    }
     if not report.passed:
         with _timed(timings, "quarantine"):
             uri = quarantine_batch(store, fg.name, fg.version, ctx.run_id, batch.table, report.to_json())
         on_failure = spec.validation.on_failure if spec.validation else "quarantine"
         log.warning("validation failed, %d rows quarantined at %s: %s", batch.table.num_rows, uri, report.summary())
-        result.update(rowsWritten=0, rowsRejected=batch.table.num_rows, quarantineUri=uri,
-                      watermark=_watermark(batch.parent), snapshot=batch.parent["snapshot"] if batch.parent else None,
-                      message=f"validation failed: {report.summary()}"[:1000],
-                      details={"failures": [f.to_json() | {"examples": f.examples[:2]} for f in report.failures]})
+        result.update(
+            rowsWritten=0,
+            rowsRejected=batch.table.num_rows,
+            quarantineUri=uri,
+            watermark=_watermark(batch.parent),
+            snapshot=batch.parent["snapshot"] if batch.parent else None,
+            message=f"validation failed: {report.summary()}"[:1000],
+            details={"failures": [f.to_json() | {"examples": f.examples[:2]} for f in report.failures]},
+        )
         if on_failure == "fail":
             raise PipelineError("ValidationFailed", result["message"], **{k: v for k, v in result.items() if k != "message"})
         return result
 
-    result.update(rowsWritten=written, rowsRejected=0, watermark=manifest["watermark"], snapshot=manifest["snapshot"],
-                  rows=manifest["rows"], quarantineUri=None)
+    assert manifest is not None  # as above: validation passed
+    result.update(
+        rowsWritten=written,
+        rowsRejected=0,
+        watermark=manifest["watermark"],
+        snapshot=manifest["snapshot"],
+        rows=manifest["rows"],
+        quarantineUri=None,
+    )
     if fg.online:
         result["onlineRowsWritten"] = online_rows
     return result

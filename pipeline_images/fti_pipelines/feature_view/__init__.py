@@ -8,5 +8,16 @@ training dataset versions under `training_datasets/<view>/<version>/<dataset ver
 from .datasets import TrainingDataset, TrainingDatasets, content_hash
 from .join import GroupSource, JoinPlan, build_sql, connect, plan_join, point_in_time_join, resolve_sources, source_from_files
 
-__all__ = ["GroupSource", "JoinPlan", "TrainingDataset", "TrainingDatasets", "build_sql", "connect", "content_hash",
-           "plan_join", "point_in_time_join", "resolve_sources", "source_from_files"]
+__all__ = [
+    "GroupSource",
+    "JoinPlan",
+    "TrainingDataset",
+    "TrainingDatasets",
+    "build_sql",
+    "connect",
+    "content_hash",
+    "plan_join",
+    "point_in_time_join",
+    "resolve_sources",
+    "source_from_files",
+]

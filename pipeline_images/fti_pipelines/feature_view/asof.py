@@ -30,13 +30,17 @@ _INT64_LIMIT = 2**63
 
 
 def _as_numpy(arr: pa.ChunkedArray, fill: int) -> np.ndarray:
-    return pc.fill_null(arr, fill).to_numpy().astype(np.int64, copy=False) if arr.null_count else \
-        arr.to_numpy().astype(np.int64, copy=False)
+    return (
+        pc.fill_null(arr, fill).to_numpy().astype(np.int64, copy=False)
+        if arr.null_count
+        else arr.to_numpy().astype(np.int64, copy=False)
+    )
 
 
 def _min_max(*arrays: pa.ChunkedArray) -> tuple[int, int] | None:
     """Smallest and largest valid value over all arrays (None if all are null or empty)."""
-    lo = hi = None
+    lo: int | None = None
+    hi: int | None = None
     for arr in arrays:
         if len(arr) == arr.null_count:
             continue
@@ -44,7 +48,7 @@ def _min_max(*arrays: pa.ChunkedArray) -> tuple[int, int] | None:
         a, b = mm["min"].as_py(), mm["max"].as_py()
         lo = a if lo is None else min(lo, a)
         hi = b if hi is None else max(hi, b)
-    return None if lo is None else (lo, hi)
+    return None if lo is None or hi is None else (lo, hi)
 
 
 def _column_codes(left: pa.ChunkedArray, right: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int] | None:
@@ -52,7 +56,7 @@ def _column_codes(left: pa.ChunkedArray, right: pa.ChunkedArray) -> tuple[np.nda
     if pa.types.is_integer(left.type) and pa.types.is_integer(right.type):
         bounds = _min_max(left, right) or (0, 0)
         lo, hi = bounds
-        if -_INT64_LIMIT <= lo and hi < _INT64_LIMIT:
+        if lo >= -_INT64_LIMIT and hi < _INT64_LIMIT:
             # Integers are their own codes once shifted to start at 0: no hashing needed.
             return (_as_numpy(left, lo) - lo, _as_numpy(right, lo) - lo, hi - lo + 1)
     if left.type != right.type:
@@ -63,19 +67,22 @@ def _column_codes(left: pa.ChunkedArray, right: pa.ChunkedArray) -> tuple[np.nda
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
         return None
     codes = pc.fill_null(encoded.indices, 0).to_numpy().astype(np.int64, copy=False)
-    return codes[:len(left)], codes[len(left):], max(len(encoded.dictionary), 1)
+    return codes[: len(left)], codes[len(left) :], max(len(encoded.dictionary), 1)
 
 
-def packed_keys(label_keys: list[pa.ChunkedArray], label_time: pa.ChunkedArray,
-                feature_keys: list[pa.ChunkedArray], feature_time: pa.ChunkedArray,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def packed_keys(
+    label_keys: list[pa.ChunkedArray],
+    label_time: pa.ChunkedArray,
+    feature_keys: list[pa.ChunkedArray],
+    feature_time: pa.ChunkedArray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(label keys, label entity starts, label validity, feature keys) as int64, or None.
 
     Times are int64 microseconds. A label with a null key or time is not valid (it can
     match nothing); feature rows must have no nulls in key or time (filter them first).
     """
     cols = []
-    for left, right in zip(label_keys, feature_keys):
+    for left, right in zip(label_keys, feature_keys, strict=True):
         coded = _column_codes(left, right)
         if coded is None:
             return None
@@ -106,8 +113,9 @@ def packed_keys(label_keys: list[pa.ChunkedArray], label_time: pa.ChunkedArray,
     return lk, l_start, valid, fk
 
 
-def asof_positions(label_keys: np.ndarray, label_starts: np.ndarray, label_valid: np.ndarray,
-                   feature_keys: np.ndarray) -> pa.Array:
+def asof_positions(
+    label_keys: np.ndarray, label_starts: np.ndarray, label_valid: np.ndarray, feature_keys: np.ndarray
+) -> pa.Array:
     """For each label, the index of its feature row (null where none is at or before it)."""
     order = np.argsort(feature_keys)
     ordered = feature_keys[order]
@@ -137,8 +145,7 @@ def asof_indices(labels: pa.Table, features: pa.Table, keys: list[str], time_col
     Both tables carry the key columns under the same names and the event time as int64
     microseconds in `time_column`; `features` holds no nulls in them.
     """
-    packed = packed_keys([labels[k] for k in keys], labels[time_column],
-                         [features[k] for k in keys], features[time_column])
+    packed = packed_keys([labels[k] for k in keys], labels[time_column], [features[k] for k in keys], features[time_column])
     if packed is None:
         return None
     return asof_positions(*packed)

@@ -19,7 +19,7 @@ import io
 import json
 import posixpath
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from fti_operator.api import FeatureViewSpec
 
-from .join import JoinPlan, plan_join, point_in_time_join, resolve_sources
 from ..store.artifacts import ArtifactExists, ArtifactStore
+from .join import JoinPlan, plan_join, point_in_time_join, resolve_sources
 
 ROOT = "training_datasets"
 DATA_FILE = "data.parquet"
@@ -87,8 +87,15 @@ class TrainingDatasets:
         data = self.store.read_bytes(ROOT, view, view_version, version, DATA_FILE)
         return pq.read_table(io.BytesIO(data)).to_pandas()
 
-    def create(self, spec: FeatureViewSpec, feature_store: Any, *, start: datetime | None = None,
-               end: datetime | None = None, extra_columns: list[tuple[str, str]] | None = None) -> TrainingDataset:
+    def create(
+        self,
+        spec: FeatureViewSpec,
+        feature_store: Any,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        extra_columns: list[tuple[str, str]] | None = None,
+    ) -> TrainingDataset:
         """Join, hash, and commit a new version (or reuse the version with the same hash)."""
         sources = resolve_sources(spec, feature_store)
         plan = plan_join(spec, sources, extra_columns or [])
@@ -111,9 +118,10 @@ class TrainingDatasets:
             "entityKeys": list(plan.spine.primary_key),
             "eventTime": plan.spine.event_time,
             "window": {"start": _iso(start), "end": _iso(end)},
-            "sources": [{"name": g.name, "version": g.version, "files": list(g.files)}
-                        for g in [plan.spine, *(g for g, _ in plan.joins)]],
-            "createdAt": _iso(datetime.now(timezone.utc)),
+            "sources": [
+                {"name": g.name, "version": g.version, "files": list(g.files)} for g in [plan.spine, *(g for g, _ in plan.joins)]
+            ],
+            "createdAt": _iso(datetime.now(UTC)),
         }
         # Another writer may take the next version number first: then try the one after.
         for _ in range(20):
@@ -130,19 +138,35 @@ class TrainingDatasets:
             return self._dataset(spec, version, digest, table.num_rows, plan, frame)
         raise RuntimeError(f"could not allocate a training dataset version for {spec.name} v{spec.version}")
 
-    def _dataset(self, spec: FeatureViewSpec, version: int, digest: str, rows: int, plan: JoinPlan,
-                 frame: pd.DataFrame, reused: bool = False) -> TrainingDataset:
-        return TrainingDataset(view=spec.name, view_version=spec.version, version=version, hash=digest,
-                               uri=self.store.url(ROOT, spec.name, spec.version, version), rows=rows,
-                               plan=plan, frame=frame, reused=reused)
+    def _dataset(
+        self,
+        spec: FeatureViewSpec,
+        version: int,
+        digest: str,
+        rows: int,
+        plan: JoinPlan,
+        frame: pd.DataFrame,
+        reused: bool = False,
+    ) -> TrainingDataset:
+        return TrainingDataset(
+            view=spec.name,
+            view_version=spec.version,
+            version=version,
+            hash=digest,
+            uri=self.store.url(ROOT, spec.name, spec.version, version),
+            rows=rows,
+            plan=plan,
+            frame=frame,
+            reused=reused,
+        )
 
 
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 __all__ = ["TrainingDataset", "TrainingDatasets", "content_hash"]

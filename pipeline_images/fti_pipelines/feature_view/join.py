@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -67,16 +68,16 @@ class JoinPlan:
 
     spine: GroupSource
     label: str
-    spine_columns: tuple[str, ...]            # feature/extra columns read from the spine row
+    spine_columns: tuple[str, ...]  # feature/extra columns read from the spine row
     joins: tuple[tuple[GroupSource, tuple[str, ...]], ...]  # (group, columns) joined ASOF
-    feature_columns: tuple[str, ...]          # model input order (the feature view's order)
-    extra_columns: tuple[str, ...]            # carried along, not model inputs (e.g. the sensitive column)
+    feature_columns: tuple[str, ...]  # model input order (the feature view's order)
+    extra_columns: tuple[str, ...]  # carried along, not model inputs (e.g. the sensitive column)
 
     @property
     def output_columns(self) -> list[str]:
-        keys = list(self.spine.primary_key) + [self.spine.event_time]
+        keys = [*self.spine.primary_key, self.spine.event_time]
         rest = [c for c in (*self.feature_columns, *self.extra_columns) if c not in keys]
-        return keys + rest + [self.label]
+        return [*keys, *rest, self.label]
 
     @property
     def entity_keys(self) -> list[str]:
@@ -114,23 +115,30 @@ def resolve_sources(spec: FeatureViewSpec, feature_store: Any) -> dict[str, Grou
             raise PipelineError(
                 "FeatureGroupNotFound",
                 f"{path}: feature group {ref.name} version {ref.version} is not in the feature store (versions: {have})",
-                featureGroup=ref.name, version=ref.version)
+                featureGroup=ref.name,
+                version=ref.version,
+            )
         schema = feature_store.schema(ref.name, ref.version)
         files = tuple(feature_store.parquet_files(ref.name, ref.version))
         if not files:
-            raise PipelineError("FeatureGroupEmpty",
-                                f"{path}: feature group {ref.name} version {ref.version} has no data yet",
-                                featureGroup=ref.name, version=ref.version)
+            raise PipelineError(
+                "FeatureGroupEmpty",
+                f"{path}: feature group {ref.name} version {ref.version} has no data yet",
+                featureGroup=ref.name,
+                version=ref.version,
+            )
         out[ref.key] = GroupSource(
-            name=ref.name, version=ref.version, files=files,
+            name=ref.name,
+            version=ref.version,
+            files=files,
             primary_key=tuple(schema.get("primaryKey") or schema.get("primary_key") or ()),
             event_time=str(schema.get("eventTime") or schema.get("event_time")),
-            columns=_schema_columns(schema))
+            columns=_schema_columns(schema),
+        )
     return out
 
 
-def plan_join(spec: FeatureViewSpec, sources: dict[str, GroupSource],
-              extra_columns: Iterable[tuple[str, str]] = ()) -> JoinPlan:
+def plan_join(spec: FeatureViewSpec, sources: dict[str, GroupSource], extra_columns: Iterable[tuple[str, str]] = ()) -> JoinPlan:
     """Check the view against the recorded schemas and decide where each column comes from.
 
     `extra_columns` are (field path, column) pairs to carry along (e.g. the bias gate's
@@ -139,8 +147,9 @@ def plan_join(spec: FeatureViewSpec, sources: dict[str, GroupSource],
     spine = sources[spec.label.feature_group.key]
     _need(spine, spec.label.column, "featureView.label.column")
     if spec.label.column in spec.feature_columns:
-        raise PipelineError("InvalidFeatureView",
-                            f"featureView.label.column: {spec.label.column!r} is also selected as a feature (label leakage)")
+        raise PipelineError(
+            "InvalidFeatureView", f"featureView.label.column: {spec.label.column!r} is also selected as a feature (label leakage)"
+        )
     spine_cols: list[str] = []
     per_group: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
@@ -149,9 +158,11 @@ def plan_join(spec: FeatureViewSpec, sources: dict[str, GroupSource],
         for col in sel.columns:
             _need(group, col, f"featureView.features[{i}].columns")
             if col in seen and seen[col] != group.key:
-                raise PipelineError("InvalidFeatureView",
-                                    f"featureView.features[{i}].columns: {col!r} is selected from both {seen[col]} and {group.key}; "
-                                    "column names must be unique in a feature view")
+                raise PipelineError(
+                    "InvalidFeatureView",
+                    f"featureView.features[{i}].columns: {col!r} is selected from both {seen[col]} and {group.key}; "
+                    "column names must be unique in a feature view",
+                )
             seen[col] = group.key
         if group.key == spine.key:
             spine_cols += [c for c in sel.columns if c not in spine_cols]
@@ -161,7 +172,8 @@ def plan_join(spec: FeatureViewSpec, sources: dict[str, GroupSource],
                 raise PipelineError(
                     "InvalidFeatureView",
                     f"featureView.features[{i}].featureGroup: {group.key} is keyed by {list(group.primary_key)}, "
-                    f"but the label feature group {spine.key} has no column {', '.join(map(repr, missing))} to join on")
+                    f"but the label feature group {spine.key} has no column {', '.join(map(repr, missing))} to join on",
+                )
             per_group.setdefault(group.key, [])
             per_group[group.key] += [c for c in sel.columns if c not in per_group[group.key]]
 
@@ -171,9 +183,12 @@ def plan_join(spec: FeatureViewSpec, sources: dict[str, GroupSource],
             continue
         holder = next((g for g in [spine] + [sources[s.feature_group.key] for s in spec.features] if col in g.columns), None)
         if holder is None:
-            raise PipelineError("UnknownColumn",
-                                f"{path}: {col!r} is not a column of any feature group in the view "
-                                f"({', '.join(g.key for g in sources.values())})", column=col)
+            raise PipelineError(
+                "UnknownColumn",
+                f"{path}: {col!r} is not a column of any feature group in the view "
+                f"({', '.join(g.key for g in sources.values())})",
+                column=col,
+            )
         extras.append(col)
         if holder.key == spine.key:
             spine_cols.append(col)
@@ -184,16 +199,26 @@ def plan_join(spec: FeatureViewSpec, sources: dict[str, GroupSource],
         if _INTERNAL.match(col):
             raise PipelineError("InvalidFeatureView", f"column {col!r}: names starting with __fti_ are reserved")
     joins = tuple((sources[k], tuple(cols)) for k, cols in per_group.items())
-    return JoinPlan(spine=spine, label=spec.label.column, spine_columns=tuple(spine_cols), joins=joins,
-                    feature_columns=tuple(spec.feature_columns), extra_columns=tuple(extras))
+    return JoinPlan(
+        spine=spine,
+        label=spec.label.column,
+        spine_columns=tuple(spine_cols),
+        joins=joins,
+        feature_columns=tuple(spec.feature_columns),
+        extra_columns=tuple(extras),
+    )
 
 
 def _need(group: GroupSource, column: str, path: str) -> None:
     if group.columns and column not in group.columns:
-        raise PipelineError("UnknownColumn",
-                            f"{path}: {column!r} is not a column of feature group {group.name} version {group.version} "
-                            f"(columns: {', '.join(sorted(group.columns))})",
-                            column=column, featureGroup=group.name, version=group.version)
+        raise PipelineError(
+            "UnknownColumn",
+            f"{path}: {column!r} is not a column of feature group {group.name} version {group.version} "
+            f"(columns: {', '.join(sorted(group.columns))})",
+            column=column,
+            featureGroup=group.name,
+            version=group.version,
+        )
 
 
 def _q(name: str) -> str:
@@ -238,9 +263,11 @@ def _spine_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast
         where.append(f"{_ts(sp.event_time, cast)} >= ?")
     if windowed_end:
         where.append(f"{_ts(sp.event_time, cast)} < ?")
-    return (f"SELECT {', '.join(select)} FROM read_parquet({_files_sql(sp.files)})"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + (f" ORDER BY {', '.join(_spine_order(plan))}" if packed else ""))
+    return (
+        f"SELECT {', '.join(select)} FROM read_parquet({_files_sql(sp.files)})"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + (f" ORDER BY {', '.join(_spine_order(plan))}" if packed else "")
+    )
 
 
 def _group_sql(group: GroupSource, cols: tuple[str, ...], *, cast: bool, newest: str, packed: bool = False) -> str:
@@ -273,16 +300,21 @@ def build_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast:
         for c in cols:
             picked[c] = f"{alias}.{_q(c)}"
     select = [f"{picked[col]} AS {_q(col)}" if col in picked else f"s.{_q(col)}" for col in plan.output_columns]
-    return (f"WITH {', '.join(ctes)}\nSELECT {', '.join(select)}\nFROM spine s\n" + "\n".join(joins)
-            + f"\nORDER BY {', '.join(_spine_order(plan, 's.'))}")
+    return (
+        f"WITH {', '.join(ctes)}\nSELECT {', '.join(select)}\nFROM spine s\n"
+        + "\n".join(joins)
+        + f"\nORDER BY {', '.join(_spine_order(plan, 's.'))}"
+    )
 
 
-def _join_packed(con: duckdb.DuckDBPyConnection, plan: JoinPlan, params: list, *, windowed_start: bool,
-                 windowed_end: bool, cast: bool) -> pa.Table | None:
+def _join_packed(
+    con: duckdb.DuckDBPyConnection, plan: JoinPlan, params: list, *, windowed_start: bool, windowed_end: bool, cast: bool
+) -> pa.Table | None:
     """DuckDB reads and filters, numpy finds each label's feature row (`asof`), Arrow takes
     the values. None when a group's keys cannot be packed into int64."""
-    spine = con.sql(_spine_sql(plan, windowed_start=windowed_start, windowed_end=windowed_end, cast=cast, packed=True),
-                    params=params or None).to_arrow_table()
+    spine = con.sql(
+        _spine_sql(plan, windowed_start=windowed_start, windowed_end=windowed_end, cast=cast, packed=True), params=params or None
+    ).to_arrow_table()
     newest = pc.max(spine[plan.spine.event_time]).as_py() if spine.num_rows else None
 
     def lookup(join: tuple[GroupSource, tuple[str, ...]]) -> dict[str, pa.ChunkedArray] | None:
@@ -290,8 +322,7 @@ def _join_packed(con: duckdb.DuckDBPyConnection, plan: JoinPlan, params: list, *
         cursor = con.cursor()  # one connection per thread; the time zone is per connection
         try:
             cursor.execute("SET TimeZone = 'UTC'")
-            rows = cursor.sql(_group_sql(group, cols, cast=cast, newest="?", packed=True),
-                              params=[newest]).to_arrow_table()
+            rows = cursor.sql(_group_sql(group, cols, cast=cast, newest="?", packed=True), params=[newest]).to_arrow_table()
         finally:
             cursor.close()
         index = asof_indices(spine, rows, list(group.primary_key), "__fti_t")
@@ -302,9 +333,10 @@ def _join_packed(con: duckdb.DuckDBPyConnection, plan: JoinPlan, params: list, *
     workers = max(1, min(len(plan.joins), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lookup, plan.joins))
-    if any(part is None for part in parts):
+    found = [part for part in parts if part is not None]
+    if len(found) < len(parts):
         return None
-    taken = {c: arr for part in parts for c, arr in part.items()}
+    taken = {c: arr for part in found for c, arr in part.items()}
     return pa.table({c: taken[c] if c in taken else spine[c] for c in plan.output_columns})
 
 
@@ -333,9 +365,15 @@ def event_time_types(con: duckdb.DuckDBPyConnection, plan: JoinPlan) -> dict[str
     return out
 
 
-def point_in_time_join(plan: JoinPlan, *, start: datetime | None = None, end: datetime | None = None,
-                       filesystem: Any = None, con: duckdb.DuckDBPyConnection | None = None,
-                       engine: str = "auto") -> pa.Table:
+def point_in_time_join(
+    plan: JoinPlan,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    filesystem: Any = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    engine: str = "auto",
+) -> pa.Table:
     """Run the join: exactly one output row per label row in [start, end), ordered by the
     label's event time, keys and own columns.
 
@@ -357,8 +395,7 @@ def point_in_time_join(plan: JoinPlan, *, start: datetime | None = None, end: da
             if table is not None:
                 return table
             if engine == "packed":
-                raise PipelineError("TrainingDataJoinFailed",
-                                    "point-in-time join: the entity keys cannot be packed into int64")
+                raise PipelineError("TrainingDataJoinFailed", "point-in-time join: the entity keys cannot be packed into int64")
         return con.sql(build_sql(plan, cast=cast, **window), params=params or None).to_arrow_table()
     except duckdb.Error as exc:
         raise PipelineError("TrainingDataJoinFailed", f"point-in-time join of feature view failed: {exc}") from exc
@@ -367,12 +404,32 @@ def point_in_time_join(plan: JoinPlan, *, start: datetime | None = None, end: da
             con.close()
 
 
-def source_from_files(name: str, version: int, files: Iterable[str], primary_key: Iterable[str],
-                      event_time: str, columns: dict[str, str] | None = None) -> GroupSource:
+def source_from_files(
+    name: str,
+    version: int,
+    files: Iterable[str],
+    primary_key: Iterable[str],
+    event_time: str,
+    columns: dict[str, str] | None = None,
+) -> GroupSource:
     """A GroupSource for Parquet files outside a FeatureStore (benchmarks, tests)."""
-    return GroupSource(name=name, version=version, files=tuple(files), primary_key=tuple(primary_key),
-                       event_time=event_time, columns=dict(columns or {}))
+    return GroupSource(
+        name=name,
+        version=version,
+        files=tuple(files),
+        primary_key=tuple(primary_key),
+        event_time=event_time,
+        columns=dict(columns or {}),
+    )
 
 
-__all__ = ["GroupSource", "JoinPlan", "build_sql", "connect", "plan_join", "point_in_time_join",
-           "resolve_sources", "source_from_files"]
+__all__ = [
+    "GroupSource",
+    "JoinPlan",
+    "build_sql",
+    "connect",
+    "plan_join",
+    "point_in_time_join",
+    "resolve_sources",
+    "source_from_files",
+]

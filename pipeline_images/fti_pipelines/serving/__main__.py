@@ -24,10 +24,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--http_port", type=int, default=int(os.environ.get("FTI_HTTP_PORT", "8080")))
     parser.add_argument("--grpc_port", type=int, default=None, help="enable KServe's gRPC server on this port")
     parser.add_argument("--role", choices=ROLES, default=os.environ.get("FTI_SERVING_ROLE", "combined"))
-    parser.add_argument("--model_name", default=None,
-                        help="served model name (KServe passes the InferenceService name); default spec.name")
-    parser.add_argument("--predictor_host", default=os.environ.get("FTI_PREDICTOR_HOST"),
-                        help="host:port of the predictor (role transformer)")
+    parser.add_argument(
+        "--model_name", default=None, help="served model name (KServe passes the InferenceService name); default spec.name"
+    )
+    parser.add_argument(
+        "--predictor_host", default=os.environ.get("FTI_PREDICTOR_HOST"), help="host:port of the predictor (role transformer)"
+    )
     # KServe's ModelServer parses sys.argv too; tolerate its options.
     args, _ = parser.parse_known_args(argv)
     return args
@@ -46,8 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         write_result({"ok": False, "reason": exc.reason, "error": exc.message})
         return 1
-    serve(config, ctx.artifact_store, ctx.online_store, http_port=args.http_port, role=args.role,
-          predictor_host=args.predictor_host, grpc_port=args.grpc_port)
+    serve(
+        config,
+        ctx.artifact_store,
+        ctx.online_store,
+        http_port=args.http_port,
+        role=args.role,
+        predictor_host=args.predictor_host,
+        grpc_port=args.grpc_port,
+    )
     return 0
 
 

@@ -27,7 +27,7 @@ class Prepared:
     """State carried from preprocess to postprocess within one request."""
 
     lookup: LookupResult
-    request: InferRequest | None      # None for v1
+    request: InferRequest | None  # None for v1
     scored: Scored | None = None
 
 
@@ -73,8 +73,9 @@ class FeatureModelBase(kserve.Model):
         assert prepared.scored is not None
         if prepared.request is None:
             return v1_response(prepared.scored, self.name, cfg.model_version, cfg.feature_view_version)
-        return v2_response(prepared.scored, prepared.request, self.name, cfg.model_version,
-                           cfg.feature_view_name, cfg.feature_view_version)
+        return v2_response(
+            prepared.scored, prepared.request, self.name, cfg.model_version, cfg.feature_view_name, cfg.feature_view_version
+        )
 
 
 class CombinedModel(FeatureModelBase):

@@ -22,8 +22,9 @@ to sklearn, so answers and errors stay sklearn's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
@@ -35,6 +36,8 @@ log = logging.getLogger("fti_pipelines.serving")
 
 TOLERANCE = 1e-6
 ENCODERS = (OneHotEncoder, OrdinalEncoder)
+# Rows as the scorers take them: lists of instances (served) or a 2-D object array (batch, probing).
+Rows = Sequence[Sequence[Any]] | np.ndarray
 
 
 class NotCompilable(Exception):
@@ -42,12 +45,15 @@ class NotCompilable(Exception):
 
 
 def _is_float_cast(step: Any) -> bool:
-    return (isinstance(step, FunctionTransformer) and step.func is np.asarray
-            and (step.kw_args or {}).get("dtype") in ("float64", np.float64))
+    return (
+        isinstance(step, FunctionTransformer)
+        and step.func is np.asarray
+        and (step.kw_args or {}).get("dtype") in ("float64", np.float64)
+    )
 
 
 def column_kinds(pipeline: Any, width: int) -> list[str]:
-    """"double" or "string" per input position, from the pipeline's ColumnTransformer."""
+    """ "double" or "string" per input position, from the pipeline's ColumnTransformer."""
     if not isinstance(pipeline, Pipeline) or not isinstance(pipeline.steps[0][1], ColumnTransformer):
         raise NotCompilable("the model is not a Pipeline starting with a ColumnTransformer")
     if not hasattr(pipeline, "predict_proba"):
@@ -68,7 +74,7 @@ def column_kinds(pipeline: Any, width: int) -> list[str]:
             kind = "string"
         else:
             raise NotCompilable(f"a ColumnTransformer branch starts with {type(first).__name__}")
-        positions = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
+        positions: list[Any] = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
         for pos in positions:
             if not isinstance(pos, (int, np.integer)) or not 0 <= pos < width or kinds[pos] not in (None, kind):
                 raise NotCompilable(f"column {pos!r} is not a position used by one kind of branch")
@@ -77,6 +83,7 @@ def column_kinds(pipeline: Any, width: int) -> list[str]:
 
 
 # --- skl2onnx converters for the two steps it does not convert as sklearn computes them ---
+
 
 def _same_shape(operator: Any) -> None:
     x = operator.inputs[0]
@@ -102,8 +109,11 @@ def _imputer(scope: Any, operator: Any, container: Any) -> None:
     # skl2onnx's own converter casts the fill values to float32; this one keeps float64.
     step, x, y = operator.raw_operator, operator.inputs[0].full_name, operator.outputs[0].full_name
     stats = np.asarray(step.statistics_, dtype=np.float64)
-    if not (isinstance(step.missing_values, float) and np.isnan(step.missing_values)) or np.isnan(stats).any() \
-            or getattr(step, "add_indicator", False):
+    if (
+        not (isinstance(step.missing_values, float) and np.isnan(step.missing_values))
+        or np.isnan(stats).any()
+        or getattr(step, "add_indicator", False)
+    ):
         raise NotCompilable("SimpleImputer other than NaN -> finite statistic per column")
     fill = scope.get_unique_variable_name("fill")
     container.add_initializer(fill, 11, [1, len(stats)], stats.tolist())
@@ -117,16 +127,20 @@ def to_onnx(pipeline: Any, kinds: Sequence[str]) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
 
-    types = [(f"c{i}", DoubleTensorType([None, 1]) if k == "double" else StringTensorType([None, 1]))
-             for i, k in enumerate(kinds)]
+    types = [
+        (f"c{i}", DoubleTensorType([None, 1]) if k == "double" else StringTensorType([None, 1])) for i, k in enumerate(kinds)
+    ]
     try:
         graph = convert_sklearn(
-            pipeline, initial_types=types, options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+            pipeline,
+            initial_types=types,
+            options={id(pipeline.steps[-1][1]): {"zipmap": False}},
             custom_conversion_functions={FunctionTransformer: _function_transformer, SimpleImputer: _imputer},
-            custom_shape_calculators={FunctionTransformer: _same_shape, SimpleImputer: _same_shape})
+            custom_shape_calculators={FunctionTransformer: _same_shape, SimpleImputer: _same_shape},
+        )
     except NotCompilable:
         raise
-    except Exception as exc:  # noqa: BLE001 - any estimator skl2onnx cannot convert: keep sklearn
+    except Exception as exc:  # any estimator skl2onnx cannot convert: keep sklearn
         raise NotCompilable(f"skl2onnx: {type(exc).__name__}: {exc}") from exc
     return graph.SerializeToString()
 
@@ -140,7 +154,7 @@ def probe_rows(pipeline: Any, kinds: Sequence[str], n: int = 256, seed: int = 0)
     for _, step, cols in ct.transformers_:
         if step == "drop":
             continue
-        positions = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
+        positions: list[Any] = [cols] if isinstance(cols, (int, np.integer)) else list(cols)
         steps = step.steps if isinstance(step, Pipeline) else [("", step)]
         for _, s in steps:
             for j, pos in enumerate(positions):
@@ -169,7 +183,7 @@ class CompiledModel:
     session: Any
     columns: list[tuple[str, int, str]]  # (graph input, row position, "double" | "string")
 
-    def inputs(self, rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray] | None:
+    def inputs(self, rows: Rows) -> dict[str, np.ndarray] | None:
         """The graph's feed, or None when sklearn must see these rows itself."""
         feed = {}
         for name, pos, kind in self.columns:
@@ -191,7 +205,7 @@ class CompiledModel:
             feed[name] = values.reshape(-1, 1)
         return feed
 
-    def proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray | None:
+    def proba(self, rows: Rows) -> np.ndarray | None:
         feed = self.inputs(rows)
         if feed is None:
             return None
@@ -223,7 +237,7 @@ def compile_model(pipeline: Any, width: int) -> CompiledModel:
     graph = to_onnx(pipeline, kinds)
     try:
         session = _session(graph)
-    except Exception as exc:  # noqa: BLE001 - a graph ONNX Runtime cannot run (e.g. float32-only kernels)
+    except Exception as exc:  # a graph ONNX Runtime cannot run (e.g. float32-only kernels)
         raise NotCompilable(f"ONNX Runtime: {exc}") from exc
     # skl2onnx may leave out inputs no branch reads (remainder="drop").
     names = {f"c{i}": i for i in range(width)}

@@ -9,11 +9,13 @@ Parsing goes through the API models so the rules are the ones the CRD enforces.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+
+from pydantic import ValidationError
 
 from fti_operator.api.inference_service import BatchSpec, OnlineSpec
-from pydantic import ValidationError
 
 from ..contract import ENV_RESOURCE, PipelineError
 
@@ -45,7 +47,7 @@ def _validation_message(exc: ValidationError, prefix: str) -> str:
 class ServingConfig:
     """One revision to serve, plus its online or batch settings."""
 
-    name: str                      # the InferenceService name = the served model name
+    name: str  # the InferenceService name = the served model name
     model_name: str
     model_version: int
     feature_view_name: str
@@ -69,7 +71,7 @@ class ServingConfig:
         }
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], env: Mapping[str, str] | None = None) -> "ServingConfig":
+    def from_spec(cls, spec: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ServingConfig:
         """Parse FTI_SPEC; every problem is a PipelineError naming the field."""
         env = os.environ if env is None else env
         if not isinstance(spec, Mapping):

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.responses import JSONResponse
 from kserve.errors import InvalidInput
+from starlette.responses import JSONResponse
 
 
 class RequestError(InvalidInput):
@@ -100,14 +100,19 @@ class BodyLimitMiddleware:
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Any, size: int) -> None:
+    async def _refuse(self, send: Any, size: int) -> None:  # the body is not read: it is too large
         err = too_large("body", f"request body of {size} bytes exceeds the limit of {self.max_bytes} bytes")
         response = JSONResponse(status_code=413, content=err.body())
-        await response({"type": "http"}, None, send)
+        await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
 
 
 def install_error_handling(app: FastAPI, max_body_bytes: int) -> None:
     """Add our handlers and the body limit to KServe's FastAPI app (before the server starts)."""
-    app.add_exception_handler(RequestError, _request_error_handler)
-    app.add_exception_handler(PredictorError, _predictor_error_handler)
+    # Starlette types every handler as taking any Exception; ours take the one they are for.
+    app.add_exception_handler(RequestError, _request_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(PredictorError, _predictor_error_handler)  # type: ignore[arg-type]
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)

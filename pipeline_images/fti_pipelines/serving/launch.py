@@ -12,6 +12,7 @@ use subprocesses to run several servers at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -40,21 +42,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def start_server_subprocess(spec: Mapping[str, Any], env: Mapping[str, str], port: int, *, role: str = "combined",
-                            predictor_host: str | None = None, log_path: str | None = None,
-                            python: str = sys.executable) -> subprocess.Popen:
+def start_server_subprocess(
+    spec: Mapping[str, Any],
+    env: Mapping[str, str],
+    port: int,
+    *,
+    role: str = "combined",
+    predictor_host: str | None = None,
+    log_path: str | None = None,
+    python: str = sys.executable,
+) -> subprocess.Popen:
     """`python -m fti_pipelines.serving` for `spec` on `port`; stdout+stderr go to `log_path` (or DEVNULL)."""
     child_env = {**os.environ, **env, ENV_SPEC: json.dumps(spec)}
     child_env.setdefault(ENV_TERMINATION_LOG, os.devnull)
     cmd = [python, "-m", "fti_pipelines.serving", "--http_port", str(port), "--role", role]
     if predictor_host:
         cmd += ["--predictor_host", predictor_host]
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    try:
+    # The child holds its own descriptor of the log, so ours is closed once it is started.
+    with open(log_path, "ab") if log_path else contextlib.nullcontext(subprocess.DEVNULL) as out:
         return subprocess.Popen(cmd, env=child_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    finally:
-        if log_path:
-            out.close()  # the child holds its own descriptor
 
 
 def readiness(url: str, name: str, client: httpx.Client | None = None) -> tuple[bool, str]:
@@ -74,16 +80,16 @@ def readiness(url: str, name: str, client: httpx.Client | None = None) -> tuple[
             client.close()
 
 
-def wait_ready(url: str, name: str, timeout: float = 60.0, process: subprocess.Popen | None = None,
-               log_path: str | None = None) -> None:
+def wait_ready(
+    url: str, name: str, timeout: float = 60.0, process: subprocess.Popen | None = None, log_path: str | None = None
+) -> None:
     """Poll readiness until ready; ServerNotReadyError with the server's reason on timeout or exit."""
     deadline = time.monotonic() + timeout
     reason = "no answer yet"
     with httpx.Client(timeout=2) as client:
         while True:
             if process is not None and process.poll() is not None:
-                raise ServerNotReadyError(f"model server exited with code {process.returncode}{_tail(log_path)}",
-                                          reason)
+                raise ServerNotReadyError(f"model server exited with code {process.returncode}{_tail(log_path)}", reason)
             try:
                 ok, reason = readiness(url, name, client)
                 if ok:
@@ -137,16 +143,26 @@ def normalize_v2(answer: Mapping[str, Any]) -> dict[str, Any]:
     """A v2 answer in the v1 shape: predictions, labels, defaultsUsed, modelVersion, featureViewVersion."""
     outputs = {o["name"]: o.get("data") for o in answer.get("outputs", [])}
     params = answer.get("parameters") or {}
-    out = {"predictions": outputs.get("predictions"), "defaultsUsed": outputs.get("defaults_used"),
-           "model": answer.get("model_name"), "modelVersion": params.get("modelVersion", answer.get("model_version")),
-           "featureViewVersion": params.get("featureViewVersion")}
+    out = {
+        "predictions": outputs.get("predictions"),
+        "defaultsUsed": outputs.get("defaults_used"),
+        "model": answer.get("model_name"),
+        "modelVersion": params.get("modelVersion", answer.get("model_version")),
+        "featureViewVersion": params.get("featureViewVersion"),
+    }
     if "labels" in outputs:
         out["labels"] = outputs["labels"]
     return out
 
 
-def predict(url: str, name: str, instances: Sequence[Mapping[str, Any]], protocol: str = "v1",
-            client: httpx.Client | None = None, timeout: float = 30.0) -> dict[str, Any]:
+def predict(
+    url: str,
+    name: str,
+    instances: Sequence[Mapping[str, Any]],
+    protocol: str = "v1",
+    client: httpx.Client | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
     """Send instances; returns the v1-shaped answer. HTTPStatusError (with the server's message) on 4xx/5xx."""
     own = client is None
     client = client or httpx.Client(timeout=timeout)
@@ -159,19 +175,23 @@ def predict(url: str, name: str, instances: Sequence[Mapping[str, Any]], protoco
         else:
             raise ValueError(f"protocol {protocol!r}: expected v1 or v2")
         if r.status_code >= 400:
-            raise httpx.HTTPStatusError(f"{r.status_code} from {r.request.url}: {r.text[:500]}", request=r.request,
-                                        response=r)
+            raise httpx.HTTPStatusError(f"{r.status_code} from {r.request.url}: {r.text[:500]}", request=r.request, response=r)
         return r.json() if protocol == "v1" else normalize_v2(r.json())
     finally:
         if own:
             client.close()
 
 
-def serve_in_process(spec: Mapping[str, Any], artifact_store: str, online_store: str | None, port: int,
-                     role: str = "combined", predictor_host: str | None = None) -> None:
+def serve_in_process(
+    spec: Mapping[str, Any],
+    artifact_store: str,
+    online_store: str | None,
+    port: int,
+    role: str = "combined",
+    predictor_host: str | None = None,
+) -> None:
     """Run the server in this process's main thread until SIGINT/SIGTERM."""
     from .config import ServingConfig
     from .server import serve
 
-    serve(ServingConfig.from_spec(spec), artifact_store, online_store, http_port=port, role=role,
-          predictor_host=predictor_host)
+    serve(ServingConfig.from_spec(spec), artifact_store, online_store, http_port=port, role=role, predictor_host=predictor_host)

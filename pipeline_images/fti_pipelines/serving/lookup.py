@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from ..store.online import EntityRead, EntityReader
 from .errors import bad_field, too_large, unknown_entity
@@ -26,15 +27,19 @@ _KIND_TEXT = {NUMBER: "a number", STRING: "a string", BOOL: "a boolean"}
 # Exact types check_value accepts as they are, for each (kind, integer): a value of one of
 # them skips the call (floats still need the finiteness test, done inline). Anything
 # else, subclasses included, goes through check_value, which stays the one authority.
-_FAST_TYPES = {(NUMBER, True): frozenset({int}), (NUMBER, False): frozenset({int, float}),
-               (STRING, False): frozenset({str}), (BOOL, False): frozenset({bool}),
-               (ANY, False): frozenset({int, float, str, bool})}
+_FAST_TYPES = {
+    (NUMBER, True): frozenset({int}),
+    (NUMBER, False): frozenset({int, float}),
+    (STRING, False): frozenset({str}),
+    (BOOL, False): frozenset({bool}),
+    (ANY, False): frozenset({int, float, str, bool}),
+}
 
 
 @dataclass
 class LookupResult:
-    rows: list[list[Any]]        # one row per instance, model input order
-    defaults_used: list[bool]    # per instance: True when a missing entity was filled with defaults
+    rows: list[list[Any]]  # one row per instance, model input order
+    defaults_used: list[bool]  # per instance: True when a missing entity was filled with defaults
 
 
 def _type_name(value: Any) -> str:
@@ -81,10 +86,10 @@ def event_time_seconds(value: Any) -> float | None:
         return None
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return parsed.timestamp() if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc).timestamp()
+        return parsed.timestamp() if parsed.tzinfo else parsed.replace(tzinfo=UTC).timestamp()
     ts = getattr(value, "timestamp", None)  # pandas.Timestamp and friends
     return ts() if callable(ts) else None
 
@@ -101,9 +106,12 @@ def entity_reads(plan: LookupPlan) -> list[EntityRead]:
     """What one entity's lookup reads: per group its columns and event time, the event
     time as epoch microseconds (no RFC 3339 parsing per request) unless the model also
     takes it as a feature, where it must stay the string `get` returns."""
-    return [EntityRead(g.name, g.version, tuple(fetch_columns(g)),
-                       (g.event_time,) if g.event_time and g.event_time not in g.columns else ())
-            for g in plan.groups]
+    return [
+        EntityRead(
+            g.name, g.version, tuple(fetch_columns(g)), (g.event_time,) if g.event_time and g.event_time not in g.columns else ()
+        )
+        for g in plan.groups
+    ]
 
 
 class FeatureLookup:
@@ -114,9 +122,17 @@ class FeatureLookup:
     `get_many`, one batched read per group.
     """
 
-    def __init__(self, plan: LookupPlan, store: Any, *, missing_entity: str = "reject",
-                 defaults: Mapping[str, Any] | None = None, max_instances: int = 1000,
-                 metrics: RevisionMetrics | None = None, reader: EntityReader | None = None):
+    def __init__(
+        self,
+        plan: LookupPlan,
+        store: Any,
+        *,
+        missing_entity: str = "reject",
+        defaults: Mapping[str, Any] | None = None,
+        max_instances: int = 1000,
+        metrics: RevisionMetrics | None = None,
+        reader: EntityReader | None = None,
+    ):
         self.plan = plan
         self.store = store
         self.missing_entity = missing_entity
@@ -125,22 +141,33 @@ class FeatureLookup:
         self.metrics = metrics
         self._width = plan.width
         # (field, kind, integer, types accepted as they are) for the caller-sent fields.
-        self._key_checks = tuple((k, kind, integer, _FAST_TYPES.get((kind, integer), frozenset()))
-                                 for k in plan.entity_keys
-                                 for kind, integer in [(plan.kinds.get(k, ANY), k in plan.integer_keys)])
-        self._request_checks = tuple((c, pos, kind, _FAST_TYPES.get((kind, False), frozenset()))
-                                     for c, pos in plan.request_features for kind in [plan.kinds.get(c, ANY)])
+        self._key_checks = tuple(
+            (k, kind, integer, _FAST_TYPES.get((kind, integer), frozenset()))
+            for k in plan.entity_keys
+            for kind, integer in [(plan.kinds.get(k, ANY), k in plan.integer_keys)]
+        )
+        self._request_checks = tuple(
+            (c, pos, kind, _FAST_TYPES.get((kind, False), frozenset()))
+            for c, pos in plan.request_features
+            for kind in [plan.kinds.get(c, ANY)]
+        )
         self._group_reads = tuple(
-            (g, tuple(g.primary_key), fetch_columns(g), tuple(zip(g.columns, g.positions)),
-             tuple(self.defaults.get(c) for c in g.columns),
-             metrics.age[g.label].observe if metrics is not None and g.event_time else None, g.event_time)
+            (
+                g,
+                tuple(g.primary_key),
+                fetch_columns(g),
+                tuple(zip(g.columns, g.positions, strict=True)),
+                tuple(self.defaults.get(c) for c in g.columns),
+                metrics.age[g.label].observe if metrics is not None and g.event_time else None,
+                g.event_time,
+            )
             for g in plan.groups
         )
         # The entity reader's flat answer, per group: presence slot, then fetch_columns(g).
         self._reads = entity_reads(plan)
         entity, at = [], 0
-        for (g, _, cols, _, default_values, observe_age, event_time), r in zip(self._group_reads, self._reads):
-            placed = tuple((at + 1 + cols.index(c), pos) for c, pos in zip(g.columns, g.positions))
+        for (g, _, cols, _, default_values, observe_age, event_time), r in zip(self._group_reads, self._reads, strict=True):
+            placed = tuple((at + 1 + cols.index(c), pos) for c, pos in zip(g.columns, g.positions, strict=True))
             seen_at = at + 1 + cols.index(event_time) if event_time else None
             entity.append((g, at, placed, default_values, observe_age, seen_at, bool(r.micros)))
             at += 1 + len(cols)
@@ -164,7 +191,7 @@ class FeatureLookup:
         started = time.perf_counter()
         n = len(instances)
         if n == 1 and self._entity_groups:  # the online case, kept to the fewest Python steps
-            row = [None] * self._width
+            row: list[Any] = [None] * self._width
             rows = [row]
             defaults_used = [self._read_entity(self._checked(instances[0], 0, row, field), row, field)]
         else:
@@ -187,8 +214,11 @@ class FeatureLookup:
     def _checked(self, inst: Any, i: int, row: list[Any], field: str) -> dict[str, Any]:
         """The instance's entity keys; its request features go into `row`. RequestError (400) if malformed."""
         if not isinstance(inst, dict):
-            raise bad_field(f"{field}[{i}]", f"expected an object with {list(self.plan.entity_keys)} and "
-                                             f"{[c for c, _ in self.plan.request_features]}, got {_type_name(inst)}")
+            raise bad_field(
+                f"{field}[{i}]",
+                f"expected an object with {list(self.plan.entity_keys)} and "
+                f"{[c for c, _ in self.plan.request_features]}, got {_type_name(inst)}",
+            )
         keys = {}
         for key, kind, integer, fast in self._key_checks:
             if key not in inst:
@@ -220,22 +250,23 @@ class FeatureLookup:
             if flat[present] is None:
                 self._missing(group, 0, keys, field)
                 defaulted = True
-                for (_, pos), value in zip(placed, default_values):
+                for (_, pos), value in zip(placed, default_values, strict=True):
                     row[pos] = value
                 continue
             for at, pos in placed:
                 row[pos] = flat[at]
-            if observe_age is not None:
+            if observe_age is not None and seen_at is not None:  # both come with an event time
                 seen = flat[seen_at]
                 if seen is not None:
                     seen = seen * 1e-6 if micros else event_time_seconds(seen)
                     if seen is not None:
                         age = now - seen
-                        observe_age(age if age > 0.0 else 0.0)  # a clock behind the writer's: not negative
+                        observe_age(max(0.0, age))  # a clock behind the writer's: not negative
         return defaulted
 
-    def _read_batch(self, keys_by_instance: list[dict[str, Any]], rows: list[list[Any]],
-                    defaults_used: list[bool], field: str) -> None:
+    def _read_batch(
+        self, keys_by_instance: list[dict[str, Any]], rows: list[list[Any]], defaults_used: list[bool], field: str
+    ) -> None:
         now = time.time()
         for group, pk, cols, placed, default_values, observe_age, event_time in self._group_reads:
             key_tuples = [tuple(k[c] for c in pk) for k in keys_by_instance]
@@ -245,7 +276,7 @@ class FeatureLookup:
                 if values is None:
                     self._missing(group, i, keys_by_instance[i], field)
                     defaults_used[i] = True
-                    for (_, pos), value in zip(placed, default_values):
+                    for (_, pos), value in zip(placed, default_values, strict=True):
                         row[pos] = value
                     continue
                 for col, pos in placed:
@@ -260,7 +291,8 @@ class FeatureLookup:
         if self.missing_entity != "defaults":
             if self.metrics is not None:
                 self.metrics.rejected[group.label].inc()
-            raise unknown_entity(f"{field}[{i}].{group.primary_key[0]}",
-                                 f"unknown entity {key_text}: no features in {group.name} v{group.version}")
+            raise unknown_entity(
+                f"{field}[{i}].{group.primary_key[0]}", f"unknown entity {key_text}: no features in {group.name} v{group.version}"
+            )
         if self.metrics is not None:
             self.metrics.defaulted[group.label].inc()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge
@@ -38,7 +38,7 @@ AGE_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, 30 * 86400
 MISSING_ENTITIES = Counter(
     "fti_missing_entities",
     "Entity keys with no row in the online store, by what happened (rejected or served with defaults).",
-    _REVISION + ("feature_group", "action"),
+    (*_REVISION, "feature_group", "action"),
 )
 SERVING_READY = Gauge(
     "fti_serving_ready",
@@ -86,7 +86,7 @@ class BufferedHistogram:
         with self._lock:
             cumulative = np.cumsum(self.counts).tolist()
             total = self.sum
-        return [(floatToGoString(b), float(c)) for b, c in zip(self.bounds.tolist(), cumulative)], total
+        return [(floatToGoString(b), float(c)) for b, c in zip(self.bounds.tolist(), cumulative, strict=True)], total
 
 
 class _HistogramCollector:
@@ -118,12 +118,12 @@ class _HistogramCollector:
         for values, histogram in series:
             buckets, total = histogram.snapshot()
             family.add_metric(values, buckets, total)
-            family.add_sample(self.name + "_created", dict(zip(self.labelnames, values)), histogram.created)
+            family.add_sample(self.name + "_created", dict(zip(self.labelnames, values, strict=True)), histogram.created)
         return [family]
 
 
 LOOKUP_SECONDS = _HistogramCollector(LOOKUP_NAME, LOOKUP_HELP, _REVISION, LOOKUP_BUCKETS)
-FEATURE_AGE_SECONDS = _HistogramCollector(AGE_NAME, AGE_HELP, _REVISION + ("feature_group",), AGE_BUCKETS)
+FEATURE_AGE_SECONDS = _HistogramCollector(AGE_NAME, AGE_HELP, (*_REVISION, "feature_group"), AGE_BUCKETS)
 REGISTRY.register(LOOKUP_SECONDS)
 REGISTRY.register(FEATURE_AGE_SECONDS)
 

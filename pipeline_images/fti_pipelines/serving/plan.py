@@ -9,8 +9,9 @@ value must have.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .config import ServingConfig
 
@@ -41,8 +42,8 @@ class GroupPlan:
     version: int
     primary_key: tuple[str, ...]
     event_time: str | None
-    columns: tuple[str, ...]          # looked-up columns, in store order
-    positions: tuple[int, ...]        # their positions in the model's input row
+    columns: tuple[str, ...]  # looked-up columns, in store order
+    positions: tuple[int, ...]  # their positions in the model's input row
 
     @property
     def label(self) -> str:
@@ -51,13 +52,13 @@ class GroupPlan:
 
 @dataclass(frozen=True)
 class LookupPlan:
-    columns: tuple[str, ...]                       # model input columns, feature-view order
+    columns: tuple[str, ...]  # model input columns, feature-view order
     request_features: tuple[tuple[str, int], ...]  # (column, position) sent by the caller
-    groups: tuple[GroupPlan, ...]                  # only groups with at least one looked-up column
-    entity_keys: tuple[str, ...]                   # keys the caller must send
-    kinds: Mapping[str, str] = field(default_factory=dict)      # column/key -> NUMBER|STRING|BOOL|ANY
+    groups: tuple[GroupPlan, ...]  # only groups with at least one looked-up column
+    entity_keys: tuple[str, ...]  # keys the caller must send
+    kinds: Mapping[str, str] = field(default_factory=dict)  # column/key -> NUMBER|STRING|BOOL|ANY
     integer_keys: frozenset[str] = frozenset()
-    numeric_positions: tuple[int, ...] = ()        # positions where a stored null becomes NaN
+    numeric_positions: tuple[int, ...] = ()  # positions where a stored null becomes NaN
 
     @property
     def width(self) -> int:
@@ -87,9 +88,11 @@ def build_plan(card: Mapping[str, Any], config: ServingConfig, key_dtypes: Mappi
     requested = list(config.online.request_features)
     unknown = [c for c in requested if c not in position]
     if unknown:
-        raise PlanError("RequestFeatureNotInView",
-                        f"spec.online.requestFeatures {unknown} are not inputs of model {config.model_name} "
-                        f"v{config.model_version} (inputs: {columns})")
+        raise PlanError(
+            "RequestFeatureNotInView",
+            f"spec.online.requestFeatures {unknown} are not inputs of model {config.model_name} "
+            f"v{config.model_version} (inputs: {columns})",
+        )
     sent = set(requested)
     groups: list[GroupPlan] = []
     entity_keys: list[str] = []
@@ -108,7 +111,9 @@ def build_plan(card: Mapping[str, Any], config: ServingConfig, key_dtypes: Mappi
             raise PlanError("InvalidModelCard", f"model.json featureView.features[{i}] ({name} v{version}) has no primaryKey")
         missing = [c for c in cols if c not in position]
         if missing:
-            raise PlanError("InvalidModelCard", f"model.json featureView.features[{i}] columns {missing} are not in featureView.columns")
+            raise PlanError(
+                "InvalidModelCard", f"model.json featureView.features[{i}] columns {missing} are not in featureView.columns"
+            )
         groups.append(GroupPlan(name, version, pk, feat.get("eventTime"), cols, tuple(position[c] for c in cols)))
         entity_keys.extend(k for k in pk if k not in entity_keys)
     orphans = [c for c in columns if c not in covered]

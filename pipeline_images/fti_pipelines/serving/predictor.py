@@ -15,14 +15,14 @@ works in front of either this server or KServe's sklearn server. With PREDICT_PR
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import kserve
 import numpy as np
 from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from .compiled import CompiledModel, try_compile
+from .compiled import CompiledModel, Rows, try_compile
 from .errors import RequestError, bad_field
 from .revision import Revision
 
@@ -40,15 +40,16 @@ class Scorer:
             self.compiled = try_compile(pipeline, width)
 
     @staticmethod
-    def matrix(rows: Sequence[Sequence[Any]]) -> np.ndarray:
+    def matrix(rows: Rows) -> np.ndarray:
         # object dtype keeps numbers numeric and strings as strings, column by position.
         return np.array(rows, dtype=object)
 
     def _model_error(self, exc: Exception) -> RequestError:
-        return RequestError(f"the model could not score these instances: {exc}", field="instances",
-                            status=422, reason="ModelRejectedInput")
+        return RequestError(
+            f"the model could not score these instances: {exc}", field="instances", status=422, reason="ModelRejectedInput"
+        )
 
-    def proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+    def proba(self, rows: Rows) -> np.ndarray:
         if self.compiled is not None:
             p = self.compiled.proba(rows)
             if p is not None:
@@ -58,7 +59,7 @@ class Scorer:
         except (ValueError, TypeError) as exc:  # e.g. an unseen category the encoder refuses
             raise self._model_error(exc) from exc
 
-    def score(self, rows: Sequence[Sequence[Any]]) -> tuple[list[Any], list[Any] | None]:
+    def score(self, rows: Rows) -> tuple[list[Any], list[Any] | None]:
         """(predictions, labels): P(positive) and labels, or labels only for a model without proba."""
         if not self.has_proba:
             try:
@@ -83,13 +84,15 @@ def _rows_from_v2(request: InferRequest, width: int) -> list[list[Any]]:
             if t.shape[1] != width:
                 raise bad_field("inputs[0].shape", f"expected [n, {width}] (the model has {width} inputs), got {t.shape}")
             if data and not isinstance(data[0], list):  # flat row-major data
-                data = [data[i:i + width] for i in range(0, len(data), width)]
+                data = [data[i : i + width] for i in range(0, len(data), width)]
             return data
         raise bad_field("inputs[0].shape", f"expected [n, {width}], got {t.shape}")
     if len(inputs) != width:
         raise bad_field("inputs", f"expected one tensor per model input ({width}), got {len(inputs)}")
     cols = [t.data if isinstance(t.data, list) else t.as_numpy().ravel().tolist() for t in inputs]
-    return [list(r) for r in zip(*cols)]
+    if len({len(c) for c in cols}) > 1:  # zip would silently drop the longer tensors' tails
+        raise bad_field("inputs", f"every tensor needs one value per instance, got {[len(c) for c in cols]} values")
+    return [list(r) for r in zip(*cols, strict=True)]
 
 
 class PredictorModel(kserve.Model):
@@ -144,6 +147,10 @@ class PredictorModel(kserve.Model):
                 out = InferOutput("output-0", [len(flat)], "INT64", data=flat)
             else:
                 out = InferOutput("output-0", [len(flat)], "BYTES", data=[str(v) for v in flat])
-            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[out],
-                                 model_version=str(self.revision.config.model_version))
+            return InferResponse(
+                response_id=payload.id or "",
+                model_name=self.name,
+                infer_outputs=[out],
+                model_version=str(self.revision.config.model_version),
+            )
         return {"predictions": result}

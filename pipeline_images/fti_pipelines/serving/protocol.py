@@ -12,8 +12,9 @@ v2 (Open Inference Protocol): one tensor per column, shape [n] or [n, 1] (BYTES 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
@@ -25,7 +26,7 @@ from .errors import bad_field, too_large
 class Scored:
     """What the model produced for one request, before encoding."""
 
-    predictions: list[Any]            # P(positive class) when the model has predict_proba, else labels
+    predictions: list[Any]  # P(positive class) when the model has predict_proba, else labels
     labels: list[Any] | None
     defaults_used: list[bool]
 
@@ -86,15 +87,14 @@ def v2_instances(request: InferRequest, max_instances: int) -> list[dict[str, An
             values = [bool(v) if isinstance(v, (int, bool)) else v for v in values]
         columns[tensor.name] = values
     names = list(columns)
-    return [dict(zip(names, row)) for row in zip(*columns.values())]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def v1_response(scored: Scored, name: str, model_version: int, view_version: int) -> dict[str, Any]:
     out: dict[str, Any] = {"predictions": scored.predictions}
     if scored.labels is not None:
         out["labels"] = scored.labels
-    out.update(defaultsUsed=scored.defaults_used, model=name, modelVersion=model_version,
-               featureViewVersion=view_version)
+    out.update(defaultsUsed=scored.defaults_used, model=name, modelVersion=model_version, featureViewVersion=view_version)
     return out
 
 
@@ -104,12 +104,14 @@ def _label_tensor(labels: list[Any]) -> InferOutput:
     return InferOutput("labels", [len(labels)], "BYTES", data=[str(v) for v in labels])
 
 
-def v2_response(scored: Scored, request: InferRequest, name: str, model_version: int, view: str,
-                view_version: int) -> InferResponse:
+def v2_response(
+    scored: Scored, request: InferRequest, name: str, model_version: int, view: str, view_version: int
+) -> InferResponse:
     n = len(scored.predictions)
     numeric = all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in scored.predictions)
     outputs = [
-        InferOutput("predictions", [n], "FP64", data=[float(p) for p in scored.predictions]) if numeric
+        InferOutput("predictions", [n], "FP64", data=[float(p) for p in scored.predictions])
+        if numeric
         else InferOutput("predictions", [n], "BYTES", data=[str(p) for p in scored.predictions]),
     ]
     if scored.labels is not None:

@@ -40,8 +40,16 @@ def load_card_and_model(store: ArtifactStore, name: str, version: int, *, with_m
 class Revision:
     """Everything a server needs to answer for (model version, feature-view version)."""
 
-    def __init__(self, config: ServingConfig, artifact_store: str, online_store: str | None, *,
-                 with_model: bool = True, with_lookup: bool = True, recheck_seconds: float = 5.0):
+    def __init__(
+        self,
+        config: ServingConfig,
+        artifact_store: str,
+        online_store: str | None,
+        *,
+        with_model: bool = True,
+        with_lookup: bool = True,
+        recheck_seconds: float = 5.0,
+    ):
         self.config = config
         self.artifact_store_uri = artifact_store
         self.online_store_uri = online_store
@@ -75,20 +83,30 @@ class Revision:
         except ModelNotFound as exc:
             self.problems.append(Problem("ModelNotFound", str(exc)))
         except FileNotFoundError as exc:
-            self.problems.append(Problem("ModelNotFound", f"model {self.config.model_name} v{self.config.model_version} "
-                                                          f"is not in {self.artifact_store_uri}: {exc}"))
+            self.problems.append(
+                Problem(
+                    "ModelNotFound",
+                    f"model {self.config.model_name} v{self.config.model_version} is not in {self.artifact_store_uri}: {exc}",
+                )
+            )
         except self._store_down as exc:  # the online store is unreachable: keep retrying from readiness
             self.store = None
             self.problems.append(Problem("OnlineStoreUnavailable", f"{self.online_store_uri}: {exc}"))
-        except Exception as exc:  # noqa: BLE001 - a server that cannot load says why instead of crashing
+        except Exception as exc:
             log.exception("loading %s failed", self.config.name)
             self.problems.append(Problem("LoadFailed", f"{type(exc).__name__}: {exc}"))
         self.ready = not self.problems
         if self.metrics is not None:
             self.metrics.ready.set(1 if self.ready else 0)
         if self.ready:
-            log.info("serving %s: model %s v%d with feature view %s v%d", self.config.name, self.config.model_name,
-                     self.config.model_version, self.config.feature_view_name, self.config.feature_view_version)
+            log.info(
+                "serving %s: model %s v%d with feature view %s v%d",
+                self.config.name,
+                self.config.model_name,
+                self.config.model_version,
+                self.config.feature_view_name,
+                self.config.feature_view_version,
+            )
         else:
             log.error("NOT READY %s: %s", self.config.name, self.reason)
         return self.ready
@@ -97,8 +115,7 @@ class Revision:
         cfg = self.config
         store = ArtifactStore(self.artifact_store_uri)
         if self.pipeline is None or not self.card:
-            self.pipeline, self.card = load_card_and_model(store, cfg.model_name, cfg.model_version,
-                                                           with_model=self.with_model)
+            self.pipeline, self.card = load_card_and_model(store, cfg.model_name, cfg.model_version, with_model=self.with_model)
         self.problems.extend(check_card(self.card, cfg))
         if not self.with_lookup:
             return
@@ -120,9 +137,15 @@ class Revision:
         if not self.problems and self.store is not None and plan.groups:
             self._readers = self._readers or self.store.prepared_readers()
             reader = (self._readers or self.store).entity_reader(entity_reads(plan))
-        self.lookup = FeatureLookup(plan, self.store, missing_entity=cfg.online.missing_entity,
-                                    defaults=cfg.online.defaults, max_instances=cfg.max_instances,
-                                    metrics=self.metrics, reader=reader)
+        self.lookup = FeatureLookup(
+            plan,
+            self.store,
+            missing_entity=cfg.online.missing_entity,
+            defaults=cfg.online.defaults,
+            max_instances=cfg.max_instances,
+            metrics=self.metrics,
+            reader=reader,
+        )
 
     def recheck(self) -> bool:
         """Retry a transient failure (features still materializing), rate-limited."""

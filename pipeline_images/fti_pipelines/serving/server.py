@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import kserve
 from kserve.errors import ModelNotReady, ServerNotReady
@@ -65,12 +66,22 @@ def build_model(role: str, config: ServingConfig, artifact_store: str, online_st
     return model
 
 
-def make_server(http_port: int, *, max_body_bytes: int, predictor_host: str | None = None,
-                grpc_port: int | None = None, latency_logging: bool = False) -> kserve.ModelServer:
+def make_server(
+    http_port: int,
+    *,
+    max_body_bytes: int,
+    predictor_host: str | None = None,
+    grpc_port: int | None = None,
+    latency_logging: bool = False,
+) -> kserve.ModelServer:
     """A ModelServer with our readiness and error handling (one per process: KServe's app is global)."""
     predictor_config = PredictorConfig(predictor_host=predictor_host, predictor_protocol="v1") if predictor_host else None
-    kwargs: dict[str, Any] = {"http_port": http_port, "workers": 1, "enable_latency_logging": latency_logging,
-                              "enable_grpc": grpc_port is not None}
+    kwargs: dict[str, Any] = {
+        "http_port": http_port,
+        "workers": 1,
+        "enable_latency_logging": latency_logging,
+        "enable_grpc": grpc_port is not None,
+    }
     if grpc_port is not None:
         kwargs["grpc_port"] = grpc_port
     if predictor_config is not None:
@@ -125,13 +136,20 @@ def tune_request_path(server: kserve.ModelServer, env: Mapping[str, str] | None 
         asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def serve(config: ServingConfig, artifact_store: str, online_store: str | None, *, http_port: int,
-          role: str = "combined", predictor_host: str | None = None, grpc_port: int | None = None) -> None:
+def serve(
+    config: ServingConfig,
+    artifact_store: str,
+    online_store: str | None,
+    *,
+    http_port: int,
+    role: str = "combined",
+    predictor_host: str | None = None,
+    grpc_port: int | None = None,
+) -> None:
     """Load the revision and serve until SIGTERM/SIGINT (blocking; call from the main thread)."""
     if role == "transformer" and not predictor_host:
         raise ValueError("role transformer needs --predictor_host host:port")
-    server = make_server(http_port, max_body_bytes=config.max_body_bytes, predictor_host=predictor_host,
-                         grpc_port=grpc_port)
+    server = make_server(http_port, max_body_bytes=config.max_body_bytes, predictor_host=predictor_host, grpc_port=grpc_port)
     model = build_model(role, config, artifact_store, online_store)
     limit_threads(config)  # after loading: the limit applies to the libraries loaded so far
     # Registered even when not ready: the server stays up and its readiness says why.

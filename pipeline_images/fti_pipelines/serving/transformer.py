@@ -22,8 +22,10 @@ from .protocol import Scored
 def scored_from_predictor(predictions: Any, defaults_used: list[bool]) -> Scored:
     """Interpret the predictor's `predictions`: probability rows or labels."""
     if not isinstance(predictions, list) or len(predictions) != len(defaults_used):
-        raise PredictorError(f"the predictor answered {len(predictions) if isinstance(predictions, list) else predictions!r} "
-                             f"predictions for {len(defaults_used)} instances")
+        raise PredictorError(
+            f"the predictor answered {len(predictions) if isinstance(predictions, list) else predictions!r} "
+            f"predictions for {len(defaults_used)} instances"
+        )
     if predictions and isinstance(predictions[0], list):
         positive = [float(row[-1]) for row in predictions]
         labels = [max(range(len(row)), key=row.__getitem__) for row in predictions]
@@ -35,8 +37,7 @@ class TransformerModel(FeatureModelBase):
     async def preprocess(self, payload: Any, headers: dict | None = None) -> Prepared:
         return self.prepare(payload)
 
-    async def predict(self, prepared: Prepared, headers: dict | None = None,
-                      response_headers: dict | None = None) -> Prepared:
+    async def predict(self, prepared: Prepared, headers: dict | None = None, response_headers: dict | None = None) -> Prepared:
         body = {"instances": prepared.lookup.rows}
         try:
             response = await self._http_predict(body, headers)
@@ -44,8 +45,12 @@ class TransformerModel(FeatureModelBase):
             status = exc.response.status_code
             text = exc.response.text[:500]
             if 400 <= status < 500:  # the predictor refused the rows: relay its verdict
-                raise RequestError(f"the predictor refused the instances ({status}): {text}", field="instances",
-                                   status=422 if status == 400 else status, reason="PredictorRejectedInput") from exc
+                raise RequestError(
+                    f"the predictor refused the instances ({status}): {text}",
+                    field="instances",
+                    status=422 if status == 400 else status,
+                    reason="PredictorRejectedInput",
+                ) from exc
             raise PredictorError(f"the predictor at {self.predictor_config.predictor_host} failed ({status}): {text}") from exc
         except httpx.HTTPError as exc:
             raise PredictorError(f"the predictor at {self.predictor_config.predictor_host} is unreachable: {exc}") from exc
@@ -53,6 +58,5 @@ class TransformerModel(FeatureModelBase):
         prepared.scored = scored_from_predictor(predictions, prepared.lookup.defaults_used)
         return prepared
 
-    async def postprocess(self, prepared: Prepared, headers: dict | None = None,
-                          response_headers: dict | None = None) -> Any:
+    async def postprocess(self, prepared: Prepared, headers: dict | None = None, response_headers: dict | None = None) -> Any:
         return self.encode(prepared)

@@ -14,13 +14,15 @@ previous state stays readable. A committed directory is never overwritten
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
 import posixpath
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import fsspec
 
@@ -134,7 +136,7 @@ class ArtifactStore:
     def is_committed(self, *parts: Any) -> bool:
         return self.fs.exists(posixpath.join(self.path(*parts), COMMIT_MARKER))
 
-    def committed(self, *parts: Any) -> list[str]:
+    def committed(self, *parts: Any) -> builtins.list[str]:  # `list` here is the method above
         """Names of the committed sub-directories under `parts`."""
         return [n for n in self.list(*parts) if self.is_committed(*parts, n)]
 
@@ -166,8 +168,9 @@ class ArtifactStore:
         files = sorted(
             posixpath.relpath(str(f), staging) for f in self.fs.find(staging) if posixpath.basename(str(f)) != COMMIT_MARKER
         )
-        marker = json.dumps({"committedAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-                             "files": files, **metadata}, sort_keys=True).encode()
+        marker = json.dumps(
+            {"committedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "files": files, **metadata}, sort_keys=True
+        ).encode()
         if self.protocol == "file":
             # The marker goes in first and one rename publishes the complete directory; of two
             # racing writers the second rename fails (the target exists) and gets ArtifactExists.

@@ -28,10 +28,11 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -53,8 +54,12 @@ PART_ROWS = 250_000  # below this a batch is one file
 
 class ConcurrentWrite(PipelineError):
     def __init__(self, group: str, version: int, snapshot: str):
-        super().__init__("ConcurrentWrite", f"another run committed snapshot {snapshot} of {group} v{version} first; "
-                         "nothing was written, rerun to ingest against the new state", snapshot=snapshot)
+        super().__init__(
+            "ConcurrentWrite",
+            f"another run committed snapshot {snapshot} of {group} v{version} first; "
+            "nothing was written, rerun to ingest against the new state",
+            snapshot=snapshot,
+        )
 
 
 class _Refused(Exception):
@@ -68,12 +73,12 @@ class Batch:
     group: str
     version: int
     mode: Mode
-    table: pa.Table                     # the rows to write (canonical types, recorded column order)
-    schema: dict[str, Any]              # the version's schema after this write
-    parent: dict[str, Any] | None       # manifest of the snapshot this write builds on
+    table: pa.Table  # the rows to write (canonical types, recorded column order)
+    schema: dict[str, Any]  # the version's schema after this write
+    parent: dict[str, Any] | None  # manifest of the snapshot this write builds on
     rows_in: int
-    rows_skipped: int = 0               # older than the watermark (already ingested)
-    rows_duplicate: int = 0             # same primary key + event time as another row
+    rows_skipped: int = 0  # older than the watermark (already ingested)
+    rows_duplicate: int = 0  # same primary key + event time as another row
     added_columns: list[str] = field(default_factory=list)
 
     @property
@@ -96,11 +101,11 @@ class FeatureStore:
         return self.store.list(ROOT)
 
     def versions(self, name: str) -> list[int]:
-        out = []
-        for entry in self.store.list(ROOT, name):
-            if entry.startswith("v") and entry[1:].isdigit() and self.store.committed(ROOT, name, entry, SNAPSHOTS):
-                out.append(int(entry[1:]))
-        return sorted(out)
+        return sorted(
+            int(entry[1:])
+            for entry in self.store.list(ROOT, name)
+            if entry.startswith("v") and entry[1:].isdigit() and self.store.committed(ROOT, name, entry, SNAPSHOTS)
+        )
 
     def snapshot(self, name: str, version: int) -> dict[str, Any] | None:
         """The manifest of the current (newest committed) snapshot, or None if never written."""
@@ -128,12 +133,15 @@ class FeatureStore:
         """URIs of the Parquet files of the version's current data (for DuckDB read_parquet)."""
         return [self.store.url_of(p) for p in self._files(name, version, self.snapshot(name, version))]
 
-    def table(self, name: str, version: int, columns: list[str] | None = None,
-              snap: dict[str, Any] | None = None) -> pa.Table:
+    def table(self, name: str, version: int, columns: list[str] | None = None, snap: dict[str, Any] | None = None) -> pa.Table:
         snap = snap or self.snapshot(name, version)
         if snap is None:
-            raise PipelineError("FeatureGroupNotFound", f"feature group {name} v{version} has no committed data",
-                                featureGroup=name, version=version)
+            raise PipelineError(
+                "FeatureGroupNotFound",
+                f"feature group {name} v{version} has no committed data",
+                featureGroup=name,
+                version=version,
+            )
         schema = pa.schema([pa.field(c["name"], schemas.arrow_type(c["dtype"])) for c in snap["schema"]["columns"]])
         files = self._files(name, version, snap)
         if not files:
@@ -144,19 +152,33 @@ class FeatureStore:
         return self.table(name, version, columns).to_pandas()
 
     # -- writing ----------------------------------------------------------------------------
-    def prepare(self, name: str, version: int, data: pa.Table | pd.DataFrame, *, primary_key: list[str],
-                event_time: str, mode: Mode = "incremental") -> Batch:
+    def prepare(
+        self,
+        name: str,
+        version: int,
+        data: pa.Table | pd.DataFrame,
+        *,
+        primary_key: list[str],
+        event_time: str,
+        mode: Mode = "incremental",
+    ) -> Batch:
         """Check and shape a batch for writing; raises PipelineError naming the column on bad input."""
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         missing = [c for c in [*primary_key, event_time] if c not in table.column_names]
         if missing:
-            raise PipelineError("MissingColumn", f"column(s) {missing} (primaryKey/eventTime) not in the data; "
-                                f"columns are {table.column_names}", columns=missing)
+            raise PipelineError(
+                "MissingColumn",
+                f"column(s) {missing} (primaryKey/eventTime) not in the data; columns are {table.column_names}",
+                columns=missing,
+            )
         table = schemas.canonicalize(table)
         et_type = table.schema.field(event_time).type
         if not pa.types.is_timestamp(et_type):
-            raise PipelineError("InvalidColumnType", f"eventTime column {event_time!r} has type {et_type}; "
-                                "it must be a timestamp", column=event_time)
+            raise PipelineError(
+                "InvalidColumnType",
+                f"eventTime column {event_time!r} has type {et_type}; it must be a timestamp",
+                column=event_time,
+            )
         parent = self.snapshot(name, version)
         table, schema, added = schemas.conform(table, parent["schema"] if parent else None, primary_key, event_time)
         rows_in = table.num_rows
@@ -174,8 +196,9 @@ class FeatureStore:
             table, dup_stored = self._drop_stored(name, version, parent, table, primary_key, event_time)
         return Batch(name, version, mode, table, schema, parent, rows_in, rows_skipped, dup_in_batch + dup_stored, added)
 
-    def _drop_stored(self, name: str, version: int, parent: dict[str, Any], table: pa.Table,
-                     primary_key: list[str], event_time: str) -> tuple[pa.Table, int]:
+    def _drop_stored(
+        self, name: str, version: int, parent: dict[str, Any], table: pa.Table, primary_key: list[str], event_time: str
+    ) -> tuple[pa.Table, int]:
         mark = pd.Timestamp(parent["watermark"]).to_pydatetime()
         stored = self.table(name, version, columns=[*primary_key, event_time], snap=parent)
         stored = stored.filter(pc.equal(stored.column(event_time), pa.scalar(mark, schemas.UTC_US)))
@@ -183,14 +206,14 @@ class FeatureStore:
             return table, 0
         keys = [*primary_key, event_time]
         marked = table.append_column("__fti_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-        joined = marked.join(stored.append_column("__fti_seen", pa.array([True] * stored.num_rows)), keys=keys,
-                             join_type="left outer")
+        joined = marked.join(
+            stored.append_column("__fti_seen", pa.array([True] * stored.num_rows)), keys=keys, join_type="left outer"
+        )
         fresh = joined.filter(pc.is_null(joined.column("__fti_seen"))).column("__fti_row")
         out = table.take(np.sort(fresh.to_numpy()))  # keep input order
         return out, table.num_rows - out.num_rows
 
-    def commit(self, batch: Batch, *, run_id: str | None = None,
-               gate: Callable[[], bool] | None = None) -> dict[str, Any] | None:
+    def commit(self, batch: Batch, *, run_id: str | None = None, gate: Callable[[], bool] | None = None) -> dict[str, Any] | None:
         """Write the batch as a new committed snapshot; returns the new manifest.
 
         `gate` (the validation) runs while the Parquet files are written into the invisible
@@ -220,8 +243,9 @@ class FeatureStore:
                     old = self.table(name, version, snap=parent)
                     for col in batch.added_columns:
                         old = old.append_column(col, pa.nulls(old.num_rows, batch.table.schema.field(col).type))
-                    pq.write_table(old.select(batch.table.column_names), posixpath.join(staging, "base.parquet"),
-                                   filesystem=self.store.fs)
+                    pq.write_table(
+                        old.select(batch.table.column_names), posixpath.join(staging, "base.parquet"), filesystem=self.store.fs
+                    )
                     files = [posixpath.join(rel, "base.parquet")]
                 if batch.table.num_rows or not files:
                     with ThreadPoolExecutor(1) as pool:
@@ -234,10 +258,19 @@ class FeatureStore:
                 if not passed:
                     raise _Refused  # leaves commit_dir by an exception: the staging is discarded
                 manifest = {
-                    "group": name, "version": version, "snapshot": int(snap_id), "parent": parent["snapshot"] if parent else None,
-                    "mode": batch.mode, "runId": run_id, "files": files, "rows": rows, "rowsAdded": batch.table.num_rows,
-                    "watermark": watermark, "schema": batch.schema, "addedColumns": batch.added_columns,
-                    "createdAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                    "group": name,
+                    "version": version,
+                    "snapshot": int(snap_id),
+                    "parent": parent["snapshot"] if parent else None,
+                    "mode": batch.mode,
+                    "runId": run_id,
+                    "files": files,
+                    "rows": rows,
+                    "rowsAdded": batch.table.num_rows,
+                    "watermark": watermark,
+                    "schema": batch.schema,
+                    "addedColumns": batch.added_columns,
+                    "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                 }
                 with self.store.fs.open(posixpath.join(staging, "manifest.json"), "wb") as fh:
                     fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -265,18 +298,30 @@ class FeatureStore:
                 list(pool.map(write, range(parts)))
         return names
 
-    def ingest(self, name: str, version: int, data: pa.Table | pd.DataFrame, *, primary_key: list[str],
-               event_time: str, mode: Mode = "incremental", run_id: str | None = None) -> dict[str, Any]:
+    def ingest(
+        self,
+        name: str,
+        version: int,
+        data: pa.Table | pd.DataFrame,
+        *,
+        primary_key: list[str],
+        event_time: str,
+        mode: Mode = "incremental",
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
         """prepare + commit, without validation (the feature pipeline validates in between)."""
         batch = self.prepare(name, version, data, primary_key=primary_key, event_time=event_time, mode=mode)
         if batch.mode == "incremental" and batch.parent and not batch.table.num_rows and not batch.added_columns:
             return dict(batch.parent, rowsAdded=0, unchanged=True)
-        return self.commit(batch, run_id=run_id)
+        manifest = self.commit(batch, run_id=run_id)
+        assert manifest is not None  # only a gate refuses a commit, and there is none here
+        return manifest
 
     def latest_per_key(self, name: str, version: int) -> pa.Table:
         """The newest row per primary key of the current data (what the online store holds)."""
         snap = self.snapshot(name, version)
         table = self.table(name, version, snap=snap)
+        assert snap is not None  # table() raised FeatureGroupNotFound otherwise
         from .online import latest_per_key
 
         # ingestion guarantees one row per key + event time
@@ -304,8 +349,10 @@ def _dedup(table: pa.Table, primary_key: list[str], event_time: str) -> tuple[pa
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        con.register("k", pa.table({**{c: table.column(c) for c in keys},
-                                    "__fti_row": pa.array(np.arange(table.num_rows, dtype=np.int64))}))
+        con.register(
+            "k",
+            pa.table({**{c: table.column(c) for c in keys}, "__fti_row": pa.array(np.arange(table.num_rows, dtype=np.int64))}),
+        )
         hashes = con.sql(f"SELECT hash({cols}) AS h FROM k").to_arrow_table().column("h").to_numpy()
         if all_distinct(hashes):
             return table, 0

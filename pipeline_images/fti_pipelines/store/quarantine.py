@@ -22,8 +22,7 @@ from .artifacts import ArtifactExists, ArtifactStore
 ROOT = "quarantine"
 
 
-def quarantine_batch(store: ArtifactStore, group: str, version: int, run_id: str, table: pa.Table,
-                     report: dict[str, Any]) -> str:
+def quarantine_batch(store: ArtifactStore, group: str, version: int, run_id: str, table: pa.Table, report: dict[str, Any]) -> str:
     """Write the rows and the report; returns the URI of the quarantine directory."""
     base = run_id or "run"
     for attempt in range(1, 1000):
@@ -52,7 +51,7 @@ def read_quarantined(store: ArtifactStore, uri: str) -> tuple[pa.Table, dict[str
     prefix = store.uri.rstrip("/") + "/"
     if not uri.startswith(prefix):
         raise ValueError(f"{uri} is not in the artifact store {store.uri}")
-    parts = uri[len(prefix):].split("/")
+    parts = uri[len(prefix) :].split("/")
     with store.fs.open(store.path(*parts, "rows.parquet"), "rb") as fh:
         table = pq.read_table(fh)
     return table, store.read_json(*parts, "report.json")

@@ -77,13 +77,12 @@ def record(table: pa.Table, primary_key: list[str], event_time: str) -> dict[str
 def _widens(incoming: pa.DataType, recorded: pa.DataType) -> bool:
     if incoming == recorded or pa.types.is_null(incoming):
         return True
-    if pa.types.is_integer(incoming) and (pa.types.is_integer(recorded) or pa.types.is_floating(recorded)):
-        return True
-    return False
+    return pa.types.is_integer(incoming) and (pa.types.is_integer(recorded) or pa.types.is_floating(recorded))
 
 
-def conform(table: pa.Table, recorded: dict[str, Any] | None, primary_key: list[str],
-            event_time: str) -> tuple[pa.Table, dict[str, Any], list[str]]:
+def conform(
+    table: pa.Table, recorded: dict[str, Any] | None, primary_key: list[str], event_time: str
+) -> tuple[pa.Table, dict[str, Any], list[str]]:
     """Check `table` against the recorded schema; return (table cast to it, new schema, added columns).
 
     Raises PipelineError("SchemaChange") naming every breaking difference.
@@ -94,13 +93,19 @@ def conform(table: pa.Table, recorded: dict[str, Any] | None, primary_key: list[
                 try:
                     _parse_type(str(f.type))
                 except PipelineError:
-                    raise PipelineError("UnsupportedType", f"column {f.name!r} has type {f.type}; feature groups hold "
-                                        "integers, floats, booleans, strings, timestamps, dates and decimals",
-                                        column=f.name) from None
+                    raise PipelineError(
+                        "UnsupportedType",
+                        f"column {f.name!r} has type {f.type}; feature groups hold "
+                        "integers, floats, booleans, strings, timestamps, dates and decimals",
+                        column=f.name,
+                    ) from None
             if pa.types.is_null(f.type):
-                raise PipelineError("UnknownColumnType", f"column {f.name!r} is entirely null in the first batch of "
-                                    "this feature-group version, so its type is unknown; cast it in the transform",
-                                    column=f.name)
+                raise PipelineError(
+                    "UnknownColumnType",
+                    f"column {f.name!r} is entirely null in the first batch of "
+                    "this feature-group version, so its type is unknown; cast it in the transform",
+                    column=f.name,
+                )
         return table, record(table, primary_key, event_time), []
     problems = []
     if recorded["primaryKey"] != list(primary_key):
@@ -122,15 +127,19 @@ def conform(table: pa.Table, recorded: dict[str, Any] | None, primary_key: list[
     if problems:
         raise PipelineError(
             "SchemaChange",
-            "breaking schema change for this feature-group version: " + "; ".join(problems)
+            "breaking schema change for this feature-group version: "
+            + "; ".join(problems)
             + ". Bump featureGroup.version to publish the new schema.",
             problems=problems,
         )
     added = [n for n in table.column_names if n not in {c["name"] for c in recorded["columns"]}]
     for name in added:
         if pa.types.is_null(types[name]):
-            raise PipelineError("UnknownColumnType", f"new column {name!r} is entirely null, so its type is unknown; "
-                                "cast it in the transform", column=name)
+            raise PipelineError(
+                "UnknownColumnType",
+                f"new column {name!r} is entirely null, so its type is unknown; cast it in the transform",
+                column=name,
+            )
         fields.append(pa.field(name, types[name]))
     target = pa.schema(fields)
     table = table.select([f.name for f in target]).cast(target)
@@ -139,9 +148,18 @@ def conform(table: pa.Table, recorded: dict[str, Any] | None, primary_key: list[
 
 
 _TYPES = {
-    "int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "string": pa.string(), "binary": pa.binary(),
-    "date32[day]": pa.date32(), "timestamp[us, tz=UTC]": UTC_US, "uint8": pa.uint8(), "uint16": pa.uint16(),
-    "uint32": pa.uint32(), "uint64": pa.uint64(), "time64[us]": pa.time64("us"),
+    "int64": pa.int64(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+    "binary": pa.binary(),
+    "date32[day]": pa.date32(),
+    "timestamp[us, tz=UTC]": UTC_US,
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "time64[us]": pa.time64("us"),
 }
 
 
@@ -149,7 +167,7 @@ def _parse_type(text: str) -> pa.DataType:
     if text in _TYPES:
         return _TYPES[text]
     if text.startswith("decimal128("):
-        precision, scale = text[len("decimal128("):-1].split(",")
+        precision, scale = text[len("decimal128(") : -1].split(",")
         return pa.decimal128(int(precision), int(scale))
     raise PipelineError("UnsupportedType", f"recorded dtype {text!r} is not supported by this version of fti-pipelines")
 

@@ -24,13 +24,15 @@ def _import(path: str, field: str, sep: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise PipelineError("EstimatorNotFound", f"{field} {path!r}: module {module_name!r} cannot be imported ({exc})",
-                            field=field, value=path) from exc
+        raise PipelineError(
+            "EstimatorNotFound", f"{field} {path!r}: module {module_name!r} cannot be imported ({exc})", field=field, value=path
+        ) from exc
     try:
         return getattr(module, attr)
     except AttributeError as exc:
-        raise PipelineError("EstimatorNotFound", f"{field} {path!r}: module {module_name!r} has no attribute {attr!r}",
-                            field=field, value=path) from exc
+        raise PipelineError(
+            "EstimatorNotFound", f"{field} {path!r}: module {module_name!r} has no attribute {attr!r}", field=field, value=path
+        ) from exc
 
 
 def build_estimator(model: ModelSpec, seed: int | None = None) -> Any:
@@ -41,36 +43,45 @@ def build_estimator(model: ModelSpec, seed: int | None = None) -> Any:
         if not inspect.isclass(cls):
             raise PipelineError("InvalidEstimator", f"model.estimator {model.estimator!r} is not a class")
         try:
-            estimator = cls()
+            estimator: Any = cls()
         except TypeError as exc:
-            raise PipelineError("InvalidEstimator", f"model.estimator {model.estimator!r} cannot be created without arguments: {exc}") from exc
+            raise PipelineError(
+                "InvalidEstimator", f"model.estimator {model.estimator!r} cannot be created without arguments: {exc}"
+            ) from exc
         _check_estimator(estimator, "model.estimator", model.estimator)
         valid = estimator.get_params(deep=False)
         unknown = sorted(k for k in params if k not in valid)
         if unknown:
-            raise PipelineError("InvalidParams", f"model.params: {', '.join(map(repr, unknown))} not accepted by {model.estimator} "
-                                f"(accepted: {', '.join(sorted(valid))})", field="model.params")
+            raise PipelineError(
+                "InvalidParams",
+                f"model.params: {', '.join(map(repr, unknown))} not accepted by {model.estimator} "
+                f"(accepted: {', '.join(sorted(valid))})",
+                field="model.params",
+            )
         try:
             estimator.set_params(**params)
         except (ValueError, TypeError) as exc:
             raise PipelineError("InvalidParams", f"model.params: {exc}", field="model.params") from exc
         source = model.estimator
     else:
-        factory = _import(model.entrypoint, "model.entrypoint", ":")
+        entrypoint = model.entrypoint or ""  # the API model requires estimator or entrypoint
+        factory = _import(entrypoint, "model.entrypoint", ":")
         if not callable(factory):
-            raise PipelineError("InvalidEstimator", f"model.entrypoint {model.entrypoint!r} is not callable")
+            raise PipelineError("InvalidEstimator", f"model.entrypoint {entrypoint!r} is not callable")
         try:
             estimator = factory(**params)
         except TypeError as exc:
-            raise PipelineError("InvalidParams", f"model.params for entrypoint {model.entrypoint!r}: {exc}", field="model.params") from exc
-        _check_estimator(estimator, "model.entrypoint", model.entrypoint)
-        source = model.entrypoint
+            raise PipelineError(
+                "InvalidParams", f"model.params for entrypoint {entrypoint!r}: {exc}", field="model.params"
+            ) from exc
+        _check_estimator(estimator, "model.entrypoint", entrypoint)
+        source = entrypoint
     if seed is not None and "random_state" in estimator.get_params(deep=False) and "random_state" not in params:
         # Same data + same spec = same model: seed estimators that take a seed.
         estimator.set_params(random_state=seed)
     try:
         clone(estimator)  # sklearn's contract: get_params round-trips, so the pipeline can be saved and refitted
-    except Exception as exc:  # noqa: BLE001 - any estimator bug, reported against the spec field
+    except Exception as exc:  # any estimator bug, reported against the spec field
         raise PipelineError("InvalidEstimator", f"{source!r} does not follow the scikit-learn estimator API: {exc}") from exc
     return estimator
 
@@ -79,7 +90,9 @@ def _check_estimator(estimator: Any, field: str, value: str) -> None:
     if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
         raise PipelineError("InvalidEstimator", f"{field} {value!r} is not a scikit-learn estimator (needs fit and get_params)")
     if not is_classifier(estimator):
-        raise PipelineError("InvalidEstimator", f"{field} {value!r} is not a classifier; the training pipeline evaluates binary classifiers")
+        raise PipelineError(
+            "InvalidEstimator", f"{field} {value!r} is not a classifier; the training pipeline evaluates binary classifiers"
+        )
 
 
 def allows_nan(estimator: Any) -> bool:

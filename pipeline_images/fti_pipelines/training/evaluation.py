@@ -64,7 +64,7 @@ def support(name: str, y: np.ndarray, pred: np.ndarray) -> int:
         return int((y == 0).sum())
     if name == "f1":
         return int(((y == 1) | (pred == 1)).sum())
-    return int(len(y))
+    return len(y)
 
 
 def group_metric(name: str, y: np.ndarray, pred: np.ndarray) -> float | None:
@@ -117,8 +117,10 @@ def evaluate(spec: EvaluationSpec, y: np.ndarray, score: np.ndarray, sensitive: 
             raise ValueError("bias gate needs the sensitive column")
         ev.bias = bias_gate(spec.bias, y, pred, sensitive)
         if not ev.bias["passed"]:
-            ev.reasons.append(f"bias gate {spec.bias.metric} across {spec.bias.sensitive_column}: gap {ev.bias['gap']:.4f} "
-                              f"exceeds maxGap {spec.bias.max_gap} ({ev.bias['worst']} vs {ev.bias['best']})")
+            ev.reasons.append(
+                f"bias gate {spec.bias.metric} across {spec.bias.sensitive_column}: gap {ev.bias['gap']:.4f} "
+                f"exceeds maxGap {spec.bias.max_gap} ({ev.bias['worst']} vs {ev.bias['best']})"
+            )
     return ev
 
 
@@ -137,14 +139,23 @@ def bias_gate(gate: BiasGate, y: np.ndarray, pred: np.ndarray, sensitive: pd.Ser
             compared[g] = value
     gap = (max(compared.values()) - min(compared.values())) if len(compared) >= 2 else 0.0
     result = {
-        "sensitiveColumn": gate.sensitive_column, "metric": gate.metric, "groups": groups, "sizes": sizes, "support": supports,
-        "compared": sorted(compared), "gap": round(gap, 6), "maxGap": gate.max_gap, "passed": gap <= gate.max_gap,
+        "sensitiveColumn": gate.sensitive_column,
+        "metric": gate.metric,
+        "groups": groups,
+        "sizes": sizes,
+        "support": supports,
+        "compared": sorted(compared),
+        "gap": round(gap, 6),
+        "maxGap": gate.max_gap,
+        "passed": gap <= gate.max_gap,
     }
     if compared:
-        result["best"] = max(compared, key=compared.get)
-        result["worst"] = min(compared, key=compared.get)
+        result["best"] = max(compared, key=lambda g: compared[g])
+        result["worst"] = min(compared, key=lambda g: compared[g])
     if len(compared) < 2:
-        result["note"] = f"fewer than two groups with a {gate.metric} over at least {gate.min_group_size} rows; nothing to compare"
+        result["note"] = (
+            f"fewer than two groups with a {gate.metric} over at least {gate.min_group_size} rows; nothing to compare"
+        )
     return result
 
 

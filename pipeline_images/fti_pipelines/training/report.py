@@ -15,11 +15,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: pods have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-from .evaluation import Evaluation  # noqa: E402
+from .evaluation import Evaluation
 
 
 def _png(fig: Any) -> bytes:
@@ -50,8 +50,11 @@ def plots(y: np.ndarray, score: np.ndarray, threshold: float, ev: Evaluation) ->
         groups = ev.bias["groups"]
         names = list(groups)
         fig, ax = plt.subplots(figsize=(5, 3))
-        ax.bar(names, [groups[n] if groups[n] is not None else 0 for n in names],
-               color=["tab:blue" if n in ev.bias["compared"] else "lightgrey" for n in names])
+        ax.bar(
+            names,
+            [groups[n] if groups[n] is not None else 0 for n in names],
+            color=["tab:blue" if n in ev.bias["compared"] else "lightgrey" for n in names],
+        )
         ax.set_ylabel(ev.bias["metric"])
         ax.set_title(f"{ev.bias['metric']} by {ev.bias['sensitiveColumn']} (gap {ev.bias['gap']:.3f}, max {ev.bias['maxGap']})")
         files["bias.png"] = _png(fig)
@@ -60,13 +63,28 @@ def plots(y: np.ndarray, score: np.ndarray, threshold: float, ev: Evaluation) ->
 
 def _rows(card: dict[str, Any], ev: Evaluation) -> tuple[list[tuple[str, str]], list[list[str]], list[list[str]]]:
     metrics = [(k, "undefined" if v is None else f"{v:.4f}") for k, v in ev.metrics.items()]
-    gates = [[g["metric"], "" if g["min"] is None else str(g["min"]), "" if g["max"] is None else str(g["max"]),
-              "undefined" if g["value"] is None else f"{g['value']:.4f}", "pass" if g["passed"] else "FAIL"] for g in ev.gates]
+    gates = [
+        [
+            g["metric"],
+            "" if g["min"] is None else str(g["min"]),
+            "" if g["max"] is None else str(g["max"]),
+            "undefined" if g["value"] is None else f"{g['value']:.4f}",
+            "pass" if g["passed"] else "FAIL",
+        ]
+        for g in ev.gates
+    ]
     bias = []
     if ev.bias:
         for g, v in ev.bias["groups"].items():
-            bias.append([g, str(ev.bias["sizes"][g]), str(ev.bias["support"][g]), "undefined" if v is None else f"{v:.4f}",
-                         "yes" if g in ev.bias["compared"] else "no"])
+            bias.append(
+                [
+                    g,
+                    str(ev.bias["sizes"][g]),
+                    str(ev.bias["support"][g]),
+                    "undefined" if v is None else f"{v:.4f}",
+                    "yes" if g in ev.bias["compared"] else "no",
+                ]
+            )
     return metrics, gates, bias
 
 
@@ -74,20 +92,37 @@ def markdown(card: dict[str, Any], ev: Evaluation, images: list[str]) -> str:
     metrics, gates, bias = _rows(card, ev)
     fv, ds = card["featureView"], card["trainingDataset"]
     lines = [f"# Model {card['name']} version {card['version']}: {ev.verdict}", ""]
-    lines += [f"- estimator: `{card.get('estimator')}`",
-              f"- feature view: {fv['name']} v{fv['version']} (columns: {', '.join(fv['columns'])})",
-              f"- training dataset: #{ds['version']} `{ds['hash']}` ({ds['rows']} rows; train {card['split']['train']}, "
-              f"test {card['split']['test']}, split {card['split']['type']})", ""]
+    lines += [
+        f"- estimator: `{card.get('estimator')}`",
+        f"- feature view: {fv['name']} v{fv['version']} (columns: {', '.join(fv['columns'])})",
+        (
+            f"- training dataset: #{ds['version']} `{ds['hash']}` ({ds['rows']} rows; train {card['split']['train']}, "
+            f"test {card['split']['test']}, split {card['split']['type']})"
+        ),
+        "",
+    ]
     if ev.reasons:
         lines += ["## Why rejected", *[f"- {r}" for r in ev.reasons], ""]
     lines += ["## Metrics (test split)", "| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in metrics], ""]
     if gates:
-        lines += ["## Gates", "| metric | min | max | value | result |", "|---|---|---|---|---|",
-                  *["| " + " | ".join(r) + " |" for r in gates], ""]
+        lines += [
+            "## Gates",
+            "| metric | min | max | value | result |",
+            "|---|---|---|---|---|",
+            *["| " + " | ".join(r) + " |" for r in gates],
+            "",
+        ]
     if ev.bias:
-        lines += [f"## Bias: {ev.bias['metric']} by {ev.bias['sensitiveColumn']} — gap {ev.bias['gap']:.4f} "
-                  f"(max {ev.bias['maxGap']}): {'pass' if ev.bias['passed'] else 'FAIL'}",
-                  "| group | rows | support | value | compared |", "|---|---|---|---|---|", *["| " + " | ".join(r) + " |" for r in bias], ""]
+        lines += [
+            (
+                f"## Bias: {ev.bias['metric']} by {ev.bias['sensitiveColumn']} — gap {ev.bias['gap']:.4f} "
+                f"(max {ev.bias['maxGap']}): {'pass' if ev.bias['passed'] else 'FAIL'}"
+            ),
+            "| group | rows | support | value | compared |",
+            "|---|---|---|---|---|",
+            *["| " + " | ".join(r) + " |" for r in bias],
+            "",
+        ]
     lines += [f"![{n}]({n})" for n in images]
     return "\n".join(lines) + "\n"
 
@@ -102,22 +137,31 @@ def html_page(card: dict[str, Any], ev: Evaluation, images: list[str]) -> str:
     metrics, gates, bias = _rows(card, ev)
     fv, ds = card["featureView"], card["trainingDataset"]
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(card['name'])} v{card['version']}</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:.3em .6em}.Validated{color:green}.Rejected{color:#b00}</style></head><body>",
-             f"<h1>Model {e(card['name'])} version {card['version']}: <span class='{ev.verdict}'>{ev.verdict}</span></h1>",
-             f"<p>Estimator <code>{e(str(card.get('estimator')))}</code>; feature view {e(fv['name'])} v{fv['version']} "
-             f"({e(', '.join(fv['columns']))}); training dataset #{ds['version']} <code>{e(ds['hash'])}</code>, {ds['rows']} rows "
-             f"(train {card['split']['train']}, test {card['split']['test']}, {e(card['split']['type'])} split).</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(card['name'])} v{card['version']}</title>",
+        (
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+            "td,th{border:1px solid #ccc;padding:.3em .6em}.Validated{color:green}.Rejected{color:#b00}</style></head><body>"
+        ),
+        f"<h1>Model {e(card['name'])} version {card['version']}: <span class='{ev.verdict}'>{ev.verdict}</span></h1>",
+        (
+            f"<p>Estimator <code>{e(str(card.get('estimator')))}</code>; feature view {e(fv['name'])} v{fv['version']} "
+            f"({e(', '.join(fv['columns']))}); training dataset #{ds['version']} <code>{e(ds['hash'])}</code>, "
+            f"{ds['rows']} rows (train {card['split']['train']}, test {card['split']['test']}, "
+            f"{e(card['split']['type'])} split).</p>"
+        ),
+    ]
     if ev.reasons:
         parts.append("<h2>Why rejected</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in ev.reasons) + "</ul>")
     parts.append("<h2>Metrics (test split)</h2>" + _table(["metric", "value"], [list(m) for m in metrics]))
     if gates:
         parts.append("<h2>Gates</h2>" + _table(["metric", "min", "max", "value", "result"], gates))
     if ev.bias:
-        parts.append(f"<h2>Bias: {e(ev.bias['metric'])} by {e(ev.bias['sensitiveColumn'])}</h2>"
-                     f"<p>gap {ev.bias['gap']:.4f}, max {ev.bias['maxGap']}: {'pass' if ev.bias['passed'] else 'FAIL'}</p>"
-                     + _table(["group", "rows", "support", "value", "compared"], bias))
+        parts.append(
+            f"<h2>Bias: {e(ev.bias['metric'])} by {e(ev.bias['sensitiveColumn'])}</h2>"
+            f"<p>gap {ev.bias['gap']:.4f}, max {ev.bias['maxGap']}: {'pass' if ev.bias['passed'] else 'FAIL'}</p>"
+            + _table(["group", "rows", "support", "value", "compared"], bias)
+        )
     parts += [f"<figure><img src='{e(n)}' alt='{e(n)}'></figure>" for n in images]
     parts.append("</body></html>")
     return "".join(parts)

@@ -15,7 +15,7 @@ registered (a Job retried after its pod finished) returns that version's result.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -56,10 +56,11 @@ def binary_labels(frame: pd.DataFrame, column: str) -> tuple[pd.DataFrame, np.nd
     if pd.api.types.is_bool_dtype(values):
         return frame, values.astype(int).to_numpy(), missing
     distinct = set(pd.unique(values).tolist())
-    if not distinct <= {0, 1, 0.0, 1.0, True, False}:
+    if not distinct <= {0, 1}:
         shown = ", ".join(map(repr, sorted(distinct, key=str)[:5]))
-        raise PipelineError("InvalidLabel", f"featureView.label.column {column!r} must be binary 0/1 or true/false; "
-                            f"found {shown}", column=column)
+        raise PipelineError(
+            "InvalidLabel", f"featureView.label.column {column!r} must be binary 0/1 or true/false; found {shown}", column=column
+        )
     return frame, values.astype(int).to_numpy(), missing
 
 
@@ -71,7 +72,7 @@ def split(frame: pd.DataFrame, y: np.ndarray, spec: TrainingPipelineSpec, event_
     if cfg.type == "time":
         # The newest events are the test set: the model is judged on the future it will meet.
         order = np.argsort(frame[event_time].to_numpy(), kind="stable")
-        cut = int(round(n * (1 - cfg.test_fraction)))
+        cut = round(n * (1 - cfg.test_fraction))
         return order[:cut], order[cut:]
     counts = np.bincount(y, minlength=2)
     stratify = y if counts.min() >= 2 else None
@@ -87,8 +88,9 @@ def scores(pipeline: Any, rows: np.ndarray) -> np.ndarray:
     return pipeline.decision_function(rows)
 
 
-def train(spec: TrainingPipelineSpec, version: int, store: ArtifactStore, feature_store: Any,
-          run_id: str = "local") -> dict[str, Any]:
+def train(
+    spec: TrainingPipelineSpec, version: int, store: ArtifactStore, feature_store: Any, run_id: str = "local"
+) -> dict[str, Any]:
     """Train, evaluate and register one model version; returns the pipeline result."""
     name, view = spec.model.name, spec.feature_view
     registry = ModelRegistry(store)
@@ -102,19 +104,31 @@ def train(spec: TrainingPipelineSpec, version: int, store: ArtifactStore, featur
     extra = [("evaluation.bias.sensitiveColumn", bias.sensitive_column)] if bias else []
     window = spec.training_data
     dataset = TrainingDatasets(store).create(view, feature_store, start=window.start, end=window.end, extra_columns=extra)
-    log.info("training dataset %s v%s #%s: %d rows, %s%s", view.name, view.version, dataset.version, dataset.rows,
-             dataset.hash, " (reused)" if dataset.reused else "")
+    log.info(
+        "training dataset %s v%s #%s: %d rows, %s%s",
+        view.name,
+        view.version,
+        dataset.version,
+        dataset.rows,
+        dataset.hash,
+        " (reused)" if dataset.reused else "",
+    )
     frame, y, unlabelled = binary_labels(dataset.frame, view.label.column)
     if len(frame) < 10:
-        raise PipelineError("NotEnoughTrainingData",
-                            f"featureView {view.name} v{view.version}: {len(frame)} labelled rows"
-                            f"{_window_text(window.start, window.end)}; at least 10 are needed", rows=len(frame))
+        raise PipelineError(
+            "NotEnoughTrainingData",
+            f"featureView {view.name} v{view.version}: {len(frame)} labelled rows"
+            f"{_window_text(window.start, window.end)}; at least 10 are needed",
+            rows=len(frame),
+        )
     columns = list(view.feature_columns)
     pipeline = build_model_pipeline(frame, columns, view.transformations, estimator)
     train_pos, test_pos = split(frame, y, spec, dataset.plan.spine.event_time)
     if len(np.unique(y[train_pos])) < 2:
-        raise PipelineError("NotEnoughTrainingData", f"the training split has only label {int(y[train_pos][0])}; "
-                            f"a classifier needs both classes of {view.label.column!r}")
+        raise PipelineError(
+            "NotEnoughTrainingData",
+            f"the training split has only label {int(y[train_pos][0])}; a classifier needs both classes of {view.label.column!r}",
+        )
     rows = to_rows(frame, columns)
     pipeline.fit(rows[train_pos], y[train_pos])  # transformations are fitted on the training split only
     score = scores(pipeline, rows[test_pos])
@@ -123,27 +137,45 @@ def train(spec: TrainingPipelineSpec, version: int, store: ArtifactStore, featur
 
     plan = dataset.plan
     card = {
-        "name": name, "version": version, "verdict": ev.verdict, "reasons": ev.reasons, "notes": ev.notes,
-        "metrics": ev.metrics, "gates": ev.gates, "bias": ev.bias,
+        "name": name,
+        "version": version,
+        "verdict": ev.verdict,
+        "reasons": ev.reasons,
+        "notes": ev.notes,
+        "metrics": ev.metrics,
+        "gates": ev.gates,
+        "bias": ev.bias,
         "featureView": {
-            "name": view.name, "version": view.version,
+            "name": view.name,
+            "version": view.version,
             "label": {"featureGroup": view.label.feature_group.wire(), "column": view.label.column},
-            "features": [{"featureGroup": f.feature_group.wire(), "columns": list(f.columns),
-                          "primaryKey": list(_group(plan, f.feature_group.key).primary_key),
-                          "eventTime": _group(plan, f.feature_group.key).event_time} for f in view.features],
+            "features": [
+                {
+                    "featureGroup": f.feature_group.wire(),
+                    "columns": list(f.columns),
+                    "primaryKey": list(_group(plan, f.feature_group.key).primary_key),
+                    "eventTime": _group(plan, f.feature_group.key).event_time,
+                }
+                for f in view.features
+            ],
             "columns": columns,
             "transformations": [t.wire() for t in view.transformations or []],
         },
         "entityKeys": plan.entity_keys,
         "inputSchema": input_schema(frame, columns),
         "trainingDataset": dataset.ref,
-        "split": {"type": spec.training_data.split.type, "testFraction": spec.training_data.split.test_fraction,
-                  "train": int(len(train_pos)), "test": int(len(test_pos)), "unlabelled": unlabelled},
+        "split": {
+            "type": spec.training_data.split.type,
+            "testFraction": spec.training_data.split.test_fraction,
+            "train": len(train_pos),
+            "test": len(test_pos),
+            "unlabelled": unlabelled,
+        },
         "threshold": spec.evaluation.threshold,
         "estimator": spec.model.estimator or spec.model.entrypoint,
         "params": spec.model.params or {},
         "steps": [s for s, _ in pipeline.steps],
-        "createdAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "runId": run_id,
         "libraries": {"sklearn": sklearn.__version__, "pandas": pd.__version__, "numpy": np.__version__},
     }
@@ -168,11 +200,16 @@ def _window_text(start: datetime | None, end: datetime | None) -> str:
 def result_of(card: dict[str, Any], existing: bool = False) -> dict[str, Any]:
     """The termination-message result of a registered version (small: under 4 KiB)."""
     out = {
-        "model": card["name"], "version": card["version"], "verdict": card["verdict"], "metrics": card["metrics"],
+        "model": card["name"],
+        "version": card["version"],
+        "verdict": card["verdict"],
+        "metrics": card["metrics"],
         "reasons": card.get("reasons", []),
         "featureView": {"name": card["featureView"]["name"], "version": card["featureView"]["version"]},
-        "featureGroups": sorted({(f["featureGroup"]["name"], f["featureGroup"]["version"]) for f in card["featureView"]["features"]}
-                                | {(card["featureView"]["label"]["featureGroup"]["name"], card["featureView"]["label"]["featureGroup"]["version"])}),
+        "featureGroups": sorted(
+            {(f["featureGroup"]["name"], f["featureGroup"]["version"]) for f in card["featureView"]["features"]}
+            | {(card["featureView"]["label"]["featureGroup"]["name"], card["featureView"]["label"]["featureGroup"]["version"])}
+        ),
         "trainingDataset": {"version": card["trainingDataset"]["version"], "hash": card["trainingDataset"]["hash"]},
         "storageUri": card["storageUri"],
         "rows": {"train": card["split"]["train"], "test": card["split"]["test"]},
@@ -200,4 +237,4 @@ def main(ctx: PipelineContext) -> dict[str, Any]:
     return train(spec, version, store, FeatureStore(store), run_id=ctx.run_id)
 
 
-__all__ = ["main", "parse_spec", "train", "result_of", "TrainingDataset"]
+__all__ = ["TrainingDataset", "main", "parse_spec", "result_of", "train"]

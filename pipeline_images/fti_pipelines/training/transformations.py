@@ -56,13 +56,18 @@ def _column_step(kind: str, transform: str | None, column: str) -> Any:
             return OneHotEncoder(handle_unknown="ignore", sparse_output=False)
         return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
     if kind == "categorical":
-        raise PipelineError("UntransformedColumn",
-                            f"featureView.transformations: feature column {column!r} holds strings; "
-                            "give it a oneHot or ordinal transformation", column=column)
+        raise PipelineError(
+            "UntransformedColumn",
+            f"featureView.transformations: feature column {column!r} holds strings; give it a oneHot or ordinal transformation",
+            column=column,
+        )
     if kind == "datetime":
-        raise PipelineError("UnsupportedColumn",
-                            f"featureView.features: feature column {column!r} is a timestamp; models take numbers and "
-                            "categories (derive a numeric feature from it in the feature pipeline)", column=column)
+        raise PipelineError(
+            "UnsupportedColumn",
+            f"featureView.features: feature column {column!r} is a timestamp; models take numbers and "
+            "categories (derive a numeric feature from it in the feature pipeline)",
+            column=column,
+        )
     steps = [("float", _as_float())]
     if transform == "standardScaler":
         steps.append(("scale", StandardScaler()))
@@ -76,8 +81,7 @@ def _column_step(kind: str, transform: str | None, column: str) -> Any:
     return Pipeline(steps) if len(steps) > 1 else steps[0][1]
 
 
-def build_model_pipeline(frame: pd.DataFrame, columns: list[str], transformations: list[Any] | None,
-                         estimator: Any) -> Pipeline:
+def build_model_pipeline(frame: pd.DataFrame, columns: list[str], transformations: list[Any] | None, estimator: Any) -> Pipeline:
     """An unfitted Pipeline([("features", ColumnTransformer by position), (imputer), ("model", estimator)]).
 
     Columns that get the same treatment share one ColumnTransformer branch (all
@@ -90,13 +94,17 @@ def build_model_pipeline(frame: pd.DataFrame, columns: list[str], transformation
         kind = column_kind(frame[col])
         transform = by_column.get(col)
         if transform in NUMERIC_TRANSFORMS and kind != "numeric":
-            raise PipelineError("InvalidTransformation",
-                                f"featureView.transformations: {transform} on {col!r} needs a numeric column, "
-                                f"but {col!r} is {frame[col].dtype}", column=col)
+            raise PipelineError(
+                "InvalidTransformation",
+                f"featureView.transformations: {transform} on {col!r} needs a numeric column, but {col!r} is {frame[col].dtype}",
+                column=col,
+            )
         _column_step(kind, transform, col)  # refuses strings without encoding, timestamps
         groups.setdefault(("categorical" if transform in CATEGORICAL_TRANSFORMS else kind, transform), []).append(pos)
-    parts = [(transform or kind, _column_step(kind, transform, columns[positions[0]]), positions)
-             for (kind, transform), positions in groups.items()]
+    parts = [
+        (transform or kind, _column_step(kind, transform, columns[positions[0]]), positions)
+        for (kind, transform), positions in groups.items()
+    ]
     features = ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False)
     steps: list[tuple[str, Any]] = [("features", features)]
     if not allows_nan(estimator):
@@ -118,7 +126,7 @@ def to_rows(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
             out[:, pos] = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
         else:
             values = s.astype(object).to_numpy()
-            out[:, pos] = np.where(pd.isna(values), None, values)
+            out[:, pos] = np.where(pd.isna(values), np.array(None, dtype=object), values)
     return out
 
 

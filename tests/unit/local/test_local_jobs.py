@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fti_operator.local.jobs import LOG_ANNOTATION, CronJobs, JobController, due, job_for, trigger
 from fti_operator.local.memkube import MemKube
 from fti_operator.reconcile.results import job_finished, job_finished_at, termination_result
 
-T0 = datetime(2026, 12, 4, 16, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 4, 16, 0, 0, tzinfo=UTC)
 
 
 class Clock:
@@ -21,22 +21,42 @@ class Clock:
 
 
 def job_manifest(name: str = "train-v1", backoff: int = 1, ttl: int | None = None) -> dict:
-    spec: dict = {"backoffLimit": backoff, "template": {
-        "metadata": {"labels": {"fti.dev/resource": "fraud"}},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "pipeline", "image": "fti-training:1"}]}}}
+    spec: dict = {
+        "backoffLimit": backoff,
+        "template": {
+            "metadata": {"labels": {"fti.dev/resource": "fraud"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "pipeline", "image": "fti-training:1"}]},
+        },
+    }
     if ttl is not None:
         spec["ttlSecondsAfterFinished"] = ttl
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "namespace": "ns", "labels": {"fti.dev/resource": "fraud"}}, "spec": spec}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": "ns", "labels": {"fti.dev/resource": "fraud"}},
+        "spec": spec,
+    }
 
 
 def cronjob_manifest(schedule: str = "0 * * * *", policy: str = "Forbid") -> dict:
     job = job_manifest()
-    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "fg", "namespace": "ns"}, "spec": {
-        "schedule": schedule, "timeZone": "Etc/UTC", "concurrencyPolicy": policy, "startingDeadlineSeconds": 300,
-        "successfulJobsHistoryLimit": 2, "failedJobsHistoryLimit": 1,
-        "jobTemplate": {"metadata": {"labels": {"fti.dev/fg-version": "3"}, "annotations": {"fti.dev/revision": "1"}},
-                        "spec": job["spec"]}}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "fg", "namespace": "ns"},
+        "spec": {
+            "schedule": schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": policy,
+            "startingDeadlineSeconds": 300,
+            "successfulJobsHistoryLimit": 2,
+            "failedJobsHistoryLimit": 1,
+            "jobTemplate": {
+                "metadata": {"labels": {"fti.dev/fg-version": "3"}, "annotations": {"fti.dev/revision": "1"}},
+                "spec": job["spec"],
+            },
+        },
+    }
 
 
 def scripted(*outcomes: tuple[int, str]):
@@ -47,6 +67,7 @@ def scripted(*outcomes: tuple[int, str]):
         seen.append(pod)
         code, message = outcomes[len(seen) - 1]
         return code, message, f"/logs/{pod['metadata']['name']}.log"
+
     return run_pod, seen
 
 
@@ -61,11 +82,22 @@ def test_a_job_gets_a_labelled_owned_pod_and_completes() -> None:
     pod = seen[0]
     assert pod["metadata"]["name"].startswith("train-v1-")
     assert pod["metadata"]["labels"] == {
-        "fti.dev/resource": "fraud", "batch.kubernetes.io/job-name": "train-v1", "job-name": "train-v1",
-        "batch.kubernetes.io/controller-uid": job["metadata"]["uid"], "controller-uid": job["metadata"]["uid"]}
-    assert pod["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "Job", "name": "train-v1",
-                                                   "uid": job["metadata"]["uid"], "controller": True,
-                                                   "blockOwnerDeletion": True}]
+        "fti.dev/resource": "fraud",
+        "batch.kubernetes.io/job-name": "train-v1",
+        "job-name": "train-v1",
+        "batch.kubernetes.io/controller-uid": job["metadata"]["uid"],
+        "controller-uid": job["metadata"]["uid"],
+    }
+    assert pod["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": "train-v1",
+            "uid": job["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
     assert pod["status"]["phase"] == "Running"
 
     done = kube.get("batch/v1", "jobs", "ns", "train-v1")
@@ -74,7 +106,9 @@ def test_a_job_gets_a_labelled_owned_pod_and_completes() -> None:
     assert st["succeeded"] == 1 and "failed" not in st and "active" not in st
     assert st["startTime"] == "2026-12-04T16:00:42Z" and st["completionTime"] == "2026-12-04T16:00:42Z"
     assert [(c["type"], c["status"], c["reason"]) for c in st["conditions"]] == [
-        ("SuccessCriteriaMet", "True", "CompletionsReached"), ("Complete", "True", "CompletionsReached")]
+        ("SuccessCriteriaMet", "True", "CompletionsReached"),
+        ("Complete", "True", "CompletionsReached"),
+    ]
     assert job_finished_at(done) == "2026-12-04T16:00:42Z"
 
     pods = kube.list("v1", "pods", "ns", "job-name=train-v1")
@@ -98,7 +132,9 @@ def test_a_failing_job_is_retried_up_to_its_backoff_limit_then_failed() -> None:
     st = failed["status"]
     assert job_finished(failed) is False and st["failed"] == 2 and "completionTime" not in st
     assert [(c["type"], c["reason"]) for c in st["conditions"]] == [
-        ("FailureTarget", "BackoffLimitExceeded"), ("Failed", "BackoffLimitExceeded")]
+        ("FailureTarget", "BackoffLimitExceeded"),
+        ("Failed", "BackoffLimitExceeded"),
+    ]
     assert job_finished_at(failed) == st["conditions"][1]["lastTransitionTime"]
     pods = kube.list("v1", "pods", "ns", "job-name=train-v1")
     assert [p["status"]["phase"] for p in pods] == ["Failed", "Failed"]
@@ -137,16 +173,23 @@ def test_finished_jobs_and_their_pods_go_after_the_ttl() -> None:
 def test_cronjob_trigger_creates_the_job_a_scheduler_would() -> None:
     kube = MemKube()
     cj = kube.create(cronjob_manifest())
-    now = datetime(2026, 12, 4, 17, 0, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 4, 17, 0, 30, tzinfo=UTC)
     job = trigger(kube, cj, now)
-    minutes = int(datetime(2026, 12, 4, 17, 0, tzinfo=timezone.utc).timestamp() // 60)
+    minutes = int(datetime(2026, 12, 4, 17, 0, tzinfo=UTC).timestamp() // 60)
     assert job["metadata"]["name"] == f"fg-{minutes}"
     assert job["metadata"]["labels"] == {"fti.dev/fg-version": "3"}
-    assert job["metadata"]["annotations"] == {"fti.dev/revision": "1",
-                                              "batch.kubernetes.io/cronjob-scheduled-timestamp": "2026-12-04T17:00:00Z"}
+    assert job["metadata"]["annotations"] == {
+        "fti.dev/revision": "1",
+        "batch.kubernetes.io/cronjob-scheduled-timestamp": "2026-12-04T17:00:00Z",
+    }
     assert job["metadata"]["ownerReferences"][0] == {
-        "apiVersion": "batch/v1", "kind": "CronJob", "name": "fg", "uid": cj["metadata"]["uid"],
-        "controller": True, "blockOwnerDeletion": True}
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "name": "fg",
+        "uid": cj["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     assert job["spec"] == cj["spec"]["jobTemplate"]["spec"]
     assert job_for(cj, now.replace(second=0))["metadata"]["name"] == job["metadata"]["name"]
     status = kube.get("batch/v1", "cronjobs", "ns", "fg")["status"]
@@ -187,7 +230,7 @@ def test_a_pod_left_running_by_an_earlier_process_is_failed_and_retried() -> Non
     started = JobController(kube, scripted()[0]).start(kube.get("batch/v1", "jobs", "ns", "train-v1"))
     assert started["status"]["phase"] == "Running"
     # A new process: its controller did not start that pod, so nothing will ever finish it.
-    run_pod, seen = scripted((0, "{}"))
+    run_pod, _ = scripted((0, "{}"))
     assert JobController(kube, run_pod).step() == 1
     phases = {p["metadata"]["name"]: p["status"]["phase"] for p in kube.list("v1", "pods", "ns")}
     assert phases[started["metadata"]["name"]] == "Failed" and sorted(phases.values()) == ["Failed", "Succeeded"]
@@ -222,7 +265,8 @@ def test_the_feature_reconciler_runs_on_memkube_and_reads_a_local_run() -> None:
     run_pod, _ = scripted((0, json.dumps({"ok": True, "rowsWritten": 5, "rowsRejected": 1})))
     clock.now = T0 + timedelta(minutes=15)
     assert [j["metadata"]["name"] for j in CronJobs(kube, clock).step()] == [
-        f"{cronjob['metadata']['name']}-{int(clock.now.timestamp() // 60)}"]
+        f"{cronjob['metadata']['name']}-{int(clock.now.timestamp() // 60)}"
+    ]
     assert JobController(kube, run_pod, clock).step() == 1
     assert reconcile() > 0
     status = kube.get("fti.dev/v1alpha1", "featurepipelines", "fraud", "card-transactions")["status"]

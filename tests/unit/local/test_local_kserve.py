@@ -36,8 +36,7 @@ def isvc(predictor: dict | None = None, transformer: dict | None = None) -> dict
     spec = {"predictor": predictor or {"minReplicas": 1, "containers": [{"name": "kserve-container", "image": "i:1"}]}}
     if transformer:
         spec["transformer"] = transformer
-    return {"apiVersion": API_VERSION, "kind": "InferenceService", "metadata": {"name": "fraud", "namespace": "ns"},
-            "spec": spec}
+    return {"apiVersion": API_VERSION, "kind": "InferenceService", "metadata": {"name": "fraud", "namespace": "ns"}, "spec": spec}
 
 
 @pytest.fixture
@@ -59,6 +58,7 @@ def predictor_image(image: str, canary: int | None = None) -> dict:
 
 def test_replace_patch_turns_old_into_new() -> None:
     from fti_operator.local.memkube import merge_patch
+
     old = {"a": 1, "b": {"c": 1, "d": 2}, "e": [1]}
     new = {"b": {"c": 1}, "e": [2], "f": {"g": 1}}
     assert merge_patch(old, replace_patch(old, new)) == new
@@ -70,14 +70,20 @@ def test_a_ready_service_gets_kserves_status(env) -> None:
     assert kserve.step() == 1
     st = status(kube)
     assert [(c["type"], c["status"]) for c in st["conditions"]] == [
-        ("IngressReady", "True"), ("PredictorReady", "True"), ("Ready", "True")]
+        ("IngressReady", "True"),
+        ("PredictorReady", "True"),
+        ("Ready", "True"),
+    ]
     assert st["observedGeneration"] == 1 and st["deploymentMode"] == "Serverless"
     assert st["url"] == "http://127.0.0.1:9001" and st["address"] == {"url": "http://127.0.0.1:9001"}
     assert st["components"]["predictor"] == {
-        "latestCreatedRevision": "fraud-predictor-00001", "latestReadyRevision": "fraud-predictor-00001",
+        "latestCreatedRevision": "fraud-predictor-00001",
+        "latestReadyRevision": "fraud-predictor-00001",
         "latestRolledoutRevision": "fraud-predictor-00001",
-        "url": "http://127.0.0.1:9001", "address": {"url": "http://127.0.0.1:9001"},
-        "traffic": [{"tag": "latest", "revisionName": "fraud-predictor-00001", "latestRevision": True, "percent": 100}]}
+        "url": "http://127.0.0.1:9001",
+        "address": {"url": "http://127.0.0.1:9001"},
+        "traffic": [{"tag": "latest", "revisionName": "fraud-predictor-00001", "latestRevision": True, "percent": 100}],
+    }
     assert st["modelStatus"]["transitionStatus"] == "UpToDate"
     assert servers.started == [("predictor", {"name": "kserve-container", "image": "i:1"})]
     writes = kube.writes()
@@ -88,13 +94,23 @@ def test_a_ready_service_gets_kserves_status(env) -> None:
 def test_a_transformer_is_pointed_at_its_predictor(env) -> None:
     kube, servers, kserve = env
     model = {"modelFormat": {"name": "sklearn"}, "storageUri": "file:///m/1"}
-    kube.create(isvc({"minReplicas": 1, "model": model},
-                     {"minReplicas": 1, "containers": [{"name": "kserve-container", "args": ["--role", "transformer"]}]}))
+    kube.create(
+        isvc(
+            {"minReplicas": 1, "model": model},
+            {"minReplicas": 1, "containers": [{"name": "kserve-container", "args": ["--role", "transformer"]}]},
+        )
+    )
     kserve.step()
     assert servers.started == [
         ("predictor", model),
-        ("transformer", {"name": "kserve-container",
-                         "args": ["--role", "transformer", "--model_name", "fraud", "--predictor_host", "127.0.0.1:9001"]})]
+        (
+            "transformer",
+            {
+                "name": "kserve-container",
+                "args": ["--role", "transformer", "--model_name", "fraud", "--predictor_host", "127.0.0.1:9001"],
+            },
+        ),
+    ]
     st = status(kube)
     assert [c["type"] for c in st["conditions"]] == ["IngressReady", "PredictorReady", "Ready", "TransformerReady"]
     assert st["url"] == "http://127.0.0.1:9002", "the transformer is the entry point"
@@ -124,7 +140,8 @@ def test_a_canary_splits_traffic_then_rolls_out_without_a_new_revision(env) -> N
     predictor = status(kube)["components"]["predictor"]
     assert predictor["traffic"] == [
         {"tag": "latest", "revisionName": "fraud-predictor-00002", "latestRevision": True, "percent": 20},
-        {"tag": "prev", "revisionName": "fraud-predictor-00001", "latestRevision": False, "percent": 80}]
+        {"tag": "prev", "revisionName": "fraud-predictor-00001", "latestRevision": False, "percent": 80},
+    ]
     assert predictor["latestRolledoutRevision"] == "fraud-predictor-00001"
     assert status(kube)["url"] == "http://127.0.0.1:9001", "most traffic still goes to the rolled-out revision"
     assert servers.running == {"http://127.0.0.1:9001", "http://127.0.0.1:9002"}
@@ -136,7 +153,8 @@ def test_a_canary_splits_traffic_then_rolls_out_without_a_new_revision(env) -> N
     assert predictor["latestRolledoutRevision"] == "fraud-predictor-00002"
     assert predictor["previousRolledoutRevision"] == "fraud-predictor-00001"
     assert predictor["traffic"] == [
-        {"tag": "latest", "revisionName": "fraud-predictor-00002", "latestRevision": True, "percent": 100}]
+        {"tag": "latest", "revisionName": "fraud-predictor-00002", "latestRevision": True, "percent": 100}
+    ]
     assert servers.running == {"http://127.0.0.1:9002"}
 
 
@@ -199,5 +217,6 @@ def test_raw_deployment_mode_does_not_split_traffic(env) -> None:
     kserve.step()
     predictor = status(kube)["components"]["predictor"]
     assert predictor["traffic"] == [
-        {"tag": "latest", "revisionName": "fraud-predictor-00002", "latestRevision": True, "percent": 100}]
+        {"tag": "latest", "revisionName": "fraud-predictor-00002", "latestRevision": True, "percent": 100}
+    ]
     assert servers.running == {"http://127.0.0.1:9002"}

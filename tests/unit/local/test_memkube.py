@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,22 +14,38 @@ API = "fti.dev/v1alpha1"
 
 
 def pipeline(name: str = "fp", spec: dict | None = None, **meta) -> dict:
-    return {"apiVersion": API, "kind": "FeaturePipeline",
-            "metadata": {"name": name, "namespace": "ns", **meta}, "spec": spec or {"schedule": "@hourly"}}
+    return {
+        "apiVersion": API,
+        "kind": "FeaturePipeline",
+        "metadata": {"name": name, "namespace": "ns", **meta},
+        "spec": spec or {"schedule": "@hourly"},
+    }
 
 
 def job(name: str, owner: dict | None = None, labels: dict | None = None) -> dict:
     meta: dict = {"name": name, "namespace": "ns", "labels": labels or {}}
     if owner:
-        meta["ownerReferences"] = [{"apiVersion": owner["apiVersion"], "kind": owner["kind"],
-                                    "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-                                    "controller": True}]
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": owner["apiVersion"],
+                "kind": owner["kind"],
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+                "controller": True,
+            }
+        ]
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {"template": {}}}
 
 
 def test_plurals_follow_the_api_machinery_rule() -> None:
-    assert [plural_of({"kind": k}) for k in ("Job", "CronJob", "Event", "InferenceService", "NetworkPolicy", "Ingress")] \
-        == ["jobs", "cronjobs", "events", "inferenceservices", "networkpolicies", "ingresses"]
+    assert [plural_of({"kind": k}) for k in ("Job", "CronJob", "Event", "InferenceService", "NetworkPolicy", "Ingress")] == [
+        "jobs",
+        "cronjobs",
+        "events",
+        "inferenceservices",
+        "networkpolicies",
+        "ingresses",
+    ]
 
 
 def test_merge_patch_is_rfc7386() -> None:
@@ -39,7 +55,7 @@ def test_merge_patch_is_rfc7386() -> None:
 
 
 def test_create_sets_server_fields_and_refuses_a_duplicate() -> None:
-    kube = MemKube(clock=lambda: datetime(2026, 12, 4, 16, 0, 0, 123, tzinfo=timezone.utc))
+    kube = MemKube(clock=lambda: datetime(2026, 12, 4, 16, 0, 0, 123, tzinfo=UTC))
     created = kube.create({**pipeline(), "status": {"x": 1}})
     meta = created["metadata"]
     assert meta["generation"] == 1 and meta["uid"] and meta["creationTimestamp"] == "2026-12-04T16:00:00Z"
@@ -53,8 +69,12 @@ def test_create_sets_server_fields_and_refuses_a_duplicate() -> None:
 
 def test_generate_name_gets_a_unique_suffix() -> None:
     kube = MemKube()
-    names = {kube.create({"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "fp.", "namespace": "ns"},
-                          "reason": f"R{i}"})["metadata"]["name"] for i in range(20)}
+    names = {
+        kube.create(
+            {"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "fp.", "namespace": "ns"}, "reason": f"R{i}"}
+        )["metadata"]["name"]
+        for i in range(20)
+    }
     assert len(names) == 20 and all(n.startswith("fp.") and len(n) == 8 for n in names)
     # Events list in the order they were posted, for `fti local` to show.
     assert [e["reason"] for e in kube.list("v1", "events", "ns")] == [f"R{i}" for i in range(20)]
@@ -84,14 +104,24 @@ def test_a_stale_resource_version_is_a_conflict() -> None:
     kube.patch(API, "featurepipelines", "ns", "fp", {"status": {"a": 1}}, subresource="status")
     for sub in (None, "status"):
         with pytest.raises(ApiError) as exc:
-            kube.patch(API, "featurepipelines", "ns", "fp",
-                       {"metadata": {"resourceVersion": old["metadata"]["resourceVersion"]}, "status": {"a": 2}},
-                       subresource=sub)
+            kube.patch(
+                API,
+                "featurepipelines",
+                "ns",
+                "fp",
+                {"metadata": {"resourceVersion": old["metadata"]["resourceVersion"]}, "status": {"a": 2}},
+                subresource=sub,
+            )
         assert exc.value.conflict
     fresh = kube.get(API, "featurepipelines", "ns", "fp")
-    ok = kube.patch(API, "featurepipelines", "ns", "fp",
-                    {"metadata": {"resourceVersion": fresh["metadata"]["resourceVersion"]}, "status": {"a": 2}},
-                    subresource="status")
+    ok = kube.patch(
+        API,
+        "featurepipelines",
+        "ns",
+        "fp",
+        {"metadata": {"resourceVersion": fresh["metadata"]["resourceVersion"]}, "status": {"a": 2}},
+        subresource="status",
+    )
     assert ok["status"] == {"a": 2}
     with pytest.raises(ApiError) as missing:
         kube.patch(API, "featurepipelines", "ns", "nope", {"status": {}}, subresource="status")
@@ -101,9 +131,14 @@ def test_a_stale_resource_version_is_a_conflict() -> None:
 def test_status_subresource_is_isolated_both_ways() -> None:
     kube = MemKube()
     kube.create(pipeline())
-    patched = kube.patch(API, "featurepipelines", "ns", "fp",
-                         {"spec": {"schedule": "x"}, "metadata": {"labels": {"a": "b"}}, "status": {"s": 1}},
-                         subresource="status")
+    patched = kube.patch(
+        API,
+        "featurepipelines",
+        "ns",
+        "fp",
+        {"spec": {"schedule": "x"}, "metadata": {"labels": {"a": "b"}}, "status": {"s": 1}},
+        subresource="status",
+    )
     assert patched["spec"] == {"schedule": "@hourly"} and "labels" not in patched["metadata"]
     assert patched["status"] == {"s": 1}
     main = kube.patch(API, "featurepipelines", "ns", "fp", {"status": {"s": 2}, "spec": {"schedule": "y"}})
@@ -113,15 +148,30 @@ def test_status_subresource_is_isolated_both_ways() -> None:
 
 def test_apply_adds_updates_and_removes_only_its_own_fields() -> None:
     kube = MemKube()
-    kube.apply({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                "metadata": {"name": "m", "namespace": "ns", "labels": {"a": "1", "b": "1"}},
-                "spec": {"predictor": {"minReplicas": 1, "canaryTrafficPercent": 10, "containers": [{"name": "c"}]}}})
+    kube.apply(
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "m", "namespace": "ns", "labels": {"a": "1", "b": "1"}},
+            "spec": {"predictor": {"minReplicas": 1, "canaryTrafficPercent": 10, "containers": [{"name": "c"}]}},
+        }
+    )
     # Another writer (KServe's webhook, a user) sets fields of its own.
-    kube.patch("serving.kserve.io/v1beta1", "inferenceservices", "ns", "m",
-               {"metadata": {"labels": {"user": "x"}}, "spec": {"predictor": {"timeout": 60}}})
-    out = kube.apply({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                      "metadata": {"name": "m", "namespace": "ns", "labels": {"a": "2"}},
-                      "spec": {"predictor": {"minReplicas": 2, "containers": [{"name": "d"}]}}})
+    kube.patch(
+        "serving.kserve.io/v1beta1",
+        "inferenceservices",
+        "ns",
+        "m",
+        {"metadata": {"labels": {"user": "x"}}, "spec": {"predictor": {"timeout": 60}}},
+    )
+    out = kube.apply(
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "m", "namespace": "ns", "labels": {"a": "2"}},
+            "spec": {"predictor": {"minReplicas": 2, "containers": [{"name": "d"}]}},
+        }
+    )
     assert out["metadata"]["labels"] == {"a": "2", "user": "x"}
     assert out["spec"]["predictor"] == {"minReplicas": 2, "timeout": 60, "containers": [{"name": "d"}]}
     assert out["metadata"]["generation"] == 3
@@ -158,8 +208,13 @@ def test_finalizers_block_deletion_until_removed() -> None:
         kube.patch(API, "featurepipelines", "ns", "fp", {"metadata": {"finalizers": ["fti.dev/x", "y"]}})
     assert exc.value.status == 422
     kube.delete(API, "featurepipelines", "ns", "fp")  # a second delete changes nothing
-    kube.patch(API, "featurepipelines", "ns", "fp",
-               {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"], "finalizers": []}})
+    kube.patch(
+        API,
+        "featurepipelines",
+        "ns",
+        "fp",
+        {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"], "finalizers": []}},
+    )
     assert kube.get(API, "featurepipelines", "ns", "fp") is None
     assert kube.get("batch/v1", "jobs", "ns", "j") is None
     assert seen == [("ADDED", "fp"), ("ADDED", "j"), ("MODIFIED", "fp"), ("DELETED", "fp"), ("DELETED", "j")]
@@ -169,11 +224,23 @@ def test_garbage_collection_cascades_and_spares_other_owners_dependents() -> Non
     kube = MemKube()
     fp = kube.create(pipeline())
     other = kube.create(pipeline("other"))
-    cron = kube.create({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {
-        "name": "c", "namespace": "ns", "ownerReferences": [{"uid": fp["metadata"]["uid"], "controller": True}]}})
+    cron = kube.create(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "c", "namespace": "ns", "ownerReferences": [{"uid": fp["metadata"]["uid"], "controller": True}]},
+        }
+    )
     kube.create(job("j1", owner=cron))
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns", "ownerReferences": [
-        {"uid": kube.get("batch/v1", "jobs", "ns", "j1")["metadata"]["uid"], "controller": True}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "p",
+            "namespace": "ns",
+            "ownerReferences": [{"uid": kube.get("batch/v1", "jobs", "ns", "j1")["metadata"]["uid"], "controller": True}],
+        },
+    }
     kube.create(pod)
     shared = job("shared", owner=fp)
     shared["metadata"]["ownerReferences"].append({"uid": other["metadata"]["uid"], "controller": False})
@@ -228,8 +295,11 @@ def test_reads_are_copies_and_calls_are_counted_like_the_http_client() -> None:
     before = kube.writes()
     kube.get(API, "featurepipelines", "ns", "fp")
     assert kube.writes() == before
-    assert kube.calls == {("POST", "featurepipelines"): 1, ("GET", "featurepipelines"): 4,
-                          ("PATCH", "featurepipelines/status"): 1}
+    assert kube.calls == {
+        ("POST", "featurepipelines"): 1,
+        ("GET", "featurepipelines"): 4,
+        ("PATCH", "featurepipelines/status"): 1,
+    }
 
 
 def test_watchers_may_write_and_see_changes_in_order() -> None:
@@ -254,8 +324,9 @@ def test_dump_and_load_round_trip_through_json() -> None:
     kube.patch(API, "featurepipelines", "ns", "fp", {"status": {"s": 1}}, subresource="status")
     kube.create(job("j", owner=fp))
     for i in range(3):
-        kube.create({"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "fp.", "namespace": "ns"},
-                     "reason": f"R{i}"})
+        kube.create(
+            {"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "fp.", "namespace": "ns"}, "reason": f"R{i}"}
+        )
     restored = MemKube.load(json.loads(json.dumps(kube.dump())))
     assert restored.dump() == kube.dump()
     assert [e["reason"] for e in restored.list("v1", "events", "ns")] == ["R0", "R1", "R2"]
@@ -283,12 +354,17 @@ def test_concurrent_conditional_writes_lose_nothing() -> None:
                 live = kube.get(API, "featurepipelines", "ns", "fp")
                 n = (live.get("status") or {}).get("n", 0)
                 try:
-                    kube.patch(API, "featurepipelines", "ns", "fp", {
-                        "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}, "status": {"n": n + 1}},
-                        subresource="status")
+                    kube.patch(
+                        API,
+                        "featurepipelines",
+                        "ns",
+                        "fp",
+                        {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}, "status": {"n": n + 1}},
+                        subresource="status",
+                    )
                     break
-                except ApiError as exc:
-                    assert exc.conflict
+                except ApiError as exc:  # a lost race retries; anything else fails the thread
+                    assert exc.conflict  # noqa: PT017 - a retry loop, not an expected error
 
     threads = [threading.Thread(target=bump, args=(25,)) for _ in range(8)]
     for t in threads:

@@ -16,8 +16,13 @@ from fti_operator.local.podenv import (
 )
 
 POD = {
-    "metadata": {"name": "p1", "namespace": "ns", "uid": "u-1",
-                 "labels": {"batch.kubernetes.io/job-name": "j1", "app": "x"}, "annotations": {"a": "b"}},
+    "metadata": {
+        "name": "p1",
+        "namespace": "ns",
+        "uid": "u-1",
+        "labels": {"batch.kubernetes.io/job-name": "j1", "app": "x"},
+        "annotations": {"a": "b"},
+    },
     "spec": {"nodeName": "n1", "serviceAccountName": "sa"},
     "status": {},
 }
@@ -31,14 +36,17 @@ def env_of(*env: dict, env_from: list | None = None, source: DictSource = SOURCE
     return resolve_env({"env": list(env), "envFrom": env_from or [], **container}, POD, source)
 
 
-@pytest.mark.parametrize("text,out", [
-    ("$(A)", "1"),
-    ("$(A)-$$(A)-$(MISSING)-$$", "1-$(A)-$(MISSING)-$"),
-    ("$$$(A)", "$1"),
-    ("a$b $( $(A", "a$b $( $(A"),  # not references: as written
-    ("$()", "$()"),
-    ("end$", "end$"),
-])
+@pytest.mark.parametrize(
+    "text,out",
+    [
+        ("$(A)", "1"),
+        ("$(A)-$$(A)-$(MISSING)-$$", "1-$(A)-$(MISSING)-$"),
+        ("$$$(A)", "$1"),
+        ("a$b $( $(A", "a$b $( $(A"),  # not references: as written
+        ("$()", "$()"),
+        ("end$", "end$"),
+    ],
+)
 def test_expand_follows_kubelet(text: str, out: str) -> None:
     assert expand(text, {"A": "1"}) == out
 
@@ -50,47 +58,60 @@ def test_value_references_only_earlier_variables() -> None:
 
 def test_value_from_is_not_expanded() -> None:
     source = DictSource(secrets={"s": {"k": "$(A)"}})
-    assert env_of({"name": "A", "value": "1"}, {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
-                  source=source)["S"] == "$(A)"
+    assert (
+        env_of(
+            {"name": "A", "value": "1"}, {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}, source=source
+        )["S"]
+        == "$(A)"
+    )
 
 
 def test_command_and_args_see_the_final_environment() -> None:
     container = {"command": ["run", "$(LATE)"], "args": ["--pw=$(PW)", "$$(PW)", "$(NOPE)"]}
-    env = env_of({"name": "PW", "valueFrom": {"secretKeyRef": {"name": "store", "key": "password"}}},
-                 {"name": "LATE", "value": "late"}, **container)
+    env = env_of(
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "store", "key": "password"}}},
+        {"name": "LATE", "value": "late"},
+        **container,
+    )
     assert expand_argv(container, env) == ["run", "late", "--pw=pw", "$(PW)", "$(NOPE)"]
 
 
-@pytest.mark.parametrize("path,value", [
-    ("metadata.name", "p1"),
-    ("metadata.namespace", "ns"),
-    ("metadata.uid", "u-1"),
-    ("metadata.labels['batch.kubernetes.io/job-name']", "j1"),
-    ("metadata.labels['absent']", ""),
-    ("metadata.annotations['a']", "b"),
-    ("metadata.labels", 'app="x"\nbatch.kubernetes.io/job-name="j1"'),
-    ("spec.nodeName", "n1"),
-    ("spec.serviceAccountName", "sa"),
-    ("status.podIP", "127.0.0.1"),
-    ("status.hostIP", "127.0.0.1"),
-])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        ("metadata.name", "p1"),
+        ("metadata.namespace", "ns"),
+        ("metadata.uid", "u-1"),
+        ("metadata.labels['batch.kubernetes.io/job-name']", "j1"),
+        ("metadata.labels['absent']", ""),
+        ("metadata.annotations['a']", "b"),
+        ("metadata.labels", 'app="x"\nbatch.kubernetes.io/job-name="j1"'),
+        ("spec.nodeName", "n1"),
+        ("spec.serviceAccountName", "sa"),
+        ("status.podIP", "127.0.0.1"),
+        ("status.hostIP", "127.0.0.1"),
+    ],
+)
 def test_field_refs(path: str, value: str) -> None:
     assert env_of({"name": "V", "valueFrom": {"fieldRef": {"fieldPath": path}}}) == {"V": value}
 
 
 def test_unsupported_field_ref_names_the_variable() -> None:
-    with pytest.raises(ContainerConfigError, match="env V: unsupported fieldRef 'spec.nope'"):
+    with pytest.raises(ContainerConfigError, match=r"env V: unsupported fieldRef 'spec\.nope'"):
         env_of({"name": "V", "valueFrom": {"fieldRef": {"fieldPath": "spec.nope"}}})
 
 
-@pytest.mark.parametrize("resource,divisor,value", [
-    ("limits.cpu", None, "2"),           # 1500m rounds up to whole cores
-    ("limits.cpu", "1m", "1500"),
-    ("requests.cpu", "1m", "250"),
-    ("limits.memory", "1Mi", "512"),
-    ("requests.memory", None, str(512 * 2**20)),  # unset request defaults to the limit
-    ("requests.ephemeral-storage", None, "0"),
-])
+@pytest.mark.parametrize(
+    "resource,divisor,value",
+    [
+        ("limits.cpu", None, "2"),  # 1500m rounds up to whole cores
+        ("limits.cpu", "1m", "1500"),
+        ("requests.cpu", "1m", "250"),
+        ("limits.memory", "1Mi", "512"),
+        ("requests.memory", None, str(512 * 2**20)),  # unset request defaults to the limit
+        ("requests.ephemeral-storage", None, "0"),
+    ],
+)
 def test_resource_field_refs(resource: str, divisor: str | None, value: str) -> None:
     ref = {"resource": resource, **({"divisor": divisor} if divisor else {})}
     container = {"resources": {"limits": {"cpu": "1500m", "memory": "512Mi"}, "requests": {"cpu": "250m"}}}
@@ -98,8 +119,12 @@ def test_resource_field_refs(resource: str, divisor: str | None, value: str) -> 
 
 
 def test_unset_limit_is_the_node_allocatable() -> None:
-    env = resolve_env({"env": [{"name": "C", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}]},
-                      POD, SOURCE, allocatable={"cpu": "64"})
+    env = resolve_env(
+        {"env": [{"name": "C", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}]},
+        POD,
+        SOURCE,
+        allocatable={"cpu": "64"},
+    )
     assert env == {"C": "64"}
 
 
@@ -121,12 +146,15 @@ def test_key_refs_and_optional() -> None:
     assert env == {"PW": "pw", "URI": "file:///s", "AFTER": "$(OPT_KEY)"}
 
 
-@pytest.mark.parametrize("ref,message", [
-    ({"secretKeyRef": {"name": "store", "key": "nope"}}, "env X: couldn't find key nope in Secret ns/store"),
-    ({"secretKeyRef": {"name": "gone", "key": "password"}}, "env X: Secret ns/gone not found"),
-    ({"configMapKeyRef": {"name": "cfg", "key": "nope"}}, "env X: couldn't find key nope in ConfigMap ns/cfg"),
-    ({"configMapKeyRef": {"name": "gone", "key": "k"}}, "env X: ConfigMap ns/gone not found"),
-])
+@pytest.mark.parametrize(
+    "ref,message",
+    [
+        ({"secretKeyRef": {"name": "store", "key": "nope"}}, "env X: couldn't find key nope in Secret ns/store"),
+        ({"secretKeyRef": {"name": "gone", "key": "password"}}, "env X: Secret ns/gone not found"),
+        ({"configMapKeyRef": {"name": "cfg", "key": "nope"}}, "env X: couldn't find key nope in ConfigMap ns/cfg"),
+        ({"configMapKeyRef": {"name": "gone", "key": "k"}}, "env X: ConfigMap ns/gone not found"),
+    ],
+)
 def test_missing_reference_names_object_and_key(ref: dict, message: str) -> None:
     with pytest.raises(ContainerConfigError) as exc:
         env_of({"name": "X", "valueFrom": ref})
@@ -144,8 +172,15 @@ def test_env_from_with_prefix_order_and_optional() -> None:
             {"secretRef": {"name": "gone", "optional": True}},
         ],
     )
-    assert env == {"CFG_URI": "file:///s", "CFG_MODE": "fast", "URI": "file:///s", "MODE": "slow",
-                   "S_password": "pw", "S_user": "u", "BOTH": "file:///s/u"}
+    assert env == {
+        "CFG_URI": "file:///s",
+        "CFG_MODE": "fast",
+        "URI": "file:///s",
+        "MODE": "slow",
+        "S_password": "pw",
+        "S_user": "u",
+        "BOTH": "file:///s/u",
+    }
 
 
 def test_env_from_missing_required_source_names_it() -> None:
@@ -154,10 +189,16 @@ def test_env_from_missing_required_source_names_it() -> None:
 
 
 def test_dict_source_from_manifests_decodes_secrets() -> None:
-    source = DictSource.from_objects([
-        {"kind": "Secret", "metadata": {"name": "s", "namespace": "ns"},
-         "data": {"a": base64.b64encode(b"1").decode()}, "stringData": {"b": "2"}},
-        {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}},
-    ])
+    source = DictSource.from_objects(
+        [
+            {
+                "kind": "Secret",
+                "metadata": {"name": "s", "namespace": "ns"},
+                "data": {"a": base64.b64encode(b"1").decode()},
+                "stringData": {"b": "2"},
+            },
+            {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}},
+        ]
+    )
     assert source.secret("ns", "s") == {"a": "1", "b": "2"} and source.secret("other", "s") is None
     assert source.config_map("default", "c") == {"k": "v"}

@@ -7,10 +7,17 @@ import copy
 from fti_operator.api.identity import API_VERSION
 
 FP = {
-    "apiVersion": API_VERSION, "kind": "FeaturePipeline",
+    "apiVersion": API_VERSION,
+    "kind": "FeaturePipeline",
     "metadata": {"name": "card-transactions", "namespace": "fraud", "uid": "uid-fp", "generation": 3},
     "spec": {
-        "featureGroup": {"name": "card_transactions", "version": 2, "primaryKey": ["cc_num"], "eventTime": "event_time", "online": True},
+        "featureGroup": {
+            "name": "card_transactions",
+            "version": 2,
+            "primaryKey": ["cc_num"],
+            "eventTime": "event_time",
+            "online": True,
+        },
         "source": {"uri": "file:///data/raw/transactions/", "format": "parquet"},
         "transform": "fraud_features.transactions:aggregate",
         "ingestion": "incremental",
@@ -21,12 +28,14 @@ FP = {
 }
 
 TP = {
-    "apiVersion": API_VERSION, "kind": "TrainingPipeline",
+    "apiVersion": API_VERSION,
+    "kind": "TrainingPipeline",
     "metadata": {"name": "fraud-model", "namespace": "fraud", "uid": "uid-tp", "generation": 1},
     "spec": {
         "model": {"name": "fraud", "estimator": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 200}},
         "featureView": {
-            "name": "fraud", "version": 1,
+            "name": "fraud",
+            "version": 1,
             "label": {"featureGroup": {"name": "card_transactions", "version": 2}, "column": "is_fraud"},
             "features": [
                 {"featureGroup": {"name": "card_transactions", "version": 2}, "columns": ["amount_sum_1d", "tx_count_1d"]},
@@ -39,18 +48,29 @@ TP = {
 }
 
 ISVC_ONLINE = {
-    "apiVersion": API_VERSION, "kind": "InferenceService",
+    "apiVersion": API_VERSION,
+    "kind": "InferenceService",
     "metadata": {"name": "fraud-online", "namespace": "fraud", "uid": "uid-is", "generation": 1},
-    "spec": {"model": {"name": "fraud", "version": "latest"}, "mode": "online",
-             "online": {"topology": "combined", "requestFeatures": ["amount"], "minReplicas": 1, "maxReplicas": 4}},
+    "spec": {
+        "model": {"name": "fraud", "version": "latest"},
+        "mode": "online",
+        "online": {"topology": "combined", "requestFeatures": ["amount"], "minReplicas": 1, "maxReplicas": 4},
+    },
 }
 
 ISVC_BATCH = {
-    "apiVersion": API_VERSION, "kind": "InferenceService",
+    "apiVersion": API_VERSION,
+    "kind": "InferenceService",
     "metadata": {"name": "fraud-batch", "namespace": "fraud", "uid": "uid-isb", "generation": 1},
-    "spec": {"model": {"name": "fraud", "version": "latest"}, "mode": "batch",
-             "batch": {"schedule": "0 * * * *", "input": {"uri": "file:///data/raw/transactions/"},
-                       "output": {"uri": "file:///data/predictions/fraud/"}}},
+    "spec": {
+        "model": {"name": "fraud", "version": "latest"},
+        "mode": "batch",
+        "batch": {
+            "schedule": "0 * * * *",
+            "input": {"uri": "file:///data/raw/transactions/"},
+            "output": {"uri": "file:///data/predictions/fraud/"},
+        },
+    },
 }
 
 

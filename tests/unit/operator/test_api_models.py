@@ -15,11 +15,11 @@ from fti_operator.api import (
     InferenceServiceSpec,
     ManifestError,
     TrainingPipelineSpec,
+    crd as crdgen,
     load_manifests,
     parse_duration,
     parse_resource,
 )
-from fti_operator.api import crd as crdgen
 from fti_operator.api.common import _check_cron
 from fti_operator.api.inference_service import ModelRef
 
@@ -37,6 +37,7 @@ def _python_defaults(model: type[BaseModel], prefix: str = ""):
         path = f"{prefix}.{alias}" if prefix else alias
         if field.default is not None and field.default_factory is None and not hasattr(field.default, "model_fields"):
             from pydantic_core import PydanticUndefined
+
             if field.default is not PydanticUndefined:
                 yield path, field.default
         for sub in _sub_models(field.annotation):
@@ -45,6 +46,7 @@ def _python_defaults(model: type[BaseModel], prefix: str = ""):
 
 def _sub_models(annotation):
     import typing
+
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         yield annotation
     for arg in typing.get_args(annotation):
@@ -60,9 +62,14 @@ def _crd_node(schema: dict, path: str) -> dict:
     return node
 
 
-@pytest.mark.parametrize("kind, spec_model", [
-    ("FeaturePipeline", FeaturePipelineSpec), ("TrainingPipeline", TrainingPipelineSpec), ("InferenceService", InferenceServiceSpec),
-])
+@pytest.mark.parametrize(
+    "kind, spec_model",
+    [
+        ("FeaturePipeline", FeaturePipelineSpec),
+        ("TrainingPipeline", TrainingPipelineSpec),
+        ("InferenceService", InferenceServiceSpec),
+    ],
+)
 def test_python_defaults_are_the_crd_defaults(kind, spec_model):
     spec = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     checked = 0
@@ -73,23 +80,62 @@ def test_python_defaults_are_the_crd_defaults(kind, spec_model):
     assert checked >= 3
 
 
-@pytest.mark.parametrize("schedule", ["*/15 * * * *", "0 3 * * 0", "0 3 * * sun", "0,30 8-18/2 1-15 JAN,jun 1-5", "@hourly",
-                                      "@daily", "0 0 ? * *", "59 23 31 12 6"])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "*/15 * * * *",
+        "0 3 * * 0",
+        "0 3 * * sun",
+        "0,30 8-18/2 1-15 JAN,jun 1-5",
+        "@hourly",
+        "@daily",
+        "0 0 ? * *",
+        "59 23 31 12 6",
+    ],
+)
 def test_valid_schedules(schedule):
     assert _check_cron(schedule) == schedule
 
 
-@pytest.mark.parametrize("schedule", ["* * * *", "* * * * * *", "61 * * * *", "0 24 * * *", "0 0 0 * *", "0 0 * 13 *",
-                                      "0 0 * * 7", "*/0 * * * *", "0 0 L * *", "@every 5m", "@reboot", "TZ=UTC 0 * * * *", ""])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "* * * *",
+        "* * * * * *",
+        "61 * * * *",
+        "0 24 * * *",
+        "0 0 0 * *",
+        "0 0 * 13 *",
+        "0 0 * * 7",
+        "*/0 * * * *",
+        "0 0 L * *",
+        "@every 5m",
+        "@reboot",
+        "TZ=UTC 0 * * * *",
+        "",
+    ],
+)
 def test_invalid_schedules(schedule):
     with pytest.raises(ValueError, match="cron expression"):
         _check_cron(schedule)
 
 
-@pytest.mark.parametrize("version, ok", [
-    (1, True), (1_000_000, True), ("latest", True), (0, False), (-3, False), (1_000_001, False), ("3", False),
-    ("Latest", False), (True, False), (2.0, False), (None, False),
-])
+@pytest.mark.parametrize(
+    "version, ok",
+    [
+        (1, True),
+        (1_000_000, True),
+        ("latest", True),
+        (0, False),
+        (-3, False),
+        (1_000_001, False),
+        ("3", False),
+        ("Latest", False),
+        (True, False),
+        (2.0, False),
+        (None, False),
+    ],
+)
 def test_model_version(version, ok):
     if ok:
         assert ModelRef.model_validate({"name": "fraud", "version": version}).version == version
@@ -98,11 +144,18 @@ def test_model_version(version, ok):
             ModelRef.model_validate({"name": "fraud", "version": version})
 
 
-@pytest.mark.parametrize("edit, field, words", [
-    (lambda d: d["spec"]["featureGroup"].update(version="2"), "spec.featureGroup.version", "valid integer"),
-    (lambda d: d["spec"]["featureGroup"].update(online="true"), "spec.featureGroup.online", "valid boolean"),
-    (lambda d: d["spec"]["validation"]["expectations"][1].update(mostly="0.5"), "spec.validation.expectations[1].mostly", "valid number"),
-])
+@pytest.mark.parametrize(
+    "edit, field, words",
+    [
+        (lambda d: d["spec"]["featureGroup"].update(version="2"), "spec.featureGroup.version", "valid integer"),
+        (lambda d: d["spec"]["featureGroup"].update(online="true"), "spec.featureGroup.online", "valid boolean"),
+        (
+            lambda d: d["spec"]["validation"]["expectations"][1].update(mostly="0.5"),
+            "spec.validation.expectations[1].mostly",
+            "valid number",
+        ),
+    ],
+)
 def test_wire_types_are_strict(edit, field, words):
     """The API server does not coerce "2" to 2, so neither does the embedded runner."""
     doc = _doc("feature-pipeline.yaml")
@@ -115,9 +168,19 @@ def test_wire_types_are_strict(edit, field, words):
 def test_status_is_lax_and_tolerant():
     """Status comes from the operator and termination messages (JSON numbers, newer fields)."""
     doc = _doc("inference-online.yaml")
-    doc["status"] = {"stable": {"revision": "3", "model": 4, "featureView": 1}, "somethingNew": {"a": 1},
-                     "conditions": [{"type": "Ready", "status": "True", "reason": "Serving",
-                                     "lastTransitionTime": "2026-11-27T10:15:41Z", "observedGeneration": 2}]}
+    doc["status"] = {
+        "stable": {"revision": "3", "model": 4, "featureView": 1},
+        "somethingNew": {"a": 1},
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Serving",
+                "lastTransitionTime": "2026-11-27T10:15:41Z",
+                "observedGeneration": 2,
+            }
+        ],
+    }
     res = parse_resource(doc)
     assert res.status.stable.revision == 3 and res.status.conditions[0].observed_generation == 2
 
@@ -145,7 +208,9 @@ def test_all_errors_of_all_files_at_once(tmp_path):
 def test_wire_round_trip(name):
     doc = _doc(name)
     res = parse_resource(doc)
-    again = parse_resource({"apiVersion": doc["apiVersion"], "kind": doc["kind"], "metadata": doc["metadata"], "spec": res.spec.wire()})
+    again = parse_resource(
+        {"apiVersion": doc["apiVersion"], "kind": doc["kind"], "metadata": doc["metadata"], "spec": res.spec.wire()}
+    )
     assert again.spec == res.spec
 
 

@@ -42,11 +42,18 @@ def _runner():
     for exe in ("lua5.1", "lua5.4", "lua"):
         path = shutil.which(exe)
         if path:
+
             def run(src: str, path=path):
-                out = subprocess.run([path, "-"], input=src.replace("return hs.status, hs.message",
-                                                                    'io.write(hs.status, "\\t", hs.message)'),
-                                     capture_output=True, text=True, check=True, timeout=10).stdout
+                out = subprocess.run(
+                    [path, "-"],
+                    input=src.replace("return hs.status, hs.message", 'io.write(hs.status, "\\t", hs.message)'),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=10,
+                ).stdout
                 return tuple(out.split("\t", 1))
+
             return exe, run
     return None, None
 
@@ -61,13 +68,20 @@ def scripts() -> dict[str, str]:
 
 
 def health(kind: str, obj: dict) -> tuple[str, str]:
-    src = f"local obj = {lua_literal(obj)}\nlocal function check()\n{scripts()[kind]}\nend\nlocal hs = check()\nreturn hs.status, hs.message\n"
+    src = (
+        f"local obj = {lua_literal(obj)}\nlocal function check()\n{scripts()[kind]}\nend\n"
+        "local hs = check()\nreturn hs.status, hs.message\n"
+    )
     return LUA(src)
 
 
 def obj(generation=2, observed=2, conditions=None, suspend=None, status=True):
-    o = {"apiVersion": API_VERSION, "kind": "X", "metadata": {"name": "x", "generation": generation},
-         "spec": {"suspend": suspend}}
+    o = {
+        "apiVersion": API_VERSION,
+        "kind": "X",
+        "metadata": {"name": "x", "generation": generation},
+        "spec": {"suspend": suspend},
+    }
     if status:
         o["status"] = {"observedGeneration": observed, "conditions": conditions or []}
     return o
@@ -83,32 +97,88 @@ def test_every_kind_has_a_check():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("case, expected, words", [
-    (obj(status=False), "Progressing", "report status"),
-    (obj(observed=1, conditions=[cond("Ready", "True", "Materialized", observed=1)]), "Progressing", "generation 2"),
-    (obj(conditions=[cond("Ready", "True", "Materialized", observed=1)]), "Progressing", "generation 1"),
-    (obj(conditions=[cond("Materialized", "True", "RunSucceeded")]), "Progressing", "No Ready"),
-    (obj(conditions=[cond("Ready", "True", "Materialized", "v2 last run ok"), cond("Materialized", "True", "RunSucceeded")]),
-     "Healthy", "v2 last run ok"),
-    (obj(conditions=[cond("Ready", "False", "RunFailed", "column amount: 12 rows below min")]), "Degraded", "RunFailed: column amount"),
-    (obj(conditions=[cond("Ready", "False", "ModelRejected", "roc_auc 0.7 < 0.85")]), "Degraded", "roc_auc"),
-    (obj(conditions=[cond("Ready", "False", "FeaturesNotReady", "card_transactions v2 not online")]), "Progressing", "FeaturesNotReady"),
-    (obj(conditions=[cond("Ready", "Unknown", "WaitingForFirstRun")]), "Progressing", "WaitingForFirstRun"),
-    (obj(conditions=[cond("Ready", "True", "Serving"), cond("CanaryReady", "Unknown", "CanaryInProgress", "model 5 at 10%")]),
-     "Progressing", "CanaryReady CanaryInProgress"),
-    (obj(conditions=[cond("Ready", "True", "Serving"), cond("UpToDate", "False", "RolledBack", "model 5 not ready in 10m")]),
-     "Degraded", "RolledBack"),
-    (obj(suspend=True, conditions=[cond("Ready", "True", "Materialized")]), "Suspended", "Suspended"),
-    (obj(conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "True", "RollingOut", "revision 3 waiting")]),
-     "Progressing", "RollingOut"),
-    (obj(conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "False", "RolledBack", "revision 3 not ready")]),
-     "Degraded", "RolledBack"),
-    (obj(conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "True", "RolloutComplete", "revision 3")]),
-     "Healthy", "Serving"),
-    (obj(suspend=True, conditions=[cond("Ready", "False", "RunFailed")]), "Degraded", "RunFailed"),
-], ids=["no-status", "stale-status", "stale-ready", "no-ready", "healthy", "run-failed", "model-rejected",
-        "waiting-features", "first-run", "canary", "rolled-back", "suspended", "rolling-out", "auto-rolled-back",
-        "rollout-complete", "suspended-but-failing"])
+@pytest.mark.parametrize(
+    "case, expected, words",
+    [
+        (obj(status=False), "Progressing", "report status"),
+        (obj(observed=1, conditions=[cond("Ready", "True", "Materialized", observed=1)]), "Progressing", "generation 2"),
+        (obj(conditions=[cond("Ready", "True", "Materialized", observed=1)]), "Progressing", "generation 1"),
+        (obj(conditions=[cond("Materialized", "True", "RunSucceeded")]), "Progressing", "No Ready"),
+        (
+            obj(
+                conditions=[cond("Ready", "True", "Materialized", "v2 last run ok"), cond("Materialized", "True", "RunSucceeded")]
+            ),
+            "Healthy",
+            "v2 last run ok",
+        ),
+        (
+            obj(conditions=[cond("Ready", "False", "RunFailed", "column amount: 12 rows below min")]),
+            "Degraded",
+            "RunFailed: column amount",
+        ),
+        (obj(conditions=[cond("Ready", "False", "ModelRejected", "roc_auc 0.7 < 0.85")]), "Degraded", "roc_auc"),
+        (
+            obj(conditions=[cond("Ready", "False", "FeaturesNotReady", "card_transactions v2 not online")]),
+            "Progressing",
+            "FeaturesNotReady",
+        ),
+        (obj(conditions=[cond("Ready", "Unknown", "WaitingForFirstRun")]), "Progressing", "WaitingForFirstRun"),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Serving"),
+                    cond("CanaryReady", "Unknown", "CanaryInProgress", "model 5 at 10%"),
+                ]
+            ),
+            "Progressing",
+            "CanaryReady CanaryInProgress",
+        ),
+        (
+            obj(
+                conditions=[cond("Ready", "True", "Serving"), cond("UpToDate", "False", "RolledBack", "model 5 not ready in 10m")]
+            ),
+            "Degraded",
+            "RolledBack",
+        ),
+        (obj(suspend=True, conditions=[cond("Ready", "True", "Materialized")]), "Suspended", "Suspended"),
+        (
+            obj(conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "True", "RollingOut", "revision 3 waiting")]),
+            "Progressing",
+            "RollingOut",
+        ),
+        (
+            obj(
+                conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "False", "RolledBack", "revision 3 not ready")]
+            ),
+            "Degraded",
+            "RolledBack",
+        ),
+        (
+            obj(conditions=[cond("Ready", "True", "Serving"), cond("Progressing", "True", "RolloutComplete", "revision 3")]),
+            "Healthy",
+            "Serving",
+        ),
+        (obj(suspend=True, conditions=[cond("Ready", "False", "RunFailed")]), "Degraded", "RunFailed"),
+    ],
+    ids=[
+        "no-status",
+        "stale-status",
+        "stale-ready",
+        "no-ready",
+        "healthy",
+        "run-failed",
+        "model-rejected",
+        "waiting-features",
+        "first-run",
+        "canary",
+        "rolled-back",
+        "suspended",
+        "rolling-out",
+        "auto-rolled-back",
+        "rollout-complete",
+        "suspended-but-failing",
+    ],
+)
 def test_health(kind, case, expected, words):
     status, message = health(kind, case)
     assert status == expected, (LUA_NAME, message)
@@ -128,15 +198,24 @@ def actions() -> dict:
 
 def run_action(src: str, o: dict) -> dict:
     """Run an action's Lua on `o` and return the annotations it set (as Argo CD would apply them)."""
-    lua = (f"local obj = {lua_literal(o)}\nlocal function act()\n{src}\nend\nlocal out = act()\n"
-           "local keys = {}\nfor k, v in pairs(out.metadata.annotations or {}) do keys[#keys + 1] = k .. '=' .. v end\n"
-           "table.sort(keys)\nreturn table.concat(keys, ';'), ''\n")
+    lua = (
+        f"local obj = {lua_literal(o)}\nlocal function act()\n{src}\nend\nlocal out = act()\n"
+        "local keys = {}\nfor k, v in pairs(out.metadata.annotations or {}) do keys[#keys + 1] = k .. '=' .. v end\n"
+        "table.sort(keys)\nreturn table.concat(keys, ';'), ''\n"
+    )
     text = LUA(lua)[0]
     return dict(item.split("=", 1) for item in text.split(";") if item)
 
 
-@pytest.mark.parametrize("verb,key,prefix", [("undo", "fti.dev/rollback", "previous@"), ("promote", "fti.dev/promote", "2"),
-                                             ("abort", "fti.dev/abort", "2"), ("retry", "fti.dev/retry", "2")])
+@pytest.mark.parametrize(
+    "verb,key,prefix",
+    [
+        ("undo", "fti.dev/rollback", "previous@"),
+        ("promote", "fti.dev/promote", "2"),
+        ("abort", "fti.dev/abort", "2"),
+        ("retry", "fti.dev/retry", "2"),
+    ],
+)
 def test_actions_set_only_the_annotation_the_operator_handles(verb, key, prefix):
     if LUA_NAME != "lupa.lua51":
         pytest.skip("actions return tables: run under lupa")
@@ -154,9 +233,11 @@ def test_action_discovery_follows_status():
 
     src = actions()["discovery.lua"]
     o = obj(conditions=[])
-    o["status"].update(target={"revision": 3, "model": 5, "featureView": 1, "traffic": 10},
-                       history=[{"revision": 1, "model": 3, "featureView": 1}])
+    o["status"].update(
+        target={"revision": 3, "model": 5, "featureView": 1, "traffic": 10},
+        history=[{"revision": 1, "model": 3, "featureView": 1}],
+    )
     rt = lua51.LuaRuntime()
     result = rt.execute(f"local obj = {lua_literal(o)}\n{src}")
-    disabled = {k: result[k]["disabled"] for k in result.keys()}
+    disabled = {k: result[k]["disabled"] for k in result}
     assert disabled == {"undo": False, "promote": False, "abort": False, "retry": True}

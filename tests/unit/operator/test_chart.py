@@ -43,7 +43,7 @@ def helm(*args: str, check: bool = True, tmp: Path | None = None) -> subprocess.
     env = {**os.environ}
     if tmp is not None:  # helm keeps caches; never in the user's home from a test
         env.update(HELM_CACHE_HOME=str(tmp / "cache"), HELM_CONFIG_HOME=str(tmp / "config"), HELM_DATA_HOME=str(tmp / "data"))
-    result = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=60, env=env, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
     return result
@@ -89,9 +89,16 @@ def test_deployment_is_restricted_and_probed(tmp_path):
 
 
 def test_values_reach_the_environment(tmp_path):
-    docs = render(tmp_path, "stores.artifactStore=s3://ml/fti", "stores.credentialsSecret=s3-creds",
-                  "stores.onlineStoreSecret=redis:uri", "pipelineImages.tag=1.2.3", "watchNamespaces={fraud,ads}",
-                  "peering.enabled=false", "logLevel=DEBUG")
+    docs = render(
+        tmp_path,
+        "stores.artifactStore=s3://ml/fti",
+        "stores.credentialsSecret=s3-creds",
+        "stores.onlineStoreSecret=redis:uri",
+        "pipelineImages.tag=1.2.3",
+        "watchNamespaces={fraud,ads}",
+        "peering.enabled=false",
+        "logLevel=DEBUG",
+    )
     [deploy] = by_kind(docs, "Deployment")
     env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FTI_ARTIFACT_STORE"] == "s3://ml/fti" and env["FTI_STORE_CREDENTIALS_SECRET"] == "s3-creds"
@@ -115,10 +122,18 @@ def _assert_least_privilege(rules):
         if resource == "pods":
             assert verb == "list", "pods are only listed, for the termination message"
     assert ("", "pods/log", "get") not in rules
-    needed = {(GROUP, "featurepipelines", "watch"), (GROUP, "inferenceservices/status", "patch"),
-              (GROUP, "featurepipelines/finalizers", "update"), ("batch", "cronjobs", "create"),
-              ("batch", "cronjobs", "patch"), ("batch", "jobs", "delete"), ("", "pods", "list"), ("", "events", "create"),
-              (KSERVE_GROUP, "inferenceservices", "patch"), (KSERVE_GROUP, "inferenceservices", "create")}
+    needed = {
+        (GROUP, "featurepipelines", "watch"),
+        (GROUP, "inferenceservices/status", "patch"),
+        (GROUP, "featurepipelines/finalizers", "update"),
+        ("batch", "cronjobs", "create"),
+        ("batch", "cronjobs", "patch"),
+        ("batch", "jobs", "delete"),
+        ("", "pods", "list"),
+        ("", "events", "create"),
+        (KSERVE_GROUP, "inferenceservices", "patch"),
+        (KSERVE_GROUP, "inferenceservices", "create"),
+    }
     assert needed <= set(rules), needed - set(rules)
 
 
@@ -145,8 +160,9 @@ def test_namespaced_rbac(tmp_path):
     docs = render(tmp_path, "watchNamespaces={fraud,ads}")
     [cluster_role] = by_kind(docs, "ClusterRole")
     # Cluster-wide only what Kopf needs to discover resources and follow the listed namespaces.
-    assert _rules(cluster_role) == [("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")] + \
-        [("", "namespaces", v) for v in ("list", "watch")]
+    assert _rules(cluster_role) == [("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")] + [
+        ("", "namespaces", v) for v in ("list", "watch")
+    ]
     roles = by_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ads", "fraud"]
     for role in roles:
@@ -164,7 +180,7 @@ def test_service_monitor(tmp_path):
 
 
 def test_two_replicas_need_peering(tmp_path):
-    result = helm("template", "fti", str(CHART), "--set", "replicaCount=2", "--set", "peering.enabled=false",
-                  check=False, tmp=tmp_path)
+    result = helm(
+        "template", "fti", str(CHART), "--set", "replicaCount=2", "--set", "peering.enabled=false", check=False, tmp=tmp_path
+    )
     assert result.returncode != 0 and "peering" in result.stderr
-

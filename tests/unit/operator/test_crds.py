@@ -70,7 +70,7 @@ def test_names_scope_and_columns():
     # The names users type, spelled out on purpose: identity.py may not change them unnoticed.
     crds = _crds()
     assert {c["spec"]["names"]["shortNames"][0] for c in crds.values()} == {"fp", "tp", "fisvc"}
-    for kind, c in crds.items():
+    for c in crds.values():
         spec = c["spec"]
         assert spec["group"] == "fti.dev" and spec["scope"] == "Namespaced"
         assert spec["names"]["categories"] == ["fti"]
@@ -88,8 +88,10 @@ def test_names_scope_and_columns():
             node = schema
             for part in path.strip(".").split("."):
                 node = node["properties"][part]
-    wide = {kind: [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"] if not c.get("priority")]
-            for kind, crd in crds.items()}
+    wide = {
+        kind: [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"] if not c.get("priority")]
+        for kind, crd in crds.items()
+    }
     assert wide == {
         "FeaturePipeline": ["Group", "Version", "Schedule", "Ready", "Reason", "Age"],
         "TrainingPipeline": ["Model", "Latest", "Ready", "Reason", "Age"],

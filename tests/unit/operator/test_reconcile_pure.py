@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -33,30 +33,48 @@ def test_termination_result_json_and_crash():
     assert termination_result([pod('{"n":1}', "2026-11-27T10:00:00Z"), pod('{"n":2}', "2026-11-27T11:00:00Z")]) == {"n": 2}
 
 
-@pytest.mark.parametrize("conditions,expected", [
-    ([], None), ([{"type": "Complete", "status": "True"}], True), ([{"type": "Failed", "status": "True"}], False),
-    ([{"type": "Suspended", "status": "True"}], None),
-])
+@pytest.mark.parametrize(
+    "conditions,expected",
+    [
+        ([], None),
+        ([{"type": "Complete", "status": "True"}], True),
+        ([{"type": "Failed", "status": "True"}], False),
+        ([{"type": "Suspended", "status": "True"}], None),
+    ],
+)
 def test_job_finished(conditions, expected):
     assert job_finished({"status": {"conditions": conditions}}) is expected
 
 
 def test_feature_run_from_result():
-    run = feature_run("j1", True, {"ok": True, "rowsWritten": 10, "rowsRejected": 2, "watermark": "w",
-                                   "finishedAt": "2026-11-27T10:00:00Z"}, None)
-    assert run == {"job": "j1", "succeeded": True, "rowsWritten": 10, "rowsRejected": 2, "watermark": "w",
-                   "finishedAt": "2026-11-27T10:00:00Z"}
+    run = feature_run(
+        "j1",
+        True,
+        {"ok": True, "rowsWritten": 10, "rowsRejected": 2, "watermark": "w", "finishedAt": "2026-11-27T10:00:00Z"},
+        None,
+    )
+    assert run == {
+        "job": "j1",
+        "succeeded": True,
+        "rowsWritten": 10,
+        "rowsRejected": 2,
+        "watermark": "w",
+        "finishedAt": "2026-11-27T10:00:00Z",
+    }
     failed = feature_run("j2", False, {"ok": False, "reason": "SourceMissing", "error": "source.uri: no files"}, "t")
     assert failed["succeeded"] is False and failed["message"] == "SourceMissing: source.uri: no files"
 
 
-@pytest.mark.parametrize("succeeded,result,phase", [
-    (None, None, "Training"),
-    (True, {"ok": True, "verdict": "Validated", "metrics": {"roc_auc": 0.9}}, "Validated"),
-    (False, {"ok": False, "verdict": "Rejected", "reasons": ["roc_auc 0.6 < 0.85"]}, "Rejected"),
-    (False, {"ok": False, "reason": "PipelineCrashed", "error": "boom"}, "Failed"),
-    (False, None, "Failed"),
-])
+@pytest.mark.parametrize(
+    "succeeded,result,phase",
+    [
+        (None, None, "Training"),
+        (True, {"ok": True, "verdict": "Validated", "metrics": {"roc_auc": 0.9}}, "Validated"),
+        (False, {"ok": False, "verdict": "Rejected", "reasons": ["roc_auc 0.6 < 0.85"]}, "Rejected"),
+        (False, {"ok": False, "reason": "PipelineCrashed", "error": "boom"}, "Failed"),
+        (False, None, "Failed"),
+    ],
+)
 def test_model_version_phase(succeeded, result, phase):
     entry = model_version_entry(3, "tp-v3", succeeded, result, {"name": "fv", "version": 1}, [{"name": "g", "version": 1}])
     assert entry["phase"] == phase
@@ -72,7 +90,7 @@ def test_conditions_keep_transition_time():
     assert flipped[0]["lastTransitionTime"] == "t3" and flipped[0]["observedGeneration"] == 2
 
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def intent_for(tp_body, **over):
@@ -80,15 +98,18 @@ def intent_for(tp_body, **over):
     return {"version": 1, "hash": render_training.training_hash(tp), "token": None, "at": "2026-11-27T11:59:00Z", **over}
 
 
-@pytest.mark.parametrize("body,intent,token,expected", [
-    (TP, None, None, "Created"),
-    (TP, "same", None, None),
-    (TP, "same", "now-1", "RunNow"),
-    (TP, {"token": "now-1"}, "now-1", None),
-    (variant(TP, "spec.model.params", {"max_iter": 5}), "base", None, "SpecChanged"),
-    (variant(TP, "spec.schedule", "0 * * * *"), {"at": "2026-11-27T10:30:00Z"}, None, "Scheduled"),
-    (variant(TP, "spec.schedule", "0 * * * *"), {"at": "2026-11-27T12:00:00Z"}, None, None),
-])
+@pytest.mark.parametrize(
+    "body,intent,token,expected",
+    [
+        (TP, None, None, "Created"),
+        (TP, "same", None, None),
+        (TP, "same", "now-1", "RunNow"),
+        (TP, {"token": "now-1"}, "now-1", None),
+        (variant(TP, "spec.model.params", {"max_iter": 5}), "base", None, "SpecChanged"),
+        (variant(TP, "spec.schedule", "0 * * * *"), {"at": "2026-11-27T10:30:00Z"}, None, "Scheduled"),
+        (variant(TP, "spec.schedule", "0 * * * *"), {"at": "2026-11-27T12:00:00Z"}, None, None),
+    ],
+)
 def test_run_trigger(body, intent, token, expected):
     if intent == "same":
         intent = intent_for(body)
@@ -100,8 +121,15 @@ def test_run_trigger(body, intent, token, expected):
 
 
 def test_feature_status_and_availability():
-    body = {**FP, "status": {"versions": [{"version": 2, "state": "Active", "lastRun": {"job": "j", "succeeded": True, "rowsWritten": 3}},
-                                          {"version": 1, "state": "Active"}]}}
+    body = {
+        **FP,
+        "status": {
+            "versions": [
+                {"version": 2, "state": "Active", "lastRun": {"job": "j", "succeeded": True, "rowsWritten": 3}},
+                {"version": 1, "state": "Active"},
+            ]
+        },
+    }
     status = compute_status(body, {2: ("Active", []), 1: ("Retained", ["fraud/online"])}, {})
     assert status["versions"][1] == {"version": 1, "state": "Retained", "neededBy": ["fraud/online"]}
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
@@ -113,8 +141,14 @@ def test_feature_status_and_availability():
 
 
 def test_child_comparison_tolerates_server_defaults_only():
-    desired = with_hash({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "x", "labels": {"a": "1"}},
-                         "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"backoffLimit": 1}}}})
+    desired = with_hash(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "x", "labels": {"a": "1"}},
+            "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"backoffLimit": 1}}},
+        }
+    )
     live = json.loads(json.dumps(desired))
     live["spec"]["jobTemplate"]["spec"]["completions"] = 1  # a server default
     live["metadata"]["resourceVersion"] = "7"

@@ -8,7 +8,7 @@ as KServe writes it (tests/controlplane/kserve.py writes the same shapes on the 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ from fti_operator.local.memkube import MemKube
 from fti_operator.reconcile import Context, feature, inference
 
 NS = "fraud"
-T0 = datetime(2026, 12, 4, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 FV1, FV2 = [("g", 1)], [("g", 2)]
 
 
@@ -38,37 +38,81 @@ def env():
 
 
 def fp(kube: MemKube, version: int, runs: dict[int, str]) -> dict:
-    body = kube.apply({"apiVersion": "fti.dev/v1alpha1", "kind": "FeaturePipeline", "metadata": {"name": "g", "namespace": NS},
-                       "spec": {"featureGroup": {"name": "g", "version": version, "primaryKey": ["k"], "eventTime": "t",
-                                                 "online": True},
-                                "source": {"uri": "file:///data/g/", "format": "parquet"}, "schedule": "0 * * * *"}},
-                      field_manager="user")
-    status = {"versions": [{"version": v, "state": "Active" if v == version else "Retained",
-                            "lastRun": {"job": job, "succeeded": True, "rowsWritten": 10, "watermark": "2026-12-01T00:00:00Z"}}
-                           for v, job in runs.items()]}
+    kube.apply(
+        {
+            "apiVersion": "fti.dev/v1alpha1",
+            "kind": "FeaturePipeline",
+            "metadata": {"name": "g", "namespace": NS},
+            "spec": {
+                "featureGroup": {"name": "g", "version": version, "primaryKey": ["k"], "eventTime": "t", "online": True},
+                "source": {"uri": "file:///data/g/", "format": "parquet"},
+                "schedule": "0 * * * *",
+            },
+        },
+        field_manager="user",
+    )
+    status = {
+        "versions": [
+            {
+                "version": v,
+                "state": "Active" if v == version else "Retained",
+                "lastRun": {"job": job, "succeeded": True, "rowsWritten": 10, "watermark": "2026-12-01T00:00:00Z"},
+            }
+            for v, job in runs.items()
+        ]
+    }
     return kube.patch("fti.dev/v1alpha1", "featurepipelines", NS, "g", {"status": status}, subresource="status")
 
 
 def tp(kube: MemKube, models: dict[int, int]) -> dict:
     """A TrainingPipeline whose status records model version -> feature-group version g."""
-    kube.apply({"apiVersion": "fti.dev/v1alpha1", "kind": "TrainingPipeline", "metadata": {"name": "m", "namespace": NS},
-                "spec": {"model": {"name": "m", "estimator": "sklearn.linear_model.LogisticRegression"},
-                         "featureView": {"name": "m", "version": 1,
-                                         "label": {"featureGroup": {"name": "g", "version": 1}, "column": "y"},
-                                         "features": [{"featureGroup": {"name": "g", "version": 1}, "columns": ["x"]}]}}},
-               field_manager="user")
-    versions = [{"version": mv, "phase": "Validated", "featureView": {"name": "m", "version": g},
-                 "featureGroups": [{"name": "g", "version": g}], "storageUri": f"file:///s/models/m/{mv}/model"}
-                for mv, g in models.items()]
-    return kube.patch("fti.dev/v1alpha1", "trainingpipelines", NS, "m", {"status": {"modelVersions": versions}},
-                      subresource="status")
+    kube.apply(
+        {
+            "apiVersion": "fti.dev/v1alpha1",
+            "kind": "TrainingPipeline",
+            "metadata": {"name": "m", "namespace": NS},
+            "spec": {
+                "model": {"name": "m", "estimator": "sklearn.linear_model.LogisticRegression"},
+                "featureView": {
+                    "name": "m",
+                    "version": 1,
+                    "label": {"featureGroup": {"name": "g", "version": 1}, "column": "y"},
+                    "features": [{"featureGroup": {"name": "g", "version": 1}, "columns": ["x"]}],
+                },
+            },
+        },
+        field_manager="user",
+    )
+    versions = [
+        {
+            "version": mv,
+            "phase": "Validated",
+            "featureView": {"name": "m", "version": g},
+            "featureGroups": [{"name": "g", "version": g}],
+            "storageUri": f"file:///s/models/m/{mv}/model",
+        }
+        for mv, g in models.items()
+    ]
+    return kube.patch(
+        "fti.dev/v1alpha1", "trainingpipelines", NS, "m", {"status": {"modelVersions": versions}}, subresource="status"
+    )
 
 
 def isvc(kube: MemKube, version="latest", **rollout) -> dict:
-    return kube.apply({"apiVersion": "fti.dev/v1alpha1", "kind": "InferenceService", "metadata": {"name": "s", "namespace": NS},
-                       "spec": {"model": {"name": "m", "version": version}, "mode": "online",
-                                "online": {"topology": "combined"}, "rollout": {"readinessTimeout": "60s", **rollout}}},
-                      field_manager="user")
+    return kube.apply(
+        {
+            "apiVersion": "fti.dev/v1alpha1",
+            "kind": "InferenceService",
+            "metadata": {"name": "s", "namespace": NS},
+            "spec": {
+                "model": {"name": "m", "version": version},
+                "mode": "online",
+                "online": {"topology": "combined"},
+                "rollout": {"readinessTimeout": "60s", **rollout},
+            },
+        },
+        field_manager="user",
+    )
 
 
 def get(kube: MemKube, plural: str, name: str) -> dict:
@@ -87,10 +131,21 @@ def kserve(kube: MemKube, ready: bool, message: str = "") -> dict:
     predictor = {"latestCreatedRevision": latest}
     if ready:
         predictor.update(latestReadyRevision=latest, traffic=[{"revisionName": latest, "percent": 100, "latestRevision": True}])
-    return kube.patch("serving.kserve.io/v1beta1", "inferenceservices", NS, "s", {"status": {
-        "observedGeneration": gen, "url": "http://s.fraud.example.com", "components": {"predictor": predictor},
-        "conditions": [{"type": "Ready", "status": "True" if ready else "False", "message": message}]}},
-        subresource="status")
+    return kube.patch(
+        "serving.kserve.io/v1beta1",
+        "inferenceservices",
+        NS,
+        "s",
+        {
+            "status": {
+                "observedGeneration": gen,
+                "url": "http://s.fraud.example.com",
+                "components": {"predictor": predictor},
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False", "message": message}],
+            }
+        },
+        subresource="status",
+    )
 
 
 def child_model(kube: MemKube) -> int:
@@ -103,7 +158,7 @@ def cond(obj: dict, type_: str) -> dict:
 
 
 def test_a_target_is_recorded_before_its_child_and_stable_only_once_kserve_is_ready(env) -> None:
-    kube, ctx, clock = env
+    kube, ctx, _clock = env
     fp(kube, 1, {1: "g-1"})
     tp(kube, {1: 1})
     isvc(kube)
@@ -149,7 +204,7 @@ def test_a_target_not_ready_by_its_deadline_is_rolled_back_once(env) -> None:
 
 
 def test_a_rollback_to_a_retired_feature_version_brings_it_back_first(env) -> None:
-    kube, ctx, clock = env
+    kube, ctx, _clock = env
     fp(kube, 1, {1: "g-1"})
     feature.reconcile(ctx, get(kube, "featurepipelines", "g"))  # the v1 CronJob
     tp(kube, {1: 1})
@@ -183,15 +238,45 @@ def test_a_rollback_to_a_retired_feature_version_brings_it_back_first(env) -> No
     assert kube.get("batch/v1", "cronjobs", NS, "g-v1")["spec"]["suspend"] is False
     reconcile_isvc(ctx)
     assert job in cond(get(kube, "inferenceservices", "s"), "UpToDate")["message"]
+    assert cond(get(kube, "inferenceservices", "s"), "Progressing")["reason"] == "Rematerializing"
     # The run finishes: recorded, available, the rollback proceeds by itself.
-    kube.patch("batch/v1", "jobs", NS, job, {"status": {"conditions": [{"type": "Complete", "status": "True"}],
-                                                       "completionTime": "2026-12-04T10:05:00Z"}}, subresource="status")
-    pod = kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{job}-x", "namespace": NS,
-                                                                        "labels": {"batch.kubernetes.io/job-name": job}},
-                       "spec": {"containers": []}})
-    kube.patch("v1", "pods", NS, pod["metadata"]["name"], {"status": {"containerStatuses": [{"state": {"terminated": {
-        "message": '{"ok": true, "rowsWritten": 5, "watermark": "2026-12-04T00:00:00Z"}', "finishedAt": "2026-12-04T10:05:00Z"}}}]}},
-        subresource="status")
+    kube.patch(
+        "batch/v1",
+        "jobs",
+        NS,
+        job,
+        {"status": {"conditions": [{"type": "Complete", "status": "True"}], "completionTime": "2026-12-04T10:05:00Z"}},
+        subresource="status",
+    )
+    pod = kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{job}-x", "namespace": NS, "labels": {"batch.kubernetes.io/job-name": job}},
+            "spec": {"containers": []},
+        }
+    )
+    kube.patch(
+        "v1",
+        "pods",
+        NS,
+        pod["metadata"]["name"],
+        {
+            "status": {
+                "containerStatuses": [
+                    {
+                        "state": {
+                            "terminated": {
+                                "message": '{"ok": true, "rowsWritten": 5, "watermark": "2026-12-04T00:00:00Z"}',
+                                "finishedAt": "2026-12-04T10:05:00Z",
+                            }
+                        }
+                    }
+                ]
+            }
+        },
+        subresource="status",
+    )
     feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
     versions = {v["version"]: v for v in get(kube, "featurepipelines", "g")["status"]["versions"]}
     assert versions[1]["state"] == "Retained" and versions[1]["lastRun"]["job"] == job
@@ -200,7 +285,7 @@ def test_a_rollback_to_a_retired_feature_version_brings_it_back_first(env) -> No
 
 
 def test_deleting_the_training_pipeline_changes_nothing_that_serves(env) -> None:
-    kube, ctx, clock = env
+    kube, ctx, _clock = env
     fp(kube, 1, {1: "g-1"})
     tp(kube, {1: 1})
     isvc(kube)

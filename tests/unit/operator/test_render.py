@@ -19,10 +19,20 @@ from fti_operator.render.pods import RenderError, child_name, pipeline_container
 from .fixtures_resources import FP, ISVC_BATCH, ISVC_ONLINE, TP, variant
 
 GOLDEN = Path(__file__).parent / "golden"
-CONFIG = OperatorConfig(artifact_store="s3://ml/fti", online_store="redis://redis:6379/0",
-                        store_credentials_secret="fti-store-credentials", image_tag="1.2.3")
-PAIR = ResolvedPair(revision=3, model_name="fraud", model_version=4, feature_view_name="fraud", feature_view_version=1,
-                    storage_uri="s3://ml/fti/models/fraud/4/model")
+CONFIG = OperatorConfig(
+    artifact_store="s3://ml/fti",
+    online_store="redis://redis:6379/0",
+    store_credentials_secret="fti-store-credentials",
+    image_tag="1.2.3",
+)
+PAIR = ResolvedPair(
+    revision=3,
+    model_name="fraud",
+    model_version=4,
+    feature_view_name="fraud",
+    feature_view_version=1,
+    storage_uri="s3://ml/fti/models/fraud/4/model",
+)
 
 
 def check_golden(name: str, manifest: dict) -> None:
@@ -36,14 +46,26 @@ def check_golden(name: str, manifest: dict) -> None:
 
 CASES = {
     "feature-cronjob": lambda: feature.render(FeaturePipeline.model_validate(FP), CONFIG, owner=FP),
-    "feature-once-job": lambda: feature.render(FeaturePipeline.model_validate(variant(FP, "spec.schedule", None)), CONFIG, owner=FP),
-    "feature-run-now-job": lambda: feature.render_run_now(FeaturePipeline.model_validate(FP), CONFIG, "2026-11-27T10:00", owner=FP),
+    "feature-once-job": lambda: feature.render(
+        FeaturePipeline.model_validate(variant(FP, "spec.schedule", None)), CONFIG, owner=FP
+    ),
+    "feature-run-now-job": lambda: feature.render_run_now(
+        FeaturePipeline.model_validate(FP), CONFIG, "2026-11-27T10:00", owner=FP
+    ),
     "training-job": lambda: training.render(TrainingPipeline.model_validate(TP), 4, CONFIG, owner=TP),
-    "inference-combined": lambda: inference.render_online(InferenceService.model_validate(ISVC_ONLINE), PAIR, CONFIG, owner=ISVC_ONLINE),
+    "inference-combined": lambda: inference.render_online(
+        InferenceService.model_validate(ISVC_ONLINE), PAIR, CONFIG, owner=ISVC_ONLINE
+    ),
     "inference-transformer-canary": lambda: inference.render_online(
-        InferenceService.model_validate(variant(ISVC_ONLINE, "spec.online.topology", "transformer")), PAIR, CONFIG,
-        owner=ISVC_ONLINE, canary_percent=10),
-    "inference-batch-cronjob": lambda: inference.render_batch(InferenceService.model_validate(ISVC_BATCH), PAIR, CONFIG, owner=ISVC_BATCH),
+        InferenceService.model_validate(variant(ISVC_ONLINE, "spec.online.topology", "transformer")),
+        PAIR,
+        CONFIG,
+        owner=ISVC_ONLINE,
+        canary_percent=10,
+    ),
+    "inference-batch-cronjob": lambda: inference.render_batch(
+        InferenceService.model_validate(ISVC_BATCH), PAIR, CONFIG, owner=ISVC_BATCH
+    ),
 }
 
 
@@ -112,9 +134,12 @@ def test_training_job_carries_model_version_and_gpu():
 
 def test_training_hash_ignores_schedule_but_not_params():
     base = TrainingPipeline.model_validate(TP)
-    assert training.training_hash(base) == training.training_hash(TrainingPipeline.model_validate(variant(TP, "spec.schedule", "0 3 * * 0")))
+    assert training.training_hash(base) == training.training_hash(
+        TrainingPipeline.model_validate(variant(TP, "spec.schedule", "0 3 * * 0"))
+    )
     assert training.training_hash(base) != training.training_hash(
-        TrainingPipeline.model_validate(variant(TP, "spec.model.params", {"max_iter": 300})))
+        TrainingPipeline.model_validate(variant(TP, "spec.model.params", {"max_iter": 300}))
+    )
 
 
 def test_one_pair_feeds_predictor_and_transformer():
@@ -143,13 +168,20 @@ def test_user_env_cannot_override_contract():
 
 
 def test_secret_online_store_and_pvc():
-    cfg = OperatorConfig.from_env({"FTI_ARTIFACT_STORE": "file:///var/lib/fti", "FTI_ONLINE_STORE_SECRET": "redis:uri",
-                                   "FTI_STORE_VOLUME_CLAIM": "fti-store"})
+    cfg = OperatorConfig.from_env(
+        {
+            "FTI_ARTIFACT_STORE": "file:///var/lib/fti",
+            "FTI_ONLINE_STORE_SECRET": "redis:uri",
+            "FTI_STORE_VOLUME_CLAIM": "fti-store",
+        }
+    )
     cj = feature.render(FeaturePipeline.model_validate(FP), cfg)
     c = containers(cj)[0]
     assert env(c)["FTI_ONLINE_STORE"] == {"secretKeyRef": {"name": "redis", "key": "uri"}}
     assert {"name": "store", "mountPath": "/var/lib/fti"} in c["volumeMounts"]
-    assert {"name": "store", "persistentVolumeClaim": {"claimName": "fti-store"}} in cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "store", "persistentVolumeClaim": {"claimName": "fti-store"}} in cj["spec"]["jobTemplate"]["spec"][
+        "template"
+    ]["spec"]["volumes"]
 
 
 @pytest.mark.parametrize("parts,limit", [(("a" * 70, "v1"), 52), (("fraud-online",), 45), (("Card_Tx", "v2"), 52)])

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from fti_operator.versions.rollout import Observed, Want, plan_rollout
 
-T0 = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 ISO0 = "2026-12-01T10:00:00Z"
 
 
 def rev(model: int, fv: int = 1, revision: int | None = None, **extra):
-    out = {"model": model, "featureView": fv, "featureGroups": [{"name": "g", "version": fv}],
-           "storageUri": f"file:///s/models/m/{model}/model"}
+    out = {
+        "model": model,
+        "featureView": fv,
+        "featureGroups": [{"name": "g", "version": fv}],
+        "storageUri": f"file:///s/models/m/{model}/model",
+    }
     if revision is not None:
         out["revision"] = revision
     return {**out, **extra}
@@ -53,8 +57,12 @@ def test_upgrade_keeps_stable_until_ready_then_moves_it_to_history():
 def test_readiness_deadline_rolls_back_once_and_does_not_retry_the_same_spec():
     plan = plan_rollout(STABLE, want(5, 2, generation=7, readiness_timeout=60), Observed(2, True), T0)
     late = T0 + timedelta(seconds=61)
-    back = plan_rollout(plan.status_part(), want(5, 2, generation=7, readiness_timeout=60),
-                        Observed(3, False, "readiness probe failed: skew guard: feature view 2 not online"), late)
+    back = plan_rollout(
+        plan.status_part(),
+        want(5, 2, generation=7, readiness_timeout=60),
+        Observed(3, False, "readiness probe failed: skew guard: feature view 2 not online"),
+        late,
+    )
     assert back.target is None and back.stable["model"] == 4 and back.render["model"] == 4
     assert back.failed["model"] == 5 and back.failed["reason"] == "ProgressDeadlineExceeded"
     assert "skew guard" in back.failed["message"] and back.rolled_back == "ProgressDeadlineExceeded"
@@ -71,8 +79,12 @@ def test_readiness_deadline_rolls_back_once_and_does_not_retry_the_same_spec():
 
 def test_deadline_without_auto_rollback_keeps_the_target():
     plan = plan_rollout(STABLE, want(5, auto_rollback=False, readiness_timeout=60), Observed(2, True), T0)
-    late = plan_rollout(plan.status_part(), want(5, auto_rollback=False, readiness_timeout=60),
-                        Observed(3, False, "CrashLoopBackOff"), T0 + timedelta(minutes=2))
+    late = plan_rollout(
+        plan.status_part(),
+        want(5, auto_rollback=False, readiness_timeout=60),
+        Observed(3, False, "CrashLoopBackOff"),
+        T0 + timedelta(minutes=2),
+    )
     assert late.target["model"] == 5 and late.failed is None and late.render["model"] == 5
     assert late.progressing[:2] == (False, "ProgressDeadlineExceeded")
 
@@ -124,8 +136,12 @@ def test_rollback_by_spec_reuses_the_revision_number_from_history():
 
 
 def test_blocked_pair_keeps_the_stable_revision_and_says_why():
-    asked = Want(None, pending=rev(6, 3), blocked_reason="FeaturesNotReady",
-                 blocked_message="g v3 not materialized (re-materializing in Job j)")
+    asked = Want(
+        None,
+        pending=rev(6, 3),
+        blocked_reason="FeaturesNotReady",
+        blocked_message="g v3 not materialized (re-materializing in Job j)",
+    )
     plan = plan_rollout(STABLE, asked, Observed(2, True), T0)
     assert plan.target is None and plan.render["model"] == 4
     assert plan.progressing[:2] == (True, "WaitingForFeatures") and "Job j" in plan.progressing[2]
@@ -149,3 +165,16 @@ def test_canary_where_kserve_cannot_split_traffic_is_held_back_or_rolled_out_by_
     assert held.progressing[:2] == (False, "TrafficSplitUnsupported") and "whenUnsupported" in held.progressing[2]
     full = plan_rollout(STABLE, want(5, canary_percent=10, traffic_split=False, canary_fallback="rollOut"), Observed(2, True), T0)
     assert full.target["model"] == 5 and full.canary_percent is None
+
+
+def test_batch_target_waits_for_its_first_run_and_a_failed_run_rolls_back_at_once():
+    w = want(5, deadline=False, generation=4)
+    plan = plan_rollout(STABLE, w, Observed(2, True), T0)  # the newest run is still the stable revision's
+    assert plan.target["model"] == 5 and plan.requeue_after is None
+    later = plan_rollout(plan.status_part(), w, Observed(2, True), T0 + timedelta(days=1))
+    assert later.target is not None and later.failed is None, "no deadline while waiting for a scheduled run"
+    ok = plan_rollout(plan.status_part(), w, Observed(3, True), T0 + timedelta(hours=1))
+    assert ok.stable["model"] == 5 and ok.target is None
+    refused = plan_rollout(plan.status_part(), w, Observed(3, False, "SkewGuard: feature view 2 expected"), T0)
+    assert refused.stable["model"] == 4 and refused.render["model"] == 4 and refused.failed["reason"] == "RunFailed"
+    assert refused.rolled_back == "RunFailed" and "SkewGuard" in refused.failed["message"]

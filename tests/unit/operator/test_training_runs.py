@@ -4,17 +4,23 @@ and the pure helpers that keep a reconcile from writing or reading what it need 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fti_operator.api import TrainingPipeline
 from fti_operator.config import OperatorConfig
-from fti_operator.reconcile.training import (INTENT_ANNOTATION, compute_status, intent_from_job, intent_to_status,
-                                             last_intent, run_trigger)
+from fti_operator.reconcile.training import (
+    INTENT_ANNOTATION,
+    compute_status,
+    intent_from_job,
+    intent_to_status,
+    last_intent,
+    run_trigger,
+)
 from fti_operator.render import training as render_training
 
 from .fixtures_resources import TP
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TPM = TrainingPipeline.model_validate(TP)
 HASH = render_training.training_hash(TPM)
 
@@ -31,8 +37,13 @@ def job_for(version, token=None, trigger="RunNow"):
 
 def test_last_run_in_status_round_trips_without_churn():
     status = compute_status(TP, TPM, {1: "fraud-model-v1"}, intent(1), {})
-    assert status["lastRun"] == {"modelVersion": 1, "trigger": "Created", "trainingHash": HASH,
-                                 "startedAt": "2026-11-27T11:00:00Z", "job": "fraud-model-v1"}  # no token: no null to merge
+    assert status["lastRun"] == {
+        "modelVersion": 1,
+        "trigger": "Created",
+        "trainingHash": HASH,
+        "startedAt": "2026-11-27T11:00:00Z",
+        "job": "fraud-model-v1",
+    }  # no token: no null to merge
     again = last_intent(status, {}, [])
     assert run_trigger(TPM, again, None, NOW) is None
     # Recomputed from its own status, the status is the same: a level-based reconcile writes nothing.

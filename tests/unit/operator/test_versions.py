@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fti_operator.versions import (
-    FeatureGroupAvailability as FA,
+    FeatureGroupAvailability as FA,  # noqa: N814 - short, so each case of the tables below is one line
     ModelInfo,
     decide_pair,
     fg_version_states,
@@ -16,7 +16,6 @@ from fti_operator.versions import (
     resolve_model,
 )
 from fti_operator.versions.retention import served_model_versions
-from fti_operator.versions.serving import ServingDecision
 
 FG = (("card_transactions", 2), ("card_profiles", 1))
 
@@ -30,15 +29,18 @@ def test_next_model_version(existing, expected):
     assert next_model_version(existing) == expected
 
 
-@pytest.mark.parametrize("models,requested,expected", [
-    ([], "latest", None),
-    ([m(1), m(2, "Rejected")], "latest", 1),
-    ([m(1), m(2), m(3, "Training")], "latest", 2),
-    ([m(1, "Failed")], "latest", None),
-    ([m(1), m(2)], 1, 1),
-    ([m(1), m(2, "Rejected")], 2, 2),  # a pinned number resolves in any phase; decide_pair refuses it
-    ([m(1)], 5, None),
-])
+@pytest.mark.parametrize(
+    "models,requested,expected",
+    [
+        ([], "latest", None),
+        ([m(1), m(2, "Rejected")], "latest", 1),
+        ([m(1), m(2), m(3, "Training")], "latest", 2),
+        ([m(1, "Failed")], "latest", None),
+        ([m(1), m(2)], 1, 1),
+        ([m(1), m(2, "Rejected")], 2, 2),  # a pinned number resolves in any phase; decide_pair refuses it
+        ([m(1)], 5, None),
+    ],
+)
 def test_resolve_model(models, requested, expected):
     got = resolve_model(requested, models)
     assert (got.version if got else None) == expected
@@ -47,17 +49,20 @@ def test_resolve_model(models, requested, expected):
 ALL_ONLINE = {g: FA(True, True) for g in FG}
 
 
-@pytest.mark.parametrize("model,availability,mode,allowed,reason", [
-    (None, ALL_ONLINE, "online", False, "ModelNotFound"),
-    (m(2, "Rejected"), ALL_ONLINE, "online", False, "ModelNotValidated"),
-    (m(2, "Training"), ALL_ONLINE, "online", False, "ModelNotValidated"),
-    (m(2), ALL_ONLINE, "online", True, "Servable"),
-    (m(2), {FG[0]: FA(True, True)}, "online", False, "FeaturesNotReady"),
-    (m(2), {FG[0]: FA(True, True), FG[1]: FA(True, False)}, "online", False, "FeaturesNotReady"),
-    (m(2), {FG[0]: FA(True, True), FG[1]: FA(True, False)}, "batch", True, "Servable"),
-    (m(2), {FG[0]: FA(False, False), FG[1]: FA(True, True)}, "batch", False, "FeaturesNotReady"),
-    (m(2, groups=()), ALL_ONLINE, "online", False, "FeaturesNotReady"),
-])
+@pytest.mark.parametrize(
+    "model,availability,mode,allowed,reason",
+    [
+        (None, ALL_ONLINE, "online", False, "ModelNotFound"),
+        (m(2, "Rejected"), ALL_ONLINE, "online", False, "ModelNotValidated"),
+        (m(2, "Training"), ALL_ONLINE, "online", False, "ModelNotValidated"),
+        (m(2), ALL_ONLINE, "online", True, "Servable"),
+        (m(2), {FG[0]: FA(True, True)}, "online", False, "FeaturesNotReady"),
+        (m(2), {FG[0]: FA(True, True), FG[1]: FA(True, False)}, "online", False, "FeaturesNotReady"),
+        (m(2), {FG[0]: FA(True, True), FG[1]: FA(True, False)}, "batch", True, "Servable"),
+        (m(2), {FG[0]: FA(False, False), FG[1]: FA(True, True)}, "batch", False, "FeaturesNotReady"),
+        (m(2, groups=()), ALL_ONLINE, "online", False, "FeaturesNotReady"),
+    ],
+)
 def test_decide_pair(model, availability, mode, allowed, reason):
     d = decide_pair("latest", "fraud", model, availability, mode)
     assert (d.allowed, d.reason) == (allowed, reason)
@@ -66,8 +71,17 @@ def test_decide_pair(model, availability, mode, allowed, reason):
 
 
 def test_models_from_status_roundtrip():
-    status = {"modelVersions": [{"version": 2, "phase": "Validated", "featureView": {"name": "fraud", "version": 1},
-                                 "featureGroups": [{"name": "a", "version": 1}], "storageUri": "s3://x"}]}
+    status = {
+        "modelVersions": [
+            {
+                "version": 2,
+                "phase": "Validated",
+                "featureView": {"name": "fraud", "version": 1},
+                "featureGroups": [{"name": "a", "version": 1}],
+                "storageUri": "s3://x",
+            }
+        ]
+    }
     [info] = models_from_status("fraud", status)
     assert info.feature_groups == (("a", 1),) and info.feature_view_version == 1 and latest_validated([info]) == info
 
@@ -83,9 +97,11 @@ def test_needed_feature_groups_and_states():
 
 
 def test_served_model_versions():
-    assert served_model_versions({"serving": {"revision": 2, "model": 4, "featureView": 1},
-                                  "canary": {"revision": 3, "model": 5, "featureView": 2},
-                                  "history": [{"revision": 1, "model": 3, "featureView": 1}]}) == [4, 5, 3]
+    assert served_model_versions(
+        {
+            "serving": {"revision": 2, "model": 4, "featureView": 1},
+            "canary": {"revision": 3, "model": 5, "featureView": 2},
+            "history": [{"revision": 1, "model": 3, "featureView": 1}],
+        }
+    ) == [4, 5, 3]
     assert served_model_versions(None) == []
-
-

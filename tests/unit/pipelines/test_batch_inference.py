@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from support.serving_fixtures import COLUMNS, PROFILES, TX, build_revision, feature_frames
 
-from fti_pipelines.contract import PipelineContext, PipelineError, run_pipeline
 from fti_pipelines.batch_inference.scoring import score_run
+from fti_pipelines.contract import PipelineContext, PipelineError, run_pipeline
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
+from support.serving_fixtures import COLUMNS, PROFILES, TX, build_revision, feature_frames
 
 T1 = pd.Timestamp("2026-11-01T12:00:00Z")
 T2 = pd.Timestamp("2026-11-02T12:00:00Z")
@@ -41,17 +41,25 @@ def write_input(path, frame):
 def run(rev, tmp_path, input_uri, run_time, as_of="runTime", chunk_rows=1000):
     spec = {**rev.spec, "mode": "batch"}
     spec.pop("online")
-    spec["batch"] = {"input": {"uri": input_uri, "format": "parquet"},
-                     "output": {"uri": f"file://{tmp_path}/predictions", "format": "parquet"},
-                     "asOf": as_of, "chunkRows": chunk_rows}
-    env = {"FTI_SPEC": json.dumps(spec), "FTI_ARTIFACT_STORE": rev.artifact_store, "FTI_RUN_TIME": run_time,
-           "FTI_TERMINATION_LOG": str(tmp_path / "termination-log")}
+    spec["batch"] = {
+        "input": {"uri": input_uri, "format": "parquet"},
+        "output": {"uri": f"file://{tmp_path}/predictions", "format": "parquet"},
+        "asOf": as_of,
+        "chunkRows": chunk_rows,
+    }
+    env = {
+        "FTI_SPEC": json.dumps(spec),
+        "FTI_ARTIFACT_STORE": rev.artifact_store,
+        "FTI_RUN_TIME": run_time,
+        "FTI_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
     return score_run(PipelineContext.from_env(env)), env
 
 
 def expected_predictions(rev, entities, features, profiles):
-    merged = entities.merge(features.drop(columns=["event_time", "amount", "category"]), on="cc_num", how="left") \
-        .merge(profiles.drop(columns="event_time"), on="cc_num", how="left")
+    merged = entities.merge(features.drop(columns=["event_time", "amount", "category"]), on="cc_num", how="left").merge(
+        profiles.drop(columns="event_time"), on="cc_num", how="left"
+    )
     rows = np.empty((len(merged), len(COLUMNS)), dtype=object)
     for i, c in enumerate(COLUMNS):
         rows[:, i] = merged[c].to_numpy(dtype=object)
@@ -64,8 +72,8 @@ def read_run(result):
 
 
 def test_scores_as_of_the_run_time_with_versions_on_every_row(served, tmp_path):
-    rev, early, late, profiles = served
-    entities = early[["cc_num", "amount", "category"]].head(2500 if len(early) > 2500 else len(early))
+    rev, early, _late, profiles = served
+    entities = early[["cc_num", "amount", "category"]].head(min(len(early), 2500))
     entities = pd.concat([entities] * 30, ignore_index=True)  # several chunks
     result, _ = run(rev, tmp_path, write_input(tmp_path / "in", entities), "2026-11-02T00:00:00Z")
     assert result["rowsScored"] == len(entities) and result["rowsMissingFeatures"] == 0
@@ -89,9 +97,13 @@ def test_latest_takes_the_newest_feature_rows(served, tmp_path):
 
 def test_per_row_event_time_is_point_in_time_correct(served, tmp_path):
     rev, early, late, profiles = served
-    entities = pd.concat([early[["cc_num", "amount", "category"]].assign(event_time=T1 + pd.Timedelta(hours=1)),
-                          early[["cc_num", "amount", "category"]].assign(event_time=T2 + pd.Timedelta(hours=1))],
-                         ignore_index=True)
+    entities = pd.concat(
+        [
+            early[["cc_num", "amount", "category"]].assign(event_time=T1 + pd.Timedelta(hours=1)),
+            early[["cc_num", "amount", "category"]].assign(event_time=T2 + pd.Timedelta(hours=1)),
+        ],
+        ignore_index=True,
+    )
     result, _ = run(rev, tmp_path, write_input(tmp_path / "in", entities), "2026-11-05T00:00:00Z")
     out = read_run(result)
     n = len(early)
@@ -101,7 +113,7 @@ def test_per_row_event_time_is_point_in_time_correct(served, tmp_path):
 
 
 def test_unknown_entities_are_scored_flagged_and_counted(served, tmp_path):
-    rev, early, _, _ = served
+    rev, _early, _, _ = served
     entities = pd.DataFrame({"cc_num": [1000, 999_999], "amount": [5.0, 5.0], "category": ["online", "online"]})
     result, _ = run(rev, tmp_path, write_input(tmp_path / "in", entities), "2026-11-02T00:00:00Z")
     assert result["rowsMissingFeatures"] == 1

@@ -24,7 +24,11 @@ def by_kind(resources):
 
 def test_manifests_parse_with_the_operator_models():
     kinds = by_kind(load_manifests([EXAMPLE]))
-    assert sorted((k, len(v)) for k, v in kinds.items()) == [("FeaturePipeline", 2), ("InferenceService", 2), ("TrainingPipeline", 1)]
+    assert sorted((k, len(v)) for k, v in kinds.items()) == [
+        ("FeaturePipeline", 2),
+        ("InferenceService", 2),
+        ("TrainingPipeline", 1),
+    ]
     modes = sorted(r.spec.mode for r in kinds["InferenceService"])
     assert modes == ["batch", "online"]
 
@@ -102,7 +106,9 @@ def test_aggregates_are_as_of_each_transaction_and_keep_every_row():
 
 
 def test_generator_scales_and_rejects_bad_params():
-    assert len(fraud.transactions(n_cards=10, days=1, tx_per_day=1.0)) < len(fraud.transactions(n_cards=10, days=1, tx_per_day=20.0))
+    assert len(fraud.transactions(n_cards=10, days=1, tx_per_day=1.0)) < len(
+        fraud.transactions(n_cards=10, days=1, tx_per_day=20.0)
+    )
     with pytest.raises(ValueError, match="n_cards"):
         fraud.transactions(n_cards=0)
     with pytest.raises(ValueError, match="noise"):

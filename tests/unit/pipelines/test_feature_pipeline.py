@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from fti_pipelines.contract import run_pipeline
 from fti_pipelines.feature import run
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
 from fti_pipelines.store.online import open_online_store
 from fti_pipelines.store.quarantine import list_quarantined, read_quarantined
-
 
 
 def ts(text: str) -> pd.Timestamp:
@@ -38,20 +38,26 @@ class Env:
             "featureGroup": {"name": "tx", "version": 1, "primaryKey": ["cc_num"], "eventTime": "event_time", "online": True},
             "source": {"uri": f"file://{self.raw}/", "format": "parquet"},
             "ingestion": "incremental",
-            "validation": {"onFailure": "quarantine", "expectations": [
-                {"column": "amount", "between": {"min": 0, "max": 1000}},
-                {"column": "category", "in": ["grocery", "travel"]},
-            ]},
+            "validation": {
+                "onFailure": "quarantine",
+                "expectations": [
+                    {"column": "amount", "between": {"min": 0, "max": 1000}},
+                    {"column": "category", "in": ["grocery", "travel"]},
+                ],
+            },
         }
-        for key, value in overrides.items():
-            spec[key] = value
+        spec.update(overrides)
         return spec
 
     def run(self, spec: dict, online: bool = True) -> tuple[int, dict]:
         self.runs += 1
         log = self.tmp / f"result-{self.runs}.json"
-        env = {"FTI_SPEC": json.dumps(spec), "FTI_ARTIFACT_STORE": self.store_uri, "FTI_RUN_ID": f"run-{self.runs}",
-               "FTI_TERMINATION_LOG": str(log)}
+        env = {
+            "FTI_SPEC": json.dumps(spec),
+            "FTI_ARTIFACT_STORE": self.store_uri,
+            "FTI_RUN_ID": f"run-{self.runs}",
+            "FTI_TERMINATION_LOG": str(log),
+        }
         if online:
             env["FTI_ONLINE_STORE"] = self.online_uri
         code = run_pipeline(run, env)
@@ -61,7 +67,7 @@ class Env:
         return FeatureStore(ArtifactStore(self.store_uri))
 
 
-@pytest.fixture()
+@pytest.fixture
 def env(tmp_path) -> Env:
     return Env(tmp_path)
 
@@ -77,9 +83,15 @@ def test_incremental_runs_ingest_offline_and_online(env: Env) -> None:
     assert (result["rowsRead"], result["rowsWritten"], result["rowsRejected"]) == (2, 2, 0)
     assert result["watermark"] == "2026-01-02T00:00:00Z" and result["onlineRowsWritten"] == 2
     # the directory grows: an old row, a duplicate of the watermark row, a new row, a row at the watermark
-    batch([(2, ts("2026-01-02"), 20.0, "travel"), (1, ts("2025-12-31"), 5.0, "grocery"),
-           (1, ts("2026-01-03"), 30.0, "travel"), (3, ts("2026-01-02"), 7.0, "grocery"),
-           (1, ts("2026-01-03"), 31.0, "travel")]).to_parquet(env.raw / "b.parquet")
+    batch(
+        [
+            (2, ts("2026-01-02"), 20.0, "travel"),
+            (1, ts("2025-12-31"), 5.0, "grocery"),
+            (1, ts("2026-01-03"), 30.0, "travel"),
+            (3, ts("2026-01-02"), 7.0, "grocery"),
+            (1, ts("2026-01-03"), 31.0, "travel"),
+        ]
+    ).to_parquet(env.raw / "b.parquet")
     code, result = env.run(env.spec())
     assert code == 0, result
     assert result["rowsRead"] == 7 and result["rowsWritten"] == 2
@@ -112,8 +124,9 @@ def test_failing_batch_is_quarantined_whole_and_written_nowhere(env: Env) -> Non
     batch([(1, ts("2026-01-01"), 10.0, "grocery")]).to_parquet(env.raw / "a.parquet")
     env.run(env.spec())
     before = env.features().snapshot("tx", 1)
-    batch([(2, ts("2026-01-02"), 5000.0, "grocery"), (3, ts("2026-01-02"), 1.0, "casino"),
-           (4, ts("2026-01-03"), 2.0, "travel")]).to_parquet(env.raw / "b.parquet")
+    batch(
+        [(2, ts("2026-01-02"), 5000.0, "grocery"), (3, ts("2026-01-02"), 1.0, "casino"), (4, ts("2026-01-03"), 2.0, "travel")]
+    ).to_parquet(env.raw / "b.parquet")
     code, result = env.run(env.spec())
     assert code == 0 and result["ok"]  # onFailure=quarantine: the run succeeds and says so
     assert result["rowsWritten"] == 0 and result["rowsRejected"] == 3
@@ -144,7 +157,7 @@ def test_on_failure_fail_fails_the_run_after_quarantining(env: Env) -> None:
 
 def test_mostly_lets_a_few_bad_rows_through_and_warns(env: Env) -> None:
     rows = [(i, ts("2026-01-01") + pd.Timedelta(minutes=i), 1.0, "grocery") for i in range(99)]
-    batch(rows + [(99, ts("2026-01-02"), 5000.0, "grocery")]).to_parquet(env.raw / "a.parquet")
+    batch([*rows, (99, ts("2026-01-02"), 5000.0, "grocery")]).to_parquet(env.raw / "a.parquet")
     spec = env.spec()
     spec["validation"]["expectations"][0]["mostly"] = 0.99
     code, result = env.run(spec)
@@ -153,17 +166,26 @@ def test_mostly_lets_a_few_bad_rows_through_and_warns(env: Env) -> None:
 
 
 def test_null_key_or_event_time_is_rejected_not_dropped(env: Env) -> None:
-    df = pd.DataFrame({"cc_num": [1.0, None], "event_time": [ts("2026-01-01"), ts("2026-01-01")],
-                       "amount": [1.0, 2.0], "category": ["grocery", "grocery"]})
+    df = pd.DataFrame(
+        {
+            "cc_num": [1.0, None],
+            "event_time": [ts("2026-01-01"), ts("2026-01-01")],
+            "amount": [1.0, 2.0],
+            "category": ["grocery", "grocery"],
+        }
+    )
     df.to_parquet(env.raw / "a.parquet")
     code, result = env.run(env.spec())
     assert code == 0 and result["rowsRejected"] == 2 and result["rowsWritten"] == 0
 
 
-@pytest.mark.parametrize("fmt,writer", [
-    ("csv", lambda df, p: df.to_csv(p / "a.csv", index=False)),
-    ("jsonl", lambda df, p: df.to_json(p / "a.jsonl", orient="records", lines=True, date_format="iso")),
-])
+@pytest.mark.parametrize(
+    "fmt,writer",
+    [
+        ("csv", lambda df, p: df.to_csv(p / "a.csv", index=False)),
+        ("jsonl", lambda df, p: df.to_json(p / "a.jsonl", orient="records", lines=True, date_format="iso")),
+    ],
+)
 def test_csv_and_jsonl_sources(env: Env, fmt: str, writer) -> None:
     writer(batch([(1, ts("2026-01-01T10:00:00"), 10.0, "grocery"), (2, ts("2026-01-02"), 20.0, "travel")]), env.raw)
     code, result = env.run(env.spec(source={"uri": f"file://{env.raw}", "format": fmt}))
@@ -172,11 +194,12 @@ def test_csv_and_jsonl_sources(env: Env, fmt: str, writer) -> None:
     assert env.features().schema("tx", 1)["columns"][1] == {"name": "event_time", "dtype": "timestamp[us, tz=UTC]"}
 
 
-@pytest.fixture()
+@pytest.fixture
 def user_module(tmp_path, monkeypatch):
     pkg = tmp_path / "userpkg"
     pkg.mkdir()
-    (pkg / "fraud_feats.py").write_text(textwrap.dedent("""
+    (pkg / "fraud_feats.py").write_text(
+        textwrap.dedent("""
         import pandas as pd
 
         def generate(n, start):
@@ -188,26 +211,32 @@ def user_module(tmp_path, monkeypatch):
 
         def broken(df):
             raise KeyError("amount_sum_1d")
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(pkg))
     yield "fraud_feats"
     sys.modules.pop("fraud_feats", None)
 
 
 def test_generator_and_transform(env: Env, user_module: str) -> None:
-    spec = env.spec(source={"generator": {"function": f"{user_module}:generate", "params": {"n": 4, "start": "2026-01-01"}}},
-                    transform=f"{user_module}:double")
+    spec = env.spec(
+        source={"generator": {"function": f"{user_module}:generate", "params": {"n": 4, "start": "2026-01-01"}}},
+        transform=f"{user_module}:double",
+    )
     code, result = env.run(spec)
     assert code == 0, result
     data = env.features().read("tx", 1)
     assert data["amount"].tolist() == [0.0, 2.0, 4.0, 6.0] and data["amount_is_big"].tolist() == [False, False, False, True]
 
 
-@pytest.mark.parametrize("transform,reason,needle", [
-    ("no_such_module:f", "CallableNotImportable", "'no_such_module:f'"),
-    ("fraud_feats:missing", "CallableNotImportable", "no callable 'missing'"),
-    ("fraud_feats:broken", "TransformFailed", "KeyError"),
-])
+@pytest.mark.parametrize(
+    "transform,reason,needle",
+    [
+        ("no_such_module:f", "CallableNotImportable", "'no_such_module:f'"),
+        ("fraud_feats:missing", "CallableNotImportable", "no callable 'missing'"),
+        ("fraud_feats:broken", "TransformFailed", "KeyError"),
+    ],
+)
 def test_bad_transform_is_one_clear_error_and_stores_untouched(env: Env, user_module: str, transform, reason, needle) -> None:
     batch([(1, ts("2026-01-01"), 10.0, "grocery")]).to_parquet(env.raw / "a.parquet")
     code, result = env.run(env.spec(transform=transform))
@@ -221,7 +250,9 @@ def test_missing_column_and_wrong_type_name_the_column(env: Env) -> None:
     code, result = env.run(env.spec())
     assert code == 1 and result["reason"] == "MissingColumn" and "'category'" in result["error"]
     (env.raw / "a.parquet").unlink()
-    pd.DataFrame({"cc_num": [1], "event_time": ["yesterday"], "amount": [1.0], "category": ["grocery"]}).to_parquet(env.raw / "b.parquet")
+    pd.DataFrame({"cc_num": [1], "event_time": ["yesterday"], "amount": [1.0], "category": ["grocery"]}).to_parquet(
+        env.raw / "b.parquet"
+    )
     code, result = env.run(env.spec())
     assert code == 1 and result["reason"] == "InvalidColumnType"
     assert "'event_time'" in result["error"] and "'yesterday'" in result["error"]
@@ -238,7 +269,10 @@ def test_breaking_schema_change_is_refused_until_the_version_is_bumped(env: Env)
     spec["validation"]["expectations"] = []
     code, result = env.run(spec)
     assert code == 1 and result["reason"] == "SchemaChange"
-    assert "column 'amount' changed dtype from double to string" in result["error"] and "Bump featureGroup.version" in result["error"]
+    assert (
+        "column 'amount' changed dtype from double to string" in result["error"]
+        and "Bump featureGroup.version" in result["error"]
+    )
     assert env.features().snapshot("tx", 1)["snapshot"] == 1
     spec["featureGroup"]["version"] = 2
     code, result = env.run(spec)
@@ -293,9 +327,18 @@ def test_module_entry_point_writes_the_termination_log(env: Env, tmp_path) -> No
     log = tmp_path / "termination-log"
     proc = subprocess.run(
         [sys.executable, "-m", "fti_pipelines.feature"],
-        env={"FTI_SPEC": json.dumps(env.spec()), "FTI_ARTIFACT_STORE": env.store_uri, "FTI_ONLINE_STORE": env.online_uri,
-             "FTI_TERMINATION_LOG": str(log), "FTI_RUN_ID": "job-1", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120,
+        env={
+            "FTI_SPEC": json.dumps(env.spec()),
+            "FTI_ARTIFACT_STORE": env.store_uri,
+            "FTI_ONLINE_STORE": env.online_uri,
+            "FTI_TERMINATION_LOG": str(log),
+            "FTI_RUN_ID": "job-1",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(log.read_text())
@@ -315,17 +358,31 @@ def test_s3_artifact_store_and_source_through_environment_only(tmp_path, s3_buck
     log = tmp_path / "termination-log"
     proc = subprocess.run(
         [sys.executable, "-m", "fti_pipelines.feature"],
-        env={"FTI_SPEC": json.dumps(spec), "FTI_ARTIFACT_STORE": f"{s3_bucket_uri}/store",
-             "FTI_ONLINE_STORE": f"sqlite:///{tmp_path}/online.db", "FTI_TERMINATION_LOG": str(log),
-             "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-             "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120,
+        env={
+            "FTI_SPEC": json.dumps(spec),
+            "FTI_ARTIFACT_STORE": f"{s3_bucket_uri}/store",
+            "FTI_ONLINE_STORE": f"sqlite:///{tmp_path}/online.db",
+            "FTI_TERMINATION_LOG": str(log),
+            "AWS_ENDPOINT_URL": s3_endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(log.read_text())
     assert result["rowsWritten"] == 2
-    store = FeatureStore(ArtifactStore(f"{s3_bucket_uri}/store", storage_options={
-        "key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint}}))
+    store = FeatureStore(
+        ArtifactStore(
+            f"{s3_bucket_uri}/store",
+            storage_options={"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint}},
+        )
+    )
     assert sorted(store.read("tx", 1)["cc_num"]) == [1, 2]
     assert store.parquet_files("tx", 1)[0].startswith(f"{s3_bucket_uri}/store/features/tx/v1/")
 

@@ -7,9 +7,9 @@ import gzip
 import pandas as pd
 import pyarrow as pa
 import pytest
+
 from fti_pipelines.contract import PipelineError
 from fti_pipelines.sources import apply_transform, load_callable, read_source, to_pandas
-
 
 
 def test_directory_of_parquet_skips_hidden_and_markers(tmp_path) -> None:
@@ -37,15 +37,15 @@ def test_errors_name_the_uri_or_file(tmp_path) -> None:
     with pytest.raises(PipelineError, match="has no jsonl files"):
         read_source({"uri": f"file://{tmp_path}/empty", "format": "jsonl"})
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{"a": \n')
-    with pytest.raises(PipelineError, match="bad.jsonl.*is not valid jsonl"):
+    with pytest.raises(PipelineError, match=r"bad\.jsonl.*is not valid jsonl"):
         read_source({"uri": f"file://{tmp_path}/bad.jsonl", "format": "jsonl"})
 
 
 def test_callables(tmp_path) -> None:
     assert load_callable("json:dumps", "transform")([1]) == "[1]"
-    with pytest.raises(PipelineError, match="transform 'json:nope'.*no callable 'nope'"):
+    with pytest.raises(PipelineError, match=r"transform 'json:nope'.*no callable 'nope'"):
         load_callable("json:nope", "transform")
-    with pytest.raises(PipelineError, match="must look like module.path:function"):
+    with pytest.raises(PipelineError, match=r"must look like module\.path:function"):
         load_callable("json", "transform")
 
 
@@ -55,7 +55,7 @@ def test_transform_output_must_be_a_dataframe() -> None:
 
 
 def test_generator_failure_is_reported() -> None:
-    with pytest.raises(PipelineError, match="GeneratorFailed|raised") as err:
+    with pytest.raises(PipelineError, match=r"GeneratorFailed|raised") as err:
         read_source({"generator": {"function": "json:loads", "params": {"s": "{"}}})
     assert err.value.reason == "GeneratorFailed"
 

@@ -15,19 +15,36 @@ def ts(hour: int) -> pd.Timestamp:
     return pd.Timestamp(2026, 9, 1, hour, tz="UTC")
 
 
-SPEC = FeatureViewSpec.model_validate({
-    "name": "v", "version": 2, "label": {"featureGroup": {"name": "tx", "version": 1}, "column": "y"},
-    "features": [{"featureGroup": {"name": "tx", "version": 1}, "columns": ["amount"]},
-                 {"featureGroup": {"name": "profile", "version": 1}, "columns": ["limit"]}]})
+SPEC = FeatureViewSpec.model_validate(
+    {
+        "name": "v",
+        "version": 2,
+        "label": {"featureGroup": {"name": "tx", "version": 1}, "column": "y"},
+        "features": [
+            {"featureGroup": {"name": "tx", "version": 1}, "columns": ["amount"]},
+            {"featureGroup": {"name": "profile", "version": 1}, "columns": ["limit"]},
+        ],
+    }
+)
 
 
 def stores(tmp_path):
     store = ArtifactStore(f"file://{tmp_path}/s")
     fs = FeatureStore(store)
-    fs.ingest("tx", 1, pd.DataFrame({"cc": [1, 2, 1], "event_time": [ts(10), ts(11), ts(12)], "amount": [5.0, 6.0, 7.0],
-                                     "y": [0, 1, 0]}), primary_key=["cc"], event_time="event_time")
-    fs.ingest("profile", 1, pd.DataFrame({"cc": [1, 2], "event_time": [ts(9), ts(9)], "limit": [10.0, 20.0]}),
-              primary_key=["cc"], event_time="event_time")
+    fs.ingest(
+        "tx",
+        1,
+        pd.DataFrame({"cc": [1, 2, 1], "event_time": [ts(10), ts(11), ts(12)], "amount": [5.0, 6.0, 7.0], "y": [0, 1, 0]}),
+        primary_key=["cc"],
+        event_time="event_time",
+    )
+    fs.ingest(
+        "profile",
+        1,
+        pd.DataFrame({"cc": [1, 2], "event_time": [ts(9), ts(9)], "limit": [10.0, 20.0]}),
+        primary_key=["cc"],
+        event_time="event_time",
+    )
     return store, fs
 
 
@@ -51,8 +68,13 @@ def test_new_feature_rows_make_a_new_version_and_old_ones_stay(tmp_path):
     store, fs = stores(tmp_path)
     ds = TrainingDatasets(store)
     first = ds.create(SPEC, fs)
-    fs.ingest("tx", 1, pd.DataFrame({"cc": [2], "event_time": [ts(13)], "amount": [8.0], "y": [1]}),
-              primary_key=["cc"], event_time="event_time")
+    fs.ingest(
+        "tx",
+        1,
+        pd.DataFrame({"cc": [2], "event_time": [ts(13)], "amount": [8.0], "y": [1]}),
+        primary_key=["cc"],
+        event_time="event_time",
+    )
     second = ds.create(SPEC, fs)
     assert second.version == 2 and second.hash != first.hash and second.rows == 4
     assert len(ds.read("v", 2, 1)) == 3  # version 1 is immutable

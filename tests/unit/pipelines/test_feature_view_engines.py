@@ -29,8 +29,14 @@ def write(tmp_path, name, df) -> str:
 def plan(tmp_path, labels, feats, keys, *, label_keys=None, feature_cols=("value",)) -> JoinPlan:
     spine = source_from_files("labels", 1, [write(tmp_path, "labels", labels)], label_keys or keys, "event_time")
     group = source_from_files("feats", 1, [write(tmp_path, "feats", feats)], keys, "event_time")
-    return JoinPlan(spine=spine, label="y", spine_columns=(), joins=((group, tuple(feature_cols)),),
-                    feature_columns=tuple(feature_cols), extra_columns=())
+    return JoinPlan(
+        spine=spine,
+        label="y",
+        spine_columns=(),
+        joins=((group, tuple(feature_cols)),),
+        feature_columns=tuple(feature_cols),
+        extra_columns=(),
+    )
 
 
 def both(p: JoinPlan) -> pa.Table:
@@ -41,11 +47,19 @@ def both(p: JoinPlan) -> pa.Table:
 
 
 def random_frames(rng, n_labels, n_feats, entities, key=lambda e: e):
-    labels = pd.DataFrame({"cc": key(rng.integers(0, entities, n_labels)),
-                           "event_time": T0 + pd.to_timedelta(rng.integers(0, 10**6, n_labels), unit="s"),
-                           "y": rng.integers(0, 2, n_labels)})
-    feats = pd.DataFrame({"cc": key(rng.integers(0, entities + 5, n_feats)),
-                          "event_time": T0 + pd.to_timedelta(rng.integers(-10**5, 10**6, n_feats), unit="s")})
+    labels = pd.DataFrame(
+        {
+            "cc": key(rng.integers(0, entities, n_labels)),
+            "event_time": T0 + pd.to_timedelta(rng.integers(0, 10**6, n_labels), unit="s"),
+            "y": rng.integers(0, 2, n_labels),
+        }
+    )
+    feats = pd.DataFrame(
+        {
+            "cc": key(rng.integers(0, entities + 5, n_feats)),
+            "event_time": T0 + pd.to_timedelta(rng.integers(-(10**5), 10**6, n_feats), unit="s"),
+        }
+    )
     # DuckDB's ASOF JOIN picks any of two rows with the same key and time: keep one.
     feats = feats.drop_duplicates(["cc", "event_time"]).reset_index(drop=True)
     feats["value"] = rng.random(len(feats))
@@ -81,8 +95,13 @@ def test_event_times_of_different_types_are_compared_as_utc_instants(tmp_path):
 
 
 def test_label_with_a_null_key_is_kept_once_with_nulls(tmp_path):
-    labels = pd.DataFrame({"cc": pd.array([1, None, 2], dtype="Int64"), "event_time": [T0 + pd.Timedelta(hours=h) for h in (1, 2, 3)],
-                           "y": [0, 1, 0]})
+    labels = pd.DataFrame(
+        {
+            "cc": pd.array([1, None, 2], dtype="Int64"),
+            "event_time": [T0 + pd.Timedelta(hours=h) for h in (1, 2, 3)],
+            "y": [0, 1, 0],
+        }
+    )
     feats = pd.DataFrame({"cc": pd.array([1, None, 2], dtype="Int64"), "event_time": [T0] * 3, "value": [1.0, 5.0, 2.0]})
     out = both(plan(tmp_path, labels, feats, ["cc"])).to_pandas()
     assert len(out) == 3 and out["value"].isna().tolist() == [False, True, False]
@@ -91,10 +110,12 @@ def test_label_with_a_null_key_is_kept_once_with_nulls(tmp_path):
 
 def test_group_keyed_by_an_ordinary_column_of_the_label_group_joins(tmp_path):
     # Labels keyed by transaction, features by card: the card column is read from the spine for the join only.
-    labels = pd.DataFrame({"tx": [10, 11, 12], "cc": [1, 2, 1], "event_time": [T0 + pd.Timedelta(hours=h) for h in (1, 2, 3)],
-                           "y": [0, 1, 1]})
-    feats = pd.DataFrame({"cc": [1, 1, 2], "event_time": [T0, T0 + pd.Timedelta(hours=2), T0 + pd.Timedelta(hours=5)],
-                          "value": [1.0, 2.0, 9.0]})
+    labels = pd.DataFrame(
+        {"tx": [10, 11, 12], "cc": [1, 2, 1], "event_time": [T0 + pd.Timedelta(hours=h) for h in (1, 2, 3)], "y": [0, 1, 1]}
+    )
+    feats = pd.DataFrame(
+        {"cc": [1, 1, 2], "event_time": [T0, T0 + pd.Timedelta(hours=2), T0 + pd.Timedelta(hours=5)], "value": [1.0, 2.0, 9.0]}
+    )
     out = both(plan(tmp_path, labels, feats, ["cc"], label_keys=["tx"])).to_pandas()
     assert list(out.columns) == ["tx", "event_time", "value", "y"]
     assert out["value"][0] == 1.0 and pd.isna(out["value"][1]) and out["value"][2] == 2.0
@@ -114,8 +135,7 @@ def test_keys_too_wide_to_pack_fall_back_to_duckdb(tmp_path):
 def test_same_key_and_time_twice_the_row_stored_last_wins(tmp_path):
     rng = np.random.default_rng(5)
     n = 3000  # card 1 stamped T0 n times, mixed with other cards' rows: an unstable sort scrambles the ties
-    feats = pd.DataFrame({"cc": rng.permutation([1] * n + list(range(2, 2 + n))),
-                          "event_time": [T0] * (2 * n)})
+    feats = pd.DataFrame({"cc": rng.permutation([1] * n + list(range(2, 2 + n))), "event_time": [T0] * (2 * n)})
     feats["value"] = np.arange(2 * n, dtype=float)  # the value is the row's storage position
     feats.loc[feats.cc != 1, "event_time"] = T0 - pd.to_timedelta(rng.integers(1, 10**5, n), unit="s")
     labels = pd.DataFrame({"cc": [1, 1], "event_time": [T0 + pd.Timedelta(hours=1), T0 + pd.Timedelta(hours=3)], "y": [0, 1]})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -28,8 +28,7 @@ class ParquetGroups:
         df.to_parquet(path, index=False)
         self.groups[(name, version)] = {
             "files": [f"file://{path}"],
-            "schema": {"primaryKey": primary_key, "eventTime": event_time,
-                       "columns": {c: str(t) for c, t in df.dtypes.items()}},
+            "schema": {"primaryKey": primary_key, "eventTime": event_time, "columns": {c: str(t) for c, t in df.dtypes.items()}},
         }
 
     def versions(self, name):
@@ -44,7 +43,8 @@ class ParquetGroups:
 
 def view(**overrides) -> FeatureViewSpec:
     doc = {
-        "name": "fraud", "version": 1,
+        "name": "fraud",
+        "version": 1,
         "label": {"featureGroup": {"name": "tx", "version": 1}, "column": "is_fraud"},
         "features": [
             {"featureGroup": {"name": "tx", "version": 1}, "columns": ["amount"]},
@@ -59,19 +59,33 @@ def view(**overrides) -> FeatureViewSpec:
 def store(tmp_path):
     s = ParquetGroups(tmp_path)
     # Labels: card 1 at 10:00 and 12:00; card 2 at 11:00; card 3 at 09:00 (its only profile row is later).
-    s.add("tx", 1, pd.DataFrame({
-        "cc": [1, 1, 2, 3],
-        "event_time": [ts(10), ts(12), ts(11), ts(9)],
-        "amount": [10.0, 20.0, 30.0, 40.0],
-        "is_fraud": [0, 1, 0, 1],
-    }), ["cc"])
-    s.add("profile", 1, pd.DataFrame({
-        "cc": [1, 1, 1, 2, 3],
-        # card 1: a value before 10:00, one exactly at 10:00, one at 11:00 (after the 10:00 label).
-        "event_time": [ts(8), ts(10), ts(11), ts(12), ts(10)],
-        "limit": [100.0, 200.0, 300.0, 999.0, 555.0],
-        "age": ["a", "b", "c", "d", "e"],
-    }), ["cc"])
+    s.add(
+        "tx",
+        1,
+        pd.DataFrame(
+            {
+                "cc": [1, 1, 2, 3],
+                "event_time": [ts(10), ts(12), ts(11), ts(9)],
+                "amount": [10.0, 20.0, 30.0, 40.0],
+                "is_fraud": [0, 1, 0, 1],
+            }
+        ),
+        ["cc"],
+    )
+    s.add(
+        "profile",
+        1,
+        pd.DataFrame(
+            {
+                "cc": [1, 1, 1, 2, 3],
+                # card 1: a value before 10:00, one exactly at 10:00, one at 11:00 (after the 10:00 label).
+                "event_time": [ts(8), ts(10), ts(11), ts(12), ts(10)],
+                "limit": [100.0, 200.0, 300.0, 999.0, 555.0],
+                "age": ["a", "b", "c", "d", "e"],
+            }
+        ),
+        ["cc"],
+    )
     return s
 
 
@@ -115,7 +129,7 @@ def test_columns_come_in_feature_view_order_and_label_last(store):
 
 
 def test_time_window_filters_labels_not_features(store):
-    out, _ = join(store, start=datetime(2026, 9, 1, 10, tzinfo=timezone.utc), end=datetime(2026, 9, 1, 12, tzinfo=timezone.utc))
+    out, _ = join(store, start=datetime(2026, 9, 1, 10, tzinfo=UTC), end=datetime(2026, 9, 1, 12, tzinfo=UTC))
     assert sorted(out.cc.tolist()) == [1, 2]
     assert out[out.cc == 1].iloc[0]["limit"] == 200.0  # features before the window still join
 
@@ -123,7 +137,12 @@ def test_time_window_filters_labels_not_features(store):
 def test_extra_sensitive_column_is_joined_point_in_time_but_is_not_a_feature(store):
     out, plan = join(store, extra=[("evaluation.bias.sensitiveColumn", "age")])
     assert plan.extra_columns == ("age",) and "age" not in plan.feature_columns
-    assert out.set_index(["cc", out.event_time.dt.hour])["age"].to_dict() == {(3, 9): None, (1, 10): "b", (2, 11): None, (1, 12): "c"}
+    assert out.set_index(["cc", out.event_time.dt.hour])["age"].to_dict() == {
+        (3, 9): None,
+        (1, 10): "b",
+        (2, 11): None,
+        (1, 12): "c",
+    }
 
 
 def test_many_random_labels_never_see_the_future(tmp_path):
@@ -132,9 +151,16 @@ def test_many_random_labels_never_see_the_future(tmp_path):
     rng = np.random.default_rng(0)
     s = ParquetGroups(tmp_path)
     n = 2000
-    labels = pd.DataFrame({"cc": rng.integers(0, 50, n), "event_time": ts(0) + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
-                           "is_fraud": rng.integers(0, 2, n)}).drop_duplicates(["cc", "event_time"])
-    feats = pd.DataFrame({"cc": rng.integers(0, 50, 5 * n), "event_time": ts(0) + pd.to_timedelta(rng.integers(0, 10**6, 5 * n), unit="s")})
+    labels = pd.DataFrame(
+        {
+            "cc": rng.integers(0, 50, n),
+            "event_time": ts(0) + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
+            "is_fraud": rng.integers(0, 2, n),
+        }
+    ).drop_duplicates(["cc", "event_time"])
+    feats = pd.DataFrame(
+        {"cc": rng.integers(0, 50, 5 * n), "event_time": ts(0) + pd.to_timedelta(rng.integers(0, 10**6, 5 * n), unit="s")}
+    )
     feats = feats.drop_duplicates(["cc", "event_time"]).reset_index(drop=True)
     feats["stamp"] = feats.event_time.astype("int64") // 10**9  # the value *is* its own time
     s.add("tx", 1, labels, ["cc"])
@@ -166,7 +192,11 @@ def test_unknown_column_names_the_field_and_the_group(store):
     with pytest.raises(PipelineError) as err:
         plan_join(spec, resolve_sources(spec, store))
     assert err.value.reason == "UnknownColumn"
-    assert "featureView.features[0].columns" in err.value.message and "'nope'" in err.value.message and "profile" in err.value.message
+    assert (
+        "featureView.features[0].columns" in err.value.message
+        and "'nope'" in err.value.message
+        and "profile" in err.value.message
+    )
 
 
 def test_unknown_sensitive_column_names_the_field(store):
@@ -184,6 +214,5 @@ def test_label_selected_as_feature_is_refused(store):
 
 
 def test_source_from_files_joins_without_a_feature_store(store):
-    spine = source_from_files("tx", 1, store.parquet_files("tx", 1), ["cc"], "event_time",
-                              store.schema("tx", 1)["columns"])
+    spine = source_from_files("tx", 1, store.parquet_files("tx", 1), ["cc"], "event_time", store.schema("tx", 1)["columns"])
     assert spine.key == "tx@v1" and spine.files[0].startswith("file://")

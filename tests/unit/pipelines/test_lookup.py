@@ -6,13 +6,13 @@ import math
 import time
 
 import pytest
-from support.serving_fixtures import COLUMNS, DEFAULTS, build_revision, feature_frames, model_card, serving_spec
 
 from fti_pipelines.serving.config import ServingConfig
 from fti_pipelines.serving.errors import RequestError
 from fti_pipelines.serving.lookup import FeatureLookup, check_value, entity_reads, event_time_seconds
 from fti_pipelines.serving.plan import NUMBER, STRING, PlanError, build_plan
 from fti_pipelines.store.online import open_online_store
+from support.serving_fixtures import COLUMNS, DEFAULTS, build_revision, feature_frames, model_card, serving_spec
 
 
 def config(**kw) -> ServingConfig:
@@ -60,8 +60,13 @@ def store(revision):
 
 def make_lookup(store, **kw) -> FeatureLookup:
     cfg = config(**kw)
-    return FeatureLookup(build_plan(model_card(), cfg, key_dtypes={"cc_num": "int64"}), store,
-                         missing_entity=cfg.online.missing_entity, defaults=cfg.online.defaults, max_instances=3)
+    return FeatureLookup(
+        build_plan(model_card(), cfg, key_dtypes={"cc_num": "int64"}),
+        store,
+        missing_entity=cfg.online.missing_entity,
+        defaults=cfg.online.defaults,
+        max_instances=3,
+    )
 
 
 def test_lookup_builds_rows_in_model_order(revision, store):
@@ -80,27 +85,31 @@ def test_unknown_entity_is_rejected_with_the_key_named(revision, store):
 
 def test_unknown_entity_with_defaults_is_served_and_flagged(revision, store):
     result = make_lookup(store, missing_entity="defaults", defaults=DEFAULTS).lookup(
-        [revision.instance(424242, 5.0, "grocery"), revision.instance(1001)])
+        [revision.instance(424242, 5.0, "grocery"), revision.instance(1001)]
+    )
     assert result.defaults_used == [True, False]
     assert result.rows[0] == [5.0, "grocery", 0.0, 0, "26-40", 2500.0]
     assert result.rows[1] == revision.expected_row(1001)
 
 
-@pytest.mark.parametrize("instance, field, text", [
-    ({"amount": 1.0, "category": "x"}, "instances[0].cc_num", "missing"),
-    ({"cc_num": "1000", "amount": 1.0, "category": "x"}, "instances[0].cc_num", "expected an integer"),
-    ({"cc_num": 1000.5, "amount": 1.0, "category": "x"}, "instances[0].cc_num", "expected an integer"),
-    ({"cc_num": 1000, "category": "x"}, "instances[0].amount", "missing"),
-    ({"cc_num": 1000, "amount": "12", "category": "x"}, "instances[0].amount", "expected a number"),
-    ({"cc_num": 1000, "amount": True, "category": "x"}, "instances[0].amount", "expected a number"),
-    ({"cc_num": 1000, "amount": 1.0, "category": 7}, "instances[0].category", "expected a string"),
-    ({"cc_num": 1000, "amount": None, "category": "x"}, "instances[0].amount", "required"),
-    ({"cc_num": 1000, "amount": float("inf"), "category": "x"}, "instances[0].amount", "finite"),
-    ({"cc_num": 1000, "amount": float("nan"), "category": "x"}, "instances[0].amount", "finite"),
-    ({"cc_num": 1000, "amount": 1.0, "category": ["x"]}, "instances[0].category", "expected a string"),
-    ({"cc_num": True, "amount": 1.0, "category": "x"}, "instances[0].cc_num", "expected an integer"),
-    ([1000, 1.0, "x"], "instances[0]", "expected an object"),
-])
+@pytest.mark.parametrize(
+    "instance, field, text",
+    [
+        ({"amount": 1.0, "category": "x"}, "instances[0].cc_num", "missing"),
+        ({"cc_num": "1000", "amount": 1.0, "category": "x"}, "instances[0].cc_num", "expected an integer"),
+        ({"cc_num": 1000.5, "amount": 1.0, "category": "x"}, "instances[0].cc_num", "expected an integer"),
+        ({"cc_num": 1000, "category": "x"}, "instances[0].amount", "missing"),
+        ({"cc_num": 1000, "amount": "12", "category": "x"}, "instances[0].amount", "expected a number"),
+        ({"cc_num": 1000, "amount": True, "category": "x"}, "instances[0].amount", "expected a number"),
+        ({"cc_num": 1000, "amount": 1.0, "category": 7}, "instances[0].category", "expected a string"),
+        ({"cc_num": 1000, "amount": None, "category": "x"}, "instances[0].amount", "required"),
+        ({"cc_num": 1000, "amount": float("inf"), "category": "x"}, "instances[0].amount", "finite"),
+        ({"cc_num": 1000, "amount": float("nan"), "category": "x"}, "instances[0].amount", "finite"),
+        ({"cc_num": 1000, "amount": 1.0, "category": ["x"]}, "instances[0].category", "expected a string"),
+        ({"cc_num": True, "amount": 1.0, "category": "x"}, "instances[0].cc_num", "expected an integer"),
+        ([1000, 1.0, "x"], "instances[0]", "expected an object"),
+    ],
+)
 def test_bad_instances_name_the_field(store, instance, field, text):
     with pytest.raises(RequestError) as err:
         make_lookup(store).lookup([instance])
@@ -138,8 +147,11 @@ def readers_of(store):
     prepared = store.prepared_readers()
     # A memory map, not SQLite's own page cache (emptied by every write in WAL mode).
     assert prepared._con.execute("PRAGMA mmap_size").fetchone()[0] >= 1 << 30
-    return {"prepared": prepared.entity_reader,
-            "store": store.entity_reader, "generic": lambda reads: OnlineStore.entity_reader(store, reads)}
+    return {
+        "prepared": prepared.entity_reader,
+        "store": store.entity_reader,
+        "generic": lambda reads: OnlineStore.entity_reader(store, reads),
+    }
 
 
 @pytest.mark.parametrize("reader", ["prepared", "store", "generic"])
@@ -160,7 +172,8 @@ def test_one_instance_reads_every_group_at_once_and_answers_like_a_batch(revisio
 
 def test_one_unknown_instance_with_defaults_is_served_and_flagged(store):
     result = make_lookup(store, missing_entity="defaults", defaults=DEFAULTS).lookup(
-        [{"cc_num": 424242, "amount": 5.0, "category": "grocery"}])
+        [{"cc_num": 424242, "amount": 5.0, "category": "grocery"}]
+    )
     assert result.defaults_used == [True]
     assert result.rows == [[5.0, "grocery", 0.0, 0, "26-40", 2500.0]]
 
@@ -173,24 +186,31 @@ def test_metrics_count_every_lookup_and_bin_the_feature_ages(revision, store, in
 
     from fti_pipelines.serving.metrics import AGE_BUCKETS, RevisionMetrics
 
-    labels = dict(model="lookup-test", model_version=str(instances_per_request), feature_view="fraud",
-                  feature_view_version="1")
+    labels = {
+        "model": "lookup-test",
+        "model_version": str(instances_per_request),
+        "feature_view": "fraud",
+        "feature_view_version": "1",
+    }
     plan = build_plan(model_card(), config(), key_dtypes={"cc_num": "int64"})
     metrics = RevisionMetrics(labels, [g.label for g in plan.groups])
     lookup = FeatureLookup(plan, store, metrics=metrics, max_instances=3)
     cards = [1000 + i % 50 for i in range(30)]
     before = time.time()
     for start in range(0, len(cards), instances_per_request):
-        lookup.lookup([revision.instance(c) for c in cards[start:start + instances_per_request]])
+        lookup.lookup([revision.instance(c) for c in cards[start : start + instances_per_request]])
     after = time.time()
     text = generate_latest(REGISTRY).decode()
-    got = {(s.name, s.labels.get("feature_group"), s.labels.get("le")): s.value
-           for f in text_string_to_metric_families(text) for s in f.samples
-           if all(s.labels.get(k) == v for k, v in labels.items())}
+    got = {
+        (s.name, s.labels.get("feature_group"), s.labels.get("le")): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if all(s.labels.get(k) == v for k, v in labels.items())
+    }
     assert got[("fti_feature_lookup_seconds_count", None, None)] == len(cards) // instances_per_request
     tx, profiles = feature_frames()
     for group, frame in (("card_transactions@v2", tx), ("card_profiles@v1", profiles)):
-        seen = dict(zip(frame["cc_num"].tolist(), (frame["event_time"].astype("int64") // 1000 / 1e6).tolist()))
+        seen = dict(zip(frame["cc_num"].tolist(), (frame["event_time"].astype("int64") // 1000 / 1e6).tolist(), strict=True))
         ages = [before - seen[c] for c in cards]
         assert got[("fti_feature_age_seconds_count", group, None)] == len(cards)
         assert sum(ages) <= got[("fti_feature_age_seconds_sum", group, None)] <= sum(ages) + len(cards) * (after - before)
@@ -205,8 +225,13 @@ def test_prepared_reader_sees_what_the_feature_pipeline_writes_later(tmp_path):
     from fti_pipelines.store.online import EntityRead
 
     def rows(amount: float, n: int) -> pd.DataFrame:
-        return pd.DataFrame({"cc_num": list(range(n)), "amount": [amount] * n,
-                             "event_time": [pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=amount)] * n})
+        return pd.DataFrame(
+            {
+                "cc_num": list(range(n)),
+                "amount": [amount] * n,
+                "event_time": [pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=amount)] * n,
+            }
+        )
 
     writer = open_online_store(f"sqlite:///{tmp_path}/online.db")
     writer.write("tx", 1, ["cc_num"], "event_time", rows(1.0, 2000))
@@ -226,10 +251,10 @@ def test_an_event_time_the_model_takes_as_a_feature_stays_a_string_and_still_age
 
     card = model_card()
     card["featureView"]["features"][1]["columns"].append("event_time")
-    card["featureView"]["columns"] = COLUMNS + ["event_time"]
+    card["featureView"]["columns"] = [*COLUMNS, "event_time"]
     plan = build_plan(card, config(), key_dtypes={"cc_num": "int64"})
     assert [r.micros for r in entity_reads(plan)] == [("event_time",), ()]
-    labels = dict(model="event-time-feature", model_version="1", feature_view="fraud", feature_view_version="1")
+    labels = {"model": "event-time-feature", "model_version": "1", "feature_view": "fraud", "feature_view_version": "1"}
     metrics = RevisionMetrics(labels, [g.label for g in plan.groups])
     lookup = FeatureLookup(plan, store, metrics=metrics)
     one = lookup.lookup([revision.instance(1000)]).rows[0]

@@ -14,10 +14,13 @@ from fti_pipelines.store.artifacts import ArtifactExists, ArtifactStore
 
 def card(verdict="Validated", **extra):
     return {
-        "verdict": verdict, "reasons": [], "metrics": {"roc_auc": np.float64(0.9)},
+        "verdict": verdict,
+        "reasons": [],
+        "metrics": {"roc_auc": np.float64(0.9)},
         "featureView": {"name": "fraud", "version": 1, "columns": ["a", "b"]},
         "trainingDataset": {"version": 1, "hash": "sha256:x"},
-        "inputSchema": [{"name": "a", "dtype": "float64"}, {"name": "b", "dtype": "float64"}], **extra,
+        "inputSchema": [{"name": "a", "dtype": "float64"}, {"name": "b", "dtype": "float64"}],
+        **extra,
     }
 
 
@@ -79,9 +82,9 @@ def test_a_half_written_version_is_invisible(registry, tmp_path):
         pass
 
     store = registry.store
-    with pytest.raises(Boom):
-        with store.commit_dir("models", "fraud", 1) as staging:
-            store.fs.pipe(f"{staging}/model/model.joblib", b"partial")
-            raise Boom()
+    # The failure under test is a writer raising inside commit_dir.
+    with pytest.raises(Boom), store.commit_dir("models", "fraud", 1) as staging:  # noqa: PT012
+        store.fs.pipe(f"{staging}/model/model.joblib", b"partial")
+        raise Boom()
     assert registry.versions("fraud") == []
     assert registry.latest_validated("fraud") is None

@@ -9,7 +9,6 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import FunctionTransformer
-from support.serving_fixtures import COLUMNS, train_pipeline, training_frame
 
 from fti_pipelines.serving import compiled
 from fti_pipelines.serving.compiled import NotCompilable, compile_model, try_compile
@@ -17,6 +16,7 @@ from fti_pipelines.serving.config import ServingConfig
 from fti_pipelines.serving.errors import RequestError
 from fti_pipelines.serving.predictor import Scorer
 from fti_pipelines.training.transformations import build_model_pipeline, to_rows
+from support.serving_fixtures import COLUMNS, train_pipeline, training_frame
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +38,40 @@ def sklearn_proba(p, rows):
 
 def test_fixture_model_compiles_and_agrees(pipeline):
     model = compile_model(pipeline, len(COLUMNS))
-    rows = [[42.0, "online", 123.4, 5, "26-40", 2500.0],
-            [1.0, "never seen", None, "7", "60+", 1e9],      # unknown category, missing number, numeric string
-            [0.0, "travel", 0.0, True, "18-25", -3.5]]
+    rows = [
+        [42.0, "online", 123.4, 5, "26-40", 2500.0],
+        [1.0, "never seen", None, "7", "60+", 1e9],  # unknown category, missing number, numeric string
+        [0.0, "travel", 0.0, True, "18-25", -3.5],
+    ]
     np.testing.assert_allclose(model.proba(rows), sklearn_proba(pipeline, rows), rtol=0, atol=1e-12)
 
 
 def test_every_training_transform_agrees_on_the_training_rows():
-    p, X = fitted([("category", "oneHot"), ("age_group", "ordinal"), ("amount", "log1p"),
-                   ("amount_sum_1d", "minMaxScaler"), ("credit_limit", "robustScaler")],
-                  LogisticRegression(max_iter=500), nan_every=7)
+    p, X = fitted(
+        [
+            ("category", "oneHot"),
+            ("age_group", "ordinal"),
+            ("amount", "log1p"),
+            ("amount_sum_1d", "minMaxScaler"),
+            ("credit_limit", "robustScaler"),
+        ],
+        LogisticRegression(max_iter=500),
+        nan_every=7,
+    )
     model = compile_model(p, len(COLUMNS))
     np.testing.assert_allclose(model.proba(X.tolist()), p.predict_proba(X), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("row", [
-    [1.0, None, 1.0, 1, "18-25", 1.0],          # a missing category: sklearn's encoder decides
-    [1.0, 3, 1.0, 1, "18-25", 1.0],             # a number where a category belongs
-    ["inf", "online", 1.0, 1, "18-25", 1.0],    # sklearn refuses infinity
-    ["abc", "online", 1.0, 1, "18-25", 1.0],    # not a number
-    [1.0, "online", 1.0],                        # too short
-])
+@pytest.mark.parametrize(
+    "row",
+    [
+        [1.0, None, 1.0, 1, "18-25", 1.0],  # a missing category: sklearn's encoder decides
+        [1.0, 3, 1.0, 1, "18-25", 1.0],  # a number where a category belongs
+        ["inf", "online", 1.0, 1, "18-25", 1.0],  # sklearn refuses infinity
+        ["abc", "online", 1.0, 1, "18-25", 1.0],  # not a number
+        [1.0, "online", 1.0],  # too short
+    ],
+)
 def test_rows_the_graph_might_read_differently_go_to_sklearn(pipeline, row):
     model = compile_model(pipeline, len(COLUMNS))
     assert model.proba([row]) is None
@@ -94,11 +107,12 @@ def test_models_outside_the_exact_path_stay_on_sklearn(pipeline):
     p, _ = fitted([("category", "oneHot"), ("age_group", "oneHot")], HistGradientBoostingClassifier(max_iter=5))
     with pytest.raises(NotCompilable, match="not a linear model"):
         compile_model(p, len(COLUMNS))
-    odd, _ = fitted([("amount", "standardScaler"), ("category", "oneHot"), ("age_group", "oneHot")],
-                    LogisticRegression(max_iter=500))
+    odd, _ = fitted(
+        [("amount", "standardScaler"), ("category", "oneHot"), ("age_group", "oneHot")], LogisticRegression(max_iter=500)
+    )
     odd.steps[0][1].transformers_[0][1].steps[1] = ("sqrt", FunctionTransformer(np.sqrt).fit(np.ones((2, 1))))
     assert try_compile(odd, len(COLUMNS)) is None
-    assert try_compile(pipeline.steps[-1][1], 3) is None   # not a pipeline by position
+    assert try_compile(pipeline.steps[-1][1], 3) is None  # not a pipeline by position
 
 
 def test_a_graph_that_disagrees_at_load_time_is_refused(pipeline, monkeypatch):

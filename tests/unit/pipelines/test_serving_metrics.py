@@ -33,10 +33,11 @@ def same(a: float, b: float) -> bool:
 
 
 def test_buffered_histogram_exposes_what_prometheus_client_would():
-    labels = dict(model="equiv", model_version="1", feature_view="v", feature_view_version="1")
+    labels = {"model": "equiv", "model_version": "1", "feature_view": "v", "feature_view_version": "1"}
     reference_registry = CollectorRegistry()
-    reference = Histogram(m.LOOKUP_NAME, m.LOOKUP_HELP, list(labels), buckets=m.LOOKUP_BUCKETS,
-                          registry=reference_registry).labels(**labels)
+    reference = Histogram(
+        m.LOOKUP_NAME, m.LOOKUP_HELP, list(labels), buckets=m.LOOKUP_BUCKETS, registry=reference_registry
+    ).labels(**labels)
     ours = m.LOOKUP_SECONDS.labels(**labels)
     for v in VALUES * 3:
         reference.observe(v)
@@ -52,9 +53,9 @@ def test_buffered_histogram_exposes_what_prometheus_client_would():
 
 
 def test_same_labels_give_the_same_series_and_bad_labels_are_refused():
-    labels = dict(model="same", model_version="1", feature_view="v", feature_view_version="1")
+    labels = {"model": "same", "model_version": "1", "feature_view": "v", "feature_view_version": "1"}
     assert m.LOOKUP_SECONDS.labels(**labels) is m.LOOKUP_SECONDS.labels(**labels)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected labels"):
         m.LOOKUP_SECONDS.labels(model="x")
 
 
@@ -79,7 +80,9 @@ def test_no_observation_is_lost_while_scrapes_fold_concurrently():
 
 
 def test_settle_bounds_what_a_series_keeps_pending():
-    metrics = m.RevisionMetrics(dict(model="settle", model_version="1", feature_view="v", feature_view_version="1"), ["g@v1"])
+    metrics = m.RevisionMetrics(
+        {"model": "settle", "model_version": "1", "feature_view": "v", "feature_view_version": "1"}, ["g@v1"]
+    )
     for _ in range(m.PENDING_CAP):
         metrics.age["g@v1"].observe(5.0)
         metrics.lookup.observe(0.001)

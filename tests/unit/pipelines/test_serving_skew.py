@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from support.serving_fixtures import DEFAULTS, PROFILES, TX, build_revision
 
 from fti_pipelines.contract import PipelineError
 from fti_pipelines.serving.config import ServingConfig
 from fti_pipelines.serving.revision import Revision
 from fti_pipelines.store.online import open_online_store
+from support.serving_fixtures import DEFAULTS, PROFILES, TX, build_revision
 
 
 def load(rev, spec=None, **kw) -> Revision:
@@ -84,12 +84,21 @@ def test_online_columns_missing_are_refused(tmp_path):
     assert reasons(revision) == ["FeatureColumnsMissing"] and "tx_count_1d" in revision.reason
 
 
-@pytest.mark.parametrize("spec, field", [
-    ({"model": {"name": "fraud", "version": "latest"}, "featureView": {"name": "fraud", "version": 1}}, "spec.model.version"),
-    ({"model": {"name": "fraud", "version": 1}}, "spec.featureView"),
-    ({"model": {"name": "fraud", "version": 1}, "featureView": {"name": "fraud", "version": 1},
-      "online": {"missingEntity": "maybe"}}, "spec.online.missingEntity"),
-])
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ({"model": {"name": "fraud", "version": "latest"}, "featureView": {"name": "fraud", "version": 1}}, "spec.model.version"),
+        ({"model": {"name": "fraud", "version": 1}}, "spec.featureView"),
+        (
+            {
+                "model": {"name": "fraud", "version": 1},
+                "featureView": {"name": "fraud", "version": 1},
+                "online": {"missingEntity": "maybe"},
+            },
+            "spec.online.missingEntity",
+        ),
+    ],
+)
 def test_spec_errors_name_the_field(spec, field):
     with pytest.raises(PipelineError) as err:
         ServingConfig.from_spec(spec)
@@ -100,7 +109,8 @@ def test_unreachable_online_store_is_a_transient_not_ready(tmp_path):
     from fti_pipelines.serving.launch import free_port
 
     rev = build_revision(tmp_path)
-    revision = Revision(ServingConfig.from_spec(rev.spec), rev.artifact_store, f"redis://127.0.0.1:{free_port()}/0",
-                        recheck_seconds=0)
+    revision = Revision(
+        ServingConfig.from_spec(rev.spec), rev.artifact_store, f"redis://127.0.0.1:{free_port()}/0", recheck_seconds=0
+    )
     assert not revision.load()
     assert reasons(revision) == ["OnlineStoreUnavailable"]

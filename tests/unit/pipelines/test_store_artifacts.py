@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
 from fti_pipelines.store.artifacts import COMMIT_MARKER, ArtifactExists, ArtifactStore
 
 
-
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path) -> ArtifactStore:
     return ArtifactStore(f"file://{tmp_path}/store")
 
@@ -56,19 +56,18 @@ def test_commit_dir_publishes_with_marker_last(store: ArtifactStore) -> None:
 def test_committed_directory_is_immutable(store: ArtifactStore) -> None:
     with store.commit_dir("v", 1) as staging:
         store.fs.pipe(f"{staging}/f", b"first")
-    with pytest.raises(ArtifactExists, match="immutable"):
-        with store.commit_dir("v", 1) as staging:
-            store.fs.pipe(f"{staging}/f", b"second")
+    with pytest.raises(ArtifactExists, match="immutable"), store.commit_dir("v", 1) as staging:
+        store.fs.pipe(f"{staging}/f", b"second")
     assert store.read_bytes("v", 1, "f") == b"first"
 
 
 def test_writer_dying_half_way_leaves_nothing_visible(store: ArtifactStore) -> None:
     with store.commit_dir("v", 1) as staging:
         store.fs.pipe(f"{staging}/f", b"old")
-    with pytest.raises(RuntimeError, match="died"):
-        with store.commit_dir("v", 2) as staging:
-            store.fs.pipe(f"{staging}/part-0", b"half")
-            raise RuntimeError("writer died")
+    # The failure under test is a writer raising inside commit_dir.
+    with pytest.raises(RuntimeError, match="died"), store.commit_dir("v", 2) as staging:  # noqa: PT012
+        store.fs.pipe(f"{staging}/part-0", b"half")
+        raise RuntimeError("writer died")
     assert store.committed("v") == ["1"]
     assert store.list("v") == ["1"]  # no staging debris left behind
     assert store.read_bytes("v", 1, "f") == b"old"
@@ -93,13 +92,11 @@ def test_s3_works_through_s3fs_without_code_change(s3_bucket_uri: str, s3_store_
     assert store.is_committed("models", "m", 1)
     assert store.committed("models", "m") == ["1"]
     assert store.read_bytes("models", "m", 1, "model", "model.joblib") == b"model"
-    with pytest.raises(ArtifactExists):
-        with store.commit_dir("models", "m", 1):
-            pass
-    with pytest.raises(RuntimeError):
-        with store.commit_dir("models", "m", 2) as staging:
-            store.fs.pipe(f"{staging}/model/model.joblib", b"half")
-            raise RuntimeError("died")
+    with pytest.raises(ArtifactExists), store.commit_dir("models", "m", 1):
+        pass
+    with pytest.raises(RuntimeError), store.commit_dir("models", "m", 2) as staging:  # noqa: PT012 - a writer dying inside
+        store.fs.pipe(f"{staging}/model/model.joblib", b"half")
+        raise RuntimeError("died")
     assert store.committed("models", "m") == ["1"]
 
 

@@ -6,11 +6,11 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
+
 from fti_pipelines.contract import PipelineError
 from fti_pipelines.store import offline as offline_module
 from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import ConcurrentWrite, FeatureStore
-
 
 
 def ts(text: str) -> pd.Timestamp:
@@ -21,7 +21,7 @@ def frame(rows: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["k", "t", "v"])
 
 
-@pytest.fixture()
+@pytest.fixture
 def fs(tmp_path) -> FeatureStore:
     return FeatureStore(ArtifactStore(f"file://{tmp_path}/store"))
 
@@ -32,9 +32,13 @@ KW = {"primary_key": ["k"], "event_time": "t"}
 def test_schema_is_recorded_per_version(fs: FeatureStore) -> None:
     fs.ingest("g", 1, frame([(1, ts("2026-01-01"), 1.0)]), **KW)
     assert fs.schema("g", 1) == {
-        "columns": [{"name": "k", "dtype": "int64"}, {"name": "t", "dtype": "timestamp[us, tz=UTC]"},
-                    {"name": "v", "dtype": "double"}],
-        "primaryKey": ["k"], "eventTime": "t",
+        "columns": [
+            {"name": "k", "dtype": "int64"},
+            {"name": "t", "dtype": "timestamp[us, tz=UTC]"},
+            {"name": "v", "dtype": "double"},
+        ],
+        "primaryKey": ["k"],
+        "eventTime": "t",
     }
     assert fs.versions("g") == [1] and fs.groups() == ["g"] and fs.schema("g", 2) is None
 
@@ -42,12 +46,20 @@ def test_schema_is_recorded_per_version(fs: FeatureStore) -> None:
 def test_incremental_watermark_and_dedup(fs: FeatureStore) -> None:
     fs.ingest("g", 1, frame([(1, ts("2026-01-01"), 1.0), (2, ts("2026-01-02"), 2.0)]), **KW)
     assert fs.watermark("g", 1) == ts("2026-01-02").to_pydatetime()
-    batch = fs.prepare("g", 1, frame([
-        (2, ts("2026-01-02"), 2.0),   # stored already (at the watermark): duplicate
-        (3, ts("2026-01-02"), 3.0),   # same time as the watermark, new key: kept
-        (1, ts("2026-01-01"), 9.0),   # older than the watermark: skipped
-        (4, ts("2026-01-05"), 4.0), (4, ts("2026-01-05"), 4.5),  # duplicate within the batch: the later wins
-    ]), **KW)
+    batch = fs.prepare(
+        "g",
+        1,
+        frame(
+            [
+                (2, ts("2026-01-02"), 2.0),  # stored already (at the watermark): duplicate
+                (3, ts("2026-01-02"), 3.0),  # same time as the watermark, new key: kept
+                (1, ts("2026-01-01"), 9.0),  # older than the watermark: skipped
+                (4, ts("2026-01-05"), 4.0),
+                (4, ts("2026-01-05"), 4.5),  # duplicate within the batch: the later wins
+            ]
+        ),
+        **KW,
+    )
     assert (batch.rows_in, batch.rows_skipped, batch.rows_duplicate) == (5, 1, 2)
     assert batch.table.to_pydict()["v"] == [3.0, 4.5]
     manifest = fs.commit(batch, run_id="r2")
@@ -88,7 +100,7 @@ def test_a_write_dying_half_way_leaves_the_previous_state(fs: FeatureStore, monk
 
 def test_first_write_dying_leaves_no_version(fs: FeatureStore, monkeypatch) -> None:
     monkeypatch.setattr(offline_module.pq, "write_table", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         fs.ingest("g", 1, frame([(1, ts("2026-01-01"), 1.0)]), **KW)
     assert fs.versions("g") == [] and fs.snapshot("g", 1) is None and fs.parquet_files("g", 1) == []
 
@@ -103,13 +115,16 @@ def test_concurrent_writers_one_wins_the_other_writes_nothing(fs: FeatureStore) 
     assert sorted(fs.read("g", 1)["k"]) == [1, 2]
 
 
-@pytest.mark.parametrize("change,needle", [
-    (lambda df: df.drop(columns=["v"]), "column 'v' (double) was removed"),
-    (lambda df: df.assign(v=df["v"].astype(str)), "column 'v' changed dtype from double to string"),
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        (lambda df: df.drop(columns=["v"]), "column 'v' (double) was removed"),
+        (lambda df: df.assign(v=df["v"].astype(str)), "column 'v' changed dtype from double to string"),
+    ],
+)
 def test_breaking_changes_are_refused(fs: FeatureStore, change, needle) -> None:
     fs.ingest("g", 1, frame([(1, ts("2026-01-01"), 1.0)]), **KW)
-    with pytest.raises(PipelineError, match="Bump featureGroup.version") as err:
+    with pytest.raises(PipelineError, match=r"Bump featureGroup\.version") as err:
         fs.ingest("g", 1, change(frame([(2, ts("2026-01-02"), 2.0)])), **KW)
     assert err.value.reason == "SchemaChange" and needle in err.value.message
     with pytest.raises(PipelineError, match="primaryKey changed"):
@@ -171,6 +186,7 @@ def test_commit_gate_refusing_or_raising_publishes_nothing(fs: FeatureStore) -> 
 
 def test_all_distinct_finds_any_repeat() -> None:
     import numpy as np
+
     from fti_pipelines.store.offline import all_distinct
 
     values = np.random.default_rng(3).permutation(np.arange(10_000, dtype=np.uint64) * 7919)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 import pytest
-from fti_pipelines.store.online import latest_per_key, open_online_store
 
+from fti_pipelines.store.online import latest_per_key, open_online_store
 
 
 @pytest.fixture
@@ -23,12 +23,14 @@ def frame(rows: list[tuple]) -> pd.DataFrame:
 
 
 def test_latest_row_per_key_and_plain_scalars(store) -> None:
-    df = frame([
-        (1, ts("2026-01-01"), 10.0, "grocery", True),
-        (2, ts("2026-01-02"), float("nan"), None, False),
-        (1, ts("2026-01-03"), 30.5, "travel", False),
-        (1, ts("2026-01-02"), 20.0, "retail", True),
-    ])
+    df = frame(
+        [
+            (1, ts("2026-01-01"), 10.0, "grocery", True),
+            (2, ts("2026-01-02"), float("nan"), None, False),
+            (1, ts("2026-01-03"), 30.5, "travel", False),
+            (1, ts("2026-01-02"), 20.0, "retail", True),
+        ]
+    )
     assert store.write("tx", 1, ["cc_num"], "event_time", df) == 2
     one, two, missing = store.get_many("tx", 1, [(1,), (2,), (3,)])
     assert one == {"cc_num": 1, "event_time": "2026-01-03T00:00:00Z", "amount": 30.5, "category": "travel", "flag": False}
@@ -49,8 +51,13 @@ def test_older_rows_never_replace_newer_ones(store) -> None:
     assert store.get("tx", 1, (1,))["amount"] == 55.0
     # newer: replaces, and a null now really reads as null (no stale field left behind)
     store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-06"), 60.0, None, True)]))
-    assert store.get("tx", 1, (1,)) == {"cc_num": 1, "event_time": "2026-01-06T00:00:00Z", "amount": 60.0,
-                                        "category": None, "flag": True}
+    assert store.get("tx", 1, (1,)) == {
+        "cc_num": 1,
+        "event_time": "2026-01-06T00:00:00Z",
+        "amount": 60.0,
+        "category": None,
+        "flag": True,
+    }
     assert store.version_info("tx", 1)["rows"] == 1
 
 
@@ -92,7 +99,7 @@ def test_changed_key_or_kind_needs_a_version_bump(store) -> None:
     with pytest.raises(ValueError, match="bump the version"):
         store.write("tx", 1, ["category"], "event_time", frame([(1, ts("2026-01-02"), 1.0, "a", True)]))
     bad = pd.DataFrame({"cc_num": [1], "event_time": [ts("2026-01-02")], "amount": ["text"]})
-    with pytest.raises(ValueError, match="'amount'.*bump the version"):
+    with pytest.raises(ValueError, match=r"'amount'.*bump the version"):
         store.write("tx", 1, ["cc_num"], "event_time", bad)
 
 
@@ -117,7 +124,7 @@ def test_latest_per_key_tie_keeps_the_later_input_row() -> None:
 
 
 def test_unknown_uri_scheme() -> None:
-    with pytest.raises(ValueError, match="sqlite:///path.db or redis://"):
+    with pytest.raises(ValueError, match=r"sqlite:///path\.db or redis://"):
         open_online_store("mysql://x")
 
 
@@ -149,16 +156,22 @@ def test_a_staged_write_is_invisible_until_commit_and_abort_leaves_nothing(store
     store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True)]), snapshot=1)
     reader = open_online_store(store.uri)  # another process's view, e.g. the model server
     try:
-        with store.stage("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-02"), 2.0, "b", True),
-                                                                    (2, ts("2026-01-02"), 3.0, "c", True)]),
-                         snapshot=2) as staged:
+        with store.stage(
+            "tx",
+            1,
+            ["cc_num"],
+            "event_time",
+            frame([(1, ts("2026-01-02"), 2.0, "b", True), (2, ts("2026-01-02"), 3.0, "c", True)]),
+            snapshot=2,
+        ) as staged:
             assert reader.get_many("tx", 1, [(1,), (2,)]) == [
-                {"cc_num": 1, "event_time": "2026-01-01T00:00:00Z", "amount": 1.0, "category": "a", "flag": True}, None]
+                {"cc_num": 1, "event_time": "2026-01-01T00:00:00Z", "amount": 1.0, "category": "a", "flag": True},
+                None,
+            ]
             staged.abort()
         assert store.get("tx", 1, (2,)) is None and store.get("tx", 1, (1,))["amount"] == 1.0
         assert store.version_info("tx", 1)["rows"] == 1 and store.version_info("tx", 1)["snapshot"] == 1
-        with store.stage("tx", 1, ["cc_num"], "event_time", frame([(2, ts("2026-01-02"), 3.0, "c", True)]),
-                         snapshot=2) as staged:
+        with store.stage("tx", 1, ["cc_num"], "event_time", frame([(2, ts("2026-01-02"), 3.0, "c", True)]), snapshot=2) as staged:
             assert reader.get("tx", 1, (2,)) is None
             assert staged.commit() == 1
         assert reader.get("tx", 1, (2,))["amount"] == 3.0
@@ -177,16 +190,19 @@ def test_a_staged_first_load_that_is_aborted_leaves_no_version(store) -> None:
 
 
 def test_replace_makes_the_rows_the_whole_version(store) -> None:
-    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-05"), 1.0, "a", True),
-                                                         (2, ts("2026-01-05"), 2.0, "b", True)]))
+    store.write(
+        "tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-05"), 1.0, "a", True), (2, ts("2026-01-05"), 2.0, "b", True)])
+    )
     other = pd.DataFrame({"cc_num": [9], "event_time": [ts("2026-01-01")], "amount": [9.0]})
     store.write("tx", 2, ["cc_num"], "event_time", other)
     # a full reload: key 2 is gone from the data, key 1 was corrected with an older event time
     fresh = frame([(1, ts("2026-01-03"), 1.5, None, False), (3, ts("2026-01-04"), 3.0, "c", True)]).drop(columns="flag")
     assert store.write("tx", 1, ["cc_num"], "event_time", fresh, replace=True) == 2
     assert store.get_many("tx", 1, [(1,), (2,), (3,)]) == [
-        {"cc_num": 1, "event_time": "2026-01-03T00:00:00Z", "amount": 1.5, "category": None, "flag": None}, None,
-        {"cc_num": 3, "event_time": "2026-01-04T00:00:00Z", "amount": 3.0, "category": "c", "flag": None}]
+        {"cc_num": 1, "event_time": "2026-01-03T00:00:00Z", "amount": 1.5, "category": None, "flag": None},
+        None,
+        {"cc_num": 3, "event_time": "2026-01-04T00:00:00Z", "amount": 3.0, "category": "c", "flag": None},
+    ]
     assert store.version_info("tx", 1)["rows"] == 2
     assert store.get("tx", 2, (9,))["amount"] == 9.0  # other versions are untouched
     # afterwards the usual rule holds again: an older row does not replace a newer one
@@ -196,8 +212,9 @@ def test_replace_makes_the_rows_the_whole_version(store) -> None:
 def test_a_prepared_entity_reader_follows_a_replacing_write(store) -> None:
     from fti_pipelines.store.online import EntityRead
 
-    store.write("tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True),
-                                                         (2, ts("2026-01-01"), 2.0, "b", True)]))
+    store.write(
+        "tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-01"), 1.0, "a", True), (2, ts("2026-01-01"), 2.0, "b", True)])
+    )
     reader = open_online_store(store.uri)  # the model server, with its statement prepared before the reload
     try:
         read = reader.entity_reader([EntityRead("tx", 1, ("amount",))])
@@ -221,8 +238,9 @@ def test_sqlite_inserts_many_rows_per_statement_and_keeps_every_row_in_place(tmp
     try:
         assert store.write("tx", 1, ["cc_num"], "event_time", rows_frame(range(100), "2026-01-05", lambda k: k)) == 100
         # an upsert across statements: older rows (50-69) lose, newer (70-99) and new keys (100-109) win
-        update = pd.concat([rows_frame(range(50, 70), "2026-01-04", lambda k: -k),
-                            rows_frame(range(70, 110), "2026-01-06", lambda k: 1000 + k)])
+        update = pd.concat(
+            [rows_frame(range(50, 70), "2026-01-04", lambda k: -k), rows_frame(range(70, 110), "2026-01-06", lambda k: 1000 + k)]
+        )
         assert store.write("tx", 1, ["cc_num"], "event_time", update) == 40
         got = store.get_many("tx", 1, [(k,) for k in range(110)])
         assert [r["amount"] for r in got] == [float(k) for k in range(70)] + [1000.0 + k for k in range(70, 110)]

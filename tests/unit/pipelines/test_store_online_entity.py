@@ -24,18 +24,51 @@ def ts(text: str) -> pd.Timestamp:
 
 
 def fill(store) -> None:
-    store.write("tx", 2, ["cc_num"], "event_time", pd.DataFrame({
-        "cc_num": [1, 2, 3], "event_time": [ts("2026-01-01T00:00:01.000123"), ts("2026-01-02"), ts("2026-01-03")],
-        "amount": [1.5, None, 3.5], "count": pd.array([10, 20, None], dtype="Int64"), "flag": [True, False, True],
-        "seen": [ts("2025-12-31T23:59:59"), None, ts("2025-06-01")], "day": pd.to_datetime(["2026-01-01"] * 3).date,
-    }))
-    store.write("profiles", 1, ["cc_num"], "event_time", pd.DataFrame({
-        "cc_num": [1, 3], "event_time": [ts("2025-01-01")] * 2, "age_group": ["26-40", "41+"],
-    }))
+    store.write(
+        "tx",
+        2,
+        ["cc_num"],
+        "event_time",
+        pd.DataFrame(
+            {
+                "cc_num": [1, 2, 3],
+                "event_time": [ts("2026-01-01T00:00:01.000123"), ts("2026-01-02"), ts("2026-01-03")],
+                "amount": [1.5, None, 3.5],
+                "count": pd.array([10, 20, None], dtype="Int64"),
+                "flag": [True, False, True],
+                "seen": [ts("2025-12-31T23:59:59"), None, ts("2025-06-01")],
+                "day": pd.to_datetime(["2026-01-01"] * 3).date,
+            }
+        ),
+    )
+    store.write(
+        "profiles",
+        1,
+        ["cc_num"],
+        "event_time",
+        pd.DataFrame(
+            {
+                "cc_num": [1, 3],
+                "event_time": [ts("2025-01-01")] * 2,
+                "age_group": ["26-40", "41+"],
+            }
+        ),
+    )
     # A composite key (merchant, region) whose parts are also in the entity's keys.
-    store.write("merchants", 1, ["merchant", "region"], "event_time", pd.DataFrame({
-        "merchant": ["m1", "m1"], "region": [7, 8], "event_time": [ts("2026-02-01")] * 2, "risk": [0.1, 0.9],
-    }))
+    store.write(
+        "merchants",
+        1,
+        ["merchant", "region"],
+        "event_time",
+        pd.DataFrame(
+            {
+                "merchant": ["m1", "m1"],
+                "region": [7, 8],
+                "event_time": [ts("2026-02-01")] * 2,
+                "risk": [0.1, 0.9],
+            }
+        ),
+    )
 
 
 READS = [
@@ -69,9 +102,9 @@ def normalised(flat, reads=READS) -> list:
 
 
 KEYS = [
-    {"cc_num": 1, "merchant": "m1", "region": 7},   # in every version
-    {"cc_num": 2, "merchant": "m1", "region": 8},   # no profile
-    {"cc_num": 3, "merchant": "m2", "region": 7},   # no merchant
+    {"cc_num": 1, "merchant": "m1", "region": 7},  # in every version
+    {"cc_num": 2, "merchant": "m1", "region": 8},  # no profile
+    {"cc_num": 3, "merchant": "m2", "region": 7},  # no merchant
     {"cc_num": 99, "merchant": "m9", "region": 1},  # nowhere
     {"cc_num": "3", "merchant": "m1", "region": 8.0},  # keys of another type are cast to the stored kind
 ]
@@ -84,8 +117,15 @@ def test_entity_reader_answers_like_get(store, generic) -> None:
     for keys in KEYS:
         assert normalised(read(keys)) == expected(store, keys), keys
     first = normalised(read(KEYS[0]))
-    assert first[:7] == ["present", 1.5, 10, True, "2025-12-31T23:59:59Z", "2026-01-01",
-                         1767225601000123]  # the event time's microseconds survive exactly
+    assert first[:7] == [
+        "present",
+        1.5,
+        10,
+        True,
+        "2025-12-31T23:59:59Z",
+        "2026-01-01",
+        1767225601000123,
+    ]  # the event time's microseconds survive exactly
     assert to_rfc3339(first[6]) == store.get("tx", 2, (1,), ["event_time"])["event_time"]
     assert normalised(read(KEYS[3])) == [None] * 12
 
@@ -104,9 +144,23 @@ def test_entity_reader_sees_rows_written_after_it_was_built(store) -> None:
     fill(store)
     read = store.entity_reader(READS[:1])
     assert read({"cc_num": 4})[0] is None
-    store.write("tx", 2, ["cc_num"], "event_time", pd.DataFrame({
-        "cc_num": [4], "event_time": [ts("2026-01-05")], "amount": [4.5], "count": pd.array([40], dtype="Int64"), "flag": [False],
-        "seen": [ts("2026-01-04")], "day": pd.to_datetime(["2026-01-05"]).date}))
+    store.write(
+        "tx",
+        2,
+        ["cc_num"],
+        "event_time",
+        pd.DataFrame(
+            {
+                "cc_num": [4],
+                "event_time": [ts("2026-01-05")],
+                "amount": [4.5],
+                "count": pd.array([40], dtype="Int64"),
+                "flag": [False],
+                "seen": [ts("2026-01-04")],
+                "day": pd.to_datetime(["2026-01-05"]).date,
+            }
+        ),
+    )
     assert normalised(read({"cc_num": 4}), READS[:1])[:2] == ["present", 4.5]
 
 

@@ -35,9 +35,13 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = importlib.util.resolve_name("." * node.level + (node.module or ""),
-                                               name if is_package else name.rpartition(".")[0]) \
-                if node.level else node.module
+            base = (
+                importlib.util.resolve_name(
+                    "." * node.level + (node.module or ""), name if is_package else name.rpartition(".")[0]
+                )
+                if node.level
+                else node.module
+            )
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
     return {m for m in found if m in known and m != name}
@@ -52,7 +56,7 @@ def test_the_package_has_no_import_circle():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = [*path[path.index(nxt) :], nxt]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, [*path, nxt])
@@ -66,12 +70,17 @@ def test_the_package_has_no_import_circle():
 
 
 def test_no_module_reaches_into_another_objects_private_members():
-    offenders = []
-    for name, path in modules().items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
-                offenders.append(f"{name}:{node.lineno} .{node.attr}")
+    offenders = [
+        f"{name}:{node.lineno} .{node.attr}"
+        for name, path in modules().items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        )
+    ]
     assert offenders == []
 
 

@@ -72,15 +72,27 @@ def test_bias_gate_rejects_a_gap_over_max_gap_and_ignores_small_groups():
 
 
 def test_report_has_the_plots_and_pages():
-    ev = evaluate(spec(gates=[{"metric": "roc_auc", "min": 0.9}],
-                       bias={"sensitiveColumn": "g", "metric": "accuracy", "maxGap": 0.5, "minGroupSize": 1}),
-                  Y, GOOD, pd.Series(["x", "y"] * 4))
-    card = {"name": "m", "version": 3, "estimator": "e",
-            "featureView": {"name": "v", "version": 1, "columns": ["a", "b"]},
-            "trainingDataset": {"version": 2, "hash": "sha256:abc", "rows": 8},
-            "split": {"type": "time", "train": 0, "test": 8}}
+    ev = evaluate(
+        spec(
+            gates=[{"metric": "roc_auc", "min": 0.9}],
+            bias={"sensitiveColumn": "g", "metric": "accuracy", "maxGap": 0.5, "minGroupSize": 1},
+        ),
+        Y,
+        GOOD,
+        pd.Series(["x", "y"] * 4),
+    )
+    card = {
+        "name": "m",
+        "version": 3,
+        "estimator": "e",
+        "featureView": {"name": "v", "version": 1, "columns": ["a", "b"]},
+        "trainingDataset": {"version": 2, "hash": "sha256:abc", "rows": 8},
+        "split": {"type": "time", "train": 0, "test": 8},
+    }
     files = build_report(card, ev, Y, GOOD, 0.5)
-    assert {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "bias.png", "report.html", "report.md"} == set(files)
+    assert {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "bias.png", "report.html", "report.md"} == set(
+        files
+    )
     assert all(files[n][:4] == b"\x89PNG" for n in files if n.endswith(".png"))
     page = files["report.html"].decode()
     assert "Validated" in page and "sha256:abc" in page and "<img src='roc_curve.png'" in page

@@ -17,21 +17,28 @@ from fti_pipelines.training.run import main
 
 FEATURES = ["amount", "category", "amount_sum_1d", "tx_count_1d", "amount_avg_7d", "tx_count_1h"]
 SPEC = {
-    "model": {"name": "fraud", "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
-              "params": {"max_iter": 25}},
+    "model": {"name": "fraud", "estimator": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 25}},
     "featureView": {
-        "name": "fraud", "version": 1,
+        "name": "fraud",
+        "version": 1,
         "label": {"featureGroup": {"name": "card_transactions", "version": 1}, "column": "is_fraud"},
         "features": [
             {"featureGroup": {"name": "card_transactions", "version": 1}, "columns": FEATURES},
             {"featureGroup": {"name": "card_profiles", "version": 1}, "columns": ["age_group", "credit_limit"]},
         ],
-        "transformations": [{"column": "category", "type": "oneHot"}, {"column": "age_group", "type": "oneHot"},
-                            {"column": "credit_limit", "type": "standardScaler"}, {"column": "amount", "type": "log1p"}],
+        "transformations": [
+            {"column": "category", "type": "oneHot"},
+            {"column": "age_group", "type": "oneHot"},
+            {"column": "credit_limit", "type": "standardScaler"},
+            {"column": "amount", "type": "log1p"},
+        ],
     },
     "trainingData": {"split": {"type": "time", "testFraction": 0.25}},
-    "evaluation": {"metrics": ["roc_auc", "average_precision", "f1"], "gates": [{"metric": "roc_auc", "min": 0.8}],
-                   "bias": {"sensitiveColumn": "age_group", "metric": "recall", "maxGap": 0.5, "minGroupSize": 20}},
+    "evaluation": {
+        "metrics": ["roc_auc", "average_precision", "f1"],
+        "gates": [{"metric": "roc_auc", "min": 0.8}],
+        "bias": {"sensitiveColumn": "age_group", "metric": "recall", "maxGap": 0.5, "minGroupSize": 20},
+    },
 }
 
 
@@ -42,8 +49,9 @@ def store_uri(tmp_path_factory):
     fs = FeatureStore(ArtifactStore(uri))
     tx = fraud.aggregate_transactions(fraud.transactions(n_cards=300, days=20, seed=3))
     fs.ingest("card_transactions", 1, tx, primary_key=["cc_num"], event_time="event_time", mode="full")
-    fs.ingest("card_profiles", 1, fraud.card_profiles(n_cards=300, seed=3), primary_key=["cc_num"],
-              event_time="event_time", mode="full")
+    fs.ingest(
+        "card_profiles", 1, fraud.card_profiles(n_cards=300, seed=3), primary_key=["cc_num"], event_time="event_time", mode="full"
+    )
     return uri
 
 
@@ -78,7 +86,7 @@ def test_validated_model_is_registered_with_its_card_and_report(store_uri, tmp_p
     registry = ModelRegistry(ArtifactStore(store_uri))
     model, card = registry.load("fraud", 1)
     assert card["verdict"] == "Validated"
-    assert card["featureView"]["columns"] == FEATURES + ["age_group", "credit_limit"]
+    assert card["featureView"]["columns"] == [*FEATURES, "age_group", "credit_limit"]
     assert card["entityKeys"] == ["cc_num"]
     assert [c["name"] for c in card["inputSchema"]] == card["featureView"]["columns"]
     assert card["bias"]["sensitiveColumn"] == "age_group" and set(card["bias"]["groups"]) <= set(fraud.AGE_GROUPS) | {"null"}
@@ -111,7 +119,9 @@ def test_rerun_of_a_registered_version_reports_it_without_retraining(store_uri, 
 
 
 def test_failed_gate_is_a_successful_run_with_verdict_rejected(store_uri, tmp_path):
-    code, result = run(store_uri, tmp_path, spec_with(["evaluation", "gates"], [{"metric": "roc_auc", "min": 0.9999}]), version=31)
+    code, result = run(
+        store_uri, tmp_path, spec_with(["evaluation", "gates"], [{"metric": "roc_auc", "min": 0.9999}]), version=31
+    )
     assert code == 0 and result["ok"] is True
     assert result["verdict"] == "Rejected"
     assert any("roc_auc" in r and "min 0.9999" in r for r in result["reasons"])
@@ -139,7 +149,7 @@ def test_sensitive_column_that_is_not_a_feature_is_joined_for_the_gate(store_uri
 
 
 def test_scaler_is_fitted_on_the_training_split_only(store_uri, tmp_path):
-    code, _ = run(store_uri, tmp_path, version=61)
+    _code, _ = run(store_uri, tmp_path, version=61)
     model, card = ModelRegistry(ArtifactStore(store_uri)).load("fraud", 61)
     scaler = model.named_steps["features"].named_transformers_["standardScaler"].named_steps["scale"]
     from fti_pipelines.feature_view import TrainingDatasets
@@ -159,18 +169,32 @@ def test_random_split_and_entrypoint_and_estimator_without_nan_support(store_uri
     model, card = ModelRegistry(ArtifactStore(store_uri)).load("fraud", 71)
     assert "impute" in model.named_steps  # GaussianNB takes no NaN; nulls from the join are imputed
     assert card["split"]["type"] == "random"
-    spec = spec_with(["model"], {"name": "fraud", "entrypoint": "sklearn.ensemble:RandomForestClassifier",
-                                 "params": {"n_estimators": 10, "max_depth": 6}})
+    spec = spec_with(
+        ["model"],
+        {
+            "name": "fraud",
+            "entrypoint": "sklearn.ensemble:RandomForestClassifier",
+            "params": {"n_estimators": 10, "max_depth": 6},
+        },
+    )
     code, result = run(store_uri, tmp_path, spec, version=72)
     assert code == 0, result
 
 
-@pytest.mark.parametrize("spec_path,value,reason,needle", [
-    (["model", "estimator"], "sklearn.ensemble.NoSuchForest", "EstimatorNotFound", "model.estimator 'sklearn.ensemble.NoSuchForest'"),
-    (["model", "estimator"], "nosuchpkg.Model", "EstimatorNotFound", "module 'nosuchpkg' cannot be imported"),
-    (["model", "estimator"], "sklearn.linear_model.LinearRegression", "InvalidEstimator", "not a classifier"),
-    (["model", "params"], {"max_iterations": 3}, "InvalidParams", "'max_iterations'"),
-])
+@pytest.mark.parametrize(
+    "spec_path,value,reason,needle",
+    [
+        (
+            ["model", "estimator"],
+            "sklearn.ensemble.NoSuchForest",
+            "EstimatorNotFound",
+            "model.estimator 'sklearn.ensemble.NoSuchForest'",
+        ),
+        (["model", "estimator"], "nosuchpkg.Model", "EstimatorNotFound", "module 'nosuchpkg' cannot be imported"),
+        (["model", "estimator"], "sklearn.linear_model.LinearRegression", "InvalidEstimator", "not a classifier"),
+        (["model", "params"], {"max_iterations": 3}, "InvalidParams", "'max_iterations'"),
+    ],
+)
 def test_bad_estimator_fails_naming_the_field_and_registers_nothing(store_uri, tmp_path, spec_path, value, reason, needle):
     before = ArtifactStore(store_uri).fs.find(ArtifactStore(store_uri).path())
     code, result = run(store_uri, tmp_path, spec_with(spec_path, value), version=81)

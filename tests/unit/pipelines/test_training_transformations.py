@@ -12,18 +12,29 @@ from fti_operator.api.training_pipeline import Transformation
 from fti_pipelines.contract import PipelineError
 from fti_pipelines.training.transformations import build_model_pipeline, input_schema, to_rows
 
-FRAME = pd.DataFrame({
-    "a": [1.0, 2.0, 3.0, 4.0, 50.0, 60.0, 70.0, 80.0],
-    "b": [0, 1, 2, 3, 4, 5, 6, 7],
-    "c": [10.0, None, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0],
-    "d": [5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0],
-    "e": ["x", "y", "x", "y", "z", "z", "z", None],
-    "f": pd.array(["p", "q", "p", "q", "r", "r", "s", "s"], dtype="string"),
-    "g": [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
-})
+FRAME = pd.DataFrame(
+    {
+        "a": [1.0, 2.0, 3.0, 4.0, 50.0, 60.0, 70.0, 80.0],
+        "b": [0, 1, 2, 3, 4, 5, 6, 7],
+        "c": [10.0, None, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0],
+        "d": [5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0],
+        "e": ["x", "y", "x", "y", "z", "z", "z", None],
+        "f": pd.array(["p", "q", "p", "q", "r", "r", "s", "s"], dtype="string"),
+        "g": [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
+    }
+)
 Y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-ALL = [Transformation(column=c, type=t) for c, t in
-       [("a", "standardScaler"), ("b", "minMaxScaler"), ("c", "robustScaler"), ("d", "log1p"), ("e", "oneHot"), ("f", "ordinal")]]
+ALL = [
+    Transformation(column=c, type=t)
+    for c, t in [
+        ("a", "standardScaler"),
+        ("b", "minMaxScaler"),
+        ("c", "robustScaler"),
+        ("d", "log1p"),
+        ("e", "oneHot"),
+        ("f", "ordinal"),
+    ]
+]
 COLUMNS = list(FRAME.columns)
 
 
@@ -56,4 +67,12 @@ def test_rows_and_schema():
     rows = to_rows(FRAME, COLUMNS)
     assert rows.dtype == object and rows[1, 2] != rows[1, 2]  # NaN for a missing number
     assert rows[7, 4] is None  # None for a missing string, as a JSON null arrives
-    assert [s["dtype"] for s in input_schema(FRAME, COLUMNS)] == ["float64", "int64", "float64", "float64", "string", "string", "float64"]
+    assert [s["dtype"] for s in input_schema(FRAME, COLUMNS)] == [
+        "float64",
+        "int64",
+        "float64",
+        "float64",
+        "string",
+        "string",
+        "float64",
+    ]

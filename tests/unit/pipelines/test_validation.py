@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from fti_operator.api import Expectation
 from fti_pipelines.contract import PipelineError
 from fti_pipelines.validation import validate
 
 
-@pytest.fixture()
+@pytest.fixture
 def df() -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": [1, 2, 3, 3, 5],
-        "amount": [10.0, -1.0, 50.0, None, 2000.0],
-        "category": pd.Series(["grocery", "travel", "casino", None, "grocery"], dtype="string[pyarrow]"),
-        "code": pd.Series(["AB12", "CD34", "x", "EF56", "GH78"], dtype="string[pyarrow]"),
-    })
+    return pd.DataFrame(
+        {
+            "id": [1, 2, 3, 3, 5],
+            "amount": [10.0, -1.0, 50.0, None, 2000.0],
+            "category": pd.Series(["grocery", "travel", "casino", None, "grocery"], dtype="string[pyarrow]"),
+            "code": pd.Series(["AB12", "CD34", "x", "EF56", "GH78"], dtype="string[pyarrow]"),
+        }
+    )
 
 
 def one(report, check: str):
@@ -24,18 +27,21 @@ def one(report, check: str):
     return result
 
 
-@pytest.mark.parametrize("expectation,check,failed", [
-    ({"column": "amount", "notNull": True}, "notNull", 1),
-    ({"column": "id", "unique": True}, "unique", 2),
-    ({"column": "amount", "between": {"min": 0, "max": 1000}}, "between", 2),
-    ({"column": "amount", "between": {"min": 0}}, "between", 1),
-    ({"column": "amount", "between": {"max": 100}}, "between", 1),
-    ({"column": "category", "in": ["grocery", "travel"]}, "in", 1),
-    ({"column": "code", "regex": "[A-Z]{2}[0-9]{2}"}, "regex", 1),
-    ({"column": "id", "dtype": "string"}, "dtype", 5),
-    ({"column": "id", "dtype": "int"}, "dtype", 0),
-    ({"column": "category", "dtype": "string"}, "dtype", 0),
-])
+@pytest.mark.parametrize(
+    "expectation,check,failed",
+    [
+        ({"column": "amount", "notNull": True}, "notNull", 1),
+        ({"column": "id", "unique": True}, "unique", 2),
+        ({"column": "amount", "between": {"min": 0, "max": 1000}}, "between", 2),
+        ({"column": "amount", "between": {"min": 0}}, "between", 1),
+        ({"column": "amount", "between": {"max": 100}}, "between", 1),
+        ({"column": "category", "in": ["grocery", "travel"]}, "in", 1),
+        ({"column": "code", "regex": "[A-Z]{2}[0-9]{2}"}, "regex", 1),
+        ({"column": "id", "dtype": "string"}, "dtype", 5),
+        ({"column": "id", "dtype": "int"}, "dtype", 0),
+        ({"column": "category", "dtype": "string"}, "dtype", 0),
+    ],
+)
 def test_each_check(df, expectation, check, failed) -> None:
     report = validate(df, [Expectation.model_validate(expectation)])
     result = one(report, check)
@@ -45,8 +51,13 @@ def test_each_check(df, expectation, check, failed) -> None:
 
 
 def test_nulls_pass_every_check_but_not_null(df) -> None:
-    report = validate(df, [{"column": "amount", "between": {"min": -10, "max": 100000}},
-                           {"column": "category", "in": ["grocery", "travel", "casino"]}])
+    report = validate(
+        df,
+        [
+            {"column": "amount", "between": {"min": -10, "max": 100000}},
+            {"column": "category", "in": ["grocery", "travel", "casino"]},
+        ],
+    )
     assert report.passed
 
 

@@ -15,12 +15,43 @@ how to add a backend and describes the key layout.
 from __future__ import annotations
 
 from .base import EntityRead, EntityReader, EntityReaders, OnlineStore, StagedWrite, check_group, check_reads
-from .codec import (KINDS, column_kinds, decode, encode_key_part, kind_of, now_rfc3339, quote, rfc3339_micros,
-                    storage_values, to_rfc3339)
+from .codec import (
+    KINDS,
+    column_kinds,
+    decode,
+    encode_key_part,
+    kind_of,
+    now_rfc3339,
+    quote,
+    rfc3339_micros,
+    storage_values,
+    to_rfc3339,
+)
 from .latest import latest_per_key, to_arrow
 from .registry import BACKENDS, backend_for, open_online_store, transient_errors
 
-__all__ = ["BACKENDS", "KINDS", "EntityRead", "EntityReader", "EntityReaders", "OnlineStore", "StagedWrite",
-           "backend_for", "check_group", "check_reads", "column_kinds", "decode", "encode_key_part", "kind_of",
-           "latest_per_key", "now_rfc3339", "open_online_store", "quote", "rfc3339_micros", "storage_values",
-           "to_arrow", "to_rfc3339", "transient_errors"]
+__all__ = [
+    "BACKENDS",
+    "KINDS",
+    "EntityRead",
+    "EntityReader",
+    "EntityReaders",
+    "OnlineStore",
+    "StagedWrite",
+    "backend_for",
+    "check_group",
+    "check_reads",
+    "column_kinds",
+    "decode",
+    "encode_key_part",
+    "kind_of",
+    "latest_per_key",
+    "now_rfc3339",
+    "open_online_store",
+    "quote",
+    "rfc3339_micros",
+    "storage_values",
+    "to_arrow",
+    "to_rfc3339",
+    "transient_errors",
+]

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import abc
 import re
-from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -46,7 +47,7 @@ class EntityRead(NamedTuple):
 EntityReader = Callable[[Mapping[str, Any]], Sequence[Any]]
 
 
-def check_reads(store: "OnlineStore", reads: Sequence[EntityRead]) -> list[tuple[EntityRead, dict, dict[str, str]]]:
+def check_reads(store: OnlineStore, reads: Sequence[EntityRead]) -> list[tuple[EntityRead, dict, dict[str, str]]]:
     """(read, version info, kinds) per read; LookupError / KeyError / ValueError name what is wrong."""
     out = []
     for r in reads:
@@ -81,11 +82,11 @@ class StagedWrite(abc.ABC):
     def abort(self) -> None:
         """Discard; a no-op after commit."""
 
-    def load(self) -> None:
+    def load(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to do early
         """Do the part of the write that stays invisible until commit, now (commit does it
         otherwise); a no-op where nothing can be written invisibly (Redis)."""
 
-    def __enter__(self) -> "StagedWrite":
+    def __enter__(self) -> StagedWrite:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -114,31 +115,49 @@ class OnlineStore(abc.ABC):
     # readiness instead of failing the revision. A backend adds its client's own.
     transient_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
-    def write(self, group: str, version: int, primary_key: list[str], event_time: str,
-              df: pd.DataFrame | pa.Table, *, snapshot: int | None = None, unique_events: bool = False,
-              replace: bool = False) -> int:
+    def write(
+        self,
+        group: str,
+        version: int,
+        primary_key: list[str],
+        event_time: str,
+        df: pd.DataFrame | pa.Table,
+        *,
+        snapshot: int | None = None,
+        unique_events: bool = False,
+        replace: bool = False,
+    ) -> int:
         """Upsert the latest row per key; returns the number of rows inserted or replaced.
 
         `snapshot` records which offline snapshot this materialises; `unique_events` promises
         that key + event time is unique in `df` (a deduplicated batch), which is faster;
         `replace` says `df` is the version's whole data: keys absent from it are removed.
         """
-        with self.stage(group, version, primary_key, event_time, df, snapshot=snapshot,
-                        unique_events=unique_events, replace=replace) as staged:
+        with self.stage(
+            group, version, primary_key, event_time, df, snapshot=snapshot, unique_events=unique_events, replace=replace
+        ) as staged:
             return staged.commit()
 
     @abc.abstractmethod
-    def stage(self, group: str, version: int, primary_key: list[str], event_time: str,
-              df: pd.DataFrame | pa.Table, *, snapshot: int | None = None, unique_events: bool = False,
-              replace: bool = False) -> "StagedWrite":
+    def stage(
+        self,
+        group: str,
+        version: int,
+        primary_key: list[str],
+        event_time: str,
+        df: pd.DataFrame | pa.Table,
+        *,
+        snapshot: int | None = None,
+        unique_events: bool = False,
+        replace: bool = False,
+    ) -> StagedWrite:
         """`write`, prepared but not visible until the returned StagedWrite is committed."""
 
     def get(self, group: str, version: int, key: tuple, columns: list[str] | None = None) -> dict | None:
         """The stored row of one key, or None."""
         return self.get_many(group, version, [key], columns)[0]
 
-    def get_many(self, group: str, version: int, keys: list[tuple],
-                 columns: list[str] | None = None) -> list[dict | None]:
+    def get_many(self, group: str, version: int, keys: list[tuple], columns: list[str] | None = None) -> list[dict | None]:
         """The stored rows of `keys`, in order, None where a key has none (or the version is absent)."""
         check_group(group, version)
         info, wanted = self._resolve(group, version, columns)
@@ -157,8 +176,16 @@ class OnlineStore(abc.ABC):
         Backends override this to read every version in one statement or round trip;
         this default calls `get` per version.
         """
-        plans = [(r.group, r.version, tuple(info["primaryKey"]), list(r.columns),
-                  tuple(i for i, c in enumerate(r.columns) if c in r.micros)) for r, info, _ in check_reads(self, reads)]
+        plans = [
+            (
+                r.group,
+                r.version,
+                tuple(info["primaryKey"]),
+                list(r.columns),
+                tuple(i for i, c in enumerate(r.columns) if c in r.micros),
+            )
+            for r, info, _ in check_reads(self, reads)
+        ]
 
         def read(keys: Mapping[str, Any]) -> list[Any]:
             flat: list[Any] = []
@@ -183,8 +210,9 @@ class OnlineStore(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def _read_many(self, info: dict, wanted: list[str], keys: list[tuple], kinds: dict[str, str],
-                   group: str, version: int) -> list[dict | None]:
+    def _read_many(
+        self, info: dict, wanted: list[str], keys: list[tuple], kinds: dict[str, str], group: str, version: int
+    ) -> list[dict | None]:
         """The backend's read of resolved columns for `keys` (the version exists)."""
 
     @abc.abstractmethod
@@ -204,7 +232,7 @@ class OnlineStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self) -> "OnlineStore":
+    def __enter__(self) -> OnlineStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -262,4 +290,4 @@ class OnlineStore(abc.ABC):
         if len(key) != len(pk):
             raise ValueError(f"key {key!r} has {len(key)} part(s); the primary key is {pk}")
         kinds = {c["name"]: c["kind"] for c in info["columns"]}
-        return tuple(encode_key_part(v, kinds[c], c) for v, c in zip(key, pk))
+        return tuple(encode_key_part(v, kinds[c], c) for v, c in zip(key, pk, strict=False))

@@ -11,7 +11,7 @@ time included, come back as RFC 3339 strings (UTC, `Z`), so a result is JSON-rea
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -37,8 +37,10 @@ def kind_of(dtype: pa.DataType, column: str) -> str:
         return "timestamp"
     if pa.types.is_date(dtype):
         return "date"
-    raise ValueError(f"column {column!r} has type {dtype}, which the online store cannot hold "
-                     f"(supported: integers, floats, booleans, strings, timestamps, dates)")
+    raise ValueError(
+        f"column {column!r} has type {dtype}, which the online store cannot hold "
+        f"(supported: integers, floats, booleans, strings, timestamps, dates)"
+    )
 
 
 def quote(name: str) -> str:
@@ -49,8 +51,7 @@ def quote(name: str) -> str:
 def column_kinds(table: pa.Table, stored: dict[str, str] | None = None) -> dict[str, str]:
     """Logical kind per column; an all-null column (Arrow type null) takes the stored kind."""
     stored = stored or {}
-    return {f.name: (stored.get(f.name, "string") if pa.types.is_null(f.type) else kind_of(f.type, f.name))
-            for f in table.schema}
+    return {f.name: (stored.get(f.name, "string") if pa.types.is_null(f.type) else kind_of(f.type, f.name)) for f in table.schema}
 
 
 def storage_values(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
@@ -58,8 +59,9 @@ def storage_values(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if pa.types.is_null(column.type):
-        return column.cast({"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
-                            "timestamp": pa.int64()}.get(kind, pa.string()))
+        return column.cast(
+            {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "timestamp": pa.int64()}.get(kind, pa.string())
+        )
     if kind == "timestamp":
         unit_ts = pa.timestamp("us", tz=column.type.tz)
         return column.cast(unit_ts).cast(pa.int64())
@@ -76,8 +78,11 @@ def storage_values(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
 def to_rfc3339(micros: int | None) -> str | None:
     if micros is None:
         return None
-    ts = datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc) if abs(micros) < 2**52 else \
-        datetime(1970, 1, 1, tzinfo=timezone.utc) + pd.Timedelta(microseconds=micros).to_pytimedelta()
+    ts = (
+        datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
+        if abs(micros) < 2**52
+        else datetime(1970, 1, 1, tzinfo=UTC) + pd.Timedelta(microseconds=micros).to_pytimedelta()
+    )
     return ts.isoformat().replace("+00:00", "Z")
 
 
@@ -98,7 +103,7 @@ def decode(value: Any, kind: str) -> Any:
     return str(value)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -106,7 +111,7 @@ def rfc3339_micros(text: str | None) -> int | None:
     """Epoch microseconds of an RFC 3339 string as `to_rfc3339` writes it (its exact inverse)."""
     if text is None:
         return None
-    return (datetime.fromisoformat(text.replace("Z", "+00:00")) - _EPOCH) // _MICROSECOND
+    return (datetime.fromisoformat(text) - _EPOCH) // _MICROSECOND
 
 
 def encode_key_part(value: Any, kind: str, column: str) -> Any:
@@ -129,4 +134,4 @@ def encode_key_part(value: Any, kind: str, column: str) -> Any:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")

@@ -7,7 +7,7 @@ the later input row on a tie (docs/stores.md).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import duckdb
 import numpy as np
@@ -25,8 +25,7 @@ def to_arrow(df: pd.DataFrame | pa.Table) -> pa.Table:
     raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(df).__name__}")
 
 
-def latest_per_key(table: pa.Table, primary_key: Sequence[str], event_time: str, *,
-                   unique_events: bool = False) -> pa.Table:
+def latest_per_key(table: pa.Table, primary_key: Sequence[str], event_time: str, *, unique_events: bool = False) -> pa.Table:
     """One row per key: the newest by event time (the later input row wins a tie).
 
     `unique_events=True` promises no two rows share key + event time (the offline store
@@ -44,8 +43,13 @@ def latest_per_key(table: pa.Table, primary_key: Sequence[str], event_time: str,
     # aggregation (a window function or a sort is 3-5x slower on 5M rows); rows come back
     # ordered by key so B-tree inserts downstream are sequential.
     et_us = table.column(event_time).cast(pa.timestamp("us", tz=table.schema.field(event_time).type.tz)).cast(pa.int64())
-    keys_only = pa.table({**{c: table.column(c) for c in primary_key}, "__fti_et": et_us,
-                          "__fti_row": pa.array(np.arange(table.num_rows, dtype=np.int64))})
+    keys_only = pa.table(
+        {
+            **{c: table.column(c) for c in primary_key},
+            "__fti_et": et_us,
+            "__fti_row": pa.array(np.arange(table.num_rows, dtype=np.int64)),
+        }
+    )
     keys = ", ".join(quote(c) for c in primary_key)
     con = duckdb.connect()
     try:

@@ -10,6 +10,7 @@ the package, imports no backend, so no backend can close an import circle throug
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from .base import OnlineStore
 
@@ -29,15 +30,18 @@ def backend_for(uri: str) -> type[OnlineStore]:
     """The backend class registered for `uri`'s scheme; ValueError names the known schemes."""
     target = BACKENDS.get(scheme_of(uri))
     if target is None:
-        raise ValueError(f"online store URI {uri!r}: expected sqlite:///path.db or redis://host:port/db "
-                         f"(known schemes: {', '.join(sorted(BACKENDS))})")
+        raise ValueError(
+            f"online store URI {uri!r}: expected sqlite:///path.db or redis://host:port/db "
+            f"(known schemes: {', '.join(sorted(BACKENDS))})"
+        )
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module, __package__), name)
 
 
 def open_online_store(uri: str) -> OnlineStore:
     """An online store for `sqlite:///path.db`, `redis://host:port/db` or another registered scheme."""
-    return backend_for(uri)(uri)
+    backend: Any = backend_for(uri)  # a concrete backend class: its constructor takes the URI
+    return backend(uri)
 
 
 def transient_errors(uri: str | None) -> tuple[type[BaseException], ...]:

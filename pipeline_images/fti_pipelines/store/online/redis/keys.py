@@ -44,4 +44,4 @@ def key_text(value: Any, kind: str) -> str:
 
 def entity_key(group: str, version: int, parts: tuple, kinds: list[str]) -> str:
     """The hash key of one entity (key parts already cast to their stored kinds)."""
-    return data_prefix(group, version) + ":".join(key_part(key_text(p, k)) for p, k in zip(parts, kinds))
+    return data_prefix(group, version) + ":".join(key_part(key_text(p, k)) for p, k in zip(parts, kinds, strict=False))

@@ -8,7 +8,8 @@ presence slot): one EVALSHA costs the client about a third of a two-command pipe
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import redis
 
@@ -36,26 +37,30 @@ def entity_reader_on(client: redis.Redis, store: OnlineStore, reads: Sequence[En
     for r, info, kinds in check_reads(store, reads):
         pk = tuple(info["primaryKey"])
         decoders = tuple(None if c in r.micros else kinds[c] for c in r.columns)
-        plans.append((data_prefix(r.group, r.version), tuple(zip(pk, (kinds[c] for c in pk))), decoders))
+        plans.append((data_prefix(r.group, r.version), tuple(zip(pk, (kinds[c] for c in pk), strict=False)), decoders))
         fields += [1 + len(r.columns), TS_FIELD, *r.columns]
     execute = client.execute_command
     n = len(plans)
 
     def read(keys: Mapping[str, Any]) -> list[Any]:
-        hashes = [prefix + ":".join(key_part(key_text(encode_key_part(keys[c], kind, c), kind)) for c, kind in pk)
-                  for prefix, pk, _ in plans]
+        hashes = [
+            prefix + ":".join(key_part(key_text(encode_key_part(keys[c], kind, c), kind)) for c, kind in pk)
+            for prefix, pk, _ in plans
+        ]
         try:
             answers = execute("EVALSHA", READ_SHA, n, *hashes, *fields)
         except redis.exceptions.NoScriptError:  # a restarted or flushed server: load it once more
             answers = execute("EVAL", READ_LUA, n, *hashes, *fields)
         flat: list[Any] = []
-        for (_, _, decoders), values in zip(plans, answers):
+        for (_, _, decoders), values in zip(plans, answers, strict=False):
             if values[0] is None:  # no __ts field: the key was never written
                 flat.extend([None] * len(values))
                 continue
             flat.append(values[0])
-            flat.extend(decode(v, kind) if kind is not None else (None if v is None else int(v))
-                        for v, kind in zip(values[1:], decoders))
+            flat.extend(
+                decode(v, kind) if kind is not None else (None if v is None else int(v))
+                for v, kind in zip(values[1:], decoders, strict=False)
+            )
         return flat
 
     return read

@@ -12,7 +12,7 @@ data key space.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import redis
 
@@ -24,10 +24,13 @@ from .reader import entity_reader_on
 from .write import RedisStagedWrite
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class RedisOnlineStore(OnlineStore):
     # redis-py's own: they do not derive from the builtin ConnectionError / TimeoutError.
-    transient_errors = OnlineStore.transient_errors + (redis.exceptions.ConnectionError,
-                                                       redis.exceptions.TimeoutError)
+    transient_errors = (*OnlineStore.transient_errors, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
     def __init__(self, uri: str, client: redis.Redis | None = None):
         self.uri = uri
@@ -40,7 +43,7 @@ class RedisOnlineStore(OnlineStore):
         raw = self._r.hgetall(meta_key(group, version))
         if not raw:
             return None
-        raw = {k.decode(): v.decode() for k, v in raw.items()}
+        raw = {_text(k): _text(v) for k, v in raw.items()}
         info = json.loads(raw["info"])
         info["rows"] = int(raw.get("rows", 0))
         return info
@@ -53,8 +56,9 @@ class RedisOnlineStore(OnlineStore):
         return sorted(out)
 
     # -- writes -------------------------------------------------------------------------
-    def stage(self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False,
-              replace=False) -> RedisStagedWrite:
+    def stage(
+        self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False, replace=False
+    ) -> RedisStagedWrite:
         check_group(group, version)
         table = latest_per_key(to_arrow(df), primary_key, event_time, unique_events=unique_events)
         return RedisStagedWrite(self, self._r, group, version, primary_key, event_time, table, snapshot, replace)
@@ -81,8 +85,10 @@ class RedisOnlineStore(OnlineStore):
         """
         if self._reader is None:
             pool = self._r.connection_pool  # the same server, TLS and credentials as the store's client
-            self._reader = redis.Redis(connection_pool=redis.ConnectionPool(
-                connection_class=pool.connection_class, **pool.connection_kwargs), single_connection_client=True)
+            self._reader = redis.Redis(
+                connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs),
+                single_connection_client=True,
+            )
         return entity_reader_on(self._reader, self, reads)
 
     def _read_many(self, info, wanted, keys, kinds, group, version):
@@ -95,7 +101,7 @@ class RedisOnlineStore(OnlineStore):
             if values[0] is None:  # no __ts field: the key was never written
                 out.append(None)
             else:
-                out.append({c: decode(v, kinds[c]) for c, v in zip(wanted, values[1:])})
+                out.append({c: decode(v, kinds[c]) for c, v in zip(wanted, values[1:], strict=False)})
         return out
 
     def close(self) -> None:

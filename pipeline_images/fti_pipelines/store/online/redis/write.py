@@ -108,28 +108,43 @@ def encode_keys(table: pa.Table, primary_key: list[str], kinds: dict[str, str], 
     """`prefix` + key parts joined by ':', '%' and ':' escaped (keys.entity_key, vectorised)."""
     if not table.num_rows:
         return []
-    parts = [pc.replace_substring(pc.replace_substring(arrow_text(table.column(c), kinds[c]), "%", "%25"), ":", "%3A")
-             for c in primary_key]
+    parts = [
+        pc.replace_substring(pc.replace_substring(arrow_text(table.column(c), kinds[c]), "%", "%25"), ":", "%3A")
+        for c in primary_key
+    ]
     return pc.binary_join_element_wise(pa.scalar(prefix), pc.binary_join_element_wise(*parts, ":"), "").to_pylist()
 
 
 class RedisStagedWrite(StagedWrite):
     """The encoded rows of one write, sent at commit; see the module docstring."""
 
-    def __init__(self, store: OnlineStore, client: redis.Redis, group: str, version: int, primary_key: list[str],
-                 event_time: str, table: pa.Table, snapshot: int | None, replace: bool):
+    def __init__(
+        self,
+        store: OnlineStore,
+        client: redis.Redis,
+        group: str,
+        version: int,
+        primary_key: list[str],
+        event_time: str,
+        table: pa.Table,
+        snapshot: int | None,
+        replace: bool,
+    ):
         """`store` gives the stored metadata and is told it changed; `client` is its connection."""
-        info = store.version_info(group, version) or {"primaryKey": list(primary_key), "eventTime": event_time,
-                                                      "columns": []}
+        info = store.version_info(group, version) or {"primaryKey": list(primary_key), "eventTime": event_time, "columns": []}
         if info["primaryKey"] != list(primary_key) or info["eventTime"] != event_time:
-            raise ValueError(f"online feature group {group} v{version} is keyed by {info['primaryKey']} / "
-                             f"{info['eventTime']}, not {list(primary_key)} / {event_time}; bump the version")
+            raise ValueError(
+                f"online feature group {group} v{version} is keyed by {info['primaryKey']} / "
+                f"{info['eventTime']}, not {list(primary_key)} / {event_time}; bump the version"
+            )
         kinds = column_kinds(table, {c["name"]: c["kind"] for c in info["columns"]})
         stored = {c["name"]: c["kind"] for c in info["columns"]}
         for name, kind in kinds.items():
             if name in stored and stored[name] != kind:
-                raise ValueError(f"online feature group {group} v{version}: column {name!r} is {stored[name]}, "
-                                 f"the new rows have {kind}; bump the version")
+                raise ValueError(
+                    f"online feature group {group} v{version}: column {name!r} is {stored[name]}, "
+                    f"the new rows have {kind}; bump the version"
+                )
             if name not in stored:
                 info["columns"].append({"name": name, "kind": kind})
         self._store, self._r, self._group, self._version, self._info = store, client, group, version, info

@@ -15,8 +15,9 @@ the store's write lock.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping, Sequence
 from operator import itemgetter
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..base import EntityRead, EntityReader, OnlineStore, check_reads
 from ..codec import decode, encode_key_part, quote
@@ -54,8 +55,7 @@ def entity_select(store: OnlineStore, reads: Sequence[EntityRead]) -> tuple[str,
     return f"SELECT {', '.join(select)} FROM (SELECT 1) {' '.join(joins)}", tuple(params), tuple(decoders)
 
 
-def entity_reader_on(con: sqlite3.Connection, store: OnlineStore, reads: Sequence[EntityRead],
-                     lock: Any = None) -> EntityReader:
+def entity_reader_on(con: sqlite3.Connection, store: OnlineStore, reads: Sequence[EntityRead], lock: Any = None) -> EntityReader:
     """`OnlineStore.entity_reader` as one prepared SELECT on `con` (sqlite3 caches it by its text)."""
     sql, params, decoders = entity_select(store, reads)
     execute = con.execute
@@ -64,16 +64,17 @@ def entity_reader_on(con: sqlite3.Connection, store: OnlineStore, reads: Sequenc
     if len(params) == 1 and plain and lock is None and not decode_at:
         # The common case (one entity key, the server's own read-only connection), without
         # a Python step more than the statement needs: this is the model server's hot path.
-        (key, _), = params
+        ((key, _),) = params
 
-        def read(keys: Mapping[str, Any]) -> Sequence[Any]:
+        def read_one(keys: Mapping[str, Any]) -> Sequence[Any]:
             return execute(sql, (keys[key],)).fetchone()
 
-        return read
+        return read_one
     if plain:  # keys already of the stored kind bind as they are (the lookup validated their type)
         pick = itemgetter(*(c for c, _ in params)) if params else (lambda keys: ())
         key_params = (lambda keys: (pick(keys),)) if len(params) == 1 else pick
     else:
+
         def key_params(keys: Mapping[str, Any]) -> tuple:
             return tuple(encode_key_part(keys[c], kind, c) for c, kind in params)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..base import EntityRead, EntityReader, OnlineStore, check_group
 from ..codec import decode, quote
@@ -27,7 +27,7 @@ CHUNK = 500  # keys per lookup query, well under SQLite's bound-parameter limit
 class SqliteOnlineStore(OnlineStore):
     # "database is locked" past the busy timeout, or a file that cannot be opened (yet):
     # both pass once the other writer finishes or the volume is there.
-    transient_errors = OnlineStore.transient_errors + (sqlite3.OperationalError,)
+    transient_errors = (*OnlineStore.transient_errors, sqlite3.OperationalError)
 
     def __init__(self, uri: str):
         self.uri = uri
@@ -54,8 +54,7 @@ class SqliteOnlineStore(OnlineStore):
         return [(g, v) for g, v in rows if group is None or g == group]
 
     # -- writes -------------------------------------------------------------------------
-    def stage(self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False,
-              replace=False):
+    def stage(self, group, version, primary_key, event_time, df, *, snapshot=None, unique_events=False, replace=False):
         check_group(group, version)
         table = latest_per_key(to_arrow(df), primary_key, event_time, unique_events=unique_events)
         return SqliteStagedWrite(self, self.path, group, version, primary_key, event_time, table, snapshot, replace)
@@ -88,9 +87,11 @@ class SqliteOnlineStore(OnlineStore):
         row_marks = "(" + ", ".join("?" for _ in pk) + ")"
         with self._lock:
             for start in range(0, len(encoded), CHUNK):
-                chunk = list(dict.fromkeys(encoded[start:start + CHUNK]))
-                sql = (f"SELECT {', '.join(quote(c) for c in fetch)} FROM {name} WHERE {key_sql} IN "
-                       f"(VALUES {', '.join(row_marks for _ in chunk)})")
+                chunk = list(dict.fromkeys(encoded[start : start + CHUNK]))
+                sql = (
+                    f"SELECT {', '.join(quote(c) for c in fetch)} FROM {name} WHERE {key_sql} IN "
+                    f"(VALUES {', '.join(row_marks for _ in chunk)})"
+                )
                 try:
                     rows = self._con.execute(sql, [p for k in chunk for p in k]).fetchall()
                 except sqlite3.OperationalError:
@@ -98,7 +99,7 @@ class SqliteOnlineStore(OnlineStore):
                         return [None] * len(keys)
                     raise
                 for row in rows:
-                    found[tuple(row[: len(pk)])] = dict(zip(fetch, row))
+                    found[tuple(row[: len(pk)])] = dict(zip(fetch, row, strict=False))
         out: list[dict | None] = []
         for key in encoded:
             row = found.get(key)

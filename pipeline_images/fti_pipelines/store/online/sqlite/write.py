@@ -49,12 +49,11 @@ def insert_rows(cur: sqlite3.Cursor, head: str, tail: str, columns: list[list[An
     row = "(" + ", ".join("?" * width) + ")"
 
     def params(lo: int, hi: int) -> tuple[Any, ...]:  # row-major values of rows lo..hi
-        return tuple(chain.from_iterable(zip(*[c[lo:hi] for c in columns])))
+        return tuple(chain.from_iterable(zip(*[c[lo:hi] for c in columns], strict=False)))
 
     whole = n - n % per
     if whole:
-        cur.executemany(f"{head} VALUES {', '.join([row] * per)}{tail}",
-                        (params(lo, lo + per) for lo in range(0, whole, per)))
+        cur.executemany(f"{head} VALUES {', '.join([row] * per)}{tail}", (params(lo, lo + per) for lo in range(0, whole, per)))
     if whole < n:
         cur.execute(f"{head} VALUES {', '.join([row] * (n - whole))}{tail}", params(whole, n))
 
@@ -63,8 +62,18 @@ class SqliteStagedWrite(StagedWrite):
     """`table` (already one row per key) as Python values now, inserted by `load()` inside a
     transaction that `commit()` ends; see the module docstring."""
 
-    def __init__(self, store: OnlineStore, path: str, group: str, version: int, primary_key: list[str],
-                 event_time: str, table: pa.Table, snapshot: int | None, replace: bool):
+    def __init__(
+        self,
+        store: OnlineStore,
+        path: str,
+        group: str,
+        version: int,
+        primary_key: list[str],
+        event_time: str,
+        table: pa.Table,
+        snapshot: int | None,
+        replace: bool,
+    ):
         """`store` is told the committed metadata (its cache); `path` is its database file."""
         self._store, self._path, self._group, self._version = store, path, group, version
         self._primary_key, self._event_time, self._schema = primary_key, event_time, table.schema
@@ -98,8 +107,7 @@ class SqliteStagedWrite(StagedWrite):
             known = json.loads(row[0]) if row else None
             if known is None:  # a table without metadata is invisible to readers: never build on it
                 cur.execute(f"DROP TABLE IF EXISTS {quote(table_name(group, version))}")
-            kinds = column_kinds(self._schema.empty_table(),
-                                 {c["name"]: c["kind"] for c in known["columns"]} if known else None)
+            kinds = column_kinds(self._schema.empty_table(), {c["name"]: c["kind"] for c in known["columns"]} if known else None)
             columns = [{"name": n, "kind": k} for n, k in kinds.items()]
             # checks key, event time and kinds against the stored version; adds new columns
             self._info = ensure_table(cur, group, version, primary_key, self._event_time, columns)
@@ -118,8 +126,9 @@ class SqliteStagedWrite(StagedWrite):
             if not fresh:
                 et = quote(self._event_time)
                 updates = ", ".join(f"{quote(c)}=excluded.{quote(c)}" for c in names if c not in primary_key)
-                tail = (f" ON CONFLICT({', '.join(quote(c) for c in primary_key)}) DO "
-                        + (f"UPDATE SET {updates} WHERE excluded.{et} >= {target}.{et}" if updates else "NOTHING"))
+                tail = f" ON CONFLICT({', '.join(quote(c) for c in primary_key)}) DO " + (
+                    f"UPDATE SET {updates} WHERE excluded.{et} >= {target}.{et}" if updates else "NOTHING"
+                )
             before = con.total_changes
             insert_rows(cur, head, tail, self._values)
             self._written = con.total_changes - before
@@ -140,13 +149,16 @@ class SqliteStagedWrite(StagedWrite):
                 cur.execute(f"DROP TABLE {self._final}")
                 cur.execute(f"ALTER TABLE {self._swap} RENAME TO {self._final}")
             info: dict[str, Any] = self._info
-            info["rows"] = self._rows if self._rows is not None else \
-                cur.execute(f"SELECT count(*) FROM {self._final}").fetchone()[0]
+            info["rows"] = (
+                self._rows if self._rows is not None else cur.execute(f"SELECT count(*) FROM {self._final}").fetchone()[0]
+            )
             info["updatedAt"] = now_rfc3339()
             if self._snapshot is not None:
                 info["snapshot"] = self._snapshot
-            cur.execute(f"INSERT OR REPLACE INTO {META} (grp, version, info) VALUES (?, ?, ?)",
-                        (self._group, self._version, json.dumps(info)))
+            cur.execute(
+                f"INSERT OR REPLACE INTO {META} (grp, version, info) VALUES (?, ?, ?)",
+                (self._group, self._version, json.dumps(info)),
+            )
             cur.execute("COMMIT")
         except BaseException:
             self.abort()
