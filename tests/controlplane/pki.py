@@ -74,7 +74,7 @@ class _Ca:
         )
 
     @classmethod
-    def load(cls, cert: Path, key: Path) -> "_Ca":
+    def load(cls, cert: Path, key: Path) -> _Ca:
         ca = cls.__new__(cls)
         ca.cert = x509.load_pem_x509_certificate(cert.read_bytes())
         ca.key = serialization.load_pem_private_key(key.read_bytes(), password=None)
