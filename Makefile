@@ -16,7 +16,7 @@ STATE_DIR ?= .fti/demo
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps controlplane crds demo lint test test-unit test-integration clean \
-        bench-features bench-training bench-inference bench-operator bench-controlplane
+        bench-features bench-training bench-inference bench-operator bench-rollouts bench-controlplane
 
 include tests/controlplane/Makefile.inc
 
@@ -27,7 +27,7 @@ help:
 	@echo "make crds          regenerate crds/ (and the chart's copy) from the API models"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl, helm from upstream Go modules"
 	@echo "make controlplane-clean  delete those binaries and their Go caches"
-	@echo "make bench-features | bench-training | bench-inference | bench-operator | bench-controlplane"
+	@echo "make bench-features | bench-training | bench-inference | bench-operator | bench-rollouts | bench-controlplane"
 
 $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -99,6 +99,9 @@ bench-inference: $(STAMP)
 
 bench-operator: $(STAMP) controlplane
 	$(PY) bench/operator_bench.py
+
+bench-rollouts: $(STAMP) controlplane
+	$(PY) bench/rollout_latency.py
 
 bench-controlplane: $(STAMP)
 	$(PY) bench/controlplane_cost.py
