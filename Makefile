@@ -16,7 +16,8 @@ STATE_DIR ?= .fti/demo
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps controlplane crds demo lint test test-unit test-integration clean images \
-        node-deps images-auto e2e demo-cluster bench-features bench-training bench-inference bench-operator bench-controlplane
+        node-deps images-auto e2e demo-cluster bench-features bench-training bench-inference bench-operator \
+        bench-rollouts bench-controlplane
 
 include tests/controlplane/Makefile.inc
 
@@ -30,7 +31,7 @@ help:
 	@echo "make demo-cluster the fraud example on the embedded cluster (real node, built images, the chart); root"
 	@echo "make e2e          end-to-end tests on a real node (containerd, kubelet) or kind; builds what they need"
 	@echo "make images       build the operator, feature, training and inference images (docker, else podman)"
-	@echo "make bench-features | bench-training | bench-inference | bench-operator | bench-controlplane"
+	@echo "make bench-features | bench-training | bench-inference | bench-operator | bench-rollouts | bench-controlplane"
 
 $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -105,6 +106,9 @@ bench-inference: $(STAMP)
 
 bench-operator: $(STAMP) controlplane
 	$(PY) bench/operator_bench.py
+
+bench-rollouts: $(STAMP) controlplane
+	$(PY) bench/rollout_latency.py
 
 bench-controlplane: $(STAMP)
 	$(PY) bench/controlplane_cost.py

@@ -1,6 +1,14 @@
 """Operator benchmark on the test control plane.
 
     .venv/bin/python bench/operator_bench.py [--n 1000] [--idle 300] [--samples 100]
+        [--tree DIR] [--identity chart|admin] [--out x.json]
+
+`--tree DIR` runs the operator of another checkout (DIR/.venv, DIR/operator, DIR/crds), to
+compare two versions side by side on the same bench script. `--identity chart` (the
+default) runs the operator with a token of the chart's ServiceAccount and RBAC, as a
+cluster runs it (tests/controlplane/chart_credentials.py); `admin` with the control plane's
+admin kubeconfig (needed for code older than the chart's RBAC, e.g. one that PUTs children).
+The load average is recorded before and after: the machines are shared.
 
 1. Throughput: create N FeaturePipelines, N TrainingPipelines and N InferenceServices at
    once (8 client threads); time from the first create until every child exists
@@ -45,6 +53,7 @@ from kubernetes import client, watch  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 
 from controlplane.binaries import find_binaries  # noqa: E402
+from controlplane.chart_credentials import install as install_chart_credentials  # noqa: E402
 from controlplane.cluster import ControlPlane  # noqa: E402
 from controlplane.kserve import install_crd  # noqa: E402
 from support.wait import wait_until  # noqa: E402
@@ -128,7 +137,16 @@ def patch_status(custom, plural: str, name: str, status: dict) -> None:
     wait_until(attempt, timeout=60, ignore=(ApiException,), description=f"status of {plural}/{name}")
 
 
-WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY")
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY", "REPLACE")
+
+
+def writes(counts: dict[str, float]) -> float:
+    """Write requests in a {"VERB resource": n} map (verbs as the API server or the operator names them)."""
+    return sum(n for key, n in counts.items() if key.split(" ", 1)[0].upper() in WRITE_VERBS)
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def metric_labels(line: str) -> dict[str, str]:
@@ -233,17 +251,23 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--workers", type=int, default=None, help="FTI_WORKERS of the operator (default: its own)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument("--tree", type=Path, default=ROOT, help="checkout whose operator runs (its .venv, operator/, crds/)")
+    ap.add_argument("--identity", choices=("chart", "admin"), default="chart", help="the operator's credentials")
     args = ap.parse_args()
+    tree = args.tree.resolve()
 
     workdir = Path(tempfile.mkdtemp(prefix="fti-bench-"))
     plane = ControlPlane(find_binaries(), workdir)
     plane.start()
-    results: dict = {"n_per_kind": args.n}
+    results: dict = {"n_per_kind": args.n, "tree": str(tree), "identity": args.identity, "loadavg_start": loadavg()}
+    results["commit"] = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
+    ).stdout.strip()
     operator = None
     try:
         api = plane.api_client()
         install_crd(api)
-        plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        plane.kubectl("apply", "--server-side", "-f", str(tree / "crds"))
         ext = client.ApiextensionsV1Api(api)
         for plural in ("featurepipelines", "trainingpipelines", "inferenceservices"):
             wait_until(
@@ -255,24 +279,31 @@ def main() -> int:
             )
         core, batch, custom = client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
-        custom.create_cluster_custom_object(
-            "kopf.dev",
-            "v1",
-            "clusterkopfpeerings",
-            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "fti-operator"}},
-        )
+        kubeconfig = {}
+        if args.identity == "chart":  # the chart's SA, RBAC and ClusterKopfPeering
+            creds = install_chart_credentials(plane, "fti-system", release="fti", peering=True)
+            kubeconfig = {"KUBECONFIG": str(creds.kubeconfig)}
+        else:
+            custom.create_cluster_custom_object(
+                "kopf.dev",
+                "v1",
+                "clusterkopfpeerings",
+                {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "fti-operator"}},
+            )
         metrics_port = free_port()
         env = {
             **plane.env(),
+            **kubeconfig,
             "FTI_METRICS_PORT": str(metrics_port),
             "FTI_HEALTH_PORT": str(free_port()),
             "FTI_ARTIFACT_STORE": f"file://{workdir}/artifacts",
             "FTI_LOG_LEVEL": "WARNING",
             **({"FTI_WORKERS": str(args.workers)} if args.workers else {}),
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "pipeline_images")]),
+            "PYTHONPATH": os.pathsep.join([str(tree / "operator"), str(tree / "pipeline_images")]),
         }
         log = (workdir / "operator.log").open("w")
-        operator = subprocess.Popen([sys.executable, "-m", "fti_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        python = str(tree / ".venv" / "bin" / "python")
+        operator = subprocess.Popen([python, "-m", "fti_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
         # Setup (untimed): servable models for the InferenceServices.
         for i in range(SETUP_MODELS):
@@ -359,6 +390,7 @@ def main() -> int:
             "apply_seconds": round(applied, 2),
             "all_children_seconds": round(total, 2),
             "objects_per_second": round(3 * args.n / total, 1),
+            "loadavg": loadavg(),
         }
         print(json.dumps(results["throughput"]), flush=True)
         prev[0] = -1.0
@@ -373,6 +405,8 @@ def main() -> int:
             "apiserver_requests_per_object": round(sum(requests.values()) / (3 * args.n), 2),
             "operator_requests": diff(ops2, ops0),
             "operator_requests_per_object": round(sum(diff(ops2, ops0).values()) / (3 * args.n), 2),
+            "operator_writes_per_object": round(writes(diff(ops2, ops0)) / (3 * args.n), 2),
+            "apiserver_writes_per_object": round(writes(requests) / (3 * args.n), 2),
         }
         print(json.dumps(results["burst_cost"]), flush=True)
 
@@ -441,6 +475,7 @@ def main() -> int:
                 operator.kill()
                 results["operator_exit_code"] = "killed"
         plane.stop()
+        results["loadavg_end"] = loadavg()
         print(json.dumps(results, indent=2))
         if args.out:
             args.out.write_text(json.dumps(results, indent=2))
