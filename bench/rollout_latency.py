@@ -57,7 +57,8 @@ from controlplane.binaries import find_binaries  # noqa: E402
 from controlplane.chart_credentials import install as install_chart_credentials  # noqa: E402
 from controlplane.cluster import ControlPlane  # noqa: E402
 from controlplane.kserve import install_crd, set_isvc_status  # noqa: E402
-from operator_bench import NS, fp, free_port, isvc, loadavg, patch_status, tp  # noqa: E402
+from operator_bench import NS, fp, free_port, isvc, patch_status, tp  # noqa: E402
+from run_costs import loadavg  # noqa: E402
 from support.wait import wait_until  # noqa: E402
 
 G, V = "fti.dev", "v1alpha1"
