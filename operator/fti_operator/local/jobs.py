@@ -27,7 +27,8 @@ from croniter import croniter
 
 from ..reconcile.kube import ApiError, Kube
 from ..reconcile.results import job_finished
-from .memkube import rfc3339, utcnow
+from .memkube import utcnow
+from .objects import rfc3339
 
 RunPod = Callable[[dict[str, Any]], tuple[int, str, "str | Path | None"]]
 

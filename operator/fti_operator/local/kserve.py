@@ -36,7 +36,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..reconcile.kube import ApiError, Kube
-from .memkube import rfc3339, utcnow
+from .memkube import utcnow
+from .objects import rfc3339
 
 API_VERSION, PLURAL = "serving.kserve.io/v1beta1", "inferenceservices"
 COMPONENTS = ("predictor", "transformer")

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def now_iso(now: datetime | None = None) -> str:
+    """RFC 3339 in UTC with whole seconds, as the API server writes times."""
+    return (now or datetime.now(UTC)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def condition(type_: str, ok: bool | None, reason: str, message: str = "") -> dict[str, Any]:

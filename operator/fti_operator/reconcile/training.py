@@ -31,7 +31,7 @@ from ..render.pods import LABEL_KIND, LABEL_MANAGED_BY, LABEL_MODEL_VERSION, LAB
 from ..render.training import TOKEN_ANNOTATION, TRAINING_HASH_ANNOTATION, TRIGGER_ANNOTATION
 from ..versions import next_model_version
 from .children import apply_child
-from .conditions import condition, merge_conditions, ready_rollup
+from .conditions import condition, merge_conditions, now_iso, ready_rollup
 from .context import Context, Result
 from .results import model_version_entry
 from .runs import newest_finished, read_run
@@ -220,7 +220,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             "version": next_model_version(known),
             "hash": render_training.training_hash(tp),
             "token": token,
-            "at": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "at": now_iso(now),
             "trigger": trigger,
         }
     started: str | None = None

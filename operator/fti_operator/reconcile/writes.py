@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from .conditions import now_iso
 from .kube import ApiError, Kube
 
 log = logging.getLogger("fti_operator")
 MAX_EVENT_MESSAGE = 1024
-
-
-def now_iso(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def wire(model: BaseModel) -> dict[str, Any]:

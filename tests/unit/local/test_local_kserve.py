@@ -57,7 +57,7 @@ def predictor_image(image: str, canary: int | None = None) -> dict:
 
 
 def test_replace_patch_turns_old_into_new() -> None:
-    from fti_operator.local.memkube import merge_patch
+    from fti_operator.local.objects import merge_patch
 
     old = {"a": 1, "b": {"c": 1, "d": 2}, "e": [1]}
     new = {"b": {"c": 1}, "e": [2], "f": {"g": 1}}

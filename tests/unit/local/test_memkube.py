@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fti_operator.local.memkube import MemKube, merge_patch, plural_of
+from fti_operator.local.memkube import MemKube
+from fti_operator.local.objects import merge_patch, plural_of
 from fti_operator.reconcile.kube import ApiError
 
 API = "fti.dev/v1alpha1"
