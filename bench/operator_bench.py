@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -67,7 +66,9 @@ from run_costs import (  # noqa: E402
     diff,
     loadavg,
     metric_labels,
+    report,
     rss_mb,
+    stop_operator,
     writes,
 )
 from support.wait import wait_until  # noqa: E402
@@ -383,21 +384,9 @@ def main() -> int:
         results["rss_mb_after_idle"] = round(rss_mb(operator.pid), 1)
     finally:
         if operator is not None:
-            operator.terminate()
-            try:
-                results["operator_exit_code"] = operator.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-                results["operator_exit_code"] = "killed"
+            results["operator_exit_code"] = stop_operator(operator)
         plane.stop()
-        results["loadavg_end"] = loadavg()
-        print(json.dumps(results, indent=2))
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=2))
-        if os.environ.get("FTI_BENCH_KEEP"):
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        report(results, args.out, workdir)
     return 0
 
 

@@ -35,7 +35,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -58,7 +57,7 @@ from controlplane.chart_credentials import install as install_chart_credentials 
 from controlplane.cluster import ControlPlane  # noqa: E402
 from controlplane.kserve import install_crd, set_isvc_status  # noqa: E402
 from operator_bench import NS, fp, free_port, isvc, patch_status, tp  # noqa: E402
-from run_costs import loadavg  # noqa: E402
+from run_costs import loadavg, report, stop_operator  # noqa: E402
 from support.wait import wait_until  # noqa: E402
 
 G, V = "fti.dev", "v1alpha1"
@@ -299,21 +298,9 @@ def main() -> int:
     finally:
         if kwatch is not None:
             kwatch.stop.set()
-        if operator is not None:
-            operator.terminate()
-            try:
-                operator.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+        stop_operator(operator)
         plane.stop()
-        results["loadavg_end"] = loadavg()
-        print(json.dumps(results, indent=2))
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=2))
-        if os.environ.get("FTI_BENCH_KEEP"):
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        report(results, args.out, workdir)
     return 0
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 from kubernetes import client
@@ -110,3 +112,27 @@ def count(api: client.ApiClient, path: str, selector: str | None = None) -> int:
         auth_settings=["BearerToken"],
     )
     return len(json.loads(api.call_api(method, url, header_params=headers, body=body, _request_timeout=60).read())["items"])
+
+
+def stop_operator(operator: subprocess.Popen | None) -> int | str | None:
+    """SIGTERM, then SIGKILL after a minute: the operator's exit code, or "killed"."""
+    if operator is None:
+        return None
+    operator.terminate()
+    try:
+        return operator.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        operator.kill()
+        return "killed"
+
+
+def report(results: dict, out: Path | None, workdir: Path) -> None:
+    """Print the run's JSON (and write it to `out`), then remove the work directory unless FTI_BENCH_KEEP."""
+    results["loadavg_end"] = loadavg()
+    print(json.dumps(results, indent=2))
+    if out:
+        out.write_text(json.dumps(results, indent=2))
+    if os.environ.get("FTI_BENCH_KEEP"):
+        print(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
