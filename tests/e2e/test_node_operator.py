@@ -120,7 +120,10 @@ def test_operator_pod_runs_under_the_chart_service_account_with_probes(node, ope
         logs = node.plane.kubectl("logs", "-n", NS, pod["metadata"]["name"]).stdout
         raise AssertionError(f"the operator never reached the API server:\n{logs[-3000:]}") from None
     logs = node.plane.kubectl("logs", "-n", NS, pod["metadata"]["name"]).stdout
-    assert "Forbidden" not in logs and "Error" not in logs, logs[-3000:]
+    # The operator watches every namespace, so another test's namespace being deleted can
+    # refuse a write with 403 NamespaceTerminating: not a denial of the chart's RBAC.
+    own = "\n".join(line for line in logs.splitlines() if "NamespaceTerminating" not in line)
+    assert "Forbidden" not in own and "Error" not in own, own[-3000:]
 
 
 def test_metrics_through_the_service(node, operator):

@@ -100,4 +100,8 @@ def emit_event(
     try:
         kube.create(event)
     except ApiError as exc:
+        if exc.namespace_terminating:
+            # The namespace and everything in it, this Event included, is going away.
+            log.debug("no event %s on %s/%s: namespace %s is terminating", reason, ns, meta["name"], ns)
+            return
         log.warning("could not post event %s on %s/%s: %s", reason, ns, meta["name"], exc)
