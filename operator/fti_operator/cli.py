@@ -124,7 +124,14 @@ def _predict_samples(driver: Any, isvc: InferenceService, n: int) -> None:
     if not stable or not url:
         _fail(f"{isvc.metadata.name} is not serving")
     request_features = list(isvc.spec.online.request_features) if isvc.spec.online else []
-    instances = sample_instances(driver.config.artifact_store, isvc.spec.model.name, int(stable["model"]), request_features, n)
+    instances = sample_instances(
+        driver.config.artifact_store,
+        isvc.metadata.namespace or "default",
+        isvc.spec.model.name,
+        int(stable["model"]),
+        request_features,
+        n,
+    )
     table = Table(title=f"{isvc.metadata.name}: predictions over HTTP ({url})")
     for col in [*instances[0][0].keys(), "label", "prediction", "model", "featureView"] if instances else []:
         table.add_column(str(col))

@@ -13,7 +13,8 @@ from too. Environment (all strings):
   FTI_NAMESPACE        namespace of the owning resource
   FTI_RESOURCE         name of the owning resource
   FTI_RUN_ID           identifies this run (the Job name in a cluster)
-  FTI_MODEL_VERSION    training: the model version number the operator assigned
+  FTI_RESOURCE_UID     training: metadata.uid of the owning resource (the run's owner)
+  FTI_MODEL_VERSION    training: the model version number the operator expects
   FTI_RUN_TIME         RFC 3339 time the run stands for (defaults to now)
   FTI_TERMINATION_LOG  where the result goes (default /dev/termination-log)
 """
@@ -38,6 +39,7 @@ from fti_operator.api.identity import (
     ENV_NAMESPACE,
     ENV_ONLINE_STORE,
     ENV_RESOURCE,
+    ENV_RESOURCE_UID,
     ENV_RUN_ID,
     ENV_RUN_TIME,
     ENV_SPEC,
@@ -76,6 +78,7 @@ class PipelineContext:
     run_id: str
     run_time: datetime
     model_version: int | None = None
+    resource_uid: str | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -107,6 +110,7 @@ class PipelineContext:
             run_id=env.get(ENV_RUN_ID, "local"),
             run_time=parse_run_time(env.get(ENV_RUN_TIME)),
             model_version=version,
+            resource_uid=env.get(ENV_RESOURCE_UID) or None,
             env=env,
         )
 

@@ -8,6 +8,14 @@ Layout of one version, written once through `ArtifactStore.commit_dir`:
                                                  feature view, training dataset, input schema
     models/<name>/<version>/report/              evaluation plots (PNG) and report.html/.md
     models/<name>/<version>/_COMMITTED           written last by the artifact store
+    models/<name>/_versions/<version>.json       the version's claim: the run that owns it
+
+Version numbers belong to the registry: `allocate` claims the next free number for a run
+by creating its claim file exclusively (`ArtifactStore.create_exclusive`: a hard link on
+file://, a conditional PUT on s3://), and records the run in it (the owning resource's uid,
+its spec hash, the Job). The same run asking again gets its own version back (a retried
+pod); any other run, a re-created TrainingPipeline's included, gets a number above every
+claimed or registered one, so no run ever receives another run's model.
 
 The saved pipeline takes plain ordered rows: columns by position in the feature
 view's order (`card["featureView"]["columns"]`), which is what that runtime hands it.
@@ -20,6 +28,8 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import joblib
@@ -31,12 +41,41 @@ MODEL_DIR = "model"
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model.json"
 REPORT_DIR = "report"
+CLAIMS_DIR = "_versions"
 VERDICTS = ("Validated", "Rejected")
 REQUIRED_CARD_KEYS = ("verdict", "metrics", "featureView", "trainingDataset", "inputSchema")
 
 
 class ModelNotFound(LookupError):
     """No committed version of that model."""
+
+
+@dataclass(frozen=True)
+class RunOwner:
+    """The run a model version is allocated to (recorded in the version's claim)."""
+
+    namespace: str
+    resource: str  # the TrainingPipeline's name
+    resource_uid: str | None  # its metadata.uid: a re-created TrainingPipeline is another owner
+    spec_hash: str
+    job: str  # the run id (the Job's name)
+
+    def same_run(self, claim: dict[str, Any] | None) -> bool:
+        """True if `claim` was made by this very run (a retried pod of the same Job).
+
+        Without a uid nothing identifies the run across retries, so it is never the same run."""
+        run = (claim or {}).get("run") or {}
+        return bool(self.resource_uid) and run.get("resourceUid") == self.resource_uid and run.get("job") == self.job
+
+    def wire(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {
+            "namespace": d["namespace"],
+            "resource": d["resource"],
+            "resourceUid": d["resource_uid"],
+            "specHash": d["spec_hash"],
+            "job": d["job"],
+        }
 
 
 class ModelRegistry:
@@ -69,6 +108,44 @@ class ModelRegistry:
         card = self.card(name, version)
         pipeline = joblib.load(io.BytesIO(self.store.read_bytes(ROOT, name, int(version), MODEL_DIR, MODEL_FILE)))
         return pipeline, card
+
+    def claims(self, name: str) -> dict[int, dict[str, Any]]:
+        """Every claimed version of `name` and its claim (the run that owns it)."""
+        out = {}
+        for fname in self.store.list(ROOT, name, CLAIMS_DIR):
+            stem = fname.removesuffix(".json")
+            if fname.endswith(".json") and stem.isdigit():
+                out[int(stem)] = self.store.read_json(ROOT, name, CLAIMS_DIR, fname)
+        return out
+
+    def claim(self, name: str, version: int) -> dict[str, Any] | None:
+        try:
+            return self.store.read_json(ROOT, name, CLAIMS_DIR, f"{int(version)}.json")
+        except FileNotFoundError:
+            return None
+
+    def allocate(self, name: str, owner: RunOwner, requested: int | None = None) -> int:
+        """The version `owner`'s run registers: its own claim if it has one, else a new claim.
+
+        A new claim takes `requested` (the number the operator expects) when it is above
+        every claimed and registered version, else the next number above them; a claim lost
+        to a concurrent run moves on to the next number.
+        """
+        self.store.invalidate()
+        claims = self.claims(name)
+        for version in sorted(claims):
+            if owner.same_run(claims[version]):
+                return version
+        taken = set(claims) | set(self.versions(name))
+        version = max(int(requested or 1), max(taken, default=0) + 1)
+        while True:
+            claim = {"version": version, "run": owner.wire(), "claimedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+            if self.store.create_exclusive(ROOT, name, CLAIMS_DIR, f"{version}.json", json.dumps(claim, sort_keys=True).encode()):
+                return version
+            self.store.invalidate()
+            if owner.same_run(self.claim(name, version)):  # this run's other attempt won: still ours
+                return version
+            version += 1
 
     def latest_validated(self, name: str) -> int | None:
         for version in reversed(self.versions(name)):

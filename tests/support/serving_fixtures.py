@@ -187,13 +187,13 @@ def build_revision(
 ) -> ServedRevision:
     """Write features online and a model version under `root`; return URIs and the spec."""
     from fti_pipelines.registry import ModelRegistry
-    from fti_pipelines.store.artifacts import ArtifactStore
     from fti_pipelines.store.online import open_online_store
+    from fti_pipelines.store.tenancy import namespace_store
 
     artifact_uri = f"file://{root}/artifacts"
     online_uri = f"sqlite:///{root}/online.db"
     tx, profiles = feature_frames()
-    store = open_online_store(online_uri)
+    store = open_online_store(online_uri, "default")
     try:
         if TX in materialize:
             store.write(TX[0], TX[1], ["cc_num"], "event_time", tx)
@@ -202,7 +202,7 @@ def build_revision(
     finally:
         store.close()
     pipeline = train_pipeline()
-    card = ModelRegistry(ArtifactStore(artifact_uri)).register(
+    card = ModelRegistry(namespace_store(artifact_uri, "default")).register(
         MODEL, model_version, pipeline, model_card(verdict=verdict, view_version=card_view_version)
     )
     rows = {}

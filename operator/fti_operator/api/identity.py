@@ -118,7 +118,8 @@ ENV_ONLINE_STORE = "FTI_ONLINE_STORE"  # sqlite:///... | redis://...
 ENV_NAMESPACE = "FTI_NAMESPACE"  # namespace of the owning resource
 ENV_RESOURCE = "FTI_RESOURCE"  # name of the owning resource
 ENV_RUN_ID = "FTI_RUN_ID"  # identifies the run (the Job name in a cluster)
-ENV_MODEL_VERSION = "FTI_MODEL_VERSION"  # training: the model version the operator assigned
+ENV_RESOURCE_UID = "FTI_RESOURCE_UID"  # training: metadata.uid of the owning resource
+ENV_MODEL_VERSION = "FTI_MODEL_VERSION"  # training: the model version the operator expects (the registry allocates)
 ENV_RUN_TIME = "FTI_RUN_TIME"  # RFC 3339 time the run stands for (default: now)
 ENV_TERMINATION_LOG = "FTI_TERMINATION_LOG"  # where the result goes (default TERMINATION_LOG)
 
@@ -130,6 +131,7 @@ CONTRACT_ENV = frozenset(
         ENV_NAMESPACE,
         ENV_RESOURCE,
         ENV_RUN_ID,
+        ENV_RESOURCE_UID,
         ENV_MODEL_VERSION,
         ENV_RUN_TIME,
         ENV_TERMINATION_LOG,

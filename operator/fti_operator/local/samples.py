@@ -12,18 +12,18 @@ from typing import Any
 
 
 def sample_instances(
-    artifact_store: str, model_name: str, model_version: int, request_features: list[str], n: int
+    artifact_store: str, namespace: str, model_name: str, model_version: int, request_features: list[str], n: int
 ) -> list[tuple[dict[str, Any], Any]]:
-    """(request instance, the label it was recorded with) for n recent events."""
+    """(request instance, the label it was recorded with) for n recent events of `namespace`'s stores."""
     try:
         import pandas as pd
 
         from fti_pipelines.registry import ModelRegistry
-        from fti_pipelines.store.artifacts import ArtifactStore
         from fti_pipelines.store.offline import FeatureStore
+        from fti_pipelines.store.tenancy import namespace_store
     except ImportError as exc:  # the operator image has no pipelines
         raise RuntimeError("sampling requests needs the fti-pipelines package installed") from exc
-    store = ArtifactStore(artifact_store)
+    store = namespace_store(artifact_store, namespace)
     card = ModelRegistry(store).card(model_name, model_version)
     label = card["featureView"]["label"]
     keys = list(card.get("entityKeys") or [])

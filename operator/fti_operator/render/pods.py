@@ -115,6 +115,7 @@ def pipeline_env(
     resource: str | None = None,
     run_id: str | None = None,
     model_version: int | None = None,
+    resource_uid: str | None = None,
 ) -> list[dict[str, Any]]:
     """The contract environment of a pipeline container, in a stable order.
 
@@ -141,6 +142,8 @@ def pipeline_env(
         env.append({"name": ids.ENV_RUN_ID, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}})
     else:
         env.append(_value(ids.ENV_RUN_ID, run_id))
+    if resource_uid is not None:
+        env.append(_value(ids.ENV_RESOURCE_UID, resource_uid))
     if model_version is not None:
         env.append(_value(ids.ENV_MODEL_VERSION, str(int(model_version))))
     # FTI_RUN_TIME and FTI_TERMINATION_LOG are left to the contract's defaults (now, and
@@ -206,6 +209,7 @@ def pipeline_container(
     resource: str | None = None,
     run_id: str | None = None,
     model_version: int | None = None,
+    resource_uid: str | None = None,
     ports: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One container running `python -m <module>` under the pipeline contract."""
@@ -215,7 +219,14 @@ def pipeline_container(
         "imagePullPolicy": config.image_pull_policy,
         "command": ["python", "-m", module],
         "env": pipeline_env(
-            spec_payload, config, extra_env, namespace=namespace, resource=resource, run_id=run_id, model_version=model_version
+            spec_payload,
+            config,
+            extra_env,
+            namespace=namespace,
+            resource=resource,
+            run_id=run_id,
+            model_version=model_version,
+            resource_uid=resource_uid,
         ),
     }
     if args:

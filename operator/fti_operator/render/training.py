@@ -73,6 +73,9 @@ def render(
         resource=tp.metadata.name,
         run_id=name,
         model_version=version,
+        # The registry records the run's owner with the version it allocates: a re-created
+        # TrainingPipeline (a new uid) never gets the old one's model (docs/store-layout.md).
+        resource_uid=tp.metadata.uid or ((owner or {}).get("metadata") or {}).get("uid") or "",
     )
     pod = pod_template([container], config, pod_labels=lbl, template=tp.spec.template)
     annotations = {ANNOTATION_TRAINING_HASH: training_hash(tp), ANNOTATION_TRIGGER: trigger}

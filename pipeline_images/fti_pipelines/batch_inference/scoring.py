@@ -32,6 +32,7 @@ from ..serving.predictor import Scorer
 from ..serving.skew import check_card
 from ..store.artifacts import ArtifactExists, ArtifactStore
 from ..store.offline import FeatureStore
+from ..store.tenancy import artifact_store
 from ..training.transformations import to_rows
 from .features import FeatureTables
 from .output import run_directory, run_output
@@ -97,7 +98,7 @@ def score_run(ctx: PipelineContext) -> dict[str, Any]:
     if config.batch is None:
         raise PipelineError("InvalidSpec", "spec.batch is required for batch inference")
     batch = config.batch
-    store = ArtifactStore(ctx.artifact_store)
+    store = artifact_store(ctx)
     pipeline, card = load_model(store, config)
     dataset = open_input(batch.input.uri, batch.input.format)
     names = dataset.schema.names

@@ -39,10 +39,10 @@ from fti_operator.api import FeaturePipelineSpec
 
 from ..contract import PipelineContext, PipelineError
 from ..sources import apply_transform, load_callable, read_source, to_pandas
-from ..store.artifacts import ArtifactStore
 from ..store.offline import FeatureStore
 from ..store.online import open_online_store
 from ..store.quarantine import quarantine_batch
+from ..store.tenancy import artifact_store
 from ..validation import check_columns, validate
 from .online import OnlineWrite
 
@@ -114,7 +114,7 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
         load_callable(spec.source.generator.function, "source.generator.function")
     if fg.online and not ctx.online_store:
         raise PipelineError("MissingOnlineStore", "featureGroup.online is true but FTI_ONLINE_STORE is not set")
-    store = ArtifactStore(ctx.artifact_store)
+    store = artifact_store(ctx)
     features = FeatureStore(store)
     result: dict[str, Any] = {"featureGroup": fg.name, "version": fg.version, "ingestion": spec.ingestion}
 
@@ -143,7 +143,7 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     with ExitStack() as stack:
         online_write = None
         if fg.online and ctx.online_store:  # (checked above: online needs FTI_ONLINE_STORE)
-            online = stack.enter_context(open_online_store(ctx.online_store))
+            online = stack.enter_context(open_online_store(ctx.online_store, ctx.namespace))
             online_write = OnlineWrite(features, online, batch, publishes, timings)
             online_write.start()  # prepared while validation runs; published only after the offline commit
             stack.callback(online_write.discard)  # a no-op once published

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from fti_operator.api.inference_service import BatchSpec, OnlineSpec
 
-from ..contract import ENV_RESOURCE, PipelineError
+from ..contract import ENV_NAMESPACE, ENV_RESOURCE, PipelineError
 
 # Guard rails for one request (the body limit is checked before JSON parsing).
 DEFAULT_MAX_INSTANCES = 1000
@@ -59,6 +59,8 @@ class ServingConfig:
     # Score through ONNX Runtime when the model converts exactly (serving/compiled.py);
     # FTI_SERVING_COMPILE=false keeps plain sklearn.
     compile_model: bool = True
+    # The namespace whose artifacts and online keys the revision reads (store/tenancy.py).
+    namespace: str = "default"
 
     @property
     def revision_labels(self) -> dict[str, str]:
@@ -107,6 +109,7 @@ class ServingConfig:
             max_instances=_positive_env(env, "FTI_MAX_INSTANCES", DEFAULT_MAX_INSTANCES),
             max_body_bytes=_positive_env(env, "FTI_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             compile_model=env.get("FTI_SERVING_COMPILE", "true").strip().lower() not in ("false", "0", "no", "off"),
+            namespace=env.get(ENV_NAMESPACE) or "default",
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from ..registry import ModelNotFound, ModelRegistry
 from ..store.artifacts import ArtifactStore
 from ..store.online import EntityReaders, open_online_store, transient_errors
+from ..store.tenancy import namespace_store
 from .config import ServingConfig
 from .lookup import FeatureLookup, entity_reads
 from .metrics import RevisionMetrics
@@ -113,7 +114,7 @@ class Revision:
 
     def _load(self) -> None:
         cfg = self.config
-        store = ArtifactStore(self.artifact_store_uri)
+        store = namespace_store(self.artifact_store_uri, cfg.namespace)
         if self.pipeline is None or not self.card:
             self.pipeline, self.card = load_card_and_model(store, cfg.model_name, cfg.model_version, with_model=self.with_model)
         self.problems.extend(check_card(self.card, cfg))
@@ -124,7 +125,7 @@ class Revision:
             self.problems.append(Problem("OnlineStoreMissing", "FTI_ONLINE_STORE is not set; the lookup needs it"))
             return
         if self.store is None and self.online_store_uri:
-            self.store = open_online_store(self.online_store_uri)
+            self.store = open_online_store(self.online_store_uri, cfg.namespace)
         if self.store is not None:
             self.problems.extend(check_online_store(plan, self.store))
             if not self.problems:  # key dtypes as stored: the request's key types are checked against them

@@ -108,6 +108,37 @@ class ArtifactStore:
             fh.write(data)
         return path
 
+    def create_exclusive(self, *parts_and_data: Any) -> bool:
+        """`create_exclusive(*parts, data)`: write a file only if none is there; False if one is.
+
+        The one atomic claim the store offers (the model registry allocates versions with it):
+        on file:// a complete temporary file is hard-linked into place (link fails if the name
+        exists, so a reader never sees a partial file); on s3:// a conditional PUT
+        (`If-None-Match: *`). Other schemes have no such primitive and are refused.
+        """
+        *parts, data = parts_and_data
+        path = self.path(*parts)
+        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        if self.protocol == "file":
+            temp = posixpath.join(posixpath.dirname(path), f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
+            with open(temp, "wb") as fh:
+                fh.write(data)
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(temp)
+            return True
+        if self.protocol == "s3":
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            self.invalidate()
+            return True
+        raise ValueError(f"{self.uri}: an exclusive create needs file:// or s3:// (conditional PUT)")
+
     def read_json(self, *parts: Any) -> Any:
         return json.loads(self.read_bytes(*parts))
 

@@ -8,12 +8,17 @@
       -> registry: models/<name>/<version>/{model/model.joblib, model.json, report/}
 
 A Rejected model is a successful run (exit 0, verdict Rejected, with its reasons);
-only a failure to train exits non-zero. Re-running a version that is already
-registered (a Job retried after its pod finished) returns that version's result.
+only a failure to train exits non-zero. The model version is the registry's: the run
+claims one (registry.py, `allocate`; FTI_MODEL_VERSION is only the number the operator
+expects) and reports it. The same run retried (a Job's pod started again after it
+registered) gets its own version back and returns that version's result; any other run
+gets a new version.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +34,9 @@ from fti_operator.api.training_pipeline import TrainingPipelineSpec
 
 from ..contract import PipelineContext, PipelineError
 from ..feature_view import TrainingDataset, TrainingDatasets
-from ..registry import ModelRegistry
+from ..registry import ModelRegistry, RunOwner
 from ..store.artifacts import ArtifactStore
+from ..store.tenancy import artifact_store
 from .estimator import build_estimator
 from .evaluation import evaluate
 from .report import build_report
@@ -88,18 +94,34 @@ def scores(pipeline: Any, rows: np.ndarray) -> np.ndarray:
     return pipeline.decision_function(rows)
 
 
-def train(
-    spec: TrainingPipelineSpec, version: int, store: ArtifactStore, feature_store: Any, run_id: str = "local"
-) -> dict[str, Any]:
-    """Train, evaluate and register one model version; returns the pipeline result."""
-    name, view = spec.model.name, spec.feature_view
-    registry = ModelRegistry(store)
-    if registry.exists(name, version):
-        log.info("model %s version %s is already registered; reporting it", name, version)
-        return result_of(registry.card(name, version), existing=True)
+def spec_hash(raw: dict[str, Any]) -> str:
+    """Hash of the resolved spec as the run received it (recorded in the version's claim)."""
+    return "sha256:" + hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
+
+def train(
+    spec: TrainingPipelineSpec,
+    version: int | None,
+    store: ArtifactStore,
+    feature_store: Any,
+    run_id: str = "local",
+    owner: RunOwner | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate and register one model version; returns the pipeline result.
+
+    `version` is the number asked for; the registry allocates the one registered (see the
+    module docstring). `owner` identifies the run (default: an anonymous run, never a retry).
+    """
+    name, view = spec.model.name, spec.feature_view
     # Fail on a bad estimator before anything is written: the stores stay as they were.
     estimator = build_estimator(spec.model, seed=spec.training_data.split.seed)
+    registry = ModelRegistry(store)
+    owner = owner or RunOwner("", "local", None, spec_hash(spec.model_dump(mode="json", by_alias=True)), run_id)
+    version = registry.allocate(name, owner, requested=version)
+    if registry.exists(name, version):
+        log.info("model %s version %s is this run's and already registered; reporting it", name, version)
+        return result_of(registry.card(name, version), existing=True)
+
     bias = spec.evaluation.bias
     extra = [("evaluation.bias.sensitiveColumn", bias.sensitive_column)] if bias else []
     window = spec.training_data
@@ -177,6 +199,7 @@ def train(
         "steps": [s for s, _ in pipeline.steps],
         "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "runId": run_id,
+        "run": owner.wire(),
         "libraries": {"sklearn": sklearn.__version__, "pandas": pd.__version__, "numpy": np.__version__},
     }
     report = build_report(card, ev, y[test_pos], score, spec.evaluation.threshold)
@@ -227,14 +250,9 @@ def main(ctx: PipelineContext) -> dict[str, Any]:
     from ..store.offline import FeatureStore  # the features engineer's module; imported late for clear errors
 
     spec = parse_spec(ctx.spec)
-    store = ArtifactStore(ctx.artifact_store)
-    registry = ModelRegistry(store)
-    version = ctx.model_version
-    if version is None:
-        # A local run without an operator: the next free version number.
-        version = max(registry.versions(spec.model.name), default=0) + 1
-        log.info("FTI_MODEL_VERSION not set; using the next free version %d", version)
-    return train(spec, version, store, FeatureStore(store), run_id=ctx.run_id)
+    store = artifact_store(ctx)
+    owner = RunOwner(ctx.namespace, ctx.resource, ctx.resource_uid, spec_hash(ctx.spec), ctx.run_id)
+    return train(spec, ctx.model_version, store, FeatureStore(store), run_id=ctx.run_id, owner=owner)
 
 
 __all__ = ["TrainingDataset", "main", "parse_spec", "result_of", "train"]

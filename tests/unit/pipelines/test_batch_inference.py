@@ -11,8 +11,8 @@ import pytest
 
 from fti_pipelines.batch_inference.scoring import score_run
 from fti_pipelines.contract import PipelineContext, PipelineError, run_pipeline
-from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
+from fti_pipelines.store.tenancy import namespace_store
 from support.serving_fixtures import COLUMNS, PROFILES, TX, build_revision, feature_frames
 
 T1 = pd.Timestamp("2026-11-01T12:00:00Z")
@@ -26,7 +26,7 @@ def served(tmp_path):
     tx, profiles = feature_frames()
     early = tx.assign(event_time=T1)
     late = tx.assign(event_time=T2, amount_sum_1d=tx["amount_sum_1d"] + 1000.0, tx_count_1d=tx["tx_count_1d"] + 50)
-    fs = FeatureStore(ArtifactStore(rev.artifact_store))
+    fs = FeatureStore(namespace_store(rev.artifact_store, "default"))
     fs.ingest(TX[0], TX[1], pd.concat([early, late]), primary_key=["cc_num"], event_time="event_time", mode="full")
     fs.ingest(PROFILES[0], PROFILES[1], profiles, primary_key=["cc_num"], event_time="event_time", mode="full")
     return rev, early, late, profiles

@@ -12,10 +12,10 @@ import pytest
 
 from fti_pipelines.contract import run_pipeline
 from fti_pipelines.feature import run
-from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
 from fti_pipelines.store.online import open_online_store
 from fti_pipelines.store.quarantine import list_quarantined, read_quarantined
+from fti_pipelines.store.tenancy import namespace_store
 
 
 def ts(text: str) -> pd.Timestamp:
@@ -64,7 +64,7 @@ class Env:
         return code, json.loads(log.read_text())
 
     def features(self) -> FeatureStore:
-        return FeatureStore(ArtifactStore(self.store_uri))
+        return FeatureStore(namespace_store(self.store_uri, "default"))
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_incremental_runs_ingest_offline_and_online(env: Env) -> None:
     assert result["rowsSkipped"] == 2  # older than the watermark: already ingested (01-01) or late (12-31)
     data = env.features().read("tx", 1).sort_values(["event_time", "cc_num"])
     assert data[["cc_num", "amount"]].values.tolist() == [[1, 10.0], [2, 20.0], [3, 7.0], [1, 31.0]]
-    with open_online_store(env.online_uri) as online:
+    with open_online_store(env.online_uri, "default") as online:
         assert online.get("tx", 1, (1,))["amount"] == 31.0
         assert online.get("tx", 1, (3,))["amount"] == 7.0
         assert online.version_info("tx", 1)["rows"] == 3
@@ -116,7 +116,7 @@ def test_full_ingestion_replaces_the_version(env: Env) -> None:
     code, result = env.run(env.spec(ingestion="full"))
     assert code == 0 and result["rowsWritten"] == 1 and result["rows"] == 1
     assert env.features().read("tx", 1)["amount"].tolist() == [11.0]
-    with open_online_store(env.online_uri) as online:
+    with open_online_store(env.online_uri, "default") as online:
         assert online.get("tx", 1, (1,))["amount"] == 11.0  # same event time: the correction wins
 
 
@@ -132,9 +132,9 @@ def test_failing_batch_is_quarantined_whole_and_written_nowhere(env: Env) -> Non
     assert result["rowsWritten"] == 0 and result["rowsRejected"] == 3
     assert result["quarantineUri"].endswith("/quarantine/tx/v1/run-2")
     assert env.features().snapshot("tx", 1) == before
-    with open_online_store(env.online_uri) as online:
+    with open_online_store(env.online_uri, "default") as online:
         assert online.get("tx", 1, (4,)) is None and online.version_info("tx", 1)["rows"] == 1
-    rows, report = read_quarantined(ArtifactStore(env.store_uri), result["quarantineUri"])
+    rows, report = read_quarantined(namespace_store(env.store_uri, "default"), result["quarantineUri"])
     assert sorted(rows.column("cc_num").to_pylist()) == [2, 3, 4]  # every row, good ones included
     failed = {(c["check"], c["column"]): c for c in report["checks"] if not c["passed"]}
     assert set(failed) == {("between", "amount"), ("in", "category")}
@@ -150,9 +150,9 @@ def test_on_failure_fail_fails_the_run_after_quarantining(env: Env) -> None:
     code, result = env.run(spec)
     assert code == 1 and not result["ok"] and result["reason"] == "ValidationFailed"
     assert "between on 'amount'" in result["error"] and result["rowsRejected"] == 1
-    assert list_quarantined(ArtifactStore(env.store_uri), "tx", 1) == [result["quarantineUri"]]
+    assert list_quarantined(namespace_store(env.store_uri, "default"), "tx", 1) == [result["quarantineUri"]]
     assert env.features().versions("tx") == []
-    assert open_online_store(env.online_uri).version_info("tx", 1) is None
+    assert open_online_store(env.online_uri, "default").version_info("tx", 1) is None
 
 
 def test_mostly_lets_a_few_bad_rows_through_and_warns(env: Env) -> None:
@@ -278,7 +278,7 @@ def test_breaking_schema_change_is_refused_until_the_version_is_bumped(env: Env)
     code, result = env.run(spec)
     assert code == 0 and result["version"] == 2
     assert env.features().versions("tx") == [1, 2]
-    with open_online_store(env.online_uri) as online:  # both versions served side by side
+    with open_online_store(env.online_uri, "default") as online:  # both versions served side by side
         assert online.get("tx", 1, (1,))["amount"] == 10.0 and online.get("tx", 2, (1,))["amount"] == "ten"
 
 
@@ -316,7 +316,7 @@ def test_online_store_catches_up_after_a_run_died_between_the_writes(env: Env) -
     batch([(2, ts("2026-01-02"), 20.0, "travel")]).to_parquet(env.raw / "b.parquet")
     code, result = env.run(env.spec())
     assert code == 0 and result["onlineRowsWritten"] == 2  # the whole version, not just the batch
-    with open_online_store(env.online_uri) as online:
+    with open_online_store(env.online_uri, "default") as online:
         assert online.get("tx", 1, (1,))["amount"] == 10.0 and online.version_info("tx", 1)["snapshot"] == 2
 
 
@@ -378,13 +378,14 @@ def test_s3_artifact_store_and_source_through_environment_only(tmp_path, s3_buck
     result = json.loads(log.read_text())
     assert result["rowsWritten"] == 2
     store = FeatureStore(
-        ArtifactStore(
+        namespace_store(
             f"{s3_bucket_uri}/store",
+            "default",
             storage_options={"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint}},
         )
     )
     assert sorted(store.read("tx", 1)["cc_num"]) == [1, 2]
-    assert store.parquet_files("tx", 1)[0].startswith(f"{s3_bucket_uri}/store/features/tx/v1/")
+    assert store.parquet_files("tx", 1)[0].startswith(f"{s3_bucket_uri}/store/namespaces/default/features/tx/v1/")
 
 
 def test_full_ingestion_removes_online_keys_absent_from_the_new_data(env: Env) -> None:
@@ -394,7 +395,7 @@ def test_full_ingestion_removes_online_keys_absent_from_the_new_data(env: Env) -
     batch([(2, ts("2026-01-01"), 21.0, "travel")]).to_parquet(env.raw / "b.parquet")
     code, result = env.run(env.spec(ingestion="full"))
     assert code == 0 and result["onlineRowsWritten"] == 1
-    with open_online_store(env.online_uri) as online:
+    with open_online_store(env.online_uri, "default") as online:
         assert online.get("tx", 1, (1,)) is None  # not in the new data: gone, as offline
         assert online.get("tx", 1, (2,))["amount"] == 21.0  # the full data wins even with an older event time
         assert online.version_info("tx", 1)["rows"] == 1 and online.version_info("tx", 1)["snapshot"] == 2
@@ -410,7 +411,7 @@ def test_online_rows_are_published_only_after_the_offline_commit(env: Env, monke
 
     def losing_commit(self, b, *, run_id=None, gate=None):
         assert gate is not None and gate()  # validation passed, the online rows are being prepared meanwhile
-        with open_online_store(env.online_uri) as online:
+        with open_online_store(env.online_uri, "default") as online:
             seen.append(online.get("tx", 1, (2,)))
         raise ConcurrentWrite(b.group, b.version, b.snapshot_id)  # another run published first
 
@@ -419,6 +420,6 @@ def test_online_rows_are_published_only_after_the_offline_commit(env: Env, monke
     assert code != 0 and result["reason"] == "ConcurrentWrite"
     monkeypatch.undo()
     assert seen == [None]  # not visible while the offline snapshot was not committed
-    with open_online_store(env.online_uri) as online:  # and discarded when it never was
+    with open_online_store(env.online_uri, "default") as online:  # and discarded when it never was
         assert online.get("tx", 1, (2,)) is None
         assert online.version_info("tx", 1)["rows"] == 1 and online.version_info("tx", 1)["snapshot"] == 1

@@ -53,7 +53,7 @@ def revision(tmp_path_factory):
 
 @pytest.fixture
 def store(revision):
-    s = open_online_store(revision.online_store)
+    s = open_online_store(revision.online_store, "default")
     yield s
     s.close()
 
@@ -146,7 +146,8 @@ def readers_of(store):
 
     prepared = store.prepared_readers()
     # A memory map, not SQLite's own page cache (emptied by every write in WAL mode).
-    assert prepared._con.execute("PRAGMA mmap_size").fetchone()[0] >= 1 << 30
+    # (The store is a namespace's view: its readers wrap the backend's.)
+    assert getattr(prepared, "inner", prepared)._con.execute("PRAGMA mmap_size").fetchone()[0] >= 1 << 30
     return {
         "prepared": prepared.entity_reader,
         "store": store.entity_reader,

@@ -43,7 +43,7 @@ def test_feature_group_version_not_online_is_refused_then_recovers(tmp_path):
     # Materializing the missing version makes the same server ready at its next check.
     from support.serving_fixtures import feature_frames
 
-    store = open_online_store(rev.online_store)
+    store = open_online_store(rev.online_store, "default")
     store.write(PROFILES[0], PROFILES[1], ["cc_num"], "event_time", feature_frames()[1])
     store.close()
     assert revision.recheck() and revision.ready
@@ -77,7 +77,7 @@ def test_online_columns_missing_are_refused(tmp_path):
     rev = build_revision(tmp_path, materialize=(PROFILES,))
     from support.serving_fixtures import feature_frames
 
-    store = open_online_store(rev.online_store)
+    store = open_online_store(rev.online_store, "default")
     store.write(TX[0], TX[1], ["cc_num"], "event_time", feature_frames()[0].drop(columns=["tx_count_1d"]))
     store.close()
     revision = load(rev)

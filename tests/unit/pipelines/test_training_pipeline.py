@@ -11,8 +11,8 @@ import pytest
 from fti_pipelines.contract import run_pipeline
 from fti_pipelines.examples import fraud
 from fti_pipelines.registry import ModelRegistry
-from fti_pipelines.store.artifacts import ArtifactStore
 from fti_pipelines.store.offline import FeatureStore
+from fti_pipelines.store.tenancy import namespace_store
 from fti_pipelines.training.run import main
 
 FEATURES = ["amount", "category", "amount_sum_1d", "tx_count_1d", "amount_avg_7d", "tx_count_1h"]
@@ -46,7 +46,7 @@ SPEC = {
 def store_uri(tmp_path_factory):
     root = tmp_path_factory.mktemp("fti")
     uri = f"file://{root}/store"
-    fs = FeatureStore(ArtifactStore(uri))
+    fs = FeatureStore(namespace_store(uri, "default"))
     tx = fraud.aggregate_transactions(fraud.transactions(n_cards=300, days=20, seed=3))
     fs.ingest("card_transactions", 1, tx, primary_key=["cc_num"], event_time="event_time", mode="full")
     fs.ingest(
@@ -55,11 +55,15 @@ def store_uri(tmp_path_factory):
     return uri
 
 
-def run(store_uri, tmp_path, spec=None, version=None):
+def run(store_uri, tmp_path, spec=None, version=None, uid=None, job=None):
     log = tmp_path / "termination-log"
     env = {"FTI_SPEC": json.dumps(spec or SPEC), "FTI_ARTIFACT_STORE": store_uri, "FTI_TERMINATION_LOG": str(log)}
     if version is not None:
         env["FTI_MODEL_VERSION"] = str(version)
+    if uid is not None:
+        env["FTI_RESOURCE_UID"] = uid
+    if job is not None:
+        env["FTI_RUN_ID"] = job
     code = run_pipeline(main, env)
     return code, json.loads(log.read_text())
 
@@ -81,9 +85,9 @@ def test_validated_model_is_registered_with_its_card_and_report(store_uri, tmp_p
     assert result["metrics"]["roc_auc"] >= 0.8
     assert result["featureView"] == {"name": "fraud", "version": 1}
     assert result["trainingDataset"]["version"] >= 1 and result["trainingDataset"]["hash"].startswith("sha256:")
-    assert result["storageUri"] == f"{store_uri}/models/fraud/1/model"
+    assert result["storageUri"] == f"{store_uri}/namespaces/default/models/fraud/1/model"
 
-    registry = ModelRegistry(ArtifactStore(store_uri))
+    registry = ModelRegistry(namespace_store(store_uri, "default"))
     model, card = registry.load("fraud", 1)
     assert card["verdict"] == "Validated"
     assert card["featureView"]["columns"] == [*FEATURES, "age_group", "credit_limit"]
@@ -91,9 +95,9 @@ def test_validated_model_is_registered_with_its_card_and_report(store_uri, tmp_p
     assert [c["name"] for c in card["inputSchema"]] == card["featureView"]["columns"]
     assert card["bias"]["sensitiveColumn"] == "age_group" and set(card["bias"]["groups"]) <= set(fraud.AGE_GROUPS) | {"null"}
     assert card["trainingDataset"]["rows"] == card["split"]["train"] + card["split"]["test"] + card["split"]["unlabelled"]
-    report = ArtifactStore(store_uri).list("models", "fraud", "1", "report")
+    report = namespace_store(store_uri, "default").list("models", "fraud", "1", "report")
     assert {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "report.html", "report.md"} <= set(report)
-    assert ArtifactStore(store_uri).read_bytes("models", "fraud", "1", "report", "roc_curve.png")[:4] == b"\x89PNG"
+    assert namespace_store(store_uri, "default").read_bytes("models", "fraud", "1", "report", "roc_curve.png")[:4] == b"\x89PNG"
 
     # What KServe's sklearn runtime does with JSON instances: np.array(rows) -> a string array.
     rows = [[900.0, "online", 2500.0, 5, 300.0, 3, "18-25", 1500.0], [12.5, "grocery", 40.0, 1, 45.0, 1, "60+", 8000.0]]
@@ -112,10 +116,30 @@ def test_same_inputs_reuse_the_same_dataset_version_and_hash(store_uri, tmp_path
     assert first["metrics"] == second["metrics"]  # seeded estimator, same data: same model
 
 
-def test_rerun_of_a_registered_version_reports_it_without_retraining(store_uri, tmp_path):
-    run(store_uri, tmp_path, version=21)
-    code, again = run(store_uri, tmp_path, spec=spec_with(["model", "params"], {"max_iter": 5}), version=21)
+def test_a_retried_run_gets_its_own_version_back_and_another_run_the_next_free_one(store_uri, tmp_path):
+    code, first = run(store_uri, tmp_path, version=21, uid="uid-a", job="fraud-tp-v21")
+    assert code == 0 and first["version"] == 21 and "existing" not in first
+    # The same run's pod started again (same owner uid, same Job): its own model, not retrained.
+    code, again = run(store_uri, tmp_path, version=21, uid="uid-a", job="fraud-tp-v21")
     assert code == 0 and again["existing"] is True and again["version"] == 21
+    # A re-created TrainingPipeline (new uid) asking for the same number with another spec: it
+    # never receives the other run's model, it trains its own under the next free version.
+    other_spec = spec_with(["model", "params"], {"max_iter": 5})
+    code, other = run(store_uri, tmp_path, spec=other_spec, version=21, uid="uid-b", job="fraud-tp-v21")
+    assert code == 0 and other["version"] > 21 and "existing" not in other
+    registry = ModelRegistry(namespace_store(store_uri, "default"))
+    assert registry.card("fraud", other["version"])["params"] == {"max_iter": 5}
+    assert registry.claim("fraud", 21)["run"]["resourceUid"] == "uid-a"
+    assert registry.claim("fraud", other["version"])["run"] == {
+        "namespace": "default",
+        "resource": "local",
+        "resourceUid": "uid-b",
+        "specHash": registry.claim("fraud", other["version"])["run"]["specHash"],
+        "job": "fraud-tp-v21",
+    }
+    # Without an owner uid nothing identifies a retry: a new version every time.
+    code, anonymous = run(store_uri, tmp_path, version=21)
+    assert code == 0 and anonymous["version"] > other["version"]
 
 
 def test_failed_gate_is_a_successful_run_with_verdict_rejected(store_uri, tmp_path):
@@ -125,7 +149,7 @@ def test_failed_gate_is_a_successful_run_with_verdict_rejected(store_uri, tmp_pa
     assert code == 0 and result["ok"] is True
     assert result["verdict"] == "Rejected"
     assert any("roc_auc" in r and "min 0.9999" in r for r in result["reasons"])
-    registry = ModelRegistry(ArtifactStore(store_uri))
+    registry = ModelRegistry(namespace_store(store_uri, "default"))
     assert registry.card("fraud", 31)["verdict"] == "Rejected"
 
 
@@ -143,18 +167,18 @@ def test_sensitive_column_that_is_not_a_feature_is_joined_for_the_gate(store_uri
     spec["featureView"]["transformations"] = [t for t in spec["featureView"]["transformations"] if t["column"] != "age_group"]
     code, result = run(store_uri, tmp_path, spec, version=51)
     assert code == 0, result
-    card = ModelRegistry(ArtifactStore(store_uri)).card("fraud", 51)
+    card = ModelRegistry(namespace_store(store_uri, "default")).card("fraud", 51)
     assert "age_group" not in card["featureView"]["columns"]
     assert set(card["bias"]["groups"]) & set(fraud.AGE_GROUPS)
 
 
 def test_scaler_is_fitted_on_the_training_split_only(store_uri, tmp_path):
     _code, _ = run(store_uri, tmp_path, version=61)
-    model, card = ModelRegistry(ArtifactStore(store_uri)).load("fraud", 61)
+    model, card = ModelRegistry(namespace_store(store_uri, "default")).load("fraud", 61)
     scaler = model.named_steps["features"].named_transformers_["standardScaler"].named_steps["scale"]
     from fti_pipelines.feature_view import TrainingDatasets
 
-    ds = TrainingDatasets(ArtifactStore(store_uri)).read("fraud", 1, card["trainingDataset"]["version"])
+    ds = TrainingDatasets(namespace_store(store_uri, "default")).read("fraud", 1, card["trainingDataset"]["version"])
     ds = ds[ds.is_fraud.notna()].sort_values("event_time", kind="stable")
     train = ds.iloc[: card["split"]["train"]]
     assert scaler.mean_[0] == pytest.approx(train.credit_limit.mean())
@@ -166,7 +190,7 @@ def test_random_split_and_entrypoint_and_estimator_without_nan_support(store_uri
     spec["trainingData"]["split"] = {"type": "random", "testFraction": 0.3, "seed": 1}
     code, result = run(store_uri, tmp_path, spec, version=71)
     assert code == 0, result
-    model, card = ModelRegistry(ArtifactStore(store_uri)).load("fraud", 71)
+    model, card = ModelRegistry(namespace_store(store_uri, "default")).load("fraud", 71)
     assert "impute" in model.named_steps  # GaussianNB takes no NaN; nulls from the join are imputed
     assert card["split"]["type"] == "random"
     spec = spec_with(
@@ -196,12 +220,14 @@ def test_random_split_and_entrypoint_and_estimator_without_nan_support(store_uri
     ],
 )
 def test_bad_estimator_fails_naming_the_field_and_registers_nothing(store_uri, tmp_path, spec_path, value, reason, needle):
-    before = ArtifactStore(store_uri).fs.find(ArtifactStore(store_uri).path())
+    before = namespace_store(store_uri, "default").fs.find(namespace_store(store_uri, "default").path())
     code, result = run(store_uri, tmp_path, spec_with(spec_path, value), version=81)
-    assert ArtifactStore(store_uri).fs.find(ArtifactStore(store_uri).path()) == before  # stores left as they were
+    assert (
+        namespace_store(store_uri, "default").fs.find(namespace_store(store_uri, "default").path()) == before
+    )  # stores left as they were
     assert code == 1 and result["ok"] is False
     assert result["reason"] == reason and needle in result["error"]
-    assert 81 not in ModelRegistry(ArtifactStore(store_uri)).versions("fraud")
+    assert 81 not in ModelRegistry(namespace_store(store_uri, "default")).versions("fraud")
 
 
 def test_feature_group_version_not_in_store_fails_naming_it(store_uri, tmp_path):
@@ -230,7 +256,8 @@ def test_string_feature_without_encoding_and_invalid_spec_fail_clearly(store_uri
 
 
 def test_without_model_version_a_local_run_takes_the_next_free_one(tmp_path, store_uri):
-    registry = ModelRegistry(ArtifactStore(store_uri))
-    before = max(registry.versions("fraud"), default=0)
+    registry = ModelRegistry(namespace_store(store_uri, "default"))
+    # Every number claimed so far, by runs that registered a model or failed after claiming one.
+    before = max([*registry.versions("fraud"), *registry.claims("fraud")], default=0)
     code, result = run(store_uri, tmp_path)
     assert code == 0 and result["version"] == before + 1

@@ -25,10 +25,12 @@ import pyarrow as pa
 from .codec import encode_key_part, rfc3339_micros
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# A group name scoped by its namespace (tenancy.py): `<namespace>.<group>`.
+SCOPED_IDENTIFIER = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.[a-z][a-z0-9_]{0,62}$")
 
 
 def check_group(group: str, version: int) -> None:
-    if not IDENTIFIER.match(str(group)):
+    if not IDENTIFIER.match(str(group)) and not SCOPED_IDENTIFIER.match(str(group)):
         raise ValueError(f"feature group name {group!r} must match {IDENTIFIER.pattern}")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"feature group version {version!r} must be a positive integer")

@@ -38,10 +38,16 @@ def backend_for(uri: str) -> type[OnlineStore]:
     return getattr(importlib.import_module(module, __package__), name)
 
 
-def open_online_store(uri: str) -> OnlineStore:
-    """An online store for `sqlite:///path.db`, `redis://host:port/db` or another registered scheme."""
+def open_online_store(uri: str, namespace: str | None = None) -> OnlineStore:
+    """An online store for `sqlite:///path.db`, `redis://host:port/db` or another registered scheme;
+    with `namespace`, that namespace's view of it (tenancy.py): what every pipeline opens."""
     backend: Any = backend_for(uri)  # a concrete backend class: its constructor takes the URI
-    return backend(uri)
+    store: OnlineStore = backend(uri)
+    if namespace is None:
+        return store
+    from .tenancy import NamespacedOnlineStore  # imported here: the package's __init__ imports this module
+
+    return NamespacedOnlineStore(store, namespace)
 
 
 def transient_errors(uri: str | None) -> tuple[type[BaseException], ...]:
