@@ -12,6 +12,14 @@ which is still read.
 
 A run starts on: create (no run yet), a change of the training-relevant spec (hash), a new
 run-now token (`fti.dev/run=<token>`), or the schedule coming due.
+
+The number the operator gives a run (its Job's name and `fti.dev/model-version` label) is
+the version it expects; the model registry owns the numbers and allocates the version the
+run registers (docs/store-layout.md, "Models"). A run reports that version in its result and
+status records the model under it: usually the same number, a higher one when the registry
+already holds the expected one for another run (a re-created TrainingPipeline, a second one
+with the same model name). A version's entry names its Job, which is how a Job's result is
+matched to its entry whatever number it ended up with.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ def intent_to_status(intent: Mapping[str, Any], job: str | None) -> dict[str, An
         "token": intent.get("token"),
         "trainingHash": intent.get("hash"),
         "startedAt": intent.get("at"),
-        "job": job,
+        "job": job or intent.get("job"),
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -72,6 +80,7 @@ def intent_from_status(run: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "token": run.get("token"),
         "at": run.get("startedAt"),
         "trigger": run.get("trigger"),
+        "job": run.get("job"),
     }
 
 
@@ -88,6 +97,7 @@ def intent_from_job(job: Mapping[str, Any]) -> dict[str, Any] | None:
         "token": annotations.get(TOKEN_ANNOTATION),
         "at": meta.get("creationTimestamp"),
         "trigger": annotations.get(TRIGGER_ANNOTATION),
+        "job": meta.get("name"),
     }
 
 
@@ -162,12 +172,17 @@ def compute_status(
     groups = [g.wire() for g in tp.spec.feature_view.feature_groups]
     pending = dict(jobs)
     if intent and intent.get("version"):
-        pending.setdefault(int(intent["version"]), render_training.job_name(tp, int(intent["version"])))
+        pending.setdefault(int(intent["version"]), intent.get("job") or render_training.job_name(tp, int(intent["version"])))
+    # A finished run's entry replaces the placeholder of its Job under the number it was
+    # started with, when the registry allocated another (module docstring).
+    done = {e.get("job"): v for v, e in finished.items()}
+    entries = {v: e for v, e in entries.items() if done.get(e.get("job"), v) == v}
+    entries.update(finished)
+    by_job = {e.get("job") for e in entries.values()}
     for version, job in pending.items():
-        if version not in entries:  # started, result not in yet
+        if version not in entries and job not in by_job:  # started, result not in yet
             started = (intent or {}).get("at") if intent and int(intent.get("version", 0)) == version else None
             entries[version] = model_version_entry(version, job, None, None, fv, groups, created_at=started)
-    entries.update(finished)
     versions = [entries[v] for v in sorted(entries, reverse=True)]
     validated = [mv["version"] for mv in versions if mv.get("phase") == "Validated"]
     trained = _trained_condition(versions[0] if versions else None)
@@ -187,6 +202,12 @@ def compute_status(
     if intent:
         out["lastRun"] = intent_to_status(intent, pending.get(int(intent["version"])))
     return typed(TrainingPipelineStatus, out) | {"latestValidatedVersion": out["latestValidatedVersion"]}
+
+
+def reported_version(result: Mapping[str, Any] | None) -> int | None:
+    """The model version a run reports it registered (the registry allocated it), if any."""
+    value = (result or {}).get("version")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def _model_version(job: Mapping[str, Any]) -> int | None:
@@ -224,7 +245,13 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             "trigger": trigger,
         }
     started: str | None = None
-    if intent and int(intent["version"]) not in jobs and int(intent["version"]) not in recorded:
+    recorded_jobs = {mv.get("job"): v for v, mv in recorded.items() if mv.get("job")}
+    if (
+        intent
+        and int(intent["version"]) not in jobs
+        and int(intent["version"]) not in recorded
+        and intent.get("job") not in recorded_jobs
+    ):
         job = render_training.render(
             tp,
             int(intent["version"]),
@@ -242,17 +269,21 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
 
     # Runs that finished and are not recorded yet (a version still in phase Training).
     finished: dict[int, dict[str, Any]] = {}
-    for version, job_obj in newest_finished(job_objs, _model_version).items():
-        assert isinstance(version, int)
-        old = recorded.get(version)
-        if old is not None and old.get("phase") != "Training":
+    for planned, job_obj in newest_finished(job_objs, _model_version).items():
+        assert isinstance(planned, int)
+        job_name = job_obj["metadata"]["name"]
+        old = recorded.get(recorded_jobs.get(job_name, planned))
+        if old is not None and old.get("job") in (None, job_name) and old.get("phase") != "Training":
             continue
         run = read_run(ctx.kube, job_obj)
+        version = reported_version(run.result) or planned  # the registry's number (module docstring)
         fv_ref = (old or {}).get("featureView") or {"name": tp.spec.feature_view.name, "version": tp.spec.feature_view.version}
         groups = (old or {}).get("featureGroups") or [g.wire() for g in tp.spec.feature_view.feature_groups]
         finished[version] = model_version_entry(
             version, run.job, run.succeeded, run.result, fv_ref, groups, created_at=(old or {}).get("createdAt")
         )
+        if intent and intent.get("job", job_name) == job_name and int(intent["version"]) == planned:
+            intent = {**intent, "version": version, "job": job_name}
 
     written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, tp, jobs, intent, finished))
     if started:

@@ -110,6 +110,7 @@ def test_contract_module_reads_the_identity_names():
         "ENV_NAMESPACE",
         "ENV_RESOURCE",
         "ENV_RUN_ID",
+        "ENV_RESOURCE_UID",
         "ENV_MODEL_VERSION",
         "ENV_RUN_TIME",
         "ENV_TERMINATION_LOG",
@@ -131,7 +132,9 @@ def test_rendered_containers_set_only_contract_names(case):
         # Operator -> pipeline: nothing outside the contract.
         assert names <= contract.READS, f"{case}: {names - contract.READS} set but never read by a pipeline"
         # Pipeline -> operator: everything the operator is responsible for is set; the rest defaults on purpose.
-        required = contract.READS - ids.CONTRACT_ENV_DEFAULTED - ({ids.ENV_MODEL_VERSION} if model_version is None else set())
+        # The model version and the owner's uid (which the registry records) are training's only.
+        training_only = {ids.ENV_MODEL_VERSION, ids.ENV_RESOURCE_UID}
+        required = contract.READS - ids.CONTRACT_ENV_DEFAULTED - (training_only if model_version is None else set())
         assert required <= names, f"{case}: the pipeline reads {required - names}, the operator does not set it"
         assert not names & ids.CONTRACT_ENV_DEFAULTED, f"{case}: sets a variable the contract defaults"
 
