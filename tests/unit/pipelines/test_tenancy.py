@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 
 from fti_pipelines import feature
-from fti_pipelines.training.run import main as train_main
 from fti_pipelines.contract import run_pipeline
 from fti_pipelines.registry import ModelRegistry
 from fti_pipelines.store.artifacts import ArtifactStore
@@ -23,6 +22,7 @@ from fti_pipelines.store.offline import FeatureStore
 from fti_pipelines.store.online import open_online_store
 from fti_pipelines.store.online.tenancy import NamespacedOnlineStore
 from fti_pipelines.store.tenancy import namespace_store
+from fti_pipelines.training.run import main as train_main
 from support.examples import example
 
 DATA = {"team-a": {"seed": 7, "n_cards": 300}, "team-b": {"seed": 11, "n_cards": 200}}
