@@ -34,6 +34,7 @@ from fti_operator.api.training_pipeline import TrainingPipelineSpec
 
 from ..contract import PipelineContext, PipelineError
 from ..feature_view import TrainingDataset, TrainingDatasets
+from ..feature_view.definitions import register_definition
 from ..registry import ModelRegistry, RunOwner
 from ..store.artifacts import ArtifactStore
 from ..store.tenancy import artifact_store
@@ -115,6 +116,9 @@ def train(
     name, view = spec.model.name, spec.feature_view
     # Fail on a bad estimator before anything is written: the stores stay as they were.
     estimator = build_estimator(spec.model, seed=spec.training_data.split.seed)
+    # A feature view version is immutable: a different definition under it is refused here,
+    # before a model version is claimed or anything is trained.
+    view_hash = register_definition(store, view.wire())
     registry = ModelRegistry(store)
     owner = owner or RunOwner("", "local", None, spec_hash(spec.model_dump(mode="json", by_alias=True)), run_id)
     version = registry.allocate(name, owner, requested=version)
@@ -182,6 +186,7 @@ def train(
             ],
             "columns": columns,
             "transformations": [t.wire() for t in view.transformations or []],
+            "definitionHash": view_hash,
         },
         "entityKeys": plan.entity_keys,
         "inputSchema": input_schema(frame, columns),

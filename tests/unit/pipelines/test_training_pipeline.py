@@ -164,6 +164,7 @@ def test_bias_gap_above_max_gap_rejects(store_uri, tmp_path):
 def test_sensitive_column_that_is_not_a_feature_is_joined_for_the_gate(store_uri, tmp_path):
     spec = copy.deepcopy(SPEC)
     spec["featureView"]["features"][1]["columns"] = ["credit_limit"]
+    spec["featureView"]["version"] = 2  # another definition: another feature view version
     spec["featureView"]["transformations"] = [t for t in spec["featureView"]["transformations"] if t["column"] != "age_group"]
     code, result = run(store_uri, tmp_path, spec, version=51)
     assert code == 0, result
@@ -233,6 +234,7 @@ def test_bad_estimator_fails_naming_the_field_and_registers_nothing(store_uri, t
 def test_feature_group_version_not_in_store_fails_naming_it(store_uri, tmp_path):
     spec = copy.deepcopy(SPEC)
     spec["featureView"]["features"][1]["featureGroup"]["version"] = 9
+    spec["featureView"]["version"] = 3  # another definition: another feature view version
     code, result = run(store_uri, tmp_path, spec, version=91)
     assert code == 1 and result["reason"] == "FeatureGroupNotFound"
     assert "featureView.features[1].featureGroup: feature group card_profiles version 9" in result["error"]
@@ -241,6 +243,7 @@ def test_feature_group_version_not_in_store_fails_naming_it(store_uri, tmp_path)
 def test_unknown_column_fails_naming_it(store_uri, tmp_path):
     spec = copy.deepcopy(SPEC)
     spec["featureView"]["features"][1]["columns"] = ["age_group", "credit_limit", "shoe_size"]
+    spec["featureView"]["version"] = 4  # another definition: another feature view version
     code, result = run(store_uri, tmp_path, spec, version=92)
     assert code == 1 and result["reason"] == "UnknownColumn"
     assert "featureView.features[1].columns: 'shoe_size'" in result["error"]
@@ -249,6 +252,7 @@ def test_unknown_column_fails_naming_it(store_uri, tmp_path):
 def test_string_feature_without_encoding_and_invalid_spec_fail_clearly(store_uri, tmp_path):
     spec = copy.deepcopy(SPEC)
     spec["featureView"]["transformations"] = [t for t in spec["featureView"]["transformations"] if t["column"] != "category"]
+    spec["featureView"]["version"] = 5  # another definition: another feature view version
     code, result = run(store_uri, tmp_path, spec, version=93)
     assert code == 1 and result["reason"] == "UntransformedColumn" and "'category'" in result["error"]
     code, result = run(store_uri, tmp_path, spec_with(["trainingData", "split", "testFraction"], 1.5), version=94)
@@ -261,3 +265,20 @@ def test_without_model_version_a_local_run_takes_the_next_free_one(tmp_path, sto
     before = max([*registry.versions("fraud"), *registry.claims("fraud")], default=0)
     code, result = run(store_uri, tmp_path)
     assert code == 0 and result["version"] == before + 1
+
+
+def test_a_feature_view_version_redefined_is_refused_before_training(store_uri, tmp_path):
+    run(store_uri, tmp_path, version=101)  # v1 of the view, as SPEC defines it, is registered
+    store = namespace_store(store_uri, "default")
+    assert store.read_json("feature_views", "fraud", "v1.json")["definition"]["label"]["column"] == "is_fraud"
+    spec = copy.deepcopy(SPEC)
+    spec["featureView"]["features"][0]["columns"] = [*FEATURES[:-1], "amount_max_7d"]
+    spec["featureView"]["transformations"][3] = {"column": "amount", "type": "standardScaler"}
+    claims = sorted(ModelRegistry(store).claims("fraud"))
+    code, result = run(store_uri, tmp_path, spec, version=102, uid="uid-x", job="x-v102")
+    assert code == 1 and result["reason"] == "FeatureViewRedefined"
+    assert "feature view fraud v1 is already defined differently" in result["error"]
+    assert "added amount_max_7d; removed tx_count_1h" in result["error"]
+    assert "transformation of amount: log1p -> standardScaler" in result["error"]
+    assert result["error"].endswith("bump featureView.version")
+    assert sorted(ModelRegistry(store).claims("fraud")) == claims  # refused before a version was claimed
