@@ -46,10 +46,8 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     a, b = definition(old), definition(new)
     out: list[str] = []
     if a["label"] != b["label"]:
-        la, lb = a["label"], b["label"]
-        out.append(
-            f"label {_group(la.get('featureGroup') or {})}.{la.get('column')} -> {_group(lb.get('featureGroup') or {})}.{lb.get('column')}"
-        )
+        old_label, new_label = (f"{_group(x.get('featureGroup') or {})}.{x.get('column')}" for x in (a["label"], b["label"]))
+        out.append(f"label {old_label} -> {new_label}")
     fa = {_group(f.get("featureGroup") or {}): list(f.get("columns") or []) for f in a["features"]}
     fb = {_group(f.get("featureGroup") or {}): list(f.get("columns") or []) for f in b["features"]}
     for g in sorted(set(fa) | set(fb)):
@@ -68,9 +66,11 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         out.append("features: feature groups reordered")
     ta = {t.get("column"): t.get("type") for t in a["transformations"]}
     tb = {t.get("column"): t.get("type") for t in b["transformations"]}
-    for col in sorted(set(ta) | set(tb), key=str):
-        if ta.get(col) != tb.get(col):
-            out.append(f"transformation of {col}: {ta.get(col) or 'none'} -> {tb.get(col) or 'none'}")
+    out.extend(
+        f"transformation of {col}: {ta.get(col) or 'none'} -> {tb.get(col) or 'none'}"
+        for col in sorted(set(ta) | set(tb), key=str)
+        if ta.get(col) != tb.get(col)
+    )
     return out or ["definition differs"]
 
 
