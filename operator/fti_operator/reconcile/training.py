@@ -43,6 +43,7 @@ from .conditions import condition, merge_conditions, now_iso, ready_rollup
 from .context import Context, Result
 from .results import model_version_entry
 from .runs import newest_finished, read_run
+from .view_definitions import in_use, redefinition
 from .writes import emit_event, typed, update_status
 
 PLURAL = TRAINING_PIPELINE.plural
@@ -164,8 +165,10 @@ def compute_status(
     jobs: dict[int, str],
     intent: Mapping[str, Any] | None,
     finished: Mapping[int, dict[str, Any]],
+    refused: str | None = None,
 ) -> dict[str, Any]:
-    """Status from the recorded versions, the runs started and the runs just read (pure)."""
+    """Status from the recorded versions, the runs started and the runs just read (pure);
+    `refused` is why the feature view was refused (no run was started for it)."""
     meta, old = body["metadata"], body.get("status") or {}
     entries = {int(mv["version"]): dict(mv) for mv in old.get("modelVersions") or []}
     fv = {"name": tp.spec.feature_view.name, "version": tp.spec.feature_view.version}
@@ -193,15 +196,31 @@ def compute_status(
         )
     else:
         ready = ready_rollup([trained], "ModelValidated", trained["message"])
+    view = f"feature view {tp.spec.feature_view.name} v{tp.spec.feature_view.version}"
+    accepted = (
+        condition("FeatureViewAccepted", False, "FeatureViewRedefined", refused[:1024])
+        if refused
+        else condition("FeatureViewAccepted", True, "FeatureViewAccepted", f"{view} matches every definition run under it")
+    )
+    if refused and ready["status"] != "True":
+        ready = condition("Ready", False, "FeatureViewRedefined", refused[:1024])
     out: dict[str, Any] = {
         "observedGeneration": meta.get("generation"),
         "modelVersions": versions,
         "latestValidatedVersion": max(validated) if validated else None,
-        "conditions": merge_conditions(old.get("conditions"), [ready, trained], meta.get("generation")),
+        "conditions": merge_conditions(old.get("conditions"), [ready, trained, accepted], meta.get("generation")),
     }
     if intent:
         out["lastRun"] = intent_to_status(intent, pending.get(int(intent["version"])))
     return typed(TrainingPipelineStatus, out) | {"latestValidatedVersion": out["latestValidatedVersion"]}
+
+
+def _refusal_is_new(body: Mapping[str, Any], refused: str) -> bool:
+    """True unless the status already said this (one Event per transition)."""
+    for c in (body.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "FeatureViewAccepted":
+            return not (c.get("status") == "False" and c.get("message") == refused[:1024])
+    return True
 
 
 def reported_version(result: Mapping[str, Any] | None) -> int | None:
@@ -235,6 +254,14 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     intent = last_intent(status, annotations, job_objs)
 
     trigger = run_trigger(tp, intent, token, now)
+    refused: str | None = None
+    if trigger:
+        # A feature view version is immutable: compare with what the namespace's training Jobs
+        # ran (one LIST, only when a run would start).
+        ran = ctx.kube.list("batch/v1", "jobs", ns, f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_KIND}=trainingpipeline")
+        refused = redefinition(tp.spec.feature_view.wire(), in_use(ran))
+    if refused:
+        trigger = None
     if trigger:
         known = set(recorded) | set(jobs) | ({int(intent["version"])} if intent else set())
         intent = {
@@ -285,9 +312,11 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         if intent and intent.get("job", job_name) == job_name and int(intent["version"]) == planned:
             intent = {**intent, "version": version, "job": job_name}
 
-    written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, tp, jobs, intent, finished))
+    written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, tp, jobs, intent, finished, refused))
     if started:
         emit_event(ctx.kube, body, "TrainingStarted", started)
+    if refused and written is not None and _refusal_is_new(body, refused):
+        emit_event(ctx.kube, body, "FeatureViewRedefined", refused[:1024], "Warning")
     if written is not None:
         result.count("status")
         model = tp.spec.model.name

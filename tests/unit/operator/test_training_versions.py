@@ -115,3 +115,54 @@ def test_status_records_the_version_the_registry_allocated_and_numbering_continu
     assert kube.get("batch/v1", "jobs", NS, "m-v4") is not None
     status = kube.get("fti.dev/v1alpha1", "trainingpipelines", NS, "m")["status"]
     assert [(mv["version"], mv["phase"]) for mv in status["modelVersions"]] == [(4, "Training"), (3, "Validated")]
+
+
+def tp_body(name: str, features: list[str], view_version: int = 1) -> dict:
+    view = {
+        **SPEC["featureView"],
+        "version": view_version,
+        "features": [{"featureGroup": {"name": "g", "version": 1}, "columns": features}],
+    }
+    return {
+        "apiVersion": "fti.dev/v1alpha1",
+        "kind": "TrainingPipeline",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {**SPEC, "featureView": view},
+    }
+
+
+def events(kube: MemKube, reason: str) -> list[dict]:
+    return [e for e in kube.list("v1", "events", NS) if e.get("reason") == reason]
+
+
+def test_a_feature_view_version_redefined_is_refused_before_any_job():
+    kube = MemKube(clock=lambda: T0)
+    ctx = Context(kube, ScanLookups(kube), OperatorConfig(image_tag="test"), clock=lambda: T0)
+    training.reconcile(ctx, kube.apply(tp_body("m", ["x"]), field_manager="user"))
+    assert kube.get("batch/v1", "jobs", NS, "m-v1") is not None
+
+    # Another TrainingPipeline declares feature view fraud v1 with other columns.
+    training.reconcile(ctx, kube.apply(tp_body("n", ["x", "z"]), field_manager="user"))
+    for _ in range(2):  # a second reconcile changes nothing and emits no second Event
+        training.reconcile(ctx, kube.get("fti.dev/v1alpha1", "trainingpipelines", NS, "n"))
+    assert kube.get("batch/v1", "jobs", NS, "n-v1") is None
+    status = kube.get("fti.dev/v1alpha1", "trainingpipelines", NS, "n")["status"]
+    cond = {c["type"]: c for c in status["conditions"]}
+    accepted = cond["FeatureViewAccepted"]
+    assert accepted["status"] == "False" and accepted["reason"] == "FeatureViewRedefined"
+    assert "feature view fraud v1 is already defined differently (Job m-v1)" in accepted["message"]
+    assert "features of g v1: added z" in accepted["message"] and accepted["message"].endswith("bump featureView.version")
+    assert cond["Ready"]["status"] == "False" and cond["Ready"]["reason"] == "FeatureViewRedefined"
+    assert [e["type"] for e in events(kube, "FeatureViewRedefined")] == ["Warning"]
+
+    # The pipeline that ran v1 first keeps running it: a run-now is not refused.
+    m = kube.get("fti.dev/v1alpha1", "trainingpipelines", NS, "m")
+    m["metadata"].setdefault("annotations", {})["fti.dev/run"] = "again"
+    training.reconcile(ctx, kube.apply({**tp_body("m", ["x"]), "metadata": m["metadata"]}, field_manager="user"))
+    assert kube.get("batch/v1", "jobs", NS, "m-v2") is not None
+
+    # Bumping the version is the way: the new definition gets its own version and runs.
+    training.reconcile(ctx, kube.apply(tp_body("n", ["x", "z"], view_version=2), field_manager="user"))
+    assert kube.get("batch/v1", "jobs", NS, "n-v1") is not None
+    cond = {c["type"]: c for c in kube.get("fti.dev/v1alpha1", "trainingpipelines", NS, "n")["status"]["conditions"]}
+    assert cond["FeatureViewAccepted"]["status"] == "True"
