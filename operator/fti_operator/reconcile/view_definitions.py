@@ -33,7 +33,7 @@ def job_view(job: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def in_use(jobs: Iterable[Mapping[str, Any]]) -> list[tuple[str, dict]]:
+def in_use(jobs: Iterable[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(where, feature view) for every definition a training Job of the namespace ran with."""
     out = []
     for job in jobs:
