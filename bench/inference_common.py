@@ -38,21 +38,22 @@ def feature_frames(n_cards: int, seed: int = 11) -> tuple[pd.DataFrame, pd.DataF
 def make_world(root: Path, n_cards: int, *, online: str | None = None, offline: bool = False) -> dict[str, Any]:
     """Write features and register the model under `root`; returns URIs, spec, frames."""
     from fti_pipelines.registry import ModelRegistry
-    from fti_pipelines.store.artifacts import ArtifactStore
     from fti_pipelines.store.offline import FeatureStore
     from fti_pipelines.store.online import open_online_store
+    from fti_pipelines.store.tenancy import namespace_store
 
     root.mkdir(parents=True, exist_ok=True)
     artifact_uri = f"file://{root}/artifacts"
     online_uri = online or f"sqlite:///{root}/online.db"
     tx, profiles = feature_frames(n_cards)
-    store = open_online_store(online_uri)
+    # The namespace the served pipelines read (FTI_NAMESPACE unset: "default"; docs/store-layout.md).
+    store = open_online_store(online_uri, "default")
     try:
         store.write(TX[0], TX[1], ["cc_num"], "event_time", tx)
         store.write(PROFILES[0], PROFILES[1], ["cc_num"], "event_time", profiles)
     finally:
         store.close()
-    artifacts = ArtifactStore(artifact_uri)
+    artifacts = namespace_store(artifact_uri, "default")
     if offline:
         fs = FeatureStore(artifacts)
         fs.ingest(TX[0], TX[1], tx, primary_key=["cc_num"], event_time="event_time", mode="full")
