@@ -119,7 +119,9 @@ def local(tmp_path_factory) -> tuple[dict, str]:
         check=True,
     )
     items = json.loads(listing.stdout)["items"]
-    return statuses(items, "fraud", [f"file://{state}/store", f"file://{data}"]), str(state)
+    # The namespace's own directory first: store paths carry the namespace (docs/store-layout.md).
+    store = f"file://{state}/store"
+    return statuses(items, "fraud", [f"{store}/namespaces/fraud", store, f"file://{data}"]), str(state)
 
 
 def test_fti_local_and_the_operator_write_the_same_status(op, k8s, pod_runner, control_plane, local, tmp_path) -> None:
@@ -171,7 +173,8 @@ def test_fti_local_and_the_operator_write_the_same_status(op, k8s, pod_runner, c
             return items if (online.get("status") or {}).get("stable") and batch_run else None
 
         items = wait_until(settled, timeout=600, description="online stable and a batch run recorded")
-        got = statuses(items, ns, [op.env["FTI_ARTIFACT_STORE"], f"file://{data}"])
+        store = op.env["FTI_ARTIFACT_STORE"]
+        got = statuses(items, ns, [f"{store}/namespaces/{ns}", store, f"file://{data}"])
         assert got.keys() == expected.keys()
         for key in expected:
             diff = "\n".join(
