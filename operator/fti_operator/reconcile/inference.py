@@ -30,13 +30,14 @@ from ..render.inference import ANNOTATION_REVISION
 from ..render.pods import LABEL_COMPONENT, LABEL_KIND, LABEL_RESOURCE
 from ..versions import ModelInfo, ServingDecision, decide_pair, resolve_model
 from ..versions.adoption import adopt
-from ..versions.rollout import TRAFFIC_SPLIT_UNSUPPORTED, Observed, Plan, Revision, Want, describe, plan_rollout
+from ..versions.rollout import Observed, Plan, Want, describe, plan_rollout
 from ..versions.traffic import routed_revisions
+from .canary import canary_condition, traffic_split
 from .children import apply_child
 from .conditions import condition, merge_conditions, now_iso, ready_rollup
 from .context import Context, Result
-from .kserve import mode_from, predictor_traffic, served_by, splits_traffic
-from .kube import FIELD_MANAGER, Kube
+from .kserve import predictor_traffic, served_revision, written_at
+from .kube import Kube
 from .runs import newest_finished, read_run
 from .writes import emit_event, typed, update_status
 
@@ -176,8 +177,13 @@ def compute_status(
             )
         )
     # Every pair KServe still routes requests to, known by its KServe revision name from this
-    # step's revisions, the ones before it and those routed before (versions/traffic.py).
-    known = [plan.stable, plan.target, plan.failed, plan.pinned, *plan.history]
+    # step's revisions, the ones before it and those routed before (versions/traffic.py). The
+    # revision the child renders is known by KServe's latest ready name too: a stable pair
+    # rendered again (after an abort or a rollback) is a new KServe revision of the same pair.
+    seen = observe(child) if mode == "online" else Observed()
+    rendered = next((r for r in (plan.target, plan.stable) if r and seen.revision == int(r["revision"])), None)
+    known = [{**rendered, "kserveRevision": seen.kserve_revision} if rendered and seen.kserve_revision else None]
+    known += [plan.stable, plan.target, plan.failed, plan.pinned, *plan.history]
     known += [old.get(k) for k in ("stable", "target", "failed", "pinned")]
     known += [*(old.get("history") or []), *(old.get("routed") or [])]
     status: dict[str, Any] = {
@@ -246,52 +252,6 @@ def _batch_run(ctx: Context, isvc: InferenceService, old: Mapping[str, Any]) -> 
         if match is not None:
             last["revision"] = int(match["revision"])
     return last
-
-
-def traffic_split(ctx: Context, child: Mapping[str, Any] | None, isvc: InferenceService) -> bool:
-    """Whether KServe can split traffic for this service (only in Serverless mode): the
-    deployment-mode annotation (ours or the child's) or the mode KServe reports for the child,
-    else the cluster default in KServe's inferenceservice-config (reconcile/kserve.py)."""
-    mode = mode_from(isvc.metadata.annotations, child)
-    if mode is None:
-        mode = ctx.kserve_defaults.mode(ctx.kube, ctx.config.kserve_namespace)
-    return splits_traffic(mode)
-
-
-def canary_condition(want: Want, plan: Plan) -> tuple[dict[str, Any], ...]:
-    """`Canary` while the spec asks for one (pure): True while a canary takes its share; False
-    with TrafficSplitUnsupported where KServe cannot split traffic (the new pair is held back, or
-    rolled out to all traffic when the spec opts in), otherwise False/NoCanaryInProgress."""
-    if want.canary_percent is None:
-        return ()
-    target = plan.target
-    if not want.traffic_split:
-        held = plan.progressing[1] == TRAFFIC_SPLIT_UNSUPPORTED
-        fallback = (
-            "new revisions are rolled out to all traffic at once"
-            if want.canary_fallback == "rollOut"
-            else ("the new revision is held back" if held else "a new revision will be held back")
-        )
-        return (
-            condition(
-                "Canary",
-                False,
-                TRAFFIC_SPLIT_UNSUPPORTED,
-                f"KServe cannot split traffic in this deployment mode (RawDeployment): {fallback}",
-            ),
-        )
-    if target is not None and plan.canary_percent is not None:
-        share = target.get("traffic")
-        return (
-            condition(
-                "Canary",
-                True,
-                "CanaryInProgress",
-                f"{describe(target)} asks for {plan.canary_percent} %"
-                + (f", KServe routes {share} % to it" if share is not None else ", not ready yet"),
-            ),
-        )
-    return (condition("Canary", False, "NoCanaryInProgress", "the stable revision takes all the traffic"),)
 
 
 def want_of(
@@ -380,7 +340,9 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     seen = observe(live) if mode == "online" else batch_observed(last_run)
     known, adopted = old, None
     if mode == "online":
-        known, adopted = adopt(old, _served_revision(ctx, isvc, live), seen, _written_at(live) or now_iso(now))
+        models = ctx.lookups.models(ns, isvc.spec.model.name) if live else []
+        served = served_revision(live, isvc.metadata.uid, models, snapshot)
+        known, adopted = adopt(old, served, seen, written_at(live) or now_iso(now))
     plan = plan_rollout(known, want, seen, now)
     if adopted is not None:
         plan.events.insert(0, adopted)
@@ -438,34 +400,3 @@ def _record(
     if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
         emit_event(ctx.kube, written, decision.reason, decision.message, "Warning")
     return written
-
-
-def _served_revision(ctx: Context, isvc: InferenceService, child: Mapping[str, Any] | None) -> Revision | None:
-    """The revision a live child of this object renders, with its snapshot: from the registry
-    when the model version is still known there (its feature groups), else what the child says."""
-    served = served_by(child)
-    owners = ((child or {}).get("metadata") or {}).get("ownerReferences") or []
-    if served is None or not any(ref.get("uid") == isvc.metadata.uid for ref in owners):
-        return None
-    ns = isvc.metadata.namespace or "default"
-    info = next(
-        (
-            m
-            for m in ctx.lookups.models(ns, isvc.spec.model.name)
-            if m.version == served.model and int(m.feature_view_version or 0) == served.feature_view
-        ),
-        None,
-    )
-    if info is not None:
-        return {"revision": served.revision, **snapshot(info)}
-    out: Revision = {"revision": served.revision, "model": served.model, "featureView": served.feature_view, "featureGroups": []}
-    if served.storage_uri:
-        out["storageUri"] = served.storage_uri
-    return out
-
-
-def _written_at(child: Mapping[str, Any] | None) -> str | None:
-    """When the operator last wrote the child, as the API server recorded it (managedFields)."""
-    entries = ((child or {}).get("metadata") or {}).get("managedFields") or []
-    times = [str(e["time"]) for e in entries if e.get("manager") == FIELD_MANAGER and e.get("time")]
-    return max(times) if times else None

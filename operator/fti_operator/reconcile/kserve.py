@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.identity import ANNOTATION_REVISION, LABEL_FV_VERSION, LABEL_MODEL_VERSION
-from .kube import ApiError, Kube
+from ..versions import ModelInfo
+from .kube import FIELD_MANAGER, ApiError, Kube
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +121,38 @@ def served_by(child: Mapping[str, Any] | None) -> ChildPair | None:
         return None
     storage = (((child or {}).get("spec") or {}).get("predictor") or {}).get("model") or {}
     return ChildPair(int(number), int(model), int(fv), storage.get("storageUri"))
+
+
+def served_revision(
+    child: Mapping[str, Any] | None,
+    owner_uid: str | None,
+    models: Iterable[ModelInfo],
+    snapshot: Callable[[ModelInfo], dict[str, Any]],
+) -> dict[str, Any] | None:
+    """The revision a live child of this object renders, with its snapshot: from the registry
+    when the model version is still known there (its feature groups), else what the child says."""
+    served = served_by(child)
+    owners = ((child or {}).get("metadata") or {}).get("ownerReferences") or []
+    if served is None or not any(ref.get("uid") == owner_uid for ref in owners):
+        return None  # only a child this object owns: a same-named one of someone else is not ours
+    info = next(
+        (m for m in models if m.version == served.model and int(m.feature_view_version or 0) == served.feature_view), None
+    )
+    if info is not None:
+        return {"revision": served.revision, **snapshot(info)}
+    out: dict[str, Any] = {
+        "revision": served.revision,
+        "model": served.model,
+        "featureView": served.feature_view,
+        "featureGroups": [],
+    }
+    if served.storage_uri:
+        out["storageUri"] = served.storage_uri
+    return out
+
+
+def written_at(child: Mapping[str, Any] | None) -> str | None:
+    """When the operator last wrote the child, as the API server recorded it (managedFields)."""
+    entries = ((child or {}).get("metadata") or {}).get("managedFields") or []
+    times = [str(e["time"]) for e in entries if e.get("manager") == FIELD_MANAGER and e.get("time")]
+    return max(times) if times else None
