@@ -332,6 +332,14 @@ def kserve_traffic(kube: MemKube, traffic: dict[int, int]) -> dict:
     return kube.patch(KSERVE_API, "inferenceservices", NS, "s", {"status": status}, subresource="status")
 
 
+def stable_at(kube: MemKube, ctx: Context, apply_spec) -> None:
+    """The service applied by `apply_spec()`, reconciled, reported ready by KServe, stable."""
+    apply_spec()
+    reconcile_isvc(ctx)
+    kserve(kube, True)
+    reconcile_isvc(ctx)
+
+
 def fg_state(ctx: Context, version: int) -> dict:
     feature.reconcile(ctx, get(ctx.kube, "featurepipelines", "g"))
     return {v["version"]: v for v in get(ctx.kube, "featurepipelines", "g")["status"]["versions"]}[version]
@@ -341,10 +349,7 @@ def test_retention_follows_traffic_the_old_pair_is_kept_until_no_longer_routed(e
     kube, ctx, _clock = env
     fp(kube, 1, {1: "g-1"})
     tp(kube, {1: 1})
-    isvc(kube, version=1, revisionHistoryLimit=0)
-    reconcile_isvc(ctx)
-    kserve(kube, True)
-    reconcile_isvc(ctx)
+    stable_at(kube, ctx, lambda: isvc(kube, version=1, revisionHistoryLimit=0))
     fp(kube, 2, {1: "g-1", 2: "g-2"})
     tp(kube, {1: 1, 2: 2})
     isvc(kube, version=2, revisionHistoryLimit=0)
@@ -372,10 +377,7 @@ def test_an_aborted_canary_keeps_its_features_while_kserve_still_routes_to_it(en
     kube, ctx, _clock = env
     fp(kube, 1, {1: "g-1"})
     tp(kube, {1: 1})
-    canary_isvc(kube, 1)
-    reconcile_isvc(ctx)
-    kserve(kube, True)
-    reconcile_isvc(ctx)
+    stable_at(kube, ctx, lambda: canary_isvc(kube, 1))
     fp(kube, 2, {1: "g-1", 2: "g-2"})
     tp(kube, {1: 1, 2: 2})
     canary_isvc(kube, 2)
@@ -430,10 +432,7 @@ def test_the_cluster_default_mode_holds_a_canary_back_with_a_canary_condition(en
     )
     fp(kube, 1, {1: "g-1"})
     tp(kube, {1: 1, 2: 1})
-    canary_isvc(kube, 1)
-    reconcile_isvc(ctx)
-    kserve(kube, True)
-    reconcile_isvc(ctx)
+    stable_at(kube, ctx, lambda: canary_isvc(kube, 1))
     obj = get(kube, "inferenceservices", "s")
     assert cond(obj, "Canary")["reason"] == "TrafficSplitUnsupported" and cond(obj, "Ready")["status"] == "True"
     canary_isvc(kube, 2)
@@ -449,10 +448,7 @@ def test_without_the_config_map_kserve_default_serverless_splits_the_canary(env)
     kube, ctx, _clock = env
     fp(kube, 1, {1: "g-1"})
     tp(kube, {1: 1, 2: 1})
-    canary_isvc(kube, 1)
-    reconcile_isvc(ctx)
-    kserve(kube, True)
-    reconcile_isvc(ctx)
+    stable_at(kube, ctx, lambda: canary_isvc(kube, 1))
     assert cond(get(kube, "inferenceservices", "s"), "Canary")["reason"] == "NoCanaryInProgress"
     canary_isvc(kube, 2)
     reconcile_isvc(ctx)
@@ -476,14 +472,8 @@ def test_a_live_child_the_status_does_not_know_is_adopted_not_rolled_out_again(e
     kube, ctx, clock = env
     fp(kube, 1, {1: "g-1"})
     tp(kube, {1: 1, 2: 1})
-    isvc(kube, version=1)
-    reconcile_isvc(ctx)
-    kserve(kube, True)
-    reconcile_isvc(ctx)
-    isvc(kube, version=2)
-    reconcile_isvc(ctx)
-    kserve(kube, True)
-    reconcile_isvc(ctx)
+    stable_at(kube, ctx, lambda: isvc(kube, version=1))
+    stable_at(kube, ctx, lambda: isvc(kube, version=2))
     before = get(kube, "inferenceservices", "s")["status"]["stable"]
     assert before["revision"] == 2
     child = kube.get(KSERVE_API, "inferenceservices", NS, "s")
@@ -509,10 +499,7 @@ def test_a_child_being_rolled_out_is_adopted_as_the_target_with_its_revision(env
     kube, ctx, clock = env
     fp(kube, 1, {1: "g-1"})
     tp(kube, {1: 1, 2: 1})
-    isvc(kube, version=1)
-    reconcile_isvc(ctx)
-    kserve(kube, True)
-    reconcile_isvc(ctx)
+    stable_at(kube, ctx, lambda: isvc(kube, version=1))
     isvc(kube, version=2)
     reconcile_isvc(ctx)  # revision 2 is the target; KServe has not reported on it yet
     child = kube.get(KSERVE_API, "inferenceservices", NS, "s")
