@@ -513,3 +513,36 @@ def test_a_child_being_rolled_out_is_adopted_as_the_target_with_its_revision(env
     kserve(kube, True)
     reconcile_isvc(ctx)
     assert get(kube, "inferenceservices", "s")["status"]["stable"]["revision"] == 2
+
+
+def test_fti_locals_kserve_reports_the_traffic_the_reconciler_reads(env) -> None:
+    """The same reconciler against `fti local`'s KServe stand-in (local/kserve.py), whose traffic
+    table has KServe's shape: a canary's split shows in status.routed, then the abort."""
+    from fti_operator.local.kserve import LocalKServe
+
+    kube, ctx, _clock = env
+    ports = iter(range(9001, 9100))
+    local = LocalKServe(kube, lambda _isvc, _component, _container: f"http://127.0.0.1:{next(ports)}", lambda _url: None)
+
+    def settle() -> dict:
+        local.step()
+        reconcile_isvc(ctx)
+        return get(kube, "inferenceservices", "s")
+
+    fp(kube, 1, {1: "g-1"})
+    tp(kube, {1: 1, 2: 1})
+    canary_isvc(kube, 1)
+    reconcile_isvc(ctx)
+    assert settle()["status"]["stable"]["kserveRevision"] == "s-predictor-00001"
+    canary_isvc(kube, 2)
+    reconcile_isvc(ctx)
+    obj = settle()
+    assert obj["status"]["target"]["traffic"] == 10 and cond(obj, "Canary")["status"] == "True"
+    assert [(r["revision"], r["model"], r["traffic"]) for r in obj["status"]["routed"]] == [(2, 2, 10), (1, 1, 90)]
+    kube.patch("fti.dev/v1alpha1", "inferenceservices", NS, "s", {"metadata": {"annotations": {"fti.dev/abort": "a1"}}})
+    reconcile_isvc(ctx)
+    obj = settle()
+    assert "target" not in obj["status"] and obj["status"]["failed"]["model"] == 2 and child_model(kube) == 1
+    assert [(r["revision"], r["traffic"], r["kserveRevision"]) for r in obj["status"]["routed"]] == [
+        (1, 100, "s-predictor-00003")
+    ]
