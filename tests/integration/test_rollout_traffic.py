@@ -16,15 +16,14 @@ import os
 
 import pytest
 from kubernetes import client
-from test_rollouts import apply, get, online, wait_child_model, wait_status
 
 from controlplane.kserve import set_isvc_status
 from support.examples import example
+from support.rollouts import apply, fraud_namespace, get, online, wait_child_model, wait_status
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-GROUP, VERSION = "fti.dev", "v1alpha1"
 PROFILES = ("card-profiles", "card_profiles")  # (FeaturePipeline name, feature group)
 
 
@@ -42,15 +41,7 @@ def validated(k8s, ns: str, version: int) -> dict | None:
 def two_feature_versions(op, k8s, pod_runner):
     """Model 1 trained on card_profiles v1, model 2 on card_profiles v2, both Validated."""
     core = client.CoreV1Api(k8s)
-    ns = f"traffic-{os.getpid()}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    wait_until(
-        lambda: core.list_namespaced_service_account(ns, field_selector="metadata.name=default").items,
-        timeout=30,
-        description="default ServiceAccount",
-    )
-    for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
-        apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
+    ns = fraud_namespace(k8s, f"traffic-{os.getpid()}")
     training = example("training-pipeline.yaml", ns)
     apply(k8s, training)
     mv = wait_until(lambda: validated(k8s, ns, 1), timeout=900, description="model 1 trained")
