@@ -29,10 +29,12 @@ from integration.test_rollouts import (
     condition,
     custom,
     events,
+    fraud_pipelines,
     get,
     kserve_child,
     online,
     served_model,
+    trained,
     wait_child_model,
     wait_status,
 )
@@ -66,11 +68,6 @@ def wait_run(k8s, namespace: str, version: int, check, description: str) -> dict
         return entry if check(entry) else None
 
     return wait_until(done, timeout=600, description=f"card_profiles v{version}: {description}")
-
-
-def model_version(k8s, namespace: str, version: int) -> dict | None:
-    st = get(k8s, namespace, "trainingpipelines", "fraud-model").get("status") or {}
-    return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
 
 
 def delete_service(k8s, namespace: str, name: str) -> None:
@@ -109,21 +106,12 @@ def child_versions(k8s, namespace: str, name: str, since: str, until: str) -> li
 @pytest.fixture(scope="module")
 def fraud(op, k8s, pod_runner):
     """A namespace with both feature groups materialized (card_profiles v1) and model 1 Validated."""
-    core = client.CoreV1Api(k8s)
     ns = f"scenarios-{os.getpid()}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    wait_until(
-        lambda: core.list_namespaced_service_account(ns, field_selector="metadata.name=default").items,
-        timeout=30,
-        description="default ServiceAccount",
-    )
-    for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
-        apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
-    apply(k8s, example("training-pipeline.yaml", ns))
-    mv = wait_until(lambda: model_version(k8s, ns, 1), timeout=900, description="model 1 trained")
+    fraud_pipelines(k8s, ns)
+    mv = wait_until(lambda: trained(k8s, ns, 1), timeout=900, description="model 1 trained")
     assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
     yield ns
-    core.delete_namespace(ns)
+    client.CoreV1Api(k8s).delete_namespace(ns)
 
 
 def test_an_upgrade_waits_for_its_features_then_proceeds_by_itself(op, k8s, fraud, pod_runner) -> None:
@@ -146,7 +134,7 @@ def test_an_upgrade_waits_for_its_features_then_proceeds_by_itself(op, k8s, frau
         if ref["featureGroup"]["name"] == "card_profiles":
             ref["featureGroup"]["version"] = 2
     apply(k8s, training)
-    mv = wait_until(lambda: model_version(k8s, ns, 2), timeout=900, description="model 2 trained on card_profiles v2")
+    mv = wait_until(lambda: trained(k8s, ns, 2), timeout=900, description="model 2 trained on card_profiles v2")
     assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
     assert {"name": "card_profiles", "version": 2} in mv["featureGroups"]
 

@@ -98,11 +98,9 @@ def wait_child_model(k8s, namespace: str, name: str, model: int, timeout: float 
     return wait_until(done, timeout=timeout, ignore=(ApiException,), description=f"KServe {name} renders model {model}")
 
 
-@pytest.fixture(scope="module")
-def models(op, k8s, pod_runner, request):
-    """A namespace with both feature groups materialized and model versions 1 and 2 Validated."""
+def fraud_pipelines(k8s, ns: str) -> None:
+    """A new namespace `ns` with the fraud example's feature pipelines (each run once) and its training pipeline."""
     core = client.CoreV1Api(k8s)
-    ns = f"rollouts-{os.getpid()}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     wait_until(
         lambda: core.list_namespaced_service_account(ns, field_selector="metadata.name=default").items,
@@ -113,18 +111,28 @@ def models(op, k8s, pod_runner, request):
         apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
     apply(k8s, example("training-pipeline.yaml", ns))
 
-    def validated(version: int):
-        st = get(k8s, ns, "trainingpipelines", "fraud-model").get("status") or {}
-        return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
 
-    mv = wait_until(lambda: validated(1), timeout=900, description="model 1 trained")
+def trained(k8s, ns: str, version: int) -> dict | None:
+    """Model `version` of fraud-model once its training has finished (None while it runs)."""
+    st = get(k8s, ns, "trainingpipelines", "fraud-model").get("status") or {}
+    return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
+
+
+@pytest.fixture(scope="module")
+def models(op, k8s, pod_runner, request):
+    """A namespace with both feature groups materialized and model versions 1 and 2 Validated."""
+    core = client.CoreV1Api(k8s)
+    ns = f"rollouts-{os.getpid()}"
+    fraud_pipelines(k8s, ns)
+
+    mv = wait_until(lambda: trained(k8s, ns, 1), timeout=900, description="model 1 trained")
     assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
     # A second model version on the same features: a run-now token trains again.
     tp = get(k8s, ns, "trainingpipelines", "fraud-model")
     custom(k8s).patch_namespaced_custom_object(
         GROUP, VERSION, ns, "trainingpipelines", "fraud-model", {"metadata": {"annotations": {"fti.dev/run": "second"}}}
     )
-    mv2 = wait_until(lambda: validated(2), timeout=900, description="model 2 trained")
+    mv2 = wait_until(lambda: trained(k8s, ns, 2), timeout=900, description="model 2 trained")
     assert mv2["phase"] == "Validated" and tp
     yield ns
     core.delete_namespace(ns)
