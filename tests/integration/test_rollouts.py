@@ -20,7 +20,6 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
-from support.examples import example
 from support.rollouts import (
     GROUP,
     VERSION,
@@ -28,11 +27,12 @@ from support.rollouts import (
     condition,
     custom,
     events,
-    fraud_namespace,
+    fraud_pipelines,
     get,
     kserve_child,
     online,
     served_model,
+    trained,
     wait_child_model,
     wait_status,
 )
@@ -47,21 +47,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def models(op, k8s, pod_runner, request):
     """A namespace with both feature groups materialized and model versions 1 and 2 Validated."""
     core = client.CoreV1Api(k8s)
-    ns = fraud_namespace(k8s, f"rollouts-{os.getpid()}")
-    apply(k8s, example("training-pipeline.yaml", ns))
+    ns = f"rollouts-{os.getpid()}"
+    fraud_pipelines(k8s, ns)
 
-    def validated(version: int):
-        st = get(k8s, ns, "trainingpipelines", "fraud-model").get("status") or {}
-        return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
-
-    mv = wait_until(lambda: validated(1), timeout=900, description="model 1 trained")
+    mv = wait_until(lambda: trained(k8s, ns, 1), timeout=900, description="model 1 trained")
     assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
     # A second model version on the same features: a run-now token trains again.
     tp = get(k8s, ns, "trainingpipelines", "fraud-model")
     custom(k8s).patch_namespaced_custom_object(
         GROUP, VERSION, ns, "trainingpipelines", "fraud-model", {"metadata": {"annotations": {"fti.dev/run": "second"}}}
     )
-    mv2 = wait_until(lambda: validated(2), timeout=900, description="model 2 trained")
+    mv2 = wait_until(lambda: trained(k8s, ns, 2), timeout=900, description="model 2 trained")
     assert mv2["phase"] == "Validated" and tp
     yield ns
     core.delete_namespace(ns)

@@ -103,3 +103,15 @@ def fraud_namespace(k8s, ns: str) -> str:
     for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
         apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
     return ns
+
+
+def fraud_pipelines(k8s, ns: str) -> None:
+    """`fraud_namespace`, plus the fraud example's training pipeline."""
+    fraud_namespace(k8s, ns)
+    apply(k8s, example("training-pipeline.yaml", ns))
+
+
+def trained(k8s, ns: str, version: int) -> dict | None:
+    """Model `version` of fraud-model once its training has finished (None while it runs)."""
+    st = get(k8s, ns, "trainingpipelines", "fraud-model").get("status") or {}
+    return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)

@@ -267,7 +267,9 @@ def test_a_rollback_to_a_retired_feature_version_brings_it_back_first(env) -> No
                     {
                         "state": {
                             "terminated": {
-                                "message": '{"ok": true, "rowsWritten": 5, "watermark": "2026-12-04T00:00:00Z"}',
+                                "message": (
+                                    '{"ok": true, "rowsWritten": 5, "onlineRowsWritten": 5, "watermark": "2026-12-04T00:00:00Z"}'
+                                ),
                                 "finishedAt": "2026-12-04T10:05:00Z",
                             }
                         }
