@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from .common import (
     CALLABLE_PATTERN,
+    DURATION_PATTERN,
     URI_PATTERN,
     ApiModel,
     Condition,
@@ -189,7 +190,21 @@ class FeaturePipelineSpec(ApiModel):
         default=None, description="Data expectations; failing rows are quarantined, never dropped."
     )
     ingestion: Literal["incremental", "full"] = Field(
-        default="incremental", description="incremental: only rows newer than the watermark; full: replace the version's data."
+        default="incremental",
+        description=(
+            "incremental: add the batch's rows to the version (late rows included, deduplicated on primary key + "
+            "event time); full: replace the version's data."
+        ),
+    )
+    allowed_lateness: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION_PATTERN,
+        description=(
+            "Incremental ingestion: how far before the version's watermark a row's event time may be and still be "
+            "ingested, e.g. 6h or 90m. Rows later than that are quarantined with reason LateRow, never dropped. "
+            "Absent: every late row is ingested."
+        ),
     )
     schedule: CronSchedule | None = None
     suspend: bool = Field(default=False, description="Stop scheduling new runs.")
