@@ -215,7 +215,11 @@ class FeatureGroupVersionStatus(StatusModel):
     version: Version
     state: Literal["Active", "Retained", "Retired", "Rematerializing"]
     last_run: RunResult | None = None
-    needed_by: list[str] | None = None
+    needed_by: list[str] | None = Field(
+        default=None,
+        description="An older version kept (Retained, Rematerializing): 'namespace/name' of the InferenceServices "
+        "whose revisions read it. Not listed for the Active version, which is kept anyway.",
+    )
     rematerialize_job: str | None = Field(
         default=None, description="The Job bringing a retired version back for a revision that needs it again."
     )
