@@ -273,8 +273,10 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     # The pipeline holds the finalizer; v1 is its Active version, kept anyway, so the status
     # does not list its readers (only an older version kept for them does, docs/versions.md).
     wait_until(
-        lambda: "fti.dev/feature-versions-in-use"
-        in (get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("finalizers") or []),
+        lambda: (
+            "fti.dev/feature-versions-in-use"
+            in (get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("finalizers") or [])
+        ),
         timeout=30,
         description="card-profiles finalizer",
     )
