@@ -205,6 +205,9 @@ class RunResult(StatusModel):
     succeeded: bool
     rows_written: int | None = None
     rows_rejected: int | None = None
+    online_rows_written: int | None = Field(
+        default=None, description="Rows the run published to the online store; absent when the group was offline for it."
+    )
     watermark: str | None = None
     quarantine_uri: str | None = None
     message: str | None = None
@@ -219,6 +222,10 @@ class FeatureGroupVersionStatus(StatusModel):
         default=None,
         description="An older version kept (Retained, Rematerializing): 'namespace/name' of the InferenceServices "
         "whose revisions read it. Not listed for the Active version, which is kept anyway.",
+    )
+    online: bool | None = Field(
+        default=None,
+        description="Whether a run has published this version to the online store (false: materialized offline only).",
     )
     rematerialize_job: str | None = Field(
         default=None, description="The Job bringing a retired version back for a revision that needs it again."
