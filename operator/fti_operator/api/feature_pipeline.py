@@ -233,7 +233,11 @@ class FeatureGroupVersionStatus(StatusModel):
     version: Version
     state: Literal["Active", "Retained", "Retired", "Rematerializing"]
     last_run: RunResult | None = None
-    needed_by: list[str] | None = None
+    needed_by: list[str] | None = Field(
+        default=None,
+        description="An older version kept (Retained, Rematerializing): 'namespace/name' of the InferenceServices "
+        "whose revisions read it. Not listed for the Active version, which is kept anyway.",
+    )
     online: bool | None = Field(
         default=None,
         description="Whether a run has published this version to the online store (false: materialized offline only).",
