@@ -31,7 +31,10 @@ _WIDTH = None if sys.stdout.isatty() else 120
 console = Console(stderr=True, width=_WIDTH)
 out = Console(width=_WIDTH)
 
-STATE_DIR_OPTION = typer.Option(Path(".fti/local"), "--state-dir", help="Where stores and state live.", envvar="FTI_STATE_DIR")
+# One default for every command and for `make demo` (its STATE_DIR), so the README's commands
+# after the demo read what the demo wrote.
+DEFAULT_STATE_DIR = Path(".fti/local")
+STATE_DIR_OPTION = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help="Where stores and state live.", envvar="FTI_STATE_DIR")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -219,12 +222,20 @@ def local_status(
     state_dir: Path = STATE_DIR_OPTION, output: str = typer.Option("table", "-o", "--output", help="table | json")
 ) -> None:
     """Print the state of every resource (as the operator would write it in a cluster)."""
-    from .local.driver import LocalRunError, read_resources
+    from .local.driver import STATE_FILE, LocalRunError, read_resources
 
     try:
         items = read_resources(state_dir)
     except LocalRunError as exc:
         _fail(str(exc))
+    if not items:
+        # Say where we looked: an empty answer from the wrong directory looks like a broken demo.
+        found = "has no state file" if not (state_dir / STATE_FILE).exists() else "holds no fti resources"
+        console.print(
+            f"no resources: {state_dir.resolve()} {found} (set by --state-dir or FTI_STATE_DIR, default "
+            f"{DEFAULT_STATE_DIR}). Run `make demo` or `fti local apply -f examples/fraud/` from the repository first.",
+            highlight=False,
+        )
     if output == "json":
         out.print_json(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, default=str))
     elif output == "table":
@@ -303,11 +314,11 @@ def _local_rollout_app() -> typer.Typer:
     def backend() -> Any:
         from .local.apply import LocalRolloutBackend
 
-        return LocalRolloutBackend(Path(os.environ.get("FTI_STATE_DIR", ".fti/local")))
+        return LocalRolloutBackend(Path(os.environ.get("FTI_STATE_DIR") or DEFAULT_STATE_DIR))
 
     return make_app(
         backend,
-        "Rollout verbs on the state of fti local apply (FTI_STATE_DIR, default .fti/local): "
+        f"Rollout verbs on the state of fti local apply (FTI_STATE_DIR, default {DEFAULT_STATE_DIR}): "
         "status, history, undo, promote, abort, retry.",
     )
 
