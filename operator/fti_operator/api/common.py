@@ -254,28 +254,6 @@ class EnvVar(ApiModel):
         return self
 
 
-class PodTemplate(ApiModel):
-    """Overrides for the pods a kind creates."""
-
-    image: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=512,
-        description="Container image; defaults to the operator's reference image for the pipeline.",
-    )
-    resources: ResourceRequirements | None = Field(
-        default=None, description="Container resources; GPUs as limits {nvidia.com/gpu: 1}."
-    )
-    env: list[EnvVar] | None = Field(default=None, max_length=64, description="Extra environment; use valueFrom for secrets.")
-    service_account_name: str | None = Field(
-        default=None,
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-        max_length=253,
-        description="ServiceAccount the pods run as (e.g. one with cloud storage access).",
-    )
-    node_selector: dict[str, str] | None = Field(default=None, max_length=32, description="Node labels the pods must land on.")
-
-
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 

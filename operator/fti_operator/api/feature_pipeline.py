@@ -16,13 +16,13 @@ from .common import (
     FieldError,
     Identifier,
     ObjectMeta,
-    PodTemplate,
     StatusModel,
     Version,
     cel,
     cel_rules,
 )
 from .identity import API_VERSION, FEATURE_PIPELINE, KIND_FEATURE_PIPELINE
+from .scheduling import PodTemplate
 
 KIND = FEATURE_PIPELINE.kind
 PLURAL = FEATURE_PIPELINE.plural

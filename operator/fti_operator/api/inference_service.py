@@ -18,7 +18,6 @@ from .common import (
     FieldError,
     Identifier,
     ObjectMeta,
-    PodTemplate,
     ResourceRequirements,
     StatusModel,
     Version,
@@ -27,6 +26,7 @@ from .common import (
     parse_duration,
 )
 from .identity import API_VERSION, INFERENCE_SERVICE, KIND_INFERENCE_SERVICE
+from .scheduling import PodTemplate
 
 KIND = INFERENCE_SERVICE.kind
 PLURAL = INFERENCE_SERVICE.plural

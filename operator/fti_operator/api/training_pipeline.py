@@ -17,13 +17,13 @@ from .common import (
     FieldError,
     Identifier,
     ObjectMeta,
-    PodTemplate,
     StatusModel,
     Version,
     cel,
     cel_rules,
 )
 from .identity import API_VERSION, KIND_TRAINING_PIPELINE, TRAINING_PIPELINE
+from .scheduling import PodTemplate
 
 KIND = TRAINING_PIPELINE.kind
 PLURAL = TRAINING_PIPELINE.plural
