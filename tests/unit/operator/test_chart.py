@@ -249,3 +249,43 @@ def test_a_wrong_value_fails_naming_the_field(tmp_path, setting, named):
         result = helm(*command, "--set", setting, check=False, tmp=tmp_path)
         assert result.returncode != 0, f"helm {command[0]} accepted {setting}"
         assert named in result.stderr + result.stdout, result.stderr + result.stdout
+
+
+# ---- defaults that work, or refuse naming the value to set ---------------------------------
+
+
+def test_default_stores_live_on_the_data_volume(tmp_path):
+    """The default install: artifacts (file://) and the SQLite online store on the PVC fti-data,
+    which every pipeline namespace provides (docs/install.md, "Stores")."""
+    [deploy] = by_kind(render(tmp_path), "Deployment")
+    env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FTI_ARTIFACT_STORE"] == "file:///var/lib/fti/artifacts"
+    assert env["FTI_STORE_VOLUME_CLAIM"] == "fti-data" and env["FTI_DATA_VOLUME_PATH"] == "/var/lib/fti"
+    assert env["FTI_ONLINE_STORE"] == "sqlite:///var/lib/fti/online.db"
+    # The operator accepts what the chart gives it (operator/fti_operator/config.py).
+    from fti_operator.config import OperatorConfig
+
+    config = OperatorConfig.from_env({k: v for k, v in env.items() if v is not None})
+    assert config.store_volume_claim == "fti-data" and config.online_store == "sqlite:///var/lib/fti/online.db"
+
+
+def test_s3_without_a_volume_has_no_default_online_store(tmp_path):
+    docs = render(tmp_path, "stores.artifactStore=s3://ml/fti", "stores.volumeClaim=")
+    env = {e["name"] for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "FTI_ONLINE_STORE" not in env and "FTI_STORE_VOLUME_CLAIM" not in env
+
+
+@pytest.mark.parametrize(
+    "settings, named",
+    [
+        (["stores.volumeClaim="], "stores.volumeClaim"),  # file:// on no shared volume
+        (["stores.artifactStore=file:///data/artifacts"], "stores.dataVolumePath"),  # not on the volume
+        (["stores.onlineStore=redis://r:6379/0", "stores.onlineStoreSecret=redis:uri"], "stores.onlineStoreSecret"),
+    ],
+)
+def test_store_values_that_cannot_work_are_refused(tmp_path, settings, named):
+    args = ["template", "fti", str(CHART)]
+    for s in settings:
+        args += ["--set", s]
+    result = helm(*args, check=False, tmp=tmp_path)
+    assert result.returncode != 0 and named in result.stderr, result.stderr
