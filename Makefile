@@ -29,7 +29,7 @@ help:
 	@echo "make test          install what tests need (venv, redis-server, Go-built control plane), lint, run them"
 	@echo "make lint          ruff (lint + format check), mypy, import-linter layer contracts"
 	@echo "make crds          regenerate crds/ (and the chart's copy) from the API models"
-	@echo "make manifests     regenerate deploy/install.yaml from the chart (needs helm: make controlplane)"
+	@echo "make manifests     regenerate deploy/install.yaml and docs/install.md's values reference from the chart"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl, helm from upstream Go modules"
 	@echo "make controlplane-clean  delete those binaries and their Go caches"
 	@echo "make demo-cluster the fraud example on the embedded cluster (real node, built images, the chart); root"
@@ -66,10 +66,12 @@ crds: $(STAMP)
 	$(PY) -m fti_operator.api.crd --out crds/
 	rm -rf charts/fti-operator/crds && cp -r crds charts/fti-operator/crds
 
-# deploy/install.yaml: the chart rendered with its defaults (tools/install_manifest.py); a
-# unit test fails when it is stale. After `make crds` or any chart change.
+# deploy/install.yaml: the chart rendered with its defaults (tools/install_manifest.py), and
+# docs/install.md's values reference from values.schema.json (tools/values_reference.py);
+# unit tests fail when either is stale. After `make crds` or any chart change.
 manifests: $(STAMP)
 	$(PY) tools/install_manifest.py
+	$(PY) tools/values_reference.py
 
 # The batch InferenceService scores new transactions from the example's data volume
 # (/var/lib/fti in a cluster, $(STATE_DIR)/volume here).

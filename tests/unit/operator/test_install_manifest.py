@@ -55,3 +55,16 @@ def test_install_yaml_holds_everything_an_install_needs():
     for doc in docs:
         if doc["kind"] in ("ServiceAccount", "Deployment", "Service"):
             assert doc["metadata"]["namespace"] == "fti-system", doc["metadata"]
+
+
+_ref_spec = importlib.util.spec_from_file_location("values_reference", REPO / "tools" / "values_reference.py")
+assert _ref_spec is not None and _ref_spec.loader is not None
+values_reference = importlib.util.module_from_spec(_ref_spec)
+_ref_spec.loader.exec_module(values_reference)
+
+
+def test_values_reference_in_docs_is_generated_from_the_schema():
+    text = values_reference.DOC.read_text()
+    assert text == values_reference.rewritten(text), "docs/install.md's values reference is stale: run `make manifests`"
+    for key in ("stores.volumeClaim", "metrics.serviceMonitor.labels", "watchNamespaces", "extraEnv"):
+        assert f"| `{key}` |" in text, key
