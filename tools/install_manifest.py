@@ -27,12 +27,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import yaml
+from generated import CHART, REPO, write_or_check  # tools/ is this script's directory, first on sys.path
 
-REPO = Path(__file__).resolve().parents[1]
-CHART = REPO / "charts" / "fti-operator"
 OUT = REPO / "deploy" / "install.yaml"
 NAMESPACE = "fti-system"
 RELEASE = "fti-operator"
@@ -105,16 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when deploy/install.yaml is stale")
     parser.add_argument("--helm", default=None, help="helm binary (default: the built one, else PATH)")
     args = parser.parse_args(argv)
-    text = render(args.helm or find_helm())
-    if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT.relative_to(REPO)} is stale: run `make manifests`", file=sys.stderr)
-            return 1
-        return 0
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(REPO)}")
-    return 0
+    return write_or_check(OUT, render(args.helm or find_helm()), args.check)
 
 
 if __name__ == "__main__":

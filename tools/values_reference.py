@@ -15,13 +15,11 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import yaml
+from generated import CHART, REPO, write_or_check  # tools/ is this script's directory, first on sys.path
 
-REPO = Path(__file__).resolve().parents[1]
-CHART = REPO / "charts" / "fti-operator"
 DOC = REPO / "docs" / "install.md"
 START = "<!-- values-reference:start (tools/values_reference.py) -->"
 END = "<!-- values-reference:end -->"
@@ -52,10 +50,10 @@ def _default(value: Any) -> str:
 
 def rows(schema: dict[str, Any], values: Any, root: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str, str, str]]:
     """(key, type, default, description) for every leaf the schema describes, in its order."""
-    for key, sub in schema.get("properties", {}).items():
+    for key, declared in schema.get("properties", {}).items():
         if not prefix and key == "global":
             continue
-        sub = _resolve(sub, root)
+        sub = _resolve(declared, root)
         path = f"{prefix}{key}"
         default = values.get(key) if isinstance(values, dict) else None
         if sub.get("type") == "object" and sub.get("properties") and sub.get("additionalProperties") is False:
@@ -86,16 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 when docs/install.md's reference is stale")
     args = parser.parse_args(argv)
-    text = DOC.read_text()
-    new = rewritten(text)
-    if args.check:
-        if new != text:
-            print(f"{DOC.relative_to(REPO)}: the values reference is stale: run `make manifests`", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(new)
-    print(f"wrote the values reference in {DOC.relative_to(REPO)}")
-    return 0
+    return write_or_check(DOC, rewritten(DOC.read_text()), args.check)
 
 
 if __name__ == "__main__":

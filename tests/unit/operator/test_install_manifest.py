@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "tools"))  # the generators import their shared tools/generated.py
 _spec = importlib.util.spec_from_file_location("install_manifest", REPO / "tools" / "install_manifest.py")
 assert _spec is not None and _spec.loader is not None
 install_manifest = importlib.util.module_from_spec(_spec)
