@@ -34,6 +34,7 @@ class Operator:
     def __init__(self, env: dict[str, str], logs: Path, health: int):
         self.env, self.logs, self.health, self.proc = env, logs, health, None
         self.starts = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
         self.starts += 1
@@ -73,7 +74,7 @@ def op(control_plane, fti_crds, operator_kubeconfig, tmp_path_factory, pod_runne
         KUBECONFIG=str(operator_kubeconfig),
         FTI_ARTIFACT_STORE=f"file://{store}/artifacts",
         FTI_ONLINE_STORE=f"sqlite:///{store}/online.db",
-        FTI_METRICS_PORT="0",
+        FTI_METRICS_PORT=str(free_port()),  # the same port after a restart: tests scrape op.metrics_port
         FTI_HEALTH_PORT=str(health),
         FTI_PEERING="",
         FTI_IMAGE_TAG="test",
@@ -81,6 +82,7 @@ def op(control_plane, fti_crds, operator_kubeconfig, tmp_path_factory, pod_runne
         FTI_LOG_LEVEL="INFO",
     )
     operator = Operator(env, tmp_path_factory.mktemp("operator-logs"), health)
+    operator.metrics_port = int(env["FTI_METRICS_PORT"])
     operator.start()
     try:
         yield operator

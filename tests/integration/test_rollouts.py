@@ -22,6 +22,7 @@ from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
 from support.examples import example
+from support.metrics import scrape
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -217,6 +218,8 @@ def test_readiness_deadline_rolls_back_even_across_a_sigkill(op, k8s, models) ->
     child = wait_child_model(k8s, ns, "dl", 1)
     assert "canaryTrafficPercent" not in child["spec"]["predictor"]
     assert len(events(k8s, ns, "dl", "RolledBack")) == 1
+    # Counted by the restarted process, which did the rollback (docs/operations.md, Metrics).
+    assert scrape(op.metrics_port).value("fti_rollbacks_total", reason=obj["status"]["failed"]["reason"]) == 1
     # Nothing changes while the spec stays: the failed pair is not tried again.
     rv = get(k8s, ns, "inferenceservices", "dl")["metadata"]["resourceVersion"]
     set_isvc_status(k8s, ns, "dl", ready=True)  # KServe reports the stable pair's revision ready again
