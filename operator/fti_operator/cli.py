@@ -309,7 +309,8 @@ def _alive(pid: Any) -> bool:
 
 
 def _local_rollout_app() -> typer.Typer:
-    from .rollout_cli import make_app
+    from .local.driver import LocalRunError
+    from .rollout_cli import RolloutError, make_app
 
     def backend() -> Any:
         from .local.apply import LocalRolloutBackend
@@ -320,6 +321,7 @@ def _local_rollout_app() -> typer.Typer:
         backend,
         f"Rollout verbs on the state of fti local apply (FTI_STATE_DIR, default {DEFAULT_STATE_DIR}): "
         "status, history, undo, promote, abort, retry.",
+        errors=(RolloutError, LocalRunError),
     )
 
 

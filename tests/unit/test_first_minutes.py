@@ -85,3 +85,14 @@ def test_make_install_keeps_pip_output_in_a_log(tmp_path, pip_exit):
         assert "BuildBackendWarning" in result.stdout + result.stderr  # the log's tail, to see why
         assert f"pip install failed: see {log}" in result.stderr
         assert not (venv / ".installed").exists()
+
+
+def test_rollout_verbs_on_no_state_say_where_they_looked(tmp_path):
+    """One line naming the state directory and what lists it, exit 1, no traceback."""
+    result = CliRunner().invoke(
+        app, ["local", "rollout", "history", "fraud-online", "-n", "fraud"], env={"FTI_STATE_DIR": str(tmp_path / "none")}
+    )
+    assert result.exit_code == 1, result.output
+    text = "".join(result.output.split())
+    assert "noInferenceServicefraud/fraud-onlinein" + str((tmp_path / "none").resolve()) in text
+    assert "fti local status" in result.output and "Traceback" not in result.output
