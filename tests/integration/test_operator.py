@@ -298,7 +298,7 @@ def assert_operator_metrics(m, namespace: str, stable: dict) -> None:
     """Each family of support.metrics.OPERATOR_FAMILIES, with the samples these events made.
 
     fti_reconcile_errors_total and fti_rollbacks_total need a failure: declared here, counted in
-    tests/integration/test_rollouts.py (an automatic rollback)."""
+    tests/integration/test_rollout_scenarios.py (an automatic rollback)."""
     assert set(OPERATOR_FAMILIES) <= m.families, set(OPERATOR_FAMILIES) - m.families
     now = time.time()
     for group in ("card_transactions", "card_profiles"):
