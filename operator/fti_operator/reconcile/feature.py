@@ -80,7 +80,10 @@ def compute_status(
             entry["lastRun"] = runs[v]
         if (in_store := published_online(online.get(v), new_runs.get(v))) is not None:
             entry["online"] = in_store
-        if needed_by:
+        if needed_by and state != "Active":
+            # Listed where the readers are the reason the version is kept. The current version is
+            # kept anyway; listing its readers would re-write this status for every service that
+            # starts reading the group (docs/versions.md).
             entry["neededBy"] = needed_by
         versions.append(entry)
     run = runs.get(current)
