@@ -3,7 +3,15 @@
 Each file under tests/manifests/invalid/ holds one manifest and a line
 `# expect: <field path> <substring of the message>`. The same cases run through
 `load_manifests` (unit) and through the real API server (integration), so the
-embedded runner and a cluster are held to the same verdicts.
+embedded runner and a cluster are held to the same verdicts. A case marked
+`# refused-by: operator` is one the API server cannot judge (a regular expression that
+does not compile): admission accepts it, `fti local` refuses it and the operator reports
+the object InvalidSpec before it creates anything (docs/concepts.md, "Validation").
+
+tests/manifests/invalid-yaml/ holds files that are wrong as YAML or as a stream of
+documents (duplicate keys, an alias bomb, NaN, a mistyped apiVersion in a second
+document): they cannot be loaded into one dict, so they are read as text by the tests. A
+`# kubectl: accepts` line marks where kubectl is more lenient than `fti local`, on purpose.
 """
 
 from __future__ import annotations
@@ -19,7 +27,11 @@ INVALID_DIR = ROOT / "invalid"
 VALID_DIR = ROOT / "valid"
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
+INVALID_YAML_DIR = ROOT / "invalid-yaml"
+
 _EXPECT = re.compile(r"^#\s*expect:\s*(\S+)\s+(.+?)\s*$", re.MULTILINE)
+_REFUSED_BY = re.compile(r"^#\s*refused-by:\s*(\S+)\s*$", re.MULTILINE)
+_KUBECTL = re.compile(r"^#\s*kubectl:\s*(\S+)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,19 @@ class BadManifest:
     field: str  # the field path the error must name, e.g. spec.online.minReplicas
     message: str  # a substring the error message must contain (case-insensitive)
     doc: dict
+    refused_by: str = "admission"  # or "operator": admission accepts it (see the module docstring)
+
+    @property
+    def id(self) -> str:
+        return self.path.stem
+
+
+@dataclass(frozen=True)
+class BadYaml:
+    path: Path
+    field: str
+    message: str
+    kubectl_accepts: bool  # kubectl lets it through (the last duplicate key wins); fti local does not
 
     @property
     def id(self) -> str:
@@ -41,7 +66,21 @@ def invalid_cases() -> list[BadManifest]:
         match = _EXPECT.search(text)
         if not match:
             raise ValueError(f"{path}: no '# expect: <field path> <message substring>' line")
-        cases.append(BadManifest(path, match.group(1), match.group(2), yaml.safe_load(text)))
+        refused_by = _REFUSED_BY.search(text)
+        doc = yaml.safe_load(text)
+        cases.append(BadManifest(path, match.group(1), match.group(2), doc, refused_by.group(1) if refused_by else "admission"))
+    return cases
+
+
+def invalid_yaml_cases() -> list[BadYaml]:
+    cases = []
+    for path in sorted(INVALID_YAML_DIR.glob("*.yaml")):
+        text = path.read_text()
+        match = _EXPECT.search(text)
+        if not match:
+            raise ValueError(f"{path}: no '# expect: <field path> <message substring>' line")
+        kubectl = _KUBECTL.search(text)
+        cases.append(BadYaml(path, match.group(1), match.group(2), bool(kubectl and kubectl.group(1) == "accepts")))
     return cases
 
 
