@@ -88,7 +88,10 @@ def format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         elif err["type"] in _SHOW_INPUT:
-            msg = f"{msg}, got {_shown(err.get('input'))}"
+            value = err.get("input")
+            msg = f"{msg}, got {_shown(value)}"
+            if isinstance(value, float) and abs(value) >= 2**63:
+                msg += " (beyond 64-bit integers, which YAML-to-JSON turns into a float)"
         problems.append((_path(loc), escape(msg)))
     return problems
 
@@ -116,7 +119,7 @@ def _did_you_mean(name: str, candidates: list[str]) -> str:
         return ""
     hint = f"; did you mean {close[0]!r}?"
     if not name.isascii():
-        hint += f" ({escape(name)!r} contains non-ASCII characters)"
+        hint += f" ('{escape(name)}' contains non-ASCII characters)"
     return hint
 
 
