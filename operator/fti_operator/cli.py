@@ -69,12 +69,14 @@ def _trust_report(resources: list[Any], mounts: dict[str, Path], everything: boo
     project's own and file:// paths outside the local data volumes (all of them if `everything`)."""
     lines = []
     for r in resources:
-        for use in trust.callables(r):
-            if everything or not use.known:
-                lines.append(f"{use.resource}: runs {use.value} ({use.what}) on this host")
-        for use in trust.file_locations(r):
-            if everything or not _mounted(use.value, mounts):
-                lines.append(f"{use.resource}: uses host path {use.value.removeprefix('file://')} ({use.what})")
+        lines += [
+            f"{u.resource}: runs {u.value} ({u.what}) on this host" for u in trust.callables(r) if everything or not u.known
+        ]
+        lines += [
+            f"{u.resource}: uses host path {u.value.removeprefix('file://')} ({u.what})"
+            for u in trust.file_locations(r)
+            if everything or not _mounted(u.value, mounts)
+        ]
     return lines
 
 

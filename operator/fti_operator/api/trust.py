@@ -43,7 +43,8 @@ def callables(resource: Resource) -> list[Use]:
         found += [("spec.source.generator.function", generator.function if generator else None)]
         found += [("spec.transform", resource.spec.transform)]
     elif isinstance(resource, TrainingPipeline):
-        found += [("spec.model.estimator", resource.spec.model.estimator), ("spec.model.entrypoint", resource.spec.model.entrypoint)]
+        model = resource.spec.model
+        found += [("spec.model.estimator", model.estimator), ("spec.model.entrypoint", model.entrypoint)]
     return [Use(name, what, value) for what, value in found if value]
 
 
@@ -60,5 +61,6 @@ def file_locations(resource: Resource) -> list[Use]:
     if isinstance(resource, FeaturePipeline):
         found.append(("spec.source.uri", resource.spec.source.uri))
     elif isinstance(resource, InferenceService) and resource.spec.batch:
-        found += [("spec.batch.input.uri", resource.spec.batch.input.uri), ("spec.batch.output.uri", resource.spec.batch.output.uri)]
+        batch = resource.spec.batch
+        found += [("spec.batch.input.uri", batch.input.uri), ("spec.batch.output.uri", batch.output.uri)]
     return [Use(name, what, uri) for what, uri in found if uri and uri.startswith("file://")]

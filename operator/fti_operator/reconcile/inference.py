@@ -35,6 +35,7 @@ from .conditions import condition, merge_conditions, ready_rollup
 from .context import Context, Result
 from .kube import Kube
 from .runs import newest_finished, read_run
+from .validity import parse_or_report
 from .writes import emit_event, typed, update_status
 
 PLURAL = INFERENCE_SERVICE.plural
@@ -319,7 +320,9 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     Status goes first: a target is recorded (with its `since`, the start of its deadline)
     before the child that rolls it out is written, so a crash between the two is healed by
     the next reconcile writing the same child, and the deadline is never extended."""
-    isvc = InferenceService.model_validate(dict(body))
+    isvc = parse_or_report(ctx, body, InferenceService, API_VERSION, PLURAL)
+    if isvc is None:
+        return Result()
     meta = body["metadata"]
     ns, mode = meta["namespace"], isvc.spec.mode
     result = Result()
