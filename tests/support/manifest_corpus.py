@@ -59,28 +59,31 @@ class BadYaml:
         return self.path.stem
 
 
-def invalid_cases() -> list[BadManifest]:
-    cases = []
-    for path in sorted(INVALID_DIR.glob("*.yaml")):
+def _annotated(directory: Path) -> list[tuple[Path, str, str, str]]:
+    """(path, field, message, text) of each file, from its `# expect:` line."""
+    out = []
+    for path in sorted(directory.glob("*.yaml")):
         text = path.read_text()
         match = _EXPECT.search(text)
         if not match:
             raise ValueError(f"{path}: no '# expect: <field path> <message substring>' line")
+        out.append((path, match.group(1), match.group(2), text))
+    return out
+
+
+def invalid_cases() -> list[BadManifest]:
+    cases = []
+    for path, field, message, text in _annotated(INVALID_DIR):
         refused_by = _REFUSED_BY.search(text)
-        doc = yaml.safe_load(text)
-        cases.append(BadManifest(path, match.group(1), match.group(2), doc, refused_by.group(1) if refused_by else "admission"))
+        cases.append(BadManifest(path, field, message, yaml.safe_load(text), refused_by.group(1) if refused_by else "admission"))
     return cases
 
 
 def invalid_yaml_cases() -> list[BadYaml]:
     cases = []
-    for path in sorted(INVALID_YAML_DIR.glob("*.yaml")):
-        text = path.read_text()
-        match = _EXPECT.search(text)
-        if not match:
-            raise ValueError(f"{path}: no '# expect: <field path> <message substring>' line")
+    for path, field, message, text in _annotated(INVALID_YAML_DIR):
         kubectl = _KUBECTL.search(text)
-        cases.append(BadYaml(path, match.group(1), match.group(2), bool(kubectl and kubectl.group(1) == "accepts")))
+        cases.append(BadYaml(path, field, message, bool(kubectl and kubectl.group(1) == "accepts")))
     return cases
 
 
