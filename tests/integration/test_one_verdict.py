@@ -1,5 +1,5 @@
 """One verdict: every manifest under tests/manifests/ goes through `fti local validate` and through
-`kubectl apply --dry-run=server --validate=strict` against the real API server, and both accept
+`kubectl apply [--server-side] --dry-run=server --validate=strict` against the real API server, and both accept
 it or both refuse it, naming the same field.
 
 The only differences are deliberate and marked in the files (tests/support/manifest_corpus.py):
@@ -44,8 +44,8 @@ def local_verdict(path: Path) -> tuple[bool, list[str], str]:
     return result.exit_code == 0, paths, result.output
 
 
-def server_verdict(cluster, namespace: str, path: Path) -> tuple[bool, list[str], str]:
-    result = cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", path, check=False)
+def server_verdict(cluster, namespace: str, path: Path, apply: list[str]) -> tuple[bool, list[str], str]:
+    result = cluster.kubectl(*apply, "--dry-run=server", "--validate=strict", "-n", namespace, "-f", path, check=False)
     text = escape(result.stderr)
     paths = [re.sub(r"\[([^\]0-9][^\]]*)\]", r".\1", m) for m in _SERVER_PATH.findall(text)]
     return result.returncode == 0, paths, text
@@ -65,10 +65,11 @@ def test_every_corner_of_the_corpus_is_here():
     assert len(FILES) >= 100
 
 
+@pytest.mark.parametrize("apply", [["apply"], ["apply", "--server-side"]], ids=["client-side", "server-side"])
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_fti_local_and_the_api_server_agree(path, control_plane, fti_crds, namespace):
+def test_fti_local_and_the_api_server_agree(path, apply, control_plane, fti_crds, namespace):
     local_ok, local_paths, local_out = local_verdict(path)
-    server_ok, server_paths, server_out = server_verdict(control_plane, namespace, path)
+    server_ok, server_paths, server_out = server_verdict(control_plane, namespace, path, apply)
     where = f"\nfti local:\n{local_out}\nkubectl:\n{server_out}"
     if path in OPERATOR_ONLY or path in KUBECTL_ACCEPTS:
         assert not local_ok and server_ok, f"{path.name} is marked as accepted by kubectl and refused locally{where}"
