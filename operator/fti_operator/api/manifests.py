@@ -2,6 +2,9 @@
 
 The embedded runner and the operator parse with the same models, so a bad manifest
 gets the same message locally as the one the API server's schema gives in a cluster.
+Files are read as kubectl reads them (yaml_strict.py), every document must be one of the
+three kinds, and every problem is reported as `FILE:doc#N: field.path: message`
+(docs/security.md, "Manifests").
 """
 
 from __future__ import annotations
