@@ -14,9 +14,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.table import Table
 
-from .api import FeaturePipeline, InferenceService, ManifestError, TrainingPipeline, load_manifests
+from .api import FeaturePipeline, InferenceService, ManifestError, TrainingPipeline, load_manifests, trust
 
 app = typer.Typer(
     help="fti-operator: feature, training and inference pipelines with versions in sync.",
@@ -38,18 +39,63 @@ STATE_DIR_OPTION = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help="Where st
 
 
 def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape_markup(message)}", highlight=False)
     raise typer.Exit(code)
 
 
 def _load(paths: list[Path]) -> list[Any]:
+    """The manifests' resources, or every problem as `FILE:doc#N: field.path: message` and exit 1.
+
+    Bad input never ends in a traceback: anything the validation did not anticipate is still
+    reported against the files, as a problem to report upstream (docs/security.md)."""
     try:
         return load_manifests(paths)
     except ManifestError as exc:
-        _fail(str(exc))
+        lines = str(exc).splitlines()
+        console.print(f"[bold red]error:[/] {len(lines)} problem(s) in the manifests", highlight=False)
+        for line in lines:  # whole lines, never wrapped: editors and CI logs link FILE:doc#N
+            print(line, file=sys.stderr)
+        raise typer.Exit(1) from None
     except FileNotFoundError as exc:
         _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - the promise above
+        _fail(f"{', '.join(map(str, paths))}: could not validate ({type(exc).__name__}: {exc}); please report this")
     return []
+
+
+def _mounted(uri: str, mounts: dict[str, Path]) -> bool:
+    return any(uri.startswith(f"file://{src.rstrip('/')}/") for src in mounts)
+
+
+def _trust_report(resources: list[Any], mounts: dict[str, Path], everything: bool = False) -> list[str]:
+    """What will run and be touched on this host (docs/security.md): callables that are not the
+    project's own and file:// paths outside the local data volumes (all of them if `everything`)."""
+    lines = []
+    for r in resources:
+        lines += [
+            f"{u.resource}: runs {u.value} ({u.what}) on this host" for u in trust.callables(r) if everything or not u.known
+        ]
+        lines += [
+            f"{u.resource}: uses host path {u.value.removeprefix('file://')} ({u.what})"
+            for u in trust.file_locations(r)
+            if everything or not _mounted(u.value, mounts)
+        ]
+    return lines
+
+
+@local_app.command("validate")
+def local_validate(
+    filename: list[Path] = typer.Option(..., "-f", "--filename", help="Manifest file or directory (repeatable)."),
+) -> None:
+    """Check manifests as `fti local apply` and the API server do, and list the code and host paths
+    they name; runs nothing. Problems print as FILE:doc#N: field.path: message (exit code 1)."""
+    resources = _load(filename)
+    if not resources:
+        _fail(f"no fti.dev resources in {', '.join(map(str, filename))}")
+    for r in resources:
+        print(f"{r.kind}/{r.metadata.name}: valid")
+    for line in _trust_report(resources, {}, everything=True):
+        print(line)
 
 
 @local_app.command("apply")
@@ -86,6 +132,9 @@ def local_apply(
         )
     except LocalRunError as exc:
         _fail(str(exc))
+    # fti local runs the manifests' code as the user: say so when it is not the project's own.
+    for line in _trust_report(resources, driver.mounts):
+        console.print(f"[yellow]![/] {escape_markup(line)}", highlight=False)
     pipelines = [r for r in resources if isinstance(r, FeaturePipeline)]
     trainings = [r for r in resources if isinstance(r, TrainingPipeline)]
     services = [r for r in resources if isinstance(r, InferenceService)]

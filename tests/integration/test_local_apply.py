@@ -272,4 +272,4 @@ def test_readme_commands_after_the_demo_run_in_order(
         if serving is not None:
             serving.send_signal(signal.SIGTERM)
             serving.wait(timeout=60)
-    assert ran == ["status", "apply", "serve", "predict", "status", "rollout"], ran
+    assert ran == ["status", "apply", "serve", "predict", "status", "validate", "rollout"], ran
