@@ -9,6 +9,7 @@ below, values past float32's range). Rows sklearn has to judge itself go to skle
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,7 +25,7 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 
-from fti_pipelines.serving.compiled import NotCompilable, TreeModel, compile_model, probe_rows, try_compile
+from fti_pipelines.serving.compiled import NotCompilable, TreeModel, compile_model, probe_rows
 from fti_pipelines.serving.predictor import Scorer
 from fti_pipelines.training.transformations import build_model_pipeline, to_rows
 from support.serving_fixtures import COLUMNS, training_frame
@@ -73,6 +74,13 @@ def fitted(estimator, target: str, transforms):
     return p.fit(rows, TARGETS[target]), rows
 
 
+@functools.cache
+def example_model():
+    """The fraud example's model, fitted once for the tests that only read it."""
+    p, rows = fitted(*MODELS[0])
+    return p, rows, compile_model(p, len(COLUMNS))
+
+
 def edge_rows() -> list[list]:
     return [
         [42.0, "online", 123.4, 5, "26-40", 2500.0],
@@ -94,7 +102,7 @@ def compiled_answer(model: TreeModel, p, rows):
         return model.proba(rows) if hasattr(p, "predict_proba") else model.predict(rows)
 
 
-@pytest.mark.parametrize(("estimator", "target", "transforms"), MODELS, ids=lambda v: getattr(v, "__name__", None))
+@pytest.mark.parametrize("estimator, target, transforms", MODELS, ids=[f"{type(e).__name__}-{t}" for e, t, _ in MODELS])
 def test_compiled_trees_equal_sklearn_bit_for_bit(estimator, target, transforms):
     p, rows = fitted(estimator, target, transforms)
     model = compile_model(p, len(COLUMNS))
@@ -114,8 +122,7 @@ def test_compiled_trees_equal_sklearn_bit_for_bit(estimator, target, transforms)
 
 
 def test_single_rows_take_the_same_path_as_batches():
-    p, rows = fitted(*MODELS[0])
-    model = compile_model(p, len(COLUMNS))
+    _, rows, model = example_model()
     assert model.ensemble.nodes.masks is not None  # 31 leaves per tree: QuickScorer's bitmasks
     whole = model.proba(rows)
     assert whole is not None
@@ -141,8 +148,7 @@ def test_deep_trees_walk_level_by_level():
     ],
 )
 def test_rows_sklearn_must_judge_go_to_sklearn(row):
-    p, _ = fitted(*MODELS[0])
-    model = compile_model(p, len(COLUMNS))
+    _, _, model = example_model()
     assert model.proba([row]) is None
 
 
