@@ -150,7 +150,9 @@ class _Builder:
 
     def _masks(self) -> Masks | None:
         rows: list[tuple[int, float, bool, int]] = []  # per internal node: feature, threshold, nan_right, mask
-        starts, leaf_base, leaf_node = [], [], []
+        starts: list[int] = []
+        leaf_base: list[int] = []
+        leaf_node: list[int] = []
         for root, (feature, threshold, nan_right, left, right, leaf) in zip(self.roots, self.trees, strict=True):
             order, spans = _leaf_order(left, right, leaf)
             if len(order) > 64:
