@@ -37,7 +37,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
 
-from .tabular import Features, NotCompilable
+from .tabular import Features, NotCompilable, is_float_cast
 from .trees import TreeEnsemble, tree_ensemble
 
 log = logging.getLogger("fti_pipelines.serving")
@@ -51,14 +51,6 @@ ENCODERS = (OneHotEncoder, OrdinalEncoder)
 Rows = Sequence[Sequence[Any]] | np.ndarray
 
 
-def _is_float_cast(step: Any) -> bool:
-    return (
-        isinstance(step, FunctionTransformer)
-        and step.func is np.asarray
-        and (step.kw_args or {}).get("dtype") in ("float64", np.float64)
-    )
-
-
 def column_kinds(pipeline: Any, width: int) -> list[str]:
     """ "double" or "string" per input position, from the pipeline's ColumnTransformer."""
     if not isinstance(pipeline, Pipeline) or not isinstance(pipeline.steps[0][1], ColumnTransformer):
@@ -68,7 +60,7 @@ def column_kinds(pipeline: Any, width: int) -> list[str]:
         if step == "drop":
             continue
         first = step.steps[0][1] if isinstance(step, Pipeline) else step
-        if _is_float_cast(first):
+        if is_float_cast(first):
             kind = "double"
         elif isinstance(first, ENCODERS):
             kind = "string"
@@ -93,7 +85,7 @@ def _same_shape(operator: Any) -> None:
 def _function_transformer(scope: Any, operator: Any, container: Any) -> None:
     # The float cast happens on our side (the same np.asarray call), so here it is the identity.
     step, x, y = operator.raw_operator, operator.inputs[0].full_name, operator.outputs[0].full_name
-    if _is_float_cast(step):
+    if is_float_cast(step):
         container.add_node("Identity", [x], [y], name=scope.get_unique_operator_name("Identity"))
     elif step.func is np.log1p and not step.kw_args:
         one = scope.get_unique_variable_name("one")

@@ -41,7 +41,7 @@ class NotCompilable(Exception):
 Step = Callable[[np.ndarray], np.ndarray]
 
 
-def _is_float_cast(step: Any) -> bool:
+def is_float_cast(step: Any) -> bool:
     return (
         isinstance(step, FunctionTransformer)
         and step.func is np.asarray
@@ -49,19 +49,23 @@ def _is_float_cast(step: Any) -> bool:
     )
 
 
+def _center_scale(center: np.ndarray | None, scale: np.ndarray | None) -> Step:
+    """StandardScaler's and RobustScaler's transform: `X -= center; X /= scale`, each if fitted."""
+
+    def step(x: np.ndarray) -> np.ndarray:
+        if center is not None:
+            x -= center
+        if scale is not None:
+            x /= scale
+        return x
+
+    return step
+
+
 def _numeric_step(step: Any) -> Step:
     """The in-place arithmetic of one fitted numeric step, as its transform() does it."""
     if isinstance(step, StandardScaler):
-        mean, scale = step.mean_ if step.with_mean else None, step.scale_ if step.with_std else None
-
-        def standard(x: np.ndarray) -> np.ndarray:
-            if mean is not None:
-                x -= mean
-            if scale is not None:
-                x /= scale
-            return x
-
-        return standard
+        return _center_scale(step.mean_ if step.with_mean else None, step.scale_ if step.with_std else None)
     if isinstance(step, MinMaxScaler):
         if step.clip:
             raise NotCompilable("MinMaxScaler(clip=True)")
@@ -74,17 +78,7 @@ def _numeric_step(step: Any) -> Step:
 
         return minmax
     if isinstance(step, RobustScaler):
-        center = step.center_ if step.with_centering else None
-        r_scale = step.scale_ if step.with_scaling else None
-
-        def robust(x: np.ndarray) -> np.ndarray:
-            if center is not None:
-                x -= center
-            if r_scale is not None:
-                x /= r_scale
-            return x
-
-        return robust
+        return _center_scale(step.center_ if step.with_centering else None, step.scale_ if step.with_scaling else None)
     if isinstance(step, FunctionTransformer) and step.func is np.log1p and not step.kw_args:
         return np.log1p
     raise NotCompilable(f"feature step {type(step).__name__} is not replayed exactly")
@@ -139,7 +133,7 @@ class Branch:
         self.at = at
         self.encoder: _Encoder | None = None
         self.numeric: list[Step] = []
-        if _is_float_cast(steps[0]):
+        if is_float_cast(steps[0]):
             self.numeric = [_numeric_step(s) for s in steps[1:]]
             self.width = len(positions)
         elif isinstance(steps[0], (OneHotEncoder, OrdinalEncoder)) and len(steps) == 1:
