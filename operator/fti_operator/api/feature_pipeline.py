@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from .common import (
     CALLABLE_PATTERN,
+    DURATION_PATTERN,
     URI_PATTERN,
     ApiModel,
     Condition,
@@ -189,7 +190,21 @@ class FeaturePipelineSpec(ApiModel):
         default=None, description="Data expectations; failing rows are quarantined, never dropped."
     )
     ingestion: Literal["incremental", "full"] = Field(
-        default="incremental", description="incremental: only rows newer than the watermark; full: replace the version's data."
+        default="incremental",
+        description=(
+            "incremental: add the batch's rows to the version (late rows included, deduplicated on primary key + "
+            "event time); full: replace the version's data."
+        ),
+    )
+    allowed_lateness: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION_PATTERN,
+        description=(
+            "Incremental ingestion: how far before the version's watermark a row's event time may be and still be "
+            "ingested, e.g. 6h or 90m. Rows later than that are quarantined with reason LateRow, never dropped. "
+            "Absent: every late row is ingested."
+        ),
     )
     schedule: CronSchedule | None = None
     suspend: bool = Field(default=False, description="Stop scheduling new runs.")
@@ -205,6 +220,9 @@ class RunResult(StatusModel):
     succeeded: bool
     rows_written: int | None = None
     rows_rejected: int | None = None
+    online_rows_written: int | None = Field(
+        default=None, description="Rows the run published to the online store; absent when the group was offline for it."
+    )
     watermark: str | None = None
     quarantine_uri: str | None = None
     message: str | None = None
@@ -215,7 +233,15 @@ class FeatureGroupVersionStatus(StatusModel):
     version: Version
     state: Literal["Active", "Retained", "Retired", "Rematerializing"]
     last_run: RunResult | None = None
-    needed_by: list[str] | None = None
+    needed_by: list[str] | None = Field(
+        default=None,
+        description="An older version kept (Retained, Rematerializing): 'namespace/name' of the InferenceServices "
+        "whose revisions read it. Not listed for the Active version, which is kept anyway.",
+    )
+    online: bool | None = Field(
+        default=None,
+        description="Whether a run has published this version to the online store (false: materialized offline only).",
+    )
     rematerialize_job: str | None = Field(
         default=None, description="The Job bringing a retired version back for a revision that needs it again."
     )
