@@ -46,6 +46,10 @@ TOLERANCE = 1e-6
 # Tree models: the same float64 operations in the same order, so the answers are sklearn's
 # bit for bit on every probing row we have seen; the load-time check still allows this much.
 TREE_TOLERANCE = 1e-12
+# Above this many rows sklearn's compiled tree walk wins: numpy's per-row cost is ~4x
+# sklearn's, its fixed per-call cost ~60x smaller (crossover ~200 rows, bench/RESULTS.md).
+# Batch scoring's chunks therefore go to sklearn, the online requests here.
+TREE_MAX_ROWS = 256
 ENCODERS = (OneHotEncoder, OrdinalEncoder)
 # Rows as the scorers take them: lists of instances (served) or a 2-D object array (batch, probing).
 Rows = Sequence[Sequence[Any]] | np.ndarray
@@ -260,12 +264,14 @@ class TreeModel:
     ensemble: TreeEnsemble
     tolerance: float = TREE_TOLERANCE
 
+    max_rows: int = TREE_MAX_ROWS
+
     def proba(self, rows: Rows) -> np.ndarray | None:
-        X = self.features.transform(rows)
+        X = self.features.transform(rows) if len(rows) <= self.max_rows else None
         return None if X is None else self.ensemble.proba(X)
 
     def predict(self, rows: Rows) -> np.ndarray | None:
-        X = self.features.transform(rows)
+        X = self.features.transform(rows) if len(rows) <= self.max_rows else None
         return None if X is None else self.ensemble.predict(X)
 
 
@@ -281,7 +287,8 @@ def _compile_trees(pipeline: Any, width: int, kinds: list[str]) -> TreeModel:
     ensemble = tree_ensemble(pipeline.steps[-1][1])
     # Infinity reaches a HistGradientBoosting model as a number (it validates with
     # ensure_all_finite=False); float32 trees and the imputer refuse it.
-    model = TreeModel(Features(pipeline, width, allow_inf=ensemble.family == "hgb"), ensemble)
+    # Checked on every probing row at once, whatever the row limit for serving.
+    model = TreeModel(Features(pipeline, width, allow_inf=ensemble.family == "hgb"), ensemble, max_rows=1 << 62)
     rows = probe_rows(pipeline, kinds, n=1024)
     with np.errstate(invalid="ignore", divide="ignore"):  # log1p of probing values below -1: NaN, as served
         features = pipeline[:-1].transform(rows)
@@ -295,6 +302,7 @@ def _compile_trees(pipeline: Any, width: int, kinds: list[str]) -> TreeModel:
                 raise NotCompilable("compiled and sklearn pick different classes on probing rows")
         else:
             _equal_on("predictions", model.predict(rows), pipeline.predict(rows), model.tolerance)
+    model.max_rows = TREE_MAX_ROWS
     return model
 
 

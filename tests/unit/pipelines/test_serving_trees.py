@@ -67,6 +67,14 @@ MODELS = [
 ]
 
 
+def compiled(p) -> TreeModel:
+    """The compiled model, answering batches of any size (serving hands big ones to sklearn)."""
+    model = compile_model(p, len(COLUMNS))
+    assert isinstance(model, TreeModel)
+    model.max_rows = 1 << 62
+    return model
+
+
 def fitted(estimator, target: str, transforms):
     spec = [SimpleNamespace(column=c, type=t) for c, t in transforms]
     p = build_model_pipeline(FRAME, COLUMNS, spec, estimator)
@@ -78,7 +86,7 @@ def fitted(estimator, target: str, transforms):
 def example_model():
     """The fraud example's model, fitted once for the tests that only read it."""
     p, rows = fitted(*MODELS[0])
-    return p, rows, compile_model(p, len(COLUMNS))
+    return p, rows, compiled(p)
 
 
 def edge_rows() -> list[list]:
@@ -105,8 +113,7 @@ def compiled_answer(model: TreeModel, p, rows):
 @pytest.mark.parametrize("estimator, target, transforms", MODELS, ids=[f"{type(e).__name__}-{t}" for e, t, _ in MODELS])
 def test_compiled_trees_equal_sklearn_bit_for_bit(estimator, target, transforms):
     p, rows = fitted(estimator, target, transforms)
-    model = compile_model(p, len(COLUMNS))
-    assert isinstance(model, TreeModel)
+    model = compiled(p)
     probes = probe_rows(p, ["string" if isinstance(v, str) else "double" for v in rows[0]], n=2000, seed=4)
     for batch in (rows, probes):
         got = compiled_answer(model, p, batch)
@@ -132,7 +139,7 @@ def test_single_rows_take_the_same_path_as_batches():
 
 def test_deep_trees_walk_level_by_level():
     p, rows = fitted(RandomForestRegressor(n_estimators=5, random_state=0), "regression", EXAMPLE)
-    model = compile_model(p, len(COLUMNS))
+    model = compiled(p)
     assert model.ensemble.nodes.masks is None  # more than 64 leaves per tree
     np.testing.assert_array_equal(model.predict(rows), p.predict(rows))
 
@@ -154,7 +161,7 @@ def test_rows_sklearn_must_judge_go_to_sklearn(row):
 
 def test_float32_trees_hand_unrepresentable_values_to_sklearn():
     p, _ = fitted(*MODELS[3])  # GradientBoosting: float32 trees, no missing values
-    model = compile_model(p, len(COLUMNS))
+    model = compiled(p)
     assert model.proba([[1.0, "online", 1e300, 1, "18-25", 1.0]]) is None  # inf in float32
     assert model.proba([[1.0, "online", 2.0, 1, "18-25", 1.0]]) is not None
 
@@ -164,3 +171,12 @@ def test_categorical_splits_stay_on_sklearn():
     with pytest.raises(NotCompilable, match="categorical"):
         compile_model(p, len(COLUMNS))
     assert Scorer(p).compiled is None
+
+
+def test_large_batches_go_to_sklearn_with_the_same_answers():
+    p, rows, _ = example_model()
+    scorer = Scorer(p)
+    assert isinstance(scorer.compiled, TreeModel)
+    assert scorer.compiled.proba(rows[:10].tolist()) is not None
+    assert scorer.compiled.proba(rows.tolist()) is None  # 600 rows: sklearn's own tree walk is faster
+    assert scorer.score(rows) == Scorer(p, compile_model=False).score(rows)
