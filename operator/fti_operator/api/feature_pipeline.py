@@ -10,20 +10,21 @@ from pydantic import Field, model_validator
 from .common import (
     CALLABLE_PATTERN,
     DURATION_PATTERN,
-    URI_PATTERN,
     ApiModel,
     Condition,
     CronSchedule,
     FieldError,
     Identifier,
     ObjectMeta,
-    PodTemplate,
     StatusModel,
+    Uri,
     Version,
     cel,
     cel_rules,
 )
 from .identity import API_VERSION, FEATURE_PIPELINE, KIND_FEATURE_PIPELINE
+from .regex import regex_problem
+from .scheduling import PodTemplate
 
 KIND = FEATURE_PIPELINE.kind
 PLURAL = FEATURE_PIPELINE.plural
@@ -83,12 +84,7 @@ class SourceSpec(ApiModel):
         )
     }
 
-    uri: str | None = Field(
-        default=None,
-        pattern=URI_PATTERN,
-        max_length=1024,
-        description="file:///path/ or s3://bucket/prefix/ (a file or a directory of files).",
-    )
+    uri: Uri | None = Field(default=None, description="file:///path/ or s3://bucket/prefix/ (a file or a directory of files).")
     format: Literal["csv", "parquet", "jsonl"] = Field(default="parquet", description="File format of the source.")
     generator: GeneratorSpec | None = Field(default=None, description="A Python callable producing the raw data, instead of uri.")
 
@@ -157,6 +153,9 @@ class Expectation(ApiModel):
             raise ValueError("an expectation needs at least one check: notNull, unique, between, in, regex or dtype")
         if self.regex is not None and self.dtype not in (None, "string"):
             raise FieldError("regex", "regex applies to string columns only")
+        problem = regex_problem(self.regex) if self.regex is not None else None
+        if problem:
+            raise FieldError("regex", f"{problem}; got {self.regex!r}")
         return self
 
 

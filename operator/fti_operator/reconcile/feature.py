@@ -29,6 +29,7 @@ from .conditions import condition, merge_conditions, ready_rollup
 from .context import Context, Result
 from .results import feature_run
 from .runs import newest_finished, read_run
+from .validity import parse_or_report
 from .writes import emit_event, typed, update_status
 
 PLURAL = FEATURE_PIPELINE.plural
@@ -199,7 +200,9 @@ def job_from_cronjob(cronjob: Mapping[str, Any], suffix: str) -> dict[str, Any]:
 
 def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     """Bring one FeaturePipeline's children and status in line with its spec and its runs."""
-    fp = FeaturePipeline.model_validate(dict(body))
+    fp = parse_or_report(ctx, body, FeaturePipeline, API_VERSION, PLURAL)
+    if fp is None:
+        return Result()
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     group, current = fp.spec.feature_group.name, fp.spec.feature_group.version
