@@ -1,7 +1,8 @@
 """Shared setup of the inference benchmarks: N cards of features (offline + online) and a registered model.
 
 The model and the feature view are those of tests/support/serving_fixtures.py (six inputs
-from two feature groups, two of them request features), at benchmark scale.
+from two feature groups, two of them request features), at benchmark scale; `model="example"`
+registers the fraud example's HistGradientBoosting model on the same columns instead.
 """
 
 from __future__ import annotations
@@ -35,7 +36,34 @@ def feature_frames(n_cards: int, seed: int = 11) -> tuple[pd.DataFrame, pd.DataF
     return fixture_feature_frames(seed=seed, n_cards=n_cards, first_card=FIRST_CARD, spread_minutes=1440)
 
 
-def make_world(root: Path, n_cards: int, *, online: str | None = None, offline: bool = False) -> dict[str, Any]:
+def example_pipeline(n_rows: int = 20_000) -> Any:
+    """The fraud example's model (examples/fraud/training-pipeline.yaml) on the fixture's columns.
+
+    Same estimator and params (HistGradientBoostingClassifier, max_iter 150, learning rate
+    0.1, 31 leaves) and the same transformations where the column exists (log1p amount,
+    one-hot category and age group, standard-scaled credit limit); 20 000 training rows so
+    the trees grow to the example's size.
+    """
+    from types import SimpleNamespace
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from fti_pipelines.training.transformations import build_model_pipeline, to_rows
+    from support.serving_fixtures import COLUMNS, training_frame
+
+    frame, y = training_frame(n=n_rows)
+    transforms = [
+        SimpleNamespace(column=c, type=t)
+        for c, t in [("amount", "log1p"), ("category", "oneHot"), ("age_group", "oneHot"), ("credit_limit", "standardScaler")]
+    ]
+    estimator = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, max_leaf_nodes=31, random_state=0)
+    pipeline = build_model_pipeline(frame, COLUMNS, transforms, estimator)
+    return pipeline.fit(to_rows(frame, COLUMNS), y)
+
+
+def make_world(
+    root: Path, n_cards: int, *, online: str | None = None, offline: bool = False, model: str = "fixture"
+) -> dict[str, Any]:
     """Write features and register the model under `root`; returns URIs, spec, frames."""
     from fti_pipelines.registry import ModelRegistry
     from fti_pipelines.store.offline import FeatureStore
@@ -58,7 +86,7 @@ def make_world(root: Path, n_cards: int, *, online: str | None = None, offline: 
         fs = FeatureStore(artifacts)
         fs.ingest(TX[0], TX[1], tx, primary_key=["cc_num"], event_time="event_time", mode="full")
         fs.ingest(PROFILES[0], PROFILES[1], profiles, primary_key=["cc_num"], event_time="event_time", mode="full")
-    pipeline = train_pipeline()
+    pipeline = example_pipeline() if model == "example" else train_pipeline()
     if not ModelRegistry(artifacts).exists(MODEL, 1):
         ModelRegistry(artifacts).register(MODEL, 1, pipeline, model_card())
     return {

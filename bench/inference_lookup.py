@@ -30,6 +30,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -54,11 +55,22 @@ def backend(world: dict, label: str, keys: list[int]) -> tuple[dict, list]:
     read = lookup._read  # the entity reader Revision built for the lookup (SQLite: its prepared one)
     sample = lookup.lookup(instance(keys[0])).rows[0]
     assert sample[2] is not None and sample[4] is not None, sample
-    return {
+    measures = {
         f"{label} lookup (entity, 2 groups)": lambda k: lookup.lookup(instance(k)),
         f"{label} entity_reader alone (2 groups)": lambda k: read({"cc_num": k}),
         f"{label} store.get (1 group)": lambda k: store.get("card_transactions", 2, (k,), COLS),
-    }, [store]
+    }
+    if label == "redis":  # the same script call through redis-py's execute_command: the previous path
+        import redis
+
+        from fti_pipelines.serving.lookup import entity_reads
+        from fti_pipelines.store.online.redis.reader import entity_reader_on
+
+        client = redis.Redis.from_url(world["online_store"], single_connection_client=True)
+        generic = SimpleNamespace(execute_command=client.execute_command, connection=None)
+        via_execute = entity_reader_on(generic, store, entity_reads(lookup.plan))  # type: ignore[arg-type]
+        measures[f"{label} entity_reader via execute_command (2 groups)"] = lambda k: via_execute({"cc_num": k})
+    return measures, [store]
 
 
 def sqlite_raw(world: dict, keys: list[int]) -> tuple[dict, list]:

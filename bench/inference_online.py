@@ -1,6 +1,7 @@
 """Online serving over loopback: our model server (lookup + predict) vs a bare kserve.ModelServer.
 
     .venv/bin/python bench/inference_online.py [--cards 100000] [--n 5000] [--wrk-seconds 30]
+        [--model fixture|example] [--multi 100]
 
 The servers run side by side in subprocesses, one uvicorn worker each, the same model:
   ours   python -m fti_pipelines.serving (combined role): {"instances": [{"cc_num", "amount", "category"}]}
@@ -9,6 +10,10 @@ The servers run side by side in subprocesses, one uvicorn worker each, the same 
   bare const  the same minimal kserve.Model answering a constant: the floor of KServe's request path
 Sequential keep-alive requests (httpx), one row each, interleaved in blocks so both see the
 same machine noise; then wrk (8 connections, 30 s) against each for throughput and errors.
+`--model example` serves the fraud example's HistGradientBoosting model (compiled to numpy
+tree traversal) instead of the fixture's linear one (ONNX Runtime), to both servers.
+`--multi N` adds "ours v1 xN": requests of N instances (distinct cards), interleaved
+with the rest, against one-instance requests to the same server.
 `--scorer` only compares the CPU of one-row scoring in process: sklearn vs compiled.
 """
 
@@ -80,15 +85,16 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-def scorer_cpu(blocks: int = 10, block: int = 200) -> dict:
+def scorer_cpu(model: str, blocks: int = 10, block: int = 200) -> dict:
     """In process, one row: CPU per Scorer.score, plain sklearn vs compiled (interleaved blocks)."""
     from threadpoolctl import threadpool_limits
 
     from fti_pipelines.serving.predictor import Scorer
+    from inference_common import example_pipeline
     from support.serving_fixtures import train_pipeline
 
     threadpool_limits(1)
-    pipeline = train_pipeline()
+    pipeline = example_pipeline() if model == "example" else train_pipeline()
     scorers = {"sklearn": Scorer(pipeline, compile_model=False), "compiled": Scorer(pipeline)}
     assert scorers["compiled"].compiled is not None, "the fixture model did not compile"
     rows = [[42.0, "online", 123.4, 5, "26-40", 2500.0]]
@@ -162,18 +168,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="sequential requests per server")
     parser.add_argument("--wrk-seconds", type=int, default=30, help="0 skips wrk")
     parser.add_argument("--scorer", action="store_true", help="only the in-process Scorer CPU comparison")
+    parser.add_argument("--model", choices=["fixture", "example"], default="fixture", help="the served model")
+    parser.add_argument("--multi", type=int, default=0, help="also measure requests of this many instances")
     parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "MODEL_PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
         bare_server(int(args.bare_server[0]), args.bare_server[1])
         return
     if args.scorer:
-        print(json.dumps({"scorer_cpu_one_row": scorer_cpu()}, indent=1))
+        print(json.dumps({"model": args.model, "scorer_cpu_one_row": scorer_cpu(args.model)}, indent=1))
         return
     workdir = Path(tempfile.mkdtemp(prefix="fti-bench-online-"))
     procs = []
     try:
-        world = make_world(workdir, args.cards)
+        world = make_world(workdir, args.cards, model=args.model)
         env = {
             "FTI_ARTIFACT_STORE": world["artifact_store"],
             "FTI_ONLINE_STORE": world["online_store"],
@@ -225,7 +233,7 @@ def main() -> None:
             b = c.post(f"{bare_url}/v1/models/{NAME}:predict", content=bare_bodies[0]).json()["predictions"][0]
         assert abs(a - b) < 1e-12, (a, b)
 
-        lat = {"ours v1": [], "bare v1": [], "ours v2": [], "bare const v1": []}
+        lat: dict[str, list[float]] = {"ours v1": [], "bare v1": [], "ours v2": [], "bare const v1": []}
         urls = {
             "ours v1": f"{ours_url}/v1/models/{NAME}:predict",
             "bare v1": f"{bare_url}/v1/models/{NAME}:predict",
@@ -236,6 +244,14 @@ def main() -> None:
         # Server CPU per request (user + system of the server process): unlike latency, it
         # hardly moves with the machine's load, so it compares servers across noisy runs.
         server = {"ours v1": ours, "bare v1": bare, "ours v2": ours, "bare const v1": const}
+        if args.multi:
+            multi = f"ours v1 x{args.multi}"
+            lat[multi], urls[multi], server[multi] = [], urls["ours v1"], ours
+            one = [json.loads(b)["instances"][0] for b in ours_bodies]
+            bodies[multi] = [
+                json.dumps({"instances": [one[(i + j) % len(one)] for j in range(args.multi)]}).encode()
+                for i in range(len(ours_bodies))
+            ]
         cpu = dict.fromkeys(lat, 0.0)
         with httpx.Client(timeout=30) as client:
             for name in lat:  # warm-up
@@ -255,10 +271,16 @@ def main() -> None:
             "p50": results["ours v1"]["p50_us"] / results["bare const v1"]["p50_us"],
             "p99": results["ours v1"]["p99_us"] / results["bare const v1"]["p99_us"],
         }
+        if args.multi:
+            results[f"ratio ours x{args.multi} / ours x1"] = {
+                "p50": results[multi]["p50_us"] / results["ours v1"]["p50_us"],
+                "p99": results[multi]["p99_us"] / results["ours v1"]["p99_us"],
+                "server_cpu": results[multi]["server_cpu_us_per_request"] / results["ours v1"]["server_cpu_us_per_request"],
+            }
         if args.wrk_seconds > 0:
             results["wrk ours v1"] = run_wrk(urls["ours v1"], ours_bodies[:2000], args.wrk_seconds, workdir, "ours")
             results["wrk bare v1"] = run_wrk(urls["bare v1"], bare_bodies[:2000], args.wrk_seconds, workdir, "bare")
-        print(json.dumps({"cards": args.cards, "results": results}, indent=1))
+        print(json.dumps({"cards": args.cards, "model": args.model, "load": os.getloadavg(), "results": results}, indent=1))
     finally:
         for p in procs:
             stop_server(p)

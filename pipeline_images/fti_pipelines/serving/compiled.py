@@ -1,4 +1,9 @@
-"""The saved sklearn pipeline compiled to ONNX Runtime at load time, for fast one-row scoring.
+"""The saved sklearn pipeline compiled at load time, for fast one-row scoring.
+
+Two compiled paths: linear final estimators go to ONNX Runtime (below); tree ensembles
+(HistGradientBoosting, GradientBoosting, RandomForest, ExtraTrees) to numpy over
+flattened node arrays behind the same feature steps replayed in numpy (trees.py,
+tabular.py), because a tree's threshold tests need the features bit for bit.
 
 Why: sklearn spends milliseconds of CPU per `predict_proba` call on one row of the
 training pipeline's model, almost all of it per-estimator input validation and dispatch,
@@ -32,43 +37,34 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
 
+from .tabular import Features, NotCompilable, is_float_cast
+from .trees import TreeEnsemble, tree_ensemble
+
 log = logging.getLogger("fti_pipelines.serving")
 
 TOLERANCE = 1e-6
+# Tree models: the same float64 operations in the same order, so the answers are sklearn's
+# bit for bit on every probing row we have seen; the load-time check still allows this much.
+TREE_TOLERANCE = 1e-12
+# Above this many rows sklearn's compiled tree walk wins: numpy's per-row cost is ~4x
+# sklearn's, its fixed per-call cost ~60x smaller (crossover ~200 rows, bench/RESULTS.md).
+# Batch scoring's chunks therefore go to sklearn, the online requests here.
+TREE_MAX_ROWS = 256
 ENCODERS = (OneHotEncoder, OrdinalEncoder)
 # Rows as the scorers take them: lists of instances (served) or a 2-D object array (batch, probing).
 Rows = Sequence[Sequence[Any]] | np.ndarray
-
-
-class NotCompilable(Exception):
-    """The pipeline is outside what the compiled path reproduces exactly; sklearn serves it."""
-
-
-def _is_float_cast(step: Any) -> bool:
-    return (
-        isinstance(step, FunctionTransformer)
-        and step.func is np.asarray
-        and (step.kw_args or {}).get("dtype") in ("float64", np.float64)
-    )
 
 
 def column_kinds(pipeline: Any, width: int) -> list[str]:
     """ "double" or "string" per input position, from the pipeline's ColumnTransformer."""
     if not isinstance(pipeline, Pipeline) or not isinstance(pipeline.steps[0][1], ColumnTransformer):
         raise NotCompilable("the model is not a Pipeline starting with a ColumnTransformer")
-    if not hasattr(pipeline, "predict_proba"):
-        raise NotCompilable("the model has no predict_proba")
-    final = type(pipeline.steps[-1][1])
-    if not final.__module__.startswith("sklearn.linear_model"):
-        # Tree ensembles: skl2onnx's classifiers answer float32 probabilities and some take
-        # minutes to convert (a RandomForest of 20 trees: >10 min), so they stay on sklearn.
-        raise NotCompilable(f"{final.__name__} is not a linear model")
     kinds: list[str | None] = [None] * width
     for _, step, cols in pipeline.steps[0][1].transformers_:
         if step == "drop":
             continue
         first = step.steps[0][1] if isinstance(step, Pipeline) else step
-        if _is_float_cast(first):
+        if is_float_cast(first):
             kind = "double"
         elif isinstance(first, ENCODERS):
             kind = "string"
@@ -93,7 +89,7 @@ def _same_shape(operator: Any) -> None:
 def _function_transformer(scope: Any, operator: Any, container: Any) -> None:
     # The float cast happens on our side (the same np.asarray call), so here it is the identity.
     step, x, y = operator.raw_operator, operator.inputs[0].full_name, operator.outputs[0].full_name
-    if _is_float_cast(step):
+    if is_float_cast(step):
         container.add_node("Identity", [x], [y], name=scope.get_unique_operator_name("Identity"))
     elif step.func is np.log1p and not step.kw_args:
         one = scope.get_unique_variable_name("one")
@@ -226,14 +222,19 @@ def _session(graph: bytes) -> Any:
     return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
 
 
-def compile_model(pipeline: Any, width: int) -> CompiledModel:
-    """The compiled model, checked against sklearn on probing rows; NotCompilable says why not."""
+def _compile_onnx(pipeline: Any, width: int, kinds: list[str]) -> CompiledModel:
+    if not hasattr(pipeline, "predict_proba"):
+        raise NotCompilable("the model has no predict_proba")
+    final = type(pipeline.steps[-1][1])
+    if not final.__module__.startswith("sklearn.linear_model"):
+        # skl2onnx's tree classifiers answer float32 probabilities and some take minutes to
+        # convert (a RandomForest of 20 trees: >10 min); trees have their own path (trees.py).
+        raise NotCompilable(f"{final.__name__} is not a linear model")
     try:
         import onnxruntime  # noqa: F401
         import skl2onnx  # noqa: F401
     except ImportError as exc:
         raise NotCompilable(f"{exc.name} is not installed") from exc
-    kinds = column_kinds(pipeline, width)
     graph = to_onnx(pipeline, kinds)
     try:
         session = _session(graph)
@@ -255,12 +256,73 @@ def compile_model(pipeline: Any, width: int) -> CompiledModel:
     return model
 
 
-def try_compile(pipeline: Any, width: int) -> CompiledModel | None:
+@dataclass
+class TreeModel:
+    """A tree ensemble behind the pipeline's feature steps, both in numpy (tabular.py, trees.py)."""
+
+    features: Features
+    ensemble: TreeEnsemble
+    tolerance: float = TREE_TOLERANCE
+
+    max_rows: int = TREE_MAX_ROWS
+
+    def proba(self, rows: Rows) -> np.ndarray | None:
+        X = self.features.transform(rows) if len(rows) <= self.max_rows else None
+        return None if X is None else self.ensemble.proba(X)
+
+    def predict(self, rows: Rows) -> np.ndarray | None:
+        X = self.features.transform(rows) if len(rows) <= self.max_rows else None
+        return None if X is None else self.ensemble.predict(X)
+
+
+def _equal_on(name: str, got: np.ndarray | None, expected: np.ndarray, bound: float) -> None:
+    if got is None or got.shape != expected.shape:
+        raise NotCompilable(f"the compiled {name} does not answer the probing rows like sklearn")
+    diff = float(np.max(np.abs(got - expected), initial=0.0, where=~np.isnan(expected)))
+    if not diff <= bound or not np.array_equal(np.isnan(got), np.isnan(expected)):
+        raise NotCompilable(f"compiled and sklearn {name} differ by {diff:.3g} on probing rows (> {bound})")
+
+
+def _compile_trees(pipeline: Any, width: int, kinds: list[str]) -> TreeModel:
+    ensemble = tree_ensemble(pipeline.steps[-1][1])
+    # Infinity reaches a HistGradientBoosting model as a number (it validates with
+    # ensure_all_finite=False); float32 trees and the imputer refuse it.
+    # Checked on every probing row at once, whatever the row limit for serving.
+    model = TreeModel(Features(pipeline, width, allow_inf=ensemble.family == "hgb"), ensemble, max_rows=1 << 62)
+    rows = probe_rows(pipeline, kinds, n=1024)
+    with np.errstate(invalid="ignore", divide="ignore"):  # log1p of probing values below -1: NaN, as served
+        features = pipeline[:-1].transform(rows)
+        _equal_on("features", model.features.transform(rows), np.asarray(features, dtype=np.float64), 0.0)
+        if hasattr(pipeline, "predict_proba"):
+            expected = pipeline.predict_proba(rows)
+            got = model.proba(rows)
+            _equal_on("probabilities", got, expected, model.tolerance)
+            assert got is not None
+            if not np.array_equal(got.argmax(axis=1), expected.argmax(axis=1)):
+                raise NotCompilable("compiled and sklearn pick different classes on probing rows")
+        else:
+            _equal_on("predictions", model.predict(rows), pipeline.predict(rows), model.tolerance)
+    model.max_rows = TREE_MAX_ROWS
+    return model
+
+
+def compile_model(pipeline: Any, width: int) -> CompiledModel | TreeModel:
+    """The compiled model, checked against sklearn on probing rows; NotCompilable says why not."""
+    kinds = column_kinds(pipeline, width)
+    if type(pipeline.steps[-1][1]).__module__.startswith("sklearn.ensemble"):
+        return _compile_trees(pipeline, width, kinds)
+    return _compile_onnx(pipeline, width, kinds)
+
+
+def try_compile(pipeline: Any, width: int) -> CompiledModel | TreeModel | None:
     """compile_model, or None with a log line saying why sklearn keeps serving."""
     try:
         model = compile_model(pipeline, width)
     except NotCompilable as exc:
-        log.info("scoring with sklearn (not compiled to ONNX Runtime): %s", exc)
+        log.info("scoring with sklearn (not compiled): %s", exc)
         return None
-    log.info("scoring with ONNX Runtime (agrees with sklearn to %g on probing rows)", TOLERANCE)
+    if isinstance(model, TreeModel):
+        log.info("scoring with numpy tree traversal (agrees with sklearn to %g on probing rows)", model.tolerance)
+    else:
+        log.info("scoring with ONNX Runtime (agrees with sklearn to %g on probing rows)", TOLERANCE)
     return model

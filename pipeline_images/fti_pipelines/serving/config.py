@@ -56,8 +56,8 @@ class ServingConfig:
     batch: BatchSpec | None = None
     max_instances: int = DEFAULT_MAX_INSTANCES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    # Score through ONNX Runtime when the model converts exactly (serving/compiled.py);
-    # FTI_SERVING_COMPILE=false keeps plain sklearn.
+    # Score through a compiled path when it reproduces the model exactly (serving/compiled.py,
+    # docs/serving.md); FTI_SERVING_COMPILE=false keeps plain sklearn.
     compile_model: bool = True
     # The namespace whose artifacts and online keys the revision reads (store/tenancy.py).
     namespace: str = "default"

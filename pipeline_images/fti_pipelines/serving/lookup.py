@@ -2,8 +2,7 @@
 
 The request path is deliberately plain Python over precomputed plans (see plan.py):
 validate each instance, read the online store (one `entity_reader` call covering every
-feature group for one instance, one `get_many` per group for several), fill
-preallocated rows by position.
+feature group per instance), fill preallocated rows by position.
 No pandas per request. An unknown entity is rejected (404 naming the key) or, when
 the spec says `missingEntity: defaults`, served with the declared defaults and
 flagged per instance — never silently.
@@ -117,9 +116,8 @@ def entity_reads(plan: LookupPlan) -> list[EntityRead]:
 class FeatureLookup:
     """Turns validated instances into rows; one object per served revision.
 
-    One instance (the online case) is read with one `entity_reader` call covering every
-    feature group (one SQLite statement, one Redis round trip); several go through
-    `get_many`, one batched read per group.
+    Each instance is read with one `entity_reader` call covering every feature group
+    (one SQLite statement, one Redis round trip).
     """
 
     def __init__(
@@ -196,10 +194,16 @@ class FeatureLookup:
             defaults_used = [self._read_entity(self._checked(instances[0], 0, row, field), row, field)]
         else:
             rows = [[None] * self._width for _ in range(n)]
+            # Every instance is checked before any read, so a malformed one is a 400 at no store cost.
             keys_by_instance = [self._checked(inst, i, rows[i], field) for i, inst in enumerate(instances)]
-            defaults_used = [False] * n
-            if self._entity_groups:
-                self._read_batch(keys_by_instance, rows, defaults_used, field)
+            # One entity read per instance over every group (one prepared statement / one Redis
+            # round trip each): cheaper than a batched read per group, which decodes generic
+            # rows and parses event times (bench/RESULTS.md, multi-instance requests).
+            defaults_used = (
+                [self._read_entity(keys, rows[i], field, i) for i, keys in enumerate(keys_by_instance)]
+                if self._entity_groups
+                else [False] * n
+            )
         nan = float("nan")
         for row in rows:  # stored nulls in numeric columns reach the model as NaN, not None
             for pos in self._numeric:
@@ -238,7 +242,7 @@ class FeatureLookup:
             row[pos] = value
         return keys
 
-    def _read_entity(self, keys: dict[str, Any], row: list[Any], field: str) -> bool:
+    def _read_entity(self, keys: dict[str, Any], row: list[Any], field: str, i: int = 0) -> bool:
         """Fill `row` from one entity read over every group; True when defaults filled a missing entity."""
         read = self._read
         if read is None:  # built on first use: a revision that is not ready has nothing to read yet
@@ -248,7 +252,7 @@ class FeatureLookup:
         defaulted = False
         for group, present, placed, default_values, observe_age, seen_at, micros in self._entity_groups:
             if flat[present] is None:
-                self._missing(group, 0, keys, field)
+                self._missing(group, i, keys, field)
                 defaulted = True
                 for (_, pos), value in zip(placed, default_values, strict=True):
                     row[pos] = value
@@ -263,28 +267,6 @@ class FeatureLookup:
                         age = now - seen
                         observe_age(max(0.0, age))  # a clock behind the writer's: not negative
         return defaulted
-
-    def _read_batch(
-        self, keys_by_instance: list[dict[str, Any]], rows: list[list[Any]], defaults_used: list[bool], field: str
-    ) -> None:
-        now = time.time()
-        for group, pk, cols, placed, default_values, observe_age, event_time in self._group_reads:
-            key_tuples = [tuple(k[c] for c in pk) for k in keys_by_instance]
-            found = self.store.get_many(group.name, group.version, key_tuples, cols)
-            for i, values in enumerate(found):
-                row = rows[i]
-                if values is None:
-                    self._missing(group, i, keys_by_instance[i], field)
-                    defaults_used[i] = True
-                    for (_, pos), value in zip(placed, default_values, strict=True):
-                        row[pos] = value
-                    continue
-                for col, pos in placed:
-                    row[pos] = values.get(col)
-                if observe_age is not None:
-                    seen = event_time_seconds(values.get(event_time))
-                    if seen is not None:
-                        observe_age(max(0.0, now - seen))
 
     def _missing(self, group: Any, i: int, keys: Mapping[str, Any], field: str) -> None:
         key_text = ", ".join(f"{k}={keys[k]!r}" for k in group.primary_key)

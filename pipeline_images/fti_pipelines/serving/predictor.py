@@ -3,7 +3,8 @@
 `Scorer` turns feature rows (model input order) into the probability of the positive
 class and the label, in one `predict_proba` call (the label is the arg-max class,
 which is what `predict` returns for sklearn classifiers). The call goes through the
-model compiled to ONNX Runtime when it converts exactly (compiled.py), else sklearn.
+compiled model when it reproduces sklearn exactly (compiled.py: ONNX Runtime for linear
+models, numpy tree traversal for tree ensembles, regressors included), else sklearn.
 
 `PredictorModel` is the predictor of the transformer topology: it takes plain ordered
 rows like KServe's stock sklearn runtime (v1 `{"instances": [[...], ...]}`, v2 one
@@ -22,7 +23,7 @@ import numpy as np
 from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from .compiled import CompiledModel, Rows, try_compile
+from .compiled import CompiledModel, Rows, TreeModel, try_compile
 from .errors import RequestError, bad_field
 from .revision import Revision
 
@@ -35,8 +36,8 @@ class Scorer:
         # Plain Python scalars (not numpy's), so labels serialize as JSON numbers/strings.
         self.classes = [c.item() if hasattr(c, "item") else c for c in classes] if classes is not None else None
         width = getattr(pipeline, "n_features_in_", None)
-        self.compiled: CompiledModel | None = None
-        if compile_model and self.has_proba and isinstance(width, int):
+        self.compiled: CompiledModel | TreeModel | None = None
+        if compile_model and isinstance(width, int):
             self.compiled = try_compile(pipeline, width)
 
     @staticmethod
@@ -59,14 +60,21 @@ class Scorer:
         except (ValueError, TypeError) as exc:  # e.g. an unseen category the encoder refuses
             raise self._model_error(exc) from exc
 
+    def predict(self, rows: Rows) -> np.ndarray:
+        """The model's `predict`, for models without predict_proba (regressors)."""
+        if isinstance(self.compiled, TreeModel):
+            y = self.compiled.predict(rows)
+            if y is not None:
+                return y
+        try:
+            return self.pipeline.predict(self.matrix(rows))
+        except (ValueError, TypeError) as exc:
+            raise self._model_error(exc) from exc
+
     def score(self, rows: Rows) -> tuple[list[Any], list[Any] | None]:
         """(predictions, labels): P(positive) and labels, or labels only for a model without proba."""
         if not self.has_proba:
-            try:
-                labels = self.pipeline.predict(self.matrix(rows)).tolist()
-            except (ValueError, TypeError) as exc:
-                raise self._model_error(exc) from exc
-            return labels, None
+            return self.predict(rows).tolist(), None
         p = self.proba(rows)
         best = p.argmax(axis=1).tolist()
         labels = [self.classes[i] for i in best] if self.classes is not None else best

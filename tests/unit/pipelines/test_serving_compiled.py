@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import FunctionTransformer
 
 from fti_pipelines.serving import compiled
@@ -104,7 +104,7 @@ def test_scorer_keeps_sklearn_answers_and_errors(pipeline):
 
 
 def test_models_outside_the_exact_path_stay_on_sklearn(pipeline):
-    p, _ = fitted([("category", "oneHot"), ("age_group", "oneHot")], HistGradientBoostingClassifier(max_iter=5))
+    p, _ = fitted([("category", "oneHot"), ("age_group", "oneHot")], KNeighborsClassifier())
     with pytest.raises(NotCompilable, match="not a linear model"):
         compile_model(p, len(COLUMNS))
     odd, _ = fitted(

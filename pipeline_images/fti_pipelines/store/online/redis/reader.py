@@ -2,7 +2,11 @@
 
 Every feature-group version's HMGET goes in one script call (`__ts` is each version's
 presence slot): one EVALSHA costs the client about a third of a two-command pipeline
-(redis-py builds and tears down a Pipeline).
+(redis-py builds and tears down a Pipeline). The command is sent as prepared RESP bytes on
+the reader's own connection and its answer read straight back: redis-py's generic
+`execute_command` (argument encoding, retry wrapper, lock, response callbacks) was most
+of the client's time. Any connection trouble goes through `execute_command`, which
+reconnects and retries as usual.
 """
 
 from __future__ import annotations
@@ -31,6 +35,14 @@ return out
 READ_SHA = hashlib.sha1(READ_LUA.encode()).hexdigest()
 
 
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _resp_head(count: int, parts: list[bytes]) -> bytes:
+    return b"*%d\r\n" % count + b"".join(_bulk(p) for p in parts)
+
+
 def entity_reader_on(client: redis.Redis, store: OnlineStore, reads: Sequence[EntityRead]) -> EntityReader:
     """`OnlineStore.entity_reader` as one script call per entity on `client` (metadata from `store`)."""
     plans, fields = [], []
@@ -41,16 +53,30 @@ def entity_reader_on(client: redis.Redis, store: OnlineStore, reads: Sequence[En
         fields += [1 + len(r.columns), TS_FIELD, *r.columns]
     execute = client.execute_command
     n = len(plans)
+    conn = client.connection  # the single-connection client's own (RedisOnlineStore.entity_reader)
+    head = _resp_head(3 + n + len(fields), [b"EVALSHA", READ_SHA.encode(), str(n).encode()])
+    tail = b"".join(_bulk(str(f).encode()) for f in fields)
+
+    def call(hashes: list[str]) -> Any:
+        if conn is not None:
+            try:
+                conn.send_packed_command([head + b"".join(_bulk(h.encode()) for h in hashes) + tail], check_health=False)
+                return conn.read_response()
+            except redis.exceptions.NoScriptError:
+                pass
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+                conn.disconnect()  # execute_command reconnects (and retries) below
+        try:
+            return execute("EVALSHA", READ_SHA, n, *hashes, *fields)
+        except redis.exceptions.NoScriptError:  # a restarted or flushed server: load it once more
+            return execute("EVAL", READ_LUA, n, *hashes, *fields)
 
     def read(keys: Mapping[str, Any]) -> list[Any]:
         hashes = [
             prefix + ":".join(key_part(key_text(encode_key_part(keys[c], kind, c), kind)) for c, kind in pk)
             for prefix, pk, _ in plans
         ]
-        try:
-            answers = execute("EVALSHA", READ_SHA, n, *hashes, *fields)
-        except redis.exceptions.NoScriptError:  # a restarted or flushed server: load it once more
-            answers = execute("EVAL", READ_LUA, n, *hashes, *fields)
+        answers = call(hashes)
         flat: list[Any] = []
         for (_, _, decoders), values in zip(plans, answers, strict=False):
             if values[0] is None:  # no __ts field: the key was never written
