@@ -67,19 +67,27 @@ def update_status(
 
 
 def emit_event(
-    kube: Kube, body: Mapping[str, Any], reason: str, message: str, type_: str = "Normal", now: datetime | None = None
+    kube: Kube,
+    body: Mapping[str, Any],
+    reason: str,
+    message: str,
+    type_: str = "Normal",
+    now: datetime | None = None,
+    name: str | None = None,
 ) -> None:
     """A Kubernetes Event on `body` (what `kubectl describe` shows). Best effort: never fails a reconcile.
 
     Reconcilers call this only for a transition they have just written to status, so each
-    transition gets one Event (a retry that finds the status already written emits nothing)."""
+    transition gets one Event (a retry that finds the status already written emits nothing).
+    A transition recorded by a child rather than by status passes `name`, derived from that
+    child: a retry after a crash finds the Event already there (409) and posts no second one."""
     meta = body["metadata"]
     ns = meta.get("namespace") or "default"
     stamp = now_iso(now)
     event = {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
+        "metadata": {"name": name, "namespace": ns} if name else {"generateName": f"{meta['name']}.", "namespace": ns},
         "involvedObject": {
             "apiVersion": body.get("apiVersion"),
             "kind": body.get("kind"),
@@ -100,6 +108,8 @@ def emit_event(
     try:
         kube.create(event)
     except ApiError as exc:
+        if name and exc.conflict:  # posted before a crash: once is enough
+            return
         if exc.namespace_terminating:
             # The namespace and everything in it, this Event included, is going away.
             log.debug("no event %s on %s/%s: namespace %s is terminating", reason, ns, meta["name"], ns)
