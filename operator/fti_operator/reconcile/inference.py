@@ -303,6 +303,18 @@ def render_child(ctx: Context, isvc: InferenceService, body: Mapping[str, Any], 
     return render_inference.render_batch(isvc, pair, ctx.config, owner=body)
 
 
+def moves_traffic(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """Whether writing `desired` over `live` is a rollout step: another revision or canary share."""
+
+    def step(child: Mapping[str, Any] | None) -> tuple[Any, Any] | None:
+        if not child:
+            return None
+        revision = (child["metadata"].get("annotations") or {}).get(ANNOTATION_REVISION)
+        return revision, ((child.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
+
+    return step(live) != step(desired)
+
+
 def live_child(kube: Kube, isvc: InferenceService) -> dict[str, Any] | None:
     if isvc.spec.mode == "online":
         return kube.get(
@@ -337,9 +349,10 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     if desired is not None:
         action, _child = apply_child(ctx.kube, desired, live=live, fetched=True)
         result.count(action)
-        if action != "unchanged" and not plan.events:
-            # A rollout step already has its Event (posted with the status that records it); a
-            # child rewritten without one (replicas, resources) gets its own.
+        if action != "unchanged" and not plan.events and not moves_traffic(live, desired):
+            # A rollout step already has its Event (posted with the status that records it, maybe
+            # by a reconcile that crashed before this write); a child rewritten without one
+            # (replicas, resources) gets its own.
             emit_event(
                 ctx.kube,
                 body,

@@ -369,3 +369,39 @@ def test_bringing_a_version_back_survives_a_crash_after_any_write(env) -> None:
         versions = {v["version"]: v for v in get(kube, "featurepipelines", "g")["status"]["versions"]}
         assert versions[1]["state"] == "Rematerializing" and versions[1]["rematerializeJob"] == jobs[0], n
         assert len([e for e in kube.list("v1", "events", NS) if e["reason"] == "Rematerializing"]) == 1, n
+
+
+def test_an_upgrade_survives_a_crash_after_any_write_with_one_event(env) -> None:
+    def serving_1() -> tuple[MemKube, Context]:
+        kube = MemKube(clock=lambda: T0)
+        ctx = Context(kube, ScanLookups(kube), OperatorConfig(image_tag="test"), clock=Clock())
+        fp(kube, 1, {1: "g-1"})
+        tp(kube, {1: 1, 2: 1})
+        isvc(kube, version=1)
+        reconcile_isvc(ctx)
+        kserve(kube, True)
+        reconcile_isvc(ctx)
+        isvc(kube, version=2)
+        return kube, ctx
+
+    kube, ctx = serving_1()
+    before = kube.writes()
+    reconcile_isvc(ctx)
+    writes = kube.writes() - before  # status, its Event, the child
+    reconcile_isvc(ctx)  # what it reads of the child it wrote
+    reference = get(kube, "inferenceservices", "s")["status"]
+    for n in range(1, writes + 1):
+        kube, ctx = serving_1()
+        crashing = Context(CrashAfter(kube, n), ScanLookups(kube), OperatorConfig(image_tag="test"), clock=Clock())
+        with pytest.raises(Crash):
+            reconcile_isvc(crashing)
+        reconcile_isvc(ctx)  # the operator, started again
+        reconcile_isvc(ctx)
+        assert child_model(kube) == 2 and get(kube, "inferenceservices", "s")["status"] == reference, n
+        reasons = [e["reason"] for e in kube.list("v1", "events", NS)]
+        # The status write is the transition; its Event goes right after it (a crash between the
+        # two loses it, never doubles it), and the child written after a crash is no new Event.
+        assert reasons.count("RolloutStarted") == (2 if n > 1 else 1) and len(reasons) == reasons.count("RolloutStarted") + 1, (
+            n,
+            reasons,
+        )
