@@ -27,7 +27,7 @@ from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
 from support.examples import example
-from support.wait import wait_until
+from support.wait import WaitTimeout, wait_until
 
 GROUP, VERSION = "fti.dev", "v1alpha1"
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -373,11 +373,16 @@ def rematerializing_rollback(run: Run, retired_model: int, current_model: int, p
     names `retired_model` again (GitOps), which reads that version: it must come back first."""
     body = online(run.ns, run.name, current_model, revisionHistoryLimit=0)
     first_stable(run, body)
-    wait_until(
-        lambda: version_entry(run.k8s, run.ns, pipeline, retired).get("state") == "Retired",
-        timeout=120,
-        description=f"{pipeline} v{retired} retired",
-    )
+    seen: list[dict] = [{}]
+
+    def retired_now() -> bool:
+        seen[0] = version_entry(run.k8s, run.ns, pipeline, retired)
+        return seen[0].get("state") == "Retired"
+
+    try:
+        wait_until(retired_now, timeout=120, description=f"{pipeline} v{retired} retired")
+    except WaitTimeout as exc:
+        raise WaitTimeout(f"{exc}; {pipeline} v{retired} is {seen[0]}") from None
     before = remat_jobs(run.k8s, run.ns, pipeline, retired)
     run.notes["jobs_before"] = before
     body["spec"]["model"]["version"] = retired_model
