@@ -230,10 +230,10 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     states = fg_version_states(group, current, known, needed)
     remat = {v: str(e["rematerializeJob"]) for v, e in old_versions.items() if e.get("rematerializeJob")}
     # A re-materializing Job still running is one even if a crash kept it out of status.
-    for job in jobs:
-        if (job["metadata"].get("labels") or {}).get(ANNOTATION_TRIGGER) == "rematerialize" and job_finished(job) is None:
-            if (v := _fg_version(job)) is not None:
-                remat.setdefault(v, job["metadata"]["name"])
+    for running in jobs:
+        labels = running["metadata"].get("labels") or {}
+        if labels.get(ANNOTATION_TRIGGER) == "rematerialize" and job_finished(running) is None and (v := _fg_version(running)):
+            remat.setdefault(v, running["metadata"]["name"])
     for version, cj in by_version.items():
         state = states.get(version, ("Retired", []))[0]
         if version == current and desired["kind"] != "CronJob":
