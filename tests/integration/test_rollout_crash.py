@@ -30,7 +30,6 @@ from support.rollout_flows import (
     ChildWatch,
     Registry,
     Run,
-    annotate,
     apply,
     auto_rollback,
     canary_promote,
@@ -39,10 +38,11 @@ from support.rollout_flows import (
     delete,
     end_state,
     events,
-    get,
+    fraud_models,
     remat_jobs,
     rematerializing_rollback,
     upgrade,
+    validated,
     version_entry,
 )
 from support.wait import wait_until
@@ -63,32 +63,13 @@ EVENTS = {
 }
 
 
-def validated(k8s, ns: str, version: int) -> dict | None:
-    st = get(k8s, ns, "trainingpipelines", TRAINING).get("status") or {}
-    return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
-
-
 @pytest.fixture(scope="module")
 def fraud(op, k8s, pod_runner):
     """A namespace with both feature groups at v1 and models 1 and 2 Validated on them."""
-    core = client.CoreV1Api(k8s)
     ns = f"crash-{os.getpid()}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    wait_until(
-        lambda: core.list_namespaced_service_account(ns, field_selector="metadata.name=default").items,
-        timeout=30,
-        description="default ServiceAccount",
-    )
-    for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
-        apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
-    apply(k8s, example("training-pipeline.yaml", ns))
-    for version, token in ((1, None), (2, "second")):
-        if token:
-            annotate(k8s, ns, "trainingpipelines", TRAINING, **{"fti.dev/run": token})
-        mv = wait_until(lambda v=version: validated(k8s, ns, v), timeout=900, description=f"model {version} trained")
-        assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
+    fraud_models(k8s, ns, pod_runner)
     yield ns
-    core.delete_namespace(ns)
+    client.CoreV1Api(k8s).delete_namespace(ns)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +90,7 @@ def retired(fraud, k8s, pod_runner):
         if feature["featureGroup"]["name"] == "card_profiles":
             feature["featureGroup"]["version"] = 2
     apply(k8s, tp)
-    mv = wait_until(lambda: validated(k8s, ns, 3), timeout=900, description="model 3 trained on card_profiles v2")
+    mv = wait_until(lambda: validated(k8s, ns, TRAINING, 3), timeout=900, description="model 3 trained on card_profiles v2")
     assert mv["phase"] == "Validated" and mv["featureView"]["version"] == 2, (mv, pod_runner.dump(ns))
     return ns
 

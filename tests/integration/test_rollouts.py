@@ -22,6 +22,7 @@ from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
 from support.examples import example
+from support.rollout_flows import apply, fraud_models
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,29 +38,6 @@ def custom(k8s) -> client.CustomObjectsApi:
 
 def get(k8s, namespace: str, plural: str, name: str) -> dict:
     return custom(k8s).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-
-
-def apply(k8s, body: dict) -> dict:
-    plural = body["kind"].lower() + "s"
-    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    try:
-        return custom(k8s).create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    live = get(k8s, ns, plural, name)
-    return (
-        custom(k8s).patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            ns,
-            plural,
-            name,
-            {"spec": body["spec"], "metadata": {"annotations": (body["metadata"].get("annotations") or {})}},
-        )
-        if live
-        else live
-    )
 
 
 def kserve_child(k8s, namespace: str, name: str) -> dict:
@@ -99,35 +77,12 @@ def wait_child_model(k8s, namespace: str, name: str, model: int, timeout: float 
 
 
 @pytest.fixture(scope="module")
-def models(op, k8s, pod_runner, request):
+def models(op, k8s, pod_runner):
     """A namespace with both feature groups materialized and model versions 1 and 2 Validated."""
-    core = client.CoreV1Api(k8s)
     ns = f"rollouts-{os.getpid()}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    wait_until(
-        lambda: core.list_namespaced_service_account(ns, field_selector="metadata.name=default").items,
-        timeout=30,
-        description="default ServiceAccount",
-    )
-    for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
-        apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
-    apply(k8s, example("training-pipeline.yaml", ns))
-
-    def validated(version: int):
-        st = get(k8s, ns, "trainingpipelines", "fraud-model").get("status") or {}
-        return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
-
-    mv = wait_until(lambda: validated(1), timeout=900, description="model 1 trained")
-    assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
-    # A second model version on the same features: a run-now token trains again.
-    tp = get(k8s, ns, "trainingpipelines", "fraud-model")
-    custom(k8s).patch_namespaced_custom_object(
-        GROUP, VERSION, ns, "trainingpipelines", "fraud-model", {"metadata": {"annotations": {"fti.dev/run": "second"}}}
-    )
-    mv2 = wait_until(lambda: validated(2), timeout=900, description="model 2 trained")
-    assert mv2["phase"] == "Validated" and tp
+    fraud_models(k8s, ns, pod_runner)
     yield ns
-    core.delete_namespace(ns)
+    client.CoreV1Api(k8s).delete_namespace(ns)
 
 
 def online(ns: str, name: str, version, **rollout) -> dict:

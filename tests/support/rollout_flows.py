@@ -97,6 +97,32 @@ def version_entry(k8s, ns: str, pipeline: str, version: int) -> dict:
     return next((v for v in st.get("versions") or [] if v["version"] == version), {})
 
 
+def validated(k8s, ns: str, pipeline: str, version: int) -> dict | None:
+    """The TrainingPipeline's record of model `version` once its run is over (None before)."""
+    st = get(k8s, ns, "trainingpipelines", pipeline).get("status") or {}
+    return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
+
+
+def fraud_models(k8s, ns: str, pod_runner) -> None:
+    """Namespace `ns` with the fraud example's feature groups materialized (v1) and its model
+    trained twice on them: model versions 1 and 2 Validated, by the real pipelines."""
+    core = client.CoreV1Api(k8s)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    wait_until(
+        lambda: core.list_namespaced_service_account(ns, field_selector="metadata.name=default").items,
+        timeout=30,
+        description="default ServiceAccount",
+    )
+    for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
+        apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
+    training = apply(k8s, example("training-pipeline.yaml", ns))["metadata"]["name"]
+    for version, token in ((1, None), (2, "second")):
+        if token:  # a run-now token trains again on the same features
+            annotate(k8s, ns, "trainingpipelines", training, **{"fti.dev/run": token})
+        mv = wait_until(lambda v=version: validated(k8s, ns, training, v), timeout=900, description=f"model {version} trained")
+        assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
+
+
 # ---- the pair a child serves --------------------------------------------------------------------
 
 
