@@ -95,17 +95,28 @@ def retired(fraud, k8s, pod_runner):
     return ns
 
 
+@pytest.fixture
+def cleanup():
+    """The InferenceServices a test made, deleted after it whatever happened: a case left behind
+    would keep feature versions needed that the re-materializing rollback needs retired."""
+    runs: list[Run] = []
+    yield runs
+    for run in runs:
+        delete(run)
+
+
 # The reference end state of each flow, from its uninterrupted run (the first parameter).
 REFERENCE: dict[str, dict] = {}
 
 
-def case(op, k8s, ns: str, flow: str, kill_at: str | None, drive: Callable[[Run], None], **run_args) -> Run:
+def case(op, k8s, ns: str, flow: str, kill_at: str | None, drive: Callable[[Run], None], cleanup: list[Run], **run_args) -> Run:
     """Run `flow` on a fresh InferenceService (after its uninterrupted run, if that has not run
     yet), watching every version of the child; assert the end state is the reference one."""
     if kill_at is not None and flow not in REFERENCE:
-        case(op, k8s, ns, flow, None, drive)
+        case(op, k8s, ns, flow, None, drive, cleanup)
     suffix = (kill_at or "none").replace("-", "")[:12]
     run = Run(k8s, op, ns, f"{flow}-{suffix}", kill_at=kill_at, **run_args)
+    cleanup.append(run)
     with ChildWatch(k8s, ns, run.name) as watch:
         drive(run)
         # Settled: the end state is read once nothing is left to do (Progressing says so).
@@ -127,21 +138,19 @@ def case(op, k8s, ns: str, flow: str, kill_at: str | None, drive: Callable[[Run]
 
 
 @pytest.mark.parametrize("kill_at", [None, *UPGRADE])
-def test_upgrade(op, k8s, fraud, kill_at) -> None:
-    run = case(op, k8s, fraud, "upgrade", kill_at, lambda r: upgrade(r, 1, 2))
-    delete(run)
+def test_upgrade(op, k8s, fraud, kill_at, cleanup) -> None:
+    case(op, k8s, fraud, "upgrade", kill_at, lambda r: upgrade(r, 1, 2), cleanup)
 
 
 @pytest.mark.parametrize("kill_at", [None, *CANARY])
-def test_canary_then_promote(op, k8s, fraud, kill_at) -> None:
-    run = case(op, k8s, fraud, "canary", kill_at, lambda r: canary_promote(r, 1, 2))
-    delete(run)
+def test_canary_then_promote(op, k8s, fraud, kill_at, cleanup) -> None:
+    case(op, k8s, fraud, "canary", kill_at, lambda r: canary_promote(r, 1, 2), cleanup)
 
 
 @pytest.mark.parametrize("kill_at", [None, *AUTO_ROLLBACK])
-def test_automatic_rollback(op, k8s, fraud, kill_at) -> None:
+def test_automatic_rollback(op, k8s, fraud, kill_at, cleanup) -> None:
     down = (lambda r: deadline_of(r) + timedelta(seconds=1)) if kill_at == "down-across-deadline" else None
-    run = case(op, k8s, fraud, "rollback", kill_at, lambda r: auto_rollback(r, 1, 2, TIMEOUT), down_until=down)
+    run = case(op, k8s, fraud, "rollback", kill_at, lambda r: auto_rollback(r, 1, 2, TIMEOUT), cleanup, down_until=down)
     st = run.status()
     # The deadline is the recorded one: the failed record keeps the target's `since`, and the
     # rollback was written at `since + readinessTimeout` at the earliest ...
@@ -154,17 +163,15 @@ def test_automatic_rollback(op, k8s, fraud, kill_at) -> None:
         assert rolled_back < run.restarted_at + timedelta(seconds=TIMEOUT), (rolled_back, run.restarted_at)
     if kill_at == "down-across-deadline":
         assert run.restarted_at is not None and run.restarted_at > deadline_of(run)
-    delete(run)
 
 
 @pytest.mark.parametrize("kill_at", [None, *REMATERIALIZE])
-def test_rollback_to_a_retired_feature_version(op, k8s, retired, kill_at) -> None:
+def test_rollback_to_a_retired_feature_version(op, k8s, retired, kill_at, cleanup) -> None:
     ns = retired
-    run = case(op, k8s, ns, "remat", kill_at, lambda r: rematerializing_rollback(r, 1, 3, PROFILES, 1))
+    run = case(op, k8s, ns, "remat", kill_at, lambda r: rematerializing_rollback(r, 1, 3, PROFILES, 1), cleanup)
     # One Job brought card_profiles v1 back, its run was recorded once, one Event said so.
     [job] = remat_jobs(k8s, ns, PROFILES, 1) - run.notes["jobs_before"]
     rematerializing = [e for e in events(k8s, ns, PROFILES, "FeaturePipeline") if e.reason == "Rematerializing"]
     assert len([e for e in rematerializing if job in e.message]) == 1, [e.message for e in rematerializing]
     succeeded = [e for e in events(k8s, ns, PROFILES, "FeaturePipeline") if e.reason == "RunSucceeded" and job in e.message]
     assert len(succeeded) == 1
-    delete(run)

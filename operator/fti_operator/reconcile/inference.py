@@ -35,7 +35,7 @@ from .conditions import condition, merge_conditions, ready_rollup
 from .context import Context, Result
 from .kube import Kube
 from .runs import newest_finished, read_run
-from .writes import emit_event, typed, update_status
+from .writes import emit_event, transition_event_name, typed, update_status
 
 PLURAL = INFERENCE_SERVICE.plural
 
@@ -381,20 +381,25 @@ def _record(
     last_run: Mapping[str, Any] | None,
     result: Result,
 ) -> Mapping[str, Any]:
-    """Write the status of `plan` and post its Events — once: only the write that records a
-    transition posts them, so a retried reconcile that finds it written posts nothing."""
+    """Write the status of `plan` and post its Events — once: just before the write that records
+    the transition, each named after the status it starts from, so a reconcile retried after
+    a crash on either side of the write finds the Event (or the status) there and posts none."""
     old = body.get("status") or {}
     old_up = next((c for c in old.get("conditions") or [] if c.get("type") == "UpToDate"), None)
+    events = list(plan.events)
+    if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
+        events.append(("Warning", decision.reason, decision.message))
+
+    def post() -> None:
+        for type_, reason, message in events:
+            emit_event(ctx.kube, body, reason, message, type_, name=transition_event_name(body, reason, message))
+
     written = update_status(
-        ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, plan, decision, child, mode, last_run)
+        ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, plan, decision, child, mode, last_run), before_write=post
     )
     if written is None:
         return body
     result.count("status")
-    for type_, reason, message in plan.events:
-        emit_event(ctx.kube, written, reason, message, type_)
     if plan.rolled_back:
         ctx.metrics.rollback(body["metadata"]["namespace"], body["metadata"]["name"], plan.rolled_back)
-    if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
-        emit_event(ctx.kube, written, decision.reason, decision.message, "Warning")
     return written

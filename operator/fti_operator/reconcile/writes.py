@@ -10,6 +10,8 @@ reconcile free.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -42,8 +44,12 @@ def update_status(
     body: Mapping[str, Any],
     compute: Callable[[Mapping[str, Any]], dict[str, Any]],
     attempts: int = 5,
+    before_write: Callable[[], None] | None = None,
 ) -> dict[str, Any] | None:
-    """Write `compute(body)` as status when it differs from the current one; None if nothing changed."""
+    """Write `compute(body)` as status when it differs from the current one; None if nothing changed.
+
+    `before_write` runs once, before the first write (never when nothing changes): what must
+    not be lost if the process dies right after the write, such as a transition's Event."""
     meta = body["metadata"]
     for _ in range(attempts):
         new = compute(body)
@@ -51,6 +57,9 @@ def update_status(
         # A key computed as None is removed (null in a merge patch); keys not computed stay.
         if all(old.get(k) == v for k, v in new.items()):
             return None
+        if before_write is not None:
+            before_write()
+            before_write = None
         patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": new}
         try:
             return kube.patch(api_version, plural, meta.get("namespace"), meta["name"], patch, subresource="status")
@@ -64,6 +73,15 @@ def update_status(
             return None
         body, meta = fresh, fresh["metadata"]
     raise RuntimeError(f"status of {plural}/{meta['name']} kept conflicting after {attempts} attempts")
+
+
+def transition_event_name(body: Mapping[str, Any], reason: str, message: str) -> str:
+    """The name of the Event of one transition from the object's current status: the same on a
+    retry that starts from the same status (so the retry's create finds it), different for any
+    other transition (the status, with its timestamps, never comes back exactly)."""
+    meta = body["metadata"]
+    key = json.dumps([meta.get("uid"), body.get("status"), reason, message], sort_keys=True, default=str)
+    return f"{meta['name']}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def emit_event(
