@@ -30,6 +30,8 @@ Environment:
   FTI_WORKERS                   reconcile worker threads (default 16): reconciles wait on the API
                                 server far more than on CPU, so more workers mean more throughput
   FTI_LOG_LEVEL                 INFO (default) | DEBUG | WARNING
+  FTI_KSERVE_NAMESPACE          namespace of KServe's inferenceservice-config (default kserve): its
+                                defaultDeploymentMode says whether a canary can split traffic
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ class OperatorConfig:
     job_backoff_limit: int = 1
     workers: int = 16
     log_level: str = "INFO"
+    # Where KServe's inferenceservice-config lives (its default deployment mode: docs/rollouts.md).
+    kserve_namespace: str = "kserve"
 
     def image(self, kind: str) -> str:
         """Full image reference for 'feature' | 'training' | 'inference'."""
@@ -171,4 +175,5 @@ class OperatorConfig:
             job_backoff_limit=_int(env, "FTI_JOB_BACKOFF_LIMIT", 1),
             workers=_int(env, "FTI_WORKERS", 16, minimum=1),
             log_level=(env.get("FTI_LOG_LEVEL", "").strip() or "INFO").upper(),
+            kserve_namespace=env.get("FTI_KSERVE_NAMESPACE", "").strip() or cls.kserve_namespace,
         )

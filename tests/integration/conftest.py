@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 # tests/ is on sys.path (pytest.ini `pythonpath`), never the repo root: its `operator/`
 # directory must not shadow the standard library's `operator`.
@@ -31,9 +32,9 @@ def free_port() -> int:
 class Operator:
     """The operator process, started (again) with the same environment."""
 
-    def __init__(self, env: dict[str, str], logs: Path, health: int):
+    def __init__(self, env: dict[str, str], logs: Path, health: int, metrics: int = 0):
         self.env, self.logs, self.health, self.proc = env, logs, health, None
-        self.starts = 0
+        self.metrics, self.starts = metrics, 0
 
     def start(self) -> None:
         self.starts += 1
@@ -60,6 +61,17 @@ class Operator:
         if self.proc is not None:
             self.proc.stop(grace=30)
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the operator's /metrics (0 when the labelled series does not exist yet).
+        A counter restarts at 0 with the process: compare values taken between two restarts."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=5).read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.logs.glob("operator-*.log")))
 
@@ -67,20 +79,20 @@ class Operator:
 @pytest.fixture(scope="module")
 def op(control_plane, fti_crds, operator_kubeconfig, tmp_path_factory, pod_runner):
     store = tmp_path_factory.mktemp("rollout-store")
-    health = free_port()
+    health, metrics = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FTI_")}
     env.update(
         KUBECONFIG=str(operator_kubeconfig),
         FTI_ARTIFACT_STORE=f"file://{store}/artifacts",
         FTI_ONLINE_STORE=f"sqlite:///{store}/online.db",
-        FTI_METRICS_PORT="0",
+        FTI_METRICS_PORT=str(metrics),
         FTI_HEALTH_PORT=str(health),
         FTI_PEERING="",
         FTI_IMAGE_TAG="test",
         FTI_JOB_TTL_SECONDS="3600",
         FTI_LOG_LEVEL="INFO",
     )
-    operator = Operator(env, tmp_path_factory.mktemp("operator-logs"), health)
+    operator = Operator(env, tmp_path_factory.mktemp("operator-logs"), health, metrics)
     operator.start()
     try:
         yield operator

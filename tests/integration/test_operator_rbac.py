@@ -32,6 +32,7 @@ FTI = "fti.dev"
 KINDS = ("featurepipelines", "trainingpipelines", "inferenceservices")
 KSERVE = "serving.kserve.io"
 PEERING = "fti-operator"  # the chart's default peering.name
+KSERVE_NAMESPACE, KSERVE_CONFIG = "kserve", "inferenceservice-config"  # the chart's default kserve.namespace
 FIELD_MANAGER = "fti-operator"
 BOTH, CLUSTER_WIDE, WATCH_NAMESPACES = CREDENTIAL_MODES, ("cluster-wide",), ("watch-namespaces",)
 
@@ -40,7 +41,7 @@ BOTH, CLUSTER_WIDE, WATCH_NAMESPACES = CREDENTIAL_MODES, ("cluster-wide",), ("wa
 class Call:
     """One authorisation question. `scope`: "ns" = in a watched namespace; "watch" = a list or
     watch the way Kopf runs it (all namespaces at once when cluster-wide, per watched namespace
-    otherwise); "cluster" = a cluster-scoped resource; "unwatched" = a namespace the operator
+    otherwise); "kserve" = KServe's namespace; "cluster" = a cluster-scoped resource; "unwatched" = a namespace the operator
     does not watch; "all" = all namespaces at once."""
 
     verb: str
@@ -87,6 +88,14 @@ CALLS: list[Call] = [
     Call("list", KSERVE, "inferenceservices", scope="watch", why="Kopf: kserve_event watch (controller/triggers.py)"),
     Call("watch", KSERVE, "inferenceservices", scope="watch", why="Kopf: kserve_event watch (controller/triggers.py)"),
     Call("list", "", "pods", why="a finished Job's pod for its termination message (reconcile/runs.py)"),
+    Call(
+        "get",
+        "",
+        "configmaps",
+        scope="kserve",
+        name=KSERVE_CONFIG,
+        why="KServe's default deployment mode for a canary (reconcile/kserve.py)",
+    ),
     Call("create", "", "events", why="reconcile/writes.py emit_event; Kopf's event poster"),
     Call("list", "apiextensions.k8s.io", "customresourcedefinitions", scope="cluster", why="Kopf: resource observer"),
     Call("watch", "apiextensions.k8s.io", "customresourcedefinitions", scope="cluster", why="Kopf: resource observer"),
@@ -126,6 +135,11 @@ REFUSED: list[Call] = [
     Call("list", "", "secrets", why="secrets only by reference"),
     Call("watch", "", "secrets", why="secrets only by reference"),
     Call("get", "", "configmaps", why="configuration comes from the environment"),
+    Call("get", "", "configmaps", scope="kserve", why="of KServe's ConfigMaps only inferenceservice-config"),
+    Call("get", "", "configmaps", scope="kserve", name="config-deployment", why="only inferenceservice-config"),
+    Call("list", "", "configmaps", scope="kserve", why="one ConfigMap, read by name"),
+    Call("watch", "", "configmaps", scope="kserve", why="one ConfigMap, read by name"),
+    Call("patch", "", "configmaps", scope="kserve", name=KSERVE_CONFIG, why="KServe's configuration is only read"),
     Call("get", "", "pods", why="pods are only listed by job-name"),
     Call("watch", "", "pods", why="pods are only listed by job-name"),
     Call("create", "", "pods", why="Jobs create pods, not the operator"),
@@ -187,6 +201,8 @@ def _namespaces(creds, scope: str, unwatched: str) -> list[str]:
         return [""]
     if scope == "unwatched":
         return [unwatched]
+    if scope == "kserve":
+        return [KSERVE_NAMESPACE]
     if creds.cluster_wide:
         return [""] if scope == "watch" else [unwatched]  # cluster-wide: any namespace will do
     return list(creds.watch_namespaces)

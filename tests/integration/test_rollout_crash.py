@@ -42,9 +42,9 @@ from support.rollout_flows import (
     remat_jobs,
     rematerializing_rollback,
     upgrade,
-    validated,
     version_entry,
 )
+from support.rollouts import trained
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -90,7 +90,7 @@ def retired(fraud, k8s, pod_runner):
         if feature["featureGroup"]["name"] == "card_profiles":
             feature["featureGroup"]["version"] = 2
     apply(k8s, tp)
-    mv = wait_until(lambda: validated(k8s, ns, TRAINING, 3), timeout=900, description="model 3 trained on card_profiles v2")
+    mv = wait_until(lambda: trained(k8s, ns, 3), timeout=900, description="model 3 trained on card_profiles v2")
     assert mv["phase"] == "Validated" and mv["featureView"]["version"] == 2, (mv, pod_runner.dump(ns))
     return ns
 

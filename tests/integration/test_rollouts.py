@@ -10,7 +10,6 @@ asserts the KServe object as the API server has it and the status the operator w
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,76 +20,47 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
-from support.examples import example
-from support.rollout_flows import apply, fraud_models
+from support.rollouts import (
+    GROUP,
+    VERSION,
+    apply,
+    condition,
+    custom,
+    events,
+    fraud_pipelines,
+    get,
+    kserve_child,
+    online,
+    served_model,
+    trained,
+    wait_child_model,
+    wait_status,
+)
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUP, VERSION = "fti.dev", "v1alpha1"
-KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
-
-
-def custom(k8s) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(k8s)
-
-
-def get(k8s, namespace: str, plural: str, name: str) -> dict:
-    return custom(k8s).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-
-
-def kserve_child(k8s, namespace: str, name: str) -> dict:
-    return custom(k8s).get_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], name)
-
-
-def served_model(child: dict) -> int:
-    [container] = child["spec"]["predictor"]["containers"]
-    spec = json.loads(next(e["value"] for e in container["env"] if e["name"] == "FTI_SPEC"))
-    assert child["metadata"]["labels"]["fti.dev/model-version"] == str(spec["model"]["version"]), "mixed pair"
-    return int(spec["model"]["version"])
-
-
-def condition(obj: dict, type_: str) -> dict:
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
-
-
-def events(k8s, namespace: str, name: str, reason: str) -> list:
-    items = client.CoreV1Api(k8s).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
-    return [e for e in items if e.reason == reason]
-
-
-def wait_status(k8s, namespace: str, name: str, check, description: str, timeout: float = 60) -> dict:
-    def done():
-        obj = get(k8s, namespace, "inferenceservices", name)
-        return obj if check(obj.get("status") or {}) else None
-
-    return wait_until(done, timeout=timeout, description=f"{name}: {description}")
-
-
-def wait_child_model(k8s, namespace: str, name: str, model: int, timeout: float = 60) -> dict:
-    def done():
-        child = kserve_child(k8s, namespace, name)
-        return child if served_model(child) == model else None
-
-    return wait_until(done, timeout=timeout, ignore=(ApiException,), description=f"KServe {name} renders model {model}")
 
 
 @pytest.fixture(scope="module")
-def models(op, k8s, pod_runner):
+def models(op, k8s, pod_runner, request):
     """A namespace with both feature groups materialized and model versions 1 and 2 Validated."""
+    core = client.CoreV1Api(k8s)
     ns = f"rollouts-{os.getpid()}"
-    fraud_models(k8s, ns, pod_runner)
+    fraud_pipelines(k8s, ns)
+
+    mv = wait_until(lambda: trained(k8s, ns, 1), timeout=900, description="model 1 trained")
+    assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
+    # A second model version on the same features: a run-now token trains again.
+    tp = get(k8s, ns, "trainingpipelines", "fraud-model")
+    custom(k8s).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "trainingpipelines", "fraud-model", {"metadata": {"annotations": {"fti.dev/run": "second"}}}
+    )
+    mv2 = wait_until(lambda: trained(k8s, ns, 2), timeout=900, description="model 2 trained")
+    assert mv2["phase"] == "Validated" and tp
     yield ns
-    client.CoreV1Api(k8s).delete_namespace(ns)
-
-
-def online(ns: str, name: str, version, **rollout) -> dict:
-    body = example("inference-online.yaml", ns)
-    body["metadata"]["name"] = name
-    body["spec"]["model"]["version"] = version
-    body["spec"]["rollout"].update(rollout)
-    return body
+    core.delete_namespace(ns)
 
 
 def test_upgrade_becomes_stable_only_when_kserve_reports_it(op, k8s, models, control_plane) -> None:

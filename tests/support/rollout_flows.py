@@ -27,10 +27,9 @@ from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
 from support.examples import example
+from support.rollouts import GROUP, KSERVE, VERSION, apply, custom, fraud_pipelines, get, trained
 from support.wait import WaitTimeout, wait_until
 
-GROUP, VERSION = "fti.dev", "v1alpha1"
-KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 TIMESTAMPS = frozenset({"since", "lastTransitionTime", "finishedAt", "createdAt", "startedAt"})
 SKEW = "readiness probe failed: skew guard: feature view 1 expected, store has 2"
 
@@ -38,29 +37,8 @@ SKEW = "readiness probe failed: skew guard: feature view 1 expected, store has 2
 # ---- reading and writing the objects ----------------------------------------------------------
 
 
-def custom(k8s) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(k8s)
-
-
-def get(k8s, ns: str, plural: str, name: str) -> dict:
-    return custom(k8s).get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
-
-
 def status_of(k8s, ns: str, name: str) -> dict:
     return get(k8s, ns, "inferenceservices", name).get("status") or {}
-
-
-def apply(k8s, body: dict) -> dict:
-    """Create, or merge-patch spec and annotations (what `kubectl apply` of a changed manifest does)."""
-    plural = body["kind"].lower() + "s"
-    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    try:
-        return custom(k8s).create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    patch = {"spec": body["spec"], "metadata": {"annotations": body["metadata"].get("annotations") or {}}}
-    return custom(k8s).patch_namespaced_custom_object(GROUP, VERSION, ns, plural, name, patch)
 
 
 def annotate(k8s, ns: str, plural: str, name: str, **annotations: str) -> None:
@@ -97,29 +75,14 @@ def version_entry(k8s, ns: str, pipeline: str, version: int) -> dict:
     return next((v for v in st.get("versions") or [] if v["version"] == version), {})
 
 
-def validated(k8s, ns: str, pipeline: str, version: int) -> dict | None:
-    """The TrainingPipeline's record of model `version` once its run is over (None before)."""
-    st = get(k8s, ns, "trainingpipelines", pipeline).get("status") or {}
-    return next((m for m in st.get("modelVersions") or [] if m["version"] == version and m["phase"] != "Training"), None)
-
-
 def fraud_models(k8s, ns: str, pod_runner) -> None:
     """Namespace `ns` with the fraud example's feature groups materialized (v1) and its model
     trained twice on them: model versions 1 and 2 Validated, by the real pipelines."""
-    core = client.CoreV1Api(k8s)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    wait_until(
-        lambda: core.list_namespaced_service_account(ns, field_selector="metadata.name=default").items,
-        timeout=30,
-        description="default ServiceAccount",
-    )
-    for name in ("feature-pipeline-profiles.yaml", "feature-pipeline-transactions.yaml"):
-        apply(k8s, example(name, ns, **{"fti.dev/run": "r1"}))
-    training = apply(k8s, example("training-pipeline.yaml", ns))["metadata"]["name"]
+    fraud_pipelines(k8s, ns)
     for version, token in ((1, None), (2, "second")):
         if token:  # a run-now token trains again on the same features
-            annotate(k8s, ns, "trainingpipelines", training, **{"fti.dev/run": token})
-        mv = wait_until(lambda v=version: validated(k8s, ns, training, v), timeout=900, description=f"model {version} trained")
+            annotate(k8s, ns, "trainingpipelines", "fraud-model", **{"fti.dev/run": token})
+        mv = wait_until(lambda v=version: trained(k8s, ns, v), timeout=900, description=f"model {version} trained")
         assert mv["phase"] == "Validated", (mv, pod_runner.dump(ns))
 
 

@@ -205,6 +205,9 @@ class RunResult(StatusModel):
     succeeded: bool
     rows_written: int | None = None
     rows_rejected: int | None = None
+    online_rows_written: int | None = Field(
+        default=None, description="Rows the run published to the online store; absent when the group was offline for it."
+    )
     watermark: str | None = None
     quarantine_uri: str | None = None
     message: str | None = None
@@ -216,6 +219,10 @@ class FeatureGroupVersionStatus(StatusModel):
     state: Literal["Active", "Retained", "Retired", "Rematerializing"]
     last_run: RunResult | None = None
     needed_by: list[str] | None = None
+    online: bool | None = Field(
+        default=None,
+        description="Whether a run has published this version to the online store (false: materialized offline only).",
+    )
     rematerialize_job: str | None = Field(
         default=None, description="The Job bringing a retired version back for a revision that needs it again."
     )

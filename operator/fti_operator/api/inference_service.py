@@ -277,6 +277,10 @@ class InferenceServiceStatus(StatusModel):
         default=None, description="The asked pair waiting for its feature-group versions (kept or brought back for it)."
     )
     history: list[Revision] = Field(default_factory=list, description="Earlier stable pairs, newest first.")
+    routed: list[Revision] = Field(
+        default_factory=list,
+        description="Every pair KServe's traffic still routes requests to, with its share, newest first.",
+    )
     handled: dict[str, str] | None = Field(
         default=None, description="The last token of each rollout annotation (rollback, promote, abort, retry) acted on."
     )

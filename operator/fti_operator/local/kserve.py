@@ -16,7 +16,8 @@ by a `start_server(isvc, component, container) -> url` callable (the local drive
   rolled-out one. A revision whose server fails (`start_server` raises `ServerFailed` or
   OSError) makes Ready False with the message; the last good revision keeps serving.
 - `serving.kserve.io/deploymentMode: RawDeployment` (annotation) is honoured as KServe does:
-  no traffic split, a canary percentage is ignored; `status.deploymentMode` says which mode.
+  no traffic split, a canary percentage is ignored, no `traffic[]` in status (KServe reports
+  the Knative route's table only in Serverless mode); `status.deploymentMode` says which mode.
 - Servers of revisions that no longer take traffic are stopped (`stop_server(url)`), all of
   them when the InferenceService goes. Locally there is no ingress: `status.url` is the
   entry server (transformer, else predictor) of the revision with the largest traffic share.
@@ -248,7 +249,10 @@ class LocalKServe:
             if comp in urls:
                 part["url"] = urls[comp]
                 part["address"] = {"url": urls[comp]}
-            if traffic:
+            if traffic and mode_of(isvc) == SERVERLESS:
+                # Knative's traffic table, as KServe copies it from the Knative Service
+                # (TrafficTarget: tag, revisionName, latestRevision, percent); RawDeployment
+                # has no Knative route and KServe reports no traffic there.
                 # Knative's `latestRevision` routes to the latest *ready* revision.
                 head = max(traffic)
                 part["traffic"] = [

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ..config import OperatorConfig
 from ..versions import FeatureGroupAvailability, ModelInfo
+from .kserve import KServeDefaults
 from .kube import Kube
 
 
@@ -83,3 +84,5 @@ class Context:
     config: OperatorConfig
     metrics: Metrics = field(default_factory=NoMetrics)
     clock: Callable[[], datetime] = utcnow
+    # KServe's cluster-wide default deployment mode, read from its ConfigMap and cached.
+    kserve_defaults: KServeDefaults = field(default_factory=KServeDefaults)

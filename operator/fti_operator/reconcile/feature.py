@@ -45,6 +45,20 @@ def _fg_version(obj: Mapping[str, Any]) -> int | None:
     return int(value) if str(value).isdigit() else None
 
 
+def published_online(before: bool | None, run: Mapping[str, Any] | None) -> bool | None:
+    """Whether a version is in the online store, after `run` (pure): a run that published it says
+    so (`onlineRowsWritten`) and that stays true; a run that committed rows offline only (the group
+    was not online then) makes it false until one publishes. Turning `online` on in the spec does
+    not put a version's rows in the online store — its next run does (docs/rollouts.md)."""
+    if run is None:
+        return before
+    if run.get("onlineRowsWritten") is not None or before:
+        return True
+    if run.get("succeeded") and (run.get("rowsWritten") or 0) > 0:
+        return False
+    return before
+
+
 def compute_status(
     body: Mapping[str, Any],
     states: dict[int, tuple[str, list[str]]],
@@ -55,6 +69,7 @@ def compute_status(
     meta, spec, old = body["metadata"], body["spec"], body.get("status") or {}
     current = int(spec["featureGroup"]["version"])
     runs = {int(v["version"]): v.get("lastRun") for v in old.get("versions") or []}
+    online = {int(v["version"]): v.get("online") for v in old.get("versions") or []}
     runs.update(new_runs)
     versions = []
     for v, (state, needed_by) in states.items():
@@ -63,6 +78,8 @@ def compute_status(
             entry["state"], entry["rematerializeJob"] = "Rematerializing", (remat or {})[v]
         if runs.get(v):
             entry["lastRun"] = runs[v]
+        if (in_store := published_online(online.get(v), new_runs.get(v))) is not None:
+            entry["online"] = in_store
         if needed_by:
             entry["neededBy"] = needed_by
         versions.append(entry)

@@ -29,10 +29,14 @@ from ..render import inference as render_inference
 from ..render.inference import ANNOTATION_REVISION
 from ..render.pods import LABEL_COMPONENT, LABEL_KIND, LABEL_RESOURCE
 from ..versions import ModelInfo, ServingDecision, decide_pair, resolve_model
+from ..versions.adoption import adopt
 from ..versions.rollout import Observed, Plan, Want, describe, plan_rollout
+from ..versions.traffic import routed_revisions
+from .canary import canary_condition, traffic_split
 from .children import apply_child
-from .conditions import condition, merge_conditions, ready_rollup
+from .conditions import condition, merge_conditions, now_iso, ready_rollup
 from .context import Context, Result
+from .kserve import predictor_traffic, served_revision, written_at
 from .kube import Kube
 from .runs import newest_finished, read_run
 from .writes import emit_event, transition_event_name, typed, update_status
@@ -114,8 +118,11 @@ def compute_status(
     child: Mapping[str, Any] | None,
     mode: str,
     last_run: Mapping[str, Any] | None,
+    extra: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
-    """Conditions and revisions (pure): Ready follows the stable revision, whatever the target does."""
+    """Conditions and revisions (pure): Ready follows the stable revision, whatever the target does.
+
+    extra: conditions decided elsewhere (Canary, from the deployment mode)."""
     meta, old = body["metadata"], body.get("status") or {}
     gen = meta.get("generation")
     stable, target = plan.stable, plan.target
@@ -158,7 +165,7 @@ def compute_status(
         )
     ready = ready_rollup([serving], "Serving", serving["message"])
     progress_ok, progress_reason, progress_message = plan.progressing
-    conds = [ready, serving, up_to_date, condition("Progressing", progress_ok, progress_reason, progress_message[:1024])]
+    conds = [ready, serving, up_to_date, condition("Progressing", progress_ok, progress_reason, progress_message[:1024]), *extra]
     if target is not None and plan.canary_percent is not None:
         canary_ready = target.get("kserveRevision") is not None
         conds.append(
@@ -169,9 +176,20 @@ def compute_status(
                 f"{describe(target)} at {target.get('traffic', 0)} %",
             )
         )
+    # Every pair KServe still routes requests to, known by its KServe revision name from this
+    # step's revisions, the ones before it and those routed before (versions/traffic.py). The
+    # revision the child renders is known by KServe's latest ready name too: a stable pair
+    # rendered again (after an abort or a rollback) is a new KServe revision of the same pair.
+    seen = observe(child) if mode == "online" else Observed()
+    rendered = next((r for r in (plan.target, plan.stable) if r and seen.revision == int(r["revision"])), None)
+    known = [{**rendered, "kserveRevision": seen.kserve_revision} if rendered and seen.kserve_revision else None]
+    known += [plan.stable, plan.target, plan.failed, plan.pinned, *plan.history]
+    known += [old.get(k) for k in ("stable", "target", "failed", "pinned")]
+    known += [*(old.get("history") or []), *(old.get("routed") or [])]
     status: dict[str, Any] = {
         "observedGeneration": gen,
         **plan.status_part(),
+        "routed": routed_revisions(predictor_traffic(child), known) if mode == "online" else [],
         "conditions": merge_conditions(old.get("conditions"), conds, gen),
     }
     url = ((child or {}).get("status") or {}).get("url")
@@ -236,19 +254,6 @@ def _batch_run(ctx: Context, isvc: InferenceService, old: Mapping[str, Any]) -> 
     return last
 
 
-RAW_DEPLOYMENT = "RawDeployment"
-DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-
-
-def traffic_split(child: Mapping[str, Any] | None, isvc: InferenceService) -> bool:
-    """Whether KServe can split traffic for this service: not in RawDeployment mode, which the
-    annotation (ours or on the child) or KServe's reported status.deploymentMode tells."""
-    ours = (isvc.metadata.annotations or {}).get(DEPLOYMENT_MODE_ANNOTATION)
-    theirs = (((child or {}).get("metadata") or {}).get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION)
-    reported = ((child or {}).get("status") or {}).get("deploymentMode")
-    return RAW_DEPLOYMENT not in (ours, theirs, reported)
-
-
 def want_of(
     ctx: Context, isvc: InferenceService, body: Mapping[str, Any], child: Mapping[str, Any] | None = None
 ) -> tuple[Want, ServingDecision]:
@@ -271,7 +276,7 @@ def want_of(
         blocked_message=decision.message,
         canary_percent=canary,
         auto_rollback=spec.rollout.auto_rollback,
-        traffic_split=traffic_split(child, isvc),
+        traffic_split=traffic_split(ctx, child, isvc) if canary is not None else True,
         canary_fallback=spec.online.canary.when_unsupported if spec.online and spec.online.canary else "hold",
         readiness_timeout=float(parse_duration(spec.rollout.readiness_timeout)),
         deadline=spec.mode == "online",
@@ -340,11 +345,20 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     new = not old
     # What serves now: the child as the API server has it (a new object has none yet), and
     # for batch the newest run.
-    live = None if new else live_child(ctx.kube, isvc)
+    # An online child is read even without status: one the status does not know is adopted.
+    live = None if new and mode != "online" else live_child(ctx.kube, isvc)
     last_run = _batch_run(ctx, isvc, old) if mode == "batch" and not new else None
     want, decision = want_of(ctx, isvc, body, live)
-    plan = plan_rollout(old, want, observe(live) if mode == "online" else batch_observed(last_run), now)
-    body = _record(ctx, body, plan, decision, live, mode, last_run, result)
+    seen = observe(live) if mode == "online" else batch_observed(last_run)
+    known, adopted = old, None
+    if mode == "online":
+        models = ctx.lookups.models(ns, isvc.spec.model.name) if live else []
+        served = served_revision(live, isvc.metadata.uid, models, snapshot)
+        known, adopted = adopt(old, served, seen, written_at(live) or now_iso(now))
+    plan = plan_rollout(known, want, seen, now)
+    if adopted is not None:
+        plan.events.insert(0, adopted)
+    body = _record(ctx, body, plan, decision, live, mode, last_run, result, canary_condition(want, plan))
     desired = render_child(ctx, isvc, body, plan)
     if desired is not None:
         action, _child = apply_child(ctx.kube, desired, live=live, fetched=True)
@@ -380,6 +394,7 @@ def _record(
     mode: str,
     last_run: Mapping[str, Any] | None,
     result: Result,
+    extra: tuple[dict[str, Any], ...] = (),
 ) -> Mapping[str, Any]:
     """Write the status of `plan` and post its Events — once: just before the write that records
     the transition, each named after the status it starts from, so a reconcile retried after
@@ -395,7 +410,12 @@ def _record(
             emit_event(ctx.kube, body, reason, message, type_, name=transition_event_name(body, reason, message))
 
     written = update_status(
-        ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, plan, decision, child, mode, last_run), before_write=post
+        ctx.kube,
+        API_VERSION,
+        PLURAL,
+        body,
+        lambda b: compute_status(b, plan, decision, child, mode, last_run, extra),
+        before_write=post,
     )
     if written is None:
         return body

@@ -83,6 +83,7 @@ def feature_run(job_name: str, succeeded: bool, result: Mapping[str, Any] | None
     for out_key, keys in (
         ("rowsWritten", ("rowsWritten", "rows_written")),
         ("rowsRejected", ("rowsRejected", "rows_rejected")),
+        ("onlineRowsWritten", ("onlineRowsWritten",)),
         ("watermark", ("watermark",)),
         ("quarantineUri", ("quarantineUri", "quarantine_uri")),
     ):

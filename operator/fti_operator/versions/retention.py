@@ -60,8 +60,10 @@ def revision_feature_groups(status: Mapping[str, Any] | None) -> set[tuple[str, 
     """Feature-group versions an InferenceService's revisions read, from their own snapshots.
 
     Every revision the service serves or may serve again — stable, target (a canary too),
-    pinned, pending (asked, waiting for its features) and the rollback history; a failed
-    one is not among them — records the feature-group versions it reads,
+    pinned, pending (asked, waiting for its features), the rollback history and every
+    revision KServe's traffic still routes requests to (`routed`, which outlives the others:
+    an aborted canary, the old stable while traffic moves; versions/traffic.py); a failed
+    one is not among them unless still routed — records the feature-group versions it reads,
     so retention never has to ask another resource (a deleted TrainingPipeline changes
     nothing that serves; docs/versions.md)."""
     status = status or {}
@@ -71,6 +73,7 @@ def revision_feature_groups(status: Mapping[str, Any] | None) -> set[tuple[str, 
         status.get("pinned"),
         status.get("pending"),
         *(status.get("history") or []),
+        *(status.get("routed") or []),
     ]
     out: set[tuple[str, int]] = set()
     for r in revisions:

@@ -61,7 +61,7 @@ def decide_pair(
         if info is None or not info.materialized:
             missing.append(f"{name} v{version} not materialized" + (f" ({info.detail})" if info and info.detail else ""))
         elif mode == "online" and not info.online:
-            missing.append(f"{name} v{version} not online")
+            missing.append(f"{name} v{version} not online" + (f" ({info.detail})" if info.detail else ""))
     if missing:
         return ServingDecision(
             False, FEATURES_NOT_READY, f"model {model_name} version {model.version}: " + ", ".join(missing), model
@@ -82,8 +82,10 @@ def feature_availability(
     Materialized: data of that version is committed — a watermark (the offline data reaches
     it; a quarantined batch reports the previous one) or rows written by a successful run.
     Online: and the group is declared online (the current spec's flag stands for older
-    versions too: a group does not go offline). A Retired version is not available: its
-    data may be cleaned up and nothing keeps it fresh; a Rematerializing one is not yet.
+    versions too: a group does not go offline), unless the version's runs committed it
+    offline only (`online: false` in its status: no run has published it online yet). A
+    Retired version is not available: its data may be cleaned up and nothing keeps it
+    fresh; a Rematerializing one is not yet.
     """
     fg = spec.get("featureGroup") or {}
     online = bool(fg.get("online"))
@@ -95,5 +97,7 @@ def feature_availability(
         if v.get("state") == "Rematerializing":
             out[key] = FeatureGroupAvailability(False, False, f"re-materializing in Job {v.get('rematerializeJob')}")
         elif v.get("state") != "Retired":
-            out[key] = FeatureGroupAvailability(materialized, materialized and online)
+            published = v.get("online") is not False
+            detail = "" if published or not online else "materialized offline only: no run has published it online yet"
+            out[key] = FeatureGroupAvailability(materialized, materialized and online and published, detail)
     return out

@@ -216,7 +216,6 @@ def test_raw_deployment_mode_does_not_split_traffic(env) -> None:
     kube.patch(API_VERSION, PLURAL, "ns", "fraud", {"spec": {"predictor": predictor_image("i:2", canary=20)}})
     kserve.step()
     predictor = status(kube)["components"]["predictor"]
-    assert predictor["traffic"] == [
-        {"tag": "latest", "revisionName": "fraud-predictor-00002", "latestRevision": True, "percent": 100}
-    ]
+    # No Knative route, no traffic table: KServe reports traffic[] only in Serverless mode.
+    assert "traffic" not in predictor and predictor["latestReadyRevision"] == "fraud-predictor-00002"
     assert servers.running == {"http://127.0.0.1:9002"}

@@ -159,6 +159,28 @@ def test_every_kind_has_a_check():
             "Serving",
         ),
         (obj(suspend=True, conditions=[cond("Ready", "False", "RunFailed")]), "Degraded", "RunFailed"),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Serving"),
+                    cond("Progressing", "True", "RolloutComplete", "revision 3"),
+                    cond("Canary", "False", "NoCanaryInProgress", "the stable revision takes all the traffic"),
+                ]
+            ),
+            "Healthy",
+            "Serving",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Serving"),
+                    cond("Progressing", "False", "TrafficSplitUnsupported", "model 5 is held back"),
+                    cond("Canary", "False", "TrafficSplitUnsupported", "KServe cannot split traffic"),
+                ]
+            ),
+            "Degraded",
+            "TrafficSplitUnsupported",
+        ),
     ],
     ids=[
         "no-status",
@@ -177,6 +199,8 @@ def test_every_kind_has_a_check():
         "auto-rolled-back",
         "rollout-complete",
         "suspended-but-failing",
+        "no-canary-running",
+        "canary-held",
     ],
 )
 def test_health(kind, case, expected, words):

@@ -82,6 +82,7 @@ def test_deployment_is_restricted_and_probed(tmp_path):
     assert env["FTI_ARTIFACT_STORE"] == "file:///var/lib/fti/artifacts"
     assert env["FTI_NAMESPACES"] == "" and env["FTI_METRICS_PORT"] == "8080" and env["FTI_HEALTH_PORT"] == "8081"
     assert env["FTI_IMAGE_TAG"] == "0.1.0" and env["FTI_PEERING"] == "fti-operator"
+    assert env["FTI_KSERVE_NAMESPACE"] == "kserve"
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
     [svc] = by_kind(docs, "Service")
     assert svc["spec"]["ports"][0]["port"] == 8080
@@ -142,6 +143,13 @@ def _peering_patch(role, resource):
     return rule.get("resourceNames")
 
 
+def _kserve_config(role):
+    """The one ConfigMap the operator reads: KServe's, for its default deployment mode."""
+    [rule] = [r for r in role["rules"] if r["resources"] == ["configmaps"]]
+    assert rule["verbs"] == ["get"]
+    return rule.get("resourceNames")
+
+
 def test_cluster_wide_rbac(tmp_path):
     docs = render(tmp_path)
     [role] = by_kind(docs, "ClusterRole")
@@ -151,6 +159,7 @@ def test_cluster_wide_rbac(tmp_path):
     assert not [r for r in rules if r[1] == "namespaces"]
     assert ("kopf.dev", "clusterkopfpeerings", "watch") in rules
     assert _peering_patch(role, "clusterkopfpeerings") == ["fti-operator"]  # its own peering object only
+    assert _kserve_config(role) == ["inferenceservice-config"]
     assert not by_kind(docs, "Role")
     [peering] = by_kind(docs, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "fti-operator"
@@ -161,8 +170,9 @@ def test_namespaced_rbac(tmp_path):
     [cluster_role] = by_kind(docs, "ClusterRole")
     # Cluster-wide only what Kopf needs to discover resources and follow the listed namespaces.
     assert _rules(cluster_role) == [("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")] + [
-        ("", "namespaces", v) for v in ("list", "watch")
-    ]
+        ("", "configmaps", "get")
+    ] + [("", "namespaces", v) for v in ("list", "watch")]
+    assert _kserve_config(cluster_role) == ["inferenceservice-config"]
     roles = by_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ads", "fraud"]
     for role in roles:

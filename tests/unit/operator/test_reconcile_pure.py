@@ -140,6 +140,35 @@ def test_feature_status_and_availability():
     assert avail[("fraud", "card_transactions", 2)].online and not avail[("fraud", "card_transactions", 1)].materialized
 
 
+def test_a_version_materialized_offline_only_is_online_once_a_run_publishes_it():
+    """Turning `online` on does not fill the online store: the version waits for a run that publishes it."""
+    offline_run = feature_run("fp-v2-a", True, {"ok": True, "rowsWritten": 600, "watermark": "2026-09-20T00:00:00Z"}, None)
+    body = {**FP, "status": {"versions": [{"version": 2, "state": "Active"}]}}
+    status = compute_status(body, {2: ("Active", [])}, {2: offline_run})
+    assert status["versions"][0]["online"] is False
+    online_spec = FP["spec"]  # the group is declared online now
+    [avail] = availability("fraud", online_spec, status).values()
+    assert avail.materialized and not avail.online and "offline only" in avail.detail
+    # Recorded runs do not change it again (no write on the next reconcile) ...
+    assert compute_status({**body, "status": status}, {2: ("Active", [])}, {}) == status
+    # ... a run that publishes does, and a later offline run (nothing new online) does not take it back.
+    online_run = feature_run(
+        "fp-v2-b", True, {"ok": True, "rowsWritten": 600, "onlineRowsWritten": 600, "watermark": "2026-09-21T00:00:00Z"}, None
+    )
+    assert online_run["onlineRowsWritten"] == 600
+    status = compute_status({**body, "status": status}, {2: ("Active", [])}, {2: online_run})
+    assert (
+        status["versions"][0]["online"] is True
+        and availability("fraud", online_spec, status)[("fraud", "card_transactions", 2)].online
+    )
+    quarantined = feature_run("fp-v2-c", True, {"ok": True, "rowsWritten": 0, "rowsRejected": 5}, None)
+    assert compute_status({**body, "status": status}, {2: ("Active", [])}, {2: quarantined})["versions"][0]["online"] is True
+    # Statuses written before this was recorded keep counting as online.
+    assert availability("fraud", online_spec, {"versions": [{"version": 2, "state": "Active", "lastRun": online_run}]})[
+        ("fraud", "card_transactions", 2)
+    ].online
+
+
 def test_child_comparison_tolerates_server_defaults_only():
     desired = with_hash(
         {

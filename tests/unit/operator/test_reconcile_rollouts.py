@@ -267,7 +267,9 @@ def test_a_rollback_to_a_retired_feature_version_brings_it_back_first(env) -> No
                     {
                         "state": {
                             "terminated": {
-                                "message": '{"ok": true, "rowsWritten": 5, "watermark": "2026-12-04T00:00:00Z"}',
+                                "message": (
+                                    '{"ok": true, "rowsWritten": 5, "onlineRowsWritten": 5, "watermark": "2026-12-04T00:00:00Z"}'
+                                ),
                                 "finishedAt": "2026-12-04T10:05:00Z",
                             }
                         }
@@ -409,3 +411,246 @@ def test_an_upgrade_survives_a_crash_after_any_write_with_one_event(env) -> None
         # the status it starts from: a crash on either side neither loses nor doubles it, and
         # the child written after a crash is no new Event.
         assert sorted(reasons) == ["RolloutComplete", "RolloutStarted", "RolloutStarted"], (n, reasons)
+
+
+# -- what KServe reports beyond readiness: traffic, deployment mode, a child status does not know --
+KSERVE_API = "serving.kserve.io/v1beta1"
+
+
+def kserve_traffic(kube: MemKube, traffic: dict[int, int]) -> dict:
+    """KServe's status with the latest revision ready and Knative's traffic table as given
+    (KServe revision number -> percent), as during a canary or while requests move."""
+    child = kube.get(KSERVE_API, "inferenceservices", NS, "s")
+    gen = child["metadata"]["generation"]
+    latest = f"s-predictor-{gen:05d}"
+    table = [
+        {
+            "revisionName": f"s-predictor-{n:05d}",
+            "percent": p,
+            "latestRevision": n == gen,
+            "tag": "latest" if n == gen else "prev",
+        }
+        for n, p in sorted(traffic.items(), reverse=True)
+    ]
+    status = {
+        "observedGeneration": gen,
+        "components": {"predictor": {"latestCreatedRevision": latest, "latestReadyRevision": latest, "traffic": table}},
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    return kube.patch(KSERVE_API, "inferenceservices", NS, "s", {"status": status}, subresource="status")
+
+
+def stable_at(kube: MemKube, ctx: Context, apply_spec) -> None:
+    """The service applied by `apply_spec()`, reconciled, reported ready by KServe, stable."""
+    apply_spec()
+    reconcile_isvc(ctx)
+    kserve(kube, True)
+    reconcile_isvc(ctx)
+
+
+def fg_state(ctx: Context, version: int) -> dict:
+    feature.reconcile(ctx, get(ctx.kube, "featurepipelines", "g"))
+    return {v["version"]: v for v in get(ctx.kube, "featurepipelines", "g")["status"]["versions"]}[version]
+
+
+def test_retention_follows_traffic_the_old_pair_is_kept_until_no_longer_routed(env) -> None:
+    kube, ctx, _clock = env
+    fp(kube, 1, {1: "g-1"})
+    tp(kube, {1: 1})
+    stable_at(kube, ctx, lambda: isvc(kube, version=1, revisionHistoryLimit=0))
+    fp(kube, 2, {1: "g-1", 2: "g-2"})
+    tp(kube, {1: 1, 2: 2})
+    isvc(kube, version=2, revisionHistoryLimit=0)
+    reconcile_isvc(ctx)
+    # KServe has the new revision ready, but Knative still routes a share to the old one.
+    kserve_traffic(kube, {2: 90, 1: 10})
+    reconcile_isvc(ctx)
+    st = get(kube, "inferenceservices", "s")["status"]
+    assert st["stable"]["model"] == 2 and st["history"] == [], "no history: revision 1 is only routed"
+    assert [(r["revision"], r["traffic"], r["featureGroups"]) for r in st["routed"]] == [
+        (2, 90, [{"name": "g", "version": 2}]),
+        (1, 10, [{"name": "g", "version": 1}]),
+    ]
+    v1 = fg_state(ctx, 1)
+    assert v1["state"] == "Retained" and v1["neededBy"] == [f"{NS}/s"]
+    assert "fti.dev/feature-versions-in-use" in get(kube, "featurepipelines", "g")["metadata"]["finalizers"]
+    # All requests moved: nothing reads g v1 any more.
+    kserve_traffic(kube, {2: 100})
+    reconcile_isvc(ctx)
+    assert [r["revision"] for r in get(kube, "inferenceservices", "s")["status"]["routed"]] == [2]
+    assert fg_state(ctx, 1)["state"] == "Retired"
+
+
+def test_an_aborted_canary_keeps_its_features_while_kserve_still_routes_to_it(env) -> None:
+    kube, ctx, _clock = env
+    fp(kube, 1, {1: "g-1"})
+    tp(kube, {1: 1})
+    stable_at(kube, ctx, lambda: canary_isvc(kube, 1))
+    fp(kube, 2, {1: "g-1", 2: "g-2"})
+    tp(kube, {1: 1, 2: 2})
+    canary_isvc(kube, 2)
+    reconcile_isvc(ctx)
+    kserve_traffic(kube, {2: 10, 1: 90})
+    reconcile_isvc(ctx)
+    assert get(kube, "inferenceservices", "s")["status"]["target"]["traffic"] == 10
+    # Abort: the stable pair is rendered again (a new KServe revision), the canary keeps its
+    # share until that revision is ready.
+    kube.patch("fti.dev/v1alpha1", "inferenceservices", NS, "s", {"metadata": {"annotations": {"fti.dev/abort": "a1"}}})
+    reconcile_isvc(ctx)
+    st = get(kube, "inferenceservices", "s")["status"]
+    assert "target" not in st and st["failed"]["model"] == 2 and child_model(kube) == 1
+    assert {r["revision"]: r["traffic"] for r in st["routed"]} == {2: 10, 1: 90}
+    # The feature group moves on to v3: v2 is read only by the aborted canary, which still takes requests.
+    fp(kube, 3, {1: "g-1", 2: "g-2", 3: "g-3"})
+    v2 = fg_state(ctx, 2)
+    assert v2["state"] == "Retained" and v2["neededBy"] == [f"{NS}/s"]
+    kserve_traffic(kube, {3: 100})  # the stable pair again, as KServe's revision 3, takes every request
+    reconcile_isvc(ctx)
+    st = get(kube, "inferenceservices", "s")["status"]
+    assert [(r["revision"], r["traffic"], r["kserveRevision"]) for r in st["routed"]] == [(1, 100, "s-predictor-00003")]
+    assert fg_state(ctx, 2)["state"] == "Retired"
+
+
+def canary_isvc(kube: MemKube, version: int, annotations: dict | None = None) -> dict:
+    return kube.apply(
+        {
+            "apiVersion": "fti.dev/v1alpha1",
+            "kind": "InferenceService",
+            "metadata": {"name": "s", "namespace": NS, **({"annotations": annotations} if annotations else {})},
+            "spec": {
+                "model": {"name": "m", "version": version},
+                "mode": "online",
+                "online": {"topology": "combined", "canary": {"trafficPercent": 10}},
+                "rollout": {"readinessTimeout": "60s"},
+            },
+        },
+        field_manager="user",
+    )
+
+
+def test_the_cluster_default_mode_holds_a_canary_back_with_a_canary_condition(env) -> None:
+    kube, ctx, _clock = env
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "inferenceservice-config", "namespace": "kserve"},
+            "data": {"deploy": '{"defaultDeploymentMode": "RawDeployment"}'},
+        }
+    )
+    fp(kube, 1, {1: "g-1"})
+    tp(kube, {1: 1, 2: 1})
+    stable_at(kube, ctx, lambda: canary_isvc(kube, 1))
+    obj = get(kube, "inferenceservices", "s")
+    assert cond(obj, "Canary")["reason"] == "TrafficSplitUnsupported" and cond(obj, "Ready")["status"] == "True"
+    canary_isvc(kube, 2)
+    reconcile_isvc(ctx)
+    obj = get(kube, "inferenceservices", "s")
+    assert child_model(kube) == 1 and "target" not in obj["status"], "held back: no canary KServe would ignore"
+    assert (cond(obj, "Canary")["status"], cond(obj, "Canary")["reason"]) == ("False", "TrafficSplitUnsupported")
+    assert "held back" in cond(obj, "Canary")["message"]
+    assert cond(obj, "Progressing")["reason"] == "TrafficSplitUnsupported"
+
+
+def test_without_the_config_map_kserve_default_serverless_splits_the_canary(env) -> None:
+    kube, ctx, _clock = env
+    fp(kube, 1, {1: "g-1"})
+    tp(kube, {1: 1, 2: 1})
+    stable_at(kube, ctx, lambda: canary_isvc(kube, 1))
+    assert cond(get(kube, "inferenceservices", "s"), "Canary")["reason"] == "NoCanaryInProgress"
+    canary_isvc(kube, 2)
+    reconcile_isvc(ctx)
+    child = kube.get(KSERVE_API, "inferenceservices", NS, "s")
+    assert child_model(kube) == 2 and child["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    kserve_traffic(kube, {2: 10, 1: 90})
+    reconcile_isvc(ctx)
+    obj = get(kube, "inferenceservices", "s")
+    assert (cond(obj, "Canary")["status"], cond(obj, "Canary")["reason"]) == ("True", "CanaryInProgress")
+    assert "KServe routes 10 %" in cond(obj, "Canary")["message"]
+
+
+def wipe_status(kube: MemKube) -> None:
+    """The status lost (an object restored from a backup without it); the child stays."""
+    status = get(kube, "inferenceservices", "s")["status"]
+    kube.patch("fti.dev/v1alpha1", "inferenceservices", NS, "s", {"status": dict.fromkeys(status)}, subresource="status")
+    assert "status" not in get(kube, "inferenceservices", "s")
+
+
+def test_a_live_child_the_status_does_not_know_is_adopted_not_rolled_out_again(env) -> None:
+    kube, ctx, clock = env
+    fp(kube, 1, {1: "g-1"})
+    tp(kube, {1: 1, 2: 1})
+    stable_at(kube, ctx, lambda: isvc(kube, version=1))
+    stable_at(kube, ctx, lambda: isvc(kube, version=2))
+    before = get(kube, "inferenceservices", "s")["status"]["stable"]
+    assert before["revision"] == 2
+    child = kube.get(KSERVE_API, "inferenceservices", NS, "s")
+    wipe_status(kube)
+    clock.now = T0 + timedelta(minutes=5)
+    reconcile_isvc(ctx)
+    obj = get(kube, "inferenceservices", "s")
+    st = obj["status"]
+    assert "target" not in st and (st["stable"]["revision"], st["stable"]["model"]) == (2, 2)
+    assert st["stable"]["kserveRevision"] == before["kserveRevision"] and st["stable"]["featureGroups"] == before["featureGroups"]
+    after = kube.get(KSERVE_API, "inferenceservices", NS, "s")
+    assert after["metadata"]["generation"] == child["metadata"]["generation"], "the child is not written again"
+    assert cond(obj, "Ready")["status"] == "True" and cond(obj, "Progressing")["reason"] == "RolloutComplete"
+    adopted = [e for e in kube.list("v1", "events", NS) if e["reason"] == "Adopted"]
+    assert len(adopted) == 1 and "adopted as stable" in adopted[0]["message"]
+    assert not [e for e in kube.list("v1", "events", NS) if e["reason"] == "RolloutStarted" and "revision 3" in e["message"]]
+    writes = kube.writes()
+    reconcile_isvc(ctx)
+    assert kube.writes() == writes
+
+
+def test_a_child_being_rolled_out_is_adopted_as_the_target_with_its_revision(env) -> None:
+    kube, ctx, clock = env
+    fp(kube, 1, {1: "g-1"})
+    tp(kube, {1: 1, 2: 1})
+    stable_at(kube, ctx, lambda: isvc(kube, version=1))
+    isvc(kube, version=2)
+    reconcile_isvc(ctx)  # revision 2 is the target; KServe has not reported on it yet
+    child = kube.get(KSERVE_API, "inferenceservices", NS, "s")
+    wipe_status(kube)
+    clock.now = T0 + timedelta(seconds=30)
+    result = reconcile_isvc(ctx)
+    st = get(kube, "inferenceservices", "s")["status"]
+    assert (st["target"]["revision"], st["target"]["model"]) == (2, 2) and "stable" not in st
+    assert kube.get(KSERVE_API, "inferenceservices", NS, "s")["metadata"]["generation"] == child["metadata"]["generation"]
+    assert result.requeue_after is not None
+    kserve(kube, True)
+    reconcile_isvc(ctx)
+    assert get(kube, "inferenceservices", "s")["status"]["stable"]["revision"] == 2
+
+
+def test_fti_locals_kserve_reports_the_traffic_the_reconciler_reads(env) -> None:
+    """The same reconciler against `fti local`'s KServe stand-in (local/kserve.py), whose traffic
+    table has KServe's shape: a canary's split shows in status.routed, then the abort."""
+    from fti_operator.local.kserve import LocalKServe
+
+    kube, ctx, _clock = env
+    ports = iter(range(9001, 9100))
+    local = LocalKServe(kube, lambda _isvc, _component, _container: f"http://127.0.0.1:{next(ports)}", lambda _url: None)
+
+    def settle() -> dict:
+        local.step()
+        reconcile_isvc(ctx)
+        return get(kube, "inferenceservices", "s")
+
+    fp(kube, 1, {1: "g-1"})
+    tp(kube, {1: 1, 2: 1})
+    canary_isvc(kube, 1)
+    reconcile_isvc(ctx)
+    assert settle()["status"]["stable"]["kserveRevision"] == "s-predictor-00001"
+    canary_isvc(kube, 2)
+    reconcile_isvc(ctx)
+    obj = settle()
+    assert obj["status"]["target"]["traffic"] == 10 and cond(obj, "Canary")["status"] == "True"
+    assert [(r["revision"], r["model"], r["traffic"]) for r in obj["status"]["routed"]] == [(2, 2, 10), (1, 1, 90)]
+    kube.patch("fti.dev/v1alpha1", "inferenceservices", NS, "s", {"metadata": {"annotations": {"fti.dev/abort": "a1"}}})
+    reconcile_isvc(ctx)
+    obj = settle()
+    assert "target" not in obj["status"] and obj["status"]["failed"]["model"] == 2 and child_model(kube) == 1
+    assert [(r["revision"], r["traffic"], r["kserveRevision"]) for r in obj["status"]["routed"]] == [
+        (1, 100, "s-predictor-00003")
+    ]
