@@ -133,8 +133,20 @@ def case(op, k8s, ns: str, flow: str, kill_at: str | None, drive: Callable[[Run]
         assert state["events"] == EVENTS[flow], "one Event per transition"
         REFERENCE[flow] = state
     else:
-        assert state == REFERENCE[flow]
+        assert state == REFERENCE[flow], differences(state, REFERENCE[flow])
     return run
+
+
+def differences(got: dict, want: dict) -> list[str]:
+    """Each end-state field (child, status key, events) that differs, with both values in full."""
+    out = []
+    for part in ("child", "events"):
+        if got[part] != want[part]:
+            out.append(f"{part}: {got[part]!r} != {want[part]!r}")
+    for key in sorted(set(got["status"]) | set(want["status"])):
+        if got["status"].get(key) != want["status"].get(key):
+            out.append(f"status.{key}: {got['status'].get(key)!r} != {want['status'].get(key)!r}")
+    return out
 
 
 @pytest.mark.parametrize("kill_at", [None, *UPGRADE])
