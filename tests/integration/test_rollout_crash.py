@@ -139,13 +139,13 @@ def case(op, k8s, ns: str, flow: str, kill_at: str | None, drive: Callable[[Run]
 
 def differences(got: dict, want: dict) -> list[str]:
     """Each end-state field (child, status key, events) that differs, with both values in full."""
-    out = []
-    for part in ("child", "events"):
-        if got[part] != want[part]:
-            out.append(f"{part}: {got[part]!r} != {want[part]!r}")
-    for key in sorted(set(got["status"]) | set(want["status"])):
-        if got["status"].get(key) != want["status"].get(key):
-            out.append(f"status.{key}: {got['status'].get(key)!r} != {want['status'].get(key)!r}")
+    out = [f"{part}: {got[part]!r} != {want[part]!r}" for part in ("child", "events") if got[part] != want[part]]
+    keys = sorted(set(got["status"]) | set(want["status"]))
+    out += [
+        f"status.{k}: {got['status'].get(k)!r} != {want['status'].get(k)!r}"
+        for k in keys
+        if got["status"].get(k) != want["status"].get(k)
+    ]
     return out
 
 
