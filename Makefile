@@ -12,10 +12,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-STATE_DIR ?= .fti/demo
+# The default state directory of `fti local` (operator/fti_operator/cli.py DEFAULT_STATE_DIR):
+# after `make demo`, the README's `fti local status` reads what the demo wrote.
+STATE_DIR ?= .fti/local
+INSTALL_LOG := $(VENV)/install.log
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps controlplane crds demo lint test test-unit test-integration clean images \
+.PHONY: help install system-deps controlplane crds manifests demo lint test test-unit test-integration clean images \
         node-deps images-auto e2e demo-cluster bench-features bench-training bench-inference bench-operator \
         bench-rollouts bench-controlplane
 
@@ -26,6 +29,7 @@ help:
 	@echo "make test          install what tests need (venv, redis-server, Go-built control plane), lint, run them"
 	@echo "make lint          ruff (lint + format check), mypy, import-linter layer contracts"
 	@echo "make crds          regenerate crds/ (and the chart's copy) from the API models"
+	@echo "make manifests     regenerate deploy/install.yaml and docs/install.md's values reference from the chart"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl, helm from upstream Go modules"
 	@echo "make controlplane-clean  delete those binaries and their Go caches"
 	@echo "make demo-cluster the fraud example on the embedded cluster (real node, built images, the chart); root"
@@ -33,10 +37,14 @@ help:
 	@echo "make images       build the operator, feature, training and inference images (docker, else podman)"
 	@echo "make bench-features | bench-training | bench-inference | bench-operator | bench-rollouts | bench-controlplane"
 
+# pip's output (and setuptools' warnings about editable installs) goes to $(INSTALL_LOG), so
+# the demo's own output is what a newcomer reads; a failed install prints the log's tail.
 $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e './operator[controller]' -e './pipeline_images[training,serving,s3]' -r requirements-dev.txt
+	@echo "installing into $(VENV) (pip output: $(INSTALL_LOG))"
+	@{ $(PIP) install --upgrade pip \
+	   && $(PIP) install -e './operator[controller]' -e './pipeline_images[training,serving,s3]' -r requirements-dev.txt; \
+	 } > $(INSTALL_LOG) 2>&1 || { tail -n 40 $(INSTALL_LOG); echo "pip install failed: see $(INSTALL_LOG)" >&2; exit 1; }
 	@touch $@
 
 install: $(STAMP)
@@ -58,11 +66,19 @@ crds: $(STAMP)
 	$(PY) -m fti_operator.api.crd --out crds/
 	rm -rf charts/fti-operator/crds && cp -r crds charts/fti-operator/crds
 
+# deploy/install.yaml: the chart rendered with its defaults (tools/install_manifest.py), and
+# docs/install.md's values reference from values.schema.json (tools/values_reference.py);
+# unit tests fail when either is stale. After `make crds` or any chart change.
+manifests: $(STAMP)
+	$(PY) tools/install_manifest.py
+	$(PY) tools/values_reference.py
+
 # The batch InferenceService scores new transactions from the example's data volume
 # (/var/lib/fti in a cluster, $(STATE_DIR)/volume here).
 demo: $(STAMP)
 	$(PY) -m fti_pipelines.examples fraud-score-requests --out $(STATE_DIR)/volume/fraud/score-requests/
 	$(VENV)/bin/fti local apply -f examples/fraud/ --state-dir $(STATE_DIR) --predict 5
+	@echo "state: $(STATE_DIR). Next: source $(VENV)/bin/activate; fti local status$(if $(filter .fti/local,$(STATE_DIR)),, --state-dir $(STATE_DIR)) (README.md)"
 
 # pytest exits 5 when it collected no test: that must fail, not pass.
 define run_pytest

@@ -256,6 +256,14 @@ def main() -> int:
                 },
             )
 
+            # A finished run's Job queues its pipeline, whose reconcile records Materialized; the
+            # status written here queues nothing (status changes are not triggers), so without
+            # this the operator would find that transition only when the burst's first
+            # InferenceService reading the group queues the pipeline, and count it in the burst.
+            custom.patch_namespaced_custom_object(
+                G, V, NS, "featurepipelines", f"setup-fg-{i}", {"metadata": {"annotations": {"bench.fti.dev/setup": "done"}}}
+            )
+
         # Settle: wait until the operator's own request counter stops moving.
         def operator_calls() -> dict[str, float]:
             import urllib.request

@@ -5,8 +5,9 @@
 
 The machines are shared and noisy: running the two sides alternately spreads the noise over
 both, and a ratio per round (new / old) is more telling than either absolute number. The old
-side runs as admin (code older than the chart's RBAC PUTs children, which the chart refuses);
-the new side as the chart's ServiceAccount. Each run's load average is in its JSON.
+side runs as admin by default (code older than the chart's RBAC PUTs children, which the chart
+refuses; `--old-identity chart` for old code that applies them); the new side as the chart's
+ServiceAccount. Each run's load average is in its JSON.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--old-tree", type=Path, default=None, help="checkout of the old code, with its own .venv")
     ap.add_argument("--new-tree", type=Path, default=ROOT)
+    ap.add_argument(
+        "--old-identity", choices=("admin", "chart"), default="admin", help="chart: old code that already applies children"
+    )
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--idle", type=int, default=30)
@@ -86,7 +90,7 @@ def main() -> int:
     args.dir.mkdir(parents=True, exist_ok=True)
     if args.old_tree is not None:
         for r in range(1, args.rounds + 1):
-            run(args.old_tree.resolve(), "admin", args.dir / f"old-{r}.json", args)
+            run(args.old_tree.resolve(), args.old_identity, args.dir / f"old-{r}.json", args)
             run(args.new_tree.resolve(), "chart", args.dir / f"new-{r}.json", args)
     summarize(args.dir)
     return 0

@@ -14,9 +14,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.table import Table
 
-from .api import FeaturePipeline, InferenceService, ManifestError, TrainingPipeline, load_manifests
+from .api import FeaturePipeline, InferenceService, ManifestError, TrainingPipeline, load_manifests, trust
 
 app = typer.Typer(
     help="fti-operator: feature, training and inference pipelines with versions in sync.",
@@ -31,22 +32,70 @@ _WIDTH = None if sys.stdout.isatty() else 120
 console = Console(stderr=True, width=_WIDTH)
 out = Console(width=_WIDTH)
 
-STATE_DIR_OPTION = typer.Option(Path(".fti/local"), "--state-dir", help="Where stores and state live.", envvar="FTI_STATE_DIR")
+# One default for every command and for `make demo` (its STATE_DIR), so the README's commands
+# after the demo read what the demo wrote.
+DEFAULT_STATE_DIR = Path(".fti/local")
+STATE_DIR_OPTION = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help="Where stores and state live.", envvar="FTI_STATE_DIR")
 
 
 def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape_markup(message)}", highlight=False)
     raise typer.Exit(code)
 
 
 def _load(paths: list[Path]) -> list[Any]:
+    """The manifests' resources, or every problem as `FILE:doc#N: field.path: message` and exit 1.
+
+    Bad input never ends in a traceback: anything the validation did not anticipate is still
+    reported against the files, as a problem to report upstream (docs/security.md)."""
     try:
         return load_manifests(paths)
     except ManifestError as exc:
-        _fail(str(exc))
+        lines = str(exc).splitlines()
+        console.print(f"[bold red]error:[/] {len(lines)} problem(s) in the manifests", highlight=False)
+        for line in lines:  # whole lines, never wrapped: editors and CI logs link FILE:doc#N
+            print(line, file=sys.stderr)
+        raise typer.Exit(1) from None
     except FileNotFoundError as exc:
         _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - the promise above
+        _fail(f"{', '.join(map(str, paths))}: could not validate ({type(exc).__name__}: {exc}); please report this")
     return []
+
+
+def _mounted(uri: str, mounts: dict[str, Path]) -> bool:
+    return any(uri.startswith(f"file://{src.rstrip('/')}/") for src in mounts)
+
+
+def _trust_report(resources: list[Any], mounts: dict[str, Path], everything: bool = False) -> list[str]:
+    """What will run and be touched on this host (docs/security.md): callables that are not the
+    project's own and file:// paths outside the local data volumes (all of them if `everything`)."""
+    lines = []
+    for r in resources:
+        lines += [
+            f"{u.resource}: runs {u.value} ({u.what}) on this host" for u in trust.callables(r) if everything or not u.known
+        ]
+        lines += [
+            f"{u.resource}: uses host path {u.value.removeprefix('file://')} ({u.what})"
+            for u in trust.file_locations(r)
+            if everything or not _mounted(u.value, mounts)
+        ]
+    return lines
+
+
+@local_app.command("validate")
+def local_validate(
+    filename: list[Path] = typer.Option(..., "-f", "--filename", help="Manifest file or directory (repeatable)."),
+) -> None:
+    """Check manifests as `fti local apply` and the API server do, and list the code and host paths
+    they name; runs nothing. Problems print as FILE:doc#N: field.path: message (exit code 1)."""
+    resources = _load(filename)
+    if not resources:
+        _fail(f"no fti.dev resources in {', '.join(map(str, filename))}")
+    for r in resources:
+        print(f"{r.kind}/{r.metadata.name}: valid")
+    for line in _trust_report(resources, {}, everything=True):
+        print(line)
 
 
 @local_app.command("apply")
@@ -83,6 +132,9 @@ def local_apply(
         )
     except LocalRunError as exc:
         _fail(str(exc))
+    # fti local runs the manifests' code as the user: say so when it is not the project's own.
+    for line in _trust_report(resources, driver.mounts):
+        console.print(f"[yellow]![/] {escape_markup(line)}", highlight=False)
     pipelines = [r for r in resources if isinstance(r, FeaturePipeline)]
     trainings = [r for r in resources if isinstance(r, TrainingPipeline)]
     services = [r for r in resources if isinstance(r, InferenceService)]
@@ -219,12 +271,20 @@ def local_status(
     state_dir: Path = STATE_DIR_OPTION, output: str = typer.Option("table", "-o", "--output", help="table | json")
 ) -> None:
     """Print the state of every resource (as the operator would write it in a cluster)."""
-    from .local.driver import LocalRunError, read_resources
+    from .local.driver import STATE_FILE, LocalRunError, read_resources
 
     try:
         items = read_resources(state_dir)
     except LocalRunError as exc:
         _fail(str(exc))
+    if not items:
+        # Say where we looked: an empty answer from the wrong directory looks like a broken demo.
+        found = "has no state file" if not (state_dir / STATE_FILE).exists() else "holds no fti resources"
+        console.print(
+            f"no resources: {state_dir.resolve()} {found} (set by --state-dir or FTI_STATE_DIR, default "
+            f"{DEFAULT_STATE_DIR}). Run `make demo` or `fti local apply -f examples/fraud/` from the repository first.",
+            highlight=False,
+        )
     if output == "json":
         out.print_json(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, default=str))
     elif output == "table":
@@ -298,17 +358,19 @@ def _alive(pid: Any) -> bool:
 
 
 def _local_rollout_app() -> typer.Typer:
-    from .rollout_cli import make_app
+    from .local.driver import LocalRunError
+    from .rollout_cli import RolloutError, make_app
 
     def backend() -> Any:
         from .local.apply import LocalRolloutBackend
 
-        return LocalRolloutBackend(Path(os.environ.get("FTI_STATE_DIR", ".fti/local")))
+        return LocalRolloutBackend(Path(os.environ.get("FTI_STATE_DIR") or DEFAULT_STATE_DIR))
 
     return make_app(
         backend,
-        "Rollout verbs on the state of fti local apply (FTI_STATE_DIR, default .fti/local): "
+        f"Rollout verbs on the state of fti local apply (FTI_STATE_DIR, default {DEFAULT_STATE_DIR}): "
         "status, history, undo, promote, abort, retry.",
+        errors=(RolloutError, LocalRunError),
     )
 
 

@@ -9,6 +9,7 @@ state (through the local driver, which reconciles right away).
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -119,12 +120,19 @@ def wait_status(
         time.sleep(interval)  # polling a remote status with a deadline, not synchronising a test
 
 
-def make_app(backend_factory: Callable[..., Backend], help_: str) -> typer.Typer:
-    """The `rollout` verbs over a backend; `fti local` and `kubectl fti` differ only in the backend."""
+def make_app(
+    backend_factory: Callable[..., Backend], help_: str, errors: tuple[type[Exception], ...] = (RolloutError,)
+) -> typer.Typer:
+    """The `rollout` verbs over a backend; `fti local` and `kubectl fti` differ only in the backend.
+
+    `errors`: what the backend raises for a missing object or a refused call; printed as one
+    line (exit 1), not as a traceback."""
     app = typer.Typer(help=help_, no_args_is_help=True, add_completion=False)
+    guard = _one_line_errors(errors)
     ns_option = typer.Option("default", "-n", "--namespace")
 
     @app.command("status")
+    @guard
     def status(
         name: str,
         namespace: str = ns_option,
@@ -139,12 +147,14 @@ def make_app(backend_factory: Callable[..., Backend], help_: str) -> typer.Typer
             raise typer.Exit(wait_status(backend, name, namespace, timeout, echo=typer.echo))
 
     @app.command("history")
+    @guard
     def history(name: str, namespace: str = ns_option) -> None:
         """Revisions that can be rolled back to, newest first, with the feature versions each reads."""
         for line in history_lines(backend_factory().get(name, namespace)):
             typer.echo(line)
 
     @app.command("undo")
+    @guard
     def undo(
         name: str,
         namespace: str = ns_option,
@@ -165,8 +175,26 @@ def make_app(backend_factory: Callable[..., Backend], help_: str) -> typer.Typer
             _verb(backend_factory(), name, namespace, _verb_name, token())
 
         command.__doc__ = doc
-        app.command(verb)(command)
+        app.command(verb)(guard(command))
     return app
+
+
+def _one_line_errors(errors: tuple[type[Exception], ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A command that prints a backend error as `error: ...` and exits 1 (typer reads the
+    wrapped signature through functools.wraps)."""
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except errors as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from exc
+
+        return wrapped
+
+    return decorator
 
 
 def _verb(backend: Backend, name: str, namespace: str, verb: str, value: str) -> None:

@@ -12,12 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 # tests/ is on sys.path (pytest.ini `pythonpath`), never the repo root: its `operator/`
 # directory must not shadow the standard library's `operator`.
 from controlplane.fixtures import *  # noqa: F403  (fixtures + hooks)
 from controlplane.processes import ManagedProcess
+from support.metrics import scrape
 from support.wait import wait_until
 
 # ---- the operator as a process, as the chart runs it ------------------------------------------
@@ -64,13 +64,7 @@ class Operator:
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the operator's /metrics (0 when the labelled series does not exist yet).
         A counter restarts at 0 with the process: compare values taken between two restarts."""
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=5).read().decode()
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-        )
+        return sum(scrape(self.metrics).values(name, **labels))
 
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.logs.glob("operator-*.log")))

@@ -74,3 +74,14 @@ def test_chart_installs_and_rbac_is_least_privilege(control_plane, namespace):
     finally:
         control_plane.helm("uninstall", "fti", "--namespace", release_ns, check=False)
         control_plane.kubectl("delete", "namespace", release_ns, "--wait=false", check=False)
+
+
+def test_helm_install_refuses_a_misspelled_value_naming_it(control_plane, namespace):
+    """values.schema.json at install time: no release, nothing created, the field named."""
+    for setting, named in (("stores.artifactStor=s3://ml/fti", "artifactStor"), ("replicaCount=one", "/replicaCount")):
+        result = control_plane.helm(
+            "install", "fti-typo", CHART, "--namespace", namespace, "--set", setting, "--set", "rbac.create=false", check=False
+        )
+        assert result.returncode != 0 and named in result.stderr, result.stderr
+    assert "fti-typo" not in control_plane.helm("list", "--namespace", namespace, "-q").stdout
+    assert not control_plane.kubectl("get", "deploy", "-n", namespace, "-o", "name").stdout.strip()

@@ -210,3 +210,66 @@ def test_rollout_verbs_go_through_the_same_reconcilers(
         check=False,
     )
     assert f"model {latest - 1}" in shown.stdout and "pinned" in shown.stdout
+
+
+def _readme_commands() -> list[list[str]]:
+    """The README's block of `fti local` commands (after `make demo`), in order, as argv."""
+    import shlex
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("## The embedded runner", 1)[1]
+    block = section.split("```console\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+    return [c for c in commands if c]
+
+
+def test_readme_commands_after_the_demo_run_in_order(
+    applied: tuple[Path, subprocess.CompletedProcess[str]], example: Path, tmp_path: Path
+) -> None:
+    """Typed in a checkout where `make demo` ran: `.fti/local` is the applied state (the demo's
+    STATE_DIR is the CLI's default, tests/unit/test_first_minutes.py), `examples/fraud/` the
+    example with the smaller data set. No command gets a --state-dir the README does not show."""
+    import signal
+
+    from support.wait import wait_until
+
+    state, _ = applied
+    (tmp_path / ".fti").mkdir()
+    (tmp_path / ".fti" / "local").symlink_to(state)
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "fraud").symlink_to(example)
+    commands = _readme_commands()
+    assert commands[0][:2] == ["source", ".venv/bin/activate"], commands[0]
+    ran, serving = [], None
+    try:
+        for argv in commands[1:]:
+            assert argv[:2] == ["fti", "local"], f"not an fti local command: {argv}"
+            cmd = [*FTI, *argv[1:]]
+            if argv[2] == "serve":  # runs until Ctrl-C: in the background, as in another shell
+                serving = subprocess.Popen(
+                    cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"COLUMNS": "200", **_env()}
+                )
+                wait_until(
+                    lambda: json.loads((state / "state.json").read_text()).get("servers", {}).get("fraud/fraud-online"),
+                    timeout=120,
+                    description="fti local serve to record its server",
+                )
+                ran.append(argv[2])
+                continue
+            proc = subprocess.run(
+                cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={"COLUMNS": "200", **_env()}, check=False
+            )
+            assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            assert "no resources" not in proc.stderr, proc.stderr
+            if argv[2:] == ["status"]:
+                assert "fraud-online" in proc.stdout and "fraud-model" in proc.stdout, proc.stdout
+            if argv[2] == "predict":
+                assert len(json.loads(proc.stdout)["predictions"]) == 1
+            if argv[2:4] == ["rollout", "history"]:
+                assert "fraud-online" in proc.stdout or "model" in proc.stdout, proc.stdout
+            ran.append(argv[2])
+    finally:
+        if serving is not None:
+            serving.send_signal(signal.SIGTERM)
+            serving.wait(timeout=60)
+    assert ran == ["status", "apply", "serve", "predict", "status", "validate", "rollout"], ran

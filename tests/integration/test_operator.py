@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from fti_operator.config import OperatorConfig
 from fti_operator.controller.kube_http import KubeHttp
 from fti_operator.controller.runtime import Runtime
 from fti_operator.reconcile import Context, feature, inference, training
+from support.metrics import OPERATOR_FAMILIES, scrape
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -69,11 +71,11 @@ def operator(control_plane, k8s, tmp_path_factory, fti_crds, operator_kubeconfig
             raise
     os.environ["KUBECONFIG"] = str(operator_kubeconfig)
     store = tmp_path_factory.mktemp("fti-store")
-    health = free_port()
+    health, metrics_port = free_port(), free_port()
     config = OperatorConfig(
         artifact_store=f"file://{store}/artifacts",
         online_store=f"sqlite:///{store}/online.db",
-        metrics_port=0,
+        metrics_port=metrics_port,
         health_port=health,
         peering=PEERING,
         peering_priority=100,
@@ -93,7 +95,7 @@ def operator(control_plane, k8s, tmp_path_factory, fti_crds, operator_kubeconfig
         ignore=(OSError,),
         description="operator liveness endpoint",
     )
-    yield {"config": config, "runtime": rt, "store": store, "health": health}
+    yield {"config": config, "runtime": rt, "store": store, "health": health, "metrics": metrics_port}
     stop.set()
     thread.join(timeout=60)
     assert not thread.is_alive(), "operator did not shut down gracefully"
@@ -264,15 +266,24 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     )
     cj_env = {e.name: e.value for e in cj.spec.job_template.spec.template.spec.containers[0].env}
     assert json.loads(cj_env["FTI_SPEC"])["model"] == {"name": "fraud", "version": 1}
+    both = [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"]
     wait_until(
-        lambda: [
-            v
-            for v in get(k8s, namespace, "featurepipelines", "card-profiles")["status"]["versions"]
-            if v["version"] == 1 and v.get("neededBy") == [f"{namespace}/fraud-batch", f"{namespace}/fraud-online"]
-        ],
+        lambda: operator["runtime"].lookups.needed(namespace, "card_profiles") == {("card_profiles", 1): both},
         timeout=30,
-        description="card_profiles v1 neededBy both services",
+        description="the operator's view: card_profiles v1 needed by both services",
     )
+    # The pipeline holds the finalizer; v1 is its Active version, kept anyway, so the status
+    # does not list its readers (only an older version kept for them does, docs/versions.md).
+    wait_until(
+        lambda: (
+            "fti.dev/feature-versions-in-use"
+            in (get(k8s, namespace, "featurepipelines", "card-profiles")["metadata"].get("finalizers") or [])
+        ),
+        timeout=30,
+        description="card-profiles finalizer",
+    )
+    v1 = next(v for v in get(k8s, namespace, "featurepipelines", "card-profiles")["status"]["versions"] if v["version"] == 1)
+    assert v1["state"] == "Active" and "neededBy" not in v1
 
     # 5. Level-based: reconciling everything again with nothing changed makes zero write calls.
     wait_at_rest(operator["runtime"])
@@ -287,6 +298,36 @@ def test_fraud_example_end_to_end(operator, k8s, namespace, pod_runner, control_
     writes = {k: n for k, n in counted.kube.calls.items() if k[0] in ("POST", "PUT", "PATCH", "DELETE")}
     assert writes == {}, f"a no-change reconcile wrote: {writes}"
     assert counted.kube.calls, "the reconciles read nothing?"
+
+    # 6. /metrics after these events: feature runs, a validated model, a rollout to stable.
+    assert_operator_metrics(scrape(operator["metrics"]), namespace, isvc["status"]["stable"])
+
+
+def assert_operator_metrics(m, namespace: str, stable: dict) -> None:
+    """Each family of support.metrics.OPERATOR_FAMILIES, with the samples these events made.
+
+    fti_reconcile_errors_total and fti_rollbacks_total need a failure: declared here, counted in
+    tests/integration/test_rollout_scenarios.py (an automatic rollback)."""
+    assert set(OPERATOR_FAMILIES) <= m.families, set(OPERATOR_FAMILIES) - m.families
+    now = time.time()
+    for group in ("card_transactions", "card_profiles"):
+        labels = {"namespace": namespace, "feature_group": group, "version": "1"}
+        assert m.value("fti_feature_rows_ingested_total", **labels) > 0
+        assert m.value("fti_feature_rows_rejected_total", **labels) >= 0
+        assert m.value("fti_feature_runs_total", **labels, succeeded="true") >= 1
+        assert 0 < m.value("fti_feature_group_last_success_timestamp_seconds", **labels) <= now
+    model = {"namespace": namespace, "model": "fraud"}
+    assert m.value("fti_model_versions_total", **model, phase="Validated") >= 1
+    assert m.value("fti_model_metric", **model, version="1", metric="roc_auc") >= 0.8
+    assert 0 < m.value("fti_training_last_success_timestamp_seconds", **model) <= now
+    serving = {"namespace": namespace, "inferenceservice": "fraud-online", "role": "serving"}
+    assert m.value("fti_served_model_version", **serving) == stable["model"] == 1
+    assert m.value("fti_served_feature_view_version", **serving) == stable["featureView"] == 1
+    assert m.value("fti_served_traffic_percent", **serving) == (stable.get("traffic") or 0)
+    for kind in ("FeaturePipeline", "TrainingPipeline", "InferenceService"):
+        assert m.value("fti_reconciles_total", kind=kind, outcome="ok") > 0, kind
+        assert m.value("fti_reconcile_duration_seconds_count", kind=kind) > 0, kind
+    assert sum(m.values("fti_operator_api_requests_total", verb="PATCH")) > 0
 
 
 def gone(k8s, namespace, plural, name) -> bool:

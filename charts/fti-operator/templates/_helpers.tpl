@@ -35,3 +35,28 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "fti-operator.clusterWide" -}}
 {{- if .Values.watchNamespaces -}}false{{- else -}}true{{- end -}}
 {{- end -}}
+
+{{- /* The online store the pods get: the value, or SQLite on the data volume when there is one. */}}
+{{- define "fti-operator.onlineStore" -}}
+{{- if .Values.stores.onlineStore -}}
+{{- .Values.stores.onlineStore -}}
+{{- else if and .Values.stores.volumeClaim (not .Values.stores.onlineStoreSecret) -}}
+{{- printf "sqlite://%s/online.db" (trimSuffix "/" .Values.stores.dataVolumePath) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Refuse store values that cannot work, naming the value to set (docs/install.md, "Stores"). */}}
+{{- define "fti-operator.checkStores" -}}
+{{- $s := .Values.stores -}}
+{{- if hasPrefix "file://" $s.artifactStore -}}
+{{- if not $s.volumeClaim -}}
+{{- fail (printf "stores.artifactStore=%s is a file:// store but stores.volumeClaim is empty: each pipeline pod would write to its own disk. Set stores.volumeClaim to a PVC present in every pipeline namespace, or stores.artifactStore=s3://bucket/prefix" $s.artifactStore) -}}
+{{- end -}}
+{{- if not (hasPrefix (printf "file://%s/" (trimSuffix "/" $s.dataVolumePath)) $s.artifactStore) -}}
+{{- fail (printf "stores.artifactStore=%s is not under stores.dataVolumePath=%s, where stores.volumeClaim is mounted: set one to match the other" $s.artifactStore $s.dataVolumePath) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $s.onlineStore $s.onlineStoreSecret -}}
+{{- fail "stores.onlineStore and stores.onlineStoreSecret are both set: keep one (a URI with a password belongs in the Secret)" -}}
+{{- end -}}
+{{- end -}}

@@ -3,7 +3,7 @@
 The names (group, version, kinds, labels, annotations, contract env) live in `identity`.
 """
 
-from .common import ApiModel, Condition, FeatureGroupRef, PodTemplate, parse_duration
+from .common import ApiModel, Condition, FeatureGroupRef, parse_duration
 from .feature_pipeline import (
     Expectation,
     FeatureGroupSpec,
@@ -16,6 +16,7 @@ from .feature_pipeline import (
 from .identity import API_VERSION, GROUP, VERSION
 from .inference_service import InferenceService, InferenceServiceSpec, InferenceServiceStatus, Revision
 from .manifests import KINDS, ManifestError, Resource, load_manifests, parse_resource
+from .scheduling import PodTemplate
 from .training_pipeline import FeatureViewSpec, ModelVersionStatus, TrainingPipeline, TrainingPipelineSpec, TrainingPipelineStatus
 
 __all__ = [

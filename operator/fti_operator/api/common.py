@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 # GROUP, VERSION and API_VERSION stay importable from here (and from fti_operator.api).
@@ -26,6 +26,12 @@ CALLABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
 DOTTED_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 URI_PATTERN = r"^(file|s3|gs|az|memory)://.+"
+FILE_URI_MESSAGE = "a file URI needs an absolute path after file:// (three slashes: file:///data/raw/)"
+CHAINED_URI_MESSAGE = "chained URIs (a::b) are not supported: give one location"
+# RFC 3339 with a time zone: what the CRD's `date-time` format accepts (a bare date or a
+# time without an offset is refused there, so it is refused here too).
+DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+DATE_TIME_MESSAGE = "must be an RFC 3339 date-time with a time zone, like 2026-09-01T00:00:00Z"
 # metadata.name of our objects: a DNS-1035 label (KServe requires the leading letter),
 # at most 52 characters like a CronJob's, so children can carry it.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -114,6 +120,56 @@ CronSchedule = Annotated[
     AfterValidator(_check_cron),
 ]
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=63)]
+
+
+def _check_uri(value: str) -> str:
+    if value.startswith("file:") and not re.match(r"^file:///[^/]", value):
+        raise ValueError(f"{FILE_URI_MESSAGE}; got {value!r}")
+    if "::" in value:
+        raise ValueError(f"{CHAINED_URI_MESSAGE}; got {value!r}")
+    return value
+
+
+# A storage location: one file:///absolute/path or an object-store prefix (fsspec opens it).
+Uri = Annotated[
+    str,
+    Field(
+        pattern=URI_PATTERN,
+        max_length=1024,
+        json_schema_extra=cel_rules(
+            cel("!self.startsWith('file:') || self.matches('^file:///[^/]')", FILE_URI_MESSAGE),
+            cel("!self.contains('::')", CHAINED_URI_MESSAGE),
+        ),
+    ),
+    AfterValidator(_check_uri),
+]
+
+
+def uri_parts(uri: str) -> list[str]:
+    """A URI's non-empty '/'-separated parts: file:///a/b/ and file:///a//b are one location."""
+    return [p for p in uri.split("/") if p]
+
+
+def no_repeats(values: list[Any] | None) -> list[Any] | None:
+    """A list the CRD declares as a set (`x-kubernetes-list-type: set`): the API server refuses repeats."""
+    seen: set[Any] = set()
+    for v in values or []:
+        if v in seen:
+            raise ValueError(f"Duplicate value: {v!r} is listed twice (the list is a set)")
+        seen.add(v)
+    return values
+
+
+def _date_time(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(DATE_TIME_PATTERN, value):
+        raise ValueError(f"{DATE_TIME_MESSAGE}; got {value!r}")
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise ValueError(f"{DATE_TIME_MESSAGE}; got one without a time zone ({value.isoformat()})")
+    return value
+
+
+# A point in time in a spec: always time-zone aware, so two of them always compare.
+DateTime = Annotated[datetime, BeforeValidator(_date_time), Field(strict=False)]
 Version = Annotated[int, Field(ge=1, le=1_000_000, description="A positive integer version.")]
 
 
@@ -130,7 +186,7 @@ class ApiModel(BaseModel):
 
     Strict types: the API server does not turn "2" into 2 or "yes" into true, so
     neither do we; a manifest the embedded runner accepts is one a cluster accepts.
-    (Timestamps stay lax: YAML hands them over as datetime or str.)
+    (Timestamps are `DateTime`: an RFC 3339 string with a time zone, parsed.)
     """
 
     model_config = ConfigDict(
@@ -167,21 +223,55 @@ class FeatureGroupRef(ApiModel):
 # A Kubernetes quantity ("500m", "1Gi", 2): the API server's own syntax, checked here so a
 # typo fails at admission rather than when the operator creates the Job.
 QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+)?$"
+MAX_QUANTITY_LENGTH = 64
 # As controller-gen writes resource.Quantity: int-or-string with a pattern (applied to strings)
 # and a minimum (applied to numbers); a CEL rule here would cost more than the API server allows.
 Quantity = Annotated[
     int | str,
-    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN, "minimum": 0}),
+    Field(
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "minimum": 0,
+            # Bounds the cost of the CEL rules that read the values.
+            "maxLength": MAX_QUANTITY_LENGTH,
+        }
+    ),
 ]
 QUANTITY_MESSAGE = "should match a Kubernetes quantity such as 500m, 1Gi or 2"
 
 
+# What a container may request: the standard names, or an extended resource (a domain-prefixed
+# name) that the scheduler counts in whole units.
+STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+EXTENDED_RESOURCE_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+RESOURCE_NAME_MESSAGE = (
+    "resource names are cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource like nvidia.com/gpu"
+)
+EXTENDED_INTEGER_MESSAGE = "extended resources like nvidia.com/gpu are counted in whole units: give an integer"
+_STANDARD = f"k in {list(STANDARD_RESOURCES)} || k.startsWith('hugepages-')"
+RESOURCE_RULES = cel_rules(
+    cel(f"self.all(k, {_STANDARD} || k.matches({EXTENDED_RESOURCE_PATTERN!r}))", RESOURCE_NAME_MESSAGE),
+    cel(f"self.all(k, {_STANDARD} || string(self[k]).matches('^[+]?[0-9]+$'))", EXTENDED_INTEGER_MESSAGE),
+)
+
+
+def _standard(key: str) -> bool:
+    return key in STANDARD_RESOURCES or key.startswith("hugepages-")
+
+
 def _check_quantities(values: dict[str, Any] | None) -> dict[str, Any] | None:
     for key, v in (values or {}).items():
+        if not _standard(key) and not re.fullmatch(EXTENDED_RESOURCE_PATTERN, key):
+            raise ValueError(f"{RESOURCE_NAME_MESSAGE}; got {key!r}")
         if isinstance(v, int) and v < 0:
             raise FieldError(key, "should be greater than or equal to 0")
+        if isinstance(v, str) and len(v) > MAX_QUANTITY_LENGTH:
+            raise FieldError(key, f"may not be longer than {MAX_QUANTITY_LENGTH}")
         if isinstance(v, str) and not re.fullmatch(QUANTITY_PATTERN, v):
             raise FieldError(key, f"{QUANTITY_MESSAGE} (pattern {QUANTITY_PATTERN!r})")
+        if not _standard(key) and not re.fullmatch(r"[+]?[0-9]+", str(v)):
+            raise ValueError(f"{EXTENDED_INTEGER_MESSAGE}; got {key}: {v!r}")
     return values
 
 
@@ -189,10 +279,16 @@ class ResourceRequirements(ApiModel):
     """Requests and limits of the pipeline container, as in a Pod spec (GPUs as nvidia.com/gpu)."""
 
     requests: dict[str, Quantity] | None = Field(
-        default=None, max_length=16, description="Resource requests, e.g. {cpu: 500m, memory: 1Gi}."
+        default=None,
+        max_length=16,
+        description="Resource requests, e.g. {cpu: 500m, memory: 1Gi}.",
+        json_schema_extra=RESOURCE_RULES,
     )
     limits: dict[str, Quantity] | None = Field(
-        default=None, max_length=16, description="Resource limits, e.g. {memory: 2Gi, nvidia.com/gpu: 1}."
+        default=None,
+        max_length=16,
+        description="Resource limits, e.g. {memory: 2Gi, nvidia.com/gpu: 1}.",
+        json_schema_extra=RESOURCE_RULES,
     )
 
     _requests = field_validator("requests", "limits")(_check_quantities)
@@ -252,28 +348,6 @@ class EnvVar(ApiModel):
         if self.name.startswith(CONTRACT_ENV_PREFIX):
             raise FieldError("name", "FTI_* variables are set by the operator (the pipeline contract)")
         return self
-
-
-class PodTemplate(ApiModel):
-    """Overrides for the pods a kind creates."""
-
-    image: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=512,
-        description="Container image; defaults to the operator's reference image for the pipeline.",
-    )
-    resources: ResourceRequirements | None = Field(
-        default=None, description="Container resources; GPUs as limits {nvidia.com/gpu: 1}."
-    )
-    env: list[EnvVar] | None = Field(default=None, max_length=64, description="Extra environment; use valueFrom for secrets.")
-    service_account_name: str | None = Field(
-        default=None,
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-        max_length=253,
-        description="ServiceAccount the pods run as (e.g. one with cloud storage access).",
-    )
-    node_selector: dict[str, str] | None = Field(default=None, max_length=32, description="Node labels the pods must land on.")
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

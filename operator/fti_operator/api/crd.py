@@ -244,6 +244,8 @@ def openapi_schema(kind: str) -> dict[str, Any]:
             cel(
                 f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && self.metadata.name.matches({NAME_PATTERN!r})",
                 NAME_MESSAGE,
+                # Without a fieldPath the API server reports a root rule at the path "<nil>".
+                "metadata.name",
                 reason="FieldValueInvalid",
             ),
         ],

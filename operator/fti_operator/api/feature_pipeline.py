@@ -9,20 +9,22 @@ from pydantic import Field, model_validator
 
 from .common import (
     CALLABLE_PATTERN,
-    URI_PATTERN,
+    DURATION_PATTERN,
     ApiModel,
     Condition,
     CronSchedule,
     FieldError,
     Identifier,
     ObjectMeta,
-    PodTemplate,
     StatusModel,
+    Uri,
     Version,
     cel,
     cel_rules,
 )
 from .identity import API_VERSION, FEATURE_PIPELINE, KIND_FEATURE_PIPELINE
+from .regex import regex_problem
+from .scheduling import PodTemplate
 
 KIND = FEATURE_PIPELINE.kind
 PLURAL = FEATURE_PIPELINE.plural
@@ -82,12 +84,7 @@ class SourceSpec(ApiModel):
         )
     }
 
-    uri: str | None = Field(
-        default=None,
-        pattern=URI_PATTERN,
-        max_length=1024,
-        description="file:///path/ or s3://bucket/prefix/ (a file or a directory of files).",
-    )
+    uri: Uri | None = Field(default=None, description="file:///path/ or s3://bucket/prefix/ (a file or a directory of files).")
     format: Literal["csv", "parquet", "jsonl"] = Field(default="parquet", description="File format of the source.")
     generator: GeneratorSpec | None = Field(default=None, description="A Python callable producing the raw data, instead of uri.")
 
@@ -156,6 +153,9 @@ class Expectation(ApiModel):
             raise ValueError("an expectation needs at least one check: notNull, unique, between, in, regex or dtype")
         if self.regex is not None and self.dtype not in (None, "string"):
             raise FieldError("regex", "regex applies to string columns only")
+        problem = regex_problem(self.regex) if self.regex is not None else None
+        if problem:
+            raise FieldError("regex", f"{problem}; got {self.regex!r}")
         return self
 
 
@@ -189,7 +189,21 @@ class FeaturePipelineSpec(ApiModel):
         default=None, description="Data expectations; failing rows are quarantined, never dropped."
     )
     ingestion: Literal["incremental", "full"] = Field(
-        default="incremental", description="incremental: only rows newer than the watermark; full: replace the version's data."
+        default="incremental",
+        description=(
+            "incremental: add the batch's rows to the version (late rows included, deduplicated on primary key + "
+            "event time); full: replace the version's data."
+        ),
+    )
+    allowed_lateness: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION_PATTERN,
+        description=(
+            "Incremental ingestion: how far before the version's watermark a row's event time may be and still be "
+            "ingested, e.g. 6h or 90m. Rows later than that are quarantined with reason LateRow, never dropped. "
+            "Absent: every late row is ingested."
+        ),
     )
     schedule: CronSchedule | None = None
     suspend: bool = Field(default=False, description="Stop scheduling new runs.")
@@ -218,7 +232,11 @@ class FeatureGroupVersionStatus(StatusModel):
     version: Version
     state: Literal["Active", "Retained", "Retired", "Rematerializing"]
     last_run: RunResult | None = None
-    needed_by: list[str] | None = None
+    needed_by: list[str] | None = Field(
+        default=None,
+        description="An older version kept (Retained, Rematerializing): 'namespace/name' of the InferenceServices "
+        "whose revisions read it. Not listed for the Active version, which is kept anyway.",
+    )
     online: bool | None = Field(
         default=None,
         description="Whether a run has published this version to the online store (false: materialized offline only).",

@@ -10,7 +10,6 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .common import (
     DURATION_PATTERN,
-    URI_PATTERN,
     ApiModel,
     Condition,
     CronSchedule,
@@ -18,15 +17,18 @@ from .common import (
     FieldError,
     Identifier,
     ObjectMeta,
-    PodTemplate,
     ResourceRequirements,
     StatusModel,
+    Uri,
     Version,
     cel,
     cel_rules,
+    no_repeats,
     parse_duration,
+    uri_parts,
 )
 from .identity import API_VERSION, INFERENCE_SERVICE, KIND_INFERENCE_SERVICE
+from .scheduling import PodTemplate
 
 KIND = INFERENCE_SERVICE.kind
 PLURAL = INFERENCE_SERVICE.plural
@@ -97,6 +99,7 @@ class OnlineSpec(ApiModel):
         description="Features the caller sends instead of looking them up.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+    _request_features = field_validator("request_features")(no_repeats)
     missing_entity: Literal["reject", "defaults"] = Field(
         default="reject", description="An unknown entity key: reject the request (404) or serve with the declared defaults."
     )
@@ -126,8 +129,11 @@ class OnlineSpec(ApiModel):
 class DataLocation(ApiModel):
     """Files under a URI."""
 
-    uri: str = Field(pattern=URI_PATTERN, max_length=1024, description="file:///path/ or s3://bucket/prefix/.")
+    uri: Uri = Field(description="file:///path/ or s3://bucket/prefix/.")
     format: Literal["csv", "parquet", "jsonl"] = Field(default="parquet", description="csv | parquet | jsonl.")
+
+
+OUTPUT_IS_INPUT_MESSAGE = "output must not be the input location (compared without repeated or trailing slashes)"
 
 
 class BatchSpec(ApiModel):
@@ -135,7 +141,12 @@ class BatchSpec(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel_rules(
-            cel("self.input.uri != self.output.uri", "output must not be the input location", "output"),
+            # Compared by their non-empty '/'-separated parts, as uri_parts does.
+            cel(
+                "self.input.uri.split('/').filter(p, p != '') != self.output.uri.split('/').filter(p, p != '')",
+                OUTPUT_IS_INPUT_MESSAGE,
+                "output",
+            ),
         )
     }
 
@@ -149,8 +160,8 @@ class BatchSpec(ApiModel):
 
     @model_validator(mode="after")
     def _distinct(self) -> BatchSpec:
-        if self.input.uri == self.output.uri:
-            raise FieldError("output", "output must not be the input location")
+        if uri_parts(self.input.uri) == uri_parts(self.output.uri):
+            raise FieldError("output", OUTPUT_IS_INPUT_MESSAGE)
         return self
 
 

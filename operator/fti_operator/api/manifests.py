@@ -2,22 +2,26 @@
 
 The embedded runner and the operator parse with the same models, so a bad manifest
 gets the same message locally as the one the API server's schema gives in a cluster.
+Files are read as kubectl reads them (yaml_strict.py), every document must be one of the
+three kinds, and every problem is reported as `FILE:doc#N: field.path: message`
+(docs/security.md, "Manifests").
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from .common import FieldError
 from .feature_pipeline import FeaturePipeline
-from .identity import API_VERSION, GROUP
+from .identity import API_VERSION
 from .inference_service import InferenceService
 from .training_pipeline import TrainingPipeline
+from .yaml_strict import YamlProblem, escape, load_documents
 
 Resource = FeaturePipeline | TrainingPipeline | InferenceService
 KINDS: dict[str, type[Resource]] = {
@@ -28,13 +32,26 @@ KINDS: dict[str, type[Resource]] = {
 
 
 class ManifestError(ValueError):
-    """A manifest that does not fit its kind; `problems` are (field path, message)."""
+    """Manifests that do not fit their kinds.
 
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
+    `problems` are (field path, message); `located` the same with the place they come from,
+    `FILE:doc#N` (N counts the file's documents from 1), and each line of the text is
+    `FILE:doc#N: field.path: message`, one problem per line.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]], located: list[tuple[str, str, str]] | None = None):
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  {path}: {msg}" for path, msg in problems)
-        super().__init__(f"{source}: invalid manifest\n{lines}")
+        self.located = located if located is not None else [(source, p, m) for p, m in problems]
+        super().__init__("\n".join(f"{src}: {path}: {msg}" for src, path, msg in self.located))
+
+    @classmethod
+    def merge(cls, errors: list[ManifestError]) -> ManifestError:
+        if len(errors) == 1:
+            return errors[0]
+        return cls(
+            "; ".join(e.source for e in errors), [p for e in errors for p in e.problems], [x for e in errors for x in e.located]
+        )
 
 
 def _path(loc: Iterable[Any]) -> str:
@@ -43,25 +60,70 @@ def _path(loc: Iterable[Any]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + escape(str(part))
     return out or "<root>"
 
 
+def _shown(value: Any) -> str:
+    """The offending value, short and with look-alike characters escaped."""
+    text = repr(value)
+    return escape(text if len(text) <= 80 else text[:77] + "...")
+
+
 def format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
+    """pydantic's errors as (field path, message), worded like the API server's where they overlap."""
+    errors = exc.errors()
     problems = []
-    for err in exc.errors():
+    missing = {(tuple(map(str, e["loc"][:-1])), str(e["loc"][-1])) for e in errors if e["type"] == "missing"}
+    for err in errors:
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[", "int", "str")))]
         msg = err["msg"]
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
             # A cross-field check that names its sub-field, like the CEL rule's fieldPath.
             loc = [*loc, *cause.field.split(".")]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
+        if err["type"] == "missing":
+            msg = "Required value: this field must be set"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field" + _did_you_mean(
+                str(loc[-1]), [n for parent, n in missing if parent == tuple(map(str, loc[:-1]))]
+            )
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        problems.append((_path(loc), msg))
+        elif err["type"] in _SHOW_INPUT:
+            value = err.get("input")
+            msg = f"{msg}, got {_shown(value)}"
+            if isinstance(value, float) and abs(value) >= 2**63:
+                msg += " (beyond 64-bit integers, which YAML-to-JSON turns into a float)"
+        problems.append((_path(loc), escape(msg)))
     return problems
+
+
+# Type and bound errors: the value the user wrote helps (a quoted number, a float for a count).
+_SHOW_INPUT = {
+    "int_type",
+    "int_from_float",
+    "float_type",
+    "string_type",
+    "bool_type",
+    "literal_error",
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "string_pattern_mismatch",
+}
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    """A hint when an unknown field is a missing one misspelt, say with a look-alike letter."""
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
+    if not close:
+        return ""
+    hint = f"; did you mean {close[0]!r}?"
+    if not name.isascii():
+        hint += f" ('{escape(name)}' contains non-ASCII characters)"
+    return hint
 
 
 def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> Resource:
@@ -69,15 +131,20 @@ def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> Resource:
         raise ManifestError(source, [("<root>", "a manifest must be a mapping")])
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if api_version != API_VERSION:
-        raise ManifestError(source, [("apiVersion", f"expected {API_VERSION!r}, got {api_version!r}")])
+        raise ManifestError(
+            source,
+            [("apiVersion", f"must be {API_VERSION!r} (fti local runs only fti.dev resources), got {_shown(api_version)}")],
+        )
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise ManifestError(source, [("kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")])
-    name = (doc.get("metadata") or {}).get("name", "?")
+        raise ManifestError(source, [("kind", f"must be one of {', '.join(KINDS)}, got {_shown(kind)}")])
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
-        raise ManifestError(f"{source}: {kind}/{name}", format_validation_error(exc)) from None
+        raise ManifestError(source, format_validation_error(exc)) from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        # A check that met a value it did not expect: still the user's input, never a traceback.
+        raise ManifestError(source, [("<root>", f"cannot validate: {escape(str(exc))}")]) from None
 
 
 def iter_manifest_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -92,32 +159,32 @@ def iter_manifest_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def load_manifests(paths: Iterable[str | Path], *, strict_kinds: bool = False) -> list[Resource]:
-    """Every fti.dev resource in the files (directories: their *.yaml), in file order.
+def load_manifests(paths: Iterable[str | Path]) -> list[Resource]:
+    """Every resource in the files (directories: their *.yaml), in file order.
 
-    Documents of other API groups are skipped (a directory may hold an Argo CD
-    Application, say) unless `strict_kinds`; all errors of all files are reported at once.
+    Every document must be an fti.dev kind: one with another apiVersion or kind (a typo,
+    or an object meant for a cluster) is refused, never skipped, because skipping it would
+    quietly run less than the user asked for. All problems of all files are reported at once.
     """
     resources: list[Resource] = []
     errors: list[ManifestError] = []
     for f in iter_manifest_files(paths):
         try:
-            docs = list(yaml.safe_load_all(f.read_text()))
-        except yaml.YAMLError as exc:
-            errors.append(ManifestError(str(f), [("<yaml>", str(exc))]))
-            continue
-        for i, doc in enumerate(d for d in docs if d is not None):
-            source = f"{f}#{i}"
-            if isinstance(doc, dict) and not strict_kinds and not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
-                continue
-            try:
-                resources.append(parse_resource(doc, source))
-            except ManifestError as exc:
-                errors.append(exc)
+            text = f.read_text(encoding="utf-8")
+            for n, doc, problems in load_documents(text):
+                source = f"{f}:doc#{n}"
+                if problems:
+                    errors.append(ManifestError(source, problems))
+                    continue
+                try:
+                    resources.append(parse_resource(doc, source))
+                except ManifestError as exc:
+                    errors.append(exc)
+        except YamlProblem as exc:
+            where = f" (line {exc.line})" if exc.line else ""
+            errors.append(ManifestError(f"{f}:doc#{exc.doc}", [(exc.path, f"{escape(exc.message)}{where}")]))
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(ManifestError(str(f), [("<file>", f"cannot read: {exc}")]))
     if errors:
-        raise (
-            ManifestError("; ".join(e.source for e in errors), [p for e in errors for p in e.problems])
-            if len(errors) > 1
-            else errors[0]
-        )
+        raise ManifestError.merge(errors)
     return resources

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .common import (
     CALLABLE_PATTERN,
@@ -13,17 +13,19 @@ from .common import (
     ApiModel,
     Condition,
     CronSchedule,
+    DateTime,
     FeatureGroupRef,
     FieldError,
     Identifier,
     ObjectMeta,
-    PodTemplate,
     StatusModel,
     Version,
     cel,
     cel_rules,
+    no_repeats,
 )
 from .identity import API_VERSION, KIND_TRAINING_PIPELINE, TRAINING_PIPELINE
+from .scheduling import PodTemplate
 
 KIND = TRAINING_PIPELINE.kind
 PLURAL = TRAINING_PIPELINE.plural
@@ -86,6 +88,8 @@ class FeatureSelection(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
 
+    _columns = field_validator("columns")(no_repeats)
+
 
 class Transformation(ApiModel):
     """A model-dependent transformation: fitted on the training split, saved inside the model."""
@@ -94,6 +98,12 @@ class Transformation(ApiModel):
     type: Literal["standardScaler", "minMaxScaler", "robustScaler", "oneHot", "ordinal", "log1p"] = Field(
         description="standardScaler | minMaxScaler | robustScaler | oneHot | ordinal | log1p."
     )
+
+
+LABEL_IS_FEATURE_MESSAGE = "the label column must not also be a feature (from any feature group)"
+DUPLICATE_COLUMN_MESSAGE = (
+    "a column name may be selected from one feature group only (the training data is joined by column name)"
+)
 
 
 class FeatureViewSpec(ApiModel):
@@ -112,10 +122,13 @@ class FeatureViewSpec(ApiModel):
                 "the label's feature group must be pinned at the same version as in features",
                 "label",
             ),
+            # Columns are joined by name: a label-named column from any group would leak the label.
+            cel("self.features.all(f, !(self.label.column in f.columns))", LABEL_IS_FEATURE_MESSAGE, "label"),
             cel(
-                "self.features.all(f, f.featureGroup.name != self.label.featureGroup.name || !(self.label.column in f.columns))",
-                "the label column must not also be a feature",
-                "label",
+                "self.features.all(f, self.features.all(g, f.featureGroup.name == g.featureGroup.name"
+                " || f.columns.all(c, !(c in g.columns))))",
+                DUPLICATE_COLUMN_MESSAGE,
+                "features",
             ),
             cel(
                 "!has(self.transformations) || self.transformations.all(t, self.features.exists(f, t.column in f.columns))",
@@ -149,11 +162,15 @@ class FeatureViewSpec(ApiModel):
             raise FieldError("features", f"a feature view may not select the same feature group twice: {', '.join(dupes)}")
         label = self.label
         for f in self.features:
-            if f.feature_group.name == label.feature_group.name:
-                if f.feature_group.version != label.feature_group.version:
-                    raise FieldError("label", "the label's feature group must be pinned at the same version as in features")
-                if label.column in f.columns:
-                    raise FieldError("label", f"the label column must not also be a feature: {label.column!r}")
+            if f.feature_group.name == label.feature_group.name and f.feature_group.version != label.feature_group.version:
+                raise FieldError("label", "the label's feature group must be pinned at the same version as in features")
+            if label.column in f.columns:
+                raise FieldError("label", f"{LABEL_IS_FEATURE_MESSAGE}: {label.column!r} is selected from {f.feature_group.name}")
+        owner: dict[str, str] = {}
+        for f in self.features:
+            for c in f.columns:
+                if owner.setdefault(c, f.feature_group.name) != f.feature_group.name:
+                    raise FieldError("features", f"{DUPLICATE_COLUMN_MESSAGE}: {c!r} from {owner[c]} and {f.feature_group.name}")
         columns = {c for f in self.features for c in f.columns}
         seen: set[str] = set()
         for t in self.transformations or []:
@@ -200,10 +217,8 @@ class TrainingDataSpec(ApiModel):
         )
     }
 
-    start: datetime | None = Field(
-        default=None, strict=False, description="Only labels with event time at or after this (RFC 3339)."
-    )
-    end: datetime | None = Field(default=None, strict=False, description="Only labels with event time before this (RFC 3339).")
+    start: DateTime | None = Field(default=None, description="Only labels with event time at or after this (RFC 3339).")
+    end: DateTime | None = Field(default=None, description="Only labels with event time before this (RFC 3339).")
     split: SplitSpec = Field(default_factory=SplitSpec, description="Train/test split.", json_schema_extra={"default": {}})
 
     @model_validator(mode="after")
@@ -213,6 +228,11 @@ class TrainingDataSpec(ApiModel):
         return self
 
 
+# Every metric but log_loss lies in [0, 1]: a bound outside can never pass (or always does).
+UNBOUNDED_METRICS = ("log_loss",)
+BOUNDED_GATE_MESSAGE = "a gate on a metric between 0 and 1 needs bounds within [0, 1] (only log_loss is unbounded)"
+
+
 class Gate(ApiModel):
     """A promotion gate: the model version is Validated only if the metric is within bounds."""
 
@@ -220,6 +240,16 @@ class Gate(ApiModel):
         "json_schema_extra": cel_rules(
             cel("has(self.min) || has(self.max)", "a gate needs min or max"),
             cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max", "min"),
+            cel(
+                f"self.metric in {list(UNBOUNDED_METRICS)} || !has(self.min) || (self.min >= 0.0 && self.min <= 1.0)",
+                BOUNDED_GATE_MESSAGE,
+                "min",
+            ),
+            cel(
+                f"self.metric in {list(UNBOUNDED_METRICS)} || !has(self.max) || (self.max >= 0.0 && self.max <= 1.0)",
+                BOUNDED_GATE_MESSAGE,
+                "max",
+            ),
         ),
     }
 
@@ -233,6 +263,10 @@ class Gate(ApiModel):
             raise ValueError("a gate needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise FieldError("min", "min must not exceed max")
+        if self.metric not in UNBOUNDED_METRICS:
+            for name, bound in (("min", self.min), ("max", self.max)):
+                if bound is not None and not 0 <= bound <= 1:
+                    raise FieldError(name, f"{BOUNDED_GATE_MESSAGE}: {self.metric} {name} {bound}")
         return self
 
 

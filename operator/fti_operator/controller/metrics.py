@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -32,6 +33,20 @@ ROWS_REJECTED = Counter(
 )
 FEATURE_RUNS = Counter(
     "fti_feature_runs_total", "Finished feature pipeline runs.", ["namespace", "feature_group", "version", "succeeded"]
+)
+# For alerting on staleness: `time() - fti_feature_group_last_success_timestamp_seconds` beyond
+# the schedule means the features are stale (examples/monitoring/prometheusrule.yaml). Set
+# when a successful run is recorded, so an operator restart starts without the series until
+# the next run; the rule uses absent() for that case.
+FEATURE_LAST_SUCCESS = Gauge(
+    "fti_feature_group_last_success_timestamp_seconds",
+    "Unix time the last successful run of a feature-group version finished.",
+    ["namespace", "feature_group", "version"],
+)
+TRAINING_LAST_SUCCESS = Gauge(
+    "fti_training_last_success_timestamp_seconds",
+    "Unix time a training run of a model last produced a Validated model version.",
+    ["namespace", "model"],
 )
 MODEL_METRIC = Gauge("fti_model_metric", "Evaluation metric of a model version.", ["namespace", "model", "version", "metric"])
 MODEL_VERSIONS = Counter("fti_model_versions_total", "Finished training runs by phase.", ["namespace", "model", "phase"])
@@ -78,9 +93,13 @@ class PrometheusMetrics:
         ROWS_INGESTED.labels(*labels).inc(int(run.get("rowsWritten") or 0))
         ROWS_REJECTED.labels(*labels).inc(int(run.get("rowsRejected") or 0))
         FEATURE_RUNS.labels(*labels, str(bool(run.get("succeeded"))).lower()).inc()
+        if run.get("succeeded"):
+            FEATURE_LAST_SUCCESS.labels(*labels).set(_timestamp(run.get("finishedAt")))
 
     def model_version(self, namespace: str, model: str, entry: Mapping[str, Any]) -> None:
         MODEL_VERSIONS.labels(namespace, model, entry["phase"]).inc()
+        if entry["phase"] == "Validated":
+            TRAINING_LAST_SUCCESS.labels(namespace, model).set(time.time())
         for metric, value in (entry.get("metrics") or {}).items():
             MODEL_METRIC.labels(namespace, model, str(entry["version"]), metric).set(value)
 
@@ -98,6 +117,14 @@ class PrometheusMetrics:
 
     def rollback(self, namespace: str, name: str, reason: str) -> None:
         ROLLBACKS.labels(reason).inc()
+
+
+def _timestamp(iso: Any) -> float:
+    """Unix time of an RFC 3339 status time; now when the run did not say."""
+    try:
+        return datetime.fromisoformat(str(iso)).timestamp()  # 3.11 reads the trailing Z
+    except ValueError:
+        return time.time()
 
 
 def count_api_call(verb: str, resource: str) -> None:

@@ -133,7 +133,10 @@ class LocalRolloutBackend:
     def get(self, name: str, namespace: str) -> dict[str, Any]:
         obj = self.driver.get("InferenceService", namespace, name)
         if obj is None:
-            raise LocalRunError(f"no InferenceService {namespace}/{name} in {self.driver.state_dir}")
+            raise LocalRunError(
+                f"no InferenceService {namespace}/{name} in {self.driver.state_dir.resolve()} "
+                "(FTI_STATE_DIR; `fti local status` lists what is there)"
+            )
         return obj
 
     def annotate(self, name: str, namespace: str, key: str, value: str) -> None:

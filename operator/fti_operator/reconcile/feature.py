@@ -29,6 +29,7 @@ from .conditions import condition, merge_conditions, ready_rollup
 from .context import Context, Result
 from .results import feature_run, job_finished
 from .runs import newest_finished, read_run
+from .validity import parse_or_report
 from .writes import emit_event, typed, update_status
 
 PLURAL = FEATURE_PIPELINE.plural
@@ -80,7 +81,10 @@ def compute_status(
             entry["lastRun"] = runs[v]
         if (in_store := published_online(online.get(v), new_runs.get(v))) is not None:
             entry["online"] = in_store
-        if needed_by:
+        if needed_by and state != "Active":
+            # Listed where the readers are the reason the version is kept. The current version is
+            # kept anyway; listing its readers would re-write this status for every service that
+            # starts reading the group (docs/versions.md).
             entry["neededBy"] = needed_by
         versions.append(entry)
     run = runs.get(current)
@@ -196,7 +200,9 @@ def job_from_cronjob(cronjob: Mapping[str, Any], suffix: str) -> dict[str, Any]:
 
 def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     """Bring one FeaturePipeline's children and status in line with its spec and its runs."""
-    fp = FeaturePipeline.model_validate(dict(body))
+    fp = parse_or_report(ctx, body, FeaturePipeline, API_VERSION, PLURAL)
+    if fp is None:
+        return Result()
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     group, current = fp.spec.feature_group.name, fp.spec.feature_group.version

@@ -39,6 +39,7 @@ from .context import Context, Result
 from .kserve import predictor_traffic, served_revision, written_at
 from .kube import Kube
 from .runs import newest_finished, read_run
+from .validity import parse_or_report
 from .writes import emit_event, transition_event_name, typed, update_status
 
 PLURAL = INFERENCE_SERVICE.plural
@@ -336,7 +337,9 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     Status goes first: a target is recorded (with its `since`, the start of its deadline)
     before the child that rolls it out is written, so a crash between the two is healed by
     the next reconcile writing the same child, and the deadline is never extended."""
-    isvc = InferenceService.model_validate(dict(body))
+    isvc = parse_or_report(ctx, body, InferenceService, API_VERSION, PLURAL)
+    if isvc is None:
+        return Result()
     meta = body["metadata"]
     ns, mode = meta["namespace"], isvc.spec.mode
     result = Result()

@@ -35,6 +35,7 @@ from .conditions import condition, merge_conditions, now_iso, ready_rollup
 from .context import Context, Result
 from .results import model_version_entry
 from .runs import newest_finished, read_run
+from .validity import parse_or_report
 from .writes import emit_event, typed, update_status
 
 PLURAL = TRAINING_PIPELINE.plural
@@ -196,7 +197,9 @@ def _model_version(job: Mapping[str, Any]) -> int | None:
 
 def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     """Start the runs that are due, record the runs that finished, write status."""
-    tp = TrainingPipeline.model_validate(dict(body))
+    tp = parse_or_report(ctx, body, TrainingPipeline, API_VERSION, PLURAL)
+    if tp is None:
+        return Result()
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     annotations = meta.get("annotations") or {}

@@ -32,6 +32,7 @@ from .pods import (
     labels,
     owner_reference,
     pipeline_container,
+    placement,
     pod_template,
     template_parts,
 )
@@ -147,6 +148,7 @@ def render_online(
         predictor["containers"] = [_serving_container(isvc, pair, config, "combined", resources)]
         predictor["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
         predictor["volumes"] = volumes
+        predictor.update(placement(isvc.spec.template))
     else:
         if not pair.storage_uri:
             raise ValueError(f"model {pair.model_name} version {pair.model_version} has no storageUri in status")
@@ -164,6 +166,9 @@ def render_online(
         transformer["containers"] = [_serving_container(isvc, pair, config, "transformer", None)]
         transformer["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
         transformer["volumes"] = volumes
+        # Both components: a GPU model server and its transformer land on the same pool.
+        predictor.update(placement(isvc.spec.template))
+        transformer.update(placement(isvc.spec.template))
         spec["transformer"] = transformer
     meta: dict[str, Any] = {
         "name": kserve_name(isvc),

@@ -55,6 +55,7 @@ __all__ = [
     "owner_reference",
     "pipeline_container",
     "pipeline_env",
+    "placement",
     "pod_security_context",
     "pod_template",
     "spec_hash",
@@ -263,9 +264,24 @@ def pod_template(
     service_account = tpl.get("serviceAccountName") or config.pipeline_service_account
     if service_account:
         spec["serviceAccountName"] = service_account
-    if tpl.get("nodeSelector"):
-        spec["nodeSelector"] = dict(sorted(tpl["nodeSelector"].items()))
+    spec.update(placement(template))
     return {"metadata": {"labels": dict(pod_labels)}, "spec": spec}
+
+
+def placement(template: Any) -> dict[str, Any]:
+    """The PodSpec fields of spec.template that say where pods run (api/scheduling.py).
+
+    As the user wrote them (validated at admission): e.g. a toleration of a GPU node pool's
+    taint. Lists keep their order, so repeated applies are identical.
+    """
+    tpl = _template_dict(template)
+    out: dict[str, Any] = {}
+    if tpl.get("nodeSelector"):
+        out["nodeSelector"] = dict(sorted(tpl["nodeSelector"].items()))
+    for key in ("tolerations", "affinity", "priorityClassName", "topologySpreadConstraints"):
+        if tpl.get(key):
+            out[key] = tpl[key]
+    return out
 
 
 def template_parts(template: Any, default_image: str) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:

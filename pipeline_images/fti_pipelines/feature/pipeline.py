@@ -7,7 +7,9 @@ One run, driven by the contract (fti_pipelines.contract):
    all before any data is touched, so bad input leaves the stores as they were;
 2. read the source (files through fsspec, or the generator), apply the transform;
 3. shape the batch for the offline store: canonical types, schema check against the
-   version's recorded schema, incremental watermark filter, dedup on key + event time;
+   version's recorded schema, dedup on key + event time (within the batch and against the
+   stored rows). Late rows (before the watermark) are ingested; with `allowedLateness`,
+   rows later than that are quarantined at once with reason LateRow - never dropped;
 4. validate the rows that would be written with pandera (the spec's expectations plus an
    implicit notNull on key and event time) while their Parquet files are written into the
    invisible staging directory. A failing batch is written to NEITHER store: the staging is
@@ -19,8 +21,9 @@ One run, driven by the contract (fti_pipelines.contract):
    the version: keys absent from the new data are removed.
 
 The result (termination message): featureGroup, version, ingestion, rowsRead,
-rowsWritten, rowsRejected, rowsSkipped, rowsDuplicate, watermark, snapshot,
-quarantineUri, onlineRowsWritten, addedColumns, validation summary.
+rowsWritten, rowsRejected, rowsLate, rowsDuplicate, watermark, snapshot,
+quarantineUri, onlineRowsWritten, addedColumns, validation summary; and when rows were
+beyond the allowed lateness, rowsTooLate and lateQuarantineUri.
 """
 
 from __future__ import annotations
@@ -29,18 +32,19 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 from pydantic import ValidationError
 
-from fti_operator.api import FeaturePipelineSpec
+from fti_operator.api import FeaturePipelineSpec, parse_duration
 
 from ..contract import PipelineContext, PipelineError
 from ..sources import apply_transform, load_callable, read_source, to_pandas
 from ..store.artifacts import ArtifactStore
-from ..store.offline import FeatureStore
+from ..store.offline import Batch, FeatureStore
 from ..store.online import open_online_store
 from ..store.quarantine import quarantine_batch
 from ..validation import check_columns, validate
@@ -126,11 +130,22 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
         table = parse_event_time(table, fg.event_time)
     expectations = spec.validation.expectations if spec.validation else []
     check_columns(table.column_names, expectations)  # before anything is staged
+    lateness = timedelta(seconds=parse_duration(spec.allowed_lateness)) if spec.allowed_lateness else None
     with _timed(timings, "prepare"):
         batch = features.prepare(
-            fg.name, fg.version, table, primary_key=list(fg.primary_key), event_time=fg.event_time, mode=spec.ingestion
+            fg.name,
+            fg.version,
+            table,
+            primary_key=list(fg.primary_key),
+            event_time=fg.event_time,
+            mode=spec.ingestion,
+            allowed_lateness=lateness,
         )
-    result.update(rowsSkipped=batch.rows_skipped, rowsDuplicate=batch.rows_duplicate, addedColumns=batch.added_columns)
+    result.update(rowsLate=batch.rows_late, rowsDuplicate=batch.rows_duplicate, addedColumns=batch.added_columns)
+    if batch.too_late is not None:
+        # set aside before anything else can fail: these rows are in no other store
+        with _timed(timings, "quarantineLate"):
+            result.update(_quarantine_late(store, batch, ctx.run_id, spec.allowed_lateness))
 
     reports = []
 
@@ -195,6 +210,24 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     if fg.online:
         result["onlineRowsWritten"] = online_rows
     return result
+
+
+def _quarantine_late(store: ArtifactStore, batch: Batch, run_id: str, allowed: str | None) -> dict[str, Any]:
+    """Quarantine the rows beyond the allowed lateness, with the reason a reader needs to replay them."""
+    assert batch.too_late is not None and batch.parent is not None
+    report = {
+        "reason": "LateRow",
+        "message": (
+            f"{batch.rows_too_late} row(s) have event times before {batch.cutoff}: more than allowedLateness "
+            f"{allowed} before the watermark {batch.parent['watermark']}"
+        ),
+        "allowedLateness": allowed,
+        "cutoff": batch.cutoff,
+        "watermark": batch.parent["watermark"],
+    }
+    uri = quarantine_batch(store, batch.group, batch.version, run_id, batch.too_late, report, suffix="late")
+    log.warning("%s; quarantined at %s", report["message"], uri)
+    return {"rowsTooLate": batch.rows_too_late, "lateQuarantineUri": uri}
 
 
 def _watermark(manifest: dict[str, Any] | None) -> str | None:

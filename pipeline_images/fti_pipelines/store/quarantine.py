@@ -3,6 +3,8 @@
   quarantine/<group>/v<version>/<run_id>/rows.parquet   every row of the batch, unchanged
   quarantine/<group>/v<version>/<run_id>/report.json    which expectations failed, on which
                                                         column, how many rows, example rows
+  quarantine/<group>/v<version>/<run_id>-late/...       rows beyond the allowed lateness, with
+                                                        the cutoff and watermark (reason LateRow)
 
 Each quarantined batch is an immutable, atomically committed directory; a rerun with the
 same run id gets a suffix (-2, -3, ...) instead of overwriting the earlier evidence.
@@ -22,9 +24,13 @@ from .artifacts import ArtifactExists, ArtifactStore
 ROOT = "quarantine"
 
 
-def quarantine_batch(store: ArtifactStore, group: str, version: int, run_id: str, table: pa.Table, report: dict[str, Any]) -> str:
-    """Write the rows and the report; returns the URI of the quarantine directory."""
-    base = run_id or "run"
+def quarantine_batch(
+    store: ArtifactStore, group: str, version: int, run_id: str, table: pa.Table, report: dict[str, Any], suffix: str = ""
+) -> str:
+    """Write the rows and the report; returns the URI of the quarantine directory.
+
+    `suffix` tells apart two sets of one run's rows (`late`: beyond the allowed lateness)."""
+    base = (run_id or "run") + (f"-{suffix}" if suffix else "")
     for attempt in range(1, 1000):
         name = base if attempt == 1 else f"{base}-{attempt}"
         if store.is_committed(ROOT, group, f"v{version}", name):

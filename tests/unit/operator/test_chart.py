@@ -6,6 +6,7 @@ the tests skip, except in CI (FTI_REQUIRE_CONTROLPLANE=1) where that is a failur
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -194,3 +195,107 @@ def test_two_replicas_need_peering(tmp_path):
         "template", "fti", str(CHART), "--set", "replicaCount=2", "--set", "peering.enabled=false", check=False, tmp=tmp_path
     )
     assert result.returncode != 0 and "peering" in result.stderr
+
+
+# ---- values.schema.json: a typo or a wrong type fails the install, naming the field ----------
+
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+
+
+def _schema_at(schema: dict, path: tuple[str, ...]) -> dict | None:
+    """The schema of the value at `path`, following $ref; None when the schema does not know it."""
+    for key in path:
+        if "$ref" in schema:
+            schema = _resolve(schema["$ref"])
+        if key in schema.get("properties", {}):
+            schema = schema["properties"][key]
+        elif isinstance(schema.get("additionalProperties"), dict):
+            schema = schema["additionalProperties"]
+        else:
+            return None
+    return _resolve(schema["$ref"]) if "$ref" in schema else schema
+
+
+def _resolve(ref: str) -> dict:
+    node = SCHEMA
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _leaves(values, path=()):
+    if isinstance(values, dict) and values:
+        for key, value in values.items():
+            yield from _leaves(value, (*path, key))
+    else:
+        yield path
+
+
+def test_schema_describes_every_value_and_nothing_else():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    unknown = [".".join(p) for p in _leaves(values) if _schema_at(SCHEMA, p) is None]
+    assert not unknown, f"values.yaml keys missing from values.schema.json: {unknown}"
+    undocumented = [key for key in values if "description" not in SCHEMA["properties"][key]]
+    assert not undocumented, f"top-level values without a description: {undocumented}"
+    # ... and the schema has no key the chart does not have (`global` is Helm's own).
+    assert set(SCHEMA["properties"]) - {"global"} == set(values), set(SCHEMA["properties"]) ^ set(values)
+
+
+@pytest.mark.parametrize(
+    "setting, named",
+    [
+        ("stores.artifactStor=s3://ml/fti", "artifactStor"),  # misspelled
+        ("metrics.serviceMonitor.enabeld=true", "enabeld"),  # misspelled, deeper
+        ("watchNamespace={fraud}", "watchNamespace"),  # misspelled, top level
+        ("replicaCount=one", "/replicaCount"),  # mistyped
+        ("metrics.port=http", "/metrics/port"),
+        ("logLevel=verbose", "/logLevel"),  # not one of the levels
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("stores.onlineStore=postgres://db", "/stores/onlineStore"),
+    ],
+)
+def test_a_wrong_value_fails_naming_the_field(tmp_path, setting, named):
+    for command in (["template", "fti", str(CHART)], ["lint", str(CHART)]):
+        result = helm(*command, "--set", setting, check=False, tmp=tmp_path)
+        assert result.returncode != 0, f"helm {command[0]} accepted {setting}"
+        assert named in result.stderr + result.stdout, result.stderr + result.stdout
+
+
+# ---- defaults that work, or refuse naming the value to set ---------------------------------
+
+
+def test_default_stores_live_on_the_data_volume(tmp_path):
+    """The default install: artifacts (file://) and the SQLite online store on the PVC fti-data,
+    which every pipeline namespace provides (docs/install.md, "Stores")."""
+    [deploy] = by_kind(render(tmp_path), "Deployment")
+    env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FTI_ARTIFACT_STORE"] == "file:///var/lib/fti/artifacts"
+    assert env["FTI_STORE_VOLUME_CLAIM"] == "fti-data" and env["FTI_DATA_VOLUME_PATH"] == "/var/lib/fti"
+    assert env["FTI_ONLINE_STORE"] == "sqlite:///var/lib/fti/online.db"
+    # The operator accepts what the chart gives it (operator/fti_operator/config.py).
+    from fti_operator.config import OperatorConfig
+
+    config = OperatorConfig.from_env({k: v for k, v in env.items() if v is not None})
+    assert config.store_volume_claim == "fti-data" and config.online_store == "sqlite:///var/lib/fti/online.db"
+
+
+def test_s3_without_a_volume_has_no_default_online_store(tmp_path):
+    docs = render(tmp_path, "stores.artifactStore=s3://ml/fti", "stores.volumeClaim=")
+    env = {e["name"] for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "FTI_ONLINE_STORE" not in env and "FTI_STORE_VOLUME_CLAIM" not in env
+
+
+@pytest.mark.parametrize(
+    "settings, named",
+    [
+        (["stores.volumeClaim="], "stores.volumeClaim"),  # file:// on no shared volume
+        (["stores.artifactStore=file:///data/artifacts"], "stores.dataVolumePath"),  # not on the volume
+        (["stores.onlineStore=redis://r:6379/0", "stores.onlineStoreSecret=redis:uri"], "stores.onlineStoreSecret"),
+    ],
+)
+def test_store_values_that_cannot_work_are_refused(tmp_path, settings, named):
+    args = ["template", "fti", str(CHART)]
+    for s in settings:
+        args += ["--set", s]
+    result = helm(*args, check=False, tmp=tmp_path)
+    assert result.returncode != 0 and named in result.stderr, result.stderr

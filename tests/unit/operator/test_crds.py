@@ -62,8 +62,12 @@ def test_schema_is_structural(kind):
         for rule in node.get("x-kubernetes-validations", []):
             assert rule["rule"] and rule["message"], f"{kind} {path}"
             if "fieldPath" in rule:
-                field = rule["fieldPath"].lstrip(".")
-                assert field in (node.get("properties") or {}), f"{kind} {path}: fieldPath {rule['fieldPath']} not a property"
+                target = node
+                for field in rule["fieldPath"].lstrip(".").split("."):  # .metadata.name: a nested property
+                    assert field in (target.get("properties") or {}), (
+                        f"{kind} {path}: fieldPath {rule['fieldPath']} not a property"
+                    )
+                    target = target["properties"][field]
 
 
 def test_names_scope_and_columns():

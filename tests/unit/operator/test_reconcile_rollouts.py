@@ -298,13 +298,60 @@ def test_deleting_the_training_pipeline_changes_nothing_that_serves(env) -> None
     feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
     fpo = get(kube, "featurepipelines", "g")
     assert "fti.dev/feature-versions-in-use" in fpo["metadata"]["finalizers"]
-    assert fpo["status"]["versions"][0]["neededBy"] == [f"{NS}/s"]
     before = kube.writes()
     reconcile_isvc(ctx)  # the model is gone from the registry's view; the stable revision keeps serving as it is
     obj = get(kube, "inferenceservices", "s")
     assert obj["status"]["stable"]["storageUri"] == "file:///s/models/m/1/model" and child_model(kube) == 1
     assert cond(obj, "Ready")["status"] == "True" and cond(obj, "UpToDate")["reason"] == "ModelNotFound"
     assert kube.writes() - before <= 2  # the UpToDate transition and its Event, nothing else
+    # The pipeline moves on: v1 is kept for the stable revision (its own snapshot, the
+    # TrainingPipeline is gone), and the status names the service that keeps it.
+    fp(kube, 2, {1: "g-1"})
+    feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+    versions = {v["version"]: v for v in get(kube, "featurepipelines", "g")["status"]["versions"]}
+    assert versions[1]["state"] == "Retained" and versions[1]["neededBy"] == [f"{NS}/s"]
+    assert versions[2]["state"] == "Active" and "neededBy" not in versions[2]
+
+
+def reader(kube: MemKube, name: str, *groups: tuple[str, int]) -> None:
+    """An InferenceService whose stable revision reads `groups`, as its reconciles leave it."""
+    kube.apply(
+        {
+            "apiVersion": "fti.dev/v1alpha1",
+            "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"model": {"name": "m", "version": "latest"}, "mode": "online", "online": {"topology": "combined"}},
+        },
+        field_manager="user",
+    )
+    stable = {"revision": 1, "model": 1, "featureView": 1, "featureGroups": [{"name": g, "version": v} for g, v in groups]}
+    kube.patch("fti.dev/v1alpha1", "inferenceservices", NS, name, {"status": {"stable": stable}}, subresource="status")
+
+
+def test_new_readers_of_the_active_version_write_nothing_to_the_pipeline(env) -> None:
+    """A burst of services starting to read a group must not re-write its pipeline once per
+    service: the Active version is kept anyway, so its readers are not status (docs/versions.md).
+    Only the first reader changes something (the finalizer); an older version's readers are listed."""
+    kube, ctx, _clock = env
+    fp(kube, 1, {1: "g-1"})
+    feature.reconcile(ctx, get(kube, "featurepipelines", "g"))  # settle: CronJob, status
+    settled = kube.writes()
+    feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+    assert kube.writes() == settled, "a no-change reconcile must not write"
+    reader(kube, "s0", ("g", 1))
+    before = kube.writes()
+    feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+    assert kube.writes() - before == 1  # the finalizer, nothing else
+    assert "fti.dev/feature-versions-in-use" in get(kube, "featurepipelines", "g")["metadata"]["finalizers"]
+    for i in range(1, 6):
+        reader(kube, f"s{i}", ("g", 1))
+        before = kube.writes()
+        feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+        assert kube.writes() == before, f"reader s{i} re-wrote the pipeline"
+    fp(kube, 2, {1: "g-1"})  # the pipeline moves on: v1 is now kept for its readers, who are named
+    feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+    versions = {v["version"]: v for v in get(kube, "featurepipelines", "g")["status"]["versions"]}
+    assert versions[1]["state"] == "Retained" and versions[1]["neededBy"] == [f"{NS}/s{i}" for i in range(6)]
 
 
 class Crash(Exception):

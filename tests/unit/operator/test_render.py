@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fti_operator.api import FeaturePipeline, InferenceService, TrainingPipeline
+from fti_operator.api import FeaturePipeline, InferenceService, TrainingPipeline, load_manifests
 from fti_operator.api.identity import LABEL_MODEL_VERSION
 from fti_operator.config import OperatorConfig
 from fti_operator.render import feature, inference, training
@@ -44,6 +44,24 @@ def check_golden(name: str, manifest: dict) -> None:
     assert yaml.safe_load(path.read_text()) == manifest, f"{name} differs from {path} (FTI_UPDATE_GOLDEN=1 to accept)"
 
 
+# A GPU node pool: tainted, labelled, in zones; what examples/gpu/ declares.
+GPU_TEMPLATE = {
+    "resources": {"limits": {"nvidia.com/gpu": 1, "memory": "8Gi"}},
+    "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 50, "preference": {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu-spot"]}]}}
+            ]
+        }
+    },
+    "priorityClassName": "ml-training",
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    ],
+}
+
 CASES = {
     "feature-cronjob": lambda: feature.render(FeaturePipeline.model_validate(FP), CONFIG, owner=FP),
     "feature-once-job": lambda: feature.render(
@@ -53,6 +71,17 @@ CASES = {
         FeaturePipeline.model_validate(FP), CONFIG, "2026-11-27T10:00", owner=FP
     ),
     "training-job": lambda: training.render(TrainingPipeline.model_validate(TP), 4, CONFIG, owner=TP),
+    "training-job-gpu": lambda: training.render(
+        TrainingPipeline.model_validate(variant(TP, "spec.template", GPU_TEMPLATE)), 4, CONFIG, owner=TP
+    ),
+    "inference-transformer-placement": lambda: inference.render_online(
+        InferenceService.model_validate(
+            variant(variant(ISVC_ONLINE, "spec.online.topology", "transformer"), "spec.template", GPU_TEMPLATE)
+        ),
+        PAIR,
+        CONFIG,
+        owner=ISVC_ONLINE,
+    ),
     "inference-combined": lambda: inference.render_online(
         InferenceService.model_validate(ISVC_ONLINE), PAIR, CONFIG, owner=ISVC_ONLINE
     ),
@@ -189,3 +218,26 @@ def test_child_names_are_dns_and_bounded(parts, limit):
     name = child_name(*parts, limit=limit)
     assert len(name) <= limit and name == name.lower() and "_" not in name
     assert child_name(*parts, limit=limit) == name
+
+
+def test_placement_reaches_every_pod_spec():
+    """tolerations, affinity, priorityClassName, topologySpreadConstraints: in the Job's pod
+    and in both KServe components (their specs inline a PodSpec)."""
+    pod = CASES["training-job-gpu"]()["spec"]["template"]["spec"]
+    isvc = CASES["inference-transformer-placement"]()["spec"]
+    for spec in (pod, isvc["predictor"], isvc["transformer"]):
+        for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "topologySpreadConstraints"):
+            assert spec[key] == GPU_TEMPLATE[key], key
+    assert containers(CASES["training-job-gpu"]())[0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_gpu_example_reaches_the_gpu_pool():
+    """examples/gpu/: the training Job asks for a GPU and tolerates the pool's taint."""
+    [tp] = load_manifests([Path(__file__).resolve().parents[3] / "examples" / "gpu" / "training-pipeline.yaml"])
+    job = training.render(tp, 1, CONFIG, owner=TP)
+    pod = job["spec"]["template"]["spec"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["nodeSelector"] == {"accelerator": "nvidia-l4"} and pod["priorityClassName"] == "ml-training"
+    [container] = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["image"] == "registry.example.com/fti-training-xgboost:0.1.0"

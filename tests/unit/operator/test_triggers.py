@@ -8,6 +8,7 @@ are plain dicts: no Kopf, no API server.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -15,8 +16,10 @@ import pytest
 from fti_operator.config import OperatorConfig
 from fti_operator.controller import runtime, triggers
 from fti_operator.controller.indexes import IndexLookups
+from fti_operator.controller.queue import WorkQueue
 from fti_operator.controller.runtime import Runtime
 from fti_operator.reconcile import ApiError, Result
+from support.wait import wait_until
 
 NS = "ns"
 
@@ -292,3 +295,32 @@ def test_a_create_refused_in_a_terminating_namespace_is_not_retried(monkeypatch)
     monkeypatch.setitem(runtime.RECONCILERS, "featurepipelines", ("FeaturePipeline", fail))
     with pytest.raises(ApiError):  # raised to the queue, which retries with backoff
         rt.process(("featurepipelines", NS, "fp"))
+
+
+def test_a_burst_of_new_readers_costs_the_pipeline_one_reconcile():
+    """Many services starting to read one group while its pipeline's key waits: one reconcile
+    of the pipeline, not one per service (the queue coalesces by key, as controller-runtime's
+    workqueue does; the reconcile reads the newest state anyway)."""
+    seen: list = []
+    busy, release = threading.Event(), threading.Event()
+
+    def process(key) -> None:
+        if key == "gate":
+            busy.set()
+            assert release.wait(10)
+        seen.append(key)
+
+    rt, _q, memo = make_runtime({"pipelines_by_group": {(NS, "g"): ["fp-g"]}})
+    rt.queue = WorkQueue(process, workers=1)
+    try:
+        rt.queue.add("gate")
+        assert busy.wait(10)
+        for i in range(20):
+            st = {"stable": revision(1, ("g", 1))}
+            event(triggers.inference_event, obj("InferenceService", f"svc{i}", status=st), "MODIFIED", memo)
+        release.set()
+        wait_until(lambda: len(rt.queue) == 0 and len(seen) == 22, timeout=10, interval=0.01, description="drained")
+    finally:
+        rt.queue.stop(timeout=10)
+    assert seen.count(("featurepipelines", NS, "fp-g")) == 1
+    assert len([k for k in seen if k[0] == "inferenceservices"]) == 20  # each service its own reconcile

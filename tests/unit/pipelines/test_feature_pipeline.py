@@ -94,18 +94,62 @@ def test_incremental_runs_ingest_offline_and_online(env: Env) -> None:
     ).to_parquet(env.raw / "b.parquet")
     code, result = env.run(env.spec())
     assert code == 0, result
-    assert result["rowsRead"] == 7 and result["rowsWritten"] == 2
-    assert result["rowsDuplicate"] == 3  # (2, 01-02) twice against the store, (1, 01-03) within the batch
-    assert result["rowsSkipped"] == 2  # older than the watermark: already ingested (01-01) or late (12-31)
+    assert result["rowsRead"] == 7 and result["rowsWritten"] == 3
+    # a.parquet's two rows again and (2, 01-02) from b.parquet against the store; (2, 01-02)
+    # and (1, 01-03) within the batch
+    assert result["rowsDuplicate"] == 4
+    assert result["rowsLate"] == 1  # (1, 12-31): before the watermark, a row all the same
+    assert "rowsTooLate" not in result  # no allowedLateness: every late row is ingested
     data = env.features().read("tx", 1).sort_values(["event_time", "cc_num"])
-    assert data[["cc_num", "amount"]].values.tolist() == [[1, 10.0], [2, 20.0], [3, 7.0], [1, 31.0]]
+    assert data[["cc_num", "amount"]].values.tolist() == [[1, 5.0], [1, 10.0], [2, 20.0], [3, 7.0], [1, 31.0]]
     with open_online_store(env.online_uri) as online:
-        assert online.get("tx", 1, (1,))["amount"] == 31.0
+        assert online.get("tx", 1, (1,))["amount"] == 31.0  # the late row is older: the newer value stays
         assert online.get("tx", 1, (3,))["amount"] == 7.0
         assert online.version_info("tx", 1)["rows"] == 3
     # a third run with nothing new writes nothing and keeps the snapshot
     code, result = env.run(env.spec())
     assert code == 0 and result["rowsWritten"] == 0 and result["snapshot"] == 2
+
+
+def test_rows_beyond_the_allowed_lateness_are_quarantined_the_rest_ingested(env: Env) -> None:
+    batch([(1, ts("2026-01-02"), 10.0, "grocery")]).to_parquet(env.raw / "a.parquet")
+    env.run(env.spec(allowedLateness="24h"))
+    (env.raw / "a.parquet").unlink()
+    batch(
+        [
+            (2, ts("2026-01-01T12:00"), 20.0, "travel"),  # 12 h late: within 24 h, ingested
+            (3, ts("2025-12-31T23:00"), 30.0, "travel"),  # 25 h late: quarantined
+            (1, ts("2025-12-30"), 40.0, "grocery"),  # 3 days late: quarantined
+            (4, ts("2026-01-03"), 50.0, "grocery"),  # on time
+        ]
+    ).to_parquet(env.raw / "b.parquet")
+    code, result = env.run(env.spec(allowedLateness="24h"))
+    assert code == 0 and result["ok"], result
+    assert (result["rowsWritten"], result["rowsLate"], result["rowsTooLate"]) == (2, 1, 2)
+    assert result["lateQuarantineUri"].endswith("/quarantine/tx/v1/run-2-late")
+    rows, report = read_quarantined(ArtifactStore(env.store_uri), result["lateQuarantineUri"])
+    assert sorted(rows.column("cc_num").to_pylist()) == [1, 3] and rows.column("amount").to_pylist() == [30.0, 40.0]
+    assert report["reason"] == "LateRow" and report["allowedLateness"] == "24h"
+    assert (report["cutoff"], report["watermark"]) == ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+    assert "allowedLateness 24h" in report["message"]
+    assert sorted(env.features().read("tx", 1)["cc_num"]) == [1, 2, 4]
+    with open_online_store(env.online_uri) as online:
+        assert online.get("tx", 1, (2,))["amount"] == 20.0  # a late row of a new key reaches the online store
+        assert online.get("tx", 1, (1,))["amount"] == 10.0  # nothing quarantined reaches it
+
+
+def test_a_late_batch_re_sent_writes_nothing_twice(env: Env) -> None:
+    batch([(1, ts("2026-01-05"), 10.0, "grocery")]).to_parquet(env.raw / "a.parquet")
+    env.run(env.spec())
+    (env.raw / "a.parquet").unlink()
+    late = [(i, ts("2026-01-01") + pd.Timedelta(hours=i), float(i), "travel") for i in range(2, 6)]
+    batch(late).to_parquet(env.raw / "b.parquet")
+    code, first = env.run(env.spec())
+    code2, again = env.run(env.spec())  # the source delivers the same late batch again
+    assert code == code2 == 0
+    assert (first["rowsWritten"], first["rowsLate"]) == (4, 4)
+    assert (again["rowsWritten"], again["rowsLate"], again["rowsDuplicate"]) == (0, 0, 4)
+    assert again["snapshot"] == first["snapshot"] and len(env.features().read("tx", 1)) == 5
 
 
 def test_full_ingestion_replaces_the_version(env: Env) -> None:

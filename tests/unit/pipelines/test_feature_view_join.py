@@ -216,3 +216,34 @@ def test_label_selected_as_feature_is_refused(store):
 def test_source_from_files_joins_without_a_feature_store(store):
     spine = source_from_files("tx", 1, store.parquet_files("tx", 1), ["cc"], "event_time", store.schema("tx", 1)["columns"])
     assert spine.key == "tx@v1" and spine.files[0].startswith("file://")
+
+
+def test_late_feature_rows_join_like_rows_that_came_on_time(tmp_path) -> None:
+    """Features ingested in one batch, then a batch of earlier events (delivered late): the
+    as-of join sees both, exactly as if all rows had come in one batch."""
+    from fti_pipelines.store.artifacts import ArtifactStore
+    from fti_pipelines.store.offline import FeatureStore
+
+    def profile(rows):
+        return pd.DataFrame(rows, columns=["cc", "event_time", "limit"])
+
+    labels = pd.DataFrame(
+        {"cc": [1, 2, 1], "event_time": [ts(10), ts(10), ts(13)], "amount": [1.0, 2.0, 3.0], "is_fraud": [0, 1, 0]}
+    )
+    on_time = profile([(1, ts(12), 500.0), (2, ts(12), 600.0)])
+    late = profile([(1, ts(8), 100.0), (2, ts(9), 200.0), (1, ts(12), 999.0)])  # the last one re-sent: a duplicate
+    spec = view()
+
+    def joined(store: FeatureStore) -> list:
+        plan = plan_join(spec, resolve_sources(spec, store))
+        return point_in_time_join(plan).to_pandas()[["cc", "limit"]].values.tolist()
+
+    kw = {"primary_key": ["cc"], "event_time": "event_time"}
+    in_two = FeatureStore(ArtifactStore(f"file://{tmp_path}/two"))
+    in_two.ingest("tx", 1, labels, **kw)
+    in_two.ingest("profile", 1, on_time, **kw)
+    assert in_two.ingest("profile", 1, late, **kw)["rowsAdded"] == 2
+    in_one = FeatureStore(ArtifactStore(f"file://{tmp_path}/one"))
+    in_one.ingest("tx", 1, labels, **kw)
+    in_one.ingest("profile", 1, pd.concat([on_time, late.iloc[:2]]), **kw)
+    assert joined(in_two) == joined(in_one) == [[1, 100.0], [2, 200.0], [1, 500.0]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import duckdb
 import pandas as pd
 import pyarrow as pa
@@ -53,18 +55,38 @@ def test_incremental_watermark_and_dedup(fs: FeatureStore) -> None:
             [
                 (2, ts("2026-01-02"), 2.0),  # stored already (at the watermark): duplicate
                 (3, ts("2026-01-02"), 3.0),  # same time as the watermark, new key: kept
-                (1, ts("2026-01-01"), 9.0),  # older than the watermark: skipped
+                (1, ts("2026-01-01"), 9.0),  # before the watermark and stored already: duplicate
+                (1, ts("2025-12-31"), 8.0),  # before the watermark, new: a late row, kept
                 (4, ts("2026-01-05"), 4.0),
                 (4, ts("2026-01-05"), 4.5),  # duplicate within the batch: the later wins
             ]
         ),
         **KW,
     )
-    assert (batch.rows_in, batch.rows_skipped, batch.rows_duplicate) == (5, 1, 2)
-    assert batch.table.to_pydict()["v"] == [3.0, 4.5]
+    assert (batch.rows_in, batch.rows_late, batch.rows_duplicate, batch.rows_too_late) == (6, 1, 3, 0)
+    assert batch.table.to_pydict()["v"] == [3.0, 8.0, 4.5]
     manifest = fs.commit(batch, run_id="r2")
-    assert manifest["rows"] == 4 and manifest["watermark"] == "2026-01-05T00:00:00Z" and manifest["runId"] == "r2"
-    assert sorted(fs.read("g", 1)["v"]) == [1.0, 2.0, 3.0, 4.5]
+    assert manifest["rows"] == 5 and manifest["watermark"] == "2026-01-05T00:00:00Z" and manifest["runId"] == "r2"
+    assert sorted(fs.read("g", 1)["v"]) == [1.0, 2.0, 3.0, 4.5, 8.0]
+
+
+def test_allowed_lateness_sets_aside_what_is_later_than_that(fs: FeatureStore) -> None:
+    fs.ingest("g", 1, frame([(1, ts("2026-01-10"), 1.0)]), **KW)
+    rows = [(2, ts("2026-01-09"), 2.0), (3, ts("2026-01-07T23:59"), 3.0), (4, None, 4.0), (5, ts("2026-01-11"), 5.0)]
+    batch = fs.prepare("g", 1, frame(rows), allowed_lateness=timedelta(days=2), **KW)
+    assert batch.cutoff == "2026-01-08T00:00:00Z"
+    assert batch.too_late is not None and batch.too_late.to_pydict()["k"] == [3]
+    # a null event time is not "late": it stays for validation to reject
+    assert batch.table.to_pydict()["k"] == [2, 4, 5] and (batch.rows_late, batch.rows_too_late) == (1, 1)
+    full = fs.prepare("g", 1, frame(rows), mode="full", allowed_lateness=timedelta(days=2), **KW)
+    assert full.too_late is None and full.table.num_rows == 4  # a full batch replaces: nothing is late
+
+
+def test_a_stored_row_is_found_anywhere_before_the_watermark(fs: FeatureStore) -> None:
+    fs.ingest("g", 1, frame([(k, ts("2026-01-01") + pd.Timedelta(days=k), float(k)) for k in range(5)]), **KW)
+    fs.ingest("g", 1, frame([(9, ts("2026-02-01"), 9.0)]), **KW)  # a second file, and a later watermark
+    batch = fs.prepare("g", 1, frame([(1, ts("2026-01-02"), 1.0), (3, ts("2026-01-04"), 7.0), (3, ts("2026-01-05"), 3.0)]), **KW)
+    assert batch.rows_duplicate == 2 and batch.table.to_pydict()["k"] == [3] and batch.rows_late == 1
 
 
 def test_full_replaces_and_keeps_history_files(fs: FeatureStore, tmp_path) -> None:
@@ -187,7 +209,7 @@ def test_commit_gate_refusing_or_raising_publishes_nothing(fs: FeatureStore) -> 
 def test_all_distinct_finds_any_repeat() -> None:
     import numpy as np
 
-    from fti_pipelines.store.offline import all_distinct
+    from fti_pipelines.store.dedup import all_distinct
 
     values = np.random.default_rng(3).permutation(np.arange(10_000, dtype=np.uint64) * 7919)
     assert all_distinct(values) and all_distinct(values[:1]) and all_distinct(values[:0])

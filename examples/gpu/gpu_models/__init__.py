@@ -1,0 +1,1 @@
+"""Estimator entrypoints of examples/gpu/ (copied into the image by its Dockerfile)."""

@@ -1,0 +1,97 @@
+"""deploy/install.yaml on a control plane of its own: applied with `kubectl apply
+--server-side` as docs/install.md says, every object there and usable, then deleted with
+`kubectl delete` until nothing of it is left.
+
+Its own control plane, not the session's: the file installs cluster-scoped objects (the
+CRDs, the ClusterRole, the ClusterKopfPeering) that the session's other tests share, and
+deleting them is part of what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controlplane.binaries import MissingBinaries, find_binaries
+from controlplane.cluster import ControlPlane
+from support.wait import wait_until
+
+pytestmark = pytest.mark.integration
+
+INSTALL = Path(__file__).resolve().parents[2] / "deploy" / "install.yaml"
+SA = "system:serviceaccount:fti-system:fti-operator"
+
+
+@pytest.fixture(scope="module")
+def plane(control_plane):  # the session fixture decides whether to skip or fail when binaries are missing
+    try:
+        binaries = find_binaries()
+    except MissingBinaries as exc:  # pragma: no cover - control_plane already skipped
+        pytest.skip(str(exc))
+    workdir = Path(tempfile.mkdtemp(prefix="fti-install-yaml-"))
+    try:
+        with ControlPlane(binaries, workdir) as own:
+            yield own
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _left(plane) -> list[str]:
+    """The objects of install.yaml that still exist (a kind whose CRD is gone has none)."""
+    left = []
+    for doc in yaml.safe_load_all(INSTALL.read_text()):
+        if not doc:
+            continue
+        group = doc["apiVersion"].rpartition("/")[0]
+        ref = f"{doc['kind'].lower()}{'.' + group if group else ''}/{doc['metadata']['name']}"
+        ns = ["-n", doc["metadata"]["namespace"]] if "namespace" in doc["metadata"] else []
+        got = plane.kubectl("get", ref, *ns, "-o", "name", check=False)
+        if got.returncode == 0:
+            left.append(ref)
+        elif "NotFound" not in got.stderr and "doesn't have a resource type" not in got.stderr:
+            raise AssertionError(f"kubectl get {ref}: {got.stderr}")
+    return left
+
+
+def test_install_yaml_applies_and_deletes_cleanly(plane):
+    applied = plane.kubectl("apply", "--server-side", "-f", str(INSTALL), check=False)
+    assert applied.returncode == 0, applied.stderr
+    for crd in ("featurepipelines.fti.dev", "trainingpipelines.fti.dev", "inferenceservices.fti.dev"):
+        plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+    found = _left(plane)
+    for ref in (
+        "namespace/fti-system",
+        "serviceaccount/fti-operator",
+        "clusterrole.rbac.authorization.k8s.io/fti-operator-cluster",
+        "clusterrolebinding.rbac.authorization.k8s.io/fti-operator-cluster",
+        "deployment.apps/fti-operator",
+        "service/fti-operator-metrics",
+    ):
+        assert ref in found, f"{ref} not installed; found {found}"
+    # The Deployment is accepted as written: the controller manager made its ReplicaSet.
+    wait_until(
+        lambda: plane.kubectl("get", "rs", "-n", "fti-system", "-l", "app.kubernetes.io/name=fti-operator", "-o", "name").stdout,
+        timeout=30,
+        description="the operator's ReplicaSet",
+    )
+    deploy = json.loads(plane.kubectl("get", "deploy", "fti-operator", "-n", "fti-system", "-o", "json").stdout)
+    assert deploy["spec"]["template"]["spec"]["serviceAccountName"] == "fti-operator"
+
+    # The ServiceAccount has the operator's rights, cluster-wide, and no more.
+    def can(verb: str, resource: str, *extra: str) -> bool:
+        return plane.kubectl("auth", "can-i", verb, resource, "--as", SA, *extra, check=False).stdout.strip() == "yes"
+
+    assert can("watch", "featurepipelines.fti.dev", "-A")
+    assert can("patch", "cronjobs.batch", "-n", "default")
+    assert not can("get", "secrets", "-n", "default")
+
+    # Uninstall: `kubectl delete` of the same file removes every object it created.
+    # --wait=false and polling: the test, not kubectl, owns the deadline and the message.
+    deleted = plane.kubectl("delete", "-f", str(INSTALL), "--ignore-not-found", "--wait=false", check=False)
+    assert deleted.returncode == 0, deleted.stderr
+    wait_until(lambda: not _left(plane), timeout=120, description="nothing of install.yaml left")
