@@ -412,9 +412,25 @@ def _clean(value: Any, name: str) -> Any:
     return value
 
 
+def _routed_besides_stable(status: dict[str, Any]) -> dict[str, Any]:
+    """`status.routed` without the stable revision's own entry.
+
+    `routed` is read from KServe's traffic table, and a stable pair rendered again (after a
+    rollback) gets a new KServe revision name: whether the stable pair itself is listed then
+    depends on which of the stand-in's traffic reports a reconcile happened to read. That entry
+    adds nothing (the stable pair's features are kept as stable); what retention needs from
+    `routed`, the pairs routed besides the stable one, must be the same in every run."""
+    stable = (status.get("stable") or {}).get("revision")
+    if "routed" not in status:
+        return status
+    routed = [r for r in status["routed"] if r.get("revision") != stable]
+    return {**status, "routed": routed} if routed else {k: v for k, v in status.items() if k != "routed"}
+
+
 def end_state(run: Run) -> dict[str, Any]:
     """The KServe child (spec, labels, our revision annotation, how many spec writes), the status
-    without timestamps, and the Events the operator posted on the InferenceService, per reason."""
+    without timestamps (and without `routed`'s entry for the stable pair: `_routed_besides_stable`),
+    and the Events the operator posted on the InferenceService, per reason."""
     child = run.child() or {}
     meta = child.get("metadata") or {}
     return _clean(
@@ -425,7 +441,7 @@ def end_state(run: Run) -> dict[str, Any]:
                 "revision": (meta.get("annotations") or {}).get("fti.dev/revision"),
                 "generation": meta.get("generation"),
             },
-            "status": run.status(),
+            "status": _routed_besides_stable(run.status()),
             "events": dict(Counter(e.reason for e in events(run.k8s, run.ns, run.name))),
         },
         run.name,
