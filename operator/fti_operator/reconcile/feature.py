@@ -27,7 +27,7 @@ from ..versions import fg_version_states
 from .children import apply_child
 from .conditions import condition, merge_conditions, ready_rollup
 from .context import Context, Result
-from .results import feature_run
+from .results import feature_run, job_finished
 from .runs import newest_finished, read_run
 from .validity import parse_or_report
 from .writes import emit_event, typed, update_status
@@ -252,6 +252,11 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     known = set(by_version) | set(recorded)
     states = fg_version_states(group, current, known, needed)
     remat = {v: str(e["rematerializeJob"]) for v, e in old_versions.items() if e.get("rematerializeJob")}
+    # A re-materializing Job still running is one even if a crash kept it out of status.
+    for running in jobs:
+        labels = running["metadata"].get("labels") or {}
+        if labels.get(ANNOTATION_TRIGGER) == "rematerialize" and job_finished(running) is None and (v := _fg_version(running)):
+            remat.setdefault(v, running["metadata"]["name"])
     for version, cj in by_version.items():
         state = states.get(version, ("Retired", []))[0]
         if version == current and desired["kind"] != "CronJob":
@@ -278,19 +283,25 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             )
             result.count("retired")
         elif version != current and state == "Retained" and is_retired(cj):
-            ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
+            # Crash-safe order: the Job (named after the suspended CronJob's resourceVersion) and
+            # its Event (named after the Job) before the resume. A reconcile after a crash
+            # anywhere in between finds the CronJob still suspended at the same resourceVersion
+            # and makes the same calls: the Job and the Event already exist, none is made twice.
             run = job_from_cronjob(cj, f"remat-{cj['metadata']['resourceVersion']}")
-            action, _ = apply_child(ctx.kube, run, live=None, fetched=True)
-            result.count(action)
-            remat[version] = run["metadata"]["name"]
+            job_name = run["metadata"]["name"]
             emit_event(
                 ctx.kube,
                 body,
                 "Rematerializing",
                 f"{group} v{version} is needed again by "
-                f"{', '.join(states[version][1])}: CronJob {cj['metadata']['name']} resumed, Job "
-                f"{run['metadata']['name']} started",
+                f"{', '.join(states[version][1])}: CronJob {cj['metadata']['name']} resumed, Job {job_name} started",
+                name=f"{job_name}.rematerializing",
             )
+            live_run = next((j for j in jobs if j["metadata"]["name"] == job_name), None)
+            action, _ = apply_child(ctx.kube, run, live=live_run, fetched=True)
+            result.count(action)
+            ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
+            remat[version] = job_name
 
     # Runs: the newest finished Job of each version, read only when status does not have it yet.
     new_runs: dict[int, dict[str, Any]] = {}

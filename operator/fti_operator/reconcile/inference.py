@@ -40,7 +40,7 @@ from .kserve import predictor_traffic, served_revision, written_at
 from .kube import Kube
 from .runs import newest_finished, read_run
 from .validity import parse_or_report
-from .writes import emit_event, typed, update_status
+from .writes import emit_event, transition_event_name, typed, update_status
 
 PLURAL = INFERENCE_SERVICE.plural
 
@@ -309,6 +309,18 @@ def render_child(ctx: Context, isvc: InferenceService, body: Mapping[str, Any], 
     return render_inference.render_batch(isvc, pair, ctx.config, owner=body)
 
 
+def moves_traffic(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """Whether writing `desired` over `live` is a rollout step: another revision or canary share."""
+
+    def step(child: Mapping[str, Any] | None) -> tuple[Any, Any] | None:
+        if not child:
+            return None
+        revision = (child["metadata"].get("annotations") or {}).get(ANNOTATION_REVISION)
+        return revision, ((child.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
+
+    return step(live) != step(desired)
+
+
 def live_child(kube: Kube, isvc: InferenceService) -> dict[str, Any] | None:
     if isvc.spec.mode == "online":
         return kube.get(
@@ -354,9 +366,10 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     if desired is not None:
         action, _child = apply_child(ctx.kube, desired, live=live, fetched=True)
         result.count(action)
-        if action != "unchanged" and not plan.events:
-            # A rollout step already has its Event (posted with the status that records it); a
-            # child rewritten without one (replicas, resources) gets its own.
+        if action != "unchanged" and not plan.events and not moves_traffic(live, desired):
+            # A rollout step already has its Event (posted with the status that records it, maybe
+            # by a reconcile that crashed before this write); a child rewritten without one
+            # (replicas, resources) gets its own.
             emit_event(
                 ctx.kube,
                 body,
@@ -386,20 +399,30 @@ def _record(
     result: Result,
     extra: tuple[dict[str, Any], ...] = (),
 ) -> Mapping[str, Any]:
-    """Write the status of `plan` and post its Events — once: only the write that records a
-    transition posts them, so a retried reconcile that finds it written posts nothing."""
+    """Write the status of `plan` and post its Events — once: just before the write that records
+    the transition, each named after the status it starts from, so a reconcile retried after
+    a crash on either side of the write finds the Event (or the status) there and posts none."""
     old = body.get("status") or {}
     old_up = next((c for c in old.get("conditions") or [] if c.get("type") == "UpToDate"), None)
+    events = list(plan.events)
+    if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
+        events.append(("Warning", decision.reason, decision.message))
+
+    def post() -> None:
+        for type_, reason, message in events:
+            emit_event(ctx.kube, body, reason, message, type_, name=transition_event_name(body, reason, message))
+
     written = update_status(
-        ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, plan, decision, child, mode, last_run, extra)
+        ctx.kube,
+        API_VERSION,
+        PLURAL,
+        body,
+        lambda b: compute_status(b, plan, decision, child, mode, last_run, extra),
+        before_write=post,
     )
     if written is None:
         return body
     result.count("status")
-    for type_, reason, message in plan.events:
-        emit_event(ctx.kube, written, reason, message, type_)
     if plan.rolled_back:
         ctx.metrics.rollback(body["metadata"]["namespace"], body["metadata"]["name"], plan.rolled_back)
-    if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
-        emit_event(ctx.kube, written, decision.reason, decision.message, "Warning")
     return written

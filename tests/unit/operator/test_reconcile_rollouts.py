@@ -354,6 +354,112 @@ def test_new_readers_of_the_active_version_write_nothing_to_the_pipeline(env) ->
     assert versions[1]["state"] == "Retained" and versions[1]["neededBy"] == [f"{NS}/s{i}" for i in range(6)]
 
 
+class Crash(Exception):
+    """The operator process dies: nothing after this call runs."""
+
+
+class CrashAfter:
+    """A Kube that dies right after its `n`-th write (the write itself reaches the API server)."""
+
+    WRITES = frozenset({"create", "apply", "patch", "delete", "replace"})
+
+    def __init__(self, kube: MemKube, n: int) -> None:
+        self.kube, self.left = kube, n
+
+    def __getattr__(self, attr: str):
+        call = getattr(self.kube, attr)
+        if attr not in self.WRITES:
+            return call
+
+        def write(*args, **kwargs):
+            out = call(*args, **kwargs)
+            self.left -= 1
+            if self.left == 0:
+                raise Crash(attr)
+            return out
+
+        return write
+
+
+def retired_v1(kube: MemKube, ctx: Context) -> None:
+    """g v1 retired (its CronJob suspended), then the spec names model 1 again, which reads it."""
+    fp(kube, 1, {1: "g-1"})
+    feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+    tp(kube, {1: 1, 2: 2})
+    fp(kube, 2, {1: "g-1", 2: "g-2"})
+    isvc(kube, version=2, revisionHistoryLimit=0)
+    reconcile_isvc(ctx)
+    kserve(kube, True)
+    reconcile_isvc(ctx)
+    feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+    assert kube.get("batch/v1", "cronjobs", NS, "g-v1")["spec"]["suspend"] is True
+    isvc(kube, version=1, revisionHistoryLimit=0)
+    reconcile_isvc(ctx)
+
+
+def test_bringing_a_version_back_survives_a_crash_after_any_write(env) -> None:
+    kube, ctx, _clock = env
+    retired_v1(kube, ctx)
+    before = kube.writes()
+    feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+    writes = kube.writes() - before
+    assert writes >= 4  # the Job, its Event, the resume, the status
+    for n in range(1, writes + 1):
+        kube = MemKube(clock=lambda: T0)
+        ctx = Context(kube, ScanLookups(kube), OperatorConfig(image_tag="test"), clock=Clock())
+        retired_v1(kube, ctx)
+        crashing = Context(CrashAfter(kube, n), ScanLookups(kube), OperatorConfig(image_tag="test"), clock=Clock())
+        with pytest.raises(Crash):
+            feature.reconcile(crashing, get(kube, "featurepipelines", "g"))
+        feature.reconcile(ctx, get(kube, "featurepipelines", "g"))  # the operator, started again
+        jobs = [j["metadata"]["name"] for j in kube.list("batch/v1", "jobs", NS) if "remat" in j["metadata"]["name"]]
+        assert len(jobs) == 1, (n, jobs)
+        assert kube.get("batch/v1", "cronjobs", NS, "g-v1")["spec"]["suspend"] is False, n
+        versions = {v["version"]: v for v in get(kube, "featurepipelines", "g")["status"]["versions"]}
+        assert versions[1]["state"] == "Rematerializing" and versions[1]["rematerializeJob"] == jobs[0], n
+        assert len([e for e in kube.list("v1", "events", NS) if e["reason"] == "Rematerializing"]) == 1, n
+
+
+def timeless(status: dict) -> dict:
+    """Status without the conditions' wall-clock transition times."""
+    conditions = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions") or []]
+    return {**status, "conditions": conditions}
+
+
+def test_an_upgrade_survives_a_crash_after_any_write_with_one_event(env) -> None:
+    def serving_1() -> tuple[MemKube, Context]:
+        kube = MemKube(clock=lambda: T0)
+        ctx = Context(kube, ScanLookups(kube), OperatorConfig(image_tag="test"), clock=Clock())
+        fp(kube, 1, {1: "g-1"})
+        tp(kube, {1: 1, 2: 1})
+        isvc(kube, version=1)
+        reconcile_isvc(ctx)
+        kserve(kube, True)
+        reconcile_isvc(ctx)
+        isvc(kube, version=2)
+        return kube, ctx
+
+    kube, ctx = serving_1()
+    before = kube.writes()
+    reconcile_isvc(ctx)
+    writes = kube.writes() - before  # the Event, the status that records it, the child
+    reconcile_isvc(ctx)  # what it reads of the child it wrote
+    reference = timeless(get(kube, "inferenceservices", "s")["status"])
+    for n in range(1, writes + 1):
+        kube, ctx = serving_1()
+        crashing = Context(CrashAfter(kube, n), ScanLookups(kube), OperatorConfig(image_tag="test"), clock=Clock())
+        with pytest.raises(Crash):
+            reconcile_isvc(crashing)
+        reconcile_isvc(ctx)  # the operator, started again
+        reconcile_isvc(ctx)
+        assert child_model(kube) == 2 and timeless(get(kube, "inferenceservices", "s")["status"]) == reference, n
+        reasons = [e["reason"] for e in kube.list("v1", "events", NS)]
+        # The Event goes just before the status write that records the transition, named after
+        # the status it starts from: a crash on either side neither loses nor doubles it, and
+        # the child written after a crash is no new Event.
+        assert sorted(reasons) == ["RolloutComplete", "RolloutStarted", "RolloutStarted"], (n, reasons)
+
+
 # -- what KServe reports beyond readiness: traffic, deployment mode, a child status does not know --
 KSERVE_API = "serving.kserve.io/v1beta1"
 
