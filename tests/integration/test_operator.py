@@ -659,8 +659,11 @@ def test_new_pipelines_write_each_step_once_and_read_no_child(operator, k8s, nam
     wait_at_rest(rt)
     calls = {k: n - before.get(k, 0) for k, n in rt.kube.calls.items() if n - before.get(k, 0)}
     # The CronJob is written by server-side apply (a PATCH that creates), the Job by a create.
+    # The one read: before a training run starts, the namespace's training Jobs are listed once
+    # to check the feature view version is not redefined (docs/versions.md).
     assert calls == {
         ("PATCH", "cronjobs"): 1,
+        ("GET", "jobs"): 1,
         ("POST", "jobs"): 1,
         ("POST", "events"): 2,
         ("PATCH", "featurepipelines/status"): 1,
