@@ -14,6 +14,7 @@ on the rest of the operator.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 # --- API group and version -------------------------------------------------------------
@@ -71,6 +72,10 @@ LABEL_COMPONENT = f"{GROUP}/component"  # feature | training | online | batch
 LABEL_FG_VERSION = f"{GROUP}/feature-group-version"
 LABEL_MODEL_VERSION = f"{GROUP}/model-version"
 LABEL_FV_VERSION = f"{GROUP}/feature-view-version"
+# On training Jobs: which feature view (name and version) they read, as a digest, since a view's
+# name may not be a valid label value. Lets the immutability check list only the Jobs that ran
+# the same view version instead of every training Job of the namespace (docs/store-layout.md).
+LABEL_FEATURE_VIEW_KEY = f"{GROUP}/feature-view-key"
 # The Job controller labels every pod with its Job's name (Kubernetes >= 1.27): the run id of
 # CronJob-created runs, whose Job name the operator does not choose.
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -147,3 +152,8 @@ CONTRACT_ENV_PREFIX = "FTI_"
 TERMINATION_LOG = "/dev/termination-log"
 # The kubelet keeps at most this many bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
+
+
+def feature_view_key(name: str, version: int) -> str:
+    """Label value naming a feature view version: a short digest, always a valid label value."""
+    return "fv-" + hashlib.sha256(f"{name}@{version}".encode()).hexdigest()[:20]

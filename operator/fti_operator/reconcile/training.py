@@ -32,7 +32,14 @@ from typing import Any
 from croniter import croniter
 
 from ..api import TrainingPipeline
-from ..api.identity import ANNOTATION_LAST_RUN, ANNOTATION_RUN, API_VERSION, TRAINING_PIPELINE
+from ..api.identity import (
+    ANNOTATION_LAST_RUN,
+    ANNOTATION_RUN,
+    API_VERSION,
+    LABEL_FEATURE_VIEW_KEY,
+    TRAINING_PIPELINE,
+    feature_view_key,
+)
 from ..api.training_pipeline import TrainingPipelineStatus
 from ..render import training as render_training
 from ..render.pods import LABEL_KIND, LABEL_MANAGED_BY, LABEL_MODEL_VERSION, LABEL_RESOURCE, MANAGED_BY
@@ -260,8 +267,16 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     refused: str | None = None
     if trigger:
         # A feature view version is immutable: compare with what the namespace's training Jobs
-        # ran (one LIST, only when a run would start).
-        ran = ctx.kube.list("batch/v1", "jobs", ns, f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_KIND}=trainingpipeline")
+        # of the same view version ran (one LIST, only when a run would start; the label keeps
+        # it to those Jobs, not every training Job of the namespace).
+        view = tp.spec.feature_view
+        ran = ctx.kube.list(
+            "batch/v1",
+            "jobs",
+            ns,
+            f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_KIND}=trainingpipeline,"
+            f"{LABEL_FEATURE_VIEW_KEY}={feature_view_key(view.name, view.version)}",
+        )
         refused = redefinition(tp.spec.feature_view.wire(), in_use(ran))
     if refused:
         trigger = None

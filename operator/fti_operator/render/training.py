@@ -16,8 +16,10 @@ from ..api.identity import (
     ANNOTATION_TRAINING_HASH,
     ANNOTATION_TRIGGER,
     LABEL_COMPONENT,
+    LABEL_FEATURE_VIEW_KEY,
     LABEL_MODEL_VERSION,
     TRAINING_PIPELINE,
+    feature_view_key,
 )
 from ..config import OperatorConfig
 from .pods import child_name, job, labels, pipeline_container, pod_template, spec_hash, template_parts
@@ -59,7 +61,12 @@ def render(
 ) -> dict[str, Any]:
     """The Job that trains model version `version`."""
     name = job_name(tp, version)
-    extra: dict[str, str | int | None] = {LABEL_COMPONENT: "training", LABEL_MODEL_VERSION: version}
+    view = tp.spec.feature_view
+    extra: dict[str, str | int | None] = {
+        LABEL_COMPONENT: "training",
+        LABEL_MODEL_VERSION: version,
+        LABEL_FEATURE_VIEW_KEY: feature_view_key(view.name, view.version),
+    }
     lbl = labels(KIND, tp.metadata.name, **extra)
     image, resources, extra_env = template_parts(tp.spec.template, config.image("training"))
     container = pipeline_container(
