@@ -4,6 +4,10 @@ Layout of one version, written once through `ArtifactStore.commit_dir`:
 
     models/<name>/<version>/model/model.joblib   the fitted sklearn Pipeline, alone in its
                                                  folder so KServe's stock sklearn runtime loads it
+    models/<name>/<version>/model/monitoring-profile.json
+                                                 the training profile monitoring compares the
+                                                 prediction log with (docs/monitoring.md); the
+                                                 sklearn runtime loads only the .joblib file
     models/<name>/<version>/model.json           the model card: verdict, metrics, gates, bias,
                                                  feature view, training dataset, input schema
     models/<name>/<version>/report/              evaluation plots (PNG) and report.html/.md
@@ -39,6 +43,7 @@ from .store.artifacts import ArtifactExists, ArtifactStore
 ROOT = "models"
 MODEL_DIR = "model"
 MODEL_FILE = "model.joblib"
+PROFILE_FILE = "monitoring-profile.json"
 CARD_FILE = "model.json"
 REPORT_DIR = "report"
 CLAIMS_DIR = "_versions"
@@ -87,6 +92,10 @@ class ModelRegistry:
     def storage_uri(self, name: str, version: int) -> str:
         """URI of the version's model/ folder: what a KServe predictor's storageUri gets."""
         return self.store.url(ROOT, name, int(version), MODEL_DIR)
+
+    def profile_uri(self, name: str, version: int) -> str:
+        """URI of the version's training profile: `<storageUri>/monitoring-profile.json`."""
+        return self.store.url(ROOT, name, int(version), MODEL_DIR, PROFILE_FILE)
 
     def report_uri(self, name: str, version: int) -> str:
         return self.store.url(ROOT, name, int(version), REPORT_DIR)
@@ -154,9 +163,16 @@ class ModelRegistry:
         return None
 
     def register(
-        self, name: str, version: int, pipeline: Any, card: dict[str, Any], report_files: dict[str, bytes] | None = None
+        self,
+        name: str,
+        version: int,
+        pipeline: Any,
+        card: dict[str, Any],
+        report_files: dict[str, bytes] | None = None,
+        profile: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Write a new version atomically; returns the card as stored (with storageUri).
+        """Write a new version atomically; returns the card as stored (with storageUri, and
+        profileUri when a monitoring `profile` is given).
 
         Raises ArtifactExists if the version is already committed.
         """
@@ -180,11 +196,15 @@ class ModelRegistry:
             "storageUri": self.storage_uri(name, version),
             "reportUri": self.report_uri(name, version),
         }
+        if profile is not None:
+            stored["profileUri"] = self.profile_uri(name, version)
         buf = io.BytesIO()
         joblib.dump(pipeline, buf, compress=3)
         fs = self.store.fs
         with self.store.commit_dir(ROOT, name, version, metadata={"verdict": stored["verdict"]}) as staging:
             _write(fs, posixpath.join(staging, MODEL_DIR, MODEL_FILE), buf.getvalue())
+            if profile is not None:
+                _write(fs, posixpath.join(staging, MODEL_DIR, PROFILE_FILE), json.dumps(profile, default=_json_default).encode())
             _write(
                 fs,
                 posixpath.join(staging, CARD_FILE),

@@ -5,7 +5,9 @@
       -> split (time | random) -> sklearn Pipeline(transformations by position + estimator)
          fitted on the training split only
       -> metrics, gates, bias gate on the test split -> verdict Validated | Rejected
-      -> registry: models/<name>/<version>/{model/model.joblib, model.json, report/}
+      -> training profile of the inputs and scores (monitoring/profile.py)
+      -> registry: models/<name>/<version>/{model/model.joblib, model/monitoring-profile.json,
+         model.json, report/}
 
 A Rejected model is a successful run (exit 0, verdict Rejected, with its reasons);
 only a failure to train exits non-zero. The model version is the registry's: the run
@@ -35,13 +37,14 @@ from fti_operator.api.training_pipeline import TrainingPipelineSpec
 from ..contract import PipelineContext, PipelineError
 from ..feature_view import TrainingDataset, TrainingDatasets
 from ..feature_view.definitions import register_definition
+from ..monitoring.profile import build_profile
 from ..registry import ModelRegistry, RunOwner
 from ..store.artifacts import ArtifactStore
 from ..store.tenancy import artifact_store
 from .estimator import build_estimator
 from .evaluation import evaluate
 from .report import build_report
-from .transformations import build_model_pipeline, input_schema, to_rows
+from .transformations import build_model_pipeline, column_kind, input_schema, to_rows
 
 log = logging.getLogger("fti_pipelines.training")
 
@@ -208,7 +211,16 @@ def train(
         "libraries": {"sklearn": sklearn.__version__, "pandas": pd.__version__, "numpy": np.__version__},
     }
     report = build_report(card, ev, y[test_pos], score, spec.evaluation.threshold)
-    stored = registry.register(name, version, pipeline, card, report)
+    profile = build_profile(
+        frame.iloc[train_pos],
+        columns,
+        {c: column_kind(frame[c]) for c in columns},
+        score,
+        y,
+        dataset.ref,
+        {"train": len(train_pos), "test": len(test_pos)},
+    )
+    stored = registry.register(name, version, pipeline, card, report, profile=profile)
     log.info("model %s v%s: %s %s", name, version, ev.verdict, ev.metrics)
     return result_of(stored)
 
@@ -242,6 +254,8 @@ def result_of(card: dict[str, Any], existing: bool = False) -> dict[str, Any]:
         "storageUri": card["storageUri"],
         "rows": {"train": card["split"]["train"], "test": card["split"]["test"]},
     }
+    if card.get("profileUri"):  # versions registered before profiles existed have none
+        out["profileUri"] = card["profileUri"]
     out["featureGroups"] = [{"name": n, "version": v} for n, v in out["featureGroups"]]
     if card.get("bias"):
         out["bias"] = {"gap": card["bias"]["gap"], "maxGap": card["bias"]["maxGap"], "passed": card["bias"]["passed"]}

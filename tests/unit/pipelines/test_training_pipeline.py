@@ -99,6 +99,16 @@ def test_validated_model_is_registered_with_its_card_and_report(store_uri, tmp_p
     assert {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "report.html", "report.md"} <= set(report)
     assert namespace_store(store_uri, "default").read_bytes("models", "fraud", "1", "report", "roc_curve.png")[:4] == b"\x89PNG"
 
+    # The training profile monitoring compares the prediction log with (docs/monitoring.md).
+    assert result["profileUri"] == card["profileUri"] == f"{result['storageUri']}/monitoring-profile.json"
+    profile = namespace_store(store_uri, "default").read_json("models", "fraud", "1", "model", "monitoring-profile.json")
+    assert list(profile["features"]) == card["featureView"]["columns"]
+    assert profile["features"]["category"]["kind"] == "categorical" and profile["features"]["amount"]["kind"] == "numeric"
+    assert profile["rows"]["profiled"] == card["split"]["train"] == profile["features"]["amount"]["count"]
+    assert profile["score"]["count"] == card["split"]["test"] and len(profile["score"]["quantiles"]) == 1001
+    assert profile["trainingDataset"] == {k: card["trainingDataset"][k] for k in ("version", "hash")}
+    assert 0 < profile["labelRate"] < 1
+
     # What KServe's sklearn runtime does with JSON instances: np.array(rows) -> a string array.
     rows = [[900.0, "online", 2500.0, 5, 300.0, 3, "18-25", 1500.0], [12.5, "grocery", 40.0, 1, 45.0, 1, "60+", 8000.0]]
     as_served = np.array(rows)
