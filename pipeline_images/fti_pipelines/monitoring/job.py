@@ -29,7 +29,7 @@ from ..contract import PipelineContext, PipelineError
 from ..registry import PROFILE_FILE
 from ..store.artifacts import ArtifactStore
 from ..store.tenancy import artifact_store, check_namespace
-from .drift import METHODS, feature_score
+from .drift import METHODS, categorical_score, numeric_score
 from .predictions import read_window, revision_parts
 from .report import report_html
 
@@ -123,7 +123,8 @@ def score_revision(
             )
         names = list(spec["features"])
     parts = revision_parts(store, spec["inferenceService"], revision["modelVersion"], revision["featureViewVersion"])
-    window = read_window(store, parts, start, end, names)
+    categorical = [n for n in names if profile["features"][n]["kind"] == "categorical"]
+    window = read_window(store, parts, start, end, names, categorical)
     out: dict[str, Any] = {
         "role": revision["role"],
         "modelVersion": int(revision["modelVersion"]),
@@ -145,12 +146,17 @@ def score_revision(
         return {**out, "status": "NotEnoughData", "driftedFeatures": 0, "features": [], "notLogged": []}
     method, threshold = spec["method"], spec["threshold"]
     features, not_logged = [], []
+    defaulted = window.defaulted()
     for name in names:
-        if name not in window.columns:
+        if not window.has(name):
             not_logged.append(name)
             continue
         fp = profile["features"][name]
-        score, hist, extra = feature_score(method, fp, window.columns[name])
+        # One column at a time: the window's Arrow table plus one float64 copy at most.
+        if fp["kind"] == "numeric":
+            score, hist, extra = numeric_score(method, fp, window.numeric(name))
+        else:
+            score, hist, extra = categorical_score(method, fp, *window.counts(name))
         score = 0.0 if math.isnan(score) else score
         features.append(
             {
@@ -160,7 +166,7 @@ def score_revision(
                 "score": round(score, 6),
                 "threshold": threshold,
                 "drifted": score > threshold,
-                "defaultedRows": window.defaulted.get(name, 0),
+                "defaultedRows": defaulted.get(name, 0),
                 "histogram": {"labels": hist.labels, "reference": hist.reference.tolist(), "current": hist.current.tolist()},
                 **extra,
             }
@@ -173,8 +179,8 @@ def score_revision(
         features=features,
         notLogged=not_logged,
     )
-    if "score" in window.columns and profile.get("score", {}).get("quantiles"):
-        s, hist, extra = feature_score(method, profile["score"], window.columns["score"])
+    if window.has("score") and profile.get("score", {}).get("quantiles"):
+        s, hist, extra = numeric_score(method, profile["score"], window.numeric("score"))
         out["prediction"] = {
             "method": method,
             "score": round(s, 6),

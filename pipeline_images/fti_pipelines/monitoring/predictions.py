@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from ..store.artifacts import ArtifactStore
 
@@ -41,12 +42,51 @@ def revision_parts(store: ArtifactStore, inferenceservice: str, model_version: i
 
 @dataclass(frozen=True)
 class Window:
-    """The logged rows of one revision in [start, end), by column."""
+    """The logged rows of one revision in [start, end): the Arrow table of the asked columns."""
 
-    rows: int
-    columns: dict[str, np.ndarray]
-    defaulted: dict[str, int]  # feature -> rows where the lookup filled it with a default
+    table: pa.Table
     files: int
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+    def has(self, name: str) -> bool:
+        return _column_name(name) in self.table.column_names
+
+    def numeric(self, name: str) -> np.ndarray:
+        """A numeric column as float64, missing values as NaN."""
+        return self.table.column(_column_name(name)).cast(pa.float64()).to_numpy()
+
+    def counts(self, name: str) -> tuple[dict[str, int], int]:
+        """A categorical column's counts per value (as text) and its number of missing values.
+
+        Counted by Arrow, on the dictionary codes when the column was read dictionary-encoded:
+        a million strings never become Python objects."""
+        column = self.table.column(_column_name(name))
+        out: dict[str, int] = {}
+        for chunk in column.chunks:
+            if pa.types.is_dictionary(chunk.type):
+                codes: Any = pc.value_counts(chunk.indices)
+                words = chunk.dictionary.to_pylist()
+                pairs = [(words[v["values"]], v["counts"]) for v in codes.to_pylist() if v["values"] is not None]
+            else:
+                counted: Any = pc.value_counts(chunk)
+                pairs = [(v["values"], v["counts"]) for v in counted.to_pylist() if v["values"] is not None]
+            for value, n in pairs:
+                out[str(value)] = out.get(str(value), 0) + int(n)
+        return out, column.null_count
+
+    def defaulted(self) -> dict[str, int]:
+        """Rows per feature the lookup filled with a default (the `defaulted` list column)."""
+        if "defaulted" not in self.table.column_names or self.table.num_rows == 0:
+            return {}
+        counts: Any = pc.value_counts(pc.list_flatten(self.table.column("defaulted")))
+        return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist() if v["values"] is not None}
+
+
+def _column_name(name: str) -> str:
+    return "score" if name == "score" else FEATURE_PREFIX + name
 
 
 def window_files(store: ArtifactStore, parts: tuple[str, ...], start: datetime, end: datetime) -> list[str]:
@@ -65,40 +105,67 @@ def window_files(store: ArtifactStore, parts: tuple[str, ...], start: datetime, 
     return files
 
 
-def read_window(store: ArtifactStore, parts: tuple[str, ...], start: datetime, end: datetime, features: list[str]) -> Window:
-    """The window's feature columns (`f.<name>`, numeric as float64 with NaN, categorical as object) and `score`."""
+def read_window(
+    store: ArtifactStore, parts: tuple[str, ...], start: datetime, end: datetime, features: list[str], categorical: list[str]
+) -> Window:
+    """The window's feature columns (`f.<name>`), `score` and `defaulted`, rows with start <= logged_at < end.
+
+    Categorical columns are read dictionary-encoded (counted without building strings).
+    Files whose logged_at range (Parquet statistics) lies inside the window are read
+    whole; only the files at its edges are filtered row by row.
+    """
     files = window_files(store, parts, start, end)
     if not files:
-        return Window(0, {}, {}, 0)
-    dataset = ds.dataset(files, filesystem=store.fs, format="parquet")
-    present = set(dataset.schema.names)
+        return Window(pa.table({}), 0)
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[FEATURE_PREFIX + c for c in categorical]))
+    inside, edge = [], []
+    for path in files:
+        span = _logged_span(store, path)
+        if span is None:
+            edge.append(path)
+        elif span[0] >= start and span[1] < end:
+            inside.append(path)
+        elif span[1] >= start and span[0] < end:
+            edge.append(path)
+    schema = ds.dataset(files[:1], filesystem=store.fs, format=fmt).schema
+    present = set(schema.names)
     wanted = [FEATURE_PREFIX + f for f in features if FEATURE_PREFIX + f in present]
     wanted += [c for c in ("score", "defaulted") if c in present]
     when = pc.field("logged_at")
-    table = dataset.to_table(
-        columns=wanted,
-        filter=(when >= pa.scalar(start, pa.timestamp("us", "UTC"))) & (when < pa.scalar(end, pa.timestamp("us", "UTC"))),
-    )
-    columns: dict[str, np.ndarray] = {}
-    for name in wanted:
-        if name == "defaulted":
-            continue
-        columns[name.removeprefix(FEATURE_PREFIX) if name != "score" else "score"] = _numpy(table.column(name))
-    return Window(table.num_rows, columns, _defaulted(table), len(files))
+    utc = pa.timestamp("us", "UTC")
+    tables = []
+    if inside:
+        tables.append(ds.dataset(inside, filesystem=store.fs, format=fmt).to_table(columns=wanted))
+    if edge:
+        window = (when >= pa.scalar(start, utc)) & (when < pa.scalar(end, utc))
+        tables.append(ds.dataset(edge, filesystem=store.fs, format=fmt).to_table(columns=wanted, filter=window))
+    if not tables:
+        return Window(pa.table({}), len(files))
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    return Window(table, len(files))
 
 
-def _numpy(column: pa.ChunkedArray) -> np.ndarray:
-    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type) or pa.types.is_boolean(column.type):
-        return column.cast(pa.float64()).to_numpy()  # nulls become NaN
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-
-
-def _defaulted(table: pa.Table) -> dict[str, int]:
-    if "defaulted" not in table.column_names or table.num_rows == 0:
-        return {}
-    flat = pc.list_flatten(table.column("defaulted"))
-    counts: Any = pc.value_counts(flat)
-    return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist() if v["values"] is not None}
+def _logged_span(store: ArtifactStore, path: str) -> tuple[datetime, datetime] | None:
+    """(min, max) of a file's logged_at from its footer; None when the statistics do not say."""
+    with store.fs.open(path, "rb") as fh:
+        meta = pq.ParquetFile(fh).metadata
+        try:
+            column = meta.schema.names.index("logged_at")
+        except ValueError:
+            return None
+        lows, highs = [], []
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(column).statistics
+            if stats is None or not stats.has_min_max:
+                return None
+            lows.append(stats.min)
+            highs.append(stats.max)
+    if not lows:
+        return None
+    low, high = min(lows), max(highs)
+    if not isinstance(low, datetime) or not isinstance(high, datetime):
+        return None
+    return (low if low.tzinfo else low.replace(tzinfo=UTC)), (high if high.tzinfo else high.replace(tzinfo=UTC))
 
 
 __all__ = ["FEATURE_PREFIX", "Window", "predictions_dir", "read_window", "revision_parts", "window_files"]

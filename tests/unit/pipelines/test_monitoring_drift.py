@@ -77,7 +77,7 @@ def test_categorical_methods():
     train = pd.Series(RNG.choice(["a", "b", "c"], p=[0.5, 0.3, 0.2], size=20_000))
     profile = categorical_profile(train)
     window = np.array(RNG.choice(["a", "b", "c", "new"], p=[0.2, 0.3, 0.2, 0.3], size=10_000), dtype=object)
-    hist = drift.categorical_histogram(profile, window)
+    hist = drift.categorical_histogram(profile, *drift.value_counts(window))
     assert hist.labels == ["a", "b", "c", drift.UNSEEN, drift.MISSING]
     assert hist.current[3] == pytest.approx((window == "new").sum())
     p, q = hist.proportions()
