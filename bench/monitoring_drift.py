@@ -53,8 +53,10 @@ result = run(ctx)
 done = time.perf_counter()
 cpu1 = resource.getrusage(resource.RUSAGE_SELF)
 cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-print(json.dumps({"import_s": imported - t0, "job_s": done - imported, "cpu_s": cpu, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "drifted": [r["driftedFeatures"] for r in result["revisions"]], "rows": [r["rows"] for r in result["revisions"]],
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"import_s": imported - t0, "job_s": done - imported, "cpu_s": cpu, "max_rss_mb": rss,
+                  "drifted": [r["driftedFeatures"] for r in result["revisions"]],
+                  "rows": [r["rows"] for r in result["revisions"]],
                   "top": [[f["name"], f["score"]] for f in result["revisions"][0]["features"][:4]]}))
 """
 
@@ -66,7 +68,8 @@ from evidently import Report
 from evidently.presets import DataDriftPreset
 imported = time.perf_counter()
 log_dir, reference_file, columns = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-current = pd.concat([pd.read_parquet(f, columns=["f." + c for c in columns]) for f in sorted(glob.glob(log_dir + "/**/*.parquet", recursive=True))])
+files = sorted(glob.glob(log_dir + "/**/*.parquet", recursive=True))
+current = pd.concat([pd.read_parquet(f, columns=["f." + c for c in columns]) for f in files])
 current.columns = columns
 reference = pd.read_parquet(reference_file, columns=columns)
 read = time.perf_counter()
@@ -77,7 +80,8 @@ cpu1 = resource.getrusage(resource.RUSAGE_SELF)
 cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
 metrics = snapshot.dict()["metrics"]
 drifted = [m for m in metrics if "DriftedColumnsCount" in str(m.get("metric_id", m.get("metric_name", "")))]
-print(json.dumps({"import_s": imported - t0, "read_s": read - imported, "drift_s": done - read, "job_s": done - imported, "cpu_s": cpu,
+print(json.dumps({"import_s": imported - t0, "read_s": read - imported, "drift_s": done - read, "job_s": done - imported,
+                  "cpu_s": cpu,
                   "metric_names": [str(m.get("metric_id", m.get("metric_name", "")))[:60] for m in metrics[:3]],
                   "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rows": len(current),
                   "drifted": drifted[0]["value"] if drifted else None}))
@@ -210,7 +214,8 @@ def main() -> None:
         times = ", ".join(f"{r['job_s']:.3f}" for r in runs)
         print(
             f"ours {method}: job {best['job_s']:.3f} s wall, {best['cpu_s']:.2f} s CPU (runs {times}), "
-            f"imports {best['import_s']:.2f} s, whole process {best['process_s']:.2f} s, max RSS {max(r['max_rss_mb'] for r in runs):.0f} MB, "
+            f"imports {best['import_s']:.2f} s, whole process {best['process_s']:.2f} s, "
+            f"max RSS {max(r['max_rss_mb'] for r in runs):.0f} MB, "
             f"rows {best['rows']}, drifted {best['drifted']}, top {best['top']}",
             flush=True,
         )
@@ -226,6 +231,7 @@ def main() -> None:
             [str(python), "-c", EVIDENTLY, str(log_root), str(work / "training.parquet"), names],
             capture_output=True,
             text=True,
+            check=False,
         )
         if out.returncode:
             print("evidently failed:", out.stderr[-3000:])
@@ -234,7 +240,8 @@ def main() -> None:
         print(
             f"evidently DataDriftPreset: job {r['job_s']:.2f} s wall (read {r['read_s']:.2f} s, drift {r['drift_s']:.2f} s, "
             f"drift CPU {r['cpu_s']:.2f} s), "
-            f"imports {r['import_s']:.2f} s, max RSS {r['max_rss_mb']:.0f} MB, rows {r['rows']}, drifted {r['drifted']} {r['metric_names']}",
+            f"imports {r['import_s']:.2f} s, max RSS {r['max_rss_mb']:.0f} MB, rows {r['rows']}, "
+            f"drifted {r['drifted']} {r['metric_names']}",
             flush=True,
         )
     print(f"done {datetime.now(UTC):%H:%M} UTC, load average {os.getloadavg()}")
