@@ -352,6 +352,9 @@ def auto_rollback(run: Run, old: int, new: int, timeout: int) -> None:
     run.step("rolled-back", run.status_has(lambda st: st.get("failed")), timeout=120 + timeout)
     run.step("child-restored", run.child_serves(old))
     run.kserve(ready=True)  # KServe reports the stable pair's revision ready again
+    # ... under a new KServe revision name, which the status then records for the stable pair.
+    latest = (((run.child() or {}).get("status") or {}).get("components") or {}).get("predictor", {}).get("latestReadyRevision")
+    run.step("stable-observed", run.status_has(lambda st: latest and (st.get("stable") or {}).get("kserveRevision") == latest))
 
 
 REMATERIALIZE = ("waiting-for-features", "job-created", "run-recorded", "target-recorded", "child-written", "stable")
@@ -412,25 +415,9 @@ def _clean(value: Any, name: str) -> Any:
     return value
 
 
-def _routed_besides_stable(status: dict[str, Any]) -> dict[str, Any]:
-    """`status.routed` without the stable revision's own entry.
-
-    `routed` is read from KServe's traffic table, and a stable pair rendered again (after a
-    rollback) gets a new KServe revision name: whether the stable pair itself is listed then
-    depends on which of the stand-in's traffic reports a reconcile happened to read. That entry
-    adds nothing (the stable pair's features are kept as stable); what retention needs from
-    `routed`, the pairs routed besides the stable one, must be the same in every run."""
-    stable = (status.get("stable") or {}).get("revision")
-    if "routed" not in status:
-        return status
-    routed = [r for r in status["routed"] if r.get("revision") != stable]
-    return {**status, "routed": routed} if routed else {k: v for k, v in status.items() if k != "routed"}
-
-
 def end_state(run: Run) -> dict[str, Any]:
     """The KServe child (spec, labels, our revision annotation, how many spec writes), the status
-    without timestamps (and without `routed`'s entry for the stable pair: `_routed_besides_stable`),
-    and the Events the operator posted on the InferenceService, per reason."""
+    without timestamps, and the Events the operator posted on the InferenceService, per reason."""
     child = run.child() or {}
     meta = child.get("metadata") or {}
     return _clean(
@@ -441,7 +428,7 @@ def end_state(run: Run) -> dict[str, Any]:
                 "revision": (meta.get("annotations") or {}).get("fti.dev/revision"),
                 "generation": meta.get("generation"),
             },
-            "status": _routed_besides_stable(run.status()),
+            "status": run.status(),
             "events": dict(Counter(e.reason for e in events(run.k8s, run.ns, run.name))),
         },
         run.name,
