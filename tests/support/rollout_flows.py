@@ -318,7 +318,17 @@ def canary_promote(run: Run, old: int, new: int) -> None:
         ),
     )
     run.step("child-full", lambda: (c := run.child()) and "canaryTrafficPercent" not in c["spec"]["predictor"])
-    run.kserve(ready=True)  # KServe moves all traffic to the promoted revision
+    stable_ready_again(run)  # KServe moves all traffic to the promoted revision
+
+
+def stable_ready_again(run: Run) -> None:
+    """KServe reports the child ready again, the stable pair rendered anew (after a promotion, a
+    rollback) under a new KServe revision name; wait until the status records that name, so the
+    end state does not depend on whether the last reconcile had run."""
+    run.kserve(ready=True)
+    child = run.child() or {}
+    latest = ((child.get("status") or {}).get("components") or {}).get("predictor", {}).get("latestReadyRevision")
+    run.step("stable-observed", run.status_has(lambda st: latest and (st.get("stable") or {}).get("kserveRevision") == latest))
 
 
 AUTO_ROLLBACK = ("target-recorded", "child-written", "not-ready-seen", "down-across-deadline", "rolled-back", "child-restored")
@@ -351,10 +361,7 @@ def auto_rollback(run: Run, old: int, new: int, timeout: int) -> None:
     run.step("down-across-deadline", lambda: "failed" not in run.status())
     run.step("rolled-back", run.status_has(lambda st: st.get("failed")), timeout=120 + timeout)
     run.step("child-restored", run.child_serves(old))
-    run.kserve(ready=True)  # KServe reports the stable pair's revision ready again
-    # ... under a new KServe revision name, which the status then records for the stable pair.
-    latest = (((run.child() or {}).get("status") or {}).get("components") or {}).get("predictor", {}).get("latestReadyRevision")
-    run.step("stable-observed", run.status_has(lambda st: latest and (st.get("stable") or {}).get("kserveRevision") == latest))
+    stable_ready_again(run)
 
 
 REMATERIALIZE = ("waiting-for-features", "job-created", "run-recorded", "target-recorded", "child-written", "stable")
