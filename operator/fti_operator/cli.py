@@ -356,6 +356,101 @@ def local_predict(
         raise typer.Exit(1)
 
 
+def monitor_spec(isvc: dict[str, Any], window: str, min_rows: int, method: str | None, threshold: float | None) -> dict[str, Any]:
+    """FTI_SPEC of the monitoring job (docs/monitoring.md) for a local InferenceService's serving revisions.
+
+    The stable revision, and the target while it takes traffic (a canary), each with its own
+    model version, feature-view version and storage URI (the profile lies beside the model).
+    """
+    status = isvc.get("status") or {}
+    revisions = []
+    for role, rev in (("stable", status.get("stable")), ("canary", status.get("target"))):
+        if not rev or not rev.get("storageUri") or (role == "canary" and not rev.get("traffic")):
+            continue
+        revisions.append(
+            {
+                "role": role,
+                "modelVersion": rev["model"],
+                "featureViewVersion": rev["featureView"],
+                "modelUri": rev["storageUri"],
+                "profileUri": rev["storageUri"].rstrip("/") + "/monitoring-profile.json",
+            }
+        )
+    drift: dict[str, Any] = {}
+    if method:
+        drift["method"] = method
+    if threshold is not None:
+        drift["threshold"] = threshold
+    return {
+        "inferenceService": isvc["metadata"]["name"],
+        "window": window,
+        "minRows": min_rows,
+        "drift": drift,
+        "revisions": revisions,
+    }
+
+
+@local_app.command("monitor")
+def local_monitor(
+    name: str,
+    state_dir: Path = STATE_DIR_OPTION,
+    namespace: str = typer.Option("default", "-n", "--namespace"),
+    window: str = typer.Option("24h", help="How far back from now the prediction log is read."),
+    min_rows: int = typer.Option(1000, "--min-rows", help="Fewer logged rows than this: NotEnoughData."),
+    method: str | None = typer.Option(None, help="psi (default) | js | wasserstein | ks"),
+    threshold: float | None = typer.Option(None, help="Drift threshold (default per method, docs/monitoring.md)."),
+) -> None:
+    """Run the monitoring job once for InferenceService NAME: drift of its logged requests against training."""
+    import subprocess
+    import tempfile
+
+    from .local.driver import LocalRunError, local_config, read_resources
+
+    try:
+        items = read_resources(state_dir)
+    except LocalRunError as exc:
+        _fail(str(exc))
+    isvc = next(
+        (
+            i
+            for i in items
+            if i.get("kind") == "InferenceService"
+            and i["metadata"]["name"] == name
+            and i["metadata"].get("namespace") == namespace
+        ),
+        None,
+    )
+    if isvc is None:
+        _fail(f"no InferenceService {namespace}/{name} in {state_dir.resolve()}; run `fti local apply` first")
+    assert isvc is not None  # _fail exits
+    spec = monitor_spec(isvc, window, min_rows, method, threshold)
+    if not spec["revisions"]:
+        _fail(f"InferenceService {name} serves no model yet (no stable revision with a storage URI)")
+    with tempfile.TemporaryDirectory(prefix="fti-monitor-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        env = {
+            **os.environ,
+            "FTI_SPEC": json.dumps(spec),
+            "FTI_ARTIFACT_STORE": local_config(state_dir).artifact_store,
+            "FTI_NAMESPACE": namespace,
+            "FTI_RESOURCE": name,
+            "FTI_RUN_ID": f"{name}-monitor-{os.getpid()}",
+            "FTI_TERMINATION_LOG": str(result_file),
+        }
+        # A process of its own, as the CronJob's pod would be: the same module, the same contract.
+        subprocess.run([sys.executable, "-m", "fti_pipelines.monitoring"], env=env, stdout=subprocess.DEVNULL, check=False)
+        result = json.loads(result_file.read_text()) if result_file.exists() else {"ok": False, "error": "no result"}
+    if not result.get("ok"):
+        _fail(f"monitoring failed: {result.get('reason', '')}: {result.get('error', '')}")
+    table = Table("revision", "model", "rows", "status", "drifted", "top features (score)")
+    for r in result["revisions"]:
+        top = ", ".join(f"{f['name']} {f['score']:.3f}{'*' if f['drifted'] else ''}" for f in r["features"][:4])
+        table.add_row(r["role"], f"v{r['modelVersion']}", str(r["rows"]), r["status"], str(r["driftedFeatures"]), top)
+    out.print(table)
+    report = result["revisions"][0]["reportUri"]
+    out.print(f"report: {report.removesuffix('.json')}.html", highlight=False)
+
+
 def _alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)

@@ -25,7 +25,7 @@ import fsspec
 
 from fti_operator.api.common import parse_duration
 
-from ..contract import PipelineContext, PipelineError
+from ..contract import TERMINATION_MESSAGE_LIMIT, PipelineContext, PipelineError
 from ..registry import PROFILE_FILE
 from ..store.artifacts import ArtifactStore
 from ..store.tenancy import artifact_store, check_namespace
@@ -224,7 +224,18 @@ def run(ctx: PipelineContext, storage_options: dict[str, Any] | None = None) -> 
         log.info(
             "%s v%s: %s, %d rows, %d drifted features", r["role"], r["modelVersion"], r["status"], r["rows"], r["driftedFeatures"]
         )
-    return {"revisions": [summary(r, report_uri) for r in revisions]}
+    return fit_message([summary(r, report_uri) for r in revisions])
+
+
+def fit_message(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result, with fewer top features per revision when long names would pass the
+    kubelet's 4096 bytes (the statuses and counts always reach the operator; report.json has all)."""
+    budget = TERMINATION_MESSAGE_LIMIT - 400  # ok, startedAt, finishedAt, truncated
+    top = TOP_FEATURES
+    while top > 0 and len(json.dumps({"revisions": summaries}, separators=(",", ":"))) > budget:
+        top -= 1
+        summaries = [{**s, "features": s["features"][:top], "featuresTruncated": True} for s in summaries]
+    return {"revisions": summaries}
 
 
 def main(ctx: PipelineContext) -> dict[str, Any]:

@@ -191,3 +191,14 @@ def test_bad_spec_names_the_field(tmp_path, store_uri):
     assert code == 1 and result["reason"] == "InvalidSpec" and "spec.drift.method" in result["error"]
     code, result = run(tmp_path, spec_for(write_profile(tmp_path, version=3), drift={"features": ["nope"]}), store_uri)
     assert code == 1 and result["reason"] == "UnknownFeature" and "nope" in result["error"]
+
+
+def test_long_feature_names_still_fit_the_termination_message():
+    from fti_pipelines.monitoring.job import fit_message
+
+    feature = {"name": "x" * 150, "method": "psi", "score": 0.5, "threshold": 0.2, "drifted": True}
+    revision = {"role": "stable", "modelVersion": 1, "rows": 5000, "status": "Drifted", "features": [feature] * 10}
+    fitted = fit_message([revision, {**revision, "role": "canary"}])
+    assert len(json.dumps(fitted)) < 3700
+    assert [r["status"] for r in fitted["revisions"]] == ["Drifted", "Drifted"]
+    assert 0 < len(fitted["revisions"][0]["features"]) < 10 and fitted["revisions"][0]["featuresTruncated"]

@@ -1,0 +1,42 @@
+"""`fti local monitor`: the monitoring job's spec built from a local InferenceService's status."""
+
+from __future__ import annotations
+
+from fti_operator.cli import monitor_spec
+
+STORAGE = "file:///s/namespaces/default/models/fraud/{}/model"
+
+
+def isvc(target=None):
+    stable = {"revision": 1, "model": 3, "featureView": 1, "traffic": 100, "storageUri": STORAGE.format(3)}
+    return {"kind": "InferenceService", "metadata": {"name": "fraud"}, "status": {"stable": stable, "target": target}}
+
+
+def test_stable_only():
+    spec = monitor_spec(isvc(), "6h", 500, None, None)
+    assert spec == {
+        "inferenceService": "fraud",
+        "window": "6h",
+        "minRows": 500,
+        "drift": {},
+        "revisions": [
+            {
+                "role": "stable",
+                "modelVersion": 3,
+                "featureViewVersion": 1,
+                "modelUri": STORAGE.format(3),
+                "profileUri": STORAGE.format(3) + "/monitoring-profile.json",
+            }
+        ],
+    }
+
+
+def test_a_canary_with_traffic_is_monitored_on_its_own_and_a_target_without_is_not():
+    canary = {"revision": 2, "model": 4, "featureView": 2, "traffic": 10, "storageUri": STORAGE.format(4)}
+    spec = monitor_spec(isvc(canary), "24h", 1000, "ks", 0.15)
+    assert [(r["role"], r["modelVersion"], r["featureViewVersion"]) for r in spec["revisions"]] == [
+        ("stable", 3, 1),
+        ("canary", 4, 2),
+    ]
+    assert spec["drift"] == {"method": "ks", "threshold": 0.15}
+    assert [r["role"] for r in monitor_spec(isvc({**canary, "traffic": 0}), "24h", 1000, None, None)["revisions"]] == ["stable"]
