@@ -267,9 +267,11 @@ def test_readme_commands_after_the_demo_run_in_order(
                 assert len(json.loads(proc.stdout)["predictions"]) == 1
             if argv[2:4] == ["rollout", "history"]:
                 assert "fraud-online" in proc.stdout or "model" in proc.stdout, proc.stdout
+            if argv[2] == "monitor":  # the served model's profile exists; the log is short of minRows
+                assert "stable" in proc.stdout and "report:" in proc.stdout, proc.stdout
             ran.append(argv[2])
     finally:
         if serving is not None:
             serving.send_signal(signal.SIGTERM)
             serving.wait(timeout=60)
-    assert ran == ["status", "apply", "serve", "predict", "status", "validate", "rollout"], ran
+    assert ran == ["status", "apply", "serve", "predict", "status", "validate", "rollout", "monitor"], ran
