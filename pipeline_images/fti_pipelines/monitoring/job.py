@@ -122,7 +122,7 @@ def score_revision(
                 features=unknown,
             )
         names = list(spec["features"])
-    parts = revision_parts(store, spec["inferenceService"], revision["modelVersion"], revision["featureViewVersion"])
+    parts = revision_parts(spec["inferenceService"], revision["modelVersion"], revision["featureViewVersion"])
     categorical = [n for n in names if profile["features"][n]["kind"] == "categorical"]
     window = read_window(store, parts, start, end, names, categorical)
     out: dict[str, Any] = {

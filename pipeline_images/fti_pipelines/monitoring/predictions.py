@@ -27,14 +27,15 @@ PREDICTIONS = "predictions"
 FEATURE_PREFIX = "f."
 
 
-def predictions_dir(store: ArtifactStore, inferenceservice: str) -> tuple[str, ...]:
-    """Parts (under the namespace store) of one InferenceService's prediction log."""
+def predictions_dir(inferenceservice: str) -> tuple[str, ...]:
+    """Parts (under the namespace's store) of one InferenceService's prediction log."""
     return (PREDICTIONS, inferenceservice)
 
 
-def revision_parts(store: ArtifactStore, inferenceservice: str, model_version: int, feature_view_version: int) -> tuple[str, ...]:
+def revision_parts(inferenceservice: str, model_version: int, feature_view_version: int) -> tuple[str, ...]:
+    """Parts of one revision's partition: model_version=<M>/feature_view_version=<F>."""
     return (
-        *predictions_dir(store, inferenceservice),
+        *predictions_dir(inferenceservice),
         f"model_version={int(model_version)}",
         f"feature_view_version={int(feature_view_version)}",
     )
