@@ -439,7 +439,9 @@ def local_monitor(
         }
         # A process of its own, as the CronJob's pod would be: the same module, the same contract.
         subprocess.run([sys.executable, "-m", "fti_pipelines.monitoring"], env=env, stdout=subprocess.DEVNULL, check=False)
-        result = json.loads(result_file.read_text()) if result_file.exists() else {"ok": False, "error": "no result"}
+        result: dict[str, Any] = (
+            json.loads(result_file.read_text()) if result_file.exists() else {"ok": False, "error": "no result"}
+        )
     if not result.get("ok"):
         _fail(f"monitoring failed: {result.get('reason', '')}: {result.get('error', '')}")
     table = Table("revision", "model", "rows", "status", "drifted", "top features (score)")
