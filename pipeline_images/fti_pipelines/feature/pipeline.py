@@ -44,6 +44,7 @@ from fti_operator.api import FeaturePipelineSpec, parse_duration
 from ..contract import PipelineContext, PipelineError
 from ..sources import apply_transform, load_callable, read_source, to_pandas
 from ..store.artifacts import ArtifactStore
+from ..store.compaction import compact_after_run
 from ..store.offline import Batch, FeatureStore
 from ..store.online import open_online_store
 from ..store.quarantine import quarantine_batch
@@ -210,6 +211,8 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     )
     if fg.online:
         result["onlineRowsWritten"] = online_rows
+    with _timed(timings, "compact"):  # housekeeping: few large files per version (store/compaction.py)
+        result.update(compact_after_run(features, manifest, ctx.run_id))
     return result
 
 
