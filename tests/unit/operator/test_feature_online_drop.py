@@ -1,8 +1,8 @@
 """A retired feature-group version's online data is dropped by a Job, once, and never while it is needed.
 
-The reconcilers on the in-memory API server: FeaturePipeline and TrainingPipeline status is
-written as their runs would leave it, KServe's as KServe writes it, and the drop Job's pod
-reports what it dropped as `python -m fti_pipelines.feature.drop_online` does
+The reconcilers on the in-memory API server (tests/support/memkube_rollouts.py): FeaturePipeline
+and TrainingPipeline status is written as their runs would leave it, KServe's as KServe writes
+it, and the drop Job's pod reports what it dropped as `python -m fti_pipelines.feature.drop_online` does
 (tests/unit/pipelines/test_feature_drop_online.py runs that module against the real stores).
 """
 
@@ -18,8 +18,8 @@ from fti_operator.local.lookups import ScanLookups
 from fti_operator.local.memkube import MemKube
 from fti_operator.reconcile import Context, feature, inference
 from fti_operator.reconcile.feature_jobs import DROP_MODULE
+from support.memkube_rollouts import NS, apply_fp, finish_job, get, isvc, kserve, reconcile_isvc, tp
 
-NS = "fraud"
 T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 
 
@@ -29,25 +29,9 @@ def env():
     return kube, Context(kube, ScanLookups(kube), OperatorConfig(image_tag="test"), clock=lambda: T0)
 
 
-def get(kube: MemKube, plural: str, name: str) -> dict:
-    return kube.get("fti.dev/v1alpha1", plural, NS, name)
-
-
 def fp(kube: MemKube, version: int) -> None:
     """FeaturePipeline g at `version`, every version up to it written offline and online by a run."""
-    kube.apply(
-        {
-            "apiVersion": "fti.dev/v1alpha1",
-            "kind": "FeaturePipeline",
-            "metadata": {"name": "g", "namespace": NS},
-            "spec": {
-                "featureGroup": {"name": "g", "version": version, "primaryKey": ["k"], "eventTime": "t", "online": True},
-                "source": {"uri": "file:///data/g/", "format": "parquet"},
-                "schedule": "0 * * * *",
-            },
-        },
-        field_manager="user",
-    )
+    apply_fp(kube, version)
     old = {v["version"]: v for v in (get(kube, "featurepipelines", "g").get("status") or {}).get("versions") or []}
     versions = [
         old.get(v)
@@ -59,73 +43,11 @@ def fp(kube: MemKube, version: int) -> None:
 
 def serve(kube: MemKube, ctx: Context, model: int) -> None:
     """Model `model` (trained on g v`model`) becomes the one stable revision of service s."""
-    kube.apply(
-        {
-            "apiVersion": "fti.dev/v1alpha1",
-            "kind": "TrainingPipeline",
-            "metadata": {"name": "m", "namespace": NS},
-            "spec": {
-                "model": {"name": "m", "estimator": "sklearn.linear_model.LogisticRegression"},
-                "featureView": {
-                    "name": "m",
-                    "version": 1,
-                    "label": {"featureGroup": {"name": "g", "version": 1}, "column": "y"},
-                    "features": [{"featureGroup": {"name": "g", "version": 1}, "columns": ["x"]}],
-                },
-            },
-        },
-        field_manager="user",
-    )
-    versions = [
-        {
-            "version": mv,
-            "phase": "Validated",
-            "featureView": {"name": "m", "version": mv},
-            "featureGroups": [{"name": "g", "version": mv}],
-            "storageUri": f"file:///s/models/m/{mv}/model",
-        }
-        for mv in (1, 2)
-    ]
-    kube.patch("fti.dev/v1alpha1", "trainingpipelines", NS, "m", {"status": {"modelVersions": versions}}, subresource="status")
-    kube.apply(
-        {
-            "apiVersion": "fti.dev/v1alpha1",
-            "kind": "InferenceService",
-            "metadata": {"name": "s", "namespace": NS},
-            "spec": {
-                "model": {"name": "m", "version": model},
-                "mode": "online",
-                "online": {"topology": "combined"},
-                "rollout": {"readinessTimeout": "60s", "revisionHistoryLimit": 0},
-            },
-        },
-        field_manager="user",
-    )
-    for _ in range(3):  # target, KServe ready, stable
-        inference.reconcile(ctx, get(kube, "inferenceservices", "s"))
-        child = kube.get("serving.kserve.io/v1beta1", "inferenceservices", NS, "s")
-        gen = child["metadata"]["generation"]
-        latest = f"s-predictor-{gen:05d}"
-        kube.patch(
-            "serving.kserve.io/v1beta1",
-            "inferenceservices",
-            NS,
-            "s",
-            {
-                "status": {
-                    "observedGeneration": gen,
-                    "components": {
-                        "predictor": {
-                            "latestCreatedRevision": latest,
-                            "latestReadyRevision": latest,
-                            "traffic": [{"revisionName": latest, "percent": 100, "latestRevision": True}],
-                        }
-                    },
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                }
-            },
-            subresource="status",
-        )
+    tp(kube, {1: 1, 2: 2})
+    isvc(kube, version=model, revisionHistoryLimit=0)
+    reconcile_isvc(ctx)
+    kserve(kube, True)
+    reconcile_isvc(ctx)
 
 
 def reconcile_fp(ctx: Context) -> None:
@@ -138,23 +60,6 @@ def versions(kube: MemKube) -> dict[int, dict]:
 
 def jobs(kube: MemKube, trigger: str) -> list[dict]:
     return [j for j in kube.list("batch/v1", "jobs", NS) if j["metadata"]["labels"].get("fti.dev/trigger") == trigger]
-
-
-def finish(kube: MemKube, job: str, result: dict) -> None:
-    """The Job completes and its pod reports `result` in its termination message."""
-    done = {"conditions": [{"type": "Complete", "status": "True"}], "completionTime": "2026-12-04T10:05:00Z"}
-    kube.patch("batch/v1", "jobs", NS, job, {"status": done}, subresource="status")
-    pod = kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": f"{job}-x", "namespace": NS, "labels": {"batch.kubernetes.io/job-name": job}},
-            "spec": {"containers": []},
-        }
-    )
-    terminated = {"message": json.dumps({"ok": True, **result}), "finishedAt": "2026-12-04T10:05:00Z"}
-    status = {"containerStatuses": [{"state": {"terminated": terminated}}]}
-    kube.patch("v1", "pods", NS, pod["metadata"]["name"], {"status": status}, subresource="status")
 
 
 def events(kube: MemKube, reason: str) -> list[dict]:
@@ -189,7 +94,8 @@ def test_a_retired_versions_online_data_is_dropped_once_by_a_job_of_its_own(env)
     before = kube.writes()
     reconcile_fp(ctx)  # running: nothing more, no second Job
     assert kube.writes() == before and len(jobs(kube, "drop-online")) == 1
-    finish(kube, drop["metadata"]["name"], {"featureGroup": "g", "version": 1, "onlineDropped": True, "onlineKeysDropped": 10})
+    dropped = {"featureGroup": "g", "version": 1, "onlineDropped": True, "onlineKeysDropped": 10}
+    finish_job(kube, drop["metadata"]["name"], dropped)
     reconcile_fp(ctx)
     v1 = versions(kube)[1]
     assert v1["online"] is False and v1["state"] == "Retired"
@@ -226,11 +132,11 @@ def test_a_needed_version_is_never_dropped_and_a_rollback_waits_for_a_running_dr
     reconcile_fp(ctx)
     assert versions(kube)[1]["state"] == "Retained" and not jobs(kube, "rematerialize")
     assert kube.get("batch/v1", "cronjobs", NS, "g-v1")["spec"]["suspend"] is True
-    finish(kube, drop["metadata"]["name"], {"onlineDropped": True, "onlineKeysDropped": 10})
+    finish_job(kube, drop["metadata"]["name"], {"onlineDropped": True, "onlineKeysDropped": 10})
     reconcile_fp(ctx)
     [remat] = jobs(kube, "rematerialize")
     assert versions(kube)[1]["online"] is False and versions(kube)[1]["state"] == "Rematerializing"
-    finish(kube, remat["metadata"]["name"], {"rowsWritten": 0, "onlineRowsWritten": 10})
+    finish_job(kube, remat["metadata"]["name"], {"rowsWritten": 0, "onlineRowsWritten": 10})
     reconcile_fp(ctx)
     v1 = versions(kube)[1]
     assert v1["online"] is True and v1["state"] == "Retained" and v1["lastRun"]["job"] == remat["metadata"]["name"]
