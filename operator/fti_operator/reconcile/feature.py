@@ -27,6 +27,7 @@ from .children import apply_child
 from .conditions import condition, merge_conditions, ready_rollup
 from .context import Context, Result
 from .feature_jobs import (
+    DROP_AFTER_SECONDS,
     TRIGGER_DROP,
     TRIGGER_REMATERIALIZE,
     busy_versions,
@@ -282,6 +283,8 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
                 f"{cj['metadata']['name']} suspended (kept to bring the version back on a rollback)",
             )
             result.count("retired")
+            if in_store.get(version):  # its online data goes on the next look, if still Retired then
+                result.requeue_after = DROP_AFTER_SECONDS
         elif version != current and state == "Retained" and is_retired(cj) and TRIGGER_DROP in busy.get(version, ()):
             result.count("waiting")  # its online data is being dropped: brought back once that is over
         elif version != current and state == "Retained" and is_retired(cj):

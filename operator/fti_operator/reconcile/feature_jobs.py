@@ -13,7 +13,8 @@ Job, and a version brought back and retired again gets a new one.
 - **Dropping the online data** (docs/versions.md, "Retired"): the same pod running
   `python -m fti_pipelines.feature.drop_online`, which deletes the version's online keys
   and reports what it deleted. Started only once the version is Retired and its CronJob
-  was already suspended by an earlier reconcile, when status says the version is in the
+  was already suspended by an earlier reconcile (which asks for the next one
+  DROP_AFTER_SECONDS later), when status says the version is in the
   online store and no Job of the version is running. The two never overlap: a drop waits
   for a running run of the version, and a re-materialising run waits for a running drop,
   so a drop never lands after the version was written again.
@@ -32,6 +33,10 @@ from .results import MAX_MESSAGE, job_finished
 TRIGGER_REMATERIALIZE = "rematerialize"
 TRIGGER_DROP = "drop-online"
 DROP_MODULE = "fti_pipelines.feature.drop_online"
+# The reconcile that suspends a retired version's CronJob asks for another this much later
+# (nothing else may come: the CronJob's own change does not queue its owner); that one drops
+# the online data if the version is still Retired then.
+DROP_AFTER_SECONDS = 10.0
 
 
 def trigger_of(job: Mapping[str, Any]) -> str | None:

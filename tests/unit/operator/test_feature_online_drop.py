@@ -17,7 +17,7 @@ from fti_operator.config import OperatorConfig
 from fti_operator.local.lookups import ScanLookups
 from fti_operator.local.memkube import MemKube
 from fti_operator.reconcile import Context, feature, inference
-from fti_operator.reconcile.feature_jobs import DROP_MODULE
+from fti_operator.reconcile.feature_jobs import DROP_AFTER_SECONDS, DROP_MODULE
 from support.memkube_rollouts import NS, apply_fp, finish_job, get, isvc, kserve, reconcile_isvc, tp
 
 T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
@@ -80,7 +80,8 @@ def retire_v1(kube: MemKube, ctx: Context) -> None:
 def test_a_retired_versions_online_data_is_dropped_once_by_a_job_of_its_own(env) -> None:
     kube, ctx = env
     retire_v1(kube, ctx)
-    reconcile_fp(ctx)  # v1 is Retired: its CronJob is suspended, nothing is dropped in the same step
+    result = feature.reconcile(ctx, get(kube, "featurepipelines", "g"))  # v1 is Retired: its CronJob is suspended,
+    assert result.requeue_after == DROP_AFTER_SECONDS  # nothing dropped in the same step, the next look is asked for
     assert versions(kube)[1]["state"] == "Retired" and kube.get("batch/v1", "cronjobs", NS, "g-v1")["spec"]["suspend"]
     assert not jobs(kube, "drop-online")
     reconcile_fp(ctx)  # the next reconcile sees it retired, still online: the drop Job starts
