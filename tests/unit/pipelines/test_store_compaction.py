@@ -170,3 +170,15 @@ def test_the_feature_pipeline_compacts_past_the_threshold_and_the_online_store_s
     assert compacted and compacted[0]["compaction"]["filesBefore"] == 4 and compacted[0]["compaction"]["filesAfter"] == 1
     # Every run wrote only its own new rows online, before and after a compaction: never the whole version again.
     assert [(r["rowsWritten"], r["onlineRowsWritten"]) for r in results] == [(50, 50)] * 6
+
+
+def test_a_compaction_the_run_cannot_do_leaves_the_run_succeeded(tmp_path, monkeypatch) -> None:
+    features, _ = build(tmp_path)
+    manifest = features.snapshot("tx", 1)
+
+    def lost_race(*_args, **_kwargs):
+        raise compaction.ConcurrentWrite("tx", 1, "000041")
+
+    monkeypatch.setattr(compaction, "compact", lost_race)
+    skipped = compaction.compact_after_run(features, manifest, "run-x")
+    assert "000041" in skipped["compaction"]["skipped"] and features.snapshot("tx", 1) == manifest
