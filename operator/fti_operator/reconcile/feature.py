@@ -76,6 +76,7 @@ def compute_status(
     new_runs: Mapping[int, dict[str, Any]],
     remat: Mapping[int, str] | None = None,
     new_drops: Mapping[int, dict[str, Any]] | None = None,
+    dropping: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """Status from the version states, the recorded runs and drops, and the runs and drops just read (pure)."""
     meta, spec, old = body["metadata"], body["spec"], body.get("status") or {}
@@ -95,6 +96,8 @@ def compute_status(
         in_store = published_online(online.get(v), new_runs.get(v))
         if (drop := (new_drops or {}).get(v)) and drop["succeeded"] and not new_runs.get(v):
             in_store = False  # a run and its drop never overlap (feature_jobs.py): the drop is the newer
+        if v in dropping:  # its online data is going: no revision may start reading it meanwhile
+            in_store = False
         if in_store is not None:
             entry["online"] = in_store
         if drops.get(v):
@@ -320,6 +323,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
                     name=f"{drop['metadata']['name']}.dropping",
                 )
                 result.count(apply_child(ctx.kube, drop, live=None, fetched=True)[0])
+            busy.setdefault(version, set()).add(TRIGGER_DROP)
 
     # Runs: the newest finished Job of each version, read only when status does not have it yet.
     new_runs: dict[int, dict[str, Any]] = {}
@@ -345,7 +349,12 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         for v, j in remat.items()
         if (new_runs.get(v) or recorded.get(v) or {}).get("job") != j and states.get(v, ("Retired", []))[0] != "Retired"
     }
-    written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, states, new_runs, remat, new_drops))
+    dropping = frozenset(v for v, triggers in busy.items() if TRIGGER_DROP in triggers)
+
+    def status(b: Mapping[str, Any]) -> dict[str, Any]:
+        return compute_status(b, states, new_runs, remat, new_drops, dropping)
+
+    written = update_status(ctx.kube, API_VERSION, PLURAL, body, status)
     if written is not None:
         result.count("status")
         for version, run in sorted(new_runs.items()):

@@ -92,6 +92,7 @@ def test_a_retired_versions_online_data_is_dropped_once_by_a_job_of_its_own(env)
     assert spec["featureGroup"]["version"] == 1, "the Job's spec names the retired version, from its own CronJob"
     assert drop["metadata"]["labels"]["fti.dev/feature-group-version"] == "1"
     assert len(events(kube, "DroppingOnlineData")) == 1
+    assert versions(kube)[1]["online"] is False, "going: no revision may start reading it meanwhile"
     before = kube.writes()
     reconcile_fp(ctx)  # running: nothing more, no second Job
     assert kube.writes() == before and len(jobs(kube, "drop-online")) == 1
@@ -132,6 +133,10 @@ def test_a_needed_version_is_never_dropped_and_a_rollback_waits_for_a_running_dr
     assert get(kube, "inferenceservices", "s")["status"]["pending"]["model"] == 1
     reconcile_fp(ctx)
     assert versions(kube)[1]["state"] == "Retained" and not jobs(kube, "rematerialize")
+    assert versions(kube)[1]["online"] is False, "needed again, but not servable while its drop runs"
+    inference.reconcile(ctx, get(kube, "inferenceservices", "s"))
+    obj = get(kube, "inferenceservices", "s")
+    assert obj["status"]["pending"]["model"] == 1 and obj["status"]["stable"]["model"] == 2 and "target" not in obj["status"]
     assert kube.get("batch/v1", "cronjobs", NS, "g-v1")["spec"]["suspend"] is True
     finish_job(kube, drop["metadata"]["name"], {"onlineDropped": True, "onlineKeysDropped": 10})
     reconcile_fp(ctx)
