@@ -15,7 +15,8 @@ Job, and a version brought back and retired again gets a new one.
   and reports what it deleted. Started only once the version is Retired and its CronJob
   was already suspended by an earlier reconcile (which asks for the next one
   DROP_AFTER_SECONDS later), when status says the version is in the
-  online store and no Job of the version is running. The two never overlap: a drop waits
+  online store and no Job of the version is running; from then on the version's `online`
+  is false, so no revision starts reading it while it goes. The two never overlap: a drop waits
   for a running run of the version, and a re-materialising run waits for a running drop,
   so a drop never lands after the version was written again.
 """
