@@ -86,7 +86,7 @@ def parse_event_time(table: pa.Table, column: str) -> pa.Table:
                 column=column,
                 row=row,
             )
-        return table.set_column(index, column, pa.array(parsed, pa.timestamp("us", tz="UTC")))
+        return table.set_column(index, column, pa.array(parsed, pa.timestamp("ns", tz="UTC")))
     raise PipelineError(
         "InvalidColumnType",
         f"eventTime column {column!r} has type {dtype}; expected a timestamp or ISO-8601 strings",
