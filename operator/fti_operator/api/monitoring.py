@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
 from .common import DURATION_PATTERN, ApiModel, CronSchedule, Identifier, StatusModel, cel, cel_rules, no_repeats, parse_duration
 
 
-def _duration(field: str, low: int, high: int, bounds: str) -> tuple[Callable[[str], str], dict]:
+def _duration(field: str, low: int, high: int, bounds: str) -> tuple[Callable[[str], str], dict[str, Any]]:
     """A duration validator and its CEL rule, both with one message naming the field."""
     message = f"{field} must be a duration like 30m, 24h or 1h30m, between {bounds}"
 
@@ -84,12 +84,17 @@ class MonitoringSpec(ApiModel):
     logging: LoggingSpec | None = Field(default=None, description="Log predictions (absent: the server logs nothing).")
     schedule: CronSchedule = Field(default="@hourly", description="When the drift check runs (cron, UTC).")
     window: Annotated[str, AfterValidator(_window_check)] = Field(
-        default="24h", max_length=32, description="How far back each check reads predictions, e.g. 24h.", json_schema_extra=_window_cel
+        default="24h",
+        max_length=32,
+        description="How far back each check reads predictions, e.g. 24h.",
+        json_schema_extra=_window_cel,
     )
     min_rows: int = Field(
         default=1000, ge=1, le=100_000_000, description="Fewer logged predictions in the window: NotEnoughData, no verdict."
     )
-    drift: DriftSpec = Field(default_factory=DriftSpec, description="Drift method and thresholds.", json_schema_extra={"default": {}})
+    drift: DriftSpec = Field(
+        default_factory=DriftSpec, description="Drift method and thresholds.", json_schema_extra={"default": {}}
+    )
     on_drift: Literal["alert", "retrain"] = Field(
         default="alert",
         description="alert: condition, Event and metric only; retrain: also ask the stable model's TrainingPipeline for a run.",

@@ -337,8 +337,12 @@ class ModelVersionStatus(StatusModel):
     job: str | None = None
     message: str | None = None
     created_at: datetime | None = None
-    trigger: str | None = Field(default=None, description="Why the run started: Created, RunNow, SpecChanged, Scheduled or Drift.")
-    triggered_by: str | None = Field(default=None, description="What asked for the run (a drift report: its InferenceService and run).")
+    trigger: str | None = Field(
+        default=None, description="Why the run started: Created, RunNow, SpecChanged, Scheduled or Drift."
+    )
+    triggered_by: str | None = Field(
+        default=None, description="What asked for the run (a drift report: its InferenceService and run)."
+    )
     profile_uri: str | None = Field(default=None, description="The training profile drift is measured against.")
 
 

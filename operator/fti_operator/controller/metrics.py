@@ -129,10 +129,17 @@ class PrometheusMetrics:
         ROLLBACKS.labels(reason).inc()
 
     def drift(self, namespace: str, name: str, revisions: list[Mapping[str, Any]]) -> None:
-        series = set()
+        series: set[tuple[str, ...]] = set()
         for rev in revisions:
             for f in rev.get("features") or []:
-                labels = (namespace, name, str(f["name"]), str(f.get("method") or ""), str(rev.get("model")), str(rev.get("featureView")))
+                labels = (
+                    namespace,
+                    name,
+                    str(f["name"]),
+                    str(f.get("method") or ""),
+                    str(rev.get("model")),
+                    str(rev.get("featureView")),
+                )
                 FEATURE_DRIFT.labels(*labels).set(float(f["score"]))
                 series.add(labels)
         for stale in self._drift_series.get((namespace, name), set()) - series:

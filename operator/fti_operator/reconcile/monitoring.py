@@ -49,7 +49,9 @@ def _old_condition(body: Mapping[str, Any], type_: str) -> dict[str, Any] | None
 def _read_report(ctx: Context, isvc: InferenceService, old: Mapping[str, Any]) -> dict[str, Any] | None:
     """The newest finished monitoring run as status.monitoring, or None when it is recorded already."""
     name = isvc.metadata.name
-    selector = f"{LABEL_KIND}={render_monitoring.KIND.lower()},{LABEL_RESOURCE}={name},{LABEL_COMPONENT}={render_monitoring.COMPONENT}"
+    selector = (
+        f"{LABEL_KIND}={render_monitoring.KIND.lower()},{LABEL_RESOURCE}={name},{LABEL_COMPONENT}={render_monitoring.COMPONENT}"
+    )
     jobs = ctx.kube.list("batch/v1", "jobs", isvc.metadata.namespace, selector)
     newest = newest_finished(jobs, lambda _job: "monitoring").get("monitoring")
     if newest is None or newest["metadata"]["name"] == old.get("job"):
@@ -82,7 +84,9 @@ def _training_end(tp: Mapping[str, Any] | None) -> datetime | None:
     return datetime.fromisoformat(str(end)) if end else None
 
 
-def _retrain(ctx: Context, isvc: InferenceService, report: dict[str, Any], now: datetime) -> tuple[dict[str, Any], tuple[str, str, str] | None]:
+def _retrain(
+    ctx: Context, isvc: InferenceService, report: dict[str, Any], now: datetime
+) -> tuple[dict[str, Any], tuple[str, str, str] | None]:
     """Decide retraining on a new report (once per report); ask for the run when due.
 
     The run-now token is written before status records the request: a crash between the two
@@ -151,9 +155,7 @@ def observe(ctx: Context, isvc: InferenceService, body: Mapping[str, Any], now: 
     return Monitoring(typed(MonitoringStatus, current), tuple(conds), events, report is not None)
 
 
-def monitored_revisions(
-    status: Mapping[str, Any], models: list[ModelInfo]
-) -> list[render_monitoring.MonitoredRevision]:
+def monitored_revisions(status: Mapping[str, Any], models: list[ModelInfo]) -> list[render_monitoring.MonitoredRevision]:
     """The revisions serving now (stable, and the one rolling out as canary), with their profiles."""
     profiles = {m.version: m.profile_uri for m in models}
     out = []

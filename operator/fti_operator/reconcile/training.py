@@ -211,7 +211,9 @@ def compute_status(
             started = (intent or {}).get("at") if mine else None
             entries[version] = model_version_entry(version, job, None, None, fv, groups, created_at=started)
             if mine and intent:
-                entries[version].update({k: v for k, v in (("trigger", intent.get("trigger")), ("triggeredBy", intent.get("by"))) if v})
+                entries[version].update(
+                    {k: v for k, v in (("trigger", intent.get("trigger")), ("triggeredBy", intent.get("by"))) if v}
+                )
     versions = [entries[v] for v in sorted(entries, reverse=True)]
     validated = [mv["version"] for mv in versions if mv.get("phase") == "Validated"]
     trained = _trained_condition(versions[0] if versions else None)

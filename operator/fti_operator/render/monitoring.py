@@ -88,7 +88,13 @@ def spec_payload(isvc: InferenceService, revisions: Sequence[MonitoredRevision])
         if r.profile_uri:
             item["profileUri"] = r.profile_uri
         out.append(item)
-    return {"inferenceService": isvc.metadata.name, "window": mon.window, "minRows": mon.min_rows, "drift": drift, "revisions": out}
+    return {
+        "inferenceService": isvc.metadata.name,
+        "window": mon.window,
+        "minRows": mon.min_rows,
+        "drift": drift,
+        "revisions": out,
+    }
 
 
 def render_monitoring(
@@ -116,4 +122,6 @@ def render_monitoring(
     account = isvc.spec.template.service_account_name if isvc.spec.template else None
     lbl = child_labels(isvc)
     pod = pod_template([container], config, pod_labels=lbl, template={"serviceAccountName": account} if account else None)
-    return cronjob(monitoring_name(isvc), isvc.metadata.namespace or "default", mon.schedule, pod, config, job_labels=lbl, owner=owner)
+    return cronjob(
+        monitoring_name(isvc), isvc.metadata.namespace or "default", mon.schedule, pod, config, job_labels=lbl, owner=owner
+    )

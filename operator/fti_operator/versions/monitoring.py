@@ -86,7 +86,11 @@ def drift_condition(monitoring: Mapping[str, Any] | None, min_rows: int) -> tupl
     short = [r for r in revisions if r.get("status") == "NotEnoughData"]
     if short or not revisions:
         detail = ", ".join(f"{_describe(r)} {r.get('rows', 0)} rows" for r in short)
-        return None, "NotEnoughData", f"fewer than {min_rows} logged predictions in the window" + (f": {detail}" if detail else "")
+        return (
+            None,
+            "NotEnoughData",
+            f"fewer than {min_rows} logged predictions in the window" + (f": {detail}" if detail else ""),
+        )
     return False, "NoDrift", "; ".join(f"{_describe(r)}: no drift in {r.get('rows', 0)} rows" for r in revisions)[:1024]
 
 
@@ -132,9 +136,9 @@ def decide_retrain(
         )
     times = sorted((t for r in requests if (t := _time(r.get("at"))) is not None), reverse=True)
     if times and now - times[0] < timedelta(seconds=cooldown_seconds):
-        return RetrainDecision(
-            False, "CooldownActive", f"retraining was last asked at {times[0].isoformat()}; cooldown until {(times[0] + timedelta(seconds=cooldown_seconds)).isoformat()}"
-        )
+        until = (times[0] + timedelta(seconds=cooldown_seconds)).isoformat()
+        message = f"retraining was last asked at {times[0].isoformat()}; cooldown until {until}"
+        return RetrainDecision(False, "CooldownActive", message)
     if sum(1 for t in times if now - t < DAY) >= max_per_day:
         return RetrainDecision(False, "DailyLimitReached", f"{max_per_day} retraining request(s) in the last 24 hours already")
     return RetrainDecision(True, "Requested", f"asked TrainingPipeline {pipeline} for a run (drift report {report})")

@@ -26,7 +26,13 @@ MONITORING = {"minRows": 100, "drift": {"threshold": 0.2}, "onDrift": "retrain",
 def test_spec_defaults_and_errors_name_the_field() -> None:
     spec = InferenceService.model_validate(variant(ISVC_ONLINE, "spec.monitoring", {})).spec.monitoring
     assert spec is not None
-    assert (spec.schedule, spec.window, spec.min_rows, spec.drift.method, spec.on_drift) == ("@hourly", "24h", 1000, "psi", "alert")
+    assert (spec.schedule, spec.window, spec.min_rows, spec.drift.method, spec.on_drift) == (
+        "@hourly",
+        "24h",
+        1000,
+        "psi",
+        "alert",
+    )
     assert (spec.retrain.cooldown, spec.retrain.max_per_day, spec.logging) == ("24h", 1, None)
     for field, value, needle in [
         ("window", "a day", "window must be a duration"),
@@ -104,7 +110,9 @@ def monitoring_run(kube, name: str, body: dict, finished: str = "2026-12-04T10:0
         "fti.dev/resource": "s",
         "fti.dev/component": "monitoring",
     }
-    kube.create({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NS, "labels": labels}, "spec": {}})
+    kube.create(
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NS, "labels": labels}, "spec": {}}
+    )
     kube.patch(
         "batch/v1",
         "jobs",
@@ -114,7 +122,9 @@ def monitoring_run(kube, name: str, body: dict, finished: str = "2026-12-04T10:0
         subresource="status",
     )
     pod = {"name": f"{name}-x", "namespace": NS, "labels": {"batch.kubernetes.io/job-name": name}}
-    kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": pod, "spec": {"containers": [{"name": "pipeline", "image": "i"}]}})
+    kube.create(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": pod, "spec": {"containers": [{"name": "pipeline", "image": "i"}]}}
+    )
     term = {"exitCode": 0, "finishedAt": finished, "message": json.dumps(body)}
     kube.patch(
         "v1",
@@ -185,7 +195,13 @@ def test_reports_drift_and_retraining_once_per_report_within_the_cooldown(env) -
     isvc = get(kube, "inferenceservices", "s")
     mon = isvc["status"]["monitoring"]
     assert mon["job"] == "s-monitor-1" and mon["revisions"][0]["status"] == "Drifted" and mon["revisions"][0]["rows"] == 5000
-    assert mon["revisions"][0]["features"][0] == {"name": "amount", "method": "psi", "score": 0.41, "threshold": 0.2, "drifted": True}
+    assert mon["revisions"][0]["features"][0] == {
+        "name": "amount",
+        "method": "psi",
+        "score": 0.41,
+        "threshold": 0.2,
+        "drifted": True,
+    }
     drifted = cond(isvc, "Drifted")
     assert (drifted["status"], drifted["reason"]) == ("True", "Drifted") and "amount" in drifted["message"]
     assert drifted["observedGeneration"] == isvc["metadata"]["generation"]

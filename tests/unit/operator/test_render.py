@@ -73,7 +73,9 @@ MONITORING = {
 }
 # The stable revision (profile next to the model) and a canary whose training reported its profile.
 MONITORED = [
-    monitoring.MonitoredRevision("stable", 4, 1, "s3://ml/fti/models/fraud/4/model", monitoring.profile_uri("s3://ml/fti/models/fraud/4/model")),
+    monitoring.MonitoredRevision(
+        "stable", 4, 1, "s3://ml/fti/models/fraud/4/model", monitoring.profile_uri("s3://ml/fti/models/fraud/4/model")
+    ),
     monitoring.MonitoredRevision("canary", 5, 2, "s3://ml/fti/models/fraud/5/model", "s3://ml/fti/profiles/fraud-5.json"),
 ]
 
