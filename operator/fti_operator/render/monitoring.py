@@ -44,7 +44,7 @@ def profile_uri(storage_uri: str | None, reported: str | None = None) -> str | N
 
 
 def predictions_dir(config: OperatorConfig, namespace: str, name: str) -> str:
-    """Where an InferenceService's prediction log lives (docs/store-layout.md, "Predictions")."""
+    """Where an InferenceService's prediction log lives (docs/monitoring.md)."""
     return f"{config.artifact_store.rstrip('/')}/namespaces/{namespace}/predictions/{name}"
 
 

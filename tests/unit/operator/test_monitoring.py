@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from fti_operator import cli
 from fti_operator.api import InferenceService, TrainingPipeline
 from fti_operator.api.identity import ANNOTATION_RUN, ANNOTATION_TRIGGER, ANNOTATION_TRIGGERED_BY
 from fti_operator.reconcile import training
@@ -238,6 +239,11 @@ def test_reports_drift_and_retraining_once_per_report_within_the_cooldown(env) -
     isvc = get(kube, "inferenceservices", "s")
     assert (cond(isvc, "Drifted")["status"], cond(isvc, "Drifted")["reason"]) == ("False", "NoDrift")
     assert reasons(kube).count("DriftEnded") == 1
+
+    # `fti local status` shows the CronJob and the verdict (the same status, from the same reconcile).
+    with cli.out.capture() as shown:
+        cli._print_summary([isvc])
+    assert "Monitoring" in shown.get() and "s-monitor-3" in shown.get()
 
     # Monitoring removed: the CronJob goes, and so does status.monitoring.
     spec = {**body["spec"]}
