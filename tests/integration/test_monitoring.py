@@ -65,6 +65,16 @@ def run_monitoring(k8s, ns: str, name: str, result: dict) -> None:
     batch.create_namespaced_job(ns, {**job, "spec": template["spec"]})
 
 
+def wait_report(k8s, ns: str, job: str) -> dict:
+    """The InferenceService once its status records the monitoring run `job`."""
+
+    def recorded() -> dict | None:
+        obj = get(k8s, ns, "inferenceservices", "fraud-online")
+        return obj if ((obj.get("status") or {}).get("monitoring") or {}).get("job") == job else None
+
+    return wait_until(recorded, timeout=120, description=f"monitoring run {job} recorded")
+
+
 def training_jobs(k8s, ns: str, trigger: str) -> list:
     jobs = client.BatchV1Api(k8s).list_namespaced_job(ns, label_selector="fti.dev/kind=trainingpipeline").items
     return [j for j in jobs if (j.metadata.annotations or {}).get("fti.dev/trigger") == trigger]
@@ -127,15 +137,7 @@ def test_drift_report_condition_event_metric_and_one_retraining(op, k8s, namespa
 
     # A drift report: status, Drifted=True, one Event, the gauge, one retraining request.
     run_monitoring(k8s, ns, "fraud-online-monitor-a", drift_result("Drifted"))
-    isvc = wait_until(
-        lambda: (
-            (o := get(k8s, ns, "inferenceservices", "fraud-online")).get("status", {}).get("monitoring", {}).get("job")
-            == "fraud-online-monitor-a"
-            and o
-        ),
-        timeout=120,
-        description="the drift report recorded",
-    )
+    isvc = wait_report(k8s, ns, "fraud-online-monitor-a")
     drifted = condition(isvc, "Drifted")
     assert (drifted["status"], drifted["reason"]) == ("True", "Drifted") and "amount" in drifted["message"]
     assert drifted["observedGeneration"] == isvc["metadata"]["generation"]
@@ -153,14 +155,7 @@ def test_drift_report_condition_event_metric_and_one_retraining(op, k8s, namespa
 
     # A second drifted report within the cooldown: refused; still one retraining run.
     run_monitoring(k8s, ns, "fraud-online-monitor-b", drift_result("Drifted"))
-    isvc = wait_until(
-        lambda: (
-            (o := get(k8s, ns, "inferenceservices", "fraud-online"))["status"]["monitoring"]["job"] == "fraud-online-monitor-b"
-            and o
-        ),
-        timeout=120,
-        description="the second drift report recorded",
-    )
+    isvc = wait_report(k8s, ns, "fraud-online-monitor-b")
     assert condition(isvc, "Retraining")["reason"] == "CooldownActive"
     assert len(isvc["status"]["monitoring"]["retrainRequests"]) == 1
     assert len(training_jobs(k8s, ns, "Drift")) == 1
@@ -168,14 +163,7 @@ def test_drift_report_condition_event_metric_and_one_retraining(op, k8s, namespa
 
     # Drift ends: Drifted=False and one Event.
     run_monitoring(k8s, ns, "fraud-online-monitor-c", drift_result("NoDrift"))
-    isvc = wait_until(
-        lambda: (
-            (o := get(k8s, ns, "inferenceservices", "fraud-online"))["status"]["monitoring"]["job"] == "fraud-online-monitor-c"
-            and o
-        ),
-        timeout=120,
-        description="the third report recorded",
-    )
+    isvc = wait_report(k8s, ns, "fraud-online-monitor-c")
     assert condition(isvc, "Drifted")["status"] == "False"
     assert len(events(k8s, ns, "fraud-online", "DriftEnded")) == 1
     assert len(training_jobs(k8s, ns, "Drift")) == 1
