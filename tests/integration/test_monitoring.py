@@ -18,7 +18,6 @@ import json
 import pytest
 from kubernetes import client
 
-from controlplane.kserve import set_isvc_status
 from controlplane.pod_runner import SHELL_IMAGE
 from support.examples import example
 from support.rollouts import GROUP, VERSION, apply, condition, custom, events, get, online
@@ -111,28 +110,15 @@ def test_drift_report_condition_event_metric_and_one_retraining(op, k8s, namespa
     body = online(ns, "fraud-online", "latest")
     body["spec"]["monitoring"] = {"minRows": 100, "logging": {}, "onDrift": "retrain", "retrain": {"cooldown": "6h"}}
     apply(k8s, body)
-    isvc = wait_until(
-        lambda: (o := get(k8s, ns, "inferenceservices", "fraud-online")).get("status", {}).get("target") and o,
-        timeout=60,
-        description="the model version is being rolled out",
-    )
-    wait_until(
-        lambda: set_isvc_status(k8s, ns, "fraud-online", ready=True),
-        timeout=60,
-        ignore=(client.ApiException,),
-        description="KServe reports the child ready",
-    )
     cron = wait_until(
         lambda: client.BatchV1Api(k8s).list_namespaced_cron_job(ns, label_selector="fti.dev/component=monitoring").items,
         timeout=60,
         description="the monitoring CronJob",
     )[0]
     assert cron.metadata.name == "fraud-online-monitor" and cron.spec.concurrency_policy == "Forbid"
+    isvc = get(k8s, ns, "inferenceservices", "fraud-online")
     assert cron.metadata.owner_references[0].uid == isvc["metadata"]["uid"]
     spec = json.loads(next(e.value for e in cron.spec.job_template.spec.template.spec.containers[0].env if e.name == "FTI_SPEC"))
-    wait_until(
-        lambda: get(k8s, ns, "inferenceservices", "fraud-online")["status"].get("stable"), timeout=60, description="stable"
-    )
     assert spec["inferenceService"] == "fraud-online" and spec["minRows"] == 100
 
     # A drift report: status, Drifted=True, one Event, the gauge, one retraining request.
