@@ -135,21 +135,32 @@ def test_drift_report_condition_event_metric_and_one_retraining(op, k8s, namespa
         timeout=30,
         description="fti_feature_drift",
     )
-    assert condition(isvc, "Retraining")["reason"] == "Requested"
-    drift_runs = wait_until(lambda: training_jobs(k8s, ns, "Drift"), timeout=60, description="the retraining run")
-    assert len(drift_runs) == 1 and "fraud-online-monitor-a" in drift_runs[0].metadata.annotations["fti.dev/triggered-by"]
+    # The example trains on September's data, before the drifted window: retraining is refused.
+    stale = condition(isvc, "Retraining")
+    assert (stale["status"], stale["reason"]) == ("False", "TrainingWindowStale") and "trainingData.end" in stale["message"]
+    assert training_jobs(k8s, ns, "Drift") == []
 
-    # A second drifted report within the cooldown: refused; still one retraining run.
+    # With an open training window, the next drifted report asks for exactly one run.
+    custom(k8s).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "trainingpipelines", "fraud-model", {"spec": {"trainingData": {"end": None}}}
+    )
     run_monitoring(k8s, ns, "fraud-online-monitor-b", drift_result("Drifted"))
     isvc = wait_report(k8s, ns, "fraud-online-monitor-b")
+    assert condition(isvc, "Retraining")["reason"] == "Requested"
+    drift_runs = wait_until(lambda: training_jobs(k8s, ns, "Drift"), timeout=60, description="the retraining run")
+    assert len(drift_runs) == 1 and "fraud-online-monitor-b" in drift_runs[0].metadata.annotations["fti.dev/triggered-by"]
+
+    # A third drifted report within the cooldown: refused; still one retraining run.
+    run_monitoring(k8s, ns, "fraud-online-monitor-c", drift_result("Drifted"))
+    isvc = wait_report(k8s, ns, "fraud-online-monitor-c")
     assert condition(isvc, "Retraining")["reason"] == "CooldownActive"
     assert len(isvc["status"]["monitoring"]["retrainRequests"]) == 1
     assert len(training_jobs(k8s, ns, "Drift")) == 1
     assert len(events(k8s, ns, "fraud-online", "DriftDetected")) == 1  # no new transition
 
     # Drift ends: Drifted=False and one Event.
-    run_monitoring(k8s, ns, "fraud-online-monitor-c", drift_result("NoDrift"))
-    isvc = wait_report(k8s, ns, "fraud-online-monitor-c")
+    run_monitoring(k8s, ns, "fraud-online-monitor-d", drift_result("NoDrift"))
+    isvc = wait_report(k8s, ns, "fraud-online-monitor-d")
     assert condition(isvc, "Drifted")["status"] == "False"
     assert len(events(k8s, ns, "fraud-online", "DriftEnded")) == 1
     assert len(training_jobs(k8s, ns, "Drift")) == 1
