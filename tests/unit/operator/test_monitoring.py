@@ -253,3 +253,17 @@ def test_reports_drift_and_retraining_once_per_report_within_the_cooldown(env) -
     assert kube.get("batch/v1", "cronjobs", NS, "s-monitor") is None
     isvc = get(kube, "inferenceservices", "s")
     assert "monitoring" not in isvc["status"] and not any(c["type"] == "Drifted" for c in isvc["status"]["conditions"])
+
+
+def test_a_new_report_replaces_the_services_drift_series() -> None:
+    from fti_operator.controller import metrics
+
+    exporter = metrics.PrometheusMetrics()
+    first = report_revisions(result("Drifted"))
+    exporter.drift("ns", "svc", first)
+    labels = ("ns", "svc", "amount", "psi", "1", "1")
+    assert metrics.FEATURE_DRIFT.labels(*labels)._value.get() == 0.41
+    later = [{**first[0], "model": 2, "features": [{"name": "hour", "method": "psi", "score": 0.3}]}]
+    exporter.drift("ns", "svc", later)
+    assert labels not in metrics.FEATURE_DRIFT._metrics  # the old revision's series is gone
+    assert metrics.FEATURE_DRIFT.labels("ns", "svc", "hour", "psi", "2", "1")._value.get() == 0.3
