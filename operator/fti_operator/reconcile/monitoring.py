@@ -156,10 +156,12 @@ def observe(ctx: Context, isvc: InferenceService, body: Mapping[str, Any], now: 
 
 
 def monitored_revisions(status: Mapping[str, Any], models: list[ModelInfo]) -> list[render_monitoring.MonitoredRevision]:
-    """The revisions serving now (stable, and the one rolling out as canary), with their profiles."""
+    """The revisions serving now (stable, and the target while KServe routes a share of the
+    requests to it: the canary), with their profiles."""
     profiles = {m.version: m.profile_uri for m in models}
+    target = status.get("target") or {}
     out = []
-    for role, rev in (("stable", status.get("stable")), ("canary", status.get("target"))):
+    for role, rev in (("stable", status.get("stable")), ("canary", target if target.get("traffic") else None)):
         if rev and rev.get("model") is not None:
             uri = rev.get("storageUri")
             out.append(

@@ -267,3 +267,18 @@ def test_a_new_report_replaces_the_services_drift_series() -> None:
     exporter.drift("ns", "svc", later)
     assert labels not in metrics.FEATURE_DRIFT._metrics  # the old revision's series is gone
     assert metrics.FEATURE_DRIFT.labels("ns", "svc", "hour", "psi", "2", "1")._value.get() == 0.3
+
+
+def test_the_canary_is_monitored_while_it_gets_traffic() -> None:
+    from fti_operator.reconcile.monitoring import monitored_revisions
+    from fti_operator.versions import ModelInfo
+
+    stable = {"model": 4, "featureView": 1, "storageUri": "s3://m/4"}
+    target = {"model": 5, "featureView": 2, "storageUri": "s3://m/5"}
+    models = [ModelInfo("m", 5, "Validated", profile_uri="s3://p/5.json")]
+    assert [r.role for r in monitored_revisions({"stable": stable, "target": target}, models)] == ["stable"]
+    both = monitored_revisions({"stable": stable, "target": {**target, "traffic": 10}}, models)
+    assert [(r.role, r.model_version, r.profile_uri) for r in both] == [
+        ("stable", 4, "s3://m/4/monitoring-profile.json"),
+        ("canary", 5, "s3://p/5.json"),
+    ]
