@@ -282,3 +282,11 @@ def test_the_canary_is_monitored_while_it_gets_traffic() -> None:
         ("stable", 4, "s3://m/4/monitoring-profile.json"),
         ("canary", 5, "s3://p/5.json"),
     ]
+
+
+def test_a_users_token_after_a_drift_token_is_a_plain_run_now() -> None:
+    cause = json.dumps({"token": "drift-1", "trigger": "Drift", "by": "InferenceService s, drift report r"})
+    annotations = {"fti.dev/run-cause": cause}
+    assert training.run_cause(annotations, "drift-1") == {"trigger": "Drift", "by": "InferenceService s, drift report r"}
+    assert training.run_cause(annotations, "mine") is None  # the cause belongs to another token
+    assert training.run_cause({"fti.dev/run-cause": "{not json"}, "drift-1") is None
