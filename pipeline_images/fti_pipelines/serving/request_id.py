@@ -18,6 +18,7 @@ import contextvars
 import logging
 import os
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -68,7 +69,7 @@ class RequestIdMiddleware:
         token = CURRENT.set((rid.decode(), arrived))
         started = False
 
-        async def send_with_id(message: dict) -> None:
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True

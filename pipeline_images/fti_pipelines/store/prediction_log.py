@@ -137,7 +137,7 @@ class PredictionLogFiles:
         """(path parts, rows, first row's time) per UTC date of `logged_at` (a flush may span midnight)."""
         micros = table.column("logged_at").cast(pa.int64()).to_numpy()
         days = micros // 86_400_000_000
-        out = []
+        out: list[tuple[tuple[str, ...], pa.Table, datetime]] = []
         for day in np.unique(days):
             rows = table.filter(pa.array(days == day)) if len(np.unique(days)) > 1 else table
             first = datetime.fromtimestamp(int(micros[days == day][0]) / 1e6, UTC)

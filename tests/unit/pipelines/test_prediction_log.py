@@ -63,7 +63,7 @@ def test_a_logged_row_has_every_field_of_the_contract(tmp_path):
     assert [known["score"], unknown["score"]] == pytest.approx(answer["predictions"], rel=1e-12)
     assert known["latency_ms"] > 0
     # The partition path is the contract's: model version, feature-view version, date.
-    files = [p for p in (tmp_path / "predictions" / NAME).rglob("*.parquet")]
+    files = list((tmp_path / "predictions" / NAME).rglob("*.parquet"))
     assert len(files) == 1
     day = known["logged_at"].date().isoformat()
     assert files[0].parent.relative_to(tmp_path / "predictions" / NAME).as_posix() == (
@@ -227,9 +227,7 @@ def test_batch_inference_writes_the_same_log(tmp_path):
     result = score_run(PipelineContext.from_env(env))
     assert result["rowsLogged"] == 3
     log = read_log(predictions_dir(rev.artifact_store, "default", NAME)).sort_by("request_id").to_pylist()
-    out = pa.concat_tables(
-        [pa.parquet.read_table(p) for p in sorted((tmp_path / "out").rglob("*.parquet"))]
-    ).to_pylist()
+    out = pa.concat_tables([pa.parquet.read_table(p) for p in sorted((tmp_path / "out").rglob("*.parquet"))]).to_pylist()
     assert [r["request_id"] for r in log] == ["batch-run-1:0", "batch-run-1:1", "batch-run-1:2"]
     assert {r["source"] for r in log} == {"batch"} and {r["latency_ms"] for r in log} == {None}
     assert [json.loads(r["entity"]) for r in log] == [{"cc_num": 1000}, {"cc_num": 1001}, {"cc_num": 99}]
