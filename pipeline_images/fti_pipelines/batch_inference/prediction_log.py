@@ -24,16 +24,7 @@ import pyarrow.parquet as pq
 from ..serving.config import ServingConfig
 from ..serving.plan import LookupPlan
 from ..serving.prediction_log import LogSettings, feature_kinds, looked_up_positions
-from ..store.prediction_log import (
-    SOURCE_BATCH,
-    TIMESTAMP,
-    PredictionLogFiles,
-    defaulted_lists,
-    feature_array,
-    log_schema,
-    null_mask,
-    scores_array,
-)
+from ..store.prediction_log import SOURCE_BATCH, PredictionLogFiles, feature_array, log_table
 
 
 class BatchPredictionLog:
@@ -43,7 +34,6 @@ class BatchPredictionLog:
         self.run_id = run_id
         self.files = PredictionLogFiles(settings.uri, config.model_version, config.feature_view_version, run_id)
         self.features = feature_kinds(plan)
-        self.schema = log_schema(self.features)
         self.looked_up = looked_up_positions(plan)
         self.rng = np.random.default_rng(seed)
         self.rows_seen = 0
@@ -61,30 +51,22 @@ class BatchPredictionLog:
             keep = self.rng.random(n) < self.settings.sample_rate
         if not keep.any():
             return
-        columns = [feature_array(features[name], numeric) for name, numeric in self.features]
-        mask = np.zeros((n, len(self.features)), dtype=bool)
-        if self.looked_up:
-            mask[:, self.looked_up] = null_mask([columns[p] for p in self.looked_up])
         key_columns = {k: chunk.column(k).to_pylist() for k in self.plan.entity_keys}
         entities = [
             orjson.dumps(dict(zip(key_columns, values, strict=True)), option=orjson.OPT_SORT_KEYS).decode()
             for values in zip(*key_columns.values(), strict=True)
         ] or ["{}"] * n
-        now = datetime.now(UTC)
-        table = pa.Table.from_arrays(
-            [
-                pa.array([f"{self.run_id}:{first + i}" for i in range(n)], pa.string()),
-                pa.array(np.full(n, int(now.timestamp() * 1e6), dtype=np.int64)).cast(TIMESTAMP),
-                pa.array(np.full(n, self.files.model_version, dtype=np.int64)),
-                pa.array(np.full(n, self.files.feature_view_version, dtype=np.int64)),
-                pa.array([SOURCE_BATCH] * n, pa.string()),
-                pa.array(entities, pa.string()),
-                *columns,
-                defaulted_lists(mask, [name for name, _ in self.features]),
-                scores_array(list(scores)),
-                pa.nulls(n, pa.float64()),
-            ],
-            schema=self.schema,
+        table = log_table(
+            self.features,
+            request_ids=[f"{self.run_id}:{first + i}" for i in range(n)],
+            logged_at_us=np.full(n, int(datetime.now(UTC).timestamp() * 1e6), dtype=np.int64),
+            model_version=self.files.model_version,
+            feature_view_version=self.files.feature_view_version,
+            source=SOURCE_BATCH,
+            entities=entities,
+            columns=[feature_array(features[name], numeric) for name, numeric in self.features],
+            looked_up=self.looked_up,
+            scores=list(scores),
         )
         if not keep.all():
             table = table.filter(pa.array(keep))

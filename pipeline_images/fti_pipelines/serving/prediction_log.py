@@ -32,16 +32,7 @@ import orjson
 import pyarrow as pa
 
 from ..contract import ENV_ARTIFACT_STORE, PipelineError
-from ..store.prediction_log import (
-    SOURCE_ONLINE,
-    TIMESTAMP,
-    PredictionLogFiles,
-    defaulted_lists,
-    feature_array,
-    log_schema,
-    null_mask,
-    scores_array,
-)
+from ..store.prediction_log import SOURCE_ONLINE, PredictionLogFiles, feature_array, log_schema, log_table
 from ..store.tenancy import predictions_dir
 from .metrics import PREDICTION_LOG_DROPPED, PREDICTION_LOG_ROWS
 from .plan import BOOL, NUMBER, LookupPlan
@@ -235,26 +226,18 @@ class PredictionLogger:
     def table(self, entries: list[Row]) -> pa.Table:
         """The log rows of queued entries (in the writer thread, never on the request path)."""
         ids, at, latency, keys, rows, defaulted, scores = zip(*entries, strict=True)
-        n = len(entries)
         columns = list(zip(*rows, strict=True)) if self.features else []
-        features = [feature_array(columns[i], numeric) for i, (_, numeric) in enumerate(self.features)]
-        mask = np.zeros((n, len(self.features)), dtype=bool)
-        if self.looked_up:  # a looked-up value that is null (NaN) was missing in the store
-            mask[:, self.looked_up] = null_mask([features[p] for p in self.looked_up])
-        index = {name: j for j, (name, _) in enumerate(self.features)}
-        for i, names in enumerate(defaulted):  # whole groups filled with the declared defaults
-            for name in names:
-                mask[i, index[name]] = True
-        arrays = [
-            pa.array(ids, pa.string()),
-            pa.array((np.asarray(at) * 1e6).astype(np.int64), pa.int64()).cast(TIMESTAMP),
-            pa.array(np.full(n, self.files.model_version, dtype=np.int64)),
-            pa.array(np.full(n, self.files.feature_view_version, dtype=np.int64)),
-            pa.array([SOURCE_ONLINE] * n, pa.string()),
-            pa.array([orjson.dumps(k, option=orjson.OPT_SORT_KEYS).decode() for k in keys], pa.string()),
-            *features,
-            defaulted_lists(mask, [name for name, _ in self.features]),
-            scores_array(scores),
-            pa.array(latency, pa.float64()),
-        ]
-        return pa.Table.from_arrays(arrays, schema=self.schema)
+        return log_table(
+            self.features,
+            request_ids=ids,
+            logged_at_us=(np.asarray(at) * 1e6).astype(np.int64),
+            model_version=self.files.model_version,
+            feature_view_version=self.files.feature_view_version,
+            source=SOURCE_ONLINE,
+            entities=[orjson.dumps(k, option=orjson.OPT_SORT_KEYS).decode() for k in keys],
+            columns=[feature_array(columns[i], numeric) for i, (_, numeric) in enumerate(self.features)],
+            looked_up=self.looked_up,
+            scores=scores,
+            latency_ms=latency,
+            defaulted=defaulted,
+        )

@@ -105,6 +105,50 @@ def null_mask(columns: Sequence[pa.Array]) -> np.ndarray:
     return np.column_stack([c.is_null().to_numpy(zero_copy_only=False) for c in columns])
 
 
+def log_table(
+    features: Features,
+    *,
+    request_ids: Sequence[str],
+    logged_at_us: np.ndarray,
+    model_version: int,
+    feature_view_version: int,
+    source: str,
+    entities: Sequence[str],
+    columns: Sequence[pa.Array],
+    looked_up: Sequence[int],
+    scores: Sequence[Any],
+    latency_ms: Sequence[float | None] | None = None,
+    defaulted: Sequence[Sequence[str]] | None = None,
+) -> pa.Table:
+    """A log table. `columns` are the `f.` arrays in model order (feature_array); `defaulted` lists
+    the features each row had filled with defaults, and a null in a looked-up column counts too."""
+    n = len(request_ids)
+    names = [name for name, _ in features]
+    mask = np.zeros((n, len(names)), dtype=bool)
+    if looked_up:
+        mask[:, list(looked_up)] = null_mask([columns[p] for p in looked_up])
+    if defaulted is not None:
+        index = {name: j for j, name in enumerate(names)}
+        for i, filled in enumerate(defaulted):
+            for name in filled:
+                mask[i, index[name]] = True
+    return pa.Table.from_arrays(
+        [
+            pa.array(request_ids, pa.string()),
+            pa.array(logged_at_us, pa.int64()).cast(TIMESTAMP),
+            pa.array(np.full(n, model_version, dtype=np.int64)),
+            pa.array(np.full(n, feature_view_version, dtype=np.int64)),
+            pa.array([source] * n, pa.string()),
+            pa.array(entities, pa.string()),
+            *columns,
+            defaulted_lists(mask, names),
+            scores_array(scores),
+            pa.array(latency_ms, pa.float64()) if latency_ms is not None else pa.nulls(n, pa.float64()),
+        ],
+        schema=log_schema(features),
+    )
+
+
 def partition(model_version: int, feature_view_version: int, day: date) -> tuple[str, str, str]:
     return (f"model_version={model_version}", f"feature_view_version={feature_view_version}", f"date={day.isoformat()}")
 
