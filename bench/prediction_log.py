@@ -6,6 +6,7 @@
    HistGradientBoosting model, `--model example` of inference_online.py), one with
    FTI_PREDICTION_LOG (every request logged, flush every 5 s), one without; sequential
    keep-alive one-row requests interleaved in blocks of 250, so both see the same noise.
+   `--logger-only`: the logger alone in process at `--rate` rows/s (no HTTP, no model).
 2. Throughput: the logging server alone under an open-loop load of `--rate` requests/s for
    `--seconds` (a raw-asyncio HTTP/1.1 client, each request with its own X-Request-Id), then
    SIGTERM, then the log is read back: dropped rows (the server's counter) and every request id
@@ -123,6 +124,38 @@ async def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seco
     }
 
 
+def logger_at_rate(workdir: Path, rate: float, seconds: float) -> dict:
+    """The logger alone, in process: `rate` one-row records/s for `seconds` (the server's request
+    path without HTTP), flushing every 5 s to file://, then close() and read back."""
+    from fti_pipelines.serving.prediction_log import LogSettings, PredictionLogger
+    from fti_pipelines.store.prediction_log import PredictionLogFiles
+
+    uri = f"file://{workdir}/logger-only"
+    features = [("amount", True), ("category", False), ("amount_sum_1d", True), ("tx_count_1d", True)]
+    features += [("age_group", False), ("credit_limit", True)]
+    labels = {"model": "fraud", "model_version": "1", "feature_view": "fraud", "feature_view_version": "1"}
+    logger = PredictionLogger(LogSettings(uri), PredictionLogFiles(uri, 1, 1, "bench"), features, [2, 3, 4, 5], labels)
+    logger.start()
+    total, start, record_cpu = int(rate * seconds), time.perf_counter(), []
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        t = time.thread_time()
+        logger.record([{"cc_num": i}], [[42.0, "online", 123.4, 5, "26-40", 2500.0]], [()], [0.5], {"x-request-id": f"r{i}"})
+        record_cpu.append(time.thread_time() - t)
+    elapsed = time.perf_counter() - start
+    logger.close()
+    ids = set(read_log(uri)["request_id"].to_pylist())
+    return {
+        "records": total,
+        "achieved_rate": total / elapsed,
+        "dropped_rows": logger.dropped._value.get(),
+        "missing_ids": sum(1 for i in range(total) if f"r{i}" not in ids),
+        "record_cpu_us": summary(record_cpu),
+    }
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -137,8 +170,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="sequential requests per server (latency part)")
     parser.add_argument("--rate", type=float, default=1000.0, help="requests/s of the throughput part (0 skips it)")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--logger-only", action="store_true", help="only the in-process logger at --rate for --seconds")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fti-bench-predlog-"))
+    if args.logger_only:
+        try:
+            print(json.dumps({"load": os.getloadavg(), "logger": logger_at_rate(workdir, args.rate, args.seconds)}, indent=1))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     procs: dict = {}
     try:
         world = make_world(workdir, args.cards, model="example")
