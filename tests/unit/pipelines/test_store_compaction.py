@@ -182,3 +182,15 @@ def test_a_compaction_the_run_cannot_do_leaves_the_run_succeeded(tmp_path, monke
     monkeypatch.setattr(compaction, "compact", lost_race)
     skipped = compaction.compact_after_run(features, manifest, "run-x")
     assert "000041" in skipped["compaction"]["skipped"] and features.snapshot("tx", 1) == manifest
+
+
+def test_the_cli_compacts_a_namespaces_version_on_demand(tmp_path, capsys) -> None:
+    features, _ = build(tmp_path / "namespaces" / "team")
+    expected = rows(features, "tx")
+    assert compaction.main([f"file://{tmp_path}", "team", "tx", "1"]) == 0
+    assert "40 file(s) -> 1" in capsys.readouterr().out
+    assert len(features.snapshot("tx", 1)["files"]) == 1
+    pd.testing.assert_frame_equal(rows(features, "tx"), expected)
+    assert compaction.main([f"file://{tmp_path}", "team", "tx", "1"]) == 0  # one file: nothing to do
+    assert "nothing to do" in capsys.readouterr().out
+    assert compaction.main([f"file://{tmp_path}", "other", "tx", "1"]) == 1  # another namespace has no such data
