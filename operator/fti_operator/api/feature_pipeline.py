@@ -228,6 +228,16 @@ class RunResult(StatusModel):
     finished_at: datetime | None = None
 
 
+class OnlineDrop(StatusModel):
+    """The Job that dropped a retired version's online data, from its termination message."""
+
+    job: str
+    succeeded: bool
+    keys_dropped: int | None = Field(default=None, description="Entities deleted from the online store.")
+    message: str | None = None
+    finished_at: datetime | None = None
+
+
 class FeatureGroupVersionStatus(StatusModel):
     version: Version
     state: Literal["Active", "Retained", "Retired", "Rematerializing"]
@@ -243,6 +253,11 @@ class FeatureGroupVersionStatus(StatusModel):
     )
     rematerialize_job: str | None = Field(
         default=None, description="The Job bringing a retired version back for a revision that needs it again."
+    )
+    online_drop: OnlineDrop | None = Field(
+        default=None,
+        description="A Retired version's online data is dropped by a Job once nothing needs it: the last such Job "
+        "and what it reported (online turns false). A rollback that needs the version re-materializes it.",
     )
 
 
