@@ -1,4 +1,4 @@
-"""Reading a window of the prediction log (the layout is docs/monitoring.md's).
+"""Reading a window of the prediction log (written by store/prediction_log.py; docs/monitoring.md).
 
     <ns store>/predictions/<inferenceservice>/model_version=<M>/feature_view_version=<F>/
         date=<YYYY-MM-DD>/<HHMMSS>-<run or pod>-<uuid8>.parquet
@@ -22,20 +22,16 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..store.artifacts import ArtifactStore
+from ..store.tenancy import PREDICTIONS
 
-PREDICTIONS = "predictions"
 FEATURE_PREFIX = "f."
-
-
-def predictions_dir(inferenceservice: str) -> tuple[str, ...]:
-    """Parts (under the namespace's store) of one InferenceService's prediction log."""
-    return (PREDICTIONS, inferenceservice)
 
 
 def revision_parts(inferenceservice: str, model_version: int, feature_view_version: int) -> tuple[str, ...]:
     """Parts of one revision's partition: model_version=<M>/feature_view_version=<F>."""
     return (
-        *predictions_dir(inferenceservice),
+        PREDICTIONS,  # the namespace's predictions directory: store/tenancy.py predictions_dir
+        inferenceservice,
         f"model_version={int(model_version)}",
         f"feature_view_version={int(feature_view_version)}",
     )
@@ -169,4 +165,4 @@ def _logged_span(store: ArtifactStore, path: str) -> tuple[datetime, datetime] |
     return (low if low.tzinfo else low.replace(tzinfo=UTC)), (high if high.tzinfo else high.replace(tzinfo=UTC))
 
 
-__all__ = ["FEATURE_PREFIX", "Window", "predictions_dir", "read_window", "revision_parts", "window_files"]
+__all__ = ["FEATURE_PREFIX", "Window", "read_window", "revision_parts", "window_files"]

@@ -202,3 +202,41 @@ def test_long_feature_names_still_fit_the_termination_message():
     assert len(json.dumps(fitted)) < 3700
     assert [r["status"] for r in fitted["revisions"]] == ["Drifted", "Drifted"]
     assert 0 < len(fitted["revisions"][0]["features"]) < 10 and fitted["revisions"][0]["featuresTruncated"]
+
+
+def test_reads_what_the_prediction_log_writer_writes(tmp_path, store_uri):
+    """The model server's writer (store/prediction_log.py) and this reader agree on the layout and columns."""
+    from fti_pipelines.store.prediction_log import PredictionLogFiles, feature_array, log_table
+    from fti_pipelines.store.tenancy import predictions_dir
+
+    stable = write_profile(tmp_path)
+    features = [("amount", True), ("tx_count_1d", True), ("category", False)]
+    files = PredictionLogFiles(predictions_dir(store_uri, "default", "fraud"), 1, 1, "fraud-online-pod-1")
+    n = 1500
+    start = END - timedelta(hours=3)
+    micros = (start.timestamp() * 1e6 + np.sort(RNG.random(n)) * 3 * 3600e6).astype(np.int64)
+    files.write(
+        log_table(
+            features,
+            request_ids=[f"r{i}" for i in range(n)],
+            logged_at_us=micros,
+            model_version=1,
+            feature_view_version=1,
+            source="online",
+            entities=['{"cc_num": 1}'] * n,
+            columns=[
+                feature_array(RNG.lognormal(3, 1, n).tolist(), True),
+                feature_array([None] * 300 + RNG.poisson(3, n - 300).astype(float).tolist(), True),
+                feature_array(RNG.choice(["food", "travel", "misc"], n).tolist(), False),
+            ],
+            looked_up=[1],
+            scores=RNG.beta(1, 20, n).tolist(),
+            latency_ms=[1.0] * n,
+        )
+    )
+    code, result = run(tmp_path, spec_for(stable), store_uri)
+    r = result["revisions"][0]
+    assert code == 0 and r["rows"] == n and r["status"] == "Drifted", r  # 20% of tx_count_1d suddenly missing
+    assert [f["name"] for f in r["features"] if f["drifted"]] == ["tx_count_1d"]
+    report = json.loads((tmp_path / "store/namespaces/default/monitoring/fraud/fraud-monitor-1/report.json").read_text())
+    assert {f["name"]: f["defaultedRows"] for f in report["revisions"][0]["features"]}["tx_count_1d"] == 300
