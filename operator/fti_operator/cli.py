@@ -371,11 +371,15 @@ def local_predict(
         raise typer.Exit(1)
 
 
-def monitor_spec(isvc: dict[str, Any], window: str, min_rows: int, method: str | None, threshold: float | None) -> dict[str, Any]:
+def monitor_spec(
+    isvc: dict[str, Any], window: str | None, min_rows: int | None, method: str | None, threshold: float | None
+) -> dict[str, Any]:
     """FTI_SPEC of the monitoring job (docs/monitoring.md) for a local InferenceService's serving revisions.
 
     The stable revision, and the target while it takes traffic (a canary), each with its own
     model version, feature-view version and storage URI (the profile lies beside the model).
+    Window, minRows and drift come from spec.monitoring when it is set (what the CronJob would
+    run), the options given here override them, and the job's defaults fill the rest.
     """
     status = isvc.get("status") or {}
     revisions = []
@@ -391,15 +395,18 @@ def monitor_spec(isvc: dict[str, Any], window: str, min_rows: int, method: str |
                 "profileUri": rev["storageUri"].rstrip("/") + "/monitoring-profile.json",
             }
         )
-    drift: dict[str, Any] = {}
+    monitoring = (isvc.get("spec") or {}).get("monitoring") or {}
+    drift: dict[str, Any] = dict(monitoring.get("drift") or {})
     if method:
         drift["method"] = method
+        if threshold is None:  # the spec's threshold belongs to the spec's method
+            drift.pop("threshold", None)
     if threshold is not None:
         drift["threshold"] = threshold
     return {
         "inferenceService": isvc["metadata"]["name"],
-        "window": window,
-        "minRows": min_rows,
+        "window": window or monitoring.get("window") or "24h",
+        "minRows": min_rows if min_rows is not None else monitoring.get("minRows", 1000),
         "drift": drift,
         "revisions": revisions,
     }
@@ -410,8 +417,8 @@ def local_monitor(
     name: str,
     state_dir: Path = STATE_DIR_OPTION,
     namespace: str = typer.Option("default", "-n", "--namespace"),
-    window: str = typer.Option("24h", help="How far back from now the prediction log is read."),
-    min_rows: int = typer.Option(1000, "--min-rows", help="Fewer logged rows than this: NotEnoughData."),
+    window: str | None = typer.Option(None, help="How far back from now the log is read (default: spec.monitoring.window, 24h)."),
+    min_rows: int | None = typer.Option(None, "--min-rows", help="Fewer logged rows: NotEnoughData (default: spec, 1000)."),
     method: str | None = typer.Option(None, help="psi (default) | js | wasserstein | ks"),
     threshold: float | None = typer.Option(None, help="Drift threshold (default per method, docs/monitoring.md)."),
 ) -> None:

@@ -40,3 +40,17 @@ def test_a_canary_with_traffic_is_monitored_on_its_own_and_a_target_without_is_n
     ]
     assert spec["drift"] == {"method": "ks", "threshold": 0.15}
     assert [r["role"] for r in monitor_spec(isvc({**canary, "traffic": 0}), "24h", 1000, None, None)["revisions"]] == ["stable"]
+
+
+def test_spec_monitoring_is_what_runs_unless_an_option_overrides_it():
+    resource = isvc()
+    resource["spec"] = {
+        "monitoring": {"window": "6h", "minRows": 200, "drift": {"method": "js", "threshold": 0.05, "features": ["amount"]}}
+    }
+    spec = monitor_spec(resource, None, None, None, None)
+    assert (spec["window"], spec["minRows"]) == ("6h", 200)
+    assert spec["drift"] == {"method": "js", "threshold": 0.05, "features": ["amount"]}
+    spec = monitor_spec(resource, "1h", 10, "ks", None)
+    assert (spec["window"], spec["minRows"]) == ("1h", 10)
+    assert spec["drift"] == {"method": "ks", "features": ["amount"]}  # js's threshold does not carry over to ks
+    assert monitor_spec(isvc(), None, None, None, None)["window"] == "24h"
