@@ -426,6 +426,14 @@ def local_monitor(
     import subprocess
     import tempfile
 
+    from .api.identity import (
+        ENV_ARTIFACT_STORE,
+        ENV_NAMESPACE,
+        ENV_RESOURCE,
+        ENV_RUN_ID,
+        ENV_SPEC,
+        ENV_TERMINATION_LOG,
+    )
     from .local.driver import LocalRunError, local_config, read_resources
 
     try:
@@ -452,12 +460,12 @@ def local_monitor(
         result_file = Path(tmp) / "result.json"
         env = {
             **os.environ,
-            "FTI_SPEC": json.dumps(spec),
-            "FTI_ARTIFACT_STORE": local_config(state_dir).artifact_store,
-            "FTI_NAMESPACE": namespace,
-            "FTI_RESOURCE": name,
-            "FTI_RUN_ID": f"{name}-monitor-{os.getpid()}",
-            "FTI_TERMINATION_LOG": str(result_file),
+            ENV_SPEC: json.dumps(spec),
+            ENV_ARTIFACT_STORE: local_config(state_dir).artifact_store,
+            ENV_NAMESPACE: namespace,
+            ENV_RESOURCE: name,
+            ENV_RUN_ID: f"{name}-monitor-{os.getpid()}",
+            ENV_TERMINATION_LOG: str(result_file),
         }
         # A process of its own, as the CronJob's pod would be: the same module, the same contract.
         subprocess.run([sys.executable, "-m", "fti_pipelines.monitoring"], env=env, stdout=subprocess.DEVNULL, check=False)
