@@ -96,6 +96,17 @@ def k8s(control_plane):
 
 
 CREDENTIAL_MODES = ("cluster-wide", "watch-namespaces")
+# The store objects the chart's releases are configured with: the operator may `get` exactly
+# these names (charts/fti-operator/templates/rbac.yaml), and tests that run the operator with
+# them (test_store_access.py) configure it alike.
+STORE_CREDENTIALS_SECRET = "fti-store-credentials"
+ONLINE_STORE_SECRET, ONLINE_STORE_KEY = "fti-online-store", "uri"
+STORE_VOLUME_CLAIM = "fti-data"  # the chart's default stores.volumeClaim
+STORE_SETS = (
+    f"stores.credentialsSecret={STORE_CREDENTIALS_SECRET}",
+    f"stores.onlineStoreSecret={ONLINE_STORE_SECRET}:{ONLINE_STORE_KEY}",
+    f"stores.volumeClaim={STORE_VOLUME_CLAIM}",
+)
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 
@@ -137,7 +148,9 @@ def chart_credentials(control_plane):
             tag = "cw" if mode == "cluster-wide" else "wn"
             suffix = uuid.uuid4().hex[:6]
             watch = (f"fti-watched-a-{suffix}", f"fti-watched-b-{suffix}") if mode == "watch-namespaces" else ()
-            made[mode] = install(control_plane, f"fti-op-{tag}-{suffix}", watch_namespaces=watch, release=f"fti-{tag}")
+            made[mode] = install(
+                control_plane, f"fti-op-{tag}-{suffix}", watch_namespaces=watch, release=f"fti-{tag}", sets=STORE_SETS
+            )
         return made[mode]
 
     try:

@@ -29,6 +29,7 @@ from .conditions import condition, merge_conditions, ready_rollup
 from .context import Context, Result
 from .results import feature_run, job_finished
 from .runs import newest_finished, read_run
+from .store_access import gate, with_access
 from .validity import parse_or_report
 from .writes import emit_event, typed, update_status
 
@@ -213,6 +214,11 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     if after is None:
         return result
     body = after
+    # Nothing is rendered while a Secret or the PVC its pods reference is missing (reconcile/store_access.py).
+    go, access = gate(ctx, body, API_VERSION, PLURAL)
+    if not go:
+        result.requeue_after = ctx.config.store_recheck_seconds
+        return result
 
     # One LIST each of this pipeline's CronJobs and Jobs serves the current version's apply (no
     # GET by name), the retention of older versions and the runs to record. A new pipeline (its
@@ -320,7 +326,9 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         for v, j in remat.items()
         if (new_runs.get(v) or recorded.get(v) or {}).get("job") != j and states.get(v, ("Retired", []))[0] != "Retired"
     }
-    written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, states, new_runs, remat))
+    written = update_status(
+        ctx.kube, API_VERSION, PLURAL, body, lambda b: with_access(compute_status(b, states, new_runs, remat), access, b)
+    )
     if written is not None:
         result.count("status")
         for version, run in sorted(new_runs.items()):

@@ -39,6 +39,7 @@ from .context import Context, Result
 from .kserve import predictor_traffic, served_revision, written_at
 from .kube import Kube
 from .runs import newest_finished, read_run
+from .store_access import gate
 from .validity import parse_or_report
 from .writes import emit_event, transition_event_name, typed, update_status
 
@@ -340,6 +341,9 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     isvc = parse_or_report(ctx, body, InferenceService, API_VERSION, PLURAL)
     if isvc is None:
         return Result()
+    go, access = gate(ctx, body, API_VERSION, PLURAL)  # its pods' Secrets and PVC (reconcile/store_access.py)
+    if not go:
+        return Result(requeue_after=ctx.config.store_recheck_seconds)
     meta = body["metadata"]
     ns, mode = meta["namespace"], isvc.spec.mode
     result = Result()
@@ -361,7 +365,8 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     plan = plan_rollout(known, want, seen, now)
     if adopted is not None:
         plan.events.insert(0, adopted)
-    body = _record(ctx, body, plan, decision, live, mode, last_run, result, canary_condition(want, plan))
+    extra = (*canary_condition(want, plan), *((access,) if access else ()))
+    body = _record(ctx, body, plan, decision, live, mode, last_run, result, extra)
     desired = render_child(ctx, isvc, body, plan)
     if desired is not None:
         action, _child = apply_child(ctx.kube, desired, live=live, fetched=True)
