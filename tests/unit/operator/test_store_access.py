@@ -203,3 +203,16 @@ def test_fti_local_has_no_volume_claim_to_check(tmp_path, monkeypatch):
         assert store_access.needed(d.config) == []
     finally:
         d.stop()
+
+
+def test_fti_local_apply_says_which_secret_is_missing(driver):
+    from fti_operator.api import FeaturePipeline, TrainingPipeline
+    from fti_operator.local.apply import run_feature_pipelines, run_training_pipelines
+    from fti_operator.local.driver import LocalRunError
+
+    fp = FeaturePipeline.model_validate(_example("feature-pipeline-transactions.yaml"))
+    with pytest.raises(LocalRunError, match="SecretNotFound: Secret fti-store-credentials not found in namespace fraud"):
+        run_feature_pipelines(driver, [fp])
+    tp = TrainingPipeline.model_validate(_example("training-pipeline.yaml"))
+    with pytest.raises(LocalRunError, match="nothing started: SecretNotFound"):
+        run_training_pipelines(driver, [tp])
