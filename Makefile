@@ -46,6 +46,8 @@ help:
 # later one (a fresh clone, CI) installs from it without the index, which skips pip's
 # network round trips and its backtracking through the boto3/aiobotocore versions.
 # A changed dependency list is a new key, so nothing stale is ever installed.
+# --no-compile: byte-compiling all ~200 packages at install time was most of the install's
+# CPU; Python compiles (and caches in the venv) only the modules something imports.
 EXTRAS_OPERATOR := controller
 EXTRAS_PIPELINES := training,serving,s3
 CACHE_DIR = $${FTI_CACHE_DIR:-$$HOME/.cache/fti-operator}
@@ -67,7 +69,7 @@ $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-de
 	     else rm -rf "$$tmp"; false; fi; \
 	   fi \
 	   && $(PIP) install --no-index --find-links "$$wheels" --upgrade pip \
-	   && $(PIP) install --no-index --find-links "$$wheels" -e './operator[$(EXTRAS_OPERATOR)]' \
+	   && $(PIP) install --no-index --find-links "$$wheels" --no-compile -e './operator[$(EXTRAS_OPERATOR)]' \
 	        -e './pipeline_images[$(EXTRAS_PIPELINES)]' -r requirements-dev.txt; \
 	 } > $(INSTALL_LOG) 2>&1 || { tail -n 40 $(INSTALL_LOG); echo "pip install failed: see $(INSTALL_LOG)" >&2; exit 1; }
 	@touch $@
