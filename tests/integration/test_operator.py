@@ -314,6 +314,7 @@ def assert_operator_metrics(m, namespace: str, stable: dict) -> None:
         labels = {"namespace": namespace, "feature_group": group, "version": "1"}
         assert m.value("fti_feature_rows_ingested_total", **labels) > 0
         assert m.value("fti_feature_rows_rejected_total", **labels) >= 0
+        assert m.value("fti_feature_rows_quarantined", **labels) >= 0  # the last run's, set with each recorded run
         assert m.value("fti_feature_runs_total", **labels, succeeded="true") >= 1
         assert 0 < m.value("fti_feature_group_last_success_timestamp_seconds", **labels) <= now
     model = {"namespace": namespace, "model": "fraud"}
