@@ -66,7 +66,7 @@ def test_a_batch_failing_again_stays_quarantined_and_a_corrected_one_is_ingested
     assert again["rowsWritten"] == 0 and again["rowsRejected"] == 3
     assert again["replay"]["quarantined"] == ["tx/v1/run-2-replay"]
     assert env.features().snapshot("tx", 1) == before  # nothing bypassed validation
-    with pytest.raises(PipelineError, match="tx/v1/run-2 was replayed at .* quarantined again as") as exc:
+    with pytest.raises(PipelineError, match=r"tx/v1/run-2 was replayed at .* quarantined again as") as exc:
         _replay(env, "tx/v1/run-2", env.spec())
     assert exc.value.reason == "AlreadyReplayed"
 
