@@ -170,13 +170,19 @@ def make_app(
         ("abort", "Stop the rollout; the stable revision keeps all traffic."),
         ("retry", "Roll out again a revision that failed."),
     ):
-
-        def command(name: str, namespace: str = ns_option, _verb_name: str = verb) -> None:
-            _verb(backend_factory(), name, namespace, _verb_name, token())
-
-        command.__doc__ = doc
-        app.command(verb)(guard(command))
+        app.command(verb)(guard(_verb_command(verb, doc, backend_factory, ns_option)))
     return app
+
+
+def _verb_command(verb: str, doc: str, backend_factory: Callable[[], Any], ns_option: Any) -> Callable[..., None]:
+    """The command for one annotation verb; the verb is bound here, not as a parameter (typer
+    would offer every parameter as an option)."""
+
+    def command(name: str, namespace: str = ns_option) -> None:
+        _verb(backend_factory(), name, namespace, verb, token())
+
+    command.__doc__ = doc
+    return command
 
 
 def _one_line_errors(errors: tuple[type[Exception], ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -318,7 +318,17 @@ def canary_promote(run: Run, old: int, new: int) -> None:
         ),
     )
     run.step("child-full", lambda: (c := run.child()) and "canaryTrafficPercent" not in c["spec"]["predictor"])
-    run.kserve(ready=True)  # KServe moves all traffic to the promoted revision
+    stable_ready_again(run)  # KServe moves all traffic to the promoted revision
+
+
+def stable_ready_again(run: Run) -> None:
+    """KServe reports the child ready again, the stable pair rendered anew (after a promotion, a
+    rollback) under a new KServe revision name; wait until the status records that name, so the
+    end state does not depend on whether the last reconcile had run."""
+    run.kserve(ready=True)
+    child = run.child() or {}
+    latest = ((child.get("status") or {}).get("components") or {}).get("predictor", {}).get("latestReadyRevision")
+    run.step("stable-observed", run.status_has(lambda st: latest and (st.get("stable") or {}).get("kserveRevision") == latest))
 
 
 AUTO_ROLLBACK = ("target-recorded", "child-written", "not-ready-seen", "down-across-deadline", "rolled-back", "child-restored")
@@ -351,7 +361,7 @@ def auto_rollback(run: Run, old: int, new: int, timeout: int) -> None:
     run.step("down-across-deadline", lambda: "failed" not in run.status())
     run.step("rolled-back", run.status_has(lambda st: st.get("failed")), timeout=120 + timeout)
     run.step("child-restored", run.child_serves(old))
-    run.kserve(ready=True)  # KServe reports the stable pair's revision ready again
+    stable_ready_again(run)
 
 
 REMATERIALIZE = ("waiting-for-features", "job-created", "run-recorded", "target-recorded", "child-written", "stable")
@@ -412,25 +422,9 @@ def _clean(value: Any, name: str) -> Any:
     return value
 
 
-def _routed_besides_stable(status: dict[str, Any]) -> dict[str, Any]:
-    """`status.routed` without the stable revision's own entry.
-
-    `routed` is read from KServe's traffic table, and a stable pair rendered again (after a
-    rollback) gets a new KServe revision name: whether the stable pair itself is listed then
-    depends on which of the stand-in's traffic reports a reconcile happened to read. That entry
-    adds nothing (the stable pair's features are kept as stable); what retention needs from
-    `routed`, the pairs routed besides the stable one, must be the same in every run."""
-    stable = (status.get("stable") or {}).get("revision")
-    if "routed" not in status:
-        return status
-    routed = [r for r in status["routed"] if r.get("revision") != stable]
-    return {**status, "routed": routed} if routed else {k: v for k, v in status.items() if k != "routed"}
-
-
 def end_state(run: Run) -> dict[str, Any]:
     """The KServe child (spec, labels, our revision annotation, how many spec writes), the status
-    without timestamps (and without `routed`'s entry for the stable pair: `_routed_besides_stable`),
-    and the Events the operator posted on the InferenceService, per reason."""
+    without timestamps, and the Events the operator posted on the InferenceService, per reason."""
     child = run.child() or {}
     meta = child.get("metadata") or {}
     return _clean(
@@ -441,7 +435,7 @@ def end_state(run: Run) -> dict[str, Any]:
                 "revision": (meta.get("annotations") or {}).get("fti.dev/revision"),
                 "generation": meta.get("generation"),
             },
-            "status": _routed_besides_stable(run.status()),
+            "status": run.status(),
             "events": dict(Counter(e.reason for e in events(run.k8s, run.ns, run.name))),
         },
         run.name,

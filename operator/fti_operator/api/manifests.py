@@ -10,6 +10,7 @@ three kinds, and every problem is reported as `FILE:doc#N: field.path: message`
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -70,13 +71,19 @@ def _shown(value: Any) -> str:
     return escape(text if len(text) <= 80 else text[:77] + "...")
 
 
+# The parts of a pydantic error location that name a union member or a validator, not a field
+# (`int`, `str`, `function-after[...]`, `literal['a']`, `list[...]`): a field such as
+# `interval` or `strategy` is kept.
+_UNION_TAG = re.compile(r"^(int|str|float|bool|none|bytes|constrained-\w+|function-.+|\w[\w-]*\[.*\])$")
+
+
 def format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
     """pydantic's errors as (field path, message), worded like the API server's where they overlap."""
     errors = exc.errors()
     problems = []
     missing = {(tuple(map(str, e["loc"][:-1])), str(e["loc"][-1])) for e in errors if e["type"] == "missing"}
     for err in errors:
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[", "int", "str")))]
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and _UNION_TAG.match(p))]
         msg = err["msg"]
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):

@@ -10,7 +10,8 @@ API-server semantics they depend on (docs/architecture.md, "Two drivers"), and n
   apply and plain patches, and `patch(..., subresource="status")` changes nothing else;
 - a `metadata.resourceVersion` in a patch (or an apply) that is not the live one is a 409;
 - `apply` is server-side apply, simplified: maps are merged, lists and scalars replaced, and
-  a field the same field manager applied before but leaves out now is removed;
+  a field the same field manager applied before but leaves out now is removed; the manager's
+  `managedFields` entry records the time of its last apply that changed the object;
 - `patch` is an RFC 7386 JSON merge patch; a write that changes nothing changes no
   resourceVersion and tells no subscriber (the API server skips no-op updates too);
 - `delete` of an object with finalizers only sets `deletionTimestamp`; it goes when a patch
@@ -184,6 +185,14 @@ class MemKube:
         self._record("MODIFIED", new)
         return new
 
+    def _stamp(self, obj: dict[str, Any], field_manager: str) -> None:
+        """Record when `field_manager` last changed the object, as the API server's managedFields
+        entry does (the time of that manager's last write that changed something): adoption
+        reads it as the start of a rollout it finds in flight (docs/rollouts.md)."""
+        entries = [e for e in obj["metadata"].get("managedFields") or [] if e.get("manager") != field_manager]
+        entries.append({"manager": field_manager, "operation": "Apply", "time": rfc3339(self.clock())})
+        obj["metadata"]["managedFields"] = entries
+
     def _remove(self, key: Key) -> None:
         gone = self._objects.pop(key)
         self._applied.pop(key, None)
@@ -278,6 +287,7 @@ class MemKube:
             live = self._objects.get(key)
             if live is None:
                 result = self._insert(key, given)
+                self._stamp(result, field_manager)
             else:
                 self._check_version(given, live)
                 managers = self._applied.get(key, {})
@@ -289,6 +299,8 @@ class MemKube:
                 client["metadata"] = {k: v for k, v in meta.items() if k not in SERVER_FIELDS}
                 new = merge_patch(new, client)
                 result = self._store(key, live, new)
+                if result is not live:
+                    self._stamp(result, field_manager)
             if key in self._objects:
                 self._applied.setdefault(key, {})[field_manager] = paths
             result = copy.deepcopy(result)

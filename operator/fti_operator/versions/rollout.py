@@ -363,6 +363,18 @@ def plan_rollout(status: Mapping[str, Any] | None, want: Want, observed: Observe
             progressing = (True, ROLLOUT_COMPLETE, f"{describe(stable)} serves 100 %")
         else:
             progressing = (None, want.blocked_reason or "NoRevision", want.blocked_message or "nothing to roll out yet")
+    # A rollback or an abort renders the stable pair again, which KServe serves under a new
+    # revision name: keep the recorded name current, so its traffic reports map back to the
+    # stable pair (versions/traffic.py) whichever report a reconcile read.
+    if (
+        target is None
+        and stable is not None
+        and observed.ready is True
+        and observed.revision == int(stable["revision"])
+        and observed.kserve_revision
+        and stable.get("kserveRevision") != observed.kserve_revision
+    ):
+        stable = {**stable, "kserveRevision": observed.kserve_revision}
     if stable is not None:
         stable = {**stable, "traffic": 100 - int(target["traffic"]) if target is not None and "traffic" in target else 100}
     history = history[: want.history_limit]

@@ -186,6 +186,27 @@ def test_apply_keeps_a_field_another_manager_still_applies() -> None:
     assert out["spec"] == {"a": 1, "b": 1, "c": 1}, "b stays: kubectl still applies it"
 
 
+def test_managed_fields_record_each_managers_last_changing_apply() -> None:
+    # The API server's managedFields time: what adoption reads as when a rollout started.
+    now = [datetime(2026, 12, 4, 16, 0, tzinfo=UTC)]
+    kube = MemKube(clock=lambda: now[0])
+
+    def times(obj: dict) -> dict:
+        return {e["manager"]: e["time"] for e in obj["metadata"]["managedFields"]}
+
+    kube.apply(pipeline(spec={"a": 1}))
+    now[0] = datetime(2026, 12, 4, 16, 5, tzinfo=UTC)
+    same = kube.apply(pipeline(spec={"a": 1}))  # no change: the time stays
+    assert times(same) == {"fti-operator": "2026-12-04T16:00:00Z"}
+    kube.apply(pipeline(spec={"a": 1, "b": 2}), field_manager="kubectl")
+    now[0] = datetime(2026, 12, 4, 16, 9, tzinfo=UTC)
+    out = kube.apply(pipeline(spec={"a": 3}))
+    assert times(out) == {"kubectl": "2026-12-04T16:05:00Z", "fti-operator": "2026-12-04T16:09:00Z"}
+    # A client cannot set it.
+    forged = kube.apply({**pipeline(spec={"a": 4}), "metadata": {"name": "fp", "namespace": "ns", "managedFields": []}})
+    assert times(forged)["fti-operator"] == "2026-12-04T16:09:00Z"
+
+
 def test_apply_with_a_stale_resource_version_conflicts() -> None:
     kube = MemKube()
     first = kube.apply(pipeline())

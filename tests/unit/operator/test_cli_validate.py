@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from fti_operator.api import load_manifests
@@ -40,3 +41,11 @@ def test_apply_names_only_what_is_not_the_projects_own():
     assert entrypoint == [
         "TrainingPipeline/fraud-baseline: runs fraud_models.baseline:build (spec.model.entrypoint) on this host"
     ]
+
+
+@pytest.mark.parametrize("verb", ["promote", "abort", "retry", "undo", "status", "history"])
+def test_rollout_commands_offer_only_their_own_options(verb: str) -> None:
+    result = CliRunner().invoke(app, ["local", "rollout", verb, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    options = {word.strip("│,") for word in result.output.split() if word.startswith("--")}
+    assert options <= {"--namespace", "--help", "--to-revision", "--timeout", "--watch", "--no-watch"}, options

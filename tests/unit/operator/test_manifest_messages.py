@@ -89,3 +89,23 @@ def test_every_document_of_a_stream_is_checked(tmp_path):
     lines = str(info.value).splitlines()
     assert lines[0].startswith(f"{two}:doc#2: spec.featureGroup.version: ")
     assert lines[1].startswith(f"{INVALID_DIR / 'fp-cron-words.yaml'}:doc#1: spec.schedule: ")
+
+
+def test_a_field_whose_name_starts_like_a_type_keeps_its_place_in_the_path():
+    # pydantic inserts union tags (`int`, `str`, `function-after[...]`) into error locations;
+    # only those are dropped, not fields such as `interval` or `strict`.
+    from pydantic import BaseModel, ValidationError
+
+    from fti_operator.api.manifests import format_validation_error
+
+    class Inner(BaseModel):
+        interval: int | str
+        strictness: int
+
+    class Outer(BaseModel):
+        inner: Inner
+
+    with pytest.raises(ValidationError) as exc:
+        Outer.model_validate({"inner": {"interval": [1], "strictness": "x"}})
+    paths = [path for path, _msg in format_validation_error(exc.value)]
+    assert "inner.interval" in paths and "inner.strictness" in paths, paths

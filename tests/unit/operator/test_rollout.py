@@ -54,6 +54,18 @@ def test_upgrade_keeps_stable_until_ready_then_moves_it_to_history():
     assert "traffic" not in done.history[0]
 
 
+def test_the_stable_pair_rendered_again_records_kserves_new_revision_name():
+    # After a rollback or an abort the stable pair is rendered again and KServe serves it as a
+    # new revision: the status follows, so traffic reports name the stable pair.
+    status = {"stable": rev(4, revision=2, traffic=100, since=ISO0, kserveRevision="x-00002")}
+    again = plan_rollout(status, want(4), Observed(2, True, "", "x-00004", 100), T0)
+    assert again.stable["kserveRevision"] == "x-00004" and again.events == []
+    assert again.stable["since"] == ISO0 and again.progressing[1] == "RolloutComplete"
+    # Not yet ready, or another revision's report: the recorded name stays.
+    for observed in (Observed(2, None, "", None), Observed(2, False, "", "x-00004"), Observed(3, True, "", "x-00005")):
+        assert plan_rollout(status, want(4), observed, T0).stable["kserveRevision"] == "x-00002"
+
+
 def test_readiness_deadline_rolls_back_once_and_does_not_retry_the_same_spec():
     plan = plan_rollout(STABLE, want(5, 2, generation=7, readiness_timeout=60), Observed(2, True), T0)
     late = T0 + timedelta(seconds=61)
