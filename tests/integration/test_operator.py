@@ -689,6 +689,17 @@ def test_new_pipelines_write_each_step_once_and_read_no_child(operator, k8s, nam
     assert job.metadata.annotations["fti.dev/run-token"] == "t1" and job.metadata.annotations["fti.dev/trigger"] == "RunNow"
 
 
+def wait_condition(k8s, namespace: str, name: str, type_: str, status: str) -> dict:
+    """The FeaturePipeline once its condition `type_` has `status` (the status follows the run's record)."""
+    return wait_until(
+        lambda: (
+            (o := get(k8s, namespace, "featurepipelines", name)) and (condition(o, type_) or {}).get("status") == status and o
+        ),
+        timeout=30,
+        description=f"{name}: {type_} {status}",
+    )
+
+
 def test_a_run_with_rejected_rows_shows_data_quarantined_until_a_clean_run(operator, k8s, namespace, pod_runner):
     """A run whose batch fails validation succeeds (the rows are kept in quarantine) and says so: the
     DataQuarantined condition names the rows and where they are, Ready is False (no maxRejectedFraction),
@@ -700,15 +711,7 @@ def test_a_run_with_rejected_rows_shows_data_quarantined_until_a_clean_run(opera
     run = wait_until(lambda: fg_run(k8s, namespace, "card-profiles", 1), timeout=600, description="first run in status")
     assert run["succeeded"] and run["rowsRejected"] == run["rowsRead"] > 0 and run["rowsWritten"] == 0, run
     assert run["quarantineUri"].endswith(f"/namespaces/{namespace}/quarantine/card_profiles/v1/{run['job']}")
-    fp = wait_until(
-        lambda: (
-            (o := get(k8s, namespace, "featurepipelines", "card-profiles"))
-            and (condition(o, "DataQuarantined") or {}).get("status") == "True"
-            and o
-        ),
-        timeout=30,
-        description="DataQuarantined True",
-    )
+    fp = wait_condition(k8s, namespace, "card-profiles", "DataQuarantined", "True")
     dq, ready = condition(fp, "DataQuarantined"), condition(fp, "Ready")
     for needle in (f"{run['rowsRejected']} rows quarantined by {run['job']}", run["quarantineUri"], "between on 'credit_limit'"):
         assert needle in dq["message"], (needle, dq)
@@ -746,15 +749,7 @@ def test_a_run_with_rejected_rows_shows_data_quarantined_until_a_clean_run(opera
         description="second run in status",
     )
     assert clean["succeeded"] and clean["rowsWritten"] > 0 and clean["rowsRejected"] == 0, clean
-    fp = wait_until(
-        lambda: (
-            (o := get(k8s, namespace, "featurepipelines", "card-profiles"))
-            and (condition(o, "DataQuarantined") or {}).get("status") == "False"
-            and o
-        ),
-        timeout=30,
-        description="DataQuarantined False",
-    )
+    fp = wait_condition(k8s, namespace, "card-profiles", "DataQuarantined", "False")
     assert condition(fp, "DataQuarantined")["reason"] == "NoRowsQuarantined" and condition(fp, "Ready")["status"] == "True"
     wait_until(lambda: events("RunSucceeded"), timeout=30, description="RunSucceeded Event")
     assert len(events("DataQuarantined")) == 1
