@@ -22,8 +22,10 @@ One run, driven by the contract (fti_pipelines.contract):
 
 The result (termination message): featureGroup, version, ingestion, rowsRead,
 rowsWritten, rowsRejected, rowsLate, rowsDuplicate, watermark, snapshot,
-quarantineUri, onlineRowsWritten, addedColumns, validation summary; and when rows were
-beyond the allowed lateness, rowsTooLate and lateQuarantineUri.
+quarantineUri, onlineRowsWritten, addedColumns, validation summary; when the batch failed
+validation, rejectedExamples (the first failing rows and their checks); and when rows were
+beyond the allowed lateness, rowsTooLate and lateQuarantineUri. The operator turns these into
+the DataQuarantined condition (docs/data-quality.md).
 """
 
 from __future__ import annotations
