@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/training_join.py [--labels 1000000] [--rows 5000000] [--repeat 3]
                                             [--skip-feast] [--feast-repeat 3] [--compare-duckdb]
+                                            [--unit us|ns|ns-sub]
 
 Data (bench/data/training_join/, generated once, seeded): a label spine of N labels
 (entity_id, event_time, label) and two feature groups of M rows each (entity_id,
@@ -12,6 +13,10 @@ Each side runs in its own subprocess (so peak RSS is that process's own, from
 getrusage ru_maxrss): one warm-up run (page cache warm), then `--repeat` timed runs;
 the median is reported. Correctness is checked on every run: exactly one output row
 per label, and the late labels' features are null.
+
+`--unit`: the event-time columns' Parquet type: `us` (as versions written before event
+times kept nanoseconds), `ns` (as the store writes them now; whole microseconds, like
+most sources), `ns-sub` (ns with random sub-microsecond digits: the dense-rank packing).
 
 Ours is `point_in_time_join` with its default engine (packed int64 keys, numpy lookup);
 `--compare-duckdb` also times the single DuckDB ASOF JOIN query (`engine="duckdb"`, the
@@ -38,12 +43,12 @@ DATA = HERE / "data" / "training_join"
 FEAST_PY = HERE / ".venv-feast" / "bin" / "python"
 
 
-def generate(labels: int, rows: int, entities: int, late: float, seed: int = 42) -> Path:
+def generate(labels: int, rows: int, entities: int, late: float, seed: int = 42, unit: str = "us") -> Path:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = DATA / f"l{labels}_r{rows}_e{entities}"
+    out = DATA / (f"l{labels}_r{rows}_e{entities}" + ("" if unit == "us" else f"_{unit}"))
     if (out / "_done").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -58,10 +63,17 @@ def generate(labels: int, rows: int, entities: int, late: float, seed: int = 42)
     is_late = rng.random(labels) < late
     ent = np.where(is_late, rng.integers(0, n_late, labels), rng.integers(n_late, entities, labels))
     lt = t0 + rng.integers(0, span, labels)
+
+    def times(us: np.ndarray) -> pa.Array:
+        if unit == "us":
+            return pa.array(us, pa.timestamp("us", tz="UTC"))
+        ns = us * 1000 + (rng.integers(0, 1000, len(us)) if unit == "ns-sub" else 0)
+        return pa.array(ns, pa.timestamp("ns", tz="UTC"))
+
     spine = pa.table(
         {
             "entity_id": pa.array(ent, pa.int64()),
-            "event_time": pa.array(lt, pa.timestamp("us", tz="UTC")),
+            "event_time": times(lt),
             "label": pa.array((rng.random(labels) < 0.1).astype(np.int8)),
         }
     )
@@ -74,7 +86,7 @@ def generate(labels: int, rows: int, entities: int, late: float, seed: int = 42)
         t = np.where(
             e < n_late, t0 + span + 1 + rng.integers(0, 10 * day, rows), t0 - 30 * day + rng.integers(0, span + 30 * day, rows)
         )
-        cols = {"entity_id": pa.array(e, pa.int64()), "event_time": pa.array(t, pa.timestamp("us", tz="UTC"))}
+        cols = {"entity_id": pa.array(e, pa.int64()), "event_time": times(t)}
         for c in range(ncols):
             cols[f"{g}_f{c}"] = pa.array(rng.random(rows))
         table = pa.table(cols)
@@ -179,6 +191,7 @@ def main() -> None:
     ap.add_argument("--feast-repeat", type=int, default=3)
     ap.add_argument("--skip-feast", action="store_true")
     ap.add_argument("--compare-duckdb", action="store_true", help="also time engine='duckdb' (one ASOF JOIN query)")
+    ap.add_argument("--unit", choices=["us", "ns", "ns-sub"], default="us", help="event-time Parquet type (see above)")
     ap.add_argument("--engine", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=HERE / "out" / "training_join.json")
     ap.add_argument("--child", choices=["ours"])
@@ -188,7 +201,7 @@ def main() -> None:
         print(json.dumps(run_ours(args.data, args.repeat, args.engine)))
         return
     t = time.perf_counter()
-    data = generate(args.labels, args.rows, args.entities, args.late)
+    data = generate(args.labels, args.rows, args.entities, args.late, unit=args.unit)
     print(f"data: {data} ({time.perf_counter() - t:.1f}s)", flush=True)
     results = {
         "data": json.loads((data / "meta.json").read_text()),

@@ -223,6 +223,8 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
 
 
 def _print_summary(resources: list[dict[str, Any]]) -> None:
+    from .render.pods import child_name
+
     fg = Table(title="Feature groups")
     for col in ("pipeline", "feature group", "version", "state", "rows written", "rows rejected", "watermark"):
         fg.add_column(col)
@@ -232,6 +234,9 @@ def _print_summary(resources: list[dict[str, Any]]) -> None:
     serving = Table(title="Inference")
     for col in ("service", "mode", "stable", "target", "ready", "detail"):
         serving.add_column(col)
+    monitoring = Table(title="Monitoring")
+    for col in ("service", "cronjob", "schedule", "last run", "drifted", "detail"):
+        monitoring.add_column(col)
     for r in resources:
         st, name = r.get("status") or {}, r["metadata"]["name"]
         if r["kind"] == "FeaturePipeline":
@@ -269,7 +274,17 @@ def _print_summary(resources: list[dict[str, Any]]) -> None:
                 ready.get("status", "-"),
                 ready.get("message", ""),
             )
-    for table in (fg, models, serving):
+            if r["spec"].get("monitoring") is not None:
+                drifted: dict[str, Any] = next((c for c in st.get("conditions", []) if c["type"] == "Drifted"), {})
+                monitoring.add_row(
+                    name,
+                    child_name(name, "monitor"),  # render/monitoring.py monitoring_name
+                    (r["spec"]["monitoring"] or {}).get("schedule", "@hourly"),
+                    (st.get("monitoring") or {}).get("job") or "-",
+                    drifted.get("status", "-"),
+                    drifted.get("message", ""),
+                )
+    for table in (fg, models, serving, monitoring):
         if table.row_count:
             out.print(table)
 

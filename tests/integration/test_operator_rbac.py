@@ -64,6 +64,7 @@ CALLS: list[Call] = [
     *_kinds("watch", "watch", why="Kopf: watches and indexes of our kinds (controller/indexes.py, triggers.py)"),
     *_kinds("get", why="a queued key not in the body cache (controller/runtime.py); status conflict (reconcile/writes.py)"),
     Call("patch", FTI, "featurepipelines", why="metadata.finalizers while a version is served (reconcile/feature.py)"),
+    Call("patch", FTI, "trainingpipelines", why="a run-now token when drift asks for retraining (reconcile/monitoring.py)"),
     *_kinds("patch", subresource="status", why="status merge patch (reconcile/writes.py)"),
     *_kinds(
         "update",
@@ -127,8 +128,7 @@ REFUSED: list[Call] = [
     *_kinds("create", why="users create our objects, the operator never does"),
     *_kinds("delete", why="users delete our objects, the operator never does"),
     *_kinds("update", why="metadata is merge-patched, never replaced"),
-    Call("patch", FTI, "trainingpipelines", why="only a FeaturePipeline's finalizers are patched"),
-    Call("patch", FTI, "inferenceservices", why="only a FeaturePipeline's finalizers are patched"),
+    Call("patch", FTI, "inferenceservices", why="only FeaturePipelines (finalizers) and TrainingPipelines (run-now) are patched"),
     *_kinds("update", subresource="status", why="status is merge-patched"),
     *_kinds("get", subresource="status", why="status comes with the object"),
     Call("get", "", "secrets", why="secrets only by reference: pods read them, the operator never"),

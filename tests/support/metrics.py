@@ -27,6 +27,7 @@ OPERATOR_FAMILIES = (
     "fti_served_traffic_percent",
     "fti_operator_api_requests",
     "fti_rollbacks",
+    "fti_feature_drift",
 )
 
 

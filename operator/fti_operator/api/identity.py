@@ -68,7 +68,7 @@ MANAGED_BY = "fti-operator"  # value of LABEL_MANAGED_BY, and the server-side-ap
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_KIND = f"{GROUP}/kind"  # lower-case kind of the owning resource
 LABEL_RESOURCE = f"{GROUP}/resource"  # name of the owning resource
-LABEL_COMPONENT = f"{GROUP}/component"  # feature | training | online | batch
+LABEL_COMPONENT = f"{GROUP}/component"  # feature | training | online | batch | monitoring
 LABEL_FG_VERSION = f"{GROUP}/feature-group-version"
 LABEL_MODEL_VERSION = f"{GROUP}/model-version"
 LABEL_FV_VERSION = f"{GROUP}/feature-view-version"
@@ -96,6 +96,11 @@ ANNOTATION_TRAINING_HASH = f"{GROUP}/training-hash"
 # FeaturePipeline's run-now Job.
 ANNOTATION_TRIGGER = f"{GROUP}/trigger"
 ANNOTATION_RUN_TOKEN = f"{GROUP}/run-token"  # the fti.dev/run token a training Job answers
+# On a TrainingPipeline, set by the operator beside the fti.dev/run token it sets when drift asks
+# for retraining: JSON {"token", "trigger": "Drift", "by"}; a run answering that token records the
+# trigger, and its Job carries ANNOTATION_TRIGGERED_BY (docs/monitoring.md).
+ANNOTATION_RUN_CAUSE = f"{GROUP}/run-cause"
+ANNOTATION_TRIGGERED_BY = f"{GROUP}/triggered-by"
 # On a retired feature-group version's CronJob: the operator suspended it (a user's own
 # `suspend` is told apart), and resumes it when a revision needs the version again.
 ANNOTATION_RETIRED = f"{GROUP}/retired"
@@ -127,6 +132,10 @@ ENV_RESOURCE_UID = "FTI_RESOURCE_UID"  # training: metadata.uid of the owning re
 ENV_MODEL_VERSION = "FTI_MODEL_VERSION"  # training: the model version the operator expects (the registry allocates)
 ENV_RUN_TIME = "FTI_RUN_TIME"  # RFC 3339 time the run stands for (default: now)
 ENV_TERMINATION_LOG = "FTI_TERMINATION_LOG"  # where the result goes (default TERMINATION_LOG)
+
+# On the model server when spec.monitoring.logging is set: JSON {"uri", "sampleRate",
+# "flushSeconds"} saying where and how often to log predictions (docs/monitoring.md).
+ENV_PREDICTION_LOG = "FTI_PREDICTION_LOG"
 
 CONTRACT_ENV = frozenset(
     {

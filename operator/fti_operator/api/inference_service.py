@@ -28,6 +28,7 @@ from .common import (
     uri_parts,
 )
 from .identity import API_VERSION, INFERENCE_SERVICE, KIND_INFERENCE_SERVICE
+from .monitoring import MonitoringSpec, MonitoringStatus
 from .scheduling import PodTemplate
 
 KIND = INFERENCE_SERVICE.kind
@@ -218,6 +219,9 @@ class InferenceServiceSpec(ApiModel):
         default_factory=RolloutSpec, description="Rollout and rollback.", json_schema_extra={"default": {}}
     )
     template: PodTemplate | None = Field(default=None, description="Pod overrides: image, resources, env, serviceAccountName.")
+    monitoring: MonitoringSpec | None = Field(
+        default=None, description="Prediction logging and drift monitoring of the served revisions (docs/monitoring.md)."
+    )
 
     @model_validator(mode="after")
     def _mode_settings(self) -> InferenceServiceSpec:
@@ -296,6 +300,7 @@ class InferenceServiceStatus(StatusModel):
         default=None, description="The last token of each rollout annotation (rollback, promote, abort, retry) acted on."
     )
     last_run: dict[str, Any] | None = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    monitoring: MonitoringStatus | None = Field(default=None, description="The last drift report per served revision.")
 
 
 class InferenceService(ApiModel):

@@ -337,13 +337,20 @@ class ModelVersionStatus(StatusModel):
     job: str | None = None
     message: str | None = None
     created_at: datetime | None = None
+    trigger: str | None = Field(
+        default=None, description="Why the run started: Created, RunNow, SpecChanged, Scheduled or Drift."
+    )
+    triggered_by: str | None = Field(
+        default=None, description="What asked for the run (a drift report: its InferenceService and run)."
+    )
+    profile_uri: str | None = Field(default=None, description="The training profile drift is measured against.")
 
 
 class TrainingRun(StatusModel):
     """The last run the operator started and why: what the next reconcile compares a trigger with."""
 
     model_version: Version = Field(description="Model version assigned to the run (its Job is named after it).")
-    trigger: str = Field(description="Why the run started: Created, RunNow, SpecChanged or Scheduled.")
+    trigger: str = Field(description="Why the run started: Created, RunNow, SpecChanged, Scheduled or Drift.")
     token: str | None = Field(default=None, description="The fti.dev/run token the run answered, if any.")
     training_hash: str | None = Field(default=None, description="Hash of the training-relevant spec the run was started for.")
     started_at: datetime | None = Field(default=None, description="When the run started (the schedule counts from here).")

@@ -72,6 +72,13 @@ SERVED_TRAFFIC = Gauge(
 )
 API_REQUESTS = Counter("fti_operator_api_requests", "API requests made by the operator's reconciles.", ["verb", "resource"])
 ROLLBACKS = Counter("fti_rollbacks_total", "Automatic and requested rollbacks, by reason.", ["reason"])
+# Set when a monitoring report is recorded (docs/monitoring.md): the top features of each served
+# revision by drift score; a new report replaces the InferenceService's series.
+FEATURE_DRIFT = Gauge(
+    "fti_feature_drift",
+    "Drift score of a feature of a served revision in the last monitoring report.",
+    ["namespace", "inferenceservice", "feature", "method", "model_version", "feature_view_version"],
+)
 
 
 @contextmanager
@@ -94,6 +101,9 @@ class PrometheusMetrics:
 
     Reconcilers call `feature_run`/`model_version` only with the status write that records a
     run, so a run is counted once, however often its Job's events are seen again."""
+
+    def __init__(self) -> None:
+        self._drift_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
     def feature_run(self, namespace: str, group: str, version: int, run: Mapping[str, Any]) -> None:
         labels = (namespace, group, str(version))
@@ -125,6 +135,25 @@ class PrometheusMetrics:
 
     def rollback(self, namespace: str, name: str, reason: str) -> None:
         ROLLBACKS.labels(reason).inc()
+
+    def drift(self, namespace: str, name: str, revisions: list[Mapping[str, Any]]) -> None:
+        series: set[tuple[str, ...]] = set()
+        for rev in revisions:
+            for f in rev.get("features") or []:
+                labels = (
+                    namespace,
+                    name,
+                    str(f["name"]),
+                    str(f.get("method") or ""),
+                    str(rev.get("model")),
+                    str(rev.get("featureView")),
+                )
+                FEATURE_DRIFT.labels(*labels).set(float(f["score"]))
+                series.add(labels)
+        for stale in self._drift_series.get((namespace, name), set()) - series:
+            with suppress(KeyError):
+                FEATURE_DRIFT.remove(*stale)
+        self._drift_series[(namespace, name)] = series
 
 
 def _timestamp(iso: Any) -> float:

@@ -42,6 +42,7 @@ class Metrics(Protocol):
     def model_version(self, namespace: str, model: str, entry: Mapping[str, Any]) -> None: ...
     def served(self, namespace: str, name: str, stable: Mapping[str, Any] | None, canary: Mapping[str, Any] | None) -> None: ...
     def rollback(self, namespace: str, name: str, reason: str) -> None: ...
+    def drift(self, namespace: str, name: str, revisions: list[Mapping[str, Any]]) -> None: ...
 
 
 class NoMetrics:
@@ -57,6 +58,9 @@ class NoMetrics:
         pass
 
     def rollback(self, namespace: str, name: str, reason: str) -> None:
+        pass
+
+    def drift(self, namespace: str, name: str, revisions: list[Mapping[str, Any]]) -> None:
         pass
 
 

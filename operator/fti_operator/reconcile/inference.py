@@ -38,6 +38,7 @@ from .conditions import condition, merge_conditions, now_iso, ready_rollup
 from .context import Context, Result
 from .kserve import predictor_traffic, served_revision, written_at
 from .kube import Kube
+from .monitoring import Monitoring, apply_cronjob, observe as observe_monitoring
 from .runs import newest_finished, read_run
 from .validity import parse_or_report
 from .writes import emit_event, transition_event_name, typed, update_status
@@ -120,10 +121,13 @@ def compute_status(
     mode: str,
     last_run: Mapping[str, Any] | None,
     extra: tuple[dict[str, Any], ...] = (),
+    monitoring: Monitoring | None = None,
 ) -> dict[str, Any]:
     """Conditions and revisions (pure): Ready follows the stable revision, whatever the target does.
 
-    extra: conditions decided elsewhere (Canary, from the deployment mode)."""
+    extra: conditions decided elsewhere (Canary, from the deployment mode); monitoring: the
+    drift reports and their conditions (reconcile/monitoring.py)."""
+    monitoring = monitoring or Monitoring()
     meta, old = body["metadata"], body.get("status") or {}
     gen = meta.get("generation")
     stable, target = plan.stable, plan.target
@@ -166,7 +170,8 @@ def compute_status(
         )
     ready = ready_rollup([serving], "Serving", serving["message"])
     progress_ok, progress_reason, progress_message = plan.progressing
-    conds = [ready, serving, up_to_date, condition("Progressing", progress_ok, progress_reason, progress_message[:1024]), *extra]
+    progressing = condition("Progressing", progress_ok, progress_reason, progress_message[:1024])
+    conds = [ready, serving, up_to_date, progressing, *extra, *monitoring.conditions]
     if target is not None and plan.canary_percent is not None:
         canary_ready = target.get("kserveRevision") is not None
         conds.append(
@@ -198,9 +203,12 @@ def compute_status(
         status["url"] = url
     if last_run:
         status["lastRun"] = dict(last_run)
+    if monitoring.status is not None:
+        status["monitoring"] = monitoring.status
     out = typed(InferenceServiceStatus, status)
     # Revisions that no longer exist are removed (null in the merge patch).
-    return {"stable": None, "target": None, "failed": None, "pinned": None, "pending": None, "handled": None, **out}
+    nulls = {"stable": None, "target": None, "failed": None, "pinned": None, "pending": None, "handled": None}
+    return {**nulls, **({"monitoring": None} if "monitoring" in old else {}), **out}
 
 
 def other_mode_children(kube: Kube, isvc: InferenceService) -> list[dict[str, str]]:
@@ -361,7 +369,10 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     plan = plan_rollout(known, want, seen, now)
     if adopted is not None:
         plan.events.insert(0, adopted)
-    body = _record(ctx, body, plan, decision, live, mode, last_run, result, canary_condition(want, plan))
+    monitoring = observe_monitoring(ctx, isvc, body, now)
+    had_monitoring = "monitoring" in old
+    body = _record(ctx, body, plan, decision, live, mode, last_run, result, canary_condition(want, plan), monitoring)
+    apply_cronjob(ctx, isvc, body, result, had_monitoring)
     desired = render_child(ctx, isvc, body, plan)
     if desired is not None:
         action, _child = apply_child(ctx.kube, desired, live=live, fetched=True)
@@ -398,13 +409,15 @@ def _record(
     last_run: Mapping[str, Any] | None,
     result: Result,
     extra: tuple[dict[str, Any], ...] = (),
+    monitoring: Monitoring | None = None,
 ) -> Mapping[str, Any]:
     """Write the status of `plan` and post its Events — once: just before the write that records
     the transition, each named after the status it starts from, so a reconcile retried after
     a crash on either side of the write finds the Event (or the status) there and posts none."""
     old = body.get("status") or {}
     old_up = next((c for c in old.get("conditions") or [] if c.get("type") == "UpToDate"), None)
-    events = list(plan.events)
+    monitoring = monitoring or Monitoring()
+    events = [*plan.events, *monitoring.events]
     if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
         events.append(("Warning", decision.reason, decision.message))
 
@@ -417,12 +430,15 @@ def _record(
         API_VERSION,
         PLURAL,
         body,
-        lambda b: compute_status(b, plan, decision, child, mode, last_run, extra),
+        lambda b: compute_status(b, plan, decision, child, mode, last_run, extra, monitoring),
         before_write=post,
     )
     if written is None:
         return body
     result.count("status")
+    meta = body["metadata"]
     if plan.rolled_back:
-        ctx.metrics.rollback(body["metadata"]["namespace"], body["metadata"]["name"], plan.rolled_back)
+        ctx.metrics.rollback(meta["namespace"], meta["name"], plan.rolled_back)
+    if monitoring.new_report and monitoring.status is not None:
+        ctx.metrics.drift(meta["namespace"], meta["name"], monitoring.status.get("revisions") or [])
     return written

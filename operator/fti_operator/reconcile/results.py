@@ -157,6 +157,8 @@ def model_version_entry(
         entry["trainingDataset"] = {"version": int(ds["version"]), "hash": str(ds["hash"])}
     if result.get("storageUri"):
         entry["storageUri"] = result["storageUri"]
+    if result.get("profileUri"):  # the training profile drift is measured against (docs/monitoring.md)
+        entry["profileUri"] = result["profileUri"]
     reasons = result.get("reasons")
     message = _error_message(result) or ("; ".join(map(str, reasons))[:MAX_MESSAGE] if reasons else None)
     if not succeeded and not message:

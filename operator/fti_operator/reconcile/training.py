@@ -35,6 +35,8 @@ from ..api import TrainingPipeline
 from ..api.identity import (
     ANNOTATION_LAST_RUN,
     ANNOTATION_RUN,
+    ANNOTATION_RUN_CAUSE,
+    ANNOTATION_TRIGGERED_BY,
     API_VERSION,
     LABEL_FEATURE_VIEW_KEY,
     TRAINING_PIPELINE,
@@ -107,6 +109,7 @@ def intent_from_job(job: Mapping[str, Any]) -> dict[str, Any] | None:
         "at": meta.get("creationTimestamp"),
         "trigger": annotations.get(TRIGGER_ANNOTATION),
         "job": meta.get("name"),
+        "by": annotations.get(ANNOTATION_TRIGGERED_BY),
     }
 
 
@@ -142,6 +145,18 @@ def run_trigger(tp: TrainingPipeline, intent: Mapping[str, Any] | None, token: s
             due = croniter(tp.spec.schedule, last).get_next(datetime)
             if due <= now:
                 return "Scheduled"
+    return None
+
+
+def run_cause(annotations: Mapping[str, str], token: str | None) -> dict[str, Any] | None:
+    """What asked for the run answering `token`, when the operator set it with the token (drift
+    asking for retraining, docs/monitoring.md): {"trigger", "by"}; None for a user's token."""
+    try:
+        cause = json.loads(annotations.get(ANNOTATION_RUN_CAUSE) or "null")
+    except json.JSONDecodeError:
+        return None
+    if isinstance(cause, dict) and token and cause.get("token") == token and cause.get("trigger"):
+        return {"trigger": str(cause["trigger"]), "by": str(cause.get("by") or "")}
     return None
 
 
@@ -192,8 +207,13 @@ def compute_status(
     by_job = {e.get("job") for e in entries.values()}
     for version, job in pending.items():
         if version not in entries and job not in by_job:  # started, result not in yet
-            started = (intent or {}).get("at") if intent and int(intent.get("version", 0)) == version else None
+            mine = intent and int(intent.get("version", 0)) == version
+            started = (intent or {}).get("at") if mine else None
             entries[version] = model_version_entry(version, job, None, None, fv, groups, created_at=started)
+            if mine and intent:
+                entries[version].update(
+                    {k: v for k, v in (("trigger", intent.get("trigger")), ("triggeredBy", intent.get("by"))) if v}
+                )
     versions = [entries[v] for v in sorted(entries, reverse=True)]
     validated = [mv["version"] for mv in versions if mv.get("phase") == "Validated"]
     trained = _trained_condition(versions[0] if versions else None)
@@ -282,12 +302,14 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         trigger = None
     if trigger:
         known = set(recorded) | set(jobs) | ({int(intent["version"])} if intent else set())
+        cause = run_cause(annotations, token) if trigger == "RunNow" else None
         intent = {
             "version": next_model_version(known),
             "hash": render_training.training_hash(tp),
             "token": token,
             "at": now_iso(now),
-            "trigger": trigger,
+            "trigger": cause["trigger"] if cause else trigger,
+            **({"by": cause["by"]} if cause else {}),
         }
     started: str | None = None
     recorded_jobs = {mv.get("job"): v for v, mv in recorded.items() if mv.get("job")}
@@ -304,6 +326,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             owner=body,
             trigger=intent.get("trigger") or "Created",
             token=intent.get("token"),
+            triggered_by=intent.get("by"),
         )
         # The list above is this reconcile's read of the Jobs: no GET before the create.
         action, _ = apply_child(ctx.kube, job, live=None, fetched=True)
@@ -327,6 +350,10 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         finished[version] = model_version_entry(
             version, run.job, run.succeeded, run.result, fv_ref, groups, created_at=(old or {}).get("createdAt")
         )
+        why = job_obj["metadata"].get("annotations") or {}
+        for key, annotation in (("trigger", TRIGGER_ANNOTATION), ("triggeredBy", ANNOTATION_TRIGGERED_BY)):
+            if why.get(annotation):
+                finished[version][key] = why[annotation]
         if intent and intent.get("job", job_name) == job_name and int(intent["version"]) == planned:
             intent = {**intent, "version": version, "job": job_name}
 

@@ -24,6 +24,7 @@ from ..api.identity import (
     LABEL_MODEL_VERSION,
 )
 from ..config import OperatorConfig
+from .monitoring import prediction_log_env
 from .pods import (
     child_name,
     container_security_context,
@@ -97,7 +98,8 @@ def _serving_container(
         SERVING_MODULE,
         spec_payload(isvc, pair),
         config,
-        extra_env,
+        # The server logs its predictions where the monitoring job reads them (docs/monitoring.md).
+        [*extra_env, *prediction_log_env(isvc, config)],
         name="kserve-container",
         args=["--role", role],
         resources=resources or tpl_resources,

@@ -15,6 +15,7 @@ from ..api.identity import (
     ANNOTATION_RUN_TOKEN,
     ANNOTATION_TRAINING_HASH,
     ANNOTATION_TRIGGER,
+    ANNOTATION_TRIGGERED_BY,
     LABEL_COMPONENT,
     LABEL_FEATURE_VIEW_KEY,
     LABEL_MODEL_VERSION,
@@ -58,8 +59,9 @@ def render(
     owner: Mapping[str, Any] | None = None,
     trigger: str = "create",
     token: str | None = None,
+    triggered_by: str | None = None,
 ) -> dict[str, Any]:
-    """The Job that trains model version `version`."""
+    """The Job that trains model version `version`; `triggered_by` names what asked for it (a drift report)."""
     name = job_name(tp, version)
     view = tp.spec.feature_view
     extra: dict[str, str | int | None] = {
@@ -88,4 +90,6 @@ def render(
     annotations = {ANNOTATION_TRAINING_HASH: training_hash(tp), ANNOTATION_TRIGGER: trigger}
     if token:
         annotations[ANNOTATION_RUN_TOKEN] = token
+    if triggered_by:
+        annotations[ANNOTATION_TRIGGERED_BY] = triggered_by
     return job(name, tp.metadata.namespace or "default", pod, config, job_labels=lbl, annotations=annotations, owner=owner)

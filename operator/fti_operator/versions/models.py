@@ -20,6 +20,7 @@ class ModelInfo:
     storage_uri: str | None = None
     namespace: str | None = None
     pipeline: str | None = None  # the TrainingPipeline that trained it
+    profile_uri: str | None = None  # its training profile, when the run reported one (docs/monitoring.md)
 
 
 def models_from_status(
@@ -40,6 +41,7 @@ def models_from_status(
                 storage_uri=mv.get("storageUri"),
                 namespace=namespace,
                 pipeline=pipeline,
+                profile_uri=mv.get("profileUri"),
             )
         )
     return out

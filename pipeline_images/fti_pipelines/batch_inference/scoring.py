@@ -10,6 +10,8 @@ Model inputs the input file itself carries (like request features online, e.g. t
 transaction `amount`) are taken from the input; the rest are looked up. A row whose
 entity has no feature row is still scored the way training treated such rows (the
 pipeline imputes the nulls), flagged `features_missing` and counted in the result.
+With FTI_PREDICTION_LOG set, the scored rows also go to the prediction log
+(prediction_log.py), published after the output.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..contract import PipelineContext, PipelineError
 from ..registry import ModelNotFound, ModelRegistry
 from ..serving.config import ServingConfig
 from ..serving.plan import PlanError, build_plan
+from ..serving.prediction_log import LogSettings
 from ..serving.predictor import Scorer
 from ..serving.skew import check_card
 from ..store.artifacts import ArtifactExists, ArtifactStore
@@ -36,6 +39,7 @@ from ..store.tenancy import artifact_store
 from ..training.transformations import to_rows
 from .features import FeatureTables
 from .output import run_directory, run_output
+from .prediction_log import BatchPredictionLog
 
 log = logging.getLogger("fti_pipelines.batch_inference")
 
@@ -131,6 +135,8 @@ def score_run(ctx: PipelineContext) -> dict[str, Any]:
         info = output.commit_info(run_dir)
         return {**result_base, "rowsScored": info.get("rowsScored"), "outputUri": output.url(run_dir), "alreadyCommitted": True}
     feature_store = FeatureStore(store)
+    log_settings = LogSettings.from_env(ctx.env, config.name, config.namespace)
+    prediction_log = BatchPredictionLog(log_settings, plan, config, ctx.run_id) if log_settings else None
     tables = FeatureTables(store.fs if store.protocol != "file" else None)
     started = time.perf_counter()
     try:
@@ -151,7 +157,7 @@ def score_run(ctx: PipelineContext) -> dict[str, Any]:
                     if record_batch.num_rows == 0:
                         continue
                     chunk = pa.Table.from_batches([record_batch])
-                    out, missing = _score_chunk(chunk, plan, tables, scorer, config, run_time, time_column)
+                    out, missing = _score_chunk(chunk, plan, tables, scorer, config, run_time, time_column, prediction_log)
                     missing_total += missing
                     writer.write(out)
                 metadata["rowsMissingFeatures"] = missing_total
@@ -163,8 +169,11 @@ def score_run(ctx: PipelineContext) -> dict[str, Any]:
                 "outputUri": output.url(run_dir),
                 "alreadyCommitted": True,
             }
+        logged = prediction_log.publish() if prediction_log is not None else []
     finally:
         tables.close()
+        if prediction_log is not None:
+            prediction_log.close()
     seconds = time.perf_counter() - started
     rows = metadata.get("rowsScored", 0)
     log.info("scored %d rows in %.1fs (%.0f rows/s) -> %s", rows, seconds, rows / seconds if seconds else 0, output.url(run_dir))
@@ -175,6 +184,7 @@ def score_run(ctx: PipelineContext) -> dict[str, Any]:
         "outputUri": output.url(run_dir),
         "inputColumns": from_input,
         "seconds": round(seconds, 3),
+        **({"rowsLogged": prediction_log.rows_logged, "logFiles": len(logged)} if prediction_log is not None else {}),
     }
 
 
@@ -186,6 +196,7 @@ def _score_chunk(
     config: ServingConfig,
     run_time: datetime,
     time_column: str | None,
+    prediction_log: BatchPredictionLog | None = None,
 ) -> tuple[pa.Table, int]:
     joined = tables.join(chunk, time_column=time_column, run_time=run_time)
     n = chunk.num_rows
@@ -199,6 +210,8 @@ def _score_chunk(
         missing |= joined.column(t.found).is_null().to_numpy(zero_copy_only=False)
     frame = pa.table(frame_cols).to_pandas()
     proba_or_labels, labels = scorer.score(to_rows(frame, list(plan.columns)))
+    if prediction_log is not None:
+        prediction_log.add(chunk, frame_cols, proba_or_labels)
     out: dict[str, Any] = {k: chunk.column(k) for k in plan.entity_keys}
     if time_column:
         out[time_column] = chunk.column(time_column)

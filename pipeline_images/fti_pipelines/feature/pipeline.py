@@ -5,7 +5,8 @@ One run, driven by the contract (fti_pipelines.contract):
 1. parse FTI_SPEC as a FeaturePipelineSpec (field-path errors), import the transform and
    the generator, check the online store is configured when `featureGroup.online` -
    all before any data is touched, so bad input leaves the stores as they were;
-2. read the source (files through fsspec, or the generator), apply the transform;
+2. read the source (files through fsspec, or the generator), apply the transform (one
+   that declares a `history` parameter can read the version's stored rows: history.py);
 3. shape the batch for the offline store: canonical types, schema check against the
    version's recorded schema, dedup on key + event time (within the batch and against the
    stored rows). Late rows (before the watermark) are ingested; with `allowedLateness`,
@@ -51,6 +52,7 @@ from ..store.online import open_online_store
 from ..store.quarantine import quarantine_batch
 from ..store.tenancy import artifact_store
 from ..validation import check_columns, validate
+from .history import FeatureHistory, wants_history
 from .online import OnlineWrite
 
 log = logging.getLogger("fti_pipelines.feature")
@@ -88,7 +90,7 @@ def parse_event_time(table: pa.Table, column: str) -> pa.Table:
                 column=column,
                 row=row,
             )
-        return table.set_column(index, column, pa.array(parsed, pa.timestamp("us", tz="UTC")))
+        return table.set_column(index, column, pa.array(parsed, pa.timestamp("ns", tz="UTC")))
     raise PipelineError(
         "InvalidColumnType",
         f"eventTime column {column!r} has type {dtype}; expected a timestamp or ISO-8601 strings",
@@ -125,7 +127,10 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     with _timed(timings, "read"):
         raw = read_source(spec.source)
     with _timed(timings, "transform"):
-        table = apply_transform(raw, spec.transform, transform) if spec.transform else raw
+        history = None
+        if transform is not None and wants_history(transform):
+            history = FeatureHistory(FeatureStore(store), fg.name, fg.version, fg.event_time, full=spec.ingestion == "full")
+        table = apply_transform(raw, spec.transform, transform, history) if spec.transform else raw
         table = parse_event_time(table, fg.event_time)
     return ingest(ctx, spec, store, table, timings, rows_read=raw.num_rows)
 

@@ -16,6 +16,7 @@ import sys
 
 from ..contract import PipelineContext, PipelineError, write_result
 from .config import ServingConfig
+from .prediction_log import LogSettings
 from .server import ROLES, serve
 
 
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             config = dataclasses.replace(config, name=args.model_name)
         if args.role == "transformer" and not args.predictor_host:
             raise PipelineError("InvalidArguments", "--role transformer needs --predictor_host host:port")
+        # The predictor role never logs: its transformer logs the whole row (serving/combined.py).
+        prediction_log = LogSettings.from_env(ctx.env, config.name, config.namespace) if args.role != "predictor" else None
     except PipelineError as exc:
         write_result({"ok": False, "reason": exc.reason, "error": exc.message})
         return 1
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         role=args.role,
         predictor_host=args.predictor_host,
         grpc_port=args.grpc_port,
+        prediction_log=prediction_log,
     )
     return 0
 

@@ -5,10 +5,14 @@ the features (KServe's preprocess histogram therefore times the lookup), `predic
 runs the model on the rows, `postprocess` encodes the v1 or v2 answer with the
 revision that answered. The handlers are plain functions (not coroutines): all of it
 is CPU-bound and microseconds long, so KServe calls them inline on the event loop.
+With a prediction log (serving/prediction_log.py) every scored request's rows are queued
+for it right after scoring; the transformer role does the same, the predictor role does
+not log (its transformer has the entity keys and logs the whole row).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +21,7 @@ from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferRequest
 
 from .lookup import LookupResult
+from .prediction_log import LogSettings, PredictionLogger
 from .predictor import Scorer
 from .protocol import Scored, v1_instances, v1_response, v2_instances, v2_response
 from .revision import Revision
@@ -29,17 +34,36 @@ class Prepared:
     lookup: LookupResult
     request: InferRequest | None  # None for v1
     scored: Scored | None = None
+    started: float | None = None  # time.perf_counter() at preprocess, when logging
 
 
 class FeatureModelBase(kserve.Model):
     """Readiness and request decoding shared by the combined and transformer roles."""
 
-    def __init__(self, name: str, revision: Revision):
+    def __init__(self, name: str, revision: Revision, prediction_log: LogSettings | None = None):
         super().__init__(name)
         self.revision = revision
+        self.log_settings = prediction_log
+        self.prediction_log: PredictionLogger | None = None
 
     def _activate(self) -> None:
-        """Hook: prepare request-path objects once the revision passed its checks."""
+        """Prepare request-path objects once the revision passed its checks (subclasses extend it)."""
+        if self.log_settings is not None and self.prediction_log is None and self.revision.plan is not None:
+            self.prediction_log = PredictionLogger.for_revision(self.log_settings, self.revision.plan, self.revision.config)
+            self.prediction_log.start()
+
+    def stop(self) -> None:
+        """KServe's unload at shutdown: write what the prediction log still holds."""
+        super().stop()
+        if self.prediction_log is not None:
+            self.prediction_log.close()
+
+    def log_scored(self, prepared: Prepared, headers: dict | None) -> None:
+        """Queue the request's rows for the prediction log (no-op without one)."""
+        logger = self.prediction_log
+        if logger is not None and prepared.scored is not None:
+            lookup = prepared.lookup
+            logger.record(lookup.keys, lookup.rows, lookup.defaulted, prepared.scored.predictions, headers, prepared.started)
 
     def load(self) -> bool:
         if self.revision.load():
@@ -64,9 +88,12 @@ class FeatureModelBase(kserve.Model):
         assert lookup is not None
         if isinstance(payload, InferRequest):
             instances = lookup.validate(v2_instances(payload, self.revision.config.max_instances), "inputs")
-            return Prepared(lookup.lookup(instances, "inputs"), payload)
+            return Prepared(lookup.lookup(instances, "inputs"), payload, started=self._started())
         instances = lookup.validate(v1_instances(payload))
-        return Prepared(lookup.lookup(instances), None)
+        return Prepared(lookup.lookup(instances), None, started=self._started())
+
+    def _started(self) -> float | None:
+        return time.perf_counter() if self.prediction_log is not None else None
 
     def encode(self, prepared: Prepared) -> Any:
         cfg = self.revision.config
@@ -79,11 +106,12 @@ class FeatureModelBase(kserve.Model):
 
 
 class CombinedModel(FeatureModelBase):
-    def __init__(self, name: str, revision: Revision):
-        super().__init__(name, revision)
+    def __init__(self, name: str, revision: Revision, prediction_log: LogSettings | None = None):
+        super().__init__(name, revision, prediction_log)
         self.scorer: Scorer | None = None
 
     def _activate(self) -> None:
+        super()._activate()
         self.scorer = Scorer(self.revision.pipeline, compile_model=self.revision.config.compile_model)
 
     def preprocess(self, payload: Any, headers: dict | None = None) -> Prepared:
@@ -93,6 +121,7 @@ class CombinedModel(FeatureModelBase):
         assert self.scorer is not None
         predictions, labels = self.scorer.score(prepared.lookup.rows)
         prepared.scored = Scored(predictions, labels, prepared.lookup.defaults_used)
+        self.log_scored(prepared, headers)
         return prepared
 
     def postprocess(self, prepared: Prepared, headers: dict | None = None, response_headers: dict | None = None) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from ..contract import ENV_SPEC, ENV_TERMINATION_LOG
+from ..contract import ENV_ARTIFACT_STORE, ENV_SPEC, ENV_TERMINATION_LOG
 
 
 class ServerNotReadyError(RuntimeError):
@@ -192,6 +192,18 @@ def serve_in_process(
 ) -> None:
     """Run the server in this process's main thread until SIGINT/SIGTERM."""
     from .config import ServingConfig
+    from .prediction_log import LogSettings
     from .server import serve
 
-    serve(ServingConfig.from_spec(spec), artifact_store, online_store, http_port=port, role=role, predictor_host=predictor_host)
+    config = ServingConfig.from_spec(spec)
+    log_env = {**os.environ, ENV_ARTIFACT_STORE: artifact_store}
+    prediction_log = LogSettings.from_env(log_env, config.name, config.namespace) if role != "predictor" else None
+    serve(
+        config,
+        artifact_store,
+        online_store,
+        http_port=port,
+        role=role,
+        predictor_host=predictor_host,
+        prediction_log=prediction_log,
+    )

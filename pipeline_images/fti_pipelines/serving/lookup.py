@@ -38,7 +38,13 @@ _FAST_TYPES = {
 @dataclass
 class LookupResult:
     rows: list[list[Any]]  # one row per instance, model input order
-    defaults_used: list[bool]  # per instance: True when a missing entity was filled with defaults
+    defaulted: list[tuple[str, ...]]  # per instance: the columns filled with defaults for a missing entity
+    keys: list[dict[str, Any]]  # per instance: its entity keys (for the prediction log)
+
+    @property
+    def defaults_used(self) -> list[bool]:
+        """Per instance: True when a missing entity was filled with defaults."""
+        return [bool(d) for d in self.defaulted]
 
 
 def _type_name(value: Any) -> str:
@@ -191,7 +197,8 @@ class FeatureLookup:
         if n == 1 and self._entity_groups:  # the online case, kept to the fewest Python steps
             row: list[Any] = [None] * self._width
             rows = [row]
-            defaults_used = [self._read_entity(self._checked(instances[0], 0, row, field), row, field)]
+            keys_by_instance = [self._checked(instances[0], 0, row, field)]
+            defaulted = [self._read_entity(keys_by_instance[0], row, field)]
         else:
             rows = [[None] * self._width for _ in range(n)]
             # Every instance is checked before any read, so a malformed one is a 400 at no store cost.
@@ -199,10 +206,10 @@ class FeatureLookup:
             # One entity read per instance over every group (one prepared statement / one Redis
             # round trip each): cheaper than a batched read per group, which decodes generic
             # rows and parses event times (bench/RESULTS.md, multi-instance requests).
-            defaults_used = (
+            defaulted = (
                 [self._read_entity(keys, rows[i], field, i) for i, keys in enumerate(keys_by_instance)]
                 if self._entity_groups
-                else [False] * n
+                else [()] * n
             )
         nan = float("nan")
         for row in rows:  # stored nulls in numeric columns reach the model as NaN, not None
@@ -213,7 +220,7 @@ class FeatureLookup:
         if metrics is not None:
             metrics.lookup.observe(time.perf_counter() - started)
             metrics.settle()
-        return LookupResult(rows, defaults_used)
+        return LookupResult(rows, defaulted, keys_by_instance)
 
     def _checked(self, inst: Any, i: int, row: list[Any], field: str) -> dict[str, Any]:
         """The instance's entity keys; its request features go into `row`. RequestError (400) if malformed."""
@@ -242,18 +249,18 @@ class FeatureLookup:
             row[pos] = value
         return keys
 
-    def _read_entity(self, keys: dict[str, Any], row: list[Any], field: str, i: int = 0) -> bool:
-        """Fill `row` from one entity read over every group; True when defaults filled a missing entity."""
+    def _read_entity(self, keys: dict[str, Any], row: list[Any], field: str, i: int = 0) -> tuple[str, ...]:
+        """Fill `row` from one entity read over every group; the columns defaults filled (a missing entity)."""
         read = self._read
         if read is None:  # built on first use: a revision that is not ready has nothing to read yet
             read = self._read = self.store.entity_reader(self._reads)
         flat = read(keys)
         now = time.time()
-        defaulted = False
+        defaulted: tuple[str, ...] = ()
         for group, present, placed, default_values, observe_age, seen_at, micros in self._entity_groups:
             if flat[present] is None:
                 self._missing(group, i, keys, field)
-                defaulted = True
+                defaulted += group.columns
                 for (_, pos), value in zip(placed, default_values, strict=True):
                     row[pos] = value
                 continue

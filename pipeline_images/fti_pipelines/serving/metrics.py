@@ -45,6 +45,18 @@ SERVING_READY = Gauge(
     "1 when this revision passed its load-time checks (skew guard, features materialized, verdict).",
     _REVISION,
 )
+# The prediction log (serving/prediction_log.py): rows written, and rows lost with the reason
+# (queue_full: the request path never waits; write_failed: the store refused them for too long).
+PREDICTION_LOG_ROWS = Counter(
+    "fti_prediction_log_rows_written",
+    "Prediction-log rows written to the artifact store.",
+    _REVISION,
+)
+PREDICTION_LOG_DROPPED = Counter(
+    "fti_prediction_log_dropped",
+    "Prediction-log rows dropped instead of written, by reason (queue_full, write_failed).",
+    (*_REVISION, "reason"),
+)
 
 PENDING_CAP = 4096  # values a series buffers before it is folded without waiting for a scrape
 

@@ -6,7 +6,11 @@ Two things differ from a stock `ModelServer().start([model])`:
   comes up *not ready* and its readiness endpoints say why (KServe would exit with
   NoModelReady). `/v2/health/ready` also reports not ready then (a custom DataPlane),
   so a kubelet probe on either endpoint keeps traffic away.
-- Our 4xx handlers and the body-size limit are installed on KServe's FastAPI app.
+- Our 4xx handlers, the body-size limit and the `X-Request-Id` header (request_id.py)
+  are installed on KServe's FastAPI app.
+- With FTI_PREDICTION_LOG set, the model logs its scored rows (prediction_log.py); the
+  log is flushed when the server stops (SIGTERM: uvicorn finishes the requests in flight,
+  KServe unloads the model, whose `stop` writes the queue; `serve` makes sure of it).
 - The request path is kept short: uvloop as KServe's `--event_loop auto` promises (its
   single-worker start runs plain asyncio), and no access-log line per request unless
   FTI_ACCESS_LOG=true (Prometheus metrics count requests already).
@@ -29,6 +33,8 @@ from threadpoolctl import threadpool_limits
 
 from .config import ServingConfig
 from .errors import install_error_handling
+from .prediction_log import LogSettings
+from .request_id import RequestIdMiddleware
 from .revision import Revision
 
 log = logging.getLogger("fti_pipelines.serving")
@@ -48,16 +54,22 @@ class RevisionDataPlane(DataPlane):
         return await super().ready()
 
 
-def build_model(role: str, config: ServingConfig, artifact_store: str, online_store: str | None) -> kserve.Model:
+def build_model(
+    role: str,
+    config: ServingConfig,
+    artifact_store: str,
+    online_store: str | None,
+    prediction_log: LogSettings | None = None,
+) -> kserve.Model:
     """The kserve.Model of a role, loaded (ready or not, with its reasons)."""
     from .combined import CombinedModel
     from .predictor import PredictorModel
     from .transformer import TransformerModel
 
     if role == "combined":
-        model: kserve.Model = CombinedModel(config.name, Revision(config, artifact_store, online_store))
+        model: kserve.Model = CombinedModel(config.name, Revision(config, artifact_store, online_store), prediction_log)
     elif role == "transformer":
-        model = TransformerModel(config.name, Revision(config, artifact_store, online_store, with_model=False))
+        model = TransformerModel(config.name, Revision(config, artifact_store, online_store, with_model=False), prediction_log)
     elif role == "predictor":
         model = PredictorModel(config.name, Revision(config, artifact_store, online_store, with_lookup=False))
     else:
@@ -89,6 +101,7 @@ def make_server(
     server = kserve.ModelServer(**kwargs)
     server.dataplane = RevisionDataPlane(model_registry=server.registered_models)
     install_error_handling(kserve_app, max_body_bytes)
+    kserve_app.add_middleware(RequestIdMiddleware)  # added last: outermost of ours, so every answer has the id
     return server
 
 
@@ -145,15 +158,21 @@ def serve(
     role: str = "combined",
     predictor_host: str | None = None,
     grpc_port: int | None = None,
+    prediction_log: LogSettings | None = None,
 ) -> None:
     """Load the revision and serve until SIGTERM/SIGINT (blocking; call from the main thread)."""
     if role == "transformer" and not predictor_host:
         raise ValueError("role transformer needs --predictor_host host:port")
     server = make_server(http_port, max_body_bytes=config.max_body_bytes, predictor_host=predictor_host, grpc_port=grpc_port)
-    model = build_model(role, config, artifact_store, online_store)
+    model = build_model(role, config, artifact_store, online_store, prediction_log)
     limit_threads(config)  # after loading: the limit applies to the libraries loaded so far
     # Registered even when not ready: the server stays up and its readiness says why.
     server.register_model(model)
     log.info("model server %s (%s) on port %d, ready=%s", config.name, role, http_port, model.ready)
     tune_request_path(server)
-    server.start([])
+    try:
+        server.start([])
+    finally:
+        logger = getattr(model, "prediction_log", None)
+        if logger is not None:  # KServe's unload closed it already on a signal; closing twice is harmless
+            logger.close()

@@ -56,6 +56,7 @@ class TransformerModel(FeatureModelBase):
             raise PredictorError(f"the predictor at {self.predictor_config.predictor_host} is unreachable: {exc}") from exc
         predictions = response.get("predictions") if isinstance(response, dict) else None
         prepared.scored = scored_from_predictor(predictions, prepared.lookup.defaults_used)
+        self.log_scored(prepared, headers)
         return prepared
 
     async def postprocess(self, prepared: Prepared, headers: dict | None = None, response_headers: dict | None = None) -> Any:

@@ -108,6 +108,30 @@ class ArtifactStore:
             fh.write(data)
         return path
 
+    def write_bytes_atomic(self, *parts_and_data: Any) -> str:
+        """`write_bytes_atomic(*parts, data)`: a reader sees the whole file or none of it.
+
+        On file:// a hidden temporary file in the same directory is renamed into place; on an
+        object store the file is one PUT, which is atomic already. Unlike `create_exclusive`,
+        an existing file is replaced: callers choose unique names (the prediction log does).
+        """
+        *parts, data = parts_and_data
+        path = self.path(*parts)
+        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        if self.protocol == "file":
+            temp = posixpath.join(posixpath.dirname(path), f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
+            try:
+                with open(temp, "wb") as fh:
+                    fh.write(data)
+                os.replace(temp, path)
+            finally:
+                if os.path.exists(temp):
+                    os.unlink(temp)
+        else:
+            self.fs.pipe_file(path, data)
+            self.invalidate()
+        return path
+
     def create_exclusive(self, *parts_and_data: Any) -> bool:
         """`create_exclusive(*parts, data)`: write a file only if none is there; False if one is.
 

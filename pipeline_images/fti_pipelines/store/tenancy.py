@@ -21,6 +21,7 @@ from ..contract import PipelineContext, PipelineError
 from .artifacts import ArtifactStore
 
 NAMESPACES = "namespaces"
+PREDICTIONS = "predictions"
 # The top-level directories of the layout before namespaces (all now under namespaces/<ns>/).
 UNSCOPED_ROOTS = ("features", "quarantine", "training_datasets", "feature_views", "models")
 # A Kubernetes namespace name (RFC 1123 label): no '/', '.' or '_', so it cannot leave its prefix.
@@ -59,3 +60,13 @@ def namespace_store(uri: str, namespace: str, storage_options: dict[str, Any] | 
 def artifact_store(ctx: PipelineContext) -> ArtifactStore:
     """The artifact store of the run's namespace (what every pipeline reads and writes)."""
     return namespace_store(ctx.artifact_store, ctx.namespace)
+
+
+def predictions_dir(root: str, namespace: str, inference_service: str) -> str:
+    """URI of an InferenceService's prediction log: `<root>/namespaces/<ns>/predictions/<name>`.
+
+    The model server and batch inference write below it, monitoring reads it
+    (store/prediction_log.py has the layout under it; docs/store-layout.md).
+    """
+    check_namespace(namespace)
+    return ArtifactStore(root).url(NAMESPACES, namespace, PREDICTIONS, inference_service)

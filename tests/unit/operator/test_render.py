@@ -12,7 +12,7 @@ import yaml
 from fti_operator.api import FeaturePipeline, InferenceService, TrainingPipeline, load_manifests
 from fti_operator.api.identity import LABEL_MODEL_VERSION
 from fti_operator.config import OperatorConfig
-from fti_operator.render import feature, inference, training
+from fti_operator.render import feature, inference, monitoring, training
 from fti_operator.render.inference import ResolvedPair
 from fti_operator.render.pods import RenderError, child_name, pipeline_container
 
@@ -62,6 +62,23 @@ GPU_TEMPLATE = {
     ],
 }
 
+# spec.monitoring with logging, a feature subset and retraining (docs/monitoring.md).
+MONITORING = {
+    "logging": {"sampleRate": 0.5, "flushSeconds": 10},
+    "schedule": "*/30 * * * *",
+    "window": "6h",
+    "minRows": 500,
+    "drift": {"method": "js", "threshold": 0.1, "features": ["amount", "merchant_risk"], "minDriftedFeatures": 2},
+    "onDrift": "retrain",
+}
+# The stable revision (profile next to the model) and a canary whose training reported its profile.
+MONITORED = [
+    monitoring.MonitoredRevision(
+        "stable", 4, 1, "s3://ml/fti/models/fraud/4/model", monitoring.profile_uri("s3://ml/fti/models/fraud/4/model")
+    ),
+    monitoring.MonitoredRevision("canary", 5, 2, "s3://ml/fti/models/fraud/5/model", "s3://ml/fti/profiles/fraud-5.json"),
+]
+
 CASES = {
     "feature-cronjob": lambda: feature.render(FeaturePipeline.model_validate(FP), CONFIG, owner=FP),
     "feature-once-job": lambda: feature.render(
@@ -94,6 +111,15 @@ CASES = {
     ),
     "inference-batch-cronjob": lambda: inference.render_batch(
         InferenceService.model_validate(ISVC_BATCH), PAIR, CONFIG, owner=ISVC_BATCH
+    ),
+    "inference-combined-prediction-log": lambda: inference.render_online(
+        InferenceService.model_validate(variant(ISVC_ONLINE, "spec.monitoring", MONITORING)), PAIR, CONFIG, owner=ISVC_ONLINE
+    ),
+    "monitoring-cronjob": lambda: monitoring.render_monitoring(
+        InferenceService.model_validate(variant(ISVC_ONLINE, "spec.monitoring", MONITORING)),
+        MONITORED,
+        CONFIG,
+        owner=ISVC_ONLINE,
     ),
 }
 

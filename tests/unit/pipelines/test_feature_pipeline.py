@@ -180,7 +180,7 @@ def test_csv_and_jsonl_sources(env: Env, fmt: str, writer) -> None:
     code, result = env.run(env.spec(source={"uri": f"file://{env.raw}", "format": fmt}))
     assert code == 0, result
     assert result["rowsWritten"] == 2 and result["watermark"] == "2026-01-02T00:00:00Z"
-    assert env.features().schema("tx", 1)["columns"][1] == {"name": "event_time", "dtype": "timestamp[us, tz=UTC]"}
+    assert env.features().schema("tx", 1)["columns"][1] == {"name": "event_time", "dtype": "timestamp[ns, tz=UTC]"}
 
 
 @pytest.fixture
