@@ -23,8 +23,9 @@ from ..api.identity import (
 from ..render import feature as render_feature
 from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY
 from ..versions import fg_version_states
+from . import quarantine
 from .children import apply_child
-from .conditions import condition, merge_conditions, ready_rollup
+from .conditions import condition, merge_conditions
 from .context import Context, Result
 from .feature_jobs import (
     DROP_AFTER_SECONDS,
@@ -122,13 +123,14 @@ def compute_status(
         materialized = condition(
             "Materialized", False, "RunFailed", f"v{current}: {run['job']} failed: {run.get('message', '')}"[:1024]
         )
-    ready = ready_rollup([materialized], "Materialized", materialized["message"])
+    quarantined = quarantine.data_quarantined(current, run)
+    ready = quarantine.ready(materialized, quarantined, spec, run)
     return typed(
         FeaturePipelineStatus,
         {
             "observedGeneration": meta.get("generation"),
             "versions": versions,
-            "conditions": merge_conditions(old.get("conditions"), [ready, materialized], meta.get("generation")),
+            "conditions": merge_conditions(old.get("conditions"), [ready, materialized, quarantined], meta.get("generation")),
         },
     )
 
@@ -359,18 +361,8 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         result.count("status")
         for version, run in sorted(new_runs.items()):
             ctx.metrics.feature_run(ns, group, version, run)
-            emit_event(
-                ctx.kube,
-                body,
-                "RunSucceeded" if run["succeeded"] else "RunFailed",
-                f"{group} v{version}: Job {run['job']} "
-                + (
-                    f"wrote {run.get('rowsWritten', 0)} rows, rejected {run.get('rowsRejected', 0)}"
-                    if run["succeeded"]
-                    else f"failed: {run.get('message', '')}"
-                ),
-                "Normal" if run["succeeded"] else "Warning",
-            )
+            reason, message, kind = quarantine.run_event(group, version, run)
+            emit_event(ctx.kube, body, reason, message, kind)
         for version, drop in sorted(new_drops.items()):
             emit_event(
                 ctx.kube,

@@ -181,6 +181,49 @@ def test_every_kind_has_a_check():
             "Degraded",
             "TrafficSplitUnsupported",
         ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Materialized", "v2: 0 rows written; 100.0% quarantined, within maxRejectedFraction 1"),
+                    cond("Materialized", "True", "RunSucceeded"),
+                    cond("DataQuarantined", "True", "RowsQuarantined", "v2: 3 rows quarantined by fp-v2-1 at file:///q"),
+                ]
+            ),
+            "Degraded",
+            "DataQuarantined RowsQuarantined: v2: 3 rows",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "False", "DataQuarantined", "v2: 3 rows quarantined by fp-v2-1"),
+                    cond("Materialized", "True", "RunSucceeded"),
+                    cond("DataQuarantined", "True", "RowsQuarantined", "v2: 3 rows quarantined by fp-v2-1"),
+                ]
+            ),
+            "Degraded",
+            "3 rows quarantined",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Materialized", "v2: 5 rows written"),
+                    cond("Materialized", "True", "RunSucceeded"),
+                    cond("DataQuarantined", "False", "NoRowsQuarantined", "v2: fp-v2-2 quarantined no rows"),
+                ]
+            ),
+            "Healthy",
+            "v2: 5 rows written",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "Unknown", "WaitingForFirstRun"),
+                    cond("DataQuarantined", "Unknown", "WaitingForFirstRun"),
+                ]
+            ),
+            "Progressing",
+            "WaitingForFirstRun",
+        ),
     ],
     ids=[
         "no-status",
@@ -201,6 +244,10 @@ def test_every_kind_has_a_check():
         "suspended-but-failing",
         "no-canary-running",
         "canary-held",
+        "quarantined-within-policy",
+        "quarantined-beyond-policy",
+        "quarantine-cleared",
+        "quarantine-first-run",
     ],
 )
 def test_health(kind, case, expected, words):
