@@ -224,6 +224,37 @@ def test_every_kind_has_a_check():
             "Progressing",
             "WaitingForFirstRun",
         ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Serving", "revision 2 serves"),
+                    cond("Drifted", "True", "Drifted", "stable: amount psi 0.41"),
+                ]
+            ),
+            "Degraded",
+            "Drifted Drifted: stable: amount psi 0.41",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Serving", "revision 2 serves"),
+                    cond("Drifted", "False", "NoDrift"),
+                    cond("Retraining", "False", "CooldownActive", "next run after 12:00"),
+                ]
+            ),
+            "Healthy",
+            "revision 2 serves",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Serving", "revision 2 serves"),
+                    cond("Drifted", "Unknown", "NotEnoughData", "120 rows < 1000"),
+                ]
+            ),
+            "Healthy",
+            "revision 2 serves",
+        ),
     ],
     ids=[
         "no-status",
@@ -248,6 +279,9 @@ def test_every_kind_has_a_check():
         "quarantined-beyond-policy",
         "quarantine-cleared",
         "quarantine-first-run",
+        "drifted",
+        "no-drift-retraining-cooling-down",
+        "drift-not-enough-data",
     ],
 )
 def test_health(kind, case, expected, words):
