@@ -4,7 +4,8 @@
 `_`-prefixed markers skipped, in name order) of `csv`, `parquet` or `jsonl` files on any
 fsspec filesystem (file://, s3://, ...). `spec.source.generator` names a `module:function`
 returning a pandas DataFrame or an Arrow table, called with `params` as keyword arguments.
-`spec.transform` is a `module:function` taking and returning a pandas DataFrame.
+`spec.transform` is a `module:function` taking and returning a pandas DataFrame; one that
+declares a `history` parameter also gets the rows already stored (feature/history.py).
 
 Every failure names what the user wrote: the URI, the file, the callable, the column.
 """
@@ -133,11 +134,14 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=mapping.get, self_destruct=False)
 
 
-def apply_transform(table: pa.Table, path: str, func: Callable[..., Any] | None = None) -> pa.Table:
-    """Run `spec.transform` on the raw rows (as pandas) and return its output as Arrow."""
+def apply_transform(table: pa.Table, path: str, func: Callable[..., Any] | None = None, history: Any = None) -> pa.Table:
+    """Run `spec.transform` on the raw rows (as pandas) and return its output as Arrow.
+
+    `history` (feature/history.py) is passed as `history=` when given: the caller passes
+    it only to a transform that declares that parameter."""
     func = func or load_callable(path, "transform")
     try:
-        out = func(to_pandas(table))
+        out = func(to_pandas(table)) if history is None else func(to_pandas(table), history=history)
     except PipelineError:
         raise
     except Exception as exc:  # user code: report it, do not crash

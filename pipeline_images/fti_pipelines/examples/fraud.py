@@ -13,12 +13,16 @@ ordinary (label noise), so no model scores a perfect 1.0.
 `aggregate_transactions` is the feature pipeline's transform: per-card aggregates
 over 1 hour, 1 day and 7 days, each computed AS OF the transaction's own event time
 (a window ending at that row), so every labelled transaction keeps its label and its
-features never look into the future.
+features never look into the future. On an incremental source it reads the 7 days
+before the batch from the feature store (its `history` parameter), so the windows do
+not depend on how the rows were split into runs: the pattern to copy for any window
+feature (docs/pipeline-contract.md, "Transforms that need history").
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -162,33 +166,74 @@ def transactions(
     return df
 
 
-def aggregate_transactions(df: pd.DataFrame) -> pd.DataFrame:
+# The windows, longest last: an incremental run reads this much history before its first row.
+WINDOWS = {"1h": "1 HOUR", "1d": "1 DAY", "7d": "7 DAYS"}
+LONGEST_WINDOW = pd.Timedelta(days=7)
+_HISTORY_COLUMNS = ["cc_num", "event_time", "amount"]
+
+
+def aggregate_transactions(df: pd.DataFrame, history: Any = None) -> pd.DataFrame:
     """Per-card window aggregates as of each transaction (the window ends at that row).
 
     Adds amount_sum_1h, tx_count_1h, amount_sum_1d, tx_count_1d, amount_avg_7d,
     amount_max_7d and tx_count_7d; keeps every input row and column (the label too).
+
+    The pattern for window features over an incremental source (docs/pipeline-contract.md,
+    "Transforms that need history"): the feature pipeline passes `history`
+    (fti_pipelines.feature.history.FeatureHistory), the rows this feature-group version
+    already holds. The windows are computed over those of the batch's cards from the
+    longest window before the batch's first row on, plus the batch, and only the batch's
+    rows are returned, so a month ingested in one run or in 30 daily runs gets the same
+    features. A stored row the batch sends again is taken from the batch (ingestion keeps
+    one row per card and event time). Without `history` (a direct call, a `full` run's
+    first batch) the batch is its own history.
+
+    Sums are added up in whole cents (amounts have two decimals), so a window's sum, and
+    so its average, is exact whichever rows shared a run. Stored rows are not revised: a
+    late transaction counts in the windows of the rows ingested with or after it.
     """
-    missing = [c for c in ("cc_num", "event_time", "amount") if c not in df.columns]
+    missing = [c for c in _HISTORY_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"aggregate_transactions needs columns {', '.join(missing)}")
+    past = pd.DataFrame(columns=_HISTORY_COLUMNS)
+    if history is not None and len(df):
+        past = history.read(since=df["event_time"].min() - LONGEST_WINDOW, columns=_HISTORY_COLUMNS)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.register("tx", df)
-        out = con.execute("""
-            SELECT *,
-                   sum(amount) OVER w1h AS amount_sum_1h,
-                   count(*)    OVER w1h AS tx_count_1h,
-                   sum(amount) OVER w1d AS amount_sum_1d,
-                   count(*)    OVER w1d AS tx_count_1d,
-                   avg(amount) OVER w7d AS amount_avg_7d,
-                   max(amount) OVER w7d AS amount_max_7d,
-                   count(*)    OVER w7d AS tx_count_7d
-            FROM tx
-            WINDOW w1h AS (PARTITION BY cc_num ORDER BY event_time RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW),
-                   w1d AS (PARTITION BY cc_num ORDER BY event_time RANGE BETWEEN INTERVAL 1 DAY PRECEDING AND CURRENT ROW),
-                   w7d AS (PARTITION BY cc_num ORDER BY event_time RANGE BETWEEN INTERVAL 7 DAYS PRECEDING AND CURRENT ROW)
-            ORDER BY event_time, cc_num
+        con.register("tx", df.assign(__fti_row=np.arange(len(df), dtype=np.int64)))
+        con.register("past", past.astype({"cc_num": "int64", "amount": "float64"}).astype({"event_time": df["event_time"].dtype}))
+        aggregates = ",\n".join(
+            f"sum(cents) OVER w{w} AS amount_sum_{w}, count(*) OVER w{w} AS tx_count_{w}" for w in ("1h", "1d")
+        )
+        windows = ",\n".join(
+            f"w{w} AS (PARTITION BY cc_num ORDER BY event_time RANGE BETWEEN INTERVAL {span} PRECEDING AND CURRENT ROW)"
+            for w, span in WINDOWS.items()
+        )
+        out = con.execute(f"""
+            WITH rows AS (
+                SELECT cc_num, event_time, CAST(round(amount * 100) AS BIGINT) AS cents, __fti_row FROM tx
+                UNION ALL
+                -- the stored rows of the batch's cards that the batch does not send again
+                SELECT p.cc_num, p.event_time, CAST(round(p.amount * 100) AS BIGINT), NULL FROM past p
+                WHERE p.cc_num IN (SELECT cc_num FROM tx)
+                  AND NOT EXISTS (SELECT 1 FROM tx WHERE tx.cc_num = p.cc_num AND tx.event_time = p.event_time)
+            ),
+            windowed AS (
+                SELECT __fti_row, {aggregates},
+                       sum(cents) OVER w7d AS cents_sum_7d,
+                       max(cents) OVER w7d AS cents_max_7d,
+                       count(*)   OVER w7d AS tx_count_7d
+                FROM rows
+                WINDOW {windows}
+            )
+            SELECT tx.* EXCLUDE (__fti_row),
+                   w.amount_sum_1h / 100 AS amount_sum_1h, w.tx_count_1h,
+                   w.amount_sum_1d / 100 AS amount_sum_1d, w.tx_count_1d,
+                   w.cents_sum_7d / w.tx_count_7d / 100 AS amount_avg_7d,
+                   w.cents_max_7d / 100 AS amount_max_7d, w.tx_count_7d
+            FROM tx JOIN windowed w ON w.__fti_row = tx.__fti_row
+            ORDER BY tx.event_time, tx.cc_num
         """).df()
     finally:
         con.close()
@@ -208,4 +253,4 @@ def _check_positive(**values: float) -> None:
             raise ValueError(f"{name} must be positive, got {value!r}")
 
 
-__all__ = ["AGE_GROUPS", "CATEGORIES", "aggregate_transactions", "card_profiles", "transactions"]
+__all__ = ["AGE_GROUPS", "CATEGORIES", "LONGEST_WINDOW", "WINDOWS", "aggregate_transactions", "card_profiles", "transactions"]

@@ -3,7 +3,7 @@
 For every label row (entity key, event time) it finds the feature row of the same
 entity with the greatest event time at or before the label's — never a later one —
 or none. Entity keys (one or more columns) become dense integer codes; code and
-event time (microseconds) are packed into one int64, `code * time_span + (t - t_min)`,
+event time are packed into one int64, `code * time_span + (t - t_min)`,
 so "same entity, latest time at or before" is "greatest packed key <= the label's
 packed key, still inside the label's entity range": one numpy argsort of the feature
 keys and one binary search per label.
@@ -14,6 +14,14 @@ sort carries every payload column through the sort; the argsort of one int64 col
 (bench/RESULTS.md, "Training data"). Keys that cannot be packed (the product of the
 spans would overflow int64, or the two sides' key types differ) return None, and the
 caller falls back.
+
+Event times arrive in nanoseconds, exactly as stored: a feature 1 ns after a label is
+after it (docs/store-layout.md, "Event-time precision"). Only their order matters here,
+so when nanoseconds would overflow the packing the times are taken in the coarsest unit
+that divides them all exactly (microseconds, milliseconds, seconds — data from most
+sources is whole microseconds: one vectorised check), and failing that as dense ranks
+of the distinct times (one more sort). Each step is exact, so the join's result is the
+same whichever one ran.
 
 Ties: two feature rows with the same entity and event time (ingestion drops such
 duplicates, so this is rare) are resolved by a stable sort, so the row stored last
@@ -78,8 +86,9 @@ def packed_keys(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(label keys, label entity starts, label validity, feature keys) as int64, or None.
 
-    Times are int64 microseconds. A label with a null key or time is not valid (it can
-    match nothing); feature rows must have no nulls in key or time (filter them first).
+    Times are int64 nanoseconds (or microseconds: any one unit on both sides). A label
+    with a null key or time is not valid (it can match nothing); feature rows must have no
+    nulls in key or time (filter them first).
     """
     cols = []
     for left, right in zip(label_keys, feature_keys, strict=True):
@@ -87,30 +96,56 @@ def packed_keys(
         if coded is None:
             return None
         cols.append(coded)
-    bounds = _min_max(label_time, feature_time) or (0, 0)
-    t_min, t_span = bounds[0], bounds[1] - bounds[0] + 1
-    total = t_span
+    key_span = 1
     for _, _, span in cols:
-        total *= span
-    if total >= _INT64_LIMIT:
+        key_span *= span
+    if key_span >= _INT64_LIMIT:
         return None
-    # Horner's scheme over the key columns, then time: exact because total < 2**63.
+    bounds = _min_max(label_time, feature_time) or (0, 0)
+    if bounds[1] - bounds[0] >= _INT64_LIMIT:
+        return None  # the offsets themselves would overflow (times ~292 years apart)
+    lt = _as_numpy(label_time, bounds[0]) - bounds[0]
+    ft = _as_numpy(feature_time, bounds[0]) - bounds[0]
+    timed = _time_codes(lt, ft, bounds[1] - bounds[0] + 1, _INT64_LIMIT // key_span)
+    if timed is None:
+        return None
+    lt, ft, t_span = timed
+    # Horner's scheme over the key columns, then time: exact because key_span * t_span < 2**63.
     # In place where possible: the feature side has millions of rows.
     lk = np.zeros(len(label_time), dtype=np.int64)
     fk = np.zeros(len(feature_time), dtype=np.int64)
     for i, (lc, fc, span) in enumerate(cols):
         lk, fk = (lc, fc) if i == 0 else (lk * span + lc, fk * span + fc)
     l_start = lk * t_span
-    lk = _as_numpy(label_time, t_min) - t_min
+    lk = lt
     lk += l_start
     fk = fk * t_span
-    fk += _as_numpy(feature_time, t_min)
-    fk -= t_min
+    fk += ft
     valid = np.ones(len(label_time), dtype=bool)
     for arr in [label_time, *label_keys]:
         if arr.null_count:
             valid &= arr.is_valid().to_numpy()
     return lk, l_start, valid, fk
+
+
+def _time_codes(lt: np.ndarray, ft: np.ndarray, span: int, limit: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Order-preserving codes for the (non-negative) time offsets with a span below
+    `limit`: the offsets themselves, then coarser exact units, then dense ranks."""
+    for _ in range(3):  # e.g. ns -> us -> ms -> s, while every offset is a whole unit
+        if span < limit:
+            return lt, ft, span
+        if np.any(lt % 1000) or np.any(ft % 1000):
+            break
+        lt //= 1000
+        ft //= 1000
+        span = (span - 1) // 1000 + 1
+    if span < limit:
+        return lt, ft, span
+    distinct, inverse = np.unique(np.concatenate([lt, ft]), return_inverse=True)
+    if len(distinct) >= limit:
+        return None
+    inverse = inverse.astype(np.int64, copy=False)
+    return inverse[: len(lt)], inverse[len(lt) :], len(distinct)
 
 
 def asof_positions(
@@ -143,7 +178,7 @@ def asof_indices(labels: pa.Table, features: pa.Table, keys: list[str], time_col
     """Row of `features` joined to each row of `labels` (null = none), or None if the keys cannot be packed.
 
     Both tables carry the key columns under the same names and the event time as int64
-    microseconds in `time_column`; `features` holds no nulls in them.
+    (nanoseconds, or microseconds on both sides) in `time_column`; `features` holds no nulls in them.
     """
     packed = packed_keys([labels[k] for k in keys], labels[time_column], [features[k] for k in keys], features[time_column])
     if packed is None:

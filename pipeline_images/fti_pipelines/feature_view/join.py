@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -230,7 +230,9 @@ def _files_sql(files: Iterable[str]) -> str:
 
 
 def _ts(col: str, cast: bool) -> str:
-    return f"CAST({_q(col)} AS TIMESTAMPTZ)" if cast else _q(col)
+    # TIMESTAMPTZ_NS, not TIMESTAMPTZ: casting to microseconds would make a feature 700 ns
+    # after a label tie with it and join (docs/store-layout.md, "Event-time precision").
+    return f"CAST({_q(col)} AS TIMESTAMPTZ_NS)" if cast else _q(col)
 
 
 def _spine_columns(plan: JoinPlan) -> list[str]:
@@ -251,13 +253,15 @@ def _spine_order(plan: JoinPlan, prefix: str = "") -> list[str]:
     return [prefix + _q(c) for c in cols]
 
 
-def _spine_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast: bool, packed: bool = False) -> str:
-    """The label rows in [start, end); `packed` adds the event time as epoch microseconds
-    (`__fti_t`) and orders the rows as the output is ordered."""
+def _spine_sql(
+    plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast: bool, packed: bool = False, epoch: str = "epoch_ns"
+) -> str:
+    """The label rows in [start, end); `packed` adds the event time as an integer (`__fti_t`,
+    `epoch`: epoch_ns, or epoch_us when every source is in microseconds) and orders the rows as the output is ordered."""
     sp = plan.spine
     select = [f"{_ts(c, cast)} AS {_q(c)}" if c == sp.event_time else _q(c) for c in _spine_columns(plan)]
     if packed:
-        select.append(f"epoch_us({_ts(sp.event_time, cast)}) AS __fti_t")
+        select.append(f"{epoch}({_ts(sp.event_time, cast)}) AS __fti_t")
     where = []
     if windowed_start:
         where.append(f"{_ts(sp.event_time, cast)} >= ?")
@@ -270,12 +274,14 @@ def _spine_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast
     )
 
 
-def _group_sql(group: GroupSource, cols: tuple[str, ...], *, cast: bool, newest: str, packed: bool = False) -> str:
-    """A group's rows that can join: keys, event time (as `__fti_et`, or epoch microseconds
+def _group_sql(
+    group: GroupSource, cols: tuple[str, ...], *, cast: bool, newest: str, packed: bool = False, epoch: str = "epoch_ns"
+) -> str:
+    """A group's rows that can join: keys, event time (as `__fti_et`, or epoch nanoseconds
     `__fti_t` when `packed`), the selected columns; none stamped after `newest`."""
     et = _ts(group.event_time, cast)
     sel = [_q(k) for k in group.primary_key]
-    sel.append(f"epoch_us({et}) AS __fti_t" if packed else f"{et} AS __fti_et")
+    sel.append(f"{epoch}({et}) AS __fti_t" if packed else f"{et} AS __fti_et")
     sel += [_q(c) for c in cols if c not in group.primary_key]
     # Rows stamped after the newest label can never join: skip them before the sort.
     where = [f"{et} <= {newest}"] + [f"{_q(k)} IS NOT NULL" for k in group.primary_key]
@@ -286,7 +292,7 @@ def build_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast:
     """The join as one DuckDB ASOF LEFT JOIN query (parameters: start and/or end timestamps).
 
     The reference formulation, and the fallback when the keys cannot be packed (`asof`).
-    `cast`: bring every event time to TIMESTAMPTZ (needed when the sources' types differ;
+    `cast`: bring every event time to TIMESTAMPTZ_NS (needed when the sources' types differ;
     a join on a cast expression is slower, so it is skipped when they already agree).
     """
     et = _q(plan.spine.event_time)
@@ -308,21 +314,34 @@ def build_sql(plan: JoinPlan, *, windowed_start: bool, windowed_end: bool, cast:
 
 
 def _join_packed(
-    con: duckdb.DuckDBPyConnection, plan: JoinPlan, params: list, *, windowed_start: bool, windowed_end: bool, cast: bool
+    con: duckdb.DuckDBPyConnection,
+    plan: JoinPlan,
+    params: list,
+    *,
+    windowed_start: bool,
+    windowed_end: bool,
+    cast: bool,
+    epoch: str,
 ) -> pa.Table | None:
     """DuckDB reads and filters, numpy finds each label's feature row (`asof`), Arrow takes
     the values. None when a group's keys cannot be packed into int64."""
     spine = con.sql(
-        _spine_sql(plan, windowed_start=windowed_start, windowed_end=windowed_end, cast=cast, packed=True), params=params or None
+        _spine_sql(plan, windowed_start=windowed_start, windowed_end=windowed_end, cast=cast, packed=True, epoch=epoch),
+        params=params or None,
     ).to_arrow_table()
-    newest = pc.max(spine[plan.spine.event_time]).as_py() if spine.num_rows else None
+    # The newest label time rounded UP to the microsecond (a query parameter is a Python
+    # datetime): a superset of the rows that can join; the lookup itself compares nanoseconds.
+    top = pc.max(spine["__fti_t"]).as_py() if spine.num_rows else None
+    per_us = 1000 if epoch == "epoch_ns" else 1
+    newest = None if top is None else datetime.fromtimestamp(0, UTC) + timedelta(microseconds=-(-top // per_us))
 
     def lookup(join: tuple[GroupSource, tuple[str, ...]]) -> dict[str, pa.ChunkedArray] | None:
         group, cols = join
         cursor = con.cursor()  # one connection per thread; the time zone is per connection
         try:
             cursor.execute("SET TimeZone = 'UTC'")
-            rows = cursor.sql(_group_sql(group, cols, cast=cast, newest="?", packed=True), params=[newest]).to_arrow_table()
+            sql = _group_sql(group, cols, cast=cast, newest="?", packed=True, epoch=epoch)
+            rows = cursor.sql(sql, params=[newest]).to_arrow_table()
         finally:
             cursor.close()
         index = asof_indices(spine, rows, list(group.primary_key), "__fti_t")
@@ -389,9 +408,15 @@ def point_in_time_join(
     con = con or connect(filesystem)
     try:
         types = event_time_types(con, plan)
-        cast = len(set(types.values())) > 1 or "TIME ZONE" not in next(iter(types.values()))
+        # no cast when every event time already is the same zoned type (TIMESTAMPTZ_NS as
+        # ingested, or TIMESTAMP WITH TIME ZONE in versions from before nanoseconds)
+        kinds = set(types.values())
+        cast = len(kinds) > 1 or not any(z in next(iter(kinds)) for z in ("TIME ZONE", "TIMESTAMPTZ"))
         if engine != "duckdb":
-            table = _join_packed(con, plan, params, cast=cast, **window)
+            # times as integers in the finest unit any source has: nanoseconds as ingested,
+            # microseconds only when every source is in microseconds (versions from before)
+            epoch = "epoch_ns" if any("_NS" in t for t in kinds) else "epoch_us"
+            table = _join_packed(con, plan, params, cast=cast, epoch=epoch, **window)
             if table is not None:
                 return table
             if engine == "packed":

@@ -31,6 +31,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from fti_operator.api.identity import ENV_PREDICTION_LOG
+
 from ..contract import ENV_ARTIFACT_STORE, PipelineError
 from ..store.prediction_log import SOURCE_ONLINE, PredictionLogFiles, feature_array, log_schema, log_table
 from ..store.tenancy import predictions_dir
@@ -40,7 +42,6 @@ from .request_id import current
 
 log = logging.getLogger("fti_pipelines.serving")
 
-ENV_PREDICTION_LOG = "FTI_PREDICTION_LOG"
 DEFAULT_QUEUE_ROWS = 50_000
 
 

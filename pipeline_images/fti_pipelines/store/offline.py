@@ -96,6 +96,12 @@ class Batch:
         return f"{(self.parent['snapshot'] if self.parent else 0) + 1:06d}"
 
 
+def _at(value: Any, table: pa.Table, column: str) -> pa.Scalar:
+    """`value` (an ISO time or a timestamp) as a scalar of `column`'s type, nanoseconds kept."""
+    dtype = table.schema.field(column).type
+    return pa.scalar(pd.Timestamp(value).tz_convert("UTC").as_unit(dtype.unit).value, pa.int64()).cast(dtype)
+
+
 def _ts(value: Any) -> str | None:
     if value is None:
         return None
@@ -132,7 +138,7 @@ class FeatureStore:
         snap = self.snapshot(name, version)
         if snap is None or snap["watermark"] is None:
             return None
-        return pd.Timestamp(snap["watermark"]).to_pydatetime()
+        return pd.Timestamp(snap["watermark"])  # a datetime that keeps nanoseconds
 
     def _files(self, name: str, version: int, snap: dict[str, Any] | None) -> list[str]:
         if snap is None:
@@ -193,7 +199,7 @@ class FeatureStore:
                 f"column(s) {missing} (primaryKey/eventTime) not in the data; columns are {table.column_names}",
                 columns=missing,
             )
-        table = schemas.canonicalize(table)
+        table = schemas.canonicalize(table, event_time)
         et_type = table.schema.field(event_time).type
         if not pa.types.is_timestamp(et_type):
             raise PipelineError(
@@ -208,10 +214,10 @@ class FeatureStore:
         too_late, cutoff = None, None
         if incremental and allowed_lateness is not None:
             assert parent is not None
-            oldest = pd.Timestamp(parent["watermark"]).to_pydatetime() - allowed_lateness
+            oldest = pd.Timestamp(parent["watermark"]) - pd.Timedelta(allowed_lateness)
             cutoff = _ts(oldest)
             # null event times stay in the batch: validation must see (and reject) them
-            beyond = pc.fill_null(pc.less(table.column(event_time), pa.scalar(oldest, schemas.UTC_US)), False)
+            beyond = pc.fill_null(pc.less(table.column(event_time), _at(oldest, table, event_time)), False)
             if pc.any(beyond).as_py():
                 too_late, table = table.filter(beyond), table.filter(pc.invert(beyond))
         table, dup_in_batch = dedup(table, primary_key, event_time)
@@ -219,7 +225,7 @@ class FeatureStore:
         if incremental and table.num_rows:
             assert parent is not None
             table, dup_stored = self._drop_stored(name, version, parent, table, primary_key, event_time)
-            mark = pa.scalar(pd.Timestamp(parent["watermark"]).to_pydatetime(), schemas.UTC_US)
+            mark = _at(parent["watermark"], table, event_time)
             rows_late = pc.sum(pc.fill_null(pc.less(table.column(event_time), mark), False).cast(pa.int64())).as_py() or 0
         return Batch(
             name,
@@ -244,10 +250,10 @@ class FeatureStore:
         A stored row can only match a batch row at the same event time, so only the stored
         rows at or after the batch's earliest event time are read: for a batch of new rows
         that is the rows at the watermark, for a batch of late rows the span it reaches back."""
-        earliest = pc.min(table.column(event_time)).as_py()
-        if earliest is None or pd.Timestamp(earliest) > pd.Timestamp(parent["watermark"]):
+        earliest = pc.min(table.column(event_time))
+        if not earliest.is_valid or pc.greater(earliest, _at(parent["watermark"], table, event_time)).as_py():
             return table, 0  # nothing stored at or after the batch's first event
-        since = ds.field(event_time) >= pa.scalar(earliest, schemas.UTC_US)
+        since = ds.field(event_time) >= earliest
         stored = self.table(name, version, columns=[*primary_key, event_time], snap=parent, where=since)
         if not stored.num_rows:
             return table, 0

@@ -3,7 +3,13 @@
 Every batch is cast to canonical types before it is compared or written, so the same
 logical data gets the same recorded dtype whatever the source format produced:
 strings (large/view/dictionary) -> string, timestamps -> timestamp[us, tz=UTC] (naive
-values are taken as UTC), float16/32 -> double.
+values are taken as UTC), float16/32 -> double. The event-time column is the exception:
+it keeps nanoseconds (timestamp[ns, tz=UTC]), because the point-in-time join compares
+event times and a feature 700 ns after a label must stay after it — truncating both to
+microseconds would make them tie and join (docs/store-layout.md, "Event-time precision").
+Its range is therefore 1677-09-21 .. 2262-04-11; a row outside it fails the batch with
+EventTimeOutOfRange. A version recorded with a microsecond event time (written before
+event times kept nanoseconds) keeps microseconds: its rows are cast to it, as before.
 
 Schema evolution inside one feature-group version (the contract a feature view pins):
 
@@ -27,6 +33,7 @@ import pyarrow.compute as pc
 from ..contract import PipelineError
 
 UTC_US = pa.timestamp("us", tz="UTC")
+UTC_NS = pa.timestamp("ns", tz="UTC")  # event times (see the module docstring)
 
 
 def canonical_type(dtype: pa.DataType) -> pa.DataType:
@@ -45,15 +52,20 @@ def canonical_type(dtype: pa.DataType) -> pa.DataType:
     return dtype
 
 
-def canonicalize(table: pa.Table) -> pa.Table:
-    """Cast every column to its canonical type (naive timestamps are read as UTC)."""
+def canonicalize(table: pa.Table, event_time: str | None = None) -> pa.Table:
+    """Cast every column to its canonical type (naive timestamps are read as UTC);
+    the `event_time` column to nanoseconds, the other timestamps to microseconds."""
     for i, f in enumerate(table.schema):
-        target = canonical_type(f.type)
+        is_event_time = f.name == event_time and pa.types.is_timestamp(f.type)
+        target = UTC_NS if is_event_time else canonical_type(f.type)
         if target == f.type:
             continue
         column = table.column(i)
-        if pa.types.is_timestamp(f.type):
-            # sub-microsecond digits are dropped on purpose (safe=False); naive means UTC
+        if is_event_time:
+            column = _event_time_ns(column, f)
+        elif pa.types.is_timestamp(f.type):
+            # sub-microsecond digits of ordinary timestamp columns are dropped on purpose
+            # (safe=False); naive means UTC
             column = pc.cast(column, pa.timestamp("us", tz=f.type.tz), safe=False)
             if f.type.tz is None:
                 column = pc.assume_timezone(column, "UTC")
@@ -63,6 +75,22 @@ def canonicalize(table: pa.Table) -> pa.Table:
         table = table.set_column(i, f.name, column)
     # pandas metadata (index, dtypes) would make readers rebuild a stale index
     return table.replace_schema_metadata(None)
+
+
+def _event_time_ns(column: pa.ChunkedArray, f: pa.Field) -> pa.ChunkedArray:
+    """The event time in UTC nanoseconds, exactly: refused (not wrapped) outside ns range."""
+    try:
+        column = pc.cast(column, pa.timestamp("ns", tz=f.type.tz))  # safe: overflow raises
+    except pa.ArrowInvalid as exc:
+        raise PipelineError(
+            "EventTimeOutOfRange",
+            f"eventTime column {f.name!r} has a value outside 1677-09-21 .. 2262-04-11, "
+            f"the range event times are stored in (nanoseconds): {exc}",
+            column=f.name,
+        ) from None
+    if f.type.tz is None:
+        column = pc.assume_timezone(column, "UTC")
+    return column.cast(UTC_NS)
 
 
 def record(table: pa.Table, primary_key: list[str], event_time: str) -> dict[str, Any]:
@@ -113,6 +141,11 @@ def conform(
     if recorded["eventTime"] != event_time:
         problems.append(f"eventTime changed from {recorded['eventTime']!r} to {event_time!r}")
     types = {f.name: f.type for f in table.schema}
+    if types.get(event_time) == UTC_NS and _event_time_dtype(recorded) == str(UTC_US):
+        # a version recorded before event times kept nanoseconds stays in microseconds
+        index = table.schema.get_field_index(event_time)
+        table = table.set_column(index, event_time, pc.cast(table.column(index), UTC_US, safe=False))
+        types[event_time] = UTC_US
     fields = []
     for col in recorded["columns"]:
         name, dtype = col["name"], col["dtype"]
@@ -147,6 +180,10 @@ def conform(
     return table, schema, added
 
 
+def _event_time_dtype(recorded: dict[str, Any]) -> str | None:
+    return next((c["dtype"] for c in recorded["columns"] if c["name"] == recorded["eventTime"]), None)
+
+
 _TYPES = {
     "int64": pa.int64(),
     "double": pa.float64(),
@@ -155,6 +192,7 @@ _TYPES = {
     "binary": pa.binary(),
     "date32[day]": pa.date32(),
     "timestamp[us, tz=UTC]": UTC_US,
+    "timestamp[ns, tz=UTC]": UTC_NS,
     "uint8": pa.uint8(),
     "uint16": pa.uint16(),
     "uint32": pa.uint32(),

@@ -91,7 +91,7 @@ def test_event_times_of_different_types_are_compared_as_utc_instants(tmp_path):
     labels, feats = random_frames(np.random.default_rng(6), 1000, 5000, 20)
     labels["event_time"] = labels["event_time"].dt.tz_localize(None).astype("datetime64[ns]")  # naive, nanoseconds
     out = both(plan(tmp_path, labels, feats, ["cc"]))
-    assert str(out.schema.field("event_time").type) == "timestamp[us, tz=UTC]"
+    assert str(out.schema.field("event_time").type) == "timestamp[ns, tz=UTC]"  # cast without losing nanoseconds
 
 
 def test_label_with_a_null_key_is_kept_once_with_nulls(tmp_path):

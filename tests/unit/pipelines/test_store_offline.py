@@ -36,7 +36,7 @@ def test_schema_is_recorded_per_version(fs: FeatureStore) -> None:
     assert fs.schema("g", 1) == {
         "columns": [
             {"name": "k", "dtype": "int64"},
-            {"name": "t", "dtype": "timestamp[us, tz=UTC]"},
+            {"name": "t", "dtype": "timestamp[ns, tz=UTC]"},  # event times keep nanoseconds
             {"name": "v", "dtype": "double"},
         ],
         "primaryKey": ["k"],

@@ -64,7 +64,8 @@ def storage_values(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
         )
     if kind == "timestamp":
         unit_ts = pa.timestamp("us", tz=column.type.tz)
-        return column.cast(unit_ts).cast(pa.int64())
+        # event times are stored in nanoseconds offline; online keeps microseconds (truncated)
+        return pc.cast(column, unit_ts, safe=False).cast(pa.int64())
     if kind == "date":
         return column.cast(pa.string())
     if kind == "float":

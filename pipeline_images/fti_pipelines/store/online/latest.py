@@ -42,11 +42,12 @@ def latest_per_key(table: pa.Table, primary_key: Sequence[str], event_time: str,
     # arg_max over (event time, input position) picks each key's newest row in one hash
     # aggregation (a window function or a sort is 3-5x slower on 5M rows); rows come back
     # ordered by key so B-tree inserts downstream are sequential.
-    et_us = table.column(event_time).cast(pa.timestamp("us", tz=table.schema.field(event_time).type.tz)).cast(pa.int64())
+    # the raw int64 in the column's own unit: nanoseconds stay apart (store/schema.py)
+    et_raw = table.column(event_time).cast(pa.int64())
     keys_only = pa.table(
         {
             **{c: table.column(c) for c in primary_key},
-            "__fti_et": et_us,
+            "__fti_et": et_raw,
             "__fti_row": pa.array(np.arange(table.num_rows, dtype=np.int64)),
         }
     )
