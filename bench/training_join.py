@@ -3,6 +3,7 @@
     .venv/bin/python bench/training_join.py [--labels 1000000] [--rows 5000000] [--repeat 3]
                                             [--skip-feast] [--feast-repeat 3] [--compare-duckdb]
                                             [--unit us|ns|ns-sub]
+                                            [--compaction BATCHES [--rounds 2]]
 
 Data (bench/data/training_join/, generated once, seeded): a label spine of N labels
 (entity_id, event_time, label) and two feature groups of M rows each (entity_id,
@@ -21,6 +22,13 @@ most sources), `ns-sub` (ns with random sub-microsecond digits: the dense-rank p
 Ours is `point_in_time_join` with its default engine (packed int64 keys, numpy lookup);
 `--compare-duckdb` also times the single DuckDB ASOF JOIN query (`engine="duckdb"`, the
 reference and fallback) in its own subprocess, same data, same run.
+
+`--compaction BATCHES` times our join on the feature groups as a feature store holds them
+instead of one file each: ingested into a FeatureStore in BATCHES incremental runs (each a
+slice of event time, one Parquet file per run, as the feature pipeline leaves a version),
+and the same store after `store/compaction.py` merged each version into few files sorted
+by (key, event time). The two layouts run in alternating subprocesses, `--rounds` times
+each (the machine is shared and noisy: compare within a round), and must give the same rows.
 
 Feast runs `get_historical_features` on its file offline store (Dask) in its own venv,
 bench/.venv-feast (created by bench/feast/setup.sh).
@@ -104,32 +112,74 @@ def generate(labels: int, rows: int, entities: int, late: float, seed: int = 42,
     return out
 
 
+def feature_stores(data: Path, batches: int) -> tuple[Path, Path]:
+    """(fragmented, compacted) artifact-store roots holding fg_a and fg_b v1 (see the docstring)."""
+    import shutil
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from fti_pipelines.store import compaction
+    from fti_pipelines.store.artifacts import ArtifactStore
+    from fti_pipelines.store.offline import FeatureStore
+
+    frag, compact = data / f"store_b{batches}", data / f"store_b{batches}_compacted"
+    if (compact / "_done").exists():
+        return frag, compact
+    shutil.rmtree(frag, ignore_errors=True)
+    shutil.rmtree(compact, ignore_errors=True)
+    features = FeatureStore(ArtifactStore(f"file://{frag}"))
+    for g in ("fg_a", "fg_b"):
+        table = pq.read_table(data / f"{g}.parquet")
+        table = table.take(pc.sort_indices(table, [("event_time", "ascending")]))
+        step = -(-table.num_rows // batches)
+        for i in range(batches):
+            features.ingest(g, 1, table.slice(i * step, step), primary_key=["entity_id"], event_time="event_time")
+    shutil.copytree(frag, compact)
+    compacted = FeatureStore(ArtifactStore(f"file://{compact}"))
+    for g in ("fg_a", "fg_b"):
+        compaction.compact(compacted, g, 1)
+    (compact / "_done").write_text("ok")
+    return frag, compact
+
+
 def cpu_seconds() -> float:
     """User + system CPU time of this process (threads included): robust to a busy machine."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
 
-def run_ours(data: Path, repeat: int, engine: str = "auto") -> dict:
+def run_ours(data: Path, repeat: int, engine: str = "auto", store: Path | None = None) -> dict:
     sys.path.insert(0, str(HERE.parent / "pipeline_images"))
     import pyarrow.compute as pc
 
     from fti_pipelines.feature_view import JoinPlan, point_in_time_join, source_from_files
 
     meta = json.loads((data / "meta.json").read_text())
+    files = {g: [f"file://{data}/{g}.parquet"] for g in ("fg_a", "fg_b")}
+    if store is not None:  # --compaction: the groups as a feature store holds them
+        from fti_pipelines.store.artifacts import ArtifactStore
+        from fti_pipelines.store.offline import FeatureStore
+
+        features = FeatureStore(ArtifactStore(f"file://{store}"))
+        files = {g: features.parquet_files(g, 1) for g in files}
     spine = source_from_files("labels", 1, [f"file://{data}/labels.parquet"], ["entity_id"], "event_time")
-    a = source_from_files("fg_a", 1, [f"file://{data}/fg_a.parquet"], ["entity_id"], "event_time")
-    b = source_from_files("fg_b", 1, [f"file://{data}/fg_b.parquet"], ["entity_id"], "event_time")
+    a = source_from_files("fg_a", 1, files["fg_a"], ["entity_id"], "event_time")
+    b = source_from_files("fg_b", 1, files["fg_b"], ["entity_id"], "event_time")
     fa, fb = ("fg_a_f0", "fg_a_f1", "fg_a_f2"), ("fg_b_f0", "fg_b_f1")
     plan = JoinPlan(
         spine=spine, label="label", spine_columns=(), joins=((a, fa), (b, fb)), feature_columns=fa + fb, extra_columns=()
     )
+    from fti_pipelines.feature_view import content_hash
+
     times, cpu, checks = [], [], {}
     for i in range(repeat + 1):  # the first run warms the page cache and is not counted
         t, c = time.perf_counter(), cpu_seconds()
         table = point_in_time_join(plan, engine=engine)
         elapsed, used = time.perf_counter() - t, cpu_seconds() - c
         checks = {
+            "files": {g: len(f) for g, f in files.items()},
+            "hash": content_hash(table) if i == 0 else checks.get("hash"),
             "rows": table.num_rows,
             "labels": meta["labels"],
             "nullRowsA": table.num_rows - pc.count(table["fg_a_f0"]).as_py(),
@@ -145,8 +195,6 @@ def run_ours(data: Path, repeat: int, engine: str = "auto") -> dict:
     import tempfile
 
     import pyarrow.parquet as pq
-
-    from fti_pipelines.feature_view import content_hash
 
     table = point_in_time_join(plan, engine=engine)
     t = time.perf_counter()
@@ -170,9 +218,10 @@ def run_ours(data: Path, repeat: int, engine: str = "auto") -> dict:
     }
 
 
-def child(kind: str, data: Path, repeat: int, timeout: float, engine: str = "auto") -> dict:
+def child(kind: str, data: Path, repeat: int, timeout: float, engine: str = "auto", store: Path | None = None) -> dict:
     if kind == "ours":
         cmd = [sys.executable, __file__, "--child", "ours", "--data", str(data), "--repeat", str(repeat), "--engine", engine]
+        cmd += ["--store", str(store)] if store is not None else []
     else:
         cmd = [str(FEAST_PY), str(HERE / "feast" / "run_feast.py"), "--data", str(data), "--repeat", str(repeat)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
@@ -194,15 +243,21 @@ def main() -> None:
     ap.add_argument("--unit", choices=["us", "ns", "ns-sub"], default="us", help="event-time Parquet type (see above)")
     ap.add_argument("--engine", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=HERE / "out" / "training_join.json")
+    ap.add_argument("--compaction", type=int, metavar="BATCHES", help="time fragmented vs compacted feature stores")
+    ap.add_argument("--rounds", type=int, default=2, help="--compaction: alternating rounds of the two layouts")
     ap.add_argument("--child", choices=["ours"])
     ap.add_argument("--data", type=Path)
+    ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_ours(args.data, args.repeat, args.engine)))
+        print(json.dumps(run_ours(args.data, args.repeat, args.engine, args.store)))
         return
     t = time.perf_counter()
     data = generate(args.labels, args.rows, args.entities, args.late, unit=args.unit)
     print(f"data: {data} ({time.perf_counter() - t:.1f}s)", flush=True)
+    if args.compaction:
+        compare_compaction(data, args)
+        return
     results = {
         "data": json.loads((data / "meta.json").read_text()),
         "cpus": os.cpu_count(),
@@ -245,6 +300,37 @@ def main() -> None:
         print(f"speedup: {results['speedup']:.1f}x wall, {results['cpuSpeedup']:.1f}x cpu")
     elif f:
         print("feast:", f.get("error"))
+
+
+def compare_compaction(data: Path, args: argparse.Namespace) -> None:
+    """--compaction: the join on the fragmented and on the compacted store, alternating."""
+    t = time.perf_counter()
+    frag, compact = feature_stores(data, args.compaction)
+    print(f"stores: {frag}, {compact} ({time.perf_counter() - t:.1f}s)", flush=True)
+    rounds = []
+    for r in range(args.rounds):
+        pair = {
+            name: child("ours", data, args.repeat, 1800, store=root)
+            for name, root in (("fragmented", frag), ("compacted", compact))
+        }
+        for name, res in pair.items():
+            if "median" not in res:
+                raise SystemExit(f"{name}: {res.get('error')}")
+            print(f"round {r + 1} {name}: {json.dumps(res)}", flush=True)
+        assert pair["fragmented"]["hash"] == pair["compacted"]["hash"], "the two layouts must join to the same rows"
+        rounds.append(pair)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_name("training_join_compaction.json").write_text(json.dumps({"rounds": rounds}, indent=2))
+    print("\n| round | layout | files fg_a / fg_b | median wall | median cpu | peak RSS | rows |\n|---|---|---|---|---|---|---|")
+    for r, pair in enumerate(rounds, 1):
+        for name, res in pair.items():
+            print(
+                f"| {r} | {name} | {res['files']['fg_a']} / {res['files']['fg_b']} | {res['median']:.2f} s | "
+                f"{res['cpuMedian']:.2f} s | {res['peakRssMb']:.0f} MB | {res['rows']} |"
+            )
+        f, c = pair["fragmented"], pair["compacted"]
+        wall, cpu, rss = f["median"] / c["median"], f["cpuMedian"] / c["cpuMedian"], f["peakRssMb"] / c["peakRssMb"]
+        print(f"| {r} | ratio fragmented / compacted | | {wall:.2f}x | {cpu:.2f}x | {rss:.2f}x | |")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from controlplane.kserve import set_isvc_status
+from fti_pipelines.store.online import open_online_store
 from support.examples import example
 from support.rollouts import (
     GROUP,
@@ -304,6 +305,15 @@ def test_gitops_rollback_to_a_retired_feature_version_brings_it_back(op, k8s, fr
         description="v1 CronJob suspended",
     )
     assert cron.metadata.annotations.get("fti.dev/retired") == "true", "kept, marked retired"
+    # Needed by nothing, its online data goes: a Job made from the suspended CronJob drops it
+    # (the offline snapshots stay, to bring the version back below).
+    entry = wait_run(k8s, ns, 1, lambda e: (e.get("onlineDrop") or {}).get("succeeded"), "online data dropped")
+    dropped = entry["onlineDrop"]
+    assert entry["online"] is False and dropped["keysDropped"] > 0 and entry["lastRun"]["job"] != dropped["job"]
+    [drop_event] = events(k8s, ns, PROFILES, "OnlineDataDropped")
+    assert dropped["job"] in drop_event.message and len(events(k8s, ns, PROFILES, "DroppingOnlineData")) == 1
+    with open_online_store(op.env["FTI_ONLINE_STORE"], ns) as store:
+        assert store.version_info("card_profiles", 1) is None and store.version_info("card_profiles", 2)["rows"] > 0
 
     # No pod may start in the namespace for now, so the re-materialization is seen under way.
     core = client.CoreV1Api(k8s)
@@ -339,6 +349,9 @@ def test_gitops_rollback_to_a_retired_feature_version_brings_it_back(op, k8s, fr
     # The run finishes: v1 is retained, and the rollback proceeds by itself.
     entry = wait_run(k8s, ns, 1, lambda e: (e.get("lastRun") or {}).get("job") == job, "re-materialized")
     assert entry["state"] == "Retained" and f"{ns}/held" in entry["neededBy"] and "rematerializeJob" not in entry
+    assert entry["online"] is True, "the re-materializing run wrote the dropped online data again"
+    with open_online_store(op.env["FTI_ONLINE_STORE"], ns) as store:
+        assert store.version_info("card_profiles", 1)["rows"] == dropped["keysDropped"]
     wait_child_model(k8s, ns, "held", 1, timeout=120)
     set_isvc_status(k8s, ns, "held", ready=True)
     obj = wait_status(k8s, ns, "held", lambda st: (st.get("stable") or {}).get("model") == 1, "model 1 stable again")

@@ -64,6 +64,12 @@ def run_feature_pipelines(driver: LocalDriver, pipelines: Iterable[FeaturePipeli
             )
         if not run.get("succeeded"):
             raise LocalRunError(f"FeaturePipeline {fp.metadata.name}: {run.get('message', 'failed')}{_log_hint(driver, job)}")
+        quarantined = int(run.get("rowsRejected") or 0) + int(run.get("rowsTooLate") or 0)
+        if quarantined:
+            driver.progress(
+                f"FeaturePipeline {fp.metadata.name}: {quarantined} rows quarantined "
+                f"(`fti quarantine list --group {fp.spec.feature_group.name}`; docs/data-quality.md)"
+            )
 
 
 def run_training_pipelines(driver: LocalDriver, pipelines: Iterable[TrainingPipeline], retrain: bool = False) -> None:

@@ -16,17 +16,28 @@ from ..api.feature_pipeline import FeaturePipelineStatus
 from ..api.identity import (
     ANNOTATION_RETIRED,
     ANNOTATION_RUN,
-    ANNOTATION_TRIGGER,
     API_VERSION,
     FEATURE_PIPELINE,
     FINALIZER_FEATURE_VERSIONS,
 )
 from ..render import feature as render_feature
-from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY, child_name
+from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY
 from ..versions import fg_version_states
+from . import quarantine
 from .children import apply_child
-from .conditions import condition, merge_conditions, ready_rollup
+from .conditions import condition, merge_conditions
 from .context import Context, Result
+from .feature_jobs import (
+    DROP_AFTER_SECONDS,
+    TRIGGER_DROP,
+    TRIGGER_REMATERIALIZE,
+    busy_versions,
+    drop_job,
+    online_drop,
+    rematerialize_job,
+    should_drop,
+    trigger_of,
+)
 from .results import feature_run, job_finished
 from .runs import newest_finished, read_run
 from .store_access import gate, with_access
@@ -66,13 +77,17 @@ def compute_status(
     states: dict[int, tuple[str, list[str]]],
     new_runs: Mapping[int, dict[str, Any]],
     remat: Mapping[int, str] | None = None,
+    new_drops: Mapping[int, dict[str, Any]] | None = None,
+    dropping: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
-    """Status from the version states, the recorded runs and the runs just read (pure)."""
+    """Status from the version states, the recorded runs and drops, and the runs and drops just read (pure)."""
     meta, spec, old = body["metadata"], body["spec"], body.get("status") or {}
     current = int(spec["featureGroup"]["version"])
     runs = {int(v["version"]): v.get("lastRun") for v in old.get("versions") or []}
     online = {int(v["version"]): v.get("online") for v in old.get("versions") or []}
+    drops = {int(v["version"]): v.get("onlineDrop") for v in old.get("versions") or []}
     runs.update(new_runs)
+    drops.update(new_drops or {})
     versions = []
     for v, (state, needed_by) in states.items():
         entry: dict[str, Any] = {"version": v, "state": state}
@@ -80,8 +95,15 @@ def compute_status(
             entry["state"], entry["rematerializeJob"] = "Rematerializing", (remat or {})[v]
         if runs.get(v):
             entry["lastRun"] = runs[v]
-        if (in_store := published_online(online.get(v), new_runs.get(v))) is not None:
+        in_store = published_online(online.get(v), new_runs.get(v))
+        if (drop := (new_drops or {}).get(v)) and drop["succeeded"] and not new_runs.get(v):
+            in_store = False  # a run and its drop never overlap (feature_jobs.py): the drop is the newer
+        if v in dropping:  # its online data is going: no revision may start reading it meanwhile
+            in_store = False
+        if in_store is not None:
             entry["online"] = in_store
+        if drops.get(v):
+            entry["onlineDrop"] = drops[v]
         if needed_by and state != "Active":
             # Listed where the readers are the reason the version is kept. The current version is
             # kept anyway; listing its readers would re-write this status for every service that
@@ -102,13 +124,14 @@ def compute_status(
         materialized = condition(
             "Materialized", False, "RunFailed", f"v{current}: {run['job']} failed: {run.get('message', '')}"[:1024]
         )
-    ready = ready_rollup([materialized], "Materialized", materialized["message"])
+    quarantined = quarantine.data_quarantined(current, run)
+    ready = quarantine.ready(materialized, quarantined, spec, run)
     return typed(
         FeaturePipelineStatus,
         {
             "observedGeneration": meta.get("generation"),
             "versions": versions,
-            "conditions": merge_conditions(old.get("conditions"), [ready, materialized], meta.get("generation")),
+            "conditions": merge_conditions(old.get("conditions"), [ready, materialized, quarantined], meta.get("generation")),
         },
     )
 
@@ -181,24 +204,6 @@ def retire_patch(retired: bool) -> dict[str, Any]:
     return {"metadata": {"annotations": {RETIRED_ANNOTATION: "true" if retired else None}}, "spec": {"suspend": retired}}
 
 
-def job_from_cronjob(cronjob: Mapping[str, Any], suffix: str) -> dict[str, Any]:
-    """A Job from a CronJob's template, as `kubectl create job --from=cronjob/...` makes it (pure)."""
-    meta = cronjob["metadata"]
-    template = cronjob["spec"]["jobTemplate"]
-    labels = {**((template.get("metadata") or {}).get("labels") or {}), ANNOTATION_TRIGGER: "rematerialize"}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": child_name(meta["name"], suffix),
-            "namespace": meta["namespace"],
-            "labels": labels,
-            "ownerReferences": list(meta.get("ownerReferences") or []),
-        },
-        "spec": template["spec"],
-    }
-
-
 def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     """Bring one FeaturePipeline's children and status in line with its spec and its runs."""
     fp = parse_or_report(ctx, body, FeaturePipeline, API_VERSION, PLURAL)
@@ -258,11 +263,12 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     known = set(by_version) | set(recorded)
     states = fg_version_states(group, current, known, needed)
     remat = {v: str(e["rematerializeJob"]) for v, e in old_versions.items() if e.get("rematerializeJob")}
+    in_store = {v: e.get("online") for v, e in old_versions.items()}
     # A re-materializing Job still running is one even if a crash kept it out of status.
     for running in jobs:
-        labels = running["metadata"].get("labels") or {}
-        if labels.get(ANNOTATION_TRIGGER) == "rematerialize" and job_finished(running) is None and (v := _fg_version(running)):
+        if trigger_of(running) == TRIGGER_REMATERIALIZE and job_finished(running) is None and (v := _fg_version(running)):
             remat.setdefault(v, running["metadata"]["name"])
+    busy = busy_versions(jobs, _fg_version)
     for version, cj in by_version.items():
         state = states.get(version, ("Retired", []))[0]
         if version == current and desired["kind"] != "CronJob":
@@ -288,12 +294,16 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
                 f"{cj['metadata']['name']} suspended (kept to bring the version back on a rollback)",
             )
             result.count("retired")
+            if in_store.get(version):  # its online data goes on the next look, if still Retired then
+                result.requeue_after = DROP_AFTER_SECONDS
+        elif version != current and state == "Retained" and is_retired(cj) and TRIGGER_DROP in busy.get(version, ()):
+            result.count("waiting")  # its online data is being dropped: brought back once that is over
         elif version != current and state == "Retained" and is_retired(cj):
             # Crash-safe order: the Job (named after the suspended CronJob's resourceVersion) and
             # its Event (named after the Job) before the resume. A reconcile after a crash
             # anywhere in between finds the CronJob still suspended at the same resourceVersion
             # and makes the same calls: the Job and the Event already exist, none is made twice.
-            run = job_from_cronjob(cj, f"remat-{cj['metadata']['resourceVersion']}")
+            run = rematerialize_job(cj)
             job_name = run["metadata"]["name"]
             emit_event(
                 ctx.kube,
@@ -308,16 +318,37 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             result.count(action)
             ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
             remat[version] = job_name
+        elif version != current and should_drop(state, is_retired(cj), in_store.get(version), version in busy):
+            # Its Event (named after the Job) before the Job, like a re-materialization's above.
+            drop = drop_job(cj)
+            if not any(j["metadata"]["name"] == drop["metadata"]["name"] for j in jobs):
+                emit_event(
+                    ctx.kube,
+                    body,
+                    "DroppingOnlineData",
+                    f"{group} v{version} is needed by no revision: Job {drop['metadata']['name']} drops its online "
+                    "data (the offline data stays, to bring the version back on a rollback)",
+                    name=f"{drop['metadata']['name']}.dropping",
+                )
+                result.count(apply_child(ctx.kube, drop, live=None, fetched=True)[0])
+            busy.setdefault(version, set()).add(TRIGGER_DROP)
 
     # Runs: the newest finished Job of each version, read only when status does not have it yet.
     new_runs: dict[int, dict[str, Any]] = {}
-    for key, job in newest_finished(jobs, _fg_version).items():
+    for key, job in newest_finished(jobs, lambda j: None if trigger_of(j) == TRIGGER_DROP else _fg_version(j)).items():
         assert isinstance(key, int)
         if recorded.get(key, {}).get("job") == job["metadata"]["name"]:
             continue
         finished = read_run(ctx.kube, job)
         new_runs[key] = feature_run(finished.job, finished.succeeded, finished.result, finished.finished_at)
         states.setdefault(key, ("Active" if key == current else "Retired", []))
+    # Drops of online data likewise: the newest finished drop Job of each version, once.
+    new_drops: dict[int, dict[str, Any]] = {}
+    for key, job in newest_finished(jobs, lambda j: _fg_version(j) if trigger_of(j) == TRIGGER_DROP else None).items():
+        assert isinstance(key, int)
+        if (old_versions.get(key, {}).get("onlineDrop") or {}).get("job") != job["metadata"]["name"]:
+            finished = read_run(ctx.kube, job)
+            new_drops[key] = online_drop(finished.job, finished.succeeded, finished.result, finished.finished_at)
     # A retired version that never had a CronJob or run needs no status line.
     states = {v: s for v, s in states.items() if not (s[0] == "Retired" and v not in known and v not in new_runs)}
     # A re-materialization is over once its Job's run is recorded.
@@ -326,23 +357,29 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         for v, j in remat.items()
         if (new_runs.get(v) or recorded.get(v) or {}).get("job") != j and states.get(v, ("Retired", []))[0] != "Retired"
     }
-    written = update_status(
-        ctx.kube, API_VERSION, PLURAL, body, lambda b: with_access(compute_status(b, states, new_runs, remat), access, b)
-    )
+    dropping = frozenset(v for v, triggers in busy.items() if TRIGGER_DROP in triggers)
+
+    def status(b: Mapping[str, Any]) -> dict[str, Any]:
+        return with_access(compute_status(b, states, new_runs, remat, new_drops, dropping), access, b)
+
+    written = update_status(ctx.kube, API_VERSION, PLURAL, body, status)
     if written is not None:
         result.count("status")
         for version, run in sorted(new_runs.items()):
             ctx.metrics.feature_run(ns, group, version, run)
+            reason, message, kind = quarantine.run_event(group, version, run)
+            emit_event(ctx.kube, body, reason, message, kind)
+        for version, drop in sorted(new_drops.items()):
             emit_event(
                 ctx.kube,
                 body,
-                "RunSucceeded" if run["succeeded"] else "RunFailed",
-                f"{group} v{version}: Job {run['job']} "
+                "OnlineDataDropped" if drop["succeeded"] else "OnlineDropFailed",
+                f"{group} v{version}: Job {drop['job']} "
                 + (
-                    f"wrote {run.get('rowsWritten', 0)} rows, rejected {run.get('rowsRejected', 0)}"
-                    if run["succeeded"]
-                    else f"failed: {run.get('message', '')}"
+                    f"dropped {drop.get('keysDropped', 0)} online keys"
+                    if drop["succeeded"]
+                    else f"failed: {drop.get('message', '')}"
                 ),
-                "Normal" if run["succeeded"] else "Warning",
+                "Normal" if drop["succeeded"] else "Warning",
             )
     return result

@@ -28,6 +28,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from ..store.compaction import data_snapshot
 from ..store.offline import Batch, FeatureStore
 from ..store.online import OnlineStore, StagedWrite
 
@@ -44,9 +45,11 @@ class OnlineWrite:
         self.key, self.event_time = list(schema["primaryKey"]), schema["eventTime"]
         info = online.version_info(batch.group, batch.version)
         self.online_snapshot = info.get("snapshot") if info is not None else None
-        parent = batch.parent["snapshot"] if batch.parent else None
+        # A compaction snapshot holds its parent's data (store/compaction.py): an online copy of
+        # that data is as current as before the compaction.
+        parent = {batch.parent["snapshot"], data_snapshot(batch.parent)} if batch.parent else set()
         self.in_step = publishes and (
-            batch.mode == "full" or (info is not None and self.online_snapshot == parent) or (info is None and parent is None)
+            batch.mode == "full" or (info is not None and self.online_snapshot in parent) or (info is None and not parent)
         )
         self._pool: ThreadPoolExecutor | None = None
         self._staging: Future[StagedWrite] | None = None
@@ -92,8 +95,8 @@ class OnlineWrite:
             self._staged = None
             with staged:
                 return staged.commit()
-        if self.online_snapshot == snapshot:
-            return 0  # already materialised (a rerun with nothing new)
+        if self.online_snapshot in (snapshot, data_snapshot(manifest)):
+            return 0  # already materialised (a rerun with nothing new, a compaction since)
         log.info(
             "online store of %s v%d is at snapshot %s, offline at %s: re-materialising the version",
             b.group,

@@ -15,9 +15,9 @@ import pytest
 from fti_operator.config import OperatorConfig
 from fti_operator.local.lookups import ScanLookups
 from fti_operator.local.memkube import MemKube
-from fti_operator.reconcile import Context, feature, inference
+from fti_operator.reconcile import Context, feature
+from support.memkube_rollouts import NS, apply_fp, get, isvc, kserve, reconcile_isvc, tp
 
-NS = "fraud"
 T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 FV1, FV2 = [("g", 1)], [("g", 2)]
 
@@ -38,19 +38,7 @@ def env():
 
 
 def fp(kube: MemKube, version: int, runs: dict[int, str]) -> dict:
-    kube.apply(
-        {
-            "apiVersion": "fti.dev/v1alpha1",
-            "kind": "FeaturePipeline",
-            "metadata": {"name": "g", "namespace": NS},
-            "spec": {
-                "featureGroup": {"name": "g", "version": version, "primaryKey": ["k"], "eventTime": "t", "online": True},
-                "source": {"uri": "file:///data/g/", "format": "parquet"},
-                "schedule": "0 * * * *",
-            },
-        },
-        field_manager="user",
-    )
+    apply_fp(kube, version)
     status = {
         "versions": [
             {
@@ -62,90 +50,6 @@ def fp(kube: MemKube, version: int, runs: dict[int, str]) -> dict:
         ]
     }
     return kube.patch("fti.dev/v1alpha1", "featurepipelines", NS, "g", {"status": status}, subresource="status")
-
-
-def tp(kube: MemKube, models: dict[int, int]) -> dict:
-    """A TrainingPipeline whose status records model version -> feature-group version g."""
-    kube.apply(
-        {
-            "apiVersion": "fti.dev/v1alpha1",
-            "kind": "TrainingPipeline",
-            "metadata": {"name": "m", "namespace": NS},
-            "spec": {
-                "model": {"name": "m", "estimator": "sklearn.linear_model.LogisticRegression"},
-                "featureView": {
-                    "name": "m",
-                    "version": 1,
-                    "label": {"featureGroup": {"name": "g", "version": 1}, "column": "y"},
-                    "features": [{"featureGroup": {"name": "g", "version": 1}, "columns": ["x"]}],
-                },
-            },
-        },
-        field_manager="user",
-    )
-    versions = [
-        {
-            "version": mv,
-            "phase": "Validated",
-            "featureView": {"name": "m", "version": g},
-            "featureGroups": [{"name": "g", "version": g}],
-            "storageUri": f"file:///s/models/m/{mv}/model",
-        }
-        for mv, g in models.items()
-    ]
-    return kube.patch(
-        "fti.dev/v1alpha1", "trainingpipelines", NS, "m", {"status": {"modelVersions": versions}}, subresource="status"
-    )
-
-
-def isvc(kube: MemKube, version="latest", **rollout) -> dict:
-    return kube.apply(
-        {
-            "apiVersion": "fti.dev/v1alpha1",
-            "kind": "InferenceService",
-            "metadata": {"name": "s", "namespace": NS},
-            "spec": {
-                "model": {"name": "m", "version": version},
-                "mode": "online",
-                "online": {"topology": "combined"},
-                "rollout": {"readinessTimeout": "60s", **rollout},
-            },
-        },
-        field_manager="user",
-    )
-
-
-def get(kube: MemKube, plural: str, name: str) -> dict:
-    return kube.get("fti.dev/v1alpha1", plural, NS, name)
-
-
-def reconcile_isvc(ctx: Context):
-    return inference.reconcile(ctx, get(ctx.kube, "inferenceservices", "s"))
-
-
-def kserve(kube: MemKube, ready: bool, message: str = "") -> dict:
-    """KServe's status for the child's current generation (ready: the latest revision took all traffic)."""
-    child = kube.get("serving.kserve.io/v1beta1", "inferenceservices", NS, "s")
-    gen = child["metadata"]["generation"]
-    latest = f"s-predictor-{gen:05d}"
-    predictor = {"latestCreatedRevision": latest}
-    if ready:
-        predictor.update(latestReadyRevision=latest, traffic=[{"revisionName": latest, "percent": 100, "latestRevision": True}])
-    return kube.patch(
-        "serving.kserve.io/v1beta1",
-        "inferenceservices",
-        NS,
-        "s",
-        {
-            "status": {
-                "observedGeneration": gen,
-                "url": "http://s.fraud.example.com",
-                "components": {"predictor": predictor},
-                "conditions": [{"type": "Ready", "status": "True" if ready else "False", "message": message}],
-            }
-        },
-        subresource="status",
-    )
 
 
 def child_model(kube: MemKube) -> int:

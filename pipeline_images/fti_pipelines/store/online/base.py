@@ -225,7 +225,9 @@ class OnlineStore(abc.ABC):
         return self.version_info(group, version) is not None
 
     @abc.abstractmethod
-    def drop_version(self, group: str, version: int) -> None: ...
+    def drop_version(self, group: str, version: int) -> int:
+        """Delete the version's data and metadata; returns the entities deleted (0 when it
+        was not there: dropping twice is harmless). The version's readers then find it absent."""
 
     @abc.abstractmethod
     def versions(self, group: str | None = None) -> list[tuple[str, int]]:

@@ -105,8 +105,8 @@ class NamespacedOnlineStore(OnlineStore):
     def cached_info(self, group: str, version: int, refresh: bool = False) -> dict | None:
         return self.inner.cached_info(self._scoped(group, version), version, refresh=refresh)
 
-    def drop_version(self, group: str, version: int) -> None:
-        self.inner.drop_version(self._scoped(group, version), version)
+    def drop_version(self, group: str, version: int) -> int:
+        return self.inner.drop_version(self._scoped(group, version), version)
 
     def versions(self, group: str | None = None) -> list[tuple[str, int]]:
         prefix = scoped_group(self.namespace, "")

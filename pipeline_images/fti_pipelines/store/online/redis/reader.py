@@ -1,8 +1,9 @@
 """The Redis backend's entity reader: one round trip per entity, the model server's hot path.
 
 Every feature-group version's HMGET goes in one script call (`__ts` is each version's
-presence slot): one EVALSHA costs the client about a third of a two-command pipeline
-(redis-py builds and tears down a Pipeline). The command is sent as prepared RESP bytes on
+presence slot), which also resolves the generation each version is served from (keys.py):
+one EVALSHA costs the client about a third of a two-command pipeline (redis-py builds and
+tears down a Pipeline). The command is sent as prepared RESP bytes on
 the reader's own connection and its answer read straight back: redis-py's generic
 `execute_command` (argument encoding, retry wrapper, lock, response callbacks) was most
 of the client's time. Any connection trouble goes through `execute_command`, which
@@ -19,20 +20,39 @@ import redis
 
 from ..base import EntityRead, EntityReader, OnlineStore, check_reads
 from ..codec import decode, encode_key_part
-from .keys import TS_FIELD, data_prefix, key_part, key_text
+from .keys import TS_FIELD, base_prefix, key_part, key_text, meta_key
 
-# One entity over several feature-group versions in one command. KEYS: one hash per
-# version; ARGV: per hash, its field count then its fields.
+# One entity over several feature-group versions in one command. KEYS: the metadata hash of
+# each version. ARGV: the entity's key suffix per version, then per version its base prefix,
+# its field count and its fields. The generation a version's readers read (`gen`, switched
+# by a full reload in one transaction) is resolved here, in the same atomic call as the
+# HMGET: a lookup sees the old generation or the new one, never a mix or a gap (keys.py).
 READ_LUA = """
-local out, at = {}, 1
-for i, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[at])
-  out[i] = redis.call('HMGET', key, unpack(ARGV, at + 1, at + n))
-  at = at + n + 1
+local n = #KEYS
+local out, at = {}, n + 1
+for i, meta in ipairs(KEYS) do
+  local gen = redis.call('HGET', meta, 'gen')
+  local key = ARGV[at] .. ((gen and gen ~= '0') and ('@' .. gen .. ':') or ':') .. ARGV[i]
+  local k = tonumber(ARGV[at + 1])
+  out[i] = redis.call('HMGET', key, unpack(ARGV, at + 2, at + 1 + k))
+  at = at + k + 2
 end
 return out
 """
 READ_SHA = hashlib.sha1(READ_LUA.encode()).hexdigest()
+
+# Many entities of one version (`get_many`), the same way. KEYS: the version's metadata hash.
+# ARGV: its base prefix, the field count, the fields, then one key suffix per entity.
+MANY_LUA = """
+local gen = redis.call('HGET', KEYS[1], 'gen')
+local prefix = ARGV[1] .. ((gen and gen ~= '0') and ('@' .. gen .. ':') or ':')
+local k = tonumber(ARGV[2])
+local out = {}
+for i = 3 + k, #ARGV do
+  out[#out + 1] = redis.call('HMGET', prefix .. ARGV[i], unpack(ARGV, 3, 2 + k))
+end
+return out
+"""
 
 
 def _bulk(value: bytes) -> bytes:
@@ -45,40 +65,38 @@ def _resp_head(count: int, parts: list[bytes]) -> bytes:
 
 def entity_reader_on(client: redis.Redis, store: OnlineStore, reads: Sequence[EntityRead]) -> EntityReader:
     """`OnlineStore.entity_reader` as one script call per entity on `client` (metadata from `store`)."""
-    plans, fields = [], []
+    plans, metas, fields = [], [], []
     for r, info, kinds in check_reads(store, reads):
         pk = tuple(info["primaryKey"])
         decoders = tuple(None if c in r.micros else kinds[c] for c in r.columns)
-        plans.append((data_prefix(r.group, r.version), tuple(zip(pk, (kinds[c] for c in pk), strict=False)), decoders))
-        fields += [1 + len(r.columns), TS_FIELD, *r.columns]
+        plans.append((tuple(zip(pk, (kinds[c] for c in pk), strict=False)), decoders))
+        metas.append(meta_key(r.group, r.version))
+        fields += [base_prefix(r.group, r.version), 1 + len(r.columns), TS_FIELD, *r.columns]
     execute = client.execute_command
     n = len(plans)
     conn = client.connection  # the single-connection client's own (RedisOnlineStore.entity_reader)
-    head = _resp_head(3 + n + len(fields), [b"EVALSHA", READ_SHA.encode(), str(n).encode()])
+    head = _resp_head(3 + 2 * n + len(fields), [b"EVALSHA", READ_SHA.encode(), str(n).encode(), *(m.encode() for m in metas)])
     tail = b"".join(_bulk(str(f).encode()) for f in fields)
 
-    def call(hashes: list[str]) -> Any:
+    def call(suffixes: list[str]) -> Any:
         if conn is not None:
             try:
-                conn.send_packed_command([head + b"".join(_bulk(h.encode()) for h in hashes) + tail], check_health=False)
+                conn.send_packed_command([head + b"".join(_bulk(h.encode()) for h in suffixes) + tail], check_health=False)
                 return conn.read_response()
             except redis.exceptions.NoScriptError:
                 pass
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
                 conn.disconnect()  # execute_command reconnects (and retries) below
         try:
-            return execute("EVALSHA", READ_SHA, n, *hashes, *fields)
+            return execute("EVALSHA", READ_SHA, n, *metas, *suffixes, *fields)
         except redis.exceptions.NoScriptError:  # a restarted or flushed server: load it once more
-            return execute("EVAL", READ_LUA, n, *hashes, *fields)
+            return execute("EVAL", READ_LUA, n, *metas, *suffixes, *fields)
 
     def read(keys: Mapping[str, Any]) -> list[Any]:
-        hashes = [
-            prefix + ":".join(key_part(key_text(encode_key_part(keys[c], kind, c), kind)) for c, kind in pk)
-            for prefix, pk, _ in plans
-        ]
-        answers = call(hashes)
+        suffixes = [":".join(key_part(key_text(encode_key_part(keys[c], kind, c), kind)) for c, kind in pk) for pk, _ in plans]
+        answers = call(suffixes)
         flat: list[Any] = []
-        for (_, _, decoders), values in zip(plans, answers, strict=False):
+        for (_, decoders), values in zip(plans, answers, strict=False):
             if values[0] is None:  # no __ts field: the key was never written
                 flat.extend([None] * len(values))
                 continue

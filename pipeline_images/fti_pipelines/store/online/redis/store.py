@@ -19,9 +19,11 @@ import redis
 from ..base import EntityRead, EntityReader, OnlineStore, check_group
 from ..codec import decode
 from ..latest import latest_per_key, to_arrow
-from .keys import META_PATTERN, TS_FIELD, data_prefix, entity_key, meta_key
-from .reader import entity_reader_on
-from .write import RedisStagedWrite
+from .keys import GEN_FIELD, META_PATTERN, TS_FIELD, all_data_patterns, base_prefix, key_suffix, meta_key
+from .reader import MANY_LUA, entity_reader_on
+from .write import RedisStagedWrite, unlink_matching
+
+MANY_CHUNK = 1000  # entities per get_many script call: a script blocks the server while it runs
 
 
 def _text(value: bytes | str) -> str:
@@ -44,8 +46,11 @@ class RedisOnlineStore(OnlineStore):
         if not raw:
             return None
         raw = {_text(k): _text(v) for k, v in raw.items()}
+        if "info" not in raw:  # a version's first write has not committed its metadata yet
+            return None
         info = json.loads(raw["info"])
         info["rows"] = int(raw.get("rows", 0))
+        info["generation"] = int(raw.get(GEN_FIELD, 0))
         return info
 
     def versions(self, group: str | None = None) -> list[tuple[str, int]]:
@@ -63,18 +68,16 @@ class RedisOnlineStore(OnlineStore):
         table = latest_per_key(to_arrow(df), primary_key, event_time, unique_events=unique_events)
         return RedisStagedWrite(self, self._r, group, version, primary_key, event_time, table, snapshot, replace)
 
-    def drop_version(self, group: str, version: int) -> None:
+    def drop_version(self, group: str, version: int) -> int:
+        """Delete every generation's data keys, then the metadata; returns the data keys deleted.
+
+        Data first: a drop that dies half-way leaves the metadata, so the version still shows
+        and the next drop finishes the job (nothing is orphaned out of sight)."""
         check_group(group, version)
-        batch: list[bytes] = []
-        for key in self._r.scan_iter(match=data_prefix(group, version) + "*", count=5000):
-            batch.append(key)
-            if len(batch) >= 5000:
-                self._r.unlink(*batch)
-                batch.clear()
-        if batch:
-            self._r.unlink(*batch)
+        dropped = sum(unlink_matching(self._r, pattern) for pattern in all_data_patterns(group, version))
         self._r.delete(meta_key(group, version))
         self.forget_info(group, version)
+        return dropped
 
     # -- reads --------------------------------------------------------------------------
     def entity_reader(self, reads: Sequence[EntityRead]) -> EntityReader:
@@ -92,12 +95,17 @@ class RedisOnlineStore(OnlineStore):
         return entity_reader_on(self._reader, self, reads)
 
     def _read_many(self, info, wanted, keys, kinds, group, version):
+        # One script call per chunk, resolving the served generation in the same atomic call
+        # as its HMGETs (reader.py): never a mix of two generations within a chunk.
         key_kinds = [kinds[c] for c in info["primaryKey"]]
-        pipe = self._r.pipeline(transaction=False)
-        for key in keys:
-            pipe.hmget(entity_key(group, version, self.key_tuple(key, info), key_kinds), [TS_FIELD, *wanted])
+        read = self._r.register_script(MANY_LUA)
+        head = [base_prefix(group, version), 1 + len(wanted), TS_FIELD, *wanted]
+        answers: list = []
+        for start in range(0, len(keys), MANY_CHUNK):
+            suffixes = [key_suffix(self.key_tuple(key, info), key_kinds) for key in keys[start : start + MANY_CHUNK]]
+            answers.extend(read(keys=[meta_key(group, version)], args=[*head, *suffixes]))
         out: list[dict | None] = []
-        for values in pipe.execute():
+        for values in answers:
             if values[0] is None:  # no __ts field: the key was never written
                 out.append(None)
             else:

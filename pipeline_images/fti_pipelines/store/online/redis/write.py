@@ -7,9 +7,14 @@ time wins" rule runs server-side in a Lua script over BATCH rows per call, so an
 atomic per row and costs no extra round trips. With hiredis (redis[hiredis]) the packing
 of the script's arguments is C too (pure-Python packing costs ~15 us per argument).
 
-A replacing write (`replace=True`, a `full` ingestion) writes every row whatever the
-stored event time, then unlinks the version's keys that are absent from the new data.
-That is not atomic: while it runs, a reader may see a key the new data no longer has.
+A replacing write (`replace=True`, a `full` ingestion) is atomic for readers: it writes
+the new data whole into a new generation of the version (keys `fti:<group>:v<n>@<gen>:...`,
+keys.py) that nobody reads yet, switches the metadata's `gen` field (with the new info and
+row count) in one MULTI/EXEC, then unlinks every key of the version outside the new
+generation. Readers resolve `gen` in the same script call as their HMGET (reader.py), so
+a lookup sees the old generation or the new one, never a mix and never a gap. A reload
+that dies before the switch leaves an unread generation behind; the next reload clears it
+before writing there, and the next switch removes any older leftovers.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import redis
 
 from ..base import OnlineStore, StagedWrite
 from ..codec import column_kinds, now_rfc3339, storage_values
-from .keys import data_prefix, meta_key
+from .keys import GEN_FIELD, all_data_patterns, data_prefix, meta_key
 
 BATCH = 2000  # rows per script call
 FLUSH = 10  # script calls per pipeline round trip
@@ -104,15 +109,40 @@ def encode_rows(table: pa.Table, kinds: dict[str, str], event_time: str) -> np.n
     return np.column_stack(columns) if n else np.empty((0, len(texts)), dtype=object)
 
 
-def encode_keys(table: pa.Table, primary_key: list[str], kinds: dict[str, str], prefix: str) -> list[str]:
-    """`prefix` + key parts joined by ':', '%' and ':' escaped (keys.entity_key, vectorised)."""
+def encode_keys(table: pa.Table, primary_key: list[str], kinds: dict[str, str]) -> pa.Array | pa.ChunkedArray:
+    """Key parts joined by ':', '%' and ':' escaped (keys.key_suffix, vectorised): the keys
+    without their generation's prefix, which is known only at commit."""
     if not table.num_rows:
-        return []
+        return pa.array([], pa.string())
     parts = [
         pc.replace_substring(pc.replace_substring(arrow_text(table.column(c), kinds[c]), "%", "%25"), ":", "%3A")
         for c in primary_key
     ]
-    return pc.binary_join_element_wise(pa.scalar(prefix), pc.binary_join_element_wise(*parts, ":"), "").to_pylist()
+    return pc.binary_join_element_wise(*parts, ":")
+
+
+def with_prefix(suffixes: pa.Array | pa.ChunkedArray, prefix: str) -> list[str]:
+    if not len(suffixes):
+        return []
+    return pc.binary_join_element_wise(pa.scalar(prefix), suffixes, "").to_pylist()
+
+
+def unlink_matching(r: redis.Redis, pattern: str, keep: str | None = None) -> int:
+    """UNLINK every key matching `pattern` (SCAN, in batches) except those starting with
+    `keep`; returns how many. UNLINK frees the values in the server's background thread."""
+    keep_bytes = keep.encode() if keep is not None else None
+    stale: list[bytes] = []
+    count = 0
+    for key in r.scan_iter(match=pattern, count=SCAN_COUNT):
+        if keep_bytes is not None and key.startswith(keep_bytes):
+            continue
+        stale.append(key)
+        if len(stale) >= SCAN_COUNT:
+            count += r.unlink(*stale)
+            stale.clear()
+    if stale:
+        count += r.unlink(*stale)
+    return count
 
 
 class RedisStagedWrite(StagedWrite):
@@ -151,13 +181,22 @@ class RedisStagedWrite(StagedWrite):
         self._snapshot, self._replace, self._done = snapshot, replace, False
         self._names = table.column_names
         self._rows = encode_rows(table, kinds, event_time)
-        self._keys = encode_keys(table, primary_key, kinds, data_prefix(group, version))
+        self._suffixes = encode_keys(table, primary_key, kinds)
 
     def commit(self) -> int:
         if self._done:
             raise RuntimeError("this staged write was already committed or aborted")
         self._done = True
-        r, keys, rows, n = self._r, self._keys, self._rows, len(self._keys)
+        r, rows, n = self._r, self._rows, len(self._suffixes)
+        meta = meta_key(self._group, self._version)
+        served = int(r.hget(meta, GEN_FIELD) or 0)
+        # A full reload goes into the next generation, unread until the switch below; left
+        # over from a reload that died before its switch, it is cleared first.
+        generation = served + 1 if self._replace else served
+        target = data_prefix(self._group, self._version, generation)
+        if self._replace:
+            unlink_matching(r, target + "*")
+        keys = with_prefix(self._suffixes, target)
         upsert = r.register_script(upsert_lua(len(self._names)))
         header = ["1" if self._replace else "0", len(self._names), *self._names]
         created = written = 0
@@ -168,36 +207,24 @@ class RedisStagedWrite(StagedWrite):
             if (start // BATCH) % FLUSH == FLUSH - 1:
                 created, written = _tally(pipe.execute(), created, written)
         created, written = _tally(pipe.execute(), created, written)
-        if self._replace:
-            self._unlink_absent()
-        meta = meta_key(self._group, self._version)
         info = self._info
-        info.pop("rows", None)
+        for derived in ("rows", "generation"):
+            info.pop(derived, None)
         info["updatedAt"] = now_rfc3339()
         if self._snapshot is not None:
             info["snapshot"] = self._snapshot
-        with r.pipeline(transaction=True) as tx:
+        with r.pipeline(transaction=True) as tx:  # the switch: metadata and generation in one step
             tx.hset(meta, "info", json.dumps(info))
             if self._replace:
-                tx.hset(meta, "rows", n)  # every key now is one of the new rows
+                tx.hset(meta, mapping={"rows": n, GEN_FIELD: generation})  # every key now is one of the new rows
             else:
                 tx.hincrby(meta, "rows", created)
             tx.execute()
         self._store.forget_info(self._group, self._version)
+        if self._replace:  # nobody reads the older generations any more
+            for pattern in all_data_patterns(self._group, self._version):
+                unlink_matching(r, pattern, keep=target)
         return written
-
-    def _unlink_absent(self) -> None:
-        keep = {k.encode() for k in self._keys}
-        r = self._r
-        stale: list[bytes] = []
-        for key in r.scan_iter(match=data_prefix(self._group, self._version) + "*", count=SCAN_COUNT):
-            if key not in keep:
-                stale.append(key)
-                if len(stale) >= SCAN_COUNT:
-                    r.unlink(*stale)
-                    stale.clear()
-        if stale:
-            r.unlink(*stale)
 
     def abort(self) -> None:
         self._done = True  # nothing was sent before commit

@@ -59,15 +59,19 @@ class SqliteOnlineStore(OnlineStore):
         table = latest_per_key(to_arrow(df), primary_key, event_time, unique_events=unique_events)
         return SqliteStagedWrite(self, self.path, group, version, primary_key, event_time, table, snapshot, replace)
 
-    def drop_version(self, group: str, version: int) -> None:
+    def drop_version(self, group: str, version: int) -> int:
         check_group(group, version)
+        name = quote(table_name(group, version))
         with self._lock:
             cur = self._con.cursor()
             cur.execute("BEGIN IMMEDIATE")
-            cur.execute(f"DROP TABLE IF EXISTS {quote(table_name(group, version))}")
+            exists = cur.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table_name(group, version),))
+            rows = cur.execute(f"SELECT count(*) FROM {name}").fetchone()[0] if exists.fetchone() else 0
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
             cur.execute(f"DELETE FROM {META} WHERE grp=? AND version=?", (group, version))
             cur.execute("COMMIT")
         self.forget_info(group, version)
+        return int(rows)
 
     # -- reads --------------------------------------------------------------------------
     def prepared_readers(self) -> SqliteReaders:
