@@ -8,7 +8,7 @@
 # registry answers, else the local Debian base from images/base.sh. The Dockerfiles are
 # the same in every case; only their BASE build argument differs (docs/images.md).
 # Tags: ghcr.io/fti-dev/fti-<name>:${FTI_IMAGE_TAG:-dev}. Prints each step's time and
-# each image's size.
+# each image's size, and removes the image a rebuild replaced (docs/images.md, "Layers").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERE="$PWD/images"
@@ -66,6 +66,7 @@ for name in "${NAMES[@]}"; do
     ref="$PREFIX/fti-$name:$TAG"
     start=$(now)
     log="$LOGS/$name.log"
+    old="$("$ENGINE" image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)"
     if ! "$ENGINE" build "${ARGS[@]}" -f "$file" -t "$ref" . >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         echo "images: building $ref failed (full log: $log)" >&2
@@ -73,5 +74,12 @@ for name in "${NAMES[@]}"; do
     fi
     size="$("$ENGINE" image inspect --format '{{.Size}}' "$ref")"
     echo "images: built $ref in $(( $(now) - start ))s ($(( size / 1024 / 1024 )) MiB) from $file"
+    # The image this build replaced (now untagged) goes, with the intermediate images only
+    # it used; the layer cache the new build shares (the dependency venv) stays. An image
+    # still tagged elsewhere is kept, as rmi without --force does.
+    new="$("$ENGINE" image inspect --format '{{.Id}}' "$ref")"
+    if [[ -n "$old" && "$old" != "$new" ]] && "$ENGINE" rmi "$old" >>"$log" 2>&1; then
+        echo "images: removed the image it replaced (${old:0:12})"
+    fi
 done
 echo "images: ${#NAMES[@]} image(s) built in $(( $(now) - total ))s with $ENGINE, base $BASE"

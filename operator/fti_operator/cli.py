@@ -18,6 +18,7 @@ from rich.markup import escape as escape_markup
 from rich.table import Table
 
 from .api import FeaturePipeline, InferenceService, ManifestError, TrainingPipeline, load_manifests, trust
+from .quarantine_cli import app as quarantine_app
 
 app = typer.Typer(
     help="fti-operator: feature, training and inference pipelines with versions in sync.",
@@ -509,6 +510,7 @@ def _local_rollout_app() -> typer.Typer:
 
 
 local_app.add_typer(_local_rollout_app(), name="rollout")
+app.add_typer(quarantine_app, name="quarantine")
 
 
 def main() -> None:  # pragma: no cover - console entry

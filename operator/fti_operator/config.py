@@ -22,6 +22,8 @@ Environment:
   FTI_STORE_VOLUME_CLAIM        PVC mounted into pipeline pods at FTI_DATA_VOLUME_PATH: a file://
                                 artifact store, a sqlite:// online store and batch input/output
                                 files live under it
+  FTI_STORE_RECHECK_SECONDS     how often a resource whose namespace lacks one of the Secrets or the
+                                PVC above is checked again (default 30; reconcile/store_access.py)
   FTI_DATA_VOLUME_PATH          where that PVC is mounted (default /var/lib/fti; `fti local` maps
                                 the same path to a local directory)
   FTI_PIPELINE_SERVICE_ACCOUNT  service account of pipeline pods (default: the namespace's default)
@@ -108,6 +110,9 @@ class OperatorConfig:
     store_credentials_secret: str | None = None
     store_volume_claim: str | None = None
     data_volume_path: str = "/var/lib/fti"
+    # While a namespace lacks a configured Secret or the PVC, its resources are looked at again
+    # this often, so creating the object lets them proceed without a spec change.
+    store_recheck_seconds: int = 30
     image_feature: str = f"{DEFAULT_REGISTRY}/fti-feature"
     image_training: str = f"{DEFAULT_REGISTRY}/fti-training"
     image_inference: str = f"{DEFAULT_REGISTRY}/fti-inference"
@@ -160,6 +165,7 @@ class OperatorConfig:
             store_credentials_secret=env.get("FTI_STORE_CREDENTIALS_SECRET", "").strip() or None,
             store_volume_claim=_volume_claim(env, artifact_store, data_volume_path),
             data_volume_path=data_volume_path,
+            store_recheck_seconds=_int(env, "FTI_STORE_RECHECK_SECONDS", 30, minimum=1),
             image_feature=env.get("FTI_IMAGE_FEATURE", "").strip() or cls.image_feature,
             image_training=env.get("FTI_IMAGE_TRAINING", "").strip() or cls.image_training,
             image_inference=env.get("FTI_IMAGE_INFERENCE", "").strip() or cls.image_inference,

@@ -61,6 +61,8 @@ class CheckResult:
     passed: bool
     examples: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    # positions of the failing rows; None: the check failed for the column as a whole (every row)
+    positions: list[int] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -106,6 +108,40 @@ class ValidationReport:
             for r in self.failures
         ]
         return "; ".join(parts)
+
+    def row_checks(self) -> pyarrow.Table:
+        """One line per (row, failed check): what `fti quarantine show` prints next to each row.
+
+        `blocking` is false for a check that still met its `mostly` fraction."""
+        rows: list[int] = []
+        labels: list[str] = []
+        blocking: list[bool] = []
+        for r in self.results:
+            if not r.failed:
+                continue
+            label = f"{r.spec.check} on {r.spec.column!r}" + (f" ({r.error})" if r.error else "")
+            positions = r.positions if r.positions is not None else range(self.rows)
+            rows.extend(positions)
+            labels.extend([label] * len(positions))
+            blocking.extend([not r.passed] * len(positions))
+        return pyarrow.table(
+            {
+                "row": pyarrow.array(rows, pyarrow.int64()),
+                "check": pyarrow.array(labels, pyarrow.string()),
+                "blocking": pyarrow.array(blocking, pyarrow.bool_()),
+            }
+        )
+
+    def first_rejected(self, limit: int = 3) -> list[str]:
+        """`row 4: between on 'amount' (amount=5000.0)` for the first failing rows of the failing checks."""
+        out: list[str] = []
+        for r in self.failures:
+            for example in r.examples:
+                if len(out) >= limit:
+                    return out
+                value = example.get(r.spec.column)
+                out.append(f"row {example.get('row')}: {r.spec.check} on {r.spec.column!r} ({r.spec.column}={value!r})")
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -287,6 +323,7 @@ def validate(df: pd.DataFrame, expectations: Iterable[Any], implicit_not_null: I
             continue
         index = group["index"].dropna()
         error = None
+        failing: list[int] | None = None
         if index.empty:  # a column-level failure (dtype, or a check that raised): every row fails
             count, positions = rows, range(min(rows, EXAMPLES))
             error = str(group["failure_case"].iloc[0])
@@ -295,7 +332,8 @@ def validate(df: pd.DataFrame, expectations: Iterable[Any], implicit_not_null: I
         else:
             unique_index = pd.unique(index.astype(np.int64))
             count, positions = len(unique_index), unique_index
+            failing = [int(p) for p in unique_index]
         passed = rows == 0 or (rows - count) / rows >= spec.mostly
-        results.append(CheckResult(spec, rows, count, passed, example_rows(df, positions), error))
+        results.append(CheckResult(spec, rows, count, passed, example_rows(df, positions), error, failing))
     results.sort(key=lambda r: r.spec.expectation)
     return ValidationReport(rows, results)

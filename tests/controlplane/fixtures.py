@@ -5,6 +5,7 @@
   ``.server``, ``.api_client()``, ``.kubectl()``, ``.helm()``, ``.env()``).
 - ``pod_runner`` (session): the kubelet stand-in; ``.add_image()``, ``.logs()``.
 - ``namespace`` (function): a fresh namespace per test, deleted afterwards.
+- ``module_namespace`` (module): one namespace for a module whose tests leave nothing in it.
 - ``k8s`` (session): one shared ``ApiClient``.
 - ``chart_credentials`` (session): ``chart_credentials(mode)`` -> the chart's ServiceAccount,
   RBAC and a kubeconfig with its token (chart_credentials.py); mode ``cluster-wide`` or
@@ -21,6 +22,7 @@ Missing binaries skip the tests with instructions, unless
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -96,6 +98,17 @@ def k8s(control_plane):
 
 
 CREDENTIAL_MODES = ("cluster-wide", "watch-namespaces")
+# The store objects the chart's releases are configured with: the operator may `get` exactly
+# these names (charts/fti-operator/templates/rbac.yaml), and tests that run the operator with
+# them (test_store_access.py) configure it alike.
+STORE_CREDENTIALS_SECRET = "fti-store-credentials"
+ONLINE_STORE_SECRET, ONLINE_STORE_KEY = "fti-online-store", "uri"
+STORE_VOLUME_CLAIM = "fti-data"  # the chart's default stores.volumeClaim
+STORE_SETS = (
+    f"stores.credentialsSecret={STORE_CREDENTIALS_SECRET}",
+    f"stores.onlineStoreSecret={ONLINE_STORE_SECRET}:{ONLINE_STORE_KEY}",
+    f"stores.volumeClaim={STORE_VOLUME_CLAIM}",
+)
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 
@@ -137,7 +150,9 @@ def chart_credentials(control_plane):
             tag = "cw" if mode == "cluster-wide" else "wn"
             suffix = uuid.uuid4().hex[:6]
             watch = (f"fti-watched-a-{suffix}", f"fti-watched-b-{suffix}") if mode == "watch-namespaces" else ()
-            made[mode] = install(control_plane, f"fti-op-{tag}-{suffix}", watch_namespaces=watch, release=f"fti-{tag}")
+            made[mode] = install(
+                control_plane, f"fti-op-{tag}-{suffix}", watch_namespaces=watch, release=f"fti-{tag}", sets=STORE_SETS
+            )
         return made[mode]
 
     try:
@@ -166,21 +181,16 @@ def pod_runner(control_plane):
         api.close()
 
 
-@pytest.fixture
-def namespace(request, k8s):
-    """A unique namespace with its default ServiceAccount, deleted after the test.
-
-    Labels can be requested with ``@pytest.mark.namespace_labels({...})``.
-    """
+@contextlib.contextmanager
+def _namespace(k8s, base: str, labels: dict[str, str]):
+    """Create a uniquely named namespace, wait for its default ServiceAccount, delete it at the end."""
     from kubernetes import client
 
     from support.wait import wait_until
 
     core = client.CoreV1Api(k8s)
-    base = request.node.name.lower().replace("_", "-")
+    base = base.lower().replace("_", "-")
     name = "t-" + "".join(ch for ch in base if ch.isalnum() or ch == "-")[:40].strip("-") + "-" + uuid.uuid4().hex[:6]
-    marker = request.node.get_closest_marker("namespace_labels")
-    labels = {"fti.dev/test": "true", **(marker.args[0] if marker else {})}
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
     try:
         # ServiceAccount admission rejects pods until the controller made "default".
@@ -191,15 +201,37 @@ def namespace(request, k8s):
         )
         yield name
     finally:
-        runner = request.getfixturevalue("pod_runner") if "pod_runner" in request.fixturenames else None
-        failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-        if runner is not None and failed:
-            request.node.add_report_section("call", "pod logs", runner.dump(name) or "(no pod ran)")
         try:
             core.delete_namespace(name)
         except client.ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+@pytest.fixture
+def namespace(request, k8s):
+    """A unique namespace with its default ServiceAccount, deleted after the test.
+
+    Labels can be requested with ``@pytest.mark.namespace_labels({...})``.
+    """
+    marker = request.node.get_closest_marker("namespace_labels")
+    labels = {"fti.dev/test": "true", **(marker.args[0] if marker else {})}
+    with _namespace(k8s, request.node.name, labels) as name:
+        try:
+            yield name
+        finally:
+            runner = request.getfixturevalue("pod_runner") if "pod_runner" in request.fixturenames else None
+            failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+            if runner is not None and failed:
+                request.node.add_report_section("call", "pod logs", runner.dump(name) or "(no pod ran)")
+
+
+@pytest.fixture(scope="module")
+def module_namespace(request, k8s):
+    """One namespace for a whole module, for tests that leave nothing in it (server-side dry
+    runs): the same namespace as ``namespace`` gives, without a create and a delete per test."""
+    with _namespace(k8s, request.module.__name__.rpartition(".")[2], {"fti.dev/test": "true"}) as name:
+        yield name
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -219,6 +251,7 @@ __all__ = [
     "control_plane",
     "fti_crds",
     "k8s",
+    "module_namespace",
     "namespace",
     "operator_kubeconfig",
     "pod_runner",

@@ -90,8 +90,48 @@ def test_install_yaml_applies_and_deletes_cleanly(plane):
     assert can("patch", "cronjobs.batch", "-n", "default")
     assert not can("get", "secrets", "-n", "default")
 
-    # Uninstall: `kubectl delete` of the same file removes every object it created.
-    # --wait=false and polling: the test, not kubectl, owns the deadline and the message.
+    # Uninstall as docs/install.md says, with no fti.dev object left (step 1 there): `kubectl
+    # delete` of the same file, waiting until every object it created is gone. It returns: the
+    # namespace and the CRDs have nothing that waits for the operator. (With a FeaturePipeline
+    # still carrying fti.dev/feature-versions-in-use the CRD's deletion would wait for the
+    # operator the same command removes: that is why the docs delete the resources first.)
+    deleted = plane.kubectl(
+        "delete", "-f", str(INSTALL), "--ignore-not-found", "--wait=true", "--timeout=120s", check=False, timeout=150
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert _left(plane) == []
+
+
+def test_a_feature_pipeline_left_with_its_finalizer_holds_the_uninstall_until_released(plane):
+    """Why docs/install.md deletes the resources before the operator: a CRD goes only once its
+    objects are gone, and a FeaturePipeline whose versions a model served carries
+    fti.dev/feature-versions-in-use, which only the operator lifts. Removed by the same
+    `kubectl delete`, the operator never does, and the CRD (and a `--wait`) waits forever.
+    The docs' remedy, the finalizer removed by hand, lets the uninstall finish."""
+    applied = plane.kubectl("apply", "--server-side", "-f", str(INSTALL), check=False)
+    assert applied.returncode == 0, applied.stderr
+    plane.kubectl("wait", "--for=condition=Established", "crd/featurepipelines.fti.dev", "--timeout=30s")
+    plane.kubectl("create", "namespace", "fraud-left")
+    fp = yaml.safe_load((INSTALL.parents[1] / "examples" / "fraud" / "feature-pipeline-transactions.yaml").read_text())
+    # As the operator leaves it while an InferenceService reads its versions (reconcile/feature.py).
+    fp["metadata"].update(namespace="fraud-left", finalizers=["fti.dev/feature-versions-in-use"])
+    plane.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(fp))
+
     deleted = plane.kubectl("delete", "-f", str(INSTALL), "--ignore-not-found", "--wait=false", check=False)
     assert deleted.returncode == 0, deleted.stderr
+
+    def crd_waits_for_its_objects() -> bool:
+        crd = json.loads(plane.kubectl("get", "crd", "featurepipelines.fti.dev", "-o", "json").stdout)
+        terminating = next((c for c in crd["status"].get("conditions") or [] if c["type"] == "Terminating"), {})
+        return terminating.get("status") == "True" and terminating.get("reason") == "InstanceDeletionInProgress"
+
+    wait_until(crd_waits_for_its_objects, timeout=60, description="the FeaturePipeline CRD waiting for its object")
+    left = json.loads(plane.kubectl("get", "fp", fp["metadata"]["name"], "-n", "fraud-left", "-o", "json").stdout)
+    assert left["metadata"].get("deletionTimestamp") and left["metadata"]["finalizers"] == ["fti.dev/feature-versions-in-use"]
+
+    # docs/install.md, "Uninstall": the finalizer removed by hand.
+    plane.kubectl(
+        "patch", "fp", fp["metadata"]["name"], "-n", "fraud-left", "--type=merge", "-p", '{"metadata":{"finalizers":null}}'
+    )
     wait_until(lambda: not _left(plane), timeout=120, description="nothing of install.yaml left")
+    plane.kubectl("delete", "namespace", "fraud-left", "--wait=false")

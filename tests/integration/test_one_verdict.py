@@ -67,9 +67,10 @@ def test_every_corner_of_the_corpus_is_here():
 
 @pytest.mark.parametrize("apply", [["apply"], ["apply", "--server-side"]], ids=["client-side", "server-side"])
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_fti_local_and_the_api_server_agree(path, apply, control_plane, fti_crds, namespace):
+def test_fti_local_and_the_api_server_agree(path, apply, control_plane, fti_crds, module_namespace):
+    # A server-side dry run stores nothing, so every case can use the module's one namespace.
     local_ok, local_paths, local_out = local_verdict(path)
-    server_ok, server_paths, server_out = server_verdict(control_plane, namespace, path, apply)
+    server_ok, server_paths, server_out = server_verdict(control_plane, module_namespace, path, apply)
     where = f"\nfti local:\n{local_out}\nkubectl:\n{server_out}"
     if path in OPERATOR_ONLY or path in KUBECTL_ACCEPTS:
         assert not local_ok and server_ok, f"{path.name} is marked as accepted by kubectl and refused locally{where}"

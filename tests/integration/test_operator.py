@@ -314,6 +314,7 @@ def assert_operator_metrics(m, namespace: str, stable: dict) -> None:
         labels = {"namespace": namespace, "feature_group": group, "version": "1"}
         assert m.value("fti_feature_rows_ingested_total", **labels) > 0
         assert m.value("fti_feature_rows_rejected_total", **labels) >= 0
+        assert m.value("fti_feature_rows_quarantined", **labels) >= 0  # the last run's, set with each recorded run
         assert m.value("fti_feature_runs_total", **labels, succeeded="true") >= 1
         assert 0 < m.value("fti_feature_group_last_success_timestamp_seconds", **labels) <= now
     model = {"namespace": namespace, "model": "fraud"}
@@ -686,3 +687,70 @@ def test_new_pipelines_write_each_step_once_and_read_no_child(operator, k8s, nam
     assert (run["trigger"], run["token"], run["job"]) == ("RunNow", "t1", "cost-tp-v2")
     job = client.BatchV1Api(k8s).read_namespaced_job("cost-tp-v2", namespace)
     assert job.metadata.annotations["fti.dev/run-token"] == "t1" and job.metadata.annotations["fti.dev/trigger"] == "RunNow"
+
+
+def wait_condition(k8s, namespace: str, name: str, type_: str, status: str) -> dict:
+    """The FeaturePipeline once its condition `type_` has `status` (the status follows the run's record)."""
+    return wait_until(
+        lambda: (
+            (o := get(k8s, namespace, "featurepipelines", name)) and (condition(o, type_) or {}).get("status") == status and o
+        ),
+        timeout=30,
+        description=f"{name}: {type_} {status}",
+    )
+
+
+def test_a_run_with_rejected_rows_shows_data_quarantined_until_a_clean_run(operator, k8s, namespace, pod_runner):
+    """A run whose batch fails validation succeeds (the rows are kept in quarantine) and says so: the
+    DataQuarantined condition names the rows and where they are, Ready is False (no maxRejectedFraction),
+    one Warning Event, the gauge; a clean run clears them (docs/data-quality.md)."""
+    body = load_example("feature-pipeline-profiles.yaml", namespace, **{"fti.dev/run": "q-1"})
+    body["spec"]["source"]["generator"]["params"]["n_cards"] = 200
+    body["spec"]["validation"]["expectations"].append({"column": "credit_limit", "between": {"max": 10}})
+    create(k8s, body)
+    run = wait_until(lambda: fg_run(k8s, namespace, "card-profiles", 1), timeout=600, description="first run in status")
+    assert run["succeeded"] and run["rowsRejected"] == run["rowsRead"] > 0 and run["rowsWritten"] == 0, run
+    assert run["quarantineUri"].endswith(f"/namespaces/{namespace}/quarantine/card_profiles/v1/{run['job']}")
+    fp = wait_condition(k8s, namespace, "card-profiles", "DataQuarantined", "True")
+    dq, ready = condition(fp, "DataQuarantined"), condition(fp, "Ready")
+    for needle in (f"{run['rowsRejected']} rows quarantined by {run['job']}", run["quarantineUri"], "between on 'credit_limit'"):
+        assert needle in dq["message"], (needle, dq)
+    assert "row 0: between on 'credit_limit'" in dq["message"]
+    assert (ready["status"], ready["reason"]) == ("False", "DataQuarantined")
+    assert dq["observedGeneration"] == fp["metadata"]["generation"]
+
+    def events(reason: str) -> list:
+        return [
+            e
+            for e in client.CoreV1Api(k8s)
+            .list_namespaced_event(namespace, field_selector="involvedObject.name=card-profiles")
+            .items
+            if e.reason == reason
+        ]
+
+    [warning] = wait_until(lambda: events("DataQuarantined"), timeout=30, description="DataQuarantined Event")
+    assert warning.type == "Warning" and run["job"] in warning.message and run["quarantineUri"] in warning.message
+    labels = {"namespace": namespace, "feature_group": "card_profiles", "version": "1"}
+    assert scrape(operator["metrics"]).value("fti_feature_rows_quarantined", **labels) == run["rowsRejected"]
+
+    # The rules fixed and run again: the clean run clears the condition, Ready comes back, no new Warning.
+    expectations = body["spec"]["validation"]["expectations"][:-1]
+    client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "featurepipelines",
+        "card-profiles",
+        {"metadata": {"annotations": {"fti.dev/run": "q-2"}}, "spec": {"validation": {"expectations": expectations}}},
+    )
+    clean = wait_until(
+        lambda: (r := fg_run(k8s, namespace, "card-profiles", 1)) and r["job"] != run["job"] and r,
+        timeout=600,
+        description="second run in status",
+    )
+    assert clean["succeeded"] and clean["rowsWritten"] > 0 and clean["rowsRejected"] == 0, clean
+    fp = wait_condition(k8s, namespace, "card-profiles", "DataQuarantined", "False")
+    assert condition(fp, "DataQuarantined")["reason"] == "NoRowsQuarantined" and condition(fp, "Ready")["status"] == "True"
+    wait_until(lambda: events("RunSucceeded"), timeout=30, description="RunSucceeded Event")
+    assert len(events("DataQuarantined")) == 1
+    assert scrape(operator["metrics"]).value("fti_feature_rows_quarantined", **labels) == 0

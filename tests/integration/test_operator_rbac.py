@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from controlplane.fixtures import CREDENTIAL_MODES
+from controlplane.fixtures import CREDENTIAL_MODES, ONLINE_STORE_SECRET, STORE_CREDENTIALS_SECRET, STORE_VOLUME_CLAIM
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,23 @@ CALLS: list[Call] = [
         why="KServe's default deployment mode for a canary (reconcile/kserve.py)",
     ),
     Call("create", "", "events", why="reconcile/writes.py emit_event; Kopf's event poster"),
+    # The releases are installed with stores.credentialsSecret, onlineStoreSecret and volumeClaim
+    # (controlplane/fixtures.py STORE_SETS): each is checked by name before pods are rendered.
+    Call(
+        "get",
+        "",
+        "secrets",
+        name=STORE_CREDENTIALS_SECRET,
+        why="the credentials Secret exists, metadata only (reconcile/store_access.py)",
+    ),
+    Call("get", "", "secrets", name=ONLINE_STORE_SECRET, why="the online-store Secret has its key (reconcile/store_access.py)"),
+    Call(
+        "get",
+        "",
+        "persistentvolumeclaims",
+        name=STORE_VOLUME_CLAIM,
+        why="the data volume's PVC exists, metadata only (reconcile/store_access.py)",
+    ),
     Call("list", "apiextensions.k8s.io", "customresourcedefinitions", scope="cluster", why="Kopf: resource observer"),
     Call("watch", "apiextensions.k8s.io", "customresourcedefinitions", scope="cluster", why="Kopf: resource observer"),
     Call("list", "", "namespaces", scope="cluster", modes=WATCH_NAMESPACES, why="Kopf: namespace observer"),
@@ -131,9 +148,19 @@ REFUSED: list[Call] = [
     Call("patch", FTI, "inferenceservices", why="only FeaturePipelines (finalizers) and TrainingPipelines (run-now) are patched"),
     *_kinds("update", subresource="status", why="status is merge-patched"),
     *_kinds("get", subresource="status", why="status comes with the object"),
-    Call("get", "", "secrets", why="secrets only by reference: pods read them, the operator never"),
-    Call("list", "", "secrets", why="secrets only by reference"),
+    Call("get", "", "secrets", why="only the configured Secrets, by name"),
+    Call("get", "", "secrets", name=f"{STORE_CREDENTIALS_SECRET}-other", why="a neighbouring Secret is not ours to read"),
+    Call("get", "", "secrets", name="default-token", why="no Secret but the configured ones"),
+    Call("list", "", "secrets", why="secrets only by reference: checked by name, never listed"),
     Call("watch", "", "secrets", why="secrets only by reference"),
+    Call("update", "", "secrets", name=STORE_CREDENTIALS_SECRET, why="the operator never writes a Secret"),
+    Call("patch", "", "secrets", name=ONLINE_STORE_SECRET, why="the operator never writes a Secret"),
+    Call("get", "", "secrets", scope="unwatched", name=STORE_CREDENTIALS_SECRET, modes=WATCH_NAMESPACES, why="outside"),
+    Call("get", "", "persistentvolumeclaims", why="only the data volume's PVC, by name"),
+    Call("get", "", "persistentvolumeclaims", name=f"{STORE_VOLUME_CLAIM}-other", why="only the configured PVC"),
+    Call("list", "", "persistentvolumeclaims", why="checked by name, never listed"),
+    Call("watch", "", "persistentvolumeclaims", why="checked by name, never watched"),
+    Call("patch", "", "persistentvolumeclaims", name=STORE_VOLUME_CLAIM, why="the operator never writes a PVC"),
     Call("get", "", "configmaps", why="configuration comes from the environment"),
     Call("get", "", "configmaps", scope="kserve", why="of KServe's ConfigMaps only inferenceservice-config"),
     Call("get", "", "configmaps", scope="kserve", name="config-deployment", why="only inferenceservice-config"),

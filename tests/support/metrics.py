@@ -16,6 +16,7 @@ OPERATOR_FAMILIES = (
     "fti_reconcile_duration_seconds",
     "fti_feature_rows_ingested",
     "fti_feature_rows_rejected",
+    "fti_feature_rows_quarantined",
     "fti_feature_runs",
     "fti_feature_group_last_success_timestamp_seconds",
     "fti_training_last_success_timestamp_seconds",

@@ -10,6 +10,7 @@ tests/integration/test_local_apply.py runs the README's `fti local` commands in 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -46,13 +47,14 @@ def test_status_of_no_state_says_where_it_looked_and_what_to_run(tmp_path, state
 
 
 def _fake_python(bin_dir: Path, pip_exit: int) -> Path:
-    """A `python` whose `-m venv DIR` makes a venv with a noisy `pip` (exit code pip_exit)."""
+    """A `python` whose `-m venv DIR` makes a venv with a noisy `pip` (exit code pip_exit); any
+    other use (the wheelhouse key, tools/requirements.py) prints a word and succeeds."""
     bin_dir.mkdir()
     pip = f'#!/bin/sh\necho "Collecting something"\necho "BuildBackendWarning: Editable installation." >&2\nexit {pip_exit}\n'
     python = bin_dir / "python"
     python.write_text(
         "#!/bin/sh\n"
-        '[ "$1" = -m ] && [ "$2" = venv ] || exit 2\n'
+        'case "$1" in -m) [ "$2" = venv ] || exit 2;; *) echo fake; exit 0;; esac\n'
         'mkdir -p "$3/bin"\n'
         f"cat > \"$3/bin/pip\" <<'EOF'\n{pip}EOF\n"
         'chmod +x "$3/bin/pip"; cp "$0" "$3/bin/python"\n'
@@ -68,6 +70,7 @@ def test_make_install_keeps_pip_output_in_a_log(tmp_path, pip_exit):
     venv = tmp_path / "venv"
     result = subprocess.run(
         ["make", "--no-print-directory", "-C", str(REPO), "install", f"PYTHON={python}", f"VENV={venv}"],
+        env={**os.environ, "FTI_CACHE_DIR": str(tmp_path / "cache")},  # the wheelhouse goes there
         capture_output=True,
         text=True,
         timeout=60,

@@ -164,8 +164,18 @@ class ValidationSpec(ApiModel):
 
     on_failure: Literal["quarantine", "fail"] = Field(
         default="quarantine",
-        description="quarantine: keep the failing rows aside (in the store's quarantine) and write the rest; "
+        description="quarantine: a failing batch goes whole to the store's quarantine and nothing of it is written; "
         "fail: also fail the run.",
+    )
+    # Optional rather than 0.0: a default would enter every rendered spec and rename the
+    # run-once Jobs of existing pipelines (their name hashes the spec), re-running them.
+    max_rejected_fraction: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The share of a run's rows read that may be quarantined (failed validation, or beyond "
+        "allowedLateness) with the pipeline still Ready. Absent or 0: any quarantined row makes Ready False (reason "
+        "DataQuarantined). The DataQuarantined condition reports quarantined rows either way (docs/data-quality.md).",
     )
     expectations: list[Expectation] = Field(
         default_factory=list,
@@ -217,13 +227,21 @@ class RunResult(StatusModel):
 
     job: str
     succeeded: bool
+    rows_read: int | None = Field(default=None, description="Rows the run read from its source.")
     rows_written: int | None = None
-    rows_rejected: int | None = None
+    rows_rejected: int | None = Field(default=None, description="Rows quarantined because the batch failed validation.")
+    rows_too_late: int | None = Field(
+        default=None, description="Rows quarantined with reason LateRow: event time beyond allowedLateness."
+    )
     online_rows_written: int | None = Field(
         default=None, description="Rows the run published to the online store; absent when the group was offline for it."
     )
     watermark: str | None = None
     quarantine_uri: str | None = None
+    late_quarantine_uri: str | None = None
+    rejected_examples: list[str] | None = Field(
+        default=None, max_length=3, description="The first rejected rows with the check each failed."
+    )
     message: str | None = None
     finished_at: datetime | None = None
 

@@ -26,6 +26,8 @@ from ..reconcile.children import PLURALS
 from ..reconcile.kube import FIELD_MANAGER, ApiError
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The API server's metadata-only representation of any object (what `kubectl get -o name` reads).
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 def load_api_client(pool_size: int = 32) -> k8s.ApiClient:
@@ -68,13 +70,14 @@ class KubeHttp:
         body: Any = None,
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
         with self._lock:
             self.calls[(method, plural)] += 1
         if self._observe is not None:
             self._observe(method, plural)
         configuration = self.api_client.configuration
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         # Called per request: the in-cluster token is re-read through the client's refresh hook.
         for auth in configuration.auth_settings().values():
             if auth.get("in") == "header" and auth.get("value"):
@@ -94,6 +97,16 @@ class KubeHttp:
     def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:
             return self._request("GET", f"{collection_path(api_version, plural, namespace)}/{name}", plural)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_metadata(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            return self._request(
+                "GET", f"{collection_path(api_version, plural, namespace)}/{name}", plural, accept=PARTIAL_METADATA
+            )
         except ApiError as exc:
             if exc.status == 404:
                 return None

@@ -31,6 +31,13 @@ ROWS_REJECTED = Counter(
     "Rows rejected (quarantined) by feature pipeline runs.",
     ["namespace", "feature_group", "version"],
 )
+# What DataQuarantined says, for alerting (docs/data-quality.md): set from each recorded run of a
+# version, so a clean run brings it back to 0.
+ROWS_QUARANTINED = Gauge(
+    "fti_feature_rows_quarantined",
+    "Rows the last run of a feature-group version quarantined (failed validation or beyond allowedLateness).",
+    ["namespace", "feature_group", "version"],
+)
 FEATURE_RUNS = Counter(
     "fti_feature_runs_total", "Finished feature pipeline runs.", ["namespace", "feature_group", "version", "succeeded"]
 )
@@ -103,6 +110,7 @@ class PrometheusMetrics:
         ROWS_INGESTED.labels(*labels).inc(int(run.get("rowsWritten") or 0))
         ROWS_REJECTED.labels(*labels).inc(int(run.get("rowsRejected") or 0))
         FEATURE_RUNS.labels(*labels, str(bool(run.get("succeeded"))).lower()).inc()
+        ROWS_QUARANTINED.labels(*labels).set(int(run.get("rowsRejected") or 0) + int(run.get("rowsTooLate") or 0))
         if run.get("succeeded"):
             FEATURE_LAST_SUCCESS.labels(*labels).set(_timestamp(run.get("finishedAt")))
 

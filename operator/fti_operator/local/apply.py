@@ -27,6 +27,15 @@ def _status(driver: LocalDriver, resource: Any) -> dict[str, Any]:
     return dict(obj.get("status") or {})
 
 
+def _blocked(driver: LocalDriver, resource: Any) -> str:
+    """Why the reconciler started nothing, when its status says so (a Secret it needs is missing,
+    reconcile/store_access.py): the message replaces a bare "did not finish"."""
+    for c in _status(driver, resource).get("conditions") or []:
+        if c.get("type") == "StoreAccess" and c.get("status") == "False":
+            return f": {c.get('reason')}: {c.get('message')}"
+    return ""
+
+
 def _log_hint(driver: LocalDriver, job: str | None) -> str:
     path = driver.cluster.log_path(job) if job else None
     return f" (log: {path})" if path else ""
@@ -50,9 +59,17 @@ def run_feature_pipelines(driver: LocalDriver, pipelines: Iterable[FeaturePipeli
         )
         run = version.get("lastRun") or {}
         if run.get("job") != job:
-            raise LocalRunError(f"FeaturePipeline {fp.metadata.name}: run {job} did not finish{_log_hint(driver, job)}")
+            raise LocalRunError(
+                f"FeaturePipeline {fp.metadata.name}: run {job} did not finish{_blocked(driver, fp) or _log_hint(driver, job)}"
+            )
         if not run.get("succeeded"):
             raise LocalRunError(f"FeaturePipeline {fp.metadata.name}: {run.get('message', 'failed')}{_log_hint(driver, job)}")
+        quarantined = int(run.get("rowsRejected") or 0) + int(run.get("rowsTooLate") or 0)
+        if quarantined:
+            driver.progress(
+                f"FeaturePipeline {fp.metadata.name}: {quarantined} rows quarantined "
+                f"(`fti quarantine list --group {fp.spec.feature_group.name}`; docs/data-quality.md)"
+            )
 
 
 def run_training_pipelines(driver: LocalDriver, pipelines: Iterable[TrainingPipeline], retrain: bool = False) -> None:
@@ -63,6 +80,8 @@ def run_training_pipelines(driver: LocalDriver, pipelines: Iterable[TrainingPipe
         status = _status(driver, tp)
         version = (status.get("lastRun") or {}).get("modelVersion")
         entry: dict[str, Any] = next((mv for mv in status.get("modelVersions") or [] if mv["version"] == version), {})
+        if (blocked := _blocked(driver, tp)) and version == before:
+            raise LocalRunError(f"TrainingPipeline {tp.metadata.name}: nothing started{blocked}")
         if version == before:
             driver.progress(
                 f"TrainingPipeline {tp.metadata.name}: spec unchanged since model version {version}; "
@@ -91,7 +110,8 @@ def run_inference(driver: LocalDriver, services: Iterable[InferenceService], ser
             driver.settle()
             last = _status(driver, isvc).get("lastRun") or {}
             if job is None or last.get("job") != job:
-                raise LocalRunError(f"InferenceService {isvc.metadata.name}: no batch run finished{_log_hint(driver, job)}")
+                why = _blocked(driver, isvc) or _log_hint(driver, job)
+                raise LocalRunError(f"InferenceService {isvc.metadata.name}: no batch run finished{why}")
             if not last.get("succeeded"):
                 raise LocalRunError(
                     f"InferenceService {isvc.metadata.name}: {last.get('reason', 'failed')}: "

@@ -89,6 +89,8 @@ def local_config(state_dir: Path, environ: Mapping[str, str] | None = None) -> O
     env = dict(os.environ if environ is None else environ)
     env.setdefault("FTI_ARTIFACT_STORE", f"file://{state_dir / 'store'}")
     env.setdefault("FTI_ONLINE_STORE", f"sqlite:///{state_dir / 'online.db'}")
+    # A local directory plays the data volume (`--volume`); there is no PVC to mount or to check.
+    env.pop("FTI_STORE_VOLUME_CLAIM", None)
     return OperatorConfig.from_env(env)
 
 

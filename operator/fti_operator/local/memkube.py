@@ -238,6 +238,15 @@ class MemKube:
             obj = self._objects.get(self._key(api_version, plural, namespace, name))
             return copy.deepcopy(obj) if obj is not None else None
 
+    def get_metadata(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """As the API server answers a GET asking for PartialObjectMetadata: metadata only."""
+        with self._lock:
+            self._count("GET", plural)
+            obj = self._objects.get(self._key(api_version, plural, namespace, name))
+            if obj is None:
+                return None
+            return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": copy.deepcopy(obj["metadata"])}
+
     def list(
         self, api_version: str, plural: str, namespace: str | None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:

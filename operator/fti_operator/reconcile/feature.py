@@ -23,8 +23,9 @@ from ..api.identity import (
 from ..render import feature as render_feature
 from ..render.pods import LABEL_FG_VERSION, LABEL_KIND, LABEL_MANAGED_BY, LABEL_RESOURCE, MANAGED_BY
 from ..versions import fg_version_states
+from . import quarantine
 from .children import apply_child
-from .conditions import condition, merge_conditions, ready_rollup
+from .conditions import condition, merge_conditions
 from .context import Context, Result
 from .feature_jobs import (
     DROP_AFTER_SECONDS,
@@ -39,6 +40,7 @@ from .feature_jobs import (
 )
 from .results import feature_run, job_finished
 from .runs import newest_finished, read_run
+from .store_access import gate, with_access
 from .validity import parse_or_report
 from .writes import emit_event, typed, update_status
 
@@ -122,13 +124,14 @@ def compute_status(
         materialized = condition(
             "Materialized", False, "RunFailed", f"v{current}: {run['job']} failed: {run.get('message', '')}"[:1024]
         )
-    ready = ready_rollup([materialized], "Materialized", materialized["message"])
+    quarantined = quarantine.data_quarantined(current, run)
+    ready = quarantine.ready(materialized, quarantined, spec, run)
     return typed(
         FeaturePipelineStatus,
         {
             "observedGeneration": meta.get("generation"),
             "versions": versions,
-            "conditions": merge_conditions(old.get("conditions"), [ready, materialized], meta.get("generation")),
+            "conditions": merge_conditions(old.get("conditions"), [ready, materialized, quarantined], meta.get("generation")),
         },
     )
 
@@ -216,6 +219,11 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     if after is None:
         return result
     body = after
+    # Nothing is rendered while a Secret or the PVC its pods reference is missing (reconcile/store_access.py).
+    go, access = gate(ctx, body, API_VERSION, PLURAL)
+    if not go:
+        result.requeue_after = ctx.config.store_recheck_seconds
+        return result
 
     # One LIST each of this pipeline's CronJobs and Jobs serves the current version's apply (no
     # GET by name), the retention of older versions and the runs to record. A new pipeline (its
@@ -352,25 +360,15 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     dropping = frozenset(v for v, triggers in busy.items() if TRIGGER_DROP in triggers)
 
     def status(b: Mapping[str, Any]) -> dict[str, Any]:
-        return compute_status(b, states, new_runs, remat, new_drops, dropping)
+        return with_access(compute_status(b, states, new_runs, remat, new_drops, dropping), access, b)
 
     written = update_status(ctx.kube, API_VERSION, PLURAL, body, status)
     if written is not None:
         result.count("status")
         for version, run in sorted(new_runs.items()):
             ctx.metrics.feature_run(ns, group, version, run)
-            emit_event(
-                ctx.kube,
-                body,
-                "RunSucceeded" if run["succeeded"] else "RunFailed",
-                f"{group} v{version}: Job {run['job']} "
-                + (
-                    f"wrote {run.get('rowsWritten', 0)} rows, rejected {run.get('rowsRejected', 0)}"
-                    if run["succeeded"]
-                    else f"failed: {run.get('message', '')}"
-                ),
-                "Normal" if run["succeeded"] else "Warning",
-            )
+            reason, message, kind = quarantine.run_event(group, version, run)
+            emit_event(ctx.kube, body, reason, message, kind)
         for version, drop in sorted(new_drops.items()):
             emit_event(
                 ctx.kube,

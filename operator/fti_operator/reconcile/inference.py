@@ -40,6 +40,7 @@ from .kserve import predictor_traffic, served_revision, written_at
 from .kube import Kube
 from .monitoring import Monitoring, apply_cronjob, observe as observe_monitoring
 from .runs import newest_finished, read_run
+from .store_access import gate
 from .validity import parse_or_report
 from .writes import emit_event, transition_event_name, typed, update_status
 
@@ -348,6 +349,9 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     isvc = parse_or_report(ctx, body, InferenceService, API_VERSION, PLURAL)
     if isvc is None:
         return Result()
+    go, access = gate(ctx, body, API_VERSION, PLURAL)  # its pods' Secrets and PVC (reconcile/store_access.py)
+    if not go:
+        return Result(requeue_after=ctx.config.store_recheck_seconds)
     meta = body["metadata"]
     ns, mode = meta["namespace"], isvc.spec.mode
     result = Result()
@@ -369,9 +373,10 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     plan = plan_rollout(known, want, seen, now)
     if adopted is not None:
         plan.events.insert(0, adopted)
+    extra = (*canary_condition(want, plan), *((access,) if access else ()))
     monitoring = observe_monitoring(ctx, isvc, body, now)
     had_monitoring = "monitoring" in old
-    body = _record(ctx, body, plan, decision, live, mode, last_run, result, canary_condition(want, plan), monitoring)
+    body = _record(ctx, body, plan, decision, live, mode, last_run, result, extra, monitoring)
     apply_cronjob(ctx, isvc, body, result, had_monitoring)
     desired = render_child(ctx, isvc, body, plan)
     if desired is not None:

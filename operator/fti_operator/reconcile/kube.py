@@ -53,6 +53,12 @@ class Kube(Protocol):
         """The object, or None when it does not exist."""
         ...
 
+    def get_metadata(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object's metadata only, or None when it does not exist: a PartialObjectMetadata
+        (apiVersion meta.k8s.io/v1), without spec, status or a Secret's data. What an existence
+        check reads (reconcile/store_access.py): no Secret value leaves the API server for it."""
+        ...
+
     def list(
         self, api_version: str, plural: str, namespace: str | None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:

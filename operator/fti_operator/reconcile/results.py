@@ -81,15 +81,22 @@ def feature_run(job_name: str, succeeded: bool, result: Mapping[str, Any] | None
     ok = succeeded and bool(result.get("ok", succeeded))
     run: dict[str, Any] = {"job": job_name, "succeeded": ok}
     for out_key, keys in (
+        ("rowsRead", ("rowsRead", "rows_read")),
         ("rowsWritten", ("rowsWritten", "rows_written")),
         ("rowsRejected", ("rowsRejected", "rows_rejected")),
+        ("rowsTooLate", ("rowsTooLate",)),
         ("onlineRowsWritten", ("onlineRowsWritten",)),
         ("watermark", ("watermark",)),
         ("quarantineUri", ("quarantineUri", "quarantine_uri")),
+        ("lateQuarantineUri", ("lateQuarantineUri",)),
     ):
         value = _pick(result, *keys)
         if value is not None:
             run[out_key] = value
+    examples = result.get("rejectedExamples")
+    if isinstance(examples, list) and examples:
+        # what DataQuarantined names (docs/data-quality.md); bounded, as the status field is
+        run["rejectedExamples"] = [str(e)[:200] for e in examples[:3]]
     message = (
         _error_message(result)
         or (str(result["message"])[:MAX_MESSAGE] if result.get("message") else None)

@@ -52,6 +52,7 @@ from .conditions import condition, merge_conditions, now_iso, ready_rollup
 from .context import Context, Result
 from .results import model_version_entry
 from .runs import newest_finished, read_run
+from .store_access import gate, with_access
 from .validity import parse_or_report
 from .view_definitions import in_use, redefinition
 from .writes import emit_event, typed, update_status
@@ -267,6 +268,10 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     tp = parse_or_report(ctx, body, TrainingPipeline, API_VERSION, PLURAL)
     if tp is None:
         return Result()
+    # No run starts while a Secret or the PVC its pod references is missing (reconcile/store_access.py).
+    go, access = gate(ctx, body, API_VERSION, PLURAL)
+    if not go:
+        return Result(requeue_after=ctx.config.store_recheck_seconds)
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     annotations = meta.get("annotations") or {}
@@ -357,7 +362,13 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         if intent and intent.get("job", job_name) == job_name and int(intent["version"]) == planned:
             intent = {**intent, "version": version, "job": job_name}
 
-    written = update_status(ctx.kube, API_VERSION, PLURAL, body, lambda b: compute_status(b, tp, jobs, intent, finished, refused))
+    written = update_status(
+        ctx.kube,
+        API_VERSION,
+        PLURAL,
+        body,
+        lambda b: with_access(compute_status(b, tp, jobs, intent, finished, refused), access, b),
+    )
     if started:
         emit_event(ctx.kube, body, "TrainingStarted", started)
     if refused and written is not None and _refusal_is_new(body, refused):

@@ -23,8 +23,10 @@ One run, driven by the contract (fti_pipelines.contract):
 
 The result (termination message): featureGroup, version, ingestion, rowsRead,
 rowsWritten, rowsRejected, rowsLate, rowsDuplicate, watermark, snapshot,
-quarantineUri, onlineRowsWritten, addedColumns, validation summary; and when rows were
-beyond the allowed lateness, rowsTooLate and lateQuarantineUri.
+quarantineUri, onlineRowsWritten, addedColumns, validation summary; when the batch failed
+validation, rejectedExamples (the first failing rows and their checks); and when rows were
+beyond the allowed lateness, rowsTooLate and lateQuarantineUri. The operator turns these into
+the DataQuarantined condition (docs/data-quality.md).
 """
 
 from __future__ import annotations
@@ -123,18 +125,33 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     if fg.online and not ctx.online_store:
         raise PipelineError("MissingOnlineStore", "featureGroup.online is true but FTI_ONLINE_STORE is not set")
     store = artifact_store(ctx)
-    features = FeatureStore(store)
-    result: dict[str, Any] = {"featureGroup": fg.name, "version": fg.version, "ingestion": spec.ingestion}
-
     with _timed(timings, "read"):
         raw = read_source(spec.source)
-    result["rowsRead"] = raw.num_rows
     with _timed(timings, "transform"):
         history = None
         if transform is not None and wants_history(transform):
-            history = FeatureHistory(features, fg.name, fg.version, fg.event_time, full=spec.ingestion == "full")
+            history = FeatureHistory(FeatureStore(store), fg.name, fg.version, fg.event_time, full=spec.ingestion == "full")
         table = apply_transform(raw, spec.transform, transform, history) if spec.transform else raw
         table = parse_event_time(table, fg.event_time)
+    return ingest(ctx, spec, store, table, timings, rows_read=raw.num_rows)
+
+
+def ingest(
+    ctx: PipelineContext,
+    spec: FeaturePipelineSpec,
+    store: ArtifactStore,
+    table: pa.Table,
+    timings: dict[str, float],
+    rows_read: int | None = None,
+) -> dict[str, Any]:
+    """Steps 3-5 for a transformed batch: shape, quarantine late rows, validate, publish.
+
+    The one way rows enter a feature group: a run, and a replay of a quarantined batch
+    (feature/replay.py), go through it alike."""
+    fg = spec.feature_group
+    features = FeatureStore(store)
+    result: dict[str, Any] = {"featureGroup": fg.name, "version": fg.version, "ingestion": spec.ingestion}
+    result["rowsRead"] = table.num_rows if rows_read is None else rows_read
     expectations = spec.validation.expectations if spec.validation else []
     check_columns(table.column_names, expectations)  # before anything is staged
     lateness = timedelta(seconds=parse_duration(spec.allowed_lateness)) if spec.allowed_lateness else None
@@ -189,7 +206,8 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
     }
     if not report.passed:
         with _timed(timings, "quarantine"):
-            uri = quarantine_batch(store, fg.name, fg.version, ctx.run_id, batch.table, report.to_json())
+            body = report.to_json() | {"reason": "ValidationFailed"}
+            uri = quarantine_batch(store, fg.name, fg.version, ctx.run_id, batch.table, body, row_checks=report.row_checks())
         on_failure = spec.validation.on_failure if spec.validation else "quarantine"
         log.warning("validation failed, %d rows quarantined at %s: %s", batch.table.num_rows, uri, report.summary())
         result.update(
@@ -199,6 +217,7 @@ def _run(ctx: PipelineContext, timings: dict[str, float]) -> dict[str, Any]:
             watermark=_watermark(batch.parent),
             snapshot=batch.parent["snapshot"] if batch.parent else None,
             message=f"validation failed: {report.summary()}"[:1000],
+            rejectedExamples=report.first_rejected(),
             details={"failures": [f.to_json() | {"examples": f.examples[:2]} for f in report.failures]},
         )
         if on_failure == "fail":

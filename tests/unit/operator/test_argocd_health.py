@@ -181,6 +181,80 @@ def test_every_kind_has_a_check():
             "Degraded",
             "TrafficSplitUnsupported",
         ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Materialized", "v2: 0 rows written; 100.0% quarantined, within maxRejectedFraction 1"),
+                    cond("Materialized", "True", "RunSucceeded"),
+                    cond("DataQuarantined", "True", "RowsQuarantined", "v2: 3 rows quarantined by fp-v2-1 at file:///q"),
+                ]
+            ),
+            "Degraded",
+            "DataQuarantined RowsQuarantined: v2: 3 rows",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "False", "DataQuarantined", "v2: 3 rows quarantined by fp-v2-1"),
+                    cond("Materialized", "True", "RunSucceeded"),
+                    cond("DataQuarantined", "True", "RowsQuarantined", "v2: 3 rows quarantined by fp-v2-1"),
+                ]
+            ),
+            "Degraded",
+            "3 rows quarantined",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Materialized", "v2: 5 rows written"),
+                    cond("Materialized", "True", "RunSucceeded"),
+                    cond("DataQuarantined", "False", "NoRowsQuarantined", "v2: fp-v2-2 quarantined no rows"),
+                ]
+            ),
+            "Healthy",
+            "v2: 5 rows written",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "Unknown", "WaitingForFirstRun"),
+                    cond("DataQuarantined", "Unknown", "WaitingForFirstRun"),
+                ]
+            ),
+            "Progressing",
+            "WaitingForFirstRun",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Serving", "revision 2 serves"),
+                    cond("Drifted", "True", "Drifted", "stable: amount psi 0.41"),
+                ]
+            ),
+            "Degraded",
+            "Drifted Drifted: stable: amount psi 0.41",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Serving", "revision 2 serves"),
+                    cond("Drifted", "False", "NoDrift"),
+                    cond("Retraining", "False", "CooldownActive", "next run after 12:00"),
+                ]
+            ),
+            "Healthy",
+            "revision 2 serves",
+        ),
+        (
+            obj(
+                conditions=[
+                    cond("Ready", "True", "Serving", "revision 2 serves"),
+                    cond("Drifted", "Unknown", "NotEnoughData", "120 rows < 1000"),
+                ]
+            ),
+            "Healthy",
+            "revision 2 serves",
+        ),
     ],
     ids=[
         "no-status",
@@ -201,6 +275,13 @@ def test_every_kind_has_a_check():
         "suspended-but-failing",
         "no-canary-running",
         "canary-held",
+        "quarantined-within-policy",
+        "quarantined-beyond-policy",
+        "quarantine-cleared",
+        "quarantine-first-run",
+        "drifted",
+        "no-drift-retraining-cooling-down",
+        "drift-not-enough-data",
     ],
 )
 def test_health(kind, case, expected, words):
