@@ -243,8 +243,16 @@ def test_readme_commands_after_the_demo_run_in_order(
     ran, serving = [], None
     try:
         for argv in commands[1:]:
-            assert argv[:2] == ["fti", "local"], f"not an fti local command: {argv}"
+            assert argv[:2] in (["fti", "local"], ["fti", "quarantine"]), f"not an fti local/quarantine command: {argv}"
             cmd = [*FTI, *argv[1:]]
+            if argv[1] == "quarantine":  # reads the store of .fti/local by default, like fti local
+                proc = subprocess.run(
+                    cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={"COLUMNS": "200", **_env()}, check=False
+                )
+                assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+                assert proc.stdout.strip(), "fti quarantine list says nothing"
+                ran.append(f"quarantine {argv[2]}")
+                continue
             if argv[2] == "serve":  # runs until Ctrl-C: in the background, as in another shell
                 serving = subprocess.Popen(
                     cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"COLUMNS": "200", **_env()}
@@ -274,4 +282,4 @@ def test_readme_commands_after_the_demo_run_in_order(
         if serving is not None:
             serving.send_signal(signal.SIGTERM)
             serving.wait(timeout=60)
-    assert ran == ["status", "apply", "serve", "predict", "status", "validate", "rollout", "monitor"], ran
+    assert ran == ["status", "apply", "serve", "predict", "status", "validate", "rollout", "monitor", "quarantine list"], ran
