@@ -31,6 +31,10 @@ from support.serving_fixtures import (  # noqa: E402
 FIRST_CARD = 4_000_000_000_000_000
 
 
+# The namespace whose stores the benchmarks fill and the servers read (FTI_NAMESPACE unset).
+NAMESPACE = "default"
+
+
 def feature_frames(n_cards: int, seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The serving tests' feature rows at benchmark scale, event times spread over one day."""
     return fixture_feature_frames(seed=seed, n_cards=n_cards, first_card=FIRST_CARD, spread_minutes=1440)
@@ -75,13 +79,13 @@ def make_world(
     online_uri = online or f"sqlite:///{root}/online.db"
     tx, profiles = feature_frames(n_cards)
     # The namespace the served pipelines read (FTI_NAMESPACE unset: "default"; docs/store-layout.md).
-    store = open_online_store(online_uri, "default")
+    store = open_online_store(online_uri, NAMESPACE)
     try:
         store.write(TX[0], TX[1], ["cc_num"], "event_time", tx)
         store.write(PROFILES[0], PROFILES[1], ["cc_num"], "event_time", profiles)
     finally:
         store.close()
-    artifacts = namespace_store(artifact_uri, "default")
+    artifacts = namespace_store(artifact_uri, NAMESPACE)
     if offline:
         fs = FeatureStore(artifacts)
         fs.ingest(TX[0], TX[1], tx, primary_key=["cc_num"], event_time="event_time", mode="full")

@@ -37,7 +37,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fti_pipelines.serving.config import ServingConfig
 from fti_pipelines.serving.revision import Revision
-from inference_common import ROOT, make_world, summary
+from fti_pipelines.store.online.sqlite.schema import table_name
+from fti_pipelines.store.online.tenancy import scoped_group
+from inference_common import NAMESPACE, ROOT, make_world, summary
 
 COLS = ["amount_sum_1d", "tx_count_1d", "event_time"]
 
@@ -76,7 +78,9 @@ def backend(world: dict, label: str, keys: list[int]) -> tuple[dict, list]:
 def sqlite_raw(world: dict, keys: list[int]) -> tuple[dict, list]:
     path = world["online_store"].removeprefix("sqlite:")
     con = sqlite3.connect("/" + path.lstrip("/"))
-    sql = 'SELECT "amount_sum_1d", "tx_count_1d", "event_time" FROM "fg__card_transactions__v2" WHERE "cc_num" = ?'
+    # The table of the served namespace's group (docs/store-layout.md), named as the store names it.
+    table = table_name(scoped_group(NAMESPACE, "card_transactions"), 2)
+    sql = f'SELECT "amount_sum_1d", "tx_count_1d", "event_time" FROM "{table}" WHERE "cc_num" = ?'
     assert con.execute(sql, (keys[0],)).fetchone() is not None
     return {"sqlite raw SELECT (1 group, floor)": lambda k: con.execute(sql, (k,)).fetchone()}, [con]
 

@@ -37,7 +37,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fti_pipelines.serving.launch import free_port, start_server_subprocess, stop_server, v2_body, wait_ready
 from fti_pipelines.serving.server import tune_request_path
-from inference_common import make_world, summary
+from inference_common import NAMESPACE, make_world, summary
 
 NAME = "fraud-online"
 
@@ -190,7 +190,8 @@ def main() -> None:
         ours_port, bare_port = free_port(), free_port()
         ours = start_server_subprocess(world["spec"], env, ours_port, log_path=str(workdir / "ours.log"))
         procs.append(ours)
-        model_path = f"{workdir}/artifacts/models/fraud/1/model/model.joblib"
+        # The served namespace's registry (docs/store-layout.md): the same joblib ours serves.
+        model_path = f"{workdir}/artifacts/namespaces/{NAMESPACE}/models/fraud/1/model/model.joblib"
         const_port = free_port()
         with open(workdir / "bare.log", "wb") as log:  # the child keeps its own descriptor
             bare = subprocess.Popen(
