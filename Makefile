@@ -12,7 +12,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-# The default state directory of `fti local` (operator/fti_operator/cli.py DEFAULT_STATE_DIR):
+# The default state directory of `fti local` (operator/fti_operator/cli_common.py DEFAULT_STATE_DIR):
 # after `make demo`, the README's `fti local status` reads what the demo wrote.
 STATE_DIR ?= .fti/local
 INSTALL_LOG := $(VENV)/install.log

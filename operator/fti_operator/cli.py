@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape as escape_markup
 from rich.table import Table
 
 from .api import FeaturePipeline, InferenceService, ManifestError, TrainingPipeline, load_manifests, trust
+from .cli_common import DEFAULT_STATE_DIR, STATE_DIR_OPTION, console, fail, out
+from .monitor_cli import local_monitor
 from .quarantine_cli import app as quarantine_app
 
 app = typer.Typer(
@@ -28,20 +29,7 @@ app = typer.Typer(
 local_app = typer.Typer(help="Run fti.dev manifests on this machine, without a cluster.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 
-# Tables stay readable when the output is a pipe or a CI log (rich would assume 80 columns).
-_WIDTH = None if sys.stdout.isatty() else 120
-console = Console(stderr=True, width=_WIDTH)
-out = Console(width=_WIDTH)
-
-# One default for every command and for `make demo` (its STATE_DIR), so the README's commands
-# after the demo read what the demo wrote.
-DEFAULT_STATE_DIR = Path(".fti/local")
-STATE_DIR_OPTION = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help="Where stores and state live.", envvar="FTI_STATE_DIR")
-
-
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {escape_markup(message)}", highlight=False)
-    raise typer.Exit(code)
+_fail = fail  # the commands below exit through the shared error line
 
 
 def _load(paths: list[Path]) -> list[Any]:
@@ -372,118 +360,6 @@ def local_predict(
         raise typer.Exit(1)
 
 
-def monitor_spec(
-    isvc: dict[str, Any], window: str | None, min_rows: int | None, method: str | None, threshold: float | None
-) -> dict[str, Any]:
-    """FTI_SPEC of the monitoring job (docs/monitoring.md) for a local InferenceService's serving revisions.
-
-    The stable revision, and the target while it takes traffic (a canary), each with its own
-    model version, feature-view version and storage URI (the profile lies beside the model).
-    Window, minRows and drift come from spec.monitoring when it is set (what the CronJob would
-    run), the options given here override them, and the job's defaults fill the rest.
-    """
-    status = isvc.get("status") or {}
-    revisions = []
-    for role, rev in (("stable", status.get("stable")), ("canary", status.get("target"))):
-        if not rev or not rev.get("storageUri") or (role == "canary" and not rev.get("traffic")):
-            continue
-        revisions.append(
-            {
-                "role": role,
-                "modelVersion": rev["model"],
-                "featureViewVersion": rev["featureView"],
-                "modelUri": rev["storageUri"],
-                "profileUri": rev["storageUri"].rstrip("/") + "/monitoring-profile.json",
-            }
-        )
-    monitoring = (isvc.get("spec") or {}).get("monitoring") or {}
-    drift: dict[str, Any] = dict(monitoring.get("drift") or {})
-    if method:
-        drift["method"] = method
-        if threshold is None:  # the spec's threshold belongs to the spec's method
-            drift.pop("threshold", None)
-    if threshold is not None:
-        drift["threshold"] = threshold
-    return {
-        "inferenceService": isvc["metadata"]["name"],
-        "window": window or monitoring.get("window") or "24h",
-        "minRows": min_rows if min_rows is not None else monitoring.get("minRows", 1000),
-        "drift": drift,
-        "revisions": revisions,
-    }
-
-
-@local_app.command("monitor")
-def local_monitor(
-    name: str,
-    state_dir: Path = STATE_DIR_OPTION,
-    namespace: str = typer.Option("default", "-n", "--namespace"),
-    window: str | None = typer.Option(None, help="How far back from now the log is read (default: spec.monitoring.window, 24h)."),
-    min_rows: int | None = typer.Option(None, "--min-rows", help="Fewer logged rows: NotEnoughData (default: spec, 1000)."),
-    method: str | None = typer.Option(None, help="psi (default) | js | wasserstein | ks"),
-    threshold: float | None = typer.Option(None, help="Drift threshold (default per method, docs/monitoring.md)."),
-) -> None:
-    """Run the monitoring job once for InferenceService NAME: drift of its logged requests against training."""
-    import subprocess
-    import tempfile
-
-    from .api.identity import (
-        ENV_ARTIFACT_STORE,
-        ENV_NAMESPACE,
-        ENV_RESOURCE,
-        ENV_RUN_ID,
-        ENV_SPEC,
-        ENV_TERMINATION_LOG,
-    )
-    from .local.driver import LocalRunError, local_config, read_resources
-
-    try:
-        items = read_resources(state_dir)
-    except LocalRunError as exc:
-        _fail(str(exc))
-    isvc = next(
-        (
-            i
-            for i in items
-            if i.get("kind") == "InferenceService"
-            and i["metadata"]["name"] == name
-            and i["metadata"].get("namespace") == namespace
-        ),
-        None,
-    )
-    if isvc is None:
-        _fail(f"no InferenceService {namespace}/{name} in {state_dir.resolve()}; run `fti local apply` first")
-    assert isvc is not None  # _fail exits
-    spec = monitor_spec(isvc, window, min_rows, method, threshold)
-    if not spec["revisions"]:
-        _fail(f"InferenceService {name} serves no model yet (no stable revision with a storage URI)")
-    with tempfile.TemporaryDirectory(prefix="fti-monitor-") as tmp:
-        result_file = Path(tmp) / "result.json"
-        env = {
-            **os.environ,
-            ENV_SPEC: json.dumps(spec),
-            ENV_ARTIFACT_STORE: local_config(state_dir).artifact_store,
-            ENV_NAMESPACE: namespace,
-            ENV_RESOURCE: name,
-            ENV_RUN_ID: f"{name}-monitor-{os.getpid()}",
-            ENV_TERMINATION_LOG: str(result_file),
-        }
-        # A process of its own, as the CronJob's pod would be: the same module, the same contract.
-        subprocess.run([sys.executable, "-m", "fti_pipelines.monitoring"], env=env, stdout=subprocess.DEVNULL, check=False)
-        result: dict[str, Any] = (
-            json.loads(result_file.read_text()) if result_file.exists() else {"ok": False, "error": "no result"}
-        )
-    if not result.get("ok"):
-        _fail(f"monitoring failed: {result.get('reason', '')}: {result.get('error', '')}")
-    table = Table("revision", "model", "rows", "status", "drifted", "top features (score)")
-    for r in result["revisions"]:
-        top = ", ".join(f"{f['name']} {f['score']:.3f}{'*' if f['drifted'] else ''}" for f in r["features"][:4])
-        table.add_row(r["role"], f"v{r['modelVersion']}", str(r["rows"]), r["status"], str(r["driftedFeatures"]), top)
-    out.print(table)
-    report = result["revisions"][0]["reportUri"]
-    out.print(f"report: {report.removesuffix('.json')}.html", highlight=False)
-
-
 def _alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
@@ -509,6 +385,7 @@ def _local_rollout_app() -> typer.Typer:
     )
 
 
+local_app.command("monitor")(local_monitor)
 local_app.add_typer(_local_rollout_app(), name="rollout")
 app.add_typer(quarantine_app, name="quarantine")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fti_operator.cli import monitor_spec
+from fti_operator.monitor_cli import monitor_spec
 
 STORAGE = "file:///s/namespaces/default/models/fraud/{}/model"
 
