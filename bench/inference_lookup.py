@@ -9,6 +9,10 @@ Per entity (one cc_num), the same N random keys for every measurement, after a w
   entity_reader the store read alone that the lookup makes (both groups at once)
   store.get     one feature group read through the generic OnlineStore API
   sqlite raw    the floor: one prepared keyed SELECT of one group with the sqlite3 module
+  redis raw     the floors over loopback, on a plain socket (TCP_NODELAY) with hiredis parsing
+                the answer: a PING round trip (the machine's loopback + Redis's own command
+                cost), and the very EVALSHA bytes the entity reader sends (one round trip of
+                the same script, without our Python around it)
   feast         Feast 0.67 get_online_features for the same four features (SQLite online
                 store), in bench/.venv-feast (skipped when that venv is absent)
 The measurements are interleaved in blocks of --block keys (Feast in its own process,
@@ -48,6 +52,14 @@ def instance(k: int) -> list[dict]:
     return [{"cc_num": k, "amount": 12.5, "category": "online"}]
 
 
+def scoped(store, plan) -> tuple:
+    """(backend store, reads) with the namespace's group names: what the served reader is built from."""
+    from fti_pipelines.serving.lookup import entity_reads
+    from fti_pipelines.store.online.tenancy import scoped_read
+
+    return store.inner, [scoped_read(NAMESPACE, r) for r in entity_reads(plan)]
+
+
 def backend(world: dict, label: str, keys: list[int]) -> tuple[dict, list]:
     """{measurement name: fn(key)} for one online store, and what to close afterwards."""
     config = ServingConfig.from_spec(world["spec"])
@@ -65,14 +77,71 @@ def backend(world: dict, label: str, keys: list[int]) -> tuple[dict, list]:
     if label == "redis":  # the same script call through redis-py's execute_command: the previous path
         import redis
 
-        from fti_pipelines.serving.lookup import entity_reads
         from fti_pipelines.store.online.redis.reader import entity_reader_on
 
         client = redis.Redis.from_url(world["online_store"], single_connection_client=True)
         generic = SimpleNamespace(execute_command=client.execute_command, connection=None)
-        via_execute = entity_reader_on(generic, store, entity_reads(lookup.plan))  # type: ignore[arg-type]
+        via_execute = entity_reader_on(generic, *scoped(store, lookup.plan))  # type: ignore[arg-type]
+        assert via_execute({"cc_num": keys[0]})[0] is not None  # the namespaced keys, as the served reader reads
         measures[f"{label} entity_reader via execute_command (2 groups)"] = lambda k: via_execute({"cc_num": k})
     return measures, [store]
+
+
+class RecordingConnection:
+    """Stands in for redis-py's connection to capture the RESP bytes the entity reader sends."""
+
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def send_packed_command(self, commands: list[bytes], check_health: bool = True) -> None:
+        self.sent = b"".join(commands)
+
+    def read_response(self) -> list:
+        return [[None], [None]]  # "no such entity" for both groups: the reader needs no more
+
+
+def redis_raw(world: dict, keys: list[int]) -> tuple[dict, list]:
+    """The loopback floors: PING, and the reader's own EVALSHA bytes, on a raw socket."""
+    import socket
+    from urllib.parse import urlparse
+
+    import hiredis
+
+    from fti_pipelines.store.online import open_online_store
+    from fti_pipelines.store.online.redis.reader import entity_reader_on
+
+    config = ServingConfig.from_spec(world["spec"])
+    rev = Revision(config, world["artifact_store"], world["online_store"])
+    assert rev.load(), rev.reason
+    store = open_online_store(world["online_store"], NAMESPACE)
+    recorder = RecordingConnection()
+    recording = SimpleNamespace(execute_command=None, connection=recorder)
+    capture = entity_reader_on(recording, *scoped(store, rev.lookup.plan))  # type: ignore[arg-type]
+    commands = {}
+    for k in set(keys):
+        capture({"cc_num": k})
+        commands[k] = recorder.sent
+    rev.store.close()
+    url = urlparse(world["online_store"])
+    sock = socket.create_connection((url.hostname, url.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = hiredis.Reader()
+
+    def roundtrip(command: bytes) -> object:
+        sock.sendall(command)
+        while True:
+            reply = reader.gets()
+            if reply is not False:
+                return reply
+            reader.feed(sock.recv(65536))
+
+    assert roundtrip(b"*1\r\n$4\r\nPING\r\n") == b"PONG"
+    answer = roundtrip(commands[keys[0]])
+    assert isinstance(answer, list) and answer[0][0] is not None, answer
+    return {
+        "redis raw PING round trip (floor)": lambda k: roundtrip(b"*1\r\n$4\r\nPING\r\n"),
+        "redis raw EVALSHA, the reader's bytes (2 groups)": lambda k: roundtrip(commands[k]),
+    }, [sock, store]
 
 
 def sqlite_raw(world: dict, keys: list[int]) -> tuple[dict, list]:
@@ -176,6 +245,10 @@ def interleaved(measures: dict, feast: Feast | None, keys: list[int], warmup: in
     return {name: {**summary(wall[name]), "cpu_us": cpu[name] / len(wall[name]) * 1e6} for name in wall}
 
 
+def ratios(ours: dict, floor: dict) -> dict:
+    return {k: round(ours[k] / floor[k], 2) for k in ("p50_us", "p99_us", "cpu_us")}
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -205,6 +278,9 @@ def main() -> None:
             rmeasures, close = backend(rworld, "redis", keys)
             measures.update(rmeasures)
             closing += close
+            rmeasures, close = redis_raw(rworld, keys)
+            measures.update(rmeasures)
+            closing += close
         else:
             notes["redis"] = "skipped: redis-server not installed (apt-get install redis-server)"
         if (ROOT / "bench" / ".venv-feast" / "bin" / "python").exists():
@@ -215,6 +291,11 @@ def main() -> None:
         results = interleaved(measures, feast, keys, args.warmup, args.block)
         ended, load_after = datetime.now(UTC), load()
         ours = results["sqlite lookup (entity, 2 groups)"]
+        notes["sqlite lookup / raw SELECT"] = ratios(ours, results["sqlite raw SELECT (1 group, floor)"])
+        if "redis lookup (entity, 2 groups)" in results:
+            redis_ours = results["redis lookup (entity, 2 groups)"]
+            notes["redis lookup / raw PING"] = ratios(redis_ours, results["redis raw PING round trip (floor)"])
+            notes["redis lookup / raw EVALSHA"] = ratios(redis_ours, results["redis raw EVALSHA, the reader's bytes (2 groups)"])
         if feast is not None:
             theirs = results[Feast.name]
             notes["feast / sqlite lookup"] = {k: round(theirs[k] / ours[k], 1) for k in ("p50_us", "p99_us", "cpu_us")}

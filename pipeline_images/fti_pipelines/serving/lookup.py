@@ -19,7 +19,7 @@ from typing import Any
 
 from ..store.online import EntityRead, EntityReader
 from .errors import bad_field, too_large, unknown_entity
-from .metrics import RevisionMetrics
+from .metrics import PENDING_CAP, RevisionMetrics
 from .plan import ANY, BOOL, NUMBER, STRING, LookupPlan
 
 _KIND_TEXT = {NUMBER: "a number", STRING: "a string", BOOL: "a boolean"}
@@ -35,7 +35,13 @@ _FAST_TYPES = {
 }
 
 
-@dataclass
+NAN = float("nan")
+# Instances between two checks of the buffered histograms (metrics.py): an instance adds at
+# most one value to each series, so none holds more than PENDING_CAP + SETTLE_EVERY values.
+SETTLE_EVERY = PENDING_CAP // 4
+
+
+@dataclass(slots=True)
 class LookupResult:
     rows: list[list[Any]]  # one row per instance, model input order
     defaulted: list[tuple[str, ...]]  # per instance: the columns filled with defaults for a missing entity
@@ -180,6 +186,10 @@ class FeatureLookup:
         # A request feature is never None (check_value refuses null): only stored values can be.
         sent = {pos for _, pos in plan.request_features}
         self._numeric = tuple(pos for pos in plan.numeric_positions if pos not in sent)
+        # Bound once: the request path observes without attribute lookups, and checks the
+        # buffered series' size every SETTLE_EVERY instances rather than on every request.
+        self._observe_lookup = metrics.lookup.observe if metrics is not None else None
+        self._until_settle = SETTLE_EVERY
 
     def validate(self, instances: Any, field: str = "instances") -> Sequence[Mapping[str, Any]]:
         if not isinstance(instances, list):
@@ -211,15 +221,19 @@ class FeatureLookup:
                 if self._entity_groups
                 else [()] * n
             )
-        nan = float("nan")
         for row in rows:  # stored nulls in numeric columns reach the model as NaN, not None
-            for pos in self._numeric:
-                if row[pos] is None:
-                    row[pos] = nan
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.lookup.observe(time.perf_counter() - started)
-            metrics.settle()
+            if None in row:
+                for pos in self._numeric:
+                    if row[pos] is None:
+                        row[pos] = NAN
+        observe = self._observe_lookup
+        if observe is not None:
+            observe(time.perf_counter() - started)
+            self._until_settle -= n
+            if self._until_settle <= 0:
+                self._until_settle = SETTLE_EVERY
+                assert self.metrics is not None
+                self.metrics.settle()
         return LookupResult(rows, defaulted, keys_by_instance)
 
     def _checked(self, inst: Any, i: int, row: list[Any], field: str) -> dict[str, Any]:

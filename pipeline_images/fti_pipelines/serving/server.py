@@ -12,8 +12,10 @@ Two things differ from a stock `ModelServer().start([model])`:
   log is flushed when the server stops (SIGTERM: uvicorn finishes the requests in flight,
   KServe unloads the model, whose `stop` writes the queue; `serve` makes sure of it).
 - The request path is kept short: uvloop as KServe's `--event_loop auto` promises (its
-  single-worker start runs plain asyncio), and no access-log line per request unless
-  FTI_ACCESS_LOG=true (Prometheus metrics count requests already).
+  single-worker start runs plain asyncio), and no log line per request unless
+  FTI_ACCESS_LOG=true (Prometheus metrics count requests already): neither uvicorn's
+  access line nor the two `kserve.trace` lines (wall and CPU time) KServe's timing
+  middleware writes for every request at INFO, the server's default log level.
 """
 
 from __future__ import annotations
@@ -139,9 +141,15 @@ def access_log_level(env: Mapping[str, str]) -> int:
     return logging.INFO if env.get("FTI_ACCESS_LOG", "").strip().lower() in ("1", "true", "yes") else logging.WARNING
 
 
+# The loggers that write a line per request: uvicorn's access log and KServe's timing trace.
+REQUEST_LOGGERS = ("uvicorn.access", "kserve.trace")
+
+
 def tune_request_path(server: kserve.ModelServer, env: Mapping[str, str] | None = None) -> None:
-    """Event loop and access log for the server that start() runs (see the module docstring)."""
-    logging.getLogger("uvicorn.access").setLevel(access_log_level(os.environ if env is None else env))
+    """Event loop and per-request log lines for the server that start() runs (see the module docstring)."""
+    level = access_log_level(os.environ if env is None else env)
+    for name in REQUEST_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     policy = event_loop_policy(server.event_loop)
     if policy is not None:
         asyncio.set_event_loop_policy(policy)

@@ -36,6 +36,16 @@ MAX_DECISIONS = 1 << 22
 ALL_LEAVES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+def _lowest_bit(kept: np.ndarray) -> np.ndarray:
+    """Position of each value's lowest set bit (every value has one: the reached leaf)."""
+    if _bitwise_count is not None:  # numpy >= 2: the ones below it, in one call
+        return _bitwise_count(~kept & (kept - np.uint64(1)))
+    return np.frexp((kept & (~kept + np.uint64(1))).astype(np.float64))[1] - 1  # powers of two are exact
+
+
+_bitwise_count = getattr(np, "bitwise_count", None)
+
+
 @dataclass
 class Masks:
     """QuickScorer's tables: per internal node, the tree's leaves still reachable when it goes right.
@@ -56,6 +66,8 @@ class Masks:
     leaf_node: np.ndarray  # intp: global node index of each leaf, trees in order, leaves left to right
 
     def leaves(self, X: np.ndarray, has_nan: bool) -> np.ndarray:
+        if X.shape[0] == 1:
+            return self.leaves_of_row(X[0], has_nan)[None, :]
         values = X[:, self.feature]  # (rows, internal nodes)
         right = values > self.threshold  # NaN compares False: left unless nan_right
         if has_nan:
@@ -64,6 +76,16 @@ class Masks:
         lowest = kept & (~kept + np.uint64(1))  # the reached leaf's bit alone
         index = np.frexp(lowest.astype(np.float64))[1] - 1  # its position (powers of two are exact)
         return self.leaf_node.take(self.leaf_base + index)
+
+    def leaves_of_row(self, x: np.ndarray, has_nan: bool) -> np.ndarray:
+        """`leaves` of one row (1-D): the same integer and comparison steps on 1-D arrays,
+        which skip the 2-D fancy indexing and halve the cost of an online request's row."""
+        values = x.take(self.feature)
+        right = values > self.threshold
+        if has_nan:
+            right |= np.isnan(values) & self.nan_right
+        kept = np.bitwise_and.reduceat(np.where(right, self.mask, ALL_LEAVES), self.starts)
+        return self.leaf_node.take(self.leaf_base + _lowest_bit(kept))
 
 
 @dataclass
@@ -259,6 +281,11 @@ class TreeEnsemble:
             total = np.cumsum(rows, axis=1)[:, -1]  # tree by tree from zero, as sklearn adds them
             return total / len(self.nodes.roots)
         values = self.leaf_values.take(leaves)  # (n, iterations * outputs), iteration-major
+        if n == 1 and self.outputs == 1:  # one row, one output (online binary/regression): the same sums, 1-D
+            terms = np.empty(1 + values.shape[1])
+            terms[0] = self.base[0]
+            terms[1:] = values[0]
+            return np.cumsum(terms)[-1:].reshape(1, 1)
         terms = np.empty((n, self.outputs, 1 + values.shape[1] // self.outputs))
         terms[:, :, 0] = self.base
         terms[:, :, 1:] = values.reshape(n, -1, self.outputs).transpose(0, 2, 1)  # (n, outputs, iterations)

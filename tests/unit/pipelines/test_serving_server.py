@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import uvloop
 
-from fti_pipelines.serving.server import access_log_level, event_loop_policy, tune_request_path
+from fti_pipelines.serving.server import REQUEST_LOGGERS, access_log_level, event_loop_policy, tune_request_path
 
 
 def test_uvloop_unless_asyncio_is_asked_for():
@@ -25,11 +25,12 @@ def test_access_log_is_off_unless_asked_for():
 
 @pytest.fixture
 def restore_loop_and_logger():
-    policy, access = asyncio.get_event_loop_policy(), logging.getLogger("uvicorn.access")
-    level = access.level
+    policy = asyncio.get_event_loop_policy()
+    levels = {name: logging.getLogger(name).level for name in REQUEST_LOGGERS}
     yield
     asyncio.set_event_loop_policy(policy)
-    access.setLevel(level)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def test_tuned_server_runs_on_uvloop_without_access_lines(restore_loop_and_logger):
@@ -37,8 +38,15 @@ def test_tuned_server_runs_on_uvloop_without_access_lines(restore_loop_and_logge
     assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
     asyncio.get_event_loop_policy().get_event_loop().close()  # the one KServe's start() would configure
     assert not logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
+    # KServe's timing middleware logs each request's wall and CPU time at INFO: off as well.
+    assert not logging.getLogger("kserve.trace").isEnabledFor(logging.INFO)
 
     async def loop_type():
         return type(asyncio.get_running_loop())
 
     assert asyncio.run(loop_type()) is uvloop.Loop
+
+
+def test_access_log_turns_both_request_loggers_on(restore_loop_and_logger):
+    tune_request_path(SimpleNamespace(event_loop="asyncio"), {"FTI_ACCESS_LOG": "true"})
+    assert all(logging.getLogger(name).isEnabledFor(logging.INFO) for name in REQUEST_LOGGERS)

@@ -119,6 +119,9 @@ def test_compiled_trees_equal_sklearn_bit_for_bit(estimator, target, transforms)
         got = compiled_answer(model, p, batch)
         assert got is not None
         np.testing.assert_array_equal(got, sklearn_answer(p, batch))
+    whole = compiled_answer(model, p, probes[:64])
+    for i in range(64):  # one row, as served online: its own 1-D path, the batch's (= sklearn's) bits
+        np.testing.assert_array_equal(compiled_answer(model, p, probes[i : i + 1]), whole[i : i + 1])
     for row in edge_rows():  # one at a time, as served: each compiled or handed to sklearn
         got = compiled_answer(model, p, [row])
         if got is not None:

@@ -13,7 +13,7 @@ reconnects and retries as usual.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -63,15 +63,48 @@ def _resp_head(count: int, parts: list[bytes]) -> bytes:
     return b"*%d\r\n" % count + b"".join(_bulk(p) for p in parts)
 
 
+def _suffix(pk: tuple[tuple[str, str], ...]) -> Callable[[Mapping[str, Any]], str]:
+    """The entity's key suffix (keys.py) from the request's keys, for one primary key."""
+
+    def generic(keys: Mapping[str, Any]) -> str:
+        return ":".join(key_part(key_text(encode_key_part(keys[c], kind, c), kind)) for c, kind in pk)
+
+    if len(pk) != 1 or pk[0][1] not in ("int", "string"):
+        return generic
+    ((column, kind),) = pk
+    plain = int if kind == "int" else str
+
+    def single(keys: Mapping[str, Any]) -> str:
+        value = keys[column]
+        # A value already of the stored kind encodes as itself: the generic path's result, one step.
+        return key_part(value) if type(value) is plain else generic(keys)
+
+    return single
+
+
+def _decoder(kind: str | None) -> Callable[[bytes], Any]:
+    """The stored bytes of a non-null value to its Python value (codec.decode; micros as int)."""
+    if kind is None or kind == "int":
+        return int  # int() and float() read the stored ASCII bytes as decode's str would
+    if kind == "float":
+        return float
+    return lambda value: decode(value, kind)
+
+
 def entity_reader_on(client: redis.Redis, store: OnlineStore, reads: Sequence[EntityRead]) -> EntityReader:
     """`OnlineStore.entity_reader` as one script call per entity on `client` (metadata from `store`)."""
-    plans, metas, fields = [], [], []
+    plans, metas, fields, pks = [], [], [], []
     for r, info, kinds in check_reads(store, reads):
         pk = tuple(info["primaryKey"])
-        decoders = tuple(None if c in r.micros else kinds[c] for c in r.columns)
-        plans.append((tuple(zip(pk, (kinds[c] for c in pk), strict=False)), decoders))
+        decoders = tuple(_decoder(None if c in r.micros else kinds[c]) for c in r.columns)
+        pk_kinds = tuple(zip(pk, (kinds[c] for c in pk), strict=False))
+        if pk_kinds not in pks:
+            pks.append(pk_kinds)
+        plans.append((pks.index(pk_kinds), decoders))
         metas.append(meta_key(r.group, r.version))
         fields += [base_prefix(r.group, r.version), 1 + len(r.columns), TS_FIELD, *r.columns]
+    # Versions keyed alike (the usual case: one entity key) share one suffix, computed once per read.
+    suffix_of = tuple(_suffix(pk) for pk in pks)
     execute = client.execute_command
     n = len(plans)
     conn = client.connection  # the single-connection client's own (RedisOnlineStore.entity_reader)
@@ -93,18 +126,15 @@ def entity_reader_on(client: redis.Redis, store: OnlineStore, reads: Sequence[En
             return execute("EVAL", READ_LUA, n, *metas, *suffixes, *fields)
 
     def read(keys: Mapping[str, Any]) -> list[Any]:
-        suffixes = [":".join(key_part(key_text(encode_key_part(keys[c], kind, c), kind)) for c, kind in pk) for pk, _ in plans]
-        answers = call(suffixes)
+        distinct = [suffix(keys) for suffix in suffix_of]
+        answers = call([distinct[i] for i, _ in plans])
         flat: list[Any] = []
         for (_, decoders), values in zip(plans, answers, strict=False):
             if values[0] is None:  # no __ts field: the key was never written
                 flat.extend([None] * len(values))
                 continue
             flat.append(values[0])
-            flat.extend(
-                decode(v, kind) if kind is not None else (None if v is None else int(v))
-                for v, kind in zip(values[1:], decoders, strict=False)
-            )
+            flat.extend(None if v is None else conv(v) for v, conv in zip(values[1:], decoders, strict=False))
         return flat
 
     return read
