@@ -18,6 +18,8 @@ from typing import Any
 
 import kserve
 from kserve.errors import ModelNotReady
+from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get_labels
+from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest
 
 from .lookup import LookupResult
@@ -109,6 +111,39 @@ class CombinedModel(FeatureModelBase):
     def __init__(self, name: str, revision: Revision, prediction_log: LogSettings | None = None):
         super().__init__(name, revision, prediction_log)
         self.scorer: Scorer | None = None
+        # KServe's handler histograms, bound to this model once (kserve.Model.__call__ looks
+        # the children up by label, and inspects each handler, on every request).
+        labels = get_labels(name)
+        self._timers = tuple(h.labels(**labels).observe for h in (PRE_HIST_TIME, PREDICT_HIST_TIME, POST_HIST_TIME))
+
+    async def __call__(
+        self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
+    ) -> tuple[Any, dict[str, str]]:
+        """kserve.Model.__call__ for a prediction, with the same handlers, validation and
+        histograms (each observed even when its handler raises, as KServe's timers are),
+        without its per-request lookups; anything else (explain, KServe's latency log
+        line, response headers) goes through KServe's own."""
+        if verb != InferenceVerb.PREDICT or self.enable_latency_logging or self.required_response_headers:
+            return await super().__call__(body, headers, verb)
+        observe_pre, observe_predict, observe_post = self._timers
+        clock = time.perf_counter
+        started = clock()
+        try:
+            prepared = self.preprocess(body, headers)
+        finally:
+            observe_pre(clock() - started)
+        prepared = self.validate(prepared)
+        started = clock()
+        try:
+            prepared = self.predict(prepared, headers)
+        finally:
+            observe_predict(clock() - started)
+        started = clock()
+        try:
+            response = self.postprocess(prepared, headers)
+        finally:
+            observe_post(clock() - started)
+        return response, {}
 
     def _activate(self) -> None:
         super()._activate()
