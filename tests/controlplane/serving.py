@@ -13,13 +13,14 @@ controller would, until `stop()`, which SIGTERMs every server (flushing their lo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 from fti_operator.controller.kube_http import KubeHttp
-from fti_operator.local.cluster import SERVER_START_TIMEOUT, free_port, wait_ready
+from fti_operator.local.cluster import SERVER_START_TIMEOUT, start_model_server
 from fti_operator.local.kserve import API_VERSION, PLURAL, LocalKServe
 from fti_operator.local.kubelet import LocalNode, RunningContainer
 
@@ -36,6 +37,7 @@ class ServingKServe:
         self.runner, self.namespace, self.workdir = pod_runner, namespace, Path(workdir)
         self.kserve = LocalKServe(self.kube, self._start, self._stop)
         self._servers: dict[str, RunningContainer] = {}
+        self._started = itertools.count(1)  # a work directory (logs) per server started
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"kserve-{namespace}", daemon=True)
         self.error: BaseException | None = None
@@ -77,29 +79,10 @@ class ServingKServe:
 
     # -- servers, as the pod runner runs containers ------------------------------------------
     def _start(self, isvc: dict[str, Any], component: str, container: dict[str, Any]) -> str:
-        meta = isvc["metadata"]
-        revision = meta.get("generation", 1)
-        pod = {
-            "metadata": {
-                "name": f"{meta['name']}-{component}-{revision}",
-                "namespace": self.namespace,
-                "labels": dict(meta.get("labels") or {}),
-                "annotations": dict(meta.get("annotations") or {}),
-            },
-            "spec": {"containers": [container]},
-        }
-        node = LocalNode(
-            self.workdir / meta["name"] / f"{component}-{revision}", image_map=self.runner.images, source=self.runner.source
-        )
-        port = free_port()
-        server = node.start(container, pod, extra_args=["--http_port", str(port)])
-        url = f"http://127.0.0.1:{port}"
+        workdir = self.workdir / isvc["metadata"]["name"] / f"{component}-{next(self._started)}"
+        node = LocalNode(workdir, image_map=self.runner.images, source=self.runner.source)
+        url, server = start_model_server(node, isvc, component, container)
         self._servers[url] = server
-        try:
-            wait_ready(f"{url}/v1/models/{meta['name']}", server, SERVER_START_TIMEOUT)
-        except Exception:
-            self._stop(url)
-            raise
         return url
 
     def _stop(self, url: str) -> None:

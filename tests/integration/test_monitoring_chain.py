@@ -31,7 +31,7 @@ from fti_operator.local.samples import sample_instances, shift_instances
 from fti_operator.render.pods import child_name
 from fti_pipelines.serving.launch import predict
 from support.examples import example
-from support.rollouts import apply, condition, events, fraud_namespace, get, online, trained
+from support.rollouts import apply, condition, events, fraud_namespace, get, online, trained, wait_status
 from support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -111,15 +111,7 @@ def test_shifted_requests_drift_retrain_and_canary(op, k8s, pod_runner, chain_na
     body["spec"]["monitoring"] = MONITORING
     apply(k8s, body)
     with ServingKServe(k8s, pod_runner, ns, tmp_path / "servers") as kserve:
-        isvc = wait_until(
-            lambda: (
-                (o := get(k8s, ns, "inferenceservices", NAME))
-                and ((o.get("status") or {}).get("stable") or {}).get("model") == 1
-                and o
-            ),
-            timeout=300,
-            description="model 1 stable (served by the KServe stand-in)",
-        )
+        isvc = wait_status(k8s, ns, NAME, lambda st: (st.get("stable") or {}).get("model") == 1, "model 1 stable", 300)
         url = isvc["status"]["url"]
 
         # Shifted requests for cards the online store knows (the demo's shift: `fti local apply
@@ -136,14 +128,13 @@ def test_shifted_requests_drift_retrain_and_canary(op, k8s, pod_runner, chain_na
 
         # The real monitoring job, from the CronJob's template.
         monitoring_run(k8s, ns, "fraud-online-monitor-drift")
-        isvc = wait_until(
-            lambda: (
-                (o := get(k8s, ns, "inferenceservices", NAME))
-                and ((o.get("status") or {}).get("monitoring") or {}).get("job") == "fraud-online-monitor-drift"
-                and o
-            ),
-            timeout=300,
-            description="the monitoring run recorded",
+        isvc = wait_status(
+            k8s,
+            ns,
+            NAME,
+            lambda st: (st.get("monitoring") or {}).get("job") == "fraud-online-monitor-drift",
+            "report recorded",
+            300,
         )
         report = isvc["status"]["monitoring"]
         assert report["succeeded"], (report, pod_runner.dump(ns))
@@ -168,15 +159,7 @@ def test_shifted_requests_drift_retrain_and_canary(op, k8s, pod_runner, chain_na
         assert mv2["trigger"] == "Drift" and "fraud-online-monitor-drift" in mv2["triggeredBy"], mv2
 
         # Rolled out as a canary: KServe's stand-in starts model 2's server beside model 1's.
-        isvc = wait_until(
-            lambda: (
-                (o := get(k8s, ns, "inferenceservices", NAME))
-                and ((o.get("status") or {}).get("target") or {}).get("traffic") == 10
-                and o
-            ),
-            timeout=300,
-            description="model 2 as a 10 % canary",
-        )
+        isvc = wait_status(k8s, ns, NAME, lambda st: (st.get("target") or {}).get("traffic") == 10, "model 2 a canary", 300)
         st = isvc["status"]
         assert (st["target"]["model"], st["stable"]["model"], st["stable"]["traffic"]) == (2, 1, 90), st
         assert [(r["model"], r["traffic"]) for r in st["routed"]] == [(2, 10), (1, 90)], st["routed"]
