@@ -90,6 +90,7 @@ def send_shifted(driver: Any, isvc: InferenceService, n: int) -> None:
         f"{name}: sent {len(instances)} shifted requests ({moved}) to model {stable['model']}{logged}; "
         f"`fti local monitor {name} -n {namespace}` reports their drift",
         highlight=False,
+        soft_wrap=True,  # one line: the command in it is meant to be copied
     )
 
 
