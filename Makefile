@@ -107,7 +107,8 @@ manifests: $(STAMP)
 # (/var/lib/fti in a cluster, $(STATE_DIR)/volume here).
 demo: $(STAMP)
 	$(PY) -m fti_pipelines.examples fraud-score-requests --out $(STATE_DIR)/volume/fraud/score-requests/
-	$(VENV)/bin/fti local apply -f examples/fraud/ --state-dir $(STATE_DIR) --predict 5
+	$(VENV)/bin/fti local apply -f examples/fraud/ --state-dir $(STATE_DIR) --predict 5 --shifted 500
+	$(VENV)/bin/fti local monitor fraud-online -n fraud --state-dir $(STATE_DIR)
 	@echo "state: $(STATE_DIR). Next: source $(VENV)/bin/activate; fti local status$(if $(filter .fti/local,$(STATE_DIR)),, --state-dir $(STATE_DIR)) (README.md)"
 
 # pytest exits 5 when it collected no test: that must fail, not pass.
