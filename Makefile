@@ -62,7 +62,8 @@ WHEELHOUSE = $(CACHE_DIR)/wheels/$(WHEELS_KEY)
 $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV) (pip output: $(INSTALL_LOG))"
-	@{ wheels="$(WHEELHOUSE)"; \
+	@start=$$(date +%s); how="from the wheelhouse"; \
+	 { wheels="$(WHEELHOUSE)"; \
 	   if [ ! -f "$$wheels/.complete" ]; then \
 	     echo "filling the wheelhouse $$wheels"; mkdir -p "$$(dirname "$$wheels")"; \
 	     tmp="$$(mktemp -d "$$wheels.XXXXXX")"; \
@@ -77,7 +78,9 @@ $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-de
 	   && $(PIP) install --no-index --find-links "$$wheels" --upgrade pip \
 	   && $(PIP) install --no-index --find-links "$$wheels" --no-compile -e './operator[$(EXTRAS_OPERATOR)]' \
 	        -e './pipeline_images[$(EXTRAS_PIPELINES)]' -r requirements-dev.txt; \
-	 } > $(INSTALL_LOG) 2>&1 || { tail -n 40 $(INSTALL_LOG); echo "pip install failed: see $(INSTALL_LOG)" >&2; exit 1; }
+	 } > $(INSTALL_LOG) 2>&1 || { tail -n 40 $(INSTALL_LOG); echo "pip install failed: see $(INSTALL_LOG)" >&2; exit 1; }; \
+	 grep -q "^filling the wheelhouse" $(INSTALL_LOG) && how="filling the wheelhouse first"; \
+	 echo "installed in $$(( $$(date +%s) - start ))s ($$how)"
 	@touch $@
 
 install: $(STAMP)
@@ -110,7 +113,8 @@ manifests: $(STAMP)
 # (/var/lib/fti in a cluster, $(STATE_DIR)/volume here).
 demo: $(STAMP)
 	$(PY) -m fti_pipelines.examples fraud-score-requests --out $(STATE_DIR)/volume/fraud/score-requests/
-	$(VENV)/bin/fti local apply -f examples/fraud/ --state-dir $(STATE_DIR) --predict 5
+	$(VENV)/bin/fti local apply -f examples/fraud/ --state-dir $(STATE_DIR) --predict 5 --shifted 500
+	$(VENV)/bin/fti local monitor fraud-online -n fraud --state-dir $(STATE_DIR)
 	@echo "state: $(STATE_DIR). Next: source $(VENV)/bin/activate; fti local status$(if $(filter .fti/local,$(STATE_DIR)),, --state-dir $(STATE_DIR)) (README.md)"
 
 # Every session ends with its 30 slowest setups, calls and teardowns, so a CI log says where
