@@ -128,8 +128,8 @@ define run_pytest
 endef
 
 # Two pytest sessions at once: $(1) in the background, its report kept in a file and printed
-# after that of $(2) (with options $(3)). Fails when either fails or ran no tests. The background session keeps no
-# .pytest_cache (two sessions would write the same files).
+# after that of $(2) (with options $(3)). Fails when either fails or ran no tests. The
+# background session keeps no .pytest_cache (two sessions would write the same files).
 define run_pytest_beside
 	beside_log=$$(mktemp); trap 'rm -f "$$beside_log"' EXIT; \
 	( $(call run_pytest,$(1),-p no:cacheprovider) ) >"$$beside_log" 2>&1 & beside=$$!; \
