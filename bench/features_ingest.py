@@ -93,7 +93,7 @@ def one_run(source: Path, online: str | None, workdir: Path) -> tuple[float, dic
     if online and online.startswith("redis"):
         import redis
 
-        redis.Redis.from_url(online).flushdb()
+        redis.Redis.from_url(online, socket_timeout=600).flushdb()  # 1M keys take more than the default 5 s under load
     online_uri = None if online is None else (f"sqlite:///{workdir}/online.db" if online == "sqlite" else online)
     ctx = PipelineContext(
         spec=spec,
