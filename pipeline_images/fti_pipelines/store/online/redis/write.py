@@ -1,20 +1,25 @@
-"""The write side of the Redis online store: encode in Arrow, upsert by a Lua script.
+"""The write side of the Redis online store: a new generation by HSETs, or an upsert by a Lua script.
 
 Why this shape: Redis has no transaction that could stay open while the feature pipeline
-validates, so staging here means preparing - latest row per key, every value encoded as
-text by Arrow (C speed), key strings built - and `commit()` sends it all. The "newer event
-time wins" rule runs server-side in a Lua script over BATCH rows per call, so an upsert is
-atomic per row and costs no extra round trips. With hiredis (redis[hiredis]) the packing
-of the script's arguments is C too (pure-Python packing costs ~15 us per argument).
+validates, but a generation of a version that readers do not read yet is as invisible.
 
-A replacing write (`replace=True`, a `full` ingestion) is atomic for readers: it writes
-the new data whole into a new generation of the version (keys `fti:<group>:v<n>@<gen>:...`,
-keys.py) that nobody reads yet, switches the metadata's `gen` field (with the new info and
-row count) in one MULTI/EXEC, then unlinks every key of the version outside the new
-generation. Readers resolve `gen` in the same script call as their HMGET (reader.py), so
-a lookup sees the old generation or the new one, never a mix and never a gap. A reload
-that dies before the switch leaves an unread generation behind; the next reload clears it
-before writing there, and the next switch removes any older leftovers.
+- A replacing write (`replace=True`, a `full` ingestion) and a version's first write write
+  the whole data into a new generation (keys `fti:<group>:v<n>@<gen>:...`, keys.py) in
+  `load()`, which the feature pipeline runs while it validates: the generation is cleared
+  first, so every key is new and a plain HSET per row does (the script below costs the
+  server about twice as much per row). `commit()` switches the metadata's `gen` field (with
+  the new info and row count) in one MULTI/EXEC, then a replacing write unlinks every key
+  of the version outside the new generation. Readers resolve `gen` in the same script call
+  as their HMGET (reader.py), so a lookup sees the old generation or the new one, never a
+  mix and never a gap. A write that dies before the switch leaves an unread generation
+  behind; the next write of that kind clears it before writing there, and a replacing
+  write's switch removes any older leftovers.
+- Any other write upserts into the served generation at commit: the "newer event time
+  wins" rule runs server-side in a Lua script over BATCH rows per call, so an upsert is
+  atomic per row and costs no extra round trips.
+
+Either way every value is encoded as text by Arrow when the write is staged, and the
+commands are built as RESP bytes for all rows at once (resp.py): no per-row Python.
 """
 
 from __future__ import annotations
