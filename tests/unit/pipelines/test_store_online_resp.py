@@ -147,3 +147,25 @@ def test_a_loaded_write_is_not_published_over_another_writers_commit(redis_url) 
         assert [r and r["x"] for r in store.get_many("g", 1, [(1,), (2,)], ["x"])] == [None, 2]
     finally:
         store.close()
+
+
+@pytest.mark.redis
+def test_a_new_generation_written_in_chunks_and_batches_holds_every_row(redis_url, monkeypatch) -> None:
+    monkeypatch.setattr(redis_write, "CHUNK", 3)  # chunks of 3 rows, sent 2 rows per batch, and remainders
+    monkeypatch.setattr(redis_write, "BATCH", 2)
+    df = pd.DataFrame(
+        {
+            "k": list(range(7)),
+            "t": [pd.Timestamp("2026-01-01", tz="UTC")] * 7,
+            "x": [1.5, None, 3.5, None, 5.5, 6.5, None],
+            "s": ["a", "b", None, "d", None, "f", "g"],
+        }
+    )
+    store = open_online_store(redis_url)
+    try:
+        assert store.write("g", 1, ["k"], "t", df) == 7
+        got = store.get_many("g", 1, [(k,) for k in range(8)], ["x", "s"])
+        assert got[:7] == [{"x": x, "s": s} for x, s in zip([1.5, None, 3.5, None, 5.5, 6.5, None], df["s"], strict=True)]
+        assert got[7] is None and store.version_info("g", 1)["rows"] == 7
+    finally:
+        store.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +38,7 @@ from .keys import GEN_FIELD, TS_FIELD, all_data_patterns, data_prefix, meta_key,
 from .resp import byte_range, hset_commands, hset_tails, script_call, script_keys, script_rows, send_pipelined
 
 BATCH = 2000  # rows per script call, and per batch of HSETs sent before the previous batch's replies are read
+CHUNK = 32 * BATCH  # rows whose HSETs are built at once, while the server runs the previous chunk's
 SCAN_COUNT = 5000
 
 # Nulls travel as a per-row mask ("" when the row has none) so the script never builds
@@ -175,21 +177,11 @@ class RedisStagedWrite(StagedWrite):
         self._n = table.num_rows
         self._suffixes = encode_keys(table, primary_key, kinds)
         self._ts, self._values = encode_texts(table, kinds, event_time)
-        self._hset: tuple[pa.Array, pa.Array] | None = None
         self._script_rows: pa.Array | None = None
         self._loaded: int | None = None  # the served generation when load() wrote the next one
         self._written = table.num_rows  # an upsert finds out at commit how many rows won
-        # the commands of the path commit will most likely take, built now (this runs while
-        # the feature pipeline validates); commit builds the other if the store changed since
-        if replace or stored_info is None:
-            self._hset_tails()
-        else:
-            self._upsert_rows()
-
-    def _hset_tails(self) -> tuple[pa.Array, pa.Array]:
-        if self._hset is None:
-            self._hset = hset_tails(self._ts, self._names, self._values, TS_FIELD)
-        return self._hset
+        if not (replace or stored_info is None):
+            self._upsert_rows()  # built now, while the feature pipeline validates: commit sends them
 
     def _upsert_rows(self) -> pa.Array:
         if self._script_rows is None:
@@ -205,21 +197,33 @@ class RedisStagedWrite(StagedWrite):
     def _target(self, generation: int) -> str:
         return data_prefix(self._group, self._version, generation)
 
-    def _keys(self, target: str) -> pa.Array:
-        return pc.binary_join_element_wise(pa.scalar(target), self._suffixes, "") if self._n else pa.array([], pa.string())
+    def _keys(self, target: str, start: int = 0, stop: int | None = None) -> pa.Array:
+        suffixes = self._suffixes[start:stop]
+        return pc.binary_join_element_wise(pa.scalar(target), suffixes, "") if len(suffixes) else pa.array([], pa.string())
 
     def _write_generation(self, generation: int) -> None:
         """Write every row into `generation`, which no reader reads: cleared first of what a
-        write that died before its switch left there, so every key is new and plain HSETs do."""
+        write that died before its switch left there, so every key is new and plain HSETs do.
+
+        The commands are built CHUNK rows at a time, as they are sent: the client builds the
+        next chunk's while the server runs the previous one's."""
         r, n, target = self._r, self._n, self._target(generation)
         if self._replace:
             unlink_matching(r, target + "*")
         else:  # a first write: nothing of this version was committed, so any key of it is such a leftover
             unlink_matching(r, version_pattern(self._group, self._version))
-        count, tails = self._hset_tails()
-        commands = hset_commands(self._keys(target), count, tails)
-        spans = [(start, min(start + BATCH, n)) for start in range(0, n, BATCH)]
-        send_pipelined(r, (([byte_range(commands, a, b)], b - a) for a, b in spans))
+
+        def batches() -> Iterator[tuple[list[bytes | memoryview], int]]:
+            for lo in range(0, n, CHUNK):
+                hi = min(lo + CHUNK, n)
+                values = [v.slice(lo, hi - lo) for v in self._values]
+                count, tails = hset_tails(self._ts.slice(lo, hi - lo), self._names, values, TS_FIELD)
+                commands = hset_commands(self._keys(target, lo, hi), count, tails)
+                for a in range(0, hi - lo, BATCH):
+                    b = min(a + BATCH, hi - lo)
+                    yield [byte_range(commands, a, b)], b - a
+
+        send_pipelined(r, batches())
 
     def _upsert(self, generation: int) -> int:
         """Upsert every row into the served generation by the script; returns the keys it created."""
