@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data" / "training_join"
+DATA = Path(os.environ.get("FTI_BENCH_DATA") or HERE / "data") / "training_join"
 FEAST_PY = HERE / ".venv-feast" / "bin" / "python"
 
 
