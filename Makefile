@@ -56,7 +56,8 @@ WHEELHOUSE = $(CACHE_DIR)/wheels/$(WHEELS_KEY)
 $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV) (pip output: $(INSTALL_LOG))"
-	@{ wheels="$(WHEELHOUSE)"; \
+	@start=$$(date +%s); how="from the wheelhouse"; \
+	 { wheels="$(WHEELHOUSE)"; \
 	   if [ ! -f "$$wheels/.complete" ]; then \
 	     echo "filling the wheelhouse $$wheels"; mkdir -p "$$(dirname "$$wheels")"; \
 	     tmp="$$(mktemp -d "$$wheels.XXXXXX")"; \
@@ -71,7 +72,9 @@ $(STAMP): operator/pyproject.toml pipeline_images/pyproject.toml requirements-de
 	   && $(PIP) install --no-index --find-links "$$wheels" --upgrade pip \
 	   && $(PIP) install --no-index --find-links "$$wheels" --no-compile -e './operator[$(EXTRAS_OPERATOR)]' \
 	        -e './pipeline_images[$(EXTRAS_PIPELINES)]' -r requirements-dev.txt; \
-	 } > $(INSTALL_LOG) 2>&1 || { tail -n 40 $(INSTALL_LOG); echo "pip install failed: see $(INSTALL_LOG)" >&2; exit 1; }
+	 } > $(INSTALL_LOG) 2>&1 || { tail -n 40 $(INSTALL_LOG); echo "pip install failed: see $(INSTALL_LOG)" >&2; exit 1; }; \
+	 grep -q "^filling the wheelhouse" $(INSTALL_LOG) && how="filling the wheelhouse first"; \
+	 echo "installed in $$(( $$(date +%s) - start ))s ($$how)"
 	@touch $@
 
 install: $(STAMP)
@@ -104,7 +107,8 @@ manifests: $(STAMP)
 # (/var/lib/fti in a cluster, $(STATE_DIR)/volume here).
 demo: $(STAMP)
 	$(PY) -m fti_pipelines.examples fraud-score-requests --out $(STATE_DIR)/volume/fraud/score-requests/
-	$(VENV)/bin/fti local apply -f examples/fraud/ --state-dir $(STATE_DIR) --predict 5
+	$(VENV)/bin/fti local apply -f examples/fraud/ --state-dir $(STATE_DIR) --predict 5 --shifted 500
+	$(VENV)/bin/fti local monitor fraud-online -n fraud --state-dir $(STATE_DIR)
 	@echo "state: $(STATE_DIR). Next: source $(VENV)/bin/activate; fti local status$(if $(filter .fti/local,$(STATE_DIR)),, --state-dir $(STATE_DIR)) (README.md)"
 
 # pytest exits 5 when it collected no test: that must fail, not pass.

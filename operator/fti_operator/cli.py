@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from rich.table import Table
 from .api import FeaturePipeline, InferenceService, ManifestError, TrainingPipeline, load_manifests, trust
 from .cli_common import DEFAULT_STATE_DIR, STATE_DIR_OPTION, console, fail, out
 from .monitor_cli import local_monitor
+from .predict_cli import post, predict_samples, send_shifted
 from .quarantine_cli import app as quarantine_app
 
 app = typer.Typer(
@@ -93,6 +92,12 @@ def local_apply(
     state_dir: Path = STATE_DIR_OPTION,
     serve: bool = typer.Option(False, "--serve", help="Keep online InferenceServices running until Ctrl-C."),
     predict: int = typer.Option(0, "--predict", help="Send N real requests to each online service and print the answers."),
+    shifted: int = typer.Option(
+        0,
+        "--shifted",
+        help="Also send N requests with deliberately shifted request features (numbers x5, categories all one), "
+        "so that `fti local monitor` reports drift (docs/monitoring.md).",
+    ),
     retrain: bool = typer.Option(False, "--retrain", help="Train a new model version even if the spec is unchanged."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show the pipelines' logs."),
     volume: list[str] = typer.Option(
@@ -129,7 +134,7 @@ def local_apply(
     services = [r for r in resources if isinstance(r, InferenceService)]
     # Serve from the start when asked: a revision rolled out while training settles is started
     # then, not refused as "not served locally".
-    driver.cluster.serving = serve or bool(predict)
+    driver.cluster.serving = serve or bool(predict) or bool(shifted)
     # SIGTERM stops what we started as Ctrl-C does (servers run in their own sessions).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -139,11 +144,13 @@ def local_apply(
             status.update("training pipelines")
             run_training_pipelines(driver, trainings, retrain=retrain)
             status.update("inference")
-            run_inference(driver, services, serve=serve or bool(predict))
+            run_inference(driver, services, serve=driver.cluster.serving)
         _print_summary(driver.resources())
         for isvc in services:
             if predict and isvc.spec.mode == "online":
-                _predict_samples(driver, isvc, predict)
+                predict_samples(driver, isvc, predict)
+            if shifted and isvc.spec.mode == "online":
+                send_shifted(driver, isvc, shifted)
         servers = driver.cluster.servers_state()
         if serve and servers:
             console.print("serving: " + ", ".join(f"{k} at {v['url']}" for k, v in servers.items()) + " — Ctrl-C to stop")
@@ -155,59 +162,6 @@ def local_apply(
         pass
     finally:
         driver.stop()
-
-
-def _predict_samples(driver: Any, isvc: InferenceService, n: int) -> None:
-    from .local.samples import sample_instances
-
-    obj = driver.get("InferenceService", isvc.metadata.namespace, isvc.metadata.name) or {}
-    stable, url = (obj.get("status") or {}).get("stable") or {}, (obj.get("status") or {}).get("url")
-    if not stable or not url:
-        _fail(f"{isvc.metadata.name} is not serving")
-    request_features = list(isvc.spec.online.request_features) if isvc.spec.online else []
-    instances = sample_instances(
-        driver.config.artifact_store,
-        isvc.metadata.namespace or "default",
-        isvc.spec.model.name,
-        int(stable["model"]),
-        request_features,
-        n,
-    )
-    table = Table(title=f"{isvc.metadata.name}: predictions over HTTP ({url})")
-    for col in [*instances[0][0].keys(), "label", "prediction", "model", "featureView"] if instances else []:
-        table.add_column(str(col))
-    for inst, label in instances:
-        code, answer = _post(f"{url}/v1/models/{isvc.metadata.name}:predict", {"instances": [inst]})
-        if code != 200:
-            _fail(f"prediction request failed with HTTP {code}: {answer}")
-        pred = (answer.get("predictions") or [None])[0]
-        table.add_row(
-            *[str(v) for v in inst.values()],
-            str(label),
-            _fmt(pred),
-            str(answer.get("modelVersion")),
-            str(answer.get("featureViewVersion")),
-        )
-    out.print(table)
-
-
-def _fmt(pred: Any) -> str:
-    if isinstance(pred, dict):
-        return ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in pred.items())
-    return f"{pred:.4f}" if isinstance(pred, float) else str(pred)
-
-
-def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        text = exc.read().decode("utf-8", "replace")
-        try:
-            return exc.code, json.loads(text)
-        except json.JSONDecodeError:
-            return exc.code, text
 
 
 def _print_summary(resources: list[dict[str, Any]]) -> None:
@@ -354,7 +308,7 @@ def local_predict(
     if isinstance(body, dict) and "instances" not in body and "inputs" not in body:
         body = {"instances": [body]}
     assert server is not None  # _fail exits
-    code, answer = _post(f"{server['url']}/v1/models/{name}:predict", body)
+    code, answer = post(f"{server['url']}/v1/models/{name}:predict", body)
     out.print_json(json.dumps(answer) if not isinstance(answer, str) else json.dumps({"error": answer}))
     if code != 200:
         raise typer.Exit(1)

@@ -122,10 +122,32 @@ def local_monitor(
         )
     if not result.get("ok"):
         fail(f"monitoring failed: {result.get('reason', '')}: {result.get('error', '')}")
-    table = Table("revision", "model", "rows", "status", "drifted", "top features (score)")
+    print_report(spec, result)
+
+
+def print_report(spec: dict[str, Any], result: dict[str, Any]) -> None:
+    """The drift report: per revision its verdict, then its top features with score, method and
+    threshold (drifted ones marked), and where report.json and report.html lie."""
+    drift = spec.get("drift") or {}
+    out.print(
+        f"drift of {spec['inferenceService']}'s logged predictions over the last {spec['window']} "
+        f"against its training profile (method {drift.get('method') or 'psi'}, minRows {spec['minRows']})",
+        highlight=False,
+    )
+    table = Table("revision", "model", "rows", "status", "drifted features")
     for r in result["revisions"]:
-        top = ", ".join(f"{f['name']} {f['score']:.3f}{'*' if f['drifted'] else ''}" for f in r["features"][:4])
-        table.add_row(r["role"], f"v{r['modelVersion']}", str(r["rows"]), r["status"], str(r["driftedFeatures"]), top)
+        table.add_row(r["role"], f"v{r['modelVersion']}", str(r["rows"]), r["status"], str(r["driftedFeatures"]))
     out.print(table)
+    for r in result["revisions"]:
+        if not r["features"]:
+            continue
+        features = Table(
+            "feature", "method", "score", "threshold", "drifted", title=f"{r['role']} v{r['modelVersion']}: top features"
+        )
+        for f in r["features"]:
+            features.add_row(f["name"], f["method"], f"{f['score']:.3f}", f"{f['threshold']:g}", "yes" if f["drifted"] else "no")
+        out.print(features)
     report = result["revisions"][0]["reportUri"]
-    out.print(f"report: {report.removesuffix('.json')}.html", highlight=False)
+    # Whole lines, never wrapped: a terminal or a script opens the path as printed.
+    out.print(f"report: {report.removesuffix('.json')}.html", highlight=False, soft_wrap=True)
+    out.print(f"report data: {report}", highlight=False, soft_wrap=True)

@@ -53,11 +53,27 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _demo_commands(state: Path, example: Path) -> list[list[str]]:
+    """The `fti` commands of the Makefile's demo recipe, in order, as argv after `fti`, on the
+    example with the smaller data set and the state directory `state`."""
+    import shlex
+
+    recipe = (REPO / "Makefile").read_text().split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip() for line in recipe.splitlines()[1:] if line.strip().startswith("$(VENV)/bin/fti ")]
+    subst = {"$(VENV)/bin/fti": "", "$(STATE_DIR)": str(state), "examples/fraud/": f"{example}/"}
+    for old, new in subst.items():
+        lines = [line.replace(old, new) for line in lines]
+    return [shlex.split(line) for line in lines]
+
+
 @pytest.fixture(scope="module")
 def applied(example: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The demo's `fti local apply` (predictions and a shifted batch) on the smaller data set."""
     state = tmp_path_factory.mktemp("state")
     score_requests(state / "volume" / "fraud" / "score-requests")
-    return state, _fti("local", "apply", "-f", str(example), "--state-dir", str(state), "--predict", "4")
+    apply = _demo_commands(state, example)[0]
+    assert apply[:2] == ["local", "apply"] and "--shifted" in apply, apply
+    return state, _fti(*apply)
 
 
 def _items(state: Path) -> dict[str, dict]:
@@ -84,6 +100,27 @@ def test_apply_runs_every_pipeline_and_records_status(applied: tuple[Path, subpr
     assert {c["type"]: c["reason"] for c in online["conditions"]}["Progressing"] == "RolloutComplete"
     batch = items["InferenceService/fraud-batch"]["status"]
     assert batch["lastRun"]["succeeded"] and batch["lastRun"]["rowsScored"] > 0
+
+
+def test_demo_shows_a_drift_report_for_its_shifted_batch(
+    applied: tuple[Path, subprocess.CompletedProcess[str]], example: Path
+) -> None:
+    """`make demo`'s last step: the monitoring job, locally, finds the shifted batch's drift."""
+    state, proc = applied
+    assert "shifted requests (amount x5, category all" in proc.stdout, proc.stdout
+    monitor = _demo_commands(state, example)[1]
+    assert monitor[:2] == ["local", "monitor"], monitor
+    text = _fti(*monitor).stdout
+    assert "method psi" in text and "Drifted" in text, text
+    assert "stable v1: top features" in text and "amount" in text and "category" in text, text
+    html = text.split("report: ", 1)[1].split("\n", 1)[0]
+    report = Path(html.removeprefix("file://"))
+    assert report.is_file() and report.with_name("report.json").is_file(), text
+    result = json.loads(report.with_name("report.json").read_text())
+    [stable] = result["revisions"]
+    assert stable["status"] == "Drifted" and stable["rows"] >= 500
+    drifted = {f["name"] for f in stable["features"] if f["drifted"]}
+    assert {"amount", "category"} <= drifted, stable["features"]
 
 
 def test_batch_predictions_carry_versions(applied: tuple[Path, subprocess.CompletedProcess[str]]) -> None:

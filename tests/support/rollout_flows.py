@@ -244,6 +244,8 @@ def online(ns: str, name: str, model: int, **rollout: Any) -> dict:
     """The example's online service in the transformer topology: predictor and transformer are
     separate components, so a model from one revision beside features of another could show."""
     body = example("inference-online.yaml", ns)
+    # Rollouts only: the example's hourly drift check would be a run one flow has and another lacks.
+    body["spec"].pop("monitoring", None)
     body["metadata"]["name"] = name
     body["spec"]["model"]["version"] = model
     body["spec"]["online"]["topology"] = "transformer"

@@ -9,7 +9,8 @@ handler stops it.
 
 Reconcile model (docs/architecture.md): events only enqueue a key; a worker takes the
 newest body, calls the kind's reconciler and honours `Result.requeue_after` with a delayed
-re-add. A failed reconcile is retried by the queue with backoff.
+re-add. A write conflict (409: the body was stale) is reconciled again at once from a fresh
+read; any other failure is retried by the queue with backoff.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ RECONCILERS: dict[str, tuple[str, Callable[[Context, Mapping[str, Any]], Result]
     IS: (KIND_INFERENCE_SERVICE, inference.reconcile),
 }
 _NOTHING = object()
+# Write conflicts of one key retried at once before the queue's backoff takes over: a conflict
+# clears with a fresh read unless something keeps writing the object as fast as we do.
+CONFLICT_RETRIES = 3
 
 
 def signature(body: Mapping[str, Any]) -> tuple:
@@ -85,6 +89,8 @@ class Runtime:
         self._bodies: dict[Key, dict[str, Any]] = {}
         # trigger key -> the value last seen (model versions, availability, revisions' groups...).
         self._last_seen: dict[Hashable, Any] = {}
+        # key -> write conflicts in a row, retried at once up to CONFLICT_RETRIES (then backoff).
+        self._conflicts: dict[Key, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, indices: Mapping[str, Any]) -> None:
@@ -139,6 +145,15 @@ class Runtime:
             self._last_seen.pop(key, None)
 
     # -- what the queue workers run -----------------------------------------------------------
+    def _conflict_again(self, key: Key) -> bool:
+        """Count a write conflict of `key`; True while an immediate retry is still worth it."""
+        with self._lock:
+            n = self._conflicts[key] = self._conflicts.get(key, 0) + 1
+            if n > CONFLICT_RETRIES:
+                self._conflicts.pop(key, None)
+                return False
+            return True
+
     def _body(self, key: Key) -> dict[str, Any] | None:
         with self._lock:
             body = self._bodies.pop(key, None)
@@ -164,12 +179,24 @@ class Runtime:
             with metrics.reconcile_timer(kind):
                 result = reconcile(self.context, body)
         except ApiError as exc:
+            if exc.conflict and self._conflict_again((plural, ns, name)):
+                # Someone wrote the object after the body this pass started from (the usual case: a
+                # watch event racing our own write). The fix is a fresh read, now, not a backoff and a
+                # stack trace; a conflict that keeps coming back goes to the queue's backoff below.
+                log.info("%s %s/%s: changed while reconciled (409); reconciling it again", kind, ns, name)
+                with self._lock:
+                    self._bodies.pop((plural, ns, name), None)
+                if self.queue is not None:
+                    self.queue.add(key)
+                return
             if not exc.namespace_terminating:
                 raise  # the queue retries with backoff
             # Nothing can be created there any more, and the namespace controller deletes the object
             # next (its deletion event queues the finalizer step): a retry would only add requests.
             log.info("%s %s/%s: namespace is being deleted, not retrying", kind, ns, name)
             return
+        with self._lock:
+            self._conflicts.pop((plural, ns, name), None)
         if result.actions:
             log.debug("%s %s/%s: %s", kind, ns, name, result.actions)
         if result.requeue_after is not None and self.queue is not None:

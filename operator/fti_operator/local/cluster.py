@@ -74,6 +74,34 @@ def wait_ready(url: str, server: RunningContainer, timeout: float) -> None:
     raise ServerFailed(f"{url} not ready after {timeout:.0f}s: {last} (log: {server.log_path})")
 
 
+def start_model_server(
+    node: LocalNode, isvc: Mapping[str, Any], component: str, container: dict[str, Any]
+) -> tuple[str, RunningContainer]:
+    """Start one component of a KServe InferenceService (its container, as `node` runs
+    containers) on a free loopback port; (url, server) once it answers ready, else
+    ServerFailed with the reason (the server stopped). KServe's own `--http_port` is the
+    one argument added; a transformer's `--predictor_host` comes with `container`."""
+    meta = isvc["metadata"]
+    port = free_port()
+    pod = {
+        "metadata": {
+            "name": f"{meta['name']}-{component}",
+            "namespace": meta.get("namespace", "default"),
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": dict(meta.get("annotations") or {}),
+        },
+        "spec": {"containers": [container]},
+    }
+    server = node.start(container, pod, extra_args=["--http_port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{url}/v1/models/{meta['name']}", server, SERVER_START_TIMEOUT)
+    except BaseException:  # not ready, or Ctrl-C while waiting: nothing else would stop it
+        server.stop(grace=10)
+        raise
+    return url, server
+
+
 class LocalCluster:
     def __init__(
         self,
@@ -122,26 +150,9 @@ class LocalCluster:
                 f"{component}: KServe's stock model runtime has no local equivalent; "
                 "use spec.online.topology: combined with fti local"
             )
-        meta = isvc["metadata"]
-        port = free_port()
-        pod = {
-            "metadata": {
-                "name": f"{meta['name']}-{component}",
-                "namespace": meta.get("namespace", "default"),
-                "labels": dict(meta.get("labels") or {}),
-                "annotations": dict(meta.get("annotations") or {}),
-            },
-            "spec": {"containers": [container]},
-        }
-        workdir = self.state_dir / "servers" / meta.get("namespace", "default") / meta["name"] / component
-        server = self._node(workdir).start(container, pod, extra_args=["--http_port", str(port)])
-        url = f"http://127.0.0.1:{port}"
+        workdir = self.state_dir / "servers" / isvc["metadata"].get("namespace", "default") / isvc["metadata"]["name"] / component
+        url, server = start_model_server(self._node(workdir), isvc, component, container)
         self._servers[url] = server
-        try:
-            wait_ready(f"{url}/v1/models/{meta['name']}", server, SERVER_START_TIMEOUT)
-        except ServerFailed:
-            self._stop_server(url)
-            raise
         return url
 
     def _stop_server(self, url: str) -> None:

@@ -8,6 +8,7 @@ place the embedded runner reads the stores directly, so it imports `fti_pipeline
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 
@@ -42,3 +43,34 @@ def sample_instances(
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+SHIFT_FACTOR = 5  # numeric request features of a deliberately shifted batch: this many times larger
+
+
+def shift_instances(instances: list[dict[str, Any]], features: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The same requests with their request-time `features` moved away from what the model was
+    trained on, for showing drift (`fti local apply --shifted`, docs/monitoring.md): numbers
+    SHIFT_FACTOR times larger, every categorical value replaced by the batch's rarest one.
+    Entity keys stay, so the looked-up features are the cards' own. Returns the shifted
+    requests and, per feature, how it was moved."""
+    shifted = [dict(i) for i in instances]
+    how: dict[str, str] = {}
+    for feature in features:
+        values = [i[feature] for i in instances if i.get(feature) is not None]
+        if not values:
+            continue
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            integral = all(isinstance(v, int) for v in values)
+            for i in shifted:
+                if i.get(feature) is not None:
+                    moved = i[feature] * SHIFT_FACTOR
+                    i[feature] = int(moved) if integral else round(float(moved), 2)
+            how[feature] = f"x{SHIFT_FACTOR}"
+        else:
+            counts = Counter(str(v) for v in values)
+            rarest = min(counts, key=lambda v: (counts[v], v))
+            for i in shifted:
+                i[feature] = rarest
+            how[feature] = f"all {rarest!r}"
+    return shifted, how

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fti_operator.monitor_cli import monitor_spec
 
 STORAGE = "file:///s/namespaces/default/models/fraud/{}/model"
+LONG = "home/someone/checkouts/fti-operator/.fti/local/store" * 3  # a store path longer than a console line
 
 
 def isvc(target=None):
@@ -54,3 +55,37 @@ def test_spec_monitoring_is_what_runs_unless_an_option_overrides_it():
     assert (spec["window"], spec["minRows"]) == ("1h", 10)
     assert spec["drift"] == {"method": "ks", "features": ["amount"]}  # js's threshold does not carry over to ks
     assert monitor_spec(isvc(), None, None, None, None)["window"] == "24h"
+
+
+def test_the_report_names_features_scores_method_and_where_it_lies(capsys):
+    from fti_operator.monitor_cli import print_report
+
+    spec = monitor_spec(isvc(), "24h", 200, "psi", None)
+    result = {
+        "ok": True,
+        "revisions": [
+            {
+                "role": "stable",
+                "modelVersion": 3,
+                "featureViewVersion": 1,
+                "rows": 505,
+                "status": "Drifted",
+                "driftedFeatures": 2,
+                "features": [
+                    {"name": "category", "method": "psi", "score": 5.123, "threshold": 0.2, "drifted": True},
+                    {"name": "amount", "method": "psi", "score": 0.61, "threshold": 0.2, "drifted": True},
+                    {"name": "age_group", "method": "psi", "score": 0.01, "threshold": 0.2, "drifted": False},
+                ],
+                "reportUri": f"file:///{LONG}/namespaces/default/monitoring/fraud/run-1/report.json",
+            }
+        ],
+    }
+    print_report(spec, result)
+    text = capsys.readouterr().out
+    assert "method psi" in text and "last 24h" in text and "Drifted" in text
+    assert "stable v3: top features" in text
+    lines = {line.split()[1]: line for line in text.splitlines() if line.startswith("│") and len(line.split()) > 8}
+    assert "5.123" in lines["category"] and "yes" in lines["category"] and "no" in lines["age_group"]
+    # Never wrapped, however long (the console is 120 columns wide off a terminal).
+    assert f"report: file:///{LONG}/namespaces/default/monitoring/fraud/run-1/report.html\n" in text
+    assert f"report data: file:///{LONG}/namespaces/default/monitoring/fraud/run-1/report.json\n" in text

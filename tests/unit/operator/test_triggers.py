@@ -297,6 +297,31 @@ def test_a_create_refused_in_a_terminating_namespace_is_not_retried(monkeypatch)
         rt.process(("featurepipelines", NS, "fp"))
 
 
+def test_a_write_conflict_is_reconciled_again_at_once_from_a_fresh_read(monkeypatch, caplog):
+    calls = []
+
+    def conflict(ctx, body):
+        calls.append(body["metadata"]["resourceVersion"])
+        raise ApiError(409, "Conflict", "the object has been modified")
+
+    key = ("featurepipelines", NS, "fp")
+    kube = CountingKube({key: obj("FeaturePipeline", "fp", resourceVersion="7")})
+    rt, q, _memo = make_runtime(kube=kube)
+    monkeypatch.setitem(runtime.RECONCILERS, "featurepipelines", ("FeaturePipeline", conflict))
+    rt._bodies[key] = obj("FeaturePipeline", "fp", resourceVersion="5")  # a stale watched body
+    with caplog.at_level("INFO", logger="fti_operator"):
+        for _ in range(runtime.CONFLICT_RETRIES):
+            rt.process(key)  # returns: queued again, no error
+    assert q.added == [key] * runtime.CONFLICT_RETRIES
+    assert calls == ["5", "7", "7"]  # the stale body once, then fresh reads
+    assert all(r.exc_info is None for r in caplog.records)  # no stack trace for a conflict
+    with pytest.raises(ApiError):  # a conflict that keeps coming back: the queue's backoff
+        rt.process(key)
+    monkeypatch.setitem(runtime.RECONCILERS, "featurepipelines", ("FeaturePipeline", lambda ctx, body: Result()))
+    rt.process(key)
+    assert rt._conflicts == {}
+
+
 def test_a_burst_of_new_readers_costs_the_pipeline_one_reconcile():
     """Many services starting to read one group while its pipeline's key waits: one reconcile
     of the pipeline, not one per service (the queue coalesces by key, as controller-runtime's
