@@ -17,8 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fti_pipelines.feature_view import JoinPlan, point_in_time_join, source_from_files
-from fti_pipelines.feature_view import packed as packed_engine
+from fti_pipelines.feature_view import JoinPlan, packed as packed_engine, point_in_time_join, source_from_files
 
 T0 = pd.Timestamp("2026-09-01T00:00:00.000000250Z")  # sub-microsecond digits: nanoseconds matter
 
@@ -97,12 +96,11 @@ def check(p: JoinPlan, monkeypatch) -> pa.Table:
 def test_integer_keys_two_groups_split_equal_one_pass_and_duckdb(tmp_path, monkeypatch):
     labels, feats = frames(1)
     _, other = frames(2)
-    p = make_plan(
-        tmp_path,
-        labels,
-        [("fa", feats, ["cc"], ("value", "kind", "note", "seen")), ("fb", other.rename(columns={"value": "v2"}), ["cc"], ("v2",))],
-        ["cc"],
-    )
+    groups = [
+        ("fa", feats, ["cc"], ("value", "kind", "note", "seen")),
+        ("fb", other.rename(columns={"value": "v2"}), ["cc"], ("v2",)),
+    ]
+    p = make_plan(tmp_path, labels, groups, ["cc"])
     out = check(p, monkeypatch)
     late = out.to_pandas()[labels.sort_values(["event_time", "cc"])["cc"].to_numpy() == 50]
     assert len(late) == 20 and late["value"].isna().all()  # late labels keep their rows, with nulls
