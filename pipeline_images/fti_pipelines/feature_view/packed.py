@@ -40,9 +40,10 @@ from .gather import gather
 from .plan import GroupSource, JoinPlan
 from .sql import count_sql, group_keys_sql, partition_sql, spine_sql, types_sql, values_sql
 
-# Feature rows one pass of steps 1-2 holds for one group: about 64 bytes each at the peak
-# (the key, time and row-identity columns, the packed keys, the argsort and the sorted
-# keys); 2 x 40M rows stay near 5 GB with both groups in flight.
+# Feature rows one pass of steps 1-2 holds for one group. Estimated at ~64 bytes each at the
+# peak (key, time and row-identity columns, packed keys, argsort, sorted keys); measured: the
+# whole join of 10M labels x 2 groups of 50M rows, two partitions per group, both groups in
+# flight, peaked at 6.85 GB (bench/RESULTS.md, "10x the data on one machine").
 PARTITION_ROWS = 40_000_000
 
 _INTEGER_TYPES = {
