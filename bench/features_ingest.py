@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from features_data import EXPECTATIONS, transactions
+from features_data import EXPECTATIONS, peak_rss_mb, transactions
 from fti_pipelines.contract import PipelineContext
 from fti_pipelines.feature import run
 
@@ -157,6 +157,7 @@ def main() -> None:
         stop_redis(redis_server)
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(source, ignore_errors=True)
+    out["peak_rss_mb"] = round(peak_rss_mb())  # the data read, every run (and SQLite) included
     out["loadavg_after"] = os.getloadavg()
     json.dump(out, sys.stdout, indent=2)
     print()
