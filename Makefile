@@ -17,6 +17,12 @@ STAMP := $(VENV)/.installed
 STATE_DIR ?= .fti/local
 INSTALL_LOG := $(VENV)/install.log
 PYTEST_ARGS ?=
+# Bytecode is a cache like the wheelhouse. The venv is installed --no-compile (below), so with
+# PYTHONDONTWRITEBYTECODE set (as some shells and CI images do) every Python process - each
+# `fti` command, operator start and pipeline pod a test runs - compiled pandas, pyarrow, kopf
+# and our own modules from source again, seconds of CPU each. Python writes the bytecode of
+# what it imports once, into the venv and the (gitignored) __pycache__ directories.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help install system-deps controlplane crds manifests demo lint test test-unit test-integration clean images \
         node-deps images-auto e2e demo-cluster bench-features bench-training bench-inference bench-operator \
@@ -111,10 +117,25 @@ demo: $(STAMP)
 	$(VENV)/bin/fti local monitor fraud-online -n fraud --state-dir $(STATE_DIR)
 	@echo "state: $(STATE_DIR). Next: source $(VENV)/bin/activate; fti local status$(if $(filter .fti/local,$(STATE_DIR)),, --state-dir $(STATE_DIR)) (README.md)"
 
-# pytest exits 5 when it collected no test: that must fail, not pass.
+# Every session ends with its 30 slowest setups, calls and teardowns, so a CI log says where
+# the time went (docs/contributing.md, "How long CI takes, and where").
+PYTEST_DURATIONS ?= --durations=30
+
+# pytest exits 5 when it collected no test: that must fail, not pass. $(1): paths, $(2): options.
 define run_pytest
-	set +e; $(VENV)/bin/pytest $(1) $(PYTEST_ARGS); rc=$$?; set -e; \
-	if [ $$rc -eq 5 ]; then echo "ERROR: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+	set +e; $(VENV)/bin/pytest $(1) $(2) $(PYTEST_DURATIONS) $(PYTEST_ARGS); rc=$$?; set -e; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest ran no tests in $(1)" >&2; exit 1; fi; exit $$rc
+endef
+
+# Two pytest sessions at once: $(1) in the background, its report kept in a file and printed
+# after that of $(2) (with options $(3)). Fails when either fails or ran no tests. The
+# background session keeps no .pytest_cache (two sessions would write the same files).
+define run_pytest_beside
+	beside_log=$$(mktemp); trap 'rm -f "$$beside_log"' EXIT; \
+	( $(call run_pytest,$(1),-p no:cacheprovider) ) >"$$beside_log" 2>&1 & beside=$$!; \
+	set +e; ( $(call run_pytest,$(2),$(3)) ); rc=$$?; wait $$beside; rc_beside=$$?; set -e; \
+	echo "================ $(1), run beside $(2) $(3) ================"; cat "$$beside_log"; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$rc_beside
 endef
 
 # One tool per line, so the one that fails is the one make names. Config: ruff.toml,
@@ -131,8 +152,10 @@ lint: $(STAMP)
 # Lint first: a layer or type error fails before the integration tests start.
 # tests/e2e runs on a real node (tests/node) as root with the images built; elsewhere its
 # tests skip, saying why (CI sets FTI_REQUIRE_NODE=1: a skip there is a failure).
+# tests/unit (CPU-bound, nothing shared with the other suites) runs beside the suites that
+# mostly wait on the control plane, the operator and the node: its minutes overlap theirs.
 test: lint system-deps node-deps controlplane-auto images-auto
-	$(call run_pytest,tests)
+	$(call run_pytest_beside,tests/unit,tests,--ignore=tests/unit)
 
 test-unit: $(STAMP)
 	$(call run_pytest,tests/unit)

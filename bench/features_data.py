@@ -9,6 +9,7 @@ card), amount (double), category (one of 4 strings), merchant (string), lat/long
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data" / "features"
+DATA = Path(os.environ.get("FTI_BENCH_DATA") or HERE / "data") / "features"
 CATEGORIES = ["grocery", "travel", "online", "retail"]
 
 # ~8 expectations, as a FeaturePipeline would declare them
@@ -79,6 +80,13 @@ def feature_group(rows: int, entities: int, features: int = 3, seed: int = 11) -
         cols[f"f{i}"] = pa.array(rng.random(rows))
     pq.write_table(pa.table(cols), path, row_group_size=512_000)
     return path
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (getrusage ru_maxrss, MB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], None] | None = None) -> tuple[float, list[float]]:

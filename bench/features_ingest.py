@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from features_data import EXPECTATIONS, transactions
+from features_data import EXPECTATIONS, peak_rss_mb, transactions
 from fti_pipelines.contract import PipelineContext
 from fti_pipelines.feature import run
 
@@ -93,7 +93,7 @@ def one_run(source: Path, online: str | None, workdir: Path) -> tuple[float, dic
     if online and online.startswith("redis"):
         import redis
 
-        redis.Redis.from_url(online).flushdb()
+        redis.Redis.from_url(online, socket_timeout=600).flushdb()  # 1M keys take more than the default 5 s under load
     online_uri = None if online is None else (f"sqlite:///{workdir}/online.db" if online == "sqlite" else online)
     ctx = PipelineContext(
         spec=spec,
@@ -157,6 +157,7 @@ def main() -> None:
         stop_redis(redis_server)
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(source, ignore_errors=True)
+    out["peak_rss_mb"] = round(peak_rss_mb())  # the data read, every run (and SQLite) included
     out["loadavg_after"] = os.getloadavg()
     json.dump(out, sys.stdout, indent=2)
     print()

@@ -79,7 +79,7 @@ def main() -> None:
                 def redis_uri(i: int, url: str = redis_server[1]) -> str:
                     import redis
 
-                    redis.Redis.from_url(url).flushdb()
+                    redis.Redis.from_url(url, socket_timeout=600).flushdb()  # 1M keys take more than the default 5 s under load
                     return url
 
                 backends["redis"] = redis_uri

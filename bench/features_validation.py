@@ -17,7 +17,7 @@ import time
 
 import pyarrow.parquet as pq
 
-from features_data import EXPECTATIONS, median_time, transactions
+from features_data import EXPECTATIONS, median_time, peak_rss_mb, transactions
 from fti_pipelines.sources import to_pandas
 from fti_pipelines.validation import validate
 
@@ -43,6 +43,7 @@ def main() -> None:
             "rows_per_s": round(args.rows / median),
             "cpu_s_per_run": round(cpu, 3),
         }
+    out["peak_rss_mb"] = round(peak_rss_mb())  # the table and both frames included
     out["loadavg_after"] = os.getloadavg()
     json.dump(out, sys.stdout, indent=2)
     print()

@@ -4,6 +4,8 @@
                                             [--skip-feast] [--feast-repeat 3] [--compare-duckdb]
                                             [--unit us|ns|ns-sub]
                                             [--compaction BATCHES [--rounds 2]]
+    .venv/bin/python bench/training_join.py --scale 1000000 3000000 10000000 [--baseline TREE]
+                                            [--repeat 1] [--feast-max 3000000] [--partition-rows N]
 
 Data (bench/data/training_join/, generated once, seeded): a label spine of N labels
 (entity_id, event_time, label) and two feature groups of M rows each (entity_id,
@@ -30,6 +32,14 @@ and the same store after `store/compaction.py` merged each version into few file
 by (key, event time). The two layouts run in alternating subprocesses, `--rounds` times
 each (the machine is shared and noisy: compare within a round), and must give the same rows.
 
+`--scale LABELS...` shows how the join grows: for each size, LABELS labels, two groups of
+5 x LABELS rows and LABELS / 5 entities (the default 1M / 5M / 200k shape, scaled), ours,
+`--baseline`'s tree (another checkout's `pipeline_images`, e.g. `git archive main
+pipeline_images | tar -x -C /tmp/main`) and Feast up to `--feast-max` labels, one after
+another, each in its own subprocess (one warm-up, `--repeat` timed runs, the join only).
+`FTI_BENCH_DATA` puts the generated data elsewhere than bench/data (10M labels: ~4 GB).
+`--partition-rows` overrides the join's entity-partition size (`packed.PARTITION_ROWS`).
+
 Feast runs `get_historical_features` on its file offline store (Dask) in its own venv,
 bench/.venv-feast (created by bench/feast/setup.sh).
 """
@@ -47,7 +57,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data" / "training_join"
+DATA = Path(os.environ.get("FTI_BENCH_DATA") or HERE / "data") / "training_join"
 FEAST_PY = HERE / ".venv-feast" / "bin" / "python"
 
 
@@ -149,8 +159,16 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_ours(data: Path, repeat: int, engine: str = "auto", store: Path | None = None) -> dict:
-    sys.path.insert(0, str(HERE.parent / "pipeline_images"))
+def run_ours(
+    data: Path,
+    repeat: int,
+    engine: str = "auto",
+    store: Path | None = None,
+    partition_rows: int | None = None,
+    tree: Path | None = None,
+    lean: bool = False,
+) -> dict:
+    sys.path.insert(0, str(tree or HERE.parent / "pipeline_images"))
     import pyarrow.compute as pc
 
     from fti_pipelines.feature_view import JoinPlan, point_in_time_join, source_from_files
@@ -172,10 +190,11 @@ def run_ours(data: Path, repeat: int, engine: str = "auto", store: Path | None =
     )
     from fti_pipelines.feature_view import content_hash
 
+    kw = {"partition_rows": partition_rows} if partition_rows else {}  # older trees have no such argument
     times, cpu, checks = [], [], {}
     for i in range(repeat + 1):  # the first run warms the page cache and is not counted
         t, c = time.perf_counter(), cpu_seconds()
-        table = point_in_time_join(plan, engine=engine)
+        table = point_in_time_join(plan, engine=engine, **kw)
         elapsed, used = time.perf_counter() - t, cpu_seconds() - c
         checks = {
             "files": {g: len(f) for g, f in files.items()},
@@ -191,12 +210,23 @@ def run_ours(data: Path, repeat: int, engine: str = "auto", store: Path | None =
             times.append(elapsed)
             cpu.append(used)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if lean:  # --scale: the join only
+        return {
+            "engine": f"fti ({engine})",
+            "tree": str(tree or "this"),
+            "seconds": times,
+            "median": statistics.median(times),
+            "cpuSeconds": cpu,
+            "cpuMedian": statistics.median(cpu),
+            "peakRssMb": peak,
+            **checks,
+        }
     # What a training run adds on top of the join: the content hash and the Parquet write.
     import tempfile
 
     import pyarrow.parquet as pq
 
-    table = point_in_time_join(plan, engine=engine)
+    table = point_in_time_join(plan, engine=engine, **kw)
     t = time.perf_counter()
     content_hash(table)
     hashed = time.perf_counter() - t
@@ -218,13 +248,31 @@ def run_ours(data: Path, repeat: int, engine: str = "auto", store: Path | None =
     }
 
 
-def child(kind: str, data: Path, repeat: int, timeout: float, engine: str = "auto", store: Path | None = None) -> dict:
+def child(
+    kind: str,
+    data: Path,
+    repeat: int,
+    timeout: float,
+    engine: str = "auto",
+    store: Path | None = None,
+    tree: Path | None = None,
+    lean: bool = False,
+    partition_rows: int | None = None,
+) -> dict:
     if kind == "ours":
         cmd = [sys.executable, __file__, "--child", "ours", "--data", str(data), "--repeat", str(repeat), "--engine", engine]
         cmd += ["--store", str(store)] if store is not None else []
+        cmd += ["--tree", str(tree)] if tree is not None else []
+        cmd += ["--lean"] if lean else []
+        cmd += ["--partition-rows", str(partition_rows)] if partition_rows else []
     else:
         cmd = [str(FEAST_PY), str(HERE / "feast" / "run_feast.py"), "--data", str(data), "--repeat", str(repeat)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    cap = int(float(os.environ.get("FTI_BENCH_FEAST_GB", "0")) * 2**30) if kind == "feast" else 0
+
+    def limit() -> None:  # FTI_BENCH_FEAST_GB: Feast fails with MemoryError instead of exhausting a shared machine
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, preexec_fn=limit if cap else None)
     if proc.returncode != 0:
         return {"engine": kind, "error": (proc.stderr or proc.stdout)[-3000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -248,9 +296,20 @@ def main() -> None:
     ap.add_argument("--child", choices=["ours"])
     ap.add_argument("--data", type=Path)
     ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--lean", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--partition-rows", type=int, help="the join's entity-partition size (default: the join's own)")
+    ap.add_argument("--scale", type=int, nargs="+", metavar="LABELS", help="time the join at these label counts (see above)")
+    ap.add_argument(
+        "--baseline", type=Path, help="--scale: also time this pipeline_images tree (e.g. main's), after ours at each size"
+    )
+    ap.add_argument("--feast-max", type=int, default=3_000_000, help="--scale: run Feast up to this many labels")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_ours(args.data, args.repeat, args.engine, args.store)))
+        print(json.dumps(run_ours(args.data, args.repeat, args.engine, args.store, args.partition_rows, args.tree, args.lean)))
+        return
+    if args.scale:
+        scale(args)
         return
     t = time.perf_counter()
     data = generate(args.labels, args.rows, args.entities, args.late, unit=args.unit)
@@ -300,6 +359,47 @@ def main() -> None:
         print(f"speedup: {results['speedup']:.1f}x wall, {results['cpuSpeedup']:.1f}x cpu")
     elif f:
         print("feast:", f.get("error"))
+
+
+def scale(args: argparse.Namespace) -> None:
+    """--scale: growth with the data - LABELS labels, 5 x LABELS rows per group, LABELS / 5
+    entities (the default shape, scaled) - this tree, `--baseline`'s and Feast, one after
+    another per size, each in its own subprocess (peak RSS its own)."""
+    results = []
+    for labels in args.scale:
+        t = time.perf_counter()
+        data = generate(labels, 5 * labels, max(1, labels // 5), args.late, unit=args.unit)
+        print(f"data: {data} ({time.perf_counter() - t:.1f}s)", flush=True)
+        row: dict = {"labels": labels, "loadBefore": os.getloadavg()[0]}
+        runs = [("fti", None)] + ([("baseline", args.baseline)] if args.baseline else [])
+        for name, tree in runs:
+            rows = args.partition_rows if tree is None else None
+            row[name] = child("ours", data, args.repeat, 3600, tree=tree, lean=True, partition_rows=rows)
+            print(f"{labels} {name}: {json.dumps(row[name])}", flush=True)
+        if not args.skip_feast and labels <= args.feast_max:
+            row["feast"] = child("feast", data, args.feast_repeat, 7200) if FEAST_PY.exists() else {"error": "no Feast venv"}
+            print(f"{labels} feast: {json.dumps(row['feast'])}", flush=True)
+        row["loadAfter"] = os.getloadavg()[0]
+        results.append(row)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_name("training_join_scale.json").write_text(json.dumps(results, indent=2))
+    print("\n| labels | feature rows / group | engine | wall (median) | CPU | peak RSS | rows | null A / B | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in results:
+        for name in ("fti", "baseline", "feast"):
+            r = row.get(name)
+            if not r:
+                continue
+            if "median" not in r:
+                print(
+                    f"| {row['labels']:,} | {5 * row['labels']:,} | {name} | failed: {str(r.get('error'))[-200:]!r} | | | | | |"
+                )
+                continue
+            print(
+                f"| {row['labels']:,} | {5 * row['labels']:,} | {name} | {r['median']:.2f} s | {r['cpuMedian']:.2f} s | "
+                f"{r['peakRssMb']:,.0f} MB | {r['rows']:,} | {r['nullRowsA']:,} / {r['nullRowsB']:,} | "
+                f"{row['loadBefore']:.1f} / {row['loadAfter']:.1f} |"
+            )
 
 
 def compare_compaction(data: Path, args: argparse.Namespace) -> None:

@@ -12,7 +12,8 @@ What the online store must receive after a run that published snapshot S of a ve
 Why a plan decided up front: the batch case - the common one - needs nothing from the
 offline commit, so `OnlineWrite.start` prepares it in a thread while validation and the
 Parquet writes run: latest row per key (DuckDB), values encoded, and for SQLite the
-INSERTs themselves inside an open transaction (`StagedWrite.load`). Measured side by side
+INSERTs themselves inside an open transaction, for Redis (a first write or a full reload)
+the HSETs into a generation nobody reads yet (`StagedWrite.load`). Measured side by side
 (4 runs at load 3.5-11), that beat doing the INSERTs after validation in 3 of 4; the
 INSERTs go 200 rows per statement so sqlite3 re-takes the GIL next to pandera once per
 200 rows, not per row (store/online/sqlite/write.py insert_rows). `finish` publishes

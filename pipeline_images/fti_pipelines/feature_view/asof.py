@@ -148,10 +148,8 @@ def _time_codes(lt: np.ndarray, ft: np.ndarray, span: int, limit: int) -> tuple[
     return inverse[: len(lt)], inverse[len(lt) :], len(distinct)
 
 
-def asof_positions(
-    label_keys: np.ndarray, label_starts: np.ndarray, label_valid: np.ndarray, feature_keys: np.ndarray
-) -> pa.Array:
-    """For each label, the index of its feature row (null where none is at or before it)."""
+def asof_rows(label_keys: np.ndarray, label_starts: np.ndarray, label_valid: np.ndarray, feature_keys: np.ndarray) -> np.ndarray:
+    """For each label, the index of its feature row, -1 where none is at or before it."""
     order = np.argsort(feature_keys)
     ordered = feature_keys[order]
     if len(ordered) > 1 and bool(np.any(ordered[1:] == ordered[:-1])):
@@ -162,16 +160,22 @@ def asof_positions(
     by_key = np.argsort(label_keys)
     pos = np.empty(len(label_keys), dtype=np.int64)
     pos[by_key] = np.searchsorted(ordered, label_keys[by_key], side="right") - 1
+    if not len(ordered):
+        return np.full(len(label_keys), -1, dtype=np.int64)
     found = pos >= 0
-    safe = np.where(found, pos, 0)
-    if len(ordered):
-        # The greatest key at or before may belong to the previous entity: then no match.
-        hit = label_valid & found & (ordered[safe] >= label_starts)
-        index = order[safe]
-    else:
-        hit = np.zeros(len(label_keys), dtype=bool)
-        index = safe
-    return pa.array(index, type=pa.int64(), mask=~hit)
+    np.maximum(pos, 0, out=pos)
+    # The greatest key at or before may belong to the previous entity: then no match.
+    hit = label_valid & found & (ordered[pos] >= label_starts)
+    return np.where(hit, order[pos], -1)
+
+
+def asof_positions(
+    label_keys: np.ndarray, label_starts: np.ndarray, label_valid: np.ndarray, feature_keys: np.ndarray
+) -> pa.Array:
+    """For each label, the index of its feature row (null where none is at or before it)."""
+    rows = asof_rows(label_keys, label_starts, label_valid, feature_keys)
+    missing = rows < 0
+    return pa.array(np.maximum(rows, 0), type=pa.int64(), mask=missing)
 
 
 def asof_indices(labels: pa.Table, features: pa.Table, keys: list[str], time_column: str) -> pa.Array | None:
@@ -186,4 +190,4 @@ def asof_indices(labels: pa.Table, features: pa.Table, keys: list[str], time_col
     return asof_positions(*packed)
 
 
-__all__ = ["asof_indices", "asof_positions", "packed_keys"]
+__all__ = ["asof_indices", "asof_positions", "asof_rows", "packed_keys"]

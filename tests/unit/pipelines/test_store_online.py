@@ -264,3 +264,20 @@ def test_sqlite_statements_stay_under_the_bound_parameter_limit(tmp_path, monkey
         assert store.get("tx", 1, (n - 1,))["amount"] == float(n - 1)
     finally:
         store.close()
+
+
+def test_sqlite_python_values_equal_arrow_to_pylist() -> None:
+    from fti_pipelines.store.online.sqlite.write import python_values
+
+    columns = [
+        pa.chunked_array([[1, -2], [2**62]], pa.int64()),
+        pa.chunked_array([[0.1, -0.0], [1e300, 5e-324]], pa.float64()),
+        pa.chunked_array([[1, None]], pa.int64()),
+        pa.chunked_array([[1.5, None]], pa.float64()),
+        pa.chunked_array([[True, False]], pa.bool_()),
+        pa.chunked_array([["a", None]], pa.string()),
+        pa.chunked_array([], pa.int32()),
+    ]
+    for column in columns:
+        values = python_values(column)
+        assert values == column.to_pylist() and [type(v) for v in values] == [type(v) for v in column.to_pylist()]

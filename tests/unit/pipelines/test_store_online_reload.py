@@ -93,11 +93,11 @@ def test_readers_see_the_old_or_the_new_data_never_a_mix_during_a_full_reload(st
         staged = store.stage("g", 1, ["k"], "t", NEW, replace=True)
         if store.uri.startswith("redis"):
             # Redis writes everything at commit: hold it after the new generation is written
-            # (the last tally comes right before the switch) and after the switch.
-            tally, unlink = redis_write._tally, redis_write.unlink_matching
+            # (its one send comes right before the switch) and after the switch.
+            send, unlink = redis_write.send_pipelined, redis_write.unlink_matching
 
-            def held_tally(results, created, written):
-                out = tally(results, created, written)
+            def held_send(client, batches):
+                out = send(client, batches)
                 pause(reader, "with the new generation written, not yet switched to")()
                 return out
 
@@ -106,7 +106,7 @@ def test_readers_see_the_old_or_the_new_data_never_a_mix_during_a_full_reload(st
                     pause(reader, "after the switch, before the old generation goes")()
                 return unlink(r, pattern, keep)
 
-            monkeypatch.setattr(redis_write, "_tally", held_tally)
+            monkeypatch.setattr(redis_write, "send_pipelined", held_send)
             monkeypatch.setattr(redis_write, "unlink_matching", held_unlink)
         staged.load()  # SQLite: the new table is filled inside the open transaction
         pause(reader, "with the new data loaded, not committed")()
@@ -131,11 +131,14 @@ def test_a_redis_reload_that_died_before_its_switch_leaves_nothing_visible(redis
         store.write("h", 1, ["k"], "t", OLD)
         staged = store.stage("h", 1, ["k"], "t", NEW, replace=True)
 
-        def die(*_args):
+        send = redis_write.send_pipelined
+
+        def die(client, batches):
+            send(client, batches)  # the new generation is written whole
             raise ConnectionError("killed before the switch")
 
         with monkeypatch.context() as patch:
-            patch.setattr(redis_write, "_tally", die)
+            patch.setattr(redis_write, "send_pipelined", die)
             with pytest.raises(ConnectionError):
                 staged.commit()
         assert [r and r["x"] for r in store.get_many("h", 1, [(A,), (B,), (C,)], ["x"])] == list(OLD_STATE)

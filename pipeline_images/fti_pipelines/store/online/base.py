@@ -86,7 +86,7 @@ class StagedWrite(abc.ABC):
 
     def load(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to do early
         """Do the part of the write that stays invisible until commit, now (commit does it
-        otherwise); a no-op where nothing can be written invisibly (Redis)."""
+        otherwise); a no-op where nothing can be written invisibly (a Redis upsert)."""
 
     def __enter__(self) -> StagedWrite:
         return self

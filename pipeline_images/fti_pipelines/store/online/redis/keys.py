@@ -42,6 +42,11 @@ def all_data_patterns(group: str, version: int) -> tuple[str, str]:
     return base_prefix(group, version) + ":*", base_prefix(group, version) + "@*"
 
 
+def version_pattern(group: str, version: int) -> str:
+    """One SCAN pattern matching every data key of a version, whatever its generation."""
+    return base_prefix(group, version) + "[:@]*"
+
+
 def meta_key(group: str, version: int) -> str:
     return f"fti-meta:{group}:v{version}"
 

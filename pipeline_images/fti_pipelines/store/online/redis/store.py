@@ -1,10 +1,10 @@
 """Redis backend of the online store: a hash per entity, `fti:<group>:v<version>:<key>` (keys.py).
 
 Why this shape: a hash per entity lets a lookup fetch just the columns a model needs
-(HMGET) in one round trip per batch (pipelined). The "newer event time wins" rule runs
-server-side in a Lua script over 2000 rows per call (write.py), so an upsert is atomic
-per row and costs no extra round trips. Install redis[hiredis]: its C packer makes writing
-100k rows ~5x faster than redis-py's pure-Python one. Per-version metadata (primary key,
+(HMGET) in one round trip per batch (pipelined). A first write or a full reload writes a
+new generation by plain HSETs, an upsert runs the "newer event time wins" rule server-side
+in a Lua script over 2000 rows per call (write.py); both built as RESP bytes by Arrow
+(resp.py). Install redis[hiredis]: its C parser reads the replies. Per-version metadata (primary key,
 columns and their kinds, row count) lives in `fti-meta:<group>:v<version>`, outside the
 data key space.
 """

@@ -1,38 +1,44 @@
-"""The write side of the Redis online store: encode in Arrow, upsert by a Lua script.
+"""The write side of the Redis online store: a new generation by HSETs, or an upsert by a Lua script.
 
 Why this shape: Redis has no transaction that could stay open while the feature pipeline
-validates, so staging here means preparing - latest row per key, every value encoded as
-text by Arrow (C speed), key strings built - and `commit()` sends it all. The "newer event
-time wins" rule runs server-side in a Lua script over BATCH rows per call, so an upsert is
-atomic per row and costs no extra round trips. With hiredis (redis[hiredis]) the packing
-of the script's arguments is C too (pure-Python packing costs ~15 us per argument).
+validates, but a generation of a version that readers do not read yet is as invisible.
 
-A replacing write (`replace=True`, a `full` ingestion) is atomic for readers: it writes
-the new data whole into a new generation of the version (keys `fti:<group>:v<n>@<gen>:...`,
-keys.py) that nobody reads yet, switches the metadata's `gen` field (with the new info and
-row count) in one MULTI/EXEC, then unlinks every key of the version outside the new
-generation. Readers resolve `gen` in the same script call as their HMGET (reader.py), so
-a lookup sees the old generation or the new one, never a mix and never a gap. A reload
-that dies before the switch leaves an unread generation behind; the next reload clears it
-before writing there, and the next switch removes any older leftovers.
+- A replacing write (`replace=True`, a `full` ingestion) and a version's first write write
+  the whole data into a new generation (keys `fti:<group>:v<n>@<gen>:...`, keys.py) in
+  `load()`, which the feature pipeline runs while it validates: the generation is cleared
+  first, so every key is new and a plain HSET per row does (the script below costs the
+  server about twice as much per row). `commit()` switches the metadata's `gen` field (with
+  the new info and row count) in one MULTI/EXEC, then a replacing write unlinks every key
+  of the version outside the new generation. Readers resolve `gen` in the same script call
+  as their HMGET (reader.py), so a lookup sees the old generation or the new one, never a
+  mix and never a gap. A write that dies before the switch leaves an unread generation
+  behind; the next write of that kind clears it before writing there, and a replacing
+  write's switch removes any older leftovers.
+- Any other write upserts into the served generation at commit: the "newer event time
+  wins" rule runs server-side in a Lua script over BATCH rows per call, so an upsert is
+  atomic per row and costs no extra round trips.
+
+Either way every value is encoded as text by Arrow when the write is staged, and the
+commands are built as RESP bytes for all rows at once (resp.py): no per-row Python.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
 from ..base import OnlineStore, StagedWrite
 from ..codec import column_kinds, now_rfc3339, storage_values
-from .keys import GEN_FIELD, all_data_patterns, data_prefix, meta_key
+from .keys import GEN_FIELD, TS_FIELD, all_data_patterns, data_prefix, meta_key, version_pattern
+from .resp import byte_range, hset_commands, hset_tails, script_call, script_keys, script_rows, send_pipelined
 
-BATCH = 2000  # rows per script call
-FLUSH = 10  # script calls per pipeline round trip
+BATCH = 2000  # rows per script call, and per batch of HSETs sent before the previous batch's replies are read
+CHUNK = 32 * BATCH  # rows whose HSETs are built at once, while the server runs the previous chunk's
 SCAN_COUNT = 5000
 
 # Nulls travel as a per-row mask ("" when the row has none) so the script never builds
@@ -40,34 +46,27 @@ SCAN_COUNT = 5000
 # a row without nulls is one HSET with its arguments written out, no Lua table built and
 # unpacked per row (building one would cost the server more than the HSET itself). The
 # generated text holds only ARGV indices, never a column name or value.
-# KEYS: one hash key per row. ARGV: force ("1": replace the stored row whatever its event
-# time), ncols, column names, then per row: ts, mask, ncols values.
+# KEYS: one hash key per row. ARGV: ncols, column names, then per row: ts, mask, ncols values.
 _UPSERT_TEMPLATE = """
-local force = ARGV[1] == '1'
-local ncols = tonumber(ARGV[2])
+local ncols = tonumber(ARGV[1])
 local stride = ncols + 2
 local created, written = 0, 0
 for i, key in ipairs(KEYS) do
-  local base = 2 + ncols + (i - 1) * stride
+  local base = 1 + ncols + (i - 1) * stride
   local ts = ARGV[base + 1]
   local mask = ARGV[base + 2]
-  local old = false
-  if force then
-    if redis.call('DEL', key) == 0 then created = created + 1 end  -- replaced whole, columns it lacks included
-  else
-    old = redis.call('HGET', key, '__ts')
-    if not old then created = created + 1 end
-  end
-  if force or (not old) or tonumber(old) <= tonumber(ts) then
+  local old = redis.call('HGET', key, '__ts')
+  if not old then created = created + 1 end
+  if (not old) or tonumber(old) <= tonumber(ts) then
     if mask == '' then
       redis.call('HSET', key, '__ts', ts{FIELDS})
     else
       local fields, nulls = {'__ts', ts}, {}
       for c = 1, ncols do
         if string.byte(mask, c) == 49 then
-          nulls[#nulls + 1] = ARGV[2 + c]
+          nulls[#nulls + 1] = ARGV[1 + c]
         else
-          fields[#fields + 1] = ARGV[2 + c]
+          fields[#fields + 1] = ARGV[1 + c]
           fields[#fields + 1] = ARGV[base + 2 + c]
         end
       end
@@ -86,7 +85,7 @@ return {created, written}
 @functools.lru_cache(maxsize=64)
 def upsert_lua(ncols: int) -> str:
     """The upsert script for rows of `ncols` columns (see the comment above)."""
-    fields = "".join(f", ARGV[{2 + c}], ARGV[base + {2 + c}]" for c in range(1, ncols + 1))
+    fields = "".join(f", ARGV[{1 + c}], ARGV[base + {2 + c}]" for c in range(1, ncols + 1))
     return _UPSERT_TEMPLATE.replace("{FIELDS}", fields)
 
 
@@ -94,19 +93,19 @@ def arrow_text(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
     return storage_values(column, kind).cast(pa.string())
 
 
-def encode_rows(table: pa.Table, kinds: dict[str, str], event_time: str) -> np.ndarray:
-    """Per row: event time (us), null mask, then every column as text ("" for null)."""
-    n = table.num_rows
+def encode_texts(table: pa.Table, kinds: dict[str, str], event_time: str) -> tuple[pa.ChunkedArray, list[pa.ChunkedArray]]:
+    """The event time (us) as text, and every column as text (null where null)."""
     values = [arrow_text(table.column(name), kinds[name]) for name in table.column_names]
-    if n and any(v.null_count for v in values):
-        flags = [pc.if_else(pc.is_null(v), "1", "0") for v in values]
-        mask = pc.binary_join_element_wise(*flags, "")
-        mask = pc.if_else(pc.match_substring(mask, "1"), mask, "")  # "" = no nulls in this row
-    else:
-        mask = pa.array([""] * n, pa.string())
-    texts = [arrow_text(table.column(event_time), "timestamp"), mask, *(v.fill_null("") for v in values)]
-    columns = [np.asarray(t.to_pylist(), dtype=object) for t in texts]
-    return np.column_stack(columns) if n else np.empty((0, len(texts)), dtype=object)
+    return arrow_text(table.column(event_time), "timestamp"), values
+
+
+def null_mask(values: list[pa.ChunkedArray], n: int) -> pa.Array | pa.ChunkedArray:
+    """Per row, one "1" (null) or "0" per column; "" for a row without nulls (the script's fast path)."""
+    if not n or not any(v.null_count for v in values):
+        return pa.array([""] * n, pa.string())
+    flags = [pc.if_else(pc.is_null(v), "1", "0") for v in values]
+    mask = pc.binary_join_element_wise(*flags, "")
+    return pc.if_else(pc.match_substring(mask, "1"), mask, "")
 
 
 def encode_keys(table: pa.Table, primary_key: list[str], kinds: dict[str, str]) -> pa.Array | pa.ChunkedArray:
@@ -119,12 +118,6 @@ def encode_keys(table: pa.Table, primary_key: list[str], kinds: dict[str, str]) 
         for c in primary_key
     ]
     return pc.binary_join_element_wise(*parts, ":")
-
-
-def with_prefix(suffixes: pa.Array | pa.ChunkedArray, prefix: str) -> list[str]:
-    if not len(suffixes):
-        return []
-    return pc.binary_join_element_wise(pa.scalar(prefix), suffixes, "").to_pylist()
 
 
 def unlink_matching(r: redis.Redis, pattern: str, keep: str | None = None) -> int:
@@ -161,7 +154,8 @@ class RedisStagedWrite(StagedWrite):
         replace: bool,
     ):
         """`store` gives the stored metadata and is told it changed; `client` is its connection."""
-        info = store.version_info(group, version) or {"primaryKey": list(primary_key), "eventTime": event_time, "columns": []}
+        stored_info = store.version_info(group, version)
+        info = stored_info or {"primaryKey": list(primary_key), "eventTime": event_time, "columns": []}
         if info["primaryKey"] != list(primary_key) or info["eventTime"] != event_time:
             raise ValueError(
                 f"online feature group {group} v{version} is keyed by {info['primaryKey']} / "
@@ -180,33 +174,101 @@ class RedisStagedWrite(StagedWrite):
         self._store, self._r, self._group, self._version, self._info = store, client, group, version, info
         self._snapshot, self._replace, self._done = snapshot, replace, False
         self._names = table.column_names
-        self._rows = encode_rows(table, kinds, event_time)
+        self._n = table.num_rows
         self._suffixes = encode_keys(table, primary_key, kinds)
+        self._ts, self._values = encode_texts(table, kinds, event_time)
+        self._script_rows: pa.Array | None = None
+        self._loaded: int | None = None  # the served generation when load() wrote the next one
+        self._written = table.num_rows  # an upsert finds out at commit how many rows won
+        if not (replace or stored_info is None):
+            self._upsert_rows()  # built now, while the feature pipeline validates: commit sends them
+
+    def _upsert_rows(self) -> pa.Array:
+        if self._script_rows is None:
+            mask = null_mask(self._values, self._n)
+            self._script_rows = script_rows([self._ts, mask, *(v.fill_null("") for v in self._values)])
+        return self._script_rows
+
+    def _served(self) -> tuple[int, bool]:
+        """The generation readers read, and whether the version has committed metadata."""
+        stored, gen = self._r.hmget(meta_key(self._group, self._version), ["info", GEN_FIELD])
+        return int(gen or 0), stored is not None
+
+    def _target(self, generation: int) -> str:
+        return data_prefix(self._group, self._version, generation)
+
+    def _keys(self, target: str, start: int = 0, stop: int | None = None) -> pa.Array:
+        suffixes = self._suffixes[start:stop]
+        return pc.binary_join_element_wise(pa.scalar(target), suffixes, "") if len(suffixes) else pa.array([], pa.string())
+
+    def _write_generation(self, generation: int) -> None:
+        """Write every row into `generation`, which no reader reads: cleared first of what a
+        write that died before its switch left there, so every key is new and plain HSETs do.
+
+        The commands are built CHUNK rows at a time, as they are sent: the client builds the
+        next chunk's while the server runs the previous one's."""
+        r, n, target = self._r, self._n, self._target(generation)
+        if self._replace:
+            unlink_matching(r, target + "*")
+        else:  # a first write: nothing of this version was committed, so any key of it is such a leftover
+            unlink_matching(r, version_pattern(self._group, self._version))
+
+        def batches() -> Iterator[tuple[list[bytes | memoryview], int]]:
+            for lo in range(0, n, CHUNK):
+                hi = min(lo + CHUNK, n)
+                values = [v.slice(lo, hi - lo) for v in self._values]
+                count, tails = hset_tails(self._ts.slice(lo, hi - lo), self._names, values, TS_FIELD)
+                commands = hset_commands(self._keys(target, lo, hi), count, tails)
+                for a in range(0, hi - lo, BATCH):
+                    b = min(a + BATCH, hi - lo)
+                    yield [byte_range(commands, a, b)], b - a
+
+        send_pipelined(r, batches())
+
+    def _upsert(self, generation: int) -> int:
+        """Upsert every row into the served generation by the script; returns the keys it created."""
+        n, names = self._n, self._names
+        script, keys, rows = (
+            upsert_lua(len(names)).encode(),
+            script_keys(self._keys(self._target(generation))),
+            self._upsert_rows(),
+        )
+        head = [str(len(names)), *names]
+        spans = [(start, min(start + BATCH, n)) for start in range(0, n, BATCH)]
+        replies = send_pipelined(self._r, ((script_call(script, head, keys, rows, a, b, len(names) + 2), 1) for a, b in spans))
+        created, self._written = _tally(replies, 0, 0)
+        return created
+
+    def load(self) -> None:
+        """A full reload or a version's first write: write the new generation now (readers read
+        it only after commit's switch). An upsert of a served version cannot be invisible:
+        commit sends it."""
+        if self._loaded is not None or self._done:
+            return
+        served, committed = self._served()
+        if self._replace or not committed:
+            self._loaded = served
+            try:
+                self._write_generation(served + 1)
+            except BaseException:  # never published, not even by a retried commit; the next write clears it
+                self._loaded, self._done = None, True
+                raise
 
     def commit(self) -> int:
         if self._done:
             raise RuntimeError("this staged write was already committed or aborted")
+        self.load()
         self._done = True
-        r, rows, n = self._r, self._rows, len(self._suffixes)
-        meta = meta_key(self._group, self._version)
-        served = int(r.hget(meta, GEN_FIELD) or 0)
-        # A full reload goes into the next generation, unread until the switch below; left
-        # over from a reload that died before its switch, it is cleared first.
-        generation = served + 1 if self._replace else served
-        target = data_prefix(self._group, self._version, generation)
-        if self._replace:
-            unlink_matching(r, target + "*")
-        keys = with_prefix(self._suffixes, target)
-        upsert = r.register_script(upsert_lua(len(self._names)))
-        header = ["1" if self._replace else "0", len(self._names), *self._names]
-        created = written = 0
-        pipe = r.pipeline(transaction=False)
-        for start in range(0, n, BATCH):
-            stop = min(start + BATCH, n)
-            upsert(keys=keys[start:stop], args=header + rows[start:stop].ravel().tolist(), client=pipe)
-            if (start // BATCH) % FLUSH == FLUSH - 1:
-                created, written = _tally(pipe.execute(), created, written)
-        created, written = _tally(pipe.execute(), created, written)
+        r, n, meta = self._r, self._n, meta_key(self._group, self._version)
+        served, committed = self._served()
+        if self._loaded is not None and (served != self._loaded or (committed and not self._replace)):
+            raise RuntimeError(
+                f"online feature group {self._group} v{self._version} was written by another writer while this "
+                "write was staged; nothing of it was published, run it again"
+            )
+        fresh = self._loaded is not None
+        generation = served + 1 if fresh else served
+        created = n if fresh else self._upsert(generation)
         info = self._info
         for derived in ("rows", "generation"):
             info.pop(derived, None)
@@ -215,7 +277,7 @@ class RedisStagedWrite(StagedWrite):
             info["snapshot"] = self._snapshot
         with r.pipeline(transaction=True) as tx:  # the switch: metadata and generation in one step
             tx.hset(meta, "info", json.dumps(info))
-            if self._replace:
+            if fresh:
                 tx.hset(meta, mapping={"rows": n, GEN_FIELD: generation})  # every key now is one of the new rows
             else:
                 tx.hincrby(meta, "rows", created)
@@ -223,11 +285,16 @@ class RedisStagedWrite(StagedWrite):
         self._store.forget_info(self._group, self._version)
         if self._replace:  # nobody reads the older generations any more
             for pattern in all_data_patterns(self._group, self._version):
-                unlink_matching(r, pattern, keep=target)
-        return written
+                unlink_matching(r, pattern, keep=self._target(generation))
+        return self._written
 
     def abort(self) -> None:
-        self._done = True  # nothing was sent before commit
+        """Discard; a generation `load` wrote is unlinked (the next write would clear it anyway)."""
+        if self._done:
+            return
+        self._done = True
+        if self._loaded is not None and self._served()[0] == self._loaded:
+            unlink_matching(self._r, self._target(self._loaded + 1) + "*")
 
 
 def _tally(results: list, created: int, written: int) -> tuple[int, int]:
