@@ -276,7 +276,10 @@ def test_the_token_is_the_charts_service_account(creds):
     ns = creds.watch_namespaces[0] if creds.watch_namespaces else creds.namespace
     with creds.api_client() as api:
         batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-        assert batch.list_namespaced_job(ns).items == []
+        # Listing works (what the operator needs); what is listed is not this test's business: the
+        # watched namespaces are shared by the session, and a CronJob applied there by an earlier
+        # module (the example's feature schedule, its monitoring check) may have started a Job.
+        assert isinstance(batch.list_namespaced_job(ns).items, list)
         with pytest.raises(ApiException) as refused:
             core.list_namespaced_secret(ns)
         assert refused.value.status == 403
