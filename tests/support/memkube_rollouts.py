@@ -152,9 +152,12 @@ def kserve(kube: MemKube, ready: bool, message: str = "") -> dict:
     )
 
 
-def finish_job(kube: MemKube, job: str, result: dict, finished: str = "2026-12-04T10:05:00Z") -> None:
-    """The Job completes and its pod reports `result` (plus ok: true) in its termination message."""
-    done = {"conditions": [{"type": "Complete", "status": "True"}], "completionTime": finished}
+def finish_job(kube: MemKube, job: str, result: dict, finished: str = "2026-12-04T10:05:00Z", failed: bool = False) -> None:
+    """The Job completes (or fails) and its pod reports `result` (plus ok) in its termination message."""
+    if failed:
+        done: dict = {"conditions": [{"type": "Failed", "status": "True", "lastTransitionTime": finished}]}
+    else:
+        done = {"conditions": [{"type": "Complete", "status": "True"}], "completionTime": finished}
     kube.patch("batch/v1", "jobs", NS, job, {"status": done}, subresource="status")
     pod = kube.create(
         {
@@ -164,6 +167,6 @@ def finish_job(kube: MemKube, job: str, result: dict, finished: str = "2026-12-0
             "spec": {"containers": []},
         }
     )
-    terminated = {"message": json.dumps({"ok": True, **result}), "finishedAt": finished}
+    terminated = {"message": json.dumps({"ok": not failed, **result}), "finishedAt": finished}
     status = {"containerStatuses": [{"state": {"terminated": terminated}}]}
     kube.patch("v1", "pods", NS, pod["metadata"]["name"], {"status": status}, subresource="status")
