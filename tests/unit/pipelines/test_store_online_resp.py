@@ -169,3 +169,35 @@ def test_a_new_generation_written_in_chunks_and_batches_holds_every_row(redis_ur
         assert got[7] is None and store.version_info("g", 1)["rows"] == 7
     finally:
         store.close()
+
+
+@pytest.mark.redis
+def test_a_generation_encoded_chunk_by_chunk_sends_the_bytes_of_the_whole_table(redis_url, monkeypatch) -> None:
+    # one row per chunk: each null of TABLE is then a whole column of its chunk
+    monkeypatch.setattr(redis_write, "CHUNK", 1)
+    monkeypatch.setattr(redis_write, "BATCH", 1)
+    table = TABLE.append_column("c", pa.array(["x", "y", "x", None, "y"]).dictionary_encode())
+    sent: list[bytes] = []
+
+    def capture(client, batches):
+        replies = []
+        for pieces, count in batches:
+            sent.append(b"".join(bytes(p) for p in pieces))
+            replies += [0] * count
+        return replies
+
+    monkeypatch.setattr(redis_write, "send_pipelined", capture)
+    kinds = column_kinds(table)
+    ts, values = redis_write.encode_texts(table, kinds, "t")
+    count, tails = resp.hset_tails(ts, table.column_names, values, "__ts")
+    keys = pa.array(["fti:g:v1@1:" + s for s in redis_write.encode_keys(table, ["k"], kinds).to_pylist()])
+    whole = resp.hset_commands(keys, count, tails).to_pylist()
+    store = open_online_store(redis_url)
+    try:
+        staged = store.stage("g", 1, ["k"], "t", table)
+        staged.load()
+        staged.abort()
+    finally:
+        store.close()
+    # latest_per_key orders the rows by key: compare as sets of commands, one per row
+    assert len(sent) == 5 and sorted(sent) == sorted(c.encode() for c in whole)

@@ -18,8 +18,9 @@ validates, but a generation of a version that readers do not read yet is as invi
   wins" rule runs server-side in a Lua script over BATCH rows per call, so an upsert is
   atomic per row and costs no extra round trips.
 
-Either way every value is encoded as text by Arrow when the write is staged, and the
-commands are built as RESP bytes for all rows at once (resp.py): no per-row Python.
+Either way every value is encoded as text by Arrow (for an upsert when the write is
+staged, for a new generation a chunk at a time as it is sent), and the commands are built
+as RESP bytes for many rows at once (resp.py): no per-row Python.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -173,20 +175,32 @@ class RedisStagedWrite(StagedWrite):
                 info["columns"].append({"name": name, "kind": kind})
         self._store, self._r, self._group, self._version, self._info = store, client, group, version, info
         self._snapshot, self._replace, self._done = snapshot, replace, False
+        self._table, self._kinds, self._primary_key, self._event_time = table, kinds, primary_key, event_time
         self._names = table.column_names
         self._n = table.num_rows
-        self._suffixes = encode_keys(table, primary_key, kinds)
-        self._ts, self._values = encode_texts(table, kinds, event_time)
+        # Texts of every row, for an upsert (and its keys): a new generation encodes them a
+        # chunk at a time instead, as it sends (`_write_generation`).
+        self._texts: tuple[pa.Array | pa.ChunkedArray, pa.ChunkedArray, list[pa.ChunkedArray]] | None = None
         self._script_rows: pa.Array | None = None
         self._loaded: int | None = None  # the served generation when load() wrote the next one
         self._written = table.num_rows  # an upsert finds out at commit how many rows won
         if not (replace or stored_info is None):
             self._upsert_rows()  # built now, while the feature pipeline validates: commit sends them
 
+    def _encoded(self) -> tuple[pa.Array | pa.ChunkedArray, pa.ChunkedArray, list[pa.ChunkedArray]]:
+        """Key suffixes, event times and values of every row, as text."""
+        if self._texts is None:
+            self._texts = (
+                encode_keys(self._table, self._primary_key, self._kinds),
+                *encode_texts(self._table, self._kinds, self._event_time),
+            )
+        return self._texts
+
     def _upsert_rows(self) -> pa.Array:
         if self._script_rows is None:
-            mask = null_mask(self._values, self._n)
-            self._script_rows = script_rows([self._ts, mask, *(v.fill_null("") for v in self._values)])
+            _, ts, values = self._encoded()
+            mask = null_mask(values, self._n)
+            self._script_rows = script_rows([ts, mask, *(v.fill_null("") for v in values)])
         return self._script_rows
 
     def _served(self) -> tuple[int, bool]:
@@ -197,31 +211,43 @@ class RedisStagedWrite(StagedWrite):
     def _target(self, generation: int) -> str:
         return data_prefix(self._group, self._version, generation)
 
-    def _keys(self, target: str, start: int = 0, stop: int | None = None) -> pa.Array:
-        suffixes = self._suffixes[start:stop]
+    @staticmethod
+    def _keys(target: str, suffixes: pa.Array | pa.ChunkedArray) -> pa.Array:
         return pc.binary_join_element_wise(pa.scalar(target), suffixes, "") if len(suffixes) else pa.array([], pa.string())
 
     def _write_generation(self, generation: int) -> None:
         """Write every row into `generation`, which no reader reads: cleared first of what a
         write that died before its switch left there, so every key is new and plain HSETs do.
 
-        The commands are built CHUNK rows at a time, as they are sent: the client builds the
-        next chunk's while the server runs the previous one's."""
+        The commands are built CHUNK rows at a time, texts included, in a thread one chunk
+        ahead of the one being sent (Arrow's kernels release the GIL): the server gets its
+        first command after one chunk's encoding, not every row's, and never waits for the
+        next chunk's (built lazily as the previous one's last batch went out, it left the
+        server idle for most of each chunk's encoding: bench/RESULTS.md)."""
         r, n, target = self._r, self._n, self._target(generation)
         if self._replace:
             unlink_matching(r, target + "*")
         else:  # a first write: nothing of this version was committed, so any key of it is such a leftover
             unlink_matching(r, version_pattern(self._group, self._version))
 
+        def build(lo: int) -> pa.Array:
+            rows = self._table.slice(lo, min(CHUNK, n - lo))
+            ts, values = encode_texts(rows, self._kinds, self._event_time)
+            count, tails = hset_tails(ts, self._names, values, TS_FIELD)
+            return hset_commands(self._keys(target, encode_keys(rows, self._primary_key, self._kinds)), count, tails)
+
         def batches() -> Iterator[tuple[list[bytes | memoryview], int]]:
-            for lo in range(0, n, CHUNK):
-                hi = min(lo + CHUNK, n)
-                values = [v.slice(lo, hi - lo) for v in self._values]
-                count, tails = hset_tails(self._ts.slice(lo, hi - lo), self._names, values, TS_FIELD)
-                commands = hset_commands(self._keys(target, lo, hi), count, tails)
-                for a in range(0, hi - lo, BATCH):
-                    b = min(a + BATCH, hi - lo)
-                    yield [byte_range(commands, a, b)], b - a
+            if not n:
+                return
+            with ThreadPoolExecutor(1, thread_name_prefix="fti-redis-encode") as pool:
+                pending = pool.submit(build, 0)
+                for following in [*range(CHUNK, n, CHUNK), None]:
+                    commands = pending.result()
+                    if following is not None:
+                        pending = pool.submit(build, following)
+                    for a in range(0, len(commands), BATCH):
+                        b = min(a + BATCH, len(commands))
+                        yield [byte_range(commands, a, b)], b - a
 
         send_pipelined(r, batches())
 
@@ -230,7 +256,7 @@ class RedisStagedWrite(StagedWrite):
         n, names = self._n, self._names
         script, keys, rows = (
             upsert_lua(len(names)).encode(),
-            script_keys(self._keys(self._target(generation))),
+            script_keys(self._keys(self._target(generation), self._encoded()[0])),
             self._upsert_rows(),
         )
         head = [str(len(names)), *names]
