@@ -283,6 +283,20 @@ def _equal_on(name: str, got: np.ndarray | None, expected: np.ndarray, bound: fl
         raise NotCompilable(f"compiled and sklearn {name} differ by {diff:.3g} on probing rows (> {bound})")
 
 
+def one_row_agrees(features: Features, rows: np.ndarray) -> bool:
+    """Keep the one-row feature path only if it gives the batch path's bits on every probing row."""
+    if features.one_row is None:
+        return False
+    batch = features.transform(rows)
+    for i, row in enumerate(rows.tolist()):
+        got = features.one_row(row)
+        if got is not None and (batch is None or got[0].tobytes() != batch[i].tobytes()):  # bit for bit
+            log.info("one-row feature path off: it differs from the batch path on a probing row")
+            features.one_row = None
+            return False
+    return True
+
+
 def _compile_trees(pipeline: Any, width: int, kinds: list[str]) -> TreeModel:
     ensemble = tree_ensemble(pipeline.steps[-1][1])
     # Infinity reaches a HistGradientBoosting model as a number (it validates with
@@ -302,6 +316,7 @@ def _compile_trees(pipeline: Any, width: int, kinds: list[str]) -> TreeModel:
                 raise NotCompilable("compiled and sklearn pick different classes on probing rows")
         else:
             _equal_on("predictions", model.predict(rows), pipeline.predict(rows), model.tolerance)
+        one_row_agrees(model.features, rows[:256])
     model.max_rows = TREE_MAX_ROWS
     return model
 

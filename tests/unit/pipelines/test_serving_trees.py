@@ -131,6 +131,35 @@ def test_compiled_trees_equal_sklearn_bit_for_bit(estimator, target, transforms)
     assert compiled_scorer.score(rows[:50]) == plain.score(rows[:50])
 
 
+@pytest.mark.parametrize("estimator, target, transforms", MODELS, ids=[f"{type(e).__name__}-{t}" for e, t, _ in MODELS])
+def test_one_served_row_gets_the_batch_paths_bits(estimator, target, transforms):
+    """A row as served online (a list) takes the one-row feature path: the batch path's bits."""
+    p, rows = fitted(estimator, target, transforms)
+    model = compiled(p)
+    features = model.features
+    assert features.one_row is not None  # kept by the load-time check
+    probes = probe_rows(p, ["string" if isinstance(v, str) else "double" for v in rows[0]], n=500, seed=5)
+    for batch in (rows[:200], probes):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            whole = features.transform(batch)
+            answers = compiled_answer(model, p, batch)
+            assert whole is not None and answers is not None
+            taken = 0
+            for i, row in enumerate(batch.tolist()):
+                one = features.one_row(row)
+                if one is not None:
+                    taken += 1
+                    assert one.tobytes() == whole[i : i + 1].tobytes(), row
+                if i < 100:
+                    np.testing.assert_array_equal(compiled_answer(model, p, [row]), answers[i : i + 1])
+        assert taken >= 0.9 * len(batch)
+    for row in edge_rows():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            one = features.one_row(row)
+            if one is not None:
+                assert one.tobytes() == features.transform(np.array([row], dtype=object)).tobytes(), row
+
+
 def test_single_rows_take_the_same_path_as_batches():
     _, rows, model = example_model()
     assert model.ensemble.nodes.masks is not None  # 31 leaves per tree: QuickScorer's bitmasks
