@@ -212,3 +212,23 @@ def test_large_batches_go_to_sklearn_with_the_same_answers():
     assert scorer.compiled.proba(rows[:10].tolist()) is not None
     assert scorer.compiled.proba(rows.tolist()) is None  # 600 rows: sklearn's own tree walk is faster
     assert scorer.score(rows) == Scorer(p, compile_model=False).score(rows)
+
+
+def test_one_served_row_of_a_binary_hgb_scores_like_sklearn(monkeypatch):
+    """The fused one-row path (features, leaves, sum, link) answers sklearn's score for each row."""
+    p, rows, _ = example_model()
+    scorer, plain = Scorer(p), Scorer(p, compile_model=False)
+    assert isinstance(scorer.compiled, TreeModel) and scorer.compiled.row is not None
+    probes = probe_rows(p, ["string" if isinstance(v, str) else "double" for v in rows[0]], n=300, seed=6)
+    served = [*rows[:300].tolist(), *probes.tolist(), *edge_rows()]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = [plain.score([row]) for row in served]
+        assert [scorer.score([row]) for row in served] == expected
+        monkeypatch.setattr(scorer.compiled, "proba", lambda rows: pytest.fail("the batch path scored a served row"))
+        assert scorer.score([rows[0].tolist()]) == expected[0]
+
+
+@pytest.mark.parametrize("index", [1, 2, 3, 6], ids=["hgb-multi", "hgb-regression", "gb-binary", "forest-binary"])
+def test_other_tree_models_keep_the_batch_proba_for_one_row(index):
+    p, _ = fitted(*MODELS[index])
+    assert compiled(p).row is None
