@@ -309,7 +309,7 @@ class TreeEnsemble:
         """
         from sklearn._loss.loss import HalfBinomialLoss
 
-        loss = getattr(self.est, "_loss", None)
+        loss: Any = getattr(self.est, "_loss", None)
         masks = self.nodes.masks
         if self.family != "hgb" or self.outputs != 1 or masks is None or type(loss) is not HalfBinomialLoss:
             return None
