@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import product
 from math import prod
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..store.online import EntityRead, EntityReader
 from .errors import bad_field, too_large, unknown_entity
@@ -32,8 +31,9 @@ NAN = float("nan")
 SETTLE_EVERY = PENDING_CAP // 4
 
 
-@dataclass(slots=True)
-class LookupResult:
+class LookupResult(NamedTuple):
+    """A tuple, so the one-instance path builds it in one C call (`_new_result`)."""
+
     rows: list[list[Any]]  # one row per instance, model input order
     defaulted: list[tuple[str, ...]]  # per instance: the columns filled with defaults for a missing entity
     keys: list[dict[str, Any]]  # per instance: its entity keys (for the prediction log)
@@ -287,11 +287,18 @@ class FeatureLookup:
         pick: Callable[[Mapping[str, Any]], tuple] = itemgetter(*names) if len(names) > 1 else (lambda inst: (inst[key],))
         order: Callable[[tuple], tuple] = itemgetter(*at_of) if len(at_of) > 1 else (lambda src: (src[at_of[0]],))
         presents = tuple(present for _, present, _, _, _, _, _ in self._entity_groups)
+        # Feature ages: event times read as epoch microseconds (the usual case), and others.
         ages = tuple(
-            (seen_at, micros, observe)
+            (seen_at, observe)
             for _, _, _, _, observe, seen_at, micros in self._entity_groups
-            if observe is not None and seen_at is not None
+            if observe is not None and seen_at is not None and micros
         )
+        parsed_ages = tuple(
+            (seen_at, observe)
+            for _, _, _, _, observe, seen_at, micros in self._entity_groups
+            if observe is not None and seen_at is not None and not micros
+        )
+        new_result = tuple.__new__
         numeric = self._numeric
         observe_lookup = self._observe_lookup
         clock, wall = time.perf_counter, time.time
@@ -324,21 +331,24 @@ class FeatureLookup:
                 for pos in numeric:
                     if row[pos] is None:
                         row[pos] = NAN
-            if ages:
+            if ages or parsed_ages:
                 now = wall()
-                for seen_at, micros, observe_age in ages:
+                for seen_at, observe_age in ages:
                     seen = flat[seen_at]
                     if seen is not None:
-                        seen = seen * 1e-6 if micros else event_time_seconds(seen)
-                        if seen is not None:
-                            age = now - seen
-                            observe_age(age if age > 0.0 else 0.0)  # noqa: FURB136 - max(0.0, age) without a call
+                        age = now - seen * 1e-6
+                        observe_age(age if age > 0.0 else 0.0)  # noqa: FURB136 - max(0.0, age) without a call
+                for seen_at, observe_age in parsed_ages:
+                    seen = event_time_seconds(flat[seen_at])
+                    if seen is not None:
+                        age = now - seen
+                        observe_age(age if age > 0.0 else 0.0)  # noqa: FURB136 - max(0.0, age) without a call
             if observe_lookup is not None:
                 observe_lookup(clock() - started)
                 self._until_settle -= 1  # _observed(1), inline
                 if self._until_settle <= 0:
                     self._settle()
-            return LookupResult([row], [()], [keys])
+            return new_result(LookupResult, ([row], [()], [keys]))
 
         return one
 
