@@ -89,9 +89,10 @@ install: $(STAMP)
 system-deps:
 	@if ! command -v redis-server >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing redis-server (Debian package)"; \
+	    echo "installing redis-server (Debian package)"; start=$$(date +%s); \
 	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server >/dev/null; \
+	      apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server >/dev/null && \
+	    echo "installed redis-server in $$(( $$(date +%s) - start ))s"; \
 	  else echo "redis-server missing: apt-get install redis-server (Redis tests will be skipped)"; fi; \
 	fi
 
@@ -201,9 +202,10 @@ node-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  need=""; for p in containerd runc containernetworking-plugins nftables conntrack podman debootstrap; do \
 	    dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
-	  if [ -n "$$need" ]; then echo "installing$$need (Debian packages)"; \
+	  if [ -n "$$need" ]; then echo "installing$$need (Debian packages)"; start=$$(date +%s); \
 	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$need >/dev/null; fi; \
+	      apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$need >/dev/null && \
+	    echo "installed$$need in $$(( $$(date +%s) - start ))s"; fi; \
 	else echo "node-deps: needs root and apt-get (containerd runc containernetworking-plugins nftables conntrack podman debootstrap)"; fi
 
 # End to end on real containers: the node (tests/node) here, kind where Docker is.

@@ -6,6 +6,7 @@
                                             [--compaction BATCHES [--rounds 2]]
     .venv/bin/python bench/training_join.py --scale 1000000 3000000 10000000 [--baseline TREE]
                                             [--repeat 1] [--feast-max 3000000] [--partition-rows N]
+                                            [--generate-only]
 
 Data (bench/data/training_join/, generated once, seeded): a label spine of N labels
 (entity_id, event_time, label) and two feature groups of M rows each (entity_id,
@@ -38,6 +39,8 @@ each (the machine is shared and noisy: compare within a round), and must give th
 pipeline_images | tar -x -C /tmp/main`) and Feast up to `--feast-max` labels, one after
 another, each in its own subprocess (one warm-up, `--repeat` timed runs, the join only).
 `FTI_BENCH_DATA` puts the generated data elsewhere than bench/data (10M labels: ~4 GB).
+`--generate-only` writes the data and stops (generation is not timed: it can run niced,
+outside the bench lock, while nothing is measured).
 `--partition-rows` overrides the join's entity-partition size (`packed.PARTITION_ROWS`).
 
 Feast runs `get_historical_features` on its file offline store (Dask) in its own venv,
@@ -304,6 +307,7 @@ def main() -> None:
         "--baseline", type=Path, help="--scale: also time this pipeline_images tree (e.g. main's), after ours at each size"
     )
     ap.add_argument("--feast-max", type=int, default=3_000_000, help="--scale: run Feast up to this many labels")
+    ap.add_argument("--generate-only", action="store_true", help="--scale: only generate the data (no lock needed, nice it)")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(run_ours(args.data, args.repeat, args.engine, args.store, args.partition_rows, args.tree, args.lean)))
@@ -370,6 +374,8 @@ def scale(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         data = generate(labels, 5 * labels, max(1, labels // 5), args.late, unit=args.unit)
         print(f"data: {data} ({time.perf_counter() - t:.1f}s)", flush=True)
+        if args.generate_only:
+            continue
         row: dict = {"labels": labels, "loadBefore": os.getloadavg()[0]}
         runs = [("fti", None)] + ([("baseline", args.baseline)] if args.baseline else [])
         for name, tree in runs:
@@ -381,6 +387,8 @@ def scale(args: argparse.Namespace) -> None:
             print(f"{labels} feast: {json.dumps(row['feast'])}", flush=True)
         row["loadAfter"] = os.getloadavg()[0]
         results.append(row)
+    if args.generate_only:
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_name("training_join_scale.json").write_text(json.dumps(results, indent=2))
     print("\n| labels | feature rows / group | engine | wall (median) | CPU | peak RSS | rows | null A / B | load |")

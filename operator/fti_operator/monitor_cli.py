@@ -116,12 +116,21 @@ def local_monitor(
             ENV_TERMINATION_LOG: str(result_file),
         }
         # A process of its own, as the CronJob's pod would be: the same module, the same contract.
-        subprocess.run([sys.executable, "-m", "fti_pipelines.monitoring"], env=env, stdout=subprocess.DEVNULL, check=False)
+        # Its log is a pod's log: kept out of the report, shown when the job fails.
+        job = subprocess.run(
+            [sys.executable, "-m", "fti_pipelines.monitoring"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
         result: dict[str, Any] = (
             json.loads(result_file.read_text()) if result_file.exists() else {"ok": False, "error": "no result"}
         )
     if not result.get("ok"):
-        fail(f"monitoring failed: {result.get('reason', '')}: {result.get('error', '')}")
+        log_tail = "\n".join(job.stderr.strip().splitlines()[-20:])
+        fail(f"monitoring failed: {result.get('reason', '')}: {result.get('error', '')}" + (f"\n{log_tail}" if log_tail else ""))
     print_report(spec, result)
 
 

@@ -8,11 +8,31 @@ finished Job's pod as the pipeline's termination message leaves it.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
+from fti_operator.config import OperatorConfig
+from fti_operator.local.lookups import ScanLookups
 from fti_operator.local.memkube import MemKube
 from fti_operator.reconcile import Context, inference
 
 NS = "fraud"
+T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+
+
+class Clock:
+    """The reconcilers' clock, moved by the test (deadlines, cooldowns)."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def rollout_env() -> tuple[MemKube, Context, Clock]:
+    """An empty in-memory API server, a Context on it with the default config, and its clock."""
+    kube, clock = MemKube(clock=lambda: T0), Clock()
+    return kube, Context(kube, ScanLookups(kube), OperatorConfig(image_tag="test"), clock=clock), clock
 
 
 def apply_fp(kube: MemKube, version: int) -> dict:
@@ -30,6 +50,22 @@ def apply_fp(kube: MemKube, version: int) -> dict:
         },
         field_manager="user",
     )
+
+
+def fp(kube: MemKube, version: int, runs: dict[int, str]) -> dict:
+    """FeaturePipeline g at `version`, each version in `runs` written by its (succeeded) run."""
+    apply_fp(kube, version)
+    status = {
+        "versions": [
+            {
+                "version": v,
+                "state": "Active" if v == version else "Retained",
+                "lastRun": {"job": job, "succeeded": True, "rowsWritten": 10, "watermark": "2026-12-01T00:00:00Z"},
+            }
+            for v, job in runs.items()
+        ]
+    }
+    return kube.patch("fti.dev/v1alpha1", "featurepipelines", NS, "g", {"status": status}, subresource="status")
 
 
 def tp(kube: MemKube, models: dict[int, int]) -> dict:
@@ -116,9 +152,12 @@ def kserve(kube: MemKube, ready: bool, message: str = "") -> dict:
     )
 
 
-def finish_job(kube: MemKube, job: str, result: dict, finished: str = "2026-12-04T10:05:00Z") -> None:
-    """The Job completes and its pod reports `result` (plus ok: true) in its termination message."""
-    done = {"conditions": [{"type": "Complete", "status": "True"}], "completionTime": finished}
+def finish_job(kube: MemKube, job: str, result: dict, finished: str = "2026-12-04T10:05:00Z", failed: bool = False) -> None:
+    """The Job completes (or fails) and its pod reports `result` (plus ok) in its termination message."""
+    if failed:
+        done: dict = {"conditions": [{"type": "Failed", "status": "True", "lastTransitionTime": finished}]}
+    else:
+        done = {"conditions": [{"type": "Complete", "status": "True"}], "completionTime": finished}
     kube.patch("batch/v1", "jobs", NS, job, {"status": done}, subresource="status")
     pod = kube.create(
         {
@@ -128,6 +167,6 @@ def finish_job(kube: MemKube, job: str, result: dict, finished: str = "2026-12-0
             "spec": {"containers": []},
         }
     )
-    terminated = {"message": json.dumps({"ok": True, **result}), "finishedAt": finished}
+    terminated = {"message": json.dumps({"ok": not failed, **result}), "finishedAt": finished}
     status = {"containerStatuses": [{"state": {"terminated": terminated}}]}
     kube.patch("v1", "pods", NS, pod["metadata"]["name"], {"status": status}, subresource="status")

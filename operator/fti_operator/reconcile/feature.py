@@ -29,10 +29,12 @@ from .conditions import condition, merge_conditions
 from .context import Context, Result
 from .feature_jobs import (
     DROP_AFTER_SECONDS,
+    DROP_RETRY_SECONDS,
     TRIGGER_DROP,
     TRIGGER_REMATERIALIZE,
     busy_versions,
     drop_job,
+    drop_retry_in,
     online_drop,
     rematerialize_job,
     should_drop,
@@ -269,6 +271,8 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         if trigger_of(running) == TRIGGER_REMATERIALIZE and job_finished(running) is None and (v := _fg_version(running)):
             remat.setdefault(v, running["metadata"]["name"])
     busy = busy_versions(jobs, _fg_version)
+    last_drop = {v: e["onlineDrop"] for v, e in old_versions.items() if e.get("onlineDrop")}
+    retry = {v: wait for v, d in last_drop.items() if (wait := drop_retry_in(d, ctx.clock())) is not None}
     for version, cj in by_version.items():
         state = states.get(version, ("Retired", []))[0]
         if version == current and desired["kind"] != "CronJob":
@@ -318,9 +322,11 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             result.count(action)
             ctx.kube.patch("batch/v1", "cronjobs", ns, cj["metadata"]["name"], retire_patch(False))
             remat[version] = job_name
-        elif version != current and should_drop(state, is_retired(cj), in_store.get(version), version in busy):
+        elif version != current and should_drop(
+            state, is_retired(cj), in_store.get(version), version in busy, retry_in := retry.get(version)
+        ):
             # Its Event (named after the Job) before the Job, like a re-materialization's above.
-            drop = drop_job(cj)
+            drop = drop_job(cj, last_drop[version]["job"] if retry_in == 0 else None)
             if not any(j["metadata"]["name"] == drop["metadata"]["name"] for j in jobs):
                 emit_event(
                     ctx.kube,
@@ -332,6 +338,9 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
                 )
                 result.count(apply_child(ctx.kube, drop, live=None, fetched=True)[0])
             busy.setdefault(version, set()).add(TRIGGER_DROP)
+        elif version != current and state == "Retired" and retry.get(version):
+            # A failed drop waits for its next attempt: the driver's timer brings the reconcile.
+            result.requeue_after = min(filter(None, (result.requeue_after, retry[version])))
 
     # Runs: the newest finished Job of each version, read only when status does not have it yet.
     new_runs: dict[int, dict[str, Any]] = {}
@@ -349,6 +358,8 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
         if (old_versions.get(key, {}).get("onlineDrop") or {}).get("job") != job["metadata"]["name"]:
             finished = read_run(ctx.kube, job)
             new_drops[key] = online_drop(finished.job, finished.succeeded, finished.result, finished.finished_at)
+            if not new_drops[key]["succeeded"] and states.get(key, ("Retired", []))[0] == "Retired":
+                result.requeue_after = min(filter(None, (result.requeue_after, DROP_RETRY_SECONDS)))
     # A retired version that never had a CronJob or run needs no status line.
     states = {v: s for v, s in states.items() if not (s[0] == "Retired" and v not in known and v not in new_runs)}
     # A re-materialization is over once its Job's run is recorded.

@@ -18,13 +18,18 @@ Job, and a version brought back and retired again gets a new one.
   online store and no Job of the version is running; from then on the version's `online`
   is false, so no revision starts reading it while it goes. The two never overlap: a drop waits
   for a running run of the version, and a re-materialising run waits for a running drop,
-  so a drop never lands after the version was written again.
+  so a drop never lands after the version was written again. A drop that failed (the store
+  was unreachable, the pod was evicted) is tried again DROP_RETRY_SECONDS after it ended, by a
+  Job of its own named after the failed one, as long as the version is still Retired: its
+  online keys are not left behind for good, and each attempt's result is recorded.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from ..api.identity import ANNOTATION_TRIGGER
@@ -38,6 +43,9 @@ DROP_MODULE = "fti_pipelines.feature.drop_online"
 # (nothing else may come: the CronJob's own change does not queue its owner); that one drops
 # the online data if the version is still Retired then.
 DROP_AFTER_SECONDS = 10.0
+# A failed drop is tried again this long after it ended (a fixed pace: each failure is a
+# Warning Event, and a store that is down for hours should not make more of them than that).
+DROP_RETRY_SECONDS = 600.0
 
 
 def trigger_of(job: Mapping[str, Any]) -> str | None:
@@ -66,9 +74,16 @@ def rematerialize_job(cronjob: Mapping[str, Any]) -> dict[str, Any]:
     return job_from_cronjob(cronjob, f"remat-{cronjob['metadata']['resourceVersion']}")
 
 
-def drop_job(cronjob: Mapping[str, Any]) -> dict[str, Any]:
-    """The Job that drops a retired version's online data: its CronJob's pod, running the drop (pure)."""
-    job = job_from_cronjob(cronjob, f"drop-{cronjob['metadata']['resourceVersion']}", TRIGGER_DROP)
+def drop_job(cronjob: Mapping[str, Any], failed: str | None = None) -> dict[str, Any]:
+    """The Job that drops a retired version's online data: its CronJob's pod, running the drop (pure).
+
+    failed: the Job of the attempt that failed, if this is a retry; the retry's name derives
+    from it, so a reconcile repeated after a crash finds the same retry, and its result is
+    read as a new one (status records results by Job name)."""
+    suffix = f"drop-{cronjob['metadata']['resourceVersion']}"
+    if failed:
+        suffix += "-" + hashlib.sha256(failed.encode()).hexdigest()[:6]
+    job = job_from_cronjob(cronjob, suffix, TRIGGER_DROP)
     pipeline = job["spec"]["template"]["spec"]["containers"][0]
     pipeline["command"] = ["python", "-m", DROP_MODULE]
     pipeline.pop("args", None)
@@ -86,9 +101,21 @@ def busy_versions(
     return out
 
 
-def should_drop(state: str, suspended_by_us: bool, online: bool | None, busy: bool) -> bool:
-    """Whether a version's online data is to be dropped now (pure; see the module docstring)."""
-    return state == "Retired" and suspended_by_us and online is True and not busy
+def should_drop(state: str, suspended_by_us: bool, online: bool | None, busy: bool, retry_in: float | None = None) -> bool:
+    """Whether a version's online data is to be dropped now (pure; see the module docstring).
+
+    retry_in: from `drop_retry_in`; 0 when a failed drop is due to be tried again."""
+    return state == "Retired" and suspended_by_us and not busy and (online is True or retry_in == 0)
+
+
+def drop_retry_in(last_drop: Mapping[str, Any] | None, now: datetime) -> float | None:
+    """Seconds until a failed drop is tried again (0: now), None when the last drop did not fail (pure)."""
+    if not last_drop or last_drop.get("succeeded") is not False:
+        return None
+    ended = last_drop.get("finishedAt")
+    if not ended:
+        return 0.0
+    return max(0.0, DROP_RETRY_SECONDS - (now - datetime.fromisoformat(str(ended))).total_seconds())
 
 
 def online_drop(job_name: str, succeeded: bool, result: Mapping[str, Any] | None, finished_at: str | None) -> dict[str, Any]:

@@ -3,16 +3,18 @@
 For every label row (entity key, event time) it finds the feature row of the same
 entity with the greatest event time at or before the label's — never a later one —
 or none. Entity keys (one or more columns) become dense integer codes; code and
-event time are packed into one int64, `code * time_span + (t - t_min)`,
+event time are packed into one unsigned 64-bit integer, `code * time_span + (t - t_min)`,
 so "same entity, latest time at or before" is "greatest packed key <= the label's
 packed key, still inside the label's entity range": one numpy argsort of the feature
-keys and one binary search per label.
+keys and one binary search per label. Codes and offsets are never negative, so the
+packing uses all 64 bits: 2M entities x 90 days of microseconds (~2**63.8) still fit,
+where a signed packing would need the dense ranks below (a second sort of every row).
 
 Why not DuckDB's ASOF JOIN (kept as the fallback, `join.build_sql`): its partitioned
 sort carries every payload column through the sort; the argsort of one int64 column
 (SIMD quicksort in numpy >= 2) plus the search costs a fraction of that CPU
 (bench/RESULTS.md, "Training data"). Keys that cannot be packed (the product of the
-spans would overflow int64, or the two sides' key types differ) return None, and the
+spans would overflow 64 bits, or the two sides' key types differ) return None, and the
 caller falls back.
 
 Event times arrive in nanoseconds, exactly as stored: a feature 1 ns after a label is
@@ -35,14 +37,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _INT64_LIMIT = 2**63
+_PACK_LIMIT = 2**64  # packed keys are uint64
+_NONE = np.empty(0, dtype=np.int64)
 
 
-def _as_numpy(arr: pa.ChunkedArray, fill: int) -> np.ndarray:
-    return (
-        pc.fill_null(arr, fill).to_numpy().astype(np.int64, copy=False)
-        if arr.null_count
-        else arr.to_numpy().astype(np.int64, copy=False)
-    )
+def _offsets(arr: pa.ChunkedArray, lo: int) -> np.ndarray:
+    """`arr - lo` as int64 (nulls as `lo`: offset 0), written chunk by chunk into one new
+    array: no concatenated copy of the column first (the feature side has ~50M rows)."""
+    out = np.empty(len(arr), dtype=np.int64)
+    at = 0
+    for chunk in arr.chunks:
+        n = len(chunk)
+        values = (pc.fill_null(chunk, lo) if chunk.null_count else chunk).to_numpy(zero_copy_only=False)
+        if values.dtype != np.int64:  # narrower integers, timestamps: their int64 values
+            values = values.astype(np.int64)
+        np.subtract(values, np.int64(lo), out=out[at : at + n])
+        at += n
+    return out
 
 
 def _min_max(*arrays: pa.ChunkedArray) -> tuple[int, int] | None:
@@ -66,7 +77,7 @@ def _column_codes(left: pa.ChunkedArray, right: pa.ChunkedArray) -> tuple[np.nda
         lo, hi = bounds
         if lo >= -_INT64_LIMIT and hi < _INT64_LIMIT:
             # Integers are their own codes once shifted to start at 0: no hashing needed.
-            return (_as_numpy(left, lo) - lo, _as_numpy(right, lo) - lo, hi - lo + 1)
+            return (_offsets(left, lo), _offsets(right, lo), hi - lo + 1)
     if left.type != right.type:
         return None
     try:
@@ -84,7 +95,8 @@ def packed_keys(
     feature_keys: list[pa.ChunkedArray],
     feature_time: pa.ChunkedArray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(label keys, label entity starts, label validity, feature keys) as int64, or None.
+    """(label keys, label entity starts, label validity, feature keys), or None. Keys and
+    starts are uint64 (see the module docstring).
 
     Times are int64 nanoseconds (or microseconds: any one unit on both sides). A label
     with a null key or time is not valid (it can match nothing); feature rows must have no
@@ -99,28 +111,39 @@ def packed_keys(
     key_span = 1
     for _, _, span in cols:
         key_span *= span
-    if key_span >= _INT64_LIMIT:
+    if key_span >= _PACK_LIMIT:
         return None
     bounds = _min_max(label_time, feature_time) or (0, 0)
     if bounds[1] - bounds[0] >= _INT64_LIMIT:
         return None  # the offsets themselves would overflow (times ~292 years apart)
-    lt = _as_numpy(label_time, bounds[0]) - bounds[0]
-    ft = _as_numpy(feature_time, bounds[0]) - bounds[0]
-    timed = _time_codes(lt, ft, bounds[1] - bounds[0] + 1, _INT64_LIMIT // key_span)
+    lt = _offsets(label_time, bounds[0])
+    ft = _offsets(feature_time, bounds[0])
+    timed = _time_codes(lt, ft, bounds[1] - bounds[0] + 1, _PACK_LIMIT // key_span)
     if timed is None:
         return None
     lt, ft, t_span = timed
-    # Horner's scheme over the key columns, then time: exact because key_span * t_span < 2**63.
-    # In place where possible: the feature side has millions of rows.
-    lk = np.zeros(len(label_time), dtype=np.int64)
-    fk = np.zeros(len(feature_time), dtype=np.int64)
-    for i, (lc, fc, span) in enumerate(cols):
-        lk, fk = (lc, fc) if i == 0 else (lk * span + lc, fk * span + fc)
-    l_start = lk * t_span
-    lk = lt
+    # Horner's scheme over the key columns, then time: exact because key_span * t_span < 2**64.
+    # Codes and offsets are >= 0, so viewing them as uint64 costs nothing. Each step makes
+    # one new array and drops the codes it used: the feature side has tens of millions of rows.
+    lk = np.zeros(len(label_time), dtype=np.uint64)
+    fk = np.zeros(len(feature_time), dtype=np.uint64)
+    for i in range(len(cols)):
+        lc, fc, span = cols[i]
+        cols[i] = (_NONE, _NONE, span)  # drop the codes as soon as they are folded in
+        if i == 0:
+            lk, fk = lc.view(np.uint64), fc.view(np.uint64)
+        else:
+            lk, fk = lk * np.uint64(span) + lc.view(np.uint64), fk * np.uint64(span) + fc.view(np.uint64)
+        del lc, fc
+    l_start = lk * np.uint64(t_span)
+    lk = lt.view(np.uint64)
     lk += l_start
-    fk = fk * t_span
-    fk += ft
+    if fk.flags.writeable:  # our own codes (never an Arrow buffer): scaled in place
+        fk *= np.uint64(t_span)
+    else:
+        fk = fk * np.uint64(t_span)
+    fk += ft.view(np.uint64)
+    del ft
     valid = np.ones(len(label_time), dtype=bool)
     for arr in [label_time, *label_keys]:
         if arr.null_count:

@@ -41,9 +41,11 @@ from .plan import GroupSource, JoinPlan
 from .sql import count_sql, group_keys_sql, partition_sql, spine_sql, types_sql, values_sql
 
 # Feature rows one pass of steps 1-2 holds for one group. Estimated at ~64 bytes each at the
-# peak (key, time and row-identity columns, packed keys, argsort, sorted keys); measured: the
-# whole join of 10M labels x 2 groups of 50M rows, two partitions per group, both groups in
-# flight, peaked at 6.85 GB (bench/RESULTS.md, "10x the data on one machine").
+# peak (key, time and row-identity columns, packed keys, argsort, sorted keys); measured on a
+# quiet machine: the whole join of 10M labels x 2 groups of 50M rows, both groups in flight,
+# peaked at 4.7 GB in two partitions per group and 7.1 GB in one pass (3 % faster): the
+# partitions keep the margin under 8 GB (bench/RESULTS.md, "The point-in-time join at 10M
+# labels, quiet").
 PARTITION_ROWS = 40_000_000
 
 _INTEGER_TYPES = {

@@ -110,9 +110,29 @@ async def _no_body() -> dict[str, Any]:
     return {"type": "http.disconnect"}
 
 
-def install_error_handling(app: FastAPI, max_body_bytes: int) -> None:
-    """Add our handlers and the body limit to KServe's FastAPI app (before the server starts)."""
+# How long a client is asked to wait before retrying a request the online store could not answer.
+RETRY_AFTER_SECONDS = 1
+
+
+async def _store_unavailable_handler(_: Request, exc: Exception) -> JSONResponse:
+    # The store is down or too slow for now (its socket timeout): a retryable 503, not a 500
+    # that reads like a bug in the request or the model; the readiness probe says the same.
+    return JSONResponse(
+        status_code=503,
+        content={"error": f"the online store is unavailable: {type(exc).__name__}: {exc}", "reason": "OnlineStoreUnavailable"},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def install_error_handling(app: FastAPI, max_body_bytes: int, store_unavailable: tuple[type[BaseException], ...] = ()) -> None:
+    """Add our handlers and the body limit to KServe's FastAPI app (before the server starts).
+
+    store_unavailable: the online store's transient errors (`registry.transient_errors`),
+    answered 503 with Retry-After when a lookup meets one."""
     # Starlette types every handler as taking any Exception; ours take the one they are for.
     app.add_exception_handler(RequestError, _request_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(PredictorError, _predictor_error_handler)  # type: ignore[arg-type]
+    for error in store_unavailable:
+        if issubclass(error, Exception):  # Starlette's handlers are for Exceptions (all stores' are)
+            app.add_exception_handler(error, _store_unavailable_handler)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)

@@ -33,6 +33,7 @@ from kserve.predictor_config import PredictorConfig
 from kserve.protocol.dataplane import DataPlane
 from threadpoolctl import threadpool_limits
 
+from ..store.online import transient_errors
 from .config import ServingConfig
 from .errors import install_error_handling
 from .prediction_log import LogSettings
@@ -87,8 +88,11 @@ def make_server(
     predictor_host: str | None = None,
     grpc_port: int | None = None,
     latency_logging: bool = False,
+    store_unavailable: tuple[type[BaseException], ...] = (),
 ) -> kserve.ModelServer:
-    """A ModelServer with our readiness and error handling (one per process: KServe's app is global)."""
+    """A ModelServer with our readiness and error handling (one per process: KServe's app is global).
+
+    store_unavailable: the online store's transient errors, answered 503 (errors.py)."""
     predictor_config = PredictorConfig(predictor_host=predictor_host, predictor_protocol="v1") if predictor_host else None
     kwargs: dict[str, Any] = {
         "http_port": http_port,
@@ -102,7 +106,7 @@ def make_server(
         kwargs["predictor_config"] = predictor_config
     server = kserve.ModelServer(**kwargs)
     server.dataplane = RevisionDataPlane(model_registry=server.registered_models)
-    install_error_handling(kserve_app, max_body_bytes)
+    install_error_handling(kserve_app, max_body_bytes, store_unavailable)
     kserve_app.add_middleware(RequestIdMiddleware)  # added last: outermost of ours, so every answer has the id
     return server
 
@@ -171,7 +175,13 @@ def serve(
     """Load the revision and serve until SIGTERM/SIGINT (blocking; call from the main thread)."""
     if role == "transformer" and not predictor_host:
         raise ValueError("role transformer needs --predictor_host host:port")
-    server = make_server(http_port, max_body_bytes=config.max_body_bytes, predictor_host=predictor_host, grpc_port=grpc_port)
+    server = make_server(
+        http_port,
+        max_body_bytes=config.max_body_bytes,
+        predictor_host=predictor_host,
+        grpc_port=grpc_port,
+        store_unavailable=transient_errors(online_store) if online_store else (),
+    )
     model = build_model(role, config, artifact_store, online_store, prediction_log)
     limit_threads(config)  # after loading: the limit applies to the libraries loaded so far
     # Registered even when not ready: the server stays up and its readiness says why.

@@ -9,7 +9,7 @@ it, and the drop Job's pod reports what it dropped as `python -m fti_pipelines.f
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,8 +17,8 @@ from fti_operator.config import OperatorConfig
 from fti_operator.local.lookups import ScanLookups
 from fti_operator.local.memkube import MemKube
 from fti_operator.reconcile import Context, feature, inference
-from fti_operator.reconcile.feature_jobs import DROP_AFTER_SECONDS, DROP_MODULE
-from support.memkube_rollouts import NS, apply_fp, finish_job, get, isvc, kserve, reconcile_isvc, tp
+from fti_operator.reconcile.feature_jobs import DROP_AFTER_SECONDS, DROP_MODULE, DROP_RETRY_SECONDS
+from support.memkube_rollouts import NS, Clock, apply_fp, finish_job, get, isvc, kserve, reconcile_isvc, tp
 
 T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 
@@ -113,6 +113,47 @@ def test_a_retired_versions_online_data_is_dropped_once_by_a_job_of_its_own(env)
     reconcile_fp(ctx)  # settled: no Job, no Event, no write
     assert kube.writes() == before and len(jobs(kube, "drop-online")) == 1
     assert versions(kube)[2]["online"] is True and "onlineDrop" not in versions(kube)[2], "the Active version is kept"
+
+
+def test_a_failed_drop_is_tried_again_by_a_job_of_its_own_once_its_retry_is_due() -> None:
+    kube, clock = MemKube(clock=lambda: T0), Clock()
+    clock.now = datetime(2026, 12, 4, 10, 5, tzinfo=UTC)  # when the drop Jobs below end
+    ctx = Context(kube, ScanLookups(kube), OperatorConfig(image_tag="test"), clock=clock)
+    retire_v1(kube, ctx)
+    reconcile_fp(ctx)
+    reconcile_fp(ctx)
+    [first] = jobs(kube, "drop-online")
+    finish_job(kube, first["metadata"]["name"], {"reason": "StoreUnavailable", "error": "redis: connection refused"}, failed=True)
+    result = feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+    v1 = versions(kube)[1]
+    assert v1["onlineDrop"]["succeeded"] is False and "connection refused" in v1["onlineDrop"]["message"]
+    assert v1["online"] is False and len(events(kube, "OnlineDropFailed")) == 1
+    assert result.requeue_after == DROP_RETRY_SECONDS, "the next attempt is asked for, not left to chance"
+    clock.now += timedelta(seconds=DROP_RETRY_SECONDS / 2)
+    before = kube.writes()
+    result = feature.reconcile(ctx, get(kube, "featurepipelines", "g"))  # not due yet: nothing, and the wait asked for
+    assert kube.writes() == before and len(jobs(kube, "drop-online")) == 1
+    assert result.requeue_after == DROP_RETRY_SECONDS / 2
+    clock.now += timedelta(seconds=DROP_RETRY_SECONDS / 2)
+    reconcile_fp(ctx)
+    retry = next(j for j in jobs(kube, "drop-online") if j["metadata"]["name"] != first["metadata"]["name"])
+    assert len(jobs(kube, "drop-online")) == 2 and retry["spec"] == first["spec"], "the same pod, in a Job of its own"
+    reconcile_fp(ctx)  # repeated (a crash, another event): the same retry is found, not made again
+    assert len(jobs(kube, "drop-online")) == 2
+    finish_job(kube, retry["metadata"]["name"], {"onlineDropped": True, "onlineKeysDropped": 7}, "2026-12-04T10:16:00Z")
+    result = feature.reconcile(ctx, get(kube, "featurepipelines", "g"))
+    v1 = versions(kube)[1]
+    assert v1["onlineDrop"] == {
+        "job": retry["metadata"]["name"],
+        "succeeded": True,
+        "keysDropped": 7,
+        "finishedAt": "2026-12-04T10:16:00Z",
+    }
+    assert v1["online"] is False and len(events(kube, "OnlineDataDropped")) == 1 and result.requeue_after is None
+    clock.now += timedelta(days=1)
+    before = kube.writes()
+    reconcile_fp(ctx)  # dropped: no attempt more
+    assert kube.writes() == before and len(jobs(kube, "drop-online")) == 2
 
 
 def test_a_needed_version_is_never_dropped_and_a_rollback_waits_for_a_running_drop(env) -> None:

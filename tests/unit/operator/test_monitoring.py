@@ -17,11 +17,16 @@ from fti_operator.api.identity import ANNOTATION_RUN, ANNOTATION_TRIGGER, ANNOTA
 from fti_operator.reconcile import training
 from fti_operator.render.training import training_hash
 from fti_operator.versions.monitoring import decide_retrain, drift_condition, keep_requests, report_revisions
+from support.memkube_rollouts import NS, T0, fp, get, kserve, reconcile_isvc, rollout_env, tp
 
 from .fixtures_resources import ISVC_ONLINE, variant
-from .test_reconcile_rollouts import NS, T0, env, fp, get, kserve, reconcile_isvc, tp  # noqa: F401 (env: fixture)
 
 MONITORING = {"minRows": 100, "drift": {"threshold": 0.2}, "onDrift": "retrain", "retrain": {"cooldown": "6h", "maxPerDay": 2}}
+
+
+@pytest.fixture
+def env():
+    return rollout_env()
 
 
 def test_spec_defaults_and_errors_name_the_field() -> None:
@@ -145,7 +150,7 @@ def reasons(kube) -> list[str]:
     return [e["reason"] for e in kube.list("v1", "events", NS)]
 
 
-def test_reports_drift_and_retraining_once_per_report_within_the_cooldown(env) -> None:  # noqa: F811
+def test_reports_drift_and_retraining_once_per_report_within_the_cooldown(env) -> None:
     kube, ctx, clock = env
     fp(kube, 1, {1: "g-1"})
     trained = tp(kube, {1: 1})

@@ -8,7 +8,7 @@ as KServe writes it (tests/controlplane/kserve.py writes the same shapes on the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -16,40 +16,14 @@ from fti_operator.config import OperatorConfig
 from fti_operator.local.lookups import ScanLookups
 from fti_operator.local.memkube import MemKube
 from fti_operator.reconcile import Context, feature
-from support.memkube_rollouts import NS, apply_fp, get, isvc, kserve, reconcile_isvc, tp
+from support.memkube_rollouts import NS, T0, Clock, fp, get, isvc, kserve, reconcile_isvc, rollout_env, tp
 
-T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 FV1, FV2 = [("g", 1)], [("g", 2)]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
 def env():
-    kube, clock = MemKube(clock=lambda: T0), Clock()
-    ctx = Context(kube, ScanLookups(kube), OperatorConfig(image_tag="test"), clock=clock)
-    return kube, ctx, clock
-
-
-def fp(kube: MemKube, version: int, runs: dict[int, str]) -> dict:
-    apply_fp(kube, version)
-    status = {
-        "versions": [
-            {
-                "version": v,
-                "state": "Active" if v == version else "Retained",
-                "lastRun": {"job": job, "succeeded": True, "rowsWritten": 10, "watermark": "2026-12-01T00:00:00Z"},
-            }
-            for v, job in runs.items()
-        ]
-    }
-    return kube.patch("fti.dev/v1alpha1", "featurepipelines", NS, "g", {"status": status}, subresource="status")
+    return rollout_env()
 
 
 def child_model(kube: MemKube) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from fti_pipelines.contract import PipelineError
 from fti_pipelines.feature_view import JoinPlan, point_in_time_join, source_from_files
-from fti_pipelines.feature_view.asof import asof_positions
+from fti_pipelines.feature_view.asof import asof_positions, packed_keys
 
 T0 = pd.Timestamp(2026, 9, 1, tz="UTC")
 
@@ -71,6 +71,27 @@ def test_integer_keys_match_the_duckdb_asof_join_row_for_row(tmp_path):
     labels, feats = random_frames(np.random.default_rng(1), 3000, 15000, 60)
     out = both(plan(tmp_path, labels, feats, ["cc"]))
     assert out.num_rows == len(labels) and out["value"].null_count > 0
+
+
+def test_keys_past_2_63_still_match_the_duckdb_asof_join(tmp_path):
+    # Entity ids spread over 12,801 values x ~1.1e15 ns of event times: the packed keys need
+    # the 64th bit (~1.4e19), and random nanoseconds leave no coarser unit to fall back to.
+    rng = np.random.default_rng(9)
+    labels, feats = random_frames(rng, 3000, 15000, 60, key=lambda e: e * 200)
+    labels["event_time"] += pd.to_timedelta(rng.integers(1, 1000, len(labels)), unit="ns")
+    feats["event_time"] += pd.to_timedelta(rng.integers(1, 1000, len(feats)), unit="ns")
+    feats = feats.drop_duplicates(["cc", "event_time"]).reset_index(drop=True)
+    out = both(plan(tmp_path, labels, feats, ["cc"]))
+    assert out.num_rows == len(labels) and out["value"].null_count > 0
+
+    def column(values) -> pa.ChunkedArray:
+        return pa.chunked_array([pa.array(np.asarray(values, dtype=np.int64))])
+
+    def ns(times) -> pa.ChunkedArray:
+        return column(times.astype("int64"))
+
+    packed = packed_keys([column(labels.cc)], ns(labels.event_time), [column(feats.cc)], ns(feats.event_time))
+    assert packed is not None and int(packed[3].max()) >= 2**63
 
 
 def test_string_keys_match_the_duckdb_asof_join(tmp_path):

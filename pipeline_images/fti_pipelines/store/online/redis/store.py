@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from urllib.parse import parse_qs, urlparse
 
 import redis
 
@@ -24,6 +25,22 @@ from .reader import MANY_LUA, entity_reader_on
 from .write import RedisStagedWrite, unlink_matching
 
 MANY_CHUNK = 1000  # entities per get_many script call: a script blocks the server while it runs
+# redis-py's default changed across releases (none in 5.x, 5 s in 8.x): without one a server
+# that stops answering would hang a pipeline or a request for good, and with 5 s a large
+# pipelined write fails on a busy server. Ours, unless the URI names its own
+# (`?socket_timeout=0.5&socket_connect_timeout=2`): writes send large pipelines, so they get
+# longer than the per-request entity readers of a model server, whose timeout becomes a
+# retryable 503 (docs/stores.md, "Timeouts").
+CONNECT_TIMEOUT = 5.0
+WRITE_TIMEOUT = 60.0
+READ_TIMEOUT = 2.0
+
+
+def _timeouts(uri: str) -> tuple[dict[str, float], bool]:
+    """Our defaults for what the URI leaves unset, and whether it sets the socket timeout itself."""
+    named = parse_qs(urlparse(uri).query)
+    ours = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": WRITE_TIMEOUT}
+    return {k: v for k, v in ours.items() if k not in named}, "socket_timeout" in named
 
 
 def _text(value: bytes | str) -> str:
@@ -36,7 +53,8 @@ class RedisOnlineStore(OnlineStore):
 
     def __init__(self, uri: str, client: redis.Redis | None = None):
         self.uri = uri
-        self._r = client or redis.Redis.from_url(uri)
+        defaults, self._timeout_named = _timeouts(uri)
+        self._r = client or redis.Redis.from_url(uri, **defaults)
         self._reader: redis.Redis | None = None  # entity readers' own connection, made on first use
 
     # -- metadata -----------------------------------------------------------------------
@@ -88,8 +106,13 @@ class RedisOnlineStore(OnlineStore):
         """
         if self._reader is None:
             pool = self._r.connection_pool  # the same server, TLS and credentials as the store's client
+            kwargs = dict(pool.connection_kwargs)
+            if not self._timeout_named:
+                kwargs["socket_timeout"] = READ_TIMEOUT
+                if "orig_socket_timeout" in kwargs:  # redis-py 8 keeps it to restore after maintenance
+                    kwargs["orig_socket_timeout"] = READ_TIMEOUT
             self._reader = redis.Redis(
-                connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs),
+                connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs),
                 single_connection_client=True,
             )
         return entity_reader_on(self._reader, self, reads)
