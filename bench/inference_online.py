@@ -9,7 +9,8 @@ The servers run side by side in subprocesses, one uvicorn worker each, the same 
   bare   a minimal kserve.Model that gets the full ordered feature row and calls predict_proba
   bare const  the same minimal kserve.Model answering a constant: the floor of KServe's request path
 Sequential keep-alive requests (httpx), one row each, interleaved in blocks so both see the
-same machine noise; then wrk (8 connections, 30 s) against each for throughput and errors.
+same machine noise; then wrk (8 connections, 30 s) against ours, bare and the floor for
+throughput at saturation and errors.
 `--model example` serves the fraud example's HistGradientBoosting model (compiled to numpy
 tree traversal) instead of the fixture's linear one (ONNX Runtime), to both servers.
 `--multi N` adds "ours v1 xN": requests of N instances (distinct cards), interleaved
@@ -281,6 +282,7 @@ def main() -> None:
         if args.wrk_seconds > 0:
             results["wrk ours v1"] = run_wrk(urls["ours v1"], ours_bodies[:2000], args.wrk_seconds, workdir, "ours")
             results["wrk bare v1"] = run_wrk(urls["bare v1"], bare_bodies[:2000], args.wrk_seconds, workdir, "bare")
+            results["wrk bare const v1"] = run_wrk(urls["bare const v1"], bare_bodies[:2000], args.wrk_seconds, workdir, "const")
         print(json.dumps({"cards": args.cards, "model": args.model, "load": os.getloadavg(), "results": results}, indent=1))
     finally:
         for p in procs:

@@ -27,7 +27,7 @@ to sklearn, so answers and errors stay sklearn's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,6 +265,16 @@ class TreeModel:
     tolerance: float = TREE_TOLERANCE
 
     max_rows: int = TREE_MAX_ROWS
+    # TreeEnsemble.row_proba(), kept when it gives `proba`'s bits on the probing rows.
+    row: Callable[[np.ndarray], list[float]] | None = None
+
+    def proba_row(self, row: Sequence[Any]) -> list[float] | None:
+        """`proba` of one served row as Python floats; None where `proba` must answer."""
+        one_row = self.features.one_row
+        if self.row is None or one_row is None:
+            return None
+        X = one_row(row)
+        return None if X is None else self.row(X[0])
 
     def proba(self, rows: Rows) -> np.ndarray | None:
         X = self.features.transform(rows) if len(rows) <= self.max_rows else None
@@ -281,6 +291,34 @@ def _equal_on(name: str, got: np.ndarray | None, expected: np.ndarray, bound: fl
     diff = float(np.max(np.abs(got - expected), initial=0.0, where=~np.isnan(expected)))
     if not diff <= bound or not np.array_equal(np.isnan(got), np.isnan(expected)):
         raise NotCompilable(f"compiled and sklearn {name} differ by {diff:.3g} on probing rows (> {bound})")
+
+
+def one_row_agrees(features: Features, rows: np.ndarray) -> bool:
+    """Keep the one-row feature path only if it gives the batch path's bits on every probing row."""
+    if features.one_row is None:
+        return False
+    batch = features.transform(rows)
+    for i, row in enumerate(rows.tolist()):
+        got = features.one_row(row)
+        if got is not None and (batch is None or got[0].tobytes() != batch[i].tobytes()):  # bit for bit
+            log.info("one-row feature path off: it differs from the batch path on a probing row")
+            features.one_row = None
+            return False
+    return True
+
+
+def row_proba_agrees(model: TreeModel, rows: np.ndarray) -> Callable[[np.ndarray], list[float]] | None:
+    """The ensemble's one-row proba if it gives the batch `proba`'s bits on every probing row."""
+    row = model.ensemble.row_proba()
+    X = model.features.transform(rows)
+    expected = model.proba(rows)
+    if row is None or X is None or expected is None:
+        return None
+    for i in range(len(rows)):
+        if np.asarray(row(X[i]), dtype=np.float64).tobytes() != expected[i].tobytes():
+            log.info("one-row tree proba off: it differs from the batch path on a probing row")
+            return None
+    return row
 
 
 def _compile_trees(pipeline: Any, width: int, kinds: list[str]) -> TreeModel:
@@ -302,6 +340,8 @@ def _compile_trees(pipeline: Any, width: int, kinds: list[str]) -> TreeModel:
                 raise NotCompilable("compiled and sklearn pick different classes on probing rows")
         else:
             _equal_on("predictions", model.predict(rows), pipeline.predict(rows), model.tolerance)
+        if one_row_agrees(model.features, rows[:256]) and hasattr(pipeline, "predict_proba"):
+            model.row = row_proba_agrees(model, rows[:256])
     model.max_rows = TREE_MAX_ROWS
     return model
 

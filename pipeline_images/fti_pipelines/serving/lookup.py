@@ -10,30 +10,20 @@ flagged per instance — never silently.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from itertools import product
+from math import prod
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from ..store.online import EntityRead, EntityReader
 from .errors import bad_field, too_large, unknown_entity
 from .metrics import PENDING_CAP, RevisionMetrics
-from .plan import ANY, BOOL, NUMBER, STRING, LookupPlan
+from .plan import ANY, LookupPlan
+from .values import FAST_TYPES, check_value, event_time_seconds, type_name
 
-_KIND_TEXT = {NUMBER: "a number", STRING: "a string", BOOL: "a boolean"}
-# Exact types check_value accepts as they are, for each (kind, integer): a value of one of
-# them skips the call (floats still need the finiteness test, done inline). Anything
-# else, subclasses included, goes through check_value, which stays the one authority.
-_FAST_TYPES = {
-    (NUMBER, True): frozenset({int}),
-    (NUMBER, False): frozenset({int, float}),
-    (STRING, False): frozenset({str}),
-    (BOOL, False): frozenset({bool}),
-    (ANY, False): frozenset({int, float, str, bool}),
-}
-
+__all__ = ["FeatureLookup", "LookupResult", "check_value", "entity_reads", "event_time_seconds", "fetch_columns"]
 
 NAN = float("nan")
 # Instances between two checks of the buffered histograms (metrics.py): an instance adds at
@@ -41,8 +31,9 @@ NAN = float("nan")
 SETTLE_EVERY = PENDING_CAP // 4
 
 
-@dataclass(slots=True)
-class LookupResult:
+class LookupResult(NamedTuple):
+    """A tuple, so the one-instance path builds it in one C call (`_new_result`)."""
+
     rows: list[list[Any]]  # one row per instance, model input order
     defaulted: list[tuple[str, ...]]  # per instance: the columns filled with defaults for a missing entity
     keys: list[dict[str, Any]]  # per instance: its entity keys (for the prediction log)
@@ -51,58 +42,6 @@ class LookupResult:
     def defaults_used(self) -> list[bool]:
         """Per instance: True when a missing entity was filled with defaults."""
         return [bool(d) for d in self.defaulted]
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def check_value(value: Any, kind: str, field: str, integer: bool = False) -> Any:
-    """The value if it has the expected kind, else a 400 naming `field`."""
-    if value is None:
-        raise bad_field(field, "is required (got null)")
-    if kind == NUMBER:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad_field(field, f"expected {'an integer' if integer else 'a number'}, got {_type_name(value)}")
-        if integer and not isinstance(value, int):
-            raise bad_field(field, f"expected an integer, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise bad_field(field, f"expected a finite number, got {value!r}")
-        return value
-    if kind == STRING:
-        if not isinstance(value, str):
-            raise bad_field(field, f"expected a string, got {_type_name(value)}")
-        return value
-    if kind == BOOL:
-        if not isinstance(value, bool):
-            raise bad_field(field, f"expected a boolean, got {_type_name(value)}")
-        return value
-    if isinstance(value, (dict, list)):
-        raise bad_field(field, f"expected a scalar, got {_type_name(value)}")
-    return value
-
-
-def event_time_seconds(value: Any) -> float | None:
-    """Epoch seconds of a stored event time (datetime, ISO string or epoch number)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        v = float(value)
-        # Heuristic by magnitude: seconds, milliseconds, microseconds, nanoseconds since 1970.
-        for scale in (1.0, 1e3, 1e6, 1e9):
-            if v < 1e11 * scale:
-                return v / scale
-        return None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed.timestamp() if parsed.tzinfo else parsed.replace(tzinfo=UTC).timestamp()
-    ts = getattr(value, "timestamp", None)  # pandas.Timestamp and friends
-    return ts() if callable(ts) else None
 
 
 def fetch_columns(group: Any) -> list[str]:
@@ -129,7 +68,11 @@ class FeatureLookup:
     """Turns validated instances into rows; one object per served revision.
 
     Each instance is read with one `entity_reader` call covering every feature group
-    (one SQLite statement, one Redis round trip).
+    (one SQLite statement, one Redis round trip). A one-instance request of the usual
+    shape (one entity key, values of the expected exact types, the entity in every
+    group) takes a path specialised when the lookup is built (`_one_instance`): the same
+    checks, reads and metrics in the fewest Python steps; anything else, errors and
+    defaults included, goes the general way.
     """
 
     def __init__(
@@ -142,7 +85,10 @@ class FeatureLookup:
         max_instances: int = 1000,
         metrics: RevisionMetrics | None = None,
         reader: EntityReader | None = None,
+        specialise: bool = True,
     ):
+        """`specialise=False` keeps every request on the general path (the reference the
+        specialised one-instance path is tested against)."""
         self.plan = plan
         self.store = store
         self.missing_entity = missing_entity
@@ -152,33 +98,24 @@ class FeatureLookup:
         self._width = plan.width
         # (field, kind, integer, types accepted as they are) for the caller-sent fields.
         self._key_checks = tuple(
-            (k, kind, integer, _FAST_TYPES.get((kind, integer), frozenset()))
+            (k, kind, integer, FAST_TYPES.get((kind, integer), frozenset()))
             for k in plan.entity_keys
             for kind, integer in [(plan.kinds.get(k, ANY), k in plan.integer_keys)]
         )
         self._request_checks = tuple(
-            (c, pos, kind, _FAST_TYPES.get((kind, False), frozenset()))
+            (c, pos, kind, FAST_TYPES.get((kind, False), frozenset()))
             for c, pos in plan.request_features
             for kind in [plan.kinds.get(c, ANY)]
-        )
-        self._group_reads = tuple(
-            (
-                g,
-                tuple(g.primary_key),
-                fetch_columns(g),
-                tuple(zip(g.columns, g.positions, strict=True)),
-                tuple(self.defaults.get(c) for c in g.columns),
-                metrics.age[g.label].observe if metrics is not None and g.event_time else None,
-                g.event_time,
-            )
-            for g in plan.groups
         )
         # The entity reader's flat answer, per group: presence slot, then fetch_columns(g).
         self._reads = entity_reads(plan)
         entity, at = [], 0
-        for (g, _, cols, _, default_values, observe_age, event_time), r in zip(self._group_reads, self._reads, strict=True):
+        for g, r in zip(plan.groups, self._reads, strict=True):
+            cols = fetch_columns(g)
             placed = tuple((at + 1 + cols.index(c), pos) for c, pos in zip(g.columns, g.positions, strict=True))
-            seen_at = at + 1 + cols.index(event_time) if event_time else None
+            default_values = tuple(self.defaults.get(c) for c in g.columns)
+            observe_age = metrics.age[g.label].observe if metrics is not None and g.event_time else None
+            seen_at = at + 1 + cols.index(g.event_time) if g.event_time else None
             entity.append((g, at, placed, default_values, observe_age, seen_at, bool(r.micros)))
             at += 1 + len(cols)
         self._entity_groups = tuple(entity)
@@ -190,10 +127,11 @@ class FeatureLookup:
         # buffered series' size every SETTLE_EVERY instances rather than on every request.
         self._observe_lookup = metrics.lookup.observe if metrics is not None else None
         self._until_settle = SETTLE_EVERY
+        self._one = self._one_instance() if specialise else None
 
     def validate(self, instances: Any, field: str = "instances") -> Sequence[Mapping[str, Any]]:
         if not isinstance(instances, list):
-            raise bad_field(field, f"expected a list of objects, got {_type_name(instances)}")
+            raise bad_field(field, f"expected a list of objects, got {type_name(instances)}")
         if not instances:
             raise bad_field(field, "is empty: send at least one instance")
         if len(instances) > self.max_instances:
@@ -202,25 +140,37 @@ class FeatureLookup:
 
     def lookup(self, instances: Sequence[Mapping[str, Any]], field: str = "instances") -> LookupResult:
         """Validate, read the online store, and build rows. Raises RequestError (4xx)."""
+        one = self._one
+        if one is not None and len(instances) == 1:  # the online case
+            result = one(instances[0], field)
+            if result is not None:
+                return result
         started = time.perf_counter()
         n = len(instances)
-        if n == 1 and self._entity_groups:  # the online case, kept to the fewest Python steps
-            row: list[Any] = [None] * self._width
-            rows = [row]
-            keys_by_instance = [self._checked(instances[0], 0, row, field)]
-            defaulted = [self._read_entity(keys_by_instance[0], row, field)]
+        rows = [[None] * self._width for _ in range(n)]
+        # Every instance is checked before any read, so a malformed one is a 400 at no store cost.
+        keys_by_instance = [self._checked(inst, i, rows[i], field) for i, inst in enumerate(instances)]
+        # One entity read per instance over every group (one prepared statement / one Redis
+        # round trip each): cheaper than a batched read per group, which decodes generic
+        # rows and parses event times (bench/RESULTS.md, multi-instance requests).
+        if self._entity_groups:
+            read = self.reader()
+            defaulted = [self._place(read(keys), keys, rows[i], field, i) for i, keys in enumerate(keys_by_instance)]
         else:
-            rows = [[None] * self._width for _ in range(n)]
-            # Every instance is checked before any read, so a malformed one is a 400 at no store cost.
-            keys_by_instance = [self._checked(inst, i, rows[i], field) for i, inst in enumerate(instances)]
-            # One entity read per instance over every group (one prepared statement / one Redis
-            # round trip each): cheaper than a batched read per group, which decodes generic
-            # rows and parses event times (bench/RESULTS.md, multi-instance requests).
-            defaulted = (
-                [self._read_entity(keys, rows[i], field, i) for i, keys in enumerate(keys_by_instance)]
-                if self._entity_groups
-                else [()] * n
-            )
+            defaulted = [()] * n
+        return self._finish(rows, defaulted, keys_by_instance, started)
+
+    def reader(self) -> EntityReader:
+        """The entity reader, built on first use: a revision that is not ready has nothing to read yet."""
+        read = self._read
+        if read is None:
+            read = self._read = self.store.entity_reader(self._reads)
+        return read
+
+    def _finish(
+        self, rows: list[list[Any]], defaulted: list[tuple[str, ...]], keys: list[dict[str, Any]], started: float
+    ) -> LookupResult:
+        """Stored nulls in numeric columns as NaN, the latency observed: the result."""
         for row in rows:  # stored nulls in numeric columns reach the model as NaN, not None
             if None in row:
                 for pos in self._numeric:
@@ -229,12 +179,19 @@ class FeatureLookup:
         observe = self._observe_lookup
         if observe is not None:
             observe(time.perf_counter() - started)
-            self._until_settle -= n
-            if self._until_settle <= 0:
-                self._until_settle = SETTLE_EVERY
-                assert self.metrics is not None
-                self.metrics.settle()
-        return LookupResult(rows, defaulted, keys_by_instance)
+            self._observed(len(rows))
+        return LookupResult(rows, defaulted, keys)
+
+    def _observed(self, n: int) -> None:
+        """Count n instances observed; every SETTLE_EVERY, fold the series that grew too long."""
+        self._until_settle -= n
+        if self._until_settle <= 0:
+            self._settle()
+
+    def _settle(self) -> None:
+        self._until_settle = SETTLE_EVERY
+        assert self.metrics is not None
+        self.metrics.settle()
 
     def _checked(self, inst: Any, i: int, row: list[Any], field: str) -> dict[str, Any]:
         """The instance's entity keys; its request features go into `row`. RequestError (400) if malformed."""
@@ -242,7 +199,7 @@ class FeatureLookup:
             raise bad_field(
                 f"{field}[{i}]",
                 f"expected an object with {list(self.plan.entity_keys)} and "
-                f"{[c for c, _ in self.plan.request_features]}, got {_type_name(inst)}",
+                f"{[c for c, _ in self.plan.request_features]}, got {type_name(inst)}",
             )
         keys = {}
         for key, kind, integer, fast in self._key_checks:
@@ -263,12 +220,8 @@ class FeatureLookup:
             row[pos] = value
         return keys
 
-    def _read_entity(self, keys: dict[str, Any], row: list[Any], field: str, i: int = 0) -> tuple[str, ...]:
+    def _place(self, flat: Sequence[Any], keys: dict[str, Any], row: list[Any], field: str, i: int) -> tuple[str, ...]:
         """Fill `row` from one entity read over every group; the columns defaults filled (a missing entity)."""
-        read = self._read
-        if read is None:  # built on first use: a revision that is not ready has nothing to read yet
-            read = self._read = self.store.entity_reader(self._reads)
-        flat = read(keys)
         now = time.time()
         defaulted: tuple[str, ...] = ()
         for group, present, placed, default_values, observe_age, seen_at, micros in self._entity_groups:
@@ -299,3 +252,110 @@ class FeatureLookup:
             )
         if self.metrics is not None:
             self.metrics.defaulted[group.label].inc()
+
+    def _one_instance(self) -> Callable[[Any, str], LookupResult | None] | None:
+        """The one-instance lookup specialised for this plan, or None when the plan's shape has none.
+
+        The shape: one entity key and at least one feature group. Built here once: one
+        C-level pick of the sent values, their exact types checked as one tuple against
+        every accepted combination, the row assembled by one C-level pick from the sent
+        values and the reader's answer. It answers None, before reading the store, for
+        anything the general path must judge (not a dict, a missing field, any other type,
+        a non-finite float): that path then answers or raises as always. An entity
+        missing from a group goes to the general path's placement with the row already
+        read, so a 404 and the defaults behave (and count) exactly as there.
+        """
+        if len(self._key_checks) != 1 or not self._entity_groups:
+            return None
+        ((key, _, _, key_types),) = self._key_checks
+        names = (key, *(c for c, _, _, _ in self._request_checks))
+        accepted = [key_types, *(fast for _, _, _, fast in self._request_checks)]
+        if not all(accepted) or prod(len(a) for a in accepted) > 256:  # e.g. several ANY-kind fields
+            return None
+        allowed = frozenset(product(*accepted))
+        floats = tuple(i for i, a in enumerate(accepted) if float in a)  # need the finiteness test
+        # Row position -> index into (sent values..., the reader's flat answer...).
+        source: list[int | None] = [None] * self._width
+        for i, (_, pos, _, _) in enumerate(self._request_checks, start=1):
+            source[pos] = i
+        for _, _, placed, _, _, _, _ in self._entity_groups:
+            for at, pos in placed:
+                source[pos] = len(names) + at
+        at_of = [s for s in source if s is not None]
+        if len(at_of) != len(source):
+            return None
+        pick: Callable[[Mapping[str, Any]], tuple] = itemgetter(*names) if len(names) > 1 else (lambda inst: (inst[key],))
+        order: Callable[[tuple], tuple] = itemgetter(*at_of) if len(at_of) > 1 else (lambda src: (src[at_of[0]],))
+        presents = tuple(present for _, present, _, _, _, _, _ in self._entity_groups)
+        # Feature ages: event times read as epoch microseconds (the usual case), and others.
+        ages = tuple(
+            (seen_at, observe)
+            for _, _, _, _, observe, seen_at, micros in self._entity_groups
+            if observe is not None and seen_at is not None and micros
+        )
+        parsed_ages = tuple(
+            (seen_at, observe)
+            for _, _, _, _, observe, seen_at, micros in self._entity_groups
+            if observe is not None and seen_at is not None and not micros
+        )
+        new_result = tuple.__new__
+        numeric = self._numeric
+        observe_lookup = self._observe_lookup
+        clock, wall = time.perf_counter, time.time
+        read: EntityReader | None = None
+
+        def one(inst: Any, field: str) -> LookupResult | None:
+            nonlocal read
+            started = clock()
+            if type(inst) is not dict:
+                return None
+            try:
+                values = pick(inst)
+            except KeyError:
+                return None
+            types = tuple(map(type, values))
+            if types not in allowed:
+                return None
+            for i in floats:
+                if types[i] is float and values[i] - values[i] != 0.0:  # inf - inf and NaN are not 0
+                    return None
+            keys = {key: values[0]}
+            if read is None:
+                read = self.reader()
+            flat = read(keys)
+            for present in presents:
+                if flat[present] is None:
+                    return self._one_missing(inst, keys, flat, field, started)
+            row = list(order((*values, *flat)))
+            if None in row:  # stored nulls in numeric columns reach the model as NaN, not None
+                for pos in numeric:
+                    if row[pos] is None:
+                        row[pos] = NAN
+            if ages or parsed_ages:
+                now = wall()
+                for seen_at, observe_age in ages:
+                    seen = flat[seen_at]
+                    if seen is not None:
+                        age = now - seen * 1e-6
+                        observe_age(age if age > 0.0 else 0.0)  # noqa: FURB136 - max(0.0, age) without a call
+                for seen_at, observe_age in parsed_ages:
+                    seen = event_time_seconds(flat[seen_at])
+                    if seen is not None:
+                        age = now - seen
+                        observe_age(age if age > 0.0 else 0.0)  # noqa: FURB136 - max(0.0, age) without a call
+            if observe_lookup is not None:
+                observe_lookup(clock() - started)
+                self._until_settle -= 1  # _observed(1), inline
+                if self._until_settle <= 0:
+                    self._settle()
+            return new_result(LookupResult, ([row], [()], [keys]))
+
+        return one
+
+    def _one_missing(
+        self, inst: dict[str, Any], keys: dict[str, Any], flat: Sequence[Any], field: str, started: float
+    ) -> LookupResult:
+        """The specialised path's entity missing from a group: the general placement of what it read."""
+        row: list[Any] = [None] * self._width
+        self._checked(inst, 0, row, field)  # the values passed already: this only places them
+        return self._finish([row], [self._place(flat, keys, row, field, 0)], [keys], started)

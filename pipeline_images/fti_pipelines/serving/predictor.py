@@ -75,6 +75,12 @@ class Scorer:
         """(predictions, labels): P(positive) and labels, or labels only for a model without proba."""
         if not self.has_proba:
             return self.predict(rows).tolist(), None
+        if len(rows) == 1 and isinstance(self.compiled, TreeModel):  # one row, as served online
+            one = self.compiled.proba_row(rows[0])
+            # Two classes (proba_row exists for binary models only); NaN: numpy's argmax decides.
+            if one is not None and one[0] == one[0] and one[1] == one[1]:
+                best = 0 if one[0] >= one[1] else 1  # the first of equal maxima, as argmax
+                return [one[1]], [self.classes[best] if self.classes is not None else best]
         p = self.proba(rows)
         best = p.argmax(axis=1).tolist()
         labels = [self.classes[i] for i in best] if self.classes is not None else best

@@ -204,9 +204,87 @@ class Features:
             raise NotCompilable("more than one step between the ColumnTransformer and the model")
         # The imputer refuses infinity (log1p(-1) = -inf); so do sklearn's float32 trees.
         self.allow_inf = allow_inf and self.fill_values is None
+        self.one_row: Callable[[Sequence[Any]], np.ndarray | None] | None = self._one_row()
+
+    def _one_row(self) -> Callable[[Sequence[Any]], np.ndarray | None]:
+        """`transform` of one row (a list, as served online), in the fewest numpy calls.
+
+        The numeric cells are cast once (`float(v)`, numpy's cast of an object); a numeric
+        branch with steps runs them on a fresh float64 array of its values (the same ufuncs
+        on the same fresh contiguous values as the batch path's block, so the same bits),
+        a bare float cast needs no array; the encoders, the imputer's fill and the
+        infinity test work on Python floats, and the row becomes one (1, n_out) array.
+        It answers None where the batch path must judge (a cell of any other type, an
+        infinite number, a row of the wrong length): `transform` then runs that path.
+        """
+        numeric_positions: list[int] = []
+        spans: list[tuple[int, int, tuple[Step, ...], int]] = []  # numeric slice [a, b), steps, output column
+        cells: list[tuple[int, int, dict[str, int], bool, bool, float]] = []  # encoded input position, ...
+        for branch in self.branches:
+            if branch.encoder is None:
+                a = len(numeric_positions)
+                numeric_positions += branch.positions
+                spans.append((a, len(numeric_positions), tuple(branch.numeric), branch.at))
+                continue
+            enc, at = branch.encoder, branch.at
+            for j, pos in enumerate(branch.positions):
+                cells.append((pos, at, enc.codes[j], enc.onehot, enc.unknown_ok, getattr(enc, "unknown_value", 0.0)))
+                at += enc.widths[j] if enc.onehot else 1
+        width, n_out, allow_inf = self.width, self.n_out, self.allow_inf
+        fill = self.fill_values.tolist() if self.fill_values is not None else None
+        inf = float("inf")
+        plain = (float, int)
+
+        def one(row: Sequence[Any]) -> np.ndarray | None:
+            if len(row) != width:
+                return None
+            values = [row[p] for p in numeric_positions]
+            for v in values:
+                if type(v) not in plain or v == inf or v == -inf:
+                    return None  # bools, strings, None, numpy scalars, infinity: the batch path decides
+            try:
+                floats = [float(v) for v in values]  # the float cast: float(v), as numpy casts an object
+            except OverflowError:
+                return None
+            out = [0.0] * n_out
+            for a, b, steps, at in spans:
+                if not steps:
+                    out[at : at + b - a] = floats[a:b]
+                    continue
+                block = np.array(floats[a:b])
+                for step in steps:
+                    block = step(block)
+                out[at : at + b - a] = block.tolist()
+            for pos, at, codes, onehot, unknown_ok, unknown_value in cells:
+                v = row[pos]
+                if type(v) is not str:
+                    return None
+                code = codes.get(v)
+                if code is None:
+                    if not unknown_ok:
+                        return None
+                    if not onehot:
+                        out[at] = unknown_value
+                elif onehot:
+                    out[at + code] = 1.0
+                else:
+                    out[at] = float(code)
+            if fill is not None:
+                for i, v in enumerate(out):
+                    if v != v:  # NaN: the imputer's statistic
+                        out[i] = fill[i]
+            if not allow_inf and (inf in out or -inf in out):
+                return None
+            return np.array([out])
+
+        return one
 
     def transform(self, rows: Sequence[Sequence[Any]] | np.ndarray) -> np.ndarray | None:
         """The model's float64 input matrix, or None when sklearn must see these rows itself."""
+        if self.one_row is not None and type(rows) is list and len(rows) == 1:
+            one = self.one_row(rows[0])
+            if one is not None:
+                return one
         try:
             matrix = rows if isinstance(rows, np.ndarray) else np.array(rows, dtype=object)
         except ValueError:

@@ -24,6 +24,7 @@ trees take none) make `raw` answer None, and sklearn scores them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,6 +297,35 @@ class TreeEnsemble:
         if raw is None or self.family == "forest":
             return raw
         return self.est._loss.predict_proba(raw.ravel() if self.family == "gb" and self.outputs == 1 else raw)
+
+    def row_proba(self) -> Callable[[np.ndarray], list[float]] | None:
+        """`proba` of one row (1-D, float64) as Python floats, for a binary
+        HistGradientBoosting classifier; None for any other model (they keep `proba`).
+
+        The same steps as `proba` for one row, without the 2-D shapes and the loss's
+        Python wrapper: the leaves, the baseline and leaf values summed in iteration
+        order (one cumulative sum), the loss's own link on that sum, and `1 - p` for the
+        other class, as HalfBinomialLoss.predict_proba computes them.
+        """
+        from sklearn._loss.loss import HalfBinomialLoss
+
+        loss: Any = getattr(self.est, "_loss", None)
+        masks = self.nodes.masks
+        if self.family != "hgb" or self.outputs != 1 or masks is None or type(loss) is not HalfBinomialLoss:
+            return None
+        inverse = loss.link.inverse
+        leaf_values, base, size = self.leaf_values, float(self.base[0]), 1 + len(self.nodes.roots)
+        isnan = np.isnan
+
+        def proba(x: np.ndarray) -> list[float]:
+            leaves = masks.leaves_of_row(x, bool(isnan(x).any()))
+            terms = np.empty(size)
+            terms[0] = base
+            leaf_values.take(leaves, out=terms[1:])
+            p = float(inverse(np.cumsum(terms)[-1:])[0])
+            return [1 - p, p]
+
+        return proba
 
     def predict(self, X: np.ndarray) -> np.ndarray | None:
         """Regressors' prediction (classifiers answer through proba)."""

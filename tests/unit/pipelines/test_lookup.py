@@ -283,3 +283,36 @@ def test_one_instance_on_redis_answers_like_sqlite(revision, store, redis_url):
         assert err.value.status == 404 and "card_transactions v2" in err.value.message
     finally:
         redis_store.close()
+
+
+def test_prepared_reader_answers_alike_on_other_threads_and_sees_later_writes(tmp_path):
+    import sqlite3
+    import threading
+
+    import pandas as pd
+
+    from fti_pipelines.store.online import EntityRead
+
+    def rows(amount: float) -> pd.DataFrame:
+        when = pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=amount)
+        return pd.DataFrame({"cc_num": range(100), "amount": [amount] * 100, "event_time": [when] * 100})
+
+    writer = open_online_store(f"sqlite:///{tmp_path}/online.db")
+    writer.write("tx", 1, ["cc_num"], "event_time", rows(1.0))
+    readers = writer.prepared_readers()
+    read = readers.entity_reader([EntityRead("tx", 1, ("amount", "event_time"), ("event_time",))])
+    try:
+        here = [tuple(read({"cc_num": k})) for k in range(0, 100, 7)]  # the building thread's own cursor
+        there: list = []
+        worker = threading.Thread(target=lambda: there.extend(tuple(read({"cc_num": k})) for k in range(0, 100, 7)))
+        worker.start()
+        worker.join(timeout=60)
+        assert there == here and here[1][:2] == (7, 1.0)
+        writer.write("tx", 1, ["cc_num"], "event_time", rows(2.0))
+        # The reused cursor's statement ran to its end: no read snapshot holds the WAL back.
+        with sqlite3.connect(tmp_path / "online.db") as con:
+            assert con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
+        assert tuple(read({"cc_num": 7}))[:2] == (7, 2.0)
+    finally:
+        readers.close()
+        writer.close()

@@ -131,6 +131,35 @@ def test_compiled_trees_equal_sklearn_bit_for_bit(estimator, target, transforms)
     assert compiled_scorer.score(rows[:50]) == plain.score(rows[:50])
 
 
+@pytest.mark.parametrize("estimator, target, transforms", MODELS, ids=[f"{type(e).__name__}-{t}" for e, t, _ in MODELS])
+def test_one_served_row_gets_the_batch_paths_bits(estimator, target, transforms):
+    """A row as served online (a list) takes the one-row feature path: the batch path's bits."""
+    p, rows = fitted(estimator, target, transforms)
+    model = compiled(p)
+    features = model.features
+    assert features.one_row is not None  # kept by the load-time check
+    probes = probe_rows(p, ["string" if isinstance(v, str) else "double" for v in rows[0]], n=500, seed=5)
+    for batch in (rows[:200], probes):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            whole = features.transform(batch)
+            answers = compiled_answer(model, p, batch)
+            assert whole is not None and answers is not None
+            taken = 0
+            for i, row in enumerate(batch.tolist()):
+                one = features.one_row(row)
+                if one is not None:
+                    taken += 1
+                    assert one.tobytes() == whole[i : i + 1].tobytes(), row
+                if i < 100:
+                    np.testing.assert_array_equal(compiled_answer(model, p, [row]), answers[i : i + 1])
+        assert taken >= 0.9 * len(batch)
+    for row in edge_rows():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            one = features.one_row(row)
+            if one is not None:
+                assert one.tobytes() == features.transform(np.array([row], dtype=object)).tobytes(), row
+
+
 def test_single_rows_take_the_same_path_as_batches():
     _, rows, model = example_model()
     assert model.ensemble.nodes.masks is not None  # 31 leaves per tree: QuickScorer's bitmasks
@@ -183,3 +212,23 @@ def test_large_batches_go_to_sklearn_with_the_same_answers():
     assert scorer.compiled.proba(rows[:10].tolist()) is not None
     assert scorer.compiled.proba(rows.tolist()) is None  # 600 rows: sklearn's own tree walk is faster
     assert scorer.score(rows) == Scorer(p, compile_model=False).score(rows)
+
+
+def test_one_served_row_of_a_binary_hgb_scores_like_sklearn(monkeypatch):
+    """The fused one-row path (features, leaves, sum, link) answers sklearn's score for each row."""
+    p, rows, _ = example_model()
+    scorer, plain = Scorer(p), Scorer(p, compile_model=False)
+    assert isinstance(scorer.compiled, TreeModel) and scorer.compiled.row is not None
+    probes = probe_rows(p, ["string" if isinstance(v, str) else "double" for v in rows[0]], n=300, seed=6)
+    served = [*rows[:300].tolist(), *probes.tolist(), *edge_rows()]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = [plain.score([row]) for row in served]
+        assert [scorer.score([row]) for row in served] == expected
+        monkeypatch.setattr(scorer.compiled, "proba", lambda rows: pytest.fail("the batch path scored a served row"))
+        assert scorer.score([rows[0].tolist()]) == expected[0]
+
+
+@pytest.mark.parametrize("index", [1, 2, 3, 6], ids=["hgb-multi", "hgb-regression", "gb-binary", "forest-binary"])
+def test_other_tree_models_keep_the_batch_proba_for_one_row(index):
+    p, _ = fitted(*MODELS[index])
+    assert compiled(p).row is None

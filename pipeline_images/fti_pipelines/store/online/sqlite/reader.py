@@ -15,6 +15,7 @@ the store's write lock.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
@@ -64,9 +65,19 @@ def entity_reader_on(con: sqlite3.Connection, store: OnlineStore, reads: Sequenc
     if len(params) == 1 and plain and lock is None and not decode_at:
         # The common case (one entity key, the server's own read-only connection), without
         # a Python step more than the statement needs: this is the model server's hot path.
+        # `con.execute` makes (and registers, and frees) a cursor per call; the thread that
+        # built the reader (the server's event loop) reuses one of its own instead. A cursor
+        # must not be shared between threads, so any other thread takes `con.execute`.
+        # The statement returns one row: fetchone steps it to its end, which resets it,
+        # so the reused cursor holds no read snapshot between calls.
         ((key, _),) = params
+        run = con.cursor().execute
+        owner = threading.get_ident()
+        ident = threading.get_ident
 
         def read_one(keys: Mapping[str, Any]) -> Sequence[Any]:
+            if ident() == owner:
+                return run(sql, (keys[key],)).fetchone()
             return execute(sql, (keys[key],)).fetchone()
 
         return read_one
