@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ..api.identity import ANNOTATION_TRIGGER
@@ -112,10 +112,13 @@ def drop_retry_in(last_drop: Mapping[str, Any] | None, now: datetime) -> float |
     """Seconds until a failed drop is tried again (0: now), None when the last drop did not fail (pure)."""
     if not last_drop or last_drop.get("succeeded") is not False:
         return None
-    ended = last_drop.get("finishedAt")
-    if not ended:
+    try:  # status is ours, but it can be edited: an unreadable time must not stop the reconcile
+        ended = datetime.fromisoformat(str(last_drop.get("finishedAt") or ""))
+    except ValueError:
         return 0.0
-    return max(0.0, DROP_RETRY_SECONDS - (now - datetime.fromisoformat(str(ended))).total_seconds())
+    if ended.tzinfo is None:
+        ended = ended.replace(tzinfo=UTC)
+    return max(0.0, DROP_RETRY_SECONDS - (now - ended).total_seconds())
 
 
 def online_drop(job_name: str, succeeded: bool, result: Mapping[str, Any] | None, finished_at: str | None) -> dict[str, Any]:

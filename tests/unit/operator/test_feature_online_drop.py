@@ -17,7 +17,7 @@ from fti_operator.config import OperatorConfig
 from fti_operator.local.lookups import ScanLookups
 from fti_operator.local.memkube import MemKube
 from fti_operator.reconcile import Context, feature, inference
-from fti_operator.reconcile.feature_jobs import DROP_AFTER_SECONDS, DROP_MODULE, DROP_RETRY_SECONDS
+from fti_operator.reconcile.feature_jobs import DROP_AFTER_SECONDS, DROP_MODULE, DROP_RETRY_SECONDS, drop_retry_in
 from support.memkube_rollouts import NS, Clock, apply_fp, finish_job, get, isvc, kserve, reconcile_isvc, tp
 
 T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
@@ -154,6 +154,16 @@ def test_a_failed_drop_is_tried_again_by_a_job_of_its_own_once_its_retry_is_due(
     before = kube.writes()
     reconcile_fp(ctx)  # dropped: no attempt more
     assert kube.writes() == before and len(jobs(kube, "drop-online")) == 2
+
+
+def test_the_retry_wait_reads_any_finish_time_status_may_hold() -> None:
+    now = datetime(2026, 12, 4, 10, 5, tzinfo=UTC)
+    assert drop_retry_in(None, now) is None and drop_retry_in({"succeeded": True}, now) is None
+    assert drop_retry_in({"succeeded": False, "finishedAt": "2026-12-04T10:00:00Z"}, now) == DROP_RETRY_SECONDS - 300
+    assert drop_retry_in({"succeeded": False, "finishedAt": "2026-12-04T10:00:00"}, now) == DROP_RETRY_SECONDS - 300
+    assert drop_retry_in({"succeeded": False, "finishedAt": "2026-12-04T09:00:00+00:00"}, now) == 0.0
+    assert drop_retry_in({"succeeded": False}, now) == 0.0, "no time: due now"
+    assert drop_retry_in({"succeeded": False, "finishedAt": "yesterday"}, now) == 0.0, "unreadable: due, no crash"
 
 
 def test_a_needed_version_is_never_dropped_and_a_rollback_waits_for_a_running_drop(env) -> None:
