@@ -19,7 +19,7 @@ import yaml
 
 from controlplane.binaries import MissingBinaries, find_binaries
 from controlplane.cluster import ControlPlane
-from support.wait import wait_until
+from support.wait import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +58,27 @@ def _left(plane) -> list[str]:
     return left
 
 
+def _served(plane) -> None:
+    """Wait until every CRD of install.yaml lists its objects. A CRD deleted in the second or so
+    before the API server's storage for it is ready keeps a Terminating condition reading
+    "could not list instances: storage is (re)initializing" for minutes, retried with backoff
+    (the API server's behaviour, seen here 1 run in 3): a user never deletes that fast, the test did."""
+    for doc in yaml.safe_load_all(INSTALL.read_text()):
+        if doc and doc["kind"] == "CustomResourceDefinition":
+            resource = f"{doc['spec']['names']['plural']}.{doc['spec']['group']}"
+            wait_until(
+                lambda r=resource: plane.kubectl("get", r, "-A", "-o", "name", check=False).returncode == 0,
+                timeout=30,
+                description=f"{resource} served",
+            )
+
+
 def test_install_yaml_applies_and_deletes_cleanly(plane):
     applied = plane.kubectl("apply", "--server-side", "-f", str(INSTALL), check=False)
     assert applied.returncode == 0, applied.stderr
     for crd in ("featurepipelines.fti.dev", "trainingpipelines.fti.dev", "inferenceservices.fti.dev"):
         plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+    _served(plane)
     found = _left(plane)
     for ref in (
         "namespace/fti-system",
@@ -116,6 +132,7 @@ def test_a_feature_pipeline_left_with_its_finalizer_holds_the_uninstall_until_re
     # As the operator leaves it while an InferenceService reads its versions (reconcile/feature.py).
     fp["metadata"].update(namespace="fraud-left", finalizers=["fti.dev/feature-versions-in-use"])
     plane.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(fp))
+    _served(plane)
 
     deleted = plane.kubectl("delete", "-f", str(INSTALL), "--ignore-not-found", "--wait=false", check=False)
     assert deleted.returncode == 0, deleted.stderr
@@ -133,5 +150,15 @@ def test_a_feature_pipeline_left_with_its_finalizer_holds_the_uninstall_until_re
     plane.kubectl(
         "patch", "fp", fp["metadata"]["name"], "-n", "fraud-left", "--type=merge", "-p", '{"metadata":{"finalizers":null}}'
     )
-    wait_until(lambda: not _left(plane), timeout=120, description="nothing of install.yaml left")
+    left_now: list[str] = []
+
+    def all_gone() -> bool:
+        left_now[:] = _left(plane)
+        return not left_now
+
+    try:
+        wait_until(all_gone, timeout=120, description="nothing of install.yaml left")
+    except WaitTimeout:
+        states = [plane.kubectl("get", ref, "-o", "json", check=False).stdout for ref in left_now]
+        raise AssertionError(f"still there after 120 s: {left_now}: {states}") from None
     plane.kubectl("delete", "namespace", "fraud-left", "--wait=false")

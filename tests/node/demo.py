@@ -11,6 +11,7 @@ tears everything down (also on Ctrl-C). KServe is the test bed's stand-in
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,12 @@ def main() -> int:
         if api is not None:
             api.close()
         problems = node.stop()
+        # The node's files (containerd's copy of the images: ~3.4 GB) go too, as the test
+        # fixture's do, unless asked to keep them.
+        if os.environ.get("FTI_KEEP_CONTROLPLANE_DIR"):
+            problems.append(f"node files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
         print(f"[demo-cluster] torn down{': ' + '; '.join(problems) if problems else ''}")
 
 
