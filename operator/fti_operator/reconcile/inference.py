@@ -12,7 +12,8 @@ keeping its features materialized never depend on another resource (docs/rollout
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from ..api import InferenceService
@@ -225,7 +226,10 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
     extra = (*canary_condition(want, plan), *((access,) if access else ()))
     monitoring = observe_monitoring(ctx, isvc, body, now)
     had_monitoring = "monitoring" in old
-    body = _record(ctx, body, plan, decision, live, mode, last_run, result, extra, monitoring)
+    compute = partial(
+        compute_status, plan=plan, decision=decision, child=live, mode=mode, last_run=last_run, extra=extra, monitoring=monitoring
+    )
+    body = _record(ctx, body, plan, decision, result, compute, monitoring)
     apply_cronjob(ctx, isvc, body, result, had_monitoring)
     desired = render_child(ctx, isvc, body, plan)
     if desired is not None:
@@ -258,19 +262,16 @@ def _record(
     body: Mapping[str, Any],
     plan: Plan,
     decision: ServingDecision,
-    child: Mapping[str, Any] | None,
-    mode: str,
-    last_run: Mapping[str, Any] | None,
     result: Result,
-    extra: tuple[dict[str, Any], ...] = (),
-    monitoring: Monitoring | None = None,
+    status: Callable[[Mapping[str, Any]], dict[str, Any]],
+    monitoring: Monitoring,
 ) -> Mapping[str, Any]:
-    """Write the status of `plan` and post its Events — once: just before the write that records
-    the transition, each named after the status it starts from, so a reconcile retried after
-    a crash on either side of the write finds the Event (or the status) there and posts none."""
+    """Write `status` (computed from the body it is written over: inference_status.compute_status)
+    and post the Events of `plan` — once: just before the write that records the transition,
+    each named after the status it starts from, so a reconcile retried after a crash on either
+    side of the write finds the Event (or the status) there and posts none."""
     old = body.get("status") or {}
     old_up = next((c for c in old.get("conditions") or [] if c.get("type") == "UpToDate"), None)
-    monitoring = monitoring or Monitoring()
     events = [*plan.events, *monitoring.events]
     if not decision.allowed and (old_up is None or old_up.get("reason") != decision.reason):
         events.append(("Warning", decision.reason, decision.message))
@@ -284,7 +285,7 @@ def _record(
         API_VERSION,
         PLURAL,
         body,
-        lambda b: compute_status(b, plan, decision, child, mode, last_run, extra, monitoring),
+        status,
         before_write=post,
     )
     if written is None:
