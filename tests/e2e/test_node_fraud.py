@@ -1,7 +1,7 @@
 """The fraud example end to end on the real node: ``helm install`` of the chart with the
 built images, ``kubectl apply`` of examples/fraud, and every pipeline in its own image
 as a real container — feature Jobs, the training Job, the model server behind the KServe
-stand-in (tests/node/kserve_standin.py) — with the data volume a hostPath PV and the
+stand-in (tests/node/kserve_standin.py), batch scoring — with the data volume a hostPath PV and the
 online store a Redis on the node. No pod runner.
 """
 
@@ -57,3 +57,11 @@ def test_online_inference_serves_real_predictions(fraud, request):
     assert answer.get("predictions"), answer
     rss, millicores = fraud.operator_usage()
     _report(request, f"fraud: operator pod at rest with the example: RSS {rss:.0f} MiB, CPU {millicores:.0f}m")
+
+
+def test_batch_scoring_runs_in_its_image(fraud, request):
+    isvc = fraud.score_batch(timeout=600)
+    run = isvc["status"]["lastRun"]
+    _report(request, f"fraud: batch scoring {run}")
+    assert run["succeeded"] and run["rowsScored"] > 0, run
+    assert isvc["status"]["stable"]["model"] == run["modelVersion"] == 1, isvc["status"]

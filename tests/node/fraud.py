@@ -177,6 +177,26 @@ class FraudOnNode:
         token = f"e2e-{time.time_ns()}"
         self.kubectl("annotate", "-n", NS, kind, *names, f"fti.dev/run={token}", "--overwrite")
 
+    def score_batch(self, timeout: float) -> dict:
+        """Run the batch InferenceService's CronJob now, as a user would (`kubectl create job
+        --from=cronjob/...`): its pod scores the requests on the data volume in the inference
+        image, and the operator records the run. Returns the InferenceService once its run is
+        recorded as succeeded and its revision is stable (a batch revision is proven by a run)."""
+        [cronjob] = self._json("get", "cronjobs", "-n", NS, "-l", "fti.dev/resource=fraud-batch,fti.dev/component=batch")["items"]
+        self.kubectl("create", "job", f"--from=cronjob/{cronjob['metadata']['name']}", "-n", NS, "fraud-batch-now")
+
+        def scored():
+            isvc = self._json("get", "inferenceservice.fti.dev", "fraud-batch", "-n", NS)
+            run = (isvc.get("status") or {}).get("lastRun") or {}
+            if run.get("job") == "fraud-batch-now" and not run.get("succeeded"):
+                raise AssertionError(f"batch scoring failed: {run}\n{self.describe(NS)}")
+            return isvc if run.get("job") == "fraud-batch-now" and isvc["status"].get("stable") else None
+
+        try:
+            return wait_until(scored, timeout=timeout, interval=1, description="fraud-batch scored and stable")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.describe(NS)}") from None
+
     # ------------------------------------------------------------------ watch
     def ready(self, kind: str, name: str) -> dict | None:
         obj = self._json("get", kind, name, "-n", NS)
