@@ -111,6 +111,22 @@ def test_additive_column_is_accepted(store) -> None:
     assert store.get("tx", 1, (1,))["extra"] is None
 
 
+def test_an_upsert_of_some_columns_keeps_the_others(store) -> None:
+    store.write(
+        "tx", 1, ["cc_num"], "event_time", frame([(1, ts("2026-01-02"), 1.0, "a", True), (2, ts("2026-01-02"), 2.0, "b", True)])
+    )
+    some = pd.DataFrame(
+        {"cc_num": [1, 2, 3], "event_time": [ts("2026-01-03"), ts("2026-01-01"), ts("2026-01-03")], "amount": [10.0, 20.0, None]}
+    )
+    assert store.write("tx", 1, ["cc_num"], "event_time", some) == 2  # key 2's row is older: it loses
+    assert store.get_many("tx", 1, [(1,), (2,), (3,)]) == [
+        {"cc_num": 1, "event_time": "2026-01-03T00:00:00Z", "amount": 10.0, "category": "a", "flag": True},
+        {"cc_num": 2, "event_time": "2026-01-02T00:00:00Z", "amount": 2.0, "category": "b", "flag": True},
+        {"cc_num": 3, "event_time": "2026-01-03T00:00:00Z", "amount": None, "category": None, "flag": None},
+    ]
+    assert store.version_info("tx", 1)["rows"] == 3
+
+
 def test_null_keys_are_refused_with_the_column_named(store) -> None:
     df = pd.DataFrame({"id": [1.0, None], "t": [ts("2026-01-01")] * 2})
     with pytest.raises(ValueError, match="'id' has 1 null"):

@@ -1,6 +1,6 @@
 """The Redis write's commands built in bulk (store/online/redis/resp.py) are byte for byte what
-redis-py packs for the same arguments, as the write sent them before; and a version's first
-write goes into a generation of its own, invisible until commit (docs/stores.md)."""
+redis-py packs for the same arguments, computed here row by row; and a version's first write
+goes into a generation of its own, invisible until commit (docs/stores.md)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ import redis.connection
 
 from fti_pipelines.store.online import open_online_store
 from fti_pipelines.store.online.codec import column_kinds
-from fti_pipelines.store.online.redis import resp, write as redis_write
+from fti_pipelines.store.online.redis import resp, upsert, write as redis_write
+from fti_pipelines.store.online.redis.keys import encode_keys
+from fti_pipelines.store.online.redis.record import column_texts, records
 
-# Every kind, nulls in some rows and not others, text that needs escaping in keys, non-ASCII.
+# Every kind, nulls in some rows and not others, text that needs escaping in keys and in
+# records (the separator and escape bytes, the empty string), non-ASCII.
 TABLE = pa.table(
     {
         "k": pa.array(["a", "b:c", "d%e", "é", "x" * 70], pa.string()),
@@ -25,12 +28,23 @@ TABLE = pa.table(
             [dt.datetime(2026, 1, i + 1, 12, 0, i, 250, tzinfo=dt.UTC) for i in range(5)], pa.timestamp("us", tz="UTC")
         ),
         "f": pa.array([0.1, None, float("nan"), 1e300, -0.0], pa.float64()),
-        "s": pa.array(["grocery", None, "", "naïve", "x" * 300], pa.string()),
+        "s": pa.array(["grocery", None, "", "na\x1fïve\x1e", "x" * 300 + "\x1es"], pa.string()),
         "b": pa.array([True, False, None, True, False], pa.bool_()),
         "d": pa.array([dt.date(2026, 1, 1), None, dt.date(1970, 1, 1), dt.date(2000, 2, 29), dt.date(2026, 12, 5)], pa.date32()),
     }
 )
 PREFIX = "fti:ns.g:v1@3:"
+# What a record holds for each row of TABLE, written out by hand (record.py's format):
+# event time in microseconds, then every column; a null is empty, strings escaped.
+TS = ["1767268800000250", "1767355201000250", "1767441602000250", "1767528003000250", "1767614404000250"]
+RECORDS = [
+    "\x1f".join([TS[0], "a", "1", TS[0], "0.1", "grocery", "true", "2026-01-01"]),
+    "\x1f".join([TS[1], "b:c", "-2", TS[1], "", "", "false", ""]),
+    "\x1f".join([TS[2], "d%e", "3", TS[2], "", "\x1e", "", "1970-01-01"]),
+    "\x1f".join([TS[3], "é", "4", TS[3], "1e+300", "na\x1esïve\x1ee", "true", "2000-02-29"]),
+    "\x1f".join([TS[4], "x" * 70, str(2**62), TS[4], "-0", "x" * 300 + "\x1ees", "false", "2026-12-05"]),
+]
+KEYS = [PREFIX + k for k in ["a", "b%3Ac", "d%25e", "é", "x" * 70]]
 
 
 def packed(*args: object) -> bytes:
@@ -38,50 +52,55 @@ def packed(*args: object) -> bytes:
     return b"".join(redis.connection.Connection().pack_command(*args))
 
 
-def old_arguments(table: pa.Table) -> tuple[list[str], list[str], list[str | None], list[list[str | None]]]:
-    """Keys, event times, null masks and values as the write computed them per row before."""
+def texts(table: pa.Table) -> tuple[pa.ChunkedArray, dict[str, pa.ChunkedArray], dict[str, str]]:
     kinds = column_kinds(table)
-    ts, values = redis_write.encode_texts(table, kinds, "t")
-    keys = [PREFIX + s for s in redis_write.encode_keys(table, ["k"], kinds).to_pylist()]
-    masks = redis_write.null_mask(values, table.num_rows).to_pylist()
-    rows = [list(r) for r in zip(*(v.to_pylist() for v in values), strict=True)]
-    return keys, ts.to_pylist(), masks, rows
+    return (*column_texts(table, kinds, "t"), kinds)
 
 
-def test_hset_commands_equal_redis_py_packing_with_null_fields_left_out() -> None:
-    kinds = column_kinds(TABLE)
-    ts, values = redis_write.encode_texts(TABLE, kinds, "t")
-    count, tails = resp.hset_tails(ts, TABLE.column_names, values, "__ts")
-    keys = pa.array([PREFIX + s for s in redis_write.encode_keys(TABLE, ["k"], kinds).to_pylist()])
-    commands = resp.hset_commands(keys, count, tails)
-    old_keys, old_ts, _, rows = old_arguments(TABLE)
-    expected = [
-        packed(
-            "HSET",
-            key,
-            "__ts",
-            t,
-            *[x for name, v in zip(TABLE.column_names, row, strict=True) if v is not None for x in (name, v)],
-        )
-        for key, t, row in zip(old_keys, old_ts, rows, strict=True)
-    ]
-    assert bytes(resp.byte_range(commands, 0, len(TABLE))) == b"".join(expected)
-    assert bytes(resp.byte_range(commands, 1, 3)) == b"".join(expected[1:3])  # any span of rows is whole commands
+def test_records_and_keys_hold_every_kind_as_written_out() -> None:
+    ts, values, kinds = texts(TABLE)
+    assert records(ts, values, kinds, TABLE.column_names).to_pylist() == RECORDS
+    assert [PREFIX + s for s in encode_keys(TABLE, ["k"], values).to_pylist()] == KEYS
+    # a column the rows do not carry is an empty field, in the version's column order
+    order = ["k", "extra", *TABLE.column_names[1:]]
+    assert records(ts, values, kinds, order).to_pylist()[0] == "\x1f".join(
+        [TS[0], "a", "", "1", TS[0], "0.1", "grocery", "true", "2026-01-01"]
+    )
 
 
-def test_script_calls_equal_redis_py_packing_of_the_old_arguments() -> None:
-    kinds = column_kinds(TABLE)
-    ts, values = redis_write.encode_texts(TABLE, kinds, "t")
-    mask = redis_write.null_mask(values, TABLE.num_rows)
-    keys = resp.script_keys(pa.array(old_arguments(TABLE)[0]))
-    rows = resp.script_rows([ts, mask, *(v.fill_null("") for v in values)])
-    script = redis_write.upsert_lua(len(TABLE.column_names))
-    head = [str(len(TABLE.column_names)), *TABLE.column_names]
-    old_keys, old_ts, masks, old_rows = old_arguments(TABLE)
+def test_mset_commands_equal_redis_py_packing() -> None:
+    ts, values, kinds = texts(TABLE)
+    pairs = resp.mset_pairs(pa.array(KEYS), records(ts, values, kinds, TABLE.column_names))
+    for start, stop in [(0, 5), (1, 3), (4, 5)]:
+        expected = packed("MSET", *[x for i in range(start, stop) for x in (KEYS[i], RECORDS[i])])
+        assert b"".join(bytes(p) for p in resp.mset_call(pairs, start, stop)) == expected
+
+
+def test_packed_upsert_calls_equal_redis_py_packing() -> None:
+    ts, values, kinds = texts(TABLE)
+    keys = resp.script_keys(pa.array(KEYS))
+    order = ["k", "extra", *TABLE.column_names[1:]]  # the version has a column these rows lack
+    call = upsert.packed_upsert(ts, values, kinds, order)
+    assert call.head == ["3"]  # its field in the record: 1 is the event time, 2 "k"
+    rows = records(ts, values, kinds, order).to_pylist()
     for start, stop in [(0, 5), (1, 4), (4, 5)]:
-        args = [a for i in range(start, stop) for a in (old_ts[i], masks[i], *("" if v is None else v for v in old_rows[i]))]
-        expected = packed("EVAL", script, stop - start, *old_keys[start:stop], *head, *args)
-        pieces = resp.script_call(script.encode(), head, keys, rows, start, stop, len(TABLE.column_names) + 2)
+        expected = packed("EVAL", upsert.PACKED_UPSERT_LUA, stop - start, *KEYS[start:stop], "3", *rows[start:stop])
+        pieces = resp.script_call(call.script, call.head, keys, call.rows, start, stop, call.per_row)
+        assert b"".join(bytes(p) for p in pieces) == expected
+
+
+def test_hash_upsert_calls_equal_redis_py_packing() -> None:
+    ts, values, _ = texts(TABLE)
+    keys = resp.script_keys(pa.array(KEYS))
+    call = upsert.hash_upsert(ts, values)
+    names = TABLE.column_names
+    assert call.head == [str(len(names)), *names]
+    cells = [list(r) for r in zip(*(v.to_pylist() for v in values.values()), strict=True)]
+    masks = ["" if None not in row else "".join("1" if v is None else "0" for v in row) for row in cells]
+    for start, stop in [(0, 5), (1, 4), (4, 5)]:
+        args = [a for i in range(start, stop) for a in (TS[i], masks[i], *("" if v is None else v for v in cells[i]))]
+        expected = packed("EVAL", upsert.hash_upsert_lua(len(names)), stop - start, *KEYS[start:stop], *call.head, *args)
+        pieces = resp.script_call(call.script, call.head, keys, call.rows, start, stop, call.per_row)
         assert b"".join(bytes(p) for p in pieces) == expected
 
 
@@ -173,7 +192,7 @@ def test_a_new_generation_written_in_chunks_and_batches_holds_every_row(redis_ur
 
 @pytest.mark.redis
 def test_a_generation_encoded_chunk_by_chunk_sends_the_bytes_of_the_whole_table(redis_url, monkeypatch) -> None:
-    # one row per chunk: each null of TABLE is then a whole column of its chunk
+    # one row per chunk: each null of TABLE is then a whole column of its chunk, and one MSET per row
     monkeypatch.setattr(redis_write, "CHUNK", 1)
     monkeypatch.setattr(redis_write, "BATCH", 1)
     table = TABLE.append_column("c", pa.array(["x", "y", "x", None, "y"]).dictionary_encode())
@@ -187,11 +206,12 @@ def test_a_generation_encoded_chunk_by_chunk_sends_the_bytes_of_the_whole_table(
         return replies
 
     monkeypatch.setattr(redis_write, "send_pipelined", capture)
-    kinds = column_kinds(table)
-    ts, values = redis_write.encode_texts(table, kinds, "t")
-    count, tails = resp.hset_tails(ts, table.column_names, values, "__ts")
-    keys = pa.array(["fti:g:v1@1:" + s for s in redis_write.encode_keys(table, ["k"], kinds).to_pylist()])
-    whole = resp.hset_commands(keys, count, tails).to_pylist()
+    ts, values, kinds = texts(table)
+    keys = pa.array(["fti:g:v1@1:" + s for s in encode_keys(table, ["k"], values).to_pylist()])
+    whole = [
+        packed("MSET", key, record)
+        for key, record in zip(keys.to_pylist(), records(ts, values, kinds, table.column_names).to_pylist(), strict=True)
+    ]
     store = open_online_store(redis_url)
     try:
         staged = store.stage("g", 1, ["k"], "t", table)
@@ -200,4 +220,4 @@ def test_a_generation_encoded_chunk_by_chunk_sends_the_bytes_of_the_whole_table(
     finally:
         store.close()
     # latest_per_key orders the rows by key: compare as sets of commands, one per row
-    assert len(sent) == 5 and sorted(sent) == sorted(c.encode() for c in whole)
+    assert len(sent) == 5 and sorted(sent) == sorted(whole)

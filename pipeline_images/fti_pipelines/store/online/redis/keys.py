@@ -1,17 +1,21 @@
-"""The Redis backend's key layout: a hash per entity, a metadata hash per version.
+"""The Redis backend's key layout: a packed record per entity, a metadata hash per version.
 
-  fti:<group>:v<version>:<key part>[:<key part>...]   one hash per entity: `__ts` + one field per column
-  fti:<group>:v<version>@<n>:<key part>[...]           the same, in generation n >= 1 (a full reload's)
-  fti-meta:<group>:v<version>                          the version's metadata: `info` (JSON), `rows`,
-                                                       `gen` (the generation readers read; absent = 0)
+  fti:<group>:v<version>@<n>:<key part>[:<key part>...]  one string per entity in generation n:
+                                                        its event time and columns (record.py)
+  fti:<group>:v<version>:<key part>[...]                 the same in generation 0 (an older release's)
+  fti-meta:<group>:v<version>                            the version's metadata: `info` (JSON), `rows`,
+                                                        `gen` (the generation readers read; absent = 0),
+                                                        `layout` (that generation's form; absent = hash)
 
-Why this shape: a hash per entity lets a lookup fetch just the columns a model needs
-(HMGET); metadata lives outside the data key space, so a SCAN of a version's data keys
-never meets it. A full reload (`replace=True`) writes a new generation beside the served one
-and switches `gen` in one transaction: readers resolve `gen` inside the same script call
-as their HMGET (reader.py), so they see the old or the new data, never a mix or a gap
-(docs/stores.md). The layout has this one owner: the store, its staged write and its
-entity reader build their keys here (docs/stores.md).
+Why this shape: metadata lives outside the data key space, so a SCAN of a version's data
+keys never meets it. A full reload (`replace=True`) writes a new generation beside the
+served one and switches `gen` in one transaction: readers resolve `gen` inside the same
+script call as their read (reader.py), so they see the old or the new data, never a mix or
+a gap (docs/stores.md). Every generation this release writes is packed; one written by an
+older release holds a hash per entity (`__ts` and one field per column, a null an absent
+field) and stays readable and writable until a full reload replaces it: `layout` is
+switched together with `gen`. The layout has this one owner: the store, its staged write
+and its entity reader build their keys here (docs/stores.md).
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-TS_FIELD = "__ts"  # event time in microseconds: the Lua scripts compare it numerically
+TS_FIELD = "__ts"  # a hash generation's event time in microseconds: the Lua scripts compare it numerically
 META_PATTERN = "fti-meta:{group}:v*"  # SCAN pattern of the metadata keys (group "*" for all groups)
 
 
 GEN_FIELD = "gen"  # the meta hash field naming the generation readers read
+LAYOUT_FIELD = "layout"  # the meta hash field naming that generation's form: PACKED, or absent (a hash per entity)
+PACKED = "packed"
 
 
 def base_prefix(group: str, version: int) -> str:
@@ -68,3 +75,12 @@ def key_text(value: Any, kind: str) -> str:
 def key_suffix(parts: tuple, kinds: list[str]) -> str:
     """The part of an entity's hash key after its generation's prefix (key parts already cast)."""
     return ":".join(key_part(key_text(p, k)) for p, k in zip(parts, kinds, strict=False))
+
+
+def encode_keys(table: pa.Table, primary_key: list[str], texts: dict[str, pa.ChunkedArray]) -> pa.Array | pa.ChunkedArray:
+    """`key_suffix` of every row at once: the key columns' `texts` (as Arrow writes them),
+    '%' and ':' escaped, joined by ':'; the keys without their generation's prefix."""
+    if not table.num_rows:
+        return pa.array([], pa.string())
+    parts = [pc.replace_substring(pc.replace_substring(texts[c], "%", "%25"), ":", "%3A") for c in primary_key]
+    return pc.binary_join_element_wise(*parts, ":")

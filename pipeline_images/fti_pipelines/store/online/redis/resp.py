@@ -10,10 +10,9 @@ have sent (tests/unit/pipelines/test_store_online_resp.py compares them).
 
 Two shapes (redis/write.py says when each is used):
 
-- `hset_tails` + `hset_commands`: one `HSET <key> __ts <ts> <column> <value> ...` per
-  row, null values left out (a null is an absent field): for a generation that holds no
-  key yet;
-- `script_keys` / `script_rows`: the per-row KEYS and ARGV of the upsert script, framed,
+- `mset_pairs` + `mset_call`: `MSET <key> <record> ...` over many rows: for a generation
+  that holds no key yet;
+- `script_keys` / `script_rows`: the per-row KEYS and ARGV of an upsert script, framed,
   for `script_call` to put behind one `EVAL` header per batch.
 """
 
@@ -62,27 +61,14 @@ def _join(parts: Sequence[pa.Array | pa.Scalar | str]) -> pa.Array:
     return pc.binary_join_element_wise(*scalars, pa.scalar("", pa.large_string()))
 
 
-def hset_tails(ts: pa.Array, names: Sequence[str], values: Sequence[pa.Array], ts_field: str) -> tuple[pa.Array, pa.Array]:
-    """Per row, what an `HSET <key> <ts_field> ts name value ...` holds after its key, and its
-    argument count: the part of the command that does not depend on the key's generation.
-    A null value's field is left out (a null is an absent field)."""
-    fields = np.full(len(ts), 4, dtype=np.int64)  # HSET, the key, the ts field and its value
-    parts: list[pa.Array | str] = [bulk(ts_field).decode(), *_bulk_parts(ts)]
-    for name, column in zip(names, values, strict=True):
-        field = [bulk(name).decode(), *_bulk_parts(column)]
-        if column.null_count:
-            fields += 2 * column.is_valid().to_numpy(zero_copy_only=False)
-            parts.append(pc.fill_null(_join(field), ""))
-        else:  # the common case: the column's parts go straight into the one join below
-            fields += 2
-            parts += field
-    count = pa.array(fields, pa.int64()).cast(pa.large_string())
-    return count, _join(parts)
+def mset_pairs(keys: pa.Array | pa.ChunkedArray, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Per row, its key and value framed: the two arguments an `MSET` carries for it."""
+    return _join([*_bulk_parts(keys), *_bulk_parts(values)])
 
 
-def hset_commands(keys: pa.Array, count: pa.Array, tails: pa.Array) -> pa.Array:
-    """One whole `HSET` command per row as RESP (`count`, `tails` from hset_tails)."""
-    return _join(["*", count, CRLF + bulk("HSET").decode(), *_bulk_parts(keys), tails])
+def mset_call(pairs: pa.Array, start: int, stop: int) -> list[bytes | memoryview]:
+    """`MSET` of rows start..stop of `mset_pairs`, as RESP pieces to send."""
+    return [b"*%d\r\n" % (1 + 2 * (stop - start)) + bulk(b"MSET"), byte_range(pairs, start, stop)]
 
 
 def script_keys(keys: pa.Array) -> pa.Array:

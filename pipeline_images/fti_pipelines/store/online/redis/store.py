@@ -1,12 +1,12 @@
-"""Redis backend of the online store: a hash per entity, `fti:<group>:v<version>:<key>` (keys.py).
+"""Redis backend of the online store: a packed record per entity, `fti:<group>:v<version>@<n>:<key>` (keys.py).
 
-Why this shape: a hash per entity lets a lookup fetch just the columns a model needs
-(HMGET) in one round trip per batch (pipelined). A first write or a full reload writes a
-new generation by plain HSETs, an upsert runs the "newer event time wins" rule server-side
-in a Lua script over 2000 rows per call (write.py); both built as RESP bytes by Arrow
-(resp.py). Install redis[hiredis]: its C parser reads the replies. Per-version metadata (primary key,
-columns and their kinds, row count) lives in `fti-meta:<group>:v<version>`, outside the
-data key space.
+Why this shape: one string per entity (record.py) is one command argument for the server
+to write and one `GET` to read. A first write or a full reload writes a new generation by
+MSETs, an upsert runs the "newer event time wins" rule server-side in a Lua script over
+2000 rows per call (write.py, upsert.py); both built as RESP bytes by Arrow (resp.py).
+Install redis[hiredis]: its C parser reads the replies. Per-version metadata (primary key,
+columns and their kinds, row count, the served generation and its layout) lives in
+`fti-meta:<group>:v<version>`, outside the data key space.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..base import EntityRead, EntityReader, OnlineStore, check_group
 from ..codec import decode
 from ..latest import latest_per_key, to_arrow
 from .keys import GEN_FIELD, META_PATTERN, TS_FIELD, all_data_patterns, base_prefix, key_suffix, meta_key
-from .reader import MANY_LUA, entity_reader_on
+from .reader import MANY_LUA, entity_reader_on, record_picker
 from .write import RedisStagedWrite, unlink_matching
 
 MANY_CHUNK = 1000  # entities per get_many script call: a script blocks the server while it runs
@@ -127,9 +127,12 @@ class RedisOnlineStore(OnlineStore):
         for start in range(0, len(keys), MANY_CHUNK):
             suffixes = [key_suffix(self.key_tuple(key, info), key_kinds) for key in keys[start : start + MANY_CHUNK]]
             answers.extend(read(keys=[meta_key(group, version)], args=[*head, *suffixes]))
+        pick = record_picker(info, wanted, [kinds[c] for c in wanted])
         out: list[dict | None] = []
         for values in answers:
-            if values[0] is None:  # no __ts field: the key was never written
+            if type(values) is bytes:  # a packed record (record.py)
+                out.append(dict(zip(wanted, pick(values)[1:], strict=True)))
+            elif values is None or values[0] is None:  # no record, or no __ts field: never written
                 out.append(None)
             else:
                 out.append({c: decode(v, kinds[c]) for c, v in zip(wanted, values[1:], strict=False)})

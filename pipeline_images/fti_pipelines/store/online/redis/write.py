@@ -1,4 +1,4 @@
-"""The write side of the Redis online store: a new generation by HSETs, or an upsert by a Lua script.
+"""The write side of the Redis online store: a new generation by MSETs, or an upsert by a Lua script.
 
 Why this shape: Redis has no transaction that could stay open while the feature pipeline
 validates, but a generation of a version that readers do not read yet is as invisible.
@@ -6,17 +6,16 @@ validates, but a generation of a version that readers do not read yet is as invi
 - A replacing write (`replace=True`, a `full` ingestion) and a version's first write write
   the whole data into a new generation (keys `fti:<group>:v<n>@<gen>:...`, keys.py) in
   `load()`, which the feature pipeline runs while it validates: the generation is cleared
-  first, so every key is new and a plain HSET per row does (the script below costs the
-  server about twice as much per row). `commit()` switches the metadata's `gen` field (with
-  the new info and row count) in one MULTI/EXEC, then a replacing write unlinks every key
-  of the version outside the new generation. Readers resolve `gen` in the same script call
-  as their HMGET (reader.py), so a lookup sees the old generation or the new one, never a
-  mix and never a gap. A write that dies before the switch leaves an unread generation
-  behind; the next write of that kind clears it before writing there, and a replacing
-  write's switch removes any older leftovers.
-- Any other write upserts into the served generation at commit: the "newer event time
-  wins" rule runs server-side in a Lua script over BATCH rows per call, so an upsert is
-  atomic per row and costs no extra round trips.
+  first, so every key is new and plain MSETs of packed records (record.py) do. `commit()`
+  switches the metadata's `gen` and `layout` fields (with the new info and row count) in
+  one MULTI/EXEC, then a replacing write unlinks every key of the version outside the new
+  generation. Readers resolve `gen` in the same script call as their read (reader.py), so
+  a lookup sees the old generation or the new one, never a mix and never a gap. A write
+  that dies before the switch leaves an unread generation behind; the next write of that
+  kind clears it before writing there, and a replacing write's switch removes any older
+  leftovers.
+- Any other write upserts into the served generation at commit, in that generation's
+  layout (upsert.py).
 
 Either way every value is encoded as text by Arrow (for an upsert when the write is
 staged, for a new generation a chunk at a time as it is sent), and the commands are built
@@ -25,7 +24,6 @@ as RESP bytes for many rows at once (resp.py): no per-row Python.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,91 +33,16 @@ import pyarrow.compute as pc
 import redis
 
 from ..base import OnlineStore, StagedWrite
-from ..codec import column_kinds, now_rfc3339, storage_values
-from .keys import GEN_FIELD, TS_FIELD, all_data_patterns, data_prefix, meta_key, version_pattern
-from .resp import byte_range, hset_commands, hset_tails, script_call, script_keys, script_rows, send_pipelined
+from ..codec import column_kinds, now_rfc3339
+from .keys import GEN_FIELD, LAYOUT_FIELD, PACKED, all_data_patterns, data_prefix, encode_keys, meta_key, version_pattern
+from .record import column_texts, records
+from .resp import mset_call, mset_pairs, script_keys, send_pipelined
+from .upsert import Upsert, hash_upsert, packed_upsert, run_upsert
 
-BATCH = 2000  # rows per script call, and per batch of HSETs sent before the previous batch's replies are read
-CHUNK = 32 * BATCH  # rows whose HSETs are built at once, while the server runs the previous chunk's
+BATCH = 2000  # rows of a new generation sent before the previous batch's replies are read
+MSET_ROWS = 250  # rows per MSET: fewer commands than rows, without blocking the server for long
+CHUNK = 32 * BATCH  # rows whose commands are built at once, while the server runs the previous chunk's
 SCAN_COUNT = 5000
-
-# Nulls travel as a per-row mask ("" when the row has none) so the script never builds
-# substrings (string.sub is slow in Lua). The script is generated per column count:
-# a row without nulls is one HSET with its arguments written out, no Lua table built and
-# unpacked per row (building one would cost the server more than the HSET itself). The
-# generated text holds only ARGV indices, never a column name or value.
-# KEYS: one hash key per row. ARGV: ncols, column names, then per row: ts, mask, ncols values.
-_UPSERT_TEMPLATE = """
-local ncols = tonumber(ARGV[1])
-local stride = ncols + 2
-local created, written = 0, 0
-for i, key in ipairs(KEYS) do
-  local base = 1 + ncols + (i - 1) * stride
-  local ts = ARGV[base + 1]
-  local mask = ARGV[base + 2]
-  local old = redis.call('HGET', key, '__ts')
-  if not old then created = created + 1 end
-  if (not old) or tonumber(old) <= tonumber(ts) then
-    if mask == '' then
-      redis.call('HSET', key, '__ts', ts{FIELDS})
-    else
-      local fields, nulls = {'__ts', ts}, {}
-      for c = 1, ncols do
-        if string.byte(mask, c) == 49 then
-          nulls[#nulls + 1] = ARGV[1 + c]
-        else
-          fields[#fields + 1] = ARGV[1 + c]
-          fields[#fields + 1] = ARGV[base + 2 + c]
-        end
-      end
-      if old and #nulls > 0 then
-        redis.call('HDEL', key, unpack(nulls))  -- a value that is null now must not keep its old one
-      end
-      redis.call('HSET', key, unpack(fields))
-    end
-    written = written + 1
-  end
-end
-return {created, written}
-"""
-
-
-@functools.lru_cache(maxsize=64)
-def upsert_lua(ncols: int) -> str:
-    """The upsert script for rows of `ncols` columns (see the comment above)."""
-    fields = "".join(f", ARGV[{1 + c}], ARGV[base + {2 + c}]" for c in range(1, ncols + 1))
-    return _UPSERT_TEMPLATE.replace("{FIELDS}", fields)
-
-
-def arrow_text(column: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
-    return storage_values(column, kind).cast(pa.string())
-
-
-def encode_texts(table: pa.Table, kinds: dict[str, str], event_time: str) -> tuple[pa.ChunkedArray, list[pa.ChunkedArray]]:
-    """The event time (us) as text, and every column as text (null where null)."""
-    values = [arrow_text(table.column(name), kinds[name]) for name in table.column_names]
-    return arrow_text(table.column(event_time), "timestamp"), values
-
-
-def null_mask(values: list[pa.ChunkedArray], n: int) -> pa.Array | pa.ChunkedArray:
-    """Per row, one "1" (null) or "0" per column; "" for a row without nulls (the script's fast path)."""
-    if not n or not any(v.null_count for v in values):
-        return pa.array([""] * n, pa.string())
-    flags = [pc.if_else(pc.is_null(v), "1", "0") for v in values]
-    mask = pc.binary_join_element_wise(*flags, "")
-    return pc.if_else(pc.match_substring(mask, "1"), mask, "")
-
-
-def encode_keys(table: pa.Table, primary_key: list[str], kinds: dict[str, str]) -> pa.Array | pa.ChunkedArray:
-    """Key parts joined by ':', '%' and ':' escaped (keys.key_suffix, vectorised): the keys
-    without their generation's prefix, which is known only at commit."""
-    if not table.num_rows:
-        return pa.array([], pa.string())
-    parts = [
-        pc.replace_substring(pc.replace_substring(arrow_text(table.column(c), kinds[c]), "%", "%25"), ":", "%3A")
-        for c in primary_key
-    ]
-    return pc.binary_join_element_wise(*parts, ":")
 
 
 def unlink_matching(r: redis.Redis, pattern: str, keep: str | None = None) -> int:
@@ -176,37 +99,37 @@ class RedisStagedWrite(StagedWrite):
         self._store, self._r, self._group, self._version, self._info = store, client, group, version, info
         self._snapshot, self._replace, self._done = snapshot, replace, False
         self._table, self._kinds, self._primary_key, self._event_time = table, kinds, primary_key, event_time
-        self._names = table.column_names
+        self._order = [c["name"] for c in info["columns"]]  # a record's columns: the version's, in its order
         self._n = table.num_rows
         # Texts of every row, for an upsert (and its keys): a new generation encodes them a
         # chunk at a time instead, as it sends (`_write_generation`).
-        self._texts: tuple[pa.Array | pa.ChunkedArray, pa.ChunkedArray, list[pa.ChunkedArray]] | None = None
-        self._script_rows: pa.Array | None = None
+        self._texts: tuple[pa.Array | pa.ChunkedArray, pa.ChunkedArray, dict[str, pa.ChunkedArray]] | None = None
+        self._upserts: dict[bool, Upsert] = {}  # by "the served generation is packed"
         self._loaded: int | None = None  # the served generation when load() wrote the next one
         self._written = table.num_rows  # an upsert finds out at commit how many rows won
         if not (replace or stored_info is None):
-            self._upsert_rows()  # built now, while the feature pipeline validates: commit sends them
+            # built now, while the feature pipeline validates, for the served generation's
+            # layout: commit sends them (and builds them again if a reload switched it since)
+            self._upsert_rows(self._served()[2])
 
-    def _encoded(self) -> tuple[pa.Array | pa.ChunkedArray, pa.ChunkedArray, list[pa.ChunkedArray]]:
+    def _encoded(self) -> tuple[pa.Array | pa.ChunkedArray, pa.ChunkedArray, dict[str, pa.ChunkedArray]]:
         """Key suffixes, event times and values of every row, as text."""
         if self._texts is None:
-            self._texts = (
-                encode_keys(self._table, self._primary_key, self._kinds),
-                *encode_texts(self._table, self._kinds, self._event_time),
-            )
+            ts, texts = column_texts(self._table, self._kinds, self._event_time)
+            self._texts = encode_keys(self._table, self._primary_key, texts), ts, texts
         return self._texts
 
-    def _upsert_rows(self) -> pa.Array:
-        if self._script_rows is None:
-            _, ts, values = self._encoded()
-            mask = null_mask(values, self._n)
-            self._script_rows = script_rows([ts, mask, *(v.fill_null("") for v in values)])
-        return self._script_rows
+    def _upsert_rows(self, packed: bool) -> Upsert:
+        if packed not in self._upserts:
+            _, ts, texts = self._encoded()
+            self._upserts[packed] = packed_upsert(ts, texts, self._kinds, self._order) if packed else hash_upsert(ts, texts)
+        return self._upserts[packed]
 
-    def _served(self) -> tuple[int, bool]:
-        """The generation readers read, and whether the version has committed metadata."""
-        stored, gen = self._r.hmget(meta_key(self._group, self._version), ["info", GEN_FIELD])
-        return int(gen or 0), stored is not None
+    def _served(self) -> tuple[int, bool, bool]:
+        """The generation readers read, whether the version has committed metadata, and
+        whether that generation is packed (else a hash per entity: keys.py)."""
+        stored, gen, layout = self._r.hmget(meta_key(self._group, self._version), ["info", GEN_FIELD, LAYOUT_FIELD])
+        return int(gen or 0), stored is not None, layout == PACKED.encode()
 
     def _target(self, generation: int) -> str:
         return data_prefix(self._group, self._version, generation)
@@ -217,7 +140,7 @@ class RedisStagedWrite(StagedWrite):
 
     def _write_generation(self, generation: int) -> None:
         """Write every row into `generation`, which no reader reads: cleared first of what a
-        write that died before its switch left there, so every key is new and plain HSETs do.
+        write that died before its switch left there, so every key is new and MSETs do.
 
         The commands are built CHUNK rows at a time, texts included, in a thread one chunk
         ahead of the one being sent (Arrow's kernels release the GIL): the server gets its
@@ -232,9 +155,9 @@ class RedisStagedWrite(StagedWrite):
 
         def build(lo: int) -> pa.Array:
             rows = self._table.slice(lo, min(CHUNK, n - lo))
-            ts, values = encode_texts(rows, self._kinds, self._event_time)
-            count, tails = hset_tails(ts, self._names, values, TS_FIELD)
-            return hset_commands(self._keys(target, encode_keys(rows, self._primary_key, self._kinds)), count, tails)
+            ts, texts = column_texts(rows, self._kinds, self._event_time)
+            keys = self._keys(target, encode_keys(rows, self._primary_key, texts))
+            return mset_pairs(keys, records(ts, texts, self._kinds, self._order))
 
         def batches() -> Iterator[tuple[list[bytes | memoryview], int]]:
             if not n:
@@ -242,28 +165,15 @@ class RedisStagedWrite(StagedWrite):
             with ThreadPoolExecutor(1, thread_name_prefix="fti-redis-encode") as pool:
                 pending = pool.submit(build, 0)
                 for following in [*range(CHUNK, n, CHUNK), None]:
-                    commands = pending.result()
+                    pairs = pending.result()
                     if following is not None:
                         pending = pool.submit(build, following)
-                    for a in range(0, len(commands), BATCH):
-                        b = min(a + BATCH, len(commands))
-                        yield [byte_range(commands, a, b)], b - a
+                    for a in range(0, len(pairs), BATCH):
+                        b = min(a + BATCH, len(pairs))
+                        spans = range(a, b, MSET_ROWS)
+                        yield [piece for lo in spans for piece in mset_call(pairs, lo, min(lo + MSET_ROWS, b))], len(spans)
 
         send_pipelined(r, batches())
-
-    def _upsert(self, generation: int) -> int:
-        """Upsert every row into the served generation by the script; returns the keys it created."""
-        n, names = self._n, self._names
-        script, keys, rows = (
-            upsert_lua(len(names)).encode(),
-            script_keys(self._keys(self._target(generation), self._encoded()[0])),
-            self._upsert_rows(),
-        )
-        head = [str(len(names)), *names]
-        spans = [(start, min(start + BATCH, n)) for start in range(0, n, BATCH)]
-        replies = send_pipelined(self._r, ((script_call(script, head, keys, rows, a, b, len(names) + 2), 1) for a, b in spans))
-        created, self._written = _tally(replies, 0, 0)
-        return created
 
     def load(self) -> None:
         """A full reload or a version's first write: write the new generation now (readers read
@@ -271,7 +181,7 @@ class RedisStagedWrite(StagedWrite):
         commit sends it."""
         if self._loaded is not None or self._done:
             return
-        served, committed = self._served()
+        served, committed, _ = self._served()
         if self._replace or not committed:
             self._loaded = served
             try:
@@ -286,7 +196,7 @@ class RedisStagedWrite(StagedWrite):
         self.load()
         self._done = True
         r, n, meta = self._r, self._n, meta_key(self._group, self._version)
-        served, committed = self._served()
+        served, committed, packed = self._served()
         if self._loaded is not None and (served != self._loaded or (committed and not self._replace)):
             raise RuntimeError(
                 f"online feature group {self._group} v{self._version} was written by another writer while this "
@@ -294,7 +204,11 @@ class RedisStagedWrite(StagedWrite):
             )
         fresh = self._loaded is not None
         generation = served + 1 if fresh else served
-        created = n if fresh else self._upsert(generation)
+        if fresh:
+            created = n
+        else:
+            keys = script_keys(self._keys(self._target(generation), self._encoded()[0]))
+            created, self._written = run_upsert(r, keys, self._upsert_rows(packed))
         info = self._info
         for derived in ("rows", "generation"):
             info.pop(derived, None)
@@ -304,7 +218,7 @@ class RedisStagedWrite(StagedWrite):
         with r.pipeline(transaction=True) as tx:  # the switch: metadata and generation in one step
             tx.hset(meta, "info", json.dumps(info))
             if fresh:
-                tx.hset(meta, mapping={"rows": n, GEN_FIELD: generation})  # every key now is one of the new rows
+                tx.hset(meta, mapping={"rows": n, GEN_FIELD: generation, LAYOUT_FIELD: PACKED})  # every key is a new row
             else:
                 tx.hincrby(meta, "rows", created)
             tx.execute()
@@ -321,10 +235,3 @@ class RedisStagedWrite(StagedWrite):
         self._done = True
         if self._loaded is not None and self._served()[0] == self._loaded:
             unlink_matching(self._r, self._target(self._loaded + 1) + "*")
-
-
-def _tally(results: list, created: int, written: int) -> tuple[int, int]:
-    for c, w in results:
-        created += int(c)
-        written += int(w)
-    return created, written
