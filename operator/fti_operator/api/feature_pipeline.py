@@ -256,14 +256,24 @@ class OnlineDrop(StatusModel):
     finished_at: datetime | None = None
 
 
+NEEDED_BY_LISTED = 20  # readers a kept version's status names; `neededByCount` counts them all
+
+
 class FeatureGroupVersionStatus(StatusModel):
     version: Version
     state: Literal["Active", "Retained", "Retired", "Rematerializing"]
     last_run: RunResult | None = None
     needed_by: list[str] | None = Field(
         default=None,
+        max_length=NEEDED_BY_LISTED,
         description="An older version kept (Retained, Rematerializing): 'namespace/name' of the InferenceServices "
-        "whose revisions read it. Not listed for the Active version, which is kept anyway.",
+        f"whose revisions read it, sorted, the first {NEEDED_BY_LISTED}. Not listed for the Active version, which is "
+        "kept anyway.",
+    )
+    needed_by_count: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"How many InferenceServices read this kept version (neededBy lists the first {NEEDED_BY_LISTED}).",
     )
     online: bool | None = Field(
         default=None,

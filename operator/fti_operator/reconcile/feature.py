@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..api import FeaturePipeline
-from ..api.feature_pipeline import FeaturePipelineStatus
+from ..api.feature_pipeline import NEEDED_BY_LISTED, FeaturePipelineStatus
 from ..api.identity import (
     ANNOTATION_RETIRED,
     ANNOTATION_RUN,
@@ -109,8 +109,10 @@ def compute_status(
         if needed_by and state != "Active":
             # Listed where the readers are the reason the version is kept. The current version is
             # kept anyway; listing its readers would re-write this status for every service that
-            # starts reading the group (docs/versions.md).
-            entry["neededBy"] = needed_by
+            # starts reading the group (docs/versions.md). The first NEEDED_BY_LISTED and the count:
+            # a version read by many services must not grow the object towards etcd's size limit.
+            entry["neededBy"] = needed_by[:NEEDED_BY_LISTED]
+            entry["neededByCount"] = len(needed_by)
         versions.append(entry)
     run = runs.get(current)
     if run is None:

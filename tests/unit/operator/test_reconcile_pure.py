@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from fti_operator.api import TrainingPipeline
+from fti_operator.api.feature_pipeline import FeaturePipelineStatus
 from fti_operator.config import ConfigError, OperatorConfig
 from fti_operator.reconcile.children import is_subset, up_to_date, with_hash
 from fti_operator.reconcile.conditions import merge_conditions
@@ -120,6 +121,15 @@ def test_run_trigger(body, intent, token, expected):
     assert run_trigger(TrainingPipeline.model_validate(body), intent, token, NOW) == expected
 
 
+def test_a_version_kept_for_many_services_names_the_first_twenty_and_counts_them_all():
+    readers = [f"team-{i:03d}/online" for i in range(250)]
+    status = compute_status(FP, {2: ("Active", readers), 1: ("Retained", readers)}, {})
+    active, kept = status["versions"]
+    assert "neededBy" not in active and "neededByCount" not in active
+    assert kept["neededBy"] == readers[:20] and kept["neededByCount"] == 250
+    FeaturePipelineStatus.model_validate(status)  # within the schema the API server enforces (maxItems)
+
+
 def test_feature_status_and_availability():
     body = {
         **FP,
@@ -131,7 +141,7 @@ def test_feature_status_and_availability():
         },
     }
     status = compute_status(body, {2: ("Active", []), 1: ("Retained", ["fraud/online"])}, {})
-    assert status["versions"][1] == {"version": 1, "state": "Retained", "neededBy": ["fraud/online"]}
+    assert status["versions"][1] == {"version": 1, "state": "Retained", "neededBy": ["fraud/online"], "neededByCount": 1}
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True" and ready["reason"] == "Materialized"
     # recomputing from the written status gives the same status: no write the second time
