@@ -86,6 +86,9 @@ def test_an_old_hash_version_is_read_upserted_and_replaced_by_packed_records(red
         # and upserts now go into the packed generation
         assert store.write("g", 1, ["k"], "t", rows([4], 4, [4.5])) == 1
         assert store.get("g", 1, (4,), ["x", "s"]) == {"x": 4.5, "s": "d"}
+        # a drop finds every generation's keys, a hash one's too
+        client.hset("fti:g:v1:7", mapping={"__ts": DAY1, "k": 7})
+        assert store.drop_version("g", 1) == 3 and not list(client.scan_iter(match="fti*:g:v1*"))
     finally:
         reader.close()
         store.close()

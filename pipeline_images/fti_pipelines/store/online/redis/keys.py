@@ -44,13 +44,10 @@ def data_prefix(group: str, version: int, generation: int = 0) -> str:
     return base_prefix(group, version) + (f"@{generation}:" if generation else ":")
 
 
-def all_data_patterns(group: str, version: int) -> tuple[str, str]:
-    """SCAN patterns that together match every data key of a version, whatever its generation."""
-    return base_prefix(group, version) + ":*", base_prefix(group, version) + "@*"
-
-
 def version_pattern(group: str, version: int) -> str:
-    """One SCAN pattern matching every data key of a version, whatever its generation."""
+    """One SCAN pattern matching every data key of a version, whatever its generation: a SCAN
+    walks the whole keyspace whatever it matches, so one pattern is one pass where a pattern
+    per form of key would be one each."""
     return base_prefix(group, version) + "[:@]*"
 
 

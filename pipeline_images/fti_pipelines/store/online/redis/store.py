@@ -20,7 +20,7 @@ import redis
 from ..base import EntityRead, EntityReader, OnlineStore, check_group
 from ..codec import decode
 from ..latest import latest_per_key, to_arrow
-from .keys import GEN_FIELD, META_PATTERN, TS_FIELD, all_data_patterns, base_prefix, key_suffix, meta_key
+from .keys import GEN_FIELD, META_PATTERN, TS_FIELD, base_prefix, key_suffix, meta_key, version_pattern
 from .reader import MANY_LUA, entity_reader_on, record_picker
 from .write import RedisStagedWrite, unlink_matching
 
@@ -92,7 +92,7 @@ class RedisOnlineStore(OnlineStore):
         Data first: a drop that dies half-way leaves the metadata, so the version still shows
         and the next drop finishes the job (nothing is orphaned out of sight)."""
         check_group(group, version)
-        dropped = sum(unlink_matching(self._r, pattern) for pattern in all_data_patterns(group, version))
+        dropped = unlink_matching(self._r, version_pattern(group, version))
         self._r.delete(meta_key(group, version))
         self.forget_info(group, version)
         return dropped

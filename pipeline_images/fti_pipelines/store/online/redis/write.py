@@ -34,7 +34,7 @@ import redis
 
 from ..base import OnlineStore, StagedWrite
 from ..codec import column_kinds, now_rfc3339
-from .keys import GEN_FIELD, LAYOUT_FIELD, PACKED, all_data_patterns, data_prefix, encode_keys, meta_key, version_pattern
+from .keys import GEN_FIELD, LAYOUT_FIELD, PACKED, data_prefix, encode_keys, meta_key, version_pattern
 from .record import column_texts, records
 from .resp import mset_call, mset_pairs, script_keys, send_pipelined
 from .upsert import Upsert, hash_upsert, packed_upsert, run_upsert
@@ -224,8 +224,7 @@ class RedisStagedWrite(StagedWrite):
             tx.execute()
         self._store.forget_info(self._group, self._version)
         if self._replace:  # nobody reads the older generations any more
-            for pattern in all_data_patterns(self._group, self._version):
-                unlink_matching(r, pattern, keep=self._target(generation))
+            unlink_matching(r, version_pattern(self._group, self._version), keep=self._target(generation))
         return self._written
 
     def abort(self) -> None:
