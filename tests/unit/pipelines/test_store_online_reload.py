@@ -142,8 +142,8 @@ def test_a_redis_reload_that_died_before_its_switch_leaves_nothing_visible(redis
             with pytest.raises(ConnectionError):
                 staged.commit()
         assert [r and r["x"] for r in store.get_many("h", 1, [(A,), (B,), (C,)], ["x"])] == list(OLD_STATE)
-        assert client.exists("fti:h:v1@1:1") == 1, "the dead reload's generation is left, unread"
-        # The next reload clears it before writing there; its switch removes every older key.
+        assert client.exists("fti:h:v1#2:1") == 1, "the dead reload's generation is left, unread"
+        # The next reload writes under a new number; its switch removes every older key.
         assert store.write("h", 1, ["k"], "t", NEW.head(10), replace=True) == 10
         assert len(list(client.scan_iter(match="fti:h:v1*", count=5000))) == 10
         assert store.get("h", 1, (B,)) is None and store.version_info("h", 1)["rows"] == 10

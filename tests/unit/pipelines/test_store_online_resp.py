@@ -33,7 +33,7 @@ TABLE = pa.table(
         "d": pa.array([dt.date(2026, 1, 1), None, dt.date(1970, 1, 1), dt.date(2000, 2, 29), dt.date(2026, 12, 5)], pa.date32()),
     }
 )
-PREFIX = "fti:ns.g:v1@3:"
+PREFIX = "fti:ns.g:v1#3:"
 # What a record holds for each row of TABLE, written out by hand (record.py's format):
 # event time in microseconds, then every column; a null is empty, strings escaped.
 TS = ["1767268800000250", "1767355201000250", "1767441602000250", "1767528003000250", "1767614404000250"]
@@ -115,7 +115,7 @@ def rows(keys: list[int], x: int) -> pd.DataFrame:
 
 
 @pytest.mark.redis
-def test_a_first_write_is_invisible_until_commit_and_clears_what_a_dead_one_left(redis_url, monkeypatch) -> None:
+def test_a_first_write_is_invisible_until_commit_and_its_switch_removes_what_a_dead_one_left(redis_url, monkeypatch) -> None:
     store = open_online_store(redis_url)
     client = redis.Redis.from_url(redis_url)
     try:
@@ -129,28 +129,51 @@ def test_a_first_write_is_invisible_until_commit_and_clears_what_a_dead_one_left
             patch.setattr(redis_write, "send_pipelined", die)
             with pytest.raises(ConnectionError):
                 store.write("g", 1, ["k"], "t", rows([1, 2, 3], 1))
-        assert client.exists("fti:g:v1@1:3") == 1 and store.version_info("g", 1) is None
-        client.hset("fti:g:v1:9", mapping={"__ts": "1", "x": "9"})  # a generation-0 leftover (an older writer's)
+        assert client.exists("fti:g:v1#1:3") == 1 and store.version_info("g", 1) is None
+        assert store.versions() == []  # a metadata hash with only the generation counter is no version
+        client.hset("fti:g:v1@1:9", mapping={"__ts": "1", "x": "9"})  # an older release's dead write's leftover
 
         staged = store.stage("g", 1, ["k"], "t", rows([1, 2], 2))
-        staged.load()  # written, not visible: the version has no metadata yet
-        assert client.exists("fti:g:v1@1:1") == 1 and client.exists("fti:g:v1@1:3") == 0 and not client.exists("fti:g:v1:9")
+        staged.load()  # written under a number never handed out before, not visible: no metadata yet
+        assert client.exists("fti:g:v1#2:1") == 1 and client.exists("fti:g:v1#2:3") == 0
         assert store.version_info("g", 1) is None and store.get("g", 1, (1,)) is None
         assert staged.commit() == 2
         assert [r and r["x"] for r in store.get_many("g", 1, [(1,), (2,), (3,), (9,)], ["x"])] == [2, 2, None, None]
-        assert store.version_info("g", 1)["rows"] == 2
-        assert sorted(client.scan_iter(match="fti:g:v1*")) == [b"fti:g:v1@1:1", b"fti:g:v1@1:2"]
+        assert store.version_info("g", 1)["rows"] == 2 and store.versions() == [("g", 1)]
+        # number 2 was not the first handed out: the switch swept every other generation's keys
+        assert sorted(client.scan_iter(match="fti:g:v1*")) == [b"fti:g:v1#2:1", b"fti:g:v1#2:2"]
         # the next write is an upsert into the served generation
         assert store.write("g", 1, ["k"], "t", rows([2, 4], 3)) == 2 and store.version_info("g", 1)["rows"] == 3
-        assert store.get("g", 1, (4,))["x"] == 3 and client.exists("fti:g:v1@1:4") == 1
+        assert store.get("g", 1, (4,))["x"] == 3 and client.exists("fti:g:v1#2:4") == 1
 
         aborted = store.stage("h", 1, ["k"], "t", rows([1], 1))
         aborted.load()
-        assert client.exists("fti:h:v1@1:1") == 1
+        assert client.exists("fti:h:v1#1:1") == 1
         aborted.abort()  # what load wrote goes
         assert not list(client.scan_iter(match="fti:h:v1*")) and store.version_info("h", 1) is None
     finally:
         client.close()
+        store.close()
+
+
+@pytest.mark.redis
+def test_a_first_write_that_got_the_first_number_scans_nothing(redis_url, monkeypatch) -> None:
+    scans: list[str] = []
+    unlink = redis_write.unlink_matching
+
+    def counted(r, pattern, keep=None):
+        scans.append(pattern)
+        return unlink(r, pattern, keep)
+
+    monkeypatch.setattr(redis_write, "unlink_matching", counted)
+    store = open_online_store(redis_url)
+    try:
+        assert store.write("g", 1, ["k"], "t", rows([1, 2], 1)) == 2  # a first write: number 1
+        assert store.write("g", 1, ["k"], "t", rows([3], 1)) == 1  # an upsert
+        assert scans == []
+        assert store.write("g", 1, ["k"], "t", rows([1], 2), replace=True) == 1  # a reload sweeps the old one
+        assert scans == ["fti:g:v1[:@#]*"] and store.get_many("g", 1, [(1,), (2,)], ["x"]) == [{"x": 2}, None]
+    finally:
         store.close()
 
 
@@ -207,7 +230,7 @@ def test_a_generation_encoded_chunk_by_chunk_sends_the_bytes_of_the_whole_table(
 
     monkeypatch.setattr(redis_write, "send_pipelined", capture)
     ts, values, kinds = texts(table)
-    keys = pa.array(["fti:g:v1@1:" + s for s in encode_keys(table, ["k"], values).to_pylist()])
+    keys = pa.array(["fti:g:v1#1:" + s for s in encode_keys(table, ["k"], values).to_pylist()])
     whole = [
         packed("MSET", key, record)
         for key, record in zip(keys.to_pylist(), records(ts, values, kinds, table.column_names).to_pylist(), strict=True)

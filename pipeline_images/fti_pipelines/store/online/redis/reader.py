@@ -37,11 +37,11 @@ local out, at = {}, n + 1
 for i, meta in ipairs(KEYS) do
   local served = redis.call('HMGET', meta, 'gen', 'layout')
   local gen = served[1]
-  local key = ARGV[at] .. ((gen and gen ~= '0') and ('@' .. gen .. ':') or ':') .. ARGV[i]
   local k = tonumber(ARGV[at + 1])
   if served[2] == 'packed' then
-    out[i] = redis.call('GET', key)
+    out[i] = redis.call('GET', ARGV[at] .. '#' .. gen .. ':' .. ARGV[i])
   else
+    local key = ARGV[at] .. ((gen and gen ~= '0') and ('@' .. gen .. ':') or ':') .. ARGV[i]
     out[i] = redis.call('HMGET', key, unpack(ARGV, at + 2, at + 1 + k))
   end
   at = at + k + 2
@@ -55,13 +55,16 @@ READ_SHA = hashlib.sha1(READ_LUA.encode()).hexdigest()
 MANY_LUA = """
 local served = redis.call('HMGET', KEYS[1], 'gen', 'layout')
 local gen = served[1]
-local prefix = ARGV[1] .. ((gen and gen ~= '0') and ('@' .. gen .. ':') or ':')
 local k = tonumber(ARGV[2])
 local out = {}
-for i = 3 + k, #ARGV do
-  if served[2] == 'packed' then
+if served[2] == 'packed' then
+  local prefix = ARGV[1] .. '#' .. gen .. ':'
+  for i = 3 + k, #ARGV do
     out[#out + 1] = redis.call('GET', prefix .. ARGV[i])
-  else
+  end
+else
+  local prefix = ARGV[1] .. ((gen and gen ~= '0') and ('@' .. gen .. ':') or ':')
+  for i = 3 + k, #ARGV do
     out[#out + 1] = redis.call('HMGET', prefix .. ARGV[i], unpack(ARGV, 3, 2 + k))
   end
 end

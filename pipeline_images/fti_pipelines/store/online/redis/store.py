@@ -72,10 +72,18 @@ class RedisOnlineStore(OnlineStore):
         return info
 
     def versions(self, group: str | None = None) -> list[tuple[str, int]]:
+        """Versions with committed metadata: a first write that has not switched yet (or died)
+        leaves a metadata hash with only its generation counter (keys.py)."""
+        metas = list(self._r.scan_iter(match=META_PATTERN.format(group=group or "*"), count=1000))
+        with self._r.pipeline(transaction=False) as pipe:
+            for key in metas:
+                pipe.hexists(key, "info")
+            committed = pipe.execute()
         out = []
-        for key in self._r.scan_iter(match=META_PATTERN.format(group=group or "*"), count=1000):
-            _, grp, ver = key.decode().split(":")
-            out.append((grp, int(ver[1:])))
+        for key, has_info in zip(metas, committed, strict=True):
+            if has_info:
+                _, grp, ver = key.decode().split(":")
+                out.append((grp, int(ver[1:])))
         return sorted(out)
 
     # -- writes -------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import redis
 
 from ..base import OnlineStore, StagedWrite
 from ..codec import column_kinds, now_rfc3339
-from .keys import GEN_FIELD, LAYOUT_FIELD, PACKED, data_prefix, encode_keys, meta_key, version_pattern
+from .keys import GEN_FIELD, LAYOUT_FIELD, NEXT_FIELD, PACKED, data_prefix, encode_keys, meta_key, version_pattern
 from .record import column_texts, records
 from .resp import mset_call, mset_pairs, script_keys, send_pipelined
 from .upsert import Upsert, hash_upsert, packed_upsert, run_upsert
@@ -105,7 +105,8 @@ class RedisStagedWrite(StagedWrite):
         # chunk at a time instead, as it sends (`_write_generation`).
         self._texts: tuple[pa.Array | pa.ChunkedArray, pa.ChunkedArray, dict[str, pa.ChunkedArray]] | None = None
         self._upserts: dict[bool, Upsert] = {}  # by "the served generation is packed"
-        self._loaded: int | None = None  # the served generation when load() wrote the next one
+        self._loaded: tuple[int, bool] | None = None  # the served generation and its form when load() wrote a new one
+        self._generation: int | None = None  # the number load() took for it (keys.py)
         self._written = table.num_rows  # an upsert finds out at commit how many rows won
         if not (replace or stored_info is None):
             # built now, while the feature pipeline validates, for the served generation's
@@ -131,16 +132,16 @@ class RedisStagedWrite(StagedWrite):
         stored, gen, layout = self._r.hmget(meta_key(self._group, self._version), ["info", GEN_FIELD, LAYOUT_FIELD])
         return int(gen or 0), stored is not None, layout == PACKED.encode()
 
-    def _target(self, generation: int) -> str:
-        return data_prefix(self._group, self._version, generation)
+    def _target(self, generation: int, packed: bool = True) -> str:
+        return data_prefix(self._group, self._version, generation, packed)
 
     @staticmethod
     def _keys(target: str, suffixes: pa.Array | pa.ChunkedArray) -> pa.Array:
         return pc.binary_join_element_wise(pa.scalar(target), suffixes, "") if len(suffixes) else pa.array([], pa.string())
 
     def _write_generation(self, generation: int) -> None:
-        """Write every row into `generation`, which no reader reads: cleared first of what a
-        write that died before its switch left there, so every key is new and MSETs do.
+        """Write every row into `generation`, a number never handed out before (keys.py): no
+        reader reads it and no key is there, so MSETs do.
 
         The commands are built CHUNK rows at a time, texts included, in a thread one chunk
         ahead of the one being sent (Arrow's kernels release the GIL): the server gets its
@@ -148,10 +149,6 @@ class RedisStagedWrite(StagedWrite):
         next chunk's (built lazily as the previous one's last batch went out, it left the
         server idle for most of each chunk's encoding: bench/RESULTS.md)."""
         r, n, target = self._r, self._n, self._target(generation)
-        if self._replace:
-            unlink_matching(r, target + "*")
-        else:  # a first write: nothing of this version was committed, so any key of it is such a leftover
-            unlink_matching(r, version_pattern(self._group, self._version))
 
         def build(lo: int) -> pa.Array:
             rows = self._table.slice(lo, min(CHUNK, n - lo))
@@ -179,15 +176,16 @@ class RedisStagedWrite(StagedWrite):
         """A full reload or a version's first write: write the new generation now (readers read
         it only after commit's switch). An upsert of a served version cannot be invisible:
         commit sends it."""
-        if self._loaded is not None or self._done:
+        if self._generation is not None or self._done:
             return
-        served, committed, _ = self._served()
+        served, committed, packed = self._served()
         if self._replace or not committed:
-            self._loaded = served
+            self._loaded = served, packed
+            self._generation = int(self._r.hincrby(meta_key(self._group, self._version), NEXT_FIELD, 1))
             try:
-                self._write_generation(served + 1)
-            except BaseException:  # never published, not even by a retried commit; the next write clears it
-                self._loaded, self._done = None, True
+                self._write_generation(self._generation)
+            except BaseException:  # never published, not even by a retried commit; a later sweep removes it
+                self._done = True
                 raise
 
     def commit(self) -> int:
@@ -197,17 +195,18 @@ class RedisStagedWrite(StagedWrite):
         self._done = True
         r, n, meta = self._r, self._n, meta_key(self._group, self._version)
         served, committed, packed = self._served()
-        if self._loaded is not None and (served != self._loaded or (committed and not self._replace)):
+        fresh = self._generation is not None
+        if fresh and ((served, packed) != self._loaded or (committed and not self._replace)):
+            self._discard()
             raise RuntimeError(
                 f"online feature group {self._group} v{self._version} was written by another writer while this "
                 "write was staged; nothing of it was published, run it again"
             )
-        fresh = self._loaded is not None
-        generation = served + 1 if fresh else served
+        generation = self._generation if self._generation is not None else served
         if fresh:
             created = n
         else:
-            keys = script_keys(self._keys(self._target(generation), self._encoded()[0]))
+            keys = script_keys(self._keys(self._target(generation, packed), self._encoded()[0]))
             created, self._written = run_upsert(r, keys, self._upsert_rows(packed))
         info = self._info
         for derived in ("rows", "generation"):
@@ -223,14 +222,20 @@ class RedisStagedWrite(StagedWrite):
                 tx.hincrby(meta, "rows", created)
             tx.execute()
         self._store.forget_info(self._group, self._version)
-        if self._replace:  # nobody reads the older generations any more
+        if fresh and (self._replace or generation > 1):
+            # Every other generation of the version is garbage now: the one a reload replaced,
+            # and any that a write which died or lost to this one left (a first write that got
+            # number 1 knows there is none). One SCAN of the whole keyspace removes them.
             unlink_matching(r, version_pattern(self._group, self._version), keep=self._target(generation))
         return self._written
 
     def abort(self) -> None:
-        """Discard; a generation `load` wrote is unlinked (the next write would clear it anyway)."""
+        """Discard; a generation `load` wrote is unlinked (its number is never handed out again)."""
         if self._done:
             return
         self._done = True
-        if self._loaded is not None and self._served()[0] == self._loaded:
-            unlink_matching(self._r, self._target(self._loaded + 1) + "*")
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._generation is not None:
+            unlink_matching(self._r, self._target(self._generation) + "*")
