@@ -15,9 +15,10 @@ Per entity (one cc_num), the same N random keys for every measurement, after a w
                 the same script, without our Python around it)
   feast         Feast 0.67 get_online_features for the same four features (SQLite online
                 store), in bench/.venv-feast (skipped when that venv is absent)
-The measurements are interleaved in blocks of --block keys (Feast in its own process,
-driven block by block over a pipe), so all of them see the same machine load; `cpu_us`
-is process CPU time per call, which load inflates less than wall time.
+The measurements are interleaved in blocks of --block keys, in a new (seeded) order every
+turn (Feast in its own process, driven block by block over a pipe, last), so all of them
+see the same machine load; `cpu_us` is process CPU time per call, which load inflates
+less than wall time.
 Redis needs Debian's redis-server (started on a free port in a temp dir).
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -232,9 +234,16 @@ def interleaved(measures: dict, feast: Feast | None, keys: list[int], warmup: in
     if feast is not None:
         wall[feast.name], cpu[feast.name] = [], 0.0
     timed = keys[warmup:]
+    names = list(measures)
+    shuffle = random.Random(5).shuffle
     for start in range(0, len(timed), block):
         chunk = timed[start : start + block]
-        for name, fn in measures.items():
+        # A new order every turn: a block that runs right after the Redis round trips
+        # (where the process sleeps in recv) runs slower - the SQLite lookup by ~1.6 µs at
+        # p50 when it always did (bench/RESULTS.md) - so no measurement may keep that place.
+        shuffle(names)
+        for name in names:
+            fn = measures[name]
             seconds, used = time_block(fn, chunk)
             wall[name] += seconds
             cpu[name] += used

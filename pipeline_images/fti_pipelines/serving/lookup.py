@@ -17,7 +17,7 @@ from math import prod
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from ..store.online import EntityRead, EntityReader
+from ..store.online import CompleteReader, EntityRead, EntityReader
 from .errors import bad_field, too_large, unknown_entity
 from .metrics import PENDING_CAP, RevisionMetrics
 from .plan import ANY, LookupPlan
@@ -85,10 +85,12 @@ class FeatureLookup:
         max_instances: int = 1000,
         metrics: RevisionMetrics | None = None,
         reader: EntityReader | None = None,
+        complete_reader: CompleteReader | None = None,
         specialise: bool = True,
     ):
-        """`specialise=False` keeps every request on the general path (the reference the
-        specialised one-instance path is tested against)."""
+        """`reader` / `complete_reader`: the store's readers of the plan's reads (the store
+        is asked for them on first use when not given). `specialise=False` keeps every
+        request on the general path (the reference the specialised path is tested against)."""
         self.plan = plan
         self.store = store
         self.missing_entity = missing_entity
@@ -120,6 +122,7 @@ class FeatureLookup:
             at += 1 + len(cols)
         self._entity_groups = tuple(entity)
         self._read = reader
+        self._complete = complete_reader
         # A request feature is never None (check_value refuses null): only stored values can be.
         sent = {pos for _, pos in plan.request_features}
         self._numeric = tuple(pos for pos in plan.numeric_positions if pos not in sent)
@@ -166,6 +169,10 @@ class FeatureLookup:
         if read is None:
             read = self._read = self.store.entity_reader(self._reads)
         return read
+
+    def complete_reader(self) -> CompleteReader | None:
+        """The complete reader given, else the store's (`OnlineStore.complete_reader`); None if it has none."""
+        return self._complete if self._complete is not None else self.store.complete_reader(self._reads)
 
     def _finish(
         self, rows: list[list[Any]], defaulted: list[tuple[str, ...]], keys: list[dict[str, Any]], started: float
@@ -262,8 +269,8 @@ class FeatureLookup:
         values and the reader's answer. It answers None, before reading the store, for
         anything the general path must judge (not a dict, a missing field, any other type,
         a non-finite float): that path then answers or raises as always. An entity
-        missing from a group goes to the general path's placement with the row already
-        read, so a 404 and the defaults behave (and count) exactly as there.
+        missing from a group goes to the general path's placement (`_one_missing`), so a
+        404 and the defaults behave (and count) exactly as there.
         """
         if len(self._key_checks) != 1 or not self._entity_groups:
             return None
@@ -274,38 +281,23 @@ class FeatureLookup:
             return None
         allowed = frozenset(product(*accepted))
         floats = tuple(i for i, a in enumerate(accepted) if float in a)  # need the finiteness test
-        # Row position -> index into (sent values..., the reader's flat answer...).
-        source: list[int | None] = [None] * self._width
-        for i, (_, pos, _, _) in enumerate(self._request_checks, start=1):
-            source[pos] = i
-        for _, _, placed, _, _, _, _ in self._entity_groups:
-            for at, pos in placed:
-                source[pos] = len(names) + at
-        at_of = [s for s in source if s is not None]
-        if len(at_of) != len(source):
+        if None in self._one_sources(len(names), complete=False):
             return None
         pick: Callable[[Mapping[str, Any]], tuple] = itemgetter(*names) if len(names) > 1 else (lambda inst: (inst[key],))
-        order: Callable[[tuple], tuple] = itemgetter(*at_of) if len(at_of) > 1 else (lambda src: (src[at_of[0]],))
-        presents = tuple(present for _, present, _, _, _, _, _ in self._entity_groups)
-        # Feature ages: event times read as epoch microseconds (the usual case), and others.
-        ages = tuple(
-            (seen_at, observe)
-            for _, _, _, _, observe, seen_at, micros in self._entity_groups
-            if observe is not None and seen_at is not None and micros
-        )
-        parsed_ages = tuple(
-            (seen_at, observe)
-            for _, _, _, _, observe, seen_at, micros in self._entity_groups
-            if observe is not None and seen_at is not None and not micros
-        )
         new_result = tuple.__new__
         numeric = self._numeric
         observe_lookup = self._observe_lookup
         clock, wall = time.perf_counter, time.time
-        read: EntityReader | None = None
+        # Set on the first call (the readers are built on first use): read(key value) -> the
+        # answer, or None for an entity missing from a group; the positions in that answer.
+        read: Callable[[Any], Sequence[Any] | None] | None = None
+        order: Callable[[tuple], tuple] = tuple
+        presents: tuple[int, ...] = ()
+        ages: tuple[tuple[int, Callable[[float], None]], ...] = ()
+        parsed_ages: tuple[tuple[int, Callable[[float], None]], ...] = ()
 
         def one(inst: Any, field: str) -> LookupResult | None:
-            nonlocal read
+            nonlocal read, order, presents, ages, parsed_ages
             started = clock()
             if type(inst) is not dict:
                 return None
@@ -321,9 +313,12 @@ class FeatureLookup:
                     return None
             keys = {key: values[0]}
             if read is None:
-                read = self.reader()
-            flat = read(keys)
-            for present in presents:
+                # `read` stored last: another thread that sees it set sees the positions too
+                order, presents, ages, parsed_ages, read = self._one_reader(key, len(names))
+            flat = read(values[0])
+            if flat is None:  # the complete reader: no row in some group
+                return self._one_missing(inst, keys, None, field, started)
+            for present in presents:  # the entity reader: its presence slots
                 if flat[present] is None:
                     return self._one_missing(inst, keys, flat, field, started)
             row = list(order((*values, *flat)))
@@ -352,10 +347,49 @@ class FeatureLookup:
 
         return one
 
+    def _one_sources(self, sent: int, *, complete: bool) -> list[int | None]:
+        """Per row position, its index into (sent values..., the reader's answer...).
+
+        The entity reader's answer has a presence slot before each group's columns; the
+        complete reader's has none (`complete`)."""
+        source: list[int | None] = [None] * self._width
+        for i, (_, pos, _, _) in enumerate(self._request_checks, start=1):
+            source[pos] = i
+        for n, (_, _, placed, _, _, _, _) in enumerate(self._entity_groups, start=1):
+            for at, pos in placed:
+                source[pos] = sent + at - (n if complete else 0)
+        return source
+
+    def _one_reader(self, key: str, sent: int) -> tuple:
+        """(order, presence slots, ages, parsed ages, read) of the one-instance path.
+
+        The complete reader when the store offers one (one SQLite row of exactly the
+        columns read, no presence slots: bench/RESULTS.md), else the entity reader."""
+        complete = self.complete_reader()
+        source = self._one_sources(sent, complete=complete is not None)
+        at_of = [s for s in source if s is not None]
+        order = itemgetter(*at_of) if len(at_of) > 1 else (lambda src: (src[at_of[0]],))
+        ages: list[list[tuple[int, Any]]] = [[], []]  # epoch microseconds (the usual case), others
+        for n, (_, _, _, _, observe, seen_at, micros) in enumerate(self._entity_groups, start=1):
+            if observe is not None and seen_at is not None:
+                ages[0 if micros else 1].append((seen_at - (n if complete is not None else 0), observe))
+        if complete is not None:
+            return order, (), tuple(ages[0]), tuple(ages[1]), complete
+        read_entity = self.reader()
+
+        def read(value: Any) -> Sequence[Any]:
+            return read_entity({key: value})
+
+        presents = tuple(present for _, present, _, _, _, _, _ in self._entity_groups)
+        return order, presents, tuple(ages[0]), tuple(ages[1]), read
+
     def _one_missing(
-        self, inst: dict[str, Any], keys: dict[str, Any], flat: Sequence[Any], field: str, started: float
+        self, inst: dict[str, Any], keys: dict[str, Any], flat: Sequence[Any] | None, field: str, started: float
     ) -> LookupResult:
-        """The specialised path's entity missing from a group: the general placement of what it read."""
+        """The specialised path's entity missing from a group: the general placement of the
+        entity reader's answer (read here after a complete reader found no row)."""
+        if flat is None:
+            flat = self.reader()(keys)
         row: list[Any] = [None] * self._width
         self._checked(inst, 0, row, field)  # the values passed already: this only places them
         return self._finish([row], [self._place(flat, keys, row, field, 0)], [keys], started)

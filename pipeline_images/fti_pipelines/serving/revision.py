@@ -134,10 +134,12 @@ class Revision:
         self.plan = plan
         if self.metrics is None:
             self.metrics = RevisionMetrics(cfg.revision_labels, [g.label for g in plan.groups])
-        reader = None
+        reader = complete = None
         if not self.problems and self.store is not None and plan.groups:
             self._readers = self._readers or self.store.prepared_readers()
-            reader = (self._readers or self.store).entity_reader(entity_reads(plan))
+            readers = self._readers or self.store
+            reader = readers.entity_reader(entity_reads(plan))
+            complete = readers.complete_reader(entity_reads(plan))
         self.lookup = FeatureLookup(
             plan,
             self.store,
@@ -146,6 +148,7 @@ class Revision:
             max_instances=cfg.max_instances,
             metrics=self.metrics,
             reader=reader,
+            complete_reader=complete,
         )
 
     def recheck(self) -> bool:

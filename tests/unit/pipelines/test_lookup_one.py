@@ -128,6 +128,30 @@ def test_the_specialised_path_answers_and_counts_like_the_general_one(store, mis
     assert_same(fast, general, instances())
 
 
+@pytest.mark.parametrize("missing", ["reject", "defaults"])
+def test_the_complete_reader_answers_and_counts_like_the_general_path(store, missing):
+    """SQLite's prepared readers: the specialised path reads with the complete reader (no
+    presence slots), and an entity missing from a group is read again by the entity reader."""
+    readers = store.prepared_readers()
+    try:
+        defaults = DEFAULTS if missing == "defaults" else None
+        fast, general = pair(store, f"complete-{missing}", missing_entity=missing, defaults=defaults)
+        reads = entity_reads(fast.plan)
+        complete, calls = readers.complete_reader(reads), []
+        assert complete is not None
+
+        def counted(key: Any) -> Any:
+            calls.append(key)
+            return complete(key)
+
+        fast._complete = counted
+        fast._read = general._read = readers.entity_reader(reads)
+        assert_same(fast, general, instances())
+        assert calls == [1000, 1013, 1049, 424242]  # the well-formed instances, the missing card too
+    finally:
+        readers.close()
+
+
 def test_a_served_instance_takes_the_specialised_path(revision, store, monkeypatch):
     fast, _ = pair(store, "taken")
 
@@ -136,6 +160,18 @@ def test_a_served_instance_takes_the_specialised_path(revision, store, monkeypat
 
     monkeypatch.setattr(fast, "_checked", general_check)
     assert fast.lookup([revision.instance(1000)]).rows == [revision.expected_row(1000)]
+
+
+def test_a_loaded_revision_serves_through_sqlites_complete_reader(revision):
+    from fti_pipelines.serving.revision import Revision
+
+    served = Revision(ServingConfig.from_spec(revision.spec), revision.artifact_store, revision.online_store)
+    try:
+        assert served.load(), served.reason
+        assert served.lookup is not None and served.lookup.complete_reader() is not None
+        assert served.lookup.lookup([revision.instance(1000)]).rows == [revision.expected_row(1000)]
+    finally:
+        served.store.close()
 
 
 def test_stored_nulls_and_future_event_times_on_both_paths(tmp_path):

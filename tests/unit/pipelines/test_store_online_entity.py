@@ -177,3 +177,60 @@ def test_redis_entity_reader_survives_a_flushed_script_cache(redis_url) -> None:
         assert normalised(read(KEYS[0])) == expected(store, KEYS[0])
     finally:
         store.close()
+
+
+COMPLETE = [
+    EntityRead("tx", 2, ("amount", "count", "day", "event_time"), ("event_time",)),
+    EntityRead("profiles", 1, ("age_group", "event_time"), ("event_time",)),
+]
+
+
+def without_presence(flat, reads=COMPLETE) -> list:
+    """The entity reader's answer without its presence slots: what a complete reader answers."""
+    out, at = [], 0
+    for r in reads:
+        out += flat[at + 1 : at + 1 + len(r.columns)]
+        at += 1 + len(r.columns)
+    return out
+
+
+def test_sqlite_complete_reader_answers_the_entity_readers_columns_or_none(tmp_path) -> None:
+    store = open_online_store(f"sqlite:///{tmp_path}/online.db")
+    readers = store.prepared_readers()
+    try:
+        fill(store)
+        read, complete = readers.entity_reader(COMPLETE), readers.complete_reader(COMPLETE)
+        assert complete is not None
+        for keys in KEYS[:4]:
+            flat = read(keys)
+            answer = complete(keys["cc_num"])
+            if all(flat[at] is not None for at in (0, 5)):  # in both versions
+                assert answer is not None and list(answer) == without_presence(flat), keys
+            else:  # no profile (2), nowhere (99): no row at all
+                assert answer is None, keys
+        assert list(complete(1)) == [1.5, 10, "2026-01-01", 1767225601000123, "26-40", 1735689600000000]
+        assert complete(3)[1] is None  # a stored null stays None
+    finally:
+        readers.close()
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [EntityRead("tx", 2, ("flag",))],  # a bool: decoded in Python
+        [EntityRead("tx", 2, ("seen",))],  # a timestamp wanted as text
+        [EntityRead("merchants", 1, ("risk",))],  # a composite key
+        [EntityRead("tx", 2, ("amount",)), EntityRead("merchants", 1, ("risk",))],  # keys differ
+    ],
+)
+def test_sqlite_complete_reader_is_none_where_one_statement_cannot_answer(tmp_path, reads) -> None:
+    store = open_online_store(f"sqlite:///{tmp_path}/online.db")
+    readers = store.prepared_readers()
+    try:
+        fill(store)
+        assert readers.complete_reader(reads) is None
+        assert store.complete_reader(reads) is None  # the store's own connection: the base's None
+    finally:
+        readers.close()
+        store.close()

@@ -14,7 +14,7 @@ how to add a backend and describes the key layout.
 
 from __future__ import annotations
 
-from .base import EntityRead, EntityReader, EntityReaders, OnlineStore, StagedWrite, check_group, check_reads
+from .base import CompleteReader, EntityRead, EntityReader, EntityReaders, OnlineStore, StagedWrite, check_group, check_reads
 from .codec import (
     KINDS,
     column_kinds,
@@ -33,6 +33,7 @@ from .registry import BACKENDS, backend_for, open_online_store, transient_errors
 __all__ = [
     "BACKENDS",
     "KINDS",
+    "CompleteReader",
     "EntityRead",
     "EntityReader",
     "EntityReaders",

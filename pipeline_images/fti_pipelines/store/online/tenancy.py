@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import IDENTIFIER, EntityRead, EntityReader, EntityReaders, OnlineStore, StagedWrite, check_group
+from .base import IDENTIFIER, CompleteReader, EntityRead, EntityReader, EntityReaders, OnlineStore, StagedWrite, check_group
 
 SEPARATOR = "."
 
@@ -39,6 +39,9 @@ class _ScopedReaders:
 
     def entity_reader(self, reads: Sequence[EntityRead]) -> EntityReader:
         return self.inner.entity_reader([scoped_read(self.namespace, r) for r in reads])
+
+    def complete_reader(self, reads: Sequence[EntityRead]) -> CompleteReader | None:
+        return self.inner.complete_reader([scoped_read(self.namespace, r) for r in reads])
 
     def close(self) -> None:
         self.inner.close()

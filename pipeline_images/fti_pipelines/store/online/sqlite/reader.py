@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from ..base import EntityRead, EntityReader, OnlineStore, check_reads
+from ..base import CompleteReader, EntityRead, EntityReader, OnlineStore, check_reads
 from ..codec import decode, encode_key_part, quote
 from .schema import sqlite_path, table_name
 
@@ -54,6 +54,55 @@ def entity_select(store: OnlineStore, reads: Sequence[EntityRead]) -> tuple[str,
         on = " AND ".join(f"{alias}.{quote(k)} = ?{params.setdefault((k, kinds[k]), len(params) + 1)}" for k in pk)
         joins.append(f"LEFT JOIN {quote(table_name(r.group, r.version))} AS {alias} ON {on}")
     return f"SELECT {', '.join(select)} FROM (SELECT 1) {' '.join(joins)}", tuple(params), tuple(decoders)
+
+
+def complete_select(store: OnlineStore, reads: Sequence[EntityRead]) -> str | None:
+    """The SELECT of `complete_reader_on`, or None when the reads are not its shape.
+
+    Why a second statement: an inner join over every version's keyed probe answers the
+    usual case (the entity in every version) without presence slots, and each result
+    column is a cost of its own per call (sqlite3 makes a Python object of every one);
+    a version without the entity means no row at all. Its shape: every version keyed by
+    the same one column of kind int or string (bound as it is), no column to decode.
+    """
+    select: list[str] = []
+    where: list[str] = []
+    key: str | None = None
+    for i, (r, info, kinds) in enumerate(check_reads(store, reads)):
+        alias, pk = f"g{i}", info["primaryKey"]
+        if len(pk) != 1 or (key is not None and pk[0] != key) or kinds[pk[0]] not in ("int", "string"):
+            return None
+        key = pk[0]
+        if any(kinds[c] not in _PLAIN and c not in r.micros for c in r.columns):
+            return None
+        select += (f"{alias}.{quote(c)}" for c in r.columns)
+        where.append(f"{alias}.{quote(key)} = ?1")
+    if not where:
+        return None
+    tables = ", ".join(f"{quote(table_name(r.group, r.version))} AS g{i}" for i, r in enumerate(reads))
+    return f"SELECT {', '.join(select)} FROM {tables} WHERE {' AND '.join(where)}"
+
+
+def complete_reader_on(con: sqlite3.Connection, store: OnlineStore, reads: Sequence[EntityRead]) -> CompleteReader | None:
+    """`EntityReaders.complete_reader` as one prepared SELECT on `con`, or None (`complete_select`).
+
+    The thread that built it (the server's event loop) reuses a cursor of its own, as
+    `entity_reader_on`'s one-key reader does, and for the same reasons.
+    """
+    sql = complete_select(store, reads)
+    if sql is None:
+        return None
+    execute = con.execute
+    run = con.cursor().execute
+    owner = threading.get_ident()
+    ident = threading.get_ident
+
+    def read_complete(key: Any) -> Sequence[Any] | None:
+        if ident() == owner:
+            return run(sql, (key,)).fetchone()
+        return execute(sql, (key,)).fetchone()
+
+    return read_complete
 
 
 def entity_reader_on(con: sqlite3.Connection, store: OnlineStore, reads: Sequence[EntityRead], lock: Any = None) -> EntityReader:
@@ -124,3 +173,7 @@ class SqliteReaders:
     def entity_reader(self, reads: Sequence[EntityRead]) -> EntityReader:
         """`OnlineStore.entity_reader`'s contract, answered by one SELECT per entity."""
         return entity_reader_on(self._con, self.store, reads)
+
+    def complete_reader(self, reads: Sequence[EntityRead]) -> CompleteReader | None:
+        """`EntityReaders.complete_reader`: one inner-joined SELECT per entity, when the reads allow it."""
+        return complete_reader_on(self._con, self.store, reads)
