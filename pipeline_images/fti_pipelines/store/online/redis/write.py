@@ -4,16 +4,15 @@ Why this shape: Redis has no transaction that could stay open while the feature 
 validates, but a generation of a version that readers do not read yet is as invisible.
 
 - A replacing write (`replace=True`, a `full` ingestion) and a version's first write write
-  the whole data into a new generation (keys `fti:<group>:v<n>@<gen>:...`, keys.py) in
-  `load()`, which the feature pipeline runs while it validates: the generation is cleared
-  first, so every key is new and plain MSETs of packed records (record.py) do. `commit()`
-  switches the metadata's `gen` and `layout` fields (with the new info and row count) in
-  one MULTI/EXEC, then a replacing write unlinks every key of the version outside the new
-  generation. Readers resolve `gen` in the same script call as their read (reader.py), so
-  a lookup sees the old generation or the new one, never a mix and never a gap. A write
-  that dies before the switch leaves an unread generation behind; the next write of that
-  kind clears it before writing there, and a replacing write's switch removes any older
-  leftovers.
+  the whole data into a new generation (keys `fti:<group>:v<n>#<gen>:...`, numbered from the
+  metadata's `next` counter: keys.py) in `load()`, which the feature pipeline runs while it
+  validates: no key can be there yet, so plain MSETs of packed records (record.py) do.
+  `commit()` switches the metadata's `gen` and `layout` fields (with the new info and row
+  count) in one MULTI/EXEC. Readers resolve `gen` in the same script call as their read
+  (reader.py), so a lookup sees the old generation or the new one, never a mix and never a
+  gap. A write that dies before the switch leaves an unread generation behind; a replacing
+  write's switch, and a first write's that did not get number 1, then unlink every key of
+  the version outside the new generation (one SCAN).
 - Any other write upserts into the served generation at commit, in that generation's
   layout (upsert.py).
 
