@@ -20,9 +20,9 @@ from typing import Any
 import redis
 
 from ..base import EntityRead, EntityReader, OnlineStore, check_reads
-from ..codec import decode, encode_key_part
+from ..codec import encode_key_part
 from .keys import TS_FIELD, base_prefix, key_part, key_text, meta_key
-from .record import picker, value_decoder
+from .record import picker, text_decoder, value_decoder
 
 # One entity over several feature-group versions in one command. KEYS: the metadata hash of
 # each version. ARGV: the entity's key suffix per version, then per version its base prefix,
@@ -106,22 +106,13 @@ def _suffix(pk: tuple[tuple[str, str], ...]) -> Callable[[Mapping[str, Any]], st
     return single
 
 
-def _decoder(kind: str | None) -> Callable[[bytes], Any]:
-    """The stored bytes of a non-null value to its Python value (codec.decode; micros as int)."""
-    if kind is None or kind == "int":
-        return int  # int() and float() read the stored ASCII bytes as decode's str would
-    if kind == "float":
-        return float
-    return lambda value: decode(value, kind)
-
-
 def entity_reader_on(client: redis.Redis, store: OnlineStore, reads: Sequence[EntityRead]) -> EntityReader:
     """`OnlineStore.entity_reader` as one script call per entity on `client` (metadata from `store`)."""
     plans, metas, fields, pks = [], [], [], []
     for r, info, kinds in check_reads(store, reads):
         pk = tuple(info["primaryKey"])
         wanted = [None if c in r.micros else kinds[c] for c in r.columns]
-        decoders = tuple(_decoder(k) for k in wanted)
+        decoders = tuple(text_decoder(k) for k in wanted)
         pk_kinds = tuple(zip(pk, (kinds[c] for c in pk), strict=False))
         if pk_kinds not in pks:
             pks.append(pk_kinds)

@@ -79,15 +79,19 @@ def unescape(raw: bytes) -> str:
     return text.replace(ESC + "s", SEP).replace(ESC + "e", ESC)
 
 
-def value_decoder(kind: str | None) -> Callable[[bytes], Any]:
-    """A record's non-empty value to its Python value (codec.decode; None = micros as int)."""
+def text_decoder(kind: str | None) -> Callable[[bytes], Any]:
+    """Stored text (a hash field's, or a record's non-string value) to its Python value
+    (codec.decode; None = a timestamp wanted as int micros)."""
     if kind is None or kind == "int":
         return int  # int() and float() read the stored ASCII bytes as decode's str would
     if kind == "float":
         return float
-    if kind == "string":
-        return unescape
     return lambda value: decode(value, kind)
+
+
+def value_decoder(kind: str | None) -> Callable[[bytes], Any]:
+    """A record's non-empty value to its Python value: `text_decoder`'s, strings unescaped."""
+    return unescape if kind == "string" else text_decoder(kind)
 
 
 def picker(positions: Sequence[int], decoders: Sequence[Callable[[bytes], Any]]) -> Callable[[bytes], list[Any]]:
