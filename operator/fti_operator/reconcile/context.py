@@ -76,6 +76,11 @@ class Result:
     def count(self, action: str, n: int = 1) -> None:
         self.actions[action] = self.actions.get(action, 0) + n
 
+    def requeue_within(self, seconds: float) -> None:
+        """Look again after `seconds` at the latest: several reasons to come back keep the soonest."""
+        if self.requeue_after is None or seconds < self.requeue_after:
+            self.requeue_after = seconds
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -301,7 +301,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             )
             result.count("retired")
             if in_store.get(version):  # its online data goes on the next look, if still Retired then
-                result.requeue_after = DROP_AFTER_SECONDS
+                result.requeue_within(DROP_AFTER_SECONDS)
         elif version != current and state == "Retained" and is_retired(cj) and TRIGGER_DROP in busy.get(version, ()):
             result.count("waiting")  # its online data is being dropped: brought back once that is over
         elif version != current and state == "Retained" and is_retired(cj):
@@ -342,7 +342,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             busy.setdefault(version, set()).add(TRIGGER_DROP)
         elif version != current and state == "Retired" and retry.get(version):
             # A failed drop waits for its next attempt: the driver's timer brings the reconcile.
-            result.requeue_after = min(filter(None, (result.requeue_after, retry[version])))
+            result.requeue_within(retry[version])
 
     # Runs: the newest finished Job of each version, read only when status does not have it yet.
     new_runs: dict[int, dict[str, Any]] = {}
@@ -361,7 +361,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> Result:
             finished = read_run(ctx.kube, job)
             new_drops[key] = online_drop(finished.job, finished.succeeded, finished.result, finished.finished_at)
             if not new_drops[key]["succeeded"] and states.get(key, ("Retired", []))[0] == "Retired":
-                result.requeue_after = min(filter(None, (result.requeue_after, DROP_RETRY_SECONDS)))
+                result.requeue_within(DROP_RETRY_SECONDS)
     # A retired version that never had a CronJob or run needs no status line.
     states = {v: s for v, s in states.items() if not (s[0] == "Retired" and v not in known and v not in new_runs)}
     # A re-materialization is over once its Job's run is recorded.

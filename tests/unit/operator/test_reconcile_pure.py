@@ -214,3 +214,13 @@ def test_config_from_env_errors_name_the_variable():
         OperatorConfig.from_env({"FTI_ONLINE_STORE_SECRET": "nokey"})
     cfg = OperatorConfig.from_env({"FTI_NAMESPACES": "a, b", "FTI_PEERING": "", "FTI_IMAGE_TRAINING": "reg/t@sha256:abc"})
     assert cfg.namespaces == ("a", "b") and cfg.peering is None and cfg.image("training") == "reg/t@sha256:abc"
+
+
+def test_requeue_within_keeps_the_soonest_reason_to_come_back():
+    from fti_operator.reconcile.context import Result
+
+    result = Result()
+    result.requeue_within(600.0)
+    result.requeue_within(10.0)
+    result.requeue_within(300.0)
+    assert result.requeue_after == 10.0
