@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 COMMIT_MARKER = "_COMMITTED"
 STAGING_PREFIX = ".staging-"
@@ -165,6 +167,18 @@ class ArtifactStore:
 
     def read_json(self, *parts: Any) -> Any:
         return json.loads(self.read_bytes(*parts))
+
+    def read_parquet(self, *parts: Any) -> pa.Table:
+        """A Parquet file read whole on this thread (for files a process reads once and is done).
+
+        Why not `pq.read_table` on the fsspec handle: Arrow then reads through the Python file
+        on its own IO threads, and a read that completes there after the main thread moved on
+        releases a Python buffer while the interpreter shuts down: the process aborts
+        ("terminate called without an active exception", exit 134) after its work is done.
+        The bytes copied into an Arrow-owned buffer leave no Python object to any other thread."""
+        sink = pa.BufferOutputStream()
+        sink.write(self.read_bytes(*parts))
+        return pq.read_table(pa.BufferReader(sink.getvalue()))
 
     def write_json(self, *parts_and_obj: Any) -> str:
         """`write_json(*parts, obj)`."""

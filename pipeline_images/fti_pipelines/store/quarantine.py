@@ -79,9 +79,7 @@ def read_quarantined(store: ArtifactStore, uri: str) -> tuple[pa.Table, dict[str
     if not uri.startswith(prefix):
         raise ValueError(f"{uri} is not in the artifact store {store.uri}")
     parts = uri[len(prefix) :].split("/")
-    with store.fs.open(store.path(*parts, "rows.parquet"), "rb") as fh:
-        table = pq.read_table(fh)
-    return table, store.read_json(*parts, "report.json")
+    return store.read_parquet(*parts, "rows.parquet"), store.read_json(*parts, "report.json")
 
 
 @dataclass(frozen=True)
@@ -145,11 +143,10 @@ def list_batches(store: ArtifactStore, group: str | None = None, version: int | 
 
 def read_row_checks(store: ArtifactStore, group: str, version: int, name: str) -> pa.Table | None:
     """The (row, check, blocking) lines of a batch; None for a batch quarantined without them."""
-    path = store.path(ROOT, group, f"v{version}", name, "checks.parquet")
-    if not store.fs.exists(path):
+    parts = (ROOT, group, f"v{version}", name, "checks.parquet")
+    if not store.fs.exists(store.path(*parts)):
         return None
-    with store.fs.open(path, "rb") as fh:
-        return pq.read_table(fh)
+    return store.read_parquet(*parts)
 
 
 def replayed(store: ArtifactStore, group: str, version: int, name: str) -> bool:

@@ -114,3 +114,15 @@ def test_racing_writers_on_local_disk_one_wins(store: ArtifactStore, monkeypatch
         second.__exit__(None, None, None)
     monkeypatch.undo()
     assert store.read_bytes("v", 1, "f") == b"a" and store.list("v") == ["1"]
+
+
+def test_read_parquet_returns_the_whole_file_in_a_buffer_arrow_owns(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = ArtifactStore(f"file://{tmp_path}")
+    table = pa.table({"k": [1, 2, 3], "s": ["a", None, "é"]})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    store.write_bytes("q", "rows.parquet", sink.getvalue().to_pybytes())
+    assert store.read_parquet("q", "rows.parquet").equals(table)
